@@ -1,0 +1,26 @@
+# The two quick-start commands: `make demo` and `make test`.
+# Each creates .venv if missing and installs graphc with its test extras.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test fuzz bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/graphc demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/graphc bench
+
+clean:
+	rm -rf $(VENV) .graphc-test-cache .pytest_cache build *.egg-info

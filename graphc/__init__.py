@@ -1,0 +1,20 @@
+"""graphc: a just-in-time compiler for NumPy training code.
+
+Trace a NumPy function into a networkx IR, differentiate it by the chain rule,
+and run it as Numba-compiled code:
+
+>>> import numpy as np, graphc as gc
+>>> float(gc.grad(lambda w: np.sum(w ** 2))(np.array(3.0)))
+6.0
+"""
+__version__ = "0.1.0"
+
+from graphc import nn
+from graphc.api import (check_grad, grad, hessian, jacobian, jit, trace, value_and_grad, vjp)
+from graphc.errors import (GraphcError, ShapeError, TracerError, UnsupportedOpError)
+from graphc.ir import Graph
+
+__all__ = [
+    "jit", "grad", "value_and_grad", "vjp", "jacobian", "hessian", "trace", "check_grad",
+    "Graph", "nn", "GraphcError", "TracerError", "ShapeError", "UnsupportedOpError",
+]

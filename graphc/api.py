@@ -1,0 +1,370 @@
+"""The public transformations: jit, grad, value_and_grad, vjp, jacobian, hessian.
+
+`grad` is built on `value_and_grad`, built on `autodiff.vjp_into`. Each
+returns a `Compiled` callable: called with NumPy values it traces, optimizes
+and compiles once per signature; called with tracers (inside another trace)
+it inlines itself, so transformations compose.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from graphc import autodiff, codegen, errors, passes, pytree, runtime, tracing
+from graphc import numpy_api as fnp
+from graphc.interpret import interpret
+from graphc.ir import Graph
+
+
+@dataclass
+class Inspection:
+    """What `.inspect(*args)` returns: every stage of one compiled signature."""
+    graph: Graph
+    optimized: Graph
+    source: str
+    kernels: list
+    compile_seconds: float
+
+
+class _Entry:
+    """One compiled signature: the module's driver and how to call it."""
+
+    def __init__(self, graph: Graph, optimized: Graph, module: codegen.Module, driver,
+                 compile_seconds: float):
+        self.graph, self.optimized, self.module, self.driver = graph, optimized, module, driver
+        self.consts = [optimized.node(c).p["value"].array for c in module.const_ids]
+        self.in_avals = [(graph.node(i).shape, graph.node(i).dtype) for i in graph.inputs]
+        self.compile_seconds = compile_seconds
+
+    def inputs(self, leaves) -> list[np.ndarray]:
+        return [np.array(leaf, dtype=dtype, order="C", copy=None) for leaf, (_, dtype)
+                in zip(leaves, self.in_avals)]
+
+    def __call__(self, leaves):
+        try:
+            outs = self.driver(*self.inputs(leaves), *self.consts)
+        except IndexError as e:
+            raise errors.GraphcIndexError(str(e)) from None
+        return pytree.unflatten(self.graph.meta["out_tree"], list(outs))
+
+    def inspection(self) -> Inspection:
+        return Inspection(self.graph, self.optimized, self.module.source, self.module.kernels,
+                          self.compile_seconds)
+
+
+def _signature_key(leaves) -> tuple:
+    return tuple(tracing.aval_of(leaf) for leaf in leaves)
+
+
+def _hashable(value):
+    try:
+        hash(value)
+        return value
+    except TypeError:
+        raise errors.GraphcTypeError(
+            f"static argument {value!r} must be hashable (a number, string or tuple)") from None
+
+
+class Compiled:
+    """A function compiled per signature (pytree structure, shapes, dtypes, statics)."""
+
+    def __init__(self, fn, static_argnums=(), name=None):
+        self.fn = fn
+        self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) \
+            else tuple(static_argnums)
+        self.__name__ = name or getattr(fn, "__name__", "fn")
+        functools.update_wrapper(self, fn, updated=())
+        self._cache: dict = {}
+        self._graphs: dict = {}       # traced only, for interpret()
+        self._lock = threading.Lock()
+
+    def _split(self, args):
+        n = len(args)
+        static = tuple(a % n for a in self.static_argnums if -n <= a < n)
+        statics = tuple((i, _hashable(args[i])) for i in sorted(static))
+        dynamic = tuple(a for i, a in enumerate(args) if i not in static)
+
+        def call(*dyn):
+            it = iter(dyn)
+            full = [args[i] if i in static else next(it) for i in range(n)]
+            return self.fn(*full)
+
+        return statics, dynamic, call
+
+    def _entry(self, args) -> tuple[_Entry, list]:
+        statics, dynamic, call = self._split(args)
+        leaves, treedef = pytree.flatten(dynamic)
+        key = (treedef, _signature_key(leaves), statics)
+        entry = self._cache.get(key)
+        if entry is None:
+            with self._lock:
+                entry = self._cache.get(key)
+                if entry is None:
+                    entry = self._compile(call, dynamic, leaves)
+                    self._cache[key] = entry
+        return entry, leaves
+
+    def _compile(self, call, dynamic, leaves) -> _Entry:
+        start = time.perf_counter()
+        graph = tracing.trace_fn(call, dynamic)
+        optimized = passes.run(graph)
+        module = codegen.generate(optimized)
+        driver = runtime.load(module.source).run
+        entry = _Entry(graph, optimized, module, driver, 0.0)
+        entry.driver(*entry.inputs(leaves), *entry.consts)   # Numba compiles on first call
+        entry.compile_seconds = time.perf_counter() - start
+        return entry
+
+    def __call__(self, *args):
+        if any(isinstance(leaf, tracing.Tracer) for leaf in pytree.flatten(args)[0]):
+            return self.fn(*args)     # inside another trace: inline
+        entry, leaves = self._entry(args)
+        return entry(leaves)
+
+    def inspect(self, *args) -> Inspection:
+        """Every stage for this signature: graph, optimized, source, kernels, compile_seconds."""
+        return self._entry(args)[0].inspection()
+
+    def interpret(self, *args):
+        """Run the traced graph with the NumPy reference interpreter (the oracle)."""
+        statics, dynamic, call = self._split(args)
+        leaves, treedef = pytree.flatten(dynamic)
+        key = (treedef, _signature_key(leaves), statics)
+        graph = self._graphs.get(key)
+        if graph is None:
+            graph = self._graphs[key] = tracing.trace_fn(call, dynamic)
+        inputs = [np.asarray(leaf, graph.node(i).dtype) for leaf, i in zip(leaves, graph.inputs)]
+        return pytree.unflatten(graph.meta["out_tree"], interpret(graph, *inputs))
+
+    def __repr__(self):
+        return f"<graphc compiled {self.__name__}>"
+
+
+def jit(fn, static_argnums=()):
+    """Compile `fn` with Numba, once per signature.
+
+    >>> import numpy as np, graphc as gc
+    >>> f = gc.jit(lambda x: np.tanh(x) * 2.0)
+    >>> f(np.zeros(3, np.float32)).dtype
+    dtype('float32')
+    """
+    return Compiled(fn, static_argnums)
+
+
+def trace(fn, *args) -> Graph:
+    """The traced Graph of `fn(*args)`, without compiling.
+
+    >>> import numpy as np, graphc as gc
+    >>> print(gc.trace(lambda x: x * 2.0, np.ones(3, np.float32)))
+    %0:f32[3] = input 0
+    %1:f32[] = const 2.0
+    %2:f32[3] = mul %0 %1
+    return %2
+    """
+    return tracing.trace_fn(fn, args)
+
+
+# --------------------------------------------------------------- differentiation
+def _argnums_tuple(argnums, nargs):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for a in nums:
+        if not -nargs <= a < nargs:
+            raise errors.GraphcValueError(f"argnums {a} is out of range for {nargs} arguments")
+    return tuple(a % nargs for a in nums)
+
+
+def _leaf_ranges(args):
+    ranges, start = [], 0
+    for a in args:
+        n = len(pytree.flatten(a)[0])
+        ranges.append(range(start, start + n))
+        start += n
+    return ranges
+
+
+def _check_differentiable(args, nums, fn_name):
+    for a in nums:
+        leaves, treedef = pytree.flatten(args[a])
+        for leaf, path in zip(leaves, pytree.leaf_paths(treedef)):
+            dtype = tracing.aval_of(leaf)[1]
+            if dtype.kind != "f":
+                where = "" if path == "<root>" else f" at {path}"
+                raise errors.GraphcTypeError(
+                    f"{fn_name}: argument {a}{where} has dtype {dtype}; only float arrays can be "
+                    f"differentiated. Pass it as float (x.astype(np.float32)) or leave it out "
+                    f"of argnums{errors.at(errors.user_location())}")
+
+
+def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
+    """Trace `fn(*args)` and pull cotangents back to `args[nums]` (inside a trace)."""
+    _check_differentiable(args, nums, fn_name)
+    graph = tracing.trace_fn(fn, args)
+    out_tree = graph.meta["out_tree"]
+    n_out = len(graph.outputs)
+    primal_ids = list(range(n_out))
+    if has_aux:
+        if out_tree.kind not in ("tuple", "list") or len(out_tree.children) != 2:
+            raise errors.GraphcTypeError(f"{fn_name}(has_aux=True): the function must return a "
+                                         f"pair (value, aux), got structure {out_tree}")
+        primal_ids = list(range(out_tree.children[0].num_leaves))
+    leaves = pytree.flatten(tuple(args))[0]
+    ranges = _leaf_ranges(args)
+    wrt = [i for a in nums for i in ranges[a]]
+    out_nodes = [graph.node(graph.outputs[i]) for i in primal_ids]
+    cts = out_cts_fn(out_nodes) + [None] * (n_out - len(primal_ids))
+    outs, grads = autodiff.vjp_into(graph, list(leaves) + tracing.capture_values(graph), wrt, cts)
+    grad_trees, k = [], 0
+    for a in nums:
+        treedef = pytree.flatten(args[a])[1]
+        grad_trees.append(pytree.unflatten(treedef, grads[k:k + treedef.num_leaves]))
+        k += treedef.num_leaves
+    return pytree.unflatten(out_tree, outs), grad_trees
+
+
+def _scalar_cotangent(fn_name):
+    def cts(out_nodes):
+        if len(out_nodes) != 1 or out_nodes[0].size != 1 or out_nodes[0].dtype.kind != "f":
+            desc = ", ".join(n.type for n in out_nodes) or "nothing"
+            raise errors.GraphcTypeError(
+                f"{fn_name}: the function must return a float scalar (0-d or size 1) to be "
+                f"differentiated, but it returned {desc}; reduce it first (e.g. .sum() or "
+                f".mean()), or use gc.jacobian for vector outputs{errors.at(out_nodes[0].loc if out_nodes else None)}")
+        return [np.ones(out_nodes[0].shape, out_nodes[0].dtype)]
+    return cts
+
+
+def value_and_grad(fn, argnums=0, has_aux=False):
+    """`(value, grad)` of a scalar function; with has_aux `((value, aux), grad)`.
+
+    >>> import numpy as np, graphc as gc
+    >>> v, g = gc.value_and_grad(lambda q: 0.5 * q**2 + 3 * q + 10)(4.0)
+    >>> float(v), float(g)
+    (30.0, 7.0)
+    """
+    def value_and_grad_fn(*args):
+        nums = _argnums_tuple(argnums, len(args))
+        out, grads = _vjp_traced(fn, args, nums, _scalar_cotangent("grad"), has_aux,
+                                 "value_and_grad")
+        g = grads[0] if isinstance(argnums, int) else tuple(grads)
+        return (out, g)
+    return Compiled(value_and_grad_fn, name=f"value_and_grad({getattr(fn, '__name__', 'fn')})")
+
+
+def grad(fn, argnums=0, has_aux=False):
+    """d fn / d args[argnums], the same structure and dtype as that argument.
+
+    >>> import numpy as np, graphc as gc
+    >>> float(gc.grad(lambda q: 0.5 * q**2 + 3 * q + 10)(4.0))
+    7.0
+    """
+    vg = value_and_grad(fn, argnums, has_aux)
+
+    def grad_fn(*args):
+        (value, g) = vg.fn(*args)
+        return (g, value[1]) if has_aux else g
+    return Compiled(grad_fn, name=f"grad({getattr(fn, '__name__', 'fn')})")
+
+
+def vjp(fn, *primals):
+    """`(out, vjp_fn)`: `vjp_fn(ct)` returns the cotangents of every primal (a tuple)."""
+    out = jit(fn)(*primals)
+
+    def vjp_fn(ct):
+        def pulled(*args):
+            ct_leaves = pytree.flatten(args[-1])[0]
+            _, grads = _vjp_traced(fn, args[:-1], tuple(range(len(args) - 1)),
+                                   lambda nodes: list(ct_leaves), fn_name="vjp")
+            return tuple(grads)
+        return jit(pulled)(*primals, ct)
+    return out, vjp_fn
+
+
+def jacobian(fn, argnums=0):
+    """The full Jacobian, shape `out.shape + arg.shape` (reverse mode, one row per output).
+
+    >>> import numpy as np, graphc as gc
+    >>> gc.jacobian(lambda x: x * x)(np.array([1.0, 2.0]))
+    array([[2., 0.],
+           [0., 4.]])
+    """
+    def jacobian_fn(*args):
+        nums = _argnums_tuple(argnums, len(args))
+        graph = tracing.trace_fn(fn, args)
+        if len(graph.outputs) != 1:
+            raise errors.GraphcTypeError("jacobian: the function must return a single array")
+        out = graph.node(graph.outputs[0])
+        if out.dtype.kind != "f":
+            raise errors.GraphcTypeError(f"jacobian: the output must be float, got {out.type}")
+        rows = []
+        for i in range(max(out.size, 1)):
+            onehot = np.zeros(out.size, out.dtype)
+            onehot[i] = 1
+            _, grads = _vjp_traced(fn, args, nums, lambda nodes: [onehot.reshape(out.shape)],
+                                   fn_name="jacobian")
+            rows.append(grads)
+        jacs = []
+        for k, a in enumerate(nums):
+            arg_shape = tuple(tracing.aval_of(args[a])[0])
+            stacked = fnp.stack([r[k] for r in rows], axis=0)
+            jacs.append(fnp.reshape(stacked, out.shape + arg_shape))
+        return jacs[0] if isinstance(argnums, int) else tuple(jacs)
+    return Compiled(jacobian_fn, name=f"jacobian({getattr(fn, '__name__', 'fn')})")
+
+
+def hessian(fn, argnums=0):
+    """`jacobian(grad(fn))`: second derivatives, shape `arg.shape + arg.shape`."""
+    return jacobian(grad(fn, argnums), argnums)
+
+
+def check_grad(fn, *args, argnums=0, eps=None, rtol=None, atol=None):
+    """Compare `gc.grad` with central finite differences at `args`.
+
+    The numeric side runs in float64 on the NumPy reference interpreter.
+    Raises AssertionError naming the worst element; returns None on success.
+
+    >>> import numpy as np, graphc as gc
+    >>> gc.check_grad(lambda x: np.sum(np.tanh(x) ** 2), np.linspace(-1, 1, 5))
+    """
+    nums = _argnums_tuple(argnums, len(args))
+    analytic = grad(fn, argnums=nums)(*args)
+    f64_args = [pytree.unflatten(pytree.flatten(a)[1], [
+        np.asarray(x, np.float64) if tracing.aval_of(x)[1].kind == "f" else x
+        for x in pytree.flatten(a)[0]]) for a in args]
+    f_ref = jit(fn)
+
+    def f_at(at):
+        return float(np.sum(np.asarray(pytree.flatten(f_ref.interpret(*at))[0][0], np.float64)))
+
+    for k, a in enumerate(nums):
+        leaves, treedef = pytree.flatten(f64_args[a])
+        a_leaves = pytree.flatten(analytic[k])[0]
+        low_precision = any(tracing.aval_of(x)[1] == np.float32 for x in pytree.flatten(args[a])[0])
+        h = eps or (1e-3 if low_precision else 1e-6)
+        r_tol = rtol if rtol is not None else (2e-2 if low_precision else 1e-5)
+        a_tol = atol if atol is not None else (2e-3 if low_precision else 1e-7)
+        for li, (leaf, path) in enumerate(zip(leaves, pytree.leaf_paths(treedef))):
+            numeric = np.zeros(np.shape(leaf))
+            base = np.array(leaf, np.float64)
+            for idx in np.ndindex(base.shape):
+                plus, minus = base.copy(), base.copy()
+                plus[idx] += h
+                minus[idx] -= h
+                at_p, at_m = list(f64_args), list(f64_args)
+                at_p[a] = pytree.unflatten(treedef, leaves[:li] + [plus] + leaves[li + 1:])
+                at_m[a] = pytree.unflatten(treedef, leaves[:li] + [minus] + leaves[li + 1:])
+                numeric[idx] = (f_at(at_p) - f_at(at_m)) / (2 * h)
+            got = np.asarray(a_leaves[li], np.float64)
+            err = np.abs(got - numeric) - (a_tol + r_tol * np.abs(numeric))
+            if err.size and np.max(err) > 0 or not np.all(np.isfinite(got) == np.isfinite(numeric)):
+                worst = np.unravel_index(int(np.nanargmax(np.where(np.isnan(err), np.inf, err))),
+                                         err.shape) if err.ndim else ()
+                where = "" if path == "<root>" else f" leaf {path}"
+                raise AssertionError(
+                    f"check_grad: argument {a}{where} index {tuple(int(i) for i in worst)}: "
+                    f"analytic {got[worst]!r} vs numeric {numeric[worst]!r} "
+                    f"(rtol={r_tol}, atol={a_tol}, eps={h})")
+    return None

@@ -1,0 +1,66 @@
+"""graphc's error types: each is a GraphcError *and* the matching built-in type.
+
+Errors name the user's own source line. `user_location()` finds it by walking
+the stack to the first frame that belongs neither to graphc nor to NumPy.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+_GRAPHC_DIR = os.path.dirname(os.path.abspath(__file__))
+_KERNELS_DIR = os.path.join(os.path.dirname(_GRAPHC_DIR), "kernels")
+_SKIP_PREFIXES = (_GRAPHC_DIR, _KERNELS_DIR)
+_SKIP_MODULES = ("numpy", "contextlib", "functools", "scipy")
+
+
+class GraphcError(Exception):
+    """Base class of every error graphc raises."""
+
+
+class TracerError(GraphcError, TypeError):
+    """Python control flow or float()/bool()/int() on a traced value."""
+
+
+class ShapeError(GraphcError, ValueError):
+    """Incompatible shapes at trace time."""
+
+
+class UnsupportedOpError(GraphcError, NotImplementedError):
+    """A NumPy function or argument that graphc does not support."""
+
+
+class GraphcTypeError(GraphcError, TypeError):
+    """Wrong dtypes, non-scalar losses, mismatched parameter pytrees."""
+
+
+class GraphcIndexError(GraphcError, IndexError):
+    """An index or label out of range, detected before any write."""
+
+
+class GraphcValueError(GraphcError, ValueError):
+    """An invalid argument value (for example an optimizer setting)."""
+
+
+def _is_internal(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    if path.startswith(_SKIP_PREFIXES):
+        return True
+    return f"{os.sep}site-packages{os.sep}numpy{os.sep}" in path or any(
+        f"{os.sep}{m}{os.sep}" in path and "site-packages" in path for m in _SKIP_MODULES
+    ) or filename.startswith("<frozen")
+
+
+def user_location() -> str:
+    """`file:line` of the innermost stack frame that is the user's code."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if not _is_internal(frame.f_code.co_filename):
+            return f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return "<unknown>"
+
+
+def at(loc: str | None) -> str:
+    """A message suffix pointing at a user's source line."""
+    return f" (at {loc})" if loc and loc != "<unknown>" else ""

@@ -1,0 +1,214 @@
+"""The IR: a static graph of primitive ops held in a networkx.DiGraph.
+
+A `Node` keeps its operands in order on itself (`x*x` has inputs `(x, x)`);
+graph edges only record dependency, because a DiGraph has no parallel edges
+and no argument order. Inserting a node equal to an existing one (same op,
+params and inputs) returns the existing one: common-subexpression
+elimination for free.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from graphc import errors
+
+_SHORT_DTYPE = {
+    "float32": "f32", "float64": "f64", "bool": "bool",
+    "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64",
+    "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
+}
+
+
+def type_str(shape, dtype) -> str:
+    """`f32[128,256]`: the printed type of a value."""
+    return f"{_SHORT_DTYPE[np.dtype(dtype).name]}[{','.join(map(str, shape))}]"
+
+
+class ConstValue:
+    """A constant array as a node parameter: hashable by value, printable."""
+
+    __slots__ = ("array", "_key")
+
+    def __init__(self, array: np.ndarray):
+        self.array = np.array(array, order="C")
+        self.array.setflags(write=False)
+        digest = hashlib.sha1(self.array.tobytes()).hexdigest()
+        self._key = (self.array.dtype.str, self.array.shape, digest)
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, ConstValue) and self._key == other._key
+
+    def __repr__(self):
+        if self.array.ndim == 0:
+            return repr(self.array.item())
+        if self.array.size <= 4:
+            return np.array2string(self.array, separator=",").replace("\n", "")
+        return f"<{type_str(self.array.shape, self.array.dtype)}>"
+
+
+@dataclass(frozen=True)
+class Node:
+    id: int
+    op: str
+    inputs: tuple[int, ...]
+    params: tuple[tuple[str, Any], ...]   # sorted (name, value) pairs, hashable
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    weak: bool = False                    # a Python scalar: never promotes float32
+    loc: str = "<unknown>"                # the user's file:line at trace time
+
+    @property
+    def p(self) -> dict:
+        return dict(self.params)
+
+    @property
+    def type(self) -> str:
+        return type_str(self.shape, self.dtype)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+
+def _fmt_param(value) -> str:
+    if isinstance(value, np.dtype):
+        return value.name
+    if isinstance(value, tuple):
+        return "(" + ",".join(_fmt_param(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    return repr(value)
+
+
+class Graph:
+    """A computational graph: `inputs` and `outputs` are lists of node ids."""
+
+    def __init__(self):
+        self.nx = nx.DiGraph()
+        self.inputs: list[int] = []
+        self.outputs: list[int] = []
+        self.meta: dict = {}          # pytree structures and the like, for the caller
+        self._cse: dict = {}
+        self._next_id = 0
+
+    # -- construction --------------------------------------------------------
+    def add(self, op: str, inputs, params: dict, shape, dtype, weak=False, loc="<unknown>") -> Node:
+        params_t = tuple(sorted(params.items()))
+        key = (op, tuple(inputs), params_t, np.dtype(dtype), bool(weak)) if op != "input" else None
+        if key is not None and key in self._cse:
+            return self.node(self._cse[key])
+        node = Node(self._next_id, op, tuple(inputs), params_t, tuple(int(d) for d in shape),
+                    np.dtype(dtype), bool(weak), loc)
+        self._next_id += 1
+        self._insert(node)
+        if key is not None:
+            self._cse[key] = node.id
+        return node
+
+    def _insert(self, node: Node) -> None:
+        self.nx.add_node(node.id, node=node)
+        for i in node.inputs:
+            self.nx.add_edge(i, node.id)
+        if node.op == "input":
+            self.inputs.append(node.id)
+
+    def add_input(self, shape, dtype, weak=False, loc="<unknown>") -> Node:
+        return self.add("input", (), {"index": len(self.inputs)}, shape, dtype, weak, loc)
+
+    def subgraph(self, keep) -> "Graph":
+        """A new graph with the nodes in `keep` (ids, inputs and outputs preserved)."""
+        g = Graph()
+        keep = set(keep) | set(self.inputs) | set(self.outputs)
+        for node in self.topo():
+            if node.id in keep:
+                g._insert(node)
+                if node.op != "input":
+                    g._cse[(node.op, node.inputs, node.params, node.dtype, node.weak)] = node.id
+        g.inputs = list(self.inputs)
+        g.outputs = list(self.outputs)
+        g.meta = dict(self.meta)
+        g._next_id = self._next_id
+        return g
+
+    # -- access --------------------------------------------------------------
+    def node(self, nid: int) -> Node:
+        return self.nx.nodes[nid]["node"]
+
+    def __len__(self) -> int:
+        return self.nx.number_of_nodes()
+
+    def topo(self) -> list[Node]:
+        """Nodes in a deterministic topological order (ties broken by id)."""
+        order = nx.lexicographical_topological_sort(self.nx)
+        return [self.node(i) for i in order]
+
+    def users(self, nid: int) -> list[int]:
+        return sorted(self.nx.successors(nid))
+
+    # -- printing ------------------------------------------------------------
+    def names(self) -> dict[int, str]:
+        """Stable printed names `%0, %1, ...` in topological order."""
+        return {n.id: f"%{k}" for k, n in enumerate(self.topo())}
+
+    def __str__(self) -> str:
+        names = self.names()
+        lines = []
+        for n in self.topo():
+            args = " ".join(names[i] for i in n.inputs)
+            params = " ".join(f"{k}={_fmt_param(v)}" for k, v in n.params if k != "value")
+            if n.op == "const":
+                params = repr(n.p["value"])
+            if n.op == "input":
+                params = str(n.p["index"])
+            rhs = " ".join(s for s in (n.op, args, params) if s)
+            lines.append(f"{names[n.id]}:{n.type} = {rhs}")
+        lines.append("return " + " ".join(names[i] for i in self.outputs))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<graphc.Graph with {len(self)} nodes>"
+
+    def to_dot(self) -> str:
+        """Graphviz DOT text: inputs as boxes, outputs double-circled."""
+        names = self.names()
+        out = ["digraph graphc {", "  rankdir=TB;", '  node [fontname="monospace", fontsize=10];']
+        for n in self.topo():
+            label = f"{names[n.id]} {n.op}\\n{n.type}"
+            shape = "box" if n.op in ("input", "const") else "ellipse"
+            extra = ", peripheries=2" if n.id in self.outputs else ""
+            out.append(f'  n{n.id} [label="{label}", shape={shape}{extra}];')
+        for a, b in sorted(self.nx.edges):
+            out.append(f"  n{a} -> n{b};")
+        out.append("}")
+        return "\n".join(out)
+
+    # -- checking ------------------------------------------------------------
+    def verify(self) -> None:
+        """Re-check every node's shape and dtype, acyclicity and bound inputs."""
+        from graphc import ops
+
+        if not nx.is_directed_acyclic_graph(self.nx):
+            raise errors.GraphcError("graph has a cycle")
+        for n in self.topo():
+            for i in n.inputs:
+                if i not in self.nx:
+                    raise errors.GraphcError(f"node {n.id} ({n.op}) uses unbound input {i}")
+            if set(self.nx.predecessors(n.id)) != set(n.inputs):
+                raise errors.GraphcError(f"node {n.id} ({n.op}): edges do not match its inputs")
+            if n.op in ("input", "const"):
+                continue
+            avals = [self.node(i) for i in n.inputs]
+            shape, dtype = ops.OPS[n.op].infer(avals, n.p)
+            if tuple(shape) != n.shape or np.dtype(dtype) != n.dtype:
+                raise errors.GraphcError(
+                    f"node {n.id} ({n.op}) is typed {n.type} but its inputs give "
+                    f"{type_str(shape, dtype)}")
+        for o in self.outputs:
+            if o not in self.nx:
+                raise errors.GraphcError(f"output {o} is not in the graph")

@@ -1,0 +1,97 @@
+"""Neural-network functions, composed from primitives (PyTorch conventions).
+
+Each is plain NumPy-style code on tracers or arrays, so its gradient and
+fusion come from the primitives. Stability comes from the formulation:
+softplus and logsumexp subtract the maximum before exponentiating.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from graphc import errors
+from graphc import numpy_api as fnp
+from graphc import prims as P
+from graphc.tracing import aval_of
+
+
+def relu(x):
+    """max(x, 0), with gradient 0 at 0 (as PyTorch and JAX)."""
+    return fnp.where(fnp.greater(x, 0), x, 0)
+
+
+def sigmoid(x):
+    """1 / (1 + exp(-x)), written as 0.5 tanh(x/2) + 0.5: no overflow, exact gradient."""
+    return fnp.add(fnp.multiply(fnp.tanh(fnp.multiply(x, 0.5)), 0.5), 0.5)
+
+
+def softplus(x):
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): finite for any x."""
+    return fnp.add(relu(x), fnp.log1p(fnp.exp(fnp.negative(fnp.absolute(x)))))
+
+
+def gelu(x, approximate=False):
+    """x * Phi(x); `approximate=True` is the tanh form."""
+    if approximate:
+        inner = fnp.multiply(math.sqrt(2 / math.pi),
+                             fnp.add(x, fnp.multiply(0.044715, fnp.power(x, 3))))
+        return fnp.multiply(fnp.multiply(x, 0.5), fnp.add(fnp.tanh(inner), 1))
+    return fnp.multiply(fnp.multiply(x, 0.5), fnp.add(fnp.erf(fnp.multiply(x, 1 / math.sqrt(2))), 1))
+
+
+def logsumexp(x, axis=None, keepdims=False):
+    """log(sum(exp(x), axis)) (SciPy's signature), stable for large |x|."""
+    x = fnp._as_float(x)
+    axes = fnp.normalize_axes(axis, fnp.ndim(x), "logsumexp")
+    peak = P.stop_gradient(fnp.max(x, axis=axes, keepdims=True))
+    # A row of -inf (or inf) has no finite peak to subtract: use 0 there, as SciPy does.
+    peak = fnp.where(fnp.less(fnp.absolute(peak), np.inf), peak, 0)
+    total = fnp.sum(fnp.exp(fnp.subtract(x, peak)), axis=axes, keepdims=True)
+    out = fnp.add(fnp.log(total), peak)
+    return out if keepdims else fnp.squeeze(out, axis=axes) if axes else out
+
+
+def log_softmax(x, axis=-1):
+    return fnp.subtract(x, logsumexp(x, axis=axis, keepdims=True))
+
+
+def softmax(x, axis=-1):
+    x = fnp._as_float(x)
+    shifted = fnp.subtract(x, P.stop_gradient(fnp.max(x, axis=axis, keepdims=True)))
+    e = fnp.exp(shifted)
+    return fnp.true_divide(e, fnp.sum(e, axis=axis, keepdims=True))
+
+
+def _check_labels(labels, num_classes, fn):
+    dtype = aval_of(labels)[1]
+    if dtype.kind not in "iu":
+        raise errors.GraphcTypeError(f"{fn}: labels must be an integer array, got {dtype}"
+                                     f"{errors.at(errors.user_location())}")
+    return P.index_check(labels if not isinstance(labels, (list, int)) else np.asarray(labels),
+                         num_classes, allow_negative=False, what=f"{fn} label")
+
+
+def one_hot(labels, num_classes, dtype=np.float32):
+    """`(..., num_classes)` with a 1 at each label; labels must lie in [0, num_classes)."""
+    checked = _check_labels(labels, num_classes, "one_hot")
+    classes = np.arange(num_classes, dtype=np.int64)
+    return fnp.astype(fnp.equal(fnp.expand_dims(checked, -1), classes), dtype)
+
+
+def cross_entropy(logits, labels):
+    """Mean over the batch of -log softmax(logits)[label]; logits (N, C), labels (N,)."""
+    shape = aval_of(logits)[0]
+    if len(shape) != 2 or tuple(aval_of(labels)[0]) != (shape[0],):
+        raise errors.ShapeError(f"cross_entropy: expected logits (N, C) and labels (N,), got "
+                                f"{tuple(shape)} and {tuple(aval_of(labels)[0])}"
+                                f"{errors.at(errors.user_location())}")
+    checked = _check_labels(labels, shape[1], "cross_entropy")
+    logp = log_softmax(logits, axis=-1)
+    picked = fnp.getitem(logp, (np.arange(shape[0]), checked))
+    return fnp.negative(fnp.mean(picked))
+
+
+def mse(pred, target):
+    """Mean over all elements of (pred - target)**2."""
+    return fnp.mean(fnp.square(fnp.subtract(pred, target)))

@@ -1,0 +1,598 @@
+"""The NumPy front end: NumPy's semantics on top of the primitives.
+
+Type promotion (NumPy 2 rules, with Python scalars weakly typed so a float32
+model stays float32), axis normalisation, matmul of 1-D/2-D/batched operands,
+indexing, and the tables that `Tracer.__array_ufunc__` and
+`Tracer.__array_function__` dispatch through. Functions here accept tracers,
+NumPy arrays and Python scalars alike.
+"""
+from __future__ import annotations
+
+import builtins
+import operator
+
+import numpy as np
+
+from graphc import errors
+from graphc import prims as P
+from graphc.tracing import Tracer, aval_of
+
+_KIND_ORDER = {"b": 0, "u": 1, "i": 1, "f": 2}
+
+
+def _is_weak(x) -> bool:
+    return isinstance(x, (bool, int, float)) and not isinstance(x, np.generic) or (
+        isinstance(x, Tracer) and x.weak)
+
+
+def result_dtype(*xs) -> np.dtype:
+    """NumPy 2 promotion where weakly typed values (Python scalars) never widen."""
+    strong = [aval_of(x)[1] for x in xs if not _is_weak(x)]
+    weak = [aval_of(x)[1] for x in xs if _is_weak(x)]
+    if not strong:
+        return np.result_type(*weak)
+    out = np.result_type(*strong)
+    for w in weak:
+        if _KIND_ORDER[w.kind] > _KIND_ORDER[out.kind]:
+            out = np.result_type(out, w)
+    return out
+
+
+def to_operand(x, dtype):
+    """x as an operand of dtype: a converted tracer or a NumPy constant."""
+    if isinstance(x, Tracer):
+        return P.convert(x, dtype)
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    aval_of(x)
+    return np.asarray(x, dtype=dtype)
+
+
+def _promote(*xs):
+    dtype = result_dtype(*[np.asarray(x) if isinstance(x, (list, tuple)) else x for x in xs])
+    return [to_operand(x, dtype) for x in xs]
+
+
+def _float_dtype(x) -> np.dtype:
+    dtype = aval_of(x)[1]
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _as_float(x):
+    return to_operand(x, _float_dtype(x))
+
+
+# ---------------------------------------------------------------- elementwise
+def _binary(prim):
+    return lambda x, y: prim(*_promote(x, y))
+
+
+add, subtract, multiply = _binary(P.add), _binary(P.sub), _binary(P.mul)
+maximum, minimum = _binary(P.maximum), _binary(P.minimum)
+equal, not_equal = _binary(P.eq), _binary(P.ne)
+less, less_equal, greater, greater_equal = _binary(P.lt), _binary(P.le), _binary(P.gt), _binary(P.ge)
+
+
+def true_divide(x, y):
+    x, y = _promote(x, y)
+    if aval_of(x)[1].kind != "f":
+        x, y = to_operand(x, np.float64), to_operand(y, np.float64)
+    return P.div(x, y)
+
+
+def power(x, y):
+    if isinstance(y, (int, float)) and not isinstance(y, bool):
+        if y == 2:
+            return square(x)
+        if y == 1:
+            return x
+        if y == 0.5 and aval_of(x)[1].kind == "f":
+            return P.sqrt(x)
+    x, y = _promote(x, y)
+    return P.pow(x, y)
+
+
+def square(x):
+    x = to_operand(x, aval_of(x)[1])
+    return P.mul(x, x)
+
+
+def _unary_float(prim):
+    return lambda x: prim(_as_float(x))
+
+
+exp, log, log1p, expm1, sqrt = map(_unary_float, [P.exp, P.log, P.log1p, P.expm1, P.sqrt])
+sin, cos, tanh, erf = map(_unary_float, [P.sin, P.cos, P.tanh, P.erf])
+
+
+def negative(x):
+    return P.neg(to_operand(x, aval_of(x)[1]))
+
+
+def positive(x):
+    return x
+
+
+def absolute(x):
+    return P.abs(to_operand(x, aval_of(x)[1]))
+
+
+def sign(x):
+    return P.sign(to_operand(x, aval_of(x)[1]))
+
+
+def logical_not(x):
+    return P.logical_not(to_operand(x, np.bool_))
+
+
+def logical_and(x, y):
+    return P.logical_and(to_operand(x, np.bool_), to_operand(y, np.bool_))
+
+
+def logical_or(x, y):
+    return P.logical_or(to_operand(x, np.bool_), to_operand(y, np.bool_))
+
+
+def logaddexp(x, y):
+    """log(exp(x) + exp(y)) without overflow: max + log1p(exp(-|x - y|))."""
+    x, y = _promote(_as_float(x), _as_float(y))
+    big = P.maximum(x, y)
+    return P.add(big, P.log1p(P.exp(P.neg(P.abs(P.sub(x, y))))))
+
+
+def where(cond, x=None, y=None):
+    if x is None or y is None:
+        raise errors.UnsupportedOpError("np.where with one argument (nonzero indices) has a "
+                                        "data-dependent shape; pass all three arguments")
+    if aval_of(cond)[1] != np.bool_:
+        cond = not_equal(cond, 0)
+    x, y = _promote(x, y)
+    return P.where(to_operand(cond, np.bool_), x, y)
+
+
+def clip(x, a_min=None, a_max=None):
+    if a_min is not None:
+        x = maximum(x, a_min)
+    if a_max is not None:
+        x = minimum(x, a_max)
+    return x
+
+
+def astype(x, dtype):
+    dtype = np.dtype(dtype)
+    if dtype not in {np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64, np.bool_,
+                                              np.int8, np.int16, np.uint8)}:
+        raise errors.UnsupportedOpError(f"astype({dtype}) is not supported")
+    return P.convert(to_operand(x, aval_of(x)[1]), dtype)
+
+
+def zeros_like(x, dtype=None):
+    shape, xdtype, _ = aval_of(x)
+    return np.zeros(shape, dtype or xdtype)
+
+
+def ones_like(x, dtype=None):
+    shape, xdtype, _ = aval_of(x)
+    return np.ones(shape, dtype or xdtype)
+
+
+def full_like(x, fill_value, dtype=None):
+    shape, xdtype, _ = aval_of(x)
+    return np.full(shape, fill_value, dtype or xdtype)
+
+
+# ---------------------------------------------------------------- reductions
+def normalize_axes(axis, ndim, op="reduction"):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in axes:
+        a = operator.index(a)
+        if not -ndim <= a < ndim:
+            raise errors.ShapeError(f"{op}: axis {a} is out of bounds for an array of "
+                                    f"dimension {ndim}{errors.at(errors.user_location())}")
+        out.append(a % ndim if ndim else 0)
+    if len(set(out)) != len(out):
+        raise errors.ShapeError(f"{op}: repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def _check_no_out(kwargs, name):
+    bad = {k: v for k, v in kwargs.items() if v is not None and k not in ("dtype",)}
+    if bad:
+        raise errors.UnsupportedOpError(f"np.{name} argument(s) {sorted(bad)} are not supported")
+
+
+def sum(x, axis=None, dtype=None, keepdims=False, **kwargs):
+    _check_no_out(kwargs, "sum")
+    xdtype = aval_of(x)[1]
+    acc = np.dtype(dtype) if dtype is not None else (
+        xdtype if xdtype.kind == "f" else np.dtype(np.int64) if xdtype.kind in "bi" else
+        np.dtype(np.uint64))
+    x = to_operand(x, acc)
+    return P.reduce_sum(x, normalize_axes(axis, x.ndim, "sum"), keepdims)
+
+
+def mean(x, axis=None, dtype=None, keepdims=False, **kwargs):
+    _check_no_out(kwargs, "mean")
+    x = to_operand(x, np.dtype(dtype) if dtype is not None else _float_dtype(x))
+    axes = normalize_axes(axis, x.ndim, "mean")
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+    if count == 0:
+        raise errors.ShapeError("mean of an empty array")
+    return true_divide(P.reduce_sum(x, axes, keepdims), count)
+
+
+def max(x, axis=None, keepdims=False, **kwargs):
+    _check_no_out(kwargs, "max")
+    x = to_operand(x, aval_of(x)[1])
+    axes = normalize_axes(axis, x.ndim, "max")
+    if any(x.shape[a] == 0 for a in axes):
+        raise errors.ShapeError("max of an empty array has no identity")
+    return P.reduce_max(x, axes, keepdims)
+
+
+def min(x, axis=None, keepdims=False, **kwargs):
+    return negative(max(negative(x), axis=axis, keepdims=keepdims, **kwargs))
+
+
+def var(x, axis=None, keepdims=False, ddof=0, **kwargs):
+    _check_no_out(kwargs, "var")
+    x = _as_float(x)
+    axes = normalize_axes(axis, x.ndim, "var")
+    centered = subtract(x, mean(x, axis=axes, keepdims=True))
+    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64)) - ddof
+    return true_divide(sum(square(centered), axis=axes, keepdims=keepdims), count)
+
+
+def std(x, axis=None, keepdims=False, ddof=0, **kwargs):
+    return sqrt(var(x, axis=axis, keepdims=keepdims, ddof=ddof, **kwargs))
+
+
+# ---------------------------------------------------------------- shapes
+def shape(x):
+    return aval_of(x)[0]
+
+
+def ndim(x):
+    return len(aval_of(x)[0])
+
+
+def size(x):
+    return int(np.prod(aval_of(x)[0], dtype=np.int64))
+
+
+def _as_array(x):
+    return x if isinstance(x, Tracer) else np.asarray(x)
+
+
+def reshape(x, *newshape, order="C"):
+    if order != "C":
+        raise errors.UnsupportedOpError(f"reshape(order={order!r}): only order='C' is supported")
+    x = _as_array(x)
+    if len(newshape) == 1 and isinstance(newshape[0], (tuple, list)):
+        newshape = tuple(newshape[0])
+    newshape = [operator.index(d) for d in newshape]
+    if newshape.count(-1) > 1:
+        raise errors.ShapeError("reshape: only one dimension can be -1")
+    if -1 in newshape:
+        known = int(np.prod([d for d in newshape if d != -1], dtype=np.int64))
+        total = x.size
+        if known == 0 or total % known:
+            raise errors.ShapeError(f"reshape: cannot reshape {x.shape} into {tuple(newshape)}"
+                                    f"{errors.at(errors.user_location())}")
+        newshape[newshape.index(-1)] = total // known
+    return P.reshape(x, tuple(newshape))
+
+
+def transpose(x, axes=None, *more):
+    x = _as_array(x)
+    if more:
+        axes = (axes,) + more
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    axes = tuple(operator.index(a) % builtins.max(x.ndim, 1) for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise errors.ShapeError(f"transpose: axes {axes} are not a permutation of {x.ndim} axes")
+    return P.transpose(x, axes)
+
+
+def swapaxes(x, axis1, axis2):
+    x = _as_array(x)
+    perm = list(range(x.ndim))
+    a, b = axis1 % x.ndim, axis2 % x.ndim
+    perm[a], perm[b] = perm[b], perm[a]
+    return P.transpose(x, perm)
+
+
+def moveaxis(x, source, destination):
+    x = _as_array(x)
+    perm = [a for a in range(x.ndim) if a != source % x.ndim]
+    perm.insert(destination % x.ndim, source % x.ndim)
+    return P.transpose(x, perm)
+
+
+def expand_dims(x, axis):
+    x = _as_array(x)
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out_ndim = x.ndim + len(axes)
+    axes = normalize_axes(axes, out_ndim, "expand_dims")
+    dims = iter(x.shape)
+    return P.reshape(x, tuple(1 if i in axes else next(dims) for i in range(out_ndim)))
+
+
+def squeeze(x, axis=None):
+    x = _as_array(x)
+    axes = tuple(i for i, d in enumerate(x.shape) if d == 1) if axis is None else \
+        normalize_axes(axis, x.ndim, "squeeze")
+    for a in axes:
+        if x.shape[a] != 1:
+            raise errors.ShapeError(f"squeeze: axis {a} has size {x.shape[a]}, not 1")
+    return P.reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in axes))
+
+
+def ravel(x, order="C"):
+    return reshape(x, -1, order=order)
+
+
+def broadcast_to(x, shape):
+    x = _as_array(x)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return P.broadcast_to(x, shape)
+
+
+def concatenate(arrays, axis=0, **kwargs):
+    _check_no_out(kwargs, "concatenate")
+    arrays = list(arrays)
+    if not arrays:
+        raise errors.ShapeError("concatenate needs at least one array")
+    operands = _promote(*arrays)
+    if axis is None:
+        operands, axis = [reshape(a, -1) for a in operands], 0
+    ndim = operands[0].ndim
+    if ndim == 0:
+        raise errors.ShapeError("concatenate: zero-dimensional arrays cannot be concatenated")
+    return P.concatenate(operands, normalize_axes(axis, ndim, "concatenate")[0])
+
+
+def stack(arrays, axis=0, **kwargs):
+    arrays = list(arrays)
+    shapes = {tuple(aval_of(a)[0]) for a in arrays}
+    if len(shapes) != 1:
+        raise errors.ShapeError(f"stack: all arrays must have the same shape, got {sorted(shapes)}")
+    axis = normalize_axes(axis, len(shapes.pop()) + 1, "stack")[0]
+    return concatenate([expand_dims(a, axis) for a in arrays], axis=axis, **kwargs)
+
+
+# ---------------------------------------------------------------- matmul
+def matmul(a, b):
+    a, b = _promote(a, b)
+    a, b = _as_array(a), _as_array(b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise errors.ShapeError("matmul: operands must be at least 1-D; use * for scalars")
+    a2 = P.reshape(a, (1,) + a.shape) if a.ndim == 1 else a
+    b2 = P.reshape(b, b.shape + (1,)) if b.ndim == 1 else b
+    if a2.shape[-1] != b2.shape[-2]:
+        raise errors.ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not line up "
+                                f"({a.shape[-1]} != {b2.shape[-2]}){errors.at(errors.user_location())}")
+    batch = tuple(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])) if (
+        a2.ndim > 2 or b2.ndim > 2) else ()
+    a2 = P.broadcast_to(a2, batch + a2.shape[-2:])
+    b2 = P.broadcast_to(b2, batch + b2.shape[-2:])
+    out = P.matmul(a2, b2)
+    shape = out.shape
+    if a.ndim == 1:
+        shape = shape[:-2] + shape[-1:]
+    if b.ndim == 1:
+        shape = shape[:-1]
+    return P.reshape(out, shape)
+
+
+def dot(a, b, out=None):
+    if out is not None:
+        raise errors.UnsupportedOpError("np.dot(out=...) is not supported")
+    if np.ndim(a) == 0 or np.ndim(b) == 0 or (isinstance(a, Tracer) and a.ndim == 0) or (
+            isinstance(b, Tracer) and b.ndim == 0):
+        return multiply(a, b)
+    if ndim(a) > 2 or ndim(b) > 2:
+        raise errors.UnsupportedOpError("np.dot of arrays with more than 2 dimensions is not "
+                                        "supported; use np.matmul (@)")
+    return matmul(a, b)
+
+
+# ---------------------------------------------------------------- indexing
+def _is_int_array(k):
+    if isinstance(k, Tracer):
+        return True
+    if isinstance(k, list):
+        k = np.asarray(k)
+    return isinstance(k, np.ndarray) and k.ndim > 0
+
+
+def getitem(x, key):
+    x = _as_array(x)
+    key = key if isinstance(key, tuple) else (key,)
+    if builtins.sum(k is Ellipsis for k in key) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    consumed = builtins.sum(1 for k in key if k is not None and k is not Ellipsis)
+    if consumed > x.ndim:
+        raise errors.GraphcIndexError(f"too many indices ({consumed}) for an array of "
+                                      f"dimension {x.ndim}{errors.at(errors.user_location())}")
+    if Ellipsis in key:
+        i = next(j for j, k in enumerate(key) if k is Ellipsis)
+        key = key[:i] + (slice(None),) * (x.ndim - consumed) + key[i + 1:]
+    else:
+        key = key + (slice(None),) * (x.ndim - consumed)
+    for k in key:
+        if isinstance(k, (Tracer, np.ndarray)) and aval_of(k)[1] == np.bool_ or (
+                isinstance(k, list) and np.asarray(k).dtype == np.bool_):
+            raise errors.UnsupportedOpError(
+                "boolean mask indexing has a data-dependent shape; use np.where(mask, x, 0)")
+        if isinstance(k, (Tracer, np.ndarray)) and aval_of(k)[1].kind not in "iu":
+            raise errors.GraphcIndexError("arrays used as indices must be of integer type")
+    has_array = any(_is_int_array(k) for k in key)
+
+    # 1. basic slicing (ints too, unless they join an advanced group)
+    starts, steps, sizes, axis = [], [], [], 0
+    entries = []   # per key entry: ("slice"|"int"|"new"|"adv", x-axis or None)
+    for k in key:
+        if k is None:
+            entries.append(("new", None))
+            continue
+        n = x.shape[axis]
+        if isinstance(k, slice):
+            start, stop, step = k.indices(n)
+            starts.append(start), steps.append(step), sizes.append(len(range(start, stop, step)))
+            entries.append(("slice", axis))
+        elif _is_int_array(k) or (has_array and isinstance(k, (int, np.integer))):
+            starts.append(0), steps.append(1), sizes.append(n)
+            entries.append(("adv", axis))
+        else:
+            i = operator.index(k)
+            if not -n <= i < n:
+                raise errors.GraphcIndexError(f"index {i} is out of bounds for axis {axis} with "
+                                              f"size {n}{errors.at(errors.user_location())}")
+            starts.append(i % n), steps.append(1), sizes.append(1)
+            entries.append(("int", axis))
+        axis += 1
+    x1 = P.slice(x, starts, steps, sizes)
+
+    if not has_array:
+        shape = []
+        for kind, ax in entries:
+            if kind == "new":
+                shape.append(1)
+            elif kind == "slice":
+                shape.append(x1.shape[ax])
+        return P.reshape(x1, shape)
+
+    # 2. advanced indexing: adjacent integer arrays become one linear index
+    adv_pos = [i for i, (kind, _) in enumerate(entries) if kind == "adv"]
+    if adv_pos != list(range(adv_pos[0], adv_pos[-1] + 1)):
+        raise errors.UnsupportedOpError("integer-array indices separated by slices or None "
+                                        "are not supported; index in two steps")
+    adv_keys = [k for k in key if k is not None and (
+        _is_int_array(k) or isinstance(k, (int, np.integer)))]
+    adv_axes = [entries[i][1] for i in adv_pos]
+    idx_shapes = [aval_of(np.asarray(k) if isinstance(k, (list, int, np.integer)) else k)[0]
+                  for k in adv_keys]
+    bshape = tuple(np.broadcast_shapes(*idx_shapes))
+    linear, stride = None, 1
+    for k, ax in reversed(list(zip(adv_keys, adv_axes))):
+        k = np.asarray(k) if isinstance(k, (list, int, np.integer)) else k
+        checked = P.index_check(k, x1.shape[ax], True)
+        term = P.broadcast_to(checked, bshape)
+        if stride != 1:
+            term = P.mul(term, np.array(stride, np.int64))
+        linear = term if linear is None else P.add(linear, term)
+        stride *= x1.shape[ax]
+    a0, a1 = adv_axes[0], adv_axes[-1] + 1
+    merged = P.reshape(x1, x1.shape[:a0] + (stride,) + x1.shape[a1:])
+    taken = P.take(merged, linear, a0)
+    shape = []
+    for i, (kind, ax) in enumerate(entries):
+        if kind == "new":
+            shape.append(1)
+        elif kind == "slice":
+            shape.append(x1.shape[ax])
+        elif i == adv_pos[0]:
+            shape.extend(bshape)
+    return P.reshape(taken, shape)
+
+
+# ---------------------------------------------------------------- dispatch tables
+UFUNCS = {
+    "add": add, "subtract": subtract, "multiply": multiply, "divide": true_divide,
+    "true_divide": true_divide, "power": power, "negative": negative, "positive": positive,
+    "exp": exp, "log": log, "log1p": log1p, "expm1": expm1, "sqrt": sqrt, "square": square,
+    "absolute": absolute, "fabs": absolute, "sign": sign, "sin": sin, "cos": cos,
+    "tanh": tanh, "erf": erf, "maximum": maximum, "minimum": minimum, "logaddexp": logaddexp,
+    "greater": greater, "greater_equal": greater_equal, "less": less,
+    "less_equal": less_equal, "equal": equal, "not_equal": not_equal,
+    "logical_and": logical_and, "logical_or": logical_or, "logical_not": logical_not,
+    "matmul": matmul,
+}
+
+FUNCTIONS = {
+    np.sum: sum, np.mean: mean, np.max: max, np.amax: max, np.min: min, np.amin: min,
+    np.var: var, np.std: std, np.dot: dot, np.matmul: matmul, np.transpose: transpose,
+    np.reshape: reshape, np.ravel: ravel, np.concatenate: concatenate, np.stack: stack,
+    np.broadcast_to: broadcast_to, np.expand_dims: expand_dims, np.squeeze: squeeze,
+    np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.zeros_like: zeros_like,
+    np.ones_like: ones_like, np.full_like: full_like, np.where: where, np.clip: clip,
+    np.shape: shape, np.ndim: ndim, np.size: size, np.square: square,
+}
+
+
+def _ufunc_name(ufunc):
+    return getattr(ufunc, "__name__", str(ufunc))
+
+
+def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
+    name = _ufunc_name(ufunc)
+    if method != "__call__":
+        if method == "reduce" and name in ("add", "maximum", "minimum"):
+            fn = {"add": sum, "maximum": max, "minimum": min}[name]
+            axis = kwargs.pop("axis", 0)
+            return fn(inputs[0], axis=axis, keepdims=kwargs.pop("keepdims", False))
+        raise errors.UnsupportedOpError(f"np.{name}.{method} is not supported by graphc"
+                                        f"{errors.at(errors.user_location())}")
+    if kwargs.get("out") is not None or kwargs.get("where", True) is not True:
+        raise errors.UnsupportedOpError(f"np.{name}(out=/where=) is not supported; graphc arrays "
+                                        f"are immutable{errors.at(errors.user_location())}")
+    fn = UFUNCS.get(name)
+    if fn is None:
+        raise errors.UnsupportedOpError(f"NumPy ufunc np.{name} is not supported by graphc"
+                                        f"{errors.at(errors.user_location())}")
+    result = fn(*inputs)
+    dtype = kwargs.get("dtype")
+    return astype(result, dtype) if dtype is not None else result
+
+
+def array_function(tracer, func, types, args, kwargs):
+    fn = FUNCTIONS.get(func)
+    if fn is None:
+        name = f"{func.__module__}.{func.__name__}".replace("numpy.", "np.", 1)
+        raise errors.UnsupportedOpError(f"NumPy function {name} is not supported by graphc"
+                                        f"{errors.at(errors.user_location())}; supported: "
+                                        f"{', '.join(sorted('np.' + f.__name__ for f in FUNCTIONS))}")
+    return fn(*args, **kwargs)
+
+
+# ---------------------------------------------------------------- Tracer methods
+def _install_tracer_methods():
+    def rev(fn):
+        return lambda self, other: fn(other, self)
+
+    T = Tracer
+    T.__add__, T.__radd__ = add, rev(add)
+    T.__sub__, T.__rsub__ = subtract, rev(subtract)
+    T.__mul__, T.__rmul__ = multiply, rev(multiply)
+    T.__truediv__, T.__rtruediv__ = true_divide, rev(true_divide)
+    T.__pow__, T.__rpow__ = power, rev(power)
+    T.__matmul__, T.__rmatmul__ = matmul, rev(matmul)
+    T.__neg__, T.__pos__, T.__abs__ = negative, positive, absolute
+    T.__eq__, T.__ne__ = equal, not_equal
+    T.__lt__, T.__le__, T.__gt__, T.__ge__ = less, less_equal, greater, greater_equal
+    T.__and__ = T.__rand__ = logical_and
+    T.__or__ = T.__ror__ = logical_or
+    T.__invert__ = logical_not
+    T.__getitem__ = getitem
+    T.__array_ufunc__ = array_ufunc
+    T.__array_function__ = array_function
+    T.T = property(lambda self: transpose(self))
+    T.mT = property(lambda self: swapaxes(self, -1, -2))
+    T.reshape = reshape
+    T.transpose = transpose
+    T.swapaxes = swapaxes
+    T.squeeze = squeeze
+    T.ravel = ravel
+    T.flatten = ravel
+    T.astype = astype
+    T.sum, T.mean, T.max, T.min, T.var, T.std = sum, mean, max, min, var, std
+    T.clip = clip
+    T.dot = dot
+
+
+_install_tracer_methods()

@@ -1,0 +1,371 @@
+"""The primitive registry: every primitive op is declared once, here.
+
+An `OpDef` holds the op's shape/dtype rule (`infer`), its NumPy reference
+implementation (`impl`, the test oracle), its vector-Jacobian product (`vjp`,
+written with traced primitives so backward graphs can be differentiated
+again) and, for elementwise ops, the scalar Numba expression that codegen
+inlines into a loop.
+
+VJP rules get `(ct, out, *inputs, **params)` and return one cotangent per
+input, or None where there is no gradient. They may return a cotangent of
+the *output's* shape for an input that was broadcast: the autodiff driver
+sums it back to the input's shape and casts it to the input's dtype.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import scipy.special
+
+from graphc import errors
+from graphc import prims as P
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    kind: str                      # elementwise | reduce | matmul | layout | index
+    infer: Callable                # (avals, params) -> (shape, dtype)
+    impl: Callable                 # (*arrays, **params) -> ndarray
+    vjp: Callable | None = None    # (ct, out, *inputs, **params) -> [ct | None]
+    expr: str | None = None        # elementwise: Numba scalar expression, {0} {1} ... operands
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def _register(op: OpDef) -> None:
+    assert op.name not in OPS, op.name
+    OPS[op.name] = op
+
+
+# ---------------------------------------------------------------- shape rules
+def broadcast_shapes(op: str, *shapes) -> tuple:
+    try:
+        return tuple(np.broadcast_shapes(*shapes))
+    except ValueError:
+        raise errors.ShapeError(
+            f"{op}: shapes {' and '.join(str(tuple(s)) for s in shapes)} cannot be "
+            f"broadcast together; reshape or transpose one operand so trailing "
+            f"dimensions match or are 1") from None
+
+
+def _same_dtype(op, avals):
+    dtypes = {np.dtype(a.dtype) for a in avals}
+    if len(dtypes) != 1:
+        raise errors.GraphcError(f"internal: {op} got mixed dtypes {sorted(map(str, dtypes))}")
+    return dtypes.pop()
+
+
+def _elementwise_rule(op, out_dtype=None):
+    def infer(avals, params):
+        dtype = _same_dtype(op, avals)
+        return broadcast_shapes(op, *[a.shape for a in avals]), np.dtype(out_dtype or dtype)
+    return infer
+
+
+# ---------------------------------------------------------------- elementwise
+def _unary(name, impl, vjp, expr):
+    _register(OpDef(name, "elementwise", _elementwise_rule(name), impl, vjp, expr))
+
+
+def _binary(name, impl, vjp, expr, out_dtype=None):
+    _register(OpDef(name, "elementwise", _elementwise_rule(name, out_dtype), impl, vjp, expr))
+
+
+_unary("neg", np.negative, lambda ct, out, x: [P.neg(ct)], "(-{0})")
+_unary("exp", np.exp, lambda ct, out, x: [P.mul(ct, out)], "np.exp({0})")
+_unary("log", np.log, lambda ct, out, x: [P.div(ct, x)], "np.log({0})")
+_unary("log1p", np.log1p, lambda ct, out, x: [P.div(ct, P.add(x, P.scalar_like(x, 1)))],
+       "np.log1p({0})")
+_unary("expm1", np.expm1, lambda ct, out, x: [P.mul(ct, P.add(out, P.scalar_like(out, 1)))],
+       "np.expm1({0})")
+_unary("sqrt", np.sqrt, lambda ct, out, x: [P.div(ct, P.add(out, out))], "np.sqrt({0})")
+_unary("sin", np.sin, lambda ct, out, x: [P.mul(ct, P.cos(x))], "np.sin({0})")
+_unary("cos", np.cos, lambda ct, out, x: [P.neg(P.mul(ct, P.sin(x)))], "np.cos({0})")
+_unary("tanh", np.tanh,
+       lambda ct, out, x: [P.mul(ct, P.sub(P.scalar_like(out, 1), P.mul(out, out)))],
+       "np.tanh({0})")
+_unary("abs", np.abs, lambda ct, out, x: [P.mul(ct, P.sign(x))], "abs({0})")
+_unary("sign", np.sign, lambda ct, out, x: [P.mul(ct, P.scalar_like(x, 0))], "np.sign({0})")
+_unary("erf", lambda x: scipy.special.erf(x).astype(x.dtype),
+       lambda ct, out, x: [P.mul(ct, P.mul(P.scalar_like(x, 2 / math.sqrt(math.pi)),
+                                           P.exp(P.neg(P.mul(x, x)))))],
+       "math.erf({0})")
+_unary("stop_gradient", lambda x: x.copy(), lambda ct, out, x: [None], "{0}")
+
+_binary("add", np.add, lambda ct, out, x, y: [ct, ct], "({0} + {1})")
+_binary("sub", np.subtract, lambda ct, out, x, y: [ct, P.neg(ct)], "({0} - {1})")
+_binary("mul", np.multiply, lambda ct, out, x, y: [P.mul(ct, y), P.mul(ct, x)], "({0} * {1})")
+_binary("div", np.true_divide,
+        lambda ct, out, x, y: [P.div(ct, y), P.neg(P.div(P.mul(ct, out), y))], "({0} / {1})")
+
+
+def _pow_vjp(ct, out, x, y):
+    one = P.scalar_like(y, 1)
+    dx = P.mul(ct, P.mul(y, P.pow(x, P.sub(y, one))))
+    # d/dy x**y = log(x) x**y; define it as 0 at x == 0 (as JAX does) instead of nan.
+    zero = P.scalar_like(x, 0)
+    safe_log = P.where(P.eq(x, zero), zero, P.log(P.where(P.eq(x, zero), P.scalar_like(x, 1), x)))
+    return [dx, P.mul(ct, P.mul(safe_log, out))]
+
+
+_binary("pow", np.power, _pow_vjp, "({0} ** {1})")
+
+
+def _select_vjp(first_wins):
+    """maximum/minimum: the gradient goes to the winner; ties split it evenly."""
+    def vjp(ct, out, x, y):
+        win = P.gt(x, y) if first_wins else P.lt(x, y)
+        half = P.mul(ct, P.scalar_like(ct, 0.5))
+        zero = P.scalar_like(ct, 0)
+        tie = P.eq(x, y)
+        gx = P.where(win, ct, P.where(tie, half, zero))
+        gy = P.where(win, zero, P.where(tie, half, ct))
+        return [gx, gy]
+    return vjp
+
+
+# NaN propagates (as np.maximum): a NaN operand wins.
+_binary("maximum", np.maximum, _select_vjp(True),
+        "({0} if ({0} >= {1} or {0} != {0}) else {1})")
+_binary("minimum", np.minimum, _select_vjp(False),
+        "({0} if ({0} <= {1} or {0} != {0}) else {1})")
+
+for _name, _ufunc, _sym in [("eq", np.equal, "=="), ("ne", np.not_equal, "!="),
+                            ("lt", np.less, "<"), ("le", np.less_equal, "<="),
+                            ("gt", np.greater, ">"), ("ge", np.greater_equal, ">=")]:
+    _binary(_name, _ufunc, None, f"({{0}} {_sym} {{1}})", out_dtype=np.bool_)
+
+_register(OpDef("logical_and", "elementwise", _elementwise_rule("logical_and"),
+                np.logical_and, None, "({0} and {1})"))
+_register(OpDef("logical_or", "elementwise", _elementwise_rule("logical_or"),
+                np.logical_or, None, "({0} or {1})"))
+_register(OpDef("logical_not", "elementwise", _elementwise_rule("logical_not"),
+                np.logical_not, None, "(not {0})"))
+
+
+def _where_infer(avals, params):
+    cond, x, y = avals
+    if np.dtype(cond.dtype) != np.bool_:
+        raise errors.GraphcError("internal: where condition must be bool")
+    dtype = _same_dtype("where", [x, y])
+    return broadcast_shapes("where", cond.shape, x.shape, y.shape), dtype
+
+
+def _where_vjp(ct, out, cond, x, y):
+    zero = P.scalar_like(ct, 0)
+    return [None, P.where(cond, ct, zero), P.where(cond, zero, ct)]
+
+
+_register(OpDef("where", "elementwise", _where_infer, np.where, _where_vjp, "({1} if {0} else {2})"))
+
+
+def _convert_infer(avals, params):
+    return avals[0].shape, np.dtype(params["dtype"])
+
+
+def _convert_vjp(ct, out, x, dtype):
+    return [P.convert(ct, x.dtype)] if np.issubdtype(x.dtype, np.floating) else [None]
+
+
+_register(OpDef("convert", "elementwise", _convert_infer,
+                lambda x, dtype: x.astype(dtype), _convert_vjp, "{T}({0})"))
+
+
+def _index_check_infer(avals, params):
+    x = avals[0]
+    if not np.issubdtype(x.dtype, np.integer):
+        raise errors.GraphcTypeError(f"indices must be integers, got {x.dtype}")
+    return x.shape, np.dtype(np.int64)
+
+
+def _index_check_impl(idx, size, allow_negative, what):
+    lo = -size if allow_negative else 0
+    bad = (idx < lo) | (idx >= size)
+    if np.any(bad):
+        first = idx[bad].flat[0] if idx.ndim else idx
+        raise errors.GraphcIndexError(
+            f"{what} {first} is out of range [{lo}, {size})")
+    return np.where(idx < 0, idx + size, idx).astype(np.int64)
+
+
+# Checks indices against [-size, size) (or [0, size)) and wraps negatives.
+# Codegen runs every index_check before anything is written.
+_register(OpDef("index_check", "index", _index_check_infer, _index_check_impl, None))
+
+
+# ---------------------------------------------------------------- reductions
+def _reduce_infer(avals, params):
+    x = avals[0]
+    axes, keepdims = params["axes"], params["keepdims"]
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keepdims else \
+        tuple(d for i, d in enumerate(x.shape) if i not in axes)
+    return shape, np.dtype(x.dtype)
+
+
+def _keepdims_shape(x, axes):
+    return tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+
+
+def _sum_vjp(ct, out, x, axes, keepdims):
+    return [P.broadcast_to(P.reshape(ct, _keepdims_shape(x, axes)), x.shape)]
+
+
+def _max_vjp(ct, out, x, axes, keepdims):
+    kd = _keepdims_shape(x, axes)
+    hit = P.convert(P.eq(x, P.reshape(out, kd)), x.dtype)
+    count = P.reduce_sum(hit, axes, True)
+    return [P.mul(hit, P.div(P.reshape(ct, kd), count))]
+
+
+_register(OpDef("sum", "reduce", _reduce_infer,
+                lambda x, axes, keepdims: np.sum(x, axis=axes, keepdims=keepdims, dtype=x.dtype),
+                _sum_vjp))
+_register(OpDef("max", "reduce", _reduce_infer,
+                lambda x, axes, keepdims: np.max(x, axis=axes, keepdims=keepdims), _max_vjp))
+
+
+# ---------------------------------------------------------------- matmul
+def _matmul_infer(avals, params):
+    a, b = avals
+    dtype = _same_dtype("matmul", avals)
+    if a.ndim < 2 or b.ndim < 2 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
+        raise errors.ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not line up: "
+                                f"the last axis of the first must equal the second-to-last "
+                                f"of the second")
+    return a.shape[:-1] + (b.shape[-1],), dtype
+
+
+def _matmul_vjp(ct, out, a, b):
+    return [P.matmul(ct, P.swap_last(b)), P.matmul(P.swap_last(a), ct)]
+
+
+_register(OpDef("matmul", "matmul", _matmul_infer, np.matmul, _matmul_vjp))
+
+
+# ---------------------------------------------------------------- layout
+def _reshape_infer(avals, params):
+    x, shape = avals[0], params["shape"]
+    if int(np.prod(shape, dtype=np.int64)) != int(np.prod(x.shape, dtype=np.int64)):
+        raise errors.ShapeError(f"reshape: cannot reshape {x.shape} into {shape}")
+    return shape, np.dtype(x.dtype)
+
+
+def _transpose_infer(avals, params):
+    x, perm = avals[0], params["perm"]
+    return tuple(x.shape[p] for p in perm), np.dtype(x.dtype)
+
+
+def _broadcast_infer(avals, params):
+    x, shape = avals[0], params["shape"]
+    if broadcast_shapes("broadcast_to", x.shape, shape) != tuple(shape):
+        raise errors.ShapeError(f"broadcast_to: cannot broadcast {x.shape} to {shape}")
+    return shape, np.dtype(x.dtype)
+
+
+_register(OpDef("reshape", "layout", _reshape_infer, lambda x, shape: x.reshape(shape),
+                lambda ct, out, x, shape: [P.reshape(ct, x.shape)]))
+_register(OpDef("transpose", "layout", _transpose_infer,
+                lambda x, perm: np.ascontiguousarray(np.transpose(x, perm)),
+                lambda ct, out, x, perm: [P.transpose(ct, tuple(np.argsort(perm)))]))
+# broadcast_to is elementwise: a copy with the broadcast index pattern.
+_register(OpDef("broadcast_to", "elementwise", _broadcast_infer,
+                lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, shape)),
+                lambda ct, out, x, shape: [ct], "{0}"))
+
+
+def _slices(starts, steps, shape):
+    out = []
+    for start, step, n in zip(starts, steps, shape):
+        stop = start + n * step
+        out.append(slice(start, None if stop < 0 else stop, step))
+    return tuple(out)
+
+
+def _slice_infer(avals, params):
+    return params["shape"], np.dtype(avals[0].dtype)
+
+
+def _unslice_infer(avals, params):
+    return params["base_shape"], np.dtype(avals[0].dtype)
+
+
+def _slice_impl(x, starts, steps, shape):
+    return np.ascontiguousarray(x[_slices(starts, steps, shape)])
+
+
+def _unslice_impl(u, base_shape, starts, steps):
+    out = np.zeros(base_shape, u.dtype)
+    out[_slices(starts, steps, u.shape)] = u
+    return out
+
+
+# slice: out[i] = x[start + i*step] per axis. unslice is its transpose: the
+# slice written into zeros of the base shape.
+_register(OpDef("slice", "layout", _slice_infer, _slice_impl,
+                lambda ct, out, x, starts, steps, shape:
+                [P.unslice(ct, x.shape, starts, steps)]))
+_register(OpDef("unslice", "layout", _unslice_infer, _unslice_impl,
+                lambda ct, out, u, base_shape, starts, steps:
+                [P.slice(ct, starts, steps, u.shape)]))
+
+
+def _concat_infer(avals, params):
+    axis = params["axis"]
+    first = avals[0]
+    for a in avals[1:]:
+        if a.ndim != first.ndim or any(
+                d1 != d2 for i, (d1, d2) in enumerate(zip(a.shape, first.shape)) if i != axis):
+            raise errors.ShapeError(f"concatenate: shapes {first.shape} and {a.shape} differ "
+                                    f"outside axis {axis}")
+    dtype = _same_dtype("concatenate", avals)
+    shape = list(first.shape)
+    shape[axis] = sum(a.shape[axis] for a in avals)
+    return tuple(shape), dtype
+
+
+def _concat_vjp(ct, out, *xs, axis):
+    cts, offset = [], 0
+    for x in xs:
+        starts = tuple(offset if i == axis else 0 for i in range(x.ndim))
+        cts.append(P.slice(ct, starts, (1,) * x.ndim, x.shape))
+        offset += x.shape[axis]
+    return cts
+
+
+_register(OpDef("concatenate", "layout", _concat_infer,
+                lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp))
+
+
+# ---------------------------------------------------------------- gather/scatter
+def _take_infer(avals, params):
+    x, idx = avals
+    axis = params["axis"]
+    return x.shape[:axis] + tuple(idx.shape) + x.shape[axis + 1:], np.dtype(x.dtype)
+
+
+def _scatter_infer(avals, params):
+    u, idx = avals
+    axis, size = params["axis"], params["size"]
+    return u.shape[:axis] + (size,) + u.shape[axis + idx.ndim:], np.dtype(u.dtype)
+
+
+def _scatter_add_impl(u, idx, axis, size):
+    out = np.zeros(u.shape[:axis] + (size,) + u.shape[axis + idx.ndim:], u.dtype)
+    moved = np.moveaxis(out, axis, 0)
+    u_moved = np.moveaxis(u.reshape(u.shape[:axis] + (idx.size,) + u.shape[axis + idx.ndim:]),
+                          axis, 0)
+    np.add.at(moved, idx.reshape(-1), u_moved)
+    return out
+
+
+# take: np.take(x, idx, axis) with idx already checked and wrapped (index_check).
+# scatter_add is its transpose; repeated indices accumulate.
+_register(OpDef("take", "index", _take_infer, lambda x, idx, axis: np.take(x, idx, axis=axis),
+                lambda ct, out, x, idx, axis: [P.scatter_add(ct, idx, axis, x.shape[axis]), None]))
+_register(OpDef("scatter_add", "index", _scatter_infer, _scatter_add_impl,
+                lambda ct, out, u, idx, axis, size: [P.take(ct, idx, axis), None]))

@@ -1,0 +1,28 @@
+"""Graph -> Graph passes, run as an explicit list in order.
+
+Each pass is a plain function of a Graph returning a Graph; `run` logs its
+time and node count to the `graphc.passes` logger.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from graphc.ir import Graph
+from graphc.passes.dce import eliminate_dead_code
+
+log = logging.getLogger("graphc.passes")
+
+PIPELINE = [eliminate_dead_code]
+
+
+def run(graph: Graph, pipeline=None, verify=False) -> Graph:
+    for pass_fn in PIPELINE if pipeline is None else pipeline:
+        start = time.perf_counter()
+        before = len(graph)
+        graph = pass_fn(graph)
+        if verify:
+            graph.verify()
+        log.debug("%s: %d -> %d nodes in %.2f ms", pass_fn.__name__, before, len(graph),
+                  1e3 * (time.perf_counter() - start))
+    return graph

@@ -1,0 +1,111 @@
+"""One Python function per primitive: the typed layer that binds ops.
+
+VJP rules, the NumPy front end and `gc.nn` build graphs through these.
+Arguments are already promoted to one dtype (the front end does that);
+identity cases (reshape to the same shape, ...) return the operand itself.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import tracing
+
+
+def bind(op, *operands, **params):
+    return tracing.bind(op, *operands, **params)
+
+
+def scalar_like(x, value):
+    """A 0-d constant of x's dtype (it broadcasts against x)."""
+    return np.array(value, dtype=x.dtype)
+
+
+def _unary(name):
+    return lambda x: bind(name, x)
+
+
+def _binary(name):
+    return lambda x, y: bind(name, x, y)
+
+
+neg, exp, log, log1p, expm1, sqrt = map(_unary, ["neg", "exp", "log", "log1p", "expm1", "sqrt"])
+sin, cos, tanh, abs, sign, erf = map(_unary, ["sin", "cos", "tanh", "abs", "sign", "erf"])
+stop_gradient, logical_not = _unary("stop_gradient"), _unary("logical_not")
+add, sub, mul, div, pow = map(_binary, ["add", "sub", "mul", "div", "pow"])
+maximum, minimum = _binary("maximum"), _binary("minimum")
+eq, ne, lt, le, gt, ge = map(_binary, ["eq", "ne", "lt", "le", "gt", "ge"])
+logical_and, logical_or = _binary("logical_and"), _binary("logical_or")
+
+
+def where(cond, x, y):
+    return bind("where", cond, x, y)
+
+
+def convert(x, dtype):
+    dtype = np.dtype(dtype)
+    return x if np.dtype(x.dtype) == dtype else bind("convert", x, dtype=dtype)
+
+
+def index_check(idx, size, allow_negative=True, what="index"):
+    return bind("index_check", idx, size=int(size), allow_negative=bool(allow_negative), what=what)
+
+
+def reduce_sum(x, axes, keepdims=False):
+    if not axes and not keepdims:
+        return x
+    return bind("sum", x, axes=tuple(sorted(axes)), keepdims=bool(keepdims))
+
+
+def reduce_max(x, axes, keepdims=False):
+    if not axes and not keepdims:
+        return x
+    return bind("max", x, axes=tuple(sorted(axes)), keepdims=bool(keepdims))
+
+
+def matmul(a, b):
+    return bind("matmul", a, b)
+
+
+def reshape(x, shape):
+    shape = tuple(int(d) for d in shape)
+    return x if tuple(x.shape) == shape else bind("reshape", x, shape=shape)
+
+
+def transpose(x, perm):
+    perm = tuple(int(p) for p in perm)
+    return x if perm == tuple(range(len(perm))) else bind("transpose", x, perm=perm)
+
+
+def swap_last(x):
+    perm = list(range(x.ndim))
+    perm[-1], perm[-2] = perm[-2], perm[-1]
+    return transpose(x, perm)
+
+
+def broadcast_to(x, shape):
+    shape = tuple(int(d) for d in shape)
+    return x if tuple(x.shape) == shape else bind("broadcast_to", x, shape=shape)
+
+
+def slice(x, starts, steps, shape):
+    starts, steps, shape = (tuple(int(v) for v in t) for t in (starts, steps, shape))
+    if shape == tuple(x.shape) and all(s == 0 for s in starts) and all(s == 1 for s in steps):
+        return x
+    return bind("slice", x, starts=starts, steps=steps, shape=shape)
+
+
+def unslice(u, base_shape, starts, steps):
+    return bind("unslice", u, base_shape=tuple(base_shape), starts=tuple(starts),
+                steps=tuple(steps))
+
+
+def concatenate(xs, axis):
+    return xs[0] if len(xs) == 1 else bind("concatenate", *xs, axis=int(axis))
+
+
+def take(x, idx, axis):
+    return bind("take", x, idx, axis=int(axis))
+
+
+def scatter_add(u, idx, axis, size):
+    return bind("scatter_add", u, idx, axis=int(axis), size=int(size))

@@ -1,0 +1,254 @@
+"""Tracing: run the user's NumPy code on `Tracer`s and record a `Graph`.
+
+A Tracer stands for one node of the graph being traced. Python operators,
+NumPy ufuncs (`__array_ufunc__`) and NumPy functions (`__array_function__`)
+on tracers call the front end in `numpy_api`, which binds primitives here.
+
+`bind` puts the op into the innermost active trace. A tracer of an enclosing
+trace (a closure over an outer variable) is captured as an extra input of
+the inner graph; NumPy arrays and scalars become constants. With no tracer
+among the operands the op simply runs eagerly on NumPy arrays.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+from graphc import errors, ir
+from graphc import ops as _ops
+from graphc import pytree
+
+SUPPORTED_DTYPES = {np.dtype(t) for t in (
+    np.bool_, np.int8, np.int16, np.int32, np.int64,
+    np.uint8, np.uint16, np.uint32, np.uint64, np.float32, np.float64)}
+
+_state = threading.local()
+
+
+def _stack() -> list:
+    if not hasattr(_state, "graphs"):
+        _state.graphs, _state.locs = [], []
+    return _state.graphs
+
+
+def current_graph():
+    stack = _stack()
+    return stack[-1] if stack else None
+
+
+@contextlib.contextmanager
+def location(loc: str):
+    """Attribute the nodes bound inside to `loc` (replays and VJPs keep the user's line)."""
+    _stack()
+    _state.locs.append(loc)
+    try:
+        yield
+    finally:
+        _state.locs.pop()
+
+
+def _current_loc() -> str:
+    _stack()
+    return _state.locs[-1] if _state.locs else errors.user_location()
+
+
+class Tracer:
+    """A traced array: shape and dtype are known, the values are not."""
+
+    __slots__ = ("graph", "node")
+    __array_priority__ = 1000
+
+    def __init__(self, graph: ir.Graph, node: ir.Node):
+        self.graph, self.node = graph, node
+
+    shape = property(lambda self: self.node.shape)
+    dtype = property(lambda self: self.node.dtype)
+    ndim = property(lambda self: len(self.node.shape))
+    size = property(lambda self: self.node.size)
+    weak = property(lambda self: self.node.weak)
+
+    def __repr__(self):
+        return f"Tracer<{self.node.type}>"
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d traced array")
+        return self.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def _concrete_error(self, what):
+        raise errors.TracerError(
+            f"{what} needs the value of a traced array {self.node.type}, which is only known "
+            f"when the compiled code runs{errors.at(errors.user_location())}. Use np.where(cond, a, b) "
+            f"instead of if/else on array values, or mark the argument static with "
+            f"gc.jit(fn, static_argnums=...) if it is a Python constant.")
+
+    def __bool__(self):
+        self._concrete_error("Python control flow (if/while/and/or/bool())")
+
+    def __float__(self):
+        self._concrete_error("float()")
+
+    def __int__(self):
+        self._concrete_error("int()")
+
+    def __index__(self):
+        self._concrete_error("using a traced array as a Python index/int")
+
+    def __complex__(self):
+        self._concrete_error("complex()")
+
+    def __array__(self, dtype=None, copy=None):
+        self._concrete_error("converting to a NumPy array (np.asarray / np.array)")
+
+    def __setitem__(self, key, value):
+        raise errors.UnsupportedOpError(
+            f"in-place assignment to a traced array is not supported{errors.at(errors.user_location())}; "
+            f"build a new array with np.where or np.concatenate instead")
+
+    def __hash__(self):
+        return id(self)
+
+    # Arithmetic and methods are attached by numpy_api (the NumPy front end).
+
+
+def aval_of(x):
+    """(shape, dtype, weak) of an argument leaf, as graphc will type it."""
+    if isinstance(x, Tracer):
+        return x.shape, x.dtype, x.weak
+    if isinstance(x, bool):
+        return (), np.dtype(np.bool_), True
+    if isinstance(x, int):
+        return (), np.dtype(np.int64), True
+    if isinstance(x, float):
+        return (), np.dtype(np.float64), True
+    if isinstance(x, (np.ndarray, np.generic)):
+        dtype = np.dtype(x.dtype)
+        if dtype not in SUPPORTED_DTYPES:
+            raise errors.GraphcTypeError(
+                f"arrays of dtype {dtype} are not supported; use float32/float64 for values "
+                f"and integer or bool arrays for labels and masks")
+        return tuple(np.shape(x)), dtype, False
+    raise errors.GraphcTypeError(
+        f"cannot use an argument of type {type(x).__name__} in a traced function; pass NumPy "
+        f"arrays or Python numbers, or mark it static with static_argnums")
+
+
+def const(graph: ir.Graph, value, loc) -> ir.Node:
+    arr = np.asarray(value)
+    if np.dtype(arr.dtype) not in SUPPORTED_DTYPES:
+        raise errors.GraphcTypeError(f"constant of dtype {arr.dtype} is not supported{errors.at(loc)}")
+    return graph.add("const", (), {"value": ir.ConstValue(arr)}, arr.shape, arr.dtype, False, loc)
+
+
+def _capture(graph: ir.Graph, tracer: Tracer) -> int:
+    """Make an outer trace's tracer an extra input of `graph`."""
+    captures = graph.meta.setdefault("captures", {})
+    key = (id(tracer.graph), tracer.node.id)
+    if key not in captures:
+        node = graph.add_input(tracer.shape, tracer.dtype, tracer.weak, tracer.node.loc)
+        captures[key] = (node.id, tracer)
+    return captures[key][0]
+
+
+def bind(op: str, *operands, **params):
+    """Apply primitive `op`: record it when tracing, else run it on NumPy arrays."""
+    opdef = _ops.OPS[op]
+    graph = current_graph()
+    has_tracer = any(isinstance(x, Tracer) for x in operands)
+    if not has_tracer:
+        arrays = [np.asarray(x) for x in operands]
+        loc = _current_loc() if graph is not None else None
+        _infer(opdef, arrays, params, loc)
+        try:
+            return np.asarray(opdef.impl(*arrays, **params))
+        except errors.GraphcError as e:
+            raise type(e)(f"{e}{errors.at(loc or errors.user_location())}") from None
+    if graph is None:
+        raise errors.TracerError("a traced value escaped its trace (was it stored in a global "
+                                 "or returned through a side channel?); return it instead")
+    loc = _current_loc()
+    ids = []
+    for x in operands:
+        if isinstance(x, Tracer):
+            ids.append(x.node.id if x.graph is graph else _capture(graph, x))
+        else:
+            ids.append(const(graph, x, loc).id)
+    avals = [graph.node(i) for i in ids]
+    shape, dtype = _infer(opdef, avals, params, loc)
+    node = graph.add(op, ids, params, shape, dtype, all(a.weak for a in avals), loc)
+    return Tracer(graph, node)
+
+
+def _infer(opdef, avals, params, loc):
+    try:
+        return opdef.infer(avals, params)
+    except errors.GraphcError as e:
+        raise type(e)(f"{e}{errors.at(loc or errors.user_location())}") from None
+
+
+@contextlib.contextmanager
+def _tracing(graph: ir.Graph):
+    stack = _stack()
+    stack.append(graph)
+    try:
+        yield graph
+    finally:
+        stack.pop()
+
+
+def trace_fn(fn, args: tuple) -> ir.Graph:
+    """Trace `fn(*args)` into a new Graph.
+
+    graph.meta holds `in_tree`, `out_tree`, `num_args` (explicit input leaves)
+    and `captures` (outer tracers that became extra inputs, in input order).
+    """
+    leaves, in_tree = pytree.flatten(tuple(args))
+    graph = ir.Graph()
+    loc = errors.user_location()
+    with _tracing(graph):
+        tracers = []
+        for leaf in leaves:
+            shape, dtype, weak = aval_of(leaf)
+            tracers.append(Tracer(graph, graph.add_input(shape, dtype, weak, loc)))
+        out = fn(*pytree.unflatten(in_tree, tracers))
+        out_leaves, out_tree = pytree.flatten(out)
+        out_ids = []
+        for leaf in out_leaves:
+            if isinstance(leaf, Tracer):
+                out_ids.append(leaf.node.id if leaf.graph is graph else _capture(graph, leaf))
+            else:
+                aval_of(leaf)
+                out_ids.append(const(graph, leaf, loc).id)
+    graph.outputs = out_ids
+    graph.meta.update(in_tree=in_tree, out_tree=out_tree, num_args=len(leaves))
+    graph.meta["captures"] = [t for _, t in sorted(graph.meta.get("captures", {}).values(),
+                                                    key=lambda p: p[0])]
+    return graph
+
+
+def capture_values(graph: ir.Graph) -> list:
+    """The outer values bound to `graph`'s captured inputs, in input order."""
+    return list(graph.meta.get("captures", []))
+
+
+def evaluate(graph: ir.Graph, inputs, on_node=None) -> list:
+    """Replay `graph` on `inputs` (tracers: inline into the current trace;
+    arrays: evaluate eagerly). `on_node(node, value)` sees every value."""
+    env = {}
+    for node in graph.topo():
+        if node.op == "input":
+            value = inputs[node.p["index"]]
+        elif node.op == "const":
+            value = node.p["value"].array
+        else:
+            with location(node.loc):
+                value = bind(node.op, *[env[i] for i in node.inputs], **node.p)
+        env[node.id] = value
+        if on_node is not None:
+            on_node(node, value)
+    return [env[o] for o in graph.outputs]
