@@ -60,7 +60,7 @@ def _index(operand: Node, out_shape, loop_vars) -> str:
     return ", ".join(idx) + ("," if k == 1 else "")
 
 
-def _loop_nest(shape_of: str, rank: int, body: list[str], indent=1) -> list[str]:
+def _loop_nest(shape_of: str, rank: int, body: list[str], indent=0) -> list[str]:
     """`for i0 in range(x.shape[0]): for i1 ...: body` (no loop for rank 0)."""
     lines, pad = [], "    " * indent
     if rank:
@@ -270,7 +270,7 @@ def generate(graph: Graph) -> Module:
         params = ", ".join(f"a{k}" for k in range(len(operands)))
         kernels_src.append(f"@njit(cache=True, fastmath=FASTMATH, nogil=True)\n"
                            f"def {kname}({params}, out):{comment}\n"
-                           + "\n".join(emit(node, operands)) + "\n")
+                           + "\n".join("    " + line for line in emit(node, operands)) + "\n")
         body.append(f"    {v} = np.empty({node.shape!r}, {np_dtype(node.dtype)})")
         body.append(f"    {kname}({args}, {v})")
         kernels.append(KernelInfo(kname, [node.op], sum(map(_nbytes, operands)) + _nbytes(node),

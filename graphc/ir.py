@@ -74,6 +74,10 @@ class Node:
         return type_str(self.shape, self.dtype)
 
     @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
     def size(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64))
 

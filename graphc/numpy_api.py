@@ -419,7 +419,7 @@ def getitem(x, key):
     if consumed > x.ndim:
         raise errors.GraphcIndexError(f"too many indices ({consumed}) for an array of "
                                       f"dimension {x.ndim}{errors.at(errors.user_location())}")
-    if Ellipsis in key:
+    if any(k is Ellipsis for k in key):   # not `in`: that would compare tracers with ==
         i = next(j for j, k in enumerate(key) if k is Ellipsis)
         key = key[:i] + (slice(None),) * (x.ndim - consumed) + key[i + 1:]
     else:

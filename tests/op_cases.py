@@ -1,0 +1,115 @@
+"""The registry-driven test table: at least one row per primitive op.
+
+Each row is a NumPy function that exercises the primitive when traced (and
+runs as plain NumPy on arrays: that is the value oracle), with argument
+specs. `tests/test_ops.py` checks values, compiled == interpreted, float32
+preservation and gradients for every row, and fails if an op has no row.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.special
+
+import graphc as gc
+
+
+@dataclass
+class Arg:
+    shape: tuple
+    kind: str = "normal"   # normal | positive | unit (-0.9..0.9) | int:N | bool | separated
+    diff: bool = True      # differentiate with respect to it
+
+
+@dataclass
+class Case:
+    ops: tuple             # the primitives this row covers
+    fn: object
+    args: list
+    grad: bool = True      # check the gradient
+    f32: bool = True       # check float32 preservation
+    reference: object = None   # NumPy oracle when fn itself is not plain NumPy
+    id: str = field(default="")
+
+
+def make_arg(arg: Arg, rng, dtype=np.float64):
+    if arg.kind.startswith("int:"):
+        return rng.integers(0, int(arg.kind[4:]), size=arg.shape)
+    if arg.kind == "bool":
+        return rng.random(arg.shape) > 0.5
+    if arg.kind == "positive":
+        x = rng.uniform(0.5, 2.0, arg.shape)
+    elif arg.kind == "unit":
+        x = rng.uniform(-0.9, 0.9, arg.shape)
+    elif arg.kind == "separated":
+        # distinct values, well away from each other: max/abs/sign have no ties or kinks
+        n = int(np.prod(arg.shape))
+        x = (rng.permutation(n) - (n - 1) / 2 + 0.25).reshape(arg.shape) * 0.7
+    else:
+        x = rng.normal(size=arg.shape)
+    return np.asarray(x, dtype)
+
+
+def _tie_free(x, y):
+    return x, y + 0.37
+
+
+CASES = [
+    Case(("neg",), lambda x: -x, [Arg((3, 4))]),
+    Case(("exp",), np.exp, [Arg((3, 4))]),
+    Case(("log",), np.log, [Arg((5,), "positive")]),
+    Case(("log1p",), np.log1p, [Arg((2, 3), "unit")]),
+    Case(("expm1",), np.expm1, [Arg((4,))]),
+    Case(("sqrt",), np.sqrt, [Arg((2, 2), "positive")]),
+    Case(("sin",), np.sin, [Arg((6,))]),
+    Case(("cos",), np.cos, [Arg((6,))]),
+    Case(("tanh",), np.tanh, [Arg((2, 3))]),
+    Case(("abs",), np.abs, [Arg((7,), "separated")]),
+    Case(("sign",), np.sign, [Arg((7,), "separated")]),
+    Case(("erf",), scipy.special.erf, [Arg((5,))]),
+    Case(("stop_gradient",), lambda x: gc.nn.logsumexp(x, axis=1), [Arg((3, 4))],
+         reference=lambda x: scipy.special.logsumexp(x, axis=1)),
+    Case(("add",), lambda x, y: x + y, [Arg((3, 4)), Arg((4,))]),
+    Case(("add",), lambda x, y: x + y, [Arg((3, 1)), Arg((1, 4))]),
+    Case(("sub",), lambda x, y: x - y, [Arg((2, 3)), Arg((2, 1))]),
+    Case(("mul",), lambda x, y: x * y, [Arg((2, 3, 4)), Arg((3, 1))]),
+    Case(("mul",), lambda x: 0.5 * x * 3, [Arg((3,))]),
+    Case(("div",), lambda x, y: x / y, [Arg((3, 4)), Arg((4,), "positive")]),
+    Case(("div",), lambda x: x / 3.0, [Arg((3,))]),
+    Case(("pow",), lambda x, y: x ** y, [Arg((3,), "positive"), Arg((3,))]),
+    Case(("pow",), lambda x: x ** 3.0, [Arg((2, 2))]),
+    Case(("maximum",), np.maximum, [Arg((3, 4), "separated"), Arg((4,), "separated")]),
+    Case(("minimum",), lambda x, y: np.minimum(*_tie_free(x, y)), [Arg((5,)), Arg((5,))]),
+    Case(("eq", "ne"), lambda x, y: (x == y) | (x != y * 2), [Arg((4,), "int:3"), Arg((4,), "int:3")],
+         grad=False, f32=False),
+    Case(("lt", "le", "gt", "ge"),
+         lambda x, y: np.where((x < y) & (x <= y) | (x > y + 1) & (x >= y), x, y),
+         [Arg((3, 3)), Arg((3,))]),
+    Case(("logical_and", "logical_or", "logical_not"),
+         lambda a, b: np.logical_or(np.logical_and(a, b), np.logical_not(b)),
+         [Arg((4,), "bool"), Arg((4,), "bool")], grad=False, f32=False),
+    Case(("where",), lambda c, x, y: np.where(c, x, y), [Arg((2, 3), "bool"), Arg((3,)), Arg((2, 3))]),
+    Case(("convert",), lambda x, m: x * m.astype(x.dtype), [Arg((3,)), Arg((3,), "bool")]),
+    Case(("convert",), lambda x, i: x * i, [Arg((3,)), Arg((3,), "int:5")]),
+    Case(("sum",), lambda x: x.sum(axis=1), [Arg((3, 4))]),
+    Case(("sum",), lambda x: np.sum(x, axis=(0, -1), keepdims=True), [Arg((2, 3, 4))]),
+    Case(("sum",), lambda x: x.mean(), [Arg((5, 2))]),
+    Case(("max",), lambda x: x.max(axis=0), [Arg((3, 4), "separated")]),
+    Case(("max",), lambda x: np.min(x, axis=-1, keepdims=True), [Arg((2, 5), "separated")]),
+    Case(("matmul",), lambda a, b: a @ b, [Arg((3, 4)), Arg((4, 2))]),
+    Case(("matmul",), lambda a, b: a @ b, [Arg((4,)), Arg((4, 2))]),
+    Case(("matmul",), lambda a, b: np.matmul(a, b), [Arg((2, 3, 4)), Arg((4, 5))]),
+    Case(("matmul",), lambda a, b: np.dot(a, b), [Arg((4,)), Arg((4,))]),
+    Case(("reshape",), lambda x: x.reshape(6, -1), [Arg((2, 3, 2))]),
+    Case(("transpose",), lambda x: x.T, [Arg((3, 4))]),
+    Case(("transpose",), lambda x: np.transpose(x, (1, 2, 0)), [Arg((2, 3, 4))]),
+    Case(("broadcast_to",), lambda x: np.broadcast_to(x, (3, 4)), [Arg((4,))]),
+    Case(("slice", "unslice"), lambda x: x[1:, ::2], [Arg((4, 5))]),
+    Case(("slice", "unslice"), lambda x: x[::-1, 2, None], [Arg((3, 4))]),
+    Case(("slice",), lambda x: x[..., 1], [Arg((2, 3, 4))]),
+    Case(("concatenate",), lambda x, y: np.concatenate([x, y], axis=1), [Arg((2, 3)), Arg((2, 2))]),
+    Case(("concatenate",), lambda x, y: np.stack([x, y]), [Arg((3,)), Arg((3,))]),
+    Case(("take", "scatter_add", "index_check"), lambda x, i: x[i], [Arg((5, 3)), Arg((7,), "int:5")]),
+    Case(("take", "scatter_add", "index_check"), lambda x, i: x[:, i], [Arg((2, 4)), Arg((2, 3), "int:4")]),
+    Case(("take", "index_check"), lambda x, i: x[np.arange(4), i], [Arg((4, 3)), Arg((4,), "int:3")]),
+    Case(("take",), lambda x: x[np.array([-1, 0, -1])], [Arg((3, 2))]),
+]
