@@ -1,0 +1,168 @@
+"""The calculus of learning, checked against closed forms."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def cost(q):
+    return 0.5 * q ** 2 + 3 * q + 10
+
+
+def test_derivative_is_the_rate_of_change():
+    # d/dq (0.5 q^2 + 3q + 10) = q + 3, which is 7 at q = 4
+    assert float(gc.grad(cost)(4.0)) == 7.0
+    h = 1e-5
+    assert abs((cost(4.0 + h) - cost(4.0 - h)) / (2 * h) - 7.0) < 1e-6
+
+
+def test_value_and_grad_of_a_python_float_is_float64_0d():
+    value, slope = gc.value_and_grad(cost)(4.0)
+    assert value.shape == () and value.dtype == np.float64 and float(value) == 30.0
+    assert slope.shape == () and float(slope) == 7.0
+
+
+def test_partial_derivatives_by_argnums():
+    def f(x, y):
+        return x ** 2 * y + 3 * y
+
+    x, y = 2.0, 5.0
+    assert float(gc.grad(f, argnums=0)(x, y)) == 2 * x * y
+    assert float(gc.grad(f, argnums=1)(x, y)) == x ** 2 + 3
+    dx, dy = gc.grad(f, argnums=(0, 1))(x, y)
+    assert (float(dx), float(dy)) == (20.0, 7.0)
+
+
+def test_gradient_is_the_vector_of_partials():
+    a = np.array([1.0, -2.0, 3.0])
+    g = gc.grad(lambda v: np.sum(a * v ** 2))(np.array([1.0, 1.0, 2.0]))
+    np.testing.assert_allclose(g, 2 * a * np.array([1.0, 1.0, 2.0]))
+
+
+def test_chain_rule_through_twelve_nested_ops():
+    def f(x):
+        y = np.sin(x)
+        y = np.exp(y) * 0.5
+        y = np.tanh(y) + x
+        y = np.log1p(y ** 2)
+        y = np.sqrt(y + 1.0)
+        y = np.cos(y) / (1.0 + x ** 2)
+        return np.sum(np.maximum(y, -10.0))
+
+    x = np.linspace(-1.5, 1.5, 7)
+    gc.check_grad(f, x)
+
+    # and by hand, the chain rule written out for one composition
+    def g(x):
+        return np.exp(np.sin(x ** 2))
+    x0 = 0.7
+    expected = np.exp(np.sin(x0 ** 2)) * np.cos(x0 ** 2) * 2 * x0
+    assert float(gc.grad(g)(x0)) == pytest.approx(expected, rel=1e-14)
+
+
+def test_gradient_descent_reaches_the_minimum_of_a_convex_quadratic():
+    A = np.array([[3.0, 0.5], [0.5, 1.0]])
+    b = np.array([1.0, -2.0])
+
+    def loss(w):
+        return 0.5 * w @ A @ w - b @ w
+
+    step = gc.jit(lambda w: w - 0.2 * gc.grad(loss)(w))
+    w = np.zeros(2)
+    for _ in range(300):
+        w = step(w)
+    np.testing.assert_allclose(w, np.linalg.solve(A, b), rtol=1e-10)
+
+
+def test_second_derivative_and_hessian_closed_forms():
+    d2 = gc.grad(gc.grad(lambda x: x ** 3 + 2 * x ** 2))
+    assert float(d2(2.0)) == 6 * 2.0 + 4
+
+    def f(v):
+        x, y = v[0], v[1]
+        return x ** 2 * y + np.sin(y) * x
+
+    v = np.array([0.3, 1.2])
+    x, y = v
+    expected = np.array([[2 * y, 2 * x + np.cos(y)],
+                         [2 * x + np.cos(y), -np.sin(y) * x]])
+    np.testing.assert_allclose(gc.hessian(f)(v), expected, rtol=1e-12)
+
+
+def test_jacobian_of_a_vector_function():
+    W = np.array([[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]])
+    x = np.array([0.1, 0.2, -0.3])
+    J = gc.jacobian(lambda x: np.tanh(W @ x))(x)
+    expected = (1 - np.tanh(W @ x) ** 2)[:, None] * W
+    assert J.shape == (2, 3)
+    np.testing.assert_allclose(J, expected, rtol=1e-12)
+
+
+def test_gradient_over_a_pytree_of_parameters():
+    params = {"W": np.ones((3, 2)), "b": np.zeros(2), "layers": [np.array(2.0), (np.ones(2),)]}
+    x = np.arange(6.0).reshape(2, 3)
+
+    def loss(p, x):
+        h = x @ p["W"] + p["b"]
+        return np.sum(h * p["layers"][0] * p["layers"][1][0])
+
+    g = gc.grad(loss)(params, x)
+    assert set(g) == {"W", "b", "layers"} and isinstance(g["layers"], list)
+    np.testing.assert_allclose(g["b"], [4.0, 4.0])
+    np.testing.assert_allclose(g["W"], 2 * x.sum(0)[:, None] * np.ones((3, 2)))
+    np.testing.assert_allclose(g["layers"][0], np.sum(x @ params["W"]))
+    assert g["layers"][1][0].shape == (2,)
+
+
+def test_fan_out_accumulates_x_times_x():
+    assert float(gc.grad(lambda x: x * x)(3.0)) == 6.0
+    assert float(gc.grad(lambda x: x * x * x + x)(2.0)) == 13.0
+
+
+def test_broadcast_gradient_is_summed_back():
+    g = gc.grad(lambda b, X: np.sum(X + b))(np.zeros(3), np.ones((4, 3)))
+    np.testing.assert_array_equal(g, [4.0, 4.0, 4.0])
+
+
+def test_has_aux():
+    (value, aux), g = gc.value_and_grad(lambda x: (np.sum(x ** 2), x * 2), has_aux=True)(
+        np.array([1.0, 2.0]))
+    assert float(value) == 5.0
+    np.testing.assert_array_equal(aux, [2.0, 4.0])
+    np.testing.assert_array_equal(g, [2.0, 4.0])
+
+
+def test_composition_jit_of_grad_and_grad_of_jit():
+    f = lambda x: np.sum(np.tanh(x) ** 2)  # noqa: E731
+    x = np.linspace(-1, 1, 5)
+    a = gc.jit(gc.grad(f))(x)
+    b = gc.grad(gc.jit(f))(x)
+    c = gc.grad(f)(x)
+    np.testing.assert_allclose(a, c)
+    np.testing.assert_allclose(b, c)
+    np.testing.assert_allclose(c, 2 * np.tanh(x) * (1 - np.tanh(x) ** 2), rtol=1e-12)
+
+
+def test_value_and_grad_inside_a_traced_function_and_closures():
+    x = np.linspace(0, 1, 4)
+
+    @gc.jit
+    def step(w, x):
+        loss, g = gc.value_and_grad(lambda w: np.sum((w * x - 1.0) ** 2))(w)
+        return w - 0.1 * g, loss
+
+    w, loss = step(np.ones(4), x)
+    np.testing.assert_allclose(w, 1 - 0.1 * 2 * (x - 1) * x)
+    assert float(loss) == pytest.approx(np.sum((x - 1) ** 2))
+
+
+def test_gradient_of_a_function_that_ignores_its_input_is_zero():
+    g = gc.grad(lambda x, y: np.sum(y * 2.0))(np.ones(3), np.ones(2))
+    np.testing.assert_array_equal(g, np.zeros(3))
+
+
+def test_float32_gradients_stay_float32():
+    w = np.ones(3, np.float32)
+    g = gc.grad(lambda w: np.sum(0.5 * w ** 2.0 / 3.0))(w)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, w / 3.0)

@@ -1,0 +1,116 @@
+"""Every error of API.md section 4 that tracing and differentiation raise."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+THIS_FILE = "test_errors.py:"
+
+
+def _line_of(fn, offset):
+    return f"{THIS_FILE}{fn.__code__.co_firstlineno + offset}"
+
+
+def test_python_if_on_a_traced_value():
+    def f(x):
+        if x.sum() > 0:
+            return x
+        return -x
+
+    with pytest.raises(gc.TracerError) as e:
+        gc.jit(f)(np.ones(3))
+    assert isinstance(e.value, TypeError) and isinstance(e.value, gc.GraphcError)
+    assert "np.where" in str(e.value) and "static_argnums" in str(e.value)
+    assert _line_of(f, 1) in str(e.value)
+
+
+@pytest.mark.parametrize("convert", [float, int, bool])
+def test_float_int_bool_of_a_traced_value(convert):
+    with pytest.raises(gc.TracerError, match=convert.__name__ if convert is not bool else "bool"):
+        gc.jit(lambda x: convert(x))(np.ones(()))
+
+
+def test_unsupported_numpy_function_names_it():
+    def f(x):
+        return np.fft.fft(x)
+
+    with pytest.raises(gc.UnsupportedOpError, match="fft") as e:
+        gc.jit(f)(np.ones(4))
+    assert isinstance(e.value, NotImplementedError)
+    with pytest.raises(gc.UnsupportedOpError, match="cumsum"):
+        gc.jit(lambda x: np.cumsum(x))(np.ones(4))
+    with pytest.raises(gc.UnsupportedOpError, match="arctan2"):
+        gc.jit(lambda x: np.arctan2(x, x))(np.ones(4))
+
+
+def test_shape_error_names_the_op_both_shapes_and_the_line():
+    def f(a, b):
+        return a + b
+
+    with pytest.raises(gc.ShapeError) as e:
+        gc.jit(f)(np.ones((3, 4)), np.ones(5))
+    msg = str(e.value)
+    assert isinstance(e.value, ValueError)
+    assert "add" in msg and "(3, 4)" in msg and "(5,)" in msg and _line_of(f, 1) in msg
+
+    with pytest.raises(gc.ShapeError, match=r"matmul.*\(3, 4\).*\(3, 2\)"):
+        gc.jit(lambda a, b: a @ b)(np.ones((3, 4)), np.ones((3, 2)))
+
+
+def test_grad_of_an_integer_argument_is_a_type_error():
+    with pytest.raises(TypeError, match="int64") as e:
+        gc.grad(lambda x: np.sum(x * 1.0))(np.arange(3))
+    assert isinstance(e.value, gc.GraphcError)
+
+
+def test_grad_of_a_non_scalar_output_is_a_type_error():
+    with pytest.raises(TypeError, match="scalar") as e:
+        gc.grad(lambda x: x * 2.0)(np.ones(3))
+    assert isinstance(e.value, gc.GraphcError)
+    with pytest.raises(TypeError, match="float"):
+        gc.grad(lambda x: np.sum(x > 0))(np.ones(3))
+
+
+def test_index_out_of_range_is_an_index_error_at_run_time():
+    f = gc.jit(lambda x, i: x[i])
+    x = np.arange(5.0)
+    np.testing.assert_array_equal(f(x, np.array([0, -5, 4])), [0.0, 0.0, 4.0])
+    with pytest.raises(IndexError, match=r"out of range \[-5, 5\)") as e:
+        f(x, np.array([1, 5]))
+    assert isinstance(e.value, gc.GraphcError)
+    with pytest.raises(IndexError):
+        f(x, np.array([-6]))
+    with pytest.raises(IndexError, match="out of bounds"):
+        gc.jit(lambda x: x[7])(x)
+
+
+def test_unsupported_dtype_argument():
+    with pytest.raises(TypeError, match="complex128"):
+        gc.jit(lambda x: x * 2)(np.ones(2, complex))
+    with pytest.raises(TypeError, match="str"):
+        gc.jit(lambda x: x)("hello")
+
+
+def test_boolean_mask_indexing_is_unsupported_with_advice():
+    with pytest.raises(gc.UnsupportedOpError, match="np.where"):
+        gc.jit(lambda x: x[x > 0])(np.ones(3))
+
+
+def test_in_place_assignment_is_unsupported():
+    def f(x):
+        x[0] = 1.0
+        return x
+
+    with pytest.raises(gc.UnsupportedOpError, match="in-place"):
+        gc.jit(f)(np.ones(3))
+
+
+def test_check_grad_names_the_worst_element():
+    from graphc import api
+
+    def wrong(x):          # a deliberately wrong gradient: stop_gradient hides x*x
+        from graphc import prims
+        return np.sum(prims.stop_gradient(x * x) + x)
+
+    with pytest.raises(AssertionError, match=r"index \(2,\).*analytic.*numeric"):
+        api.check_grad(wrong, np.array([0.1, 0.2, 3.0]))

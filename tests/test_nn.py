@@ -1,0 +1,116 @@
+"""gc.nn against SciPy/closed forms, extreme logits, and label checks."""
+import math
+
+import numpy as np
+import pytest
+import scipy.special as sp
+
+import graphc as gc
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(4, 5)) * 3
+LABELS = np.array([0, 4, 2, 2])
+
+
+def _gelu_exact(x):
+    return 0.5 * x * (1 + sp.erf(x / math.sqrt(2)))
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def _cross_entropy(logits, labels):
+    return -np.mean(sp.log_softmax(logits, axis=1)[np.arange(len(labels)), labels])
+
+
+CASES = [
+    ("relu", gc.nn.relu, lambda x: np.maximum(x, 0)),
+    ("sigmoid", gc.nn.sigmoid, sp.expit),
+    ("softplus", gc.nn.softplus, lambda x: np.logaddexp(0, x)),
+    ("gelu", gc.nn.gelu, _gelu_exact),
+    ("gelu_tanh", lambda x: gc.nn.gelu(x, approximate=True), _gelu_tanh),
+    ("softmax", gc.nn.softmax, lambda x: sp.softmax(x, axis=-1)),
+    ("softmax0", lambda x: gc.nn.softmax(x, axis=0), lambda x: sp.softmax(x, axis=0)),
+    ("log_softmax", gc.nn.log_softmax, lambda x: sp.log_softmax(x, axis=-1)),
+    ("logsumexp", gc.nn.logsumexp, sp.logsumexp),
+    ("logsumexp_axis", lambda x: gc.nn.logsumexp(x, axis=(0,), keepdims=True),
+     lambda x: sp.logsumexp(x, axis=0, keepdims=True)),
+    ("logaddexp", lambda x: np.logaddexp(x, 0.5 * x), lambda x: np.logaddexp(x, 0.5 * x)),
+    ("mse", lambda x: gc.nn.mse(x, x[::-1] * 0.5), lambda x: np.mean((x - x[::-1] * 0.5) ** 2)),
+    ("cross_entropy", lambda x: gc.nn.cross_entropy(x, LABELS), lambda x: _cross_entropy(x, LABELS)),
+]
+
+
+@pytest.mark.parametrize("name, fn, ref", CASES, ids=[c[0] for c in CASES])
+def test_values_and_gradients(name, fn, ref):
+    np.testing.assert_allclose(gc.jit(fn)(X), ref(X), rtol=1e-12, atol=1e-14)
+    weights = RNG.normal(size=np.shape(ref(X)))
+    gc.check_grad(lambda x: np.sum(fn(x) * weights), X)
+
+
+@pytest.mark.parametrize("name, fn, ref", CASES, ids=[c[0] for c in CASES])
+def test_float32_in_float32_out(name, fn, ref):
+    x32 = X.astype(np.float32)
+    out = gc.jit(fn)(x32)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, ref(X), rtol=1e-4, atol=1e-5)
+
+
+def test_extreme_logits_stay_finite_and_correct():
+    logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -999.0]])
+    labels = np.array([0, 2])
+    for dtype, tol in ((np.float64, 1e-9), (np.float32, 1e-4)):   # f32 ulp at 1000 is 6e-5
+        x = logits.astype(dtype)
+        loss, g = gc.value_and_grad(lambda z: gc.nn.cross_entropy(z, labels))(x)
+        assert np.isfinite(loss) and np.all(np.isfinite(g))
+        np.testing.assert_allclose(loss, _cross_entropy(logits, labels), rtol=tol, atol=tol)
+        expected_g = (sp.softmax(logits, axis=1) - np.eye(3)[labels]) / 2
+        np.testing.assert_allclose(g, expected_g, atol=1e-6)
+        for fn, ref in [(gc.nn.logsumexp, sp.logsumexp), (gc.nn.softplus, lambda v: np.logaddexp(0, v)),
+                        (gc.nn.sigmoid, sp.expit), (gc.nn.log_softmax, lambda v: sp.log_softmax(v, axis=-1))]:
+            out = gc.jit(fn)(x)
+            assert np.all(np.isfinite(out)), fn
+            np.testing.assert_allclose(out, ref(logits), rtol=tol, atol=tol)
+            gx = gc.grad(lambda z: np.sum(fn(z)))(x)
+            assert np.all(np.isfinite(gx)), fn
+
+
+def test_logsumexp_of_all_minus_infinity_is_minus_infinity():
+    x = np.full((2, 3), -np.inf)
+    np.testing.assert_array_equal(gc.jit(lambda x: gc.nn.logsumexp(x, axis=1))(x), [-np.inf, -np.inf])
+
+
+def test_relu_gradient_at_zero_is_zero():
+    np.testing.assert_array_equal(gc.grad(lambda x: np.sum(gc.nn.relu(x)))(np.array([-1.0, 0.0, 2.0])),
+                                  [0.0, 0.0, 1.0])
+
+
+def test_one_hot():
+    out = gc.jit(lambda y: gc.nn.one_hot(y, 4))(np.array([3, 0, 1]))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out, np.eye(4, dtype=np.float32)[[3, 0, 1]])
+    np.testing.assert_array_equal(gc.nn.one_hot(np.array([1]), 2, dtype=np.float64), [[0.0, 1.0]])
+
+
+@pytest.mark.parametrize("bad", [np.array([0, 4]), np.array([-1, 0])])
+def test_labels_out_of_range_raise_index_error(bad):
+    with pytest.raises(IndexError, match=r"label.*\[0, 4\)") as e:
+        gc.jit(lambda y: gc.nn.one_hot(y, 4))(bad)
+    assert isinstance(e.value, gc.GraphcError)
+    with pytest.raises(IndexError, match=r"\[0, 4\)"):
+        gc.jit(lambda x, y: gc.nn.cross_entropy(x, y))(np.zeros((2, 4)), bad)
+    with pytest.raises(IndexError):
+        gc.nn.one_hot(bad, 4)     # eager, on NumPy arrays
+
+
+def test_cross_entropy_rejects_float_labels_and_bad_shapes():
+    with pytest.raises(TypeError, match="integer"):
+        gc.jit(lambda x, y: gc.nn.cross_entropy(x, y))(np.zeros((2, 3)), np.zeros(2))
+    with pytest.raises(gc.ShapeError, match=r"\(N, C\)"):
+        gc.jit(lambda x, y: gc.nn.cross_entropy(x, y))(np.zeros((2, 3)), np.zeros(3, int))
+
+
+def test_nn_functions_work_eagerly_on_numpy_arrays():
+    np.testing.assert_allclose(gc.nn.softmax(X), sp.softmax(X, axis=-1))
+    assert gc.nn.cross_entropy(X, LABELS) == pytest.approx(_cross_entropy(X, LABELS))

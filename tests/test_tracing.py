@@ -1,0 +1,164 @@
+"""The IR as text, CSE, verify, DOT, weak typing and the jit cache."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def test_listing_is_deterministic_jaxpr_like_text():
+    def f(x, b):
+        return np.sum(np.tanh(x @ b + 1.0) * 2.0, axis=1)
+
+    x, b = np.ones((4, 3), np.float32), np.ones((3, 2), np.float32)
+    text = str(gc.trace(f, x, b))
+    assert text == str(gc.trace(f, x, b))
+    assert text == "\n".join([
+        "%0:f32[4,3] = input 0",
+        "%1:f32[3,2] = input 1",
+        "%2:f32[4,2] = matmul %0 %1",
+        "%3:f32[] = const 1.0",
+        "%4:f32[4,2] = add %2 %3",
+        "%5:f32[4,2] = tanh %4",
+        "%6:f32[] = const 2.0",
+        "%7:f32[4,2] = mul %5 %6",
+        "%8:f32[4] = sum %7 axes=(1,) keepdims=False",
+        "return %8",
+    ])
+
+
+def test_operands_are_kept_in_order_on_the_node():
+    g = gc.trace(lambda x: x * x - x / 2.0, np.ones(2))
+    mul = next(n["node"] for n in g.nx.nodes.values() if n["node"].op == "mul")
+    assert mul.inputs[0] == mul.inputs[1]
+    sub = next(n["node"] for n in g.nx.nodes.values() if n["node"].op == "sub")
+    assert g.node(sub.inputs[0]).op == "mul" and g.node(sub.inputs[1]).op == "div"
+
+
+def test_identical_subexpressions_are_shared():
+    g = gc.trace(lambda x: np.exp(x) + np.exp(x), np.ones(3))
+    assert sum(n["node"].op == "exp" for n in g.nx.nodes.values()) == 1
+
+
+def test_nodes_record_the_users_source_line():
+    def f(x):
+        return np.log(x)   # this line
+
+    g = gc.trace(f, np.ones(2))
+    log = next(n["node"] for n in g.nx.nodes.values() if n["node"].op == "log")
+    assert log.loc.endswith(f"test_tracing.py:{f.__code__.co_firstlineno + 1}")
+
+
+def test_verify_and_dot():
+    g = gc.trace(lambda x: np.maximum(x, 0.0).sum(), np.ones(3))
+    g.verify()
+    dot = g.to_dot()
+    assert dot.startswith("digraph") and "maximum" in dot and "->" in dot
+    assert g.nx.number_of_nodes() == len(g)
+
+
+def test_verify_catches_a_mistyped_node():
+    from graphc.ir import Node
+    g = gc.trace(lambda x: x + 1.0, np.ones(3))
+    add = next(n["node"] for n in g.nx.nodes.values() if n["node"].op == "add")
+    g.nx.nodes[add.id]["node"] = Node(add.id, "add", add.inputs, add.params, (4,), add.dtype)
+    with pytest.raises(gc.GraphcError, match="typed"):
+        g.verify()
+
+
+@pytest.mark.parametrize("expr, dtype", [
+    (lambda x: 0.5 * x, np.float32), (lambda x: x ** 2.0, np.float32),
+    (lambda x: x / 3.0, np.float32), (lambda x: x + 1, np.float32),
+    (lambda x: x * np.float64(2), np.float64), (lambda x: x + np.ones(3), np.float64),
+    (lambda x: x > 0, np.bool_), (lambda x: (x > 0) * x, np.float32),
+])
+def test_numpy2_promotion_with_weak_python_scalars(expr, dtype):
+    x = np.ones(3, np.float32)
+    assert gc.jit(expr)(x).dtype == dtype == expr(x).dtype
+
+
+def test_python_scalar_arguments_are_weakly_typed():
+    f = gc.jit(lambda a, x: a * x)
+    assert f(2.0, np.ones(2, np.float32)).dtype == np.float32
+    assert f(2.0, np.ones(2)).dtype == np.float64
+    out = gc.jit(lambda a: a * 2)(3)
+    assert out.dtype == np.int64 and out.shape == () and int(out) == 6
+
+
+def test_second_call_with_the_same_signature_does_not_retrace():
+    calls = []
+
+    def f(x):
+        calls.append(1)
+        return x * 2.0
+
+    jf = gc.jit(f)
+    jf(np.ones(3))
+    jf(np.zeros(3))
+    assert len(calls) == 1
+    jf(np.ones(4))
+    jf(np.ones(3, np.float32))
+    assert len(calls) == 3
+
+
+def test_static_argnums():
+    calls = []
+
+    def f(x, n, mode):
+        calls.append(1)
+        for _ in range(n):                     # Python control flow on a static value
+            x = np.tanh(x) if mode == "tanh" else x * 2.0
+        return x
+
+    jf = gc.jit(f, static_argnums=(1, 2))
+    np.testing.assert_allclose(jf(np.ones(2), 3, "tanh"), np.tanh(np.tanh(np.tanh(np.ones(2)))))
+    np.testing.assert_allclose(jf(np.ones(2), 2, "double"), 4 * np.ones(2))
+    jf(np.ones(2), 3, "tanh")
+    assert len(calls) == 2
+
+
+def test_inspect_reports_every_stage():
+    f = gc.jit(lambda x, y: np.sum(np.exp(x) * y))
+    info = f.inspect(np.ones(3), np.ones(3))
+    assert "exp" in str(info.graph) and "exp" in str(info.optimized)
+    compile(info.source, "<generated>", "exec")          # valid Python
+    assert "@njit" in info.source and "def run(" in info.source
+    assert info.kernels and all(k.name and k.ops and k.bytes > 0 for k in info.kernels)
+    assert sum(k.flops for k in info.kernels) > 0
+    assert info.compile_seconds >= 0
+
+
+def test_results_are_fresh_arrays_each_call():
+    f = gc.jit(lambda x: x)
+    x = np.ones(3)
+    a = f(x)
+    b = f(x)
+    assert a is not x and a is not b
+    a[0] = 5.0
+    assert x[0] == 1.0 and b[0] == 1.0
+
+
+def test_pytree_outputs_and_scalars():
+    out = gc.jit(lambda p: {"s": np.sum(p["a"]), "t": (p["a"] * 2, [p["b"]])})(
+        {"a": np.ones(2), "b": np.zeros(1)})
+    assert isinstance(out["s"], np.ndarray) and out["s"].shape == ()
+    assert isinstance(out["t"], tuple) and isinstance(out["t"][1], list)
+
+
+@pytest.mark.parametrize("key", [
+    (slice(None), None, 1), (Ellipsis, None), (-1,), (slice(None, None, -2),),
+    (np.array([[0, 2], [1, -1]]),), (slice(1, None), np.array([0, 0, 1])),
+])
+def test_indexing_matches_numpy(key):
+    x = np.arange(12.0).reshape(4, 3)
+    np.testing.assert_array_equal(gc.jit(lambda x: x[key])(x), x[key])
+
+
+def test_nan_propagates_like_numpy():
+    x = np.array([1.0, np.nan, 3.0])
+    np.testing.assert_array_equal(gc.jit(lambda x: np.maximum(x, 2.0))(x), np.maximum(x, 2.0))
+    assert np.isnan(gc.jit(lambda x: np.max(x))(x))
+
+
+def test_integer_inputs_are_allowed_without_gradient():
+    g = gc.grad(lambda w, idx: np.sum(w[idx] ** 2))(np.array([1.0, 2.0, 3.0]), np.array([2, 2, 0]))
+    np.testing.assert_array_equal(g, [2.0, 0.0, 12.0])       # repeated indices accumulate
