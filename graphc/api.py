@@ -36,6 +36,7 @@ class _Entry:
     def __init__(self, graph: Graph, optimized: Graph, module: codegen.Module, driver,
                  compile_seconds: float):
         self.graph, self.optimized, self.module, self.driver = graph, optimized, module, driver
+        self.train_epoch = None
         self.consts = [optimized.node(c).p["value"].array for c in module.const_ids]
         self.in_avals = [(graph.node(i).shape, graph.node(i).dtype) for i in graph.inputs]
         self.compile_seconds = compile_seconds

@@ -286,3 +286,30 @@ def generate(graph: Graph) -> Module:
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n" + "\n".join(driver) + "\n"
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs))
+
+
+def epoch_loop_source(n_state: int, n_data: int, n_consts: int) -> str:
+    """`train_epoch`: the minibatch loop around `run`, as one native call.
+
+    It gathers each batch's rows through `perm`, calls the step, writes the
+    new state (params, then moment slots) into the state arrays in place and
+    advances `count`. `run`'s outputs are (loss, *new_state).
+    """
+    state = [f"s{k}" for k in range(n_state)]
+    data = [f"d{k}" for k in range(n_data)]
+    batch = [f"b{k}" for k in range(n_data)]
+    consts = [f"c{k}" for k in range(n_consts)]
+    lines = ["@njit(cache=True, nogil=True)",
+             f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'num_batches'] + consts)}):",
+             "    losses = np.empty(num_batches, np.float64)"]
+    lines += [f"    {b} = np.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]
+    lines += ["    for step in range(num_batches):",
+              "        for r in range(batch_size):",
+              "            row = perm[step * batch_size + r]"]
+    lines += [f"            {b}[r] = {d}[row]" for b, d in zip(batch, data)]
+    lines += [f"        out = run({', '.join(state + ['count'] + batch + consts)})",
+              "        losses[step] = out[0]"]
+    lines += [f"        {s}.reshape({s}.size)[:] = out[{k + 1}].reshape({s}.size)"
+              for k, s in enumerate(state)]
+    lines += ["        count[()] += 1", "    return losses"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,115 @@
+"""Optimizers as graph-level update rules (PyTorch's definitions and defaults).
+
+`update` is ordinary NumPy code over the parameter leaves, traced into the
+same graph as the forward and backward passes, so the update is fused into
+the compiled step instead of running as a Python loop over parameters.
+Hyperparameters are Python floats (weakly typed), so a float32 model's
+update stays float32.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import errors
+
+
+class Optimizer:
+    """Base class: `slots` names the per-parameter state (moment buffers)."""
+
+    slots: tuple[str, ...] = ()
+
+    def init(self, leaves: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
+        """Zero moment buffers, one per parameter leaf, per slot."""
+        return {name: [np.zeros_like(p) for p in leaves] for name in self.slots}
+
+    def update(self, params, grads, slots, count):
+        """New (params, slots) from lists of leaves; `count` is the 0-d step number
+        before this step (0 on the first). Traced: write it with NumPy ops."""
+        raise NotImplementedError
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({fields})"
+
+
+def _check(name, value, low=0.0):
+    if not value >= low:
+        raise errors.GraphcValueError(f"invalid {name}: {value!r} (must be >= {low})")
+
+
+class SGD(Optimizer):
+    """p -= lr * g, with PyTorch's momentum, dampening, Nesterov and L2 weight decay.
+
+    >>> import graphc as gc
+    >>> gc.optim.SGD(lr=0.1, momentum=0.9, nesterov=True).slots
+    ('momentum',)
+    """
+
+    def __init__(self, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+        for name, v in [("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)]:
+            _check(name, v)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise errors.GraphcValueError("Nesterov momentum requires a momentum > 0 and zero "
+                                          "dampening")
+        self.lr, self.momentum, self.dampening = float(lr), float(momentum), float(dampening)
+        self.nesterov, self.weight_decay = bool(nesterov), float(weight_decay)
+        self.slots = ("momentum",) if self.momentum else ()
+
+    def update(self, params, grads, slots, count):
+        new_params, new_bufs = [], []
+        for k, (p, g) in enumerate(zip(params, grads)):
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            if self.momentum:
+                old = slots["momentum"][k]
+                # PyTorch: the first step's buffer is the gradient itself
+                buf = np.where(count == 0, g, self.momentum * old + (1 - self.dampening) * g)
+                new_bufs.append(buf)
+                g = g + self.momentum * buf if self.nesterov else buf
+            new_params.append(p - self.lr * g)
+        return new_params, ({"momentum": new_bufs} if self.momentum else {})
+
+
+class Adam(Optimizer):
+    """Adam with bias correction; weight_decay is L2 added to the gradient (PyTorch's Adam)."""
+
+    slots = ("m", "v")
+    decoupled = False
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        _check("lr", lr)
+        _check("eps", eps)
+        _check("weight_decay", weight_decay)
+        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+            raise errors.GraphcValueError(f"invalid betas {betas!r}: each must be in [0, 1)")
+        self.lr, self.betas = float(lr), (float(betas[0]), float(betas[1]))
+        self.eps, self.weight_decay = float(eps), float(weight_decay)
+
+    def update(self, params, grads, slots, count):
+        b1, b2 = self.betas
+        new_params, ms, vs = [], [], []
+        for k, (p, g) in enumerate(zip(params, grads)):
+            t = (count + 1).astype(p.dtype)
+            if self.decoupled:
+                p = p * (1 - self.lr * self.weight_decay)
+            elif self.weight_decay:
+                g = g + self.weight_decay * p
+            m = b1 * slots["m"][k] + (1 - b1) * g
+            v = b2 * slots["v"][k] + (1 - b2) * (g * g)
+            # PyTorch's arrangement: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
+            bc1 = 1 - b1 ** t
+            bc2 = 1 - b2 ** t
+            denom = np.sqrt(v) / np.sqrt(bc2) + self.eps
+            new_params.append(p - (self.lr / bc1) * m / denom)
+            ms.append(m)
+            vs.append(v)
+        return new_params, {"m": ms, "v": vs}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay: p *= 1 - lr * weight_decay before the Adam step."""
+
+    decoupled = True
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(lr, betas, eps, weight_decay)

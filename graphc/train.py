@@ -1,0 +1,205 @@
+"""Training: compiled optimizer steps and whole training loops in compiled code.
+
+`compile_step` traces one function, `loss -> grads -> optimizer update`, into
+a single graph, so forward, backward and update compile into one module. The
+step computes the new parameters into fresh buffers and only then copies
+them into the user's arrays: a step that raises leaves params and optimizer
+state exactly as they were.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from graphc import api, codegen, errors, pytree, runtime, tracing
+from graphc.optim import Optimizer
+
+
+def _leaf_check(leaves, paths):
+    seen = {}
+    for leaf, path in zip(leaves, paths):
+        if not isinstance(leaf, np.ndarray):
+            raise errors.GraphcTypeError(f"parameter {path} is a {type(leaf).__name__}; "
+                                         f"parameters must be NumPy float arrays (updated in place)")
+        if leaf.dtype.kind != "f" or leaf.dtype not in tracing.SUPPORTED_DTYPES:
+            raise errors.GraphcTypeError(f"parameter {path} has dtype {leaf.dtype}; parameters "
+                                         f"must be float32 or float64 arrays")
+        if not leaf.flags.writeable:
+            raise errors.GraphcValueError(f"parameter {path} is read-only; the step updates "
+                                          f"parameters in place, pass a writable array (x.copy())")
+        if id(leaf) in seen:
+            raise errors.GraphcValueError(f"parameters {seen[id(leaf)]} and {path} are the same "
+                                          f"array; pass separate arrays (x.copy())")
+        seen[id(leaf)] = path
+
+
+class Step:
+    """A compiled training step: `step(params, *batch) -> loss` (before the update).
+
+    >>> import numpy as np, graphc as gc
+    >>> params = {"w": np.zeros(3)}
+    >>> step = gc.compile_step(lambda p, x, y: np.mean((x @ p["w"] - y) ** 2),
+    ...                        gc.optim.SGD(lr=0.1))
+    >>> step(params, np.eye(3), np.ones(3))
+    1.0
+    >>> step.state["count"], params["w"].round(3)
+    (1, array([0.067, 0.067, 0.067]))
+    """
+
+    def __init__(self, loss_fn, optimizer: Optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise errors.GraphcTypeError(f"compile_step needs a gc.optim optimizer, got "
+                                         f"{type(optimizer).__name__}")
+        self.loss_fn, self.optimizer = loss_fn, optimizer
+        self.state: dict | None = None
+        self._treedef = None
+        self._avals = None
+        self._compiled = api.Compiled(self._traced_step,
+                                      name=f"step({getattr(loss_fn, '__name__', 'loss')})")
+
+    def _traced_step(self, params, slots, count, *batch):
+        loss, grads = api.value_and_grad(self.loss_fn)(params, *batch)
+        leaves, treedef = pytree.flatten(params)
+        slot_leaves = {k: pytree.flatten(v)[0] for k, v in slots.items()}
+        new_params, new_slots = self.optimizer.update(
+            leaves, pytree.flatten(grads)[0], slot_leaves, count)
+        new_params = [np.asarray(p).astype(leaf.dtype) if not hasattr(p, "graph") else
+                      p.astype(leaf.dtype) for p, leaf in zip(new_params, leaves)]
+        return (loss, pytree.unflatten(treedef, new_params),
+                {k: pytree.unflatten(treedef, [s.astype(l.dtype) for s, l in zip(v, leaves)])
+                 for k, v in new_slots.items()})
+
+    # -- state ----------------------------------------------------------------
+    def _bind(self, params):
+        """Check params against the structure this step was built for; init state once."""
+        leaves, treedef = pytree.flatten(params)
+        paths = pytree.leaf_paths(treedef)
+        if self._treedef is None:
+            _leaf_check(leaves, paths)
+            self._treedef = treedef
+            self._avals = [(leaf.shape, leaf.dtype) for leaf in leaves]
+            slots = self.optimizer.init(leaves)
+            self.state = {"count": 0, **{k: pytree.unflatten(treedef, v) for k, v in slots.items()}}
+            return leaves
+        if treedef != self._treedef:
+            raise errors.GraphcTypeError(f"params have structure {treedef}, but this step was "
+                                         f"built for {self._treedef}")
+        for leaf, path, (shape, dtype) in zip(leaves, paths, self._avals):
+            if not isinstance(leaf, np.ndarray) or leaf.shape != shape or leaf.dtype != dtype:
+                got = f"{leaf.dtype}{list(leaf.shape)}" if isinstance(leaf, np.ndarray) else \
+                    type(leaf).__name__
+                raise errors.GraphcTypeError(f"parameter {path} is {got}, but this step was built "
+                                             f"for {dtype}{list(shape)}")
+        _leaf_check(leaves, paths)
+        return leaves
+
+    def _slots(self):
+        return {k: v for k, v in self.state.items() if k != "count"}
+
+    def _args(self, params, batch):
+        return (params, self._slots(), np.asarray(self.state["count"], np.int64), *batch)
+
+    def _commit(self, leaves, new_params, new_slots):
+        for dst, src in zip(leaves, pytree.flatten(new_params)[0]):
+            np.copyto(dst, src)
+        for k, v in new_slots.items():
+            for dst, src in zip(pytree.flatten(self.state[k])[0], pytree.flatten(v)[0]):
+                np.copyto(dst, src)
+        self.state["count"] += 1
+
+    # -- calls ----------------------------------------------------------------
+    def __call__(self, params, *batch) -> float:
+        leaves = self._bind(params)
+        loss, new_params, new_slots = self._compiled(*self._args(params, batch))
+        self._commit(leaves, new_params, new_slots)
+        return float(loss)
+
+    def inspect(self, params, *batch):
+        self._bind(params)
+        return self._compiled.inspect(*self._args(params, batch))
+
+    def epoch(self, params, data, perm, batch_size, num_batches) -> np.ndarray:
+        """Run `num_batches` steps over `data[perm]` as one native call; the batch losses."""
+        leaves = self._bind(params)
+        first = tuple(d[perm[:batch_size]] for d in data)
+        entry, flat = self._compiled._entry(self._args(params, first))
+        module = entry.module
+        if entry.train_epoch is None:
+            n_state = len(flat) - 1 - len(data)
+            source = module.source + "\n\n" + codegen.epoch_loop_source(
+                n_state, len(data), len(entry.consts))
+            entry.train_epoch = runtime.load(source).train_epoch
+        state = leaves + [leaf for k in sorted(self._slots()) for leaf in
+                          pytree.flatten(self.state[k])[0]]
+        count = np.asarray(self.state["count"], np.int64)
+        arrays = [np.ascontiguousarray(d) for d in data]
+        try:
+            losses = entry.train_epoch(*state, count, *arrays, np.ascontiguousarray(perm, np.int64),
+                                       batch_size, num_batches, *entry.consts)
+        except IndexError as e:
+            raise errors.GraphcIndexError(str(e)) from None
+        finally:
+            self.state["count"] = int(count)
+        return losses
+
+    def __repr__(self):
+        return f"<graphc step of {getattr(self.loss_fn, '__name__', 'loss')} with {self.optimizer}>"
+
+
+def compile_step(loss_fn, optimizer: Optimizer) -> Step:
+    """One fused forward + backward + update call; params are updated in place."""
+    return Step(loss_fn, optimizer)
+
+
+def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=True, seed=0,
+          drop_last=False, progress=True) -> np.ndarray:
+    """Minibatch gradient descent; each epoch's full batches run as one native call.
+
+    Returns each epoch's mean minibatch loss, shape (epochs,).
+
+    >>> import numpy as np, graphc as gc
+    >>> X = np.random.default_rng(0).normal(size=(64, 3)); y = X @ np.array([1., -2., .5])
+    >>> p = {"w": np.zeros(3)}
+    >>> h = gc.train(lambda p, x, y: np.mean((x @ p["w"] - y) ** 2), p, (X, y),
+    ...              gc.optim.SGD(lr=0.1), batch_size=16, epochs=30, progress=False)
+    >>> bool(h[-1] < 1e-6), p["w"].round(3)
+    (True, array([ 1. , -2. ,  0.5]))
+    """
+    data = tuple(data) if isinstance(data, (tuple, list)) else (data,)
+    data = tuple(np.asarray(d) for d in data)
+    n = len(data[0]) if data and data[0].ndim else 0
+    for k, d in enumerate(data):
+        if d.ndim == 0 or len(d) != n:
+            raise errors.ShapeError(f"train: every data array needs the same length along axis "
+                                    f"0; array 0 has {n} rows, array {k} has "
+                                    f"{len(d) if d.ndim else 'no axis 0'}")
+    if int(batch_size) < 1 or int(epochs) < 0:
+        raise errors.GraphcValueError("train: batch_size must be >= 1 and epochs >= 0")
+    batch_size = min(int(batch_size), n) if not drop_last else int(batch_size)
+    full, rest = divmod(n, batch_size)
+    if full == 0 and (drop_last or rest == 0):
+        raise errors.GraphcValueError(f"train: {n} rows with batch_size={batch_size} and "
+                                      f"drop_last={drop_last} leave no batch to train on")
+    step = compile_step(loss_fn, optimizer)
+    rng = np.random.default_rng(seed)
+    bar = _progress_bar(epochs, progress)
+    history = np.zeros(int(epochs))
+    for epoch in range(int(epochs)):
+        perm = rng.permutation(n) if shuffle else np.arange(n)
+        losses = list(step.epoch(params, data, perm, batch_size, full)) if full else []
+        if rest and not drop_last:
+            tail = perm[full * batch_size:]
+            losses.append(step(params, *(d[tail] for d in data)))
+        history[epoch] = np.mean(losses)
+        if bar is not None:
+            bar.set_postfix(loss=f"{history[epoch]:.4g}")
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    return history
+
+
+def _progress_bar(epochs, progress):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=int(epochs), desc="train", unit="epoch")

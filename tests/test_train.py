@@ -1,0 +1,222 @@
+"""Optimizers against PyTorch's update equations, compile_step, train, atomicity."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def loss_fn(p, x, y):
+    h = np.tanh(x @ p["W"] + p["b"])
+    return np.mean((h @ p["v"] - y) ** 2)
+
+
+def make(dtype=np.float64, seed=0, n=24):
+    rng = np.random.default_rng(seed)
+    params = {"W": rng.normal(size=(3, 4)).astype(dtype), "b": np.zeros(4, dtype),
+              "v": rng.normal(size=4).astype(dtype)}
+    x = rng.normal(size=(n, 3)).astype(dtype)
+    y = rng.normal(size=n).astype(dtype)
+    return params, x, y
+
+
+# ---- NumPy references of torch.optim's update equations (per parameter) ----
+def ref_sgd(p, g, st, t, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+    g = g + weight_decay * p
+    if momentum:
+        st["buf"] = g.copy() if t == 0 else momentum * st["buf"] + (1 - dampening) * g
+        g = g + momentum * st["buf"] if nesterov else st["buf"]
+    return p - lr * g
+
+
+def ref_adam(p, g, st, t, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+    b1, b2 = betas
+    if decoupled:
+        p = p * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * p
+    st.setdefault("m", np.zeros_like(p))
+    st.setdefault("v", np.zeros_like(p))
+    st["m"] = b1 * st["m"] + (1 - b1) * g
+    st["v"] = b2 * st["v"] + (1 - b2) * g * g
+    bc1, bc2 = 1 - b1 ** (t + 1), 1 - b2 ** (t + 1)
+    return p - lr / bc1 * st["m"] / (np.sqrt(st["v"]) / np.sqrt(bc2) + eps)
+
+
+OPTIMIZERS = [
+    ("sgd", lambda: gc.optim.SGD(lr=0.1), lambda *a: ref_sgd(*a, lr=0.1)),
+    ("sgd_wd", lambda: gc.optim.SGD(lr=0.1, weight_decay=0.01),
+     lambda *a: ref_sgd(*a, lr=0.1, weight_decay=0.01)),
+    ("momentum", lambda: gc.optim.SGD(lr=0.05, momentum=0.9, dampening=0.1),
+     lambda *a: ref_sgd(*a, lr=0.05, momentum=0.9, dampening=0.1)),
+    ("nesterov", lambda: gc.optim.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.001),
+     lambda *a: ref_sgd(*a, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.001)),
+    ("adam", lambda: gc.optim.Adam(lr=0.01), lambda *a: ref_adam(*a, lr=0.01)),
+    ("adam_l2", lambda: gc.optim.Adam(lr=0.01, betas=(0.8, 0.99), weight_decay=0.1),
+     lambda *a: ref_adam(*a, lr=0.01, betas=(0.8, 0.99), weight_decay=0.1)),
+    ("adamw", lambda: gc.optim.AdamW(lr=0.01), lambda *a: ref_adam(*a, lr=0.01, weight_decay=1e-2,
+                                                                  decoupled=True)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name, make_opt, ref", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
+def test_optimizer_matches_pytorch_equations(name, make_opt, ref, dtype):
+    params, x, y = make(dtype)
+    expected = {k: v.astype(np.float64) for k, v in params.items()}
+    ref_state = {k: {} for k in params}
+    step = gc.compile_step(loss_fn, make_opt())
+    grad = gc.grad(loss_fn)
+    ids = {k: id(v) for k, v in params.items()}
+    for t in range(5):
+        g = grad(expected, x.astype(np.float64), y.astype(np.float64))
+        ref_loss = loss_fn(expected, x.astype(np.float64), y.astype(np.float64))
+        loss = step(params, x, y)
+        assert isinstance(loss, float)
+        assert loss == pytest.approx(ref_loss, rel=1e-4 if dtype == np.float32 else 1e-10)
+        expected = {k: ref(expected[k], g[k], ref_state[k], t) for k in params}
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for k in params:
+        assert id(params[k]) == ids[k] and params[k].dtype == dtype      # in place, same dtype
+        np.testing.assert_allclose(params[k], expected[k], **tol)
+    assert step.state["count"] == 5
+    for slot in step.optimizer.slots:
+        assert set(step.state[slot]) == set(params)
+        assert all(step.state[slot][k].dtype == dtype for k in params)
+
+
+def test_state_slots_follow_pytorch_names():
+    params, x, y = make()
+    for opt, slots in [(gc.optim.SGD(0.1), set()), (gc.optim.SGD(0.1, momentum=0.9), {"momentum"}),
+                       (gc.optim.Adam(), {"m", "v"}), (gc.optim.AdamW(), {"m", "v"})]:
+        step = gc.compile_step(loss_fn, opt)
+        step({k: v.copy() for k, v in params.items()}, x, y)
+        assert set(step.state) == {"count"} | slots
+
+
+def test_optimizer_argument_checks():
+    with pytest.raises(ValueError, match="Nesterov"):
+        gc.optim.SGD(lr=0.1, nesterov=True)
+    with pytest.raises(ValueError, match="Nesterov"):
+        gc.optim.SGD(lr=0.1, momentum=0.9, dampening=0.5, nesterov=True)
+    with pytest.raises(ValueError, match="lr"):
+        gc.optim.Adam(lr=-1.0)
+    with pytest.raises(ValueError, match="betas"):
+        gc.optim.Adam(betas=(1.0, 0.9))
+    assert gc.optim.AdamW().weight_decay == 1e-2 and gc.optim.Adam().lr == 1e-3
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_train_without_shuffle_equals_calling_step_by_hand(drop_last):
+    params, x, y = make(n=22)
+    replay = {k: v.copy() for k, v in params.items()}
+    history = gc.train(loss_fn, params, (x, y), gc.optim.Adam(lr=0.01), batch_size=8, epochs=3,
+                       shuffle=False, drop_last=drop_last, progress=False)
+    assert history.shape == (3,)
+    # replay the three epochs by hand with one step object (optimizer state carries over)
+    step = gc.compile_step(loss_fn, gc.optim.Adam(lr=0.01))
+    expected_history = []
+    for epoch in range(3):
+        losses = []
+        for start in range(0, 22, 8):
+            if start + 8 > 22 and drop_last:
+                break
+            losses.append(step(replay, x[start:start + 8], y[start:start + 8]))
+        expected_history.append(np.mean(losses))
+    np.testing.assert_allclose(history, expected_history, rtol=1e-12)
+    for k in params:
+        np.testing.assert_allclose(params[k], replay[k], rtol=1e-12)
+
+
+def test_train_is_deterministic_per_seed_and_shuffles():
+    runs = []
+    for seed in (0, 0, 1):
+        params, x, y = make()
+        runs.append(gc.train(loss_fn, params, (x, y), gc.optim.SGD(0.1), batch_size=5, epochs=2,
+                             seed=seed, progress=False))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
+
+
+def test_train_shows_a_progress_bar(capsys):
+    params, x, y = make()
+    gc.train(loss_fn, params, (x, y), gc.optim.SGD(0.1), batch_size=8, epochs=2, progress=True)
+    assert "loss=" in capsys.readouterr().err
+    gc.train(loss_fn, params, (x, y), gc.optim.SGD(0.1), batch_size=8, epochs=2, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def _snapshot(params, step):
+    return ({k: v.copy() for k, v in params.items()},
+            {k: (v if k == "count" else {n: a.copy() for n, a in v.items()})
+             for k, v in step.state.items()})
+
+
+def _assert_unchanged(before, params, step):
+    params_before, state_before = before
+    for k in params:
+        assert params[k].tobytes() == params_before[k].tobytes()
+    assert step.state["count"] == state_before["count"]
+    for slot in step.optimizer.slots:
+        for k in params:
+            assert step.state[slot][k].tobytes() == state_before[slot][k].tobytes()
+
+
+def test_a_failing_step_leaves_params_and_state_bitwise_unchanged():
+    def ce(p, x, y):
+        return gc.nn.cross_entropy(x @ p["W"], y)
+
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(3, 4))}
+    x = rng.normal(size=(5, 3))
+    step = gc.compile_step(ce, gc.optim.Adam(lr=0.1))
+    step(params, x, np.array([0, 1, 2, 3, 0]))
+    before = _snapshot(params, step)
+    with pytest.raises(IndexError, match=r"\[0, 4\)"):
+        step(params, x, np.array([0, 1, 4, 3, 0]))
+    _assert_unchanged(before, params, step)
+    with pytest.raises(IndexError):
+        step(params, x, np.array([0, -1, 2, 3, 0]))
+    _assert_unchanged(before, params, step)
+    with pytest.raises(TypeError, match=r"\['W'\]"):
+        step({"W": params["W"].astype(np.float32)}, x, np.array([0, 1, 2, 3, 0]))
+    with pytest.raises(TypeError, match="structure"):
+        step({"W": params["W"], "b": np.zeros(4)}, x, np.array([0, 1, 2, 3, 0]))
+    with pytest.raises(gc.ShapeError):
+        step(params, x, np.array([0, 1]))
+    _assert_unchanged(before, params, step)
+
+
+def test_nan_in_data_propagates_to_the_loss():
+    params, x, y = make()
+    x[0, 0] = np.nan
+    step = gc.compile_step(loss_fn, gc.optim.SGD(0.1))
+    assert np.isnan(step(params, x, y))
+
+
+def test_bad_params():
+    params, x, y = make()
+    step = gc.compile_step(loss_fn, gc.optim.SGD(0.1))
+    with pytest.raises(TypeError, match=r"\['W'\].*int64"):
+        step({**params, "W": np.ones((3, 4), int)}, x, y)
+    frozen = params["W"].copy()
+    frozen.setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        gc.compile_step(loss_fn, gc.optim.SGD(0.1))({**params, "W": frozen}, x, y)
+    with pytest.raises(ValueError, match="same array"):
+        gc.compile_step(lambda p, x, y: np.sum(p["a"] * p["b"]), gc.optim.SGD(0.1))(
+            {"a": params["b"], "b": params["b"]}, x, y)
+
+
+def test_train_rejects_mismatched_data_lengths():
+    params, x, y = make()
+    with pytest.raises(ValueError, match="same length"):
+        gc.train(loss_fn, params, (x, y[:-1]), gc.optim.SGD(0.1), progress=False)
+
+
+def test_step_inspect_shows_one_module_with_the_update_fused_in():
+    params, x, y = make()
+    step = gc.compile_step(loss_fn, gc.optim.Adam())
+    info = step.inspect(params, x, y)
+    assert "def run(" in info.source
+    ops = {n["node"].op for n in info.optimized.nx.nodes.values()}
+    assert {"tanh", "matmul", "sqrt", "pow"} <= ops         # forward, backward and Adam in one graph
