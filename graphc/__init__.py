@@ -10,6 +10,7 @@ and run it as Numba-compiled code:
 __version__ = "0.1.0"
 
 from graphc import nn, optim
+from graphc.export import export
 from graphc.train import compile_step, train
 from graphc.api import (check_grad, grad, hessian, jacobian, jit, trace, value_and_grad, vjp)
 from graphc.errors import (GraphcError, ShapeError, TracerError, UnsupportedOpError)
@@ -17,5 +18,5 @@ from graphc.ir import Graph
 
 __all__ = [
     "jit", "grad", "value_and_grad", "vjp", "jacobian", "hessian", "trace", "check_grad",
-    "compile_step", "train", "optim", "Graph", "nn", "GraphcError", "TracerError", "ShapeError", "UnsupportedOpError",
+    "compile_step", "train", "export", "optim", "Graph", "nn", "GraphcError", "TracerError", "ShapeError", "UnsupportedOpError",
 ]

@@ -1,0 +1,149 @@
+"""gc.export: write a compiled step as a standalone module (NumPy + Numba only).
+
+The module holds the generated Numba source of every signature the step was
+called with (renamed so they can sit side by side), the constants and the
+optimizer state at export time (as an embedded .npz), and a small `step`
+function with the same semantics as graphc's: validate, run, copy in place.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import numpy as np
+
+from graphc import errors, pytree
+from graphc.codegen import FASTMATH
+
+_TEMPLATE = '''\
+"""Standalone training step exported by graphc {version}.
+
+Needs only NumPy and Numba. `step(params, *batch) -> loss` updates `params`
+in place and continues from `state` (the optimizer state at export time).
+Supported signatures (parameter and batch shapes) are those the step was
+called with before export.
+"""
+import base64
+import io
+
+import numpy as np
+from numba import njit
+
+{kernels}
+
+# ---------------------------------------------------------------- data
+# The optimizer state and constants at export time, as an embedded .npz.
+_BLOB = (
+{blob}
+)
+_ARRAYS = np.load(io.BytesIO(base64.b64decode(_BLOB)))
+_STRUCTURE = {structure!r}      # the params pytree, None at each leaf
+_SLOTS = {slots!r}
+_SIGNATURES = {{
+{signatures}
+}}
+
+
+def _flatten(tree, out):
+    if isinstance(tree, dict):
+        for key in sorted(tree, key=repr):
+            _flatten(tree[key], out)
+    elif isinstance(tree, (list, tuple)):
+        for child in tree:
+            _flatten(child, out)
+    elif tree is not None:
+        out.append(tree)
+    return out
+
+
+def _shape_of(tree):
+    if isinstance(tree, dict):
+        return {{k: _shape_of(v) for k, v in tree.items()}}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_shape_of(v) for v in tree)
+    return None
+
+
+def _unflatten(structure, leaves):
+    if isinstance(structure, dict):
+        return {{k: _unflatten(structure[k], leaves) for k in sorted(structure, key=repr)}}
+    if isinstance(structure, (list, tuple)):
+        return type(structure)(_unflatten(c, leaves) for c in structure)
+    return leaves.pop(0)
+
+
+state = {{"count": {count}}}
+for _name in _SLOTS:
+    state[_name] = _unflatten(_STRUCTURE, [_ARRAYS[f"{{_name}}_{{i}}"].copy()
+                                           for i in range({num_params})])
+
+
+def step(params, *batch):
+    """One fused forward + backward + update; returns the loss before the update."""
+    if _shape_of(params) != _STRUCTURE:
+        raise TypeError(f"params have structure {{_shape_of(params)}}, expected {{_STRUCTURE}}")
+    leaves = _flatten(params, [])
+    slot_leaves = [leaf for name in sorted(_SLOTS) for leaf in _flatten(state[name], [])]
+    count = np.asarray(state["count"], np.int64)
+    data = [np.ascontiguousarray(b) for b in _flatten(list(batch), [])]
+    inputs = leaves + slot_leaves + [count] + data
+    key = tuple((tuple(a.shape), np.asarray(a).dtype.str) for a in inputs)
+    if key not in _SIGNATURES:
+        raise TypeError("no exported signature matches these shapes/dtypes; exported: "
+                        + "; ".join(str(k) for k in _SIGNATURES))
+    run, consts = _SIGNATURES[key]
+    for leaf in leaves:
+        if not leaf.flags.writeable or not leaf.flags.c_contiguous:
+            raise ValueError("parameters must be writable C-contiguous arrays")
+    out = run(*inputs, *[_ARRAYS[c] for c in consts])
+    for dst, src in zip(leaves + slot_leaves, out[1:]):
+        np.copyto(dst, src)
+    state["count"] += 1
+    return float(out[0])
+'''
+
+
+def _renamed(source: str, k: int) -> str:
+    """Module source with `run` and the kernels renamed for signature k, imports dropped."""
+    body = source.split("FASTMATH = ", 1)[1].split("\n", 1)[1]
+    body = re.sub(r"\bk(\d+)_", rf"s{k}_k\1_", body)
+    body = body.replace("def run(", f"def run_{k}(")
+    return body
+
+
+def export(step, path) -> None:
+    """Write `step` as a standalone module at `path` (see the module docstring)."""
+    import graphc
+
+    entries = list(step._compiled._cache.values()) if hasattr(step, "_compiled") else []
+    if not entries or step.state is None:
+        raise errors.GraphcValueError("export: this step has never been called, so there is no "
+                                      "compiled signature to export; call it once first")
+    arrays = {}
+    treedef = step._treedef
+    leaves_by_slot = {name: pytree.flatten(step.state[name])[0] for name in step.optimizer.slots}
+    for name, leaves in leaves_by_slot.items():
+        for i, leaf in enumerate(leaves):
+            arrays[f"{name}_{i}"] = leaf
+    kernels, signatures = [], []
+    for k, entry in enumerate(entries):
+        kernels.append(_renamed(entry.module.source, k))
+        const_names = []
+        for j, c in enumerate(entry.consts):
+            arrays[f"c{k}_{j}"] = c
+            const_names.append(f"c{k}_{j}")
+        key = tuple((tuple(shape), np.dtype(dtype).str) for shape, dtype in entry.in_avals)
+        signatures.append(f"    {key!r}: (run_{k}, {const_names!r}),")
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    blob = "\n".join(f'    "{encoded[i:i + 96]}"' for i in range(0, len(encoded), 96)) or '    ""'
+    structure = pytree.unflatten(treedef, [None] * treedef.num_leaves)
+    source = _TEMPLATE.format(
+        version=graphc.__version__, kernels="FASTMATH = " + FASTMATH + "\n"
+        + "\n".join(kernels), blob=blob, structure=structure, slots=tuple(step.optimizer.slots),
+        signatures="\n".join(signatures), count=int(step.state["count"]),
+        num_params=treedef.num_leaves)
+    with open(path, "w") as f:
+        f.write(source)
