@@ -80,48 +80,14 @@ def _tuple(idx: list[str]) -> str:
 
 
 # --------------------------------------------------------------- kernel emitters
-# Each returns the kernel body lines; operands are named a0, a1, ... and the
-# output `out` (already allocated by the driver with the node's shape).
-
-def _emit_elementwise(node: Node, operands: list[Node]) -> list[str]:
-    iv = _ivars(len(node.shape))
-    reads = [f"a{k}[{_index(op, node.shape, iv)}]" for k, op in enumerate(operands)]
-    expr = OPS[node.op].expr.format(*reads, T=np_dtype(node.dtype))
-    return _loop_nest("out", len(node.shape), [f"out[{_tuple(iv)}] = {expr}"])
-
+# Non-elementwise ops: each returns the kernel body lines; operands are named
+# a0, a1, ... and the output `out` (allocated by the driver). Elementwise ops
+# and reductions are emitted by `emit_group`, alone or fused.
 
 def _reduce_out_index(node: Node, x: Node, iv):
+    """Where element `iv` of a reduction's input lands in its output (None: dropped axis)."""
     axes, keep = node.p["axes"], node.p["keepdims"]
     return [("0" if keep else None) if d in axes else iv[d] for d in range(len(x.shape))]
-
-
-def _emit_sum(node, operands):
-    (x,) = operands
-    iv = _ivars(len(x.shape))
-    oidx = _tuple([i for i in _reduce_out_index(node, x, iv) if i is not None])
-    # float32 sums accumulate in float64, as close to NumPy's pairwise sum as a loop gets.
-    acc = "np.float64" if node.dtype == np.float32 else np_dtype(node.dtype)
-    lines = [f"acc = np.zeros(out.shape, {acc})"]
-    lines += _loop_nest("a0", len(x.shape), [f"acc[{oidx}] += a0[{_tuple(iv)}]"])
-    ov = _ivars(len(node.shape))
-    lines += _loop_nest("out", len(node.shape), [f"out[{_tuple(ov)}] = acc[{_tuple(ov)}]"])
-    return lines
-
-
-def _emit_max(node, operands):
-    (x,) = operands
-    iv = _ivars(len(x.shape))
-    oidx = _tuple([i for i in _reduce_out_index(node, x, iv) if i is not None])
-    lowest = "-np.inf" if node.dtype.kind == "f" else str(int(np.iinfo(node.dtype).min)) \
-        if node.dtype.kind in "iu" else "False"
-    ov = _ivars(len(node.shape))
-    lines = _loop_nest("out", len(node.shape), [f"out[{_tuple(ov)}] = {lowest}"])
-    # NaN propagates: a NaN element wins and then stays (nothing compares greater).
-    lines += _loop_nest("a0", len(x.shape), [
-        f"v = a0[{_tuple(iv)}]",
-        f"if v > out[{oidx}] or v != v:",
-        f"    out[{oidx}] = v"])
-    return lines
 
 
 def _emit_matmul(node, operands):
@@ -216,7 +182,7 @@ def _emit_index_check(node, operands):
 
 
 EMITTERS = {
-    "sum": _emit_sum, "max": _emit_max, "matmul": _emit_matmul, "transpose": _emit_transpose,
+    "matmul": _emit_matmul, "transpose": _emit_transpose,
     "slice": _emit_slice, "unslice": _emit_unslice, "concatenate": _emit_concatenate,
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
 }
@@ -234,12 +200,112 @@ def _nbytes(n: Node) -> int:
     return n.size * n.dtype.itemsize
 
 
+# --------------------------------------------------------------- fused groups
+def _literal(node: Node) -> str:
+    """A 0-d constant as a typed Numba literal (a bare 0.5 would promote float32)."""
+    value = node.p["value"].array.item()
+    if node.dtype == np.bool_:
+        return repr(bool(value))
+    text = repr(value) if np.isfinite(value) else f"np.{'nan' if value != value else ('inf' if value > 0 else 'NINF')}"
+    text = text if text != "np.NINF" else "-np.inf"
+    return f"{np_dtype(node.dtype)}({text})"
+
+
+def _is_scalar_const(node: Node) -> bool:
+    return node.op == "const" and node.shape == ()
+
+
+def _reduce_lowest(node: Node) -> str:
+    if node.dtype.kind == "f":
+        return "-np.inf"
+    return str(int(np.iinfo(node.dtype).min)) if node.dtype.kind in "iu" else "False"
+
+
+def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
+    """One loop nest computing a fused group.
+
+    Returns (external operand ids, output ids, body lines). Members live in
+    scalar temporaries `t<id>`; `escaping` members are stored to outputs,
+    reduction sinks accumulate into their outputs.
+    """
+    member_set = set(members)
+    nodes = [graph.node(m) for m in members]
+    sinks = [n for n in nodes if OPS[n.op].kind == "reduce"]
+    space = graph.node(sinks[0].inputs[0]).shape if all(
+        OPS[n.op].kind == "reduce" for n in nodes) else next(
+        n.shape for n in nodes if OPS[n.op].kind != "reduce")
+    externals = []
+    for n in nodes:
+        for i in n.inputs:
+            if i not in member_set and i not in externals and not _is_scalar_const(graph.node(i)):
+                externals.append(i)
+    outputs = list(escaping) + [n.id for n in sinks]
+    arg = {i: f"a{k}" for k, i in enumerate(externals)}
+    out = {i: f"o{k}" for k, i in enumerate(outputs)}
+    iv = _ivars(len(space))
+
+    def read(i):
+        if i in member_set:
+            return f"t{i}"
+        operand = graph.node(i)
+        if _is_scalar_const(operand):
+            return _literal(operand)
+        return f"{arg[i]}[{_index(operand, space, iv)}]"
+
+    lines = []
+    for n in sinks:
+        acc = "np.float64" if (n.op == "sum" and n.dtype == np.float32) else np_dtype(n.dtype)
+        init = "0" if n.op == "sum" else _reduce_lowest(n)
+        lines.append(f"acc{n.id} = np.full({out[n.id]}.shape, {init}, {acc})")
+    body = []
+    for n in nodes:
+        if OPS[n.op].kind == "reduce":
+            x = n.inputs[0]
+            oidx = _tuple([i for i in _reduce_out_index(n, graph.node(x), iv) if i is not None])
+            if n.op == "sum":
+                body.append(f"acc{n.id}[{oidx}] += {read(x)}")
+            else:   # max: NaN propagates (a NaN wins and then stays)
+                body += [f"v = {read(x)}", f"if v > acc{n.id}[{oidx}] or v != v:",
+                         f"    acc{n.id}[{oidx}] = v"]
+            continue
+        expr = OPS[n.op].expr.format(*[read(i) for i in n.inputs], T=np_dtype(n.dtype))
+        body.append(f"t{n.id} = {expr}")
+    body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in escaping]
+    for d, size in enumerate(space):
+        lines.append(f"{'    ' * d}for i{d} in range({size}):")
+    lines += [f"{'    ' * len(space)}{b}" for b in body]
+    for n in sinks:
+        ov = _ivars(len(n.shape))
+        lines += _loop_nest(out[n.id], len(n.shape),
+                            [f"{out[n.id]}[{_tuple(ov)}] = acc{n.id}[{_tuple(ov)}]"])
+    return externals, outputs, lines
+
+
 # --------------------------------------------------------------- the module
-def schedule(graph: Graph) -> list[Node]:
-    """Topological order with index checks as early as possible (before any write)."""
-    order = nx.lexicographical_topological_sort(
-        graph.nx, key=lambda i: (graph.node(i).op != "index_check", i))
-    return [graph.node(i) for i in order]
+def _units(graph: Graph):
+    """The kernels to emit: fused groups (or single nodes), in a valid order
+    with index checks first (so bad indices raise before anything is written)."""
+    groups = getattr(graph, "groups", None) or []
+    unit_of = {}
+    for k, members in enumerate(groups):
+        for m in members:
+            unit_of[m] = ("g", k)
+    for n in graph.topo():
+        unit_of.setdefault(n.id, ("n", n.id))
+    position = {n.id: k for k, n in enumerate(graph.topo())}
+    dag = nx.DiGraph()
+    dag.add_nodes_from(set(unit_of.values()))
+    for a, b in graph.nx.edges:
+        if unit_of[a] != unit_of[b]:
+            dag.add_edge(unit_of[a], unit_of[b])
+
+    def key(unit):
+        members = groups[unit[1]] if unit[0] == "g" else (unit[1],)
+        is_check = unit[0] == "n" and graph.node(unit[1]).op == "index_check"
+        return (not is_check, min(position[m] for m in members))
+
+    for unit in nx.lexicographical_topological_sort(dag, key=key):
+        yield groups[unit[1]] if unit[0] == "g" else (unit[1],)
 
 
 def generate(graph: Graph) -> Module:
@@ -249,34 +315,46 @@ def generate(graph: Graph) -> Module:
     consts = [n for n in graph.topo() if n.op == "const"]
     const_args = [f"c{k}" for k in range(len(consts))]
     kernels_src, kernels, body = [], [], []
-    var = {}
-    for nid, arg in zip(graph.inputs, inputs):
-        var[nid] = arg
-    for n, arg in zip(consts, const_args):
-        var[n.id] = arg
-    for node in schedule(graph):
+    var = dict(zip(graph.inputs, inputs))
+    var.update({n.id: arg for n, arg in zip(consts, const_args)})
+    outputs = set(graph.outputs)
+    for members in _units(graph):
+        node = graph.node(members[0])
         if node.op in ("input", "const"):
             continue
-        v = f"v{node.id}"
-        var[node.id] = v
-        operands = [graph.node(i) for i in node.inputs]
-        args = ", ".join(var[i] for i in node.inputs)
-        comment = f"  # {names[node.id]} = {node.op} {' '.join(names[i] for i in node.inputs)}"
+        comment = "".join(
+            f"\n    # {names[m]} = {graph.node(m).op} "
+            f"{' '.join(names[i] for i in graph.node(m).inputs)}" for m in members)
         if node.op == "reshape":
-            body.append(f"    {v} = np.ascontiguousarray({args}).reshape({node.shape!r}){comment}")
+            var[node.id] = f"v{node.id}"
+            body.append(f"    v{node.id} = np.ascontiguousarray({var[node.inputs[0]]})"
+                        f".reshape({node.shape!r}){comment.replace(chr(10) + '    ', '  ')}")
             continue
-        kname = f"k{len(kernels)}_{node.op}"
-        emit = EMITTERS.get(node.op, _emit_elementwise)
-        params = ", ".join(f"a{k}" for k in range(len(operands)))
-        # inline="always": Numba compiles a graph's kernels as one function, about
-        # twice as fast as separately compiled kernels (measured on a 19-kernel graph).
+        kname = f"k{len(kernels)}_{node.op}" + ("_fused" if len(members) > 1 else "")
+        if OPS[node.op].kind in ("elementwise", "reduce"):
+            member_set = set(members)
+            escaping = [m for m in members if OPS[graph.node(m).op].kind != "reduce" and (
+                m in outputs or any(u not in member_set for u in graph.users(m)))]
+            externals, outs, lines = emit_group(graph, members, escaping)
+        else:
+            externals, outs = list(node.inputs), [node.id]
+            lines = EMITTERS[node.op](node, [graph.node(i) for i in node.inputs])
+        params = [f"a{k}" for k in range(len(externals))] + (
+            [f"o{k}" for k in range(len(outs))] if OPS[node.op].kind in ("elementwise", "reduce")
+            else ["out"])
         kernels_src.append(f"@njit(fastmath=FASTMATH, inline='always')\n"
-                           f"def {kname}({params}, out):{comment}\n"
-                           + "\n".join("    " + line for line in emit(node, operands)) + "\n")
-        body.append(f"    {v} = np.empty({node.shape!r}, {np_dtype(node.dtype)})")
-        body.append(f"    {kname}({args}, {v})")
-        kernels.append(KernelInfo(kname, [node.op], sum(map(_nbytes, operands)) + _nbytes(node),
-                                  _flops(node, operands)))
+                           f"def {kname}({', '.join(params)}):{comment}\n"
+                           + "\n".join("    " + line for line in lines) + "\n")
+        for o in outs:
+            var[o] = f"v{o}"
+            body.append(f"    v{o} = np.empty({graph.node(o).shape!r}, {np_dtype(graph.node(o).dtype)})")
+        body.append(f"    {kname}({', '.join([var[i] for i in externals] + [var[o] for o in outs])})")
+        operands = [graph.node(i) for i in externals]
+        kernels.append(KernelInfo(
+            kname, [graph.node(m).op for m in members],
+            sum(map(_nbytes, operands)) + sum(_nbytes(graph.node(o)) for o in outs),
+            sum(_flops(graph.node(m), [graph.node(i) for i in graph.node(m).inputs])
+                for m in members)))
     outs = []
     for o in graph.outputs:
         # Never hand the user an input or a constant: a later call could alias it.

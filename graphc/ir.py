@@ -98,6 +98,7 @@ class Graph:
         self.inputs: list[int] = []
         self.outputs: list[int] = []
         self.meta: dict = {}          # pytree structures and the like, for the caller
+        self.groups: list[tuple[int, ...]] | None = None   # fused kernels (passes/fuse.py)
         self._cse: dict = {}
         self._next_id = 0
 
@@ -173,6 +174,10 @@ class Graph:
             rhs = " ".join(s for s in (n.op, args, params) if s)
             lines.append(f"{names[n.id]}:{n.type} = {rhs}")
         lines.append("return " + " ".join(names[i] for i in self.outputs))
+        for k, members in enumerate(self.groups or []):
+            if len(members) > 1:
+                ops = " ".join(self.node(m).op for m in members)
+                lines.append(f"fused {k}: {' '.join(names[m] for m in members)}  [{ops}]")
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -10,10 +10,11 @@ import time
 
 from graphc.ir import Graph
 from graphc.passes.dce import eliminate_dead_code
+from graphc.passes.fuse import fuse_elementwise
 
 log = logging.getLogger("graphc.passes")
 
-PIPELINE = [eliminate_dead_code]
+PIPELINE = [eliminate_dead_code, fuse_elementwise]
 
 
 def run(graph: Graph, pipeline=None, verify=False) -> Graph:

@@ -1,0 +1,96 @@
+"""Elementwise fusion: group nodes that share one iteration space into one loop.
+
+A group is a set of elementwise nodes of the same output shape, plus
+reductions of such nodes as *sinks* (epilogues): the loop accumulates them
+and nothing else in the group may read them. A node joins the group of an
+operand only if the result is convex: no path leaves the group and comes
+back in (else the group's kernel would need a value computed after it).
+The graph itself is unchanged; `graph.groups` lists the fused node sets, in
+which codegen emits one loop nest per group.
+"""
+from __future__ import annotations
+
+from graphc.ir import Graph
+from graphc.ops import OPS
+
+
+def _kind(node):
+    return OPS[node.op].kind if node.op in OPS else node.op
+
+
+def is_convex(graph: Graph, members: set, position: dict) -> bool:
+    """True if no path leaves `members` and re-enters it (a contraction stays acyclic)."""
+    last = max(position[m] for m in members)
+    frontier = [s for m in members for s in graph.nx.successors(m) if s not in members]
+    seen = set()
+    while frontier:
+        n = frontier.pop()
+        if n in seen or position[n] > last:   # topologically after every member: cannot re-enter
+            continue
+        seen.add(n)
+        for s in graph.nx.successors(n):
+            if s in members:
+                return False
+            frontier.append(s)
+    return True
+
+
+def fuse_elementwise(graph: Graph) -> Graph:
+    """Partition elementwise nodes and reduction epilogues into convex loop groups."""
+    order = graph.topo()
+    position = {n.id: k for k, n in enumerate(order)}
+    group_of: dict[int, int] = {}
+    groups: list[dict] = []          # {"space": shape, "nodes": set, "sinks": set}
+
+    def try_join(node, gi, as_sink=False):
+        g = groups[gi]
+        trial = g["nodes"] | {node.id}
+        if not is_convex(graph, trial, position):
+            return False
+        g["nodes"].add(node.id)
+        if as_sink:
+            g["sinks"].add(node.id)
+        group_of[node.id] = gi
+        return True
+
+    def merge(into, other):
+        g, o = groups[into], groups[other]
+        trial = g["nodes"] | o["nodes"]
+        if not is_convex(graph, trial, position):
+            return False
+        for nid in o["nodes"]:
+            group_of[nid] = into
+        g["nodes"] = trial
+        g["sinks"] |= o["sinks"]
+        o["nodes"], o["sinks"] = set(), set()
+        return True
+
+    for node in order:
+        kind = _kind(node)
+        if kind == "elementwise":
+            joinable = []
+            for i in node.inputs:
+                gi = group_of.get(i)
+                if gi is None or gi in joinable or groups[gi]["space"] != node.shape:
+                    continue
+                joinable.append(gi)
+            # never read a reduction inside the loop that is still accumulating it
+            joinable = [gi for gi in joinable
+                        if not any(i in groups[gi]["sinks"] for i in node.inputs)]
+            home = next((gi for gi in joinable if try_join(node, gi)), None)
+            if home is None:
+                groups.append({"space": node.shape, "nodes": {node.id}, "sinks": set()})
+                group_of[node.id] = len(groups) - 1
+                continue
+            for gi in joinable:
+                if gi != home and groups[gi]["nodes"]:
+                    merge(home, gi)
+        elif kind == "reduce":
+            x = graph.node(node.inputs[0])
+            gi = group_of.get(x.id)
+            if gi is None or x.id in groups[gi]["sinks"] or not try_join(node, gi, as_sink=True):
+                groups.append({"space": x.shape, "nodes": {node.id}, "sinks": {node.id}})
+                group_of[node.id] = len(groups) - 1
+    out = graph.subgraph(graph.nx.nodes)
+    out.groups = [tuple(sorted(g["nodes"], key=position.get)) for g in groups if g["nodes"]]
+    return out
