@@ -37,6 +37,7 @@ class _Entry:
                  compile_seconds: float):
         self.graph, self.optimized, self.module, self.driver = graph, optimized, module, driver
         self.train_epoch = None
+        self.write_back = {}      # output position -> input position the driver writes into
         self.consts = [optimized.node(c).p["value"].array for c in module.const_ids]
         self.in_avals = [(graph.node(i).shape, graph.node(i).dtype) for i in graph.inputs]
         self.compile_seconds = compile_seconds
@@ -57,6 +58,10 @@ class _Entry:
             if not self.called:
                 self.called = True
                 self.compile_seconds += time.perf_counter() - start
+        if self.write_back:     # outputs the driver wrote into input arrays
+            returned = iter(outs)
+            outs = [inputs[self.write_back[k]] if k in self.write_back else next(returned)
+                    for k in range(len(self.graph.outputs))]
         return pytree.unflatten(self.graph.meta["out_tree"], list(outs))
 
     def inspection(self) -> Inspection:
@@ -80,8 +85,10 @@ def _hashable(value):
 class Compiled:
     """A function compiled per signature (pytree structure, shapes, dtypes, statics)."""
 
-    def __init__(self, fn, static_argnums=(), name=None):
+    def __init__(self, fn, static_argnums=(), name=None, codegen_options=None):
         self.fn = fn
+        # codegen_options(n_input_leaves) -> extra keyword arguments of codegen.generate
+        self.codegen_options = codegen_options
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) \
             else tuple(static_argnums)
         self.__name__ = name or getattr(fn, "__name__", "fn")
@@ -120,9 +127,13 @@ class Compiled:
         start = time.perf_counter()
         graph = tracing.trace_fn(call, dynamic)
         optimized = passes.run(graph)
-        module = codegen.generate(optimized)
-        driver = runtime.load(module.source).run
-        return _Entry(graph, optimized, module, driver, time.perf_counter() - start)
+        options = self.codegen_options(len(graph.inputs)) if self.codegen_options else {}
+        module = codegen.generate(optimized, **options)
+        loaded = runtime.load(module.source)
+        entry = _Entry(graph, optimized, module, loaded.run, time.perf_counter() - start)
+        entry.write_back = options.get("write_back", {})
+        entry.train_epoch = getattr(loaded, "train_epoch", None)
+        return entry
 
     def __call__(self, *args):
         if any(isinstance(leaf, tracing.Tracer) for leaf in pytree.flatten(args)[0]):

@@ -92,25 +92,25 @@ def _reduce_out_index(node: Node, x: Node, iv):
 
 def _emit_matmul(node, operands):
     a, b = operands
-    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    ta, tb = node.p.get("transpose_a", False), node.p.get("transpose_b", False)
+    m, n = node.shape[-2], node.shape[-1]
+    k = a.shape[-2] if ta else a.shape[-1]
     batch = int(np.prod(node.shape[:-2], dtype=np.int64))
-    if node.dtype.kind != "f":
-        body = [f"A = a0.reshape(({batch}, {m}, {k}))", f"B = a1.reshape(({batch}, {k}, {n}))",
-                f"C = out.reshape(({batch}, {m}, {n}))",
-                "for t in range(C.shape[0]):",
-                "    for i in range(C.shape[1]):",
-                "        for j in range(C.shape[2]):",
-                "            s = C.dtype.type(0)",
-                "            for q in range(A.shape[2]):",
-                "                s += A[t, i, q] * B[t, q, j]",
-                "            C[t, i, j] = s"]
-        return body
-    if len(node.shape) == 2:
-        return ["np.dot(a0, a1, out)"]
-    return [f"A = a0.reshape(({batch}, {m}, {k}))", f"B = a1.reshape(({batch}, {k}, {n}))",
+    A, B = ("A[t].T" if ta else "A[t]"), ("B[t].T" if tb else "B[t]")
+    body = [f"A = a0.reshape(({batch},) + a0.shape[-2:])",
+            f"B = a1.reshape(({batch},) + a1.shape[-2:])",
             f"C = out.reshape(({batch}, {m}, {n}))",
-            "for t in range(C.shape[0]):",
-            "    np.dot(A[t], B[t], C[t])"]
+            "for t in range(C.shape[0]):"]
+    if node.dtype.kind != "f":      # BLAS is float-only: integer matmul by loops
+        return body + ["    for i in range(C.shape[1]):",
+                       "        for j in range(C.shape[2]):",
+                       "            s = C.dtype.type(0)",
+                       f"            for q in range({k}):",
+                       f"                s += {A}[i, q] * {B}[q, j]",
+                       "            C[t, i, j] = s"]
+    if len(node.shape) == 2:     # transposed operands are strided views: no copy
+        return [f"np.dot({'a0.T' if ta else 'a0'}, {'a1.T' if tb else 'a1'}, out)"]
+    return body + [f"    np.dot({A}, {B}, C[t])"]
 
 
 def _emit_transpose(node, operands):
@@ -308,8 +308,16 @@ def _units(graph: Graph):
         yield groups[unit[1]] if unit[0] == "g" else (unit[1],)
 
 
-def generate(graph: Graph) -> Module:
-    """The Numba source for `graph`: kernels, then the driver `run`."""
+def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
+    """The Numba source for `graph`: kernels, then the driver `run`.
+
+    `write_back` maps output positions to input positions: `run` copies those
+    outputs into the input arrays as its last act, after every check has
+    passed, and returns only the other outputs (a training step updating its
+    parameters in place). `epoch_loop=(n_state, n_data)` also emits
+    `train_epoch`, the minibatch loop around `run`.
+    """
+    write_back = dict(write_back or {})
     names = graph.names()
     inputs = [f"in{k}" for k in range(len(graph.inputs))]
     consts = [n for n in graph.topo() if n.op == "const"]
@@ -356,22 +364,29 @@ def generate(graph: Graph) -> Module:
             sum(_flops(graph.node(m), [graph.node(i) for i in graph.node(m).inputs])
                 for m in members)))
     outs = []
-    for o in graph.outputs:
+    for k, o in enumerate(graph.outputs):
+        if k in write_back:
+            dst = inputs[write_back[k]]
+            body.append(f"    {dst}.reshape({dst}.size)[:] = {var[o]}.reshape({dst}.size)"
+                        f"  # write back output {k}")
+            continue
         # Never hand the user an input or a constant: a later call could alias it.
         outs.append(f"{var[o]}.copy()" if graph.node(o).op in ("input", "const") else var[o])
     signature = ", ".join(inputs + const_args)
     driver = ["@njit(cache=True, nogil=True, fastmath=FASTMATH)", f"def run({signature}):"] + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n" + "\n".join(driver) + "\n"
+    if epoch_loop is not None:
+        source += "\n\n" + epoch_loop_source(*epoch_loop, len(consts))
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs))
 
 
 def epoch_loop_source(n_state: int, n_data: int, n_consts: int) -> str:
     """`train_epoch`: the minibatch loop around `run`, as one native call.
 
-    It gathers each batch's rows through `perm`, calls the step, writes the
-    new state (params, then moment slots) into the state arrays in place and
-    advances `count`. `run`'s outputs are (loss, *new_state).
+    It gathers each batch's rows through `perm`, calls the step (whose `run`
+    writes the new params and moment slots back into the state arrays) and
+    advances `count`. `run` returns `(loss,)`.
     """
     state = [f"s{k}" for k in range(n_state)]
     data = [f"d{k}" for k in range(n_data)]
@@ -387,7 +402,5 @@ def epoch_loop_source(n_state: int, n_data: int, n_consts: int) -> str:
     lines += [f"            {b}[r] = {d}[row]" for b, d in zip(batch, data)]
     lines += [f"        out = run({', '.join(state + ['count'] + batch + consts)})",
               "        losses[step] = out[0]"]
-    lines += [f"        {s}.reshape({s}.size)[:] = out[{k + 1}].reshape({s}.size)"
-              for k, s in enumerate(state)]
     lines += ["        count[()] += 1", "    return losses"]
     return "\n".join(lines) + "\n"

@@ -96,17 +96,18 @@ def step(params, *batch):
     for leaf in leaves:
         if not leaf.flags.writeable or not leaf.flags.c_contiguous:
             raise ValueError("parameters must be writable C-contiguous arrays")
-    out = run(*inputs, *[_ARRAYS[c] for c in consts])
-    for dst, src in zip(leaves + slot_leaves, out[1:]):
-        np.copyto(dst, src)
+    # `run` writes the new params and moment slots into their arrays itself
+    loss = run(*inputs, *[_ARRAYS[c] for c in consts])[0]
     state["count"] += 1
-    return float(out[0])
+    return float(loss)
 '''
 
 
 def _renamed(source: str, k: int) -> str:
     """Module source with `run` and the kernels renamed for signature k, imports dropped."""
     body = source.split("FASTMATH = ", 1)[1].split("\n", 1)[1]
+    body = body.split("def train_epoch(", 1)[0].rsplit("@njit", 1)[0] if "def train_epoch(" in body \
+        else body
     body = re.sub(r"\bk(\d+)_", rf"s{k}_k\1_", body)
     body = body.replace("def run(", f"def run_{k}(")
     return body

@@ -230,21 +230,38 @@ _register(OpDef("max", "reduce", _reduce_infer,
 
 
 # ---------------------------------------------------------------- matmul
+# matmul(a, b) of operands with equal batch dims. The passes may set
+# transpose_a/transpose_b: the operand is then read transposed in its last two
+# axes (a strided view handed to BLAS instead of a copy).
+def _swapped(shape, flag):
+    return shape[:-2] + (shape[-1], shape[-2]) if flag else shape
+
+
 def _matmul_infer(avals, params):
     a, b = avals
     dtype = _same_dtype("matmul", avals)
-    if a.ndim < 2 or b.ndim < 2 or a.shape[:-2] != b.shape[:-2] or a.shape[-1] != b.shape[-2]:
-        raise errors.ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not line up: "
+    sa = _swapped(a.shape, params.get("transpose_a", False))
+    sb = _swapped(b.shape, params.get("transpose_b", False))
+    if len(sa) < 2 or len(sb) < 2 or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
+        raise errors.ShapeError(f"matmul: shapes {sa} and {sb} do not line up: "
                                 f"the last axis of the first must equal the second-to-last "
                                 f"of the second")
-    return a.shape[:-1] + (b.shape[-1],), dtype
+    return sa[:-1] + (sb[-1],), dtype
 
 
-def _matmul_vjp(ct, out, a, b):
-    return [P.matmul(ct, P.swap_last(b)), P.matmul(P.swap_last(a), ct)]
+def _matmul_impl(a, b, transpose_a=False, transpose_b=False):
+    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
+                     np.swapaxes(b, -1, -2) if transpose_b else b)
 
 
-_register(OpDef("matmul", "matmul", _matmul_infer, np.matmul, _matmul_vjp))
+def _matmul_vjp(ct, out, a, b, transpose_a=False, transpose_b=False):
+    a = P.swap_last(a) if transpose_a else a
+    b = P.swap_last(b) if transpose_b else b
+    ga, gb = P.matmul(ct, P.swap_last(b)), P.matmul(P.swap_last(a), ct)
+    return [P.swap_last(ga) if transpose_a else ga, P.swap_last(gb) if transpose_b else gb]
+
+
+_register(OpDef("matmul", "matmul", _matmul_infer, _matmul_impl, _matmul_vjp))
 
 
 # ---------------------------------------------------------------- layout

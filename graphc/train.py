@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc import api, codegen, errors, pytree, runtime, tracing
+from graphc import api, errors, pytree, tracing
 from graphc.optim import Optimizer
 
 
@@ -26,6 +26,10 @@ def _leaf_check(leaves, paths):
         if not leaf.flags.writeable:
             raise errors.GraphcValueError(f"parameter {path} is read-only; the step updates "
                                           f"parameters in place, pass a writable array (x.copy())")
+        if not leaf.flags.c_contiguous:
+            raise errors.GraphcValueError(f"parameter {path} is not C-contiguous (a transposed "
+                                          f"or strided view?); the step updates parameters in "
+                                          f"place, pass np.ascontiguousarray(x)")
         if id(leaf) in seen:
             raise errors.GraphcValueError(f"parameters {seen[id(leaf)]} and {path} are the same "
                                           f"array; pass separate arrays (x.copy())")
@@ -53,8 +57,11 @@ class Step:
         self.state: dict | None = None
         self._treedef = None
         self._avals = None
+        self._n_state = 0                 # parameter leaves + moment-slot leaves
+        self._entries = {}                # batch signature -> compiled entry (the fast path)
         self._compiled = api.Compiled(self._traced_step,
-                                      name=f"step({getattr(loss_fn, '__name__', 'loss')})")
+                                      name=f"step({getattr(loss_fn, '__name__', 'loss')})",
+                                      codegen_options=self._codegen_options)
 
     def _traced_step(self, params, slots, count, *batch):
         loss, grads = api.value_and_grad(self.loss_fn)(params, *batch)
@@ -62,27 +69,40 @@ class Step:
         slot_leaves = {k: pytree.flatten(v)[0] for k, v in slots.items()}
         new_params, new_slots = self.optimizer.update(
             leaves, pytree.flatten(grads)[0], slot_leaves, count)
-        new_params = [np.asarray(p).astype(leaf.dtype) if not hasattr(p, "graph") else
-                      p.astype(leaf.dtype) for p, leaf in zip(new_params, leaves)]
+        new_params = [p.astype(leaf.dtype) for p, leaf in zip(new_params, leaves)]
         return (loss, pytree.unflatten(treedef, new_params),
                 {k: pytree.unflatten(treedef, [s.astype(l.dtype) for s, l in zip(v, leaves)])
                  for k, v in new_slots.items()})
+
+    def _codegen_options(self, n_inputs):
+        # Inputs are (*state, count, *batch) and outputs (loss, *new_state): the
+        # driver writes the new state into the state arrays once all checks passed.
+        n = self._n_state
+        return {"write_back": {k + 1: k for k in range(n)}, "epoch_loop": (n, n_inputs - n - 1)}
 
     # -- state ----------------------------------------------------------------
     def _bind(self, params):
         """Check params against the structure this step was built for; init state once."""
         leaves, treedef = pytree.flatten(params)
-        paths = pytree.leaf_paths(treedef)
         if self._treedef is None:
-            _leaf_check(leaves, paths)
+            _leaf_check(leaves, pytree.leaf_paths(treedef))
             self._treedef = treedef
             self._avals = [(leaf.shape, leaf.dtype) for leaf in leaves]
             slots = self.optimizer.init(leaves)
             self.state = {"count": 0, **{k: pytree.unflatten(treedef, v) for k, v in slots.items()}}
+            self._n_state = len(leaves) * (1 + len(slots))
             return leaves
         if treedef != self._treedef:
             raise errors.GraphcTypeError(f"params have structure {treedef}, but this step was "
                                          f"built for {self._treedef}")
+        for leaf, (shape, dtype) in zip(leaves, self._avals):
+            if not (isinstance(leaf, np.ndarray) and leaf.shape == shape and leaf.dtype == dtype
+                    and leaf.flags.writeable and leaf.flags.c_contiguous):
+                break
+        else:
+            if len({id(leaf) for leaf in leaves}) == len(leaves):
+                return leaves
+        paths = pytree.leaf_paths(treedef)
         for leaf, path, (shape, dtype) in zip(leaves, paths, self._avals):
             if not isinstance(leaf, np.ndarray) or leaf.shape != shape or leaf.dtype != dtype:
                 got = f"{leaf.dtype}{list(leaf.shape)}" if isinstance(leaf, np.ndarray) else \
@@ -95,22 +115,34 @@ class Step:
     def _slots(self):
         return {k: v for k, v in self.state.items() if k != "count"}
 
+    def _state_leaves(self, leaves):
+        return leaves + [leaf for k in sorted(self._slots())
+                         for leaf in pytree.flatten(self.state[k])[0]]
+
     def _args(self, params, batch):
         return (params, self._slots(), np.asarray(self.state["count"], np.int64), *batch)
 
-    def _commit(self, leaves, new_params, new_slots):
-        for dst, src in zip(leaves, pytree.flatten(new_params)[0]):
-            np.copyto(dst, src)
-        for k, v in new_slots.items():
-            for dst, src in zip(pytree.flatten(self.state[k])[0], pytree.flatten(v)[0]):
-                np.copyto(dst, src)
-        self.state["count"] += 1
+    def _entry_for(self, params, batch):
+        """The compiled entry for this batch signature (traced on first sight)."""
+        key = tuple((type(b), np.shape(b), getattr(b, "dtype", None)) for b in batch)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = self._compiled._entry(self._args(params, batch))[0]
+        return entry
 
     # -- calls ----------------------------------------------------------------
     def __call__(self, params, *batch) -> float:
         leaves = self._bind(params)
-        loss, new_params, new_slots = self._compiled(*self._args(params, batch))
-        self._commit(leaves, new_params, new_slots)
+        entry = self._entry_for(params, batch)
+        count = np.asarray(self.state["count"], np.int64)
+        inputs = entry.inputs(self._state_leaves(leaves) + [count] + pytree.flatten(batch)[0])
+        try:
+            loss = entry.driver(*inputs, *entry.consts)[0]
+        except IndexError as e:
+            raise errors.GraphcIndexError(str(e)) from None
+        finally:
+            entry.called = True
+        self.state["count"] += 1
         return float(loss)
 
     def inspect(self, params, *batch):
@@ -120,21 +152,13 @@ class Step:
     def epoch(self, params, data, perm, batch_size, num_batches) -> np.ndarray:
         """Run `num_batches` steps over `data[perm]` as one native call; the batch losses."""
         leaves = self._bind(params)
-        first = tuple(d[perm[:batch_size]] for d in data)
-        entry, flat = self._compiled._entry(self._args(params, first))
-        module = entry.module
-        if entry.train_epoch is None:
-            n_state = len(flat) - 1 - len(data)
-            source = module.source + "\n\n" + codegen.epoch_loop_source(
-                n_state, len(data), len(entry.consts))
-            entry.train_epoch = runtime.load(source).train_epoch
-        state = leaves + [leaf for k in sorted(self._slots()) for leaf in
-                          pytree.flatten(self.state[k])[0]]
+        entry = self._entry_for(params, tuple(d[perm[:batch_size]] for d in data))
         count = np.asarray(self.state["count"], np.int64)
         arrays = [np.ascontiguousarray(d) for d in data]
         try:
-            losses = entry.train_epoch(*state, count, *arrays, np.ascontiguousarray(perm, np.int64),
-                                       batch_size, num_batches, *entry.consts)
+            losses = entry.train_epoch(*self._state_leaves(leaves), count, *arrays,
+                                       np.ascontiguousarray(perm, np.int64), batch_size,
+                                       num_batches, *entry.consts)
         except IndexError as e:
             raise errors.GraphcIndexError(str(e)) from None
         finally:

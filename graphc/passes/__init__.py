@@ -11,10 +11,11 @@ import time
 from graphc.ir import Graph
 from graphc.passes.dce import eliminate_dead_code
 from graphc.passes.fuse import fuse_elementwise
+from graphc.passes.simplify import simplify
 
 log = logging.getLogger("graphc.passes")
 
-PIPELINE = [eliminate_dead_code, fuse_elementwise]
+PIPELINE = [simplify, eliminate_dead_code, fuse_elementwise]
 
 
 def run(graph: Graph, pipeline=None, verify=False) -> Graph:

@@ -1,0 +1,35 @@
+"""`rewrite`: rebuild a graph node by node, letting a rule replace nodes.
+
+The shared mechanism of the simplifying passes: `rule(graph, node, inputs)`
+sees each node with its operands already rewritten and returns None (keep
+it), an existing new-graph node id (alias it), or `(op, inputs, params)`.
+"""
+from __future__ import annotations
+
+from graphc import tracing
+from graphc.ir import Graph
+from graphc.ops import OPS
+
+
+def rewrite(graph: Graph, rule) -> Graph:
+    out = Graph()
+    out.meta = dict(graph.meta)
+    new_id: dict[int, int] = {}
+    for node in graph.topo():
+        inputs = tuple(new_id[i] for i in node.inputs)
+        if node.op == "input":
+            new_id[node.id] = out.add_input(node.shape, node.dtype, node.weak, node.loc).id
+            continue
+        replacement = rule(out, node, inputs) if node.op != "const" else None
+        if isinstance(replacement, int):
+            new_id[node.id] = replacement
+            continue
+        op, inputs, params = replacement if replacement else (node.op, inputs, node.p)
+        if op == "const":
+            shape, dtype = node.shape, node.dtype
+        else:
+            with tracing.location(node.loc):
+                shape, dtype = OPS[op].infer([out.node(i) for i in inputs], params)
+        new_id[node.id] = out.add(op, inputs, params, shape, dtype, node.weak, node.loc).id
+    out.outputs = [new_id[o] for o in graph.outputs]
+    return out
