@@ -7,9 +7,11 @@ it inlines itself, so transformations compose.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +84,16 @@ def _hashable(value):
             f"static argument {value!r} must be hashable (a number, string or tuple)") from None
 
 
+class RecompileWarning(UserWarning):
+    """A compiled function keeps seeing new signatures, so it keeps compiling."""
+
+
+# A function compiled for this many signatures warns once; the oldest entries
+# beyond MAX_ENTRIES are dropped (their modules stay in the disk cache).
+WARN_AFTER_SIGNATURES = 8
+MAX_ENTRIES = 32
+
+
 class Compiled:
     """A function compiled per signature (pytree structure, shapes, dtypes, statics)."""
 
@@ -93,8 +105,9 @@ class Compiled:
             else tuple(static_argnums)
         self.__name__ = name or getattr(fn, "__name__", "fn")
         functools.update_wrapper(self, fn, updated=())
-        self._cache: dict = {}
+        self._cache: collections.OrderedDict = collections.OrderedDict()   # LRU of entries
         self._graphs: dict = {}       # traced only, for interpret()
+        self._signatures_seen = 0
         self._lock = threading.Lock()
 
     def _split(self, args):
@@ -120,8 +133,21 @@ class Compiled:
                 entry = self._cache.get(key)
                 if entry is None:
                     entry = self._compile(call, dynamic, leaves)
-                    self._cache[key] = entry
+                    self._remember(key, entry)
         return entry, leaves
+
+    def _remember(self, key, entry):
+        self._cache[key] = entry
+        self._signatures_seen += 1
+        if self._signatures_seen == WARN_AFTER_SIGNATURES:
+            warnings.warn(
+                f"{self.__name__} has been compiled for {WARN_AFTER_SIGNATURES} different "
+                f"signatures (shapes, dtypes or static values); each new one traces and compiles "
+                f"again. Keep shapes fixed (pad the last batch, or drop_last=True) or pass Python "
+                f"values that change as array arguments instead of static ones.",
+                RecompileWarning, stacklevel=4)
+        while len(self._cache) > MAX_ENTRIES:
+            self._cache.popitem(last=False)
 
     def _compile(self, call, dynamic, leaves) -> _Entry:
         start = time.perf_counter()

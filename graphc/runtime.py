@@ -1,11 +1,19 @@
-"""Runtime: the on-disk source cache, importing generated modules, calling them.
+"""Runtime: the on-disk source cache, importing generated modules.
 
 A generated module is written as a real `.py` file named by a hash of its
 source, graphc's version and the graphc.kernels sources, then imported, so
 Numba's `cache=True` works across processes (it cannot cache code made with
-`exec`). Files are written to a temporary name and renamed, so concurrent
-processes never see a half-written entry; an existing file is never
-rewritten, since Numba keys its cache on the file's modification time.
+`exec`). The cache holds code that gets imported, so:
+
+- the directory is created owner-only (0700), and a directory or file that
+  another user could write is refused with a warning naming it;
+- each file starts with a checksum of its body: a truncated or corrupted
+  entry is rebuilt with a warning, never imported;
+- files are written to a temporary name and renamed, so concurrent processes
+  never see half a file; an intact file is never rewritten, since Numba keys
+  its own cache on the file's modification time;
+- an unusable cache directory (read-only, refused, missing) falls back to a
+  private temporary directory for this process, with a warning.
 """
 from __future__ import annotations
 
@@ -13,14 +21,23 @@ import hashlib
 import importlib.util
 import os
 import pathlib
+import stat
 import sys
 import tempfile
 import threading
+import warnings
 
 import graphc
 
+
+class CacheWarning(UserWarning):
+    """The compile cache could not be used as configured; graphc carried on without it."""
+
+
 _modules: dict[str, object] = {}
 _lock = threading.Lock()
+_fallback_dir: pathlib.Path | None = None
+_CHECKSUM_PREFIX = "# graphc-sha256: "
 
 
 def cache_dir() -> pathlib.Path:
@@ -51,20 +68,80 @@ def module_key(source: str) -> str:
     return h.hexdigest()[:24]
 
 
+def unsafe_reason(path: pathlib.Path) -> str | None:
+    """Why `path` must not be trusted for imported code, or None if it is safe."""
+    st = path.stat()
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        return f"{path} is owned by another user (uid {st.st_uid})"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path} can be written by other users (mode {stat.filemode(st.st_mode)})"
+    return None
+
+
+def _usable_dir() -> pathlib.Path:
+    """The configured cache directory if it is private and writable, else a fallback."""
+    global _fallback_dir
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        reason = unsafe_reason(directory)
+        if reason is None and not os.access(directory, os.W_OK):
+            reason = f"{directory} is not writable"
+    except OSError as e:
+        reason = f"{directory} cannot be created ({e.strerror})"
+    if reason is None:
+        return directory
+    if _fallback_dir is None:
+        _fallback_dir = pathlib.Path(tempfile.mkdtemp(prefix="graphc-"))
+        warnings.warn(f"graphc compile cache not used: {reason}. Compiling into a private "
+                      f"temporary directory for this process instead ({_fallback_dir}); set "
+                      f"GRAPHC_CACHE_DIR to a private writable directory to keep compiled code.",
+                      CacheWarning, stacklevel=4)
+    return _fallback_dir
+
+
+def _checksummed(source: str) -> str:
+    return f"{_CHECKSUM_PREFIX}{hashlib.sha256(source.encode()).hexdigest()}\n{source}"
+
+
+def _intact(path: pathlib.Path) -> bool:
+    text = path.read_text()
+    header, _, body = text.partition("\n")
+    return header == _CHECKSUM_PREFIX + hashlib.sha256(body.encode()).hexdigest()
+
+
+def _write(path: pathlib.Path, source: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp_", suffix=".py")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(_checksummed(source))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def load(source: str):
     """Import the module with this source from the cache directory (writing it if new)."""
     key = module_key(source)
     with _lock:
         if key in _modules:
             return _modules[key]
-        directory = cache_dir()
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory = _usable_dir()
         path = directory / f"graphc_{key}.py"
+        if path.exists():
+            reason = unsafe_reason(path)
+            if reason is not None:
+                warnings.warn(f"graphc refuses to import cached code: {reason}; rebuilding it",
+                              CacheWarning, stacklevel=3)
+                path.unlink()
+            elif not _intact(path):
+                warnings.warn(f"graphc cache entry {path.name} is corrupted (checksum mismatch); "
+                              f"rebuilding it", CacheWarning, stacklevel=3)
+                path.unlink()
         if not path.exists():
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=".py")
-            with os.fdopen(fd, "w") as f:
-                f.write(source)
-            os.replace(tmp, path)
+            _write(path, source)
         name = f"graphc_generated_{key}"
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)

@@ -127,6 +127,8 @@ class Step:
         key = tuple((type(b), np.shape(b), getattr(b, "dtype", None)) for b in batch)
         entry = self._entries.get(key)
         if entry is None:
+            if len(self._entries) >= api.MAX_ENTRIES:
+                self._entries.clear()
             entry = self._entries[key] = self._compiled._entry(self._args(params, batch))[0]
         return entry
 

@@ -1,0 +1,229 @@
+"""Issue 6: the compile cache as imported code, threads, memory, recompiles, interrupts."""
+import os
+import stat
+import subprocess
+import sys
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import runtime
+from graphc.api import RecompileWarning
+
+
+@pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(directory))
+    monkeypatch.setattr(runtime, "_fallback_dir", None)
+    return directory
+
+
+def _fresh_source(tag):
+    # a tiny module source unique to the test, so the in-process module table misses
+    return f"VALUE = {tag!r}\n"
+
+
+def test_cache_directory_is_owner_only(private_cache):
+    runtime.load(_fresh_source("owner-only"))
+    assert stat.S_IMODE(private_cache.stat().st_mode) == 0o700
+    for f in private_cache.glob("graphc_*.py"):
+        assert stat.S_IMODE(f.stat().st_mode) & 0o022 == 0
+
+
+def test_a_cache_directory_others_can_write_is_refused(private_cache):
+    private_cache.mkdir(mode=0o700)
+    private_cache.chmod(0o777)
+    with pytest.warns(runtime.CacheWarning, match="can be written by other users"):
+        module = runtime.load(_fresh_source("world-writable"))
+    assert module.VALUE == "world-writable"
+    assert not list(private_cache.glob("graphc_*.py"))      # nothing written there
+
+
+def test_a_cached_file_others_can_write_is_not_imported(private_cache):
+    source = _fresh_source("planted")
+    runtime.load(source)
+    path = private_cache / f"graphc_{runtime.module_key(source)}.py"
+    path.write_text(path.read_text().replace("'planted'", "'evil'"))
+    path.chmod(0o666)
+    runtime._modules.clear()
+    with pytest.warns(runtime.CacheWarning, match="refuses"):
+        module = runtime.load(source)
+    assert module.VALUE == "planted"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_a_damaged_entry_is_rebuilt_with_a_warning(private_cache, damage):
+    source = _fresh_source(f"damaged-{damage}")
+    runtime.load(source)
+    path = private_cache / f"graphc_{runtime.module_key(source)}.py"
+    text = path.read_text()
+    path.write_text(text[: len(text) // 2] if damage == "truncate" else text.replace("VALUE", "VALUX"))
+    runtime._modules.clear()
+    with pytest.warns(runtime.CacheWarning, match="corrupted"):
+        module = runtime.load(source)
+    assert module.VALUE == f"damaged-{damage}"
+    assert runtime._intact(path)
+
+
+def test_an_unusable_cache_directory_falls_back_with_a_warning(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(blocker / "cache"))
+    monkeypatch.setattr(runtime, "_fallback_dir", None)
+    with pytest.warns(runtime.CacheWarning, match="cannot be created"):
+        out = gc.jit(lambda x: x * 3.0 + 0.25)(np.ones(2))
+    np.testing.assert_array_equal(out, [3.25, 3.25])
+
+
+def test_two_processes_compiling_the_same_graph_at_once(tmp_path):
+    script = ("import numpy as np, graphc as gc\n"
+              "f = gc.jit(lambda x: np.tanh(x) * 2.0 - x)\n"
+              "print(float(f(np.full(3, 0.5)).sum()))\n")
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path / "shared")}
+    procs = [subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    expected = float((np.tanh(np.full(3, 0.5)) * 2.0 - 0.5).sum())
+    assert all(abs(float(o[0]) - expected) < 1e-12 for o in outs)
+    entries = list((tmp_path / "shared").glob("graphc_*.py"))
+    assert len(entries) == 1 and runtime._intact(entries[0])
+    assert not list((tmp_path / "shared").glob(".tmp_*"))
+
+
+def test_compiled_function_called_from_eight_threads():
+    f = gc.jit(lambda x, w: np.sum(np.tanh(x @ w), axis=1))
+    w = np.random.default_rng(0).normal(size=(16, 8))
+    inputs = [np.random.default_rng(k).normal(size=(32, 16)) for k in range(8)]
+    f(inputs[0], w)
+    results, errors = {}, []
+
+    def work(k):
+        try:
+            for _ in range(50):
+                results[k] = f(inputs[k], w)
+                np.testing.assert_allclose(results[k], np.tanh(inputs[k] @ w).sum(1), rtol=1e-12)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 8
+
+
+def _rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs /proc")
+def test_ten_thousand_steps_do_not_grow_memory():
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(32, 16)), "b": np.zeros(16)}
+    x, y = rng.normal(size=(64, 32)), rng.integers(0, 16, 64)
+    step = gc.compile_step(lambda p, x, y: gc.nn.cross_entropy(x @ p["W"] + p["b"], y),
+                           gc.optim.Adam(1e-3))
+    for _ in range(200):
+        step(params, x, y)
+    before = _rss_bytes()
+    for _ in range(10_000):
+        step(params, x, y)
+    grown = _rss_bytes() - before
+    assert grown < 20 * 2 ** 20, f"resident memory grew by {grown / 2 ** 20:.1f} MiB"
+
+
+def test_many_shapes_warn_and_keep_a_bounded_number_of_entries(monkeypatch):
+    from graphc import api
+    monkeypatch.setattr(api, "MAX_ENTRIES", 5)
+    f = gc.jit(lambda x: x + 1.0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for n in range(1, 11):
+            f(np.ones(n))
+    assert sum(issubclass(w.category, RecompileWarning) for w in caught) == 1
+    assert len(f._cache) == 5
+    np.testing.assert_array_equal(f(np.ones(2)), [2.0, 2.0])     # evicted: compiled again
+
+
+def test_keyboard_interrupt_in_train_leaves_a_whole_step_state(monkeypatch):
+    """Ctrl-C arrives between native calls: params equal the state after some whole step."""
+    rng = np.random.default_rng(0)
+    start = {"w": rng.normal(size=3)}
+    X, y = rng.normal(size=(40, 3)), rng.normal(size=40)
+
+    def loss(p, x, y):
+        return np.mean((x @ p["w"] - y) ** 2)
+
+    from graphc.train import Step
+    real_epoch = Step.epoch
+    calls = []
+
+    def interrupted_epoch(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Step, "epoch", interrupted_epoch)
+    params = {"w": start["w"].copy()}
+    with pytest.raises(KeyboardInterrupt):
+        gc.train(loss, params, (X, y), gc.optim.SGD(0.05), batch_size=8, epochs=5,
+                 shuffle=False, progress=False)
+    monkeypatch.setattr(Step, "epoch", real_epoch)
+    # replay by hand: the interrupted run must equal some prefix of whole steps
+    replay = {"w": start["w"].copy()}
+    step = gc.compile_step(loss, gc.optim.SGD(0.05))
+    states = [replay["w"].copy()]
+    for _ in range(5):
+        for s in range(0, 40, 8):
+            step(replay, X[s:s + 8], y[s:s + 8])
+            states.append(replay["w"].copy())
+    assert any(np.array_equal(params["w"], s) for s in states)
+    assert np.array_equal(params["w"], states[10])          # two whole epochs of 5 steps
+
+
+_SIGINT_SCRIPT = """
+import sys
+import numpy as np, graphc as gc
+rng = np.random.default_rng(0)
+start = rng.normal(size=3)
+X, y = rng.normal(size=(40, 3)), rng.normal(size=40)
+loss = lambda p, x, y: np.mean((x @ p["w"] - y) ** 2)
+opt = lambda: gc.optim.SGD(0.01, momentum=0.9)
+gc.train(loss, {"w": start.copy()}, (X, y), opt(), batch_size=8, epochs=1, shuffle=False,
+         progress=False)                                      # compile before the signal
+params = {"w": start.copy()}
+print("ready", flush=True)
+try:
+    gc.train(loss, params, (X, y), opt(), batch_size=8, epochs=10**7, shuffle=False,
+             progress=False)
+except KeyboardInterrupt:
+    pass
+step, replay = gc.compile_step(loss, opt()), {"w": start.copy()}
+for n in range(10**8):
+    if np.array_equal(replay["w"], params["w"]):
+        print("whole", n)
+        break
+    s = (n % 5) * 8
+    step(replay, X[s:s + 8], y[s:s + 8])
+"""
+
+
+def test_sigint_during_train_stops_between_whole_steps(tmp_path):
+    import signal
+    import time
+    proc = subprocess.Popen([sys.executable, "-c", _SIGINT_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert out.startswith("whole ") and int(out.split()[1]) > 0, out
