@@ -53,10 +53,14 @@ def fuse_elementwise(graph: Graph) -> Graph:
         group_of[node.id] = gi
         return True
 
+    def reads_a_sink(members, sinks):
+        # a loop cannot read a reduction it is still accumulating
+        return any(i in sinks for m in members for i in graph.node(m).inputs)
+
     def merge(into, other):
         g, o = groups[into], groups[other]
         trial = g["nodes"] | o["nodes"]
-        if not is_convex(graph, trial, position):
+        if reads_a_sink(trial, g["sinks"] | o["sinks"]) or not is_convex(graph, trial, position):
             return False
         for nid in o["nodes"]:
             group_of[nid] = into
