@@ -54,7 +54,7 @@ def vjp_into(graph: Graph, inputs: list, wrt: list[int], out_cts: list):
     for node in reversed(graph.topo()):
         if node.id not in cts or node.op in ("input", "const") or OPS[node.op].vjp is None:
             continue
-        with tracing.location(node.loc):
+        with tracing.location(node.loc), tracing.role("backward"):
             in_cts = OPS[node.op].vjp(cts[node.id], env[node.id],
                                       *[env[i] for i in node.inputs], **node.p)
             for i, ct in zip(node.inputs, in_cts):

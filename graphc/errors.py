@@ -42,6 +42,10 @@ class GraphcValueError(GraphcError, ValueError):
     """An invalid argument value (for example an optimizer setting)."""
 
 
+class RenderError(GraphcError, RuntimeError):
+    """Drawing a graph needs Graphviz's `dot`, which is missing."""
+
+
 def _is_internal(filename: str) -> bool:
     path = os.path.abspath(filename)
     if path.startswith(_SKIP_PREFIXES):

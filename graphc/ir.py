@@ -48,7 +48,7 @@ class ConstValue:
 
     def __repr__(self):
         if self.array.ndim == 0:
-            return repr(self.array.item())
+            return str(self.array[()])     # shortest repr in the constant's own dtype
         if self.array.size <= 4:
             return np.array2string(self.array, separator=",").replace("\n", "")
         return f"<{type_str(self.array.shape, self.array.dtype)}>"
@@ -126,6 +126,10 @@ class Graph:
     def add_input(self, shape, dtype, weak=False, loc="<unknown>") -> Node:
         return self.add("input", (), {"index": len(self.inputs)}, shape, dtype, weak, loc)
 
+    def role(self, nid: int) -> str:
+        """"forward", "backward" or "update": which part of a training step made the node."""
+        return self.nx.nodes[nid].get("role", "forward")
+
     def subgraph(self, keep) -> "Graph":
         """A new graph with the nodes in `keep` (ids, inputs and outputs preserved)."""
         g = Graph()
@@ -133,6 +137,7 @@ class Graph:
         for node in self.topo():
             if node.id in keep:
                 g._insert(node)
+                g.nx.nodes[node.id]["role"] = self.role(node.id)
                 if node.op != "input":
                     g._cse[(node.op, node.inputs, node.params, node.dtype, node.weak)] = node.id
         g.inputs = list(self.inputs)
@@ -183,19 +188,68 @@ class Graph:
     def __repr__(self) -> str:
         return f"<graphc.Graph with {len(self)} nodes>"
 
+    _COLORS = {"forward": "#cfe2f3", "backward": "#f4cccc", "update": "#d9ead3"}
+
     def to_dot(self) -> str:
-        """Graphviz DOT text: inputs as boxes, outputs double-circled."""
+        """Graphviz DOT text.
+
+        Forward, backward and optimizer-update nodes are filled blue, red and
+        green; inputs (named by their pytree path) and constants are boxes;
+        outputs are double-circled; fused kernels are clusters labelled with
+        their ops.
+        """
         names = self.names()
-        out = ["digraph graphc {", "  rankdir=TB;", '  node [fontname="monospace", fontsize=10];']
-        for n in self.topo():
+        in_tree = self.meta.get("in_tree")
+        from graphc import pytree
+        input_names = pytree.leaf_paths(in_tree) if in_tree is not None else []
+        out = ["digraph graphc {", "  rankdir=TB;",
+               '  node [fontname="monospace", fontsize=10, style=filled];']
+
+        def line(n):
             label = f"{names[n.id]} {n.op}\\n{n.type}"
-            shape = "box" if n.op in ("input", "const") else "ellipse"
+            if n.op == "input":
+                k = n.p["index"]
+                label = f"{input_names[k] if k < len(input_names) else 'input ' + str(k)}\\n{n.type}"
+                return f'  n{n.id} [label="{label}", shape=box, fillcolor="#fff2cc"];'
+            if n.op == "const":
+                return f'  n{n.id} [label="{names[n.id]} {n.p["value"]!r}", shape=box, fillcolor="#eeeeee"];'
             extra = ", peripheries=2" if n.id in self.outputs else ""
-            out.append(f'  n{n.id} [label="{label}", shape={shape}{extra}];')
+            return (f'  n{n.id} [label="{label}", shape=ellipse, '
+                    f'fillcolor="{self._COLORS[self.role(n.id)]}"{extra}];')
+
+        grouped = set()
+        for k, members in enumerate(self.groups or []):
+            if len(members) < 2:
+                continue
+            ops = " ".join(self.node(m).op for m in members)
+            out.append(f"  subgraph cluster_{k} {{")
+            out.append(f'    label="kernel {k}: {ops}"; style=rounded; color="#999999";')
+            out += ["  " + line(self.node(m)) for m in members]
+            out.append("  }")
+            grouped.update(members)
+        out += [line(n) for n in self.topo() if n.id not in grouped]
         for a, b in sorted(self.nx.edges):
             out.append(f"  n{a} -> n{b};")
         out.append("}")
         return "\n".join(out)
+
+    def render(self, path) -> str:
+        """Write the picture of this graph to `path` (.svg, .png or .pdf) with Graphviz."""
+        import shutil
+        import subprocess
+        path = str(path)
+        fmt = path.rsplit(".", 1)[-1].lower() if "." in path else "svg"
+        if fmt not in ("svg", "png", "pdf"):
+            raise errors.GraphcValueError(f"render: unknown picture format {fmt!r}; use .svg, .png or .pdf")
+        dot = shutil.which("dot")
+        if dot is None:
+            raise errors.RenderError(
+                "render needs Graphviz's `dot` program, which is not installed: install it "
+                "with `apt-get install graphviz`, `brew install graphviz` or `conda install "
+                "graphviz`, or use graph.to_dot() and render the text elsewhere")
+        subprocess.run([dot, f"-T{fmt}", "-o", path], input=self.to_dot(), text=True,
+                       check=True, capture_output=True)
+        return path
 
     # -- checking ------------------------------------------------------------
     def verify(self) -> None:

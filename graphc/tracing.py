@@ -49,6 +49,18 @@ def location(loc: str):
         _state.locs.pop()
 
 
+@contextlib.contextmanager
+def role(name: str):
+    """Label the nodes created inside ("backward", "update"): pictures colour them."""
+    _stack()
+    previous = getattr(_state, "role", "forward")
+    _state.role = name
+    try:
+        yield
+    finally:
+        _state.role = previous
+
+
 def _current_loc() -> str:
     _stack()
     return _state.locs[-1] if _state.locs else errors.user_location()
@@ -181,6 +193,7 @@ def bind(op: str, *operands, **params):
     avals = [graph.node(i) for i in ids]
     shape, dtype = _infer(opdef, avals, params, loc)
     node = graph.add(op, ids, params, shape, dtype, all(a.weak for a in avals), loc)
+    graph.nx.nodes[node.id].setdefault("role", getattr(_state, "role", "forward"))
     return Tracer(graph, node)
 
 

@@ -67,8 +67,9 @@ class Step:
         loss, grads = api.value_and_grad(self.loss_fn)(params, *batch)
         leaves, treedef = pytree.flatten(params)
         slot_leaves = {k: pytree.flatten(v)[0] for k, v in slots.items()}
-        new_params, new_slots = self.optimizer.update(
-            leaves, pytree.flatten(grads)[0], slot_leaves, count)
+        with tracing.role("update"):
+            new_params, new_slots = self.optimizer.update(
+                leaves, pytree.flatten(grads)[0], slot_leaves, count)
         new_params = [p.astype(leaf.dtype) for p, leaf in zip(new_params, leaves)]
         return (loss, pytree.unflatten(treedef, new_params),
                 {k: pytree.unflatten(treedef, [s.astype(l.dtype) for s, l in zip(v, leaves)])

@@ -31,5 +31,6 @@ def rewrite(graph: Graph, rule) -> Graph:
             with tracing.location(node.loc):
                 shape, dtype = OPS[op].infer([out.node(i) for i in inputs], params)
         new_id[node.id] = out.add(op, inputs, params, shape, dtype, node.weak, node.loc).id
+        out.nx.nodes[new_id[node.id]].setdefault("role", graph.role(node.id))
     out.outputs = [new_id[o] for o in graph.outputs]
     return out
