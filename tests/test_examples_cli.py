@@ -1,0 +1,65 @@
+"""The examples and the command line, run as a user would, in subprocesses."""
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+
+def _run(args, timeout=600):
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                            timeout=timeout, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_there_are_five_examples():
+    assert len(EXAMPLES) == 5
+
+
+def test_derivative_example():
+    out = _run([str(ROOT / "examples/01_derivative.py")])
+    assert "d cost / dq at q=4: 7.0" in out and "7.000500" in out
+
+
+def test_partial_derivatives_example():
+    out = _run([str(ROOT / "examples/02_partial_derivatives.py")])
+    assert "df/dx at (2, 5) = 20.0" in out and "gradient at (2, 5) = (20.0, 7.0)" in out
+
+
+def test_gradient_descent_example_reaches_the_minimum_and_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "path.png"
+    out = _run([str(ROOT / "examples/03_gradient_descent.py"), "--plot", str(png)])
+    assert "after 3000 steps: w = (+1.0000, +1.0000)" in out
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_backpropagation_example_prints_the_backward_graph():
+    out = _run([str(ROOT / "examples/04_backpropagation.py")])
+    assert "forward graph:" in out and "tanh" in out
+    assert "by-hand chain rule agrees: True True" in out
+
+
+def test_training_example_reaches_95_percent_on_digits():
+    out = _run([str(ROOT / "examples/05_train_digits.py")])
+    accuracy = float(re.search(r"test accuracy: ([\d.]+)%", out).group(1))
+    assert accuracy >= 95.0, out
+
+
+def test_graphc_demo_shortest_settings(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "loss.png"
+    out = _run(["-m", "graphc.cli", "demo", "--epochs", "2", "--no-progress", "--plot", str(png)])
+    assert re.search(r"graphc\s+[\d.]+%\s+[\d.]+", out)
+    assert re.search(r"NumPy by hand\s+[\d.]+%", out) and "x the speed of the NumPy loop" in out
+    assert png.read_bytes().startswith(b"\x89PNG")
+
+
+def test_graphc_cache_info():
+    out = _run(["-m", "graphc.cli", "cache", "info"])
+    assert "cache directory:" in out and "modules:" in out
