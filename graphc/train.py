@@ -15,7 +15,7 @@ from graphc.optim import Optimizer
 
 
 def _leaf_check(leaves, paths):
-    seen = {}
+    seen: list = []
     for leaf, path in zip(leaves, paths):
         if not isinstance(leaf, np.ndarray):
             raise errors.GraphcTypeError(f"parameter {path} is a {type(leaf).__name__}; "
@@ -30,10 +30,12 @@ def _leaf_check(leaves, paths):
             raise errors.GraphcValueError(f"parameter {path} is not C-contiguous (a transposed "
                                           f"or strided view?); the step updates parameters in "
                                           f"place, pass np.ascontiguousarray(x)")
-        if id(leaf) in seen:
-            raise errors.GraphcValueError(f"parameters {seen[id(leaf)]} and {path} are the same "
-                                          f"array; pass separate arrays (x.copy())")
-        seen[id(leaf)] = path
+        for other, other_path in seen:
+            if np.may_share_memory(leaf, other):
+                raise errors.GraphcValueError(
+                    f"parameters {other_path} and {path} are the same array or share memory; "
+                    f"the step writes each one in place, pass separate arrays (x.copy())")
+        seen.append((leaf, path))
 
 
 class Step:
@@ -59,6 +61,7 @@ class Step:
         self._avals = None
         self._n_state = 0                 # parameter leaves + moment-slot leaves
         self._entries = {}                # batch signature -> compiled entry (the fast path)
+        self._checked_ids = ()            # the leaf arrays fully checked last (skip re-checks)
         self._compiled = api.Compiled(self._traced_step,
                                       name=f"step({getattr(loss_fn, '__name__', 'loss')})",
                                       codegen_options=self._codegen_options)
@@ -87,6 +90,7 @@ class Step:
         leaves, treedef = pytree.flatten(params)
         if self._treedef is None:
             _leaf_check(leaves, pytree.leaf_paths(treedef))
+            self._checked_ids = tuple(map(id, leaves))
             self._treedef = treedef
             self._avals = [(leaf.shape, leaf.dtype) for leaf in leaves]
             slots = self.optimizer.init(leaves)
@@ -101,7 +105,8 @@ class Step:
                     and leaf.flags.writeable and leaf.flags.c_contiguous):
                 break
         else:
-            if len({id(leaf) for leaf in leaves}) == len(leaves):
+            ids = tuple(map(id, leaves))
+            if ids == self._checked_ids:
                 return leaves
         paths = pytree.leaf_paths(treedef)
         for leaf, path, (shape, dtype) in zip(leaves, paths, self._avals):
@@ -111,6 +116,7 @@ class Step:
                 raise errors.GraphcTypeError(f"parameter {path} is {got}, but this step was built "
                                              f"for {dtype}{list(shape)}")
         _leaf_check(leaves, paths)
+        self._checked_ids = tuple(map(id, leaves))
         return leaves
 
     def _slots(self):

@@ -1,0 +1,126 @@
+"""The bad-input matrix: each row is an argument a user might pass, the error
+it must get (a GraphcError plus the built-in type) or the NumPy result it
+must match, and a check that params and optimizer state are bitwise intact."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def loss(p, x, y):
+    return gc.nn.cross_entropy(x @ p["W"] + p["b"], y)
+
+
+def _fresh():
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(3, 4)), "b": np.zeros(4)}
+    x, y = rng.normal(size=(6, 3)), np.array([0, 1, 2, 3, 0, 1])
+    step = gc.compile_step(loss, gc.optim.Adam(0.01))
+    step(params, x, y)
+    return params, x, y, step
+
+
+def _frozen(params, step):
+    return ({k: v.tobytes() for k, v in params.items()},
+            {s: {k: a.tobytes() for k, a in step.state[s].items()} for s in ("m", "v")},
+            step.state["count"])
+
+
+# (id, how to corrupt the call, expected error type, message fragment)
+STEP_ROWS = [
+    ("labels_out_of_range", lambda p, x, y: (p, x, np.array([0, 1, 2, 4, 0, 1])), IndexError, "[0, 4)"),
+    ("negative_label", lambda p, x, y: (p, x, np.array([0, -1, 2, 3, 0, 1])), IndexError, "[0, 4)"),
+    ("float_labels", lambda p, x, y: (p, x, y.astype(float)), TypeError, "integer"),
+    ("mismatched_batch", lambda p, x, y: (p, x, y[:4]), ValueError, "(N, C)"),
+    ("complex_data", lambda p, x, y: (p, x.astype(complex), y), TypeError, "complex128"),
+    ("object_data", lambda p, x, y: (p, x.astype(object), y), TypeError, "object"),
+    ("string_data", lambda p, x, y: (p, np.array([["a"] * 3] * 6), y), TypeError, "<U1"),
+    ("wrong_param_shape", lambda p, x, y: ({**p, "W": np.zeros((4, 3))}, x, y), TypeError, "['W']"),
+    ("wrong_param_dtype", lambda p, x, y: ({**p, "W": p["W"].astype(np.float32)}, x, y), TypeError, "float32"),
+    ("integer_param", lambda p, x, y: ({**p, "b": np.zeros(4, int)}, x, y), TypeError, "['b']"),
+    ("missing_param", lambda p, x, y: ({"W": p["W"]}, x, y), TypeError, "structure"),
+    ("list_param", lambda p, x, y: ({**p, "b": [0.0] * 4}, x, y), TypeError, "structure"),
+    ("read_only_param", lambda p, x, y: ({**p, "b": _read_only(p["b"])}, x, y), ValueError, "read-only"),
+    ("fortran_param", lambda p, x, y: ({**p, "W": np.asfortranarray(p["W"])}, x, y), ValueError, "C-contiguous"),
+    ("strided_param", lambda p, x, y: ({**p, "b": np.zeros(8)[::2]}, x, y), ValueError, "C-contiguous"),
+    ("same_array_twice", lambda p, x, y: ({"W": p["W"], "b": p["W"][0]}, x, y), ValueError, "same array"),
+]
+
+
+def _read_only(a):
+    a = a.copy()
+    a.setflags(write=False)
+    return a
+
+
+@pytest.mark.parametrize("name, corrupt, error, fragment", STEP_ROWS, ids=[r[0] for r in STEP_ROWS])
+def test_bad_step_input_raises_and_modifies_nothing(name, corrupt, error, fragment):
+    params, x, y, step = _fresh()
+    before = _frozen(params, step)
+    args = corrupt(params, x, y)
+    with pytest.raises(error) as e:
+        step(*args)
+    assert isinstance(e.value, gc.GraphcError), type(e.value)
+    assert fragment in str(e.value)
+    assert _frozen(params, step) == before
+
+
+def test_same_array_twice_is_caught_even_as_a_view():
+    params, x, y, step = _fresh()
+    w = params["W"]
+    with pytest.raises(ValueError):
+        step({"W": w, "b": w.reshape(-1)[:4]}, x, y)    # shares memory with W
+
+
+@pytest.mark.parametrize("view", [
+    lambda x: np.asfortranarray(x), lambda x: x[::-1], lambda x: x[:, ::-1],
+    lambda x: np.concatenate([x, x], 1)[:, ::2],
+])
+def test_non_contiguous_data_is_read_as_numpy_would(view):
+    params, x, y, step = _fresh()
+    other, _, _, other_step = _fresh()               # the same state, independently
+    xv = view(x)
+    assert step(params, xv, y) == other_step(other, np.ascontiguousarray(xv), y)
+    for k in params:
+        np.testing.assert_array_equal(params[k], other[k])
+
+
+def test_nan_and_inf_in_data_propagate_without_crashing():
+    params, x, y, step = _fresh()
+    x[0, 0] = np.nan
+    assert np.isnan(step(params, x, y))
+    x[0, 0] = np.inf
+    assert not np.isfinite(step(params, x, y))
+
+
+def test_lists_and_tuples_where_arrays_are_expected():
+    # as arguments, lists and tuples are pytrees of Python scalars (as in JAX)
+    assert float(gc.jit(lambda xs: xs[0] + xs[1])([1.0, 2.0])) == 3.0
+    assert float(gc.jit(lambda xs: np.sum(np.stack(xs)))((1.0, 2.0, 3.0))) == 6.0
+    # inside a traced function, a list next to a traced array converts as NumPy would
+    np.testing.assert_allclose(gc.jit(lambda x: x @ [1.0, 2.0, 3.0])(np.ones((2, 3))), [6.0, 6.0])
+    np.testing.assert_allclose(gc.jit(lambda x: x + [1, 2, 3])(np.zeros(3, np.float32)),
+                               np.zeros(3, np.float32) + [1, 2, 3])
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 3), (2, 0)])
+def test_zero_size_arrays(shape):
+    x = np.ones(shape)
+    np.testing.assert_array_equal(gc.jit(lambda x: np.tanh(x) * 2.0)(x), np.tanh(x) * 2.0)
+    np.testing.assert_array_equal(gc.jit(lambda x: np.sum(x, axis=0))(x), np.sum(x, axis=0))
+    with pytest.raises(ValueError):
+        gc.jit(lambda x: np.max(x, axis=0))(np.ones((0, 3)))
+
+
+def test_zero_d_arrays():
+    assert gc.jit(lambda x: x * 2.0)(np.array(3.0)).shape == ()
+    assert float(gc.grad(lambda x: x ** 3)(np.array(2.0))) == 12.0
+
+
+def test_a_loss_that_returns_a_non_scalar_or_an_integer():
+    params, x, y, _ = _fresh()
+    with pytest.raises(TypeError, match="scalar") as e:
+        gc.compile_step(lambda p, x, y: x @ p["W"], gc.optim.SGD(0.1))(params, x, y)
+    assert isinstance(e.value, gc.GraphcError)
+    with pytest.raises(TypeError, match="float"):
+        gc.compile_step(lambda p, x, y: np.sum(y), gc.optim.SGD(0.1))(params, x, y)
