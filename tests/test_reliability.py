@@ -227,3 +227,21 @@ def test_sigint_during_train_stops_between_whole_steps(tmp_path):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert out.startswith("whole ") and int(out.split()[1]) > 0, out
+
+
+def test_a_second_process_loads_compiled_code_from_the_disk_cache(tmp_path):
+    """Counted, not timed: Numba's own cache-hit counter in each process."""
+    script = ("import numpy as np, graphc as gc\n"
+              "f = gc.jit(lambda x, w: np.sum(np.tanh(x @ w) ** 2))\n"
+              "x, w = np.ones((4, 3)), np.ones((3, 2))\n"
+              "f(x, w)\n"
+              "stats = next(iter(f._cache.values())).driver.stats\n"
+              "print(stats.cache_hits.__len__() and sum(stats.cache_hits.values()),"
+              " sum(stats.cache_misses.values()))\n")
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path / "c")}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    (hits1, misses1), (hits2, misses2) = [map(int, r.stdout.split()) for r in runs]
+    assert (hits1, misses1) == (0, 1)       # first process compiles
+    assert (hits2, misses2) == (1, 0)       # second process loads from disk
