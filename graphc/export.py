@@ -26,10 +26,12 @@ called with before export.
 """
 import base64
 import io
+import sys
 
 import numpy as np
 from numba import njit
 
+{vmath}
 {kernels}
 
 # ---------------------------------------------------------------- data
@@ -136,13 +138,22 @@ def export(step, path) -> None:
             const_names.append(f"c{k}_{j}")
         key = tuple((tuple(shape), np.dtype(dtype).str) for shape, dtype in entry.in_avals)
         signatures.append(f"    {key!r}: (run_{k}, {const_names!r}),")
+    vmath = ""
+    if any("vmath." in k for k in kernels):
+        # the vectorizable math the kernels call, carried along so graphc is not needed
+        import inspect
+        import graphc.kernels.vmath as vmath_module
+        vmath = ("# ---- graphc.kernels.vmath, embedded " + "-" * 40 + "\n"
+                 + inspect.getsource(vmath_module)
+                 + "\nvmath = sys.modules[__name__]   # the kernels call vmath.exp(...)\n"
+                 + "# ---- end of graphc.kernels.vmath " + "-" * 43 + "\n")
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     blob = "\n".join(f'    "{encoded[i:i + 96]}"' for i in range(0, len(encoded), 96)) or '    ""'
     structure = pytree.unflatten(treedef, [None] * treedef.num_leaves)
     source = _TEMPLATE.format(
-        version=graphc.__version__, kernels="FASTMATH = " + FASTMATH + "\n"
+        version=graphc.__version__, vmath=vmath, kernels="FASTMATH = " + FASTMATH + "\n"
         + "\n".join(kernels), blob=blob, structure=structure, slots=tuple(step.optimizer.slots),
         signatures="\n".join(signatures), count=int(step.state["count"]),
         num_params=treedef.num_leaves)

@@ -77,24 +77,24 @@ def _binary(name, impl, vjp, expr, out_dtype=None):
 
 
 _unary("neg", np.negative, lambda ct, out, x: [P.neg(ct)], "(-{0})")
-_unary("exp", np.exp, lambda ct, out, x: [P.mul(ct, out)], "np.exp({0})")
-_unary("log", np.log, lambda ct, out, x: [P.div(ct, x)], "np.log({0})")
+_unary("exp", np.exp, lambda ct, out, x: [P.mul(ct, out)], "vmath.exp({0})")
+_unary("log", np.log, lambda ct, out, x: [P.div(ct, x)], "vmath.log({0})")
 _unary("log1p", np.log1p, lambda ct, out, x: [P.div(ct, P.add(x, P.scalar_like(x, 1)))],
-       "np.log1p({0})")
+       "vmath.log1p({0})")
 _unary("expm1", np.expm1, lambda ct, out, x: [P.mul(ct, P.add(out, P.scalar_like(out, 1)))],
-       "np.expm1({0})")
+       "vmath.expm1({0})")
 _unary("sqrt", np.sqrt, lambda ct, out, x: [P.div(ct, P.add(out, out))], "np.sqrt({0})")
 _unary("sin", np.sin, lambda ct, out, x: [P.mul(ct, P.cos(x))], "np.sin({0})")
 _unary("cos", np.cos, lambda ct, out, x: [P.neg(P.mul(ct, P.sin(x)))], "np.cos({0})")
 _unary("tanh", np.tanh,
        lambda ct, out, x: [P.mul(ct, P.sub(P.scalar_like(out, 1), P.mul(out, out)))],
-       "np.tanh({0})")
+       "vmath.tanh({0})")
 _unary("abs", np.abs, lambda ct, out, x: [P.mul(ct, P.sign(x))], "abs({0})")
 _unary("sign", np.sign, lambda ct, out, x: [P.mul(ct, P.scalar_like(x, 0))], "np.sign({0})")
 _unary("erf", lambda x: scipy.special.erf(x).astype(x.dtype),
        lambda ct, out, x: [P.mul(ct, P.mul(P.scalar_like(x, 2 / math.sqrt(math.pi)),
                                            P.exp(P.neg(P.mul(x, x)))))],
-       "math.erf({0})")
+       "vmath.erf({0})")
 _unary("stop_gradient", lambda x: x.copy(), lambda ct, out, x: [None], "{0}")
 
 _binary("add", np.add, lambda ct, out, x, y: [ct, ct], "({0} + {1})")

@@ -172,6 +172,10 @@ def bind(op: str, *operands, **params):
     opdef = _ops.OPS[op]
     graph = current_graph()
     has_tracer = any(isinstance(x, Tracer) for x in operands)
+    if not has_tracer and graph is not None and _expands(opdef, operands, params):
+        # Constant folding that would materialize a bigger array (a gradient seed
+        # broadcast over the batch): record it instead, as a cheap broadcast read.
+        has_tracer = True
     if not has_tracer:
         arrays = [np.asarray(x) for x in operands]
         loc = _current_loc() if graph is not None else None
@@ -195,6 +199,15 @@ def bind(op: str, *operands, **params):
     node = graph.add(op, ids, params, shape, dtype, all(a.weak for a in avals), loc)
     graph.nx.nodes[node.id].setdefault("role", getattr(_state, "role", "forward"))
     return Tracer(graph, node)
+
+
+def _expands(opdef, operands, params) -> bool:
+    arrays = [np.asarray(x) for x in operands]
+    try:
+        shape, _ = opdef.infer(arrays, params)
+    except errors.GraphcError:
+        return False          # the eager path raises it, naming the user's line
+    return int(np.prod(shape, dtype=np.int64)) > max([a.size for a in arrays] + [1])
 
 
 def _infer(opdef, avals, params, loc):
