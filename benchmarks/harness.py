@@ -1,0 +1,474 @@
+"""The benchmark harness behind `graphc bench` and `python -m graphc.benchmarks`.
+
+For each workload and dtype it times one SGD step written four ways: by hand
+in NumPy (the baseline), compiled by graphc, and, when installed, PyTorch
+(eager) and JAX (jit). Method:
+
+1. Check: from identical starting params, every implementation's loss and
+   parameter update must match the NumPy step's (rtol 1e-4 float32, 1e-9
+   float64); a mismatch is printed loudly and makes `main` exit 1.
+2. Warm up (excluded), then time in rounds: each round runs every
+   implementation a few steps, in a rotating order, so drift in machine load
+   hits all of them alike. Each step is timed alone; we report the median and
+   the 10th/90th percentiles of the per-step times.
+3. Thread counts are pinned (1 unless you set OMP_NUM_THREADS & co. or pass
+   --threads) for BLAS, Numba and PyTorch alike, and printed.
+4. graphc's first call (trace + compile + first step) is reported apart:
+   "cold" with an empty compile cache and "warm" with the cache filled, each
+   measured in a fresh process (skipped by --quick, which reports the
+   in-process first call instead).
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc as pygc
+import importlib.util
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from graphc.benchmarks.workloads import WORKLOADS
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+RTOL = {"float32": 1e-4, "float64": 1e-9}
+IMPLS = ("numpy", "graphc", "torch", "jax")
+
+# time budget per implementation per (workload, dtype), and repetition bounds
+FULL = dict(budget=2.0, min_reps=20, max_reps=2000, rounds=10, warmup=0.2)
+QUICK = dict(budget=0.15, min_reps=5, max_reps=200, rounds=5, warmup=0.0)
+
+
+# ---------------------------------------------------------------------------
+# Threads
+
+@contextlib.contextmanager
+def pinned_threads(threads=None):
+    """Pin BLAS, Numba and PyTorch (in `build`) to one thread count; yields what was set.
+
+    Sets the thread env vars the user has not set (child processes and late imports
+    such as torch read them) and applies the count to the OpenBLAS builds already
+    loaded, which read their env var only at import. For one thread, JAX gets
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false. NUMBA_NUM_THREADS is set only
+    if Numba is not imported yet: once it is, Numba refuses a changed value at the
+    next compile. It is left set afterwards for the same reason; the others are
+    restored on exit."""
+    restore = {var: os.environ.get(var) for var in THREAD_VARS[:-1]}
+    saved_blas = _blas_threads()
+    torch = sys.modules.get("torch")
+    saved_torch = torch.get_num_threads() if torch else None
+    explicit = threads is not None
+    if not explicit:
+        given = [os.environ[v] for v in THREAD_VARS if os.environ.get(v, "").isdigit()]
+        threads = int(given[0]) if given else 1
+    for var in THREAD_VARS:
+        if var == "NUMBA_NUM_THREADS" and "numba" in sys.modules:
+            continue
+        if explicit or var not in os.environ:
+            os.environ[var] = str(threads)
+    if threads == 1 and "XLA_FLAGS" not in os.environ and "jax" not in sys.modules:
+        os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false"   # JAX's CPU backend
+        restore["XLA_FLAGS"] = None
+    numba = sys.modules.get("numba")
+    numba_threads = numba.config.NUMBA_NUM_THREADS if numba else os.environ["NUMBA_NUM_THREADS"]
+    try:
+        yield {"threads": threads, "blas": _blas_threads(threads),
+               "numba": int(numba_threads),
+               **{var: os.environ.get(var) for var in THREAD_VARS}}
+    finally:
+        for var, value in restore.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        for n in set(saved_blas.values()):
+            _blas_threads(n)
+        if saved_torch:
+            torch.set_num_threads(saved_torch)
+
+
+def _blas_threads(n=None) -> dict:
+    """Threads of each OpenBLAS loaded in this process (NumPy's, and SciPy's that
+    Numba's np.dot calls), after setting them to `n` if given."""
+    out = {}
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({line.split()[-1] for line in f if "openblas" in line.lower()
+                           and line.split()[-1].startswith("/")})
+    except OSError:
+        return out           # not Linux: the env vars are all we can do
+    for path in libs:
+        lib = ctypes.CDLL(path)
+        for suffix in ("", "64_"):
+            for prefix in ("scipy_openblas", "openblas"):
+                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None and getter is not None:
+                    if n is not None:
+                        setter(ctypes.c_int(n))
+                    out[os.path.basename(path)] = getter()
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Implementations: each builder returns a zero-argument step() -> loss, with
+# step.read_params() giving the current parameters as NumPy arrays.
+
+def available(impl) -> str | None:
+    """None if `impl` can run here, else why not."""
+    if impl == "graphc":
+        import graphc as gc
+        return None if hasattr(gc, "compile_step") else \
+            "graphc skipped: gc.compile_step does not exist in this build yet"
+    if impl in ("torch", "jax"):
+        return None if importlib.util.find_spec(impl) else f"{impl} skipped: not installed"
+    return None
+
+
+def build(impl, workload, params, batch, lr):
+    if impl == "numpy":
+        def step():
+            return workload.numpy_step(params, *batch, lr)
+    elif impl == "graphc":
+        import graphc as gc
+        compiled = gc.compile_step(workload.loss_fn, gc.optim.SGD(lr=lr))
+
+        def step():
+            return compiled(params, *batch)
+        step.compiled = compiled
+    elif impl == "torch":
+        import torch
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        return workload.torch_step(params, batch, lr)
+    elif impl == "jax":
+        return workload.jax_step(params, batch, lr)
+    step.read_params = lambda: {k: v.copy() for k, v in params.items()}
+    return step
+
+
+def _copy(params):
+    return {k: v.copy() for k, v in params.items()}
+
+
+def check(loss, new, ref_loss, ref_new, old, dtype) -> dict:
+    """Same loss and same update (new - old) as the NumPy step, to RTOL. The params
+    are stored in `dtype`, so an update also carries the rounding of the stored
+    value: we allow one ulp of the parameter on top of rtol."""
+    rtol, eps = RTOL[dtype], np.finfo(dtype).eps
+    worst, ok = {}, abs(loss - ref_loss) <= rtol * max(abs(ref_loss), 1e-30)
+    worst["loss"] = abs(loss - ref_loss) / max(abs(ref_loss), 1e-30)
+    for k, p0 in old.items():
+        p0 = p0.astype(np.float64)
+        du, dref = new[k] - p0, ref_new[k] - p0
+        allowed = rtol * np.max(np.abs(dref)) + 2 * eps * np.max(np.abs(p0)) + 1e-300
+        err = float(np.max(np.abs(du - dref)))
+        worst[k] = err / allowed * rtol           # in units of relative error
+        ok = ok and err <= allowed
+    return {"ok": bool(ok), "loss": float(loss), "ref_loss": float(ref_loss),
+            "worst": max(worst, key=worst.get), "worst_rel": float(max(worst.values()))}
+
+
+# ---------------------------------------------------------------------------
+# graphc's first call in a fresh process (cold / warm compile cache)
+
+def _first_call(name, dtype) -> dict:
+    """Runs in a child process: time graphc's first step (trace, compile or load, run)."""
+    import graphc as gc
+    w = WORKLOADS[name]
+    params, batch = w.make(dtype, seed=0)
+    step = gc.compile_step(w.loss_fn, gc.optim.SGD(lr=w.lr))
+    start = time.perf_counter()
+    step(params, *batch)
+    first = time.perf_counter() - start
+    return {"first_call_s": first, "compile_s": step.inspect(params, *batch).compile_seconds}
+
+
+def first_call_in_fresh_process(name, dtype, cache_dir) -> dict:
+    env = dict(os.environ, GRAPHC_CACHE_DIR=cache_dir,
+               NUMBA_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    out = subprocess.run([sys.executable, "-m", "graphc.benchmarks.harness", "--first-call",
+                          name, dtype], env=env, capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else "failed"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------
+
+def _timed(step) -> float:
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
+
+
+def bench_one(workload, dtype, impls, cfg, cold_cache=None, log=print) -> dict:
+    """Check and time every implementation on one workload and dtype."""
+    params0, batch = workload.make(dtype, seed=0)
+    lr = workload.lr
+    ref = _copy(params0)
+    ref_loss = workload.numpy_step(ref, *batch, lr)
+    result = {"workload": workload.name, "title": workload.title, "dtype": dtype, "impls": {}}
+    steps = {}
+    for impl in impls:
+        try:
+            start = time.perf_counter()
+            step = build(impl, workload, _copy(params0), batch, lr)
+            loss = step()                                 # the checked step
+            first = time.perf_counter() - start
+        except Exception as e:                            # a peer failing must not stop the run
+            log(f"!! {impl} failed on {workload.name} {dtype}: {type(e).__name__}: {e}")
+            result["impls"][impl] = {"error": f"{type(e).__name__}: {e}"}
+            continue
+        r = result["impls"][impl] = {"check": check(loss, step.read_params(), ref_loss, ref,
+                                                    params0, dtype)}
+        if not r["check"]["ok"]:
+            c = r["check"]
+            log(f"\n!!!!! MISMATCH: {impl} on {workload.name} {dtype} differs from the NumPy step: "
+                f"worst {c['worst']} relative error {c['worst_rel']:.3g} (rtol {RTOL[dtype]:g}); "
+                f"loss {c['loss']!r} vs {c['ref_loss']!r}\n")
+        if impl == "graphc":
+            r["first_call_s"] = first
+            r["compile_s"] = _compile_seconds(step, batch)
+        steps[impl] = step
+    if "graphc" in steps and cold_cache is not None:
+        # cold: an empty compile cache; warm: the same cache, now filled, in a new process
+        cache = tempfile.mkdtemp(prefix="graphc-bench-", dir=cold_cache)
+        r = result["impls"]["graphc"]
+        for kind in ("cold", "warm"):
+            r[kind] = first_call_in_fresh_process(workload.name, dtype, cache)
+            if "error" in r[kind]:
+                log(f"!! graphc {kind} first call failed on {workload.name} {dtype}: "
+                    f"{r[kind]['error']}")
+
+    # warm-up, then estimate a step's time to size the repetitions
+    est = {}
+    for impl, step in steps.items():
+        t_end, times = time.perf_counter() + cfg["warmup"], [_timed(step)]
+        while time.perf_counter() < t_end:
+            times.append(_timed(step))
+        est[impl] = min(times)
+    per_round = {impl: max(1, min(cfg["max_reps"], max(cfg["min_reps"], int(cfg["budget"] / t)))
+                           // cfg["rounds"]) for impl, t in est.items()}
+    times = {impl: [] for impl in steps}
+    order = list(steps)
+    for k in range(cfg["rounds"]):
+        pygc.collect()
+        pygc.disable()                       # no GC pauses inside a timed step
+        try:
+            for impl in order[k % len(order):] + order[:k % len(order)]:
+                step = steps[impl]
+                for _ in range(per_round[impl]):
+                    times[impl].append(_timed(step))
+        finally:
+            pygc.enable()
+    for impl, t in times.items():
+        t = np.array(t)
+        result["impls"][impl].update(
+            median_us=float(np.median(t) * 1e6), p10_us=float(np.percentile(t, 10) * 1e6),
+            p90_us=float(np.percentile(t, 90) * 1e6), seconds=t.tolist())
+    return result
+
+
+def _compile_seconds(step, batch):
+    """graphc's own trace+compile time for this signature, if it reports it."""
+    inspect = getattr(step.compiled, "inspect", None)
+    return inspect(step.read_params(), *batch).compile_seconds if inspect else None
+
+
+# ---------------------------------------------------------------------------
+
+def run(workloads=None, dtypes=("float32", "float64"), quick=False, json_path=None,
+        plot_path=None, progress=True, impls=IMPLS, threads=None, cold=None) -> list[dict]:
+    """Run the benchmark; print the table; return one result dict per (workload, dtype).
+
+    `cold` (default: not quick) also measures graphc's first call with an empty and
+    with a filled compile cache, each in a fresh process.
+    """
+    names = list(workloads or WORKLOADS)
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise ValueError(f"unknown workloads {unknown}; choose from {sorted(WORKLOADS)}")
+    if set(impls) - set(IMPLS):
+        raise ValueError(f"unknown implementations {sorted(set(impls) - set(IMPLS))}; "
+                         f"choose from {list(IMPLS)}")
+    cfg = QUICK if quick else FULL
+    cold = (not quick) if cold is None else cold
+    usable = []
+    for impl in impls:
+        why = available(impl)
+        if why:
+            print(why)
+        else:
+            usable.append(impl)
+    if "numpy" not in usable:
+        usable.insert(0, "numpy")
+
+    from tqdm.auto import tqdm
+    jobs = [(WORKLOADS[n], d) for n in names for d in dtypes]
+    results = []
+    with pinned_threads(threads) as env, tempfile.TemporaryDirectory(prefix="graphc-bench-") as tmp:
+        print(f"threads: {env['threads']} (" + ", ".join(f"{v}={env[v]}" for v in THREAD_VARS)
+              + f"; OpenBLAS {env['blas'] or 'unknown'}; numba {env['numba']})")
+        bar = tqdm(jobs, desc="bench", unit="case", disable=not progress, leave=False)
+        for w, dtype in bar:
+            bar.set_description(f"bench {w.name} {dtype}")
+            results.append(bench_one(w, dtype, usable, cfg, cold_cache=tmp if cold else None,
+                                     log=bar.write if progress else print))
+    bar.close()
+    print(format_table(results, usable))
+    if json_path:
+        meta = {"threads": env, "quick": quick, "config": cfg, "python": sys.version.split()[0],
+                "numpy": np.__version__, "machine": platform.platform(),
+                "cpus": os.cpu_count(), "versions": _versions(usable)}
+        with open(json_path, "w") as f:
+            json.dump({"meta": meta, "results": results}, f, indent=1)
+        print(f"raw timings written to {json_path}")
+    if plot_path:
+        plot(results, usable, plot_path)
+    return results
+
+
+def _versions(impls):
+    out = {}
+    for impl in impls:
+        try:
+            out[impl] = __import__(impl).__version__
+        except (ImportError, AttributeError):
+            pass
+    return out
+
+
+def mismatches(results) -> list[str]:
+    return [f"{r['workload']} {r['dtype']} {impl}" for r in results
+            for impl, x in r["impls"].items() if "error" in x or not x["check"]["ok"]]
+
+
+def format_table(results, impls) -> str:
+    """µs per step, median [p10-p90], and speedup over NumPy (>1: faster than NumPy)."""
+    peers = [i for i in impls if i != "numpy"]
+    head = ["workload", "dtype", "numpy µs/step"]
+    for impl in peers:
+        head += [f"{impl} µs/step", "vs numpy"]
+    has_first = any("first_call_s" in r["impls"].get("graphc", {}) for r in results)
+    if has_first:
+        head += ["graphc 1st call s", "cold s", "warm s"]
+    rows = []
+    for r in results:
+        base = r["impls"]["numpy"]["median_us"]
+        row = [r["workload"], r["dtype"], _cell(r["impls"]["numpy"])]
+        for impl in peers:
+            x = r["impls"].get(impl, {})
+            if "median_us" not in x:
+                row += ["error" if "error" in x else "-", ""]
+            else:
+                row += [_cell(x), f"{base / x['median_us']:.2f}x"
+                        + ("" if x["check"]["ok"] else " MISMATCH")]
+        if has_first:
+            g = r["impls"].get("graphc", {})
+            row += [_seconds(g.get("first_call_s"))] + \
+                [_seconds(g.get(k, {}).get("first_call_s")) for k in ("cold", "warm")]
+        rows.append(row)
+    widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+    fmt = lambda row: "  ".join(c.ljust(w) if k < 2 else c.rjust(w)   # noqa: E731
+                                for k, (c, w) in enumerate(zip(row, widths))).rstrip()
+    lines = [fmt(head), "-" * len(fmt(head))] + [fmt(row) for row in rows]
+    lines.append("µs/step: median [p10-p90] of per-step times; vs numpy: NumPy's time / its time "
+                 "(>1 is faster)")
+    if has_first:
+        lines.append("graphc 1st call: trace + compile (or cache load) + first step in this "
+                     "process; cold / warm: the same in a fresh process with an empty / filled "
+                     "compile cache")
+    return "\n".join(lines)
+
+
+def _cell(x) -> str:
+    return f"{_us(x['median_us'])} [{_us(x['p10_us'])}-{_us(x['p90_us'])}]"
+
+
+def _seconds(v) -> str:
+    return f"{v:.2f}" if v is not None else "-"
+
+
+def _us(v) -> str:
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
+
+
+def plot(results, impls, path):
+    """Bar chart of speedups over NumPy, one group per (workload, dtype)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"--plot needs matplotlib, which is not installed (pip install matplotlib); "
+              f"no plot written to {path}")
+        return
+    peers = [i for i in impls if i != "numpy"]
+    labels = [f"{r['workload']}\n{r['dtype']}" for r in results]
+    x = np.arange(len(results))
+    width = 0.8 / max(len(peers), 1)
+    fig, ax = plt.subplots(figsize=(max(6, len(results) * 0.9), 4))
+    for k, impl in enumerate(peers):
+        ratios = [r["impls"]["numpy"]["median_us"] / r["impls"][impl]["median_us"]
+                  if "median_us" in r["impls"].get(impl, {}) else 0 for r in results]
+        ax.bar(x + (k - (len(peers) - 1) / 2) * width, ratios, width, label=impl)
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set(xticks=x, yscale="log", ylabel="speedup over NumPy (median, log scale)",
+           title="one SGD step: NumPy time / implementation time")
+    ax.set_xticklabels(labels)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="graphc bench", description="Time one SGD step of "
+                                "workloads W1-W5: graphc (and PyTorch/JAX if installed) "
+                                "against hand-written NumPy.")
+    p.add_argument("--quick", action="store_true", help="short run (under a minute once "
+                   "graphc's compile cache is warm); skips the cold/warm compile measurement")
+    p.add_argument("--workloads", help="comma-separated, e.g. W1,W3 (default: all)")
+    p.add_argument("--dtype", choices=["float32", "float64"], help="default: both")
+    p.add_argument("--impls", default=",".join(IMPLS), help=f"default: {','.join(IMPLS)}")
+    p.add_argument("--threads", type=int, help="threads for BLAS/Numba/PyTorch (default: "
+                   "OMP_NUM_THREADS & co. if set, else 1)")
+    p.add_argument("--json", metavar="PATH", help="write every raw timing as JSON")
+    p.add_argument("--plot", metavar="PATH", help="bar chart of speedups as a PNG (matplotlib)")
+    p.add_argument("--no-cold", action="store_true", help="skip graphc's cold/warm first call")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--list", action="store_true", help="list the workloads and exit")
+    p.add_argument("--first-call", nargs=2, help=argparse.SUPPRESS)   # internal: child process
+    args = p.parse_args(argv)
+    if args.first_call:
+        print(json.dumps(_first_call(*args.first_call)))
+        return 0
+    if args.list:
+        for w in WORKLOADS.values():
+            print(f"{w.name}  {w.title}  (SGD lr={w.lr})")
+        return 0
+    names = args.workloads.split(",") if args.workloads else None
+    dtypes = (args.dtype,) if args.dtype else ("float32", "float64")
+    try:
+        results = run(names, dtypes, quick=args.quick, json_path=args.json, plot_path=args.plot,
+                      progress=not args.no_progress, impls=args.impls.split(","),
+                      threads=args.threads, cold=False if args.no_cold else None)
+    except ValueError as e:
+        p.error(str(e))
+    bad = mismatches(results)
+    if bad:
+        print(f"\n!!!!! {len(bad)} implementation(s) disagree with the NumPy step or failed: "
+              + ", ".join(bad))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""The benchmark workloads are right: hand-written NumPy backward vs finite differences."""
+import json
+import os
+
+import numba  # noqa: F401  (imported first, so the harness leaves NUMBA_NUM_THREADS alone)
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc.benchmarks import harness
+from graphc.benchmarks.workloads import WORKLOADS
+
+NAMES = sorted(WORKLOADS)
+
+
+def _copy(params):
+    return {k: v.copy() for k, v in params.items()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_numpy_step_is_sgd_on_loss_fn(name):
+    """One hand-written step moves params by -lr * (central-difference gradient)."""
+    w = WORKLOADS[name]
+    params, batch = w.make("float64", seed=1, size="tiny")
+    before = _copy(params)
+    lr, eps = 0.1, 1e-6
+    loss = w.numpy_step(params, *batch, lr)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(float(w.loss_fn(before, *batch)), rel=1e-12)
+    rng = np.random.default_rng(0)
+    for key, p0 in before.items():
+        for flat in rng.choice(p0.size, size=min(p0.size, 4), replace=False):
+            idx = np.unravel_index(flat, p0.shape)
+            plus, minus = _copy(before), _copy(before)
+            plus[key][idx] += eps
+            minus[key][idx] -= eps
+            numeric = (w.loss_fn(plus, *batch) - w.loss_fn(minus, *batch)) / (2 * eps)
+            assert params[key][idx] - p0[idx] == pytest.approx(-lr * numeric, rel=1e-5, abs=1e-9), \
+                f"{name} {key}{idx}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_make_is_deterministic_and_typed(name):
+    w = WORKLOADS[name]
+    (p1, b1), (p2, b2) = w.make("float32", seed=3, size="tiny"), w.make("float32", seed=3, size="tiny")
+    for k in p1:
+        assert p1[k].dtype == np.float32 and np.array_equal(p1[k], p2[k])
+    for a, b in zip(b1, b2):
+        assert np.array_equal(a, b)
+    assert np.asarray(w.loss_fn(p1, *b1)).dtype == np.float32      # float32 stays float32
+
+
+@pytest.mark.parametrize("peer", ["torch", "jax"])
+@pytest.mark.parametrize("name", NAMES)
+def test_peer_matches_numpy(name, peer):
+    """The optional PyTorch/JAX steps do the same math (skipped when not installed)."""
+    pytest.importorskip(peer)
+    w = WORKLOADS[name]
+    params, batch = w.make("float64", seed=2, size="tiny")
+    ref = _copy(params)
+    ref_loss = w.numpy_step(ref, *batch, w.lr)
+    step = getattr(w, f"{peer}_step")(_copy(params), batch, w.lr)
+    assert step() == pytest.approx(ref_loss, rel=1e-10)
+    got = step.read_params()
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-10, atol=1e-12)
+
+
+def test_quick_run_writes_json(tmp_path):
+    if not hasattr(gc, "compile_step"):
+        pytest.skip("gc.compile_step does not exist yet")
+    path = tmp_path / "bench.json"
+    env_before = {v: os.environ.get(v) for v in harness.THREAD_VARS}
+    code = harness.main(["--quick", "--workloads", "W1", "--dtype", "float64", "--json", str(path),
+                         "--no-progress"])
+    assert code == 0
+    data = json.loads(path.read_text())
+    impls = data["results"][0]["impls"]
+    assert data["results"][0]["workload"] == "W1" and "numpy" in impls and "graphc" in impls
+    assert all(r["check"]["ok"] for r in impls.values())
+    assert len(impls["numpy"]["seconds"]) >= 5
+    assert {v: os.environ.get(v) for v in harness.THREAD_VARS} == env_before   # restored
+
+
+def test_check_flags_a_wrong_update():
+    w = WORKLOADS["W2"]
+    params, batch = w.make("float32", seed=0, size="tiny")
+    ref = _copy(params)
+    ref_loss = w.numpy_step(ref, *batch, 0.1)
+    assert harness.check(ref_loss, ref, ref_loss, ref, params, "float32")["ok"]
+    bad = _copy(ref)
+    bad["W1"][0, 0] += 1e-3 * np.abs(ref["W1"] - params["W1"]).max()     # 0.1% off in one entry
+    result = harness.check(ref_loss, bad, ref_loss, ref, params, "float32")
+    assert not result["ok"] and result["worst"] == "W1"
+    assert not harness.check(ref_loss * (1 + 1e-3), ref, ref_loss, ref, params, "float32")["ok"]
