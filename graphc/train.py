@@ -145,12 +145,7 @@ class Step:
         entry = self._entry_for(params, batch)
         count = np.asarray(self.state["count"], np.int64)
         inputs = entry.inputs(self._state_leaves(leaves) + [count] + pytree.flatten(batch)[0])
-        try:
-            loss = entry.driver(*inputs, *entry.consts)[0]
-        except IndexError as e:
-            raise errors.GraphcIndexError(str(e)) from None
-        finally:
-            entry.called = True
+        loss = entry.run(inputs)[0]
         self.state["count"] += 1
         return float(loss)
 

@@ -63,3 +63,13 @@ def test_graphc_demo_shortest_settings(tmp_path):
 def test_graphc_cache_info():
     out = _run(["-m", "graphc.cli", "cache", "info"])
     assert "cache directory:" in out and "modules:" in out
+
+
+def test_graphc_bench_quick_prints_the_ratio_table(tmp_path):
+    # options before any other word reach the harness (not swallowed by the CLI's parser)
+    out = _run(["-m", "graphc.cli", "bench", "--quick", "--workloads", "W1", "--dtype", "float64",
+                "--impls", "numpy,graphc", "--no-progress", "--no-cold"])
+    assert re.search(r"^threads: 1", out, re.M)
+    row = re.search(r"^W1\s+float64\s+[\d.]+ \[[\d.]+-[\d.]+\]\s+[\d.]+ \[[\d.]+-[\d.]+\]\s+"
+                    r"([\d.]+)x", out, re.M)
+    assert row and float(row.group(1)) > 0, out
