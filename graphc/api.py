@@ -45,9 +45,12 @@ class _Entry:
         self.compile_seconds = compile_seconds
         self.called = False   # Numba compiles on the first call: that time counts as compile
 
-    def inputs(self, leaves) -> list[np.ndarray]:
-        return [np.array(leaf, dtype=dtype, order="C", copy=None) for leaf, (_, dtype)
-                in zip(leaves, self.in_avals)]
+    def inputs(self, leaves, first=0) -> list[np.ndarray]:
+        """`leaves` (the inputs from position `first` on) as C-contiguous arrays of the
+        traced dtypes: what the driver takes."""
+        return [leaf if type(leaf) is np.ndarray and leaf.dtype == dtype and leaf.flags.c_contiguous
+                else np.array(leaf, dtype=dtype, order="C", copy=None)
+                for leaf, (_, dtype) in zip(leaves, self.in_avals[first:])]
 
     def run(self, inputs):
         """The driver's raw outputs; the first call's time counts as compile time."""

@@ -5,8 +5,11 @@ hashable `TreeDef`; `unflatten` rebuilds the same structure from new leaves.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -35,9 +38,33 @@ class TreeDef:
 LEAF = TreeDef("leaf")
 
 
+# A flat dict of arrays (the usual params) is flattened on every training step:
+# remember its sorted key order and TreeDef, keyed by its keys in insertion order.
+_FLAT_DICTS: dict[tuple, tuple[tuple, TreeDef]] = {}
+_FLAT_DICTS_MAX = 256
+
+
 def flatten(tree: Any) -> tuple[list, TreeDef]:
+    if type(tree) is tuple and all(type(leaf) is np.ndarray for leaf in tree):
+        return list(tree), _array_tuple(len(tree))      # a batch (x, y)
+    if type(tree) is dict:
+        hit = _FLAT_DICTS.get(tuple(tree))
+        if hit is not None:
+            leaves = [tree[k] for k in hit[0]]
+            if all(type(leaf) is np.ndarray for leaf in leaves):
+                return leaves, hit[1]
     leaves: list = []
-    return leaves, _flatten_into(tree, leaves)
+    treedef = _flatten_into(tree, leaves)
+    if (type(tree) is dict and len(_FLAT_DICTS) < _FLAT_DICTS_MAX
+            and all(type(leaf) is np.ndarray for leaf in leaves)
+            and all(c.kind == "leaf" for c in treedef.children)):
+        _FLAT_DICTS[tuple(tree)] = (treedef.keys, treedef)
+    return leaves, treedef
+
+
+@functools.lru_cache(maxsize=64)
+def _array_tuple(n: int) -> TreeDef:
+    return TreeDef("tuple", (), (LEAF,) * n)
 
 
 def _flatten_into(tree: Any, leaves: list) -> TreeDef:

@@ -18,22 +18,22 @@ def _leaf_check(leaves, paths):
     seen: list = []
     for leaf, path in zip(leaves, paths):
         if not isinstance(leaf, np.ndarray):
-            raise errors.GraphcTypeError(f"parameter {path} is a {type(leaf).__name__}; "
+            raise errors.GraphcTypeError(f"{path} is a {type(leaf).__name__}; "
                                          f"parameters must be NumPy float arrays (updated in place)")
         if leaf.dtype.kind != "f" or leaf.dtype not in tracing.SUPPORTED_DTYPES:
-            raise errors.GraphcTypeError(f"parameter {path} has dtype {leaf.dtype}; parameters "
+            raise errors.GraphcTypeError(f"{path} has dtype {leaf.dtype}; parameters "
                                          f"must be float32 or float64 arrays")
         if not leaf.flags.writeable:
-            raise errors.GraphcValueError(f"parameter {path} is read-only; the step updates "
+            raise errors.GraphcValueError(f"{path} is read-only; the step updates "
                                           f"parameters in place, pass a writable array (x.copy())")
         if not leaf.flags.c_contiguous:
-            raise errors.GraphcValueError(f"parameter {path} is not C-contiguous (a transposed "
+            raise errors.GraphcValueError(f"{path} is not C-contiguous (a transposed "
                                           f"or strided view?); the step updates parameters in "
                                           f"place, pass np.ascontiguousarray(x)")
         for other, other_path in seen:
             if np.may_share_memory(leaf, other):
                 raise errors.GraphcValueError(
-                    f"parameters {other_path} and {path} are the same array or share memory; "
+                    f"{other_path} and {path} are the same array or share memory; "
                     f"the step writes each one in place, pass separate arrays (x.copy())")
         seen.append((leaf, path))
 
@@ -61,7 +61,8 @@ class Step:
         self._avals = None
         self._n_state = 0                 # parameter leaves + moment-slot leaves
         self._entries = {}                # batch signature -> compiled entry (the fast path)
-        self._checked_ids = ()            # the leaf arrays fully checked last (skip re-checks)
+        self._slot_names = []             # the optimizer's moment slots, sorted as traced
+        self._checked_ids = ()            # the state arrays fully checked last (skip re-checks)
         self._compiled = api.Compiled(self._traced_step,
                                       name=f"step({getattr(loss_fn, '__name__', 'loss')})",
                                       codegen_options=self._codegen_options)
@@ -85,46 +86,57 @@ class Step:
         return {"write_back": {k + 1: k for k in range(n)}, "epoch_loop": (n, n_inputs - n - 1)}
 
     # -- state ----------------------------------------------------------------
-    def _bind(self, params):
-        """Check params against the structure this step was built for; init state once."""
+    def _bind(self, params) -> list:
+        """The state leaves (params, then each moment slot) in the driver's order,
+        checked against what this step was built for; the state is made on first sight."""
         leaves, treedef = pytree.flatten(params)
         if self._treedef is None:
-            _leaf_check(leaves, pytree.leaf_paths(treedef))
-            self._checked_ids = tuple(map(id, leaves))
+            _leaf_check(leaves, [f"params{path}" for path in pytree.leaf_paths(treedef)])
             self._treedef = treedef
             self._avals = [(leaf.shape, leaf.dtype) for leaf in leaves]
             slots = self.optimizer.init(leaves)
             self.state = {"count": 0, **{k: pytree.unflatten(treedef, v) for k, v in slots.items()}}
+            self._slot_names = sorted(slots)
             self._n_state = len(leaves) * (1 + len(slots))
-            return leaves
-        if treedef != self._treedef:
+        elif treedef != self._treedef:
             raise errors.GraphcTypeError(f"params have structure {treedef}, but this step was "
                                          f"built for {self._treedef}")
-        for leaf, (shape, dtype) in zip(leaves, self._avals):
-            if not (isinstance(leaf, np.ndarray) and leaf.shape == shape and leaf.dtype == dtype
-                    and leaf.flags.writeable and leaf.flags.c_contiguous):
-                break
-        else:
-            ids = tuple(map(id, leaves))
-            if ids == self._checked_ids:
-                return leaves
-        paths = pytree.leaf_paths(treedef)
-        for leaf, path, (shape, dtype) in zip(leaves, paths, self._avals):
+        state = leaves + [leaf for k in self._slot_names
+                          for leaf in pytree.flatten(self.state[k])[0]]
+        ids = tuple(map(id, state))
+        if ids == self._checked_ids:
+            # the same arrays as last time: only what can change in place is re-checked
+            for leaf, (shape, dtype) in zip(state, self._avals * (1 + len(self._slot_names))):
+                if not (type(leaf) is np.ndarray and leaf.shape == shape and leaf.dtype == dtype):
+                    break
+                flags = leaf.flags
+                if not (flags.writeable and flags.c_contiguous):
+                    break
+            else:
+                return state
+        self._check_state(state)
+        self._checked_ids = ids
+        return state
+
+    def _check_state(self, state):
+        paths = pytree.leaf_paths(self._treedef)
+        for k in self._slot_names:
+            if pytree.flatten(self.state[k])[1] != self._treedef:
+                raise errors.GraphcTypeError(f"step.state[{k!r}] no longer has the structure of "
+                                             f"the params {self._treedef}")
+        paths = [f"params{path}" for path in paths] + [f"step.state[{k!r}]{path}"
+                                                       for k in self._slot_names for path in paths]
+        for leaf, path, (shape, dtype) in zip(state, paths,
+                                              self._avals * (1 + len(self._slot_names))):
             if not isinstance(leaf, np.ndarray) or leaf.shape != shape or leaf.dtype != dtype:
                 got = f"{leaf.dtype}{list(leaf.shape)}" if isinstance(leaf, np.ndarray) else \
                     type(leaf).__name__
-                raise errors.GraphcTypeError(f"parameter {path} is {got}, but this step was built "
+                raise errors.GraphcTypeError(f"{path} is {got}, but this step was built "
                                              f"for {dtype}{list(shape)}")
-        _leaf_check(leaves, paths)
-        self._checked_ids = tuple(map(id, leaves))
-        return leaves
+        _leaf_check(state, paths)
 
     def _slots(self):
-        return {k: v for k, v in self.state.items() if k != "count"}
-
-    def _state_leaves(self, leaves):
-        return leaves + [leaf for k in sorted(self._slots())
-                         for leaf in pytree.flatten(self.state[k])[0]]
+        return {k: self.state[k] for k in self._slot_names}
 
     def _args(self, params, batch):
         return (params, self._slots(), np.asarray(self.state["count"], np.int64), *batch)
@@ -141,11 +153,10 @@ class Step:
 
     # -- calls ----------------------------------------------------------------
     def __call__(self, params, *batch) -> float:
-        leaves = self._bind(params)
+        state = self._bind(params)
         entry = self._entry_for(params, batch)
-        count = np.asarray(self.state["count"], np.int64)
-        inputs = entry.inputs(self._state_leaves(leaves) + [count] + pytree.flatten(batch)[0])
-        loss = entry.run(inputs)[0]
+        state.append(np.asarray(self.state["count"], np.int64))
+        loss = entry.run(state + entry.inputs(pytree.flatten(batch)[0], first=len(state)))[0]
         self.state["count"] += 1
         return float(loss)
 
@@ -155,12 +166,12 @@ class Step:
 
     def epoch(self, params, data, perm, batch_size, num_batches) -> np.ndarray:
         """Run `num_batches` steps over `data[perm]` as one native call; the batch losses."""
-        leaves = self._bind(params)
+        state = self._bind(params)
         entry = self._entry_for(params, tuple(d[perm[:batch_size]] for d in data))
         count = np.asarray(self.state["count"], np.int64)
         arrays = [np.ascontiguousarray(d) for d in data]
         try:
-            losses = entry.train_epoch(*self._state_leaves(leaves), count, *arrays,
+            losses = entry.train_epoch(*state, count, *arrays,
                                        np.ascontiguousarray(perm, np.int64), batch_size,
                                        num_batches, *entry.consts)
         except IndexError as e:

@@ -207,6 +207,37 @@ def test_bad_params():
             {"a": params["b"], "b": params["b"]}, x, y)
 
 
+def test_checks_follow_arrays_changed_between_steps():
+    # the fast path skips re-checking the same arrays; anything swapped or changed
+    # in place since the last step is still caught before a write
+    params, x, y = make()
+    step = gc.compile_step(loss_fn, gc.optim.Adam(1e-2))
+    step(params, x, y)
+    before = {k: v.copy() for k, v in params.items()}
+    moments = {k: v.copy() for k, v in step.state["m"].items()}
+    step.state["m"]["W"] = np.zeros((4, 3))
+    with pytest.raises(TypeError, match=r"step\.state\['m'\]\['W'\].*float64\[4, 3\]"):
+        step(params, x, y)
+    step.state["m"]["W"] = moments["W"]
+    step.state["m"]["b"] = step.state["v"]["b"]
+    with pytest.raises(ValueError, match="share memory"):
+        step(params, x, y)
+    step.state["m"]["b"] = moments["b"]
+    params["v"].setflags(write=False)
+    with pytest.raises(ValueError, match="read-only"):
+        step(params, x, y)
+    params["v"].setflags(write=True)
+    params["b"].shape = (1, 4)
+    with pytest.raises(TypeError, match=r"\['b'\] is float64\[1, 4\]"):
+        step(params, x, y)
+    params["b"].shape = (4,)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+    assert step.state["count"] == 1
+    step(params, x, y)
+    assert step.state["count"] == 2
+
+
 def test_train_rejects_mismatched_data_lengths():
     params, x, y = make()
     with pytest.raises(ValueError, match="same length"):
