@@ -327,6 +327,45 @@ def _units(graph: Graph):
         yield groups[unit[1]] if unit[0] == "g" else (unit[1],)
 
 
+def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
+    """Outputs the driver may compute straight into their write-back input: output
+    node id -> input position.
+
+    That saves a buffer and a copy per parameter (a full pass over the weights).
+    It is safe for the trailing elementwise kernels whose every output is written
+    back into an input of its own shape: such a kernel reads that input only at
+    the element it writes, no later kernel reads it, and nothing after the first
+    in-place write allocates or raises (index checks run first), so a failing
+    step still leaves the inputs untouched.
+    """
+    position = {}
+    for k, o in enumerate(graph.outputs):
+        if k in write_back:
+            position.setdefault(o, []).append(write_back[k])
+    chosen, read_later = {}, set()
+    for members in reversed(units):
+        member_set = set(members)
+        nodes = [graph.node(m) for m in members]
+        if any(OPS[n.op].kind != "elementwise" for n in nodes):
+            break
+        escaping = [n for n in nodes if n.id in graph.outputs
+                    or any(u not in member_set for u in graph.users(n.id))]
+        targets = {}
+        for n in escaping:
+            slots = position.get(n.id, [])
+            if len(slots) != 1:
+                return chosen
+            target = graph.node(graph.inputs[slots[0]])
+            if target.shape != n.shape or target.dtype != n.dtype or target.id in read_later:
+                return chosen
+            targets[n.id] = slots[0]
+        if len({graph.node(m).shape for m in members}) != 1:
+            break           # broadcasting inside: an input could be read at other elements
+        chosen.update(targets)
+        read_later.update(i for n in nodes for i in n.inputs)
+    return chosen
+
+
 def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
     """The Numba source for `graph`: kernels, then the driver `run`.
 
@@ -345,10 +384,10 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
     var = dict(zip(graph.inputs, inputs))
     var.update({n.id: arg for n, arg in zip(consts, const_args)})
     outputs = set(graph.outputs)
-    for members in _units(graph):
+    units = [m for m in _units(graph) if graph.node(m[0]).op not in ("input", "const")]
+    in_place = _in_place_updates(graph, units, write_back)
+    for members in units:
         node = graph.node(members[0])
-        if node.op in ("input", "const"):
-            continue
         comment = "".join(
             f"\n    # {names[m]} = {graph.node(m).op} "
             f"{' '.join(names[i] for i in graph.node(m).inputs)}" for m in members)
@@ -373,6 +412,9 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
                            f"def {kname}({', '.join(params)}):{comment}\n"
                            + "\n".join("    " + line for line in lines) + "\n")
         for o in outs:
+            if o in in_place:
+                var[o] = inputs[in_place[o]]
+                continue
             var[o] = f"v{o}"
             body.append(f"    v{o} = np.empty({graph.node(o).shape!r}, {np_dtype(graph.node(o).dtype)})")
         body.append(f"    {kname}({', '.join([var[i] for i in externals] + [var[o] for o in outs])})")
@@ -385,6 +427,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
     outs = []
     for k, o in enumerate(graph.outputs):
         if k in write_back:
+            if in_place.get(o) == write_back[k]:
+                continue            # the update kernel wrote it there
             dst = inputs[write_back[k]]
             body.append(f"    {dst}.reshape({dst}.size)[:] = {var[o]}.reshape({dst}.size)"
                         f"  # write back output {k}")
