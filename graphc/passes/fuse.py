@@ -18,20 +18,36 @@ def _kind(node):
     return OPS[node.op].kind if node.op in OPS else node.op
 
 
-def is_convex(graph: Graph, members: set, position: dict) -> bool:
-    """True if no path leaves `members` and re-enters it (a contraction stays acyclic)."""
-    last = max(position[m] for m in members)
+def is_convex(graph: Graph, members: set, position: dict, groups=()) -> bool:
+    """True if no path leaves `members` and re-enters it, with the other fused
+    `groups` (node sets) contracted too: a path may enter one of them at any
+    member and leave at any other. (Checking each group alone is not enough:
+    two convex groups can reach each other both ways, and then no kernel
+    order exists.)
+    """
+    unit_of = {n: g for g in groups if not (g & members) for n in g}
+    # Past `bound` no path can get back to a member: positions only fall by a
+    # jump inside a group, and every group that straddles `bound` is inside it.
+    bound = max(position[m] for m in members)
+    for lo, hi in sorted((min(map(position.get, g)), max(map(position.get, g)))
+                         for g in set(map(frozenset, unit_of.values()))):
+        if lo <= bound:
+            bound = max(bound, hi)
     frontier = [s for m in members for s in graph.nx.successors(m) if s not in members]
     seen = set()
     while frontier:
         n = frontier.pop()
-        if n in seen or position[n] > last:   # topologically after every member: cannot re-enter
+        if n in seen:
             continue
-        seen.add(n)
-        for s in graph.nx.successors(n):
-            if s in members:
-                return False
-            frontier.append(s)
+        unit = unit_of.get(n, (n,))
+        seen.update(unit)
+        if min(position[u] for u in unit) > bound:
+            continue
+        for u in unit:
+            for s in graph.nx.successors(u):
+                if s in members:
+                    return False
+                frontier.append(s)
     return True
 
 
@@ -42,10 +58,13 @@ def fuse_elementwise(graph: Graph) -> Graph:
     group_of: dict[int, int] = {}
     groups: list[dict] = []          # {"space": shape, "nodes": set, "sinks": set}
 
+    def others():
+        return [g["nodes"] for g in groups if len(g["nodes"]) > 1]
+
     def try_join(node, gi, as_sink=False):
         g = groups[gi]
         trial = g["nodes"] | {node.id}
-        if not is_convex(graph, trial, position):
+        if not is_convex(graph, trial, position, others()):
             return False
         g["nodes"].add(node.id)
         if as_sink:
@@ -60,7 +79,8 @@ def fuse_elementwise(graph: Graph) -> Graph:
     def merge(into, other):
         g, o = groups[into], groups[other]
         trial = g["nodes"] | o["nodes"]
-        if reads_a_sink(trial, g["sinks"] | o["sinks"]) or not is_convex(graph, trial, position):
+        if (reads_a_sink(trial, g["sinks"] | o["sinks"])
+                or not is_convex(graph, trial, position, others())):
             return False
         for nid in o["nodes"]:
             group_of[nid] = into
