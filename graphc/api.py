@@ -177,7 +177,9 @@ class Compiled:
     def inspect(self, *args) -> Inspection:
         """Every stage for this signature: graph, optimized, source, kernels, compile_seconds."""
         entry, leaves = self._entry(args)
-        if not entry.called:
+        if not entry.called:    # compile the native code now, so compile_seconds counts it
+            if entry.write_back:    # a training step: never update the caller's arrays here
+                leaves = [leaf.copy() if isinstance(leaf, np.ndarray) else leaf for leaf in leaves]
             entry(leaves)
         return entry.inspection()
 

@@ -335,8 +335,10 @@ def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
     It is safe for the trailing elementwise kernels whose every output is written
     back into an input of its own shape: such a kernel reads that input only at
     the element it writes, no later kernel reads it, and nothing after the first
-    in-place write allocates or raises (index checks run first), so a failing
-    step still leaves the inputs untouched.
+    in-place write raises (index checks run first), so a failing step still
+    leaves the inputs untouched. Such a kernel may also accumulate reductions
+    of its loop (W5's loss and update are one loop): their results are
+    separate, smaller arrays.
     """
     position = {}
     for k, o in enumerate(graph.outputs):
@@ -346,10 +348,10 @@ def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
     for members in reversed(units):
         member_set = set(members)
         nodes = [graph.node(m) for m in members]
-        if any(OPS[n.op].kind != "elementwise" for n in nodes):
+        if any(OPS[n.op].kind not in ("elementwise", "reduce") for n in nodes):
             break
-        escaping = [n for n in nodes if n.id in graph.outputs
-                    or any(u not in member_set for u in graph.users(n.id))]
+        escaping = [n for n in nodes if OPS[n.op].kind != "reduce" and (
+            n.id in graph.outputs or any(u not in member_set for u in graph.users(n.id)))]
         targets = {}
         for n in escaping:
             slots = position.get(n.id, [])
@@ -359,7 +361,7 @@ def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
             if target.shape != n.shape or target.dtype != n.dtype or target.id in read_later:
                 return chosen
             targets[n.id] = slots[0]
-        if len({graph.node(m).shape for m in members}) != 1:
+        if len({n.shape for n in nodes if OPS[n.op].kind != "reduce"}) != 1:
             break           # broadcasting inside: an input could be read at other elements
         chosen.update(targets)
         read_later.update(i for n in nodes for i in n.inputs)

@@ -251,3 +251,23 @@ def test_step_inspect_shows_one_module_with_the_update_fused_in():
     assert "def run(" in info.source
     ops = {n["node"].op for n in info.optimized.nx.nodes.values()}
     assert {"tanh", "matmul", "sqrt", "pow"} <= ops         # forward, backward and Adam in one graph
+
+
+def test_update_kernels_write_new_params_in_place_without_a_copy_pass():
+    # W5's shape: loss and update are one loop whose sum is the loss; the new w
+    # goes straight into the user's array (no buffer, no write-back copy).
+    def loss(p, x, y):
+        return np.sum(np.log1p(np.exp(-y * (p["w"] * x))) + 0.5e-3 * p["w"] ** 2)
+
+    rng = np.random.default_rng(0)
+    w, x = rng.normal(size=(2, 50))
+    y = np.sign(x)
+    params, expected = {"w": w.copy()}, {"w": w.copy()}
+    step = gc.compile_step(loss, gc.optim.SGD(lr=0.1))
+    info = step.inspect(params, x, y)
+    assert "write back" not in info.source and len(info.kernels) == 1
+    np.testing.assert_array_equal(params["w"], expected["w"])   # inspect updates nothing
+    before = step(params, x, y)
+    g = gc.grad(loss)(expected, x, y)["w"]
+    np.testing.assert_allclose(before, loss(expected, x, y), rtol=1e-12)
+    np.testing.assert_allclose(params["w"], expected["w"] - 0.1 * g, rtol=1e-12)
