@@ -19,10 +19,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The hypothesis suites with many more examples (random programs, shapes).
+# The hypothesis suites with many more examples (random programs, shapes, pytrees).
 fuzz: $(STAMP)
 	GRAPHC_FUZZ_EXAMPLES=$${GRAPHC_FUZZ_EXAMPLES:-300} HYPOTHESIS_PROFILE=fuzz \
-		$(BIN)/python -m pytest tests/test_fuzz.py tests/test_random_shapes.py -p no:cacheprovider
+		$(BIN)/python -m pytest tests/test_fuzz.py tests/test_random_shapes.py tests/test_random_pytrees.py \
+		-p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/graphc bench
