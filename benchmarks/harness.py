@@ -16,7 +16,8 @@ in NumPy (the baseline), compiled by graphc, and, when installed, PyTorch
 4. graphc's first call (trace + compile + first step) is reported apart:
    "cold" with an empty compile cache and "warm" with the cache filled, each
    measured in a fresh process (skipped by --quick, which reports the
-   in-process first call instead).
+   in-process first call instead); "new batch" is then one step with half
+   the batch in the cold process (shapes are static, so that is a new compile).
 """
 from __future__ import annotations
 
@@ -187,7 +188,17 @@ def _first_call(name, dtype) -> dict:
     start = time.perf_counter()
     step(params, *batch)
     first = time.perf_counter() - start
-    return {"first_call_s": first, "compile_s": step.inspect(params, *batch).compile_seconds}
+    result = {"first_call_s": first, "compile_s": step.inspect(params, *batch).compile_seconds}
+    # A new batch size for the compiled model: half the rows (W5's data is tied
+    # to the shape of w, so it has no batch size to change).
+    half = tuple(b[: len(b) // 2] for b in batch)
+    start = time.perf_counter()
+    try:
+        step(params, *half)
+        result["new_batch_s"] = time.perf_counter() - start
+    except gc.ShapeError:
+        pass
+    return result
 
 
 def first_call_in_fresh_process(name, dtype, cache_dir) -> dict:
@@ -358,7 +369,7 @@ def format_table(results, impls) -> str:
         head += [f"{impl} µs/step", "vs numpy"]
     has_first = any("first_call_s" in r["impls"].get("graphc", {}) for r in results)
     if has_first:
-        head += ["graphc 1st call s", "cold s", "warm s"]
+        head += ["graphc 1st call s", "cold s", "warm s", "new batch s"]
     rows = []
     for r in results:
         base = r["impls"]["numpy"]["median_us"]
@@ -373,7 +384,8 @@ def format_table(results, impls) -> str:
         if has_first:
             g = r["impls"].get("graphc", {})
             row += [_seconds(g.get("first_call_s"))] + \
-                [_seconds(g.get(k, {}).get("first_call_s")) for k in ("cold", "warm")]
+                [_seconds(g.get(k, {}).get("first_call_s")) for k in ("cold", "warm")] + \
+                [_seconds(g.get("cold", {}).get("new_batch_s"))]
         rows.append(row)
     widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
     fmt = lambda row: "  ".join(c.ljust(w) if k < 2 else c.rjust(w)   # noqa: E731
@@ -384,7 +396,8 @@ def format_table(results, impls) -> str:
     if has_first:
         lines.append("graphc 1st call: trace + compile (or cache load) + first step in this "
                      "process; cold / warm: the same in a fresh process with an empty / filled "
-                     "compile cache")
+                     "compile cache; new batch: then, in the cold process, one step with half "
+                     "the batch (shapes are static: a new compile)")
     return "\n".join(lines)
 
 
