@@ -78,6 +78,8 @@ def run(epochs=30, batch_size=64, hidden=128, lr=1e-3 * 3, seed=0, plot=None, pr
           f"{epochs} epochs, float32")
 
     params = init_mlp([64, hidden, 10], seed)
+    print("compiling forward + backward + Adam with Numba (cached on disk after the first run)...",
+          flush=True)
     start = time.perf_counter()
     gc.train(mlp_loss, params, (X, y), gc.optim.Adam(lr=lr), batch_size=batch_size, epochs=1,
              seed=seed, progress=False)      # the first epoch pays for tracing and compiling
