@@ -6,7 +6,6 @@ import numba  # noqa: F401  (imported first, so the harness leaves NUMBA_NUM_THR
 import numpy as np
 import pytest
 
-import graphc as gc
 from graphc.benchmarks import harness
 from graphc.benchmarks.workloads import WORKLOADS
 
@@ -67,8 +66,6 @@ def test_peer_matches_numpy(name, peer):
 
 
 def test_quick_run_writes_json(tmp_path):
-    if not hasattr(gc, "compile_step"):
-        pytest.skip("gc.compile_step does not exist yet")
     path = tmp_path / "bench.json"
     env_before = {v: os.environ.get(v) for v in harness.THREAD_VARS}
     code = harness.main(["--quick", "--workloads", "W1", "--dtype", "float64", "--json", str(path),
