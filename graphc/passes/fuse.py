@@ -25,12 +25,12 @@ def is_convex(graph: Graph, members: set, position: dict, groups=()) -> bool:
     two convex groups can reach each other both ways, and then no kernel
     order exists.)
     """
-    unit_of = {n: g for g in groups if not (g & members) for n in g}
+    others = [g for g in groups if not (g & members)]
+    unit_of = {n: g for g in others for n in g}
     # Past `bound` no path can get back to a member: positions only fall by a
     # jump inside a group, and every group that straddles `bound` is inside it.
     bound = max(position[m] for m in members)
-    for lo, hi in sorted((min(map(position.get, g)), max(map(position.get, g)))
-                         for g in set(map(frozenset, unit_of.values()))):
+    for lo, hi in sorted((min(map(position.get, g)), max(map(position.get, g))) for g in others):
         if lo <= bound:
             bound = max(bound, hi)
     frontier = [s for m in members for s in graph.nx.successors(m) if s not in members]
