@@ -28,6 +28,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 import numpy as np  # noqa: E402  (after pinning threads)
 
 import graphc as gc  # noqa: E402
+from graphc.benchmarks.harness import _timed  # noqa: E402
 from graphc.datasets import load_digits  # noqa: E402
 from graphc.demo import init_mlp, mlp_loss, numpy_train  # noqa: E402
 
@@ -64,10 +65,7 @@ def main(argv=None):
     names = list(runs)
     for r in range(args.rounds):
         for name in names[r % 3:] + names[:r % 3]:
-            for _ in range(3):
-                t0 = time.perf_counter()
-                runs[name]()
-                times[name].append(time.perf_counter() - t0)
+            times[name] += [_timed(runs[name]) for _ in range(3)]
 
     print(f"digits MLP {'-'.join(map(str, sizes))}, Adam, batch {bs}, {full} steps/epoch, "
           f"float32, {os.environ['OMP_NUM_THREADS']} thread(s), {3 * args.rounds} epochs each")
