@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
+from graphc.dims import DimTable
 from graphc.ir import Graph, Node
 from graphc.ops import OPS
 
@@ -95,13 +96,12 @@ def _reduce_out_index(node: Node, x: Node, iv):
 def _emit_matmul(node, operands):
     a, b = operands
     ta, tb = node.p.get("transpose_a", False), node.p.get("transpose_b", False)
-    m, n = node.shape[-2], node.shape[-1]
-    k = a.shape[-2] if ta else a.shape[-1]
-    batch = int(np.prod(node.shape[:-2], dtype=np.int64))
+    rank = len(node.shape)
+    k = f"a0.shape[{rank - 2 if ta else rank - 1}]"
     A, B = ("A[t].T" if ta else "A[t]"), ("B[t].T" if tb else "B[t]")
-    body = [f"A = a0.reshape(({batch},) + a0.shape[-2:])",
-            f"B = a1.reshape(({batch},) + a1.shape[-2:])",
-            f"C = out.reshape(({batch}, {m}, {n}))",
+    body = [f"A = a0.reshape((-1, a0.shape[{rank - 2}], a0.shape[{rank - 1}]))",
+            f"B = a1.reshape((-1, a1.shape[{rank - 2}], a1.shape[{rank - 1}]))",
+            f"C = out.reshape((-1, out.shape[{rank - 2}], out.shape[{rank - 1}]))",
             "for t in range(C.shape[0]):"]
     if node.dtype.kind != "f":      # BLAS is float-only: integer matmul by loops
         return body + ["    for i in range(C.shape[1]):",
@@ -143,12 +143,12 @@ def _emit_unslice(node, operands):
 
 
 def _emit_concatenate(node, operands):
-    axis, lines, offset = node.p["axis"], [], 0
+    axis, lines = node.p["axis"], ["offset = 0"]
     for k, x in enumerate(operands):
         iv = _ivars(len(x.shape))
-        dst = [f"{v} + {offset}" if d == axis and offset else v for d, v in enumerate(iv)]
+        dst = [f"{v} + offset" if d == axis else v for d, v in enumerate(iv)]
         lines += _loop_nest(f"a{k}", len(x.shape), [f"out[{_tuple(dst)}] = a{k}[{_tuple(iv)}]"])
-        offset += x.shape[axis]
+        lines.append(f"offset += a{k}.shape[{axis}]")
     return lines
 
 
@@ -226,16 +226,19 @@ def _reduce_lowest(node: Node) -> str:
 def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
     """One loop nest computing a fused group.
 
-    Returns (external operand ids, output ids, body lines). Members live in
-    scalar temporaries `t<id>`; `escaping` members are stored to outputs,
-    reduction sinks accumulate into their outputs.
+    Returns (external operand ids, output ids, the node whose shape is the
+    loop's space, body lines). Members live in scalar temporaries `t<id>`;
+    `escaping` members are stored to outputs, reduction sinks accumulate into
+    their outputs. The loop bounds are the kernel's parameters `n0, n1, ...`
+    (the driver passes the space's dims), so no shape is written into the code.
     """
     member_set = set(members)
     nodes = [graph.node(m) for m in members]
     sinks = [n for n in nodes if OPS[n.op].kind == "reduce"]
-    space = graph.node(sinks[0].inputs[0]).shape if all(
+    space_node = graph.node(sinks[0].inputs[0]) if all(
         OPS[n.op].kind == "reduce" for n in nodes) else next(
-        n.shape for n in nodes if OPS[n.op].kind != "reduce")
+        n for n in nodes if OPS[n.op].kind != "reduce")
+    space = space_node.shape
     externals = []
     for n in nodes:
         for i in n.inputs:
@@ -285,19 +288,19 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
         expr = OPS[n.op].expr.format(*[read(i) for i in n.inputs], T=np_dtype(n.dtype))
         body.append(f"t{n.id} = {expr}")
     body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in escaping]
-    for d, size in enumerate(space[:-1]):
-        lines.append(f"{'    ' * d}for i{d} in range({size}):")
+    for d in range(r - 1):
+        lines.append(f"{'    ' * d}for i{d} in range(n{d}):")
     outer = "    " * max(r - 1, 0)
     lines += [outer + b for b in before_inner]
     if r:
-        lines.append(f"{outer}for i{r - 1} in range({space[-1]}):")
+        lines.append(f"{outer}for i{r - 1} in range(n{r - 1}):")
     lines += [f"{'    ' * r}{b}" for b in body]
     lines += [outer + b for b in after_inner]
     for n in sinks:
         ov = _ivars(len(n.shape))
         lines += _loop_nest(out[n.id], len(n.shape),
                             [f"{out[n.id]}[{_tuple(ov)}] = acc{n.id}[{_tuple(ov)}]"])
-    return externals, outputs, lines
+    return externals, outputs, space_node.id, lines
 
 
 # --------------------------------------------------------------- the module
@@ -327,6 +330,15 @@ def _units(graph: Graph):
         yield groups[unit[1]] if unit[0] == "g" else (unit[1],)
 
 
+def _escaping(graph: Graph, members) -> list[int]:
+    """The members of a fused group stored to memory: outputs of the graph, and
+    values read by a node outside the group (a `numel` reads only the shape)."""
+    member_set = set(members)
+    return [m for m in members if OPS[graph.node(m).op].kind != "reduce" and (
+        m in graph.outputs or any(u not in member_set and OPS[graph.node(u).op].kind != "shape"
+                                  for u in graph.users(m)))]
+
+
 def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
     """Outputs the driver may compute straight into their write-back input: output
     node id -> input position.
@@ -346,12 +358,10 @@ def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
             position.setdefault(o, []).append(write_back[k])
     chosen, read_later = {}, set()
     for members in reversed(units):
-        member_set = set(members)
         nodes = [graph.node(m) for m in members]
         if any(OPS[n.op].kind not in ("elementwise", "reduce") for n in nodes):
             break
-        escaping = [n for n in nodes if OPS[n.op].kind != "reduce" and (
-            n.id in graph.outputs or any(u not in member_set for u in graph.users(n.id)))]
+        escaping = [graph.node(m) for m in _escaping(graph, members)]
         targets = {}
         for n in escaping:
             slots = position.get(n.id, [])
@@ -385,7 +395,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
     kernels_src, kernels, body = [], [], []
     var = dict(zip(graph.inputs, inputs))
     var.update({n.id: arg for n, arg in zip(consts, const_args)})
-    outputs = set(graph.outputs)
+    dims = DimTable(graph, inputs, {n.id: arg for n, arg in zip(consts, const_args)})
     units = [m for m in _units(graph) if graph.node(m[0]).op not in ("input", "const")]
     in_place = _in_place_updates(graph, units, write_back)
     for members in units:
@@ -393,23 +403,30 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
         comment = "".join(
             f"\n    # {names[m]} = {graph.node(m).op} "
             f"{' '.join(names[i] for i in graph.node(m).inputs)}" for m in members)
+        one_line_comment = comment.replace(chr(10) + '    ', '  ')
         if node.op == "reshape":
             var[node.id] = f"v{node.id}"
             body.append(f"    v{node.id} = np.ascontiguousarray({var[node.inputs[0]]})"
-                        f".reshape({node.shape!r}){comment.replace(chr(10) + '    ', '  ')}")
+                        f".reshape({dims.shape(node.id)}){one_line_comment}")
+            continue
+        if node.op == "numel":   # a count of elements, from shapes only: no kernel
+            var[node.id] = f"v{node.id}"
+            count = " * ".join(f"({dims[node.inputs[0]][a]})" for a in node.p["axes"]) or "1"
+            body.append(f"    v{node.id} = np.full((), {count}, {np_dtype(node.dtype)})"
+                        f"{one_line_comment}")
             continue
         kname = f"k{len(kernels)}_{node.op}" + ("_fused" if len(members) > 1 else "")
+        loop_dims = []
         if OPS[node.op].kind in ("elementwise", "reduce"):
-            member_set = set(members)
-            escaping = [m for m in members if OPS[graph.node(m).op].kind != "reduce" and (
-                m in outputs or any(u not in member_set for u in graph.users(m)))]
-            externals, outs, lines = emit_group(graph, members, escaping)
+            externals, outs, space, lines = emit_group(graph, members,
+                                                       _escaping(graph, members))
+            loop_dims = dims[space]
         else:
             externals, outs = list(node.inputs), [node.id]
             lines = EMITTERS[node.op](node, [graph.node(i) for i in node.inputs])
         params = [f"a{k}" for k in range(len(externals))] + (
             [f"o{k}" for k in range(len(outs))] if OPS[node.op].kind in ("elementwise", "reduce")
-            else ["out"])
+            else ["out"]) + [f"n{d}" for d in range(len(loop_dims))]
         kernels_src.append(f"@njit(fastmath=FASTMATH, error_model='numpy', inline='always')\n"
                            f"def {kname}({', '.join(params)}):{comment}\n"
                            + "\n".join("    " + line for line in lines) + "\n")
@@ -418,8 +435,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
                 var[o] = inputs[in_place[o]]
                 continue
             var[o] = f"v{o}"
-            body.append(f"    v{o} = np.empty({graph.node(o).shape!r}, {np_dtype(graph.node(o).dtype)})")
-        body.append(f"    {kname}({', '.join([var[i] for i in externals] + [var[o] for o in outs])})")
+            body.append(f"    v{o} = np.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})")
+        body.append(f"    {kname}({', '.join([var[i] for i in externals] + [var[o] for o in outs] + loop_dims)})")
         operands = [graph.node(i) for i in externals]
         kernels.append(KernelInfo(
             kname, [graph.node(m).op for m in members],

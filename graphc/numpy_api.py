@@ -9,6 +9,7 @@ NumPy arrays and Python scalars alike.
 from __future__ import annotations
 
 import builtins
+import math
 import operator
 
 import numpy as np
@@ -214,14 +215,21 @@ def sum(x, axis=None, dtype=None, keepdims=False, **kwargs):
     return P.reduce_sum(x, normalize_axes(axis, x.ndim, "sum"), keepdims)
 
 
+def _count(x, axes):
+    """How many elements of x the axes hold, in x's dtype: from the runtime shape
+    when traced (so the compiled code does not depend on it), a constant otherwise."""
+    if isinstance(x, Tracer):
+        return P.numel(x, axes, x.dtype)
+    return np.asarray(math.prod(x.shape[a] for a in axes), x.dtype)
+
+
 def mean(x, axis=None, dtype=None, keepdims=False, **kwargs):
     _check_no_out(kwargs, "mean")
     x = to_operand(x, np.dtype(dtype) if dtype is not None else _float_dtype(x))
     axes = normalize_axes(axis, x.ndim, "mean")
-    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
-    if count == 0:
+    if any(x.shape[a] == 0 for a in axes):
         raise errors.ShapeError("mean of an empty array")
-    return true_divide(P.reduce_sum(x, axes, keepdims), count)
+    return true_divide(P.reduce_sum(x, axes, keepdims), _count(x, axes))
 
 
 def max(x, axis=None, keepdims=False, **kwargs):
@@ -242,8 +250,9 @@ def var(x, axis=None, keepdims=False, ddof=0, **kwargs):
     x = _as_float(x)
     axes = normalize_axes(axis, x.ndim, "var")
     centered = subtract(x, mean(x, axis=axes, keepdims=True))
-    count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64)) - ddof
-    return true_divide(sum(square(centered), axis=axes, keepdims=keepdims), count)
+    count = _count(x, axes)
+    return true_divide(sum(square(centered), axis=axes, keepdims=keepdims),
+                       subtract(count, ddof) if ddof else count)
 
 
 def std(x, axis=None, keepdims=False, ddof=0, **kwargs):

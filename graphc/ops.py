@@ -27,7 +27,7 @@ from graphc import prims as P
 @dataclass(frozen=True)
 class OpDef:
     name: str
-    kind: str                      # elementwise | reduce | matmul | layout | index
+    kind: str                      # elementwise | reduce | matmul | layout | index | shape
     infer: Callable                # (avals, params) -> (shape, dtype)
     impl: Callable                 # (*arrays, **params) -> ndarray
     vjp: Callable | None = None    # (ct, out, *inputs, **params) -> [ct | None]
@@ -205,6 +205,21 @@ def _reduce_infer(avals, params):
     shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape)) if keepdims else \
         tuple(d for i, d in enumerate(x.shape) if i not in axes)
     return shape, np.dtype(x.dtype)
+
+
+def _numel_infer(avals, params):
+    return (), np.dtype(params["dtype"])
+
+
+def _numel_impl(x, axes, dtype):
+    return np.asarray(math.prod(x.shape[a] for a in axes), dtype)
+
+
+# numel: how many elements `x` has along `axes` (a mean's divisor), as a 0-d
+# value. It reads only x's shape, so codegen writes it from the runtime shape
+# and a new batch size does not change the generated code. No gradient.
+_register(OpDef("numel", "shape", _numel_infer, _numel_impl,
+                lambda ct, out, x, axes, dtype: [None]))
 
 
 def _keepdims_shape(x, axes):

@@ -62,6 +62,11 @@ def reduce_max(x, axes, keepdims=False):
     return bind("max", x, axes=tuple(sorted(axes)), keepdims=bool(keepdims))
 
 
+def numel(x, axes, dtype):
+    """The number of elements of x along `axes`, as a 0-d `dtype` value read from x's shape."""
+    return bind("numel", x, axes=tuple(sorted(axes)), dtype=np.dtype(dtype))
+
+
 def matmul(a, b):
     return bind("matmul", a, b)
 

@@ -1,0 +1,212 @@
+"""Symbolic dimensions: every node's shape as source expressions over the driver's inputs.
+
+Codegen writes `np.empty((in7.shape[0], in2.shape[1]), ...)` instead of
+`np.empty((128, 10), ...)`, so the generated module does not change when
+only a batch size does, and the module already compiled in this process (or
+on disk) is reused without compiling again.
+
+How: every (node, axis) is a variable. The ops' shape rules say which are
+equal (an elementwise output axis equals the aligned axis of each operand
+that is not broadcast along it, a matmul's inner axes equal each other, a
+reduction keeps its other axes, ...), and union-find merges them into
+classes. A class containing an axis of a graph input is written as that
+input's `.shape[j]`; a class made by a reshape as a product or quotient of
+other classes; what no rule reaches (a `broadcast_to` target, a scatter's
+size) takes the first class of the same value, else the literal.
+
+Every class holds axes of one value in the traced shapes, so every
+expression is right for the trace it came from. Reusing a compiled module
+is therefore sound exactly when the generated text is identical: a choice
+that does not carry over to another batch size changes the text, and that
+size is compiled afresh.
+"""
+from __future__ import annotations
+
+from graphc.ir import Graph, Node
+
+
+def _product(exprs: list[str]) -> str:
+    exprs = [e for e in exprs if e != "1"]
+    return exprs[0] if len(exprs) == 1 else "(" + " * ".join(exprs) + ")" if exprs else "1"
+
+
+def _factors(expr: str) -> list[str]:
+    """The factors of a product made by `_product`, else [expr]."""
+    if not (expr.startswith("(") and expr.endswith(")")):
+        return [expr]
+    pieces, depth, start, inner = [], 0, 0, expr[1:-1]
+    for k, ch in enumerate(inner):
+        depth += (ch in "([") - (ch in ")]")
+        if depth < 0:
+            return [expr]           # "(a) * (b)": the outer parentheses do not pair
+        if depth == 0 and inner.startswith(" * ", k):
+            pieces.append(inner[start:k])
+            start = k + 3
+    pieces.append(inner[start:])
+    return pieces if len(pieces) > 1 and not any(" // " in p for p in pieces) else [expr]
+
+
+def _quotient(numerator: list[str], denominator: list[str]) -> str:
+    """prod(numerator) // prod(denominator), with common factors cancelled."""
+    num, den = [f for e in numerator for f in _factors(e)], []
+    for factor in denominator:
+        if factor in num:
+            num.remove(factor)
+        elif factor != "1":
+            den.append(factor)
+    return _product(num) + (f" // {_product(den)}" if den else "")
+
+
+def _aligned(out_rank: int, operand: Node, d: int) -> int | None:
+    """The operand axis that broadcasting lines up with output axis `d`, if any."""
+    j = d - (out_rank - len(operand.shape))
+    return j if j >= 0 else None
+
+
+def _full_range(start, step, n, size) -> bool:
+    return (start, step) == (0, 1) and n == size
+
+
+class DimTable:
+    """`table[node_id]` is the node's dims as source expressions; `table.shape(id)` a tuple."""
+
+    def __init__(self, graph: Graph, input_names: list[str], const_names: dict[int, str]):
+        self.graph = graph
+        self._parent: dict = {}
+        self._expr: dict = {}            # class root -> expression
+        for node in graph.topo():
+            self._equate(node)
+        for i, name in list(zip(graph.inputs, input_names)) + list(const_names.items()):
+            for j in range(len(graph.node(i).shape)):
+                self._name(i, j, f"{name}.shape[{j}]")
+        self.exprs: dict[int, list[str]] = {}
+        for node in graph.topo():
+            self.exprs[node.id] = self._derive(node)
+
+    def __getitem__(self, nid: int) -> list[str]:
+        return self.exprs[nid]
+
+    def shape(self, nid: int) -> str:
+        dims = self.exprs[nid]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+    # -- union-find over (node, axis) -------------------------------------------
+    def _find(self, v):
+        parent = self._parent.setdefault(v, v)
+        if parent != v:
+            parent = self._parent[v] = self._find(parent)
+        return parent
+
+    def _union(self, a, b):
+        ra, rb = self._find(a), self._find(b)
+        if ra != rb:
+            self._parent[rb] = ra
+
+    def _name(self, nid, axis, expr):
+        root = self._find((nid, axis))
+        if self.graph.node(nid).shape[axis] != 1:
+            self._expr.setdefault(root, expr)
+
+    def _equate(self, node: Node):
+        """Union the axes the op's shape rule makes equal (only axes of equal size)."""
+        g, n, p = self.graph, node.id, node.p
+        ins = [g.node(i) for i in node.inputs]
+
+        def same(a, i, b, j):
+            if g.node(a).shape[i] == g.node(b).shape[j] != 1:
+                self._union((a, i), (b, j))
+
+        rank = len(node.shape)
+        if node.op == "matmul":
+            a, b = ins
+            ta, tb = p.get("transpose_a", False), p.get("transpose_b", False)
+            for d in range(rank - 2):
+                same(n, d, a.id, d)
+                same(n, d, b.id, d)
+            same(n, rank - 2, a.id, rank - 1 if ta else rank - 2)
+            same(n, rank - 1, b.id, rank - 2 if tb else rank - 1)
+            same(a.id, rank - 2 if ta else rank - 1, b.id, rank - 1 if tb else rank - 2)
+        elif node.op in ("sum", "max"):
+            kept = [d for d in range(len(ins[0].shape)) if p["keepdims"] or d not in p["axes"]]
+            for out_axis, d in enumerate(kept):
+                if d not in p["axes"]:
+                    same(n, out_axis, ins[0].id, d)
+        elif node.op == "transpose":
+            for d, src in enumerate(p["perm"]):
+                same(n, d, ins[0].id, src)
+        elif node.op == "index_check":
+            for d in range(rank):
+                same(n, d, ins[0].id, d)
+        elif node.op in ("take", "scatter_add"):
+            x, idx = ins
+            axis, k = p["axis"], len(idx.shape)
+            # take: out = x[:axis] + idx + x[axis+1:]; scatter_add: u = out[:axis] + idx + out[axis+1:]
+            full, small = (n, x.id) if node.op == "take" else (x.id, n)
+            small_rank = len(g.node(small).shape)
+            for d in range(axis):
+                same(full, d, small, d)
+            for d in range(k):
+                same(full, axis + d, idx.id, d)
+            for d in range(axis + 1, small_rank):
+                same(full, d + k - 1, small, d)
+        elif node.op in ("slice", "unslice"):
+            inner, outer = (node, ins[0]) if node.op == "slice" else (ins[0], node)
+            for d, (start, step) in enumerate(zip(p["starts"], p["steps"])):
+                if _full_range(start, step, inner.shape[d], outer.shape[d]):
+                    same(inner.id, d, outer.id, d)
+        elif node.op == "concatenate":
+            for x in ins:
+                for d in range(rank):
+                    if d != p["axis"]:
+                        same(n, d, x.id, d)
+        elif node.op == "reshape":
+            src = ins[0]
+            for d in range(min(rank, len(src.shape))):    # leading axes the reshape keeps
+                if node.shape[d] != src.shape[d]:
+                    break
+                same(n, d, src.id, d)
+        elif node.op not in ("input", "const", "numel"):     # elementwise
+            for x in ins:
+                for d in range(rank):
+                    j = _aligned(rank, x, d)
+                    if j is not None:
+                        same(n, d, x.id, j)
+
+    # -- expressions -----------------------------------------------------------
+    def _guess(self, value: int) -> str:
+        """A dim no rule reaches: the first named class of that value, else the literal."""
+        if value != 1:
+            for (nid, axis), expr in self._expr.items():
+                if self.graph.node(nid).shape[axis] == value:
+                    return expr
+        return str(value)
+
+    def _derive(self, node: Node) -> list[str]:
+        dims = []
+        for d, value in enumerate(node.shape):
+            if value == 1:
+                dims.append("1")
+                continue
+            root = self._find((node.id, d))
+            if root not in self._expr:
+                self._expr[root] = self._rule(node, d, dims)
+            dims.append(self._expr[root])
+        return dims
+
+    def _rule(self, node: Node, d: int, before: list[str]) -> str:
+        """The expression of a class first met at axis d of `node` (earlier axes in `before`)."""
+        ins = [self.graph.node(i) for i in node.inputs]
+        if node.op == "concatenate":
+            return "(" + " + ".join(self.exprs[x.id][d] for x in ins) + ")"
+        if node.op == "reshape":
+            src = ins[0]
+            rest = [self._derive_later(node, k) for k in range(d + 1, len(node.shape))]
+            if None not in rest:        # the one axis left: the size over the others
+                return _quotient(self.exprs[src.id], before + rest)
+        return self._guess(node.shape[d])
+
+    def _derive_later(self, node: Node, k: int) -> str | None:
+        """Axis k's expression if its class is already named (or is 1), else None."""
+        if node.shape[k] == 1:
+            return "1"
+        return self._expr.get(self._find((node.id, k)))

@@ -1,0 +1,75 @@
+"""A new batch size re-uses the compiled module: shapes are read at run time.
+
+Counted, never timed: the same driver object, no new Numba signature, and
+values equal to NumPy for every size.
+"""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import runtime
+from graphc.benchmarks import workloads
+
+
+def _driver_source(source: str) -> str:
+    return source[source.index("def run("):]
+
+
+def test_the_generated_code_holds_no_batch_size():
+    f = gc.jit(lambda x, w: np.mean(np.tanh(x @ w), axis=0) + x.sum() / x.size)
+    info = f.inspect(np.ones((37, 3)), np.ones((3, 5)))
+    # 37 appears nowhere: loop bounds, buffers and the mean's divisor come from shapes
+    assert "37" not in info.source
+    assert "numel" in [n.op for n in info.optimized.topo()]
+
+
+def test_a_new_batch_size_reuses_the_compiled_driver(rng):
+    f = gc.jit(lambda x, w: np.mean((x @ w - 1.0) ** 2, axis=0))
+    w = rng.normal(size=(4, 3))
+    x8, x5 = rng.normal(size=(8, 4)), rng.normal(size=(5, 4))
+    np.testing.assert_allclose(f(x8, w), np.mean((x8 @ w - 1.0) ** 2, axis=0), rtol=1e-12)
+    modules = len(runtime._modules)
+    np.testing.assert_allclose(f(x5, w), np.mean((x5 @ w - 1.0) ** 2, axis=0), rtol=1e-12)
+    first, second = (entry.driver for entry in f._cache.values())
+    assert first is second                      # the same compiled function
+    assert len(first.signatures) == 1           # and Numba compiled it once
+    assert len(runtime._modules) == modules     # no new module was imported
+
+
+@pytest.mark.parametrize("sizes", [(16, 7, 1, 16), (6, 12, 24, 6)],
+                         ids=["smaller-then-1", "batch-equals-a-layer-width"])
+def test_training_step_is_right_for_every_batch_size(sizes, rng):
+    """An MLP with cross-entropy: each batch size against NumPy's hand-written step.
+
+    A batch of 1 changes the broadcast pattern and a batch equal to a layer's
+    width makes the shape guesses ambiguous: both may compile anew, and must
+    still be right."""
+    wl = workloads.WORKLOADS["W2"]
+    params, (x, y) = wl.make("float64", size="tiny")
+    # nonzero biases: a ReLU input of exactly 0 is a kink where graphc (like
+    # finite differences) takes the mean slope 0.5 and the hand-written step 0
+    params = {k: v + 0.1 * rng.normal(size=v.shape) for k, v in params.items()}
+    x = rng.normal(size=(max(sizes), x.shape[1]))
+    y = rng.integers(0, params["b2"].shape[0], size=max(sizes))
+    width = params["b0"].shape[0]
+    sizes = tuple(width if s == 24 else s for s in sizes)
+    reference = {k: v.copy() for k, v in params.items()}
+    step = gc.compile_step(wl.loss_fn, gc.optim.SGD(wl.lr))
+    for n in sizes:
+        loss = step(params, x[:n], y[:n])
+        expected = wl.numpy_step(reference, x[:n], y[:n], wl.lr)
+        assert loss == pytest.approx(expected, rel=1e-10)
+        for k in params:
+            np.testing.assert_allclose(params[k], reference[k], rtol=1e-10, atol=1e-12)
+    drivers = {id(e.driver) for e in step._compiled._cache.values()}
+    assert len(drivers) < len(set(sizes))       # at least two sizes shared one module
+
+
+def test_gc_train_with_a_short_last_batch_compiles_one_module(rng):
+    X = rng.normal(size=(50, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+    params = {"w": np.zeros(3)}
+    loss = lambda p, x, t: np.mean((x @ p["w"] - t) ** 2) * 0.987   # noqa: E731 (unique code)
+    modules = len(runtime._modules)
+    gc.train(loss, params, (X, y), gc.optim.SGD(0.1), batch_size=16, epochs=2, progress=False)
+    assert len(runtime._modules) - modules == 1   # full batches and the tail of 2 share it
