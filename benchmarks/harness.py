@@ -17,7 +17,8 @@ in NumPy (the baseline), compiled by graphc, and, when installed, PyTorch
    "cold" with an empty compile cache and "warm" with the cache filled, each
    measured in a fresh process (skipped by --quick, which reports the
    in-process first call instead); "new batch" is then one step with half
-   the batch in the cold process (shapes are static, so that is a new compile).
+   the batch in the cold process: a re-trace that re-uses the compiled module
+   (its loop bounds and buffers come from the arrays' shapes).
 """
 from __future__ import annotations
 
@@ -397,7 +398,7 @@ def format_table(results, impls) -> str:
         lines.append("graphc 1st call: trace + compile (or cache load) + first step in this "
                      "process; cold / warm: the same in a fresh process with an empty / filled "
                      "compile cache; new batch: then, in the cold process, one step with half "
-                     "the batch (shapes are static: a new compile)")
+                     "the batch (re-traced; the compiled module is re-used)")
     return "\n".join(lines)
 
 
