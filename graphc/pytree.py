@@ -44,14 +44,21 @@ _FLAT_DICTS: dict[tuple, tuple[tuple, TreeDef]] = {}
 _FLAT_DICTS_MAX = 256
 
 
+def _all_arrays(leaves) -> bool:
+    for leaf in leaves:        # a loop, not all(<generator>): this runs on every step
+        if type(leaf) is not np.ndarray:
+            return False
+    return True
+
+
 def flatten(tree: Any) -> tuple[list, TreeDef]:
-    if type(tree) is tuple and all(type(leaf) is np.ndarray for leaf in tree):
+    if type(tree) is tuple and _all_arrays(tree):
         return list(tree), _array_tuple(len(tree))      # a batch (x, y)
     if type(tree) is dict:
         hit = _FLAT_DICTS.get(tuple(tree))
         if hit is not None:
             leaves = [tree[k] for k in hit[0]]
-            if all(type(leaf) is np.ndarray for leaf in leaves):
+            if _all_arrays(leaves):
                 return leaves, hit[1]
     leaves: list = []
     treedef = _flatten_into(tree, leaves)

@@ -59,6 +59,7 @@ class Step:
         self.state: dict | None = None
         self._treedef = None
         self._avals = None
+        self._state_avals = None          # (shape, dtype) of each state leaf, in driver order
         self._n_state = 0                 # parameter leaves + moment-slot leaves
         self._entries = {}                # batch signature -> compiled entry (the fast path)
         self._slot_names = []             # the optimizer's moment slots, sorted as traced
@@ -98,7 +99,8 @@ class Step:
             self.state = {"count": 0, **{k: pytree.unflatten(treedef, v) for k, v in slots.items()}}
             self._slot_names = sorted(slots)
             self._n_state = len(leaves) * (1 + len(slots))
-        elif treedef != self._treedef:
+            self._state_avals = self._avals * (1 + len(slots))
+        elif treedef is not self._treedef and treedef != self._treedef:
             raise errors.GraphcTypeError(f"params have structure {treedef}, but this step was "
                                          f"built for {self._treedef}")
         state = leaves + [leaf for k in self._slot_names
@@ -106,7 +108,7 @@ class Step:
         ids = tuple(map(id, state))
         if ids == self._checked_ids:
             # the same arrays as last time: only what can change in place is re-checked
-            for leaf, (shape, dtype) in zip(state, self._avals * (1 + len(self._slot_names))):
+            for leaf, (shape, dtype) in zip(state, self._state_avals):
                 if not (type(leaf) is np.ndarray and leaf.shape == shape and leaf.dtype == dtype):
                     break
                 flags = leaf.flags
@@ -126,8 +128,7 @@ class Step:
                                              f"the params {self._treedef}")
         paths = [f"params{path}" for path in paths] + [f"step.state[{k!r}]{path}"
                                                        for k in self._slot_names for path in paths]
-        for leaf, path, (shape, dtype) in zip(state, paths,
-                                              self._avals * (1 + len(self._slot_names))):
+        for leaf, path, (shape, dtype) in zip(state, paths, self._state_avals):
             if not isinstance(leaf, np.ndarray) or leaf.shape != shape or leaf.dtype != dtype:
                 got = f"{leaf.dtype}{list(leaf.shape)}" if isinstance(leaf, np.ndarray) else \
                     type(leaf).__name__
@@ -143,7 +144,8 @@ class Step:
 
     def _entry_for(self, params, batch):
         """The compiled entry for this batch signature (traced on first sight)."""
-        key = tuple((type(b), np.shape(b), getattr(b, "dtype", None)) for b in batch)
+        key = tuple([(b.shape, b.dtype) if type(b) is np.ndarray else
+                     (type(b), np.shape(b), getattr(b, "dtype", None)) for b in batch])
         entry = self._entries.get(key)
         if entry is None:
             if len(self._entries) >= api.MAX_ENTRIES:
