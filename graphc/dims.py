@@ -18,7 +18,8 @@ Every class holds axes of one value in the traced shapes, so every
 expression is right for the trace it came from. Reusing a compiled module
 is therefore sound exactly when the generated text is identical: a choice
 that does not carry over to another batch size changes the text, and that
-size is compiled afresh.
+size is compiled afresh. Index bounds (`index_check`) and partial slices
+stay literals, so a gather or slice along the batch axis is one of those.
 """
 from __future__ import annotations
 
@@ -198,6 +199,8 @@ class DimTable:
         ins = [self.graph.node(i) for i in node.inputs]
         if node.op == "concatenate":
             return "(" + " + ".join(self.exprs[x.id][d] for x in ins) + ")"
+        if node.op == "slice":          # a partial slice has a static size
+            return str(node.shape[d])
         if node.op == "reshape":
             src = ins[0]
             rest = [self._derive_later(node, k) for k in range(d + 1, len(node.shape))]

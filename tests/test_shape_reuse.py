@@ -5,6 +5,8 @@ values equal to NumPy for every size.
 """
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphc as gc
 from graphc import runtime
@@ -73,3 +75,30 @@ def test_gc_train_with_a_short_last_batch_compiles_one_module(rng):
     modules = len(runtime._modules)
     gc.train(loss, params, (X, y), gc.optim.SGD(0.1), batch_size=16, epochs=2, progress=False)
     assert len(runtime._modules) - modules == 1   # full batches and the tail of 2 share it
+
+
+def _layout_mix(x, w, idx):
+    """Reshapes that merge and split the batch axis, a concatenation along it,
+    a slice, a gather and the reductions whose divisors come from shapes."""
+    n = x.shape[0]
+    h = np.tanh(x @ w)                                   # (n, 3)
+    flat = h.reshape(-1)                                 # (3n,): merged
+    back = flat.reshape(n, 3)                            # split again
+    both = np.concatenate([back, h * 2.0], axis=0)       # (2n, 3)
+    picked = both[:, idx]                                # gather columns (a static bound)
+    return (np.mean(both, axis=0) + np.var(picked, axis=0).sum() + back[:, 1:].sum()
+            + np.mean(flat ** 2))
+
+
+@given(sizes=st.lists(st.integers(2, 9), min_size=2, max_size=4), seed=st.integers(0, 2 ** 16))
+@settings(max_examples=10)
+def test_layout_ops_are_right_and_shared_across_batch_sizes(sizes, seed):
+    rng = np.random.default_rng(seed)
+    f = gc.jit(_layout_mix)
+    w = rng.normal(size=(4, 3))
+    for n in sizes:
+        x = rng.normal(size=(n, 4))
+        idx = rng.integers(-3, 3, size=5)
+        np.testing.assert_allclose(f(x, w, idx), _layout_mix(x, w, idx), rtol=1e-12)
+        gc.check_grad(lambda x, w: np.sum(_layout_mix(x, w, idx)), x, w)
+    assert len({id(e.driver) for e in f._cache.values()}) == 1
