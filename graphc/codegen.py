@@ -27,6 +27,7 @@ import math
 import numpy as np
 from numba import njit
 
+from graphc.kernels import blas    # GEMM with alpha/beta: SGD updates accumulate into W
 from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba has no SVML
 
 FASTMATH = {FASTMATH}
@@ -378,6 +379,46 @@ def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
     return chosen
 
 
+def _storage(graph: Graph, nid: int) -> int:
+    """The node whose buffer `nid` shares: reshapes are views of their operand."""
+    while graph.node(nid).op == "reshape":
+        nid = graph.node(nid).inputs[0]
+    return nid
+
+
+def _gemm_updates(graph: Graph, units, in_place) -> dict:
+    """In-place updates `W - c * (A @ B)` that one GEMM can do into W itself:
+    update unit -> (matmul id, alpha source).
+
+    The matmul must feed only this update (its buffer is never made), and
+    its operands must not be any array updated in place: it now runs where
+    the update kernel runs (after every reader of W, see `_in_place_updates`),
+    and by then another parameter may hold its new value (dW = g @ V.T while
+    V is updated), or W itself would be read while BLAS writes it.
+    """
+    targets = {graph.inputs[slot] for slot in in_place.values()}
+    fused = {}
+    for members in units:
+        if len(members) != 2:
+            continue
+        mul, update = (graph.node(m) for m in members)
+        if (mul.op, update.op) != ("mul", "sub") or update.inputs[1] != mul.id \
+                or update.id not in in_place or graph.users(mul.id) != [update.id]:
+            continue
+        weight = update.inputs[0]
+        operands = [graph.node(i) for i in mul.inputs]
+        product = next((o for o in operands if o.op == "matmul"), None)
+        scale = next((o for o in operands if _is_scalar_const(o)), None)
+        if (graph.inputs[in_place[update.id]] != weight or product is None or scale is None
+                or len(product.shape) != 2 or product.shape != update.shape
+                or product.dtype != update.dtype or product.dtype.kind != "f"
+                or graph.users(product.id) != [mul.id] or product.id in graph.outputs
+                or any(_storage(graph, i) in targets for i in product.inputs)):
+            continue
+        fused[members] = (product.id, f"-{_literal(scale)}")
+    return fused
+
+
 def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
     """The Numba source for `graph`: kernels, then the driver `run`.
 
@@ -398,8 +439,26 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
     dims = DimTable(graph, inputs, {n.id: arg for n, arg in zip(consts, const_args)})
     units = [m for m in _units(graph) if graph.node(m[0]).op not in ("input", "const")]
     in_place = _in_place_updates(graph, units, write_back)
+    gemm_updates = _gemm_updates(graph, units, in_place)
+    folded = {product for product, _ in gemm_updates.values()}
     for members in units:
         node = graph.node(members[0])
+        if node.id in folded:
+            continue            # computed by the GEMM of the update it feeds
+        if members in gemm_updates:
+            product, alpha = gemm_updates[members]
+            mm, weight = graph.node(product), members[1]
+            a, b = mm.inputs
+            ta, tb = mm.p.get("transpose_a", False), mm.p.get("transpose_b", False)
+            var[weight] = inputs[in_place[weight]]
+            body.append(f"    blas.gemm({var[a]}, {var[b]}, {var[weight]}, {ta}, {tb}, {alpha}, 1.0)"
+                        f"  # {names[graph.node(weight).inputs[0]]} += {alpha} * {names[a]}"
+                        f"{'.T' if ta else ''} @ {names[b]}{'.T' if tb else ''}")
+            kernels.append(KernelInfo(
+                f"k{len(kernels)}_gemm_update", ["matmul", "mul", "sub"],
+                sum(_nbytes(graph.node(i)) for i in (a, b)) + 2 * _nbytes(mm),
+                _flops(mm, [graph.node(a), graph.node(b)]) + 2 * mm.size))
+            continue
         comment = "".join(
             f"\n    # {names[m]} = {graph.node(m).op} "
             f"{' '.join(names[i] for i in graph.node(m).inputs)}" for m in members)

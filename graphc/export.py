@@ -8,6 +8,8 @@ function with the same semantics as graphc's: validate, run, copy in place.
 from __future__ import annotations
 
 import base64
+import importlib
+import inspect
 import io
 import re
 
@@ -31,7 +33,7 @@ import sys
 import numpy as np
 from numba import njit
 
-{vmath}
+{embedded}
 {kernels}
 
 # ---------------------------------------------------------------- data
@@ -115,6 +117,15 @@ def _renamed(source: str, k: int) -> str:
     return body
 
 
+def _embedded(name: str) -> str:
+    """The source of graphc.kernels.<name>, bound to `name` in the exported module."""
+    module = importlib.import_module(f"graphc.kernels.{name}")
+    return (f"# ---- graphc.kernels.{name}, embedded " + "-" * 40 + "\n"
+            + inspect.getsource(module)
+            + f"\n{name} = sys.modules[__name__]   # the kernels call {name}.<function>(...)\n"
+            + f"# ---- end of graphc.kernels.{name} " + "-" * 43 + "\n")
+
+
 def export(step, path) -> None:
     """Write `step` as a standalone module at `path` (see the module docstring)."""
     import graphc
@@ -138,22 +149,17 @@ def export(step, path) -> None:
             const_names.append(f"c{k}_{j}")
         key = tuple((tuple(shape), np.dtype(dtype).str) for shape, dtype in entry.in_avals)
         signatures.append(f"    {key!r}: (run_{k}, {const_names!r}),")
-    vmath = ""
-    if any("vmath." in k for k in kernels):
-        # the vectorizable math the kernels call, carried along so graphc is not needed
-        import inspect
-        import graphc.kernels.vmath as vmath_module
-        vmath = ("# ---- graphc.kernels.vmath, embedded " + "-" * 40 + "\n"
-                 + inspect.getsource(vmath_module)
-                 + "\nvmath = sys.modules[__name__]   # the kernels call vmath.exp(...)\n"
-                 + "# ---- end of graphc.kernels.vmath " + "-" * 43 + "\n")
+    # the graphc.kernels modules the kernels call (vmath.exp, blas.gemm), carried
+    # along so graphc is not needed
+    embedded = "".join(_embedded(name) for name in ("vmath", "blas")
+                       if any(f"{name}." in k for k in kernels))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     blob = "\n".join(f'    "{encoded[i:i + 96]}"' for i in range(0, len(encoded), 96)) or '    ""'
     structure = pytree.unflatten(treedef, [None] * treedef.num_leaves)
     source = _TEMPLATE.format(
-        version=graphc.__version__, vmath=vmath, kernels="FASTMATH = " + FASTMATH + "\n"
+        version=graphc.__version__, embedded=embedded, kernels="FASTMATH = " + FASTMATH + "\n"
         + "\n".join(kernels), blob=blob, structure=structure, slots=tuple(step.optimizer.slots),
         signatures="\n".join(signatures), count=int(step.state["count"]),
         num_params=treedef.num_leaves)

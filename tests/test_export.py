@@ -1,4 +1,4 @@
-"""gc.export: a standalone module that continues an Adam run exactly."""
+"""gc.export: a standalone module that continues an Adam or SGD run exactly."""
 import ast
 import subprocess
 import sys
@@ -26,9 +26,10 @@ def test_export_before_any_call_is_a_value_error(tmp_path):
         gc.export(gc.compile_step(loss, gc.optim.Adam()), tmp_path / "m.py")
 
 
-def test_exported_step_continues_adam_exactly_without_graphc(tmp_path):
+@pytest.mark.parametrize("optimizer", ["Adam", "SGD"])   # SGD updates W inside the BLAS call
+def test_exported_step_continues_exactly_without_graphc(tmp_path, optimizer):
     params, x, y = _setup()
-    step = gc.compile_step(loss, gc.optim.Adam(lr=0.05))
+    step = gc.compile_step(loss, getattr(gc.optim, optimizer)(lr=0.05))
     for _ in range(3):
         step(params, x, y)
     path = tmp_path / "exported_step.py"
@@ -67,3 +68,4 @@ np.savez({str(tmp_path / 'out.npz')!r}, losses=losses, count=m.state["count"], *
         elif isinstance(node, ast.ImportFrom):
             imported.add((node.module or "").split(".")[0])
     assert "graphc" not in imported
+    assert ("blas.gemm(" in text) == (optimizer == "SGD")

@@ -271,3 +271,39 @@ def test_update_kernels_write_new_params_in_place_without_a_copy_pass():
     g = gc.grad(loss)(expected, x, y)["w"]
     np.testing.assert_allclose(before, loss(expected, x, y), rtol=1e-12)
     np.testing.assert_allclose(params["w"], expected["w"] - 0.1 * g, rtol=1e-12)
+
+
+def _sgd_by_hand(loss, params, lr, *batch):
+    grads = gc.grad(loss)(params, *batch)
+    return {k: params[k] - lr * grads[k] for k in params}
+
+
+def test_sgd_weight_updates_accumulate_in_the_weight_gradient_gemm():
+    # W -= lr * h.T @ g is one BLAS call into W: no gradient buffer, no update pass
+    params, x, y = make()
+    expected = _sgd_by_hand(loss_fn, params, 0.1, x, y)
+    step = gc.compile_step(loss_fn, gc.optim.SGD(lr=0.1))
+    info = step.inspect(params, x, y)
+    weights = [k for k in params if params[k].ndim == 2]
+    assert sum(k.ops == ["matmul", "mul", "sub"] for k in info.kernels) == len(weights)
+    assert info.source.count("blas.gemm(") == len(weights)
+    step(params, x, y)
+    for k in params:
+        np.testing.assert_allclose(params[k], expected[k], rtol=1e-12, atol=1e-14)
+
+
+def test_a_gradient_gemm_that_reads_an_updated_weight_is_not_folded():
+    # dW = g @ V.T reads V and dV = W.T @ g reads W: a GEMM writing one while
+    # the other still has to be read would use a half-updated step
+    def loss(p, t):
+        return np.sum((p["W"] @ p["V"] - t) ** 2)
+
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(4, 3)), "V": rng.normal(size=(3, 2))}
+    t = rng.normal(size=(4, 2))
+    expected = _sgd_by_hand(loss, params, 0.01, t)
+    step = gc.compile_step(loss, gc.optim.SGD(lr=0.01))
+    assert "blas.gemm(" not in step.inspect(params, t).source
+    step(params, t)
+    for k in params:
+        np.testing.assert_allclose(params[k], expected[k], rtol=1e-12)

@@ -1,0 +1,51 @@
+"""BLAS GEMM with alpha and beta, callable from Numba code.
+
+`np.dot(a, b, out)` in Numba always computes out = a @ b. A plain SGD
+update of a weight, W - lr * (h.T @ g), is one BLAS call when the GEMM
+accumulates into W itself: W = (-lr) * h.T @ g + 1 * W. That skips the
+gradient buffer and a separate pass over the weights (read dW, read W,
+write W), which is most of what a GEMM-bound step spends outside its GEMMs.
+
+The GEMM is the one Numba's own np.dot uses: `numba_xxgemm` in Numba's
+helper library, which calls SciPy's cython_blas sgemm/dgemm (the OpenBLAS
+NumPy uses). It is declared here by symbol name, so functions calling it can
+be cached on disk like any other.
+"""
+import numpy as np
+from numba import njit, types
+
+# numba_xxgemm(kind, transa, transb, m, n, k, *alpha, *a, lda, *b, ldb, *beta, *c, ldc),
+# column-major, as in numba/np/linalg.py; pointers are passed as integers (same ABI).
+_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
+    types.char, types.char, types.char, types.intp, types.intp, types.intp,
+    types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
+    types.intp, types.intp))
+
+_N, _T = 78, 84          # ord("N"), ord("T")
+
+
+@njit(cache=True, nogil=True)
+def gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
+    """c = alpha * op(a) @ op(b) + beta * c, in place, for 2-D float32/float64 arrays.
+
+    op(x) is x.T when its flag is set. `c` must be C-contiguous; `a` and `b`
+    are copied first if they are not.
+    """
+    if not c.flags.c_contiguous:
+        raise ValueError("gemm: the output must be C-contiguous")
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    m, n = c.shape
+    k = a.shape[0] if transpose_a else a.shape[1]
+    if m == 0 or n == 0:
+        return
+    scalars = np.empty(2, c.dtype)
+    scalars[0] = alpha
+    scalars[1] = beta
+    kind = 115 if scalars.itemsize == 4 else 100      # "s" or "d"
+    # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, and a
+    # row-major array read column-major is its transpose: swap the operands.
+    _xxgemm(kind, _T if transpose_b else _N, _T if transpose_a else _N, n, m, k,
+            scalars.ctypes.data, b.ctypes.data, max(b.shape[1], 1),
+            a.ctypes.data, max(a.shape[1], 1),
+            scalars.ctypes.data + scalars.itemsize, c.ctypes.data, max(n, 1))

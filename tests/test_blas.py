@@ -1,0 +1,34 @@
+"""graphc.kernels.blas.gemm: c = alpha * op(a) @ op(b) + beta * c, against NumPy."""
+import numpy as np
+import pytest
+
+from graphc.kernels.blas import gemm
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("transpose_b", [False, True])
+def test_gemm_matches_numpy(dtype, transpose_a, transpose_b):
+    rng = np.random.default_rng(0)
+    m, k, n = 7, 5, 3
+    a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
+    b = rng.normal(size=(n, k) if transpose_b else (k, n)).astype(dtype)
+    c = rng.normal(size=(m, n)).astype(dtype)
+    expected = -0.3 * ((a.T if transpose_a else a) @ (b.T if transpose_b else b)) + c
+    gemm(a, b, c, transpose_a, transpose_b, -0.3, 1.0)
+    np.testing.assert_allclose(c, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert c.dtype == dtype
+
+
+def test_gemm_copies_strided_operands_and_handles_empty_sizes():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(6, 8))[:, ::2]           # not contiguous
+    b = rng.normal(size=(4, 3))
+    c = np.zeros((6, 3))
+    gemm(a, b, c, False, False, 1.0, 0.0)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-12)
+    c = np.ones((6, 3))
+    gemm(np.zeros((6, 0)), np.zeros((0, 3)), c, False, False, 1.0, 2.0)   # k = 0: c = 2c
+    np.testing.assert_array_equal(c, 2.0)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        gemm(a, b, np.zeros((3, 6)).T, False, False, 1.0, 0.0)
