@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/graphc demo
 
+# One worker per core (a test file stays on one worker, so the functions it
+# compiles are compiled once): Numba's compile time is most of the suite.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # The hypothesis suites with many more examples (random programs, shapes, pytrees).
 fuzz: $(STAMP)
