@@ -258,15 +258,21 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
             return _literal(operand)
         return f"{arg[i]}[{_index(operand, space, iv)}]"
 
+    # A reduction over the innermost axis accumulates in a register across the
+    # inner loop (a memory accumulator there blocks vectorization: 10x slower).
+    # One over the innermost axis alone finishes each output element in one
+    # pass of that loop and stores the register straight into its output;
+    # the others accumulate in memory, then are copied to their outputs.
+    r = len(space)
+    in_register = [n for n in sinks if r and (r - 1) in n.p["axes"]]
+    direct = [n for n in in_register if n.p["axes"] == (r - 1,)]
     lines = []
     for n in sinks:
+        if n in direct:
+            continue
         acc = "np.float64" if (n.op == "sum" and n.dtype == np.float32) else np_dtype(n.dtype)
         init = "0" if n.op == "sum" else _reduce_lowest(n)
         lines.append(f"acc{n.id} = np.full({out[n.id]}.shape, {init}, {acc})")
-    # A reduction over the innermost axis accumulates in a register across the
-    # inner loop (a memory accumulator there blocks vectorization: 10x slower).
-    r = len(space)
-    in_register = [n for n in sinks if r and (r - 1) in n.p["axes"]]
     body, before_inner, after_inner = [], [], []
     for n in nodes:
         if OPS[n.op].kind == "reduce":
@@ -277,7 +283,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
                 acc = "np.float64" if (n.op == "sum" and n.dtype == np.float32) else np_dtype(n.dtype)
                 init = "0" if n.op == "sum" else _reduce_lowest(n)
                 before_inner.append(f"s{n.id} = {acc}({init})")
-                combine = (f"acc{n.id}[{oidx}] += s{n.id}" if n.op == "sum" else
+                combine = (f"{out[n.id]}[{oidx}] = s{n.id}" if n in direct else
+                           f"acc{n.id}[{oidx}] += s{n.id}" if n.op == "sum" else
                            f"acc{n.id}[{oidx}] = s{n.id} if (s{n.id} > acc{n.id}[{oidx}] or "
                            f"s{n.id} != s{n.id}) else acc{n.id}[{oidx}]")
                 after_inner.append(combine)
@@ -298,6 +305,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
     lines += [f"{'    ' * r}{b}" for b in body]
     lines += [outer + b for b in after_inner]
     for n in sinks:
+        if n in direct:
+            continue
         ov = _ivars(len(n.shape))
         lines += _loop_nest(out[n.id], len(n.shape),
                             [f"{out[n.id]}[{_tuple(ov)}] = acc{n.id}[{_tuple(ov)}]"])
@@ -530,16 +539,19 @@ def epoch_loop_source(n_state: int, n_data: int, n_consts: int) -> str:
     """`train_epoch`: the minibatch loop around `run`, as one native call.
 
     It gathers each batch's rows through `perm`, calls the step (whose `run`
-    writes the new params and moment slots back into the state arrays) and
-    advances `count`. `run` returns `(loss,)`.
+    writes the new params and moment slots back into the state arrays),
+    stores the loss in `losses` and advances `count`. `run` returns `(loss,)`.
+    It returns nothing: boxing a returned array calls back into Python (Numba
+    unpickles the array type), and a Ctrl-C landing in that callback was seen
+    to be lost; with no callback, it is raised between two whole epochs.
     """
     state = [f"s{k}" for k in range(n_state)]
     data = [f"d{k}" for k in range(n_data)]
     batch = [f"b{k}" for k in range(n_data)]
     consts = [f"c{k}" for k in range(n_consts)]
     lines = ["@njit(cache=True, nogil=True, error_model='numpy')",
-             f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'num_batches'] + consts)}):",
-             "    losses = np.empty(num_batches, np.float64)"]
+             f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + consts)}):",
+             "    num_batches = losses.shape[0]"]
     lines += [f"    {b} = np.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]
     lines += ["    for step in range(num_batches):",
               "        for r in range(batch_size):",
@@ -547,5 +559,5 @@ def epoch_loop_source(n_state: int, n_data: int, n_consts: int) -> str:
     lines += [f"            {b}[r] = {d}[row]" for b, d in zip(batch, data)]
     lines += [f"        out = run({', '.join(state + ['count'] + batch + consts)})",
               "        losses[step] = out[0]"]
-    lines += ["        count[()] += 1", "    return losses"]
+    lines += ["        count[()] += 1"]
     return "\n".join(lines) + "\n"

@@ -172,10 +172,10 @@ class Step:
         entry = self._entry_for(params, tuple(d[perm[:batch_size]] for d in data))
         count = np.asarray(self.state["count"], np.int64)
         arrays = [np.ascontiguousarray(d) for d in data]
+        losses = np.empty(num_batches, np.float64)
         try:
-            losses = entry.train_epoch(*state, count, *arrays,
-                                       np.ascontiguousarray(perm, np.int64), batch_size,
-                                       num_batches, *entry.consts)
+            entry.train_epoch(*state, count, *arrays, np.ascontiguousarray(perm, np.int64),
+                              batch_size, losses, *entry.consts)
         except IndexError as e:
             raise errors.GraphcIndexError(str(e)) from None
         finally:
