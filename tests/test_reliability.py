@@ -191,9 +191,13 @@ def test_keyboard_interrupt_in_train_leaves_a_whole_step_state(monkeypatch):
 
 _SIGINT_SCRIPT = """
 import faulthandler
+import signal
 import sys
 import numpy as np, graphc as gc
 faulthandler.dump_traceback_later(240, exit=True)       # a hang prints every thread's stack
+# pytest-xdist workers ignore SIGINT, and an ignored signal stays ignored in
+# a child: give Python's KeyboardInterrupt handler back
+signal.signal(signal.SIGINT, signal.default_int_handler)
 rng = np.random.default_rng(0)
 start = rng.normal(size=3)
 X, y = rng.normal(size=(40, 3)), rng.normal(size=40)
