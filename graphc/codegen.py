@@ -266,6 +266,10 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
     r = len(space)
     in_register = [n for n in sinks if r and (r - 1) in n.p["axes"]]
     direct = [n for n in in_register if n.p["axes"] == (r - 1,)]
+    # a float32 sum over a whole 1-D loop (an elementwise model's loss) is
+    # blocked; rows of a 2-D loop are short (classes), where the extra loop
+    # measured slower (W1: +0.7 us)
+    blocked = [n for n in in_register if n.op == "sum" and n.dtype == np.float32 and r == 1]
     lines = []
     for n in sinks:
         if n in direct:
@@ -278,7 +282,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
         if OPS[n.op].kind == "reduce":
             x = n.inputs[0]
             oidx = _tuple([i for i in _reduce_out_index(n, graph.node(x), iv) if i is not None])
-            target = f"s{n.id}" if n in in_register else f"acc{n.id}[{oidx}]"
+            target = (f"b{n.id}" if n in blocked else f"s{n.id}" if n in in_register
+                      else f"acc{n.id}[{oidx}]")
             if n in in_register:
                 acc = "np.float64" if (n.op == "sum" and n.dtype == np.float32) else np_dtype(n.dtype)
                 init = "0" if n.op == "sum" else _reduce_lowest(n)
@@ -301,8 +306,9 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
     outer = "    " * max(r - 1, 0)
     lines += [outer + b for b in before_inner]
     if r:
-        lines.append(f"{outer}for i{r - 1} in range(n{r - 1}):")
-    lines += [f"{'    ' * r}{b}" for b in body]
+        lines += [outer + b for b in _inner_loop(r - 1, body, [n.id for n in blocked])]
+    else:           # a 0-d space: the body once
+        lines += body
     lines += [outer + b for b in after_inner]
     for n in sinks:
         if n in direct:
@@ -311,6 +317,30 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
         lines += _loop_nest(out[n.id], len(n.shape),
                             [f"{out[n.id]}[{_tuple(ov)}] = acc{n.id}[{_tuple(ov)}]"])
     return externals, outputs, space_node.id, lines
+
+
+# float32 sums add in float32 within blocks of this many elements and the
+# block sums in float64. A float64 register throughout halves the vector width
+# of the whole fused loop (W5: 7.0 ms against 3.5 ms); a float32 one loses
+# accuracy over long loops. Blocked: 2.9 ms and a relative error of 2.5e-9
+# on a 1e6-element log1p(exp(x)) sum (plain float32: 7.4e-8).
+SUM_BLOCK = 4096
+
+
+def _inner_loop(axis: int, body: list[str], blocked: list[int]) -> list[str]:
+    """The innermost loop over `i<axis>` around `body`; with float32 sums
+    (`b<id>` in the body, `s<id>` the float64 totals), a loop over whole
+    blocks of a constant trip count, which LLVM vectorizes, then the rest."""
+    i, n = f"i{axis}", f"n{axis}"
+    if not blocked:
+        return [f"for {i} in range({n}):"] + ["    " + b for b in body]
+    reset = [f"b{k} = np.float32(0)" for k in blocked]
+    add = [f"s{k} += b{k}" for k in blocked]
+    return ([f"for blk in range({n} // {SUM_BLOCK}):"] + ["    " + b for b in reset]
+            + [f"    for jb in range({SUM_BLOCK}):", f"        {i} = blk * {SUM_BLOCK} + jb"]
+            + ["        " + b for b in body] + ["    " + b for b in add]
+            + reset + [f"for {i} in range({n} - {n} % {SUM_BLOCK}, {n}):"]
+            + ["    " + b for b in body] + add)
 
 
 # --------------------------------------------------------------- the module

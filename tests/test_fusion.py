@@ -46,3 +46,19 @@ def test_groups_are_convex():
         others = [set(o) for o in g.groups if o != members]
         assert is_convex(g, set(members), position, others)
     assert any(set(g.node(m).op for m in members) == {"exp", "sum"} for members in g.groups)
+
+
+def test_long_float32_sums_are_fast_blocks_and_accurate():
+    # float32 partial sums over blocks of SUM_BLOCK, added in float64: a float32
+    # loop keeps its full vector width and the result its accuracy
+    from graphc.codegen import SUM_BLOCK
+
+    f = gc.jit(lambda x: np.sum(np.log1p(np.exp(x))))
+    rng = np.random.default_rng(0)
+    for n in (0, 1, SUM_BLOCK - 1, SUM_BLOCK, SUM_BLOCK + 1, 3 * SUM_BLOCK + 5, 1_000_003):
+        x = rng.normal(size=n).astype(np.float32)
+        exact = np.sum(np.log1p(np.exp(x.astype(np.float64))))
+        got = f(x)
+        assert got.dtype == np.float32
+        assert abs(float(got) - exact) <= 2e-7 * max(exact, 1.0), n   # about one float32 ulp
+    assert f"range({SUM_BLOCK})" in f.inspect(x).source
