@@ -6,7 +6,7 @@ hashable `TreeDef`; `unflatten` rebuilds the same structure from new leaves.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,15 @@ class TreeDef:
     kind: str                    # "leaf", "none", "tuple", "list", "dict"
     keys: tuple = ()             # dict keys, sorted
     children: tuple = ()
+    # computed once: every compiled call looks its TreeDef up in a dict, and the
+    # generated hash walks the whole tree each time
+    _hash: int = field(default=0, init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_hash", hash((self.kind, self.keys, self.children)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def num_leaves(self) -> int:

@@ -102,3 +102,13 @@ def test_layout_ops_are_right_and_shared_across_batch_sizes(sizes, seed):
         np.testing.assert_allclose(f(x, w, idx), _layout_mix(x, w, idx), rtol=1e-12)
         gc.check_grad(lambda x, w: np.sum(_layout_mix(x, w, idx)), x, w)
     assert len({id(e.driver) for e in f._cache.values()}) == 1
+
+
+def test_repeat_calls_take_the_fast_path_and_still_convert_their_inputs():
+    f = gc.jit(lambda x: np.sum(x * 2.0, axis=1))
+    x = np.arange(12.0).reshape(3, 4)
+    np.testing.assert_array_equal(f(x), np.sum(x * 2.0, axis=1))
+    strided = np.arange(24.0).reshape(3, 8)[:, ::2]          # same shape and dtype, not contiguous
+    np.testing.assert_array_equal(f(strided), np.sum(strided * 2.0, axis=1))
+    np.testing.assert_array_equal(f(x.astype(np.float32)), np.sum(x * 2.0, axis=1))  # new dtype
+    assert len(f._cache) == 2
