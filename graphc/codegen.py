@@ -218,6 +218,13 @@ def _is_scalar_const(node: Node) -> bool:
     return node.op == "const" and node.shape == ()
 
 
+def _accumulator(node: Node) -> tuple[str, str]:
+    """A reduction's accumulator type and start value (float32 sums add in float64)."""
+    if node.op == "sum":
+        return ("np.float64" if node.dtype == np.float32 else np_dtype(node.dtype)), "0"
+    return np_dtype(node.dtype), _reduce_lowest(node)
+
+
 def _reduce_lowest(node: Node) -> str:
     if node.dtype.kind == "f":
         return "-np.inf"
@@ -272,11 +279,9 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
     blocked = [n for n in in_register if n.op == "sum" and n.dtype == np.float32 and r == 1]
     lines = []
     for n in sinks:
-        if n in direct:
-            continue
-        acc = "np.float64" if (n.op == "sum" and n.dtype == np.float32) else np_dtype(n.dtype)
-        init = "0" if n.op == "sum" else _reduce_lowest(n)
-        lines.append(f"acc{n.id} = np.full({out[n.id]}.shape, {init}, {acc})")
+        if n not in direct:
+            acc, init = _accumulator(n)
+            lines.append(f"acc{n.id} = np.full({out[n.id]}.shape, {init}, {acc})")
     body, before_inner, after_inner = [], [], []
     for n in nodes:
         if OPS[n.op].kind == "reduce":
@@ -285,8 +290,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
             target = (f"b{n.id}" if n in blocked else f"s{n.id}" if n in in_register
                       else f"acc{n.id}[{oidx}]")
             if n in in_register:
-                acc = "np.float64" if (n.op == "sum" and n.dtype == np.float32) else np_dtype(n.dtype)
-                init = "0" if n.op == "sum" else _reduce_lowest(n)
+                acc, init = _accumulator(n)
                 before_inner.append(f"s{n.id} = {acc}({init})")
                 combine = (f"{out[n.id]}[{oidx}] = s{n.id}" if n in direct else
                            f"acc{n.id}[{oidx}] += s{n.id}" if n.op == "sum" else
@@ -509,7 +513,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
             continue
         if node.op == "numel":   # a count of elements, from shapes only: no kernel
             var[node.id] = f"v{node.id}"
-            count = " * ".join(f"({dims[node.inputs[0]][a]})" for a in node.p["axes"]) or "1"
+            count = dims.count(node.inputs[0], node.p["axes"])
             body.append(f"    v{node.id} = np.full((), {count}, {np_dtype(node.dtype)})"
                         f"{one_line_comment}")
             continue

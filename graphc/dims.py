@@ -87,6 +87,11 @@ class DimTable:
     def __getitem__(self, nid: int) -> list[str]:
         return self.exprs[nid]
 
+    def count(self, nid: int, axes) -> str:
+        """How many elements node `nid` holds along `axes` (exact divisions only, so
+        a quotient among the factors evaluates left to right correctly)."""
+        return _product([self.exprs[nid][a] for a in axes])
+
     def shape(self, nid: int) -> str:
         dims = self.exprs[nid]
         return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"

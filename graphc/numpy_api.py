@@ -9,7 +9,6 @@ NumPy arrays and Python scalars alike.
 from __future__ import annotations
 
 import builtins
-import math
 import operator
 
 import numpy as np
@@ -215,21 +214,14 @@ def sum(x, axis=None, dtype=None, keepdims=False, **kwargs):
     return P.reduce_sum(x, normalize_axes(axis, x.ndim, "sum"), keepdims)
 
 
-def _count(x, axes):
-    """How many elements of x the axes hold, in x's dtype: from the runtime shape
-    when traced (so the compiled code does not depend on it), a constant otherwise."""
-    if isinstance(x, Tracer):
-        return P.numel(x, axes, x.dtype)
-    return np.asarray(math.prod(x.shape[a] for a in axes), x.dtype)
-
-
 def mean(x, axis=None, dtype=None, keepdims=False, **kwargs):
     _check_no_out(kwargs, "mean")
     x = to_operand(x, np.dtype(dtype) if dtype is not None else _float_dtype(x))
     axes = normalize_axes(axis, x.ndim, "mean")
     if any(x.shape[a] == 0 for a in axes):
         raise errors.ShapeError("mean of an empty array")
-    return true_divide(P.reduce_sum(x, axes, keepdims), _count(x, axes))
+    # the divisor is read from the shape at run time (numel), not written in as a constant
+    return true_divide(P.reduce_sum(x, axes, keepdims), P.numel(x, axes, x.dtype))
 
 
 def max(x, axis=None, keepdims=False, **kwargs):
@@ -250,7 +242,7 @@ def var(x, axis=None, keepdims=False, ddof=0, **kwargs):
     x = _as_float(x)
     axes = normalize_axes(axis, x.ndim, "var")
     centered = subtract(x, mean(x, axis=axes, keepdims=True))
-    count = _count(x, axes)
+    count = P.numel(x, axes, x.dtype)
     return true_divide(sum(square(centered), axis=axes, keepdims=keepdims),
                        subtract(count, ddof) if ddof else count)
 
