@@ -31,6 +31,26 @@ def test_a_loop_never_reads_a_reduction_it_is_accumulating():
     np.testing.assert_allclose(gc.jit(f)(x), f(x), rtol=1e-6)
 
 
+def test_a_kernel_never_takes_more_arguments_than_numba_can_inline():
+    # found by the fuzzer: CPython calls with over 30 arguments as f(*args),
+    # and Numba cannot inline that call (UnsupportedError at compile time)
+    from graphc.passes.fuse import MAX_KERNEL_ARGS
+
+    def f(*xs):
+        total = xs[0]
+        for k, x in enumerate(xs[1:]):
+            total = total + np.sin(x) * float(k)
+        return total
+
+    xs = [np.full(4, 0.1 * k) for k in range(40)]
+    info = gc.jit(f).inspect(*xs)
+    assert len(info.kernels) > 1
+    for line in info.source.splitlines():
+        if line.startswith("def k"):
+            assert line.count(",") + 1 <= MAX_KERNEL_ARGS, line
+    np.testing.assert_allclose(gc.jit(f)(*xs), f(*xs), rtol=1e-12)
+
+
 def test_groups_are_convex():
     from graphc.passes.fuse import is_convex
 

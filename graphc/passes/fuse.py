@@ -18,6 +18,21 @@ def _kind(node):
     return OPS[node.op].kind if node.op in OPS else node.op
 
 
+# CPython compiles a call with more than 30 arguments as f(*args), which Numba
+# cannot inline: a kernel's operands, outputs and loop bounds stay within it.
+MAX_KERNEL_ARGS = 30
+
+
+def kernel_arity(graph: Graph, members: set, rank: int) -> int:
+    """The parameters of the kernel of `members` over a loop of `rank` axes (at
+    most: a member read by a node that may still join counts as an output)."""
+    operands = {i for m in members for i in graph.node(m).inputs
+                if i not in members and not (graph.node(i).op == "const" and not graph.node(i).shape)}
+    outputs = [m for m in members if _kind(graph.node(m)) == "reduce" or m in graph.outputs
+               or any(u not in members and _kind(graph.node(u)) != "shape" for u in graph.users(m))]
+    return len(operands) + len(outputs) + rank
+
+
 def is_convex(graph: Graph, members: set, position: dict, groups=()) -> bool:
     """True if no path leaves `members` and re-enters it, with the other fused
     `groups` (node sets) contracted too: a path may enter one of them at any
@@ -64,7 +79,8 @@ def fuse_elementwise(graph: Graph) -> Graph:
     def try_join(node, gi, as_sink=False):
         g = groups[gi]
         trial = g["nodes"] | {node.id}
-        if not is_convex(graph, trial, position, others()):
+        if kernel_arity(graph, trial, len(g["space"])) > MAX_KERNEL_ARGS \
+                or not is_convex(graph, trial, position, others()):
             return False
         g["nodes"].add(node.id)
         if as_sink:
@@ -80,6 +96,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
         g, o = groups[into], groups[other]
         trial = g["nodes"] | o["nodes"]
         if (reads_a_sink(trial, g["sinks"] | o["sinks"])
+                or kernel_arity(graph, trial, len(g["space"])) > MAX_KERNEL_ARGS
                 or not is_convex(graph, trial, position, others())):
             return False
         for nid in o["nodes"]:
