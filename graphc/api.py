@@ -276,7 +276,9 @@ def _check_differentiable(args, nums, fn_name):
 def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
     """Trace `fn(*args)` and pull cotangents back to `args[nums]` (inside a trace)."""
     _check_differentiable(args, nums, fn_name)
-    graph = tracing.trace_fn(fn, args)
+    # simplified before differentiating: a recognised log-softmax gets its own
+    # compact gradient (see passes.simplify)
+    graph = passes.run(tracing.trace_fn(fn, args), [passes.simplify, passes.eliminate_dead_code])
     out_tree = graph.meta["out_tree"]
     n_out = len(graph.outputs)
     primal_ids = list(range(n_out))

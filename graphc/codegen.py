@@ -64,14 +64,16 @@ def _index(operand: Node, out_shape, loop_vars) -> str:
     return ", ".join(idx) + ("," if k == 1 else "")
 
 
-def _loop_nest(shape_of: str, rank: int, body: list[str], indent=0) -> list[str]:
-    """`for i0 in range(x.shape[0]): for i1 ...: body` (no loop for rank 0)."""
+def _loop_nest(shape_of: str, rank: int, body: list[str], indent=0, loops=None) -> list[str]:
+    """`for i0 in range(x.shape[0]): for i1 ...: body` (no loop for rank 0), over
+    the first `loops` axes (default: all); `n0, n1, ...` name every axis."""
     lines, pad = [], "    " * indent
     if rank:
         lines.append(f"{pad}{', '.join(f'n{d}' for d in range(rank))}{',' if rank == 1 else ''} = {shape_of}.shape")
-    for d in range(rank):
+    loops = rank if loops is None else loops
+    for d in range(loops):
         lines.append(f"{pad}{'    ' * d}for i{d} in range(n{d}):")
-    lines += [f"{pad}{'    ' * rank}{b}" for b in body]
+    lines += [f"{pad}{'    ' * loops}{b}" for b in body]
     return lines
 
 
@@ -184,10 +186,37 @@ def _emit_index_check(node, operands):
         f"out[{_tuple(iv)}] = v + {size} if v < 0 else v"])
 
 
+def _emit_log_softmax(node, operands):
+    """Per row: the peak, the sum of exp(x - peak), then x - peak - log(sum).
+    Three passes over a row while it is in cache, instead of four kernels
+    over the whole array."""
+    r, T = len(node.shape), np_dtype(node.dtype)
+    at = _tuple(_ivars(r - 1) + ["j"])
+    row = [f"peak = {T}(-np.inf)",
+           f"for j in range(n{r - 1}):",
+           f"    v = a0[{at}]",
+           "    peak = v if (v > peak or v != v) else peak"]
+    if node.p["finite_peak"]:       # nan and +-inf peaks subtract 0 (SciPy, JAX)
+        row.append(f"peak = peak if abs(peak) < np.inf else {T}(0)")
+    # x - peak goes through memory: under fast-math LLVM may otherwise compute
+    # x - (peak + shift), which loses digits when |x| >> |x - peak| (float32
+    # logits near 1000 gave softmax 2e-5 off)
+    row += [f"s = {_sum_type(node.dtype)}(0)",
+            f"for j in range(n{r - 1}):",
+            f"    z = a0[{at}] - peak",
+            f"    out[{at}] = z",
+            "    s += vmath.exp(z)",
+            f"shift = vmath.log({T}(s))",
+            f"for j in range(n{r - 1}):",
+            f"    out[{at}] -= shift"]
+    return _loop_nest("out", r, row, loops=r - 1)
+
+
 EMITTERS = {
     "matmul": _emit_matmul, "transpose": _emit_transpose,
     "slice": _emit_slice, "unslice": _emit_unslice, "concatenate": _emit_concatenate,
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
+    "log_softmax": _emit_log_softmax,
 }
 
 
@@ -196,6 +225,8 @@ def _flops(node: Node, operands: list[Node]) -> int:
         return 2 * node.size * operands[0].shape[-1]
     if OPS[node.op].kind in ("elementwise", "reduce"):
         return max(node.size, max((o.size for o in operands), default=0))
+    if node.op == "log_softmax":        # max, sub, exp, add; sub, sub
+        return 6 * node.size
     return 0
 
 
@@ -218,10 +249,15 @@ def _is_scalar_const(node: Node) -> bool:
     return node.op == "const" and node.shape == ()
 
 
+def _sum_type(dtype) -> str:
+    """float32 sums add in float64 registers (short rows; long 1-D loops are blocked)."""
+    return "np.float64" if dtype == np.float32 else np_dtype(dtype)
+
+
 def _accumulator(node: Node) -> tuple[str, str]:
-    """A reduction's accumulator type and start value (float32 sums add in float64)."""
+    """A reduction's accumulator type and start value."""
     if node.op == "sum":
-        return ("np.float64" if node.dtype == np.float32 else np_dtype(node.dtype)), "0"
+        return _sum_type(node.dtype), "0"
     return np_dtype(node.dtype), _reduce_lowest(node)
 
 

@@ -27,7 +27,7 @@ from graphc import prims as P
 @dataclass(frozen=True)
 class OpDef:
     name: str
-    kind: str                      # elementwise | reduce | matmul | layout | index | shape
+    kind: str                      # elementwise | reduce | row | matmul | layout | index | shape
     infer: Callable                # (avals, params) -> (shape, dtype)
     impl: Callable                 # (*arrays, **params) -> ndarray
     vjp: Callable | None = None    # (ct, out, *inputs, **params) -> [ct | None]
@@ -242,6 +242,33 @@ _register(OpDef("sum", "reduce", _reduce_infer,
                 _sum_vjp))
 _register(OpDef("max", "reduce", _reduce_infer,
                 lambda x, axes, keepdims: np.max(x, axis=axes, keepdims=keepdims), _max_vjp))
+
+
+# ---------------------------------------------------------------- rows
+# log_softmax over the last axis: x - peak - log(sum(exp(x - peak))). With
+# finite_peak a row whose max is not finite subtracts 0 instead (SciPy and
+# JAX: a row of -inf gives nan, not an error); without it, the peak is the
+# row's max as users write it. Codegen gives it one kernel that makes three
+# passes over each row while the row is in cache.
+def _same_shape(avals, params):
+    return avals[0].shape, np.dtype(avals[0].dtype)
+
+
+def _log_softmax_impl(x, axis, finite_peak):
+    peak = np.max(x, axis=axis, keepdims=True)
+    if finite_peak:
+        peak = np.where(np.isfinite(peak), peak, 0).astype(x.dtype)
+    z = x - peak
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True, dtype=x.dtype))
+
+
+def _log_softmax_vjp(ct, out, x, axis, finite_peak):
+    # d out_i / d x_j = [i == j] - softmax_j; the peak's terms cancel, so no max
+    # (and no tie handling) appears in the gradient
+    return [P.sub(ct, P.mul(P.exp(out), P.reduce_sum(ct, (axis,), True)))]
+
+
+_register(OpDef("log_softmax", "row", _same_shape, _log_softmax_impl, _log_softmax_vjp))
 
 
 # ---------------------------------------------------------------- matmul

@@ -67,6 +67,10 @@ def numel(x, axes, dtype):
     return bind("numel", x, axes=tuple(sorted(axes)), dtype=np.dtype(dtype))
 
 
+def log_softmax(x, axis, finite_peak=True):
+    return bind("log_softmax", x, axis=int(axis), finite_peak=bool(finite_peak))
+
+
 def matmul(a, b):
     return bind("matmul", a, b)
 

@@ -16,6 +16,11 @@ from hypothesis.extra import numpy as hnp
 
 import graphc as gc
 
+def _stable_log_softmax(z):
+    """The hand-written form graphc rewrites into its log_softmax op."""
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
 UNARY = {
     "neg": lambda a: -a,
     "log": lambda a: np.log(np.abs(a) + 1.0),
@@ -31,6 +36,7 @@ UNARY = {
     "max_keep": lambda a: np.max(a, axis=0, keepdims=True),
     "mean_keep": lambda a: a.mean(axis=-1, keepdims=True),
     "softmax": lambda a: gc.nn.softmax(a, axis=-1),
+    "log_softmax": lambda a: _stable_log_softmax(a - np.max(a, axis=-1, keepdims=True)),
     "flip": lambda a: a[..., ::-1],
     "transpose": lambda a: a.T,
     "gram": lambda a: a @ a.T if a.ndim == 2 else a * a,

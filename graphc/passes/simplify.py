@@ -4,6 +4,10 @@
   matmul: BLAS reads the operand as a transposed view, no copy.
 - reshape(reshape(x)) is one reshape.
 - An index_check of an index_check's output with the same bound is dropped.
+- The stable log-softmax as users write it, z - log(sum(exp(z))) with
+  z = x - max(x) over the last axis, is the `log_softmax` primitive: one
+  kernel instead of four, and, run before autodiff, a gradient without the
+  max's tie handling (the peak's terms cancel exactly).
 """
 from __future__ import annotations
 
@@ -17,7 +21,37 @@ def _swaps_last_two(node) -> bool:
     return node.op == "transpose" and n >= 2 and perm == tuple(range(n - 2)) + (n - 1, n - 2)
 
 
+def _over_last_axis(node, op, rank) -> bool:
+    return node.op == op and node.p["axes"] == (rank - 1,) and node.p["keepdims"]
+
+
+def _log_softmax_operand(graph: Graph, inputs):
+    """x when `z - l` is x - max(x) - log(sum(exp(x - max(x)))) over the last axis."""
+    z, l = (graph.node(i) for i in inputs)
+    rank = len(z.shape)
+    if not rank or z.op != "sub" or l.op != "log":
+        return None
+    total = graph.node(l.inputs[0])
+    if not _over_last_axis(total, "sum", rank):
+        return None
+    e = graph.node(total.inputs[0])
+    if e.op != "exp" or e.inputs[0] != z.id:
+        return None
+    x, peak = z.inputs
+    peak = graph.node(peak)
+    if peak.op == "stop_gradient":
+        peak = graph.node(peak.inputs[0])
+    if not _over_last_axis(peak, "max", rank) or peak.inputs[0] != x \
+            or graph.node(x).shape != z.shape:
+        return None
+    return x
+
+
 def _rule(graph: Graph, node, inputs):
+    if node.op == "sub":
+        x = _log_softmax_operand(graph, inputs)
+        if x is not None:
+            return ("log_softmax", (x,), {"axis": len(node.shape) - 1, "finite_peak": False})
     if node.op == "matmul":
         params, changed = dict(node.p), False
         new_inputs = list(inputs)

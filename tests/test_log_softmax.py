@@ -1,0 +1,97 @@
+"""log_softmax: the primitive, and the stable log-softmax users write by hand
+recognised as it (one kernel forward, a gradient without the max)."""
+import numpy as np
+import pytest
+import scipy.special
+
+import graphc as gc
+from graphc.benchmarks.workloads import softmax_cross_entropy
+
+
+def by_hand(x):
+    """The stable log-softmax as users write it in NumPy."""
+    z = x - np.max(x, axis=-1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+def ops_of(graph):
+    return [n["node"].op for n in graph.nx.nodes.values()]
+
+
+def test_hand_written_log_softmax_becomes_one_op_and_its_gradient_skips_the_max():
+    x = np.random.default_rng(0).normal(size=(5, 4))
+    y = np.array([0, 3, 1, 2, 3])
+    graph = gc.trace(gc.grad(softmax_cross_entropy), x, y)
+    ops = ops_of(graph)
+    assert ops.count("log_softmax") == 1
+    assert "max" not in ops and "log" not in ops
+    step = gc.jit(gc.grad(softmax_cross_entropy))
+    assert sum(k.ops == ["log_softmax"] for k in step.inspect(x, y).kernels) == 1
+    gc.check_grad(softmax_cross_entropy, x, y)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 7), (2, 3, 5), (6,)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_values_and_gradients_match_numpy_and_finite_differences(shape, dtype):
+    rng = np.random.default_rng(1)
+    x = (3 * rng.normal(size=shape)).astype(dtype)
+    weights = rng.normal(size=shape)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-6, atol=2e-6)
+    for fn in (by_hand, lambda v: gc.nn.log_softmax(v)):
+        f = gc.jit(fn)
+        np.testing.assert_allclose(f(x), by_hand(x), **tol)
+        np.testing.assert_allclose(f(x), f.interpret(x), **tol)
+        if dtype == np.float64:
+            gc.check_grad(lambda v: np.sum(fn(v) * weights), x)
+
+
+def test_second_derivative_through_log_softmax():
+    """d/dx of (grad . v): the gradient is itself made of differentiable ops."""
+    rng = np.random.default_rng(2)
+    x, v, w = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    inner = gc.grad(lambda x: np.sum(by_hand(x) * w))
+    gc.check_grad(lambda x: np.sum(inner(x) * v), x)
+
+
+def test_rows_without_a_finite_peak_behave_as_numpy_and_scipy():
+    inf, nan = np.inf, np.nan
+    x = np.array([[1.0, 2.0, 3.0], [-inf, -inf, -inf], [inf, 1.0, 0.0], [nan, 1.0, 0.0],
+                  [-inf, 0.0, 1.0]])
+    with np.errstate(all="ignore"):
+        expected_by_hand = by_hand(x)
+        expected_scipy = scipy.special.log_softmax(x, axis=-1)
+    np.testing.assert_array_equal(np.isnan(gc.jit(by_hand)(x)), np.isnan(expected_by_hand))
+    np.testing.assert_allclose(gc.jit(by_hand)(x), expected_by_hand, rtol=1e-12)
+    nn = gc.jit(lambda v: gc.nn.log_softmax(v))(x)
+    np.testing.assert_array_equal(np.isnan(nn), np.isnan(expected_scipy))
+    np.testing.assert_allclose(nn, expected_scipy, rtol=1e-12)
+
+
+@pytest.mark.parametrize("fn", [
+    # over axis 0, not the last: not a log-softmax op
+    lambda x: (x - x.max(axis=0, keepdims=True)) - np.log(
+        np.sum(np.exp(x - x.max(axis=0, keepdims=True)), axis=0, keepdims=True)),
+    # the peak of another array
+    lambda x: (x - np.max(x * 2, axis=-1, keepdims=True)) - np.log(
+        np.sum(np.exp(x - np.max(x * 2, axis=-1, keepdims=True)), axis=-1, keepdims=True)),
+    # log of the sum of something else
+    lambda x: (x - np.max(x, axis=-1, keepdims=True)) - np.log(
+        np.sum(np.exp(x), axis=-1, keepdims=True)),
+], ids=["axis0", "other-peak", "other-sum"])
+def test_look_alikes_are_not_rewritten(fn):
+    x = np.random.default_rng(3).normal(size=(4, 5))
+    graph = gc.trace(gc.grad(lambda v: np.sum(fn(v) ** 2)), x)
+    assert "log_softmax" not in ops_of(graph)
+    np.testing.assert_allclose(gc.jit(fn)(x), fn(x), rtol=1e-12)
+    gc.check_grad(lambda v: np.sum(fn(v) ** 2), x)
+
+
+def test_intermediates_the_user_also_returns_stay_correct():
+    def f(x):
+        z = x - np.max(x, axis=-1, keepdims=True)
+        e = np.exp(z)
+        logp = z - np.log(np.sum(e, axis=-1, keepdims=True))
+        return np.sum(logp * 1.5) + np.sum(e ** 2)
+    x = np.random.default_rng(4).normal(size=(3, 6))
+    np.testing.assert_allclose(gc.jit(f)(x), f(x), rtol=1e-12)
+    gc.check_grad(f, x)
