@@ -27,6 +27,7 @@ import math
 import numpy as np
 from numba import njit
 
+from graphc.kernels import alloc   # np.empty/np.full, compiled once per install, not per process
 from graphc.kernels import blas    # GEMM with alpha/beta: SGD updates accumulate into W
 from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba has no SVML
 
@@ -113,8 +114,8 @@ def _emit_matmul(node, operands):
                        f"            for q in range({k}):",
                        f"                s += {A}[i, q] * {B}[q, j]",
                        "            C[t, i, j] = s"]
-    if len(node.shape) == 2:     # transposed operands are strided views: no copy
-        return [f"np.dot({'a0.T' if ta else 'a0'}, {'a1.T' if tb else 'a1'}, out)"]
+    if len(node.shape) == 2:     # transposed operands are BLAS flags: no copy
+        return [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, 0.0)"]
     return body + [f"    np.dot({A}, {B}, C[t])"]
 
 
@@ -317,7 +318,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
     for n in sinks:
         if n not in direct:
             acc, init = _accumulator(n)
-            lines.append(f"acc{n.id} = np.full({out[n.id]}.shape, {init}, {acc})")
+            lines.append(f"acc{n.id} = alloc.full({out[n.id]}.shape, {init}, {acc})")
     body, before_inner, after_inner = [], [], []
     for n in nodes:
         if OPS[n.op].kind == "reduce":
@@ -544,13 +545,13 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
         one_line_comment = comment.replace(chr(10) + '    ', '  ')
         if node.op == "reshape":
             var[node.id] = f"v{node.id}"
-            body.append(f"    v{node.id} = np.ascontiguousarray({var[node.inputs[0]]})"
-                        f".reshape({dims.shape(node.id)}){one_line_comment}")
+            body.append(f"    v{node.id} = alloc.reshape({var[node.inputs[0]]}, "
+                        f"{dims.shape(node.id)}){one_line_comment}")
             continue
         if node.op == "numel":   # a count of elements, from shapes only: no kernel
             var[node.id] = f"v{node.id}"
             count = dims.count(node.inputs[0], node.p["axes"])
-            body.append(f"    v{node.id} = np.full((), {count}, {np_dtype(node.dtype)})"
+            body.append(f"    v{node.id} = alloc.full((), {count}, {np_dtype(node.dtype)})"
                         f"{one_line_comment}")
             continue
         kname = f"k{len(kernels)}_{node.op}" + ("_fused" if len(members) > 1 else "")
@@ -573,7 +574,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
                 var[o] = inputs[in_place[o]]
                 continue
             var[o] = f"v{o}"
-            body.append(f"    v{o} = np.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})")
+            body.append(f"    v{o} = alloc.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})")
         body.append(f"    {kname}({', '.join([var[i] for i in externals] + [var[o] for o in outs] + loop_dims)})")
         operands = [graph.node(i) for i in externals]
         kernels.append(KernelInfo(

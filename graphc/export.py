@@ -149,9 +149,9 @@ def export(step, path) -> None:
             const_names.append(f"c{k}_{j}")
         key = tuple((tuple(shape), np.dtype(dtype).str) for shape, dtype in entry.in_avals)
         signatures.append(f"    {key!r}: (run_{k}, {const_names!r}),")
-    # the graphc.kernels modules the kernels call (vmath.exp, blas.gemm), carried
-    # along so graphc is not needed
-    embedded = "".join(_embedded(name) for name in ("vmath", "blas")
+    # the graphc.kernels modules the kernels call (vmath.exp, blas.gemm, alloc.empty),
+    # carried along so graphc is not needed
+    embedded = "".join(_embedded(name) for name in ("vmath", "blas", "alloc")
                        if any(f"{name}." in k for k in kernels))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
