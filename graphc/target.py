@@ -1,0 +1,31 @@
+"""The CPU features graphc asks Numba to compile for.
+
+On AVX-512 hosts LLVM's tuning for Intel CPUs prefers 256-bit vectors (older
+parts lowered their clock for 512-bit code), so a fused loop runs at half
+the width the CPU has. graphc's elementwise loops are arithmetic-bound
+(exp, log1p): W5's step went from 4.2 to 2.7 ms (float32) and 9.3 to 6.7 ms
+(float64) with 512-bit vectors on this project's Xeon; W1-W4 were unchanged
+within noise (`graphc bench --workloads W2,W4,W5 --no-cold`, with and without).
+
+Numba reads its CPU features once, when it is imported, so graphc can only
+choose them if nothing has imported Numba yet and NUMBA_CPU_FEATURES is not
+set: then it sets NUMBA_CPU_FEATURES (the host's features, without LLVM's
+256-bit preference) for this process and its children, which keeps Numba's
+disk cache keys the same across them. GRAPHC_VECTOR_WIDTH=256 opts out.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def configure() -> None:
+    """Before Numba's first import: prefer full-width vectors on AVX-512 hosts."""
+    if ("numba" in sys.modules or "NUMBA_CPU_FEATURES" in os.environ
+            or os.environ.get("GRAPHC_VECTOR_WIDTH") == "256"):
+        return
+    import llvmlite.binding as llvm
+    llvm.initialize_native_target()
+    features = llvm.get_host_cpu_features()
+    if features.get("avx512f"):
+        os.environ["NUMBA_CPU_FEATURES"] = features.flatten() + ",-prefer-256-bit"
