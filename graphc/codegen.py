@@ -14,8 +14,10 @@ import networkx as nx
 import numpy as np
 
 from graphc.dims import DimTable
+from graphc.errors import GraphcError
 from graphc.ir import Graph, Node
 from graphc.ops import OPS
+from graphc.passes.fuse import MAX_KERNEL_ARGS
 
 # Fast-math without nnan/ninf: those would silently break isnan and inf handling.
 FASTMATH = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
@@ -65,16 +67,14 @@ def _index(operand: Node, out_shape, loop_vars) -> str:
     return ", ".join(idx) + ("," if k == 1 else "")
 
 
-def _loop_nest(shape_of: str, rank: int, body: list[str], indent=0, loops=None) -> list[str]:
-    """`for i0 in range(x.shape[0]): for i1 ...: body` (no loop for rank 0), over
-    the first `loops` axes (default: all); `n0, n1, ...` name every axis."""
+def _loop_nest(shape_of: str, rank: int, body: list[str], indent=0) -> list[str]:
+    """`for i0 in range(x.shape[0]): for i1 ...: body` (no loop for rank 0)."""
     lines, pad = [], "    " * indent
     if rank:
         lines.append(f"{pad}{', '.join(f'n{d}' for d in range(rank))}{',' if rank == 1 else ''} = {shape_of}.shape")
-    loops = rank if loops is None else loops
-    for d in range(loops):
+    for d in range(rank):
         lines.append(f"{pad}{'    ' * d}for i{d} in range(n{d}):")
-    lines += [f"{pad}{'    ' * loops}{b}" for b in body]
+    lines += [f"{pad}{'    ' * rank}{b}" for b in body]
     return lines
 
 
@@ -201,7 +201,7 @@ def _emit_log_softmax(node, operands):
     digits when |x| >> |x - peak| (float32 logits near 1000: softmax 2e-5 off)."""
     T, acc = np_dtype(node.dtype), _sum_type(node.dtype)
     finite = [f"    peak = peak if abs(peak) < np.inf else {T}(0)"] if node.p["finite_peak"] else []
-    shift = ["        shift = vmath.log({T}(s))".format(T=T),
+    shift = [f"        shift = vmath.log({T}(s))",
              "        for j in range(n):",
              "            o[i, j] -= shift"]
     return [f"n = out.shape[{len(node.shape) - 1}]",
@@ -269,7 +269,7 @@ def _is_scalar_const(node: Node) -> bool:
 
 
 def _sum_type(dtype) -> str:
-    """float32 sums add in float64 registers (short rows; long 1-D loops are blocked)."""
+    """A sum's register type: float32 sums add in float64 (emit_group blocks long 1-D ones)."""
     return "np.float64" if dtype == np.float32 else np_dtype(dtype)
 
 
@@ -584,6 +584,9 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
         params = [f"a{k}" for k in range(len(externals))] + (
             [f"o{k}" for k in range(len(outs))] if OPS[node.op].kind in ("elementwise", "reduce")
             else ["out"]) + [f"n{d}" for d in range(len(loop_dims))]
+        if len(params) > MAX_KERNEL_ARGS:
+            raise GraphcError(f"internal: kernel {kname} has {len(params)} parameters; Numba "
+                              f"cannot inline a call with more than {MAX_KERNEL_ARGS}")
         kernels_src.append(f"@njit(fastmath=FASTMATH, error_model='numpy', inline='always')\n"
                            f"def {kname}({', '.join(params)}):{comment}\n"
                            + "\n".join("    " + line for line in lines) + "\n")

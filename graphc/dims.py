@@ -171,7 +171,7 @@ class DimTable:
                 if node.shape[d] != src.shape[d]:
                     break
                 same(n, d, src.id, d)
-        elif node.op not in ("input", "const", "numel"):     # elementwise
+        elif node.op not in ("input", "const", "numel"):     # elementwise, log_softmax
             for x in ins:
                 for d in range(rank):
                     j = _aligned(rank, x, d)

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from graphc import errors, pytree
+from graphc import errors, pytree, target
 from graphc.codegen import FASTMATH
 
 _TEMPLATE = '''\
@@ -29,6 +29,9 @@ called with before export.
 import base64
 import io
 import sys
+
+{target}
+configure()     # before Numba loads: the vector width graphc compiled with
 
 import numpy as np
 from numba import njit
@@ -159,7 +162,8 @@ def export(step, path) -> None:
     blob = "\n".join(f'    "{encoded[i:i + 96]}"' for i in range(0, len(encoded), 96)) or '    ""'
     structure = pytree.unflatten(treedef, [None] * treedef.num_leaves)
     source = _TEMPLATE.format(
-        version=graphc.__version__, embedded=embedded, kernels="FASTMATH = " + FASTMATH + "\n"
+        version=graphc.__version__, embedded=embedded,
+        target=f"# ---- graphc.target, embedded\n{inspect.getsource(target)}# ---- end of graphc.target", kernels="FASTMATH = " + FASTMATH + "\n"
         + "\n".join(kernels), blob=blob, structure=structure, slots=tuple(step.optimizer.slots),
         signatures="\n".join(signatures), count=int(step.state["count"]),
         num_params=treedef.num_leaves)

@@ -250,8 +250,13 @@ _register(OpDef("max", "reduce", _reduce_infer,
 # JAX: a row of -inf gives nan, not an error); without it, the peak is the
 # row's max as users write it. Codegen gives it one kernel that makes three
 # passes over each row while the row is in cache.
-def _same_shape(avals, params):
-    return avals[0].shape, np.dtype(avals[0].dtype)
+def _log_softmax_infer(avals, params):
+    x = avals[0]
+    if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype).kind != "f":
+        raise errors.GraphcError("internal: log_softmax is over the last axis of a float array")
+    if x.shape[-1] == 0:
+        raise errors.ShapeError("log_softmax: the axis is empty (zero-size), so it has no maximum")
+    return x.shape, np.dtype(x.dtype)
 
 
 def _log_softmax_impl(x, axis, finite_peak):
@@ -268,7 +273,7 @@ def _log_softmax_vjp(ct, out, x, axis, finite_peak):
     return [P.sub(ct, P.mul(P.exp(out), P.reduce_sum(ct, (axis,), True)))]
 
 
-_register(OpDef("log_softmax", "row", _same_shape, _log_softmax_impl, _log_softmax_vjp))
+_register(OpDef("log_softmax", "row", _log_softmax_infer, _log_softmax_impl, _log_softmax_vjp))
 
 
 # ---------------------------------------------------------------- matmul

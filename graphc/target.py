@@ -7,25 +7,27 @@ the width the CPU has. graphc's elementwise loops are arithmetic-bound
 (float64) with 512-bit vectors on this project's Xeon; W1-W4 were unchanged
 within noise (`graphc bench --workloads W2,W4,W5 --no-cold`, with and without).
 
-Numba reads its CPU features once, when it is imported, so graphc can only
-choose them if nothing has imported Numba yet and NUMBA_CPU_FEATURES is not
-set: then it sets NUMBA_CPU_FEATURES (the host's features, without LLVM's
-256-bit preference) for this process and its children, which keeps Numba's
-disk cache keys the same across them. GRAPHC_VECTOR_WIDTH=256 opts out.
+Numba fixes its CPU features when it first compiles, from its environment
+variables, so graphc only chooses them if nothing has imported Numba yet and
+the user set none of NUMBA_CPU_FEATURES, NUMBA_CPU_NAME, NUMBA_ENABLE_AVX:
+then it sets NUMBA_CPU_FEATURES (the host's features, without LLVM's 256-bit
+preference) for this process and its children, which keeps Numba's disk
+cache keys the same across them. GRAPHC_VECTOR_WIDTH=256 opts out. gc.export
+embeds this module, so an exported step compiles the same way.
 """
-from __future__ import annotations
-
 import os
 import sys
 
 
 def configure() -> None:
     """Before Numba's first import: prefer full-width vectors on AVX-512 hosts."""
-    if ("numba" in sys.modules or "NUMBA_CPU_FEATURES" in os.environ
-            or os.environ.get("GRAPHC_VECTOR_WIDTH") == "256"):
+    if "numba" in sys.modules or os.environ.get("GRAPHC_VECTOR_WIDTH") == "256" or any(
+            k in os.environ for k in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME", "NUMBA_ENABLE_AVX")):
         return
     import llvmlite.binding as llvm
-    llvm.initialize_native_target()
-    features = llvm.get_host_cpu_features()
+    try:
+        features = llvm.get_host_cpu_features()
+    except RuntimeError:        # llvmlite cannot read this host's features: Numba's defaults
+        return
     if features.get("avx512f"):
         os.environ["NUMBA_CPU_FEATURES"] = features.flatten() + ",-prefer-256-bit"

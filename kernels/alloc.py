@@ -1,4 +1,5 @@
-"""Array allocation for generated modules, compiled once per install.
+"""Array allocation for generated modules, compiled once per install (for
+each rank, dtype and layout they meet) instead of once per process.
 
 Numba builds the implementations of np.empty, np.full and
 np.ascontiguousarray afresh in every process, for every rank and dtype it

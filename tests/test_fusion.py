@@ -51,6 +51,13 @@ def test_a_kernel_never_takes_more_arguments_than_numba_can_inline():
     np.testing.assert_allclose(gc.jit(f)(*xs), f(*xs), rtol=1e-12)
 
 
+def test_concatenating_many_arrays_stays_within_the_kernel_arguments():
+    xs = [np.full((2, 1), float(k)) for k in range(70)]
+    f = gc.jit(lambda *xs: np.concatenate(xs, axis=1) * 2.0)
+    np.testing.assert_array_equal(f(*xs), np.concatenate(xs, axis=1) * 2.0)
+    gc.check_grad(lambda *xs: np.sum(np.concatenate(xs, axis=1) ** 2), *xs[:40])
+
+
 def test_groups_are_convex():
     from graphc.passes.fuse import is_convex
 

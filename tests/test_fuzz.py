@@ -16,6 +16,7 @@ from hypothesis.extra import numpy as hnp
 
 import graphc as gc
 
+
 def _stable_log_softmax(z):
     """The hand-written form graphc rewrites into its log_softmax op."""
     return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))

@@ -5,6 +5,7 @@ import pytest
 import scipy.special
 
 import graphc as gc
+from graphc import prims as P
 from graphc.benchmarks.workloads import softmax_cross_entropy
 
 
@@ -46,6 +47,21 @@ def test_values_and_gradients_match_numpy_and_finite_differences(shape, dtype):
             gc.check_grad(lambda v: np.sum(fn(v) * weights), x)
 
 
+def test_a_peak_behind_stop_gradient_is_recognised_too():
+    def f(x):
+        z = x - P.stop_gradient(np.max(x, axis=-1, keepdims=True))
+        return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+    x = np.random.default_rng(5).normal(size=(4, 3))
+    assert "log_softmax" in ops_of(gc.trace(gc.grad(lambda v: np.sum(f(v) ** 2)), x))
+    np.testing.assert_allclose(gc.jit(f)(x), by_hand(x), rtol=1e-12)
+    gc.check_grad(lambda v: np.sum(f(v) ** 2), x)
+
+
+def test_an_empty_axis_is_a_shape_error():
+    with pytest.raises(gc.ShapeError, match="empty"):
+        gc.jit(lambda v: gc.nn.log_softmax(v))(np.ones((3, 0)))
+
+
 def test_second_derivative_through_log_softmax():
     """d/dx of (grad . v): the gradient is itself made of differentiable ops."""
     rng = np.random.default_rng(2)
@@ -54,10 +70,12 @@ def test_second_derivative_through_log_softmax():
     gc.check_grad(lambda x: np.sum(inner(x) * v), x)
 
 
-def test_rows_without_a_finite_peak_behave_as_numpy_and_scipy():
+@pytest.mark.parametrize("width", [3, 70])       # both sides of codegen.SHORT_ROW
+def test_rows_without_a_finite_peak_behave_as_numpy_and_scipy(width):
     inf, nan = np.inf, np.nan
-    x = np.array([[1.0, 2.0, 3.0], [-inf, -inf, -inf], [inf, 1.0, 0.0], [nan, 1.0, 0.0],
-                  [-inf, 0.0, 1.0]])
+    rows = np.array([[1.0, 2.0, 3.0], [-inf, -inf, -inf], [inf, 1.0, 0.0], [nan, 1.0, 0.0],
+                     [-inf, 0.0, 1.0]])
+    x = np.concatenate([rows, np.linspace(-1, 1, 5 * (width - 3)).reshape(5, -1)], axis=1)
     with np.errstate(all="ignore"):
         expected_by_hand = by_hand(x)
         expected_scipy = scipy.special.log_softmax(x, axis=-1)
@@ -78,9 +96,15 @@ def test_rows_without_a_finite_peak_behave_as_numpy_and_scipy():
     # log of the sum of something else
     lambda x: (x - np.max(x, axis=-1, keepdims=True)) - np.log(
         np.sum(np.exp(x), axis=-1, keepdims=True)),
-], ids=["axis0", "other-peak", "other-sum"])
+    # the peak without keepdims: broadcast along the rows, not the columns
+    lambda x: (x - np.max(x, axis=-1)) - np.log(
+        np.sum(np.exp(x - np.max(x, axis=-1)), axis=-1, keepdims=True)),
+    # a sum over another axis than the peak
+    lambda x: (x - np.max(x, axis=-1, keepdims=True)) - np.log(
+        np.sum(np.exp(x - np.max(x, axis=-1, keepdims=True)), axis=0, keepdims=True)),
+], ids=["axis0", "other-peak", "other-sum", "peak-without-keepdims", "sum-over-axis0"])
 def test_look_alikes_are_not_rewritten(fn):
-    x = np.random.default_rng(3).normal(size=(4, 5))
+    x = np.random.default_rng(3).normal(size=(5, 5))
     graph = gc.trace(gc.grad(lambda v: np.sum(fn(v) ** 2)), x)
     assert "log_softmax" not in ops_of(graph)
     np.testing.assert_allclose(gc.jit(fn)(x), fn(x), rtol=1e-12)

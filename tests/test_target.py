@@ -46,4 +46,6 @@ def test_left_alone_when_opted_out_or_too_late(tmp_path, how):
         seen = probe(tmp_path, GRAPHC_VECTOR_WIDTH="256")
     else:
         seen = probe(tmp_path, before="import numba")
+    if not seen["avx512"]:
+        pytest.skip("this host has no AVX-512: nothing to leave alone")
     assert seen["features"] is None and not seen["zmm"]

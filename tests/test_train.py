@@ -278,7 +278,7 @@ def _sgd_by_hand(loss, params, lr, *batch):
     return {k: params[k] - lr * grads[k] for k in params}
 
 
-def _gemm_updates(source):
+def _accumulating_gemms(source):
     """The driver's GEMMs that accumulate into a weight (beta = 1)."""
     return [line for line in source.splitlines() if "blas.gemm(" in line and " += " in line]
 
@@ -291,7 +291,7 @@ def test_sgd_weight_updates_accumulate_in_the_weight_gradient_gemm():
     info = step.inspect(params, x, y)
     weights = [k for k in params if params[k].ndim == 2]
     assert sum(k.ops == ["matmul", "mul", "sub"] for k in info.kernels) == len(weights)
-    assert len(_gemm_updates(info.source)) == len(weights)
+    assert len(_accumulating_gemms(info.source)) == len(weights)
     step(params, x, y)
     for k in params:
         np.testing.assert_allclose(params[k], expected[k], rtol=1e-12, atol=1e-14)
@@ -308,7 +308,7 @@ def test_a_gradient_gemm_that_reads_an_updated_weight_is_not_folded():
     t = rng.normal(size=(4, 2))
     expected = _sgd_by_hand(loss, params, 0.01, t)
     step = gc.compile_step(loss, gc.optim.SGD(lr=0.01))
-    assert not _gemm_updates(step.inspect(params, t).source)
+    assert not _accumulating_gemms(step.inspect(params, t).source)
     step(params, t)
     for k in params:
         np.testing.assert_allclose(params[k], expected[k], rtol=1e-12)
