@@ -17,7 +17,7 @@ from graphc.dims import DimTable
 from graphc.errors import GraphcError
 from graphc.ir import Graph, Node
 from graphc.ops import OPS
-from graphc.passes.fuse import MAX_KERNEL_ARGS
+from graphc.passes.fuse import MAX_KERNEL_ARGS, escaping, is_scalar_const
 
 # Fast-math without nnan/ninf: those would silently break isnan and inf handling.
 FASTMATH = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
@@ -264,10 +264,6 @@ def _literal(node: Node) -> str:
     return f"{np_dtype(node.dtype)}({text})"
 
 
-def _is_scalar_const(node: Node) -> bool:
-    return node.op == "const" and node.shape == ()
-
-
 def _sum_type(dtype) -> str:
     """A sum's register type: float32 sums add in float64 (emit_group blocks long 1-D ones)."""
     return "np.float64" if dtype == np.float32 else np_dtype(dtype)
@@ -286,13 +282,13 @@ def _reduce_lowest(node: Node) -> str:
     return str(int(np.iinfo(node.dtype).min)) if node.dtype.kind in "iu" else "False"
 
 
-def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
+def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     """One loop nest computing a fused group.
 
     Returns (external operand ids, output ids, the node whose shape is the
     loop's space, body lines). Members live in scalar temporaries `t<id>`;
-    `escaping` members are stored to outputs, reduction sinks accumulate into
-    their outputs. The loop bounds are the kernel's parameters `n0, n1, ...`
+    `stored` members (fuse.escaping) are written to outputs, reduction sinks
+    accumulate into theirs. The loop bounds are the kernel's parameters `n0, n1, ...`
     (the driver passes the space's dims), so no shape is written into the code.
     """
     member_set = set(members)
@@ -305,9 +301,9 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
     externals = []
     for n in nodes:
         for i in n.inputs:
-            if i not in member_set and i not in externals and not _is_scalar_const(graph.node(i)):
+            if i not in member_set and i not in externals and not is_scalar_const(graph.node(i)):
                 externals.append(i)
-    outputs = list(escaping) + [n.id for n in sinks]
+    outputs = list(stored) + [n.id for n in sinks]
     arg = {i: f"a{k}" for k, i in enumerate(externals)}
     out = {i: f"o{k}" for k, i in enumerate(outputs)}
     iv = _ivars(len(space))
@@ -316,7 +312,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
         if i in member_set:
             return f"t{i}"
         operand = graph.node(i)
-        if _is_scalar_const(operand):
+        if is_scalar_const(operand):
             return _literal(operand)
         return f"{arg[i]}[{_index(operand, space, iv)}]"
 
@@ -359,7 +355,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], escaping: list[int]):
             continue
         expr = OPS[n.op].expr.format(*[read(i) for i in n.inputs], T=np_dtype(n.dtype))
         body.append(f"t{n.id} = {expr}")
-    body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in escaping]
+    body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in stored]
     for d in range(r - 1):
         lines.append(f"{'    ' * d}for i{d} in range(n{d}):")
     outer = "    " * max(r - 1, 0)
@@ -429,15 +425,6 @@ def _units(graph: Graph):
         yield groups[unit[1]] if unit[0] == "g" else (unit[1],)
 
 
-def _escaping(graph: Graph, members) -> list[int]:
-    """The members of a fused group stored to memory: outputs of the graph, and
-    values read by a node outside the group (a `numel` reads only the shape)."""
-    member_set = set(members)
-    return [m for m in members if OPS[graph.node(m).op].kind != "reduce" and (
-        m in graph.outputs or any(u not in member_set and OPS[graph.node(u).op].kind != "shape"
-                                  for u in graph.users(m)))]
-
-
 def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
     """Outputs the driver may compute straight into their write-back input: output
     node id -> input position.
@@ -460,9 +447,9 @@ def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
         nodes = [graph.node(m) for m in members]
         if any(OPS[n.op].kind not in ("elementwise", "reduce") for n in nodes):
             break
-        escaping = [graph.node(m) for m in _escaping(graph, members)]
+        stored = [graph.node(m) for m in escaping(graph, members)]
         targets = {}
-        for n in escaping:
+        for n in stored:
             slots = position.get(n.id, [])
             if len(slots) != 1:
                 return chosen
@@ -506,7 +493,7 @@ def _gemm_updates(graph: Graph, units, in_place) -> dict:
         weight = update.inputs[0]
         operands = [graph.node(i) for i in mul.inputs]
         product = next((o for o in operands if o.op == "matmul"), None)
-        scale = next((o for o in operands if _is_scalar_const(o)), None)
+        scale = next((o for o in operands if is_scalar_const(o)), None)
         if (graph.inputs[in_place[update.id]] != weight or product is None or scale is None
                 or len(product.shape) != 2 or product.shape != update.shape
                 or product.dtype != update.dtype or product.dtype.kind != "f"
@@ -576,7 +563,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
         loop_dims = []
         if OPS[node.op].kind in ("elementwise", "reduce"):
             externals, outs, space, lines = emit_group(graph, members,
-                                                       _escaping(graph, members))
+                                                       escaping(graph, members))
             loop_dims = dims[space]
         else:
             externals, outs = list(node.inputs), [node.id]

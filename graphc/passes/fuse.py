@@ -23,14 +23,28 @@ def _kind(node):
 MAX_KERNEL_ARGS = 30
 
 
+def is_scalar_const(node) -> bool:
+    """A 0-d constant: written into the kernel as a literal, not passed to it."""
+    return node.op == "const" and node.shape == ()
+
+
+def escaping(graph: Graph, members) -> list[int]:
+    """The members of a fused group stored to memory: outputs of the graph, and
+    values read by a node outside the group (a `numel` reads only the shape)."""
+    member_set = set(members)
+    return [m for m in members if _kind(graph.node(m)) != "reduce" and (
+        m in graph.outputs or any(u not in member_set and _kind(graph.node(u)) != "shape"
+                                  for u in graph.users(m)))]
+
+
 def kernel_arity(graph: Graph, members: set, rank: int) -> int:
-    """The parameters of the kernel of `members` over a loop of `rank` axes (at
-    most: a member read by a node that may still join counts as an output)."""
+    """The parameters of the kernel of `members` over a loop of `rank` axes, as
+    codegen's emit_group makes them (at most: a member read by a node that may
+    still join counts as an output)."""
     operands = {i for m in members for i in graph.node(m).inputs
-                if i not in members and not (graph.node(i).op == "const" and not graph.node(i).shape)}
-    outputs = [m for m in members if _kind(graph.node(m)) == "reduce" or m in graph.outputs
-               or any(u not in members and _kind(graph.node(u)) != "shape" for u in graph.users(m))]
-    return len(operands) + len(outputs) + rank
+                if i not in members and not is_scalar_const(graph.node(i))}
+    sinks = [m for m in members if _kind(graph.node(m)) == "reduce"]
+    return len(operands) + len(escaping(graph, members)) + len(sinks) + rank
 
 
 def is_convex(graph: Graph, members: set, position: dict, groups=()) -> bool:
