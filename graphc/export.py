@@ -161,10 +161,12 @@ def export(step, path) -> None:
     encoded = base64.b64encode(buffer.getvalue()).decode()
     blob = "\n".join(f'    "{encoded[i:i + 96]}"' for i in range(0, len(encoded), 96)) or '    ""'
     structure = pytree.unflatten(treedef, [None] * treedef.num_leaves)
+    embedded_target = (f"# ---- graphc.target, embedded\n{inspect.getsource(target)}"
+                       f"# ---- end of graphc.target")
     source = _TEMPLATE.format(
-        version=graphc.__version__, embedded=embedded,
-        target=f"# ---- graphc.target, embedded\n{inspect.getsource(target)}# ---- end of graphc.target", kernels="FASTMATH = " + FASTMATH + "\n"
-        + "\n".join(kernels), blob=blob, structure=structure, slots=tuple(step.optimizer.slots),
+        version=graphc.__version__, embedded=embedded, target=embedded_target,
+        kernels="FASTMATH = " + FASTMATH + "\n" + "\n".join(kernels), blob=blob,
+        structure=structure, slots=tuple(step.optimizer.slots),
         signatures="\n".join(signatures), count=int(step.state["count"]),
         num_params=treedef.num_leaves)
     with open(path, "w") as f:
