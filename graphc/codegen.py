@@ -631,12 +631,21 @@ def epoch_loop_source(n_state: int, n_data: int, n_consts: int) -> str:
     lines = ["@njit(cache=True, nogil=True, error_model='numpy')",
              f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + consts)}):",
              "    num_batches = losses.shape[0]"]
-    lines += [f"    {b} = np.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]
+    lines += [f"    {b} = alloc.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]
+    # Rows are copied through 2-D views, element by element: Numba's
+    # `b[r] = d[row]` compiles a shape-mismatch error message (string
+    # formatting) that cost about 3 s of every cold first epoch.
+    lines += [f"    {b}_rows = alloc.reshape({b}, (batch_size, {b}.size // batch_size))\n"
+              f"    {d}_rows = alloc.reshape({d}, ({d}.shape[0], {b}_rows.shape[1]))"
+              for b, d in zip(batch, data)]
     lines += ["    for step in range(num_batches):",
               "        for r in range(batch_size):",
               "            row = perm[step * batch_size + r]"]
-    lines += [f"            {b}[r] = {d}[row]" for b, d in zip(batch, data)]
+    lines += [f"            for j in range({b}_rows.shape[1]):\n"
+              f"                {b}_rows[r, j] = {d}_rows[row, j]" for b, d in zip(batch, data)]
     lines += [f"        out = run({', '.join(state + ['count'] + batch + consts)})",
-              "        losses[step] = out[0]"]
+              # the 0-d loss read as an item: storing the 0-d array itself
+              # compiles Numba's array-to-scalar conversion as a subroutine
+              "        losses[step] = out[0][()]"]
     lines += ["        count[()] += 1"]
     return "\n".join(lines) + "\n"

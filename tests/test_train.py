@@ -127,6 +127,28 @@ def test_train_without_shuffle_equals_calling_step_by_hand(drop_last):
         np.testing.assert_allclose(params[k], replay[k], rtol=1e-12)
 
 
+def test_train_gathers_shuffled_batches_of_any_rank():
+    """The native epoch loop copies each batch's rows through the permutation,
+    for data of rank 1 to 3 (images, multi-output targets) and strided data."""
+    def loss(p, img, target):
+        return np.mean((np.tanh(img.reshape(img.shape[0], 6) @ p["W"]) - target) ** 2)
+
+    rng = np.random.default_rng(1)
+    params = {"W": rng.normal(size=(6, 2))}
+    images = rng.normal(size=(3, 2, 21)).transpose(2, 0, 1)       # (21, 3, 2), strided
+    targets = rng.normal(size=(21, 2))
+    replay = {k: v.copy() for k, v in params.items()}
+    history = gc.train(loss, params, (images, targets), gc.optim.SGD(lr=0.1, momentum=0.9),
+                       batch_size=4, epochs=2, seed=7, progress=False)
+    step, order = gc.compile_step(loss, gc.optim.SGD(lr=0.1, momentum=0.9)), np.random.default_rng(7)
+    for epoch in range(2):
+        perm = order.permutation(21)
+        losses = [step(replay, images[perm[s:s + 4]], targets[perm[s:s + 4]])
+                  for s in range(0, 21, 4)]
+        np.testing.assert_allclose(history[epoch], np.mean(losses), rtol=1e-12)
+    np.testing.assert_allclose(params["W"], replay["W"], rtol=1e-12)
+
+
 def test_train_is_deterministic_per_seed_and_shuffles():
     runs = []
     for seed in (0, 0, 1):
