@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import scipy.special
 
 from graphc import errors
 from graphc import prims as P
@@ -91,7 +90,12 @@ _unary("tanh", np.tanh,
        "vmath.tanh({0})")
 _unary("abs", np.abs, lambda ct, out, x: [P.mul(ct, P.sign(x))], "abs({0})")
 _unary("sign", np.sign, lambda ct, out, x: [P.mul(ct, P.scalar_like(x, 0))], "np.sign({0})")
-_unary("erf", lambda x: scipy.special.erf(x).astype(x.dtype),
+def _erf_reference(x):
+    import scipy.special      # here, not at import: it is a fifth of `import graphc`
+    return scipy.special.erf(x).astype(x.dtype)
+
+
+_unary("erf", _erf_reference,
        lambda ct, out, x: [P.mul(ct, P.mul(P.scalar_like(x, 2 / math.sqrt(math.pi)),
                                            P.exp(P.neg(P.mul(x, x)))))],
        "vmath.erf({0})")
