@@ -63,7 +63,7 @@ class Step:
         self._n_state = 0                 # parameter leaves + moment-slot leaves
         self._entries = {}                # batch signature -> compiled entry (the fast path)
         self._slot_names = []             # the optimizer's moment slots, sorted as traced
-        self._checked_ids = ()            # the state arrays fully checked last (skip re-checks)
+        self._checked = []                # the state arrays fully checked last (skip re-checks)
         self._compiled = api.Compiled(self._traced_step,
                                       name=f"step({getattr(loss_fn, '__name__', 'loss')})",
                                       codegen_options=self._codegen_options)
@@ -103,13 +103,15 @@ class Step:
         elif treedef is not self._treedef and treedef != self._treedef:
             raise errors.GraphcTypeError(f"params have structure {treedef}, but this step was "
                                          f"built for {self._treedef}")
-        state = leaves + [leaf for k in self._slot_names
-                          for leaf in pytree.flatten(self.state[k])[0]]
-        ids = tuple(map(id, state))
-        if ids == self._checked_ids:
-            # the same arrays as last time: only what can change in place is re-checked
-            for leaf, (shape, dtype) in zip(state, self._state_avals):
-                if not (type(leaf) is np.ndarray and leaf.shape == shape and leaf.dtype == dtype):
+        state = leaves
+        for k in self._slot_names:
+            state = state + pytree.flatten(self.state[k])[0]
+        checked = self._checked
+        if len(state) == len(checked):
+            # The same array objects as last time (held, so an id cannot be
+            # reused): only what can change in place is re-checked.
+            for leaf, old, (shape, dtype) in zip(state, checked, self._state_avals):
+                if leaf is not old or leaf.shape != shape or leaf.dtype != dtype:
                     break
                 flags = leaf.flags
                 if not (flags.writeable and flags.c_contiguous):
@@ -117,7 +119,7 @@ class Step:
             else:
                 return state
         self._check_state(state)
-        self._checked_ids = ids
+        self._checked = state[:]
         return state
 
     def _check_state(self, state):
@@ -143,22 +145,28 @@ class Step:
         return (params, self._slots(), np.asarray(self.state["count"], np.int64), *batch)
 
     def _entry_for(self, params, batch):
-        """The compiled entry for this batch signature (traced on first sight)."""
-        key = tuple([(b.shape, b.dtype) if type(b) is np.ndarray else
-                     (type(b), np.shape(b), getattr(b, "dtype", None)) for b in batch])
+        """The compiled entry for this batch's signature (traced on first sight)
+        and the batch's leaves."""
+        leaves, treedef = pytree.flatten(batch)
+        if treedef is pytree.array_tuple(len(batch)):     # (x, y, ...) of arrays: the usual case
+            key = tuple([(b.shape, b.dtype) for b in batch])
+        else:   # nested batches: the structure and every leaf's shape pick the trace
+            key = (treedef, tuple([(type(leaf), np.shape(leaf), getattr(leaf, "dtype", None))
+                                   for leaf in leaves]))
         entry = self._entries.get(key)
         if entry is None:
             if len(self._entries) >= api.MAX_ENTRIES:
                 self._entries.clear()
             entry = self._entries[key] = self._compiled._entry(self._args(params, batch))[0]
-        return entry
+        return entry, leaves
 
     # -- calls ----------------------------------------------------------------
     def __call__(self, params, *batch) -> float:
         state = self._bind(params)
-        entry = self._entry_for(params, batch)
+        entry, leaves = self._entry_for(params, batch)
+        n = len(state)
         state.append(np.asarray(self.state["count"], np.int64))
-        loss = entry.run(state + entry.inputs(pytree.flatten(batch)[0], first=len(state)))[0]
+        loss = entry.run(state + entry.inputs(leaves, first=n + 1))[0]
         self.state["count"] += 1
         return float(loss)
 
@@ -169,7 +177,7 @@ class Step:
     def epoch(self, params, data, perm, batch_size, num_batches) -> np.ndarray:
         """Run `num_batches` steps over `data[perm]` as one native call; the batch losses."""
         state = self._bind(params)
-        entry = self._entry_for(params, tuple(d[perm[:batch_size]] for d in data))
+        entry = self._entry_for(params, tuple(d[perm[:batch_size]] for d in data))[0]
         count = np.asarray(self.state["count"], np.int64)
         arrays = [np.ascontiguousarray(d) for d in data]
         losses = np.empty(num_batches, np.float64)

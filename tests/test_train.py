@@ -260,6 +260,30 @@ def test_checks_follow_arrays_changed_between_steps():
     assert step.state["count"] == 2
 
 
+def test_a_nested_batch_with_new_shapes_or_keys_is_traced_again():
+    """A batch of dicts is keyed by its structure and every leaf's shape: a new
+    inner shape or key never reuses the entry traced for another one."""
+    def loss(p, b, y):
+        return np.mean((b["x"] @ p["W"] - y) ** 2)
+
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(3, 2))}
+    step = gc.compile_step(loss, gc.optim.SGD(0.1))
+    x, y = rng.normal(size=(4, 3)), rng.normal(size=(4, 2))
+    expected = np.mean((x @ params["W"] - y) ** 2)
+    assert step(params, {"x": x}, y) == pytest.approx(expected, rel=1e-12)
+    before = params["W"].copy()
+    with pytest.raises(gc.ShapeError, match=r"\(4, 5\) and \(3, 2\)"):
+        step(params, {"x": rng.normal(size=(4, 5))}, y)
+    with pytest.raises(KeyError, match="x"):
+        step(params, {"z": x}, y)
+    np.testing.assert_array_equal(params["W"], before)
+    x2 = rng.normal(size=(6, 3))
+    y2 = rng.normal(size=(6, 2))
+    expected = np.mean((x2 @ params["W"] - y2) ** 2)
+    assert step(params, {"x": x2}, y2) == pytest.approx(expected, rel=1e-12)
+
+
 def test_train_rejects_mismatched_data_lengths():
     params, x, y = make()
     with pytest.raises(ValueError, match="same length"):
