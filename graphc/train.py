@@ -176,14 +176,23 @@ class Step:
 
     def epoch(self, params, data, perm, batch_size, num_batches) -> np.ndarray:
         """Run `num_batches` steps over `data[perm]` as one native call; the batch losses."""
+        perm = np.ascontiguousarray(perm, np.int64)
+        n = min(len(d) for d in data)
+        if batch_size < 1 or num_batches < 0 or len(perm) < batch_size * num_batches or (
+                len(perm) and (perm.min() < 0 or perm.max() >= n)):
+            # the native loop reads rows without bounds checks
+            raise errors.GraphcIndexError(
+                f"epoch: {num_batches} batches of {batch_size} need that many row indices "
+                f"in [0, {n}); perm has {len(perm)}"
+                + (f" in [{perm.min()}, {perm.max()}]" if len(perm) else "")
+                + errors.at(errors.user_location()))
         state = self._bind(params)
         entry = self._entry_for(params, tuple(d[perm[:batch_size]] for d in data))[0]
         count = np.asarray(self.state["count"], np.int64)
         arrays = [np.ascontiguousarray(d) for d in data]
         losses = np.empty(num_batches, np.float64)
         try:
-            entry.train_epoch(*state, count, *arrays, np.ascontiguousarray(perm, np.int64),
-                              batch_size, losses, *entry.consts)
+            entry.train_epoch(*state, count, *arrays, perm, batch_size, losses, *entry.consts)
         except IndexError as e:
             raise errors.GraphcIndexError(str(e)) from None
         finally:

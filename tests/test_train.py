@@ -284,6 +284,20 @@ def test_a_nested_batch_with_new_shapes_or_keys_is_traced_again():
     assert step(params, {"x": x2}, y2) == pytest.approx(expected, rel=1e-12)
 
 
+def test_an_epoch_with_bad_row_indices_is_refused_before_any_write():
+    params, x, y = make(n=10)
+    step = gc.compile_step(loss_fn, gc.optim.SGD(0.1))
+    before = {k: v.copy() for k, v in params.items()}
+    for perm, batch_size, num_batches in [(np.arange(10) + 1, 5, 2), (np.arange(10) - 1, 5, 2),
+                                          (np.arange(9), 5, 2), (np.arange(10), 0, 1)]:
+        with pytest.raises(IndexError, match=r"epoch: .*\[0, 10\).*test_train\.py"):
+            step.epoch(params, (x, y), perm, batch_size, num_batches)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+    assert step.state is None or step.state["count"] == 0
+    assert step.epoch(params, (x, y), np.arange(10)[::-1], 5, 2).shape == (2,)
+
+
 def test_train_rejects_mismatched_data_lengths():
     params, x, y = make()
     with pytest.raises(ValueError, match="same length"):
