@@ -502,6 +502,38 @@ def getitem(x, key):
     return P.reshape(taken, shape)
 
 
+def take(x, indices, axis=None, out=None, mode="raise"):
+    """np.take: integer indices along one axis (or into the flattened array);
+    negative indices count from the end, as with mode='raise'."""
+    if out is not None or mode != "raise":
+        raise errors.UnsupportedOpError(f"np.take(out=/mode={mode!r}) is not supported; only "
+                                        f"mode='raise'{errors.at(errors.user_location())}")
+    x = _as_array(x)
+    if axis is None:
+        return getitem(ravel(x), indices)
+    (axis,) = normalize_axes(axis, x.ndim, "take")
+    return getitem(x, (slice(None),) * axis + (indices,))
+
+
+def take_along_axis(x, indices, axis):
+    """np.take_along_axis: out[..., j, ...] = x[..., indices[..., j, ...], ...], the way a
+    cross-entropy picks each row's label: np.take_along_axis(logp, y[:, None], axis=1)."""
+    x = _as_array(x)
+    if axis is None:
+        return take_along_axis(ravel(x), indices, 0)
+    (axis,) = normalize_axes(axis, x.ndim, "take_along_axis")
+    idx_shape = aval_of(indices)[0]
+    if len(idx_shape) != x.ndim:
+        raise errors.ShapeError(f"take_along_axis: indices have {len(idx_shape)} dimensions, "
+                                f"the array {x.ndim}; they must match"
+                                f"{errors.at(errors.user_location())}")
+    # every other axis is indexed by its own position, broadcast against `indices`
+    key = tuple(indices if d == axis else
+                np.arange(n).reshape((n,) + (1,) * (x.ndim - d - 1))
+                for d, n in enumerate(x.shape))
+    return getitem(x, key)
+
+
 # ---------------------------------------------------------------- dispatch tables
 UFUNCS = {
     "add": add, "subtract": subtract, "multiply": multiply, "divide": true_divide,
@@ -523,6 +555,7 @@ FUNCTIONS = {
     np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.zeros_like: zeros_like,
     np.ones_like: ones_like, np.full_like: full_like, np.where: where, np.clip: clip,
     np.shape: shape, np.ndim: ndim, np.size: size, np.square: square,
+    np.take: take, np.take_along_axis: take_along_axis,
 }
 
 

@@ -1,6 +1,6 @@
 """Hypothesis: random broadcasting shapes and reductions, compiled vs NumPy."""
 import numpy as np
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -38,3 +38,27 @@ def test_reductions_over_random_axes(shape, data):
     for got, want in zip(gc.jit(f)(x), f(x)):
         np.testing.assert_allclose(got, want, rtol=1e-12)
     gc.check_grad(lambda x: np.sum(f(x)[0] ** 2), x)
+
+
+@settings(max_examples=5)   # each new shape compiles three functions and their VJPs (~2 s)
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), data=st.data())
+def test_take_and_take_along_axis_match_numpy_with_gradients(shape, data):
+    """np.take and np.take_along_axis (how a cross-entropy picks each row's label)
+    at random shapes, axes and in-range indices, negative ones included."""
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    n = shape[axis]
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    x = rng.normal(size=shape)
+    # take_along_axis: indices of x's rank, any length along `axis`, 1 or x's size elsewhere
+    idx_shape = tuple(data.draw(st.integers(1, 3)) if d == axis % len(shape) else
+                      data.draw(st.sampled_from([1, shape[d]])) for d in range(len(shape)))
+    along = rng.integers(-n, n, size=idx_shape)
+    flat = rng.integers(-x.size, x.size, size=data.draw(hnp.array_shapes(max_dims=2, max_side=3)))
+    cases = [(lambda x, i: np.take_along_axis(x, i, axis=axis), along),
+             (lambda x, i: np.take(x, i, axis=axis), along.ravel()),
+             (lambda x, i: np.take(x, i), flat)]
+    for fn, idx in cases:
+        f = gc.jit(fn)
+        np.testing.assert_array_equal(f(x, idx), fn(x, idx))
+        np.testing.assert_array_equal(f.interpret(x, idx), fn(x, idx))
+        gc.check_grad(lambda x: np.sum(fn(x, idx) ** 2), x)
