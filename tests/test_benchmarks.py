@@ -90,3 +90,19 @@ def test_check_flags_a_wrong_update():
     result = harness.check(ref_loss, bad, ref_loss, ref, params, "float32")
     assert not result["ok"] and result["worst"] == "W1"
     assert not harness.check(ref_loss * (1 + 1e-3), ref, ref_loss, ref, params, "float32")["ok"]
+
+
+def test_first_call_in_a_fresh_process_reports_the_import_and_the_first_step(tmp_path):
+    # the session's compile cache (warm once the quick run above compiled W1 float64)
+    cache = os.environ.get("GRAPHC_CACHE_DIR", str(tmp_path))
+    result = harness.first_call_in_fresh_process("W1", "float64", cache)
+    assert "error" not in result, result
+    assert 0 < result["import_s"] < 60 and 0 < result["first_call_s"] < 600
+    assert result["compile_s"] <= result["first_call_s"] and result["new_batch_s"] > 0
+    row = {"workload": "W1", "dtype": "float64",
+           "impls": {"numpy": {"median_us": 10.0, "p10_us": 9.0, "p90_us": 11.0},
+                     "graphc": {"median_us": 5.0, "p10_us": 4.0, "p90_us": 6.0,
+                                "check": {"ok": True}, "first_call_s": 1.0,
+                                "cold": result, "warm": result}}}
+    table = harness.format_table([row], ["numpy", "graphc"])
+    assert "import s" in table and f"{result['import_s']:.2f}" in table
