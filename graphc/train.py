@@ -230,6 +230,7 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
             raise errors.ShapeError(f"train: every data array needs the same length along axis "
                                     f"0; array 0 has {n} rows, array {k} has "
                                     f"{len(d) if d.ndim else 'no axis 0'}")
+    data = tuple(np.ascontiguousarray(d) for d in data)     # once here, not in every epoch
     if int(batch_size) < 1 or int(epochs) < 0:
         raise errors.GraphcValueError("train: batch_size must be >= 1 and epochs >= 0")
     batch_size = min(int(batch_size), n) if not drop_last else int(batch_size)
