@@ -502,31 +502,47 @@ def getitem(x, key):
     return P.reshape(taken, shape)
 
 
+def _integer_indices(indices):
+    """Indices as np.take reads them: sequences become arrays, booleans count as 0/1."""
+    if not isinstance(indices, Tracer):
+        indices = np.asarray(indices)
+    return astype(indices, np.int64) if aval_of(indices)[1] == np.bool_ else indices
+
+
+def _one_axis(axis, ndim, name):
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise errors.GraphcTypeError(f"{name}: axis must be an integer or None, got "
+                                     f"{axis!r}{errors.at(errors.user_location())}")
+    return normalize_axes(int(axis), ndim, name)[0]
+
+
 def take(x, indices, axis=None, out=None, mode="raise"):
     """np.take: integer indices along one axis (or into the flattened array);
     negative indices count from the end, as with mode='raise'."""
     if out is not None or mode != "raise":
         raise errors.UnsupportedOpError(f"np.take(out=/mode={mode!r}) is not supported; only "
                                         f"mode='raise'{errors.at(errors.user_location())}")
-    x = _as_array(x)
+    x, indices = _as_array(x), _integer_indices(indices)
     if axis is None:
         return getitem(ravel(x), indices)
-    (axis,) = normalize_axes(axis, x.ndim, "take")
+    axis = _one_axis(axis, x.ndim, "take")
     return getitem(x, (slice(None),) * axis + (indices,))
 
 
-def take_along_axis(x, indices, axis):
+def take_along_axis(x, indices, axis=-1):
     """np.take_along_axis: out[..., j, ...] = x[..., indices[..., j, ...], ...], the way a
     cross-entropy picks each row's label: np.take_along_axis(logp, y[:, None], axis=1)."""
-    x = _as_array(x)
+    x, indices = _as_array(x), _integer_indices(indices)
+    idx_ndim = len(aval_of(indices)[0])
     if axis is None:
+        if idx_ndim != 1:
+            raise errors.ShapeError(f"take_along_axis: with axis=None the indices must be 1-D, "
+                                    f"got {idx_ndim}-D{errors.at(errors.user_location())}")
         return take_along_axis(ravel(x), indices, 0)
-    (axis,) = normalize_axes(axis, x.ndim, "take_along_axis")
-    idx_shape = aval_of(indices)[0]
-    if len(idx_shape) != x.ndim:
-        raise errors.ShapeError(f"take_along_axis: indices have {len(idx_shape)} dimensions, "
-                                f"the array {x.ndim}; they must match"
-                                f"{errors.at(errors.user_location())}")
+    axis = _one_axis(axis, x.ndim, "take_along_axis")
+    if idx_ndim != x.ndim:
+        raise errors.ShapeError(f"take_along_axis: the indices are {idx_ndim}-D and the array "
+                                f"{x.ndim}-D; they must match{errors.at(errors.user_location())}")
     # every other axis is indexed by its own position, broadcast against `indices`
     key = tuple(indices if d == axis else
                 np.arange(n).reshape((n,) + (1,) * (x.ndim - d - 1))

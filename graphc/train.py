@@ -177,6 +177,10 @@ class Step:
     def epoch(self, params, data, perm, batch_size, num_batches) -> np.ndarray:
         """Run `num_batches` steps over `data[perm]` as one native call; the batch losses."""
         perm = np.ascontiguousarray(perm, np.int64)
+        data = tuple(np.asarray(d) for d in data)
+        if not data or any(d.ndim == 0 for d in data):
+            raise errors.GraphcValueError(f"epoch: data must be arrays with a first axis of rows"
+                                          f"{errors.at(errors.user_location())}")
         n = min(len(d) for d in data)
         if batch_size < 1 or num_batches < 0 or len(perm) < batch_size * num_batches or (
                 len(perm) and (perm.min() < 0 or perm.max() >= n)):

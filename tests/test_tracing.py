@@ -153,6 +153,32 @@ def test_indexing_matches_numpy(key):
     np.testing.assert_array_equal(gc.jit(lambda x: x[key])(x), x[key])
 
 
+@pytest.mark.parametrize("fn", [
+    lambda x: np.take_along_axis(x, np.array([[1], [0], [-1]])),      # axis defaults to -1
+    lambda x: np.take_along_axis(x, np.array([3, 0, 11]), axis=None),
+    lambda x: np.take(x, (0, 2)), lambda x: np.take(x, [0, 2], axis=1),
+    lambda x: np.take(x, 2, axis=1), lambda x: np.take(x, -5),
+    lambda x: np.take(x, np.array([True, False, True]), axis=0),        # booleans count as 0/1
+    lambda x: np.take(x, np.array([[0, -1], [1, 2]]), axis=-1),
+])
+def test_take_forms_match_numpy(fn):
+    x = np.arange(12.0).reshape(3, 4)
+    got, want = gc.jit(fn)(x), fn(x)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fn, error", [
+    (lambda x: np.take(x, [0], axis=(1,)), "axis must be an integer"),
+    (lambda x: np.take_along_axis(x, np.array([[1]]), axis=None), "indices must be 1-D"),
+    (lambda x: np.take_along_axis(x, np.array([1]), axis=1), "1-D and the array 2-D"),
+    (lambda x: np.take(x, [0], mode="clip"), "mode='clip'"),
+])
+def test_bad_take_arguments_name_the_problem_and_line(fn, error):
+    with pytest.raises(gc.GraphcError, match=f"{error}.*test_tracing.py"):
+        gc.jit(fn)(np.ones((3, 4)))
+
+
 def test_nan_propagates_like_numpy():
     x = np.array([1.0, np.nan, 3.0])
     np.testing.assert_array_equal(gc.jit(lambda x: np.maximum(x, 2.0))(x), np.maximum(x, 2.0))

@@ -129,7 +129,7 @@ def test_train_without_shuffle_equals_calling_step_by_hand(drop_last):
 
 def test_train_gathers_shuffled_batches_of_any_rank():
     """The native epoch loop copies each batch's rows through the permutation,
-    for data of rank 1 to 3 (images, multi-output targets) and strided data."""
+    for rank-3 strided images and 2-D targets (rank 1 is the labels of the test above)."""
     def loss(p, img, target):
         return np.mean((np.tanh(img.reshape(img.shape[0], 6) @ p["W"]) - target) ** 2)
 
@@ -292,6 +292,9 @@ def test_an_epoch_with_bad_row_indices_is_refused_before_any_write():
                                           (np.arange(9), 5, 2), (np.arange(10), 0, 1)]:
         with pytest.raises(IndexError, match=r"epoch: .*\[0, 10\).*test_train\.py"):
             step.epoch(params, (x, y), perm, batch_size, num_batches)
+    for data in [(), (x, np.float64(1.0))]:
+        with pytest.raises(ValueError, match="epoch: data must be arrays with a first axis"):
+            step.epoch(params, data, np.arange(10), 5, 2)
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])
     assert step.state is None or step.state["count"] == 0
