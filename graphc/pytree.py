@@ -62,7 +62,7 @@ def _all_arrays(leaves) -> bool:
 
 def flatten(tree: Any) -> tuple[list, TreeDef]:
     if type(tree) is tuple and _all_arrays(tree):
-        return list(tree), array_tuple(len(tree))      # a batch (x, y)
+        return list(tree), _array_tuple(len(tree))      # a batch (x, y)
     if type(tree) is dict:
         hit = _FLAT_DICTS.get(tuple(tree))
         if hit is not None:
@@ -79,8 +79,7 @@ def flatten(tree: Any) -> tuple[list, TreeDef]:
 
 
 @functools.lru_cache(maxsize=64)
-def array_tuple(n: int) -> TreeDef:
-    """The TreeDef of a tuple of n arrays; `flatten` returns this very object for one."""
+def _array_tuple(n: int) -> TreeDef:
     return TreeDef("tuple", (), (LEAF,) * n)
 
 

@@ -148,11 +148,8 @@ class Step:
         """The compiled entry for this batch's signature (traced on first sight)
         and the batch's leaves."""
         leaves, treedef = pytree.flatten(batch)
-        if treedef is pytree.array_tuple(len(batch)):     # (x, y, ...) of arrays: the usual case
-            key = tuple([(b.shape, b.dtype) for b in batch])
-        else:   # nested batches: the structure and every leaf's shape pick the trace
-            key = (treedef, tuple([(type(leaf), np.shape(leaf), getattr(leaf, "dtype", None))
-                                   for leaf in leaves]))
+        # the key gc.jit uses: the structure and every leaf's shape and dtype
+        key = (treedef, api._array_signature_key(leaves) or api._signature_key(leaves))
         entry = self._entries.get(key)
         if entry is None:
             if len(self._entries) >= api.MAX_ENTRIES:
