@@ -38,6 +38,7 @@ import time
 
 import numpy as np
 
+from graphc import threads as graphc_threads
 from graphc.benchmarks.workloads import WORKLOADS
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -81,6 +82,7 @@ def pinned_threads(threads=None):
         restore["XLA_FLAGS"] = None
     numba = sys.modules.get("numba")
     numba_threads = numba.config.NUMBA_NUM_THREADS if numba else os.environ["NUMBA_NUM_THREADS"]
+    graphc_threads.reset()      # graphc's big loops follow OMP_NUM_THREADS too
     try:
         yield {"threads": threads, "blas": _blas_threads(threads),
                "numba": int(numba_threads),
@@ -95,6 +97,7 @@ def pinned_threads(threads=None):
             _blas_threads(n)
         if saved_torch:
             torch.set_num_threads(saved_torch)
+        graphc_threads.reset()
 
 
 def _blas_threads(n=None) -> dict:

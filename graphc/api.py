@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc import autodiff, codegen, errors, passes, pytree, runtime, tracing
+from graphc import autodiff, codegen, errors, passes, pytree, runtime, threads, tracing
 from graphc import numpy_api as fnp
 from graphc.interpret import interpret
 from graphc.ir import Graph
@@ -32,6 +32,10 @@ class Inspection:
     compile_seconds: float
 
 
+def _one_thread() -> int:
+    return 1
+
+
 class _Entry:
     """One compiled signature: the module's driver and how to call it."""
 
@@ -44,6 +48,8 @@ class _Entry:
         self.in_avals = [(graph.node(i).shape, graph.node(i).dtype) for i in graph.inputs]
         self.compile_seconds = compile_seconds
         self.called = False   # Numba compiles on the first call: that time counts as compile
+        # threads for the module's big loops; one (no lookup) when it has none
+        self.threads = threads.count if module.parallel else _one_thread
 
     def inputs(self, leaves, first=0) -> list[np.ndarray]:
         """`leaves` (the inputs from position `first` on) as C-contiguous arrays of the
@@ -62,7 +68,7 @@ class _Entry:
             finally:
                 self.compile_seconds += time.perf_counter() - start
         try:
-            return self.driver(*inputs, *self.consts)
+            return self.driver(*inputs, *self.consts, self.threads())
         except IndexError as e:
             raise errors.GraphcIndexError(str(e)) from None
 

@@ -8,11 +8,13 @@ index 0 along the broadcast axes. This is the only module that emits code.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import networkx as nx
 import numpy as np
 
+from graphc import threads
 from graphc.dims import DimTable
 from graphc.errors import GraphcError
 from graphc.ir import Graph, Node
@@ -27,7 +29,7 @@ HEADER = f'''\
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from graphc.kernels import alloc   # np.empty/np.full, compiled once per install, not per process
 from graphc.kernels import blas    # GEMM with alpha/beta: SGD updates accumulate into W
@@ -43,6 +45,7 @@ class KernelInfo:
     ops: list[str]
     bytes: int
     flops: int
+    parallel: bool = False      # split over threads when large (see PARALLEL_MIN_WORK)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Module:
     kernels: list[KernelInfo]
     const_ids: list[int]                 # graph const nodes passed to `run` after the inputs
     outputs: list[int] = field(default_factory=list)
+    parallel: bool = False               # some kernel may run on threads: pass threads.count()
 
 
 def np_dtype(dtype) -> str:
@@ -398,6 +402,100 @@ def _inner_loop(axis: int, body: list[str], blocked: list[int]) -> list[str]:
             + ["    " + b for b in body] + add)
 
 
+# ------------------------------------------------------- threads for big loops
+# A fused loop runs on threads (`prange` over ranges of its outermost axis)
+# when its estimated work is at least PARALLEL_MIN_WORK: elements times ops,
+# a transcendental (a vmath call) counting TRANSCENDENTAL_WORK ops (which
+# made the measured cost per unit about equal, 0.12-0.17 ns, for cheap and
+# transcendental loops). Threads broke even near 0.15 M units and ran
+# 1.7-2.5x faster from 1 M on (benchmarks/bench_threads.py). But each
+# threaded kernel adds about 2.5 s to a cold compile (Numba's parfor
+# pipeline: W5's cold first call went from 1.4-2.0 to 4.4-4.7 s, W3's from
+# 6.5 to 12.4 s with two threaded loops of 2.6 M units that saved nothing
+# measurable in its 60 ms step). So threads are kept to loops of 8 M units
+# or more: a serial time of 1 ms and up, of which they save half.
+PARALLEL_MIN_WORK = 8_000_000
+TRANSCENDENTAL_WORK = 10
+
+
+def _work_per_element(graph: Graph, members) -> int:
+    return sum(TRANSCENDENTAL_WORK if "vmath." in (OPS[graph.node(m).op].expr or "") else 1
+               for m in members)
+
+
+def _splittable(graph: Graph, members, space) -> bool:
+    """Whether ranges of the space's axis 0 can run at once: every reduction
+    either finishes within a row (over the last axis of a 2-D or larger
+    space) or is a sum over a whole 1-D space (ranges add partial sums)."""
+    r = len(space)
+    if r == 0 or space[0] < 8:
+        return False
+    for n in (graph.node(m) for m in members):
+        if OPS[n.op].kind == "reduce" and not (
+                n.p["axes"] == (r - 1,) and (r > 1 or n.op == "sum")):
+            return False
+    return True
+
+
+def _shared_buffers(params, args) -> dict[str, str]:
+    """Array parameters handed the same array as an earlier one -> that one.
+    A kernel that names an in-place buffer once lets LLVM vectorize it
+    without a runtime overlap check (which fails for in-place updates and
+    falls back to scalar code: 9x slower on W5 when not inlined)."""
+    first, alias = {}, {}
+    for p, a in zip(params, args):
+        if p[0] in "ao":
+            if a in first:
+                alias[p] = first[a]
+            else:
+                first[a] = p
+    return alias
+
+
+def _emit_parallel(graph: Graph, kname: str, members, params, externals, outputs,
+                   space_node: Node) -> str:
+    """`<kname>_par`: the kernel run by `threads` threads, each over a range
+    of axis 0 (views of the arrays that span it). A sum over a 1-D space is
+    added from per-range partials; ranges start at multiples of SUM_BLOCK,
+    so each holds the same float32 blocks as the serial loop."""
+    space, r = space_node.shape, len(space_node.shape)
+    unit = SUM_BLOCK if r == 1 else 1
+    sinks = {o: graph.node(o) for o in outputs if OPS[graph.node(o).op].kind == "reduce"}
+    partial = {o for o, n in sinks.items() if r == 1}
+    node_of = dict(zip([f"a{k}" for k in range(len(externals))], externals))
+    node_of.update(zip([f"o{k}" for k in range(len(outputs))], outputs))
+    lines = [f"@njit(parallel=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
+             f"def {kname}_par({', '.join(params)}, threads):"]
+    for o in sorted(partial):
+        lines.append(f"    p{o} = np.empty((threads, 1), {_accumulator(sinks[o])[0]})")
+    lines += ["    units = n0 // " + str(unit),
+              "    for t in prange(threads):",
+              f"        lo = units * t // threads * {unit}",
+              f"        hi = n0 if t == threads - 1 else units * (t + 1) // threads * {unit}"]
+    args = []
+    for p in params:
+        node = graph.node(node_of[p]) if p in node_of else None
+        if node is None:
+            args.append("hi - lo" if p == "n0" else p)
+        elif node.id in partial:
+            args.append(f"p{node.id}[t]")
+        elif node.id in outputs or (len(node.shape) == r and node.shape[0] == space[0]):
+            args.append(f"{p}[lo:hi]")
+        else:           # broadcast along axis 0: every range reads all of it
+            args.append(p)
+    lines.append(f"        {kname}_chunk({', '.join(args)})")
+    for o in sorted(partial):
+        acc, init = _accumulator(sinks[o])
+        x = graph.node(sinks[o].inputs[0])
+        oidx = _tuple([i for i in _reduce_out_index(sinks[o], x, ["i0"]) if i is not None])
+        lines += [f"    s{o} = {acc}({init})", "    for t in range(threads):",
+                  f"        s{o} += p{o}[t, 0]",
+                  f"    o{outputs.index(o)}[{oidx}] = s{o}"]
+    chunk = (f"{kname}_chunk = njit(fastmath=FASTMATH, error_model='numpy', nogil=True)"
+             f"({kname}.py_func)")
+    return chunk + "\n\n\n" + "\n".join(lines) + "\n"
+
+
 # --------------------------------------------------------------- the module
 def _units(graph: Graph):
     """The kernels to emit: fused groups (or single nodes), in a valid order
@@ -504,15 +602,23 @@ def _gemm_updates(graph: Graph, units, in_place) -> dict:
     return fused
 
 
-def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
+def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> Module:
     """The Numba source for `graph`: kernels, then the driver `run`.
 
     `write_back` maps output positions to input positions: `run` copies those
     outputs into the input arrays as its last act, after every check has
     passed, and returns only the other outputs (a training step updating its
     parameters in place). `epoch_loop=(n_state, n_data)` also emits
-    `train_epoch`, the minibatch loop around `run`.
+    `train_epoch`, the minibatch loop around `run`. `parallel=False` emits
+    no threaded kernels (None: when graphc.threads allows more than one).
+    `run` and `train_epoch` take the thread count as their last argument.
     """
+    def may_split() -> bool:
+        nonlocal parallel
+        if parallel is None:        # asked only when a loop is big enough
+            parallel = threads.count() > 1
+        return parallel
+
     write_back = dict(write_back or {})
     names = graph.names()
     inputs = [f"in{k}" for k in range(len(graph.inputs))]
@@ -566,30 +672,53 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
                                                        escaping(graph, members))
             loop_dims = dims[space]
         else:
-            externals, outs = list(node.inputs), [node.id]
+            externals, outs, space = list(node.inputs), [node.id], None
             lines = EMITTERS[node.op](node, [graph.node(i) for i in node.inputs])
+        group, alias = OPS[node.op].kind in ("elementwise", "reduce"), {}
         params = [f"a{k}" for k in range(len(externals))] + (
-            [f"o{k}" for k in range(len(outs))] if OPS[node.op].kind in ("elementwise", "reduce")
+            [f"o{k}" for k in range(len(outs))] if group
             else ["out"]) + [f"n{d}" for d in range(len(loop_dims))]
         if len(params) > MAX_KERNEL_ARGS:
             raise GraphcError(f"internal: kernel {kname} has {len(params)} parameters; Numba "
                               f"cannot inline a call with more than {MAX_KERNEL_ARGS}")
-        kernels_src.append(f"@njit(fastmath=FASTMATH, error_model='numpy', inline='always')\n"
-                           f"def {kname}({', '.join(params)}):{comment}\n"
-                           + "\n".join("    " + line for line in lines) + "\n")
         for o in outs:
             if o in in_place:
                 var[o] = inputs[in_place[o]]
                 continue
             var[o] = f"v{o}"
             body.append(f"    v{o} = alloc.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})")
-        body.append(f"    {kname}({', '.join([var[i] for i in externals] + [var[o] for o in outs] + loop_dims)})")
+        args = [var[i] for i in externals] + [var[o] for o in outs] + loop_dims
+        if group:
+            alias = _shared_buffers(params, args)
+            if alias:
+                lines = [re.sub(r"\b[ao]\d+\b", lambda m: alias.get(m[0], m[0]), line)
+                         for line in lines]
+                args = [a for p, a in zip(params, args) if p not in alias]
+                params = [p for p in params if p not in alias]
+        kernels_src.append(f"@njit(fastmath=FASTMATH, error_model='numpy', inline='always')\n"
+                           f"def {kname}({', '.join(params)}):{comment}\n"
+                           + "\n".join("    " + line for line in lines) + "\n")
+        work = _work_per_element(graph, members) if group else 0
+        split = (group and graph.node(space).size * work >= PARALLEL_MIN_WORK
+                 and _splittable(graph, members, graph.node(space).shape)
+                 and not any(f"o{outs.index(o)}" in alias for o in outs
+                             if OPS[graph.node(o).op].kind == "reduce")
+                 and may_split())
+        if split:
+            kernels_src.append(_emit_parallel(graph, kname, members, params, externals, outs,
+                                              graph.node(space)))
+            body += [f"    if threads > 1 and {' * '.join(loop_dims)} >= {-(-PARALLEL_MIN_WORK // work)}:",
+                     f"        {kname}_par({', '.join(args)}, threads)",
+                     "    else:",
+                     f"        {kname}({', '.join(args)})"]
+        else:
+            body.append(f"    {kname}({', '.join(args)})")
         operands = [graph.node(i) for i in externals]
         kernels.append(KernelInfo(
             kname, [graph.node(m).op for m in members],
             sum(map(_nbytes, operands)) + sum(_nbytes(graph.node(o)) for o in outs),
             sum(_flops(graph.node(m), [graph.node(i) for i in graph.node(m).inputs])
-                for m in members)))
+                for m in members), parallel=split))
     outs = []
     for k, o in enumerate(graph.outputs):
         if k in write_back:
@@ -601,7 +730,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
             continue
         # Never hand the user an input or a constant: a later call could alias it.
         outs.append(f"{var[o]}.copy()" if graph.node(o).op in ("input", "const") else var[o])
-    signature = ", ".join(inputs + const_args)
+    signature = ", ".join(inputs + const_args + ["threads"])
     # error_model='numpy': x/0 is inf or nan as in NumPy; the default ('python')
     # raises ZeroDivisionError and its per-element branch stops vectorization
     # (measured 12x slower on a 1e6-element fused loss).
@@ -611,7 +740,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None) -> Module:
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n" + "\n".join(driver) + "\n"
     if epoch_loop is not None:
         source += "\n\n" + epoch_loop_source(*epoch_loop, len(consts))
-    return Module(source, kernels, [n.id for n in consts], list(graph.outputs))
+    return Module(source, kernels, [n.id for n in consts], list(graph.outputs),
+                  parallel=any(k.parallel for k in kernels))
 
 
 def epoch_loop_source(n_state: int, n_data: int, n_consts: int) -> str:
@@ -629,7 +759,7 @@ def epoch_loop_source(n_state: int, n_data: int, n_consts: int) -> str:
     batch = [f"b{k}" for k in range(n_data)]
     consts = [f"c{k}" for k in range(n_consts)]
     lines = ["@njit(cache=True, nogil=True, error_model='numpy')",
-             f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + consts)}):",
+             f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + consts + ['threads'])}):",
              "    num_batches = losses.shape[0]"]
     lines += [f"    {b} = alloc.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]
     # Rows are copied through 2-D views, element by element: Numba's
@@ -643,7 +773,7 @@ def epoch_loop_source(n_state: int, n_data: int, n_consts: int) -> str:
               "            row = perm[step * batch_size + r]"]
     lines += [f"            for j in range({b}_rows.shape[1]):\n"
               f"                {b}_rows[r, j] = {d}_rows[row, j]" for b, d in zip(batch, data)]
-    lines += [f"        out = run({', '.join(state + ['count'] + batch + consts)})",
+    lines += [f"        out = run({', '.join(state + ['count'] + batch + consts + ['threads'])})",
               # the 0-d loss read as an item: storing the 0-d array itself
               # compiles Numba's array-to-scalar conversion as a subroutine
               "        losses[step] = out[0][()]"]

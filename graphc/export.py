@@ -15,8 +15,7 @@ import re
 
 import numpy as np
 
-from graphc import errors, pytree, target
-from graphc.codegen import FASTMATH
+from graphc import codegen, errors, pytree, target
 
 _TEMPLATE = '''\
 """Standalone training step exported by graphc {version}.
@@ -104,7 +103,7 @@ def step(params, *batch):
         if not leaf.flags.writeable or not leaf.flags.c_contiguous:
             raise ValueError("parameters must be writable C-contiguous arrays")
     # `run` writes the new params and moment slots into their arrays itself
-    loss = run(*inputs, *[_ARRAYS[c] for c in consts])[0]
+    loss = run(*inputs, *[_ARRAYS[c] for c in consts], 1)[0]   # 1: no threads
     state["count"] += 1
     return float(loss)
 '''
@@ -145,7 +144,11 @@ def export(step, path) -> None:
             arrays[f"{name}_{i}"] = leaf
     kernels, signatures = [], []
     for k, entry in enumerate(entries):
-        kernels.append(_renamed(entry.module.source, k))
+        # serial code: a standalone module cannot know when threads are safe
+        # (graphc.threads); threaded kernels would also slow its first compile
+        module = entry.module if not entry.module.parallel else codegen.generate(
+            entry.optimized, write_back=entry.write_back, parallel=False)
+        kernels.append(_renamed(module.source, k))
         const_names = []
         for j, c in enumerate(entry.consts):
             arrays[f"c{k}_{j}"] = c
@@ -165,7 +168,7 @@ def export(step, path) -> None:
                        f"# ---- end of graphc.target")
     source = _TEMPLATE.format(
         version=graphc.__version__, embedded=embedded, target=embedded_target,
-        kernels="FASTMATH = " + FASTMATH + "\n" + "\n".join(kernels), blob=blob,
+        kernels="FASTMATH = " + codegen.FASTMATH + "\n" + "\n".join(kernels), blob=blob,
         structure=structure, slots=tuple(step.optimizer.slots),
         signatures="\n".join(signatures), count=int(step.state["count"]),
         num_params=treedef.num_leaves)

@@ -193,7 +193,8 @@ class Step:
         arrays = [np.ascontiguousarray(d) for d in data]
         losses = np.empty(num_batches, np.float64)
         try:
-            entry.train_epoch(*state, count, *arrays, perm, batch_size, losses, *entry.consts)
+            entry.train_epoch(*state, count, *arrays, perm, batch_size, losses, *entry.consts,
+                              entry.threads())
         except IndexError as e:
             raise errors.GraphcIndexError(str(e)) from None
         finally:

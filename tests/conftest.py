@@ -1,5 +1,6 @@
 import os
 import pathlib
+import threading
 
 import numpy as np
 import pytest
@@ -26,3 +27,26 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def run_concurrently():
+    """run(work, n): call work(0) ... work(n - 1) on n threads at once, then
+    re-raise the first exception any of them raised."""
+    def run(work, n):
+        errors = []
+
+        def guarded(k):
+            try:
+                work(k)
+            except Exception as e:  # noqa: BLE001 - re-raised below
+                errors.append(e)
+
+        workers = [threading.Thread(target=guarded, args=(k,)) for k in range(n)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        if errors:
+            raise errors[0]
+    return run

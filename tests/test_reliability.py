@@ -95,27 +95,20 @@ def test_two_processes_compiling_the_same_graph_at_once(tmp_path):
     assert not list((tmp_path / "shared").glob(".tmp_*"))
 
 
-def test_compiled_function_called_from_eight_threads():
+def test_compiled_function_called_from_eight_threads(run_concurrently):
     f = gc.jit(lambda x, w: np.sum(np.tanh(x @ w), axis=1))
     w = np.random.default_rng(0).normal(size=(16, 8))
     inputs = [np.random.default_rng(k).normal(size=(32, 16)) for k in range(8)]
     f(inputs[0], w)
-    results, errors = {}, []
+    results = {}
 
     def work(k):
-        try:
-            for _ in range(50):
-                results[k] = f(inputs[k], w)
-                np.testing.assert_allclose(results[k], np.tanh(inputs[k] @ w).sum(1), rtol=1e-12)
-        except Exception as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for _ in range(50):
+            results[k] = f(inputs[k], w)
+            np.testing.assert_allclose(results[k], np.tanh(inputs[k] @ w).sum(1), rtol=1e-12)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(results) == 8
+    run_concurrently(work, 8)
+    assert len(results) == 8
 
 
 def _rss_bytes():

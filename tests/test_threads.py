@@ -1,0 +1,198 @@
+"""Loops split over threads (graphc.threads, codegen's `_par` kernels): the
+same results as the serial loop and the interpreter, from any number of
+Python threads at once, and in a forked child."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import codegen, threads
+
+needs_threads = pytest.mark.skipif(
+    threads.count() < 2, reason="one thread here (one core, OMP_NUM_THREADS=1, or no "
+                                "thread-safe Numba threading layer)")
+
+
+@pytest.fixture
+def low_threshold(monkeypatch):
+    """Thread loops of tens of thousands of elements, so the tests stay small."""
+    monkeypatch.setattr(codegen, "PARALLEL_MIN_WORK", 20_000)
+
+
+@pytest.fixture
+def serial(monkeypatch):
+    """Run the same compiled code on one thread (what a forked child does)."""
+    def use_one_thread():
+        monkeypatch.setattr(threads, "_count", 1)
+    return use_one_thread
+
+
+def mixed(x, b, c, v):
+    """A 1-D loss (partial sums per range), 2-D loops with a row and a column
+    broadcast, and reductions that finish within each row."""
+    h = np.tanh(x * b + c)
+    return (np.sum(np.log1p(np.exp(-v * v))), h, np.sum(h * x, axis=-1),
+            np.max(x - c, axis=1, keepdims=True))
+
+
+def _mixed_args(rng, rows, dtype):
+    return (rng.standard_normal((rows, 97)).astype(dtype), rng.standard_normal(97).astype(dtype),
+            rng.standard_normal((rows, 1)).astype(dtype),
+            rng.standard_normal(rows * 151 + 7).astype(dtype))
+
+
+@needs_threads
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threaded_loops_equal_the_serial_loop_and_the_interpreter(low_threshold, serial, dtype):
+    rng = np.random.default_rng(0)
+    f = gc.jit(mixed)
+    args = _mixed_args(rng, 331, dtype)
+    assert sum(k.parallel for k in f.inspect(*args).kernels) >= 3
+    # float32: x * b + c cancels, and the compiled loop fuses it into one FMA
+    tol = dict(rtol=2e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12)
+    threaded = f(*args)
+    for out, ref in zip(threaded, f.interpret(*args)):
+        np.testing.assert_allclose(out, ref, **tol)
+    small = _mixed_args(rng, 3, dtype)      # a new batch below the size: the serial loop
+    for out, ref in zip(f(*small), f.interpret(*small)):
+        np.testing.assert_allclose(out, ref, **tol)
+    serial()
+    one_thread = f(*args)
+    for a, b in zip(threaded[1:], one_thread[1:]):
+        np.testing.assert_array_equal(a, b)         # each element computed the same way
+    # ranges start at whole float32 blocks, so only the partials' order differs
+    np.testing.assert_allclose(threaded[0], one_thread[0], rtol=1e-7)
+
+
+def logistic(p, x, y):
+    w = p["w"]
+    return np.sum(np.log1p(np.exp(-y * (w * x)))) + 0.5e-3 * np.sum(w ** 2)
+
+
+def _logistic_problem(dtype, n=60_001):
+    rng = np.random.default_rng(1)
+    return ({"w": rng.standard_normal(n).astype(dtype)}, rng.standard_normal(n).astype(dtype),
+            rng.choice(np.array([-1.0, 1.0]), n).astype(dtype))
+
+
+def _logistic_reference(w, x, y, lr):
+    w, x, y = (a.astype(np.float64) for a in (w, x, y))
+    z = -y * w * x
+    grad = -y * x / (1 + np.exp(-z)) + 1e-3 * w
+    return np.sum(np.log1p(np.exp(z))) + 0.5e-3 * np.sum(w ** 2), w - lr * grad
+
+
+@needs_threads
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_threaded_sgd_step_updates_in_place_like_the_serial_step(low_threshold, serial, dtype):
+    params, x, y = _logistic_problem(dtype)
+    step = gc.compile_step(logistic, gc.optim.SGD(0.1))
+    assert any(k.parallel for k in step.inspect(params, x, y).kernels)
+    start = params["w"].copy()
+    loss = step(params, x, y)
+    ref_loss, ref_w = _logistic_reference(start, x, y, 0.1)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(loss, ref_loss, rtol=tol)
+    np.testing.assert_allclose(params["w"], ref_w, rtol=tol, atol=tol)
+    threaded_w = params["w"].copy()
+    serial()
+    params["w"][:] = start
+    np.testing.assert_allclose(step(params, x, y), loss, rtol=1e-7)
+    np.testing.assert_array_equal(params["w"], threaded_w)
+
+
+_FORK_SCRIPT = """
+import multiprocessing, sys
+import numpy as np
+import graphc as gc
+from graphc import codegen
+sys.path.insert(0, {tests!r})
+from test_threads import _logistic_problem, _logistic_reference, logistic
+
+codegen.PARALLEL_MIN_WORK = 20_000
+
+
+def child(step, params, x, y, queue):
+    queue.put((step(params, x, y), params["w"]))
+
+
+params, x, y = _logistic_problem(np.float32)
+step = gc.compile_step(logistic, gc.optim.SGD(0.1))
+start = params["w"].copy()
+step(params, x, y)                      # the parent launches the threads
+assert any(k.parallel for k in step.inspect(params, x, y).kernels)
+params["w"][:] = start
+context = multiprocessing.get_context("fork")
+queue = context.Queue()
+process = context.Process(target=child, args=(step, params, x, y, queue))
+process.start()
+loss, w = queue.get(timeout=60)
+process.join(timeout=60)
+assert process.exitcode == 0, process.exitcode
+ref_loss, ref_w = _logistic_reference(start, x, y, 0.1)
+np.testing.assert_allclose(loss, ref_loss, rtol=1e-5)
+np.testing.assert_allclose(w, ref_w, rtol=1e-5, atol=1e-5)
+"""
+
+
+@needs_threads
+@pytest.mark.skipif(sys.platform != "linux", reason="fork")
+def test_a_child_forked_after_threads_ran_steps_serially():
+    """GNU OpenMP cannot run in a child forked after its parent used it: Numba
+    would terminate the child. graphc's child runs the same code serially.
+    (In a fresh process: forking the test process, which may hold JAX's
+    threads, could deadlock.)"""
+    script = _FORK_SCRIPT.format(tests=os.path.dirname(__file__))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+@needs_threads
+def test_threaded_loops_called_from_several_python_threads_at_once(low_threshold,
+                                                                  run_concurrently):
+    rng = np.random.default_rng(2)
+    f = gc.jit(mixed)
+    inputs = [_mixed_args(rng, 331, np.float64) for _ in range(4)]
+    assert any(k.parallel for k in f.inspect(*inputs[0]).kernels)
+    expected = [f(*args) for args in inputs]       # one caller at a time
+
+    def work(k):
+        for _ in range(15):
+            for out, ref in zip(f(*inputs[k]), expected[k]):
+                np.testing.assert_array_equal(out, ref)
+
+    run_concurrently(work, 4)
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"GRAPHC_NUM_THREADS": "1"}, 1),
+    ({"OMP_NUM_THREADS": "1"}, 1),
+    ({"GRAPHC_NUM_THREADS": "1", "OMP_NUM_THREADS": "8"}, 1),
+    ({"GRAPHC_NUM_THREADS": "two"}, 1),
+])
+def test_the_thread_count_follows_graphc_then_omp_variables(monkeypatch, env, expected):
+    for name in ("GRAPHC_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(threads, "_count", None)
+    assert threads.count() == expected
+
+
+@needs_threads
+def test_more_threads_than_numba_has_are_capped(monkeypatch):
+    import numba
+    monkeypatch.setenv("GRAPHC_NUM_THREADS", "1000")
+    monkeypatch.setattr(threads, "_count", None)
+    assert threads.count() == numba.config.NUMBA_NUM_THREADS
+
+
+@needs_threads
+def test_one_thread_emits_no_threaded_kernels(low_threshold, monkeypatch):
+    monkeypatch.setattr(threads, "_count", 1)
+    args = _mixed_args(np.random.default_rng(3), 331, np.float64)
+    assert not any(k.parallel for k in gc.jit(mixed).inspect(*args).kernels)
