@@ -196,3 +196,17 @@ def test_one_thread_emits_no_threaded_kernels(low_threshold, monkeypatch):
     monkeypatch.setattr(threads, "_count", 1)
     args = _mixed_args(np.random.default_rng(3), 331, np.float64)
     assert not any(k.parallel for k in gc.jit(mixed).inspect(*args).kernels)
+
+
+def test_an_exported_step_is_serial(low_threshold, tmp_path, monkeypatch):
+    """A standalone module cannot tell when threads are safe (fork, layer), so
+    gc.export writes the serial code even for a step that runs on threads."""
+    monkeypatch.setattr(threads, "_count", 2)   # as on a machine with threads
+    params, x, y = _logistic_problem(np.float32, n=30_001)
+    step = gc.compile_step(logistic, gc.optim.SGD(0.1))
+    assert any(k.parallel for k in step.inspect(params, x, y).kernels)
+    step(params, x, y)
+    gc.export(step, tmp_path / "exported.py")
+    source = (tmp_path / "exported.py").read_text()
+    assert "prange" not in source and "parallel=True" not in source
+    assert "def run_0(" in source and "# 1: no threads" in source
