@@ -452,20 +452,26 @@ def _shared_buffers(params, args) -> dict[str, str]:
     return alias
 
 
-def _emit_parallel(graph: Graph, kname: str, members, params, externals, outputs,
+def _emit_parallel(graph: Graph, kname: str, params, body: list[str], externals, outputs,
                    space_node: Node) -> str:
     """`<kname>_par`: the kernel run by `threads` threads, each over a range
-    of axis 0 (views of the arrays that span it). A sum over a 1-D space is
-    added from per-range partials; ranges start at multiples of SUM_BLOCK,
-    so each holds the same float32 blocks as the serial loop."""
+    of axis 0 (views of the arrays that span it), calling `<kname>_chunk`,
+    the kernel's `body` compiled on its own. A sum over a 1-D space is added
+    from per-range partials; ranges start at multiples of SUM_BLOCK, so each
+    holds the same float32 blocks as the serial loop. A 0-d operand enters
+    the prange loop as a 1-element array: Numba's parallel lowering turns a
+    0-d array there into a scalar, which the kernel could not index."""
     space, r = space_node.shape, len(space_node.shape)
     unit = SUM_BLOCK if r == 1 else 1
     sinks = {o: graph.node(o) for o in outputs if OPS[graph.node(o).op].kind == "reduce"}
     partial = {o for o, n in sinks.items() if r == 1}
     node_of = dict(zip([f"a{k}" for k in range(len(externals))], externals))
     node_of.update(zip([f"o{k}" for k in range(len(outputs))], outputs))
+    zero_d = [p for p in params if p in node_of and graph.node(node_of[p]).shape == ()
+              and node_of[p] not in partial]
     lines = [f"@njit(parallel=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
              f"def {kname}_par({', '.join(params)}, threads):"]
+    lines += [f"    {p}_1 = {p}.reshape(1)" for p in zero_d]
     for o in sorted(partial):
         lines.append(f"    p{o} = np.empty((threads, 1), {_accumulator(sinks[o])[0]})")
     lines += ["    units = n0 // " + str(unit),
@@ -479,6 +485,8 @@ def _emit_parallel(graph: Graph, kname: str, members, params, externals, outputs
             args.append("hi - lo" if p == "n0" else p)
         elif node.id in partial:
             args.append(f"p{node.id}[t]")
+        elif p in zero_d:
+            args.append(f"{p}_1")
         elif node.id in outputs or (len(node.shape) == r and node.shape[0] == space[0]):
             args.append(f"{p}[lo:hi]")
         else:           # broadcast along axis 0: every range reads all of it
@@ -491,9 +499,12 @@ def _emit_parallel(graph: Graph, kname: str, members, params, externals, outputs
         lines += [f"    s{o} = {acc}({init})", "    for t in range(threads):",
                   f"        s{o} += p{o}[t, 0]",
                   f"    o{outputs.index(o)}[{oidx}] = s{o}"]
-    chunk = (f"{kname}_chunk = njit(fastmath=FASTMATH, error_model='numpy', nogil=True)"
-             f"({kname}.py_func)")
-    return chunk + "\n\n\n" + "\n".join(lines) + "\n"
+    if zero_d:
+        read = re.compile(rf"\b({'|'.join(zero_d)})\[\(\)\]")
+        body = [read.sub(r"\1[0]", line) for line in body]
+    chunk = ([f"@njit(fastmath=FASTMATH, error_model='numpy', nogil=True)",
+              f"def {kname}_chunk({', '.join(params)}):"] + ["    " + line for line in body])
+    return "\n".join(chunk) + "\n\n\n" + "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------- the module
@@ -705,7 +716,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                              if OPS[graph.node(o).op].kind == "reduce")
                  and may_split())
         if split:
-            kernels_src.append(_emit_parallel(graph, kname, members, params, externals, outs,
+            kernels_src.append(_emit_parallel(graph, kname, params, lines, externals, outs,
                                               graph.node(space)))
             body += [f"    if threads > 1 and {' * '.join(loop_dims)} >= {-(-PARALLEL_MIN_WORK // work)}:",
                      f"        {kname}_par({', '.join(args)}, threads)",

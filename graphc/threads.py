@@ -28,7 +28,7 @@ _forked_after_launch = False
 
 def _requested() -> int | None:
     for name in ("GRAPHC_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(name, "").strip()
+        value = os.environ.get(name, "").split(",")[0].strip()   # OpenMP: "4,2" per level
         if value:
             try:
                 return max(1, int(value))
@@ -45,8 +45,15 @@ def _layer_is_threadsafe() -> bool:
     except ValueError:          # not launched yet: what it will choose
         pass
     choice = numba.config.THREADING_LAYER
-    wanted = {"default": ("tbb", "omp"), "threadsafe": ("tbb", "omp"), "tbb": ("tbb",),
-              "omp": ("omp",), "safe": ("tbb",), "forksafe": ("tbb",)}.get(choice, ())
+    if choice == "default":     # the first layer of Numba's priority list that loads
+        for layer in numba.config.THREADING_LAYER_PRIORITY:
+            if layer == "workqueue":
+                return False
+            if _loadable(layer):
+                return True
+        return False
+    wanted = {"threadsafe": ("tbb", "omp"), "tbb": ("tbb",), "omp": ("omp",),
+              "safe": ("tbb",), "forksafe": ("tbb",)}.get(choice, ())
     return any(_loadable(layer) for layer in wanted)
 
 

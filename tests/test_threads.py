@@ -104,6 +104,27 @@ def test_a_threaded_sgd_step_updates_in_place_like_the_serial_step(low_threshold
     np.testing.assert_array_equal(params["w"], threaded_w)
 
 
+@needs_threads
+def test_threaded_loops_read_0d_values(low_threshold, serial):
+    """Adam's update reads 0-d values (from the step count) inside the loop,
+    and x / sum(x) reads a reduction's result: 0-d arrays, which Numba's
+    parallel lowering would turn into scalars."""
+    params, x, y = _logistic_problem(np.float64)
+    step = gc.compile_step(logistic, gc.optim.Adam(1e-2))
+    assert any(k.parallel for k in step.inspect(params, x, y).kernels)
+    start = params["w"].copy()
+    losses = [step(params, x, y) for _ in range(2)]
+    threaded_w = params["w"].copy()
+    normalized = gc.jit(lambda v: np.exp(v) / np.sum(np.exp(v)) * np.float64(2.0))
+    assert any(k.parallel for k in normalized.inspect(x).kernels)
+    np.testing.assert_allclose(normalized(x), normalized.interpret(x), rtol=1e-12)
+    serial()
+    params["w"][:] = start
+    again = gc.compile_step(logistic, gc.optim.Adam(1e-2))     # the same module, serially
+    np.testing.assert_allclose([again(params, x, y) for _ in range(2)], losses, rtol=1e-12)
+    np.testing.assert_allclose(params["w"], threaded_w, rtol=1e-12)
+
+
 _FORK_SCRIPT = """
 import multiprocessing, sys
 import numpy as np
@@ -173,6 +194,7 @@ def test_threaded_loops_called_from_several_python_threads_at_once(low_threshold
     ({"OMP_NUM_THREADS": "1"}, 1),
     ({"GRAPHC_NUM_THREADS": "1", "OMP_NUM_THREADS": "8"}, 1),
     ({"GRAPHC_NUM_THREADS": "two"}, 1),
+    ({"OMP_NUM_THREADS": "1,4"}, 1),        # OpenMP's per-level list: the first
 ])
 def test_the_thread_count_follows_graphc_then_omp_variables(monkeypatch, env, expected):
     for name in ("GRAPHC_NUM_THREADS", "OMP_NUM_THREADS"):
@@ -210,3 +232,18 @@ def test_an_exported_step_is_serial(low_threshold, tmp_path, monkeypatch):
     source = (tmp_path / "exported.py").read_text()
     assert "prange" not in source and "parallel=True" not in source
     assert "def run_0(" in source and "# 1: no threads" in source
+
+
+def test_no_threads_on_a_layer_that_is_not_threadsafe(monkeypatch):
+    """Numba's default layer is the first of its priority list that loads;
+    workqueue aborts the process when launched from two threads at once."""
+    import numba
+
+    def not_launched():
+        raise ValueError("Threading layer is not initialized.")
+    monkeypatch.setattr(numba, "threading_layer", not_launched)
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", "default")
+    monkeypatch.setattr(numba.config, "THREADING_LAYER_PRIORITY", ["workqueue", "tbb", "omp"])
+    assert not threads._layer_is_threadsafe()
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", "workqueue")
+    assert not threads._layer_is_threadsafe()
