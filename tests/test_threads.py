@@ -247,3 +247,29 @@ def test_no_threads_on_a_layer_that_is_not_threadsafe(monkeypatch):
     assert not threads._layer_is_threadsafe()
     monkeypatch.setattr(numba.config, "THREADING_LAYER", "workqueue")
     assert not threads._layer_is_threadsafe()
+
+
+@needs_threads
+def test_gc_train_runs_threaded_loops_inside_its_native_epoch(low_threshold, serial):
+    """The epoch loop passes the thread count on to each step it runs."""
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((6, 12_000))
+    Y = rng.choice(np.array([-1.0, 1.0]), (6, 12_000))
+
+    def loss(p, x, y):
+        return np.mean(np.log1p(np.exp(-y * (p["w"] * x)))) + 1e-3 * np.sum(p["w"] ** 2)
+
+    w0 = rng.standard_normal(12_000)
+    probe = gc.compile_step(loss, gc.optim.SGD(0.5))      # the module gc.train will use
+    assert any(k.parallel for k in probe.inspect({"w": w0}, X[:2], Y[:2]).kernels)
+    runs = []
+    for threaded in (True, False):
+        if not threaded:
+            serial()
+        params = {"w": w0.copy()}
+        history = gc.train(loss, params, (X, Y), gc.optim.SGD(0.5), batch_size=2, epochs=3,
+                           progress=False)
+        runs.append((history, params["w"]))
+    np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-12)
+    np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-12)
+    assert runs[0][0][-1] < runs[0][0][0]
