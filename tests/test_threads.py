@@ -5,8 +5,13 @@ import os
 import subprocess
 import sys
 
+import contextlib
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import graphc as gc
 from graphc import codegen, threads
@@ -273,3 +278,44 @@ def test_gc_train_runs_threaded_loops_inside_its_native_epoch(low_threshold, ser
     np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-12)
     np.testing.assert_allclose(runs[0][1], runs[1][1], rtol=1e-12)
     assert runs[0][0][-1] < runs[0][0][0]
+
+
+@contextlib.contextmanager
+def _every_loop_threaded(count=None):
+    saved = codegen.PARALLEL_MIN_WORK, threads._count
+    codegen.PARALLEL_MIN_WORK = 64
+    threads._count = count if count is not None else saved[1]
+    try:
+        yield
+    finally:
+        codegen.PARALLEL_MIN_WORK, threads._count = saved
+
+
+@needs_threads
+@settings(max_examples=3)       # each example compiles a threaded kernel (~3-5 s)
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3,
+                                                min_side=1, max_side=5),
+       rows=st.integers(8, 40), keepdims=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_threaded_loops_at_random_shapes_and_broadcasts(shapes, rows, keepdims, seed):
+    """Random ranks and broadcast patterns (operands that span axis 0 are
+    sliced into ranges, the others read whole) and a sum within rows."""
+    rng = np.random.default_rng(seed)
+    space = (rows,) + shapes.result_shape[1:]
+    other = shapes.input_shapes[1]      # spans axis 0, or is read whole by every range
+    other = (rows,) + other[1:] if len(other) == len(space) and other[0] != 1 else other
+    args = [rng.standard_normal(space), rng.standard_normal(other)]
+
+    def f(a, b):
+        h = np.tanh(a * b + a)
+        return h, np.sum(h, axis=-1, keepdims=keepdims) if h.ndim > 1 else np.sum(h)
+
+    with _every_loop_threaded():
+        jitted = gc.jit(f)
+        assert any(k.parallel for k in jitted.inspect(*args).kernels)
+        threaded = jitted(*args)
+        expected = jitted.interpret(*args)
+    with _every_loop_threaded(count=1):
+        one_thread = jitted(*args)
+    for got, ref, serial_out in zip(threaded, expected, one_thread):
+        np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(got, serial_out, rtol=1e-13, atol=1e-15)
