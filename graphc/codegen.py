@@ -409,11 +409,13 @@ def _inner_loop(axis: int, body: list[str], blocked: list[int]) -> list[str]:
 # made the measured cost per unit about equal, 0.12-0.17 ns, for cheap and
 # transcendental loops). Threads broke even near 0.15 M units and ran
 # 1.7-2.5x faster from 1 M on (benchmarks/bench_threads.py). But each
-# threaded kernel adds about 2.5 s to a cold compile (Numba's parfor
-# pipeline: W5's cold first call went from 1.4-2.0 to 4.4-4.7 s, W3's from
-# 6.5 to 12.4 s with two threaded loops of 2.6 M units that saved nothing
-# measurable in its 60 ms step). So threads are kept to loops of 8 M units
-# or more: a serial time of 1 ms and up, of which they save half.
+# threaded kernel adds 2.5-3.7 s to a cold compile, almost all of it Numba's
+# parfor pipeline (W5's module alone: 2.3-2.5 s serial, 6.0-6.2 s threaded,
+# and 5.7-6.5 s when the serial branch reused the chunk kernel instead of its
+# own inlined copy; W3's first call went from 6.9 to 12.4 s with two threaded
+# loops of 2.6 M units that saved nothing measurable in its 60 ms step). So
+# threads are kept to loops of 8 M units or more: a serial time of 1 ms and
+# up, of which they save half.
 PARALLEL_MIN_WORK = 8_000_000
 TRANSCENDENTAL_WORK = 10
 
