@@ -64,7 +64,8 @@ class _Entry:
             start = time.perf_counter()
             self.called = True
             try:
-                return self.run(inputs)
+                with runtime.gc_paused(self.driver):
+                    return self.run(inputs)
             finally:
                 self.compile_seconds += time.perf_counter() - start
         try:
@@ -176,11 +177,12 @@ class Compiled:
 
     def _compile(self, call, dynamic, leaves) -> _Entry:
         start = time.perf_counter()
-        graph = tracing.trace_fn(call, dynamic)
-        optimized = passes.run(graph)
-        options = self.codegen_options(len(graph.inputs)) if self.codegen_options else {}
-        module = codegen.generate(optimized, **options)
-        loaded = runtime.load(module.source)
+        with runtime.gc_paused():
+            graph = tracing.trace_fn(call, dynamic)
+            optimized = passes.run(graph)
+            options = self.codegen_options(len(graph.inputs)) if self.codegen_options else {}
+            module = codegen.generate(optimized, **options)
+            loaded = runtime.load(module.source)
         entry = _Entry(graph, optimized, module, loaded.run, time.perf_counter() - start)
         entry.write_back = options.get("write_back", {})
         entry.train_epoch = getattr(loaded, "train_epoch", None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphc import api, errors, pytree, tracing
+from graphc import api, errors, pytree, runtime, tracing
 from graphc.optim import Optimizer
 
 
@@ -193,8 +193,9 @@ class Step:
         arrays = [np.ascontiguousarray(d) for d in data]
         losses = np.empty(num_batches, np.float64)
         try:
-            entry.train_epoch(*state, count, *arrays, perm, batch_size, losses, *entry.consts,
-                              entry.threads())
+            with runtime.gc_paused(entry.train_epoch):    # the first call compiles it
+                entry.train_epoch(*state, count, *arrays, perm, batch_size, losses,
+                                  *entry.consts, entry.threads())
         except IndexError as e:
             raise errors.GraphcIndexError(str(e)) from None
         finally:

@@ -1,9 +1,9 @@
 """Issue 6: the compile cache as imported code, threads, memory, recompiles, interrupts."""
+import collections
 import os
 import stat
 import subprocess
 import sys
-import threading
 import warnings
 
 import numpy as np
@@ -250,3 +250,43 @@ def test_a_second_process_loads_compiled_code_from_the_disk_cache(tmp_path):
     (hits1, misses1), (hits2, misses2) = [map(int, r.stdout.split()) for r in runs]
     assert (hits1, misses1) == (0, 1)       # first process compiles
     assert (hits2, misses2) == (1, 0)       # second process loads from disk
+
+
+class _FakeDispatcher:
+    """Numba's dispatcher as gc_paused sees it: counters of compiled signatures."""
+    def __init__(self):
+        self.stats = type("Stats", (), {"cache_misses": collections.Counter()})()
+
+
+@pytest.mark.parametrize("compiles", [True, False])
+def test_gc_is_paused_while_compiling_and_collected_once_after_a_compile(compiles):
+    import gc as pygc
+    full_passes = []
+
+    def count_full_passes(phase, info):
+        if phase == "start" and info["generation"] == 2:
+            full_passes.append(info)
+
+    dispatcher = _FakeDispatcher()
+    assert pygc.isenabled()
+    pygc.callbacks.append(count_full_passes)
+    try:
+        with runtime.gc_paused(dispatcher):
+            assert not pygc.isenabled()
+            if compiles:
+                dispatcher.stats.cache_misses[("float64",)] += 1
+        assert pygc.isenabled()
+    finally:
+        pygc.callbacks.remove(count_full_passes)
+    assert len(full_passes) == (1 if compiles else 0)
+
+
+def test_gc_paused_leaves_a_disabled_gc_disabled():
+    import gc as pygc
+    pygc.disable()
+    try:
+        with runtime.gc_paused(_FakeDispatcher()):
+            pass
+        assert not pygc.isenabled()
+    finally:
+        pygc.enable()
