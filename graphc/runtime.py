@@ -155,6 +155,9 @@ def load(source: str):
         return module
 
 
+_heap_settled = False      # the full GC pass after this process's first compile ran
+
+
 @contextlib.contextmanager
 def gc_paused(dispatcher=None):
     """Python's cyclic GC paused while graphc traces and Numba compiles.
@@ -162,13 +165,17 @@ def gc_paused(dispatcher=None):
     A cold W2 compile allocates about 360,000 container objects that live on
     (Numba's IR, types, caches), and the GC ran four or five full passes
     over that growing heap during it: 0.9 s of an 8.5 s first call. Paused,
-    one full pass at the end does the same work in 0.4 s; it runs only if
-    `dispatcher` (the Numba function called inside) compiled rather than
-    loaded from disk, so the pass is not left to land in a later step or
-    in the re-trace of a new batch size (0.2-0.35 s there before). A warm
-    load allocates less and is left to the GC's usual schedule. Whether the
-    GC was on is restored, so a caller that had disabled it keeps it off.
+    they do not run. After the process's first real compile (`dispatcher`,
+    the Numba function called inside, compiled rather than loaded from disk)
+    one full pass settles that heap (0.4 s) so it does not land later, in
+    a training step or the re-trace of a new batch size (0.2-0.35 s there
+    before). Later compiles leave the GC to its own schedule: a full pass
+    after each would make a session that compiles many functions quadratic
+    (tests/test_ops.py: 100 s, 169 s with it, 107 s without any pause).
+    Whether the GC was on is restored, so a caller that disabled it keeps it off.
     """
+    global _heap_settled
+
     def compiled() -> int:      # Numba's count of signatures it had to compile
         stats = getattr(dispatcher, "stats", None)
         return sum(stats.cache_misses.values()) if stats is not None else 0
@@ -180,5 +187,6 @@ def gc_paused(dispatcher=None):
     finally:
         if was_enabled:
             gc.enable()
-            if compiled() > before:
+            if not _heap_settled and compiled() > before:
+                _heap_settled = True
                 gc.collect()
