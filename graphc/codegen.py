@@ -430,7 +430,7 @@ def _splittable(graph: Graph, members, space) -> bool:
     either finishes within a row (over the last axis of a 2-D or larger
     space) or is a sum over a whole 1-D space (ranges add partial sums)."""
     r = len(space)
-    if r == 0 or space[0] < 8:
+    if r == 0 or space[0] < 8:     # too few rows to share out (a batch of 1-7)
         return False
     for n in (graph.node(m) for m in members):
         if OPS[n.op].kind == "reduce" and not (

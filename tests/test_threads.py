@@ -21,10 +21,25 @@ needs_threads = pytest.mark.skipif(
                                 "thread-safe Numba threading layer)")
 
 
+@contextlib.contextmanager
+def _threaded_from(min_work, count=None):
+    """Loops of `min_work` or more made threaded (and the thread count set),
+    restored after; a context manager, since hypothesis examples cannot use
+    function-scoped fixtures."""
+    saved = codegen.PARALLEL_MIN_WORK, threads._count
+    codegen.PARALLEL_MIN_WORK = min_work
+    threads._count = count if count is not None else saved[1]
+    try:
+        yield
+    finally:
+        codegen.PARALLEL_MIN_WORK, threads._count = saved
+
+
 @pytest.fixture
-def low_threshold(monkeypatch):
+def low_threshold():
     """Thread loops of tens of thousands of elements, so the tests stay small."""
-    monkeypatch.setattr(codegen, "PARALLEL_MIN_WORK", 20_000)
+    with _threaded_from(20_000):
+        yield
 
 
 @pytest.fixture
@@ -278,17 +293,6 @@ def test_gc_train_runs_threaded_loops_inside_its_native_epoch(low_threshold, ser
     assert runs[0][0][-1] < runs[0][0][0]
 
 
-@contextlib.contextmanager
-def _every_loop_threaded(count=None):
-    saved = codegen.PARALLEL_MIN_WORK, threads._count
-    codegen.PARALLEL_MIN_WORK = 64
-    threads._count = count if count is not None else saved[1]
-    try:
-        yield
-    finally:
-        codegen.PARALLEL_MIN_WORK, threads._count = saved
-
-
 @needs_threads
 @settings(max_examples=3)       # each example compiles a threaded kernel (~3-5 s)
 @given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3,
@@ -307,12 +311,12 @@ def test_threaded_loops_at_random_shapes_and_broadcasts(shapes, rows, keepdims, 
         h = np.tanh(a * b + a)
         return h, np.sum(h, axis=-1, keepdims=keepdims) if h.ndim > 1 else np.sum(h)
 
-    with _every_loop_threaded():
+    with _threaded_from(64):
         jitted = gc.jit(f)
         assert any(k.parallel for k in jitted.inspect(*args).kernels)
         threaded = jitted(*args)
         expected = jitted.interpret(*args)
-    with _every_loop_threaded(count=1):
+    with _threaded_from(64, count=1):
         one_thread = jitted(*args)
     for got, ref, serial_out in zip(threaded, expected, one_thread):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
