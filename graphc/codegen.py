@@ -20,10 +20,9 @@ import numpy as np
 
 from graphc import threads
 from graphc.dims import DimTable
-from graphc.errors import GraphcError
 from graphc.ir import Graph, Node
 from graphc.ops import OPS
-from graphc.passes.fuse import MAX_KERNEL_ARGS, escaping, is_scalar_const
+from graphc.passes.fuse import escaping, is_scalar_const
 
 # Fast-math without nnan/ninf: those would silently break isnan and inf handling.
 FASTMATH = "{'nsz', 'arcp', 'contract', 'afn', 'reassoc'}"
@@ -724,9 +723,6 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         params = [f"a{k}" for k in range(len(externals))] + (
             [f"o{k}" for k in range(len(outs))] if group
             else ["out"]) + [f"n{d}" for d in range(len(loop_dims))]
-        if len(params) > MAX_KERNEL_ARGS:
-            raise GraphcError(f"internal: kernel {kname} has {len(params)} parameters; Numba "
-                              f"cannot inline a call with more than {MAX_KERNEL_ARGS}")
         for o in outs:
             if o in in_place:
                 var[o] = inputs[in_place[o]]

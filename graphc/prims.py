@@ -109,11 +109,7 @@ def unslice(u, base_shape, starts, steps):
 
 
 def concatenate(xs, axis):
-    from graphc.passes.fuse import MAX_KERNEL_ARGS      # (fuse imports ops, which imports us)
-    xs, most = list(xs), MAX_KERNEL_ARGS - 1              # a kernel takes its operands and `out`
-    if len(xs) > most:      # in rounds, so no kernel call exceeds what Numba can inline
-        xs = [concatenate(xs[k:k + most], axis) for k in range(0, len(xs), most)]
-        return concatenate(xs, axis)
+    xs = list(xs)
     return xs[0] if len(xs) == 1 else bind("concatenate", *xs, axis=int(axis))
 
 

@@ -18,11 +18,6 @@ def _kind(node):
     return OPS[node.op].kind if node.op in OPS else node.op
 
 
-# CPython compiles a call with more than 30 arguments as f(*args), which Numba
-# cannot inline: a kernel's operands, outputs and loop bounds stay within it.
-MAX_KERNEL_ARGS = 30
-
-
 def is_scalar_const(node) -> bool:
     """A 0-d constant: written into the kernel as a literal, not passed to it."""
     return node.op == "const" and node.shape == ()
@@ -35,16 +30,6 @@ def escaping(graph: Graph, members) -> list[int]:
     return [m for m in members if _kind(graph.node(m)) != "reduce" and (
         m in graph.outputs or any(u not in member_set and _kind(graph.node(u)) != "shape"
                                   for u in graph.users(m)))]
-
-
-def kernel_arity(graph: Graph, members: set, rank: int) -> int:
-    """The parameters of the kernel of `members` over a loop of `rank` axes, as
-    codegen's emit_group makes them (at most: a member read by a node that may
-    still join counts as an output)."""
-    operands = {i for m in members for i in graph.node(m).inputs
-                if i not in members and not is_scalar_const(graph.node(i))}
-    sinks = [m for m in members if _kind(graph.node(m)) == "reduce"]
-    return len(operands) + len(escaping(graph, members)) + len(sinks) + rank
 
 
 def is_convex(graph: Graph, members: set, position: dict, groups=()) -> bool:
@@ -93,8 +78,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
     def try_join(node, gi, as_sink=False):
         g = groups[gi]
         trial = g["nodes"] | {node.id}
-        if kernel_arity(graph, trial, len(g["space"])) > MAX_KERNEL_ARGS \
-                or not is_convex(graph, trial, position, others()):
+        if not is_convex(graph, trial, position, others()):
             return False
         g["nodes"].add(node.id)
         if as_sink:
@@ -110,7 +94,6 @@ def fuse_elementwise(graph: Graph) -> Graph:
         g, o = groups[into], groups[other]
         trial = g["nodes"] | o["nodes"]
         if (reads_a_sink(trial, g["sinks"] | o["sinks"])
-                or kernel_arity(graph, trial, len(g["space"])) > MAX_KERNEL_ARGS
                 or not is_convex(graph, trial, position, others())):
             return False
         for nid in o["nodes"]:
