@@ -40,12 +40,17 @@ class _Entry:
     """One compiled signature: the module's driver and how to call it."""
 
     def __init__(self, graph: Graph, optimized: Graph, module: codegen.Module, driver,
-                 compile_seconds: float):
+                 compile_seconds: float, write_back=None):
         self.graph, self.optimized, self.module, self.driver = graph, optimized, module, driver
         self.train_epoch = None
-        self.write_back = {}      # output position -> input position the driver writes into
+        # output position -> input position the driver writes into
+        self.write_back = dict(write_back or {})
         self.consts = [optimized.node(c).p["value"].array for c in module.const_ids]
         self.in_avals = [(graph.node(i).shape, graph.node(i).dtype) for i in graph.inputs]
+        # the driver returns 0-d results as scalars (see codegen): their dtypes
+        returned = [optimized.node(o) for k, o in enumerate(optimized.outputs)
+                    if k not in self.write_back]
+        self.scalar_dtypes = {k: node.dtype for k, node in enumerate(returned) if node.shape == ()}
         self.compile_seconds = compile_seconds
         self.called = False   # Numba compiles on the first call: that time counts as compile
         # threads for the module's big loops; one (no lookup) when it has none
@@ -76,6 +81,9 @@ class _Entry:
     def __call__(self, leaves):
         inputs = self.inputs(leaves)
         outs = self.run(inputs)
+        if self.scalar_dtypes:  # 0-d results come back as scalars: a 0-d array each, as documented
+            outs = [np.array(v, self.scalar_dtypes[k]) if k in self.scalar_dtypes else v
+                    for k, v in enumerate(outs)]
         if self.write_back:     # outputs the driver wrote into input arrays
             returned = iter(outs)
             outs = [inputs[self.write_back[k]] if k in self.write_back else next(returned)
@@ -183,8 +191,8 @@ class Compiled:
             options = self.codegen_options(len(graph.inputs)) if self.codegen_options else {}
             module = codegen.generate(optimized, **options)
             loaded = runtime.load(module.source)
-        entry = _Entry(graph, optimized, module, loaded.run, time.perf_counter() - start)
-        entry.write_back = options.get("write_back", {})
+        entry = _Entry(graph, optimized, module, loaded.run, time.perf_counter() - start,
+                       options.get("write_back"))
         entry.train_epoch = getattr(loaded, "train_epoch", None)
         return entry
 

@@ -84,6 +84,19 @@ def test_python_scalar_arguments_are_weakly_typed():
     assert out.dtype == np.int64 and out.shape == () and int(out) == 6
 
 
+def test_scalar_results_are_0d_arrays_of_their_dtype():
+    # the driver returns 0-d results as scalars; the caller gets 0-d arrays back
+    x = np.array([1.5, -2.25, np.nan], np.float32)
+    f = gc.jit(lambda x, k: (x[:2].sum(), x[0] > 0, k * 3, np.max(x), x))
+    total, positive, count, peak, same = f(x, np.int64(7))
+    for value, dtype, expected in ((total, np.float32, -0.75), (positive, np.bool_, True),
+                                   (count, np.int64, 21)):
+        assert type(value) is np.ndarray and value.shape == () and value.dtype == dtype
+        assert value == expected
+    assert peak.dtype == np.float32 and np.isnan(peak)
+    assert same is not x and np.array_equal(same, x, equal_nan=True)
+
+
 def test_second_call_with_the_same_signature_does_not_retrace():
     calls = []
 
