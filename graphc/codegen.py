@@ -110,9 +110,9 @@ def _emit_matmul(node, operands):
     rank = len(node.shape)
     k = f"a0.shape[{rank - 2 if ta else rank - 1}]"
     A, B = ("A[t].T" if ta else "A[t]"), ("B[t].T" if tb else "B[t]")
-    body = [f"A = a0.reshape((-1, a0.shape[{rank - 2}], a0.shape[{rank - 1}]))",
-            f"B = a1.reshape((-1, a1.shape[{rank - 2}], a1.shape[{rank - 1}]))",
-            f"C = out.reshape((-1, out.shape[{rank - 2}], out.shape[{rank - 1}]))",
+    body = [f"A = alloc.reshape(a0, (-1, a0.shape[{rank - 2}], a0.shape[{rank - 1}]))",
+            f"B = alloc.reshape(a1, (-1, a1.shape[{rank - 2}], a1.shape[{rank - 1}]))",
+            f"C = alloc.reshape(out, (-1, out.shape[{rank - 2}], out.shape[{rank - 1}]))",
             "for t in range(C.shape[0]):"]
     if node.dtype.kind != "f":      # BLAS is float-only: integer matmul by loops
         return body + ["    for i in range(C.shape[1]):",
@@ -213,8 +213,8 @@ def _emit_log_softmax(node, operands):
              "            o[i, j] -= shift"]
     return [f"n = out.shape[{len(node.shape) - 1}]",
             "rows = out.size // n if n else 0",
-            "x = a0.reshape((rows, n))",
-            "o = out.reshape((rows, n))",
+            "x = alloc.reshape(a0, (rows, n))",
+            "o = alloc.reshape(out, (rows, n))",
             "for i in range(rows):",
             f"    peak = {T}(-np.inf)",
             "    for j in range(n):",
@@ -224,7 +224,7 @@ def _emit_log_softmax(node, operands):
             "        o[i, j] = x[i, j] - peak",
             f"if n < {SHORT_ROW}:",
             f"    e = alloc.empty((rows * n,), {T})",
-            "    z = out.reshape(rows * n)",
+            "    z = alloc.reshape(out, (rows * n,))",
             "    for k in range(rows * n):",
             "        e[k] = vmath.exp(z[k])",
             "    for i in range(rows):",
@@ -764,7 +764,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             if in_place.get(o) == write_back[k]:
                 continue            # the update kernel wrote it there
             dst = inputs[write_back[k]]
-            body.append(f"    {dst}.reshape({dst}.size)[:] = {var[o]}.reshape({dst}.size)"
+            body.append(f"    alloc.reshape({dst}, ({dst}.size,))[:] = alloc.reshape({var[o]}, ({dst}.size,))"
                         f"  # write back output {k}")
             continue
         if graph.node(o).shape == ():
