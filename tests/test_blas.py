@@ -1,4 +1,7 @@
 """graphc.kernels.blas.gemm: c = alpha * op(a) @ op(b) + beta * c, against NumPy."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -32,3 +35,24 @@ def test_gemm_copies_strided_operands_and_handles_empty_sizes():
     np.testing.assert_array_equal(c, 2.0)
     with pytest.raises(ValueError, match="C-contiguous"):
         gemm(a, b, np.zeros((3, 6)).T, False, False, 1.0, 0.0)
+
+
+def test_numba_gets_its_blas_without_importing_scipy_linalg():
+    # In a new process: graphc loads scipy.linalg.cython_blas by itself (the
+    # package costs 0.15 s of a warm start), Numba's GEMM uses it, and a later
+    # import of scipy.linalg by the user still works.
+    script = """if True:
+        import sys, numpy as np, graphc as gc
+        x = np.arange(6.0).reshape(2, 3)
+        np.testing.assert_allclose(gc.jit(lambda a: a @ a.T)(x), x @ x.T)
+        print("scipy.linalg" in sys.modules, "scipy.linalg.cython_blas" in sys.modules)
+        import scipy.linalg
+        from scipy.linalg import cython_blas
+        import scipy.linalg.cython_blas as same
+        assert same is cython_blas and "sgemm" in cython_blas.__pyx_capi__
+        np.testing.assert_allclose(scipy.linalg.solve(2 * np.eye(2), np.ones(2)), 0.5)
+    """
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "True"]
