@@ -249,8 +249,9 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
         perm = rng.permutation(n) if shuffle else np.arange(n)
         losses = list(step.epoch(params, data, perm, batch_size, full)) if full else []
         if rest and not drop_last:
-            tail = perm[full * batch_size:]
-            losses.append(step(params, *(d[tail] for d in data)))
+            # the short last batch through the same native loop: calling the
+            # step would compile `run` too, as much again as the epoch loop
+            losses += list(step.epoch(params, data, perm[full * batch_size:], rest, 1))
         history[epoch] = np.mean(losses)
         if bar is not None:
             bar.set_postfix(loss=f"{history[epoch]:.4g}")

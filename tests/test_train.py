@@ -1,4 +1,6 @@
 """Optimizers against PyTorch's update equations, compile_step, train, atomicity."""
+import importlib
+
 import numpy as np
 import pytest
 
@@ -125,6 +127,22 @@ def test_train_without_shuffle_equals_calling_step_by_hand(drop_last):
     np.testing.assert_allclose(history, expected_history, rtol=1e-12)
     for k in params:
         np.testing.assert_allclose(params[k], replay[k], rtol=1e-12)
+
+
+def test_train_compiles_only_the_epoch_loop(monkeypatch):
+    # the short last batch runs through train_epoch too: calling the step for it
+    # would compile `run` as well, a second compile as long as the first
+    train_module = importlib.import_module("graphc.train")     # graphc.train is the function
+    steps = []
+    monkeypatch.setattr(train_module, "compile_step",
+                        lambda *a: steps.append(gc.compile_step(*a)) or steps[-1])
+    params, x, y = make(n=22, seed=5)
+    gc.train(loss_fn, params, (x, y), gc.optim.SGD(lr=0.01), batch_size=8, epochs=2,
+             progress=False)
+    entries = list(steps[0]._entries.values())
+    assert len(entries) == 2        # the batches of 8 and the last one of 6
+    assert all(e.driver.signatures == [] for e in entries)
+    assert sum(len(e.train_epoch.signatures) for e in entries) >= 1
 
 
 def test_train_gathers_shuffled_batches_of_any_rank():
@@ -342,8 +360,10 @@ def _sgd_by_hand(loss, params, lr, *batch):
 
 
 def _accumulating_gemms(source):
-    """The driver's GEMMs that accumulate into a weight (beta = 1)."""
-    return [line for line in source.splitlines() if "blas.gemm(" in line and " += " in line]
+    """The driver's GEMMs that accumulate into a weight (beta = 1); `run` only
+    (train_epoch inlines the same step)."""
+    run = source.split("def run(", 1)[1].split("def train_epoch(", 1)[0]
+    return [line for line in run.splitlines() if "blas.gemm(" in line and " += " in line]
 
 
 def test_sgd_weight_updates_accumulate_in_the_weight_gradient_gemm():
