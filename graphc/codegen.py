@@ -743,6 +743,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                  and not any(f"o{outs.index(o)}" in alias for o in outs
                              if OPS[graph.node(o).op].kind == "reduce")
                  and may_split())
+        body.append(f"    # {kname}{comment}")
         if split:
             kernels_src.append(_emit_parallel(graph, kname, params, lines, externals, outs,
                                               graph.node(space)))
@@ -750,8 +751,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                      f"        {kname}_par({', '.join(args)}, threads)",
                      "    else:"]
         inlined = _inlined(kname.split("_")[0] + "_", tuple(params), tuple(args), tuple(lines))
-        indent = " " * (8 if split else 4)
-        body += [f"    # {kname}{comment}"] + [indent + line for line in inlined]
+        body += [" " * (8 if split else 4) + line for line in inlined]
         operands = [graph.node(i) for i in externals]
         kernels.append(KernelInfo(
             kname, [graph.node(m).op for m in members],
