@@ -19,9 +19,12 @@ floor includes NumPy's call cost (about 1 us each).
 
 On 2026-12-02 (float32, one thread), graphc / GEMMs and NumPy / GEMMs were:
 W1 3.94 and 10.4 (GEMMs 5 us), W2 1.05 and 1.27, W3 1.05 and 1.09, W4 1.24
-and 2.76 (GEMMs 100 us). So W4's 0.25 target (graphc at 0.69x the time of
-its GEMMs alone) and W2's 0.60 (0.76x) are below the BLAS floor here, and
-W1's 0.20 is below the floor plus Python's per-call binding of a step.
+and 2.76 (GEMMs 100 us); a later run gave W1 3.64 and 10.3, W2 1.08 and
+1.25, W3 1.08 and 1.00, W4 1.17 and 2.49, and in float64 W2 0.99 and 1.92,
+W3 1.13 and 1.18, W4 1.31 and 2.55. So W4's 0.25 target (graphc at
+0.62-0.69x the time of its GEMMs alone) and W2's 0.60 (0.75x) are below the
+BLAS floor here, and W1's 0.20 is below the floor plus Python's per-call
+binding of a step.
 """
 import argparse
 import os
