@@ -579,13 +579,16 @@ def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
     in-place write raises (index checks run first), so a failing step still
     leaves the inputs untouched. Such a kernel may also accumulate reductions
     of its loop (W5's loss and update are one loop): their results are
-    separate, smaller arrays.
+    separate, smaller arrays. An input that a returned output is, or is a
+    view of, keeps its old value until `run` has read the result (a loss
+    that is itself a parameter is the loss before the update).
     """
     position = {}
     for k, o in enumerate(graph.outputs):
         if k in write_back:
             position.setdefault(o, []).append(write_back[k])
-    chosen, read_later = {}, set()
+    chosen = {}
+    read_later = {_storage(graph, o) for k, o in enumerate(graph.outputs) if k not in write_back}
     for members in reversed(units):
         nodes = [graph.node(m) for m in members]
         if any(OPS[n.op].kind not in ("elementwise", "reduce") for n in nodes):
@@ -758,22 +761,30 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             sum(map(_nbytes, operands)) + sum(_nbytes(graph.node(o)) for o in outs),
             sum(_flops(graph.node(m), [graph.node(i) for i in graph.node(m).inputs])
                 for m in members), parallel=split))
-    outs = []
+    # The results are read before any write-back: one may be a view of an
+    # input the step updates.
+    outs, write_backs = [], []
     for k, o in enumerate(graph.outputs):
         if k in write_back:
             if in_place.get(o) == write_back[k]:
                 continue            # the update kernel wrote it there
             dst = inputs[write_back[k]]
-            body.append(f"    alloc.reshape({dst}, ({dst}.size,))[:] = alloc.reshape({var[o]}, ({dst}.size,))"
-                        f"  # write back output {k}")
+            write_backs.append(f"    alloc.reshape({dst}, ({dst}.size,))[:] = "
+                               f"alloc.reshape({var[o]}, ({dst}.size,))  # write back output {k}")
             continue
         if graph.node(o).shape == ():
             # a 0-d result leaves as a scalar: boxing a new 0-d array costs
             # Numba about 1.4 us per call (the loss of every training step)
-            outs.append(f"{var[o]}[()]")
-            continue
-        # Never hand the user an input or a constant: a later call could alias it.
-        outs.append(f"{var[o]}.copy()" if graph.node(o).op in ("input", "const") else var[o])
+            value = f"{var[o]}[()]"
+        elif graph.node(_storage(graph, o)).op in ("input", "const"):
+            # Never hand the user an input or a constant, or a view of one:
+            # a later call could write it.
+            value = f"{var[o]}.copy()"
+        else:
+            value = var[o]
+        outs.append(f"out{len(outs)}")
+        body.append(f"    {outs[-1]} = {value}")
+    body += write_backs
     signature = ", ".join(inputs + const_args + ["threads"])
     # error_model='numpy': x/0 is inf or nan as in NumPy; the default ('python')
     # raises ZeroDivisionError and its per-element branch stops vectorization

@@ -97,6 +97,13 @@ def test_scalar_results_are_0d_arrays_of_their_dtype():
     assert same is not x and np.array_equal(same, x, equal_nan=True)
 
 
+def test_results_never_alias_an_input():
+    # NumPy's reshape is a view; a compiled result is the caller's own array
+    a = np.arange(4.0)
+    out = gc.jit(lambda x: (x.reshape(2, 2), x))(a)
+    assert not any(np.shares_memory(o, a) for o in out)
+
+
 def test_second_call_with_the_same_signature_does_not_retrace():
     calls = []
 

@@ -129,6 +129,21 @@ def test_train_without_shuffle_equals_calling_step_by_hand(drop_last):
         np.testing.assert_allclose(params[k], replay[k], rtol=1e-12)
 
 
+@pytest.mark.parametrize("loss, name", [(lambda p, x: p["s"] + 0.0 * x.sum(), "s"),
+                                        (lambda p, x: p["s"], "s"),
+                                        (lambda p, x: p["w"][0], "w")],
+                         ids=["computed", "param", "view"])
+def test_the_loss_is_the_value_before_the_update(loss, name):
+    # a loss that is a parameter, or a view of one, is read before the step
+    # writes the parameter's new value (found in review: it returned 2.5)
+    params = {"s": np.array(3.0), "w": np.array([3.0])}
+    assert gc.compile_step(loss, gc.optim.SGD(lr=0.5))(params, np.ones(2)) == 3.0
+    history = gc.train(loss, params, (np.ones((4, 2)),), gc.optim.SGD(lr=0.5), batch_size=3,
+                       epochs=1, shuffle=False, progress=False)
+    assert history[0] == (2.5 + 2.0) / 2        # the batch of 3 rows, then the last row
+    assert params[name].item() == 1.5
+
+
 def test_train_compiles_only_the_epoch_loop(monkeypatch):
     # the short last batch runs through train_epoch too: calling the step for it
     # would compile `run` as well, a second compile as long as the first
