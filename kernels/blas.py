@@ -11,6 +11,7 @@ helper library, which calls SciPy's cython_blas sgemm/dgemm (the OpenBLAS
 NumPy uses). It is declared here by symbol name, so functions calling it can
 be cached on disk like any other.
 """
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
@@ -20,6 +21,9 @@ import numpy as np
 from numba import njit, types
 
 
+_CYTHON_BLAS = "scipy.linalg.cython_blas"
+
+
 def _load_cython_blas():
     """Load scipy.linalg.cython_blas on its own, before Numba asks for it.
 
@@ -27,14 +31,10 @@ def _load_cython_blas():
     `import scipy.linalg.cython_blas`, which first runs the whole scipy.linalg
     package: 0.14-0.18 s of every new process's first compile or cache load,
     a third of a warm start. The extension module needs nothing from its
-    package and loads in 4 ms. Later `import scipy.linalg`,
-    `from scipy.linalg import cython_blas` and `import ... as` all work; only
-    the attribute `scipy.linalg.cython_blas` stays unset on the package (it
-    is unset there in plain SciPy too until something imports it). If this
-    SciPy lays its files out differently, Numba imports it the usual way.
+    package and loads in 4 ms. If this SciPy lays its files out differently,
+    Numba imports it the usual way.
     """
-    name = "scipy.linalg.cython_blas"
-    if name in sys.modules or "scipy.linalg" in sys.modules:
+    if _CYTHON_BLAS in sys.modules or "scipy.linalg" in sys.modules:
         return
     try:
         import scipy
@@ -42,12 +42,38 @@ def _load_cython_blas():
         path = next(p for p in (os.path.join(folder, "cython_blas" + suffix)
                                 for suffix in importlib.machinery.EXTENSION_SUFFIXES)
                     if os.path.exists(p))
-        spec = importlib.util.spec_from_file_location(name, path)
+        spec = importlib.util.spec_from_file_location(_CYTHON_BLAS, path)
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
+        sys.modules[_CYTHON_BLAS] = module
         spec.loader.exec_module(module)
     except Exception:
-        sys.modules.pop(name, None)
+        sys.modules.pop(_CYTHON_BLAS, None)
+        return
+    sys.meta_path.insert(0, _AttachToPackage())
+
+
+class _AttachToPackage(importlib.abc.MetaPathFinder):
+    """When the user imports scipy.linalg later, set its `cython_blas`
+    attribute: the import system sets a submodule's attribute on its package
+    only when it loads the submodule itself, so without this
+    `import scipy.linalg.cython_blas; scipy.linalg.cython_blas` would fail."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "scipy.linalg":
+            return None
+        sys.meta_path.remove(self)          # once, and not for the lookup below
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        run_package = spec.loader.exec_module
+
+        def exec_module(module):
+            run_package(module)
+            if _CYTHON_BLAS in sys.modules:
+                module.cython_blas = sys.modules[_CYTHON_BLAS]
+
+        spec.loader.exec_module = exec_module
+        return spec
 
 
 _load_cython_blas()

@@ -46,10 +46,11 @@ def test_numba_gets_its_blas_without_importing_scipy_linalg():
         x = np.arange(6.0).reshape(2, 3)
         np.testing.assert_allclose(gc.jit(lambda a: a @ a.T)(x), x @ x.T)
         print("scipy.linalg" in sys.modules, "scipy.linalg.cython_blas" in sys.modules)
-        import scipy.linalg
+        import scipy.linalg.cython_blas
+        assert "sgemm" in scipy.linalg.cython_blas.__pyx_capi__
         from scipy.linalg import cython_blas
         import scipy.linalg.cython_blas as same
-        assert same is cython_blas and "sgemm" in cython_blas.__pyx_capi__
+        assert same is cython_blas is scipy.linalg.cython_blas
         np.testing.assert_allclose(scipy.linalg.solve(2 * np.eye(2), np.ones(2)), 0.5)
     """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
