@@ -254,7 +254,7 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
             losses += list(step.epoch(params, data, perm[full * batch_size:], rest, 1))
         history[epoch] = np.mean(losses)
         if bar is not None:
-            bar.set_postfix(loss=f"{history[epoch]:.4g}")
+            bar.set_postfix(loss=f"{history[epoch]:.4g}", refresh=False)   # update(1) redraws it
             bar.update(1)
     if bar is not None:
         bar.close()
