@@ -763,7 +763,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                 for m in members), parallel=split))
     # The results are read before any write-back: one may be a view of an
     # input the step updates.
-    outs, write_backs = [], []
+    outs, write_backs, handed_out = [], [], set()
     for k, o in enumerate(graph.outputs):
         if k in write_back:
             if in_place.get(o) == write_back[k]:
@@ -776,12 +776,15 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             # a 0-d result leaves as a scalar: boxing a new 0-d array costs
             # Numba about 1.4 us per call (the loss of every training step)
             value = f"{var[o]}[()]"
-        elif graph.node(_storage(graph, o)).op in ("input", "const"):
-            # Never hand the user an input or a constant, or a view of one:
-            # a later call could write it.
+        elif (graph.node(_storage(graph, o)).op in ("input", "const")
+              or _storage(graph, o) in handed_out or _storage(graph, o) in in_place):
+            # Never hand the user an input or a constant, or a view of one (a
+            # later call could write it), nor one buffer twice (two gradients
+            # that are the same node are still two arrays).
             value = f"{var[o]}.copy()"
         else:
             value = var[o]
+            handed_out.add(_storage(graph, o))
         outs.append(f"out{len(outs)}")
         body.append(f"    {outs[-1]} = {value}")
     body += write_backs

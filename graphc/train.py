@@ -70,6 +70,7 @@ class Step:
 
     def _traced_step(self, params, slots, count, *batch):
         loss, grads = api.value_and_grad(self.loss_fn)(params, *batch)
+        loss = loss.reshape(())     # a size-1 loss is allowed; the driver returns a scalar
         leaves, treedef = pytree.flatten(params)
         slot_leaves = {k: pytree.flatten(v)[0] for k, v in slots.items()}
         with tracing.role("update"):

@@ -97,11 +97,16 @@ def test_scalar_results_are_0d_arrays_of_their_dtype():
     assert same is not x and np.array_equal(same, x, equal_nan=True)
 
 
-def test_results_never_alias_an_input():
+def test_results_never_alias_an_input_or_each_other():
     # NumPy's reshape is a view; a compiled result is the caller's own array
     a = np.arange(4.0)
     out = gc.jit(lambda x: (x.reshape(2, 2), x))(a)
     assert not any(np.shares_memory(o, a) for o in out)
+    # two results that are one node of the graph are still two arrays
+    ga, gb = gc.grad(lambda a, b: (a * 2.0 + b * 2.0).sum(), argnums=(0, 1))(a, a + 1)
+    y1, y2 = gc.jit(lambda x: (x + 1, (x + 1).reshape(2, 2)))(a)
+    assert not np.shares_memory(ga, gb) and not np.shares_memory(y1, y2)
+    np.testing.assert_array_equal(gb, 2.0)
 
 
 def test_second_call_with_the_same_signature_does_not_retrace():

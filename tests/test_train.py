@@ -131,11 +131,14 @@ def test_train_without_shuffle_equals_calling_step_by_hand(drop_last):
 
 @pytest.mark.parametrize("loss, name", [(lambda p, x: p["s"] + 0.0 * x.sum(), "s"),
                                         (lambda p, x: p["s"], "s"),
-                                        (lambda p, x: p["w"][0], "w")],
-                         ids=["computed", "param", "view"])
+                                        (lambda p, x: p["w"][0], "w"),
+                                        (lambda p, x: p["w"].reshape(()), "w"),
+                                        (lambda p, x: p["w"], "w")],
+                         ids=["computed", "param", "index", "view", "size-1"])
 def test_the_loss_is_the_value_before_the_update(loss, name):
     # a loss that is a parameter, or a view of one, is read before the step
-    # writes the parameter's new value (found in review: it returned 2.5)
+    # writes the parameter's new value (found in review: it returned 2.5);
+    # a size-1 loss that is not 0-d works too (it raised TypeError)
     params = {"s": np.array(3.0), "w": np.array([3.0])}
     assert gc.compile_step(loss, gc.optim.SGD(lr=0.5))(params, np.ones(2)) == 3.0
     history = gc.train(loss, params, (np.ones((4, 2)),), gc.optim.SGD(lr=0.5), batch_size=3,
