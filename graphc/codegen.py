@@ -772,19 +772,20 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             write_backs.append(f"    alloc.reshape({dst}, ({dst}.size,))[:] = "
                                f"alloc.reshape({var[o]}, ({dst}.size,))  # write back output {k}")
             continue
+        store = _storage(graph, o)
         if graph.node(o).shape == ():
             # a 0-d result leaves as a scalar: boxing a new 0-d array costs
             # Numba about 1.4 us per call (the loss of every training step)
             value = f"{var[o]}[()]"
-        elif (graph.node(_storage(graph, o)).op in ("input", "const")
-              or _storage(graph, o) in handed_out or _storage(graph, o) in in_place):
+        elif (graph.node(store).op in ("input", "const") or store in handed_out
+              or store in in_place):
             # Never hand the user an input or a constant, or a view of one (a
             # later call could write it), nor one buffer twice (two gradients
             # that are the same node are still two arrays).
             value = f"{var[o]}.copy()"
         else:
             value = var[o]
-            handed_out.add(_storage(graph, o))
+            handed_out.add(store)
         outs.append(f"out{len(outs)}")
         body.append(f"    {outs[-1]} = {value}")
     body += write_backs
@@ -823,11 +824,9 @@ def epoch_loop_source(n_state: int, n_data: int, n_consts: int, step: list[str],
     lines = ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
              f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + consts + ['threads'])}):",
              "    num_batches = losses.shape[0]"]
-    # run's inputs, in its order: the state, the step count, the batch
-    lines += [f"    in{k} = {name}" for k, name in enumerate(state + ["count"] + batch)
-              if not name.startswith("b")]
     lines += [f"    {b} = alloc.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]
-    lines += [f"    in{n_state + 1 + k} = {b}" for k, b in enumerate(batch)]
+    # run's inputs, in its order: the state, the step count, the batch
+    lines += [f"    in{k} = {name}" for k, name in enumerate(state + ["count"] + batch)]
     # Rows are copied through 2-D views, element by element: Numba's
     # `b[r] = d[row]` compiles a shape-mismatch error message (string
     # formatting) that cost about 3 s of every cold first epoch.
