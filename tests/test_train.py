@@ -1,4 +1,5 @@
 """Optimizers against PyTorch's update equations, compile_step, train, atomicity."""
+import copy
 import importlib
 
 import numpy as np
@@ -294,6 +295,84 @@ def test_checks_follow_arrays_changed_between_steps():
     assert step.state["count"] == 1
     step(params, x, y)
     assert step.state["count"] == 2
+
+
+def test_steady_state_steps_skip_the_checks_and_any_change_is_checked_again(monkeypatch):
+    """The same arrays as the last step take the fast path (no flatten, no checks);
+    every change a user can make between steps leaves it, and each step still
+    equals a fresh step on copies of the same state."""
+    params, x, y = make()
+    step = gc.compile_step(loss_fn, gc.optim.Adam(1e-2))
+    step(params, x, y)
+    checked = []
+    real_bind = step._bind
+    monkeypatch.setattr(step, "_bind", lambda p: checked.append(1) or real_bind(p))
+
+    def same_as_fresh(*batch):
+        ref = gc.compile_step(loss_fn, gc.optim.Adam(1e-2))
+        ref(copy.deepcopy(params), *batch)                      # makes ref.state
+        ref.state, ref_params = copy.deepcopy(step.state), copy.deepcopy(params)
+        expected = ref(ref_params, *batch)
+        assert step(params, *batch) == expected
+        for k in params:
+            np.testing.assert_array_equal(params[k], ref_params[k])
+
+    same_as_fresh(x, y)
+    assert checked == []                                        # the fast path
+    same_as_fresh(x, y.astype(np.float32))                      # a new batch dtype
+    assert len(checked) == 1
+    same_as_fresh(np.asfortranarray(x), y)                      # copied to C order
+    same_as_fresh(x[:10], y[:10])                               # a new batch size
+    params["W"] = params["W"].copy()                            # a new array, same shape
+    same_as_fresh(x, y)
+    step.state["m"]["b"] = step.state["m"]["b"].copy()          # a new moment array
+    same_as_fresh(x, y)
+    step.state["count"] = 0                                     # bias correction restarts
+    same_as_fresh(x, y)
+    n = len(checked)
+    same_as_fresh(x, y)
+    assert len(checked) == n                                    # fast again
+    params["b"].dtype = np.int64                                # reinterpreted in place
+    with pytest.raises(TypeError, match=r"\['b'\] is int64"):
+        step(params, x, y)
+    params["b"].dtype = np.float64
+    same_as_fresh(x, y)                                         # each error below follows
+    v = params["v"]                                             # a fast step
+    params["v"] = params["b"]                                   # the same shape, one array
+    with pytest.raises(ValueError, match="same array"):
+        step(params, x, y)
+    params["v"] = v
+    same_as_fresh(x, y)
+    params["v"] = 1.0
+    with pytest.raises(TypeError, match=r"\['v'\] is float"):
+        step(params, x, y)
+    params["v"] = v
+    same_as_fresh(x, y)
+    v.setflags(write=False)                                     # frozen in place
+    with pytest.raises(ValueError, match="read-only"):
+        step(params, x, y)
+    v.setflags(write=True)
+    same_as_fresh(x, y)
+    with pytest.raises(TypeError, match="structure"):
+        step({**params, "extra": np.zeros(2)}, x, y)
+    same_as_fresh(x, y)
+    with pytest.raises(TypeError, match="structure"):
+        step({"W": params["W"], "b": params["b"]}, x, y)
+    same_as_fresh(x, y)
+
+
+def test_a_larger_batch_after_a_fast_step_gets_its_own_constants():
+    # np.arange(len(y)) is a constant of the batch size: the last entry's would be short
+    def picked(p, x, y):
+        return -np.mean((x @ p["W"])[np.arange(len(y)), y])
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 3)), rng.integers(0, 4, 16)
+    step = gc.compile_step(picked, gc.optim.SGD(0.1))
+    params = {"W": np.ones((3, 4))}
+    for n in (8, 8, 16):
+        expected = picked(params, x[:n], y[:n])                # before the update
+        assert step(params, x[:n], y[:n]) == pytest.approx(expected)
 
 
 def test_a_nested_batch_with_new_shapes_or_keys_is_traced_again():
