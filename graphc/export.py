@@ -150,7 +150,8 @@ def export(step, path) -> None:
             entry.optimized, write_back=entry.write_back, parallel=False)
         kernels.append(_renamed(module.source, k))
         const_names = []
-        for j, c in enumerate(entry.consts):
+        consts = [entry.optimized.node(c).p["value"].array for c in module.const_ids]
+        for j, c in enumerate(consts):      # the ones this module's code reads
             arrays[f"c{k}_{j}"] = c
             const_names.append(f"c{k}_{j}")
         key = tuple((tuple(shape), np.dtype(dtype).str) for shape, dtype in entry.in_avals)
