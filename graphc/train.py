@@ -8,6 +8,8 @@ state exactly as they were.
 """
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
 from graphc import api, errors, pytree, runtime, tracing
@@ -38,6 +40,21 @@ def _leaf_check(leaves, paths):
         seen.append((leaf, path))
 
 
+def _step_count(state: dict) -> np.ndarray:
+    """`state["count"]` as the driver's 0-d int64 input (a fresh one per call),
+    checked before anything runs: a bad count used to fail only after the update."""
+    count = state["count"]
+    try:
+        count = operator.index(count)
+    except TypeError:
+        raise errors.GraphcTypeError(f"step.state['count'] is {count!r}; it counts the steps "
+                                     f"taken, an int >= 0") from None
+    if not 0 <= count < 2 ** 63:
+        raise errors.GraphcValueError(f"step.state['count'] is {count}; it counts the steps "
+                                      f"taken, an int >= 0")
+    return np.array(count, np.int64)
+
+
 class _LastCall:
     """The arrays of the last step that ran, so the next call with the same ones
     (a training loop's steady state) skips flattening, checking and the signature
@@ -52,11 +69,10 @@ class _LastCall:
         self.keys = step._treedef.keys
         self.slot_names = step._slot_names
         self.leaves = state                     # held: an id cannot be reused meanwhile
-        self.avals = [(leaf.shape, leaf.dtype) for leaf in state]
+        self.avals = [(leaf, leaf.shape, leaf.dtype) for leaf in state]
         # the traced avals: a leaf that needed converting never matches them
         self.batch_avals = entry.in_avals[len(state) + 1:]
         self.entry = entry
-        self.count = np.zeros((), np.int64)     # the driver's step-count input, reused
 
     @staticmethod
     def of(step: Step, state: list, entry, batch: tuple):
@@ -66,22 +82,25 @@ class _LastCall:
 
     def inputs(self, params, step_state: dict, batch: tuple) -> list | None:
         """The driver's inputs if these are the same arrays as last time, unchanged."""
-        keys = self.keys
+        keys, leaves = self.keys, self.leaves
         if type(params) is not dict or len(params) != len(keys) or \
                 len(batch) != len(self.batch_avals):
             return None
-        try:
-            state = [params[k] for k in keys]
-            for name in self.slot_names:
-                slot = step_state[name]
-                if type(slot) is not dict or len(slot) != len(keys):
+        # the same objects: then `leaves` is the state, and only what can change
+        # in place (shape, dtype, flags) is looked at
+        for k, old in zip(keys, leaves):
+            if params.get(k) is not old:
+                return None
+        for s, name in enumerate(self.slot_names, 1):
+            slot = step_state.get(name)
+            if type(slot) is not dict or len(slot) != len(keys):
+                return None
+            for k, old in zip(keys, leaves[s * len(keys):]):
+                if slot.get(k) is not old:
                     return None
-                state += [slot[k] for k in keys]
-        except KeyError:
-            return None
-        for leaf, old, (shape, dtype) in zip(state, self.leaves, self.avals):
+        for leaf, shape, dtype in self.avals:
             # `is` on dtypes: NumPy's are singletons; a false miss only costs the slow path
-            if leaf is not old or leaf.shape != shape or leaf.dtype is not dtype:
+            if leaf.shape != shape or leaf.dtype is not dtype:
                 return None
             flags = leaf.flags          # writability can be switched off in place
             if not (flags.writeable and flags.c_contiguous):
@@ -90,10 +109,7 @@ class _LastCall:
             if type(x) is not np.ndarray or x.shape != shape or x.dtype is not dtype or \
                     not x.flags.c_contiguous:
                 return None
-        self.count[()] = step_state["count"]
-        state.append(self.count)
-        state += batch
-        return state
+        return leaves + [_step_count(step_state), *batch]
 
 
 class Step:
@@ -202,7 +218,7 @@ class Step:
         return {k: self.state[k] for k in self._slot_names}
 
     def _args(self, params, batch):
-        return (params, self._slots(), np.asarray(self.state["count"], np.int64), *batch)
+        return (params, self._slots(), _step_count(self.state), *batch)
 
     def _entry_for(self, params, batch):
         """The compiled entry for this batch's signature (traced on first sight)
@@ -228,7 +244,7 @@ class Step:
             state = self._bind(params)
             entry, leaves = self._entry_for(params, batch)
             n = len(state)
-            state.append(np.asarray(self.state["count"], np.int64))
+            state.append(_step_count(self.state))
             loss = entry.run(state + entry.inputs(leaves, first=n + 1))[0]
             self._last = _LastCall.of(self, state[:n], entry, batch)
         self.state["count"] += 1
@@ -256,7 +272,7 @@ class Step:
                 + errors.at(errors.user_location()))
         state = self._bind(params)
         entry = self._entry_for(params, tuple(d[perm[:batch_size]] for d in data))[0]
-        count = np.asarray(self.state["count"], np.int64)
+        count = _step_count(self.state)
         arrays = [np.ascontiguousarray(d) for d in data]
         losses = np.empty(num_batches, np.float64)
         try:

@@ -245,6 +245,31 @@ def test_a_failing_step_leaves_params_and_state_bitwise_unchanged():
     _assert_unchanged(before, params, step)
 
 
+@pytest.mark.parametrize("rows", [24, 12], ids=["fast_path", "checked_path"])
+def test_a_bad_step_count_is_refused_before_any_write(rows):
+    # "4" used to run the whole update and fail only at count += 1, and
+    # 2**64 - 1 became -1 (Adam's bias correction then divided by zero)
+    params, x, y = make(n=24)
+    step = gc.compile_step(loss_fn, gc.optim.Adam(1e-2))
+    step(params, x, y)
+    x, y = x[:rows], y[:rows]       # the last call's batch shape, or a new one
+    for bad, error in [("4", TypeError), (2.7, TypeError), (None, TypeError), (-1, ValueError),
+                       (np.uint64(2 ** 64 - 1), ValueError), (2 ** 63, ValueError)]:
+        good = step.state["count"]
+        step.state["count"] = bad
+        before = _snapshot(params, step)
+        with pytest.raises(error, match=r"step\.state\['count'\].*an int >= 0"):
+            step(params, x, y)
+        _assert_unchanged(before, params, step)
+        with pytest.raises(error, match="count"):
+            step.epoch(params, (x, y), np.arange(len(x)), 8, 1)
+        _assert_unchanged(before, params, step)
+        step.state["count"] = good
+    step.state["count"] = np.int32(3)       # any integer type counts
+    step(params, x, y)
+    assert step.state["count"] == 4
+
+
 def test_nan_in_data_propagates_to_the_loss():
     params, x, y = make()
     x[0, 0] = np.nan
