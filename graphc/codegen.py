@@ -272,7 +272,8 @@ def _literal(node: Node) -> str:
 
 
 def _sum_type(dtype) -> str:
-    """A sum's register type: float32 sums add in float64 (emit_group blocks long 1-D ones)."""
+    """A sum's register type: float32 sums add in float64 (emit_group blocks
+    long 1-D ones and column sums in float32, then adds the blocks in float64)."""
     return "np.float64" if dtype == np.float32 else np_dtype(dtype)
 
 
@@ -336,11 +337,12 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     # measured slower (W1: +0.7 us)
     blocked = [n for n in in_register if n.op == "sum" and n.dtype == np.float32 and r == 1]
     # A float32 sum over axis 0 alone (a bias gradient: columns summed over the
-    # batch) adds into its own (fresh, zeroed) output in float32, and only past
-    # SUM_BLOCK rows folds each block into float64 totals (`accf`): a float64
-    # accumulator in the loop has LLVM vectorize the whole fused loop 4 wide
-    # (W2's relu backward with its bias gradient, 128x256: 21 against 15 us;
-    # W1's softmax backward, 64x10: 3.8 against 2.8 us; no change at W3's size).
+    # batch) adds into its own (fresh, zeroed) output in float32, and past
+    # SUM_ROWS rows folds each block of rows into float64 totals (`accf`): a
+    # float64 accumulator in the loop has LLVM vectorize the whole fused loop
+    # 4 wide (W2's relu backward with its bias gradient, 128x256: 21 against
+    # 15 us; W1's softmax backward, 64x10: 3.8 against 2.8 us; no change at
+    # W3's size). Within a block this is NumPy's own float32 column sum.
     row_blocked = [n for n in sinks if n not in in_register and n.op == "sum"
                    and n.dtype == np.float32 and n.p["axes"] == (0,)]
     lines = []
@@ -349,7 +351,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
             o = out[n.id]
             lines += [f"rbf{n.id} = alloc.reshape({o}, ({o}.size,))",
                       f"for j in range(rbf{n.id}.shape[0]):", f"    rbf{n.id}[j] = 0",
-                      f"accf{n.id} = alloc.full((rbf{n.id}.shape[0] if n0 > {SUM_BLOCK} else 0,), "
+                      f"accf{n.id} = alloc.full((rbf{n.id}.shape[0] if n0 > {SUM_ROWS} else 0,), "
                       f"0, np.float64)"]
         elif n not in direct:
             acc, init = _accumulator(n)
@@ -389,7 +391,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     for n in row_blocked:   # after each block of rows, and the last; then the totals
         fold = [f"for j in range(accf{n.id}.shape[0]):",
                 f"    accf{n.id}[j] += rbf{n.id}[j]", f"    rbf{n.id}[j] = 0"]
-        lines += [f"    if accf{n.id}.shape[0] and (i0 % {SUM_BLOCK} == {SUM_BLOCK - 1} "
+        lines += [f"    if accf{n.id}.shape[0] and (i0 % {SUM_ROWS} == {SUM_ROWS - 1} "
                   f"or i0 == n0 - 1):"] + ["        " + f for f in fold]
         lines += [f"for j in range(accf{n.id}.shape[0]):", f"    rbf{n.id}[j] = accf{n.id}[j]"]
     for n in sinks:
@@ -407,6 +409,9 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
 # accuracy over long loops. Blocked: 2.9 ms and a relative error of 2.5e-9
 # on a 1e6-element log1p(exp(x)) sum (plain float32: 7.4e-8).
 SUM_BLOCK = 4096
+# the same for a column sum's rows (each column adds one row at a time, no
+# lanes to spread the error): float32 over at most this many rows
+SUM_ROWS = 256
 
 
 def _inner_loop(axis: int, body: list[str], blocked: list[int]) -> list[str]:

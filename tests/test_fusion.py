@@ -91,9 +91,9 @@ def test_long_float32_sums_are_fast_blocks_and_accurate():
 
 def test_float32_column_sums_add_in_blocks_of_rows_and_stay_accurate():
     # a sum over axis 0 (a bias gradient) adds in float32 straight into its
-    # output, folding each SUM_BLOCK rows into float64: NumPy's own float32
+    # output, folding each SUM_ROWS rows into float64: NumPy's own float32
     # column sum drifts with the row count (3.5e-5 relative at 1e6 rows)
-    from graphc.codegen import SUM_BLOCK
+    from graphc.codegen import SUM_ROWS
 
     rng = np.random.default_rng(0)
     cases = [(lambda x: np.sum(np.exp(x) * 0.5, axis=0), (3,)),
@@ -101,14 +101,14 @@ def test_float32_column_sums_add_in_blocks_of_rows_and_stay_accurate():
              (lambda x: np.sum(np.exp(x) * 0.5, axis=0), (2, 3))]
     for fn, row in cases:
         f = gc.jit(fn)
-        for n in (0, 1, SUM_BLOCK - 1, SUM_BLOCK, SUM_BLOCK + 1, 3 * SUM_BLOCK + 5, 1_000_003):
+        for n in (0, 1, SUM_ROWS - 1, SUM_ROWS, SUM_ROWS + 1, 3 * SUM_ROWS + 5, 1_000_003):
             x = rng.normal(size=(n, *row)).astype(np.float32)
             exact = fn(x.astype(np.float64))
             got = f(x)
             assert got.dtype == np.float32 and got.shape == exact.shape
-            bound = 1e-6 if n > 100 * SUM_BLOCK else 4e-6     # ~2e-6 within one block
+            bound = 1e-6 if n > 100 * SUM_ROWS else 4e-6     # ~1e-6 within one block
             np.testing.assert_array_less(np.abs(got - exact), bound * np.maximum(exact, 1.0))
-        assert f"% {SUM_BLOCK}" in f.inspect(x).source
+        assert f"% {SUM_ROWS}" in f.inspect(x).source
 
 
 def test_only_the_constants_the_code_reads_are_arguments():
