@@ -227,10 +227,20 @@ def _emit_log_softmax(node, operands):
             "    z = alloc.reshape(out, (rows * n,))",
             "    for k in range(rows * n):",
             "        e[k] = vmath.exp(z[k])",
+            # the logs in one loop over the rows, which LLVM vectorizes
+            # (64 rows of 10: 2.8 against 2.3 us)
+            f"    shifts = alloc.empty((rows,), {T})",
             "    for i in range(rows):",
             f"        s = {acc}(0)",
             "        for j in range(n):",
-            "            s += e[i * n + j]"] + shift + [
+            "            s += e[i * n + j]",
+            f"        shifts[i] = {T}(s)",
+            "    for i in range(rows):",
+            "        shifts[i] = vmath.log(shifts[i])",
+            "    for i in range(rows):",
+            "        shift = shifts[i]",
+            "        for j in range(n):",
+            "            o[i, j] -= shift",
             "else:",
             "    for i in range(rows):",
             f"        s = {acc}(0)",
