@@ -45,7 +45,9 @@ class _Entry:
         self.train_epoch = None
         # output position -> input position the driver writes into
         self.write_back = dict(write_back or {})
-        self.consts = [optimized.node(c).p["value"].array for c in module.const_ids]
+        # C-contiguous and writable, the one type `run` compiles for (see run())
+        self.consts = [np.require(optimized.node(c).p["value"].array, requirements=["C", "W"])
+                       for c in module.const_ids]
         self.in_avals = [(graph.node(i).shape, graph.node(i).dtype) for i in graph.inputs]
         # the driver returns 0-d results as scalars (see codegen): their dtypes
         returned = [optimized.node(o) for k, o in enumerate(optimized.outputs)
@@ -57,10 +59,12 @@ class _Entry:
         self.threads = threads.count if module.parallel else _one_thread
 
     def inputs(self, leaves, first=0) -> list[np.ndarray]:
-        """`leaves` (the inputs from position `first` on) as C-contiguous arrays of the
-        traced dtypes: what the driver takes."""
-        return [leaf if type(leaf) is np.ndarray and leaf.dtype == dtype and leaf.flags.c_contiguous
-                else np.array(leaf, dtype=dtype, order="C", copy=None)
+        """`leaves` (the inputs from position `first` on) as C-contiguous, writable
+        arrays of the traced dtypes: the one type the driver takes (a read-only
+        array is copied: Numba would compile the whole driver again for it)."""
+        return [leaf if type(leaf) is np.ndarray and leaf.dtype == dtype and
+                leaf.flags.c_contiguous and leaf.flags.writeable
+                else np.array(leaf, dtype=dtype, order="C")
                 for leaf, (_, dtype) in zip(leaves, self.in_avals[first:])]
 
     def run(self, inputs):
@@ -73,6 +77,10 @@ class _Entry:
                     return self.run(inputs)
             finally:
                 self.compile_seconds += time.perf_counter() - start
+                # Every call passes the same types (inputs() converts): any
+                # other is a TypeError now, never a silent second compile.
+                if self.driver.signatures:
+                    self.driver.disable_compile()
         try:
             return self.driver(*inputs, *self.consts, self.threads())
         except IndexError as e:

@@ -833,7 +833,14 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     # error_model='numpy': x/0 is inf or nan as in NumPy; the default ('python')
     # raises ZeroDivisionError and its per-element branch stops vectorization
     # (measured 12x slower on a 1e6-element fused loss).
-    driver = ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
+    # The one type `run` compiles for, also in its text: modules whose code is
+    # the same for other input dtypes stay separate, so the runtime can
+    # refuse any other type (Dispatcher.disable_compile) instead of compiling
+    # it silently, and need not check dtypes and flags on every call.
+    arg_types = [f"{name} {np.dtype(graph.node(i).dtype).name} {len(graph.node(i).shape)}-d"
+                 for name, i in zip(inputs + const_args, list(graph.inputs) + [n.id for n in consts])]
+    driver = [f"# run's argument types (C-contiguous, writable): {', '.join(arg_types)}",
+              "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
               f"def run({signature}):"] + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n" + "\n".join(driver) + "\n"

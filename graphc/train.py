@@ -58,36 +58,38 @@ def _step_count(state: dict) -> np.ndarray:
 class _LastCall:
     """The arrays of the last step that ran, so the next call with the same ones
     (a training loop's steady state) skips flattening, checking and the signature
-    lookup: a few identity, shape and flag tests instead.
+    lookup: identity and shape tests instead. The driver itself refuses any
+    other dtype, layout or a read-only array (a TypeError, see `_Entry.run`).
 
     Only for flat dicts of params and a batch of plain arrays, which is what a
-    training loop passes; anything else, or anything that differs, returns None
-    and the call takes the checked path, which then records itself here.
+    training loop passes; anything else, or anything that differs, takes the
+    checked path, which then records itself here.
     """
 
     def __init__(self, step: Step, state: list, entry):
         self.keys = step._treedef.keys
         self.slot_names = step._slot_names
         self.leaves = state                     # held: an id cannot be reused meanwhile
-        self.avals = [(leaf, leaf.shape, leaf.dtype) for leaf in state]
-        # the traced avals: a leaf that needed converting never matches them
-        self.batch_avals = entry.in_avals[len(state) + 1:]
+        self.shapes = [(leaf, leaf.shape) for leaf in state]
+        self.batch_shapes = [shape for shape, _ in entry.in_avals[len(state) + 1:]]
         self.entry = entry
 
     @staticmethod
-    def of(step: Step, state: list, entry, batch: tuple):
+    def of(step: Step, state: list, entry, batch: tuple, passed: list):
+        """For a call whose batch went to the driver as it was (`passed`): a batch
+        that needed converting would only meet the driver's TypeError next time."""
         flat = step._treedef.kind == "dict" and all(c.kind == "leaf" for c in step._treedef.children)
-        plain = all(type(x) is np.ndarray for x in batch)
-        return _LastCall(step, state, entry) if flat and plain else None
+        as_is = len(batch) == len(passed) and all(x is p for x, p in zip(batch, passed))
+        return _LastCall(step, state, entry) if flat and as_is else None
 
     def inputs(self, params, step_state: dict, batch: tuple) -> list | None:
         """The driver's inputs if these are the same arrays as last time, unchanged."""
         keys, leaves = self.keys, self.leaves
         if type(params) is not dict or len(params) != len(keys) or \
-                len(batch) != len(self.batch_avals):
+                len(batch) != len(self.batch_shapes):
             return None
-        # the same objects: then `leaves` is the state, and only what can change
-        # in place (shape, dtype, flags) is looked at
+        # the same objects: then `leaves` is the state, and only their shapes
+        # can have changed in place that the driver would not refuse
         for k, old in zip(keys, leaves):
             if params.get(k) is not old:
                 return None
@@ -98,18 +100,24 @@ class _LastCall:
             for k, old in zip(keys, leaves[s * len(keys):]):
                 if slot.get(k) is not old:
                     return None
-        for leaf, shape, dtype in self.avals:
-            # `is` on dtypes: NumPy's are singletons; a false miss only costs the slow path
-            if leaf.shape != shape or leaf.dtype is not dtype:
+        for leaf, shape in self.shapes:
+            if leaf.shape != shape:
                 return None
-            flags = leaf.flags          # writability can be switched off in place
-            if not (flags.writeable and flags.c_contiguous):
-                return None
-        for x, (shape, dtype) in zip(batch, self.batch_avals):
-            if type(x) is not np.ndarray or x.shape != shape or x.dtype is not dtype or \
-                    not x.flags.c_contiguous:
+        for x, shape in zip(batch, self.batch_shapes):
+            if type(x) is not np.ndarray or x.shape != shape:
                 return None
         return leaves + [_step_count(step_state), *batch]
+
+    def run(self, inputs):
+        """The loss, or None when the driver refused a type (a dtype, layout or
+        read-only array it was not compiled for): the checked path then
+        converts or explains. Nothing has run or been written in that case."""
+        try:
+            return self.entry.run(inputs)[0]
+        except TypeError as e:
+            if str(e).startswith("No matching definition"):
+                return None
+            raise
 
 
 class Step:
@@ -237,16 +245,16 @@ class Step:
     def __call__(self, params, *batch) -> float:
         last = self._last
         inputs = last.inputs(params, self.state, batch) if last is not None else None
-        if inputs is not None:
-            loss = last.entry.run(inputs)[0]
-        else:
+        loss = last.run(inputs) if inputs is not None else None
+        if loss is None:
             self._last = None
             state = self._bind(params)
             entry, leaves = self._entry_for(params, batch)
             n = len(state)
             state.append(_step_count(self.state))
-            loss = entry.run(state + entry.inputs(leaves, first=n + 1))[0]
-            self._last = _LastCall.of(self, state[:n], entry, batch)
+            passed = entry.inputs(leaves, first=n + 1)
+            loss = entry.run(state + passed)[0]
+            self._last = _LastCall.of(self, state[:n], entry, batch, passed)
         self.state["count"] += 1
         return float(loss)
 

@@ -112,3 +112,30 @@ def test_repeat_calls_take_the_fast_path_and_still_convert_their_inputs():
     np.testing.assert_array_equal(f(strided), np.sum(strided * 2.0, axis=1))
     np.testing.assert_array_equal(f(x.astype(np.float32)), np.sum(x * 2.0, axis=1))  # new dtype
     assert len(f._cache) == 2
+
+
+def test_a_driver_compiles_one_type_and_refuses_others():
+    """Read-only, strided and byte-swapped inputs are converted before the call
+    (a read-only batch used to compile the whole driver a second time), and
+    the driver itself refuses any other type rather than compiling it."""
+    params, (x, y) = workloads.WORKLOADS["W1"].make("float64", seed=0, size="tiny")
+    step = gc.compile_step(workloads.WORKLOADS["W1"].loss_fn, gc.optim.SGD(lr=0.1))
+    reference = gc.compile_step(workloads.WORKLOADS["W1"].loss_fn, gc.optim.SGD(lr=0.1))
+    ref_params = {k: v.copy() for k, v in params.items()}
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    for batch_x in (x, frozen, np.asfortranarray(x), np.repeat(x, 2, axis=1)[:, ::2], x):
+        assert step(params, batch_x, y) == reference(ref_params, x, y)
+    for k in params:
+        np.testing.assert_array_equal(params[k], ref_params[k])
+    entry = next(iter(step._entries.values()))
+    assert len(entry.driver.signatures) == 1
+    args = step._last.inputs(params, step.state, (x, y)) + entry.consts + [1]
+    args[0] = np.asfortranarray(args[0])            # a weight in another layout
+    with pytest.raises(TypeError, match="No matching definition"):
+        entry.driver(*args)
+
+    f = gc.jit(lambda a: np.tanh(a) * 2.0)
+    np.testing.assert_allclose(f(frozen), np.tanh(x) * 2.0)
+    np.testing.assert_allclose(f(x), np.tanh(x) * 2.0)
+    assert len(next(iter(f._cache.values())).driver.signatures) == 1
