@@ -36,6 +36,12 @@ def _one_thread() -> int:
     return 1
 
 
+# Held by the first call of each entry: Numba compiles then, and once it has,
+# the driver compiles nothing more (a thread already past `called` would be
+# refused with "compilation disabled").
+_FIRST_CALLS = threading.RLock()
+
+
 class _Entry:
     """One compiled signature: the module's driver and how to call it."""
 
@@ -45,9 +51,8 @@ class _Entry:
         self.train_epoch = None
         # output position -> input position the driver writes into
         self.write_back = dict(write_back or {})
-        # C-contiguous and writable, the one type `run` compiles for (see run())
-        self.consts = [np.require(optimized.node(c).p["value"].array, requirements=["C", "W"])
-                       for c in module.const_ids]
+        # constants are C-ordered, read-only arrays (ir.ConstValue): one type each
+        self.consts = [optimized.node(c).p["value"].array for c in module.const_ids]
         self.in_avals = [(graph.node(i).shape, graph.node(i).dtype) for i in graph.inputs]
         # the driver returns 0-d results as scalars (see codegen): their dtypes
         returned = [optimized.node(o) for k, o in enumerate(optimized.outputs)
@@ -59,28 +64,36 @@ class _Entry:
         self.threads = threads.count if module.parallel else _one_thread
 
     def inputs(self, leaves, first=0) -> list[np.ndarray]:
-        """`leaves` (the inputs from position `first` on) as C-contiguous, writable
-        arrays of the traced dtypes: the one type the driver takes (a read-only
-        array is copied: Numba would compile the whole driver again for it)."""
+        """`leaves` (the inputs from position `first` on) as C-contiguous, aligned,
+        writable arrays of the traced dtypes: the one type the driver takes (for
+        a read-only array Numba would compile the whole driver again)."""
         return [leaf if type(leaf) is np.ndarray and leaf.dtype == dtype and
-                leaf.flags.c_contiguous and leaf.flags.writeable
+                leaf.flags.c_contiguous and leaf.flags.behaved
                 else np.array(leaf, dtype=dtype, order="C")
                 for leaf, (_, dtype) in zip(leaves, self.in_avals[first:])]
 
     def run(self, inputs):
         """The driver's raw outputs; the first call's time counts as compile time."""
-        if not self.called:     # Numba compiles (or loads) now
-            start = time.perf_counter()
+        if not self.called:
+            with _FIRST_CALLS:      # another thread's first call may be compiling it
+                if not self.called:
+                    return self._first_run(inputs)
+        return self._call(inputs)
+
+    def _first_run(self, inputs):
+        start = time.perf_counter()
+        try:
+            with runtime.gc_paused(self.driver):    # Numba compiles (or loads) now
+                return self._call(inputs)
+        finally:
             self.called = True
-            try:
-                with runtime.gc_paused(self.driver):
-                    return self.run(inputs)
-            finally:
-                self.compile_seconds += time.perf_counter() - start
-                # Every call passes the same types (inputs() converts): any
-                # other is a TypeError now, never a silent second compile.
-                if self.driver.signatures:
-                    self.driver.disable_compile()
+            self.compile_seconds += time.perf_counter() - start
+            # Every call passes the same types (inputs() converts): any
+            # other is a TypeError now, never a silent second compile.
+            if self.driver.signatures:
+                self.driver.disable_compile()
+
+    def _call(self, inputs):
         try:
             return self.driver(*inputs, *self.consts, self.threads())
         except IndexError as e:

@@ -839,7 +839,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     # it silently, and need not check dtypes and flags on every call.
     arg_types = [f"{name} {np.dtype(graph.node(i).dtype).name} {len(graph.node(i).shape)}-d"
                  for name, i in zip(inputs + const_args, list(graph.inputs) + [n.id for n in consts])]
-    driver = [f"# run's argument types (C-contiguous, writable): {', '.join(arg_types)}",
+    driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
+              f"{', '.join(arg_types)}",
               "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
               f"def run({signature}):"] + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]

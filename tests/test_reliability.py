@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -109,6 +110,40 @@ def test_compiled_function_called_from_eight_threads(run_concurrently):
 
     run_concurrently(work, 8)
     assert len(results) == 8
+
+
+def test_first_calls_from_two_threads_at_once(run_concurrently):
+    # After its first call a driver compiles nothing more; a second thread's
+    # first call that waited for Numba's compile lock meanwhile was refused
+    # ("compilation disabled") in 8 of 12 trials until first calls were serialised.
+    x, y = np.ones((4, 3)), np.ones((3, 5))
+    for trial in range(4):
+        scale = 1.0 + trial / 7 + time.time() % 1     # a new module for every trial
+        f = gc.jit(lambda x, y: np.sum(np.tanh(x @ y) ** 2 * scale, axis=1))
+        run_concurrently(lambda k: np.testing.assert_allclose(
+            f(x, y), np.sum(np.tanh(x @ y) ** 2 * scale, axis=1)), 2)
+
+
+def test_unaligned_inputs_are_copied_for_the_driver():
+    # Numba types unaligned arrays apart from aligned ones (after it has seen a
+    # byte-swapped one): the driver, compiled for one type, would refuse them
+    def unaligned(a):
+        u = np.frombuffer(bytearray(a.nbytes + 1), a.dtype, offset=1).reshape(a.shape)
+        u[...] = a
+        return u
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)), rng.normal(size=5)
+    params = {"w": np.zeros(3)}
+    step = gc.compile_step(lambda p, x, y: np.mean((x @ p["w"] - y) ** 2), gc.optim.SGD(0.1))
+    step(params, x, y)
+    with pytest.raises(TypeError):
+        step(params, x.astype(">f8"), y)        # the fast path hands it to Numba first
+    f = gc.jit(lambda x: np.tanh(x) * 2.0)
+    np.testing.assert_allclose(f(unaligned(x)), np.tanh(x) * 2.0)
+    before = params["w"].copy()
+    loss = step(params, unaligned(x), unaligned(y))
+    assert loss == pytest.approx(np.mean((x @ before - y) ** 2), rel=1e-12)
 
 
 def _rss_bytes():
