@@ -118,7 +118,7 @@ def test_first_calls_from_two_threads_at_once(run_concurrently):
     # ("compilation disabled") in 8 of 12 trials until first calls were serialised.
     x, y = np.ones((4, 3)), np.ones((3, 5))
     for trial in range(4):
-        scale = 1.0 + trial / 7 + time.time() % 1     # a new module for every trial
+        scale = 1.0 + trial / 7                     # a new module for every trial
         f = gc.jit(lambda x, y: np.sum(np.tanh(x @ y) ** 2 * scale, axis=1))
         run_concurrently(lambda k: np.testing.assert_allclose(
             f(x, y), np.sum(np.tanh(x @ y) ** 2 * scale, axis=1)), 2)
