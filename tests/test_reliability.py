@@ -4,7 +4,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 import warnings
 
 import numpy as np
