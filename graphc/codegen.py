@@ -238,9 +238,7 @@ def _emit_log_softmax(node, operands):
             "    for i in range(rows):",
             "        shifts[i] = vmath.log(shifts[i])",
             "    for i in range(rows):",
-            "        shift = shifts[i]",
-            "        for j in range(n):",
-            "            o[i, j] -= shift",
+            "        shift = shifts[i]"] + shift[1:] + [
             "else:",
             "    for i in range(rows):",
             f"        s = {acc}(0)",
