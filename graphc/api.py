@@ -42,6 +42,12 @@ def _one_thread() -> int:
 _FIRST_CALLS = threading.RLock()
 
 
+def module_consts(optimized: Graph, module: codegen.Module) -> list[np.ndarray]:
+    """The constants `module`'s run takes after its inputs (those its code reads):
+    C-ordered, read-only arrays (ir.ConstValue), so one type each."""
+    return [optimized.node(c).p["value"].array for c in module.const_ids]
+
+
 class _Entry:
     """One compiled signature: the module's driver and how to call it."""
 
@@ -51,8 +57,7 @@ class _Entry:
         self.train_epoch = None
         # output position -> input position the driver writes into
         self.write_back = dict(write_back or {})
-        # constants are C-ordered, read-only arrays (ir.ConstValue): one type each
-        self.consts = [optimized.node(c).p["value"].array for c in module.const_ids]
+        self.consts = module_consts(optimized, module)
         self.in_avals = [(graph.node(i).shape, graph.node(i).dtype) for i in graph.inputs]
         # the driver returns 0-d results as scalars (see codegen): their dtypes
         returned = [optimized.node(o) for k, o in enumerate(optimized.outputs)

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from graphc import codegen, errors, pytree, target
+from graphc import api, codegen, errors, pytree, target
 
 _TEMPLATE = '''\
 """Standalone training step exported by graphc {version}.
@@ -150,8 +150,7 @@ def export(step, path) -> None:
             entry.optimized, write_back=entry.write_back, parallel=False)
         kernels.append(_renamed(module.source, k))
         const_names = []
-        consts = [entry.optimized.node(c).p["value"].array for c in module.const_ids]
-        for j, c in enumerate(consts):      # the ones this module's code reads
+        for j, c in enumerate(api.module_consts(entry.optimized, module)):
             arrays[f"c{k}_{j}"] = c
             const_names.append(f"c{k}_{j}")
         key = tuple((tuple(shape), np.dtype(dtype).str) for shape, dtype in entry.in_avals)
