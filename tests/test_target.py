@@ -11,8 +11,8 @@ import json, os, sys
 import numpy as np
 {before}
 import graphc as gc
-f = gc.jit(lambda x: np.exp(x) * 2.0)
-f(np.ones(4))
+f = gc.jit(lambda x: np.exp(x) * 2.0 + 1.0)
+f(np.ones(1 << 22))     # big enough that codegen asks graphc.threads, which imports Numba
 run = [m for n, m in sys.modules.items() if n.startswith("graphc_generated_")][0].run
 asm = "".join(run.inspect_asm().values())
 import llvmlite.binding as llvm
