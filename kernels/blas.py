@@ -88,12 +88,27 @@ _xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
 _N, _T = 78, 84          # ord("N"), ord("T")
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _transposing_b_pays(m, n, k):
+    """Whether a @ b.T runs faster as a copy of b.T and a plain a @ b.
+
+    OpenBLAS's small-matrix kernel for a @ b.T (row-major; "TN" to the
+    column-major BLAS) takes up to twice as long as for a @ b: 5.6 against
+    2.5 us for 32x64 @ 64x64 float32, the backward GEMM of each of W4's
+    layers. Copying b.T (k*n elements) first pays while that kernel is in use
+    (m*n*k under 2**20), b is small, and at least 32 rows of a share the
+    copy; with n under 16 the two kernels take the same time.
+    benchmarks/bench_gemm_nt.py measures both ways.
+    """
+    return m >= 32 and n >= 16 and k * n <= 4096 and m * n * k < 1 << 20
+
+
 @njit(cache=True, nogil=True)
 def gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
     """c = alpha * op(a) @ op(b) + beta * c, in place, for 2-D float32/float64 arrays.
 
     op(x) is x.T when its flag is set. `c` must be C-contiguous; `a` and `b`
-    are copied first if they are not.
+    are copied first if they are not, and b.T too when that is faster.
     """
     if not c.flags.c_contiguous:
         raise ValueError("gemm: the output must be C-contiguous")
@@ -103,6 +118,17 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
     k = a.shape[0] if transpose_a else a.shape[1]
     if m == 0 or n == 0:
         return
+    if transpose_b and not transpose_a and _transposing_b_pays(m, n, k):
+        blas_gemm(a, np.ascontiguousarray(b.T), c, False, False, alpha, beta)
+    else:
+        blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta)
+
+
+@njit(cache=True, nogil=True)
+def blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
+    """gemm's BLAS call as it is, for C-contiguous a, b and c with m, n > 0."""
+    m, n = c.shape
+    k = a.shape[0] if transpose_a else a.shape[1]
     scalars = np.empty(2, c.dtype)
     scalars[0] = alpha
     scalars[1] = beta

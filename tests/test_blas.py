@@ -5,15 +5,17 @@ import sys
 import numpy as np
 import pytest
 
-from graphc.kernels.blas import gemm
+from graphc.kernels.blas import _transposing_b_pays, gemm
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transpose_a", [False, True])
 @pytest.mark.parametrize("transpose_b", [False, True])
-def test_gemm_matches_numpy(dtype, transpose_a, transpose_b):
+@pytest.mark.parametrize("m, k, n", [(7, 5, 3), (40, 5, 20)])
+def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n):
+    """The second shape takes the path that copies b.T for a @ b.T."""
+    assert _transposing_b_pays(m, n, k) == (m == 40)
     rng = np.random.default_rng(0)
-    m, k, n = 7, 5, 3
     a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
     b = rng.normal(size=(n, k) if transpose_b else (k, n)).astype(dtype)
     c = rng.normal(size=(m, n)).astype(dtype)
@@ -30,6 +32,10 @@ def test_gemm_copies_strided_operands_and_handles_empty_sizes():
     c = np.zeros((6, 3))
     gemm(a, b, c, False, False, 1.0, 0.0)
     np.testing.assert_allclose(c, a @ b, rtol=1e-12)
+    a, b = rng.normal(size=(40, 6)), rng.normal(size=(20, 12))[:, ::2]     # b.T copied
+    c = np.zeros((40, 20))
+    gemm(a, b, c, False, True, 1.0, 0.0)
+    np.testing.assert_allclose(c, a @ b.T, rtol=1e-12)
     c = np.ones((6, 3))
     gemm(np.zeros((6, 0)), np.zeros((0, 3)), c, False, False, 1.0, 2.0)   # k = 0: c = 2c
     np.testing.assert_array_equal(c, 2.0)
