@@ -38,6 +38,7 @@ import time
 
 import numpy as np
 
+from graphc import target
 from graphc import threads as graphc_threads
 from graphc.benchmarks.workloads import WORKLOADS
 
@@ -350,9 +351,14 @@ def run(workloads=None, dtypes=("float32", "float64"), quick=False, json_path=No
             results.append(bench_one(w, dtype, usable, cfg, cold_cache=tmp if cold else None,
                                      log=bar.write if progress else print))
     bar.close()
+    bits, host_bits = target.vector_bits(), target.host_vector_bits()
     print(format_table(results, usable))
+    print(f"graphc's loops: {bits}-bit vectors" + (
+        f" (this CPU has {host_bits}: Numba was imported before graphc, or "
+        f"GRAPHC_VECTOR_WIDTH/NUMBA_CPU_FEATURES chose {bits})" if bits < host_bits else ""))
     if json_path:
-        meta = {"threads": env, "quick": quick, "config": cfg, "python": sys.version.split()[0],
+        meta = {"threads": env, "vector_bits": bits, "quick": quick, "config": cfg,
+                "python": sys.version.split()[0],
                 "numpy": np.__version__, "machine": platform.platform(),
                 "cpus": os.cpu_count(), "versions": _versions(usable)}
         with open(json_path, "w") as f:

@@ -31,3 +31,32 @@ def configure() -> None:
         return
     if features.get("avx512f"):
         os.environ["NUMBA_CPU_FEATURES"] = features.flatten() + ",-prefer-256-bit"
+
+
+
+def vector_bits() -> int:
+    """The vector width graphc's loops compile for in this process (512, 256 or
+    128), from the CPU features Numba uses. `graphc bench` prints it: a Numba
+    imported before graphc silently halves W5's speed on AVX-512 hosts."""
+    from numba.core import config
+    return _bits(config.CPU_FEATURES if config.CPU_FEATURES is not None else _host_features())
+
+
+def host_vector_bits() -> int:
+    """The widest vectors this CPU has, which configure() asks Numba to use."""
+    return _bits(_host_features() + ",-prefer-256-bit")
+
+
+def _host_features() -> str:
+    import llvmlite.binding as llvm
+    try:
+        return llvm.get_host_cpu_features().flatten()
+    except RuntimeError:
+        return ""
+
+
+def _bits(features: str) -> int:
+    flags = set(features.split(","))
+    if "+avx512f" in flags:
+        return 512 if "-prefer-256-bit" in flags else 256
+    return 256 if "+avx" in flags else 128
