@@ -24,11 +24,12 @@ import argparse
 import time
 
 import numpy as np
-from numba import njit
 
 from graphc import target
 
 target.configure()      # the vector width graphc compiles with, before Numba loads
+from numba import njit  # noqa: E402
+
 from graphc.kernels import blas  # noqa: E402
 
 SHAPES = [(16, 64, 64), (32, 64, 32), (32, 64, 64), (128, 32, 32), (128, 64, 64),

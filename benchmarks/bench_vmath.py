@@ -15,9 +15,13 @@ import time
 
 import numpy as np
 import scipy.special
-from numba import njit
 
-from graphc.kernels import vmath
+from graphc import target
+
+target.configure()      # the vector width graphc compiles with, before Numba loads
+from numba import njit  # noqa: E402
+
+from graphc.kernels import vmath  # noqa: E402
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}   # graphc's generated-code flags
 

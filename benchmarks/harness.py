@@ -351,13 +351,15 @@ def run(workloads=None, dtypes=("float32", "float64"), quick=False, json_path=No
             results.append(bench_one(w, dtype, usable, cfg, cold_cache=tmp if cold else None,
                                      log=bar.write if progress else print))
     bar.close()
-    bits, host_bits = target.vector_bits(), target.host_vector_bits()
     print(format_table(results, usable))
-    print(f"graphc's loops: {bits}-bit vectors" + (
-        f" (this CPU has {host_bits}: Numba was imported before graphc, or "
-        f"GRAPHC_VECTOR_WIDTH/NUMBA_CPU_FEATURES chose {bits})" if bits < host_bits else ""))
+    if "graphc" in usable and target.host_has_avx512():
+        print("graphc's loops: 512-bit vectors" if target.widened() else
+              "graphc's loops: Numba's default vector width for this CPU, not the 512 bits "
+              "graphc asks for on AVX-512 (Numba was imported before graphc, or "
+              "GRAPHC_VECTOR_WIDTH or a NUMBA_CPU_* / NUMBA_ENABLE_AVX variable chose it)")
     if json_path:
-        meta = {"threads": env, "vector_bits": bits, "quick": quick, "config": cfg,
+        meta = {"threads": env, "graphc_512_bit_vectors": target.widened(), "quick": quick,
+                "config": cfg,
                 "python": sys.version.split()[0],
                 "numpy": np.__version__, "machine": platform.platform(),
                 "cpus": os.cpu_count(), "versions": _versions(usable)}

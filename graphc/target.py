@@ -19,8 +19,12 @@ import os
 import sys
 
 
+_widened = False        # configure() set NUMBA_CPU_FEATURES in this process
+
+
 def configure() -> None:
     """Before Numba's first import: prefer full-width vectors on AVX-512 hosts."""
+    global _widened
     if "numba" in sys.modules or os.environ.get("GRAPHC_VECTOR_WIDTH") == "256" or any(
             k in os.environ for k in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME", "NUMBA_ENABLE_AVX")):
         return
@@ -31,32 +35,19 @@ def configure() -> None:
         return
     if features.get("avx512f"):
         os.environ["NUMBA_CPU_FEATURES"] = features.flatten() + ",-prefer-256-bit"
+        _widened = True
 
 
-
-def vector_bits() -> int:
-    """The vector width graphc's loops compile for in this process (512, 256 or
-    128), from the CPU features Numba uses. `graphc bench` prints it: a Numba
-    imported before graphc silently halves W5's speed on AVX-512 hosts."""
-    from numba.core import config
-    return _bits(config.CPU_FEATURES if config.CPU_FEATURES is not None else _host_features())
+def widened() -> bool:
+    """Whether configure() asked Numba for 512-bit vectors in this process.
+    False also when Numba was imported first or the user chose (see above)."""
+    return _widened
 
 
-def host_vector_bits() -> int:
-    """The widest vectors this CPU has, which configure() asks Numba to use."""
-    return _bits(_host_features() + ",-prefer-256-bit")
-
-
-def _host_features() -> str:
+def host_has_avx512() -> bool:
+    """Whether this CPU has AVX-512 (without importing Numba)."""
     import llvmlite.binding as llvm
     try:
-        return llvm.get_host_cpu_features().flatten()
+        return bool(llvm.get_host_cpu_features().get("avx512f"))
     except RuntimeError:
-        return ""
-
-
-def _bits(features: str) -> int:
-    flags = set(features.split(","))
-    if "+avx512f" in flags:
-        return 512 if "-prefer-256-bit" in flags else 256
-    return 256 if "+avx" in flags else 128
+        return False
