@@ -58,6 +58,7 @@ class Module:
     const_ids: list[int]                 # graph const nodes passed to `run` after the inputs
     outputs: list[int] = field(default_factory=list)
     parallel: bool = False               # some kernel may run on threads: pass threads.count()
+    unread_inputs: frozenset = frozenset()   # positions of inputs `run` never reads
 
 
 def np_dtype(dtype) -> str:
@@ -845,8 +846,9 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n" + "\n".join(driver) + "\n"
     if epoch_loop is not None:
         source += "\n\n" + epoch_loop_source(*epoch_loop, const_args, body, outs[0])
+    unread = frozenset(k for k, name in enumerate(inputs) if not re.search(rf"\b{name}\b", text))
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs),
-                  parallel=any(k.parallel for k in kernels))
+                  parallel=any(k.parallel for k in kernels), unread_inputs=unread)
 
 
 def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[str],

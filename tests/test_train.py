@@ -246,12 +246,18 @@ def test_a_failing_step_leaves_params_and_state_bitwise_unchanged():
 
 
 @pytest.mark.parametrize("rows", [24, 12], ids=["fast_path", "checked_path"])
-def test_a_bad_step_count_is_refused_before_any_write(rows):
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_bad_step_count_is_refused_before_any_write(rows, optimizer):
     # "4" used to run the whole update and fail only at count += 1, and
-    # 2**64 - 1 became -1 (Adam's bias correction then divided by zero)
+    # 2**64 - 1 became -1 (Adam's bias correction then divided by zero).
+    # SGD's update never reads the count (its fast path passes a stand-in).
     params, x, y = make(n=24)
-    step = gc.compile_step(loss_fn, gc.optim.Adam(1e-2))
+    step = gc.compile_step(loss_fn, gc.optim.Adam(1e-2) if optimizer == "adam"
+                           else gc.optim.SGD(0.1))
     step(params, x, y)
+    if rows == 24:
+        train_module = importlib.import_module("graphc.train")     # graphc.train is the function
+        assert (step._last.count is train_module._unread_count) == (optimizer == "sgd")
     x, y = x[:rows], y[:rows]       # the last call's batch shape, or a new one
     for bad, error in [("4", TypeError), (2.7, TypeError), (None, TypeError), (-1, ValueError),
                        (np.uint64(2 ** 64 - 1), ValueError), (2 ** 63, ValueError)]:
