@@ -82,10 +82,12 @@ class _LastCall:
     """
 
     def __init__(self, step: Step, state: list, entry):
-        self.keys = step._treedef.keys
-        self.slot_names = step._slot_names
+        keys = step._treedef.keys
         self.leaves = state                     # held: an id cannot be reused meanwhile
-        self.shapes = [(leaf, leaf.shape) for leaf in state]
+        # per dict (the params, then each optimizer slot): (key, array, its shape)
+        self.dicts = [(name, [(k, leaf, leaf.shape) for k, leaf in
+                              zip(keys, state[s * len(keys):(s + 1) * len(keys)])])
+                      for s, name in enumerate((None, *step._slot_names))]
         self.batch_shapes = [shape for shape, _ in entry.in_avals[len(state) + 1:]]
         self.entry = entry
         self.count = _unread_count if len(state) in entry.module.unread_inputs else _step_count
@@ -100,29 +102,26 @@ class _LastCall:
 
     def inputs(self, params, step_state: dict, batch: tuple) -> list | None:
         """The driver's inputs if these are the same arrays as last time, unchanged."""
-        keys, leaves = self.keys, self.leaves
-        if type(params) is not dict or len(params) != len(keys) or \
-                len(batch) != len(self.batch_shapes):
+        if len(batch) != len(self.batch_shapes):
             return None
         # the same objects: then `leaves` is the state, and only their shapes
-        # can have changed in place that the driver would not refuse
-        for k, old in zip(keys, leaves):
-            if params.get(k) is not old:
-                return None
-        for s, name in enumerate(self.slot_names, 1):
-            slot = step_state.get(name)
-            if type(slot) is not dict or len(slot) != len(keys):
-                return None
-            for k, old in zip(keys, leaves[s * len(keys):]):
-                if slot.get(k) is not old:
+        # can have changed in place that the driver would not refuse. One loop
+        # over (key, array, shape) and d[k] (2.5 us for W4's 18 arrays; a loop
+        # each for identity and shape with d.get(k) took 5.6 us).
+        try:
+            for name, checks in self.dicts:
+                d = params if name is None else step_state.get(name)
+                if type(d) is not dict or len(d) != len(checks):
                     return None
-        for leaf, shape in self.shapes:
-            if leaf.shape != shape:
-                return None
+                for k, old, shape in checks:
+                    if d[k] is not old or old.shape != shape:
+                        return None
+        except KeyError:
+            return None
         for x, shape in zip(batch, self.batch_shapes):
             if type(x) is not np.ndarray or x.shape != shape:
                 return None
-        return leaves + [self.count(step_state), *batch]
+        return self.leaves + [self.count(step_state), *batch]
 
     def run(self, inputs):
         """The loss, or None when the driver refused a type (a dtype, layout or
@@ -205,7 +204,11 @@ class Step:
                                          f"built for {self._treedef}")
         state = leaves
         for k in self._slot_names:
-            state = state + pytree.flatten(self.state[k])[0]
+            slot, slot_def = pytree.flatten(self.state[k])
+            if slot_def is not self._treedef and slot_def != self._treedef:
+                raise errors.GraphcTypeError(f"step.state[{k!r}] no longer has the structure "
+                                             f"of the params {self._treedef}")
+            state = state + slot
         checked = self._checked
         if len(state) == len(checked):
             # The same array objects as last time (held, so an id cannot be
@@ -224,10 +227,6 @@ class Step:
 
     def _check_state(self, state):
         paths = pytree.leaf_paths(self._treedef)
-        for k in self._slot_names:
-            if pytree.flatten(self.state[k])[1] != self._treedef:
-                raise errors.GraphcTypeError(f"step.state[{k!r}] no longer has the structure of "
-                                             f"the params {self._treedef}")
         paths = [f"params{path}" for path in paths] + [f"step.state[{k!r}]{path}"
                                                        for k in self._slot_names for path in paths]
         for leaf, path, (shape, dtype) in zip(state, paths, self._state_avals):

@@ -390,6 +390,23 @@ def test_steady_state_steps_skip_the_checks_and_any_change_is_checked_again(monk
     with pytest.raises(TypeError, match="structure"):
         step({"W": params["W"], "b": params["b"]}, x, y)
     same_as_fresh(x, y)
+    renamed = {("u" if k == "v" else k): a for k, a in params.items()}    # same size, new key
+    with pytest.raises(TypeError, match="structure"):
+        step(renamed, x, y)
+    same_as_fresh(x, y)
+    w_shape = params["W"].shape
+    params["W"].shape = w_shape[::-1]                           # reshaped in place
+    with pytest.raises(TypeError, match=r"\['W'\] is float64\[4, 3\]"):
+        step(params, x, y)
+    params["W"].shape = w_shape
+    same_as_fresh(x, y)
+    moments = step.state["m"]
+    step.state["m"] = {("u" if k == "v" else k): a for k, a in moments.items()}
+    with pytest.raises(TypeError, match=r"step.state\['m'\] no longer has the structure"):
+        step(params, x, y)
+    step.state["m"] = moments
+    same_as_fresh(x, y)
+    assert len(checked) > n
 
 
 def test_a_larger_batch_after_a_fast_step_gets_its_own_constants():
