@@ -65,6 +65,7 @@ class _Entry:
         self.scalar_dtypes = {k: node.dtype for k, node in enumerate(returned) if node.shape == ()}
         self.compile_seconds = compile_seconds
         self.called = False   # Numba compiles on the first call: that time counts as compile
+        self.one_type = False  # the driver then refuses any type but the one it compiled
         # threads for the module's big loops; one (no lookup) when it has none
         self.threads = threads.count if module.parallel else _one_thread
 
@@ -97,6 +98,7 @@ class _Entry:
             # other is a TypeError now, never a silent second compile.
             if self.driver.signatures:
                 self.driver.disable_compile()
+                self.one_type = True
 
     def _call(self, inputs):
         try:
@@ -105,8 +107,12 @@ class _Entry:
             raise errors.GraphcIndexError(str(e)) from None
 
     def __call__(self, leaves):
-        inputs = self.inputs(leaves)
-        outs = self.run(inputs)
+        outs = self.run_unconverted(leaves) if self.one_type else None
+        if outs is None:
+            inputs = self.inputs(leaves)
+            outs = self.run(inputs)
+        else:
+            inputs = leaves
         if self.scalar_dtypes:  # 0-d results come back as scalars: a 0-d array each, as documented
             outs = [np.array(v, self.scalar_dtypes[k]) if k in self.scalar_dtypes else v
                     for k, v in enumerate(outs)]
@@ -115,6 +121,18 @@ class _Entry:
             outs = [inputs[self.write_back[k]] if k in self.write_back else next(returned)
                     for k in range(len(self.graph.outputs))]
         return pytree.unflatten(self.graph.meta["out_tree"], list(outs))
+
+    def run_unconverted(self, leaves):
+        """The driver's outputs for `leaves` passed unconverted, or None when it
+        refused their types (it takes only the one it was compiled for, see
+        _first_run): checking dtypes and flags in Python cost about 0.5 us an
+        array, a sixth of a small function's call."""
+        try:
+            return self._call(leaves)
+        except TypeError as e:
+            if str(e).startswith("No matching definition"):
+                return None
+            raise
 
     def inspection(self) -> Inspection:
         return Inspection(self.graph, self.optimized, self.module.source, self.module.kernels,

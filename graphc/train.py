@@ -127,12 +127,8 @@ class _LastCall:
         """The loss, or None when the driver refused a type (a dtype, layout or
         read-only array it was not compiled for): the checked path then
         converts or explains. Nothing has run or been written in that case."""
-        try:
-            return self.entry.run(inputs)[0]
-        except TypeError as e:
-            if str(e).startswith("No matching definition"):
-                return None
-            raise
+        outs = self.entry.run_unconverted(inputs)
+        return None if outs is None else outs[0]
 
 
 class Step:

@@ -145,6 +145,27 @@ def test_unaligned_inputs_are_copied_for_the_driver():
     assert loss == pytest.approx(np.mean((x @ before - y) ** 2), rel=1e-12)
 
 
+def test_jit_hands_arrays_to_the_driver_unconverted_and_converts_what_it_refuses():
+    """After its first call a function's driver takes only the type it compiled;
+    arrays go to it as they are, and anything it refuses is converted and run
+    again: same results, no second compile, nothing of the caller's written."""
+    f = gc.jit(lambda x, y: (np.tanh(x) * y).sum(axis=0))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    expected = (np.tanh(x) * y).sum(axis=0)
+    np.testing.assert_allclose(f(x, y), expected, rtol=1e-12)
+    entry = next(iter(f._cache.values()))
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    unaligned = np.frombuffer(bytearray(x.nbytes + 1), x.dtype, offset=1).reshape(x.shape)
+    unaligned[...] = x
+    for odd in (frozen, np.asfortranarray(x), unaligned, np.repeat(x, 2, axis=1)[:, ::2]):
+        np.testing.assert_allclose(f(odd, y), expected, rtol=1e-12)
+        np.testing.assert_array_equal(odd, x)
+    np.testing.assert_allclose(f(x.astype(np.float32), y), expected, rtol=1e-6)
+    assert len(entry.driver.signatures) == 1
+
+
 def _rss_bytes():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
