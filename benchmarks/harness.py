@@ -355,8 +355,7 @@ def run(workloads=None, dtypes=("float32", "float64"), quick=False, json_path=No
     if "graphc" in usable and target.host_has_avx512():
         print("graphc's loops: 512-bit vectors" if target.widened() else
               "graphc's loops: Numba's default vector width for this CPU, not the 512 bits "
-              "graphc asks for on AVX-512 (Numba had compiled or decorated a function "
-              "before graphc's first compile, or "
+              "graphc asks for on AVX-512 (Numba was imported before graphc, or "
               "GRAPHC_VECTOR_WIDTH or a NUMBA_CPU_* / NUMBA_ENABLE_AVX variable chose it)")
     if json_path:
         meta = {"threads": env, "graphc_512_bit_vectors": target.widened(), "quick": quick,

@@ -7,21 +7,14 @@ the width the CPU has. graphc's elementwise loops are arithmetic-bound
 (float64) with 512-bit vectors on this project's Xeon; W1-W4 were unchanged
 within noise (`graphc bench --workloads W2,W4,W5 --no-cold`, with and without).
 
-Numba fixes its CPU features when it sets up its CPU target (at the first
-@njit, compiled or not), from its environment variables, so graphc only
-chooses them before that, and only if the user set none of
-NUMBA_CPU_FEATURES, NUMBA_CPU_NAME, NUMBA_ENABLE_AVX: then it sets
-NUMBA_CPU_FEATURES (the host's features, without LLVM's 256-bit preference)
-for this process and its children, which keeps Numba's disk cache keys the
-same across them. A bare `import numba` before graphc is fine; a function
-Numba has already seen is not. GRAPHC_VECTOR_WIDTH=256 opts out. gc.export
+Numba fixes its CPU features when it first compiles, from its environment
+variables, so graphc only chooses them if nothing has imported Numba yet and
+the user set none of NUMBA_CPU_FEATURES, NUMBA_CPU_NAME, NUMBA_ENABLE_AVX:
+then it sets NUMBA_CPU_FEATURES (the host's features, without LLVM's 256-bit
+preference) for this process and its children, which keeps Numba's disk
+cache keys the same across them. GRAPHC_VECTOR_WIDTH=256 opts out. gc.export
 embeds this module, so an exported step compiles the same way.
-
-W5 measured again on 2026-12-02 (`graphc bench --workloads W5,W4,W1 --impls
-numpy,graphc --no-cold`, three alternating pairs): float32 3.1-3.6 against
-1.8-2.1 ms, float64 7.2-7.9 against 4.4-5.8 ms; W1 and W4 within noise.
 """
-import functools
 import os
 import sys
 
@@ -32,7 +25,7 @@ _widened = False        # configure() set NUMBA_CPU_FEATURES in this process
 def configure() -> None:
     """Before Numba's first import: prefer full-width vectors on AVX-512 hosts."""
     global _widened
-    if not _numba_target_unset() or os.environ.get("GRAPHC_VECTOR_WIDTH") == "256" or any(
+    if "numba" in sys.modules or os.environ.get("GRAPHC_VECTOR_WIDTH") == "256" or any(
             k in os.environ for k in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME", "NUMBA_ENABLE_AVX")):
         return
     import llvmlite.binding as llvm
@@ -42,21 +35,7 @@ def configure() -> None:
         return
     if features.get("avx512f"):
         os.environ["NUMBA_CPU_FEATURES"] = features.flatten() + ",-prefer-256-bit"
-        if "numba" in sys.modules:      # its config read the environment at import
-            sys.modules["numba"].core.config.CPU_FEATURES = os.environ["NUMBA_CPU_FEATURES"]
         _widened = True
-
-
-def _numba_target_unset() -> bool:
-    """Whether Numba has not set up its CPU target yet (nor been imported).
-    Numba creates it lazily, at the first @njit; anything unexpected in
-    Numba's internals counts as set up, which leaves Numba alone."""
-    if "numba" not in sys.modules:
-        return True
-    registry = sys.modules.get("numba.core.registry")
-    lazy = registry and type(registry.cpu_target).__dict__.get("_toplevel_target_context")
-    return isinstance(lazy, functools.cached_property) and \
-        "_toplevel_target_context" not in vars(registry.cpu_target)
 
 
 def widened() -> bool:
