@@ -13,7 +13,15 @@ the user set none of NUMBA_CPU_FEATURES, NUMBA_CPU_NAME, NUMBA_ENABLE_AVX:
 then it sets NUMBA_CPU_FEATURES (the host's features, without LLVM's 256-bit
 preference) for this process and its children, which keeps Numba's disk
 cache keys the same across them. GRAPHC_VECTOR_WIDTH=256 opts out. gc.export
-embeds this module, so an exported step compiles the same way.
+embeds this module, so an exported step compiles the same way. (Setting the
+variable later, after a bare `import numba` but before Numba's first @njit,
+would also work for the features, but Numba re-reads its whole configuration
+from the environment at the next compile once a NUMBA_ variable changed,
+undoing settings a user made in code, such as numba.config.THREADING_LAYER.)
+
+W5 measured again on 2026-12-02 (`graphc bench --workloads W5,W4,W1 --impls
+numpy,graphc --no-cold`, three alternating pairs): float32 3.1-3.6 against
+1.8-2.1 ms, float64 7.2-7.9 against 4.4-5.8 ms; W1 and W4 within noise.
 """
 import os
 import sys
