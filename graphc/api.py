@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import operator
 import threading
 import time
 import warnings
@@ -66,6 +67,7 @@ class _Entry:
         self.compile_seconds = compile_seconds
         self.called = False   # Numba compiles on the first call: that time counts as compile
         self.one_type = False  # the driver then refuses any type but the one it compiled
+        self.convert_next = False  # it refused the last call's arrays as they were
         # threads for the module's big loops; one (no lookup) when it has none
         self.threads = threads.count if module.parallel else _one_thread
 
@@ -106,10 +108,18 @@ class _Entry:
         except IndexError as e:
             raise errors.GraphcIndexError(str(e)) from None
 
-    def __call__(self, leaves):
-        outs = self.run_unconverted(leaves) if self.one_type else None
+    def __call__(self, leaves, plain_arrays=False):
+        """`plain_arrays`: every leaf is an np.ndarray, which may then go to
+        the driver as it is (Numba's refusal of anything else, such as a
+        masked array or a Python float, raises or costs 30-40 us)."""
+        outs = None
+        if plain_arrays and self.one_type and not self.convert_next:
+            outs = self.run_unconverted(leaves)
+            self.convert_next = outs is None    # refused: convert first next time
         if outs is None:
             inputs = self.inputs(leaves)
+            if self.convert_next and all(map(operator.is_, inputs, leaves)):
+                self.convert_next = False       # nothing needed converting after all
             outs = self.run(inputs)
         else:
             inputs = leaves
@@ -123,10 +133,11 @@ class _Entry:
         return pytree.unflatten(self.graph.meta["out_tree"], list(outs))
 
     def run_unconverted(self, leaves):
-        """The driver's outputs for `leaves` passed unconverted, or None when it
-        refused their types (it takes only the one it was compiled for, see
-        _first_run): checking dtypes and flags in Python cost about 0.5 us an
-        array, a sixth of a small function's call."""
+        """The driver's outputs for `leaves` (arrays) passed unconverted, or None
+        when it refused their types (it takes only the one it was compiled for,
+        see _first_run): checking dtypes and flags in Python cost about 0.5 us
+        an array, a sixth of a small function's call. Numba types every array
+        as aligned, so an unaligned one goes through too; x86 loads it as is."""
         try:
             return self._call(leaves)
         except TypeError as e:
@@ -248,7 +259,7 @@ class Compiled:
             key = _array_signature_key(leaves)
             entry = self._cache.get((treedef, key, ())) if key is not None else None
             if entry is not None:
-                return entry(leaves)
+                return entry(leaves, plain_arrays=True)
         if any(isinstance(leaf, tracing.Tracer) for leaf in leaves):
             return self.fn(*args)     # inside another trace: inline
         entry, leaves = self._entry(args)

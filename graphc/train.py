@@ -74,7 +74,7 @@ class _LastCall:
     """The arrays of the last step that ran, so the next call with the same ones
     (a training loop's steady state) skips flattening, checking and the signature
     lookup: identity and shape tests instead. The driver itself refuses any
-    other dtype, layout or a read-only array (a TypeError, see `_Entry.run`).
+    other dtype, layout or a read-only array (see `_Entry.run_unconverted`).
 
     Only for flat dicts of params and a batch of plain arrays, which is what a
     training loop passes; anything else, or anything that differs, takes the
