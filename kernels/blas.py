@@ -95,10 +95,10 @@ def _transposing_b_pays(m, n, k):
     OpenBLAS's small-matrix kernel for a @ b.T (row-major; "TN" to the
     column-major BLAS) takes up to twice as long as for a @ b: 4.4 against
     2.1 us (3.3 with the copy) for 32x64 @ 64x64 float32, the backward GEMM
-    of each of W4's layers. Copying b.T (k*n elements) first pays while that kernel is in use
-    (m*n*k under 2**20), b is small, and at least 32 rows of a share the
-    copy; with n under 16 the two kernels take the same time.
-    benchmarks/bench_gemm_nt.py measures both ways.
+    of each of W4's layers. Copying b.T (k*n elements) first pays while
+    that kernel is in use (m*n*k under 2**20), b is small, and at least 32
+    rows of a share the copy; with n under 16 the two kernels take the same
+    time. benchmarks/bench_gemm_nt.py measures both ways.
     """
     return m >= 32 and n >= 16 and k * n <= 4096 and m * n * k < 1 << 20
 
