@@ -4,6 +4,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from graphc.kernels.blas import _transposing_b_pays, gemm
 
@@ -23,6 +25,22 @@ def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n):
     gemm(a, b, c, transpose_a, transpose_b, -0.3, 1.0)
     np.testing.assert_allclose(c, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
     assert c.dtype == dtype
+
+
+@given(m=st.integers(0, 80), k=st.integers(0, 80), n=st.integers(0, 80),
+       transpose_a=st.booleans(), transpose_b=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_gemm_matches_numpy_on_random_shapes(m, k, n, transpose_a, transpose_b, dtype):
+    """Shapes on both sides of _transposing_b_pays (m, n from 32 and 16 up,
+    k*n up to 4096), including empty ones."""
+    rng = np.random.default_rng(m * 10_000 + k * 100 + n)
+    a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
+    b = rng.normal(size=(n, k) if transpose_b else (k, n)).astype(dtype)
+    c = rng.normal(size=(m, n)).astype(dtype)
+    expected = 0.5 * ((a.T if transpose_a else a) @ (b.T if transpose_b else b)) - 2.0 * c
+    gemm(a, b, c, transpose_a, transpose_b, 0.5, -2.0)
+    np.testing.assert_allclose(c, expected, rtol=1e-4 if dtype == np.float32 else 1e-11,
+                               atol=1e-4 if dtype == np.float32 else 1e-11)
 
 
 def test_gemm_copies_strided_operands_and_handles_empty_sizes():
