@@ -359,8 +359,7 @@ def run(workloads=None, dtypes=("float32", "float64"), quick=False, json_path=No
               "GRAPHC_VECTOR_WIDTH or a NUMBA_CPU_* / NUMBA_ENABLE_AVX variable chose it)")
     if json_path:
         meta = {"threads": env, "graphc_512_bit_vectors": target.widened(), "quick": quick,
-                "config": cfg,
-                "python": sys.version.split()[0],
+                "config": cfg, "python": sys.version.split()[0],
                 "numpy": np.__version__, "machine": platform.platform(),
                 "cpus": os.cpu_count(), "versions": _versions(usable)}
         with open(json_path, "w") as f:

@@ -36,12 +36,8 @@ def configure() -> None:
     if "numba" in sys.modules or os.environ.get("GRAPHC_VECTOR_WIDTH") == "256" or any(
             k in os.environ for k in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME", "NUMBA_ENABLE_AVX")):
         return
-    import llvmlite.binding as llvm
-    try:
-        features = llvm.get_host_cpu_features()
-    except RuntimeError:        # llvmlite cannot read this host's features: Numba's defaults
-        return
-    if features.get("avx512f"):
+    features = _host_features()
+    if features is not None and features.get("avx512f"):
         os.environ["NUMBA_CPU_FEATURES"] = features.flatten() + ",-prefer-256-bit"
         _widened = True
 
@@ -54,8 +50,15 @@ def widened() -> bool:
 
 def host_has_avx512() -> bool:
     """Whether this CPU has AVX-512 (without importing Numba)."""
+    features = _host_features()
+    return features is not None and bool(features.get("avx512f"))
+
+
+def _host_features():
+    """llvmlite's map of this CPU's features; None when it cannot read them
+    (then Numba keeps its defaults)."""
     import llvmlite.binding as llvm
     try:
-        return bool(llvm.get_host_cpu_features().get("avx512f"))
+        return llvm.get_host_cpu_features()
     except RuntimeError:
-        return False
+        return None
