@@ -123,9 +123,11 @@ def test_first_calls_from_two_threads_at_once(run_concurrently):
             f(x, y), np.sum(np.tanh(x @ y) ** 2 * scale, axis=1)), 2)
 
 
-def test_unaligned_inputs_are_copied_for_the_driver():
-    # Numba types unaligned arrays apart from aligned ones (after it has seen a
-    # byte-swapped one): the driver, compiled for one type, would refuse them
+def test_unaligned_inputs_give_the_same_results():
+    # Whether Numba types an unaligned array apart from an aligned one depends
+    # on what it has seen (after a byte-swapped one it did, and the driver,
+    # compiled for one type, refused them); otherwise it passes them as they
+    # are. Either way a step and a function must compute the same results.
     def unaligned(a):
         u = np.frombuffer(bytearray(a.nbytes + 1), a.dtype, offset=1).reshape(a.shape)
         u[...] = a
