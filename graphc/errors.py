@@ -5,6 +5,7 @@ the stack to the first frame that belongs neither to graphc nor to NumPy.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -46,7 +47,10 @@ class RenderError(GraphcError, RuntimeError):
     """Drawing a graph needs Graphviz's `dot`, which is missing."""
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_internal(filename: str) -> bool:
+    # cached: every traced op asks for the frames above it (a third of a
+    # small model's re-trace went to abspath and these tests)
     path = os.path.abspath(filename)
     if path.startswith(_SKIP_PREFIXES):
         return True
