@@ -1,8 +1,9 @@
 """Optimizers as graph-level update rules (PyTorch's definitions and defaults).
 
 One difference from PyTorch: moment buffers flush subnormal entries to zero
-(see `_below_normal`), which keeps long runs at full speed. A flush moves a
-parameter by at most about 1e-29 * lr in float32 (Adam at its default eps).
+(see `_below_normal`), so a long run's stored state does not slow every
+step down. The flush moves a parameter by at most about 1e-28 * lr a step
+in float32 (Adam at its defaults).
 
 `update` is ordinary NumPy code over the parameter leaves, traced into the
 same graph as the forward and backward passes, so the update is fused into
@@ -42,10 +43,13 @@ def _below_normal(x):
     Moment buffers flush such entries to zero. A buffer entry whose gradient
     has become exactly zero (a dead ReLU unit's weights) decays as beta * m,
     and with beta > 0.5 it never reaches zero: beta times the smallest
-    subnormal rounds back to it. x86 arithmetic on subnormals takes a
-    microcode assist (about 100 cycles), so every later step ran slower:
+    subnormal rounds back to it. Arithmetic on subnormals takes a microcode
+    assist on Intel CPUs (about 100 cycles), so every later step ran slower:
     the demo's 64-128-10 MLP with Adam went from 32 to 60 us a step after
-    1,000 steps. Each optimizer bounds what the flush changes.
+    1,000 steps. This keeps the stored buffers out of the subnormal range;
+    a step's own intermediates (softmax probabilities below 1e-38, squares of
+    gradients below 1e-19) can still be subnormal, as in NumPy and PyTorch.
+    Each optimizer bounds what the flush changes.
     """
     return np.abs(x) < float(np.finfo(x.dtype).tiny)
 
@@ -82,7 +86,7 @@ class SGD(Optimizer):
                 old = slots["momentum"][k]
                 # PyTorch: the first step's buffer is the gradient itself
                 buf = np.where(count == 0, g, self.momentum * old + (1 - self.dampening) * g)
-                # flushing a subnormal buffer entry moves p by less than lr * tiny
+                # the flushed entries move p by at most lr * tiny / (1 - momentum) a step
                 buf = np.where(_below_normal(buf), 0.0, buf)
                 new_bufs.append(buf)
                 g = g + self.momentum * buf if self.nesterov else buf
@@ -116,11 +120,13 @@ class Adam(Optimizer):
                 g = g + self.weight_decay * p
             m = b1 * slots["m"][k] + (1 - b1) * g
             v = b2 * slots["v"][k] + (1 - b2) * (g * g)
-            if self.eps > 0:
-                # A subnormal m moves p by at most lr/bc1 * tiny/eps (1e-29 lr in
-                # float32 at the default eps), and where m is zero this step's
-                # update is zero whatever v is. With eps == 0 the ratio m/sqrt(v)
-                # of subnormals can matter, so nothing is flushed.
+            tiny = np.finfo(p.dtype).tiny
+            if float(np.asarray(self.eps, p.dtype)) >= np.sqrt(tiny):
+                # Flushed m entries move p by at most lr/bc1 * tiny/((1 - b1) eps)
+                # a step (about 1e-28 lr in float32 at the defaults). Where m is
+                # zero this step's update is zero whatever v is, so v goes too.
+                # With a smaller eps (0, or one that rounds to 0 in p's dtype)
+                # m / sqrt(v) of subnormals is a full-size step: nothing is flushed.
                 m = np.where(_below_normal(m), 0.0, m)
                 v = np.where((m == 0) & _below_normal(v), 0.0, v)
             # PyTorch's arrangement: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)

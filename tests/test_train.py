@@ -88,22 +88,29 @@ def test_optimizer_matches_pytorch_equations(name, make_opt, ref, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("make_opt, flushed", [
-    (lambda: gc.optim.Adam(lr=0.01), True),
-    (lambda: gc.optim.SGD(lr=0.05, momentum=0.9), True),
-    # with eps == 0, Adam's m / sqrt(v) of subnormals is a full-size step
-    (lambda: gc.optim.Adam(lr=0.01, eps=0.0), False)], ids=["adam", "momentum", "adam_eps0"])
-def test_moment_buffers_flush_subnormals(make_opt, flushed, dtype):
-    # "dead" is a dead ReLU unit: its gradient is exactly zero, so its buffers
-    # only decay, and beta * (a subnormal) would stay subnormal for good.
+@pytest.mark.parametrize("make_opt, flushed_in", [
+    (lambda: gc.optim.Adam(lr=0.01), "fd"),
+    (lambda: gc.optim.AdamW(lr=0.01), "fd"),
+    (lambda: gc.optim.SGD(lr=0.05, momentum=0.9, nesterov=True), "fd"),
+    # eps 0, or below sqrt(tiny) in the dtype: m / sqrt(v) of subnormals is a
+    # full step, so Adam flushes nothing
+    (lambda: gc.optim.Adam(lr=0.01, eps=0.0), ""),
+    (lambda: gc.optim.Adam(lr=0.01, eps=1e-50), "d")],
+    ids=["adam", "adamw", "nesterov", "adam_eps0", "adam_eps_tiny"])
+def test_moment_buffers_flush_subnormals(make_opt, flushed_in, dtype):
+    flushed = np.dtype(dtype).char in flushed_in
+    # "dead" becomes a dead ReLU unit after the first step: from then on its
+    # gradient is exactly zero, so its buffers only decay, and beta * (a
+    # subnormal) would stay subnormal for good.
     def loss(p, x):
         return np.sum((x @ p["w"]) ** 2) + np.sum(np.maximum(p["dead"], 0.0))
 
     rng = np.random.default_rng(0)
-    params = {"w": rng.normal(size=3).astype(dtype), "dead": -np.ones(4, dtype)}
+    params = {"w": rng.normal(size=3).astype(dtype), "dead": np.ones(4, dtype)}
     x = rng.normal(size=(5, 3)).astype(dtype)
     step = gc.compile_step(loss, make_opt())
     step(params, x)
+    params["dead"][:] = -1
     tiny = np.finfo(dtype).tiny
     for slot in step.optimizer.slots:
         step.state[slot]["dead"][:] = tiny / 4
@@ -114,8 +121,9 @@ def test_moment_buffers_flush_subnormals(make_opt, flushed, dtype):
         assert np.all(dead == 0) if flushed else np.all((dead > 0) & (dead < tiny)), slot
         # a live parameter's buffer takes its gradient as usual
         assert np.all(np.abs(step.state[slot]["w"]) >= tiny), slot
-    if flushed:
-        np.testing.assert_array_equal(params["dead"], -np.ones(4, dtype))
+    if flushed:     # a zero moment: no update (AdamW's decay aside)
+        decay = 1 - 0.01 * 1e-2 if isinstance(step.optimizer, gc.optim.AdamW) else 1
+        np.testing.assert_array_equal(params["dead"], np.full(4, -decay, dtype))
 
 
 def test_state_slots_follow_pytorch_names():
