@@ -132,7 +132,8 @@ class Adam(Optimizer):
             # PyTorch's arrangement: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
             bc1 = 1 - b1 ** t
             bc2 = 1 - b2 ** t
-            denom = np.sqrt(v) / np.sqrt(bc2) + self.eps
+            # times the scalar 1/sqrt(bc2): a division per element costs more
+            denom = np.sqrt(v) * (1 / np.sqrt(bc2)) + self.eps
             new_params.append(p - (self.lr / bc1) * m / denom)
             ms.append(m)
             vs.append(v)

@@ -2,6 +2,7 @@
 import re
 
 import numpy as np
+import pytest
 
 import graphc as gc
 
@@ -122,3 +123,19 @@ def test_only_the_constants_the_code_reads_are_arguments():
     # one constant: the row offsets of the fancy index (not 2.0, 1.0 or the mean's -1)
     assert re.search(r"def run\(in0, in1, c\d+, threads\):", info.source)
     np.testing.assert_allclose(gc.jit(f)(x, y), f(x, y))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fast_math_keeps_special_values_of_division_and_sqrt(dtype):
+    # With arcp, LLVM made float32 x / sqrt(y) an rsqrt estimate: nan at y = 0
+    # and y = inf, -inf at a subnormal y. Both the vector loop (64 pairs per
+    # row) and its scalar tail (3 columns) are checked.
+    special = np.array([0.0, -0.0, 1e-40, 1e-310, np.inf, -np.inf, np.nan, 1.0, -2.5, 3e38],
+                       dtype)
+    x, y = (a.ravel() for a in np.meshgrid(special, special))
+    f = gc.jit(lambda x, y: (x / np.sqrt(y), x / y, np.sqrt(y) * x))
+    with np.errstate(all="ignore"):
+        for shape in [(len(x) // 4, 4), (len(x) // 2, 2), (1, len(x))]:
+            xs, ys = x.reshape(shape), y.reshape(shape)
+            for got, want in zip(f(xs, ys), (xs / np.sqrt(ys), xs / ys, np.sqrt(ys) * xs)):
+                np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=0)
