@@ -61,7 +61,11 @@ def pinned_threads(threads=None):
     Sets the thread env vars the user has not set (child processes and late imports
     such as torch read them) and applies the count to the OpenBLAS builds already
     loaded, which read their env var only at import. For one thread, JAX gets
-    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false. NUMBA_NUM_THREADS is set only
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false, and on Linux the process is
+    pinned to one CPU until the end: JAX 0.10 runs its GEMMs on a pool sized by
+    the CPUs the process may use, whatever that flag says (W3 float32 took 15 ms
+    on both cores of this machine against 30 ms for NumPy's one thread, and
+    30 ms when pinned). NUMBA_NUM_THREADS is set only
     if Numba is not imported yet: once it is, Numba refuses a changed value at the
     next compile. It is left set afterwards for the same reason; the others are
     restored on exit."""
@@ -84,11 +88,17 @@ def pinned_threads(threads=None):
     numba = sys.modules.get("numba")
     numba_threads = numba.config.NUMBA_NUM_THREADS if numba else os.environ["NUMBA_NUM_THREADS"]
     graphc_threads.reset()      # graphc's big loops follow OMP_NUM_THREADS too
+    saved_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    if threads == 1 and saved_cpus and len(saved_cpus) > 1:
+        os.sched_setaffinity(0, {min(saved_cpus)})
     try:
         yield {"threads": threads, "blas": _blas_threads(threads),
                "numba": int(numba_threads),
+               "cpus": sorted(os.sched_getaffinity(0)) if saved_cpus else None,
                **{var: os.environ.get(var) for var in THREAD_VARS}}
     finally:
+        if saved_cpus:
+            os.sched_setaffinity(0, saved_cpus)
         for var, value in restore.items():
             if value is None:
                 os.environ.pop(var, None)
@@ -344,7 +354,9 @@ def run(workloads=None, dtypes=("float32", "float64"), quick=False, json_path=No
     results = []
     with pinned_threads(threads) as env, tempfile.TemporaryDirectory(prefix="graphc-bench-") as tmp:
         print(f"threads: {env['threads']} (" + ", ".join(f"{v}={env[v]}" for v in THREAD_VARS)
-              + f"; OpenBLAS {env['blas'] or 'unknown'}; numba {env['numba']})")
+              + f"; OpenBLAS {env['blas'] or 'unknown'}; numba {env['numba']}"
+              + (f"; on CPU {env['cpus'][0]} only" if env["cpus"] and len(env["cpus"]) == 1
+                 else "") + ")")
         bar = tqdm(jobs, desc="bench", unit="case", disable=not progress, leave=False)
         for w, dtype in bar:
             bar.set_description(f"bench {w.name} {dtype}")

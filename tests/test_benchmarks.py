@@ -68,6 +68,7 @@ def test_peer_matches_numpy(name, peer):
 def test_quick_run_writes_json(tmp_path):
     path = tmp_path / "bench.json"
     env_before = {v: os.environ.get(v) for v in harness.THREAD_VARS}
+    cpus_before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     code = harness.main(["--quick", "--workloads", "W1", "--dtype", "float64", "--json", str(path),
                          "--no-progress"])
     assert code == 0
@@ -77,6 +78,9 @@ def test_quick_run_writes_json(tmp_path):
     assert all(r["check"]["ok"] for r in impls.values())
     assert len(impls["numpy"]["seconds"]) >= 5
     assert {v: os.environ.get(v) for v in harness.THREAD_VARS} == env_before   # restored
+    if cpus_before:     # one thread: the run was pinned to one CPU (JAX ignores its flag)
+        assert os.sched_getaffinity(0) == cpus_before
+        assert len(data["meta"]["threads"]["cpus"]) == 1 or len(cpus_before) == 1
 
 
 def test_check_flags_a_wrong_update():
