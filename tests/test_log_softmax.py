@@ -47,6 +47,31 @@ def test_values_and_gradients_match_numpy_and_finite_differences(shape, dtype):
             gc.check_grad(lambda v: np.sum(fn(v) * weights), x)
 
 
+@pytest.mark.parametrize("width", [10, 100])      # the flat exp loop and the row loop
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_confident_classifier_gets_no_subnormal_gradients(width, dtype):
+    # The other classes' logits sit about 95 (float32) or 725 (float64) below
+    # the label's: NumPy's softmax terms are subnormal there, and each one
+    # would cost Intel CPUs a microcode assist in every step from then on.
+    # graphc counts them as 0 (ops.exp_floor), a change far below the loss's
+    # rounding and below the gradient's absolute tolerance here.
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(8, width)).astype(dtype)
+    labels = rng.integers(0, width, size=8)
+    logits[np.arange(8), labels] += 95.0 if dtype == np.float32 else 725.0
+    f = gc.jit(gc.value_and_grad(softmax_cross_entropy))
+    loss, grad = f(logits, labels)
+    tiny = np.finfo(dtype).tiny
+    assert not np.any((grad != 0) & (np.abs(grad) < tiny))
+    with np.errstate(under="ignore"):
+        probs = np.exp(by_hand(logits.astype(np.float64)))
+        ref_grad = (probs - np.eye(width)[labels]) / 8
+        assert np.any((probs > 0) & (probs < tiny))        # the case is the one meant
+        np.testing.assert_allclose(loss, softmax_cross_entropy(logits, labels), rtol=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-5, atol=tiny)
+    np.testing.assert_array_equal(grad, f.interpret(logits, labels)[1])
+
+
 def test_a_peak_behind_stop_gradient_is_recognised_too():
     def f(x):
         z = x - P.stop_gradient(np.max(x, axis=-1, keepdims=True))
