@@ -23,7 +23,7 @@ from numba import njit  # noqa: E402
 
 from graphc.kernels import vmath  # noqa: E402
 
-FASTMATH = {"nsz", "contract", "afn", "reassoc"}   # graphc's generated-code flags
+FASTMATH = {"reassoc"}   # graphc's generated-code flags
 
 # name -> (input range, NumPy reference, naive scalar expression for a Numba loop)
 CASES = {

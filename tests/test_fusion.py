@@ -125,17 +125,53 @@ def test_only_the_constants_the_code_reads_are_arguments():
     np.testing.assert_allclose(gc.jit(f)(x, y), f(x, y))
 
 
+SPECIAL = [0.0, -0.0, 1e-40, 1e-20, 1e-310, np.inf, -np.inf, np.nan, 1.0, -2.5, 7.0, 3e38]
+
+
+def _same(got, want, dtype, ulps=4):
+    """Equal within a few ulp, nan where NumPy has nan, zeros with NumPy's sign."""
+    np.testing.assert_allclose(got, want, rtol=ulps * np.finfo(dtype).eps, atol=0)
+    zeros = (got == 0) & (want == 0)
+    np.testing.assert_array_equal(np.signbit(got[zeros]), np.signbit(want[zeros]))
+
+
+# Each case broke under one fast-math flag graphc used to pass: arcp (x / sqrt(y)
+# as an rsqrt estimate), afn (x ** -1.5 as powi(x, -2) * sqrt(x)), contract
+# (x*x - y*y as an FMA), nsz (the sign of zero; (x + y) - y folded to x). The
+# vector loop (rows of 64+) and its scalar remainder (rows of 2 and 4) are
+# both checked.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fast_math_keeps_special_values_of_division_and_sqrt(dtype):
-    # With arcp, LLVM made float32 x / sqrt(y) an rsqrt estimate: nan at y = 0
-    # and y = inf, -inf at a subnormal y. Both the vector loop (64 pairs per
-    # row) and its scalar tail (3 columns) are checked.
-    special = np.array([0.0, -0.0, 1e-40, 1e-310, np.inf, -np.inf, np.nan, 1.0, -2.5, 3e38],
-                       dtype)
+def test_fast_math_keeps_numpys_special_values(dtype):
+    special = np.array(SPECIAL, dtype)
     x, y = (a.ravel() for a in np.meshgrid(special, special))
-    f = gc.jit(lambda x, y: (x / np.sqrt(y), x / y, np.sqrt(y) * x))
+    rng = np.random.default_rng(0)
+    pairs = {
+        "x / sqrt(y)": lambda x, y: x / np.sqrt(y),
+        "x / y": lambda x, y: x / y,
+        "sqrt(y) * x": lambda x, y: np.sqrt(y) * x,
+        "(x + y) - y": lambda x, y: (x + y) - y,
+        "1 / (-x + y)": lambda x, y: 1 / (-x + y),
+        "sqrt(x*x - y*y)": lambda x, y: np.sqrt(x * x - y * y),
+    }
     with np.errstate(all="ignore"):
         for shape in [(len(x) // 4, 4), (len(x) // 2, 2), (1, len(x))]:
             xs, ys = x.reshape(shape), y.reshape(shape)
-            for got, want in zip(f(xs, ys), (xs / np.sqrt(ys), xs / ys, np.sqrt(ys) * xs)):
-                np.testing.assert_allclose(got, want, rtol=4 * np.finfo(dtype).eps, atol=0)
+            for name, fn in pairs.items():
+                _same(gc.jit(fn)(xs, ys), fn(xs, ys), dtype)
+        same = rng.normal(size=100).astype(dtype)       # x == y: NumPy gives exactly 0
+        assert not np.isnan(gc.jit(pairs["sqrt(x*x - y*y)"])(same, same.copy())).any()
+        for k in (0, 1, 2, 3, -1, -2, -3, 16, -16, 17, 0.5, -0.5, 1.5, -1.5, 2.5):
+            for n in (3, 100):
+                xs = np.resize(special, n)
+                _same(gc.jit(lambda v: v ** k)(xs), xs ** dtype(k), dtype, ulps=64)
+        # the gradient of x ** -0.5 computes x ** -1.5
+        xs = np.resize(np.array([0.0, np.inf, 1e-20, 4.0], dtype), 100)
+        _same(gc.jit(gc.grad(lambda v: np.sum(v ** -0.5)))(xs), -0.5 * xs ** dtype(-1.5), dtype)
+
+
+def test_small_integer_powers_are_products():
+    # without afn a pow left to Numba is a libm call per element (x ** 3 on 1e6
+    # float32: about 20x slower); codegen writes small integer powers as products
+    src = gc.jit(lambda v: v ** 3 + v ** -2 + v ** 2.5).inspect(np.ones(4)).source
+    powers = [line for line in src.splitlines() if "**" in line and not line.strip().startswith("#")]
+    assert powers and all("** np.float64(2.5)" in line for line in powers)
