@@ -61,8 +61,9 @@ def pinned_threads(threads=None):
     Sets the thread env vars the user has not set (child processes and late imports
     such as torch read them) and applies the count to the OpenBLAS builds already
     loaded, which read their env var only at import. For one thread, JAX gets
-    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false, and on Linux the process is
-    pinned to one CPU until the end: JAX 0.10 runs its GEMMs on a pool sized by
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=false, and on Linux every thread of
+    the process is pinned to one CPU until the end (the fresh processes that
+    time first calls inherit it): JAX 0.10 runs its GEMMs on a pool sized by
     the CPUs the process may use, whatever that flag says (W3 float32 took 15 ms
     on both cores of this machine against 30 ms for NumPy's one thread, and
     30 ms when pinned). NUMBA_NUM_THREADS is set only
@@ -89,16 +90,16 @@ def pinned_threads(threads=None):
     numba_threads = numba.config.NUMBA_NUM_THREADS if numba else os.environ["NUMBA_NUM_THREADS"]
     graphc_threads.reset()      # graphc's big loops follow OMP_NUM_THREADS too
     saved_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    if threads == 1 and saved_cpus and len(saved_cpus) > 1:
-        os.sched_setaffinity(0, {min(saved_cpus)})
     try:
+        if threads == 1 and saved_cpus and len(saved_cpus) > 1:
+            _pin_process({min(saved_cpus)})
         yield {"threads": threads, "blas": _blas_threads(threads),
                "numba": int(numba_threads),
                "cpus": sorted(os.sched_getaffinity(0)) if saved_cpus else None,
                **{var: os.environ.get(var) for var in THREAD_VARS}}
     finally:
         if saved_cpus:
-            os.sched_setaffinity(0, saved_cpus)
+            _pin_process(saved_cpus)
         for var, value in restore.items():
             if value is None:
                 os.environ.pop(var, None)
@@ -109,6 +110,22 @@ def pinned_threads(threads=None):
         if saved_torch:
             torch.set_num_threads(saved_torch)
         graphc_threads.reset()
+
+
+def _pin_process(cpus):
+    """Every thread of this process to `cpus`. Linux sets affinity per thread:
+    pinning only the caller would leave the pools JAX and PyTorch already
+    started free, and the threads it starts pinned after the run (they
+    inherit the mask), which this call, run again at the end, undoes."""
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:
+        tids = [0]
+    for tid in tids:
+        try:
+            os.sched_setaffinity(tid, cpus)
+        except OSError:      # a thread that has just ended
+            pass
 
 
 def _blas_threads(n=None) -> dict:

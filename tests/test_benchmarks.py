@@ -1,6 +1,7 @@
 """The benchmark workloads are right: hand-written NumPy backward vs finite differences."""
 import json
 import os
+import threading
 
 import numba  # noqa: F401  (imported first, so the harness leaves NUMBA_NUM_THREADS alone)
 import numpy as np
@@ -110,3 +111,28 @@ def test_first_call_in_a_fresh_process_reports_the_import_and_the_first_step(tmp
                                 "cold": result, "warm": result}}}
     table = harness.format_table([row], ["numpy", "graphc"])
     assert "import s" in table and f"{result['import_s']:.2f}" in table
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux CPU affinity and two CPUs")
+def test_one_thread_pins_every_thread_and_restores_them():
+    # Linux affinity is per thread: the pools JAX and PyTorch started before
+    # the run must be pinned too, and threads started during it (which inherit
+    # the pin) must be released after it
+    before = os.sched_getaffinity(0)
+    stop = threading.Event()
+    threads = [threading.Thread(target=stop.wait)]
+    threads[0].start()
+    try:
+        with harness.pinned_threads(1) as env:
+            assert len(env["cpus"]) == 1
+            assert os.sched_getaffinity(threads[0].native_id) == set(env["cpus"])
+            threads.append(threading.Thread(target=stop.wait))
+            threads[1].start()
+        for t in threads:
+            assert os.sched_getaffinity(t.native_id) == before
+        assert os.sched_getaffinity(0) == before
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
