@@ -11,7 +11,7 @@ import sys
 
 _GRAPHC_DIR = os.path.dirname(os.path.abspath(__file__))
 _KERNELS_DIR = os.path.join(os.path.dirname(_GRAPHC_DIR), "kernels")
-_SKIP_PREFIXES = (_GRAPHC_DIR, _KERNELS_DIR)
+_SKIP_PREFIXES = (_GRAPHC_DIR + os.sep, _KERNELS_DIR + os.sep)   # not graphc_examples/
 _SKIP_MODULES = ("numpy", "contextlib", "functools", "scipy")
 
 
@@ -47,16 +47,22 @@ class RenderError(GraphcError, RuntimeError):
     """Drawing a graph needs Graphviz's `dot`, which is missing."""
 
 
-@functools.lru_cache(maxsize=4096)
 def _is_internal(filename: str) -> bool:
+    if filename.startswith("<"):        # <string>, <stdin>, a notebook cell: the user's
+        return filename.startswith("<frozen")
+    if not os.path.isabs(filename):     # relative to the current directory, which may change
+        return _is_internal_path(os.path.abspath(filename))
+    return _is_internal_path(os.path.normpath(filename))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_internal_path(path: str) -> bool:
     # cached: every traced op asks for the frames above it (a third of a
     # small model's re-trace went to abspath and these tests)
-    path = os.path.abspath(filename)
     if path.startswith(_SKIP_PREFIXES):
         return True
     return f"{os.sep}site-packages{os.sep}numpy{os.sep}" in path or any(
-        f"{os.sep}{m}{os.sep}" in path and "site-packages" in path for m in _SKIP_MODULES
-    ) or filename.startswith("<frozen")
+        f"{os.sep}{m}{os.sep}" in path and "site-packages" in path for m in _SKIP_MODULES)
 
 
 def user_location() -> str:

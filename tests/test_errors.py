@@ -114,3 +114,17 @@ def test_check_grad_names_the_worst_element():
 
     with pytest.raises(AssertionError, match=r"index \(2,\).*analytic.*numeric"):
         api.check_grad(wrong, np.array([0.1, 0.2, 3.0]))
+
+
+def test_code_run_by_exec_is_the_users_wherever_the_current_directory_is(monkeypatch):
+    # "<string>" was made absolute against the current directory, so from
+    # inside graphc's package exec'd code counted as graphc's own
+    import graphc.errors
+    monkeypatch.chdir(graphc.errors._GRAPHC_DIR)
+    scope = {"np": np}
+    exec("def f(a, b):\n    return a + b\n", scope)
+    with pytest.raises(gc.ShapeError, match=r"at <string>:2"):
+        gc.jit(scope["f"])(np.ones((3, 4)), np.ones(5))
+    # a sibling directory whose name starts like the package's is not graphc's
+    assert not graphc.errors._is_internal(graphc.errors._GRAPHC_DIR + "_examples/train.py")
+    assert graphc.errors._is_internal(graphc.errors._GRAPHC_DIR + "/api.py")
