@@ -134,10 +134,13 @@ def logical_or(x, y):
 
 
 def logaddexp(x, y):
-    """log(exp(x) + exp(y)) without overflow: max + log1p(exp(-|x - y|))."""
+    """log(exp(x) + exp(y)) without overflow: max + log1p(exp(-|x - y|)).
+    Equal arguments take a difference of 0, so two infinities of one sign
+    give that infinity (x - y alone is nan there), as in NumPy."""
     x, y = _promote(_as_float(x), _as_float(y))
     big = P.maximum(x, y)
-    return P.add(big, P.log1p(P.exp(P.neg(P.abs(P.sub(x, y))))))
+    diff = P.where(P.eq(x, y), P.scalar_like(x, 0), P.sub(x, y))
+    return P.add(big, P.log1p(P.exp(P.neg(P.abs(diff)))))
 
 
 def where(cond, x=None, y=None):

@@ -89,7 +89,9 @@ _unary("tanh", np.tanh,
        lambda ct, out, x: [P.mul(ct, P.sub(P.scalar_like(out, 1), P.mul(out, out)))],
        "vmath.tanh({0})")
 _unary("abs", np.abs, lambda ct, out, x: [P.mul(ct, P.sign(x))], "abs({0})")
-_unary("sign", np.sign, lambda ct, out, x: [P.mul(ct, P.scalar_like(x, 0))], "np.sign({0})")
+# + 0 as NumPy: the sign of -0.0 is +0.0 (Numba's np.sign keeps -0.0)
+_unary("sign", np.sign, lambda ct, out, x: [P.mul(ct, P.scalar_like(x, 0))],
+       "(np.sign({0}) + {T}(0))")
 def _erf_reference(x):
     import scipy.special      # here, not at import: it is a fifth of `import graphc`
     return scipy.special.erf(x).astype(x.dtype)

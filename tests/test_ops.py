@@ -76,3 +76,20 @@ def test_gradient_matches_finite_differences(case):
         return np.sum(case.fn(*a) * weights)
 
     gc.check_grad(loss, *args, argnums=nums)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_special_values_of_logaddexp_and_sign_match_numpy(dtype):
+    # x - y is nan for two infinities of one sign; Numba's np.sign keeps -0.0
+    v = np.array([-np.inf, -1.0, -0.0, 0.0, 2.0, np.inf, np.nan], dtype)
+    x, y = (a.ravel() for a in np.meshgrid(v, v))
+    with np.errstate(invalid="ignore"):
+        for n in (len(x), 3):
+            got = gc.jit(np.logaddexp)(x[:n], y[:n])
+            np.testing.assert_allclose(got, np.logaddexp(x[:n], y[:n]), rtol=1e-6)
+            np.testing.assert_allclose(gc.jit(np.logaddexp).interpret(x[:n], y[:n]), got,
+                                       rtol=1e-6)
+            s = gc.jit(np.sign)(x[:n])
+            np.testing.assert_array_equal(np.signbit(s), np.signbit(np.sign(x[:n])))
+    gc.check_grad(lambda a, b: np.sum(np.logaddexp(a, b)), np.array([1.0, 2.0, -3.0]),
+                  np.array([1.0, 0.5, -3.0]))
