@@ -46,9 +46,9 @@ def _below_normal(x):
     subnormal rounds back to it. Arithmetic on subnormals takes a microcode
     assist on Intel CPUs (about 100 cycles), so every later step ran slower:
     the demo's 64-128-10 MLP with Adam went from 32 to 60 us a step after
-    1,000 steps. This keeps the stored buffers out of the subnormal range;
-    a step's own intermediates (softmax probabilities below 1e-38, squares of
-    gradients below 1e-19) can still be subnormal, as in NumPy and PyTorch.
+    1,000 steps. This keeps dead units' buffers out of the subnormal range.
+    A live gradient below about 1e-19 (float32) still leaves Adam's v
+    subnormal, and a step's own intermediates can be, as in NumPy and PyTorch.
     Each optimizer bounds what the flush changes.
     """
     return np.abs(x) < float(np.finfo(x.dtype).tiny)
