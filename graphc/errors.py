@@ -52,13 +52,14 @@ def _is_internal(filename: str) -> bool:
         return filename.startswith("<frozen")
     if not os.path.isabs(filename):     # relative to the current directory, which may change
         return _is_internal_path(os.path.abspath(filename))
-    return _is_internal_path(os.path.normpath(filename))
+    return _is_internal_path(filename)
 
 
 @functools.lru_cache(maxsize=4096)
 def _is_internal_path(path: str) -> bool:
     # cached: every traced op asks for the frames above it (a third of a
     # small model's re-trace went to abspath and these tests)
+    path = os.path.normpath(path)
     if path.startswith(_SKIP_PREFIXES):
         return True
     return f"{os.sep}site-packages{os.sep}numpy{os.sep}" in path or any(
