@@ -90,16 +90,17 @@ def pinned_threads(threads=None):
     numba_threads = numba.config.NUMBA_NUM_THREADS if numba else os.environ["NUMBA_NUM_THREADS"]
     graphc_threads.reset()      # graphc's big loops follow OMP_NUM_THREADS too
     saved_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    pinned = None
     try:
         if threads == 1 and saved_cpus and len(saved_cpus) > 1:
-            _pin_process({min(saved_cpus)})
+            pinned = _pin_process({min(saved_cpus)})
         yield {"threads": threads, "blas": _blas_threads(threads),
                "numba": int(numba_threads),
                "cpus": sorted(os.sched_getaffinity(0)) if saved_cpus else None,
                **{var: os.environ.get(var) for var in THREAD_VARS}}
     finally:
-        if saved_cpus:
-            _pin_process(saved_cpus)
+        if pinned is not None:
+            _unpin_process(pinned, saved_cpus)
         for var, value in restore.items():
             if value is None:
                 os.environ.pop(var, None)
@@ -112,19 +113,35 @@ def pinned_threads(threads=None):
         graphc_threads.reset()
 
 
-def _pin_process(cpus):
-    """Every thread of this process to `cpus`. Linux sets affinity per thread:
-    pinning only the caller would leave the pools JAX and PyTorch already
-    started free, and the threads it starts pinned after the run (they
-    inherit the mask), which this call, run again at the end, undoes."""
+def _threads() -> list[int]:
     try:
-        tids = [int(t) for t in os.listdir("/proc/self/task")]
+        return [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:
-        tids = [0]
-    for tid in tids:
+        return [0]
+
+
+def _pin_process(cpus) -> dict:
+    """Every thread of this process to `cpus`; returns each one's former CPUs.
+    Linux sets affinity per thread: pinning only the caller would leave the
+    pools JAX and PyTorch already started free (a thread one of them starts
+    while this runs may still escape)."""
+    saved = {}
+    for tid in _threads():
         try:
+            saved[tid] = os.sched_getaffinity(tid)
             os.sched_setaffinity(tid, cpus)
-        except OSError:      # a thread that has just ended
+        except ProcessLookupError:      # a thread that has just ended
+            saved.pop(tid, None)
+    return saved
+
+
+def _unpin_process(saved: dict, default):
+    """Threads back to their own former CPUs; threads started while pinned
+    (they inherited the pin) to the caller's former CPUs."""
+    for tid in _threads():
+        try:
+            os.sched_setaffinity(tid, saved.get(tid, default))
+        except ProcessLookupError:
             pass
 
 
