@@ -25,8 +25,11 @@ from graphc.ops import OPS, exp_floor
 from graphc.passes.fuse import escaping, is_scalar_const
 
 # Fast-math is reassoc alone, which lets LLVM vectorize sums (in another order
-# of additions, as NumPy's pairwise sums also use). The other flags each gave
-# answers NumPy does not at special values:
+# of additions, as NumPy's pairwise sums also use). It also lets LLVM regroup
+# products and divisions, which can move an overflow: float32 (x / s) * s at
+# x = s = 1e20 is inf where NumPy gives 1e20, and x * 2 * 0.5 at 3e38 is finite
+# where NumPy gives inf. Confining it to sums would take explicit multi-
+# accumulator sum loops. The other flags each gave answers NumPy does not:
 #  nnan/ninf: isnan and inf handling silently broken;
 #  arcp: float32 x / sqrt(y) became an rsqrt estimate: nan at y = 0 and inf;
 #  afn: x ** -1.5 became powi(x, -2) * sqrt(x): nan at 0 and inf, and inf for
@@ -299,10 +302,13 @@ def _literal(node: Node) -> str:
 
 def pow_expr(node: Node, exponent: Node, base: str) -> str | None:
     """x ** k for a constant integer k, |k| <= 16, as products (repeated
-    squaring; 1/x first for k < 0), else None for Numba's pow. Products are
-    how afn expanded them; without it each would be a libm call per element
-    (x ** 3 on 1e6 float32: about 20x slower). At most log2|k| + popcount
-    roundings: a few ulp, with NumPy's infinities, zeros and signs."""
+    squaring), else None for Numba's pow. Products are how afn expanded them;
+    without it each would be a libm call per element (x ** 3 on 1e6 float32:
+    about 20x slower). float32 multiplies in float64 and rounds once, which
+    also keeps NumPy's result at the overflow edge: within 1 ulp. float64 takes
+    1 / x**|k| for k < 0, or (1/x)**|k| where x**|k| is not a normal finite
+    number (300.0 ** -16 in float32 terms): about 12 ulp at |k| = 16, NumPy's
+    infinities, zeros and signs throughout."""
     if not (is_scalar_const(exponent) and np.dtype(node.dtype).kind == "f"):
         return None
     k = exponent.p["value"].array.item()
@@ -311,14 +317,25 @@ def pow_expr(node: Node, exponent: Node, base: str) -> str | None:
     k, T = int(k), np_dtype(node.dtype)
     if k == 0:
         return f"{T}(1)"        # as NumPy: x ** 0 is 1 for every x, nan included
-    power, result, n = (f"({T}(1) / {base})" if k < 0 else base), None, abs(k)
-    while True:                 # LLVM computes each repeated subexpression once
-        if n & 1:
-            result = power if result is None else f"({result} * {power})"
-        n >>= 1
-        if not n:
-            return result
-        power = f"({power} * {power})"
+
+    def power(x, n):            # LLVM computes each repeated subexpression once
+        result = None
+        while True:
+            if n & 1:
+                result = x if result is None else f"({result} * {x})"
+            n >>= 1
+            if not n:
+                return result
+            x = f"({x} * {x})"
+
+    if node.dtype == np.float32:
+        x = f"np.float64({base})"
+        return f"np.float32({power(x, k) if k > 0 else f'(1.0 / {power(x, -k)})'})"
+    if k > 0:
+        return power(base, k)
+    p, tiny = power(base, -k), f"{T}({np.finfo(np.float64).tiny!r})"
+    return (f"(({T}(1) / {p}) if ({tiny} <= abs({p}) < np.inf) "
+            f"else {power(f'({T}(1) / {base})', -k)})")
 
 
 def _sum_type(dtype) -> str:
