@@ -251,11 +251,6 @@ _register(OpDef("max", "reduce", _reduce_infer,
 
 
 # ---------------------------------------------------------------- rows
-# log_softmax over the last axis: x - peak - log(sum(exp(x - peak))). With
-# finite_peak a row whose max is not finite subtracts 0 instead (SciPy and
-# JAX: a row of -inf gives nan, not an error); without it, the peak is the
-# row's max as users write it. Codegen gives it one kernel that makes three
-# passes over each row while the row is in cache.
 def exp_floor(dtype) -> float:
     """log of the smallest normal number of `dtype`, plus 1: softmax terms
     below e**exp_floor (3e-38 in float32) count as 0 in log_softmax's sum and
@@ -267,6 +262,11 @@ def exp_floor(dtype) -> float:
     return float(np.log(np.finfo(dtype).tiny)) + 1.0
 
 
+# log_softmax over the last axis: x - peak - log(sum(exp(x - peak))). With
+# finite_peak a row whose max is not finite subtracts 0 instead (SciPy and
+# JAX: a row of -inf gives nan, not an error); without it, the peak is the
+# row's max as users write it. Codegen gives it one kernel that makes three
+# passes over each row while the row is in cache.
 def _log_softmax_infer(avals, params):
     x = avals[0]
     if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype).kind != "f":
@@ -281,7 +281,9 @@ def _log_softmax_impl(x, axis, finite_peak):
     if finite_peak:
         peak = np.where(np.isfinite(peak), peak, 0).astype(x.dtype)
     z = x - peak
-    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True, dtype=x.dtype))
+    with np.errstate(under="ignore"):
+        terms = np.where(z < exp_floor(x.dtype), 0, np.exp(z)).astype(x.dtype)
+    return z - np.log(np.sum(terms, axis=axis, keepdims=True, dtype=x.dtype))
 
 
 def _log_softmax_vjp(ct, out, x, axis, finite_peak):
