@@ -10,6 +10,7 @@ thread), the median time of:
 Ratios > 1 mean vmath is faster.
 """
 import argparse
+import ast
 import math
 import time
 
@@ -21,9 +22,10 @@ from graphc import target
 target.configure()      # the vector width graphc compiles with, before Numba loads
 from numba import njit  # noqa: E402
 
+from graphc import codegen  # noqa: E402
 from graphc.kernels import vmath  # noqa: E402
 
-FASTMATH = {"reassoc"}   # graphc's generated-code flags
+FASTMATH = ast.literal_eval(codegen.FASTMATH)   # graphc's generated-code flags
 
 # name -> (input range, NumPy reference, naive scalar expression for a Numba loop)
 CASES = {
