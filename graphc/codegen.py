@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from graphc import threads
+from graphc import errors, threads
 from graphc.dims import DimTable
 from graphc.ir import Graph, Node
 from graphc.ops import OPS, exp_floor
@@ -340,6 +340,17 @@ def pow_expr(node: Node, exponent: Node, base: str) -> str | None:
             f"else {power(f'({T}(1) / {base})', -k)})")
 
 
+_NEGATIVE_INT_POWER = "integers to negative integer powers are not allowed"
+
+
+def raises_in_loop(graph: Graph, node: Node) -> bool:
+    """An integer power whose exponent is only known at run time: NumPy refuses
+    a negative exponent (the result would be a fraction), and so does the loop.
+    A constant one was refused when traced."""
+    return node.op == "pow" and node.dtype.kind in "iu" and not is_scalar_const(
+        graph.node(node.inputs[1]))
+
+
 def _sum_type(dtype) -> str:
     """A sum's register type: float32 sums add in float64 (emit_group blocks
     long 1-D ones and column sums in float32, then adds the blocks in float64)."""
@@ -351,6 +362,12 @@ def _accumulator(node: Node) -> tuple[str, str]:
     if node.op == "sum":
         return _sum_type(node.dtype), "0"
     return np_dtype(node.dtype), _reduce_lowest(node)
+
+
+def _max_of(earlier: str, later: str) -> str:
+    """A running max as np.max: a NaN wins and then stays, and of equal values
+    (0.0 and -0.0) the later one is kept."""
+    return f"{earlier} if ({earlier} > {later} or {earlier} != {earlier}) else {later}"
 
 
 def _reduce_lowest(node: Node) -> str:
@@ -437,14 +454,16 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
                 before_inner.append(f"s{n.id} = {acc}({init})")
                 combine = (f"{out[n.id]}[{oidx}] = s{n.id}" if n in direct else
                            f"acc{n.id}[{oidx}] += s{n.id}" if n.op == "sum" else
-                           f"acc{n.id}[{oidx}] = s{n.id} if (s{n.id} > acc{n.id}[{oidx}] or "
-                           f"s{n.id} != s{n.id}) else acc{n.id}[{oidx}]")
+                           f"acc{n.id}[{oidx}] = {_max_of(f'acc{n.id}[{oidx}]', f's{n.id}')}")
                 after_inner.append(combine)
             if n.op == "sum":
                 body.append(f"{target} += {read(x)}")
-            else:   # max: NaN propagates (a NaN wins and then stays)
-                body += [f"v = {read(x)}", f"{target} = v if (v > {target} or v != v) else {target}"]
+            else:
+                body += [f"v = {read(x)}", f"{target} = {_max_of(target, 'v')}"]
             continue
+        if raises_in_loop(graph, n):
+            body += [f"if {read(n.inputs[1])} < 0:",
+                     f"    raise ValueError({_NEGATIVE_INT_POWER + errors.at(n.loc)!r})"]
         expr = (pow_expr(n, graph.node(n.inputs[1]), read(n.inputs[0])) if n.op == "pow"
                 else None) or OPS[n.op].expr.format(*[read(i) for i in n.inputs],
                                                      T=np_dtype(n.dtype))
@@ -687,7 +706,8 @@ def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:
     read_later = {_storage(graph, o) for k, o in enumerate(graph.outputs) if k not in write_back}
     for members in reversed(units):
         nodes = [graph.node(m) for m in members]
-        if any(OPS[n.op].kind not in ("elementwise", "reduce") for n in nodes):
+        if any(OPS[n.op].kind not in ("elementwise", "reduce") or raises_in_loop(graph, n)
+               for n in nodes):
             break
         stored = [graph.node(m) for m in escaping(graph, members)]
         targets = {}

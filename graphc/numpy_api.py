@@ -81,12 +81,19 @@ def true_divide(x, y):
 
 
 def power(x, y):
-    if isinstance(y, (int, float)) and not isinstance(y, bool):
+    dtype = result_dtype(x, y)
+    if dtype.kind in "iu" and not isinstance(y, Tracer) and np.any(np.asarray(y) < 0):
+        # NumPy raises too: the result would be a fraction
+        raise errors.GraphcValueError("integers to negative integer powers are not allowed: "
+                                      f"{dtype} ** {np.asarray(y).min()}"
+                                      f"{errors.at(errors.user_location())}")
+    # shortcuts only where they keep NumPy's result type (int32 ** 2.0 is float64)
+    if isinstance(y, (int, float)) and not isinstance(y, bool) and aval_of(x)[1] == dtype:
         if y == 2:
             return square(x)
         if y == 1:
             return x
-        if y == 0.5 and aval_of(x)[1].kind == "f":
+        if y == 0.5 and dtype.kind == "f":
             return P.sqrt(x)
     x, y = _promote(x, y)
     return P.pow(x, y)

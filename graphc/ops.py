@@ -89,9 +89,10 @@ _unary("tanh", np.tanh,
        lambda ct, out, x: [P.mul(ct, P.sub(P.scalar_like(out, 1), P.mul(out, out)))],
        "vmath.tanh({0})")
 _unary("abs", np.abs, lambda ct, out, x: [P.mul(ct, P.sign(x))], "abs({0})")
-# + 0 as NumPy: the sign of -0.0 is +0.0 (Numba's np.sign keeps -0.0)
+# + 0 as NumPy: the sign of -0.0 is +0.0 (Numba's np.sign keeps -0.0); x >= 1
+# first: Numba's np.sign of an unsigned integer past the signed range is -1
 _unary("sign", np.sign, lambda ct, out, x: [P.mul(ct, P.scalar_like(x, 0))],
-       "(np.sign({0}) + {T}(0))")
+       "({T}(1) if {0} >= 1 else np.sign({0}) + {T}(0))")
 def _erf_reference(x):
     import scipy.special      # here, not at import: it is a fifth of `import graphc`
     return scipy.special.erf(x).astype(x.dtype)
@@ -112,7 +113,11 @@ _binary("div", np.true_divide,
 
 def _pow_vjp(ct, out, x, y):
     one = P.scalar_like(y, 1)
-    dx = P.mul(ct, P.mul(y, P.pow(x, P.sub(y, one))))
+    slope = P.mul(y, P.pow(x, P.sub(y, one)))
+    if not isinstance(y, np.ndarray) or np.any(y == 0):   # traced, or a constant with a 0
+        # x ** 0 is constant: its slope is 0, not 0 * x ** -1 = nan at x == 0 (as JAX, PyTorch)
+        slope = P.where(P.eq(y, P.scalar_like(y, 0)), P.scalar_like(y, 0), slope)
+    dx = P.mul(ct, slope)
     # d/dy x**y = log(x) x**y; define it as 0 at x == 0 (as JAX does) instead of nan.
     zero = P.scalar_like(x, 0)
     safe_log = P.where(P.eq(x, zero), zero, P.log(P.where(P.eq(x, zero), P.scalar_like(x, 1), x)))
@@ -135,11 +140,11 @@ def _select_vjp(first_wins):
     return vjp
 
 
-# NaN propagates (as np.maximum): a NaN operand wins.
+# As np.maximum: a NaN operand wins, and a tie (0.0 and -0.0) gives the second.
 _binary("maximum", np.maximum, _select_vjp(True),
-        "({0} if ({0} >= {1} or {0} != {0}) else {1})")
+        "({0} if ({0} > {1} or {0} != {0}) else {1})")
 _binary("minimum", np.minimum, _select_vjp(False),
-        "({0} if ({0} <= {1} or {0} != {0}) else {1})")
+        "({0} if ({0} < {1} or {0} != {0}) else {1})")
 
 for _name, _ufunc, _sym in [("eq", np.equal, "=="), ("ne", np.not_equal, "!="),
                             ("lt", np.less, "<"), ("le", np.less_equal, "<="),

@@ -300,6 +300,8 @@ class Step:
                                   *entry.consts, entry.threads())
         except IndexError as e:
             raise errors.GraphcIndexError(str(e)) from None
+        except ValueError as e:     # codegen.raises_in_loop
+            raise errors.GraphcValueError(str(e)) from None
         finally:
             self.state["count"] = int(count)
         return losses

@@ -93,3 +93,54 @@ def test_special_values_of_logaddexp_and_sign_match_numpy(dtype):
             np.testing.assert_array_equal(np.signbit(s), np.signbit(np.sign(x[:n])))
     gc.check_grad(lambda a, b: np.sum(np.logaddexp(a, b)), np.array([1.0, 2.0, -3.0]),
                   np.array([1.0, 0.5, -3.0]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_maximum_minimum_and_max_keep_numpys_choice_between_zeros(dtype):
+    # of 0.0 and -0.0 NumPy keeps the second operand, and a reduction the later
+    # element; 1 / x tells them apart (a relu of -0.0 is +0.0)
+    a, b = np.array([0.0, -0.0, np.nan, 1.0], dtype), np.array([-0.0, 0.0, 1.0, np.nan], dtype)
+    for fn in (np.maximum, np.minimum):
+        got = gc.jit(fn)(a, b)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(fn(a, b)))
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(fn(a, b)))
+    for x in (np.array([0.0, -0.0] * 20, dtype), np.array([-0.0, 0.0] * 20, dtype)):
+        for fn in (np.max, np.min):
+            got = gc.jit(fn)(x)
+            assert np.signbit(got) == np.signbit(fn(x)), (fn, x[:2])
+        rows = gc.jit(lambda m: np.max(m, axis=0))(x.reshape(4, 10))
+        np.testing.assert_array_equal(np.signbit(rows), np.signbit(np.max(x.reshape(4, 10), 0)))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint64, np.int32])
+def test_sign_of_integers(dtype):
+    info = np.iinfo(dtype)
+    x = np.array([info.min, 0, 1, info.max // 2 + 1, info.max], dtype)
+    np.testing.assert_array_equal(gc.jit(np.sign)(x), np.sign(x))
+
+
+def test_integer_powers_promote_and_refuse_negative_exponents():
+    i = np.array([0, 1, 2, -3], np.int32)
+    for fn in (lambda x: x ** 2.0, lambda x: x ** 1.0, lambda x: x ** 0.5, lambda x: x ** 2,
+               lambda x: x ** 1, lambda x: np.power(x, np.float32(2))):
+        with np.errstate(invalid="ignore"):
+            want = fn(i)
+        got = gc.jit(fn)(i)
+        assert got.dtype == want.dtype, (got.dtype, want.dtype)
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError, match="negative integer powers.*test_ops.py"):
+        gc.jit(lambda x: x ** -1)(i)
+    power = gc.jit(lambda x, k: x ** k)
+    np.testing.assert_array_equal(power(i, np.array([3, 0, 5, 2], np.int32)), [0, 1, 32, 9])
+    with pytest.raises(ValueError, match="negative integer powers.*test_ops.py"):
+        power(i, np.array([3, 0, -1, 2], np.int32))
+
+
+def test_gradient_of_a_zeroth_power_is_zero_at_zero():
+    # y * x ** (y - 1) is 0 * inf there; x ** 0 is the constant 1
+    x = np.array([0.0, 0.0, 2.0, 0.0])
+    y = np.array([0.0, 1.0, 0.0, 2.0])
+    gx, gy = gc.grad(lambda a, b: np.sum(a ** b), argnums=(0, 1))(x, y)
+    np.testing.assert_array_equal(gx, [0.0, 1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(gy, [0.0, 0.0, np.log(2.0), 0.0])
+    np.testing.assert_array_equal(gc.grad(lambda a: np.sum(a ** 0))(x), np.zeros(4))
