@@ -467,6 +467,9 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         expr = (pow_expr(n, graph.node(n.inputs[1]), read(n.inputs[0])) if n.op == "pow"
                 else None) or OPS[n.op].expr.format(*[read(i) for i in n.inputs],
                                                      T=np_dtype(n.dtype))
+        if np.dtype(n.dtype).kind in "iu":
+            # Numba widens small integers in arithmetic; NumPy wraps at every op
+            expr = f"{np_dtype(n.dtype)}({expr})"
         body.append(f"t{n.id} = {expr}")
     body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in stored]
     for d in range(r - 1):

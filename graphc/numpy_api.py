@@ -244,6 +244,16 @@ def max(x, axis=None, keepdims=False, **kwargs):
 
 
 def min(x, axis=None, keepdims=False, **kwargs):
+    """max of an order-reversed x: -x for floats, and for integers ~x (-x - 1,
+    which wraps without collisions: -x alone maps int8 -128 and uint8 0 to
+    themselves)."""
+    kind = aval_of(x)[1].kind
+    if kind == "b":
+        return logical_not(max(logical_not(x), axis=axis, keepdims=keepdims, **kwargs))
+    if kind in "iu":
+        def flip(v):
+            return subtract(negative(v), 1)
+        return flip(max(flip(x), axis=axis, keepdims=keepdims, **kwargs))
     return negative(max(negative(x), axis=axis, keepdims=keepdims, **kwargs))
 
 

@@ -144,3 +144,24 @@ def test_gradient_of_a_zeroth_power_is_zero_at_zero():
     np.testing.assert_array_equal(gx, [0.0, 1.0, 0.0, 0.0])
     np.testing.assert_array_equal(gy, [0.0, 0.0, np.log(2.0), 0.0])
     np.testing.assert_array_equal(gc.grad(lambda a: np.sum(a ** 0))(x), np.zeros(4))
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int64, np.uint64, np.bool_])
+def test_integer_min_max_and_fused_arithmetic_wrap_as_numpy(dtype):
+    # min is max of an order-reversed x: -x would map int8 -128 and uint8 0 to
+    # themselves; and a fused chain must wrap at every op, as NumPy does
+    if dtype == np.bool_:
+        x = np.array([True, False, True])
+    else:
+        info = np.iinfo(dtype)
+        x = np.array([info.min, 0, 5, info.max, info.max // 2 + 1], dtype)
+    for fn in (np.min, np.max, lambda a: np.min(a, axis=0, keepdims=True)):
+        got = gc.jit(fn)(x)
+        np.testing.assert_array_equal(got, fn(x))
+        assert got.dtype == fn(x).dtype
+    if dtype != np.bool_:
+        chain = lambda a, b: ((a + b) > a, (a + b) * 3 - a)
+        y = x[::-1].copy()
+        with np.errstate(over="ignore"):
+            for got, want in zip(gc.jit(chain)(x, y), chain(x, y)):
+                np.testing.assert_array_equal(got, want)
