@@ -431,7 +431,9 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     # W3's size). Within a block this is NumPy's own float32 column sum.
     row_blocked = [n for n in sinks if n not in in_register and n.op == "sum"
                    and n.dtype == np.float32 and n.p["axes"] == (0,)]
-    lines = []
+    laned = [n for n in in_register if n.op == "max" and not blocked]   # see MAX_LANES
+    lines = [f"m{n.id} = alloc.full(({MAX_LANES},), {_reduce_lowest(n)}, {np_dtype(n.dtype)})"
+             for n in laned]
     for n in sinks:
         if n in row_blocked:
             o = out[n.id]
@@ -447,7 +449,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         if OPS[n.op].kind == "reduce":
             x = n.inputs[0]
             oidx = _tuple([i for i in _reduce_out_index(n, graph.node(x), iv) if i is not None])
-            target = (f"b{n.id}" if n in blocked else f"s{n.id}" if n in in_register
+            target = (f"b{n.id}" if n in blocked else f"m{n.id}[jb]" if n in laned
+                      else f"s{n.id}" if n in in_register
                       else f"{out[n.id]}[{oidx}]" if n in row_blocked else f"acc{n.id}[{oidx}]")
             if n in in_register:
                 acc, init = _accumulator(n)
@@ -477,7 +480,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     outer = "    " * max(r - 1, 0)
     lines += [outer + b for b in before_inner]
     if r:
-        lines += [outer + b for b in _inner_loop(r - 1, body, [n.id for n in blocked])]
+        lines += [outer + b for b in _inner_loop(r - 1, body, [n.id for n in blocked],
+                                                 [n.id for n in laned])]
     else:           # a 0-d space: the body once
         lines += body
     lines += [outer + b for b in after_inner]
@@ -507,11 +511,42 @@ SUM_BLOCK = 4096
 SUM_ROWS = 256
 
 
-def _inner_loop(axis: int, body: list[str], blocked: list[int]) -> list[str]:
+# A max over the innermost axis keeps this many running maxima, one for each
+# position in a block, and folds them into one at the end of the row. A single
+# running max is one compare-and-select chain through every element, which
+# LLVM does not vectorize (NaN must win): 1.7 ms for np.max of 1e6 float32,
+# against NumPy's 0.14 ms. Rows shorter than a block (classes) skip it.
+MAX_LANES = 64
+
+
+def _inner_loop(axis: int, body: list[str], blocked: list[int], laned=()) -> list[str]:
     """The innermost loop over `i<axis>` around `body`; with float32 sums
     (`b<id>` in the body, `s<id>` the float64 totals), a loop over whole
-    blocks of a constant trip count, which LLVM vectorizes, then the rest."""
+    blocks of a constant trip count, which LLVM vectorizes, then the rest.
+    With maxima (`m<id>[jb]` in the body: MAX_LANES), the same over blocks of
+    MAX_LANES, whose lanes then fold into `s<id>`, which the rest updates."""
     i, n = f"i{axis}", f"n{axis}"
+    if laned:
+        rest = body
+        for k in laned:
+            rest = [b.replace(f"m{k}[jb]", f"s{k}") for b in rest]
+        fold = []   # halves, so each step is vector-wide: rows of 1000: 330 -> 180 us
+        w = MAX_LANES // 2
+        while w:
+            fold += [f"    for jb in range({w}):"] + [
+                f"        m{k}[jb] = {_max_of(f'm{k}[jb]', f'm{k}[jb + {w}]')}" for k in laned]
+            w //= 2
+        return ([f"if {n} >= {MAX_LANES}:", f"    for jb in range({MAX_LANES}):"]
+                + [f"        m{k}[jb] = s{k}" for k in laned]
+                + [f"    for blk in range({n} // {MAX_LANES}):",
+                   f"        for jb in range({MAX_LANES}):",
+                   f"            {i} = blk * {MAX_LANES} + jb"]
+                + ["            " + b for b in body]
+                + [f"    for jb in range({n} % {MAX_LANES}):",
+                   f"        {i} = {n} - {n} % {MAX_LANES} + jb"]
+                + ["        " + b for b in body]
+                + fold + [f"    s{k} = {_max_of(f's{k}', f'm{k}[0]')}" for k in laned]
+                + ["else:", f"    for {i} in range({n}):"] + ["        " + b for b in rest])
     if not blocked:
         return [f"for {i} in range({n}):"] + ["    " + b for b in body]
     reset = [f"b{k} = np.float32(0)" for k in blocked]

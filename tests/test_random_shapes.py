@@ -1,5 +1,6 @@
 """Hypothesis: random broadcasting shapes and reductions, compiled vs NumPy."""
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -63,3 +64,35 @@ def test_take_and_take_along_axis_match_numpy_with_gradients(shape, data):
         np.testing.assert_array_equal(f(x, idx), fn(x, idx))
         np.testing.assert_array_equal(f.interpret(x, idx), fn(x, idx))
         gc.check_grad(lambda x: np.sum(fn(x, idx) ** 2), x)
+
+
+def _max_and_min(axis):
+    return lambda x: (np.max(np.abs(x) - 1, axis=axis), np.min(x, axis=axis))
+
+
+# one function per rank and axis, compiled once per dtype: new lengths reuse it
+_MAX_OF = {(r, a): (_max_and_min(a), gc.jit(_max_and_min(a)))
+           for r, a in [(1, None), (2, -1), (3, (1, 2))]}
+
+
+@pytest.mark.filterwarnings("ignore::graphc.api.RecompileWarning")   # new lengths, on purpose
+@given(rows=st.integers(1, 3), length=st.integers(1, 300), rank_axis=st.sampled_from(
+    sorted(_MAX_OF, key=str)), dtype=st.sampled_from([np.float32, np.float64, np.int32]),
+    specials=st.lists(st.tuples(st.integers(0, 10 ** 6), st.sampled_from(
+        [np.nan, np.inf, -np.inf, -0.0, 0.0])), max_size=4), seed=st.integers(0, 2 ** 16))
+def test_max_and_min_over_long_rows_with_special_values(rows, length, rank_axis, dtype,
+                                                        specials, seed):
+    # rows of MAX_LANES (64) or more run in lanes folded at the end of the row:
+    # lengths around it, and NaN (which must win) in the blocks and the rest
+    r, axis = rank_axis
+    shape = {1: (length,), 2: (rows, length), 3: (rows, 2, length)}[r]
+    x = np.random.default_rng(seed).normal(size=shape) * 100
+    if np.dtype(dtype).kind == "f":
+        flat = x.reshape(-1)
+        for pos, value in specials:
+            flat[pos % flat.size] = value
+    x = x.astype(dtype)
+    fn, compiled = _MAX_OF[rank_axis]
+    for got, want in zip(compiled(x), fn(x)):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
