@@ -4,8 +4,8 @@
 
 For each reduction and dtype, the median time of `gc.jit(f)(x)` and of
 `f(x)` over `--reps` alternating calls (one thread). Ratio = graphc / NumPy:
-below 1 graphc is faster. Sums vectorize with reassoc; maxima run in lanes
-(codegen.MAX_LANES); column reductions accumulate row by row.
+below 1 graphc is faster. Sums vectorize through vmath.radd; maxima run in
+lanes (codegen.MAX_LANES); column reductions accumulate row by row.
 """
 import argparse
 import time

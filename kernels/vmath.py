@@ -54,7 +54,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf",
+__all__ = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "radd",
            "FUNCTIONS", "apply"]
 
 # Options for every kernel: IEEE float semantics, no ZeroDivisionError branch.
@@ -79,6 +79,23 @@ def _fma(typingctx, a, b, c):
     def codegen(context, builder, sig, args):
         return _llvm_intrinsic(builder, "fmuladd", args[0].type, list(args))
     return a(a, b, c), codegen
+
+
+@intrinsic
+def radd(typingctx, a, b):
+    """a + b, an addition LLVM may reorder with the others of its sum (fast-math
+    reassoc on this instruction alone): a sum written with it vectorizes, in
+    another order of additions, as NumPy's pairwise sums also use, while the
+    rest of graphc's generated code keeps IEEE semantics."""
+    if not (isinstance(a, types.Float) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        add = ir.instructions.Instruction(builder.block, args[0].type, "fadd", list(args),
+                                          flags=("reassoc",))
+        builder._insert(add)
+        return add
+    return a(a, b), codegen
 
 
 @intrinsic

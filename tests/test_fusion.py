@@ -137,9 +137,9 @@ def _same(got, want, dtype, ulps=4):
 
 # Each case broke under one fast-math flag graphc used to pass: arcp (x / sqrt(y)
 # as an rsqrt estimate), afn (x ** -1.5 as powi(x, -2) * sqrt(x)), contract
-# (x*x - y*y as an FMA), nsz (the sign of zero; (x + y) - y folded to x). The
-# vector loop (rows of 64+) and its scalar remainder (rows of 2 and 4) are
-# both checked.
+# (x*x - y*y as an FMA), nsz (the sign of zero; (x + y) - y folded to x),
+# reassoc (products regrouped: an overflow moved). The vector loop (rows of
+# 64+) and its scalar remainder (rows of 2 and 4) are both checked.
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fast_math_keeps_numpys_special_values(dtype):
     special = np.array(SPECIAL, dtype)
@@ -158,6 +158,12 @@ def test_fast_math_keeps_numpys_special_values(dtype):
             xs, ys = x.reshape(shape), y.reshape(shape)
             for name, fn in pairs.items():
                 _same(gc.jit(fn)(xs, ys), fn(xs, ys), dtype)
+        big = np.full(100, np.finfo(dtype).max / 3, dtype)
+        for name, fn in {"(x / y) * y": lambda x, y: (x / y) * y,
+                         "x * 2 * 0.5": lambda x, y: x * 2 * 0.5 + y,
+                         "x * y / y": lambda x, y: x * y / y}.items():
+            for a, b in [(big, big), (big, np.full(100, 4, dtype)), (big / 2, 1 / big)]:
+                _same(gc.jit(fn)(a, b), fn(a, b), dtype)
         same = rng.normal(size=100).astype(dtype)       # x == y: NumPy gives exactly 0
         assert not np.isnan(gc.jit(pairs["sqrt(x*x - y*y)"])(same, same.copy())).any()
         for k in (0, 1, 2, 3, -1, -2, -3, 16, -16, 17, 0.5, -0.5, 1.5, -1.5, 2.5):

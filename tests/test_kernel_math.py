@@ -228,7 +228,7 @@ def test_array_and_int_inputs():
 @pytest.mark.parametrize("name", NAMES)
 def test_loop_vectorizes_and_float32_stays_float32(name):
     """In a loop compiled with every fast-math flag a caller might use (graphc's
-    generated code uses reassoc alone), each function must become SIMD code
+    generated code uses none), each function must become SIMD code
     (<N x float> in the LLVM IR) with no float64 arithmetic for float32 data, and
     keep its own IEEE semantics (no fast-math flags on its instructions)."""
     import re
