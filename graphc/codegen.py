@@ -372,7 +372,8 @@ def _accumulator(node: Node) -> tuple[str, str]:
 
 def _max_of(earlier: str, later: str) -> str:
     """A running max as np.max: a NaN wins and then stays, and of equal values
-    (0.0 and -0.0) the later one is kept."""
+    (0.0 and -0.0) the later one is kept, as NumPy's scalar loop does (its
+    vector loops, and graphc's lanes, may keep either)."""
     return f"{earlier} if ({earlier} > {later} or {earlier} != {earlier}) else {later}"
 
 
@@ -479,8 +480,10 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         expr = (pow_expr(n, graph.node(n.inputs[1]), read(n.inputs[0])) if n.op == "pow"
                 else None) or OPS[n.op].expr.format(*[read(i) for i in n.inputs],
                                                      T=np_dtype(n.dtype))
-        if np.dtype(n.dtype).kind in "iu":
-            # Numba widens small integers in arithmetic; NumPy wraps at every op
+        if np.dtype(n.dtype).kind in "iub":
+            # Numba widens small integers and booleans in arithmetic (True + True
+            # is 2); NumPy wraps at every op (int64 aside: Numba's adds assume
+            # no signed overflow)
             expr = f"{np_dtype(n.dtype)}({expr})"
         body.append(f"t{n.id} = {expr}")
     body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in stored]
@@ -598,6 +601,8 @@ def _splittable(graph: Graph, members, space) -> bool:
     if r == 0 or space[0] < 8:     # too few rows to share out (a batch of 1-7)
         return False
     for n in (graph.node(m) for m in members):
+        if raises_in_loop(graph, n):    # an exception cannot leave a prange loop
+            return False
         if OPS[n.op].kind == "reduce" and not (
                 n.p["axes"] == (r - 1,) and (r > 1 or n.op == "sum")):
             return False

@@ -88,7 +88,8 @@ def power(x, y):
                                       f"{dtype} ** {np.asarray(y).min()}"
                                       f"{errors.at(errors.user_location())}")
     # shortcuts only where they keep NumPy's result type (int32 ** 2.0 is float64)
-    if isinstance(y, (int, float)) and not isinstance(y, bool) and aval_of(x)[1] == dtype:
+    if isinstance(y, (int, float, np.integer, np.floating)) and not isinstance(y, bool) \
+            and aval_of(x)[1] == dtype:
         if y == 2:
             return square(x)
         if y == 1:
@@ -247,6 +248,7 @@ def min(x, axis=None, keepdims=False, **kwargs):
     """max of an order-reversed x: -x for floats, and for integers ~x (-x - 1,
     which wraps without collisions: -x alone maps int8 -128 and uint8 0 to
     themselves)."""
+    _check_no_out(kwargs, "min")
     kind = aval_of(x)[1].kind
     if kind == "b":
         return logical_not(max(logical_not(x), axis=axis, keepdims=keepdims, **kwargs))

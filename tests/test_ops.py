@@ -144,6 +144,19 @@ def test_gradient_of_a_zeroth_power_is_zero_at_zero():
     np.testing.assert_array_equal(gx, [0.0, 1.0, 0.0, 0.0])
     np.testing.assert_array_equal(gy, [0.0, 0.0, np.log(2.0), 0.0])
     np.testing.assert_array_equal(gc.grad(lambda a: np.sum(a ** 0))(x), np.zeros(4))
+    # the second derivative: the zeroth power's base is 1 where y is 0
+    for power in (lambda a, b: a ** b, lambda a, b: a ** 0 + 0 * b):
+        slope = lambda a, b: np.sum(gc.grad(lambda u: np.sum(power(u, b)))(a))
+        assert np.isfinite(gc.grad(slope)(x, y)).all()
+
+
+def test_boolean_arithmetic_stays_boolean_in_fused_loops():
+    # NumPy's bool + bool is a logical or: True + True is True, never 2
+    a = np.array([True, True, False])
+    fn = lambda a, b: (np.sum(a + b), (a + b).astype(np.int8), (a + b) == a, a * b)
+    for got, want in zip(gc.jit(fn)(a, a.copy()), fn(a, a.copy())):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int64, np.uint64, np.bool_])

@@ -143,6 +143,20 @@ def test_threaded_loops_read_0d_values(low_threshold, serial):
     np.testing.assert_allclose(params["w"], threaded_w, rtol=1e-12)
 
 
+def test_a_loop_that_can_raise_stays_serial(low_threshold):
+    # an integer power refuses a negative exponent from inside its loop, and an
+    # exception cannot leave a prange loop (it came out as a SystemError, or not at all)
+    power = gc.jit(lambda x, k: x ** k)
+    x, k = np.full((300, 300), 2), np.ones((300, 300), np.int64)
+    assert not any(kernel.parallel for kernel in power.inspect(x, k).kernels)
+    assert any(kernel.parallel for kernel in gc.jit(lambda x, k: x * k).inspect(x, k).kernels)
+    for at in [(0, 0), (-1, -1)]:
+        k[at] = -1
+        with pytest.raises(ValueError, match="negative integer powers"):
+            power(x, k)
+        k[at] = 1
+
+
 _FORK_SCRIPT = """
 import multiprocessing, sys
 import numpy as np
