@@ -25,7 +25,14 @@ CASES = {
     "max rows 256x10": ((256, 10), lambda x: np.max(x, axis=1)),
     "logsumexp rows 512x300": ((512, 300), lambda x: np.log(np.sum(
         np.exp(x - np.max(x, axis=1, keepdims=True)), axis=1))),
+    "log_softmax rows 512x1000": ((512, 1000), lambda x: _log_softmax(x)),
 }
+
+
+def _log_softmax(x):
+    """As users write it; graphc makes it its log_softmax op."""
+    z = x - np.max(x, axis=1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
 
 
 def _medians_us(fns, reps):
