@@ -490,9 +490,12 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         if raises_in_loop(graph, n):
             body += [f"if {read(n.inputs[1])} < 0:",
                      f"    raise ValueError({_NEGATIVE_INT_POWER + errors.at(n.loc)!r})"]
-        expr = (pow_expr(n, graph.node(n.inputs[1]), read(n.inputs[0])) if n.op == "pow"
-                else None) or OPS[n.op].expr.format(*[read(i) for i in n.inputs],
-                                                     T=np_dtype(n.dtype))
+        if n.op == "pow" and n.dtype.kind in "iu":
+            expr = f"vmath.ipow({read(n.inputs[0])}, {read(n.inputs[1])})"
+        else:
+            expr = (pow_expr(n, graph.node(n.inputs[1]), read(n.inputs[0])) if n.op == "pow"
+                    else None) or OPS[n.op].expr.format(*[read(i) for i in n.inputs],
+                                                         T=np_dtype(n.dtype))
         if np.dtype(n.dtype).kind in "iub":
             # Numba widens small integers and booleans in arithmetic (True + True
             # is 2); NumPy wraps at every op (int64 aside: Numba's adds assume

@@ -54,7 +54,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "radd",
+__all__ = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "radd", "ipow",
            "FUNCTIONS", "apply"]
 
 # Options for every kernel: IEEE float semantics, no ZeroDivisionError branch.
@@ -96,6 +96,20 @@ def radd(typingctx, a, b):
         builder._insert(add)
         return add
     return a(a, b), codegen
+
+
+@njit(**_JIT)
+def ipow(x, k):
+    """x ** k for integers, k >= 0 (graphc refuses a negative k first), by
+    repeated squaring that wraps as NumPy's does; Numba's own integer power
+    turns to floating point past k = 65536 (3 ** 65537 was -2**63)."""
+    result = x - x + 1
+    while k > 0:
+        if k & 1:
+            result = result * x
+        x = x * x
+        k = k >> 1
+    return result
 
 
 @intrinsic

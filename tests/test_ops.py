@@ -134,6 +134,12 @@ def test_integer_powers_promote_and_refuse_negative_exponents():
     np.testing.assert_array_equal(power(i, np.array([3, 0, 5, 2], np.int32)), [0, 1, 32, 9])
     with pytest.raises(ValueError, match="negative integer powers.*test_ops.py"):
         power(i, np.array([3, 0, -1, 2], np.int32))
+    # past 65536 Numba's integer power went through floating point; NumPy wraps
+    for x, k in [(np.array([-1, 3, 2, 0, 5]), np.array([2 ** 63 - 1, 65537, 62, 0, 3])),
+                 (np.array([2, 3], np.uint64), np.array([2 ** 63, 5], np.uint64)),
+                 (np.array([-128, 3, 7], np.int8), np.array([3, 5, 2], np.int8))]:
+        np.testing.assert_array_equal(power(x, k), x ** k)
+    np.testing.assert_array_equal(gc.jit(lambda x: x ** 70001)(np.array([3])), np.array([3]) ** 70001)
 
 
 def test_gradient_of_a_zeroth_power_is_zero_at_zero():
