@@ -238,12 +238,15 @@ def _emit_log_softmax(node, operands):
              "            o[i, j] -= shift"]
     # the peak in lanes, as a fused max (MAX_LANES): rows of 1000 took 0.95 ms
     # for 512 of them, NumPy 0.88
-    peak = _inner_loop(1, ["v = x[i, i1]", f"m0[jb] = {_max_of('m0[jb]', 'v')}"], [], [0])
+    laned = node.shape[-1] >= MAX_LANES     # as fused maxima
+    peak_of = "m0[jb]" if laned else "s0"
+    peak = _inner_loop(1, ["v = x[i, i1]", f"{peak_of} = {_max_of(peak_of, 'v')}"], [],
+                       [0] if laned else [])
     return [f"n = n1 = out.shape[{len(node.shape) - 1}]",
             "rows = out.size // n if n else 0",
             "x = alloc.reshape(a0, (rows, n))",
             "o = alloc.reshape(out, (rows, n))",
-            f"m0 = alloc.full(({MAX_LANES},), -np.inf, {T})",
+            f"m0 = alloc.full(({MAX_LANES if laned else 0},), -np.inf, {T})",
             "for i in range(rows):",
             f"    s0 = {T}(-np.inf)"] + ["    " + line for line in peak] + [
             "    peak = s0"] + finite + [
@@ -387,7 +390,9 @@ def _max_of(earlier: str, later: str) -> str:
     """A running max as np.max: a NaN wins and then stays, and of equal values
     (0.0 and -0.0) the later one is kept, as NumPy's scalar loop does (its
     vector loops, and graphc's lanes, may keep either)."""
-    return f"{earlier} if ({earlier} > {later} or {earlier} != {earlier}) else {later}"
+    # the NaN test on `later`, off the chain through `earlier` (rows of 32:
+    # 990 -> 740 us per 2**20 elements)
+    return f"{later} if ({later} >= {earlier} or {later} != {later}) else {earlier}"
 
 
 def _reduce_lowest(node: Node) -> str:
@@ -451,7 +456,10 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     # W3's size). Within a block this is NumPy's own float32 column sum.
     row_blocked = [n for n in sinks if n not in in_register and n.op == "sum"
                    and n.dtype == np.float32 and n.p["axes"] == (0,)]
-    laned = [n for n in in_register if n.op == "max" and not blocked]   # see MAX_LANES
+    # see MAX_LANES; not for rows shorter than a block when traced (classes):
+    # lanes cost about 0.2 s of compile time a kernel. (So a batch axis reduced
+    # innermost compiles a second module if its size crosses MAX_LANES.)
+    laned = [n for n in in_register if n.op == "max" and not blocked and space[-1] >= MAX_LANES]
     lines = [f"m{n.id} = alloc.full(({MAX_LANES},), {_reduce_lowest(n)}, {np_dtype(n.dtype)})"
              for n in laned]
     for n in sinks:
@@ -558,12 +566,10 @@ def _inner_loop(axis: int, body: list[str], blocked: list[int], laned=()) -> lis
         rest = body
         for k in laned:
             rest = [b.replace(f"m{k}[jb]", f"s{k}") for b in rest]
-        fold = []   # halves, so each step is vector-wide: rows of 1000: 330 -> 180 us
-        w = MAX_LANES // 2
-        while w:
-            fold += [f"    for jb in range({w}):"] + [
-                f"        m{k}[jb] = {_max_of(f'm{k}[jb]', f'm{k}[jb + {w}]')}" for k in laned]
-            w //= 2
+        # by halves, so each step is vector-wide: rows of 1000: 330 -> 180 us
+        fold = [f"    w = {MAX_LANES // 2}", "    while w:", "        for jb in range(w):"] + [
+            f"            m{k}[jb] = {_max_of(f'm{k}[jb]', f'm{k}[jb + w]')}" for k in laned] + [
+            "        w //= 2"]
         return ([f"if {n} >= {MAX_LANES}:", f"    for jb in range({MAX_LANES}):"]
                 + [f"        m{k}[jb] = s{k}" for k in laned]
                 + [f"    for blk in range({n} // {MAX_LANES}):",
