@@ -26,6 +26,7 @@ CASES = {
     "logsumexp rows 512x300": ((512, 300), lambda x: np.log(np.sum(
         np.exp(x - np.max(x, axis=1, keepdims=True)), axis=1))),
     "log_softmax rows 512x1000": ((512, 1000), lambda x: _log_softmax(x)),
+    "log_softmax rows 64x30000": ((64, 30000), lambda x: _log_softmax(x)),
 }
 
 
