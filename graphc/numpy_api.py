@@ -67,7 +67,20 @@ def _binary(prim):
     return lambda x, y: prim(*_promote(x, y))
 
 
-add, subtract, multiply = _binary(P.add), _binary(P.sub), _binary(P.mul)
+add, multiply = _binary(P.add), _binary(P.mul)
+
+
+def _refuse_boolean(x, what, instead):
+    """NumPy has no boolean -, unary - or sign (a compiled loop computed them)."""
+    if aval_of(x)[1].kind == "b":
+        raise errors.GraphcTypeError(f"numpy boolean {what} is not supported, use {instead} "
+                                     f"instead{errors.at(errors.user_location())}")
+
+
+def subtract(x, y):
+    x, y = _promote(x, y)
+    _refuse_boolean(x, "subtract, the `-` operator,", "np.logical_xor")
+    return P.sub(x, y)
 maximum, minimum = _binary(P.maximum), _binary(P.minimum)
 equal, not_equal = _binary(P.eq), _binary(P.ne)
 less, less_equal, greater, greater_equal = _binary(P.lt), _binary(P.le), _binary(P.gt), _binary(P.ge)
@@ -114,6 +127,7 @@ sin, cos, tanh, erf = map(_unary_float, [P.sin, P.cos, P.tanh, P.erf])
 
 
 def negative(x):
+    _refuse_boolean(x, "negative, the `-` operator,", "np.logical_not")
     return P.neg(to_operand(x, aval_of(x)[1]))
 
 
@@ -126,6 +140,7 @@ def absolute(x):
 
 
 def sign(x):
+    _refuse_boolean(x, "sign", "x.astype(np.int8)")
     return P.sign(to_operand(x, aval_of(x)[1]))
 
 

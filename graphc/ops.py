@@ -114,14 +114,15 @@ _binary("div", np.true_divide,
 def _pow_vjp(ct, out, x, y):
     one = P.scalar_like(y, 1)
     # x ** 0 is constant: its slope is 0, not 0 * x ** -1 = nan at x == 0 (as
-    # JAX, PyTorch). Where y may be 0 the base is 1 there too, so the second
-    # derivative does not meet the nan either.
+    # JAX, PyTorch). Where x and y may both be 0 the base is 1 there too, so
+    # the second derivative does not meet the nan either; elsewhere the slope
+    # stays y * x ** (y - 1), whose derivative in y at y = 0 is 1 / x.
     if isinstance(y, np.ndarray) and np.all(y == 0):
         dx = None
     elif isinstance(y, np.ndarray) and not np.any(y == 0):
         dx = P.mul(ct, P.mul(y, P.pow(x, P.sub(y, one))))
     else:
-        zeroth = P.eq(y, P.scalar_like(y, 0))
+        zeroth = P.logical_and(P.eq(y, P.scalar_like(y, 0)), P.eq(x, P.scalar_like(x, 0)))
         base = P.where(zeroth, P.scalar_like(x, 1), x)
         dx = P.mul(ct, P.where(zeroth, P.scalar_like(y, 0), P.mul(y, P.pow(base, P.sub(y, one)))))
     # d/dy x**y = log(x) x**y; define it as 0 at x == 0 (as JAX does) instead of nan.

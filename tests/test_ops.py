@@ -154,6 +154,10 @@ def test_gradient_of_a_zeroth_power_is_zero_at_zero():
     for power in (lambda a, b: a ** b, lambda a, b: a ** 0 + 0 * b):
         slope = lambda a, b: np.sum(gc.grad(lambda u: np.sum(power(u, b)))(a))
         assert np.isfinite(gc.grad(slope)(x, y)).all()
+    # away from x = 0 the slope is y * x ** (y - 1): its derivative in y at y = 0 is 1 / x
+    slope_in_y = gc.grad(lambda a, b: np.sum(gc.grad(lambda u: np.sum(u ** b))(a)), argnums=1)
+    np.testing.assert_allclose(slope_in_y(np.array([3.0, 0.5]), np.array([0.0, 0.0])),
+                               [1 / 3, 2.0], rtol=1e-12)
 
 
 def test_boolean_arithmetic_stays_boolean_in_fused_loops():
@@ -184,3 +188,12 @@ def test_integer_min_max_and_fused_arithmetic_wrap_as_numpy(dtype):
         with np.errstate(over="ignore"):
             for got, want in zip(gc.jit(chain)(x, y), chain(x, y)):
                 np.testing.assert_array_equal(got, want)
+
+
+def test_boolean_subtract_negative_and_sign_are_refused_as_numpy_does():
+    a = np.array([True, False])
+    for fn in (lambda a: a - a, lambda a: -a, lambda a: np.sign(a), lambda a: a - True):
+        with pytest.raises(TypeError, match="boolean.*test_ops.py"):
+            gc.jit(fn)(a)
+        with pytest.raises(TypeError):
+            fn(a)
