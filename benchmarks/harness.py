@@ -120,18 +120,29 @@ def _threads() -> list[int]:
         return [0]
 
 
-def _pin_process(cpus) -> dict:
+def _pin_process(cpus, passes=5) -> dict:
     """Every thread of this process to `cpus`; returns each one's former CPUs.
     Linux sets affinity per thread: pinning only the caller would leave the
-    pools JAX and PyTorch already started free (a thread one of them starts
-    while this runs may still escape)."""
-    saved = {}
-    for tid in _threads():
-        try:
-            saved[tid] = os.sched_getaffinity(tid)
-            os.sched_setaffinity(tid, cpus)
-        except ProcessLookupError:      # a thread that has just ended
-            saved.pop(tid, None)
+    pools JAX and PyTorch already started free. A thread that one of them
+    starts while this runs inherits its parent's CPUs, so the threads are
+    listed again until a pass finds none new; one already on `cpus` then was
+    started by a pinned thread, and is not recorded (it gets the caller's
+    former CPUs back, as any thread started while pinned)."""
+    saved, seen = {}, set()
+    for attempt in range(passes):
+        new = [tid for tid in _threads() if tid not in seen]
+        if not new:
+            break
+        seen.update(new)
+        for tid in new:
+            try:
+                former = os.sched_getaffinity(tid)
+                if attempt and former == cpus:
+                    continue
+                os.sched_setaffinity(tid, cpus)
+                saved[tid] = former
+            except ProcessLookupError:      # a thread that has just ended
+                saved.pop(tid, None)
     return saved
 
 

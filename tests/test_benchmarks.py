@@ -138,3 +138,30 @@ def test_one_thread_pins_every_thread_and_restores_them():
         stop.set()
         for t in threads:
             t.join()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux CPU affinity and two CPUs")
+def test_a_thread_started_while_pinning_is_pinned_too(monkeypatch):
+    # a thread that an unpinned thread starts while the threads are being
+    # pinned misses the first listing: it is listed again, until none is new
+    before = os.sched_getaffinity(0)
+    stop = threading.Event()
+    late = threading.Thread(target=stop.wait)
+    late.start()
+    listings = []
+    real_threads = harness._threads
+
+    def threads_late_missing_at_first():
+        listings.append(1)
+        tids = list(real_threads())
+        return [t for t in tids if t != late.native_id] if len(listings) == 1 else tids
+    monkeypatch.setattr(harness, "_threads", threads_late_missing_at_first)
+    try:
+        with harness.pinned_threads(1) as env:
+            assert os.sched_getaffinity(late.native_id) == set(env["cpus"])
+        assert os.sched_getaffinity(late.native_id) == before
+        assert os.sched_getaffinity(0) == before
+    finally:
+        stop.set()
+        late.join()
