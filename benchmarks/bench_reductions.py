@@ -20,6 +20,7 @@ CASES = {
     "max 1e6": ((1_000_000,), lambda x: np.max(x)),
     "min 1e6": ((1_000_000,), lambda x: np.min(x)),
     "max |x| 1e6": ((1_000_000,), lambda x: np.max(np.abs(x))),
+    "sum and max 1e6": ((1_000_000,), lambda x: (np.sum(x * 2), np.max(x * 2))),
     "max rows 1000x1000": ((1000, 1000), lambda x: np.max(x, axis=1)),
     "max cols 1000x1000": ((1000, 1000), lambda x: np.max(x, axis=0)),
     "max rows 256x10": ((256, 10), lambda x: np.max(x, axis=1)),

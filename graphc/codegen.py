@@ -465,7 +465,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     # see MAX_LANES; not for rows shorter than a block when traced (classes):
     # lanes cost about 0.2 s of compile time a kernel. (So a batch axis reduced
     # innermost compiles a second module if its size crosses MAX_LANES.)
-    laned = [n for n in in_register if n.op == "max" and not blocked and space[-1] >= MAX_LANES]
+    laned = [n for n in in_register if n.op == "max" and space[-1] >= MAX_LANES]
     lines = [f"m{n.id} = alloc.full(({MAX_LANES},), {_reduce_lowest(n)}, {np_dtype(n.dtype)})"
              for n in laned]
     for n in sinks:
@@ -568,7 +568,12 @@ def _inner_loop(axis: int, body: list[str], blocked: list[int], laned=()) -> lis
     With maxima (`m<id>[jb]` in the body: MAX_LANES), the same over blocks of
     MAX_LANES, whose lanes then fold into `s<id>`, which the rest updates."""
     i, n = f"i{axis}", f"n{axis}"
-    if laned:
+    reset = [f"b{k} = np.float32(0)" for k in blocked]
+    add = [f"s{k} += b{k}" for k in blocked]
+    if laned:       # float32 sums in the same loop fold every SUM_BLOCK elements
+        per = SUM_BLOCK // MAX_LANES
+        fold_sums = [f"        if blk % {per} == {per - 1}:"] + [
+            "            " + line for line in add + reset] if blocked else []
         rest = body
         for k in laned:
             rest = [b.replace(f"m{k}[jb]", f"s{k}") for b in rest]
@@ -576,21 +581,20 @@ def _inner_loop(axis: int, body: list[str], blocked: list[int], laned=()) -> lis
         fold = [f"    w = {MAX_LANES // 2}", "    while w:", "        for jb in range(w):"] + [
             f"            m{k}[jb] = {_max_of(f'm{k}[jb]', f'm{k}[jb + w]')}" for k in laned] + [
             "        w //= 2"]
-        return ([f"if {n} >= {MAX_LANES}:", f"    for jb in range({MAX_LANES}):"]
+        return (reset + [f"if {n} >= {MAX_LANES}:", f"    for jb in range({MAX_LANES}):"]
                 + [f"        m{k}[jb] = s{k}" for k in laned]
                 + [f"    for blk in range({n} // {MAX_LANES}):",
                    f"        for jb in range({MAX_LANES}):",
                    f"            {i} = blk * {MAX_LANES} + jb"]
-                + ["            " + b for b in body]
+                + ["            " + b for b in body] + fold_sums
                 + [f"    for jb in range({n} % {MAX_LANES}):",
                    f"        {i} = {n} - {n} % {MAX_LANES} + jb"]
                 + ["        " + b for b in body]
                 + fold + [f"    s{k} = {_max_of(f's{k}', f'm{k}[0]')}" for k in laned]
-                + ["else:", f"    for {i} in range({n}):"] + ["        " + b for b in rest])
+                + ["else:", f"    for {i} in range({n}):"] + ["        " + b for b in rest]
+                + add)
     if not blocked:
         return [f"for {i} in range({n}):"] + ["    " + b for b in body]
-    reset = [f"b{k} = np.float32(0)" for k in blocked]
-    add = [f"s{k} += b{k}" for k in blocked]
     return ([f"for blk in range({n} // {SUM_BLOCK}):"] + ["    " + b for b in reset]
             + [f"    for jb in range({SUM_BLOCK}):", f"        {i} = blk * {SUM_BLOCK} + jb"]
             + ["        " + b for b in body] + ["    " + b for b in add]

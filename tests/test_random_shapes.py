@@ -96,3 +96,21 @@ def test_max_and_min_over_long_rows_with_special_values(rows, length, rank_axis,
     for got, want in zip(compiled(x), fn(x)):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.filterwarnings("ignore::graphc.api.RecompileWarning")   # new lengths, on purpose
+def test_a_float32_sum_and_max_of_one_loop_share_its_lanes():
+    # a float32 sum over a 1-D loop adds in blocks of SUM_BLOCK; with a max
+    # in the same loop it folds them inside the max's lanes
+    fn = lambda x: (np.sum(x * 2), np.max(x * 2), np.min(x))     # noqa: E731
+    compiled = gc.jit(fn)
+    rng = np.random.default_rng(0)
+    for n in (1, 63, 64, 65, 4095, 4096, 4097, 10_000, 262_145):
+        x = rng.standard_normal(n).astype(np.float32)
+        got, want = compiled(x), fn(x)
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-5, atol=1e-4)
+        assert got[1:] == want[1:]
+        x[n // 2] = np.nan
+        assert all(np.isnan(v) for v in compiled(x))
+    x = rng.random(1_000_000).astype(np.float32)
+    assert abs(compiled(x)[0] / (2 * x.astype(np.float64).sum()) - 1) < 2e-7
