@@ -362,6 +362,10 @@ def pow_expr(node: Node, exponent: Node, base: str) -> str | None:
             f"else {power(f'({T}(1) / {base})', -k)})")
 
 
+# 64-bit integer arithmetic that must wrap as NumPy's (vmath.wrapping_*);
+# narrower integers compute in int64 and are cast back
+_WRAPPING = {"add": "add", "sub": "sub", "mul": "mul", "neg": "sub"}
+
 _NEGATIVE_INT_POWER = "integers to negative integer powers are not allowed"
 
 
@@ -510,10 +514,14 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
             expr = (pow_expr(n, graph.node(n.inputs[1]), read(n.inputs[0])) if n.op == "pow"
                     else None) or OPS[n.op].expr.format(*[read(i) for i in n.inputs],
                                                          T=np_dtype(n.dtype))
+        if n.op in _WRAPPING and n.dtype.itemsize == 8 and n.dtype.kind in "iu":
+            operands = [read(i) for i in n.inputs]
+            if n.op == "neg":
+                operands.insert(0, f"{np_dtype(n.dtype)}(0)")
+            expr = f"vmath.wrapping_{_WRAPPING[n.op]}({', '.join(operands)})"
         if np.dtype(n.dtype).kind in "iub":
             # Numba widens small integers and booleans in arithmetic (True + True
-            # is 2); NumPy wraps at every op (int64 aside: Numba's adds assume
-            # no signed overflow)
+            # is 2); NumPy wraps at every op
             expr = f"{np_dtype(n.dtype)}({expr})"
         body.append(f"t{n.id} = {expr}")
     body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in stored]

@@ -55,6 +55,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 __all__ = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "radd", "ipow",
+           "wrapping_add", "wrapping_sub", "wrapping_mul",
            "FUNCTIONS", "apply"]
 
 # Options for every kernel: IEEE float semantics, no ZeroDivisionError branch.
@@ -96,6 +97,24 @@ def radd(typingctx, a, b):
         builder._insert(add)
         return add
     return a(a, b), codegen
+
+
+def _wrapping(opname):
+    """An integer `opname` (add, sub, mul) of two values of one type, wrapping
+    as NumPy's: Numba's own carries nsw, so LLVM may assume a signed result
+    never overflows and fold (x + 1) > x to True for int64."""
+    @intrinsic
+    def op(typingctx, a, b):
+        if not (isinstance(a, types.Integer) and a == b):
+            return None
+
+        def codegen(context, builder, sig, args):
+            return getattr(builder, opname)(*args)
+        return a(a, b), codegen
+    return op
+
+
+wrapping_add, wrapping_sub, wrapping_mul = map(_wrapping, ["add", "sub", "mul"])
 
 
 @njit(**_JIT)
