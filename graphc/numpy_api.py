@@ -132,6 +132,7 @@ def negative(x):
 
 
 def positive(x):
+    _refuse_boolean(x, "positive, the unary `+` operator,", "the array itself")
     return x
 
 
@@ -632,9 +633,19 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
     if fn is None:
         raise errors.UnsupportedOpError(f"NumPy ufunc np.{name} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}")
-    result = fn(*inputs)
     dtype = kwargs.get("dtype")
+    if dtype is not None and name not in _PREDICATES:
+        # NumPy computes in `dtype`: int8 + int8 with dtype=int16 does not wrap,
+        # and a boolean subtract with dtype=int64 is an integer one
+        inputs = [astype(x, dtype) if isinstance(x, Tracer) else np.asarray(x, dtype)
+                  for x in inputs]
+    result = fn(*inputs)
     return astype(result, dtype) if dtype is not None else result
+
+
+# ufuncs with boolean results: their dtype= is the output's, not the inputs'
+_PREDICATES = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
+               "logical_and", "logical_or", "logical_not"}
 
 
 def array_function(tracer, func, types, args, kwargs):

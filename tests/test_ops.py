@@ -200,3 +200,18 @@ def test_boolean_subtract_negative_and_sign_are_refused_as_numpy_does():
             gc.jit(fn)(a)
         with pytest.raises(TypeError):
             fn(a)
+
+
+def test_a_ufunc_dtype_is_the_computation_dtype_as_in_numpy():
+    # NumPy computes in dtype=, it does not convert afterwards
+    i8, b = np.array([100, 120], np.int8), np.array([True, False])
+    for fn, x in [(lambda v: np.add(v, v, dtype=np.int16), i8),
+                  (lambda v: np.add(v, v, dtype=np.int64), b),
+                  (lambda v: np.subtract(v, v, dtype=np.int64), b),
+                  (lambda v: np.negative(v, dtype=np.int64), b),
+                  (lambda v: np.less(v, 110, dtype=bool), i8)]:
+        got, want = gc.jit(fn)(x), fn(x)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(TypeError, match="boolean positive"):
+        gc.jit(lambda v: +v)(b)
