@@ -129,20 +129,28 @@ def _pin_process(cpus, passes=5) -> dict:
     started by a pinned thread, and is not recorded (it gets the caller's
     former CPUs back, as any thread started while pinned)."""
     saved, seen = {}, set()
-    for attempt in range(passes):
-        new = [tid for tid in _threads() if tid not in seen]
-        if not new:
-            break
-        seen.update(new)
-        for tid in new:
+    try:
+        for attempt in range(passes):
+            new = [tid for tid in _threads() if tid not in seen]
+            if not new:
+                break
+            seen.update(new)
+            for tid in new:
+                try:
+                    former = os.sched_getaffinity(tid)
+                    if attempt and former == cpus:
+                        continue
+                    os.sched_setaffinity(tid, cpus)
+                    saved[tid] = former
+                except ProcessLookupError:      # a thread that has just ended
+                    saved.pop(tid, None)
+    except BaseException:       # not half-pinned: the ones done so far get theirs back
+        for tid, former in saved.items():
             try:
-                former = os.sched_getaffinity(tid)
-                if attempt and former == cpus:
-                    continue
-                os.sched_setaffinity(tid, cpus)
-                saved[tid] = former
-            except ProcessLookupError:      # a thread that has just ended
-                saved.pop(tid, None)
+                os.sched_setaffinity(tid, former)
+            except OSError:
+                pass
+        raise
     return saved
 
 

@@ -113,42 +113,55 @@ def test_first_call_in_a_fresh_process_reports_the_import_and_the_first_step(tmp
     assert "import s" in table and f"{result['import_s']:.2f}" in table
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs Linux CPU affinity and two CPUs")
-def test_one_thread_pins_every_thread_and_restores_them():
+needs_affinity = pytest.mark.skipif(
+    not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux CPU affinity and two CPUs")
+
+
+def _on(cpus, *threads) -> bool:
+    """Whether this thread and `threads` may run on exactly `cpus`."""
+    return all(os.sched_getaffinity(tid) == set(cpus)
+               for tid in [0] + [thread.native_id for thread in threads])
+
+
+@pytest.fixture
+def idle_thread():
+    """Starts threads that wait until the test ends (a library's pool)."""
+    stop, started = threading.Event(), []
+
+    def start():
+        started.append(threading.Thread(target=stop.wait))
+        started[-1].start()
+        return started[-1]
+    yield start
+    stop.set()
+    for thread in started:
+        thread.join()
+
+
+@needs_affinity
+def test_one_thread_pins_every_thread_and_restores_them(idle_thread):
     # Linux affinity is per thread: the pools JAX and PyTorch started before
     # the run must be pinned too, and threads started during it (which inherit
     # the pin) must be released after it
     before = os.sched_getaffinity(0)
-    stop = threading.Event()
-    threads = [threading.Thread(target=stop.wait)]
-    threads[0].start()
+    early = idle_thread()
     own = {max(before)}     # a thread bound by its library keeps its binding
-    os.sched_setaffinity(threads[0].native_id, own)
-    try:
-        with harness.pinned_threads(1) as env:
-            assert len(env["cpus"]) == 1
-            assert os.sched_getaffinity(threads[0].native_id) == set(env["cpus"])
-            threads.append(threading.Thread(target=stop.wait))
-            threads[1].start()
-        assert os.sched_getaffinity(threads[0].native_id) == own
-        assert os.sched_getaffinity(threads[1].native_id) == before
-        assert os.sched_getaffinity(0) == before
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
+    os.sched_setaffinity(early.native_id, own)
+    with harness.pinned_threads(1) as env:
+        assert len(env["cpus"]) == 1
+        assert os.sched_getaffinity(early.native_id) == set(env["cpus"])
+        during = idle_thread()
+    assert os.sched_getaffinity(early.native_id) == own
+    assert _on(before, during)
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs Linux CPU affinity and two CPUs")
-def test_a_thread_started_while_pinning_is_pinned_too(monkeypatch):
+@needs_affinity
+def test_a_thread_started_while_pinning_is_pinned_too(monkeypatch, idle_thread):
     # a thread that an unpinned thread starts while the threads are being
     # pinned misses the first listing: it is listed again, until none is new
     before = os.sched_getaffinity(0)
-    stop = threading.Event()
-    late = threading.Thread(target=stop.wait)
-    late.start()
+    late = idle_thread()
     listings = []
     real_threads = harness._threads
 
@@ -157,11 +170,23 @@ def test_a_thread_started_while_pinning_is_pinned_too(monkeypatch):
         tids = list(real_threads())
         return [t for t in tids if t != late.native_id] if len(listings) == 1 else tids
     monkeypatch.setattr(harness, "_threads", threads_late_missing_at_first)
-    try:
-        with harness.pinned_threads(1) as env:
-            assert os.sched_getaffinity(late.native_id) == set(env["cpus"])
-        assert os.sched_getaffinity(late.native_id) == before
-        assert os.sched_getaffinity(0) == before
-    finally:
-        stop.set()
-        late.join()
+    with harness.pinned_threads(1) as env:
+        assert _on(env["cpus"], late)
+    assert _on(before, late)
+
+
+@needs_affinity
+def test_a_failed_pinning_leaves_no_thread_pinned(monkeypatch, idle_thread):
+    before = os.sched_getaffinity(0)
+    other = idle_thread()
+    real_set = os.sched_setaffinity
+
+    def refuse_the_other_thread(tid, cpus):
+        if tid == other.native_id and set(cpus) != before:
+            raise PermissionError("not allowed")
+        real_set(tid, cpus)
+    monkeypatch.setattr(os, "sched_setaffinity", refuse_the_other_thread)
+    with pytest.raises(PermissionError):
+        with harness.pinned_threads(1):
+            pass
+    assert _on(before, other)
