@@ -94,13 +94,19 @@ def true_divide(x, y):
 
 
 def power(x, y):
+    x, y = (np.asarray(v) if isinstance(v, (list, tuple)) else v for v in (x, y))
     dtype = result_dtype(x, y)
+    if dtype == np.bool_:   # NumPy's power has no boolean loop: its smallest integer one
+        dtype = np.dtype(np.int8)
     if dtype.kind in "iu" and not isinstance(y, Tracer) and np.any(np.asarray(y) < 0):
         # NumPy raises too: the result would be a fraction
         raise errors.GraphcValueError("integers to negative integer powers are not allowed: "
                                       f"{dtype} ** {np.asarray(y).min()}"
                                       f"{errors.at(errors.user_location())}")
-    # shortcuts only where they keep NumPy's result type (int32 ** 2.0 is float64)
+    # shortcuts only where they keep NumPy's result type (int32 ** 2.0 is float64);
+    # NumPy takes bool ** 2 to np.square too, whose result is int8
+    if aval_of(x)[1] == np.bool_ and type(y) is int and y == 2:
+        return square(x)
     if isinstance(y, (int, float, np.integer, np.floating)) and not isinstance(y, bool) \
             and aval_of(x)[1] == dtype:
         if y == 2:
@@ -109,12 +115,12 @@ def power(x, y):
             return x
         if y == 0.5 and dtype.kind == "f":
             return P.sqrt(x)
-    x, y = _promote(x, y)
-    return P.pow(x, y)
+    return P.pow(to_operand(x, dtype), to_operand(y, dtype))
 
 
 def square(x):
-    x = to_operand(x, aval_of(x)[1])
+    dtype = aval_of(x)[1]
+    x = to_operand(x, np.dtype(np.int8) if dtype == np.bool_ else dtype)    # as power's
     return P.mul(x, x)
 
 

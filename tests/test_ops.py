@@ -215,3 +215,15 @@ def test_a_ufunc_dtype_is_the_computation_dtype_as_in_numpy():
         np.testing.assert_array_equal(got, want)
     with pytest.raises(TypeError, match="boolean positive"):
         gc.jit(lambda v: +v)(b)
+
+
+def test_powers_of_booleans_and_of_lists_as_numpy():
+    # NumPy's power and square have no boolean loop: their smallest integer
+    # one gives int8; a list exponent is an array (as in every binary op)
+    b, x = np.array([True, False]), np.array([2.0, 3.0])
+    for fn, arg in [(lambda v: v ** 2, b), (lambda v: v ** v, b), (lambda v: v ** 1, b),
+                    (lambda v: np.square(v), b), (lambda v: v ** [1, 2], x),
+                    (lambda v: [2, 3] ** v, x), (lambda v: np.power(v, [1, 2]), x)]:
+        got, want = gc.jit(fn)(arg), fn(arg)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
