@@ -21,7 +21,7 @@ import numpy as np
 from graphc import errors, threads
 from graphc.dims import DimTable
 from graphc.ir import Graph, Node
-from graphc.ops import OPS, exp_floor
+from graphc.ops import NEGATIVE_INT_POWER, OPS, exp_floor
 from graphc.passes.fuse import escaping, is_scalar_const
 
 # Generated code has no fast-math: each flag gave answers NumPy does not.
@@ -241,8 +241,8 @@ def _emit_log_softmax(node, operands):
     return [f"n = n1 = out.shape[{len(node.shape) - 1}]",
             "rows = out.size // n if n else 0",
             "x = alloc.reshape(a0, (rows, n))",
-            "o = alloc.reshape(out, (rows, n))",
-            f"m0 = alloc.full(({MAX_LANES if laned else 0},), -np.inf, {T})",
+            "o = alloc.reshape(out, (rows, n))"] + (
+            [f"m0 = alloc.full(({MAX_LANES},), -np.inf, {T})"] if laned else []) + [
             "for i in range(rows):",
             f"    s0 = {T}(-np.inf)"] + ["    " + line for line in peak] + [
             "    peak = s0"] + finite + [
@@ -274,10 +274,10 @@ def _emit_log_softmax(node, operands):
             # The peak's terms (exactly 1) are counted apart: in a lane with
             # them, the small terms of a confident row would each round
             # against 1 (cross-entropy of a row of 4096: 9x NumPy's error).
+            # They are counted in the row's dtype: an integer count halved the
+            # vector width (410 -> 650 us).
             "else:",
             "    for i in range(rows):",
-            # (counted in the row's dtype: an integer count halved the vector
-            # width, 410 -> 650 us)
             f"        s = {acc}(0)",
             f"        for j0 in range(0, n, {SUM_BLOCK}):",
             f"            block = o[i, j0:j0 + {SUM_BLOCK}]",
@@ -366,7 +366,20 @@ def pow_expr(node: Node, exponent: Node, base: str) -> str | None:
 # narrower integers compute in int64 and are cast back
 _WRAPPING = {"add": "add", "sub": "sub", "mul": "mul", "neg": "sub"}
 
-_NEGATIVE_INT_POWER = "integers to negative integer powers are not allowed"
+def _scalar_expr(graph: Graph, node: Node, operands: list[str]) -> str:
+    """An elementwise node's value as a Numba expression of its operands."""
+    T, kind = np_dtype(node.dtype), np.dtype(node.dtype).kind
+    if node.op == "pow" and kind in "iu":
+        expr = f"vmath.ipow({operands[0]}, {operands[1]})"
+    elif node.op in _WRAPPING and kind in "iu" and node.dtype.itemsize == 8:
+        operands = [f"{T}(0)"] + operands if node.op == "neg" else operands
+        expr = f"vmath.wrapping_{_WRAPPING[node.op]}({', '.join(operands)})"
+    else:
+        expr = pow_expr(node, graph.node(node.inputs[1]), operands[0]) if node.op == "pow" else None
+        expr = expr or OPS[node.op].expr.format(*operands, T=T)
+    # Numba widens small integers and booleans in arithmetic (True + True is
+    # 2); NumPy wraps at every op
+    return f"{T}({expr})" if kind in "iub" else expr
 
 
 def raises_in_loop(graph: Graph, node: Node) -> bool:
@@ -397,12 +410,11 @@ def _accumulator(node: Node) -> tuple[str, str]:
 
 
 def _max_of(earlier: str, later: str) -> str:
-    """A running max as np.max: a NaN wins and then stays, and of equal values
-    (0.0 and -0.0) the later one is kept, as NumPy's scalar loop does (its
-    vector loops, and graphc's lanes, may keep either)."""
-    # the NaN test on `later`, off the chain through `earlier` (rows of 32:
-    # 990 -> 740 us per 2**20 elements)
-    return f"{later} if ({later} >= {earlier} or {later} != {later}) else {earlier}"
+    """A running max as np.max, which is np.maximum(earlier, later): a NaN wins
+    and then stays, and of equal values (0.0 and -0.0) the later one is kept,
+    as NumPy's scalar loop does (its vector loops, and graphc's lanes, may
+    keep either)."""
+    return OPS["maximum"].expr.format(earlier, later)
 
 
 def _reduce_lowest(node: Node) -> str:
@@ -507,23 +519,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
             continue
         if raises_in_loop(graph, n):
             body += [f"if {read(n.inputs[1])} < 0:",
-                     f"    raise ValueError({_NEGATIVE_INT_POWER + errors.at(n.loc)!r})"]
-        if n.op == "pow" and n.dtype.kind in "iu":
-            expr = f"vmath.ipow({read(n.inputs[0])}, {read(n.inputs[1])})"
-        else:
-            expr = (pow_expr(n, graph.node(n.inputs[1]), read(n.inputs[0])) if n.op == "pow"
-                    else None) or OPS[n.op].expr.format(*[read(i) for i in n.inputs],
-                                                         T=np_dtype(n.dtype))
-        if n.op in _WRAPPING and n.dtype.itemsize == 8 and n.dtype.kind in "iu":
-            operands = [read(i) for i in n.inputs]
-            if n.op == "neg":
-                operands.insert(0, f"{np_dtype(n.dtype)}(0)")
-            expr = f"vmath.wrapping_{_WRAPPING[n.op]}({', '.join(operands)})"
-        if np.dtype(n.dtype).kind in "iub":
-            # Numba widens small integers and booleans in arithmetic (True + True
-            # is 2); NumPy wraps at every op
-            expr = f"{np_dtype(n.dtype)}({expr})"
-        body.append(f"t{n.id} = {expr}")
+                     f"    raise ValueError({NEGATIVE_INT_POWER + errors.at(n.loc)!r})"]
+        body.append(f"t{n.id} = {_scalar_expr(graph, n, [read(i) for i in n.inputs])}")
     body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in stored]
     for d in range(r - 1):
         lines.append(f"{'    ' * d}for i{d} in range(n{d}):")

@@ -15,6 +15,7 @@ import numpy as np
 
 from graphc import errors
 from graphc import prims as P
+from graphc.ops import NEGATIVE_INT_POWER
 from graphc.tracing import Tracer, aval_of
 
 _KIND_ORDER = {"b": 0, "u": 1, "i": 1, "f": 2}
@@ -81,6 +82,8 @@ def subtract(x, y):
     x, y = _promote(x, y)
     _refuse_boolean(x, "subtract, the `-` operator,", "np.logical_xor")
     return P.sub(x, y)
+
+
 maximum, minimum = _binary(P.maximum), _binary(P.minimum)
 equal, not_equal = _binary(P.eq), _binary(P.ne)
 less, less_equal, greater, greater_equal = _binary(P.lt), _binary(P.le), _binary(P.gt), _binary(P.ge)
@@ -100,8 +103,7 @@ def power(x, y):
         dtype = np.dtype(np.int8)
     if dtype.kind in "iu" and not isinstance(y, Tracer) and np.any(np.asarray(y) < 0):
         # NumPy raises too: the result would be a fraction
-        raise errors.GraphcValueError("integers to negative integer powers are not allowed: "
-                                      f"{dtype} ** {np.asarray(y).min()}"
+        raise errors.GraphcValueError(f"{NEGATIVE_INT_POWER}: {dtype} ** {np.asarray(y).min()}"
                                       f"{errors.at(errors.user_location())}")
     # shortcuts only where they keep NumPy's result type (int32 ** 2.0 is float64);
     # NumPy takes bool ** 2 to np.square too, whose result is int8

@@ -132,6 +132,8 @@ def _pow_vjp(ct, out, x, y):
 
 
 _binary("pow", np.power, _pow_vjp, "({0} ** {1})")
+# NumPy's refusal, also raised from inside compiled loops (codegen.raises_in_loop)
+NEGATIVE_INT_POWER = "integers to negative integer powers are not allowed"
 
 
 def _select_vjp(first_wins):
@@ -148,10 +150,13 @@ def _select_vjp(first_wins):
 
 
 # As np.maximum: a NaN operand wins, and a tie (0.0 and -0.0) gives the second.
+# The NaN test is on the second operand: in a running max (codegen._max_of)
+# the first is the carried value, and a test on it lengthens the chain
+# (rows of 32: 990 -> 740 us per 2**20 elements).
 _binary("maximum", np.maximum, _select_vjp(True),
-        "({0} if ({0} > {1} or {0} != {0}) else {1})")
+        "({1} if ({1} >= {0} or {1} != {1}) else {0})")
 _binary("minimum", np.minimum, _select_vjp(False),
-        "({0} if ({0} < {1} or {0} != {0}) else {1})")
+        "({1} if ({1} <= {0} or {1} != {1}) else {0})")
 
 for _name, _ufunc, _sym in [("eq", np.equal, "=="), ("ne", np.not_equal, "!="),
                             ("lt", np.less, "<"), ("le", np.less_equal, "<="),
