@@ -8,11 +8,11 @@ below 1 graphc is faster. Sums vectorize through vmath.radd; maxima run in
 lanes (codegen.MAX_LANES); column reductions accumulate row by row.
 """
 import argparse
-import time
 
 import numpy as np
 
 import graphc as gc
+from graphc.benchmarks.harness import interleaved_medians_us
 
 # name -> (shape, function)
 CASES = {
@@ -37,20 +37,6 @@ def _log_softmax(x):
     return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
 
 
-def _medians_us(fns, reps):
-    """Median time of each of `fns`, called in turn `reps` times (so drift in
-    the machine's speed hits all of them alike)."""
-    times = [[] for _ in fns]
-    for fn in fns:
-        fn()
-    for _ in range(reps):
-        for k, fn in enumerate(fns):
-            t = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t)
-    return [1e6 * float(np.median(t)) for t in times]
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=200)
@@ -63,7 +49,7 @@ def main(argv=None):
             x = rng.standard_normal(shape).astype(dtype)
             compiled = gc.jit(fn)
             np.testing.assert_allclose(compiled(x), fn(x), rtol=1e-5)
-            t_np, t_gc = _medians_us([lambda: fn(x), lambda: compiled(x)], args.reps)
+            t_np, t_gc = interleaved_medians_us([lambda: fn(x), lambda: compiled(x)], args.reps)
             print(f"{name:26s} {np.dtype(dtype).name:8s} {t_np:9.1f} {t_gc:9.1f} "
                   f"{t_gc / t_np:7.2f}")
 

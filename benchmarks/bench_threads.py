@@ -22,27 +22,18 @@ threaded kernel's cold compile). Run this with OMP_NUM_THREADS unset: that
 variable pins graphc to one thread.
 """
 import argparse
-import time
 
 import numpy as np
 
 import graphc as gc
 from graphc import codegen, threads
+from graphc.benchmarks.harness import median_us
 
 
 def _entry(fn, *args):
     jitted = gc.jit(fn)
     jitted(*args)
     return next(iter(jitted._cache.values()))
-
-
-def _median_us(call, reps):
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e6
 
 
 CASES = {
@@ -76,8 +67,8 @@ def main():
             reps = max(20, args.reps >> max(0, log2 - 16))
             serial, threaded = [], []
             for _ in range(5):
-                serial.append(_median_us(lambda: entry.driver(*data, *entry.consts, 1), reps))
-                threaded.append(_median_us(
+                serial.append(median_us(lambda: entry.driver(*data, *entry.consts, 1), reps))
+                threaded.append(median_us(
                     lambda: entry.driver(*data, *entry.consts, n_threads), reps))
             s, t = np.median(serial), np.median(threaded)
             print(f"{name:6} {n:9d} {n * work / 1e6:7.2f}M {s:10.1f} {t:12.1f} {s / t:5.2f}",

@@ -12,7 +12,6 @@ Ratios > 1 mean vmath is faster.
 import argparse
 import ast
 import math
-import time
 
 import numpy as np
 import scipy.special
@@ -23,6 +22,7 @@ target.configure()      # the vector width graphc compiles with, before Numba lo
 from numba import njit  # noqa: E402
 
 from graphc import codegen  # noqa: E402
+from graphc.benchmarks.harness import median_us  # noqa: E402
 from graphc.kernels import vmath  # noqa: E402
 
 FASTMATH = ast.literal_eval(codegen.FASTMATH)   # graphc's generated-code flags
@@ -51,16 +51,6 @@ def _loop(f):
     return loop
 
 
-def _median_ms(fn, reps):
-    fn()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=1_000_000)
@@ -75,9 +65,9 @@ def main(argv=None):
         for dtype in (np.float32, np.float64):
             x = rng.uniform(lo, hi, args.n).astype(dtype)
             out = np.empty_like(x)
-            t_v = _median_ms(lambda: fast(x, out), args.reps)
-            t_np = _median_ms(lambda: ufunc(x, out=out), args.reps)
-            t_nv = _median_ms(lambda: slow(x, out), args.reps)
+            t_v = median_us(lambda: fast(x, out), args.reps) / 1e3
+            t_np = median_us(lambda: ufunc(x, out=out), args.reps) / 1e3
+            t_nv = median_us(lambda: slow(x, out), args.reps) / 1e3
             print(f"{name:10s} {np.dtype(dtype).name:8s} {t_v:8.3f} {t_np:8.3f} {t_nv:8.3f}"
                   f" {t_np / t_v:12.2f} {t_nv / t_v:12.2f}")
 

@@ -300,6 +300,23 @@ def _timed(step) -> float:
     return time.perf_counter() - start
 
 
+def interleaved_medians_us(calls, reps) -> list[float]:
+    """Each call's median time in µs over `reps` rounds in which every call
+    runs once in turn (drift in the machine's speed hits all of them alike),
+    after one untimed call each."""
+    for call in calls:
+        call()
+    times = [[] for _ in calls]
+    for _ in range(reps):
+        for k, call in enumerate(calls):
+            times[k].append(_timed(call))
+    return [1e6 * float(np.median(t)) for t in times]
+
+
+def median_us(call, reps) -> float:
+    return interleaved_medians_us([call], reps)[0]
+
+
 def bench_one(workload, dtype, impls, cfg, cold_cache=None, log=print) -> dict:
     """Check and time every implementation on one workload and dtype."""
     params0, batch = workload.make(dtype, seed=0)
