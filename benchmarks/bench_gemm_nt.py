@@ -24,13 +24,9 @@ import argparse
 import time
 
 import numpy as np
+from numba import njit
 
-from graphc import target
-
-target.configure()      # the vector width graphc compiles with, before Numba loads
-from numba import njit  # noqa: E402
-
-from graphc.kernels import blas  # noqa: E402
+from graphc.kernels import blas
 
 SHAPES = [(16, 64, 64), (32, 64, 32), (32, 64, 64), (128, 32, 32), (128, 64, 64),
           (256, 64, 64), (64, 10, 64), (128, 10, 16), (128, 10, 256), (256, 10, 256),

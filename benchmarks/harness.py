@@ -434,13 +434,12 @@ def run(workloads=None, dtypes=("float32", "float64"), quick=False, json_path=No
                                      log=bar.write if progress else print))
     bar.close()
     print(format_table(results, usable))
+    wide = target.host_has_avx512() and target.full_width()
     if "graphc" in usable and target.host_has_avx512():
-        print("graphc's loops: 512-bit vectors" if target.widened() else
-              "graphc's loops: Numba's default vector width for this CPU, not the 512 bits "
-              "graphc asks for on AVX-512 (Numba was imported before graphc, or "
-              "GRAPHC_VECTOR_WIDTH or a NUMBA_CPU_* / NUMBA_ENABLE_AVX variable chose it)")
+        print("graphc's loops: 512-bit vectors" if wide else
+              "graphc's loops: 256-bit vectors (GRAPHC_VECTOR_WIDTH=256)")
     if json_path:
-        meta = {"threads": env, "graphc_512_bit_vectors": target.widened(), "quick": quick,
+        meta = {"threads": env, "graphc_512_bit_vectors": wide, "quick": quick,
                 "config": cfg, "python": sys.version.split()[0],
                 "numpy": np.__version__, "machine": platform.platform(),
                 "cpus": os.cpu_count(), "versions": _versions(usable)}

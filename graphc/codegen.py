@@ -23,6 +23,7 @@ from graphc.dims import DimTable
 from graphc.ir import Graph, Node
 from graphc.ops import NEGATIVE_INT_POWER, OPS, exp_floor
 from graphc.passes.fuse import escaping, is_scalar_const
+from graphc.target import full_width
 
 # Generated code has no fast-math: each flag gave answers NumPy does not.
 #  reassoc: let LLVM regroup products and divisions, which moved overflows:
@@ -53,6 +54,13 @@ from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba h
 
 FASTMATH = {FASTMATH}
 '''
+
+
+
+def _prologue() -> list[str]:
+    """The first line of every generated function: its loops vectorize at the
+    CPU's full width (graphc/target.py says why), unless the user opted out."""
+    return ["    vmath.full_width_vectors()"] if full_width() else []
 
 
 @dataclass
@@ -708,7 +716,7 @@ def _emit_parallel(graph: Graph, kname: str, params, body: list[str], externals,
     zero_d = [p for p in params if p in node_of and graph.node(node_of[p]).shape == ()
               and node_of[p] not in partial]
     lines = [f"@njit(parallel=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
-             f"def {kname}_par({', '.join(params)}, threads):"]
+             f"def {kname}_par({', '.join(params)}, threads):"] + _prologue()
     lines += [f"    {p}_1 = {p}.reshape(1)" for p in zero_d]
     for o in sorted(partial):
         lines.append(f"    p{o} = np.empty((threads, 1), {_accumulator(sinks[o])[0]})")
@@ -741,7 +749,8 @@ def _emit_parallel(graph: Graph, kname: str, params, body: list[str], externals,
         read = re.compile(rf"\b({'|'.join(zero_d)})\[\(\)\]")
         body = [read.sub(r"\1[0]", line) for line in body]
     chunk = ([f"@njit(fastmath=FASTMATH, error_model='numpy', nogil=True)",
-              f"def {kname}_chunk({', '.join(params)}):"] + ["    " + line for line in body])
+              f"def {kname}_chunk({', '.join(params)}):"] + _prologue()
+             + ["    " + line for line in body])
     return "\n".join(chunk) + "\n\n\n" + "\n".join(lines) + "\n"
 
 
@@ -1014,7 +1023,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
-              f"def run({signature}):"] + body + [
+              f"def run({signature}):"] + _prologue() + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n" + "\n".join(driver) + "\n"
     if epoch_loop is not None:
@@ -1043,7 +1052,7 @@ def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[s
     batch = [f"b{k}" for k in range(n_data)]
     lines = ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
              f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + consts + ['threads'])}):",
-             "    num_batches = losses.shape[0]"]
+             *_prologue(), "    num_batches = losses.shape[0]"]
     lines += [f"    {b} = alloc.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]
     # run's inputs, in its order: the state, the step count, the batch
     lines += [f"    in{k} = {name}" for k, name in enumerate(state + ["count"] + batch)]

@@ -15,7 +15,7 @@ import re
 
 import numpy as np
 
-from graphc import api, codegen, errors, pytree, target
+from graphc import api, codegen, errors, pytree
 
 _TEMPLATE = '''\
 """Standalone training step exported by graphc {version}.
@@ -28,9 +28,6 @@ called with before export.
 import base64
 import io
 import sys
-
-{target}
-configure()     # before Numba loads: the vector width graphc compiled with
 
 import numpy as np
 from numba import njit
@@ -164,10 +161,8 @@ def export(step, path) -> None:
     encoded = base64.b64encode(buffer.getvalue()).decode()
     blob = "\n".join(f'    "{encoded[i:i + 96]}"' for i in range(0, len(encoded), 96)) or '    ""'
     structure = pytree.unflatten(treedef, [None] * treedef.num_leaves)
-    embedded_target = (f"# ---- graphc.target, embedded\n{inspect.getsource(target)}"
-                       f"# ---- end of graphc.target")
     source = _TEMPLATE.format(
-        version=graphc.__version__, embedded=embedded, target=embedded_target,
+        version=graphc.__version__, embedded=embedded,
         kernels="FASTMATH = " + codegen.FASTMATH + "\n" + "\n".join(kernels), blob=blob,
         structure=structure, slots=tuple(step.optimizer.slots),
         signatures="\n".join(signatures), count=int(step.state["count"]),

@@ -30,7 +30,6 @@ import threading
 import warnings
 
 import graphc
-from graphc import target
 
 
 class CacheWarning(UserWarning):
@@ -146,7 +145,6 @@ def load(source: str):
         if not path.exists():
             _write(path, source)
         name = f"graphc_generated_{key}"
-        target.configure()          # before the module imports Numba
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import sys
 
-from graphc import target
 
 _count: int | None = None      # decided on first use, reset in forked children
 _forked_after_launch = False
@@ -76,7 +75,6 @@ def count() -> int:
     """Threads a large loop may be split over now (1: run serially)."""
     global _count
     if _count is None:
-        target.configure()      # this may be graphc's first import of Numba
         import numba
         wanted = _requested()
         pool = numba.config.NUMBA_NUM_THREADS

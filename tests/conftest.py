@@ -11,12 +11,6 @@ from hypothesis import HealthCheck, settings
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 os.environ.setdefault("GRAPHC_CACHE_DIR", str(_ROOT / ".graphc-test-cache"))
 
-# Test modules import graphc.kernels (and so Numba) while being collected: choose
-# Numba's CPU features first, as graphc does for users, so the suite runs that code.
-import graphc.target  # noqa: E402
-
-graphc.target.configure()
-
 settings.register_profile("default", max_examples=25, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("fuzz", max_examples=500, deadline=None,
