@@ -431,6 +431,60 @@ def _reduce_lowest(node: Node) -> str:
     return str(int(np.iinfo(node.dtype).min)) if node.dtype.kind in "iu" else "False"
 
 
+def _is_transcendental(node: Node) -> bool:
+    """A vmath call: tens of instructions an element, worth a vector loop."""
+    return "vmath." in (OPS[node.op].expr or "") if node.op in OPS else False
+
+
+# A loop whose innermost axis is shorter than this when traced (classes) is
+# left as scalar code by 16-wide vectors; see _hoisted_transcendentals.
+SHORT_ROW = 16
+
+
+def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Node]:
+    """The members a short-row loop computes better in a flat loop first:
+    those that call vmath and that, with the members they read, depend only
+    on operands of the loop's whole space (or 0-d ones and constants), in
+    member order; with the rest of their members before them, see
+    _flat_prologue. W1's softmax backward (64 rows of 10) ran its exp as
+    scalar code inside the rows."""
+    if len(space) < 2 or space[-1] >= SHORT_ROW:
+        return []
+    member_ids = {n.id for n in nodes}
+    flat = set()
+    for n in nodes:     # in topological order
+        if OPS[n.op].kind == "elementwise" and not raises_in_loop(graph, n) and all(
+                i in flat if i in member_ids else graph.node(i).shape in (space, ())
+                for i in n.inputs):
+            flat.add(n.id)
+    return [n for n in nodes if n.id in flat and _is_transcendental(n)]
+
+
+def _flat_prologue(graph: Graph, nodes: list[Node], hoisted: list[Node], read, space,
+                   arg: dict) -> list[str]:
+    """One loop over the space's elements in memory order, computing the
+    `hoisted` members (and the members they read) into arrays `h<id>` of
+    the space's shape, which the loop nest then reads: a flat loop
+    vectorizes whatever the rows' length. `read(i, flat=True)` names an
+    operand there: `<arg>_flat[f]`, a flat view of an external array `arg`."""
+    member_ids = {m.id for m in nodes}
+    need = {n.id for n in hoisted}
+    for n in reversed(nodes):
+        if n.id in need:
+            need.update(i for i in n.inputs if i in member_ids)
+    reads = sorted({i for n in nodes if n.id in need for i in n.inputs
+                    if i in arg and graph.node(i).shape}, key=list(arg).index)
+    lines = [f"{arg[i]}_flat = alloc.reshape({arg[i]}, ({arg[i]}.size,))" for i in reads]
+    dims = [f"n{d}" for d in range(len(space))]
+    for n in hoisted:
+        lines += [f"h{n.id} = alloc.empty(({', '.join(dims)}), {np_dtype(n.dtype)})",
+                  f"hf{n.id} = alloc.reshape(h{n.id}, (h{n.id}.size,))"]
+    body = [f"    t{n.id} = {_scalar_expr(graph, n, [read(i, True) for i in n.inputs])}"
+            for n in nodes if n.id in need]
+    return lines + [f"for f in range({' * '.join(dims)}):"] + body + [
+        f"    hf{n.id}[f] = t{n.id}" for n in hoisted]
+
+
 def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     """One loop nest computing a fused group.
 
@@ -457,12 +511,14 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     out = {i: f"o{k}" for k, i in enumerate(outputs)}
     iv = _ivars(len(space))
 
-    def read(i):
+    def read(i, flat=False):
         if i in member_set:
             return f"t{i}"
         operand = graph.node(i)
         if is_scalar_const(operand):
             return _literal(operand)
+        if flat and operand.shape:      # of the whole space: see _flat_prologue
+            return f"{arg[i]}_flat[f]"
         return f"{arg[i]}[{_index(operand, space, iv)}]"
 
     # A reduction over the innermost axis accumulates in a register across the
@@ -492,6 +548,9 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     laned = [n for n in in_register if n.op == "max" and space[-1] >= MAX_LANES]
     lines = [f"m{n.id} = alloc.full(({MAX_LANES},), {_reduce_lowest(n)}, {np_dtype(n.dtype)})"
              for n in laned]
+    hoisted = _hoisted_transcendentals(graph, nodes, space)
+    if hoisted:
+        lines += _flat_prologue(graph, nodes, hoisted, read, space, arg)
     for n in sinks:
         if n in row_blocked:
             o = out[n.id]
@@ -528,7 +587,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         if raises_in_loop(graph, n):
             body += [f"if {read(n.inputs[1])} < 0:",
                      f"    raise ValueError({NEGATIVE_INT_POWER + errors.at(n.loc)!r})"]
-        body.append(f"t{n.id} = {_scalar_expr(graph, n, [read(i) for i in n.inputs])}")
+        body.append(f"t{n.id} = h{n.id}[{_tuple(iv)}]" if n in hoisted else
+                    f"t{n.id} = {_scalar_expr(graph, n, [read(i) for i in n.inputs])}")
     body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in stored]
     for d in range(r - 1):
         lines.append(f"{'    ' * d}for i{d} in range(n{d}):")

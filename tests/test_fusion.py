@@ -3,8 +3,11 @@ import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphc as gc
+from graphc import codegen
 
 
 def test_a_six_op_elementwise_chain_is_one_kernel():
@@ -111,6 +114,31 @@ def test_float32_column_sums_add_in_blocks_of_rows_and_stay_accurate():
             np.testing.assert_array_less(np.abs(got - exact), bound * np.maximum(exact, 1.0))
         assert f"% {SUM_ROWS}" in f.inspect(x).source
 
+
+
+def _short_rows_model(x, r, c):
+    e = np.exp(x)                   # reads only x: computed in the flat loop first
+    h = e * r - np.tanh(x * c)      # a row and a column broadcast: in the rows
+    return h, np.sum(h, axis=-2), np.log1p(e)
+
+
+@settings(max_examples=12)
+@given(rows=st.integers(0, 40), cols=st.integers(1, 20), lead=st.sampled_from([(), (3,)]),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2 ** 16))
+def test_short_rows_compute_their_transcendentals_in_a_flat_loop(rows, cols, lead, dtype, seed):
+    # rows shorter than a vector (classes) leave a transcendental inside them
+    # to scalar code; one flat loop over the whole space computes it first
+    rng = np.random.default_rng(seed)
+    args = (rng.standard_normal(lead + (rows, cols)).astype(dtype),
+            rng.standard_normal((rows, 1)).astype(dtype), rng.standard_normal(cols).astype(dtype))
+    f = gc.jit(_short_rows_model)
+    source = f.inspect(*args).source
+    assert ("_flat[" in source) == (cols < codegen.SHORT_ROW)
+    # float32: the column sum adds in another order than the interpreter
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for got, ref in zip(f(*args), f.interpret(*args)):
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, **tol)
 
 def test_only_the_constants_the_code_reads_are_arguments():
     # scalars are written into the code as literals; passing them anyway cost

@@ -307,6 +307,22 @@ def test_gc_train_runs_threaded_loops_inside_its_native_epoch(low_threshold, ser
     assert runs[0][0][-1] < runs[0][0][0]
 
 
+
+@needs_threads
+def test_threaded_short_rows_compute_their_transcendentals_first(low_threshold, serial):
+    # each range runs the flat loop over its own rows (codegen._flat_prologue)
+    rng = np.random.default_rng(2)
+    x, r = rng.standard_normal((3001, 10)), rng.standard_normal((3001, 1))
+    f = gc.jit(lambda x, r: (np.exp(x) * r, np.sum(np.tanh(x) * r, axis=1)))
+    info = f.inspect(x, r)
+    assert any(k.parallel for k in info.kernels) and "_flat[" in info.source
+    threaded = f(x, r)
+    for got, ref in zip(threaded, f.interpret(x, r)):
+        np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-15)
+    serial()
+    for got, ref in zip(threaded, f(x, r)):
+        np.testing.assert_array_equal(got, ref)
+
 @needs_threads
 @settings(max_examples=3)       # each example compiles a threaded kernel (~3-5 s)
 @given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=3,
