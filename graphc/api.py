@@ -70,11 +70,14 @@ class _Entry:
         self.convert_next = False  # it refused the last call's arrays as they were
         # threads for the module's big loops; one (no lookup) when it has none
         self.threads = threads.count if module.parallel else _one_thread
+        self.int_checks = int_argument_checks(graph)
 
     def inputs(self, leaves, first=0) -> list[np.ndarray]:
         """`leaves` (the inputs from position `first` on) as C-contiguous, aligned,
         writable arrays of the traced dtypes: the one type the driver takes (for
         a read-only array Numba would compile the whole driver again)."""
+        if self.int_checks:
+            check_int_arguments(self.int_checks, leaves, first)
         return [leaf if type(leaf) is np.ndarray and leaf.dtype == dtype and
                 leaf.flags.c_contiguous and leaf.flags.behaved
                 else np.array(leaf, dtype=dtype, order="C")
@@ -150,6 +153,29 @@ class _Entry:
     def inspection(self) -> Inspection:
         return Inspection(self.graph, self.optimized, self.module.source, self.module.kernels,
                           self.compile_seconds)
+
+
+def int_argument_checks(graph: Graph) -> list[tuple]:
+    """(input position, dtype, the user's line) for each Python int argument and
+    each integer type it is converted to (numpy_api._note_int_bounds); such an
+    argument is traced as int64 (NumPy's type for it)."""
+    checks = [(k, np.dtype(np.int64), graph.node(i).loc) for k, i in enumerate(graph.inputs)
+              if graph.node(i).weak and graph.node(i).dtype.kind in "iu"]
+    for k, converted in graph.meta.get("int_bounds", {}).items():
+        checks += [(k, dtype, loc) for dtype, loc in converted]
+    return checks
+
+
+def check_int_arguments(checks: list[tuple], leaves, first=0) -> None:
+    """NumPy's refusal of a Python integer that its array's type cannot hold
+    (`np.uint8 array + -1`): a compiled conversion would wrap it silently."""
+    for k, dtype, loc in checks:
+        if k >= first:
+            value = leaves[k - first]
+            info = np.iinfo(dtype)
+            if isinstance(value, int) and not info.min <= value <= info.max:
+                raise errors.GraphcOverflowError(
+                    f"Python integer {value} out of bounds for {dtype}" + errors.at(loc))
 
 
 def _signature_key(leaves) -> tuple:
@@ -284,6 +310,7 @@ class Compiled:
         graph = self._graphs.get(key)
         if graph is None:
             graph = self._graphs[key] = tracing.trace_fn(call, dynamic)
+        check_int_arguments(int_argument_checks(graph), leaves)
         inputs = [np.asarray(leaf, graph.node(i).dtype) for leaf, i in zip(leaves, graph.inputs)]
         return pytree.unflatten(graph.meta["out_tree"], interpret(graph, *inputs))
 

@@ -43,6 +43,10 @@ class GraphcValueError(GraphcError, ValueError):
     """An invalid argument value (for example an optimizer setting)."""
 
 
+class GraphcOverflowError(GraphcError, OverflowError):
+    """A Python integer argument outside the integer type NumPy converts it to."""
+
+
 class RenderError(GraphcError, RuntimeError):
     """Drawing a graph needs Graphviz's `dot`, which is missing."""
 

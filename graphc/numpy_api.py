@@ -42,11 +42,23 @@ def result_dtype(*xs) -> np.dtype:
 def to_operand(x, dtype):
     """x as an operand of dtype: a converted tracer or a NumPy constant."""
     if isinstance(x, Tracer):
+        _note_int_bounds(x, dtype)
         return P.convert(x, dtype)
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
     aval_of(x)
     return np.asarray(x, dtype=dtype)
+
+
+def _note_int_bounds(x: Tracer, dtype) -> None:
+    """A Python int argument meeting a narrower integer array (`u8 + n`):
+    NumPy refuses an `n` outside that type (OverflowError), where a compiled
+    conversion would wrap. The graph records the type and the user's line,
+    and every call checks the argument (api.check_int_arguments)."""
+    dtype = np.dtype(dtype)
+    if x.weak and x.node.op == "input" and x.dtype.kind in "iu" and dtype.kind in "iu":
+        bounds = x.graph.meta.setdefault("int_bounds", {})
+        bounds.setdefault(x.node.p["index"], []).append((dtype, errors.user_location()))
 
 
 def _promote(*xs):

@@ -124,3 +124,25 @@ def test_a_loss_that_returns_a_non_scalar_or_an_integer():
     assert isinstance(e.value, gc.GraphcError)
     with pytest.raises(TypeError, match="float"):
         gc.compile_step(lambda p, x, y: np.sum(y), gc.optim.SGD(0.1))(params, x, y)
+
+
+@pytest.mark.parametrize("fn", [lambda x, n: x + n, lambda x, n: x ** n,
+                                lambda x, n: np.maximum(n, x)], ids=["add", "power", "maximum"])
+def test_a_python_int_outside_its_arrays_integer_type_is_refused_as_numpy_does(fn):
+    # NumPy converts a Python int to the array's integer type and refuses one
+    # that does not fit; a compiled conversion would wrap it (uint8 -1 -> 255)
+    x = np.array([2, 3], np.uint8)
+    f = gc.jit(fn)
+    np.testing.assert_array_equal(f(x, 2), fn(x, 2))       # compiled for this signature
+    for n in (-1, 256, 2 ** 63):
+        with pytest.raises(OverflowError):
+            fn(x, n)
+        for run in (f, f.interpret):
+            with pytest.raises(gc.GraphcError) as info:
+                run(x, n)
+            assert isinstance(info.value, OverflowError)
+            assert f"Python integer {n} out of bounds for" in str(info.value)
+            assert "test_bad_input.py" in str(info.value)     # the user's line
+    np.testing.assert_array_equal(f(x, 255), fn(x, 255))
+    wide = np.array([2, 3], np.int64)       # int64 takes anything an int64 holds
+    np.testing.assert_array_equal(gc.jit(fn)(wide, 2 ** 62), fn(wide, 2 ** 62))
