@@ -441,11 +441,12 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
     """The members a short-row loop computes better in a flat loop first:
     those that call vmath and that, with the members they read, depend only
     on operands of the loop's whole space (or 0-d ones and constants), in
-    member order (_flat_prologue computes them). W1's softmax backward (64
+    member order (_flat_block computes them). W1's softmax backward (64
     rows of 10) ran its exp as scalar code inside the rows. For exp and
     tanh over 40960 float32 elements, rows of 10, 20 and 28 took 190, 75 and
     127 us in the rows and 55-61 us hoisted; rows of 16, 32 and 48, whole
-    vectors, lose 5-15% to the extra pass (49-52 against 54-55 us)."""
+    vectors, lost 5-15% to the extra pass (49-52 against 54-55 us), so
+    they stay in the rows."""
     if len(space) < 2 or space[-1] >= SHORT_ROW:
         return []
     member_ids = {n.id for n in nodes}
@@ -455,16 +456,29 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
                 i in flat if i in member_ids else graph.node(i).shape in (space, ())
                 for i in n.inputs):
             flat.add(n.id)
-    return [n for n in nodes if n.id in flat and _is_transcendental(n)]
+    # rows of whole 512-bit vectors vectorize in the rows already: there the
+    # extra pass only costs (float64 exp, 300000 rows of 8: 4.0 -> 8.5 ms)
+    return [n for n in nodes if n.id in flat and _is_transcendental(n)
+            and space[-1] % (64 // n.dtype.itemsize)]
 
 
-def _flat_prologue(graph: Graph, nodes: list[Node], hoisted: list[Node], read, space,
-                   arg: dict) -> list[str]:
-    """One loop over the space's elements in memory order, computing the
-    `hoisted` members (and the members they read) into arrays `h<id>` of
-    the space's shape, which the loop nest then reads: a flat loop
-    vectorizes whatever the rows' length. `read(i, flat=True)` names an
-    operand there: `<arg>_flat[f]`, a flat view of an external array `arg`."""
+# A short-row loop computes its hoisted transcendentals for this many
+# elements' worth of rows at a time, into scratch reused by every block: an
+# array of the whole space, fresh each call, cost more than it saved once it
+# left the cache (the allocator then maps and faults in its pages every call:
+# exp over 300000 rows of 10 float64, 13 ms in the rows, took 30 ms).
+FLAT_BLOCK = 4096
+
+
+def _flat_block(graph: Graph, nodes: list[Node], hoisted: list[Node], read, space,
+                arg: dict) -> tuple[list[str], list[str]]:
+    """(setup, per block): the flat loop of _hoisted_transcendentals over the
+    block of rows `ib .. ib + nb` of the last outer axis (the loop nest's
+    indices before it fixed), computing the `hoisted` members (and the
+    members they read) into scratch `h<id>` of `rb` rows, which the rows then
+    read at `ii`. Each block reads views of the external arrays indexed from 0
+    (an offset index would keep Numba's negative-index check on every load).
+    `read(i, flat=True)` names an operand there: `<arg>_blk[f]`."""
     member_ids = {m.id for m in nodes}
     need = {n.id for n in hoisted}
     for n in reversed(nodes):
@@ -472,15 +486,25 @@ def _flat_prologue(graph: Graph, nodes: list[Node], hoisted: list[Node], read, s
             need.update(i for i in n.inputs if i in member_ids)
     reads = sorted({i for n in nodes if n.id in need for i in n.inputs
                     if i in arg and graph.node(i).shape}, key=list(arg).index)
-    lines = [f"{arg[i]}_flat = alloc.reshape({arg[i]}, ({arg[i]}.size,))" for i in reads]
-    dims = [f"n{d}" for d in range(len(space))]
+    r, last = len(space), f"n{len(space) - 1}"
+    setup = [f"rb = {FLAT_BLOCK} // {last} if {last} else 1", "rb = rb if rb > 0 else 1"]
+    setup += [f"{arg[i]}_flat = alloc.reshape({arg[i]}, ({arg[i]}.size,))" for i in reads]
     for n in hoisted:
-        lines += [f"h{n.id} = alloc.empty(({', '.join(dims)}), {np_dtype(n.dtype)})",
+        setup += [f"h{n.id} = alloc.empty((rb, {last}), {np_dtype(n.dtype)})",
                   f"hf{n.id} = alloc.reshape(h{n.id}, (h{n.id}.size,))"]
-    body = [f"    t{n.id} = {_scalar_expr(graph, n, [read(i, True) for i in n.inputs])}"
-            for n in nodes if n.id in need]
-    return lines + [f"for f in range({' * '.join(dims)}):"] + body + [
-        f"    hf{n.id}[f] = t{n.id}" for n in hoisted]
+    a = r - 2           # the blocked axis; the block's first row over all outer axes:
+    lin = ""
+    for d in range(a):
+        lin = f"i{d}" if d == 0 else f"({lin}) * n{d} + i{d}"
+    row = f"({lin}) * n{a} + ib" if a else "ib"
+    start = f"({row}) * {last}"
+    block = [f"nb = min(rb, n{r - 2} - ib)", f"start = {start}"]
+    block += [f"{arg[i]}_blk = {arg[i]}_flat[start:start + nb * {last}]" for i in reads]
+    block += [f"for f in range(nb * {last}):"]
+    block += [f"    t{n.id} = {_scalar_expr(graph, n, [read(i, True) for i in n.inputs])}"
+              for n in nodes if n.id in need]
+    block += [f"    hf{n.id}[f] = t{n.id}" for n in hoisted]
+    return setup, block
 
 
 def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
@@ -515,8 +539,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         operand = graph.node(i)
         if is_scalar_const(operand):
             return _literal(operand)
-        if flat and operand.shape:      # of the whole space: see _flat_prologue
-            return f"{arg[i]}_flat[f]"
+        if flat and operand.shape:      # of the whole space: see _flat_block
+            return f"{arg[i]}_blk[f]"
         return f"{arg[i]}[{_index(operand, space, iv)}]"
 
     # A reduction over the innermost axis accumulates in a register across the
@@ -548,7 +572,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
              for n in laned]
     hoisted = _hoisted_transcendentals(graph, nodes, space)
     if hoisted:
-        lines += _flat_prologue(graph, nodes, hoisted, read, space, arg)
+        setup, flat_block = _flat_block(graph, nodes, hoisted, read, space, arg)
+        lines += setup
     for n in sinks:
         if n in row_blocked:
             o = out[n.id]
@@ -585,24 +610,30 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         if raises_in_loop(graph, n):
             body += [f"if {read(n.inputs[1])} < 0:",
                      f"    raise ValueError({NEGATIVE_INT_POWER + errors.at(n.loc)!r})"]
-        body.append(f"t{n.id} = h{n.id}[{_tuple(iv)}]" if n in hoisted else
+        body.append(f"t{n.id} = h{n.id}[ii, {iv[-1]}]" if n in hoisted else
                     f"t{n.id} = {_scalar_expr(graph, n, [read(i) for i in n.inputs])}")
     body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in stored]
-    for d in range(r - 1):
+    # one row: the inner loop with what comes before and after it
+    row = before_inner + (_inner_loop(r - 1, body, [n.id for n in blocked],
+                                      [n.id for n in laned]) if r else body) + after_inner
+    for d in range(r - 2):
         lines.append(f"{'    ' * d}for i{d} in range(n{d}):")
-    outer = "    " * max(r - 1, 0)
-    lines += [outer + b for b in before_inner]
-    if r:
-        lines += [outer + b for b in _inner_loop(r - 1, body, [n.id for n in blocked],
-                                                 [n.id for n in laned])]
-    else:           # a 0-d space: the body once
-        lines += body
-    lines += [outer + b for b in after_inner]
+    pad = "    " * max(r - 2, 0)
+    if r >= 2 and hoisted:      # the rows in blocks, each after its flat loop
+        lines += [f"{pad}for ib in range(0, n{r - 2}, rb):"] + [
+            f"{pad}    {b}" for b in flat_block] + [
+            f"{pad}    for ii in range(nb):", f"{pad}        i{r - 2} = ib + ii"]
+        pad += "        "
+    elif r >= 2:
+        lines.append(f"{pad}for i{r - 2} in range(n{r - 2}):")
+        pad += "    "
+    lines += [pad + b for b in row]
     for n in row_blocked:   # after each block of rows, and the last; then the totals
         fold = [f"for j in range(accf{n.id}.shape[0]):",
                 f"    accf{n.id}[j] += rbf{n.id}[j]", f"    rbf{n.id}[j] = 0"]
-        lines += [f"    if accf{n.id}.shape[0] and (i0 % {SUM_ROWS} == {SUM_ROWS - 1} "
-                  f"or i0 == n0 - 1):"] + ["        " + f for f in fold]
+        end_of_i0 = pad if r == 2 else "    "      # the end of the loop over axis 0
+        lines += [f"{end_of_i0}if accf{n.id}.shape[0] and (i0 % {SUM_ROWS} == {SUM_ROWS - 1} "
+                  f"or i0 == n0 - 1):"] + [f"{end_of_i0}    " + f for f in fold]
         lines += [f"for j in range(accf{n.id}.shape[0]):", f"    rbf{n.id}[j] = accf{n.id}[j]"]
     for n in sinks:
         if n in direct or n in row_blocked:

@@ -14,7 +14,9 @@ whichever of Numba and graphc was imported first. (graphc used to set
 NUMBA_CPU_FEATURES before Numba's import instead: that worked only when
 graphc came first, and reached the user's own Numba code and child
 processes.) GRAPHC_VECTOR_WIDTH=256 opts out: the call is left out of the
-generated source, so the cache keeps the two kinds of modules apart.
+generated source, so the cache keeps the two kinds of modules apart. (vmath's
+array forms, which the reference interpreter uses, are compiled once per
+install and keep the full width.)
 """
 import os
 

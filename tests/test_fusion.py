@@ -133,7 +133,9 @@ def test_short_rows_compute_their_transcendentals_in_a_flat_loop(rows, cols, lea
             rng.standard_normal((rows, 1)).astype(dtype), rng.standard_normal(cols).astype(dtype))
     f = gc.jit(_short_rows_model)
     source = f.inspect(*args).source
-    assert ("_flat[" in source) == (cols < codegen.SHORT_ROW)
+    # not rows of whole 512-bit vectors (16 float32, 8 float64): they vectorize as they are
+    whole_vectors = cols % (64 // np.dtype(dtype).itemsize) == 0
+    assert ("_flat[" in source) == (cols < codegen.SHORT_ROW and not whole_vectors)
     # float32: the column sum adds in another order than the interpreter
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     for got, ref in zip(f(*args), f.interpret(*args)):
