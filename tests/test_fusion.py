@@ -135,11 +135,29 @@ def test_short_rows_compute_their_transcendentals_in_a_flat_loop(rows, cols, lea
     source = f.inspect(*args).source
     # not rows of whole 512-bit vectors (16 float32, 8 float64): they vectorize as they are
     whole_vectors = cols % (64 // np.dtype(dtype).itemsize) == 0
-    assert ("_flat[" in source) == (cols < codegen.SHORT_ROW and not whole_vectors)
+    assert ("_blk[" in source) == (cols < codegen.SHORT_ROW and not whole_vectors)
     # float32: the column sum adds in another order than the interpreter
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     for got, ref in zip(f(*args), f.interpret(*args)):
         assert got.dtype == ref.dtype and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, **tol)
+
+
+@pytest.mark.parametrize("shape", [(1000, 10), (3, 500, 10), (2, 3, 900, 7)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_short_rows_over_several_blocks_of_scratch(shape, dtype):
+    # the flat loop fills scratch of FLAT_BLOCK elements' worth of rows at a
+    # time: whole blocks, a partial last one, and the column sums' folds
+    # every SUM_ROWS rows all cross block boundaries here
+    rng = np.random.default_rng(3)
+    args = (rng.standard_normal(shape).astype(dtype),
+            rng.standard_normal((shape[-2], 1)).astype(dtype),
+            rng.standard_normal(shape[-1]).astype(dtype))
+    f = gc.jit(_short_rows_model)
+    source = f.inspect(*args).source
+    assert "_blk[" in source and shape[-2] * shape[-1] > codegen.FLAT_BLOCK
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
+    for got, ref in zip(f(*args), f.interpret(*args)):
         np.testing.assert_allclose(got, ref, **tol)
 
 def test_only_the_constants_the_code_reads_are_arguments():

@@ -315,7 +315,7 @@ def test_threaded_short_rows_compute_their_transcendentals_first(low_threshold, 
     x, r = rng.standard_normal((3001, 10)), rng.standard_normal((3001, 1))
     f = gc.jit(lambda x, r: (np.exp(x) * r, np.sum(np.tanh(x) * r, axis=1)))
     info = f.inspect(x, r)
-    assert any(k.parallel for k in info.kernels) and "_flat[" in info.source
+    assert any(k.parallel for k in info.kernels) and "_blk[" in info.source
     threaded = f(x, r)
     for got, ref in zip(threaded, f.interpret(x, r)):
         np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-15)
