@@ -456,10 +456,11 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
                 i in flat if i in member_ids else graph.node(i).shape in (space, ())
                 for i in n.inputs):
             flat.add(n.id)
-    # rows of whole 512-bit vectors vectorize in the rows already: there the
-    # extra pass only costs (float64 exp, 300000 rows of 8: 4.0 -> 8.5 ms)
+    # rows of whole vectors vectorize in the rows already: there the extra
+    # pass only costs (float64 exp, 300000 rows of 8: 4.0 -> 8.5 ms)
+    vector_bytes = 64 if full_width() else 32
     return [n for n in nodes if n.id in flat and _is_transcendental(n)
-            and space[-1] % (64 // n.dtype.itemsize)]
+            and space[-1] % (vector_bytes // n.dtype.itemsize)]
 
 
 # A short-row loop computes its hoisted transcendentals for this many
