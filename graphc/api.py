@@ -156,24 +156,30 @@ class _Entry:
 
 
 def int_argument_checks(graph: Graph) -> list[tuple]:
-    """(input position, dtype, the user's line) for each Python int argument and
-    each integer type it is converted to (numpy_api._note_int_bounds); such an
-    argument is traced as int64 (NumPy's type for it)."""
-    checks = [(k, np.dtype(np.int64), graph.node(i).loc) for k, i in enumerate(graph.inputs)
-              if graph.node(i).weak and graph.node(i).dtype.kind in "iu"]
+    """(input position, lowest, highest, dtype, the user's line) for each Python
+    int argument and each integer type it is converted to (tracing.note_int_bounds),
+    one per type, the narrowest first; such an argument is traced as int64
+    (NumPy's type for it), so that bounds it too. Captured inputs (positions
+    from num_args on) are an outer trace's values, checked there."""
+    found = {}
     for k, converted in graph.meta.get("int_bounds", {}).items():
-        checks += [(k, dtype, loc) for dtype, loc in converted]
-    return checks
+        for dtype, loc in converted:
+            found.setdefault((k, dtype), loc)
+    for k, i in enumerate(graph.inputs[:graph.meta.get("num_args", len(graph.inputs))]):
+        if graph.node(i).weak and graph.node(i).dtype.kind in "iu":
+            found.setdefault((k, graph.node(i).dtype), graph.node(i).loc)
+    checks = [(k, int(np.iinfo(d).min), int(np.iinfo(d).max), d, loc)
+              for (k, d), loc in found.items() if k < graph.meta.get("num_args", k + 1)]
+    return sorted(checks, key=lambda c: (c[0], c[2] - c[1]))
 
 
 def check_int_arguments(checks: list[tuple], leaves, first=0) -> None:
     """NumPy's refusal of a Python integer that its array's type cannot hold
     (`np.uint8 array + -1`): a compiled conversion would wrap it silently."""
-    for k, dtype, loc in checks:
-        if k >= first:
+    for k, lowest, highest, dtype, loc in checks:
+        if first <= k < first + len(leaves):
             value = leaves[k - first]
-            info = np.iinfo(dtype)
-            if isinstance(value, int) and not info.min <= value <= info.max:
+            if isinstance(value, int) and not lowest <= value <= highest:
                 raise errors.GraphcOverflowError(
                     f"Python integer {value} out of bounds for {dtype}" + errors.at(loc))
 

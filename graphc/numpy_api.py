@@ -16,7 +16,7 @@ import numpy as np
 from graphc import errors
 from graphc import prims as P
 from graphc.ops import NEGATIVE_INT_POWER
-from graphc.tracing import Tracer, aval_of
+from graphc.tracing import Tracer, aval_of, note_int_bounds
 
 _KIND_ORDER = {"b": 0, "u": 1, "i": 1, "f": 2}
 
@@ -39,10 +39,15 @@ def result_dtype(*xs) -> np.dtype:
     return out
 
 
-def to_operand(x, dtype):
-    """x as an operand of dtype: a converted tracer or a NumPy constant."""
+def to_operand(x, dtype, wraps=False):
+    """x as an operand of dtype: a converted tracer or a NumPy constant.
+    A Python int argument converted to a narrower integer type is checked
+    against it on every call, as NumPy's arithmetic refuses one that does
+    not fit (tracing.note_int_bounds); `wraps`: NumPy converts it modulo
+    2**bits here (np.where's values)."""
     if isinstance(x, Tracer):
-        _note_int_bounds(x, dtype)
+        if not wraps:
+            note_int_bounds(x, dtype)
         return P.convert(x, dtype)
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
@@ -50,20 +55,14 @@ def to_operand(x, dtype):
     return np.asarray(x, dtype=dtype)
 
 
-def _note_int_bounds(x: Tracer, dtype) -> None:
-    """A Python int argument meeting a narrower integer array (`u8 + n`):
-    NumPy refuses an `n` outside that type (OverflowError), where a compiled
-    conversion would wrap. The graph records the type and the user's line,
-    and every call checks the argument (api.check_int_arguments)."""
-    dtype = np.dtype(dtype)
-    if x.weak and x.node.op == "input" and x.dtype.kind in "iu" and dtype.kind in "iu":
-        bounds = x.graph.meta.setdefault("int_bounds", {})
-        bounds.setdefault(x.node.p["index"], []).append((dtype, errors.user_location()))
+def _arrays_of_lists(*xs):
+    return [np.asarray(x) if isinstance(x, (list, tuple)) else x for x in xs]
 
 
-def _promote(*xs):
-    dtype = result_dtype(*[np.asarray(x) if isinstance(x, (list, tuple)) else x for x in xs])
-    return [to_operand(x, dtype) for x in xs]
+def _promote(*xs, wraps=False):
+    xs = _arrays_of_lists(*xs)
+    dtype = result_dtype(*xs)
+    return [to_operand(x, dtype, wraps) for x in xs]
 
 
 def _float_dtype(x) -> np.dtype:
@@ -96,20 +95,36 @@ def subtract(x, y):
     return P.sub(x, y)
 
 
+def _compare(prim):
+    """NumPy 2 compares a Python int with an integer array by value, even
+    one outside the array's type (`uint8 < -1` is False): such a pair
+    compares in int64."""
+    def compare(x, y):
+        x, y = _arrays_of_lists(x, y)
+        dtype = result_dtype(x, y)
+        if dtype.kind in "iu" and dtype.itemsize < 8 and any(
+                _is_weak(v) and aval_of(v)[1].kind in "iu" for v in (x, y)):
+            dtype = np.dtype(np.int64)
+        return prim(to_operand(x, dtype), to_operand(y, dtype))
+    return compare
+
+
 maximum, minimum = _binary(P.maximum), _binary(P.minimum)
-equal, not_equal = _binary(P.eq), _binary(P.ne)
-less, less_equal, greater, greater_equal = _binary(P.lt), _binary(P.le), _binary(P.gt), _binary(P.ge)
+equal, not_equal = _compare(P.eq), _compare(P.ne)
+less, less_equal, greater, greater_equal = _compare(P.lt), _compare(P.le), _compare(P.gt), _compare(P.ge)
 
 
 def true_divide(x, y):
-    x, y = _promote(x, y)
-    if aval_of(x)[1].kind != "f":
-        x, y = to_operand(x, np.float64), to_operand(y, np.float64)
-    return P.div(x, y)
+    # integers divide as float64, each converted straight to it as in NumPy
+    # (uint8 / -1 is -1.0, not 1 / 255)
+    x, y = _arrays_of_lists(x, y)
+    dtype = result_dtype(x, y)
+    dtype = dtype if dtype.kind == "f" else np.dtype(np.float64)
+    return P.div(to_operand(x, dtype), to_operand(y, dtype))
 
 
 def power(x, y):
-    x, y = (np.asarray(v) if isinstance(v, (list, tuple)) else v for v in (x, y))
+    x, y = _arrays_of_lists(x, y)
     dtype = result_dtype(x, y)
     if dtype == np.bool_:   # NumPy's power has no boolean loop: its smallest integer one
         dtype = np.dtype(np.int8)
@@ -193,7 +208,7 @@ def where(cond, x=None, y=None):
                                         "data-dependent shape; pass all three arguments")
     if aval_of(cond)[1] != np.bool_:
         cond = not_equal(cond, 0)
-    x, y = _promote(x, y)
+    x, y = _promote(x, y, wraps=True)     # NumPy casts a Python int modulo 2**bits here
     return P.where(to_operand(cond, np.bool_), x, y)
 
 

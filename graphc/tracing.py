@@ -227,6 +227,29 @@ def _tracing(graph: ir.Graph):
         stack.pop()
 
 
+def note_int_bounds(x: Tracer, dtype, loc: str | None = None) -> None:
+    """A Python int argument converted to a narrower integer type (`u8 + n`):
+    NumPy refuses an `n` outside that type (OverflowError), where a compiled
+    conversion would wrap. The graph records the type and the user's line,
+    and every call checks the argument (api.check_int_arguments)."""
+    dtype = np.dtype(dtype)
+    if x.weak and x.node.op == "input" and x.dtype.kind in "iu" and dtype.kind in "iu" \
+            and dtype != x.dtype:
+        bounds = x.graph.meta.setdefault("int_bounds", {})
+        bounds.setdefault(x.node.p["index"], []).append((dtype, loc or errors.user_location()))
+
+
+def _pass_int_bounds_out(graph: ir.Graph, leaves: list) -> None:
+    """A nested trace (grad, jacobian) whose inputs stand for outer tracers:
+    the conversions it recorded hold for those tracers' own arguments."""
+    outer = dict(enumerate(leaves))
+    outer.update((graph.meta["num_args"] + k, t) for k, t in enumerate(graph.meta["captures"]))
+    for k, converted in graph.meta.get("int_bounds", {}).items():
+        if isinstance(outer.get(k), Tracer):
+            for dtype, loc in converted:
+                note_int_bounds(outer[k], dtype, loc)
+
+
 def trace_fn(fn, args: tuple) -> ir.Graph:
     """Trace `fn(*args)` into a new Graph.
 
@@ -254,6 +277,7 @@ def trace_fn(fn, args: tuple) -> ir.Graph:
     graph.meta.update(in_tree=in_tree, out_tree=out_tree, num_args=len(leaves))
     graph.meta["captures"] = [t for _, t in sorted(graph.meta.get("captures", {}).values(),
                                                     key=lambda p: p[0])]
+    _pass_int_bounds_out(graph, leaves)
     return graph
 
 

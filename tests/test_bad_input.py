@@ -146,3 +146,39 @@ def test_a_python_int_outside_its_arrays_integer_type_is_refused_as_numpy_does(f
     np.testing.assert_array_equal(f(x, 255), fn(x, 255))
     wide = np.array([2, 3], np.int64)       # int64 takes anything an int64 holds
     np.testing.assert_array_equal(gc.jit(fn)(wide, 2 ** 62), fn(wide, 2 ** 62))
+
+
+def test_python_int_checks_hold_through_gradients_and_training_steps():
+    # the gradient traces the function again, inside: its conversions count too
+    u, w = np.array([1, 200], np.uint8), np.array([1.0, 2.0])
+
+    def loss(w, idx, n):
+        return np.sum(w * (idx + n))
+
+    for run in (gc.grad(loss), gc.value_and_grad(loss)):
+        with pytest.raises(gc.GraphcError, match="Python integer -1 out of bounds for uint8"):
+            run(w, u, -1)
+    np.testing.assert_array_equal(gc.grad(loss)(w, u, 3), (u + 3).astype(np.float64))
+    params = {"w": w.copy()}
+    step = gc.compile_step(lambda p, idx, n: loss(p["w"], idx, n), gc.optim.SGD(0.1))
+    step(params, u, 1)
+    before = params["w"].copy()
+    with pytest.raises(OverflowError):
+        step(params, u, -1)
+    np.testing.assert_array_equal(params["w"], before)      # nothing ran
+    assert step.state["count"] == 1
+
+
+@pytest.mark.parametrize("fn", [lambda x, n: x < n, lambda x, n: x == n,
+                                lambda x, n: np.where(x > 1, x, n), lambda x, n: x / n],
+                         ids=["less", "equal", "where", "divide"])
+def test_ops_where_numpy_takes_any_python_int_take_it_too(fn):
+    # NumPy 2 compares a Python int by value, divides in float64 and lets
+    # np.where cast it modulo 2**bits: none of them refuses one out of range
+    x = np.array([1, 200], np.uint8)
+    f = gc.jit(fn)
+    for n in (-1, 3, 256, 2 ** 40):
+        expected = fn(x, n)
+        got = f(x, n)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
