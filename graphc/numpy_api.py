@@ -192,6 +192,23 @@ def logical_or(x, y):
     return P.logical_or(to_operand(x, np.bool_), to_operand(y, np.bool_))
 
 
+def _boolean_operator(logical, symbol):
+    """`&`, `|` and `~`: NumPy's bitwise ops, the logical ones for booleans
+    alone. graphc has no bitwise ops, so any other operand is refused (it
+    computed the logical op: `uint8 & 3` was [True, True], NumPy's [1, 0])."""
+    def op(*xs):
+        for x in _arrays_of_lists(*xs):
+            dtype = aval_of(x)[1]
+            if dtype != np.bool_:
+                raise errors.UnsupportedOpError(
+                    f"the `{symbol}` operator on {dtype} values is NumPy's bitwise operation, "
+                    f"which graphc does not support; for masks use boolean arrays or "
+                    f"np.logical_and / np.logical_or / np.logical_not"
+                    f"{errors.at(errors.user_location())}")
+        return logical(*xs)
+    return op
+
+
 def logaddexp(x, y):
     """log(exp(x) + exp(y)) without overflow: max + log1p(exp(-|x - y|)).
     Equal arguments take a difference of 0, so two infinities of one sign
@@ -708,9 +725,9 @@ def _install_tracer_methods():
     T.__neg__, T.__pos__, T.__abs__ = negative, positive, absolute
     T.__eq__, T.__ne__ = equal, not_equal
     T.__lt__, T.__le__, T.__gt__, T.__ge__ = less, less_equal, greater, greater_equal
-    T.__and__ = T.__rand__ = logical_and
-    T.__or__ = T.__ror__ = logical_or
-    T.__invert__ = logical_not
+    T.__and__ = T.__rand__ = _boolean_operator(logical_and, "&")
+    T.__or__ = T.__ror__ = _boolean_operator(logical_or, "|")
+    T.__invert__ = _boolean_operator(logical_not, "~")
     T.__getitem__ = getitem
     T.__array_ufunc__ = array_ufunc
     T.__array_function__ = array_function

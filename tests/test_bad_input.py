@@ -182,3 +182,16 @@ def test_ops_where_numpy_takes_any_python_int_take_it_too(fn):
         got = f(x, n)
         assert got.dtype == expected.dtype
         np.testing.assert_array_equal(got, expected)
+
+
+def test_bitwise_operators_on_integers_are_refused_and_booleans_work():
+    # `&`, `|`, `~` are NumPy's bitwise ops; graphc has only the logical ones,
+    # and computed those for integers (uint8 & 3 was [True, True], NumPy's [1, 0])
+    u, b = np.array([1, 200], np.uint8), np.array([True, False])
+    for fn in (lambda x: x & 3, lambda x: 1 | x, lambda x: ~x):
+        with pytest.raises(gc.UnsupportedOpError, match="bitwise") as info:
+            gc.jit(fn)(u)
+        assert "test_bad_input.py" in str(info.value)
+    for fn, arg in [(lambda x: x & ~x, b), (lambda x: x | True, b),
+                    (lambda x: (x > 1) & (x < 250), u)]:
+        np.testing.assert_array_equal(gc.jit(fn)(arg), fn(arg))
