@@ -52,7 +52,10 @@ def to_operand(x, dtype, wraps=False):
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
     aval_of(x)
-    return np.asarray(x, dtype=dtype)
+    try:
+        return np.asarray(x, dtype=dtype)
+    except OverflowError as e:      # a literal Python int out of the array's type: NumPy's error
+        raise errors.GraphcOverflowError(f"{e}{errors.at(errors.user_location())}") from None
 
 
 def _arrays_of_lists(*xs):
@@ -129,7 +132,9 @@ def power(x, y):
     if dtype == np.bool_:   # NumPy's power has no boolean loop: its smallest integer one
         dtype = np.dtype(np.int8)
     if dtype.kind in "iu" and not isinstance(y, Tracer) and np.any(np.asarray(y) < 0):
-        # NumPy raises too: the result would be a fraction
+        # NumPy raises too: the result would be a fraction (a Python int that
+        # the unsigned type cannot hold is its OverflowError first)
+        to_operand(y, dtype)
         raise errors.GraphcValueError(f"{NEGATIVE_INT_POWER}: {dtype} ** {np.asarray(y).min()}"
                                       f"{errors.at(errors.user_location())}")
     # shortcuts only where they keep NumPy's result type (int32 ** 2.0 is float64);

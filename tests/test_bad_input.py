@@ -144,6 +144,9 @@ def test_a_python_int_outside_its_arrays_integer_type_is_refused_as_numpy_does(f
             assert f"Python integer {n} out of bounds for" in str(info.value)
             assert "test_bad_input.py" in str(info.value)     # the user's line
     np.testing.assert_array_equal(f(x, 255), fn(x, 255))
+    with pytest.raises(gc.GraphcError) as info:      # a literal, refused when traced
+        gc.jit(lambda x: fn(x, -1))(x)
+    assert isinstance(info.value, OverflowError) and "test_bad_input.py" in str(info.value)
     wide = np.array([2, 3], np.int64)       # int64 takes anything an int64 holds
     np.testing.assert_array_equal(gc.jit(fn)(wide, 2 ** 62), fn(wide, 2 ** 62))
 
