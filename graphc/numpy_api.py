@@ -52,6 +52,8 @@ def to_operand(x, dtype, wraps=False):
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
     aval_of(x)
+    if wraps:
+        return np.asarray(x).astype(dtype)
     try:
         return np.asarray(x, dtype=dtype)
     except OverflowError as e:      # a literal Python int out of the array's type: NumPy's error
@@ -212,6 +214,11 @@ def _boolean_operator(logical, symbol):
                     f"{errors.at(errors.user_location())}")
         return logical(*xs)
     return op
+
+
+bitwise_and = _boolean_operator(logical_and, "&")
+bitwise_or = _boolean_operator(logical_or, "|")
+invert = _boolean_operator(logical_not, "~")
 
 
 def logaddexp(x, y):
@@ -655,6 +662,7 @@ UFUNCS = {
     "greater": greater, "greater_equal": greater_equal, "less": less,
     "less_equal": less_equal, "equal": equal, "not_equal": not_equal,
     "logical_and": logical_and, "logical_or": logical_or, "logical_not": logical_not,
+    "bitwise_and": bitwise_and, "bitwise_or": bitwise_or, "invert": invert,
     "matmul": matmul,
 }
 
@@ -730,9 +738,9 @@ def _install_tracer_methods():
     T.__neg__, T.__pos__, T.__abs__ = negative, positive, absolute
     T.__eq__, T.__ne__ = equal, not_equal
     T.__lt__, T.__le__, T.__gt__, T.__ge__ = less, less_equal, greater, greater_equal
-    T.__and__ = T.__rand__ = _boolean_operator(logical_and, "&")
-    T.__or__ = T.__ror__ = _boolean_operator(logical_or, "|")
-    T.__invert__ = _boolean_operator(logical_not, "~")
+    T.__and__ = T.__rand__ = bitwise_and
+    T.__or__ = T.__ror__ = bitwise_or
+    T.__invert__ = invert
     T.__getitem__ = getitem
     T.__array_ufunc__ = array_ufunc
     T.__array_function__ = array_function

@@ -132,6 +132,8 @@ def aval_of(x):
     """(shape, dtype, weak) of an argument leaf, as graphc will type it."""
     if isinstance(x, Tracer):
         return x.shape, x.dtype, x.weak
+    if isinstance(x, np.float64):   # a float subclass, but a NumPy scalar: strongly typed
+        return (), np.dtype(np.float64), False
     if isinstance(x, bool):
         return (), np.dtype(np.bool_), True
     if isinstance(x, int):

@@ -182,9 +182,19 @@ def test_ops_where_numpy_takes_any_python_int_take_it_too(fn):
     f = gc.jit(fn)
     for n in (-1, 3, 256, 2 ** 40):
         expected = fn(x, n)
-        got = f(x, n)
-        assert got.dtype == expected.dtype
-        np.testing.assert_array_equal(got, expected)
+        for got in (f(x, n), gc.jit(lambda x: fn(x, n))(x)):      # an argument, a literal
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_numpy_float64_scalars_are_strongly_typed_as_in_numpy():
+    # np.float64 is a subclass of Python's float, but NumPy 2 promotes with it
+    x = np.array([1.0, 2.0], np.float32)
+    for scalar, dtype in ((np.float64(2.0), np.float64), (2.0, np.float32),
+                          (np.float32(2.0), np.float32)):
+        got = gc.jit(lambda x, s: x / s)(x, scalar)
+        assert got.dtype == dtype == (x / scalar).dtype
+        np.testing.assert_array_equal(got, x / scalar)
 
 
 def test_bitwise_operators_on_integers_are_refused_and_booleans_work():
@@ -196,5 +206,8 @@ def test_bitwise_operators_on_integers_are_refused_and_booleans_work():
             gc.jit(fn)(u)
         assert "test_bad_input.py" in str(info.value)
     for fn, arg in [(lambda x: x & ~x, b), (lambda x: x | True, b),
-                    (lambda x: (x > 1) & (x < 250), u)]:
+                    (lambda x: (x > 1) & (x < 250), u),
+                    (lambda x: b & x, b), (lambda x: np.invert(x) | b, b)]:   # NumPy's on the left
         np.testing.assert_array_equal(gc.jit(fn)(arg), fn(arg))
+    with pytest.raises(gc.UnsupportedOpError, match="bitwise"):
+        gc.jit(lambda x: np.bitwise_and(x, 3))(u)
