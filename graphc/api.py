@@ -161,15 +161,16 @@ def int_argument_checks(graph: Graph) -> list[tuple]:
     one per type, the narrowest first; such an argument is traced as int64
     (NumPy's type for it), so that bounds it too. Captured inputs (positions
     from num_args on) are an outer trace's values, checked there."""
+    num_args = graph.meta.get("num_args", len(graph.inputs))
     found = {}
     for k, converted in graph.meta.get("int_bounds", {}).items():
         for dtype, loc in converted:
             found.setdefault((k, dtype), loc)
-    for k, i in enumerate(graph.inputs[:graph.meta.get("num_args", len(graph.inputs))]):
+    for k, i in enumerate(graph.inputs[:num_args]):
         if graph.node(i).weak and graph.node(i).dtype.kind in "iu":
             found.setdefault((k, graph.node(i).dtype), graph.node(i).loc)
     checks = [(k, int(np.iinfo(d).min), int(np.iinfo(d).max), d, loc)
-              for (k, d), loc in found.items() if k < graph.meta.get("num_args", k + 1)]
+              for (k, d), loc in found.items() if k < num_args]
     return sorted(checks, key=lambda c: (c[0], c[2] - c[1]))
 
 

@@ -56,7 +56,6 @@ FASTMATH = {FASTMATH}
 '''
 
 
-
 def _prologue() -> list[str]:
     """The first line of every generated function: its loops vectorize at the
     CPU's full width (graphc/target.py says why), unless the user opted out."""
@@ -375,6 +374,7 @@ def pow_expr(node: Node, exponent: Node, base: str) -> str | None:
 # narrower integers compute in int64 and are cast back
 _WRAPPING = {"add": "add", "sub": "sub", "mul": "mul", "neg": "sub"}
 
+
 def _scalar_expr(graph: Graph, node: Node, operands: list[str]) -> str:
     """An elementwise node's value as a Numba expression of its operands."""
     T, kind = np_dtype(node.dtype), np.dtype(node.dtype).kind
@@ -488,7 +488,7 @@ def _flat_block(graph: Graph, nodes: list[Node], hoisted: list[Node], read, spac
     reads = sorted({i for n in nodes if n.id in need for i in n.inputs
                     if i in arg and graph.node(i).shape}, key=list(arg).index)
     r, last = len(space), f"n{len(space) - 1}"
-    setup = [f"rb = {FLAT_BLOCK} // {last} if {last} else 1", "rb = rb if rb > 0 else 1"]
+    setup = [f"rb = max({FLAT_BLOCK} // {last}, 1) if {last} else 1"]      # rows a block
     setup += [f"{arg[i]}_flat = alloc.reshape({arg[i]}, ({arg[i]}.size,))" for i in reads]
     for n in hoisted:
         setup += [f"h{n.id} = alloc.empty((rb, {last}), {np_dtype(n.dtype)})",
@@ -724,8 +724,7 @@ TRANSCENDENTAL_WORK = 10
 
 
 def _work_per_element(graph: Graph, members) -> int:
-    return sum(TRANSCENDENTAL_WORK if "vmath." in (OPS[graph.node(m).op].expr or "") else 1
-               for m in members)
+    return sum(TRANSCENDENTAL_WORK if _is_transcendental(graph.node(m)) else 1 for m in members)
 
 
 def _splittable(graph: Graph, members, space) -> bool:

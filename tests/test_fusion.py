@@ -115,7 +115,6 @@ def test_float32_column_sums_add_in_blocks_of_rows_and_stay_accurate():
         assert f"% {SUM_ROWS}" in f.inspect(x).source
 
 
-
 def _short_rows_model(x, r, c):
     e = np.exp(x)                   # reads only x: computed in the flat loop first
     h = e * r - np.tanh(x * c)      # a row and a column broadcast: in the rows
@@ -160,6 +159,7 @@ def test_short_rows_over_several_blocks_of_scratch(shape, dtype):
     tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
     for got, ref in zip(f(*args), f.interpret(*args)):
         np.testing.assert_allclose(got, ref, **tol)
+
 
 def test_only_the_constants_the_code_reads_are_arguments():
     # scalars are written into the code as literals; passing them anyway cost

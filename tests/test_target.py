@@ -14,8 +14,8 @@ import numpy as np
 import graphc as gc
 f = gc.jit(lambda x: np.exp(x) * 2.0 + 1.0)
 f(np.ones(1 << 22))     # big enough that the loop may also be threaded
-runs = [m for n, m in sys.modules.items() if n.startswith("graphc_generated_")][0]
-asm = "".join(runs.run.inspect_asm().values())
+module = [m for n, m in sys.modules.items() if n.startswith("graphc_generated_")][0]
+asm = "".join(module.run.inspect_asm().values())
 from graphc import target
 import numba
 print(json.dumps({{"zmm": "%zmm" in asm, "features": os.environ.get("NUMBA_CPU_FEATURES"),

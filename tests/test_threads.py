@@ -307,7 +307,6 @@ def test_gc_train_runs_threaded_loops_inside_its_native_epoch(low_threshold, ser
     assert runs[0][0][-1] < runs[0][0][0]
 
 
-
 @needs_threads
 def test_threaded_short_rows_compute_their_transcendentals_first(low_threshold, serial):
     # each range runs the flat loop over its own rows (codegen._flat_block)
@@ -322,6 +321,7 @@ def test_threaded_short_rows_compute_their_transcendentals_first(low_threshold, 
     serial()
     for got, ref in zip(threaded, f(x, r)):
         np.testing.assert_array_equal(got, ref)
+
 
 @needs_threads
 @settings(max_examples=3)       # each example compiles a threaded kernel (~3-5 s)
