@@ -11,6 +11,7 @@ along the broadcast axes. This is the only module that emits code.
 from __future__ import annotations
 
 import ast
+import collections
 import functools
 import re
 from dataclasses import dataclass, field
@@ -216,7 +217,8 @@ def _emit_index_check(node, operands):
 
 
 # Rows shorter than this when traced (classes of a classifier) take their
-# transcendentals over the whole array in one flat loop: a row loop of 10 runs
+# transcendentals over the whole array in one flat loop (the code is right for
+# any length; the traced one only picks the faster form): a row loop of 10 runs
 # mostly in its scalar remainder (W1's log_softmax: 8.0 -> 4.9 us with 512-bit
 # vectors; see also _hoisted_transcendentals). Longer rows stay in cache
 # between their passes instead.
@@ -237,9 +239,10 @@ def _emit_log_softmax(node, operands):
         clamped too: the vectorized select computes both sides."""
         return f"({T}(0) if {z} < {floor} else vmath.exp({floor} if {z} < {floor} else {z}))"
     finite = [f"    peak = peak if abs(peak) < np.inf else {T}(0)"] if node.p["finite_peak"] else []
-    shift = [f"        shift = vmath.log({T}(s))",
-             "        for j in range(n):",
-             "            o[i, j] -= shift"]
+    # within a row: subtract the log of its sum `s`
+    shift = [f"shift = vmath.log({T}(s))",
+             "for j in range(n):",
+             "    o[i, j] -= shift"]
     # the peak in lanes, as a fused max (MAX_LANES): rows of 1000 took 0.95 ms
     # for 512 of them, NumPy 0.88
     laned = node.shape[-1] >= MAX_LANES     # as fused maxima
@@ -256,47 +259,53 @@ def _emit_log_softmax(node, operands):
             "    peak = s0"] + finite + [
             "    for j in range(n):",
             "        o[i, j] = x[i, j] - peak",
-            f"if n < {SHORT_ROW}:",
-            f"    e = alloc.empty((rows * n,), {T})",
-            "    z = alloc.reshape(out, (rows * n,))",
-            "    for k in range(rows * n):",
-            "        zk = z[k]",
-            f"        e[k] = {term('zk')}",
-            # the logs in one loop over the rows, which LLVM vectorizes
-            # (64 rows of 10: 2.8 against 2.3 us)
-            f"    shifts = alloc.empty((rows,), {T})",
-            "    for i in range(rows):",
-            f"        s = {acc}(0)",
-            "        for j in range(n):",
-            f"            s = {_radd('s', acc, 'e[i * n + j]')}",
-            f"        shifts[i] = {T}(s)",
-            "    for i in range(rows):",
-            "        shifts[i] = vmath.log(shifts[i])",
-            "    for i in range(rows):",
-            "        shift = shifts[i]"] + shift[1:] + [
-            # long rows sum in the row's dtype within blocks, as fused float32
-            # sums (a float64 register halves exp's vector width). Each block
-            # is a view its loop indexes from 0: an index LLVM cannot prove
-            # non-negative gets Numba's wraparound select on every load (512
-            # rows of 1000: 312 against 180 us; rows of 30000: 1167 against 603)
-            # The peak's terms (exactly 1) are counted apart: in a lane with
-            # them, the small terms of a confident row would each round
-            # against 1 (cross-entropy of a row of 4096: 9x NumPy's error).
-            # They are counted in the row's dtype: an integer count halved the
-            # vector width (410 -> 650 us).
-            "else:",
-            "    for i in range(rows):",
-            f"        s = {acc}(0)",
-            f"        for j0 in range(0, n, {SUM_BLOCK}):",
-            f"            block = o[i, j0:j0 + {SUM_BLOCK}]",
-            f"            b = {T}(0)",
-            f"            peaks = {T}(0)",
-            "            for j in range(block.shape[0]):",
-            "                zj = block[j]",
-            f"                peaks = {_radd('peaks', T, 'zj == 0')}",
-            f"                b = {_radd('b', T, f'{T}(0) if zj == 0 else ' + term('zj'))}",
-            "            s += b",
-            "            s += peaks"] + shift
+    ] + (_log_softmax_short_rows(T, acc, term, shift) if node.shape[-1] < SHORT_ROW else
+         _log_softmax_long_rows(T, acc, term, shift))    # one of them: each costs 0.1-0.2 s to compile
+
+
+def _log_softmax_short_rows(T, acc, term, shift):
+    """The exps in one flat loop (see SHORT_ROW), then the rows' sums, and
+    the logs in one loop over the rows, which LLVM vectorizes (64 rows of
+    10: 2.8 against 2.3 us)."""
+    return [f"e = alloc.empty((rows * n,), {T})",
+            "z = alloc.reshape(out, (rows * n,))",
+            "for k in range(rows * n):",
+            "    zk = z[k]",
+            f"    e[k] = {term('zk')}",
+            f"shifts = alloc.empty((rows,), {T})",
+            "for i in range(rows):",
+            f"    s = {acc}(0)",
+            "    for j in range(n):",
+            f"        s = {_radd('s', acc, 'e[i * n + j]')}",
+            f"    shifts[i] = {T}(s)",
+            "for i in range(rows):",
+            "    shifts[i] = vmath.log(shifts[i])",
+            "for i in range(rows):",
+            "    shift = shifts[i]"] + ["    " + line for line in shift[1:]]
+
+
+def _log_softmax_long_rows(T, acc, term, shift):
+    """Long rows sum in the row's dtype within blocks, as fused float32 sums
+    (a float64 register halves exp's vector width). Each block is a view its
+    loop indexes from 0: an index LLVM cannot prove non-negative gets Numba's
+    wraparound select on every load (512 rows of 1000: 312 against 180 us;
+    rows of 30000: 1167 against 603). The peak's terms (exactly 1) are
+    counted apart: in a lane with them, the small terms of a confident row
+    would each round against 1 (cross-entropy of a row of 4096: 9x NumPy's
+    error). They are counted in the row's dtype: an integer count halved the
+    vector width (410 -> 650 us)."""
+    return ["for i in range(rows):",
+            f"    s = {acc}(0)",
+            f"    for j0 in range(0, n, {SUM_BLOCK}):",
+            f"        block = o[i, j0:j0 + {SUM_BLOCK}]",
+            f"        b = {T}(0)",
+            f"        peaks = {T}(0)",
+            "        for j in range(block.shape[0]):",
+            "            zj = block[j]",
+            f"            peaks = {_radd('peaks', T, 'zj == 0')}",
+            f"            b = {_radd('b', T, f'{T}(0) if zj == 0 else ' + term('zj'))}",
+            "        s += b",
+            "        s += peaks"] + ["    " + line for line in shift]
 
 
 EMITTERS = {
@@ -488,7 +497,9 @@ def _flat_block(graph: Graph, nodes: list[Node], hoisted: list[Node], read, spac
     reads = sorted({i for n in nodes if n.id in need for i in n.inputs
                     if i in arg and graph.node(i).shape}, key=list(arg).index)
     r, last = len(space), f"n{len(space) - 1}"
-    setup = [f"rb = max({FLAT_BLOCK} // {last}, 1) if {last} else 1"]      # rows a block
+    # rows a block; conditionals, not max() and min(): Numba compiles those
+    # for tuples in every new process (0.05 s of a cold first call)
+    setup = [f"rb = {FLAT_BLOCK} // {last} if 0 < {last} <= {FLAT_BLOCK} else 1"]
     setup += [f"{arg[i]}_flat = alloc.reshape({arg[i]}, ({arg[i]}.size,))" for i in reads]
     for n in hoisted:
         setup += [f"h{n.id} = alloc.empty((rb, {last}), {np_dtype(n.dtype)})",
@@ -499,7 +510,7 @@ def _flat_block(graph: Graph, nodes: list[Node], hoisted: list[Node], read, spac
         lin = f"i{d}" if d == 0 else f"({lin}) * n{d} + i{d}"
     row = f"({lin}) * n{a} + ib" if a else "ib"
     start = f"({row}) * {last}"
-    block = [f"nb = min(rb, n{r - 2} - ib)", f"start = {start}"]
+    block = [f"nb = rb if ib + rb <= n{r - 2} else n{r - 2} - ib", f"start = {start}"]
     block += [f"{arg[i]}_blk = {arg[i]}_flat[start:start + nb * {last}]" for i in reads]
     block += [f"for f in range(nb * {last}):"]
     block += [f"    t{n.id} = {_scalar_expr(graph, n, [read(i, True) for i in n.inputs])}"
@@ -755,9 +766,7 @@ def _inlined(prefix: str, params: tuple, args: tuple, lines: tuple) -> tuple[str
     Cached: a new batch size re-traces to the same kernels, and the parse
     is a few ms per graph.
     """
-    fn = ast.parse(f"def kernel({', '.join(params)}):\n"
-                   + "\n".join("    " + line for line in lines)).body[0]
-    assigned = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    fn, assigned = _parsed(params, lines)
     rename, binds = {}, []
     for p, a in zip(params, args):
         if p in assigned or not a.isidentifier():
@@ -765,11 +774,85 @@ def _inlined(prefix: str, params: tuple, args: tuple, lines: tuple) -> tuple[str
             binds.append(f"{prefix}{p} = {a}")
         else:
             rename[p] = a
-    rename.update({name: prefix + name for name in assigned - set(params)})
+    rename.update({name: prefix + name for name in assigned if name not in params})
+    return tuple(binds) + _renamed(fn, rename)
+
+
+def _parsed(params: tuple, lines: tuple) -> tuple[ast.FunctionDef, list[str]]:
+    """A kernel's code as a function, and the names it assigns (parameters
+    too) in order of appearance."""
+    fn = ast.parse(f"def kernel({', '.join(params)}):\n"
+                   + "\n".join("    " + line for line in lines)).body[0]
+    assigned = [n.id for n in ast.walk(fn) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)]
+    return fn, list(dict.fromkeys(assigned))
+
+
+def _renamed(fn: ast.FunctionDef, rename: dict) -> tuple[str, ...]:
+    """The body of `fn` with its names renamed (in place), as lines."""
     for n in ast.walk(fn):
         if isinstance(n, ast.Name) and n.id in rename:
             n.id = rename[n.id]
-    return tuple(binds) + tuple(line for stmt in fn.body for line in ast.unparse(stmt).splitlines())
+    return tuple(line for stmt in fn.body for line in ast.unparse(stmt).splitlines())
+
+
+@dataclass
+class _KernelUse:
+    """A kernel where `run` computes it: its code (`lines` over `params`) and
+    the arguments it is called with there."""
+    name: str
+    params: tuple
+    args: tuple
+    lines: tuple
+
+
+# A kernel whose code appears this many times in a graph (the layers of a
+# deep MLP) is compiled once, as a function each place calls, instead of
+# being inlined at every place. A separate function costs Numba about 70 ms
+# of fixed work; an inlined copy of a fused loop 50-90 ms: so two copies
+# inlined still compile faster. W4 (8 tanh layers): cold 4.3 -> 2.6 s.
+OUTLINE_REPEATS = 3
+
+
+def _outline_repeats(body: list, kernels_src: list[str]) -> list[str]:
+    """`body` with each _KernelUse inlined, or called when its code (with
+    loops) repeats OUTLINE_REPEATS times or more; the called functions are
+    appended to `kernels_src`, each named after the first kernel using it."""
+    uses = [u for u in body if isinstance(u, _KernelUse)]
+    count = collections.Counter(_canonical(u.params, u.lines) for u in uses)
+    outlined = {}
+    for u in uses:
+        key = _canonical(u.params, u.lines)
+        if (key not in outlined and count[key] >= OUTLINE_REPEATS
+                and any(line.lstrip().startswith("for ") for line in key[1])):
+            outlined[key] = u.name
+            # no_cpython_wrapper: called only from run, never from Python (20 ms less)
+            kernels_src.append("\n".join(
+                ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
+                 "no_cpython_wrapper=True)",
+                 f"def {u.name}({', '.join(u.params)}):"] + _prologue()
+                + ["    " + line for line in key[1]]) + "\n")
+    lines = []
+    for u in body:
+        key = _canonical(u.params, u.lines) if isinstance(u, _KernelUse) else None
+        if key is None:
+            lines.append(u)
+        elif key in outlined:
+            lines.append(f"    {outlined[key]}({', '.join(u.args)})")
+        else:
+            lines += ["    " + line for line in
+                      _inlined(u.name.split("_")[0] + "_", u.params, u.args, u.lines)]
+    return lines
+
+
+@functools.lru_cache(maxsize=4096)
+def _canonical(params: tuple, lines: tuple) -> tuple[tuple, tuple[str, ...]]:
+    """(params, lines) with the locals renamed in order of appearance
+    (`t63` -> `t_0`): kernels that differ only in the node ids their
+    locals are named after get the same text."""
+    fn, assigned = _parsed(params, lines)
+    local = [name for name in assigned if name not in params]
+    return params, _renamed(fn, {name: f"{name.rstrip('0123456789')}_{k}"
+                                 for k, name in enumerate(local)})
 
 
 def _shared_buffers(params, args) -> dict[str, str]:
@@ -1056,14 +1139,18 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             body += [f"    if threads > 1 and {' * '.join(loop_dims)} >= {-(-PARALLEL_MIN_WORK // work)}:",
                      f"        {kname}_par({', '.join(args)}, threads)",
                      "    else:"]
-        inlined = _inlined(kname.split("_")[0] + "_", tuple(params), tuple(args), tuple(lines))
-        body += [" " * (8 if split else 4) + line for line in inlined]
+        if split:
+            body += ["        " + line for line in
+                     _inlined(kname.split("_")[0] + "_", tuple(params), tuple(args), tuple(lines))]
+        else:
+            body.append(_KernelUse(kname, tuple(params), tuple(args), tuple(lines)))
         operands = [graph.node(i) for i in externals]
         kernels.append(KernelInfo(
             kname, [graph.node(m).op for m in members],
             sum(map(_nbytes, operands)) + sum(_nbytes(graph.node(o)) for o in outs),
             sum(_flops(graph.node(m), [graph.node(i) for i in graph.node(m).inputs])
                 for m in members), parallel=split))
+    body = _outline_repeats(body, kernels_src)
     # The results are read before any write-back: one may be a view of an
     # input the step updates.
     outs, write_backs, handed_out = [], [], set()

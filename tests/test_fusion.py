@@ -174,6 +174,57 @@ def test_only_the_constants_the_code_reads_are_arguments():
     np.testing.assert_allclose(gc.jit(f)(x, y), f(x, y))
 
 
+def _tanh_layers(params, x):
+    for w, b in params:
+        x = np.tanh(x @ w + b)
+    return x
+
+
+def _outlined_kernels(source):
+    """The kernels the module compiles as functions of their own (not threaded ones)."""
+    return [name for name in re.findall(r"^def (k\d+_\w+)\(", source, re.M)
+            if not name.endswith(("_chunk", "_par"))]
+
+
+@pytest.mark.parametrize("layers", [2, codegen.OUTLINE_REPEATS, 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_kernel_repeated_in_several_layers_is_compiled_once(layers, dtype):
+    # identical layers fuse to kernels that differ only in their node ids:
+    # from OUTLINE_REPEATS copies on, each is one function `run` calls
+    rng = np.random.default_rng(0)
+    params = [(rng.standard_normal((6, 6)).astype(dtype) * 0.5,
+               rng.standard_normal(6).astype(dtype)) for _ in range(layers)]
+    x = rng.standard_normal((5, 6)).astype(dtype)
+    f = gc.jit(_tanh_layers)
+    source = f.inspect(params, x).source
+    outlined = _outlined_kernels(source)
+    repeated = layers >= codegen.OUTLINE_REPEATS
+    assert len(outlined) == (1 if repeated else 0)
+    if repeated:
+        assert len(re.findall(rf"^    {outlined[0]}\(", source, re.M)) == layers
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(f(params, x), f.interpret(params, x), **tol)
+    # and through the backward pass, whose inner layers repeat too (the last
+    # fuses with the loss, the first has no input gradient)
+    grad = gc.jit(gc.grad(lambda p, v: np.sum(_tanh_layers(p, v) ** 2)))
+    assert bool(_outlined_kernels(grad.inspect(params, x).source)) == (layers >= 5)
+    for got, ref in zip(gc.pytree.flatten(grad(params, x))[0],
+                        gc.pytree.flatten(grad.interpret(params, x))[0]):
+        np.testing.assert_allclose(got, ref, **tol)
+
+
+def test_kernels_differing_only_in_node_ids_have_one_canonical_text():
+    params = ("a0", "o0", "n0")
+    one = codegen._canonical(params, ("for i0 in range(n0):", "    t5 = a0[i0,] * 2.0",
+                                      "    o0[i0,] = t5"))
+    same = codegen._canonical(params, ("for i0 in range(n0):", "    t9 = a0[i0,] * 2.0",
+                                       "    o0[i0,] = t9"))
+    other = codegen._canonical(params, ("for i0 in range(n0):", "    t9 = a0[i0,] * 3.0",
+                                        "    o0[i0,] = t9"))
+    assert one == same and one != other
+    assert "t_1 = a0[i_0,] * 2.0" in "\n".join(one[1])
+
+
 SPECIAL = [0.0, -0.0, 1e-40, 1e-20, 1e-310, np.inf, -np.inf, np.nan, 1.0, -2.5, 7.0, 3e38]
 
 
