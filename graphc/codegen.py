@@ -2,8 +2,10 @@
 
 The module's `@njit` driver, `run`, allocates buffers and runs one kernel per
 (fused) node: one native call per step. Each kernel is emitted as a function
-body, then inlined into `run` with its locals prefixed (`_inlined`); only a
-loop big enough for threads also gets kernels of its own (`_emit_parallel`).
+body, then inlined into `run` with its locals prefixed (`_inlined`); a
+kernel whose code repeats is compiled once as a function `run` calls
+(`_outline_repeats`), and a loop big enough for threads also gets kernels of
+its own (`_emit_parallel`).
 Loop bounds are read from the arrays' runtime shapes. Every kernel is a loop
 nest over its output; an operand that was broadcast is read with index 0
 along the broadcast axes. This is the only module that emits code.
@@ -803,6 +805,21 @@ class _KernelUse:
     params: tuple
     args: tuple
     lines: tuple
+    kinds: tuple    # per argument: (dtype, rank, read-only) of an array, None for a size
+
+    def code(self) -> tuple:
+        """What decides whether two uses can call one compiled function: the
+        canonical code, with the sizes passed as literals written into it
+        (Numba compiles a function again for each literal int it is passed),
+        and the arguments' types (it compiles again for each of those too)."""
+        literal = {p: a for p, a in zip(self.params, self.args) if re.fullmatch(r"-?\d+", a)}
+        params = tuple(p for p in self.params if p not in literal)
+        lines = tuple(f"{p} = {a}" for p, a in literal.items()) + self.lines
+        kinds = tuple(k for p, k in zip(self.params, self.kinds) if p not in literal)
+        return _canonical(params, lines), kinds
+
+    def call_args(self) -> list[str]:
+        return [a for a in self.args if not re.fullmatch(r"-?\d+", a)]
 
 
 # A kernel whose code appears this many times in a graph (the layers of a
@@ -818,26 +835,29 @@ def _outline_repeats(body: list, kernels_src: list[str]) -> list[str]:
     loops) repeats OUTLINE_REPEATS times or more; the called functions are
     appended to `kernels_src`, each named after the first kernel using it."""
     uses = [u for u in body if isinstance(u, _KernelUse)]
-    count = collections.Counter(_canonical(u.params, u.lines) for u in uses)
+    count = collections.Counter(u.code() for u in uses)
     outlined = {}
     for u in uses:
-        key = _canonical(u.params, u.lines)
+        key = u.code()
+        (params, lines), _ = key
         if (key not in outlined and count[key] >= OUTLINE_REPEATS
-                and any(line.lstrip().startswith("for ") for line in key[1])):
+                and any(line.lstrip().startswith("for ") for line in lines)):
             outlined[key] = u.name
             # no_cpython_wrapper: called only from run, never from Python (20 ms less)
             kernels_src.append("\n".join(
                 ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
                  "no_cpython_wrapper=True)",
-                 f"def {u.name}({', '.join(u.params)}):"] + _prologue()
-                + ["    " + line for line in key[1]]) + "\n")
+                 f"def {u.name}({', '.join(params)}):"] + _prologue()
+                + ["    " + line for line in lines]) + "\n")
     lines = []
     for u in body:
-        key = _canonical(u.params, u.lines) if isinstance(u, _KernelUse) else None
+        key = u.code() if isinstance(u, _KernelUse) else None
         if key is None:
             lines.append(u)
         elif key in outlined:
-            lines.append(f"    {outlined[key]}({', '.join(u.args)})")
+            lines.append(f"    {outlined[key]}({', '.join(u.call_args())})"
+                         + (f"  # {u.name}: compiled once as {outlined[key]}"
+                            if outlined[key] != u.name else ""))
         else:
             lines += ["    " + line for line in
                       _inlined(u.name.split("_")[0] + "_", u.params, u.args, u.lines)]
@@ -1143,7 +1163,10 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             body += ["        " + line for line in
                      _inlined(kname.split("_")[0] + "_", tuple(params), tuple(args), tuple(lines))]
         else:
-            body.append(_KernelUse(kname, tuple(params), tuple(args), tuple(lines)))
+            kinds = {a: (graph.node(i).dtype.str, graph.node(i).ndim, graph.node(i).op == "const")
+                     for a, i in zip(args, list(externals) + list(outs))}
+            body.append(_KernelUse(kname, tuple(params), tuple(args), tuple(lines),
+                                   tuple(kinds.get(a) for a in args)))
         operands = [graph.node(i) for i in externals]
         kernels.append(KernelInfo(
             kname, [graph.node(m).op for m in members],

@@ -213,6 +213,38 @@ def test_a_kernel_repeated_in_several_layers_is_compiled_once(layers, dtype):
         np.testing.assert_allclose(got, ref, **tol)
 
 
+def test_an_outlined_kernel_compiles_once(tmp_path, monkeypatch):
+    # Numba compiles a function again for each literal int and each argument
+    # type it is passed, so those keep kernels of the same code apart: sizes
+    # written as literals (slices of 2, 3, 4 and 5 columns; found in review:
+    # one function compiled four times, a slower cold call than inlining),
+    # float32 against float64 operands, constants (read-only) against inputs
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))   # compiled here, not loaded
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 40)).astype(np.float32)
+    consts = [rng.standard_normal(7) for _ in range(3)]
+
+    def f(a, singles, doubles):
+        slices = [np.tanh(a[:, i:i + w]) for i, w in ((0, 2), (2, 3), (5, 4), (9, 5))]
+        return slices + [np.tanh(v) for v in singles + doubles] + [
+            np.tanh(doubles[0] + w) for w in consts + doubles[1:]]
+
+    singles = [rng.standard_normal(7).astype(np.float32) for _ in range(3)]
+    doubles = [rng.standard_normal(7) for _ in range(4)]
+    jitted = gc.jit(f)
+    got, ref = jitted(x, singles, doubles), jitted.interpret(x, singles, doubles)
+    for g, r in zip(got, ref):
+        assert g.dtype == r.dtype
+        np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-6)
+    entry = next(iter(jitted._cache.values()))
+    module = entry.driver.py_func.__globals__
+    outlined = _outlined_kernels(entry.module.source)
+    # tanh of float32, of float64, of a sum with a constant, of a sum of inputs
+    assert len(outlined) == 4
+    for name in outlined:
+        assert len(module[name].signatures) == 1, (name, module[name].signatures)
+
+
 def test_kernels_differing_only_in_node_ids_have_one_canonical_text():
     params = ("a0", "o0", "n0")
     one = codegen._canonical(params, ("for i0 in range(n0):", "    t5 = a0[i0,] * 2.0",
