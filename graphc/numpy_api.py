@@ -16,7 +16,7 @@ import numpy as np
 from graphc import errors
 from graphc import prims as P
 from graphc.ops import NEGATIVE_INT_POWER
-from graphc.tracing import Tracer, aval_of, note_int_bounds
+from graphc.tracing import Tracer, WeakScalar, aval_of, note_int_bounds
 
 _KIND_ORDER = {"b": 0, "u": 1, "i": 1, "f": 2}
 
@@ -53,11 +53,13 @@ def to_operand(x, dtype, wraps=False):
         x = np.asarray(x)
     aval_of(x)
     if wraps:
-        return np.asarray(x).astype(dtype)
-    try:
-        return np.asarray(x, dtype=dtype)
-    except OverflowError as e:      # a literal Python int out of the array's type: NumPy's error
-        raise errors.GraphcOverflowError(f"{e}{errors.at(errors.user_location())}") from None
+        operand = np.asarray(x).astype(dtype)
+    else:
+        try:
+            operand = np.asarray(x, dtype=dtype)
+        except OverflowError as e:  # a literal Python int out of the array's type: NumPy's error
+            raise errors.GraphcOverflowError(f"{e}{errors.at(errors.user_location())}") from None
+    return operand.view(WeakScalar) if _is_weak(x) else operand
 
 
 def _arrays_of_lists(*xs):

@@ -152,11 +152,19 @@ def aval_of(x):
         f"arrays or Python numbers, or mark it static with static_argnums")
 
 
+class WeakScalar(np.ndarray):
+    """A Python number converted to the dtype of the operation it takes part
+    in (numpy_api.to_operand). As a constant in the graph it stays weakly
+    typed, as NumPy 2 types the Python number: `x * (s * 0.5)` with a Python
+    float `s` keeps a float32 `x` float32 (it was float64)."""
+
+
 def const(graph: ir.Graph, value, loc) -> ir.Node:
+    weak = isinstance(value, WeakScalar)
     arr = np.asarray(value)
     if np.dtype(arr.dtype) not in SUPPORTED_DTYPES:
         raise errors.GraphcTypeError(f"constant of dtype {arr.dtype} is not supported{errors.at(loc)}")
-    return graph.add("const", (), {"value": ir.ConstValue(arr)}, arr.shape, arr.dtype, False, loc)
+    return graph.add("const", (), {"value": ir.ConstValue(arr)}, arr.shape, arr.dtype, weak, loc)
 
 
 def _capture(graph: ir.Graph, tracer: Tracer) -> int:

@@ -84,6 +84,24 @@ def test_python_scalar_arguments_are_weakly_typed():
     assert out.dtype == np.int64 and out.shape == () and int(out) == 6
 
 
+@pytest.mark.parametrize("expr, n", [
+    (lambda x, n: x * (n + 1), 3), (lambda x, n: x * (2.0 * n), 3),
+    (lambda x, n: x * (n * 0.5), 3.0), (lambda x, n: x / (1 - n), 0.25),
+    (lambda x, n: x + (n + 0), 3), (lambda x, n: x - abs(n) * 2, -2),
+    (lambda x, n: x * (np.float64(2) * n), 3),     # a NumPy scalar is strong
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.int16])
+def test_python_numbers_computed_from_scalar_arguments_stay_weak(expr, n, dtype):
+    # NumPy computes `n + 1` as a Python number, which never widens an array;
+    # graphc traced it with a strongly typed literal (float32 x * (n + 1) was
+    # float64, uint8 x + (n + 0) was int64)
+    x = np.arange(1, 4).astype(dtype)
+    want = expr(x, n)
+    got = gc.jit(expr)(x, n)
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_scalar_results_are_0d_arrays_of_their_dtype():
     # the driver returns 0-d results as scalars; the caller gets 0-d arrays back
     x = np.array([1.5, -2.25, np.nan], np.float32)
