@@ -112,6 +112,8 @@ class _Entry:
             raise errors.GraphcIndexError(str(e)) from None
         except ValueError as e:     # codegen.raises_in_loop
             raise errors.GraphcValueError(str(e)) from None
+        except OverflowError as e:  # ops int_range_check
+            raise errors.GraphcOverflowError(str(e)) from None
 
     def __call__(self, leaves, plain_arrays=False):
         """`plain_arrays`: every leaf is an np.ndarray, which may then go to

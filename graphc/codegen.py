@@ -206,16 +206,35 @@ def _emit_scatter_add(node, operands):
                                          [f"out[{_tuple(dst)}] += a0[{_tuple(iv)}]"])
 
 
-def _emit_index_check(node, operands):
-    size, neg = node.p["size"], node.p["allow_negative"]
-    lo = -size if neg else 0
-    msg = f"{node.p['what']} out of range [{lo}, {size}) at {node.loc}"
+def _checking_copy(node, refused: str, error: str, msg: str, value: str = "v") -> list[str]:
+    """A loop over the operand `a0` that raises `error(msg)` at the first
+    element `v` for which `refused` holds, and else stores `value`."""
     iv = _ivars(len(node.shape))
     return _loop_nest("out", len(node.shape), [
         f"v = a0[{_tuple(iv)}]",
-        f"if v < {lo} or v >= {size}:",
-        f"    raise IndexError({msg!r})",
-        f"out[{_tuple(iv)}] = v + {size} if v < 0 else v"])
+        f"if {refused}:",
+        f"    raise {error}({msg!r})",
+        f"out[{_tuple(iv)}] = {value}"])
+
+
+def _emit_index_check(node, operands):
+    size, neg = node.p["size"], node.p["allow_negative"]
+    lo = -size if neg else 0
+    return _checking_copy(node, f"v < {lo} or v >= {size}", "IndexError",
+                          f"{node.p['what']} out of range [{lo}, {size}) at {node.loc}",
+                          f"v + {size} if v < 0 else v")
+
+
+def _emit_int_range_check(node, operands):
+    info = np.iinfo(node.p["dtype"])
+    # the value is an int64: only the bounds inside its range are tested (a
+    # uint64 literal bound would turn the comparison into floating point)
+    limits = np.iinfo(np.int64)
+    tests = ([f"v < {info.min}"] if info.min > limits.min else []) + (
+        [f"v > {info.max}"] if info.max < limits.max else [])
+    return _checking_copy(node, " or ".join(tests) or "False", "OverflowError",
+                          f"Python integer out of bounds for {np.dtype(node.p['dtype'])} "
+                          f"[{info.min}, {info.max}], computed at {node.loc}")
 
 
 # Rows shorter than this when traced (classes of a classifier) take their
@@ -314,6 +333,7 @@ EMITTERS = {
     "matmul": _emit_matmul, "transpose": _emit_transpose,
     "slice": _emit_slice, "unslice": _emit_unslice, "concatenate": _emit_concatenate,
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
+    "int_range_check": _emit_int_range_check,
     "log_softmax": _emit_log_softmax,
 }
 
@@ -966,7 +986,7 @@ def _units(graph: Graph):
 
     def key(unit):
         members = groups[unit[1]] if unit[0] == "g" else (unit[1],)
-        is_check = unit[0] == "n" and graph.node(unit[1]).op == "index_check"
+        is_check = unit[0] == "n" and graph.node(unit[1]).op in ("index_check", "int_range_check")
         return (not is_check, min(position[m] for m in members))
 
     for unit in nx.lexicographical_topological_sort(dag, key=key):

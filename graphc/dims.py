@@ -140,7 +140,7 @@ class DimTable:
         elif node.op == "transpose":
             for d, src in enumerate(p["perm"]):
                 same(n, d, ins[0].id, src)
-        elif node.op == "index_check":
+        elif node.op in ("index_check", "int_range_check"):
             for d in range(rank):
                 same(n, d, ins[0].id, d)
         elif node.op in ("take", "scatter_add"):

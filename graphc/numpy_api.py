@@ -47,7 +47,7 @@ def to_operand(x, dtype, wraps=False):
     2**bits here (np.where's values)."""
     if isinstance(x, Tracer):
         if not wraps:
-            note_int_bounds(x, dtype)
+            x = note_int_bounds(x, dtype)
         return P.convert(x, dtype)
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)

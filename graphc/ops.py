@@ -221,6 +221,26 @@ def _index_check_impl(idx, size, allow_negative, what):
 _register(OpDef("index_check", "index", _index_check_infer, _index_check_impl, None))
 
 
+def _int_range_check_infer(avals, params):
+    return avals[0].shape, avals[0].dtype
+
+
+def _int_range_check_impl(x, dtype):
+    info = np.iinfo(dtype)
+    bad = (x < info.min) | (x > info.max)
+    if np.any(bad):
+        raise errors.GraphcOverflowError(
+            f"Python integer {x[bad].flat[0] if x.ndim else x} out of bounds for {np.dtype(dtype)}")
+    return x
+
+
+# A Python int computed in the traced function (`-n`, `n * 300`), checked
+# against the integer type it is about to be converted to: NumPy refuses one
+# that does not fit (OverflowError), where the conversion would wrap. Like
+# index_check it runs before anything is written.
+_register(OpDef("int_range_check", "index", _int_range_check_infer, _int_range_check_impl, None))
+
+
 # ---------------------------------------------------------------- reductions
 def _reduce_infer(avals, params):
     x = avals[0]

@@ -50,6 +50,10 @@ def index_check(idx, size, allow_negative=True, what="index"):
     return bind("index_check", idx, size=int(size), allow_negative=bool(allow_negative), what=what)
 
 
+def int_range_check(x, dtype):
+    return bind("int_range_check", x, dtype=np.dtype(dtype))
+
+
 def reduce_sum(x, axes, keepdims=False):
     if not axes and not keepdims:
         return x

@@ -237,16 +237,23 @@ def _tracing(graph: ir.Graph):
         stack.pop()
 
 
-def note_int_bounds(x: Tracer, dtype, loc: str | None = None) -> None:
-    """A Python int argument converted to a narrower integer type (`u8 + n`):
-    NumPy refuses an `n` outside that type (OverflowError), where a compiled
-    conversion would wrap. The graph records the type and the user's line,
-    and every call checks the argument (api.check_int_arguments)."""
+def note_int_bounds(x: Tracer, dtype, loc: str | None = None) -> Tracer:
+    """`x`, about to be converted to `dtype`, checked as NumPy checks a Python
+    int converted to a narrower integer type (`u8 + n`): NumPy refuses one
+    outside that type (OverflowError), where a compiled conversion would wrap.
+    For a Python int argument the graph records the type and the user's
+    line, and every call checks the argument before anything runs
+    (api.check_int_arguments). A Python int computed in the function
+    (`u8 + (n - 1)`) is checked in the graph (ops int_range_check)."""
     dtype = np.dtype(dtype)
-    if x.weak and x.node.op == "input" and x.dtype.kind in "iu" and dtype.kind in "iu" \
-            and dtype != x.dtype:
+    if not (x.weak and x.dtype.kind in "iu" and dtype.kind in "iu" and dtype != x.dtype):
+        return x
+    if x.node.op == "input":
         bounds = x.graph.meta.setdefault("int_bounds", {})
         bounds.setdefault(x.node.p["index"], []).append((dtype, loc or errors.user_location()))
+        return x
+    from graphc import prims     # prims binds through this module
+    return prims.int_range_check(x, dtype)
 
 
 def _pass_int_bounds_out(graph: ir.Graph, leaves: list) -> None:

@@ -302,6 +302,8 @@ class Step:
             raise errors.GraphcIndexError(str(e)) from None
         except ValueError as e:     # codegen.raises_in_loop
             raise errors.GraphcValueError(str(e)) from None
+        except OverflowError as e:  # ops int_range_check
+            raise errors.GraphcOverflowError(str(e)) from None
         finally:
             self.state["count"] = int(count)
         return losses

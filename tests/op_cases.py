@@ -11,6 +11,7 @@ import numpy as np
 import scipy.special
 
 import graphc as gc
+from graphc import prims as P
 
 
 @dataclass
@@ -118,5 +119,9 @@ CASES = [
     Case(("take", "scatter_add", "index_check"), lambda x, i: x[i], [Arg((5, 3)), Arg((7,), "int:5")]),
     Case(("take", "scatter_add", "index_check"), lambda x, i: x[:, i], [Arg((2, 4)), Arg((2, 3), "int:4")]),
     Case(("take", "index_check"), lambda x, i: x[np.arange(4), i], [Arg((4, 3)), Arg((4,), "int:3")]),
+    # what a Python int computed in the function passes through before it
+    # becomes a narrower integer (tests/test_bad_input.py has its refusals)
+    Case(("int_range_check",), lambda x, i: x * P.int_range_check(i, np.uint8),
+         [Arg((4,)), Arg((4,), "int:9")], reference=lambda x, i: x * i),
     Case(("take",), lambda x: x[np.array([-1, 0, -1])], [Arg((3, 2))]),
 ]

@@ -172,6 +172,46 @@ def test_python_int_checks_hold_through_gradients_and_training_steps():
     assert step.state["count"] == 1
 
 
+@pytest.mark.parametrize("fn", [lambda x, n: x + (-n), lambda x, n: x + n * 300,
+                                lambda x, n: np.maximum(x, n - 10), lambda x, n: x * (n + 0)],
+                         ids=["neg", "mul", "maximum", "add"])
+def test_a_python_int_computed_in_the_function_is_checked_as_numpy_does(fn):
+    # NumPy computes -n as a Python int and refuses it for uint8; graphc
+    # computes it in the graph, so the graph checks it before converting
+    # (it wrapped: uint8 + (-1) was x + 255)
+    x = np.array([20, 30], np.uint8)
+    f = gc.jit(fn)
+    for n in (0, 1, 10, -1, 200, -200):
+        try:
+            expected = fn(x, n)
+        except OverflowError:
+            for run in (f, f.interpret):
+                with pytest.raises(gc.GraphcError, match="out of bounds for uint8") as info:
+                    run(x, n)
+                assert isinstance(info.value, OverflowError)
+                assert "test_bad_input.py" in str(info.value)     # the user's line
+            continue
+        for got in (f(x, n), f.interpret(x, n)):
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_a_computed_python_int_out_of_range_leaves_the_params_alone():
+    u, w = np.array([1, 200], np.uint8), np.array([1.0, 2.0])
+    params = {"w": w.copy()}
+    step = gc.compile_step(lambda p, idx, n: np.sum(p["w"] * (idx + (n - 1))), gc.optim.SGD(0.1))
+    step(params, u, 2)
+    before = params["w"].copy()
+    with pytest.raises(OverflowError, match="out of bounds for uint8"):
+        step(params, u, 0)
+    np.testing.assert_array_equal(params["w"], before)      # nothing ran
+    assert step.state["count"] == 1
+    grad = gc.grad(lambda w, idx, n: np.sum(w * (idx + (n - 1))))
+    with pytest.raises(OverflowError):
+        grad(w, u, 0)
+    np.testing.assert_array_equal(grad(w, u, 2), (u + 1).astype(np.float64))
+
+
 @pytest.mark.parametrize("fn", [lambda x, n: x < n, lambda x, n: x == n,
                                 lambda x, n: np.where(x > 1, x, n), lambda x, n: x / n],
                          ids=["less", "equal", "where", "divide"])
