@@ -401,7 +401,7 @@ def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
     wrt = [i for a in nums for i in ranges[a]]
     out_nodes = [graph.node(graph.outputs[i]) for i in primal_ids]
     cts = out_cts_fn(out_nodes) + [None] * (n_out - len(primal_ids))
-    outs, grads = autodiff.vjp_into(graph, list(leaves) + tracing.capture_values(graph), wrt, cts)
+    outs, grads = autodiff.vjp_into(graph, tracing.bound_values(graph, leaves), wrt, cts)
     grad_trees, k = [], 0
     for a in nums:
         treedef = pytree.flatten(args[a])[1]

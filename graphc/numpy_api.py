@@ -16,14 +16,14 @@ import numpy as np
 from graphc import errors
 from graphc import prims as P
 from graphc.ops import NEGATIVE_INT_POWER
-from graphc.tracing import Tracer, WeakScalar, aval_of, note_int_bounds
+from graphc.tracing import Tracer, WeakScalar, aval_of, note_int_bounds, strongly_typed
 
 _KIND_ORDER = {"b": 0, "u": 1, "i": 1, "f": 2}
 
 
 def _is_weak(x) -> bool:
     return isinstance(x, (bool, int, float)) and not isinstance(x, np.generic) or (
-        isinstance(x, Tracer) and x.weak)
+        isinstance(x, Tracer) and x.weak) or isinstance(x, WeakScalar)
 
 
 def result_dtype(*xs) -> np.dtype:
@@ -105,15 +105,37 @@ def subtract(x, y):
 def _compare(prim):
     """NumPy 2 compares a Python int with an integer array by value, even
     one outside the array's type (`uint8 < -1` is False): such a pair
-    compares in int64."""
+    compares in int64, and a uint64 one as _compare_uint64 says."""
     def compare(x, y):
         x, y = _arrays_of_lists(x, y)
         dtype = result_dtype(x, y)
-        if dtype.kind in "iu" and dtype.itemsize < 8 and any(
-                _is_weak(v) and aval_of(v)[1].kind in "iu" for v in (x, y)):
+        weak_int = [_is_weak(v) and aval_of(v)[1].kind in "iu" for v in (x, y)]
+        if dtype.kind in "iu" and dtype.itemsize < 8 and any(weak_int):
             dtype = np.dtype(np.int64)
+        elif dtype == np.uint64 and weak_int[0] != weak_int[1]:
+            return _compare_uint64(prim, x, y, weak_int[1])
         return prim(to_operand(x, dtype), to_operand(y, dtype))
     return compare
+
+
+# a comparison's mirror image: n < x is x > n
+_MIRRORED = {P.lt: P.gt, P.le: P.ge, P.gt: P.lt, P.ge: P.le, P.eq: P.eq, P.ne: P.ne}
+
+
+def _compare_uint64(prim, x, y, int_on_right):
+    """A uint64 array against a Python int, by value: a negative int is below
+    every element (uint64 >= -3 is all True), any other is a uint64."""
+    if not int_on_right:
+        prim, x, y = _MIRRORED[prim], y, x
+    u = to_operand(x, np.uint64)
+    zero = to_operand(0, np.uint64)
+    # against a negative n: x < n, x <= n and x == n are False, the others True
+    below = P.lt(u, zero) if prim in (P.lt, P.le, P.eq) else P.ge(u, zero)
+    if not isinstance(y, Tracer):
+        n = int(np.asarray(y))
+        return below if n < 0 else prim(u, to_operand(n, np.uint64))
+    negative = P.lt(y, to_operand(0, y.dtype))
+    return P.where(negative, below, prim(u, P.convert(y, np.uint64)))    # wraps, unused then
 
 
 maximum, minimum = _binary(P.maximum), _binary(P.minimum)
@@ -707,7 +729,7 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
         inputs = [astype(x, dtype) if isinstance(x, Tracer) else np.asarray(x, dtype)
                   for x in inputs]
     result = fn(*inputs)
-    return astype(result, dtype) if dtype is not None else result
+    return strongly_typed(astype(result, dtype) if dtype is not None else result)
 
 
 # ufuncs with boolean results: their dtype= is the output's, not the inputs'
@@ -722,7 +744,7 @@ def array_function(tracer, func, types, args, kwargs):
         raise errors.UnsupportedOpError(f"NumPy function {name} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}; supported: "
                                         f"{', '.join(sorted('np.' + f.__name__ for f in FUNCTIONS))}")
-    return fn(*args, **kwargs)
+    return strongly_typed(fn(*args, **kwargs))
 
 
 # ---------------------------------------------------------------- Tracer methods

@@ -128,6 +128,13 @@ class Tracer:
     # Arithmetic and methods are attached by numpy_api (the NumPy front end).
 
 
+class WeakScalar(np.ndarray):
+    """A Python number converted to the dtype of the operation it takes part
+    in (numpy_api.to_operand). As a constant in the graph it stays weakly
+    typed, as NumPy 2 types the Python number: `x * (s * 0.5)` with a Python
+    float `s` keeps a float32 `x` float32 (it was float64)."""
+
+
 def aval_of(x):
     """(shape, dtype, weak) of an argument leaf, as graphc will type it."""
     if isinstance(x, Tracer):
@@ -140,6 +147,8 @@ def aval_of(x):
         return (), np.dtype(np.int64), True
     if isinstance(x, float):
         return (), np.dtype(np.float64), True
+    if isinstance(x, WeakScalar):
+        return (), np.dtype(x.dtype), True
     if isinstance(x, (np.ndarray, np.generic)):
         dtype = np.dtype(x.dtype)
         if dtype not in SUPPORTED_DTYPES:
@@ -150,13 +159,6 @@ def aval_of(x):
     raise errors.GraphcTypeError(
         f"cannot use an argument of type {type(x).__name__} in a traced function; pass NumPy "
         f"arrays or Python numbers, or mark it static with static_argnums")
-
-
-class WeakScalar(np.ndarray):
-    """A Python number converted to the dtype of the operation it takes part
-    in (numpy_api.to_operand). As a constant in the graph it stays weakly
-    typed, as NumPy 2 types the Python number: `x * (s * 0.5)` with a Python
-    float `s` keeps a float32 `x` float32 (it was float64)."""
 
 
 def const(graph: ir.Graph, value, loc) -> ir.Node:
@@ -178,7 +180,9 @@ def _capture(graph: ir.Graph, tracer: Tracer) -> int:
 
 
 def bind(op: str, *operands, **params):
-    """Apply primitive `op`: record it when tracing, else run it on NumPy arrays."""
+    """Apply primitive `op`: record it when tracing, else run it on NumPy arrays.
+    `_weak=False` records a strongly typed result whatever the operands are."""
+    weak_result = params.pop("_weak", None)
     opdef = _ops.OPS[op]
     graph = current_graph()
     has_tracer = any(isinstance(x, Tracer) for x in operands)
@@ -206,9 +210,22 @@ def bind(op: str, *operands, **params):
             ids.append(const(graph, x, loc).id)
     avals = [graph.node(i) for i in ids]
     shape, dtype = _infer(opdef, avals, params, loc)
-    node = graph.add(op, ids, params, shape, dtype, all(a.weak for a in avals), loc)
+    weak = all(a.weak for a in avals) if weak_result is None else weak_result
+    node = graph.add(op, ids, params, shape, dtype, weak, loc)
     graph.nx.nodes[node.id].setdefault("role", getattr(_state, "role", "forward"))
     return Tracer(graph, node)
+
+
+def strongly_typed(x):
+    """`x` as a NumPy function returns it: strongly typed. np.multiply(s, 0.5)
+    of a Python float `s` is an np.float64, where `s * 0.5` is a Python float."""
+    if isinstance(x, (list, tuple)):
+        return type(x)(strongly_typed(v) for v in x)
+    if isinstance(x, Tracer) and x.weak:
+        return bind("convert", x, dtype=x.dtype, _weak=False)
+    if isinstance(x, WeakScalar):
+        return np.asarray(x)
+    return x
 
 
 def _expands(opdef, operands, params) -> bool:
@@ -258,13 +275,19 @@ def note_int_bounds(x: Tracer, dtype, loc: str | None = None) -> Tracer:
 
 def _pass_int_bounds_out(graph: ir.Graph, leaves: list) -> None:
     """A nested trace (grad, jacobian) whose inputs stand for outer tracers:
-    the conversions it recorded hold for those tracers' own arguments."""
+    the conversions it recorded hold for those tracers' own arguments, and
+    an outer value computed in the function is checked in the outer graph:
+    `graph.meta["checked"]` holds it, for bound_values to put in its place."""
     outer = dict(enumerate(leaves))
     outer.update((graph.meta["num_args"] + k, t) for k, t in enumerate(graph.meta["captures"]))
+    checked = graph.meta["checked"] = {}
     for k, converted in graph.meta.get("int_bounds", {}).items():
         if isinstance(outer.get(k), Tracer):
+            value = outer[k]
             for dtype, loc in converted:
-                note_int_bounds(outer[k], dtype, loc)
+                value = note_int_bounds(value, dtype, loc)
+            if value is not outer[k]:
+                checked[k] = value
 
 
 def trace_fn(fn, args: tuple) -> ir.Graph:
@@ -301,6 +324,16 @@ def trace_fn(fn, args: tuple) -> ir.Graph:
 def capture_values(graph: ir.Graph) -> list:
     """The outer values bound to `graph`'s captured inputs, in input order."""
     return list(graph.meta.get("captures", []))
+
+
+def bound_values(graph: ir.Graph, leaves) -> list:
+    """The outer values bound to all of a nested trace's inputs: its argument
+    `leaves`, then its captures, each checked where _pass_int_bounds_out
+    checked it (unused, the check would be dropped as dead code)."""
+    values = list(leaves) + capture_values(graph)
+    for k, value in graph.meta.get("checked", {}).items():
+        values[k] = value
+    return values
 
 
 def evaluate(graph: ir.Graph, inputs, on_node=None) -> list:

@@ -212,6 +212,34 @@ def test_a_computed_python_int_out_of_range_leaves_the_params_alone():
     np.testing.assert_array_equal(grad(w, u, 2), (u + 1).astype(np.float64))
 
 
+def test_a_computed_python_int_is_checked_inside_a_nested_gradient():
+    # grad inside jit traces the loss again: its conversion of `m` (computed
+    # outside, n - 2) must be checked in the outer graph, where it was dropped
+    # as dead code (the compiled result wrapped: u8 + 255)
+    u = np.array([1, 200, 3], np.uint8)
+    loss = lambda w, m, idx: np.sum(w * (idx + m))      # noqa: E731
+    for nested in (gc.grad(loss), gc.jacobian(lambda w, m, idx: w * (idx + m))):
+        f = gc.jit(lambda w, n, idx: nested(w, n - 2, idx))
+        for run in (f, f.interpret):
+            with pytest.raises(gc.GraphcError, match="out of bounds for uint8"):
+                run(np.ones(3), 1, u)
+    np.testing.assert_array_equal(gc.jit(lambda w, n, idx: gc.grad(loss)(w, n - 2, idx))(
+        np.ones(3), 3, u), (u + 1).astype(np.float64))
+
+
+@pytest.mark.parametrize("fn, n", [(lambda x, n: x >= (n - 3), 0), (lambda x, n: (n - 3) < x, 0),
+                                   (lambda x, n: x == n - 3, 4), (lambda x, n: x < n, -1),
+                                   (lambda x, n: x != -3, 0), (lambda x, n: x > n + 2 ** 40, 1),
+                                   (lambda x, n: np.sum(x) > n - 3, 1)])
+def test_uint64_compares_with_any_python_int_by_value(fn, n):
+    # NumPy compares uint64 with a negative Python int by value; graphc
+    # converted the int to uint64 (wrapping: False) or refused it
+    x = np.arange(3, dtype=np.uint64)
+    want = fn(x, n)
+    for run in (gc.jit(fn), gc.jit(fn).interpret):
+        np.testing.assert_array_equal(run(x, n), want)
+
+
 @pytest.mark.parametrize("fn", [lambda x, n: x < n, lambda x, n: x == n,
                                 lambda x, n: np.where(x > 1, x, n), lambda x, n: x / n],
                          ids=["less", "equal", "where", "divide"])

@@ -102,6 +102,26 @@ def test_python_numbers_computed_from_scalar_arguments_stay_weak(expr, n, dtype)
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("expr, x, n", [
+    (lambda x, s: x * np.maximum(s, 0.0), np.ones(3, np.float32), 2.0),
+    (lambda x, s: x * np.multiply(s, 0.5), np.ones(3, np.float32), 2.0),
+    (lambda x, s: x * np.sqrt(s), np.ones(3, np.float32), 2.0),
+    (lambda x, n: x + np.minimum(n, -1), np.array([1, 200, 3], np.uint8), 5),
+    (lambda x, n: x + np.where(n > 0, n - 2, 0), np.array([1, 200, 3], np.uint8), 1),
+    (lambda x, n: x + np.sum(n - 2), np.array([1, 200, 3], np.uint8), 1),
+    (lambda x, s: np.logaddexp(x, 0.0) * s, np.ones(3, np.float32), 2.0),
+])
+def test_numpy_functions_of_python_numbers_are_strongly_typed(expr, x, n):
+    # np.maximum(s, 0.0) of a Python float is an np.float64, which widens a
+    # float32 array, where s * 0.5 stays a Python float (found in review:
+    # weak constants made these weak; logaddexp's literal was strong before)
+    want = expr(x, n)
+    for run in (gc.jit(expr), gc.jit(expr).interpret):
+        got = run(x, n)
+        assert got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
 def test_scalar_results_are_0d_arrays_of_their_dtype():
     # the driver returns 0-d results as scalars; the caller gets 0-d arrays back
     x = np.array([1.5, -2.25, np.nan], np.float32)
