@@ -266,11 +266,33 @@ def where(cond, x=None, y=None):
 
 
 def clip(x, a_min=None, a_max=None):
+    dtype = aval_of(x)[1]
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        a_min = _int_bound(a_min, int(info.min), lower=True)
+        a_max = _int_bound(a_max, int(info.max), lower=False)
     if a_min is not None:
         x = maximum(x, a_min)
     if a_max is not None:
         x = minimum(x, a_max)
     return x
+
+
+def _int_bound(bound, limit, lower):
+    """A Python int bound of np.clip on an integer array: NumPy 2 lets one
+    beyond the type's range on its own side clip nothing (np.clip(u8, -1,
+    300) is u8) and refuses one beyond the other side (OverflowError, from
+    the conversion). A traced one is clamped to the limit; an int64 one
+    cannot pass the limits of int64 or uint64 anyway."""
+    if bound is None or not (_is_weak(bound) and aval_of(bound)[1].kind in "iu"):
+        return bound
+    if not isinstance(bound, Tracer):
+        beyond = int(np.asarray(bound)) < limit if lower else int(np.asarray(bound)) > limit
+        return None if beyond else bound
+    limits = np.iinfo(np.int64)
+    if not limits.min < limit < limits.max:
+        return bound
+    return maximum(bound, limit) if lower else minimum(bound, limit)
 
 
 def astype(x, dtype):

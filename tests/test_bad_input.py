@@ -212,6 +212,32 @@ def test_a_computed_python_int_out_of_range_leaves_the_params_alone():
     np.testing.assert_array_equal(grad(w, u, 2), (u + 1).astype(np.float64))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint64])
+@pytest.mark.parametrize("lo, hi", [(-1, 300), (2, 300), (-5, 3), (300, 400), (-3, -1),
+                                    (None, 3), (-1, None)])
+def test_clip_takes_python_int_bounds_beyond_the_type_as_numpy_does(dtype, lo, hi):
+    # NumPy 2: a bound beyond the type's range on its own side clips nothing
+    # (np.clip(u8, -1, 300) is u8); beyond the other side it is refused.
+    # graphc refused every bound out of the type's range
+    x = np.array([0, 5, 120], dtype)
+    calls = [gc.jit(lambda x, a, b: np.clip(x, a, b)),                 # arguments
+             gc.jit(lambda x, a, b: np.clip(x, a, b)).interpret,
+             gc.jit(lambda x, a, b: np.clip(x, None if a is None else a + 0,
+                                            None if b is None else b * 1)),   # computed
+             lambda x, a, b: gc.jit(lambda x: np.clip(x, lo, hi))(x)]    # literals
+    try:
+        want = np.clip(x, lo, hi)
+    except OverflowError:
+        for call in calls:
+            with pytest.raises(OverflowError):
+                call(x, lo, hi)
+        return
+    for call in calls:
+        got = call(x, lo, hi)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
 def test_a_computed_python_int_is_checked_inside_a_nested_gradient():
     # grad inside jit traces the loss again: its conversion of `m` (computed
     # outside, n - 2) must be checked in the outer graph, where it was dropped
