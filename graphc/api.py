@@ -108,12 +108,8 @@ class _Entry:
     def _call(self, inputs):
         try:
             return self.driver(*inputs, *self.consts, self.threads())
-        except IndexError as e:
-            raise errors.GraphcIndexError(str(e)) from None
-        except ValueError as e:     # codegen.raises_in_loop
-            raise errors.GraphcValueError(str(e)) from None
-        except OverflowError as e:  # ops int_range_check
-            raise errors.GraphcOverflowError(str(e)) from None
+        except errors.NATIVE_ERRORS as e:
+            raise errors.from_native(e) from None
 
     def __call__(self, leaves, plain_arrays=False):
         """`plain_arrays`: every leaf is an np.ndarray, which may then go to

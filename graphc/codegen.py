@@ -24,7 +24,7 @@ import numpy as np
 from graphc import errors, threads
 from graphc.dims import DimTable
 from graphc.ir import Graph, Node
-from graphc.ops import NEGATIVE_INT_POWER, OPS, exp_floor
+from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, exp_floor, int_out_of_bounds
 from graphc.passes.fuse import escaping, is_scalar_const
 from graphc.target import full_width
 
@@ -233,8 +233,8 @@ def _emit_int_range_check(node, operands):
     tests = ([f"v < {info.min}"] if info.min > limits.min else []) + (
         [f"v > {info.max}"] if info.max < limits.max else [])
     return _checking_copy(node, " or ".join(tests) or "False", "OverflowError",
-                          f"Python integer out of bounds for {np.dtype(node.p['dtype'])} "
-                          f"[{info.min}, {info.max}], computed at {node.loc}")
+                          f"{int_out_of_bounds(node.p['dtype'])} [{info.min}, {info.max}], "
+                          f"computed at {node.loc}")
 
 
 # Rows shorter than this when traced (classes of a classifier) take their
@@ -846,7 +846,7 @@ class _KernelUse:
 # deep MLP) is compiled once, as a function each place calls, instead of
 # being inlined at every place. A separate function costs Numba about 70 ms
 # of fixed work; an inlined copy of a fused loop 50-90 ms: so two copies
-# inlined still compile faster. W4 (8 tanh layers): cold 4.3 -> 2.6 s.
+# inlined still compile faster. W4 (8 tanh layers): cold 4.1-4.3 -> 2.1 s.
 OUTLINE_REPEATS = 3
 
 
@@ -854,11 +854,13 @@ def _outline_repeats(body: list, kernels_src: list[str]) -> list[str]:
     """`body` with each _KernelUse inlined, or called when its code (with
     loops) repeats OUTLINE_REPEATS times or more; the called functions are
     appended to `kernels_src`, each named after the first kernel using it."""
-    uses = [u for u in body if isinstance(u, _KernelUse)]
-    count = collections.Counter(u.code() for u in uses)
+    keys = {id(u): u.code() for u in body if isinstance(u, _KernelUse)}
+    count = collections.Counter(keys.values())
     outlined = {}
-    for u in uses:
-        key = u.code()
+    for u in body:
+        key = keys.get(id(u))
+        if key is None:
+            continue
         (params, lines), _ = key
         if (key not in outlined and count[key] >= OUTLINE_REPEATS
                 and any(line.lstrip().startswith("for ") for line in lines)):
@@ -871,7 +873,7 @@ def _outline_repeats(body: list, kernels_src: list[str]) -> list[str]:
                 + ["    " + line for line in lines]) + "\n")
     lines = []
     for u in body:
-        key = u.code() if isinstance(u, _KernelUse) else None
+        key = keys.get(id(u))
         if key is None:
             lines.append(u)
         elif key in outlined:
@@ -986,7 +988,7 @@ def _units(graph: Graph):
 
     def key(unit):
         members = groups[unit[1]] if unit[0] == "g" else (unit[1],)
-        is_check = unit[0] == "n" and graph.node(unit[1]).op in ("index_check", "int_range_check")
+        is_check = unit[0] == "n" and graph.node(unit[1]).op in CHECKS
         return (not is_check, min(position[m] for m in members))
 
     for unit in nx.lexicographical_topological_sort(dag, key=key):
@@ -1159,6 +1161,9 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             var[o] = f"v{o}"
             body.append(f"    v{o} = alloc.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})")
         args = [var[i] for i in externals] + [var[o] for o in outs] + loop_dims
+        # per array argument, what Numba types it by (see _KernelUse.code)
+        kind_of = {var[i]: (graph.node(i).dtype.str, graph.node(i).ndim, graph.node(i).op == "const")
+                   for i in list(externals) + list(outs)}
         if group:
             alias = _shared_buffers(params, args)
             if alias:
@@ -1183,10 +1188,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             body += ["        " + line for line in
                      _inlined(kname.split("_")[0] + "_", tuple(params), tuple(args), tuple(lines))]
         else:
-            kinds = {a: (graph.node(i).dtype.str, graph.node(i).ndim, graph.node(i).op == "const")
-                     for a, i in zip(args, list(externals) + list(outs))}
             body.append(_KernelUse(kname, tuple(params), tuple(args), tuple(lines),
-                                   tuple(kinds.get(a) for a in args)))
+                                   tuple(kind_of.get(a) for a in args)))
         operands = [graph.node(i) for i in externals]
         kernels.append(KernelInfo(
             kname, [graph.node(m).op for m in members],

@@ -24,6 +24,7 @@ stay literals, so a gather or slice along the batch axis is one of those.
 from __future__ import annotations
 
 from graphc.ir import Graph, Node
+from graphc.ops import CHECKS
 
 
 def _product(exprs: list[str]) -> str:
@@ -140,7 +141,7 @@ class DimTable:
         elif node.op == "transpose":
             for d, src in enumerate(p["perm"]):
                 same(n, d, ins[0].id, src)
-        elif node.op in ("index_check", "int_range_check"):
+        elif node.op in CHECKS:         # the operand's shape
             for d in range(rank):
                 same(n, d, ins[0].id, d)
         elif node.op in ("take", "scatter_add"):

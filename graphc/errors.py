@@ -51,6 +51,19 @@ class RenderError(GraphcError, RuntimeError):
     """Drawing a graph needs Graphviz's `dot`, which is missing."""
 
 
+# What compiled code raises (index checks, codegen.raises_in_loop, the
+# int_range_check op) and NumPy raises in the interpreter -> graphc's type
+_FROM_NATIVE = {IndexError: GraphcIndexError, ValueError: GraphcValueError,
+                OverflowError: GraphcOverflowError}
+NATIVE_ERRORS = tuple(_FROM_NATIVE)
+
+
+def from_native(e: Exception, suffix: str = "") -> GraphcError:
+    """The GraphcError for `e`, one of NATIVE_ERRORS, with its message and `suffix`."""
+    ours = next(t for native, t in _FROM_NATIVE.items() if isinstance(e, native))
+    return ours(f"{e}{suffix}")
+
+
 def _is_internal(filename: str) -> bool:
     if filename.startswith("<"):        # <string>, <stdin>, a notebook cell: the user's
         return filename.startswith("<frozen")

@@ -11,10 +11,6 @@ from graphc.ir import Graph
 from graphc.ops import OPS
 
 
-_AS_GRAPHC = {ValueError: errors.GraphcValueError, IndexError: errors.GraphcIndexError,
-              OverflowError: errors.GraphcOverflowError}
-
-
 def interpret(graph: Graph, *inputs) -> list[np.ndarray]:
     """Evaluate `graph` on NumPy arrays; returns the list of outputs.
 
@@ -34,10 +30,9 @@ def interpret(graph: Graph, *inputs) -> list[np.ndarray]:
                 value = OPS[node.op].impl(*[env[i] for i in node.inputs], **node.p)
             except errors.GraphcError as e:
                 raise type(e)(f"{e}{errors.at(node.loc)}") from None
-            except (ValueError, IndexError, OverflowError) as e:
+            except errors.NATIVE_ERRORS as e:
                 # NumPy's own refusal (np.power of integers to a negative
                 # power): as the compiled code's, a GraphcError with the line
-                raise _AS_GRAPHC[next(t for t in _AS_GRAPHC if isinstance(e, t))](
-                    f"{e}{errors.at(node.loc)}") from None
+                raise errors.from_native(e, errors.at(node.loc)) from None
             env[node.id] = np.asarray(value, dtype=node.dtype)
     return [env[o] for o in graph.outputs]

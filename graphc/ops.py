@@ -225,12 +225,18 @@ def _int_range_check_infer(avals, params):
     return avals[0].shape, avals[0].dtype
 
 
+def int_out_of_bounds(dtype, value=None) -> str:
+    """NumPy's message for a Python int its integer type cannot hold (the
+    compiled check, which cannot format the value, leaves it out)."""
+    shown = "" if value is None else f"{value} "
+    return f"Python integer {shown}out of bounds for {np.dtype(dtype)}"
+
+
 def _int_range_check_impl(x, dtype):
     info = np.iinfo(dtype)
     bad = (x < info.min) | (x > info.max)
     if np.any(bad):
-        raise errors.GraphcOverflowError(
-            f"Python integer {x[bad].flat[0] if x.ndim else x} out of bounds for {np.dtype(dtype)}")
+        raise errors.GraphcOverflowError(int_out_of_bounds(dtype, x[bad].flat[0] if x.ndim else x))
     return x
 
 
@@ -239,6 +245,9 @@ def _int_range_check_impl(x, dtype):
 # that does not fit (OverflowError), where the conversion would wrap. Like
 # index_check it runs before anything is written.
 _register(OpDef("int_range_check", "index", _int_range_check_infer, _int_range_check_impl, None))
+
+# the ops that only check their operand and raise: codegen runs them first
+CHECKS = ("index_check", "int_range_check")
 
 
 # ---------------------------------------------------------------- reductions

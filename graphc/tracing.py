@@ -269,8 +269,7 @@ def note_int_bounds(x: Tracer, dtype, loc: str | None = None) -> Tracer:
         bounds = x.graph.meta.setdefault("int_bounds", {})
         bounds.setdefault(x.node.p["index"], []).append((dtype, loc or errors.user_location()))
         return x
-    from graphc import prims     # prims binds through this module
-    return prims.int_range_check(x, dtype)
+    return bind("int_range_check", x, dtype=dtype)
 
 
 def _pass_int_bounds_out(graph: ir.Graph, leaves: list) -> None:

@@ -298,12 +298,8 @@ class Step:
             with runtime.gc_paused(entry.train_epoch):    # the first call compiles it
                 entry.train_epoch(*state, count, *arrays, perm, batch_size, losses,
                                   *entry.consts, entry.threads())
-        except IndexError as e:
-            raise errors.GraphcIndexError(str(e)) from None
-        except ValueError as e:     # codegen.raises_in_loop
-            raise errors.GraphcValueError(str(e)) from None
-        except OverflowError as e:  # ops int_range_check
-            raise errors.GraphcOverflowError(str(e)) from None
+        except errors.NATIVE_ERRORS as e:
+            raise errors.from_native(e) from None
         finally:
             self.state["count"] = int(count)
         return losses
