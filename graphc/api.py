@@ -210,14 +210,6 @@ class RecompileWarning(UserWarning):
     """A compiled function keeps seeing new signatures, so it keeps compiling."""
 
 
-def warn_recompiling(name, stacklevel):
-    warnings.warn(
-        f"{name} has been compiled for {WARN_AFTER_SIGNATURES} different signatures (shapes, "
-        f"dtypes or static values); each new one traces and compiles again. Keep shapes fixed "
-        f"(pad the last batch, or drop_last=True) or pass Python values that change as array "
-        f"arguments instead of static ones.", RecompileWarning, stacklevel=stacklevel)
-
-
 # A function compiled for this many signatures warns once; the oldest entries
 # beyond MAX_ENTRIES are dropped (their modules stay in the disk cache).
 WARN_AFTER_SIGNATURES = 8
@@ -227,12 +219,9 @@ MAX_ENTRIES = 32
 class Compiled:
     """A function compiled per signature (pytree structure, shapes, dtypes, statics)."""
 
-    def __init__(self, fn, static_argnums=(), name=None, codegen_options=None,
-                 warn_recompiles=True):
+    def __init__(self, fn, static_argnums=(), name=None, codegen_options=None):
         self.fn = fn
-        self.warn_recompiles = warn_recompiles     # off where callers count their own
-        # codegen_options(dynamic_args, n_input_leaves) -> extra keyword arguments of
-        # codegen.generate
+        # codegen_options(n_input_leaves) -> extra keyword arguments of codegen.generate
         self.codegen_options = codegen_options
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) \
             else tuple(static_argnums)
@@ -272,8 +261,13 @@ class Compiled:
     def _remember(self, key, entry):
         self._cache[key] = entry
         self._signatures_seen += 1
-        if self.warn_recompiles and self._signatures_seen == WARN_AFTER_SIGNATURES:
-            warn_recompiling(self.__name__, stacklevel=5)
+        if self._signatures_seen == WARN_AFTER_SIGNATURES:
+            warnings.warn(
+                f"{self.__name__} has been compiled for {WARN_AFTER_SIGNATURES} different "
+                f"signatures (shapes, dtypes or static values); each new one traces and compiles "
+                f"again. Keep shapes fixed (pad the last batch, or drop_last=True) or pass Python "
+                f"values that change as array arguments instead of static ones.",
+                RecompileWarning, stacklevel=4)
         while len(self._cache) > MAX_ENTRIES:
             self._cache.popitem(last=False)
 
@@ -282,8 +276,7 @@ class Compiled:
         with runtime.gc_paused():
             graph = tracing.trace_fn(call, dynamic)
             optimized = passes.run(graph)
-            options = self.codegen_options(dynamic, len(graph.inputs)) \
-                if self.codegen_options else {}
+            options = self.codegen_options(len(graph.inputs)) if self.codegen_options else {}
             module = codegen.generate(optimized, **options)
             loaded = runtime.load(module.source)
         entry = _Entry(graph, optimized, module, loaded.run, time.perf_counter() - start,

@@ -129,9 +129,7 @@ def export(step, path) -> None:
     """Write `step` as a standalone module at `path` (see the module docstring)."""
     import graphc
 
-    # this step's own signatures (its compiled cache can be shared with other steps)
-    entries = list({id(e): e for e in step._entries.values()}.values()) \
-        if hasattr(step, "_entries") else []
+    entries = list(step._compiled._cache.values()) if hasattr(step, "_compiled") else []
     if not entries or step.state is None:
         raise errors.GraphcValueError("export: this step has never been called, so there is no "
                                       "compiled signature to export; call it once first")

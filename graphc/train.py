@@ -8,11 +8,7 @@ state exactly as they were.
 """
 from __future__ import annotations
 
-import copy
 import operator
-import threading
-import types
-import weakref
 
 import numpy as np
 
@@ -73,104 +69,6 @@ def _checked_count(state: dict) -> int:
                                       f"taken, an int >= 0")
     return count
 
-
-def _traced_step(get_loss_fn, optimizer):
-    """The function a step traces: (params, slots, count, *batch) -> (loss, new
-    params, new slots), the loss, its gradient and the update in one graph."""
-    def step(params, slots, count, *batch):
-        loss, grads = api.value_and_grad(get_loss_fn())(params, *batch)
-        loss = loss.reshape(())     # a size-1 loss is allowed; the driver returns a scalar
-        leaves, treedef = pytree.flatten(params)
-        slot_leaves = {k: pytree.flatten(v)[0] for k, v in slots.items()}
-        with tracing.role("update"):
-            new_params, new_slots = optimizer.update(
-                leaves, pytree.flatten(grads)[0], slot_leaves, count)
-        new_params = [p.astype(leaf.dtype) for p, leaf in zip(new_params, leaves)]
-        return (loss, pytree.unflatten(treedef, new_params),
-                {k: pytree.unflatten(treedef, [s.astype(l.dtype) for s, l in zip(v, leaves)])
-                 for k, v in new_slots.items()})
-    return step
-
-
-def _step_codegen_options(dynamic, n_inputs):
-    # Inputs are (*state, count, *batch) and outputs (loss, *new_state): the
-    # driver writes the new state into the state arrays once all checks passed.
-    params, slots = dynamic[0], dynamic[1]
-    n = len(pytree.flatten(params)[0]) + len(pytree.flatten(slots)[0])
-    return {"write_back": {k + 1: k for k in range(n)}, "epoch_loop": (n, n_inputs - n - 1)}
-
-
-# Steps of one loss function with equal optimizers share what they traced and
-# compiled, per signature, much as jax.jit shares its cache between wrappers of
-# one function: a second gc.train of a model skips tracing, optimizing and
-# generating code (about 25 ms per batch size). Only plain functions share,
-# keyed also on the plain values (numbers, strings) of the globals and closure
-# cells they name, so `LAMBDA = 0.1` changed between two runs is a new trace;
-# like jax.jit, an array or a callee's global read in a trace stays as traced.
-_SHARED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-_SHARED_LOCK = threading.Lock()
-_PLAIN = (bool, int, float, complex, str, bytes, type(None))
-_UNKEYED = object()         # a value that is not plain: never equal to another key
-
-
-def _plain_key(value):
-    """A hashable key, equal only for values that trace alike (numbers of one
-    type, strings, tuples of them), else _UNKEYED."""
-    if isinstance(value, float):
-        return (float, value.hex())            # -0.0 is not 0.0 here
-    if isinstance(value, complex):
-        return (complex, value.real.hex(), value.imag.hex())
-    if isinstance(value, _PLAIN):
-        return (type(value), value)
-    if isinstance(value, tuple):
-        keys = tuple(_plain_key(v) for v in value)
-        return _UNKEYED if _UNKEYED in keys else (tuple, keys)
-    return _UNKEYED
-
-
-def _sharing_key(loss_fn, optimizer):
-    """What two steps must agree on to share a trace, or None when they cannot."""
-    if not isinstance(loss_fn, types.FunctionType):
-        return None
-    settings = sorted(vars(optimizer).items())
-    keys = tuple(_plain_key(v) for _, v in settings)
-    if _UNKEYED in keys:
-        return None
-    # unplain globals and cells (modules, functions, arrays) do not count
-    used = tuple((name, _plain_key(loss_fn.__globals__[name]))
-                 for name in loss_fn.__code__.co_names if name in loss_fn.__globals__)
-    cells = []
-    for cell in loss_fn.__closure__ or ():
-        try:
-            cells.append(_plain_key(cell.cell_contents))
-        except ValueError:              # an empty cell
-            cells.append(None)
-    return (type(optimizer), tuple(k for k, _ in settings), keys,
-            tuple((n, k) for n, k in used if k is not _UNKEYED),
-            tuple(k for k in cells if k is not _UNKEYED))
-
-
-def _shared_compiled(loss_fn, optimizer):
-    """(api.Compiled, the optimizer it traces), shared with earlier steps of this
-    loss function and an equal optimizer. A shared optimizer is a copy, so
-    changing the user's object later cannot change what was traced."""
-    def compiled(get_loss_fn, optimizer):
-        # each step warns about its own signatures (see Step._entry_for)
-        return api.Compiled(_traced_step(get_loss_fn, optimizer),
-                            name=f"step({getattr(loss_fn, '__name__', 'loss')})",
-                            codegen_options=_step_codegen_options, warn_recompiles=False)
-
-    key = _sharing_key(loss_fn, optimizer)
-    if key is None:
-        return compiled(lambda: loss_fn, optimizer), optimizer
-    with _SHARED_LOCK:
-        by_key = _SHARED.setdefault(loss_fn, {})
-        if key not in by_key:
-            optimizer = copy.deepcopy(optimizer)
-            # a weak reference: the entry must not keep its own key alive (each
-            # step holds its loss function, so it is alive whenever it traces)
-            by_key[key] = compiled(weakref.ref(loss_fn), optimizer), optimizer
-        return by_key[key]
 
 class _LastCall:
     """The arrays of the last step that ran, so the next call with the same ones
@@ -250,18 +148,38 @@ class Step:
         if not isinstance(optimizer, Optimizer):
             raise errors.GraphcTypeError(f"compile_step needs a gc.optim optimizer, got "
                                          f"{type(optimizer).__name__}")
-        self.loss_fn = loss_fn
-        self._compiled, self.optimizer = _shared_compiled(loss_fn, optimizer)
+        self.loss_fn, self.optimizer = loss_fn, optimizer
         self.state: dict | None = None
         self._treedef = None
         self._avals = None
         self._state_avals = None          # (shape, dtype) of each state leaf, in driver order
         self._n_state = 0                 # parameter leaves + moment-slot leaves
         self._entries = {}                # batch signature -> compiled entry (the fast path)
-        self._signatures_seen = 0
         self._slot_names = []             # the optimizer's moment slots, sorted as traced
         self._checked = []                # the state arrays fully checked last (skip re-checks)
         self._last: _LastCall | None = None     # the steady-state fast path
+        self._compiled = api.Compiled(self._traced_step,
+                                      name=f"step({getattr(loss_fn, '__name__', 'loss')})",
+                                      codegen_options=self._codegen_options)
+
+    def _traced_step(self, params, slots, count, *batch):
+        loss, grads = api.value_and_grad(self.loss_fn)(params, *batch)
+        loss = loss.reshape(())     # a size-1 loss is allowed; the driver returns a scalar
+        leaves, treedef = pytree.flatten(params)
+        slot_leaves = {k: pytree.flatten(v)[0] for k, v in slots.items()}
+        with tracing.role("update"):
+            new_params, new_slots = self.optimizer.update(
+                leaves, pytree.flatten(grads)[0], slot_leaves, count)
+        new_params = [p.astype(leaf.dtype) for p, leaf in zip(new_params, leaves)]
+        return (loss, pytree.unflatten(treedef, new_params),
+                {k: pytree.unflatten(treedef, [s.astype(l.dtype) for s, l in zip(v, leaves)])
+                 for k, v in new_slots.items()})
+
+    def _codegen_options(self, n_inputs):
+        # Inputs are (*state, count, *batch) and outputs (loss, *new_state): the
+        # driver writes the new state into the state arrays once all checks passed.
+        n = self._n_state
+        return {"write_back": {k + 1: k for k in range(n)}, "epoch_loop": (n, n_inputs - n - 1)}
 
     # -- state ----------------------------------------------------------------
     def _bind(self, params) -> list:
@@ -332,10 +250,6 @@ class Step:
             if len(self._entries) >= api.MAX_ENTRIES:
                 self._entries.clear()
             entry = self._entries[key] = self._compiled._entry(self._args(params, batch))[0]
-            # counted per step: the compiled cache may be shared by other steps
-            self._signatures_seen += 1
-            if self._signatures_seen == api.WARN_AFTER_SIGNATURES:
-                api.warn_recompiling("step", stacklevel=4)
         return entry, leaves
 
     # -- calls ----------------------------------------------------------------
