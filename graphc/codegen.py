@@ -1255,6 +1255,19 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                   parallel=any(k.parallel for k in kernels), unread_inputs=unread)
 
 
+_ALLOCATION = re.compile(r"    v\d+ = alloc\.empty\((.*)\)")
+
+
+def _allocates_from_inputs(line: str) -> bool:
+    """A step's `vN = alloc.empty(shape, dtype)` whose shape reads only input
+    and constant arrays' shapes: the same buffer can serve every step."""
+    match = _ALLOCATION.fullmatch(line)
+    if match is None:
+        return False
+    names = re.findall(r"[A-Za-z_]\w*", re.sub(r"\bnp\.\w+|\.shape\b", "", match[1]))
+    return all(re.fullmatch(r"(in|c)\d+", name) for name in names)
+
+
 def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[str],
                       loss: str) -> str:
     """`train_epoch`: the minibatch loop around the step, as one native call.
@@ -1284,12 +1297,18 @@ def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[s
     lines += [f"    {b}_rows = alloc.reshape({b}, (batch_size, {b}.size // batch_size))\n"
               f"    {d}_rows = alloc.reshape({d}, ({d}.shape[0], {b}_rows.shape[1]))"
               for b, d in zip(batch, data)]
+    step_lines = [line for chunk in step for line in chunk.split("\n")]
+    # Every step of an epoch has the same shapes: its intermediates are
+    # allocated once, before the loop, and reused (no allocation per step).
+    hoisted = [line for line in step_lines if _allocates_from_inputs(line)]
+    lines += hoisted
     lines += ["    for step in range(num_batches):",
               "        for r in range(batch_size):",
               "            row = perm[step * batch_size + r]"]
     lines += [f"            for j in range({b}_rows.shape[1]):\n"
               f"                {b}_rows[r, j] = {d}_rows[row, j]" for b, d in zip(batch, data)]
-    lines += ["    " + line for chunk in step for line in chunk.split("\n")]
+    hoisted = set(hoisted)
+    lines += ["    " + line for line in step_lines if line not in hoisted]
     lines += [f"        losses[step] = {loss}",
               "        count[()] += 1"]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """Optimizers against PyTorch's update equations, compile_step, train, atomicity."""
 import copy
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -201,6 +202,24 @@ def test_train_compiles_only_the_epoch_loop(monkeypatch):
     assert len(entries) == 2        # the batches of 8 and the last one of 6
     assert all(e.driver.signatures == [] for e in entries)
     assert sum(len(e.train_epoch.signatures) for e in entries) >= 1
+
+
+def test_the_epoch_loop_allocates_its_intermediates_once_before_the_loop():
+    params, x, y = make(n=40)
+    step = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
+    source = step.inspect(params, x[:8], y[:8]).source
+    epoch = source[source.index("def train_epoch("):]
+    loop = epoch.index("for step in range(")
+    allocations = [m.start() for m in re.finditer(r"\bv\d+ = alloc\.empty\(", epoch)]
+    assert len(allocations) >= 5 and all(a < loop for a in allocations)
+    # and the epoch equals the same steps called one by one
+    by_hand = {k: v.copy() for k, v in params.items()}
+    manual = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
+    expected = [manual(by_hand, x[i:i + 8], y[i:i + 8]) for i in range(0, 40, 8)]
+    losses = step.epoch(params, (x, y), np.arange(40), 8, 5)
+    np.testing.assert_allclose(losses, expected, rtol=1e-12)
+    for k in params:
+        np.testing.assert_allclose(params[k], by_hand[k], rtol=1e-12, atol=1e-15)
 
 
 def test_train_gathers_shuffled_batches_of_any_rank():
