@@ -662,12 +662,13 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         lines.append(f"{pad}for i{r - 2} in range(n{r - 2}):")
         pad += "    "
     lines += [pad + b for b in row]
-    for n in row_blocked:   # after each block of rows, and the last; then the totals
+    end_of_i0 = pad if r == 2 else "    "          # the end of the loop over axis 0
+    for n in row_blocked:   # after each block of rows, and the last, inside that loop
         fold = [f"for j in range(accf{n.id}.shape[0]):",
                 f"    accf{n.id}[j] += rbf{n.id}[j]", f"    rbf{n.id}[j] = 0"]
-        end_of_i0 = pad if r == 2 else "    "      # the end of the loop over axis 0
         lines += [f"{end_of_i0}if accf{n.id}.shape[0] and (i0 % {SUM_ROWS} == {SUM_ROWS - 1} "
                   f"or i0 == n0 - 1):"] + [f"{end_of_i0}    " + f for f in fold]
+    for n in row_blocked:   # then, after the loop, the totals
         lines += [f"for j in range(accf{n.id}.shape[0]):", f"    rbf{n.id}[j] = accf{n.id}[j]"]
     for n in sinks:
         if n in direct or n in row_blocked:

@@ -115,6 +115,25 @@ def test_float32_column_sums_add_in_blocks_of_rows_and_stay_accurate():
         assert f"% {SUM_ROWS}" in f.inspect(x).source
 
 
+@pytest.mark.parametrize("row", [(3,), (2, 3)])
+def test_two_float32_column_sums_in_one_kernel(row):
+    # two sums over axis 0 in one fused loop (a layer's bias gradients): each
+    # folds inside the row loop, and both copy their totals out after it
+    from graphc.codegen import SUM_ROWS
+
+    def fn(x):
+        e = np.exp(x) * 0.5
+        return np.sum(e, axis=0), np.sum(e * x, axis=0)
+    f = gc.jit(fn)
+    rng = np.random.default_rng(1)
+    for n in (5, SUM_ROWS + 1, 3 * SUM_ROWS + 5):
+        x = rng.normal(size=(n, *row)).astype(np.float32)
+        assert len(f.inspect(x).kernels) == 1
+        for got, exact in zip(f(x), fn(x.astype(np.float64))):
+            assert got.dtype == np.float32
+            np.testing.assert_allclose(got, exact, rtol=4e-6)
+
+
 def _short_rows_model(x, r, c):
     e = np.exp(x)                   # reads only x: computed in the flat loop first
     h = e * r - np.tanh(x * c)      # a row and a column broadcast: in the rows
