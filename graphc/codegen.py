@@ -1250,11 +1250,20 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n" + "\n".join(driver) + "\n"
     if epoch_loop is not None:
-        source += "\n\n" + epoch_loop_source(*epoch_loop, const_args, body, outs[0])
+        sizes = {f"v{i}": _nbytes(graph.node(i)) for i in graph.nx.nodes}
+        source += "\n\n" + epoch_loop_source(*epoch_loop, const_args, body, outs[0], sizes)
     unread = frozenset(k for k, name in enumerate(inputs) if name not in mentioned)
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs),
                   parallel=any(k.parallel for k in kernels), unread_inputs=unread)
 
+
+# An epoch loop allocates a step's smallest intermediates once, before its
+# first step, up to this many bytes at the traced shapes. That saves the
+# allocator calls (W1 in step.epoch: 17.1 -> 16.0 us a step for its ~20
+# buffers) but keeps those buffers alive for the whole epoch, where a step
+# frees each after its last use; hoisting all of a 10-layer 512-wide MLP's
+# (batch 2048, float64) took the epoch's peak memory from 184 to 407 MB.
+HOIST_MAX_BYTES = 1 << 20
 
 _ALLOCATION = re.compile(r"    v\d+ = alloc\.empty\((.*)\)")
 
@@ -1270,7 +1279,7 @@ def _allocates_from_inputs(line: str) -> bool:
 
 
 def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[str],
-                      loss: str) -> str:
+                      loss: str, sizes: dict[str, int]) -> str:
     """`train_epoch`: the minibatch loop around the step, as one native call.
 
     It gathers each batch's rows through `perm`, runs the step (`run`'s body
@@ -1299,10 +1308,16 @@ def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[s
               f"    {d}_rows = alloc.reshape({d}, ({d}.shape[0], {b}_rows.shape[1]))"
               for b, d in zip(batch, data)]
     step_lines = [line for chunk in step for line in chunk.split("\n")]
-    # Every step of an epoch has the same shapes: its intermediates are
-    # allocated once, before the loop, and reused (no allocation per step).
-    hoisted = [line for line in step_lines if _allocates_from_inputs(line)]
-    lines += hoisted
+    # Every step of an epoch has the same shapes: its intermediates can be
+    # allocated once, before the loop (see HOIST_MAX_BYTES).
+    hoisted, total = [], 0
+    for line in sorted((line for line in step_lines if _allocates_from_inputs(line)),
+                       key=lambda line: sizes[line.split()[0]]):
+        total += sizes[line.split()[0]]
+        if total > HOIST_MAX_BYTES:
+            break
+        hoisted.append(line)
+    lines += sorted(hoisted, key=step_lines.index)
     lines += ["    for step in range(num_batches):",
               "        for r in range(batch_size):",
               "            row = perm[step * batch_size + r]"]

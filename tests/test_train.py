@@ -204,14 +204,29 @@ def test_train_compiles_only_the_epoch_loop(monkeypatch):
     assert sum(len(e.train_epoch.signatures) for e in entries) >= 1
 
 
-def test_the_epoch_loop_allocates_its_intermediates_once_before_the_loop():
+@pytest.mark.parametrize("limit", [None, 200])
+def test_the_epoch_loop_allocates_small_intermediates_once_before_the_loop(limit, monkeypatch):
+    from graphc import codegen
+    if limit is not None:
+        monkeypatch.setattr(codegen, "HOIST_MAX_BYTES", limit)
     params, x, y = make(n=40)
     step = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
     source = step.inspect(params, x[:8], y[:8]).source
     epoch = source[source.index("def train_epoch("):]
     loop = epoch.index("for step in range(")
-    allocations = [m.start() for m in re.finditer(r"\bv\d+ = alloc\.empty\(", epoch)]
-    assert len(allocations) >= 5 and all(a < loop for a in allocations)
+    allocations = list(re.finditer(r"\bv\d+ = alloc\.empty\(\((.*)\), np\.(\w+)\)", epoch))
+    before = [m for m in allocations if m.start() < loop]
+    if limit is None:       # this model's buffers are all small
+        assert len(before) >= 5 and len(before) == len(allocations)
+    else:                   # the smallest first, within the limit
+        entry, = step._compiled._cache.values()
+        inputs = {f"in{k}": np.zeros(shape, dtype) for k, (shape, dtype) in
+                  enumerate(entry.in_avals)}
+        size = {m: int(np.prod(eval(f"({m[1]})", {"np": np}, inputs))) * np.dtype(m[2]).itemsize
+                for m in allocations}
+        assert 0 < sum(size[m] for m in before) <= limit and len(before) < len(allocations)
+        assert max(size[m] for m in before) <= min(size[m] for m in allocations
+                                                   if m not in before)
     # and the epoch equals the same steps called one by one
     by_hand = {k: v.copy() for k, v in params.items()}
     manual = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
