@@ -1102,6 +1102,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     consts = [n for n in graph.topo() if n.op == "const"]
     const_args = [f"c{k}" for k in range(len(consts))]
     kernels_src, kernels, body = [], [], []
+    allocations: dict[str, int] = {}    # an intermediate's allocation line -> its bytes
     var = dict(zip(graph.inputs, inputs))
     var.update({n.id: arg for n, arg in zip(consts, const_args)})
     dims = DimTable(graph, inputs, {n.id: arg for n, arg in zip(consts, const_args)})
@@ -1160,7 +1161,11 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                 var[o] = inputs[in_place[o]]
                 continue
             var[o] = f"v{o}"
-            body.append(f"    v{o} = alloc.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})")
+            line = f"    v{o} = alloc.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})"
+            body.append(line)
+            # its dims are named after inputs' and constants' shapes (dims.py),
+            # so an epoch loop may allocate it once for all its steps
+            allocations[line] = _nbytes(graph.node(o))
         args = [var[i] for i in externals] + [var[o] for o in outs] + loop_dims
         # per array argument, what Numba types it by (see _KernelUse.code)
         kind_of = {var[i]: (graph.node(i).dtype.str, graph.node(i).ndim, graph.node(i).op == "const")
@@ -1250,8 +1255,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n" + "\n".join(driver) + "\n"
     if epoch_loop is not None:
-        sizes = {f"v{i}": _nbytes(graph.node(i)) for i in graph.nx.nodes}
-        source += "\n\n" + epoch_loop_source(*epoch_loop, const_args, body, outs[0], sizes)
+        source += "\n\n" + epoch_loop_source(*epoch_loop, const_args, body, outs[0],
+                                               allocations)
     unread = frozenset(k for k, name in enumerate(inputs) if name not in mentioned)
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs),
                   parallel=any(k.parallel for k in kernels), unread_inputs=unread)
@@ -1265,21 +1270,21 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
 # (batch 2048, float64) took the epoch's peak memory from 184 to 407 MB.
 HOIST_MAX_BYTES = 1 << 20
 
-_ALLOCATION = re.compile(r"    v\d+ = alloc\.empty\((.*)\)")
-
-
-def _allocates_from_inputs(line: str) -> bool:
-    """A step's `vN = alloc.empty(shape, dtype)` whose shape reads only input
-    and constant arrays' shapes: the same buffer can serve every step."""
-    match = _ALLOCATION.fullmatch(line)
-    if match is None:
-        return False
-    names = re.findall(r"[A-Za-z_]\w*", re.sub(r"\bnp\.\w+|\.shape\b", "", match[1]))
-    return all(re.fullmatch(r"(in|c)\d+", name) for name in names)
+def _hoisted(step_lines: list[str], allocations: dict[str, int]) -> set[str]:
+    """The step's allocation lines an epoch runs once, before its loop: the
+    smallest, up to HOIST_MAX_BYTES in all at the traced shapes."""
+    hoisted, total = set(), 0
+    for line in sorted((line for line in step_lines if line in allocations),
+                       key=allocations.get):
+        total += allocations[line]
+        if total > HOIST_MAX_BYTES:
+            break
+        hoisted.add(line)
+    return hoisted
 
 
 def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[str],
-                      loss: str, sizes: dict[str, int]) -> str:
+                      loss: str, allocations: dict[str, int]) -> str:
     """`train_epoch`: the minibatch loop around the step, as one native call.
 
     It gathers each batch's rows through `perm`, runs the step (`run`'s body
@@ -1310,20 +1315,13 @@ def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[s
     step_lines = [line for chunk in step for line in chunk.split("\n")]
     # Every step of an epoch has the same shapes: its intermediates can be
     # allocated once, before the loop (see HOIST_MAX_BYTES).
-    hoisted, total = [], 0
-    for line in sorted((line for line in step_lines if _allocates_from_inputs(line)),
-                       key=lambda line: sizes[line.split()[0]]):
-        total += sizes[line.split()[0]]
-        if total > HOIST_MAX_BYTES:
-            break
-        hoisted.append(line)
-    lines += sorted(hoisted, key=step_lines.index)
+    hoisted = _hoisted(step_lines, allocations)
+    lines += [line for line in step_lines if line in hoisted]
     lines += ["    for step in range(num_batches):",
               "        for r in range(batch_size):",
               "            row = perm[step * batch_size + r]"]
     lines += [f"            for j in range({b}_rows.shape[1]):\n"
               f"                {b}_rows[r, j] = {d}_rows[row, j]" for b, d in zip(batch, data)]
-    hoisted = set(hoisted)
     lines += ["    " + line for line in step_lines if line not in hoisted]
     lines += [f"        losses[step] = {loss}",
               "        count[()] += 1"]
