@@ -1102,7 +1102,6 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     consts = [n for n in graph.topo() if n.op == "const"]
     const_args = [f"c{k}" for k in range(len(consts))]
     kernels_src, kernels, body = [], [], []
-    allocations: dict[str, int] = {}    # an intermediate's allocation line -> its bytes
     var = dict(zip(graph.inputs, inputs))
     var.update({n.id: arg for n, arg in zip(consts, const_args)})
     dims = DimTable(graph, inputs, {n.id: arg for n, arg in zip(consts, const_args)})
@@ -1161,11 +1160,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                 var[o] = inputs[in_place[o]]
                 continue
             var[o] = f"v{o}"
-            line = f"    v{o} = alloc.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})"
-            body.append(line)
-            # its dims are named after inputs' and constants' shapes (dims.py),
-            # so an epoch loop may allocate it once for all its steps
-            allocations[line] = _nbytes(graph.node(o))
+            body.append(f"    v{o} = alloc.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})")
         args = [var[i] for i in externals] + [var[o] for o in outs] + loop_dims
         # per array argument, what Numba types it by (see _KernelUse.code)
         kind_of = {var[i]: (graph.node(i).dtype.str, graph.node(i).ndim, graph.node(i).op == "const")
@@ -1255,36 +1250,14 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n" + "\n".join(driver) + "\n"
     if epoch_loop is not None:
-        source += "\n\n" + epoch_loop_source(*epoch_loop, const_args, body, outs[0],
-                                               allocations)
+        source += "\n\n" + epoch_loop_source(*epoch_loop, const_args, body, outs[0])
     unread = frozenset(k for k, name in enumerate(inputs) if name not in mentioned)
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs),
                   parallel=any(k.parallel for k in kernels), unread_inputs=unread)
 
 
-# An epoch loop allocates a step's smallest intermediates once, before its
-# first step, up to this many bytes at the traced shapes. That saves the
-# allocator calls (W1 in step.epoch: 17.1 -> 16.0 us a step for its ~20
-# buffers) but keeps those buffers alive for the whole epoch, where a step
-# frees each after its last use; hoisting all of a 10-layer 512-wide MLP's
-# (batch 2048, float64) took the epoch's peak memory from 184 to 407 MB.
-HOIST_MAX_BYTES = 1 << 20
-
-def _hoisted(step_lines: list[str], allocations: dict[str, int]) -> set[str]:
-    """The step's allocation lines an epoch runs once, before its loop: the
-    smallest, up to HOIST_MAX_BYTES in all at the traced shapes."""
-    hoisted, total = set(), 0
-    for line in sorted((line for line in step_lines if line in allocations),
-                       key=allocations.get):
-        total += allocations[line]
-        if total > HOIST_MAX_BYTES:
-            break
-        hoisted.add(line)
-    return hoisted
-
-
 def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[str],
-                      loss: str, allocations: dict[str, int]) -> str:
+                      loss: str) -> str:
     """`train_epoch`: the minibatch loop around the step, as one native call.
 
     It gathers each batch's rows through `perm`, runs the step (`run`'s body
@@ -1312,17 +1285,12 @@ def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[s
     lines += [f"    {b}_rows = alloc.reshape({b}, (batch_size, {b}.size // batch_size))\n"
               f"    {d}_rows = alloc.reshape({d}, ({d}.shape[0], {b}_rows.shape[1]))"
               for b, d in zip(batch, data)]
-    step_lines = [line for chunk in step for line in chunk.split("\n")]
-    # Every step of an epoch has the same shapes: its intermediates can be
-    # allocated once, before the loop (see HOIST_MAX_BYTES).
-    hoisted = _hoisted(step_lines, allocations)
-    lines += [line for line in step_lines if line in hoisted]
     lines += ["    for step in range(num_batches):",
               "        for r in range(batch_size):",
               "            row = perm[step * batch_size + r]"]
     lines += [f"            for j in range({b}_rows.shape[1]):\n"
               f"                {b}_rows[r, j] = {d}_rows[row, j]" for b, d in zip(batch, data)]
-    lines += ["    " + line for line in step_lines if line not in hoisted]
+    lines += ["    " + line for chunk in step for line in chunk.split("\n")]
     lines += [f"        losses[step] = {loss}",
               "        count[()] += 1"]
     return "\n".join(lines) + "\n"

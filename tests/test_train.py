@@ -1,7 +1,6 @@
 """Optimizers against PyTorch's update equations, compile_step, train, atomicity."""
 import copy
 import importlib
-import re
 
 import numpy as np
 import pytest
@@ -202,39 +201,6 @@ def test_train_compiles_only_the_epoch_loop(monkeypatch):
     assert len(entries) == 2        # the batches of 8 and the last one of 6
     assert all(e.driver.signatures == [] for e in entries)
     assert sum(len(e.train_epoch.signatures) for e in entries) >= 1
-
-
-@pytest.mark.parametrize("limit", [None, 200])
-def test_the_epoch_loop_allocates_small_intermediates_once_before_the_loop(limit, monkeypatch):
-    from graphc import codegen
-    if limit is not None:
-        monkeypatch.setattr(codegen, "HOIST_MAX_BYTES", limit)
-    params, x, y = make(n=40)
-    step = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
-    source = step.inspect(params, x[:8], y[:8]).source
-    epoch = source[source.index("def train_epoch("):]
-    loop = epoch.index("for step in range(")
-    allocations = list(re.finditer(r"\bv\d+ = alloc\.empty\(\((.*)\), np\.(\w+)\)", epoch))
-    before = [m for m in allocations if m.start() < loop]
-    if limit is None:       # this model's buffers are all small
-        assert len(before) >= 5 and len(before) == len(allocations)
-    else:                   # the smallest first, within the limit
-        entry, = step._compiled._cache.values()
-        inputs = {f"in{k}": np.zeros(shape, dtype) for k, (shape, dtype) in
-                  enumerate(entry.in_avals)}
-        size = {m: int(np.prod(eval(f"({m[1]})", {"np": np}, inputs))) * np.dtype(m[2]).itemsize
-                for m in allocations}
-        assert 0 < sum(size[m] for m in before) <= limit and len(before) < len(allocations)
-        assert max(size[m] for m in before) <= min(size[m] for m in allocations
-                                                   if m not in before)
-    # and the epoch equals the same steps called one by one
-    by_hand = {k: v.copy() for k, v in params.items()}
-    manual = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
-    expected = [manual(by_hand, x[i:i + 8], y[i:i + 8]) for i in range(0, 40, 8)]
-    losses = step.epoch(params, (x, y), np.arange(40), 8, 5)
-    np.testing.assert_allclose(losses, expected, rtol=1e-12)
-    for k in params:
-        np.testing.assert_allclose(params[k], by_hand[k], rtol=1e-12, atol=1e-15)
 
 
 def test_train_gathers_shuffled_batches_of_any_rank():
