@@ -66,10 +66,13 @@ def main():
             entry = _entry(fn, *data)
             reps = max(20, args.reps >> max(0, log2 - 16))
             serial, threaded = [], []
+            ws = entry.take_workspace()
             for _ in range(5):
-                serial.append(median_us(lambda: entry.driver(*data, *entry.consts, 1), reps))
+                serial.append(median_us(
+                    lambda: entry.driver(*data, *entry.consts, *entry.tail_args(ws, 1)), reps))
                 threaded.append(median_us(
-                    lambda: entry.driver(*data, *entry.consts, n_threads), reps))
+                    lambda: entry.driver(*data, *entry.consts, *entry.tail_args(ws, n_threads)),
+                    reps))
             s, t = np.median(serial), np.median(threaded)
             print(f"{name:6} {n:9d} {n * work / 1e6:7.2f}M {s:10.1f} {t:12.1f} {s / t:5.2f}",
                   flush=True)

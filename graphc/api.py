@@ -33,10 +33,6 @@ class Inspection:
     compile_seconds: float
 
 
-def _one_thread() -> int:
-    return 1
-
-
 # Held by the first call of each entry: Numba compiles then, and once it has,
 # the driver compiles nothing more (a thread already past `called` would be
 # refused with "compilation disabled").
@@ -49,11 +45,29 @@ def module_consts(optimized: Graph, module: codegen.Module) -> list[np.ndarray]:
     return [optimized.node(c).p["value"].array for c in module.const_ids]
 
 
+class _ShapeOnly:
+    """What a module's workspace_bytes reads of an input: its shape."""
+    __slots__ = ("shape",)
+
+    def __init__(self, shape):
+        self.shape = shape
+
+
+# What the driver is passed for an input it never reads: an int costs Numba's
+# dispatcher 0.1 us to type, a 0-d array 0.43 us (a step's count, 3% of W1).
+UNREAD = 0
+
+# The pool of free workspaces each entry keeps. Tests swap in one that never
+# keeps any, with new_workspace filling each with 0xFF bytes, so a kernel
+# reading an intermediate before writing it gives NaNs and fails.
+_workspace_pool = list
+
+
 class _Entry:
     """One compiled signature: the module's driver and how to call it."""
 
     def __init__(self, graph: Graph, optimized: Graph, module: codegen.Module, driver,
-                 compile_seconds: float, write_back=None):
+                 compile_seconds: float, write_back=None, workspace_bytes=None):
         self.graph, self.optimized, self.module, self.driver = graph, optimized, module, driver
         self.train_epoch = None
         # output position -> input position the driver writes into
@@ -68,20 +82,51 @@ class _Entry:
         self.called = False   # Numba compiles on the first call: that time counts as compile
         self.one_type = False  # the driver then refuses any type but the one it compiled
         self.convert_next = False  # it refused the last call's arrays as they were
-        # threads for the module's big loops; one (no lookup) when it has none
-        self.threads = threads.count if module.parallel else _one_thread
+        self.parallel = module.parallel      # the driver's last argument is a thread count
         self.int_checks = int_argument_checks(graph)
+        # The driver's workspace (graphc.workspace): its size for these shapes,
+        # and the ones free for a call to take (one per call running at once)
+        self.workspace_size = None
+        if module.workspace:
+            self.workspace_size = workspace_bytes(
+                *(_ShapeOnly(shape) for shape, _ in self.in_avals), *self.consts)
+        self.workspaces = _workspace_pool()
+
+    def new_workspace(self) -> np.ndarray:
+        return np.empty(self.workspace_size, np.uint8)
+
+    def take_workspace(self) -> np.ndarray | None:
+        """A free workspace for one call (None when the driver takes none); give
+        it back to `self.workspaces` after the call. list.pop and append are
+        atomic: calls running at once in several threads each take their own."""
+        if self.workspace_size is None:
+            return None
+        try:
+            return self.workspaces.pop()
+        except IndexError:
+            return self.new_workspace()
+
+    def tail_args(self, ws, n_threads=None) -> tuple:
+        """The driver's arguments after the constants: the workspace and the
+        thread count (threads.count() unless given), those it takes."""
+        return ((ws,) if self.workspace_size is not None else ()) + (
+            (threads.count() if n_threads is None else n_threads,) if self.parallel else ())
 
     def inputs(self, leaves, first=0) -> list[np.ndarray]:
         """`leaves` (the inputs from position `first` on) as C-contiguous, aligned,
         writable arrays of the traced dtypes: the one type the driver takes (for
-        a read-only array Numba would compile the whole driver again)."""
+        a read-only array Numba would compile the whole driver again). An
+        input the driver never reads (an SGD step's count) is passed as UNREAD."""
         if self.int_checks:
             check_int_arguments(self.int_checks, leaves, first)
-        return [leaf if type(leaf) is np.ndarray and leaf.dtype == dtype and
-                leaf.flags.c_contiguous and leaf.flags.behaved
-                else np.array(leaf, dtype=dtype, order="C")
-                for leaf, (_, dtype) in zip(leaves, self.in_avals[first:])]
+        converted = [leaf if type(leaf) is np.ndarray and leaf.dtype == dtype and
+                     leaf.flags.c_contiguous and leaf.flags.behaved
+                     else np.array(leaf, dtype=dtype, order="C")
+                     for leaf, (_, dtype) in zip(leaves, self.in_avals[first:])]
+        for k in self.module.unread_inputs:
+            if k >= first:
+                converted[k - first] = UNREAD
+        return converted
 
     def run(self, inputs):
         """The driver's raw outputs; the first call's time counts as compile time."""
@@ -107,7 +152,15 @@ class _Entry:
 
     def _call(self, inputs):
         try:
-            return self.driver(*inputs, *self.consts, self.threads())
+            if self.workspace_size is None:
+                if self.parallel:
+                    return self.driver(*inputs, *self.consts, threads.count())
+                return self.driver(*inputs, *self.consts)
+            ws = self.take_workspace()
+            outs = (self.driver(*inputs, *self.consts, ws, threads.count()) if self.parallel
+                    else self.driver(*inputs, *self.consts, ws))
+            self.workspaces.append(ws)      # not after an error: a new one is made
+            return outs
         except errors.NATIVE_ERRORS as e:
             raise errors.from_native(e) from None
 
@@ -280,7 +333,7 @@ class Compiled:
             module = codegen.generate(optimized, **options)
             loaded = runtime.load(module.source)
         entry = _Entry(graph, optimized, module, loaded.run, time.perf_counter() - start,
-                       options.get("write_back"))
+                       options.get("write_back"), getattr(loaded, "workspace_bytes", None))
         entry.train_epoch = getattr(loaded, "train_epoch", None)
         return entry
 

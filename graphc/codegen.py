@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import networkx as nx
 import numpy as np
 
-from graphc import errors, threads
+from graphc import errors, threads, workspace
 from graphc.dims import DimTable
 from graphc.ir import Graph, Node
 from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, exp_floor, int_out_of_bounds
@@ -80,8 +80,9 @@ class Module:
     kernels: list[KernelInfo]
     const_ids: list[int]                 # graph const nodes passed to `run` after the inputs
     outputs: list[int] = field(default_factory=list)
-    parallel: bool = False               # some kernel may run on threads: pass threads.count()
+    parallel: bool = False               # some kernel may run on threads: `run` takes `threads`
     unread_inputs: frozenset = frozenset()   # positions of inputs `run` never reads
+    workspace: bool = False              # `run` carves intermediates from `ws` (graphc.workspace)
 
 
 def np_dtype(dtype) -> str:
@@ -1088,7 +1089,10 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     parameters in place). `epoch_loop=(n_state, n_data)` also emits
     `train_epoch`, the minibatch loop around `run`. `parallel=False` emits
     no threaded kernels (None: when graphc.threads allows more than one).
-    `run` and `train_epoch` take the thread count as their last argument.
+    After the inputs and the constants it reads, `run` (and `train_epoch`)
+    takes `ws`, the workspace, when it carves intermediates from one
+    (Module.workspace; the module's `workspace_bytes` gives its size), then
+    the thread count when it has threaded kernels (Module.parallel).
     """
     def may_split() -> bool:
         nonlocal parallel
@@ -1101,7 +1105,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     inputs = [f"in{k}" for k in range(len(graph.inputs))]
     consts = [n for n in graph.topo() if n.op == "const"]
     const_args = [f"c{k}" for k in range(len(consts))]
-    kernels_src, kernels, body = [], [], []
+    kernels_src, kernels, body, scratch = [], [], [], {}
     var = dict(zip(graph.inputs, inputs))
     var.update({n.id: arg for n, arg in zip(consts, const_args)})
     dims = DimTable(graph, inputs, {n.id: arg for n, arg in zip(consts, const_args)})
@@ -1160,7 +1164,11 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                 var[o] = inputs[in_place[o]]
                 continue
             var[o] = f"v{o}"
-            body.append(f"    v{o} = alloc.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})")
+            line = f"    v{o} = alloc.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})"
+            body.append(line)
+            candidate = workspace.scratch(var[o], line, dims[o], np_dtype(graph.node(o).dtype))
+            if candidate is not None:
+                scratch[var[o]] = candidate
         args = [var[i] for i in externals] + [var[o] for o in outs] + loop_dims
         # per array argument, what Numba types it by (see _KernelUse.code)
         kind_of = {var[i]: (graph.node(i).dtype.str, graph.node(i).ndim, graph.node(i).op == "const")
@@ -1226,14 +1234,21 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         outs.append(f"out{len(outs)}")
         body.append(f"    {outs[-1]} = {value}")
     body += write_backs
+    plan = workspace.plan(body, scratch)
+    ws_prologue = plan.prologue() if plan.slots else []
+    if plan.slots:
+        body = plan.carved(body)
     # constants inlined as literals (scalars) are not passed: each argument
     # costs Numba's dispatcher about 0.25 us per call
     # the names the code mentions, in one pass (a regex search per name over
     # the whole text took 6 of a 20 ms re-trace of a small MLP's step)
-    mentioned = set(re.findall(r"\w+", "\n".join(body + kernels_src)))
+    mentioned = set(re.findall(r"\w+", "\n".join(ws_prologue + body + kernels_src)))
     used = [(n, arg) for n, arg in zip(consts, const_args) if arg in mentioned]
     consts, const_args = [n for n, _ in used], [arg for _, arg in used]
-    signature = ", ".join(inputs + const_args + ["threads"])
+    threaded = any(k.parallel for k in kernels)
+    # `ws` and `threads` only when used: each argument costs the dispatcher 0.1-0.4 us a call
+    extra = (["ws"] if plan.slots else []) + (["threads"] if threaded else [])
+    signature = ", ".join(inputs + const_args + extra)
     # error_model='numpy': x/0 is inf or nan as in NumPy; the default ('python')
     # raises ZeroDivisionError and its per-element branch stops vectorization
     # (measured 12x slower on a 1e6-element fused loss).
@@ -1246,18 +1261,22 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
-              f"def run({signature}):"] + _prologue() + body + [
+              f"def run({signature}):"] + _prologue() + ws_prologue + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
-    source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n" + "\n".join(driver) + "\n"
+    source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n"
+    if plan.slots:
+        source += plan.size_function(inputs + const_args) + "\n\n"
+    source += "\n".join(driver) + "\n"
     if epoch_loop is not None:
-        source += "\n\n" + epoch_loop_source(*epoch_loop, const_args, body, outs[0])
+        source += "\n\n" + epoch_loop_source(*epoch_loop, const_args + extra, ws_prologue, body,
+                                              outs[0])
     unread = frozenset(k for k, name in enumerate(inputs) if name not in mentioned)
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs),
-                  parallel=any(k.parallel for k in kernels), unread_inputs=unread)
+                  parallel=threaded, unread_inputs=unread, workspace=bool(plan.slots))
 
 
-def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[str],
-                      loss: str) -> str:
+def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: list[str],
+                      step: list[str], loss: str) -> str:
     """`train_epoch`: the minibatch loop around the step, as one native call.
 
     It gathers each batch's rows through `perm`, runs the step (`run`'s body
@@ -1272,9 +1291,10 @@ def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[s
     """
     state = [f"s{k}" for k in range(n_state)]
     data = [f"d{k}" for k in range(n_data)]
+    # `tail`: run's arguments after its inputs (constants, then ws and threads if it takes them)
     batch = [f"b{k}" for k in range(n_data)]
     lines = ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
-             f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + consts + ['threads'])}):",
+             f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + tail)}):",
              *_prologue(), "    num_batches = losses.shape[0]"]
     lines += [f"    {b} = alloc.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]
     # run's inputs, in its order: the state, the step count, the batch
@@ -1285,6 +1305,7 @@ def epoch_loop_source(n_state: int, n_data: int, consts: list[str], step: list[s
     lines += [f"    {b}_rows = alloc.reshape({b}, (batch_size, {b}.size // batch_size))\n"
               f"    {d}_rows = alloc.reshape({d}, ({d}.shape[0], {b}_rows.shape[1]))"
               for b, d in zip(batch, data)]
+    lines += ws_prologue     # the workspace's slots, once: every step has the same shapes
     lines += ["    for step in range(num_batches):",
               "        for r in range(batch_size):",
               "            row = perm[step * batch_size + r]"]

@@ -44,3 +44,37 @@ def run_concurrently():
         if errors:
             raise errors[0]
     return run
+
+
+class _NeverKept(list):
+    """A workspace pool that keeps nothing: every call takes a new workspace."""
+
+    def append(self, ws):
+        pass
+
+
+_GRAPHC_WORKSPACES = {}     # graphc's own pool and workspace maker, while poisoned
+
+
+@pytest.fixture(autouse=True, scope="session")
+def poisoned_workspaces():
+    """Every compiled call carves its intermediates from a new workspace of
+    0xFF bytes (NaN in both float types, -1 in the int ones) rather than one
+    kept from an earlier call: a kernel that reads an intermediate before
+    writing it then gives NaN or a wrong index, and the test comparing its
+    result fails. Tests of the pool itself use `kept_workspaces`."""
+    from graphc import api
+    _GRAPHC_WORKSPACES.update(pool=api._workspace_pool, new=api._Entry.new_workspace)
+    api._workspace_pool = _NeverKept
+    api._Entry.new_workspace = lambda self: np.full(self.workspace_size, 0xFF, np.uint8)
+    yield
+    api._workspace_pool = _GRAPHC_WORKSPACES["pool"]
+    api._Entry.new_workspace = _GRAPHC_WORKSPACES["new"]
+
+
+@pytest.fixture
+def kept_workspaces(monkeypatch):
+    """graphc's own workspace pool, as users get it, for functions compiled in the test."""
+    from graphc import api
+    monkeypatch.setattr(api, "_workspace_pool", _GRAPHC_WORKSPACES["pool"])
+    monkeypatch.setattr(api._Entry, "new_workspace", _GRAPHC_WORKSPACES["new"])
