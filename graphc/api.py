@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import operator
 import threading
 import time
 import warnings
@@ -46,7 +45,7 @@ def module_consts(optimized: Graph, module: codegen.Module) -> list[np.ndarray]:
 
 
 class _ShapeOnly:
-    """What a module's workspace_bytes reads of an input: its shape."""
+    """What a module's new_workspace reads of an input: its shape."""
     __slots__ = ("shape",)
 
     def __init__(self, shape):
@@ -62,12 +61,18 @@ UNREAD = 0
 # reading an intermediate before writing it gives NaNs and fails.
 _workspace_pool = list
 
+# Only workspaces up to this size are kept between calls: keeping saves a
+# small step its allocations (W1, W4: 8% of a step), while a larger one is
+# made per call, as its intermediates were before, so that memory is not
+# held between calls (up to MAX_ENTRIES signatures' worth). W2's is 0.75 MB.
+KEEP_WORKSPACE_BYTES = 1 << 20
+
 
 class _Entry:
     """One compiled signature: the module's driver and how to call it."""
 
     def __init__(self, graph: Graph, optimized: Graph, module: codegen.Module, driver,
-                 compile_seconds: float, write_back=None, workspace_bytes=None):
+                 compile_seconds: float, write_back=None, new_workspace=None):
         self.graph, self.optimized, self.module, self.driver = graph, optimized, module, driver
         self.train_epoch = None
         # output position -> input position the driver writes into
@@ -83,28 +88,39 @@ class _Entry:
         self.one_type = False  # the driver then refuses any type but the one it compiled
         self.convert_next = False  # it refused the last call's arrays as they were
         self.parallel = module.parallel      # the driver's last argument is a thread count
+        self.unread = sorted(module.unread_inputs)  # positions passed as UNREAD
         self.int_checks = int_argument_checks(graph)
-        # The driver's workspace (graphc.workspace): its size for these shapes,
-        # and the ones free for a call to take (one per call running at once)
+        # The driver's workspace (graphc.workspace): the ones free for a call
+        # to take (one per call running at once), and their size in bytes
+        self.workspaces = _workspace_pool()
         self.workspace_size = None
         if module.workspace:
-            self.workspace_size = workspace_bytes(
-                *(_ShapeOnly(shape) for shape, _ in self.in_avals), *self.consts)
-        self.workspaces = _workspace_pool()
+            self._new_workspace = functools.partial(
+                new_workspace, *(_ShapeOnly(shape) for shape, _ in self.in_avals), *self.consts)
+            first = self.new_workspace()
+            self.workspace_size = first.size
+            self.give_back(first)
 
-    def new_workspace(self) -> np.ndarray:
-        return np.empty(self.workspace_size, np.uint8)
+    def new_workspace(self, fill=None) -> np.ndarray:
+        """A workspace laid out for this signature's shapes (`fill`: see the module's
+        new_workspace)."""
+        return self._new_workspace(fill=fill)
 
     def take_workspace(self) -> np.ndarray | None:
         """A free workspace for one call (None when the driver takes none); give
-        it back to `self.workspaces` after the call. list.pop and append are
-        atomic: calls running at once in several threads each take their own."""
+        it back after the call. list.pop and append are atomic: calls running
+        at once in several threads each take their own."""
         if self.workspace_size is None:
             return None
         try:
             return self.workspaces.pop()
         except IndexError:
             return self.new_workspace()
+
+    def give_back(self, ws) -> None:
+        """Keep `ws` for a later call if it is small (KEEP_WORKSPACE_BYTES)."""
+        if ws is not None and ws.size <= KEEP_WORKSPACE_BYTES:
+            self.workspaces.append(ws)
 
     def tail_args(self, ws, n_threads=None) -> tuple:
         """The driver's arguments after the constants: the workspace and the
@@ -123,10 +139,21 @@ class _Entry:
                      leaf.flags.c_contiguous and leaf.flags.behaved
                      else np.array(leaf, dtype=dtype, order="C")
                      for leaf, (_, dtype) in zip(leaves, self.in_avals[first:])]
-        for k in self.module.unread_inputs:
+        return self.with_unread(converted, first)
+
+    def with_unread(self, leaves, first=0) -> list:
+        """`leaves` (from input position `first` on) with UNREAD for the inputs the
+        driver never reads: it was compiled for an int there, and refuses an array."""
+        leaves = list(leaves)
+        for k in self.unread:
             if k >= first:
-                converted[k - first] = UNREAD
-        return converted
+                leaves[k - first] = UNREAD
+        return leaves
+
+    def passed_as_is(self, inputs, leaves, first=0) -> bool:
+        """Whether `inputs` (from inputs()) are `leaves` themselves, but for UNREAD ones."""
+        return len(inputs) == len(leaves) and all(
+            x is y or k + first in self.unread for k, (x, y) in enumerate(zip(inputs, leaves)))
 
     def run(self, inputs):
         """The driver's raw outputs; the first call's time counts as compile time."""
@@ -159,7 +186,7 @@ class _Entry:
             ws = self.take_workspace()
             outs = (self.driver(*inputs, *self.consts, ws, threads.count()) if self.parallel
                     else self.driver(*inputs, *self.consts, ws))
-            self.workspaces.append(ws)      # not after an error: a new one is made
+            self.give_back(ws)      # not after an error: a new one is made
             return outs
         except errors.NATIVE_ERRORS as e:
             raise errors.from_native(e) from None
@@ -170,11 +197,11 @@ class _Entry:
         masked array or a Python float, raises or costs 30-40 us)."""
         outs = None
         if plain_arrays and self.one_type and not self.convert_next:
-            outs = self.run_unconverted(leaves)
+            outs = self.run_unconverted(self.with_unread(leaves) if self.unread else leaves)
             self.convert_next = outs is None    # refused: convert first next time
         if outs is None:
             inputs = self.inputs(leaves)
-            if self.convert_next and all(map(operator.is_, inputs, leaves)):
+            if self.convert_next and self.passed_as_is(inputs, leaves):
                 self.convert_next = False       # nothing needed converting after all
             outs = self.run(inputs)
         else:
@@ -333,7 +360,7 @@ class Compiled:
             module = codegen.generate(optimized, **options)
             loaded = runtime.load(module.source)
         entry = _Entry(graph, optimized, module, loaded.run, time.perf_counter() - start,
-                       options.get("write_back"), getattr(loaded, "workspace_bytes", None))
+                       options.get("write_back"), getattr(loaded, "new_workspace", None))
         entry.train_epoch = getattr(loaded, "train_epoch", None)
         return entry
 

@@ -1091,7 +1091,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     no threaded kernels (None: when graphc.threads allows more than one).
     After the inputs and the constants it reads, `run` (and `train_epoch`)
     takes `ws`, the workspace, when it carves intermediates from one
-    (Module.workspace; the module's `workspace_bytes` gives its size), then
+    (Module.workspace; the module's `new_workspace` makes one), then
     the thread count when it has threaded kernels (Module.parallel).
     """
     def may_split() -> bool:
@@ -1265,7 +1265,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n"
     if plan.slots:
-        source += plan.size_function(inputs + const_args) + "\n\n"
+        source += plan.maker_function(inputs + const_args) + "\n\n"
     source += "\n".join(driver) + "\n"
     if epoch_loop is not None:
         source += "\n\n" + epoch_loop_source(*epoch_loop, const_args + extra, ws_prologue, body,

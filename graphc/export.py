@@ -96,13 +96,13 @@ def step(params, *batch):
     if key not in _SIGNATURES:
         raise TypeError("no exported signature matches these shapes/dtypes; exported: "
                         + "; ".join(str(k) for k in _SIGNATURES))
-    run, consts, workspace_bytes = _SIGNATURES[key]
+    run, consts, new_workspace = _SIGNATURES[key]
     for leaf in leaves:
         if not leaf.flags.writeable or not leaf.flags.c_contiguous:
             raise ValueError("parameters must be writable C-contiguous arrays")
     consts = [_ARRAYS[c] for c in consts]
     # `run` writes the new params and moment slots into their arrays itself
-    if workspace_bytes is None:
+    if new_workspace is None:
         loss = run(*inputs, *consts)[0]
     else:
         # the scratch memory `run` carves its intermediates from, kept for the
@@ -111,9 +111,10 @@ def step(params, *batch):
         try:
             ws = free.pop()
         except IndexError:
-            ws = np.empty(workspace_bytes(*inputs, *consts), np.uint8)
+            ws = new_workspace(*inputs, *consts)
         loss = run(*inputs, *consts, ws)[0]
-        free.append(ws)
+        if ws.size <= 1 << 20:      # only small ones are held (as graphc.api.KEEP_WORKSPACE_BYTES)
+            free.append(ws)
     state["count"] += 1
     return float(loss)
 '''
@@ -126,7 +127,7 @@ def _renamed(source: str, k: int) -> str:
         else body
     body = re.sub(r"\bk(\d+)_", rf"s{k}_k\1_", body)
     body = body.replace("def run(", f"def run_{k}(")
-    body = body.replace("def workspace_bytes(", f"def workspace_bytes_{k}(")
+    body = body.replace("def new_workspace(", f"def new_workspace_{k}(")
     return body
 
 
@@ -165,8 +166,8 @@ def export(step, path) -> None:
             arrays[f"c{k}_{j}"] = c
             const_names.append(f"c{k}_{j}")
         key = tuple((tuple(shape), np.dtype(dtype).str) for shape, dtype in entry.in_avals)
-        size = f"workspace_bytes_{k}" if module.workspace else None
-        signatures.append(f"    {key!r}: (run_{k}, {const_names!r}, {size}),")
+        maker = f"new_workspace_{k}" if module.workspace else None
+        signatures.append(f"    {key!r}: (run_{k}, {const_names!r}, {maker}),")
     # the graphc.kernels modules the kernels call (vmath.exp, blas.gemm, alloc.empty),
     # carried along so graphc is not needed
     embedded = "".join(_embedded(name) for name in ("vmath", "blas", "alloc")

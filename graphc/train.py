@@ -85,16 +85,18 @@ class _LastCall:
         self.dicts = [(name, [(k, leaf, leaf.shape) for k, leaf in
                               zip(keys, state[s * len(keys):(s + 1) * len(keys)])])
                       for s, name in enumerate((None, *step._slot_names))]
-        self.batch_shapes = [shape for shape, _ in entry.in_avals[len(state) + 1:]]
+        self.first = len(state) + 1             # the batch's first input position
+        self.batch_shapes = [shape for shape, _ in entry.in_avals[self.first:]]
         self.entry = entry
-        self.count = _unread_count if len(state) in entry.module.unread_inputs else _step_count
+        self.count = _unread_count if len(state) in entry.unread else _step_count
+        self.unread_batch = any(k >= self.first for k in entry.unread)
 
     @staticmethod
     def of(step: Step, state: list, entry, batch: tuple, passed: list):
         """For a call whose batch went to the driver as it was (`passed`): a batch
         that needed converting would only meet the driver's TypeError next time."""
         flat = step._treedef.kind == "dict" and all(c.kind == "leaf" for c in step._treedef.children)
-        as_is = len(batch) == len(passed) and all(x is p for x, p in zip(batch, passed))
+        as_is = entry.passed_as_is(passed, batch, first=len(state) + 1)
         return _LastCall(step, state, entry) if flat and as_is else None
 
     def inputs(self, params, step_state: dict, batch: tuple) -> list | None:
@@ -118,6 +120,8 @@ class _LastCall:
         for x, shape in zip(batch, self.batch_shapes):
             if type(x) is not np.ndarray or x.shape != shape:
                 return None
+        if self.unread_batch:       # a batch array the loss never reads
+            batch = self.entry.with_unread(batch, self.first)
         return self.leaves + [self.count(step_state), *batch]
 
     def run(self, inputs):
@@ -259,8 +263,7 @@ class Step:
             state = self._bind(params)
             entry, leaves = self._entry_for(params, batch)
             n = len(state)
-            state.append((_unread_count if n in entry.module.unread_inputs
-                          else _step_count)(self.state))
+            state.append((_unread_count if n in entry.unread else _step_count)(self.state))
             passed = entry.inputs(leaves, first=n + 1)
             loss = entry.run(state + passed)[0]
             self._last = _LastCall.of(self, state[:n], entry, batch, passed)
@@ -288,6 +291,8 @@ class Step:
                 + (f" in [{perm.min()}, {perm.max()}]" if len(perm) else "")
                 + errors.at(errors.user_location()))
         state = self._bind(params)
+        if num_batches == 0:    # nothing to run (and perm may hold less than a batch)
+            return np.empty(0, np.float64)
         entry = self._entry_for(params, tuple(d[perm[:batch_size]] for d in data))[0]
         count = _step_count(self.state)
         arrays = [np.ascontiguousarray(d) for d in data]
@@ -297,8 +302,7 @@ class Step:
             with runtime.gc_paused(entry.train_epoch):    # the first call compiles it
                 entry.train_epoch(*state, count, *arrays, perm, batch_size, losses,
                                   *entry.consts, *entry.tail_args(ws))
-            if ws is not None:
-                entry.workspaces.append(ws)
+            entry.give_back(ws)
         except errors.NATIVE_ERRORS as e:
             raise errors.from_native(e) from None
         finally:

@@ -42,14 +42,38 @@ def reshape(x, shape):
 # owns nothing: Numba neither allocates nor frees it, nor counts references
 # to it (an atomic add per copy of an array variable: about 5% of a W1 step).
 # It is valid while the workspace is, which the caller holds for the call.
+# The workspace starts with a header of int64s: WORKSPACE_TAG (b"graphcws"),
+# the number of slots, each slot's offset and the end of the last slot.
+# Its maker computes the slots' sizes in Python (graphc.workspace).
 
-WORKSPACE_ALIGN = 64        # bytes: each carved array starts on a cache line
+WORKSPACE_ALIGN = 64        # bytes: each slot starts on a cache line
+WORKSPACE_TAG = int.from_bytes(b"graphcws", "little")
 
 
-@njit(cache=True, nogil=True, inline="always")
-def aligned_start(ws):
-    """The first offset in `ws` on a WORKSPACE_ALIGN boundary."""
-    return (-ws.ctypes.data) % WORKSPACE_ALIGN
+def make_workspace(slot_bytes, fill=None):
+    """A new workspace (plain Python) for slots of these sizes in bytes, each
+    aligned; `fill`: a byte value for the slots (tests poison them with 0xFF)."""
+    n = len(slot_bytes)
+    header = 8 * (n + 3)
+    padded = [-(-int(b) // WORKSPACE_ALIGN) * WORKSPACE_ALIGN for b in slot_bytes]
+    ws = np.empty(header + WORKSPACE_ALIGN + sum(padded), np.uint8)
+    first = header + (-(ws.ctypes.data + header)) % WORKSPACE_ALIGN
+    if fill is not None:
+        ws[first:] = fill
+    ws[:header].view(np.int64)[:] = [WORKSPACE_TAG, n, *np.cumsum([first] + padded)]
+    return ws
+
+
+@njit(cache=True, nogil=True)
+def slot_offsets(ws, n):
+    """The offsets of the `n` slots of `ws`, from its header, after checking
+    it is a workspace of `n` slots that fits in `ws` (one made by make_workspace)."""
+    if ws.size < 8 * (n + 3):
+        raise ValueError("graphc: the workspace passed was not made for this function")
+    header = ws[:8 * (n + 3)].view(np.int64)
+    if header[0] != WORKSPACE_TAG or header[1] != n or header[n + 2] > ws.size:
+        raise ValueError("graphc: the workspace passed was not made for this function")
+    return header[2:n + 2]
 
 
 @intrinsic
@@ -57,7 +81,8 @@ def carve(typingctx, ws, offset, shape, dtype):
     """A C-ordered array of `shape` and `dtype` over ws[offset:], owning nothing.
 
     The caller guarantees offset + its bytes <= ws.size and offset aligned
-    for `dtype`; it is not checked here (graphc.codegen checks the total once).
+    for `dtype`; it is not checked here (the slots were laid out for these
+    shapes by make_workspace, and slot_offsets checked the header).
     """
     if not (isinstance(ws, types.Array) and ws.dtype == types.uint8 and ws.ndim == 1
             and ws.layout == "C" and isinstance(offset, types.Integer)

@@ -66,7 +66,8 @@ def poisoned_workspaces():
     from graphc import api
     _GRAPHC_WORKSPACES.update(pool=api._workspace_pool, new=api._Entry.new_workspace)
     api._workspace_pool = _NeverKept
-    api._Entry.new_workspace = lambda self: np.full(self.workspace_size, 0xFF, np.uint8)
+    new = _GRAPHC_WORKSPACES["new"]
+    api._Entry.new_workspace = lambda self, fill=None: new(self, fill=0xFF)
     yield
     api._workspace_pool = _GRAPHC_WORKSPACES["pool"]
     api._Entry.new_workspace = _GRAPHC_WORKSPACES["new"]

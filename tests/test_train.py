@@ -500,6 +500,10 @@ def test_an_epoch_with_bad_row_indices_is_refused_before_any_write():
     for k in params:
         np.testing.assert_array_equal(params[k], before[k])
     assert step.state is None or step.state["count"] == 0
+    # no batches: nothing runs, even when perm holds less than a batch
+    assert step.epoch(params, (x, y), np.arange(3), 5, 0).shape == (0,)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
     assert step.epoch(params, (x, y), np.arange(10)[::-1], 5, 2).shape == (2,)
 
 

@@ -31,7 +31,7 @@ def _flat(layers):
 def _carved_slots(source):
     """Per carved intermediate of `run`, the slot it takes."""
     run = source[source.index("def run("):]
-    return re.findall(r"= alloc\.carve\(ws, ws_o(\d+),", run)
+    return re.findall(r"= alloc\.carve\(ws, ws_o\[(\d+)\],", run)
 
 
 def test_calls_reuse_one_workspace_and_never_overwrite_earlier_results(kept_workspaces, rng):
@@ -76,15 +76,19 @@ def test_the_workspace_is_sized_from_the_shapes_so_a_new_batch_size_reuses_the_m
                                    rtol=1e-10, atol=1e-14)
 
 
-def test_a_workspace_too_small_is_refused_not_written_past(rng):
+def test_a_workspace_not_made_for_the_call_is_refused_not_written_past(rng):
     f = gc.jit(lambda x: np.tanh(x @ x.T) * 2.0)     # the product is an intermediate
+    g = gc.jit(lambda x: np.tanh(np.tanh(x @ x.T) @ x) * 2.0)
     x = rng.normal(size=(50, 3))
-    f(x)
+    f(x), g(x)
     entry = _entry(f)
-    too_small = np.zeros(entry.workspace_size // 2, np.uint8)
-    with pytest.raises(ValueError, match="workspace"):
-        entry.driver(x, *entry.consts, *entry.tail_args(too_small))
-    assert not too_small.any()
+    truncated = entry.new_workspace()[:entry.workspace_size // 2]   # its header, half its slots
+    for ws in (truncated, np.zeros(entry.workspace_size, np.uint8), _entry(g).new_workspace(),
+               np.zeros(3, np.uint8)):
+        before = ws.copy()
+        with pytest.raises(ValueError, match="workspace passed was not made for this function"):
+            entry.driver(x, *entry.consts, *entry.tail_args(ws))
+        np.testing.assert_array_equal(ws, before)
 
 
 def test_calls_on_several_threads_at_once_each_take_their_own_workspace(
@@ -122,8 +126,36 @@ def test_a_training_step_and_its_epochs_reuse_their_workspace(kept_workspaces):
 
 
 def test_a_function_that_ignores_an_argument_still_runs_fast_and_right(rng):
+    # The driver takes an int for an input it never reads (api.UNREAD): the
+    # plain-array fast path must pass that too, not fall back to converting.
     jf = gc.jit(lambda x, unused: np.exp(x) + 1.0)
     x, u = rng.normal(size=(2, 9))
     for _ in range(3):
         np.testing.assert_allclose(jf(x, u), np.exp(x) + 1.0, rtol=1e-15)
+        assert not _entry(jf).convert_next
     assert len(_entry(jf).driver.signatures) == 1
+
+
+def test_a_step_whose_loss_ignores_a_batch_array_keeps_its_fast_path(rng):
+    params = {"w": rng.normal(size=3)}
+    x, y, unused = rng.normal(size=(3, 4, 3))
+    by_hand = params["w"].copy()
+    step = gc.compile_step(lambda p, x, y, unused: np.sum((x * p["w"] - y) ** 2),
+                           gc.optim.SGD(0.1))
+    for _ in range(3):
+        loss = step(params, x, y, unused)
+        assert step._last is not None
+        assert loss == pytest.approx(np.sum((x * by_hand - y) ** 2), rel=1e-12)
+        by_hand -= 0.1 * np.sum(2 * (x * by_hand - y) * x, axis=0)
+        np.testing.assert_allclose(params["w"], by_hand, rtol=1e-12)
+
+
+def test_a_large_workspace_is_not_held_between_calls(kept_workspaces, monkeypatch, rng):
+    from graphc import api
+    jf = gc.jit(lambda x: np.sum(np.tanh(x @ x.T) * 2.0, axis=1))
+    small, large = rng.normal(size=(4, 3)), rng.normal(size=(300, 3))
+    monkeypatch.setattr(api, "KEEP_WORKSPACE_BYTES", 300 * 300 * 8 - 1)
+    for x in (small, large, large):
+        np.testing.assert_allclose(jf(x), np.sum(np.tanh(x @ x.T) * 2.0, axis=1), rtol=1e-12)
+    kept = {e.workspace_size: len(e.workspaces) for e in jf._cache.values()}
+    assert sorted(kept.values()) == [0, 1] and kept[max(kept)] == 0
