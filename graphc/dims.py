@@ -56,7 +56,8 @@ def _quotient(numerator: list[str], denominator: list[str]) -> str:
             num.remove(factor)
         elif factor != "1":
             den.append(factor)
-    return _product(num) + (f" // {_product(den)}" if den else "")
+    # parenthesized: the quotient may itself be divided by, or divide, another
+    return f"({_product(num)} // {_product(den)})" if den else _product(num)
 
 
 def _aligned(out_rank: int, operand: Node, d: int) -> int | None:
@@ -210,7 +211,10 @@ class DimTable:
         if node.op == "reshape":
             src = ins[0]
             rest = [self._derive_later(node, k) for k in range(d + 1, len(node.shape))]
-            if None not in rest:        # the one axis left: the size over the others
+            others = node.shape[:d] + node.shape[d + 1:]
+            # the one axis left: the size over the others (unless one is 0:
+            # then any size fits the trace's, and the quotient would be 0)
+            if None not in rest and 0 not in others:
                 return _quotient(self.exprs[src.id], before + rest)
         return self._guess(node.shape[d])
 

@@ -121,6 +121,30 @@ def test_layout_ops_are_right_and_shared_across_batch_sizes(sizes, seed):
     assert len({id(e.driver) for e in f._cache.values()}) == 1
 
 
+def test_a_split_axis_divided_by_a_quotient_is_right_and_its_gradient_too(rng):
+    # (x @ w) split into heads, transposed and merged back: the last reshape's
+    # size is a quotient of a quotient, once written without its parentheses
+    def loss(w, x):
+        h = (x @ w).reshape(x.shape[0], 2, -1).transpose(0, 2, 1)
+        return np.sum(h.reshape(x.shape[0], -1)[:, :3] ** 2)
+    w = rng.normal(size=(5, 8))
+    for n in (16, 7):
+        x = rng.normal(size=(n, 5))
+        np.testing.assert_allclose(gc.jit(loss)(w, x), loss(w, x), rtol=1e-12)
+        gc.check_grad(loss, w, x)
+
+
+def test_a_reshape_of_an_empty_array_keeps_the_traced_size_of_its_free_axis():
+    def f(x):
+        s = np.sum(x, axis=0)           # (0, 5) -> (1, 0, 5): the 5 is no quotient of sizes
+        return np.tanh(s.reshape(1, x.shape[0], s.size // x.shape[0] if s.size else 5)) + 1.0
+    for shape in [(0, 0, 5), (2, 3, 4)]:
+        x = np.ones(shape)
+        got = gc.jit(f)(x)
+        assert got.shape == f(x).shape
+        np.testing.assert_allclose(got, f(x), rtol=1e-15)
+
+
 def test_repeat_calls_take_the_fast_path_and_still_convert_their_inputs():
     f = gc.jit(lambda x: np.sum(x * 2.0, axis=1))
     x = np.arange(12.0).reshape(3, 4)
