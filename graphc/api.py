@@ -99,7 +99,7 @@ class _Entry:
                 new_workspace, *(_ShapeOnly(shape) for shape, _ in self.in_avals), *self.consts)
             first = self.new_workspace()
             self.workspace_size = first.size
-            self.give_back(first)
+            self.workspaces.append(first)   # for the first call, which follows at once
 
     def new_workspace(self, fill=None) -> np.ndarray:
         """A workspace laid out for this signature's shapes (`fill`: see the module's

@@ -47,6 +47,7 @@ _SIGNATURES = {{
 {signatures}
 }}
 _WORKSPACES = {{}}
+_KEEP_WORKSPACE_BYTES = {keep_bytes}   # only workspaces this small are kept between calls
 
 
 def _flatten(tree, out):
@@ -113,7 +114,7 @@ def step(params, *batch):
         except IndexError:
             ws = new_workspace(*inputs, *consts)
         loss = run(*inputs, *consts, ws)[0]
-        if ws.size <= 1 << 20:      # only small ones are held (as graphc.api.KEEP_WORKSPACE_BYTES)
+        if ws.size <= _KEEP_WORKSPACE_BYTES:
             free.append(ws)
     state["count"] += 1
     return float(loss)
@@ -182,6 +183,6 @@ def export(step, path) -> None:
         kernels="FASTMATH = " + codegen.FASTMATH + "\n" + "\n".join(kernels), blob=blob,
         structure=structure, slots=tuple(step.optimizer.slots),
         signatures="\n".join(signatures), count=int(step.state["count"]),
-        num_params=treedef.num_leaves)
+        num_params=treedef.num_leaves, keep_bytes=api.KEEP_WORKSPACE_BYTES)
     with open(path, "w") as f:
         f.write(source)

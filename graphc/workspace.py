@@ -30,6 +30,7 @@ import numpy as np
 _RESHAPE = re.compile(r"^\s*(v\d+) = alloc\.reshape\((\w+),")
 _HANDED_OUT = re.compile(r"^\s*out\d+ = (\w+)\s*$")
 _NAME = re.compile(r"\bv\d+\b")
+_SHAPE_ENTRY = re.compile(r"\b\w+\.shape\[\d+\]")
 
 
 @dataclass
@@ -55,12 +56,21 @@ class Plan:
                                    for name in self.slots[k]))
         return sizes[0] if len(sizes) == 1 else f"max({', '.join(sizes)})"
 
+    def dims_read(self) -> str:
+        """The shape entries the slots' sizes are computed from, as a tuple
+        expression: the workspace's header records them, and `run` checks
+        them against its own inputs' (never empty: Numba cannot index `()`)."""
+        found = sorted(set(_SHAPE_ENTRY.findall(" ".join(
+            self.slot_bytes(k) for k in range(len(self.slots))))))
+        return "(" + ", ".join(found or ["0"]) + ",)"
+
     def prologue(self) -> list[str]:
         """`run`'s first line: the slots' offsets, from the header of `ws`,
-        which alloc.slot_offsets checks was made for this many slots. The
-        sizes are computed in Python when the workspace is made: in `run`
-        their arithmetic doubled a cold compile (W4: 6.7 s to 12.5 s)."""
-        return [f"    ws_o = alloc.slot_offsets(ws, {len(self.slots)})"]
+        which alloc.slot_offsets checks was made for this many slots and for
+        these shapes. The sizes are computed in Python when the workspace is
+        made: in `run` their arithmetic doubled a cold compile (W4: 6.7 s to
+        12.5 s)."""
+        return [f"    ws_o = alloc.slot_offsets(ws, {len(self.slots)}, {self.dims_read()})"]
 
     def carved(self, body: list[str]) -> list[str]:
         """`body` with each planned allocation carved from its slot."""
@@ -83,7 +93,7 @@ class Plan:
         return (f"def new_workspace({', '.join(params)}, fill=None):\n"
                 '    """A workspace for `run` on arrays of these shapes (only their .shape is\n'
                 '    read); `fill`: a byte to fill its slots with (tests poison them)."""\n'
-                f"    return alloc.make_workspace((\n{sizes}    ), fill)\n")
+                f"    return alloc.make_workspace((\n{sizes}    ), {self.dims_read()}, fill)\n")
 
 
 def scratch(name: str, line: str, dims: list[str], dtype: str) -> Scratch | None:

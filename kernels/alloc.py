@@ -43,37 +43,45 @@ def reshape(x, shape):
 # to it (an atomic add per copy of an array variable: about 5% of a W1 step).
 # It is valid while the workspace is, which the caller holds for the call.
 # The workspace starts with a header of int64s: WORKSPACE_TAG (b"graphcws"),
-# the number of slots, each slot's offset and the end of the last slot.
-# Its maker computes the slots' sizes in Python (graphc.workspace).
+# the number of slots n, the number of shape entries m, the m shape entries
+# the slots' sizes were computed from, each slot's offset, and the end of the
+# last slot. Its maker computes the slots' sizes in Python (graphc.workspace).
 
 WORKSPACE_ALIGN = 64        # bytes: each slot starts on a cache line
 WORKSPACE_TAG = int.from_bytes(b"graphcws", "little")
 
 
-def make_workspace(slot_bytes, fill=None):
+def make_workspace(slot_bytes, dims, fill=None):
     """A new workspace (plain Python) for slots of these sizes in bytes, each
-    aligned; `fill`: a byte value for the slots (tests poison them with 0xFF)."""
-    n = len(slot_bytes)
-    header = 8 * (n + 3)
+    aligned, computed from the shape entries `dims`; `fill`: a byte value
+    for the slots (tests poison them with 0xFF)."""
+    n, m = len(slot_bytes), len(dims)
+    header = 8 * (n + m + 4)
     padded = [-(-int(b) // WORKSPACE_ALIGN) * WORKSPACE_ALIGN for b in slot_bytes]
     ws = np.empty(header + WORKSPACE_ALIGN + sum(padded), np.uint8)
     first = header + (-(ws.ctypes.data + header)) % WORKSPACE_ALIGN
     if fill is not None:
         ws[first:] = fill
-    ws[:header].view(np.int64)[:] = [WORKSPACE_TAG, n, *np.cumsum([first] + padded)]
+    ws[:header].view(np.int64)[:] = [WORKSPACE_TAG, n, m, *dims, *np.cumsum([first] + padded)]
     return ws
 
 
 @njit(cache=True, nogil=True)
-def slot_offsets(ws, n):
+def slot_offsets(ws, n, dims):
     """The offsets of the `n` slots of `ws`, from its header, after checking
-    it is a workspace of `n` slots that fits in `ws` (one made by make_workspace)."""
-    if ws.size < 8 * (n + 3):
+    that make_workspace made it for `n` slots and the shape entries `dims`
+    (the caller's own), and that it fits in `ws`."""
+    m = len(dims)
+    size = 8 * (n + m + 4)
+    if ws.size < size:
         raise ValueError("graphc: the workspace passed was not made for this function")
-    header = ws[:8 * (n + 3)].view(np.int64)
-    if header[0] != WORKSPACE_TAG or header[1] != n or header[n + 2] > ws.size:
+    header = ws[:size].view(np.int64)
+    if header[0] != WORKSPACE_TAG or header[1] != n or header[2] != m or header[-1] > ws.size:
         raise ValueError("graphc: the workspace passed was not made for this function")
-    return header[2:n + 2]
+    for k in range(m):
+        if header[3 + k] != dims[k]:
+            raise ValueError("graphc: the workspace passed was made for other shapes")
+    return header[3 + m:3 + m + n]
 
 
 @intrinsic
@@ -81,8 +89,8 @@ def carve(typingctx, ws, offset, shape, dtype):
     """A C-ordered array of `shape` and `dtype` over ws[offset:], owning nothing.
 
     The caller guarantees offset + its bytes <= ws.size and offset aligned
-    for `dtype`; it is not checked here (the slots were laid out for these
-    shapes by make_workspace, and slot_offsets checked the header).
+    for `dtype`; it is not checked here (make_workspace laid the slots out
+    for the caller's shapes, which slot_offsets checked).
     """
     if not (isinstance(ws, types.Array) and ws.dtype == types.uint8 and ws.ndim == 1
             and ws.layout == "C" and isinstance(offset, types.Integer)

@@ -89,6 +89,14 @@ def test_a_workspace_not_made_for_the_call_is_refused_not_written_past(rng):
         with pytest.raises(ValueError, match="workspace passed was not made for this function"):
             entry.driver(x, *entry.consts, *entry.tail_args(ws))
         np.testing.assert_array_equal(ws, before)
+    # one made by the same module for a smaller batch: its slots are too small
+    f(x[:4])
+    smaller = next(e for e in f._cache.values() if e is not entry).new_workspace()
+    room = np.zeros(smaller.size + 4096, np.uint8)     # with bytes after it that must stay 0
+    room[:smaller.size] = smaller
+    with pytest.raises(ValueError, match="workspace passed was made for other shapes"):
+        entry.driver(x, *entry.consts, *entry.tail_args(room[:smaller.size]))
+    assert not room[smaller.size:].any()
 
 
 def test_calls_on_several_threads_at_once_each_take_their_own_workspace(
