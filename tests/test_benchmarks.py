@@ -190,3 +190,25 @@ def test_a_failed_pinning_leaves_no_thread_pinned(monkeypatch, idle_thread):
         with harness.pinned_threads(1):
             pass
     assert _on(before, other)
+
+
+def test_compare_trees_measures_a_tree_in_a_fresh_process_with_its_own_graphc():
+    from graphc.benchmarks import compare_trees
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(compare_trees.__file__)))
+    times = compare_trees._run(checkout, ["W1"], "float32", max(os.sched_getaffinity(0)), 10)
+    assert list(times) == ["W1"] and all(t > 0 for t in times["W1"])   # µs per step (not judged)
+
+
+def test_compare_trees_alternates_the_trees_and_prints_each_rounds_ratios(monkeypatch, capsys):
+    from graphc.benchmarks import compare_trees
+    runs = []
+
+    def fake_run(tree, names, dtype, cpu, scale):
+        runs.append(os.path.basename(tree))
+        return {"W1": (10.0 if tree.endswith("new") else 20.0, 80.0), "W4": (30.0, 120.0)}
+    monkeypatch.setattr(compare_trees, "_run", fake_run)
+    compare_trees.main(["/x/old", "/x/new", "--workloads", "W1,W4", "--rounds", "2"])
+    assert runs == ["old", "new", "old", "new"]
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    medians = {row[1]: row[2:] for row in rows if row[0] == "median"}
+    assert medians == {"/x/old": ["0.250", "0.250"], "/x/new": ["0.125", "0.250"]}

@@ -1,0 +1,146 @@
+"""Is a change faster? Time one SGD step of W1-W5 in two source trees, alternately.
+
+    git worktree add /tmp/parent HEAD~1
+    OMP_NUM_THREADS=1 python benchmarks/compare_trees.py /tmp/parent . --workloads W1,W4
+
+On a shared machine one timing of each tree says little: the load moves
+while they run. This runs the trees in turn, each in a fresh process on
+one thread pinned to one CPU, `--rounds` times; each process times graphc's
+step and the hand-written NumPy step interleaved (the median of many short
+batches of steps) and prints the ratio graphc / NumPy, which moves much
+less with the load than either time. Read the rounds side by side.
+
+Both trees run the workloads of this checkout (benchmarks/workloads.py
+next to this file), so only graphc differs. A tree is a checkout of this
+repository (a `git worktree` is cheapest): its graphc, and its kernels as
+graphc.kernels, are imported in place of the installed ones.
+"""
+import argparse
+import importlib.util
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# steps per timed batch, and batches, so each workload takes a few seconds
+_STEPS = {"W1": 200, "W2": 2, "W3": 1, "W4": 25, "W5": 2}
+_BATCHES = {"W1": 300, "W2": 60, "W3": 20, "W4": 300, "W5": 60}
+
+
+def import_tree(tree: str):
+    """Import graphc from `tree`, with `tree`/kernels as graphc.kernels (the
+    installed package maps it there; a bare checkout has no graphc/kernels)."""
+    tree = os.path.abspath(tree)
+    sys.path.insert(0, tree)
+    import graphc
+    if not graphc.__file__.startswith(tree + os.sep):
+        raise SystemExit(f"graphc imported from {graphc.__file__}, not from {tree}")
+    kernels = os.path.join(tree, "kernels")
+    spec = importlib.util.spec_from_file_location(
+        "graphc.kernels", os.path.join(kernels, "__init__.py"), submodule_search_locations=[kernels])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["graphc.kernels"] = module
+    spec.loader.exec_module(module)
+    graphc.kernels = module
+    return graphc
+
+
+def _workloads():
+    spec = importlib.util.spec_from_file_location("compare_trees_workloads",
+                                                  os.path.join(HERE, "workloads.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module      # dataclasses look their module up while it runs
+    spec.loader.exec_module(module)
+    return module.WORKLOADS
+
+
+def measure(gc, name: str, dtype: str, steps: int, batches: int) -> tuple[float, float]:
+    """Median µs per step of graphc and of the NumPy step, timed in alternate batches."""
+    w = _workloads()[name]
+    params, batch = w.make(np.dtype(dtype))
+    by_hand = {k: v.copy() for k, v in params.items()}
+    step = gc.compile_step(w.loss_fn, gc.optim.SGD(w.lr))
+    for _ in range(3):
+        step(params, *batch)
+        w.numpy_step(by_hand, *batch, w.lr)
+    ours, numpy = [], []
+    for _ in range(batches):
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(params, *batch)
+        middle = time.perf_counter()
+        for _ in range(steps):
+            w.numpy_step(by_hand, *batch, w.lr)
+        end = time.perf_counter()
+        ours.append((middle - start) / steps)
+        numpy.append((end - middle) / steps)
+    return float(np.median(ours)) * 1e6, float(np.median(numpy)) * 1e6
+
+
+def _child(tree: str, names: list[str], dtype: str, scale: int, cpu: int) -> None:
+    os.sched_setaffinity(0, {cpu})      # before any library starts a thread
+    gc = import_tree(tree)
+    for name in names:
+        ours, numpy = measure(gc, name, dtype, max(1, _STEPS[name] // scale),
+                              max(3, _BATCHES[name] // scale))
+        print(f"{name} {ours:.2f} {numpy:.2f}", flush=True)
+
+
+def _run(tree: str, names: list[str], dtype: str, cpu: int, scale: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+               MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1", GRAPHC_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", tree,
+                          ",".join(names), dtype, str(scale), str(cpu)], env=env,
+                         capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise SystemExit(f"{tree}: the measuring process failed:\n{out.stderr}")
+    times = {}
+    for line in out.stdout.splitlines():
+        name, ours, numpy = line.split()
+        times[name] = (float(ours), float(numpy))
+    return times
+
+
+def main(argv=None) -> None:
+    if argv is None and sys.argv[1:2] == ["--child"]:
+        _child(sys.argv[2], sys.argv[3].split(","), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("base", help="the tree to compare against (say, a worktree of the parent)")
+    p.add_argument("other", nargs="?", default=".", help="the tree with the change (default: .)")
+    p.add_argument("--workloads", default="W1,W4", help="comma-separated (default: W1,W4)")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--quick", action="store_true", help="a tenth of the steps (a smoke test)")
+    p.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)),
+                   help="the CPU both run on (default: the highest this process may use)")
+    args = p.parse_args(argv)
+    names = args.workloads.split(",")
+    unknown = [n for n in names if n not in _STEPS]
+    if unknown:
+        p.error(f"unknown workloads {unknown}; choose from {sorted(_STEPS)}")
+    trees = [os.path.abspath(args.base), os.path.abspath(args.other)]
+    print(f"graphc / NumPy per step, {args.dtype}, one thread on CPU {args.cpu}; "
+          f"graphc µs and NumPy µs in brackets")
+    print(f"{'round':6} {'tree':40} " + " ".join(f"{n:>24}" for n in names))
+    ratios = {tree: {n: [] for n in names} for tree in trees}
+    for r in range(args.rounds):
+        for tree in trees:
+            times = _run(tree, names, args.dtype, args.cpu, 10 if args.quick else 1)
+            cells = []
+            for n in names:
+                ours, numpy = times[n]
+                ratios[tree][n].append(ours / numpy)
+                cells.append(f"{ours / numpy:6.3f} [{ours:7.1f} {numpy:7.1f}]")
+            print(f"{r + 1:<6} {tree[-40:]:40} " + " ".join(f"{c:>24}" for c in cells), flush=True)
+    for tree in trees:
+        print(f"{'median':6} {tree[-40:]:40} "
+              + " ".join(f"{np.median(ratios[tree][n]):>24.3f}" for n in names))
+
+
+if __name__ == "__main__":
+    main()
