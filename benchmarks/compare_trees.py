@@ -10,21 +10,18 @@ step and the hand-written NumPy step interleaved (the median of many short
 batches of steps) and prints the ratio graphc / NumPy, which moves much
 less with the load than either time. Read the rounds side by side.
 
-Both trees run the workloads of this checkout (benchmarks/workloads.py
-next to this file), so only graphc differs. A tree is a checkout of this
-repository (a `git worktree` is cheapest): its graphc, and its kernels as
-graphc.kernels, are imported in place of the installed ones.
+Both trees run the workloads and timer of the installed graphc.benchmarks
+(this checkout's, for its .venv), so only graphc differs. A tree is a
+checkout of this repository (a `git worktree` is cheapest): its graphc, and
+its kernels as graphc.kernels, are imported in place of the installed ones.
 """
 import argparse
 import importlib.util
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
-
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 # steps per timed batch, and batches, so each workload takes a few seconds
 _STEPS = {"W1": 200, "W2": 2, "W3": 1, "W4": 25, "W5": 2}
@@ -49,43 +46,29 @@ def import_tree(tree: str):
     return graphc
 
 
-def _workloads():
-    spec = importlib.util.spec_from_file_location("compare_trees_workloads",
-                                                  os.path.join(HERE, "workloads.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module      # dataclasses look their module up while it runs
-    spec.loader.exec_module(module)
-    return module.WORKLOADS
+def measure(name: str, dtype: str, steps: int, batches: int) -> tuple[float, float]:
+    """Median µs per step of graphc and of the NumPy step, in alternate batches
+    of `steps` steps (the harness's step builders and interleaved timer)."""
+    from graphc.benchmarks import harness       # after import_tree: it imports graphc
+    w = harness.WORKLOADS[name]
+    params, batch = w.make(dtype)
+    steps_of = [harness.build(impl, w, harness._copy(params), batch, w.lr)
+                for impl in ("graphc", "numpy")]
 
-
-def measure(gc, name: str, dtype: str, steps: int, batches: int) -> tuple[float, float]:
-    """Median µs per step of graphc and of the NumPy step, timed in alternate batches."""
-    w = _workloads()[name]
-    params, batch = w.make(np.dtype(dtype))
-    by_hand = {k: v.copy() for k, v in params.items()}
-    step = gc.compile_step(w.loss_fn, gc.optim.SGD(w.lr))
-    for _ in range(3):
-        step(params, *batch)
-        w.numpy_step(by_hand, *batch, w.lr)
-    ours, numpy = [], []
-    for _ in range(batches):
-        start = time.perf_counter()
-        for _ in range(steps):
-            step(params, *batch)
-        middle = time.perf_counter()
-        for _ in range(steps):
-            w.numpy_step(by_hand, *batch, w.lr)
-        end = time.perf_counter()
-        ours.append((middle - start) / steps)
-        numpy.append((end - middle) / steps)
-    return float(np.median(ours)) * 1e6, float(np.median(numpy)) * 1e6
+    def batch_of(step):
+        def run_batch():
+            for _ in range(steps):
+                step()
+        return run_batch
+    ours, numpy = harness.interleaved_medians_us([batch_of(s) for s in steps_of], batches)
+    return ours / steps, numpy / steps
 
 
 def _child(tree: str, names: list[str], dtype: str, scale: int, cpu: int) -> None:
     os.sched_setaffinity(0, {cpu})      # before any library starts a thread
-    gc = import_tree(tree)
+    import_tree(tree)
     for name in names:
-        ours, numpy = measure(gc, name, dtype, max(1, _STEPS[name] // scale),
+        ours, numpy = measure(name, dtype, max(1, _STEPS[name] // scale),
                               max(3, _BATCHES[name] // scale))
         print(f"{name} {ours:.2f} {numpy:.2f}", flush=True)
 
