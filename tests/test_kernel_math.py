@@ -253,6 +253,21 @@ def test_loop_vectorizes_and_float32_stays_float32(name):
     assert not [a for a in arith if re.match(r" (fast|reassoc|nnan|ninf|nsz|arcp|contract|afn)", a[1])]
 
 
+
+def test_float32_tanh_coefficients_are_the_fit():
+    """vmath's float32 tanh rational is what tools/fit_tanh.py derives (so it
+    can be refitted, say for other degrees, and the bound above re-measured)."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).parents[1] / "tools" / "fit_tanh.py"
+    spec = importlib.util.spec_from_file_location("fit_tanh", path)
+    fit_tanh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fit_tanh)
+    worst, d, e = fit_tanh.rounded_fit()
+    assert worst < 2.0 ** -24
+    assert (d, e) == ([float(v) for v in vmath._C[np.float32].tanh_d],
+                      [float(v) for v in vmath._C[np.float32].tanh_e])
+
 if __name__ == "__main__":
     for dt in (np.float32, np.float64):
         for n in NAMES:
