@@ -10,15 +10,16 @@ less than the difference. This times, per shape (m, k, n) and dtype, the
 median of many calls to blas.blas_gemm (BLAS as it is) with:
   NN      a @ b, b already transposed (the floor)
   NT      a @ b.T handed to BLAS as it is
-  copy    np.ascontiguousarray(b.T), then NN
+  copy    transpose.transposed(b) (b.T copied in 8x8 tiles), then NN
 interleaved over --reps rounds, the best round reported. `rule` is what
 _transposing_b_pays decides for the shape: copy when it says so.
 
-On this project's 2-core Xeon VM (2026-12-02, one thread), float32 / float64,
-copy against NT: 0.65 / 0.90 at W4's 32x64 @ 64x64, 0.70 / 0.66 at W2's
-128x10 @ 10x256, 0.61 / 0.68 at 256x10 @ 10x256; but 1.05 / 1.31 with 16
-rows, 1.2-2.0 from m*n*k = 2**20 up (128x128x128, 32x256x256) and 1.23 with
-n = 10, where the NT kernel is as fast as NN.
+On this project's 2-core Xeon VM (2026-12-03, one thread, busy host),
+float32 / float64, copy against NT: 0.48 / 0.66 at W4's 32x64 @ 64x64,
+0.67 / 0.92 with 16 rows, 0.50 / 0.71 at W2's 128x10 @ 10x256, 0.64 / 1.01
+at 32x64 @ 64x128; but 1.02-1.4 from m*n*k = 2**20 up (256x64x64,
+128x128x128, 32x256x256) and 1.3 with n = 10, where the NT kernel is as
+fast as NN.
 """
 import argparse
 
@@ -27,6 +28,7 @@ from numba import njit
 
 from graphc.benchmarks.harness import median_us
 from graphc.kernels import blas
+from graphc.kernels.transpose import transposed
 
 SHAPES = [(16, 64, 64), (32, 64, 32), (32, 64, 64), (128, 32, 32), (128, 64, 64),
           (256, 64, 64), (64, 10, 64), (128, 10, 16), (128, 10, 256), (256, 10, 256),
@@ -42,7 +44,7 @@ def _repeat_gemm(a, b, c, transpose_b, times):
 @njit(nogil=True)
 def _repeat_copy_then_gemm(a, b, c, times):
     for _ in range(times):
-        blas.blas_gemm(a, np.ascontiguousarray(b.T), c, False, False, 1.0, 0.0)
+        blas.blas_gemm(a, transposed(b), c, False, False, 1.0, 0.0)
 
 
 @njit(nogil=True)

@@ -22,6 +22,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from graphc.kernels.transpose import transposed
+
 
 _CYTHON_BLAS = "scipy.linalg.cython_blas"
 
@@ -114,14 +116,15 @@ def _transposing_b_pays(m, n, k):
     """Whether a @ b.T runs faster as a copy of b.T and a plain a @ b.
 
     OpenBLAS's small-matrix kernel for a @ b.T (row-major; "TN" to the
-    column-major BLAS) takes up to twice as long as for a @ b: 4.4 against
-    2.1 us (3.3 with the copy) for 32x64 @ 64x64 float32, the backward GEMM
-    of each of W4's layers. Copying b.T (k*n elements) first pays while
-    that kernel is in use (m*n*k under 2**20), b is small, and at least 32
-    rows of a share the copy; with n under 16 the two kernels take the same
-    time. benchmarks/bench_gemm_nt.py measures both ways.
+    column-major BLAS) takes up to twice as long as for a @ b: 6.5 against
+    2.7 us (3.1 with the copy) for 32x64 @ 64x64 float32, the backward GEMM
+    of each of W4's layers. Copying b.T (k*n elements, transpose.transposed)
+    first pays while that kernel is in use (m*n*k under 2**20) and at least
+    16 rows of a share the copy, for b up to the 8192 elements measured; with
+    n under 16 the two kernels take the same time.
+    benchmarks/bench_gemm_nt.py measures both ways.
     """
-    return m >= 32 and n >= 16 and k * n <= 4096 and m * n * k < 1 << 20
+    return m >= 16 and n >= 16 and k * n <= 8192 and m * n * k < 1 << 20
 
 
 @njit(cache=True, nogil=True)
@@ -141,7 +144,7 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
     if m == 0 or n == 0:
         return
     if transpose_b and not transpose_a and _transposing_b_pays(m, n, k):
-        blas_gemm(a, np.ascontiguousarray(b.T), c, False, False, alpha, beta)
+        blas_gemm(a, transposed(b), c, False, False, alpha, beta)
     else:
         blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta)
 

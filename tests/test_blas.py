@@ -31,8 +31,8 @@ def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n):
        transpose_a=st.booleans(), transpose_b=st.booleans(),
        dtype=st.sampled_from([np.float32, np.float64]))
 def test_gemm_matches_numpy_on_random_shapes(m, k, n, transpose_a, transpose_b, dtype):
-    """Shapes on both sides of _transposing_b_pays (m, n from 32 and 16 up,
-    k*n up to 4096), including empty ones."""
+    """Shapes on both sides of _transposing_b_pays (m and n from 16 up),
+    including empty ones."""
     rng = np.random.default_rng(m * 10_000 + k * 100 + n)
     a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
     b = rng.normal(size=(n, k) if transpose_b else (k, n)).astype(dtype)
