@@ -132,11 +132,31 @@ def _renamed(source: str, k: int) -> str:
     return body
 
 
+# the graphc.kernels modules an exported step may call, each after those it imports
+_KERNEL_MODULES = ("vmath", "transpose", "blas", "alloc")
+_KERNEL_IMPORT = re.compile(r"^from graphc\.kernels import (\w+)\n", re.M)
+
+
+def _kernel_source(name: str) -> str:
+    return inspect.getsource(importlib.import_module(f"graphc.kernels.{name}"))
+
+
+def _kernels_needed(kernels: list[str]) -> list[str]:
+    """The kernel modules the generated code calls (vmath.exp, blas.gemm, ...) and
+    the ones they import, in _KERNEL_MODULES order."""
+    needed = {name for name in _KERNEL_MODULES if any(f"{name}." in k for k in kernels)}
+    for name in reversed(_KERNEL_MODULES):      # importers come after what they import
+        if name in needed:
+            needed.update(_KERNEL_IMPORT.findall(_kernel_source(name)))
+    return [name for name in _KERNEL_MODULES if name in needed]
+
+
 def _embedded(name: str) -> str:
-    """The source of graphc.kernels.<name>, bound to `name` in the exported module."""
-    module = importlib.import_module(f"graphc.kernels.{name}")
+    """The source of graphc.kernels.<name>, bound to `name` in the exported module
+    (its imports of other kernel modules dropped: they are embedded too, and
+    bound to their names the same way)."""
     return (f"# ---- graphc.kernels.{name}, embedded " + "-" * 40 + "\n"
-            + inspect.getsource(module)
+            + _KERNEL_IMPORT.sub("", _kernel_source(name))
             + f"\n{name} = sys.modules[__name__]   # the kernels call {name}.<function>(...)\n"
             + f"# ---- end of graphc.kernels.{name} " + "-" * 43 + "\n")
 
@@ -171,8 +191,7 @@ def export(step, path) -> None:
         signatures.append(f"    {key!r}: (run_{k}, {const_names!r}, {maker}),")
     # the graphc.kernels modules the kernels call (vmath.exp, blas.gemm, alloc.empty),
     # carried along so graphc is not needed
-    embedded = "".join(_embedded(name) for name in ("vmath", "blas", "alloc")
-                       if any(f"{name}." in k for k in kernels))
+    embedded = "".join(_embedded(name) for name in _kernels_needed(kernels))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     encoded = base64.b64encode(buffer.getvalue()).decode()

@@ -22,7 +22,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from graphc.kernels.transpose import transposed
+from graphc.kernels import transpose
 
 
 _CYTHON_BLAS = "scipy.linalg.cython_blas"
@@ -144,7 +144,7 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
     if m == 0 or n == 0:
         return
     if transpose_b and not transpose_a and _transposing_b_pays(m, n, k):
-        blas_gemm(a, transposed(b), c, False, False, alpha, beta)
+        blas_gemm(a, transpose.transposed(b), c, False, False, alpha, beta)
     else:
         blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta)
 
