@@ -1148,8 +1148,10 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         if node.op == "numel":   # a count of elements, from shapes only: no kernel
             var[node.id] = f"v{node.id}"
             count = dims.count(node.inputs[0], node.p["axes"])
-            body.append(f"    v{node.id} = alloc.full((), {count}, {np_dtype(node.dtype)})"
-                        f"{one_line_comment}")
+            line = f"    v{node.id} = alloc.empty((), {np_dtype(node.dtype)})"
+            body += [line, f"    v{node.id}[()] = {count}{one_line_comment}"]
+            scratch[var[node.id]] = workspace.scratch(var[node.id], line, [],  # carved: 0-d
+                                                      np_dtype(node.dtype))
             continue
         kname = f"k{len(kernels)}_{node.op}" + ("_fused" if len(members) > 1 else "")
         loop_dims = []
