@@ -619,8 +619,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
             o = out[n.id]
             lines += [f"rbf{n.id} = alloc.reshape({o}, ({o}.size,))",
                       f"for j in range(rbf{n.id}.shape[0]):", f"    rbf{n.id}[j] = 0",
-                      f"accf{n.id} = alloc.full((rbf{n.id}.shape[0] if n0 > {SUM_ROWS} else 0,), "
-                      f"0, np.float64)"]
+                      f"accf{n.id} = alloc.full_if(n0 > {SUM_ROWS}, rbf{n.id}.shape[0], 0, "
+                      f"np.float64)"]
         elif n not in direct:
             acc, init = _accumulator(n)
             lines.append(f"acc{n.id} = alloc.full({out[n.id]}.shape, {init}, {acc})")

@@ -29,6 +29,43 @@ def full(shape, value, dtype):
     return out
 
 
+@intrinsic
+def _no_elements(typingctx, dtype):
+    """A 1-d array of 0 elements of `dtype` that owns nothing: no allocation
+    (its data pointer is null, never read). For scratch that stays in Numba
+    code; one handed to NumPy should come from np.empty."""
+    if isinstance(dtype, types.NumberClass):
+        elem = dtype.instance_type
+    elif isinstance(dtype, types.DType):
+        elem = dtype.dtype
+    else:
+        return None
+    array = types.Array(elem, 1, "C")
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        out = make_array(array)(context, builder)
+        populate_array(out, data=llvm_ir.Constant(context.get_data_type(elem).as_pointer(), None),
+                       shape=[llvm_ir.Constant(intp, 0)],
+                       strides=[llvm_ir.Constant(intp, context.get_abi_sizeof(
+                           context.get_data_type(elem)))],
+                       itemsize=llvm_ir.Constant(intp, context.get_abi_sizeof(
+                           context.get_data_type(elem))), meminfo=None)
+        return out._getvalue()
+
+    return array(dtype), codegen
+
+
+@njit(cache=True, nogil=True)
+def full_if(needed, n, value, dtype):
+    """full((n,), value, dtype) if `needed`, else 0 elements without an
+    allocation: scratch that only some calls use (a column sum's float64
+    totals, past SUM_ROWS rows) costs the others nothing."""
+    if needed:
+        return full((n,), value, dtype)
+    return _no_elements(dtype)
+
+
 @njit(cache=True, nogil=True)
 def reshape(x, shape):
     """x in `shape`: a view of a C-contiguous x, else of a contiguous copy."""

@@ -1,4 +1,8 @@
 """graphc.kernels.alloc: the allocation wrappers generated modules call."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -33,3 +37,34 @@ def test_generated_code_allocates_through_the_wrappers():
     run = source.split("def run(", 1)[1]
     assert "alloc.empty(" in run and "alloc.full(" in run and "blas.gemm(" in source
     assert "np.empty(" not in run and "np.full(" not in run and "np.dot(" not in source
+
+
+def test_full_if_allocates_only_when_needed():
+    """A column sum's float64 totals (past SUM_ROWS rows) come from full_if:
+    other calls get 0 elements and no allocation (counted by Numba's NRT)."""
+    script = """
+import numpy as np
+from numba import njit
+from numba.core.runtime import rtsys
+from graphc.kernels import alloc
+
+@njit
+def total(needed, n):
+    a = alloc.full_if(needed, n, 0.5, np.float64)
+    s = 0.0
+    for j in range(a.shape[0]):
+        s += a[j]
+    return a.shape[0], s
+
+assert total(True, 4) == (4, 2.0) and total(False, 4) == (0, 0.0)
+before = rtsys.get_allocation_stats().alloc
+total(False, 4)
+skipped = rtsys.get_allocation_stats().alloc - before
+total(True, 4)
+made = rtsys.get_allocation_stats().alloc - before - skipped
+print(skipped, made)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "NUMBA_NRT_STATS": "1"}, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "1"]
