@@ -29,16 +29,23 @@ def full(shape, value, dtype):
     return out
 
 
+def _element_type(dtype):
+    """The Numba element type an intrinsic's `dtype` argument names (np.float32
+    passed as a class, or an array's .dtype), or None."""
+    if isinstance(dtype, types.NumberClass):
+        return dtype.instance_type
+    if isinstance(dtype, types.DType):
+        return dtype.dtype
+    return None
+
+
 @intrinsic
 def _no_elements(typingctx, dtype):
     """A 1-d array of 0 elements of `dtype` that owns nothing: no allocation
     (its data pointer is null, never read). For scratch that stays in Numba
     code; one handed to NumPy should come from np.empty."""
-    if isinstance(dtype, types.NumberClass):
-        elem = dtype.instance_type
-    elif isinstance(dtype, types.DType):
-        elem = dtype.dtype
-    else:
+    elem = _element_type(dtype)
+    if elem is None:
         return None
     array = types.Array(elem, 1, "C")
 
@@ -134,11 +141,8 @@ def carve(typingctx, ws, offset, shape, dtype):
             and isinstance(shape, types.BaseTuple)
             and all(isinstance(d, types.Integer) for d in shape)):
         return None
-    if isinstance(dtype, types.NumberClass):
-        elem = dtype.instance_type
-    elif isinstance(dtype, types.DType):
-        elem = dtype.dtype
-    else:
+    elem = _element_type(dtype)
+    if elem is None:
         return None
     carved = types.Array(elem, len(shape), "C")
 
