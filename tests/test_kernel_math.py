@@ -254,19 +254,21 @@ def test_loop_vectorizes_and_float32_stays_float32(name):
 
 
 
-def test_float32_tanh_coefficients_are_the_fit():
-    """vmath's float32 tanh rational is what tools/fit_tanh.py derives (so it
-    can be refitted, say for other degrees, and the bound above re-measured)."""
+def test_float32_tanh_rational_is_as_accurate_as_fitted():
+    """vmath's float32 tanh rational D/E approximates g(z) = (tanh(u)/u - 1)/z
+    to under half a float32 ulp (tools/fit_tanh.py: 3.0e-8), so the ulp bound
+    above is the evaluation's rounding. `python tools/fit_tanh.py --check`
+    re-derives the coefficients themselves (9-13 s, so not here)."""
     import importlib.util
     import pathlib
     path = pathlib.Path(__file__).parents[1] / "tools" / "fit_tanh.py"
     spec = importlib.util.spec_from_file_location("fit_tanh", path)
     fit_tanh = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fit_tanh)
-    worst, d, e = fit_tanh.rounded_fit()
-    assert worst < 2.0 ** -24
-    assert (d, e) == ([float(v) for v in vmath._C[np.float32].tanh_d],
-                      [float(v) for v in vmath._C[np.float32].tanh_e])
+    consts = vmath._C[np.float32]
+    d, e = [float(v) for v in consts.tanh_d], [float(v) for v in consts.tanh_e]
+    assert fit_tanh.relative_error(d, e) < 3.1e-8
+    assert fit_tanh.relative_error(d[:-1] + [d[-1] * (1 + 2.0 ** -20)], e) > 3.1e-8
 
 if __name__ == "__main__":
     for dt in (np.float32, np.float64):

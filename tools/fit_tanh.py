@@ -70,6 +70,14 @@ def fit(fixed_d=None, fixed_e=None, iterations=300):
     return best
 
 
+def relative_error(d, e):
+    """The largest relative error against g of D/E given by coefficients of z,
+    highest degree first (as vmath holds them), on the fit's grid."""
+    u = np.sort(np.concatenate([np.linspace(0, U_MAX, GRID)[1:], np.geomspace(1e-5, 1, 3000)]))
+    g, z = _target(u), u * u
+    return float(np.abs(np.polyval(d, z) / np.polyval(e, z) / g - 1).max())
+
+
 def rounded_fit():
     """(max relative error, D, E): coefficients of z (not s), float32-exact,
     highest degree first as vmath's _poly takes them."""
