@@ -436,8 +436,8 @@ def _make(T):
         @njit(**_JIT)
         def tanh_rational(x):
             """tanh(2u) = 2t / (1 + t^2) with t = tanh(u) from a rational in u^2:
-            no exp, so 2.6x faster than the expm1 form (a quarter of a W4 step
-            is its tanh layers). The doubling damps t's error where it is
+            no exp, so 1.6-2x faster than the expm1 form (about a fifth of a W4
+            step was its tanh layers). The doubling damps t's error where it is
             largest (t near 1), and t is u plus a small correction, so the
             rational's rounding stays within the correction."""
             a = abs(x)

@@ -253,7 +253,6 @@ def test_loop_vectorizes_and_float32_stays_float32(name):
     assert not [a for a in arith if re.match(r" (fast|reassoc|nnan|ninf|nsz|arcp|contract|afn)", a[1])]
 
 
-
 def test_float32_tanh_rational_is_as_accurate_as_fitted():
     """vmath's float32 tanh rational D/E approximates g(z) = (tanh(u)/u - 1)/z
     to under half a float32 ulp (tools/fit_tanh.py: 3.0e-8), so the ulp bound
@@ -269,6 +268,7 @@ def test_float32_tanh_rational_is_as_accurate_as_fitted():
     d, e = [float(v) for v in consts.tanh_d], [float(v) for v in consts.tanh_e]
     assert fit_tanh.relative_error(d, e) < 3.1e-8
     assert fit_tanh.relative_error(d[:-1] + [d[-1] * (1 + 2.0 ** -20)], e) > 3.1e-8
+
 
 if __name__ == "__main__":
     for dt in (np.float32, np.float64):

@@ -11,8 +11,8 @@ The fit minimizes the largest relative error of D/E against g on a dense grid
 (Lawson's iteratively reweighted least squares on the linearized problem
 D - g E = 0, each row divided by g times the previous E). The coefficients are
 then rounded to float32 one at a time, highest degree first, refitting the
-others after each rounding, so the rounded set is as good as the float64 one
-allows. The result's accuracy in float32 arithmetic is measured by
+others after each rounding, which keeps what rounding costs small (3.0e-8
+relative against 1.1e-9 before rounding; both under float32's 6e-8). The result's accuracy in float32 arithmetic is measured by
 tests/test_kernel_math.py (and exhaustively over [0, 20] when this was fitted:
 2.45 ulp at most).
 """
