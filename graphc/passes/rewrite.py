@@ -2,7 +2,8 @@
 
 The shared mechanism of the simplifying passes: `rule(graph, node, inputs)`
 sees each node with its operands already rewritten and returns None (keep
-it), an existing new-graph node id (alias it), or `(op, inputs, params)`.
+it), an existing new-graph node id (alias it; the rule may have built it),
+or `(op, inputs, params)`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ def rewrite(graph: Graph, rule) -> Graph:
         if node.op == "input":
             new_id[node.id] = out.add_input(node.shape, node.dtype, node.weak, node.loc).id
             continue
+        first_added = out._next_id
         replacement = rule(out, node, inputs) if node.op != "const" else None
+        for added in range(first_added, out._next_id):    # nodes the rule built
+            out.nx.nodes[added].setdefault("role", graph.role(node.id))
         if isinstance(replacement, int):
             new_id[node.id] = replacement
             continue

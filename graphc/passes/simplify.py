@@ -3,7 +3,11 @@
 - A transpose of the last two axes feeding a matmul becomes a flag on the
   matmul: BLAS reads the operand as a transposed view, no copy.
 - reshape(reshape(x)) is one reshape.
+- An elementwise op reads a broadcast_to operand's source, broadcasting it itself.
 - An index_check of an index_check's output with the same bound is dropped.
+- Indices that pick one column per row (`logp[np.arange(n), y]`): the
+  gradient's scatter becomes a one-hot where(), and a row sum of a one-hot
+  where() its value (passes/picks.py).
 - The stable log-softmax as users write it, z - log(sum(exp(z))) with
   z = x - max(x) over the last axis, is the `log_softmax` primitive: one
   kernel instead of four, and, run before autodiff, a gradient without the
@@ -11,7 +15,11 @@
 """
 from __future__ import annotations
 
+import numpy as np
+
 from graphc.ir import Graph
+from graphc.ops import OPS
+from graphc.passes import picks
 from graphc.passes.rewrite import rewrite
 
 
@@ -47,7 +55,23 @@ def _log_softmax_operand(graph: Graph, inputs):
     return x
 
 
+def _unbroadcast(graph: Graph, node, inputs):
+    """An elementwise op broadcasts its operands itself: a broadcast_to
+    operand it would broadcast the same way is read as its source (no copy,
+    nor a kernel of its own when its shape is not the op's loop)."""
+    sources = tuple(graph.node(i).inputs[0] if graph.node(i).op == "broadcast_to" else i
+                    for i in inputs)
+    if sources == tuple(inputs) or tuple(np.broadcast_shapes(
+            *(graph.node(i).shape for i in sources))) != node.shape:
+        return None
+    return (node.op, sources, node.p)
+
+
 def _rule(graph: Graph, node, inputs):
+    if OPS[node.op].kind == "elementwise" and node.op != "broadcast_to":
+        unbroadcast = _unbroadcast(graph, node, inputs)
+        if unbroadcast is not None:
+            return unbroadcast
     if node.op == "sub":
         x = _log_softmax_operand(graph, inputs)
         if x is not None:
@@ -60,7 +84,12 @@ def _rule(graph: Graph, node, inputs):
             if _swaps_last_two(src) and not params.get(flag, False):
                 new_inputs[k], params[flag], changed = src.inputs[0], True, True
         return ("matmul", tuple(new_inputs), params) if changed else None
+    if node.op == "sum":
+        return picks.row_sum_of_one_hot(graph, node, inputs)
     if node.op == "reshape":
+        one_hot = picks.scatter_as_one_hot(graph, node, inputs)
+        if one_hot is not None:
+            return one_hot
         src = graph.node(inputs[0])
         if src.shape == node.shape:
             return inputs[0]
