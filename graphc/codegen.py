@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import collections
 import functools
+import itertools
 import re
 from dataclasses import dataclass, field
 
@@ -25,7 +26,7 @@ from graphc import errors, threads, workspace
 from graphc.dims import DimTable
 from graphc.ir import Graph, Node
 from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, exp_floor, int_out_of_bounds
-from graphc.passes.fuse import escaping, is_scalar_const
+from graphc.passes.fuse import escaping, is_index_const, is_scalar_const
 from graphc.target import full_width
 
 # Generated code has no fast-math: each flag gave answers NumPy does not.
@@ -84,6 +85,19 @@ class Module:
     parallel: bool = False               # some kernel may run on threads: `run` takes `threads`
     unread_inputs: frozenset = frozenset()   # positions of inputs `run` never reads
     workspace: bool = False              # `run` carves intermediates from `ws` (graphc.workspace)
+
+
+@dataclass(frozen=True)
+class ScratchNeed:
+    """A kernel's scratch buffer: its parameter `param` (w0, w1, ...), a 1-D
+    array of at least `count` elements of `dtype`. `count` is written over
+    the kernel's loop dims (n0, n1, ...) and its output's shape
+    (out.shape[d]); generate() passes a workspace slot (planned like any
+    intermediate: no allocation per call), or a threaded kernel allocates
+    its own in each thread."""
+    param: str
+    count: str
+    dtype: str
 
 
 def np_dtype(dtype) -> str:
@@ -148,7 +162,8 @@ def _emit_matmul(node, operands):
                        f"                s += {A}[i, q] * {B}[q, j]",
                        "            C[t, i, j] = s"]
     if len(node.shape) == 2:     # transposed operands are BLAS flags: no copy
-        return [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, 0.0)"]
+        scratch = ", w0" if _matmul_scratch(node) else ""   # b.T's copy, when BLAS is faster so
+        return [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, 0.0{scratch})"]
     return body + [f"    np.dot({A}, {B}, C[t])"]
 
 
@@ -294,12 +309,12 @@ def _log_softmax_short_rows(T, acc, term, shift):
     """The exps in one flat loop (see SHORT_ROW), then the rows' sums, and
     the logs in one loop over the rows, which LLVM vectorizes (64 rows of
     10: 2.8 against 2.3 us)."""
-    return [f"e = alloc.empty((rows * n,), {T})",
+    return ["e = w0",
             "z = alloc.reshape(out, (rows * n,))",
             "for k in range(rows * n):",
             "    zk = z[k]",
             f"    e[k] = {term('zk')}",
-            f"shifts = alloc.empty((rows,), {T})",
+            "shifts = w1",
             "for i in range(rows):",
             f"    s = {acc}(0)",
             "    for j in range(n):",
@@ -334,6 +349,32 @@ def _log_softmax_long_rows(T, acc, term, shift):
             "        s += b",
             "        s += peaks"] + ["    " + line for line in shift]
 
+
+def _log_softmax_scratch(node) -> list[ScratchNeed]:
+    """The short-row form's exps (one per element) and row sums (one per row)."""
+    if node.shape[-1] >= SHORT_ROW:
+        return []
+    T, rank = np_dtype(node.dtype), len(node.shape)
+    rows = " * ".join(f"out.shape[{d}]" for d in range(rank - 1)) or "1"
+    return [ScratchNeed("w0", f"{rows} * out.shape[{rank - 1}]", T), ScratchNeed("w1", rows, T)]
+
+
+# blas.TRANSPOSED_MAX: blas.gemm copies b.T for a @ b.T (into w0) up to this many elements
+GEMM_TRANSPOSED_MAX = 8192
+
+
+def _matmul_scratch(node) -> list[ScratchNeed]:
+    """A 2-D float a @ b.T's copy of b.T (blas.gemm makes it when that is faster)."""
+    if (len(node.shape) != 2 or node.dtype.kind != "f" or not node.p.get("transpose_b", False)
+            or node.p.get("transpose_a", False)):
+        return []
+    size = "a1.shape[0] * a1.shape[1]"
+    return [ScratchNeed("w0", f"({size} if {size} <= {GEMM_TRANSPOSED_MAX} else 1)",
+                        np_dtype(node.dtype))]
+
+
+# kernels of EMITTERS that take scratch buffers: node -> its ScratchNeeds
+SCRATCH = {"log_softmax": _log_softmax_scratch, "matmul": _matmul_scratch}
 
 EMITTERS = {
     "matmul": _emit_matmul, "transpose": _emit_transpose,
@@ -513,8 +554,8 @@ def _flat_block(graph: Graph, nodes: list[Node], hoisted: list[Node], read, spac
     """(setup, per block): the flat loop of _hoisted_transcendentals over the
     block of rows `ib .. ib + nb` of the last outer axis (the loop nest's
     indices before it fixed), computing the `hoisted` members (and the
-    members they read) into scratch `h<id>` of `rb` rows, which the rows then
-    read at `ii`. Each block reads views of the external arrays indexed from 0
+    members they read) into scratch `hf<id>` (the kernel's parameter w<k>,
+    a workspace slot) of `rb` rows, which the rows then read at row `ii`. Each block reads views of the external arrays indexed from 0
     (an offset index would keep Numba's negative-index check on every load).
     `read(i, flat=True)` names an operand there: `<arg>_blk[f]`."""
     member_ids = {m.id for m in nodes}
@@ -529,9 +570,8 @@ def _flat_block(graph: Graph, nodes: list[Node], hoisted: list[Node], read, spac
     # for tuples in every new process (0.05 s of a cold first call)
     setup = [f"rb = {FLAT_BLOCK} // {last} if 0 < {last} <= {FLAT_BLOCK} else 1"]
     setup += [f"{arg[i]}_flat = alloc.reshape({arg[i]}, ({arg[i]}.size,))" for i in reads]
-    for n in hoisted:
-        setup += [f"h{n.id} = alloc.empty((rb, {last}), {np_dtype(n.dtype)})",
-                  f"hf{n.id} = alloc.reshape(h{n.id}, (h{n.id}.size,))"]
+    for k, n in enumerate(hoisted):      # rb rows of `last`: see ScratchNeed
+        setup.append(f"hf{n.id} = w{k}")
     a = r - 2           # the blocked axis; the block's first row over all outer axes:
     lin = ""
     for d in range(a):
@@ -551,8 +591,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     """One loop nest computing a fused group.
 
     Returns (external operand ids, output ids, the node whose shape is the
-    loop's space, body lines). Members live in scalar temporaries `t<id>`;
-    `stored` members (fuse.escaping) are written to outputs, reduction sinks
+    loop's space, body lines, the ScratchNeeds of its hoisted blocks).
+    Members live in scalar temporaries `t<id>`; `stored` members (fuse.escaping) are written to outputs, reduction sinks
     accumulate into theirs. The loop bounds are the kernel's parameters `n0, n1, ...`
     (the driver passes the space's dims), so no shape is written into the code.
     """
@@ -566,7 +606,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     externals = []
     for n in nodes:
         for i in n.inputs:
-            if i not in member_set and i not in externals and not is_scalar_const(graph.node(i)):
+            if i not in member_set and i not in externals and not (
+                    is_scalar_const(graph.node(i)) or is_index_const(graph.node(i))):
                 externals.append(i)
     outputs = list(stored) + [n.id for n in sinks]
     arg = {i: f"a{k}" for k, i in enumerate(externals)}
@@ -579,6 +620,10 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         operand = graph.node(i)
         if is_scalar_const(operand):
             return _literal(operand)
+        if is_index_const(operand):
+            # its one axis is the loop's last (it has no 1 to broadcast); never
+            # read flat: a flat block has two axes or more, and it is not their shape
+            return f"{np_dtype(operand.dtype)}({iv[-1]})"
         if flat and operand.shape:      # of the whole space: see _flat_block
             return f"{arg[i]}_blk[f]"
         return f"{arg[i]}[{_index(operand, space, iv)}]"
@@ -611,9 +656,13 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     lines = [f"m{n.id} = alloc.full(({MAX_LANES},), {_reduce_lowest(n)}, {np_dtype(n.dtype)})"
              for n in laned]
     hoisted = _hoisted_transcendentals(graph, nodes, space)
+    needs = []
     if hoisted:
         setup, flat_block = _flat_block(graph, nodes, hoisted, read, space, arg)
         lines += setup
+        last = f"n{r - 1}"
+        needs = [ScratchNeed(f"w{k}", f"({FLAT_BLOCK} if {last} <= {FLAT_BLOCK} else {last})",
+                             np_dtype(n.dtype)) for k, n in enumerate(hoisted)]
     for n in sinks:
         if n in row_blocked:
             o = out[n.id]
@@ -621,9 +670,14 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
                       f"for j in range(rbf{n.id}.shape[0]):", f"    rbf{n.id}[j] = 0",
                       f"accf{n.id} = alloc.full_if(n0 > {SUM_ROWS}, rbf{n.id}.shape[0], 0, "
                       f"np.float64)"]
-        elif n not in direct:
+        elif n not in direct:   # a 0-d total in a local: no allocation per call
             acc, init = _accumulator(n)
-            lines.append(f"acc{n.id} = alloc.full({out[n.id]}.shape, {init}, {acc})")
+            lines.append(f"acc{n.id} = {acc}({init})" if not n.shape else
+                         f"acc{n.id} = alloc.full({out[n.id]}.shape, {init}, {acc})")
+
+    def accumulator(n, oidx):
+        return f"acc{n.id}[{oidx}]" if n.shape else f"acc{n.id}"
+
     body, before_inner, after_inner = [], [], []
     for n in nodes:
         if OPS[n.op].kind == "reduce":
@@ -631,13 +685,14 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
             oidx = _tuple([i for i in _reduce_out_index(n, graph.node(x), iv) if i is not None])
             target = (f"b{n.id}" if n in blocked else f"m{n.id}[jb]" if n in laned
                       else f"s{n.id}" if n in in_register
-                      else f"{out[n.id]}[{oidx}]" if n in row_blocked else f"acc{n.id}[{oidx}]")
+                      else f"{out[n.id]}[{oidx}]" if n in row_blocked else accumulator(n, oidx))
             if n in in_register:
                 acc, init = _accumulator(n)
                 before_inner.append(f"s{n.id} = {acc}({init})")
+                total = accumulator(n, oidx)
                 combine = (f"{out[n.id]}[{oidx}] = s{n.id}" if n in direct else
-                           f"acc{n.id}[{oidx}] += s{n.id}" if n.op == "sum" else
-                           f"acc{n.id}[{oidx}] = {_max_of(f'acc{n.id}[{oidx}]', f's{n.id}')}")
+                           f"{total} += s{n.id}" if n.op == "sum" else
+                           f"{total} = {_max_of(total, f's{n.id}')}")
                 after_inner.append(combine)
             if n.op == "sum" and n in in_register and n.dtype.kind == "f":
                 kind = "np.float32" if n in blocked else _sum_type(n.dtype)
@@ -650,7 +705,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         if raises_in_loop(graph, n):
             body += [f"if {read(n.inputs[1])} < 0:",
                      f"    raise ValueError({NEGATIVE_INT_POWER + errors.at(n.loc)!r})"]
-        body.append(f"t{n.id} = h{n.id}[ii, {iv[-1]}]" if n in hoisted else
+        body.append(f"t{n.id} = hf{n.id}[ii * n{r - 1} + {iv[-1]}]" if n in hoisted else
                     f"t{n.id} = {_scalar_expr(graph, n, [read(i) for i in n.inputs])}")
     body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in stored]
     # one row: the inner loop with what comes before and after it
@@ -681,8 +736,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
             continue
         ov = _ivars(len(n.shape))
         lines += _loop_nest(out[n.id], len(n.shape),
-                            [f"{out[n.id]}[{_tuple(ov)}] = acc{n.id}[{_tuple(ov)}]"])
-    return externals, outputs, space_node.id, lines
+                            [f"{out[n.id]}[{_tuple(ov)}] = {accumulator(n, _tuple(ov))}"])
+    return externals, outputs, space_node.id, lines, needs
 
 
 # float32 sums add in float32 within blocks of this many elements and the
@@ -781,6 +836,15 @@ def _splittable(graph: Graph, members, space) -> bool:
                 n.p["axes"] == (r - 1,) and (r > 1 or n.op == "sum")):
             return False
     return True
+
+
+def _count_at_call(count: str, loop_dims: list[str], shapes: dict[str, list[str]]) -> str:
+    """A ScratchNeed's count in `run`'s terms: the kernel's loop dims and its
+    arrays' shapes (`shapes`: parameter -> dim expressions) replaced by their
+    expressions there."""
+    count = re.sub(r"\b(\w+)\.shape\[(\d+)\]",
+                   lambda m: f"({shapes[m[1]][int(m[2])]})", count)
+    return re.sub(r"\bn(\d+)\b", lambda m: f"({loop_dims[int(m[1])]})", count)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -1115,6 +1179,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     var.update({n.id: arg for n, arg in zip(consts, const_args)})
     dims = DimTable(graph, inputs, {n.id: arg for n, arg in zip(consts, const_args)})
     units = [m for m in _units(graph) if graph.node(m[0]).op not in ("input", "const")]
+    scratch_ids = itertools.count(max(n.id for n in graph.topo()) + 1)    # kernels' scratch: v<id>
     in_place = _in_place_updates(graph, units, write_back)
     gemm_updates = _gemm_updates(graph, units, in_place)
     folded = {product for product, _ in gemm_updates.values()}
@@ -1156,12 +1221,13 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         kname = f"k{len(kernels)}_{node.op}" + ("_fused" if len(members) > 1 else "")
         loop_dims = []
         if OPS[node.op].kind in ("elementwise", "reduce"):
-            externals, outs, space, lines = emit_group(graph, members,
-                                                       escaping(graph, members))
+            externals, outs, space, lines, needs = emit_group(graph, members,
+                                                              escaping(graph, members))
             loop_dims = dims[space]
         else:
             externals, outs, space = list(node.inputs), [node.id], None
             lines = EMITTERS[node.op](node, [graph.node(i) for i in node.inputs])
+            needs = SCRATCH[node.op](node) if node.op in SCRATCH else []
         group, alias = OPS[node.op].kind in ("elementwise", "reduce"), {}
         params = [f"a{k}" for k in range(len(externals))] + (
             [f"o{k}" for k in range(len(outs))] if group
@@ -1193,6 +1259,18 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                  and not any(f"o{outs.index(o)}" in alias for o in outs
                              if OPS[graph.node(o).op].kind == "reduce")
                  and may_split())
+        if split:   # each thread allocates its own: the chunks run at once
+            lines = [f"{n.param} = alloc.empty(({n.count},), {n.dtype})" for n in needs] + list(lines)
+        for need in ([] if split else needs):
+            name = f"v{next(scratch_ids)}"
+            shapes = {} if group else {"out": dims[node.id],
+                                       **{f"a{k}": dims[i] for k, i in enumerate(externals)}}
+            count = _count_at_call(need.count, loop_dims, shapes)
+            line = f"    {name} = alloc.empty(({count},), {need.dtype})"
+            body.append(line)
+            scratch[name] = workspace.scratch(name, line, [count], need.dtype)
+            params, args = params + [need.param], args + [name]
+            kind_of[name] = (np.dtype(need.dtype.removeprefix("np.")).str, 1, False)
         body.append(f"    # {kname}{comment}")
         if split:
             kernels_src.append(_emit_parallel(graph, kname, params, lines, externals, outs,

@@ -111,6 +111,11 @@ def _on_stack(typingctx, first, second, dtype):
     return types.intp(first, second, dtype), codegen
 
 
+# b.T is copied for a @ b.T only up to this many elements (see _transposing_b_pays):
+# generated code sizes gemm's scratch by it
+TRANSPOSED_MAX = 8192
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _transposing_b_pays(m, n, k):
     """Whether a @ b.T runs faster as a copy of b.T and a plain a @ b.
@@ -124,16 +129,18 @@ def _transposing_b_pays(m, n, k):
     n under 16 the two kernels take the same time.
     benchmarks/bench_gemm_nt.py measures both ways.
     """
-    return m >= 16 and n >= 16 and k * n <= 8192 and m * n * k < 1 << 20
+    return m >= 16 and n >= 16 and k * n <= TRANSPOSED_MAX and m * n * k < 1 << 20
 
 
 @njit(cache=True, nogil=True)
-def gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
+def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     """c = alpha * op(a) @ op(b) + beta * c, in place, for 2-D float32/float64 arrays.
 
     op(x) is x.T when its flag is set. `c` must be C-contiguous and share no
     memory with `a` or `b`; `a` and `b` are copied first if they are not
-    C-contiguous, and b.T too when that is faster.
+    C-contiguous, and b.T too when that is faster: into `scratch` when given
+    (1-D, c's dtype, at least min(b.size, TRANSPOSED_MAX) elements: a
+    workspace slot), else into a new array.
     """
     if not c.flags.c_contiguous:
         raise ValueError("gemm: the output must be C-contiguous")
@@ -144,7 +151,12 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
     if m == 0 or n == 0:
         return
     if transpose_b and not transpose_a and _transposing_b_pays(m, n, k):
-        blas_gemm(a, transpose.transposed(b), c, False, False, alpha, beta)
+        if scratch is None:
+            b_t = transpose.transposed(b)
+        else:
+            b_t = scratch[:k * n].reshape((k, n))
+            transpose.transpose_into(b, b_t)
+        blas_gemm(a, b_t, c, False, False, alpha, beta)
     else:
         blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta)
 

@@ -68,3 +68,43 @@ print(skipped, made)
                             env={**os.environ, "NUMBA_NRT_STATS": "1"}, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["0", "1"]
+
+
+def test_a_training_step_allocates_only_what_numba_boxes_its_arguments_in():
+    """Intermediates and kernels' scratch (the log-softmax's exps and row
+    sums, a short-row loop's hoisted exps, W.T copied for g @ W.T) come from
+    the workspace, a 0-d total is a local: a step makes as many allocations
+    as a function that only takes its arguments."""
+    script = """
+import numpy as np
+from numba import njit
+from numba.core.runtime import rtsys
+from graphc.benchmarks import workloads as W, harness as H
+
+def per_call(fn, *args):
+    for _ in range(3):
+        fn(*args)
+    before = rtsys.get_allocation_stats().alloc
+    for _ in range(20):
+        fn(*args)
+    return (rtsys.get_allocation_stats().alloc - before) / 20
+
+# W1: 64 rows of 10 classes (short rows, hoisted exp); W4: g @ W.T products
+# (W.T copied first)
+for name in ("W1", "W4"):
+    w = W.WORKLOADS[name]
+    params, batch = w.make(np.float32)
+    step = H.build("graphc", w, params, batch, w.lr)
+    step()
+    last = step.compiled._last
+    args = (*last.inputs(params, step.compiled.state, batch), *last.entry.consts,
+            last.entry.take_workspace())
+    nothing = njit(lambda *a: 0)
+    print(per_call(step), per_call(nothing, *args), len(args))
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "NUMBA_NRT_STATS": "1"}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    for line in result.stdout.splitlines():
+        step_allocs, boxing_allocs, n_args = map(float, line.split())
+        assert boxing_allocs > 0 and step_allocs == boxing_allocs, line

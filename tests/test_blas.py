@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from graphc.kernels.blas import _transposing_b_pays, gemm
+from graphc.kernels.blas import TRANSPOSED_MAX, _transposing_b_pays, gemm
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -27,20 +27,33 @@ def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n):
     assert c.dtype == dtype
 
 
-@given(m=st.integers(0, 80), k=st.integers(0, 80), n=st.integers(0, 80),
+@given(m=st.integers(0, 80), k=st.integers(0, 80), n=st.integers(0, 140),
        transpose_a=st.booleans(), transpose_b=st.booleans(),
-       dtype=st.sampled_from([np.float32, np.float64]))
-def test_gemm_matches_numpy_on_random_shapes(m, k, n, transpose_a, transpose_b, dtype):
-    """Shapes on both sides of _transposing_b_pays (m and n from 16 up),
-    including empty ones."""
+       dtype=st.sampled_from([np.float32, np.float64]), with_scratch=st.booleans())
+def test_gemm_matches_numpy_on_random_shapes(m, k, n, transpose_a, transpose_b, dtype,
+                                             with_scratch):
+    """Shapes on both sides of _transposing_b_pays (m and n from 16 up, b up
+    to past TRANSPOSED_MAX elements), including empty ones; b.T's copy in a
+    scratch buffer sized as generated code sizes it (poisoned past it)."""
     rng = np.random.default_rng(m * 10_000 + k * 100 + n)
     a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
     b = rng.normal(size=(n, k) if transpose_b else (k, n)).astype(dtype)
     c = rng.normal(size=(m, n)).astype(dtype)
     expected = 0.5 * ((a.T if transpose_a else a) @ (b.T if transpose_b else b)) - 2.0 * c
-    gemm(a, b, c, transpose_a, transpose_b, 0.5, -2.0)
+    if with_scratch:
+        size = b.size if b.size <= TRANSPOSED_MAX else 1
+        scratch = np.full(size + 5, np.nan, dtype)
+        gemm(a, b, c, transpose_a, transpose_b, 0.5, -2.0, scratch)
+        assert np.isnan(scratch[size:]).all()
+    else:
+        gemm(a, b, c, transpose_a, transpose_b, 0.5, -2.0)
     np.testing.assert_allclose(c, expected, rtol=1e-4 if dtype == np.float32 else 1e-11,
                                atol=1e-4 if dtype == np.float32 else 1e-11)
+
+
+def test_generated_code_sizes_the_transposed_copy_as_gemm_makes_it():
+    from graphc import codegen
+    assert codegen.GEMM_TRANSPOSED_MAX == TRANSPOSED_MAX
 
 
 def test_gemm_copies_strided_operands_and_handles_empty_sizes():

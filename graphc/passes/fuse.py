@@ -10,6 +10,8 @@ which codegen emits one loop nest per group.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from graphc.ir import Graph
 from graphc.ops import OPS
 
@@ -21,6 +23,15 @@ def _kind(node):
 def is_scalar_const(node) -> bool:
     """A 0-d constant: written into the kernel as a literal, not passed to it."""
     return node.op == "const" and node.shape == ()
+
+
+def is_index_const(node) -> bool:
+    """A 1-D integer constant 0, 1, ..., n - 1 (the classes a one-hot compares
+    with): a fused loop reads it as its loop index, not passed to it."""
+    if node.op != "const" or len(node.shape) != 1 or node.shape[0] < 2 \
+            or np.dtype(node.dtype).kind not in "iu":
+        return False
+    return bool(np.array_equal(node.p["value"].array, np.arange(node.shape[0])))
 
 
 def escaping(graph: Graph, members) -> list[int]:
