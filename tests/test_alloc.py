@@ -79,6 +79,7 @@ def test_a_training_step_allocates_only_what_numba_boxes_its_arguments_in():
 import numpy as np
 from numba import njit
 from numba.core.runtime import rtsys
+import graphc as gc
 from graphc.benchmarks import workloads as W, harness as H
 
 def per_call(fn, *args):
@@ -96,9 +97,8 @@ for name in ("W1", "W4"):
     params, batch = w.make(np.float32)
     step = H.build("graphc", w, params, batch, w.lr)
     step()
-    last = step.compiled._last
-    args = (*last.inputs(params, step.compiled.state, batch), *last.entry.consts,
-            last.entry.take_workspace())
+    last = step.compiled._last      # SGD: the step count is an input the step never reads
+    args = (*last.leaves, gc.api.UNREAD, *batch, *last.entry.consts, last.entry.take_workspace())
     nothing = njit(lambda *a: 0)
     print(per_call(step), per_call(nothing, *args), len(args))
 """
