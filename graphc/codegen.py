@@ -1346,7 +1346,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
-              f"def run({signature}):"] + _prologue() + ws_prologue + body + [
+              f"def run({signature}):"] + _prologue() + _shape_check(
+                  graph, inputs, dims, mentioned) + ws_prologue + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n"
     if plan.slots:
@@ -1358,6 +1359,31 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     unread = frozenset(k for k, name in enumerate(inputs) if name not in mentioned)
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs),
                   parallel=threaded, unread_inputs=unread, workspace=bool(plan.slots))
+
+
+# What `run` raises when its inputs' shapes no longer fit together
+SHAPES_CHANGED = "graphc: the arrays' shapes no longer match each other"
+
+
+def _shape_check(graph: Graph, inputs: list[str], dims: DimTable, mentioned: set) -> list[str]:
+    """`run`'s first test: each input dimension equals the one its class is
+    named by (graphc/dims.py), as when traced, before anything is read or
+    written. A caller that checked the shapes once need only check that it
+    passes the same arrays: one reshaped in place since then fails here
+    (train.py's steady-state call relies on it). Inputs `run` never reads
+    are not passed as arrays, so neither they nor dims named after them
+    are tested."""
+    conditions = []
+    for name, i in zip(inputs, graph.inputs):
+        if name not in mentioned:
+            continue
+        for d, expr in enumerate(dims[i]):
+            own = f"{name}.shape[{d}]"
+            if expr != own and all(n in mentioned for n in re.findall(r"\b(?:in|c)\d+\b", expr)):
+                conditions.append(f"{own} != {expr}")
+    if not conditions:
+        return []
+    return [f"    if {' or '.join(conditions)}:", f"        raise ValueError({SHAPES_CHANGED!r})"]
 
 
 def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: list[str],

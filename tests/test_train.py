@@ -582,3 +582,42 @@ def test_a_gradient_gemm_that_reads_an_updated_weight_is_not_folded():
     step(params, t)
     for k in params:
         np.testing.assert_allclose(params[k], expected[k], rtol=1e-12)
+
+
+def matrix_head_loss(p, x, y):
+    h = np.tanh(x @ p["W"] + p["b"])
+    return np.mean((h @ p["V"] - y) ** 2)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_param_reshaped_in_place_between_steady_calls_is_refused_before_any_write(optimizer):
+    # The steady-state call tests identities only; the compiled step tests
+    # that the shapes still fit together before it reads or writes anything.
+    # W (3, 4) as (4, 3) still fits the workspace (sized by V's and the
+    # batch's dims), so only that test stops it.
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(3, 4)), "b": np.zeros(4), "V": rng.normal(size=(4, 2))}
+    reference = {k: v.copy() for k, v in params.items()}
+    x, y = rng.normal(size=(24, 3)), rng.normal(size=(24, 2))
+
+    def new_step():
+        return gc.compile_step(matrix_head_loss, gc.optim.SGD(0.1) if optimizer == "sgd"
+                               else gc.optim.Adam(1e-2))
+    step = new_step()
+    step(params, x, y)
+    step(params, x, y)
+    assert step._last is not None
+    for name, shape in [("W", (4, 3)), ("W", (2, 6)), ("V", (2, 4)), ("b", (2, 2))]:
+        old = params[name].shape
+        params[name].shape = shape
+        before = _snapshot(params, step)
+        with pytest.raises(TypeError, match=rf"\['{name}'\] is float64\[{shape[0]}, "):
+            step(params, x, y)
+        _assert_unchanged(before, params, step)
+        params[name].shape = old
+    step(params, x, y)
+    fresh = new_step()
+    for _ in range(3):     # the refused calls changed nothing: as a fresh step, call for call
+        fresh(reference, x, y)
+    for k in params:
+        np.testing.assert_allclose(params[k], reference[k], rtol=1e-12)
