@@ -91,10 +91,10 @@ class Module:
 class ScratchNeed:
     """A kernel's scratch buffer: its parameter `param` (w0, w1, ...), a 1-D
     array of at least `count` elements of `dtype`. `count` is written over
-    the kernel's loop dims (n0, n1, ...) and its output's shape
-    (out.shape[d]); generate() passes a workspace slot (planned like any
-    intermediate: no allocation per call), or a threaded kernel allocates
-    its own in each thread."""
+    the kernel's loop dims (n0, n1, ...) and its arrays' shapes
+    (out.shape[d], a1.shape[d]); generate() passes a workspace slot (planned
+    like any intermediate: no allocation per call), or a threaded kernel
+    allocates its own in each thread."""
     param: str
     count: str
     dtype: str
@@ -359,17 +359,13 @@ def _log_softmax_scratch(node) -> list[ScratchNeed]:
     return [ScratchNeed("w0", f"{rows} * out.shape[{rank - 1}]", T), ScratchNeed("w1", rows, T)]
 
 
-# blas.TRANSPOSED_MAX: blas.gemm copies b.T for a @ b.T (into w0) up to this many elements
-GEMM_TRANSPOSED_MAX = 8192
-
-
 def _matmul_scratch(node) -> list[ScratchNeed]:
     """A 2-D float a @ b.T's copy of b.T (blas.gemm makes it when that is faster)."""
     if (len(node.shape) != 2 or node.dtype.kind != "f" or not node.p.get("transpose_b", False)
             or node.p.get("transpose_a", False)):
         return []
-    size = "a1.shape[0] * a1.shape[1]"
-    return [ScratchNeed("w0", f"({size} if {size} <= {GEMM_TRANSPOSED_MAX} else 1)",
+    size = "a1.shape[0] * a1.shape[1]"     # none past blas.TRANSPOSED_MAX: it is not made then
+    return [ScratchNeed("w0", f"({size} if {size} <= blas.TRANSPOSED_MAX else 1)",
                         np_dtype(node.dtype))]
 
 
@@ -555,8 +551,9 @@ def _flat_block(graph: Graph, nodes: list[Node], hoisted: list[Node], read, spac
     block of rows `ib .. ib + nb` of the last outer axis (the loop nest's
     indices before it fixed), computing the `hoisted` members (and the
     members they read) into scratch `hf<id>` (the kernel's parameter w<k>,
-    a workspace slot) of `rb` rows, which the rows then read at row `ii`. Each block reads views of the external arrays indexed from 0
-    (an offset index would keep Numba's negative-index check on every load).
+    a workspace slot) of `rb` rows, which the rows then read at row `ii`.
+    Each block reads views of the external arrays indexed from 0 (an
+    offset index would keep Numba's negative-index check on every load).
     `read(i, flat=True)` names an operand there: `<arg>_blk[f]`."""
     member_ids = {m.id for m in nodes}
     need = {n.id for n in hoisted}
@@ -592,9 +589,10 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
 
     Returns (external operand ids, output ids, the node whose shape is the
     loop's space, body lines, the ScratchNeeds of its hoisted blocks).
-    Members live in scalar temporaries `t<id>`; `stored` members (fuse.escaping) are written to outputs, reduction sinks
-    accumulate into theirs. The loop bounds are the kernel's parameters `n0, n1, ...`
-    (the driver passes the space's dims), so no shape is written into the code.
+    Members live in scalar temporaries `t<id>`; `stored` members
+    (fuse.escaping) are written to outputs, reduction sinks accumulate into
+    theirs. The loop bounds are the kernel's parameters `n0, n1, ...` (the
+    driver passes the space's dims), so no shape is written into the code.
     """
     member_set = set(members)
     nodes = [graph.node(m) for m in members]
@@ -603,11 +601,19 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         OPS[n.op].kind == "reduce" for n in nodes) else next(
         n for n in nodes if OPS[n.op].kind != "reduce")
     space = space_node.shape
+
+    def loop_index(node) -> bool:
+        """A 0..n-1 constant over the last of two axes or more is that axis's
+        loop index (its one axis is the last: it has no 1 to broadcast). Not
+        in one axis: a threaded kernel splits that one, and its chunks count
+        from 0."""
+        return len(space) >= 2 and is_index_const(node)
+
     externals = []
     for n in nodes:
         for i in n.inputs:
             if i not in member_set and i not in externals and not (
-                    is_scalar_const(graph.node(i)) or is_index_const(graph.node(i))):
+                    is_scalar_const(graph.node(i)) or loop_index(graph.node(i))):
                 externals.append(i)
     outputs = list(stored) + [n.id for n in sinks]
     arg = {i: f"a{k}" for k, i in enumerate(externals)}
@@ -620,9 +626,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         operand = graph.node(i)
         if is_scalar_const(operand):
             return _literal(operand)
-        if is_index_const(operand):
-            # its one axis is the loop's last (it has no 1 to broadcast); never
-            # read flat: a flat block has two axes or more, and it is not their shape
+        if loop_index(operand):     # never read flat: it is not the space's shape
             return f"{np_dtype(operand.dtype)}({iv[-1]})"
         if flat and operand.shape:      # of the whole space: see _flat_block
             return f"{arg[i]}_blk[f]"
@@ -1259,7 +1263,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                  and not any(f"o{outs.index(o)}" in alias for o in outs
                              if OPS[graph.node(o).op].kind == "reduce")
                  and may_split())
-        if split:   # each thread allocates its own: the chunks run at once
+        if split:   # each thread allocates its own: the chunks run at once (and so does
+            # the serial branch: loops of PARALLEL_MIN_WORK, an allocation is nothing to them)
             lines = [f"{n.param} = alloc.empty(({n.count},), {n.dtype})" for n in needs] + list(lines)
         for need in ([] if split else needs):
             name = f"v{next(scratch_ids)}"
@@ -1347,7 +1352,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
               f"{', '.join(arg_types)}",
               "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
               f"def run({signature}):"] + _prologue() + _shape_check(
-                  graph, inputs, dims, mentioned) + ws_prologue + body + [
+                  graph, inputs, consts, dims, mentioned) + ws_prologue + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n"
     if plan.slots:
@@ -1365,25 +1370,30 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
 SHAPES_CHANGED = "graphc: the arrays' shapes no longer match each other"
 
 
-def _shape_check(graph: Graph, inputs: list[str], dims: DimTable, mentioned: set) -> list[str]:
-    """`run`'s first test: each input dimension equals the one its class is
-    named by (graphc/dims.py), as when traced, before anything is read or
-    written. A caller that checked the shapes once need only check that it
-    passes the same arrays: one reshaped in place since then fails here
-    (train.py's steady-state call relies on it). Inputs `run` never reads
-    are not passed as arrays, so neither they nor dims named after them
-    are tested."""
+def _shape_check(graph: Graph, inputs: list[str], consts: list[Node], dims: DimTable,
+                 mentioned: set) -> list[str]:
+    """`run`'s first test, before anything is read or written: each input
+    dimension equals the one its class is named by (graphc/dims.py), and a
+    class a constant is in has the constant's size, as when traced. A caller
+    that checked the shapes once need only check that it passes the same
+    arrays: one reshaped in place since then fails here (train.py's
+    steady-state call relies on it). Inputs `run` never reads are not
+    passed as arrays, so neither they nor dims named after them are tested."""
+    def passed(expr):
+        return all(n in mentioned for n in re.findall(r"\b(?:in|c)\d+\b", expr))
+
     conditions = []
     for name, i in zip(inputs, graph.inputs):
-        if name not in mentioned:
-            continue
-        for d, expr in enumerate(dims[i]):
-            own = f"{name}.shape[{d}]"
-            if expr != own and all(n in mentioned for n in re.findall(r"\b(?:in|c)\d+\b", expr)):
-                conditions.append(f"{own} != {expr}")
+        if name in mentioned:
+            conditions += [f"{name}.shape[{d}] != {expr}" for d, expr in enumerate(dims[i])
+                           if expr != f"{name}.shape[{d}]" and passed(expr)]
+    for const in consts:        # the ones `run` reads: their shapes are fixed
+        conditions += [f"{expr} != {size}" for expr, size in zip(dims[const.id], const.shape)
+                       if re.search(r"\bin\d+\b", expr) and passed(expr)]
     if not conditions:
         return []
-    return [f"    if {' or '.join(conditions)}:", f"        raise ValueError({SHAPES_CHANGED!r})"]
+    return [f"    if {' or '.join(dict.fromkeys(conditions))}:",
+            f"        raise ValueError({SHAPES_CHANGED!r})"]
 
 
 def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: list[str],

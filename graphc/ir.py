@@ -124,6 +124,11 @@ class Graph:
         if node.op == "input":
             self.inputs.append(node.id)
 
+    @property
+    def next_id(self) -> int:
+        """The id the next node added will get (ids only grow)."""
+        return self._next_id
+
     def add_input(self, shape, dtype, weak=False, loc="<unknown>") -> Node:
         return self.add("input", (), {"index": len(self.inputs)}, shape, dtype, weak, loc)
 

@@ -67,17 +67,12 @@ def _checked_count(state: dict) -> int:
     return count
 
 
-# What `run` raises, before reading anything, for an array reshaped in place
-# since the last checked call: its shapes no longer fit together, or no longer
-# fit the workspace (kernels/alloc.slot_offsets)
-_RESHAPED = (codegen.SHAPES_CHANGED, "graphc: the workspace passed was made for other shapes")
-
-
 class _LastCall:
     """The arrays of the last step that ran, so the next call with the same ones
     (a training loop's steady state) skips flattening, checking and the signature
-    lookup: identity and shape tests instead. The driver itself refuses any
-    other dtype, layout or a read-only array (see `_Entry.run_unconverted`).
+    lookup: identity tests instead. The driver itself refuses any other dtype,
+    rank, layout or a read-only array (see `_Entry.run_unconverted`), and
+    shapes that no longer fit together (codegen._shape_check).
 
     Only for flat dicts of params and a batch of plain arrays, which is what a
     training loop passes; anything else, or anything that differs, takes the
@@ -107,10 +102,11 @@ class _LastCall:
 
     def _steady_call(self):
         """loss(params, step_state, batch): the step's loss when these are the
-        same arrays as last time, unchanged, else None; also None when the
-        driver refused a type (a dtype, layout or read-only array it was not
-        compiled for), and then nothing has run or been written: the checked
-        path converts or explains. One function with what it reads bound as
+        same arrays as last time, else None; also None when the driver
+        refused them (a dtype, rank, layout or read-only array it was not
+        compiled for; an array reshaped in place, which `run` tests first),
+        and then nothing has run or been written: the checked path converts
+        or explains. One function with what it reads bound as
         locals: through _Entry's methods, W1's steady call spent 5.4 us in
         Python around a 13.5 us step (3.5 us so; a busy machine)."""
         dicts, batch_shapes, leaves = self.dicts, self.batch_shapes, self.leaves
@@ -120,6 +116,8 @@ class _LastCall:
         driver, consts, pool = entry.driver, tuple(entry.consts), entry.workspaces
         uses_workspace, parallel = entry.workspace_size is not None, entry.parallel
         ndarray, unread, keep = np.ndarray, api.UNREAD, api.KEEP_WORKSPACE_BYTES
+        from graphc.kernels import alloc    # loaded with the driver: Numba is imported by now
+        reshaped = (codegen.SHAPES_CHANGED, alloc.OTHER_SHAPES)   # what `run` raises first then
 
         def loss(params, step_state, batch):
             if len(batch) != n_batch:
@@ -161,7 +159,7 @@ class _LastCall:
                     return None
                 raise
             except errors.NATIVE_ERRORS as e:
-                if str(e).startswith(_RESHAPED):    # nothing ran: the checked path explains
+                if str(e).startswith(reshaped):     # nothing ran: the checked path explains
                     return None
                 raise errors.from_native(e) from None
             if uses_workspace and ws.size <= keep:     # not after an error: see _Entry.give_back

@@ -92,6 +92,9 @@ def reshape(x, shape):
 # last slot. Its maker computes the slots' sizes in Python (graphc.workspace).
 
 WORKSPACE_ALIGN = 64        # bytes: each slot starts on a cache line
+# slot_offsets' refusal of a workspace made for other shapes (graphc.train's
+# steady-state call then takes the checked path)
+OTHER_SHAPES = "graphc: the workspace passed was made for other shapes"
 WORKSPACE_TAG = int.from_bytes(b"graphcws", "little")
 
 
@@ -124,7 +127,7 @@ def slot_offsets(ws, n, dims):
         raise ValueError("graphc: the workspace passed was not made for this function")
     for k in range(m):
         if header[3 + k] != dims[k]:
-            raise ValueError("graphc: the workspace passed was made for other shapes")
+            raise ValueError(OTHER_SHAPES)
     return header[3 + m:3 + m + n]
 
 

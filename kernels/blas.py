@@ -138,9 +138,10 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
 
     op(x) is x.T when its flag is set. `c` must be C-contiguous and share no
     memory with `a` or `b`; `a` and `b` are copied first if they are not
-    C-contiguous, and b.T too when that is faster: into `scratch` when given
-    (1-D, c's dtype, at least min(b.size, TRANSPOSED_MAX) elements: a
-    workspace slot), else into a new array.
+    C-contiguous, and b.T too when that is faster (never past TRANSPOSED_MAX
+    elements): into `scratch` when given (1-D, c's dtype, at least b.size
+    elements if b.size <= TRANSPOSED_MAX, else unused: a workspace slot),
+    else into a new array.
     """
     if not c.flags.c_contiguous:
         raise ValueError("gemm: the output must be C-contiguous")

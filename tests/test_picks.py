@@ -63,26 +63,28 @@ def test_the_pick_gradient_matches_finite_differences():
     gc.check_grad(lambda v: gc.nn.cross_entropy(v, y % 4), x)
 
 
-def test_flat_indices_that_are_not_one_per_row_keep_the_scatter():
-    # repeated indices must accumulate: the same element picked twice
-    x = np.arange(12.0).reshape(3, 4)
+def test_picks_that_are_not_one_per_row_keep_the_scatter():
+    """Near misses of the rule: flat indices i * c + y[i] whose labels are not
+    checked against the row length (one reaches into the next row), and a
+    pick from fewer rows than the array has (the last rows get nothing)."""
+    x = np.arange(20.0).reshape(5, 4)
     w = np.array([1.0, 2.0, 3.0])
 
-    def picks_twice(v, idx):
-        return np.sum(v.reshape(-1)[idx] * w)
+    def scatter_kept(f, *args):
+        assert "scatter_add" in [op for k in kernel_ops(f, x, *args) for op in k]
 
-    idx = np.array([5, 5, 0])
-    f = gc.jit(gc.grad(picks_twice))
-    assert "scatter_add" in [op for k in kernel_ops(f, x, idx) for op in k]
-    expected = np.zeros(12)
-    np.add.at(expected, idx, w)
-    np.testing.assert_array_equal(f(x, idx), expected.reshape(3, 4))
-    # row offsets with labels not checked against the row length: no rewrite
     g = gc.jit(gc.grad(lambda v, y: np.sum(v.reshape(-1)[np.arange(3) * 4 + y] * w)))
     y = np.array([1, 7, 0])         # 7 reaches into the next row
-    expected = np.zeros(12)
+    scatter_kept(g, y)
+    expected = np.zeros(20)
     np.add.at(expected, np.arange(3) * 4 + y, w)
-    np.testing.assert_array_equal(g(x, y), expected.reshape(3, 4))
+    np.testing.assert_array_equal(g(x, y), expected.reshape(5, 4))
+    h = gc.jit(gc.grad(lambda v, y: np.sum(v[np.arange(3), y] * w)))
+    y = np.array([3, 0, 2])
+    scatter_kept(h, y)
+    expected = np.zeros((5, 4))
+    expected[np.arange(3), y] = w
+    np.testing.assert_array_equal(h(x, y), expected)
 
 
 def test_an_elementwise_op_reads_a_broadcast_operand_in_place():

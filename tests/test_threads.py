@@ -354,3 +354,18 @@ def test_threaded_loops_at_random_shapes_and_broadcasts(shapes, rows, keepdims, 
     for got, ref, serial_out in zip(threaded, expected, one_thread):
         np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(got, serial_out, rtol=1e-13, atol=1e-15)
+
+
+@needs_threads
+def test_threaded_loops_read_a_range_constant_at_its_own_positions(low_threshold):
+    """0, 1, ..., n - 1 over one axis is passed in, as any constant: the loop
+    index of a thread's range counts from the range's start (over the last of
+    two axes it is read as the loop index: the last axis is never split)."""
+    n = 60_000
+    x = np.arange(n)
+    f = gc.jit(lambda v: np.where(v == np.arange(n), 1.0, 0.0))
+    g = gc.jit(lambda v: np.sum(np.where(v == np.arange(n), 2.0, 0.0)))
+    assert any(k.parallel for k in f.inspect(x).kernels)
+    assert any(k.parallel for k in g.inspect(x).kernels)
+    np.testing.assert_array_equal(f(x), np.ones(n))
+    assert g(x) == 2.0 * n

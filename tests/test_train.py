@@ -621,3 +621,21 @@ def test_a_param_reshaped_in_place_between_steady_calls_is_refused_before_any_wr
         fresh(reference, x, y)
     for k in params:
         np.testing.assert_allclose(params[k], reference[k], rtol=1e-12)
+
+
+def test_a_param_tied_only_to_a_constant_is_refused_when_reshaped_in_place():
+    # No workspace slot is sized by W's dims, which only a captured constant
+    # shares: `run` tests them against the constant's own (fixed) sizes.
+    rng = np.random.default_rng(0)
+    M = rng.normal(size=(3, 4))
+    params = {"W": rng.normal(size=(3, 4))}
+    x = np.ones(5)
+    step = gc.compile_step(lambda p, x: np.sum(p["W"] * M) * np.mean(x), gc.optim.SGD(0.5))
+    step(params, x)
+    step(params, x)
+    assert step._last is not None
+    params["W"].shape = (6, 2)
+    before = _snapshot(params, step)
+    with pytest.raises(TypeError, match=r"\['W'\] is float64\[6, 2\]"):
+        step(params, x)
+    _assert_unchanged(before, params, step)

@@ -21,9 +21,9 @@ def rewrite(graph: Graph, rule) -> Graph:
         if node.op == "input":
             new_id[node.id] = out.add_input(node.shape, node.dtype, node.weak, node.loc).id
             continue
-        first_added = out._next_id
+        first_added = out.next_id
         replacement = rule(out, node, inputs) if node.op != "const" else None
-        for added in range(first_added, out._next_id):    # nodes the rule built
+        for added in range(first_added, out.next_id):    # nodes the rule built
             out.nx.nodes[added].setdefault("role", graph.role(node.id))
         if isinstance(replacement, int):
             new_id[node.id] = replacement

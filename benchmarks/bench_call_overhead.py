@@ -1,0 +1,54 @@
+"""How much of a small step is Python? graphc's steady-state call against its
+compiled driver alone.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_call_overhead.py [--workloads W1,W4]
+
+Per workload (float32), interleaved over many rounds of short batches of
+calls (the medians reported): `step(params, *batch)` as a training loop
+calls it, and the module's `run` called directly with the same arguments.
+The difference is what graphc's Python costs each call (the identity tests,
+the workspace taken and given back, Numba's dispatch is in both).
+"""
+import argparse
+import time
+
+import numpy as np
+
+from graphc import api
+from graphc.benchmarks import harness, workloads
+
+
+def _per_call_us(fn, calls):
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls * 1e6
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", default="W1,W4")
+    parser.add_argument("--rounds", type=int, default=300)
+    args = parser.parse_args()
+    print(f"{'workload':8} {'step us':>8} {'driver us':>9} {'Python us':>9}")
+    for name in args.workloads.split(","):
+        w = workloads.WORKLOADS[name]
+        params, batch = w.make(np.float32)
+        step = harness.build("graphc", w, params, batch, w.lr)
+        step()
+        last = step.compiled._last        # the steady-state call, made by that first call
+        entry = last.entry
+        count = api.UNREAD if last.count_unread else np.array(1, np.int64)
+        run_args = (*last.leaves, count, *batch, *entry.consts, *entry.tail_args(entry.take_workspace()))
+        driver = entry.driver
+        calls = max(1, int(2000 / len(run_args)))
+        times = {"step": [], "driver": []}
+        for _ in range(args.rounds):
+            times["step"].append(_per_call_us(step, calls))
+            times["driver"].append(_per_call_us(lambda: driver(*run_args), calls))
+        step_us, driver_us = (float(np.median(times[k])) for k in ("step", "driver"))
+        print(f"{name:8} {step_us:8.2f} {driver_us:9.2f} {step_us - driver_us:9.2f}")
+
+
+if __name__ == "__main__":
+    main()
