@@ -1348,11 +1348,11 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     # it silently, and need not check dtypes and flags on every call.
     arg_types = [f"{name} {np.dtype(graph.node(i).dtype).name} {len(graph.node(i).shape)}-d"
                  for name, i in zip(inputs + const_args, list(graph.inputs) + [n.id for n in consts])]
+    shape_check = _shape_check(graph, inputs, dict(zip(const_args, consts)), dims, mentioned)
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
-              f"def run({signature}):"] + _prologue() + _shape_check(
-                  graph, inputs, consts, dims, mentioned) + ws_prologue + body + [
+              f"def run({signature}):"] + _prologue() + shape_check + ws_prologue + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n"
     if plan.slots:
@@ -1370,11 +1370,12 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
 SHAPES_CHANGED = "graphc: the arrays' shapes no longer match each other"
 
 
-def _shape_check(graph: Graph, inputs: list[str], consts: list[Node], dims: DimTable,
+def _shape_check(graph: Graph, inputs: list[str], consts: dict[str, Node], dims: DimTable,
                  mentioned: set) -> list[str]:
     """`run`'s first test, before anything is read or written: each input
     dimension equals the one its class is named by (graphc/dims.py), and a
-    class a constant is in has the constant's size, as when traced. A caller
+    class a constant `run` is passed is in has that constant's size (read
+    from the argument: a new batch size passes its own). A caller
     that checked the shapes once need only check that it passes the same
     arrays: one reshaped in place since then fails here (train.py's
     steady-state call relies on it). Inputs `run` never reads are not
@@ -1387,8 +1388,8 @@ def _shape_check(graph: Graph, inputs: list[str], consts: list[Node], dims: DimT
         if name in mentioned:
             conditions += [f"{name}.shape[{d}] != {expr}" for d, expr in enumerate(dims[i])
                            if expr != f"{name}.shape[{d}]" and passed(expr)]
-    for const in consts:        # the ones `run` reads: their shapes are fixed
-        conditions += [f"{expr} != {size}" for expr, size in zip(dims[const.id], const.shape)
+    for name, const in consts.items():      # the ones `run` is passed
+        conditions += [f"{expr} != {name}.shape[{d}]" for d, expr in enumerate(dims[const.id])
                        if re.search(r"\bin\d+\b", expr) and passed(expr)]
     if not conditions:
         return []
