@@ -39,7 +39,8 @@ def main():
         last = step.compiled._last        # the steady-state call, made by that first call
         entry = last.entry
         count = api.UNREAD if last.count_unread else np.array(1, np.int64)
-        run_args = (*last.leaves, count, *batch, *entry.consts, *entry.tail_args(entry.take_workspace()))
+        run_args = (*last.leaves, count, *batch, *entry.consts,
+                    *entry.tail_args(entry.take_workspace()))
         driver = entry.driver
         calls = max(1, int(2000 / len(run_args)))
         times = {"step": [], "driver": []}

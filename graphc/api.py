@@ -68,6 +68,12 @@ _workspace_pool = list
 KEEP_WORKSPACE_BYTES = 1 << 20
 
 
+def refused_type(e: TypeError) -> bool:
+    """Whether a driver raised `e` because it was not compiled for an
+    argument's type (it compiles one type only: see _Entry._first_run)."""
+    return str(e).startswith("No matching definition")
+
+
 class _Entry:
     """One compiled signature: the module's driver and how to call it."""
 
@@ -224,7 +230,7 @@ class _Entry:
         try:
             return self._call(leaves)
         except TypeError as e:
-            if str(e).startswith("No matching definition"):
+            if refused_type(e):
                 return None
             raise
 

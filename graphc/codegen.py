@@ -1265,7 +1265,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                  and may_split())
         if split:   # each thread allocates its own: the chunks run at once (and so does
             # the serial branch: loops of PARALLEL_MIN_WORK, an allocation is nothing to them)
-            lines = [f"{n.param} = alloc.empty(({n.count},), {n.dtype})" for n in needs] + list(lines)
+            lines = [f"{n.param} = alloc.empty(({n.count},), {n.dtype})"
+                     for n in needs] + list(lines)
         for need in ([] if split else needs):
             name = f"v{next(scratch_ids)}"
             shapes = {} if group else {"out": dims[node.id],
@@ -1375,11 +1376,11 @@ def _shape_check(graph: Graph, inputs: list[str], consts: dict[str, Node], dims:
     """`run`'s first test, before anything is read or written: each input
     dimension equals the one its class is named by (graphc/dims.py), and a
     class a constant `run` is passed is in has that constant's size (read
-    from the argument: a new batch size passes its own). A caller
-    that checked the shapes once need only check that it passes the same
-    arrays: one reshaped in place since then fails here (train.py's
-    steady-state call relies on it). Inputs `run` never reads are not
-    passed as arrays, so neither they nor dims named after them are tested."""
+    from the argument: a new batch size passes its own). A caller that
+    checked the shapes once need only check that it passes the same arrays:
+    one reshaped in place since then fails here (train.py's steady-state
+    call relies on it). Inputs `run` never reads are not passed as arrays,
+    so neither they nor dims named after them are tested."""
     def passed(expr):
         return all(n in mentioned for n in re.findall(r"\b(?:in|c)\d+\b", expr))
 

@@ -20,6 +20,7 @@ import numpy as np
 from graphc import tracing
 from graphc.ir import Graph
 from graphc.ops import OPS
+from graphc.passes.fuse import is_index_const
 
 
 def _add(graph: Graph, op: str, inputs, params=None, loc="<unknown>") -> int:
@@ -99,9 +100,8 @@ def _one_hot_mask(graph: Graph, nid: int, shape) -> bool:
         return False
     cols = shape[-1]
     for col, classes in (node.inputs, node.inputs[::-1]):
-        k = _const(graph, classes)
         column = graph.node(col)
-        if (k is not None and k.shape == (cols,) and np.array_equal(k, np.arange(cols))
+        if (is_index_const(graph.node(classes)) and graph.node(classes).shape == (cols,)
                 and column.op == "reshape" and column.shape == tuple(shape[:-1]) + (1,)
                 and _checked_columns(graph, column.inputs[0], cols)):
             return True

@@ -15,10 +15,8 @@
 """
 from __future__ import annotations
 
-import numpy as np
-
 from graphc.ir import Graph
-from graphc.ops import OPS
+from graphc.ops import OPS, broadcast_shapes
 from graphc.passes import picks
 from graphc.passes.rewrite import rewrite
 
@@ -61,8 +59,8 @@ def _unbroadcast(graph: Graph, node, inputs):
     nor a kernel of its own when its shape is not the op's loop)."""
     sources = tuple(graph.node(i).inputs[0] if graph.node(i).op == "broadcast_to" else i
                     for i in inputs)
-    if sources == tuple(inputs) or tuple(np.broadcast_shapes(
-            *(graph.node(i).shape for i in sources))) != node.shape:
+    if sources == tuple(inputs) or broadcast_shapes(
+            node.op, *(graph.node(i).shape for i in sources)) != node.shape:
         return None
     return (node.op, sources, node.p)
 
