@@ -133,8 +133,8 @@ def _renamed(source: str, k: int) -> str:
 
 
 # the graphc.kernels modules an exported step may call, each after those it imports
-_KERNEL_MODULES = ("vmath", "transpose", "blas", "alloc")
-_KERNEL_IMPORT = re.compile(r"^from graphc\.kernels import (\w+)\n", re.M)
+_KERNEL_MODULES = ("dispatch", "vmath", "transpose", "blas", "alloc")
+_KERNEL_IMPORT = re.compile(r"^from graphc\.kernels import (\w+(?:, \w+)*)\n", re.M)
 
 
 def _kernel_source(name: str) -> str:
@@ -147,7 +147,8 @@ def _kernels_needed(kernels: list[str]) -> list[str]:
     needed = {name for name in _KERNEL_MODULES if any(f"{name}." in k for k in kernels)}
     for name in reversed(_KERNEL_MODULES):      # importers come after what they import
         if name in needed:
-            needed.update(_KERNEL_IMPORT.findall(_kernel_source(name)))
+            for imported in _KERNEL_IMPORT.findall(_kernel_source(name)):
+                needed.update(imported.split(", "))
     return [name for name in _KERNEL_MODULES if name in needed]
 
 

@@ -14,12 +14,16 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
+from graphc.kernels import dispatch
 
+
+@dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def empty(shape, dtype):
     return np.empty(shape, dtype)
 
 
+@dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def full(shape, value, dtype):
     out = np.empty(shape, dtype)
@@ -63,6 +67,7 @@ def _no_elements(typingctx, dtype):
     return array(dtype), codegen
 
 
+@dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def full_if(needed, n, value, dtype):
     """full((n,), value, dtype) if `needed`, else 0 elements without an
@@ -73,6 +78,7 @@ def full_if(needed, n, value, dtype):
     return _no_elements(dtype)
 
 
+@dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def reshape(x, shape):
     """x in `shape`: a view of a C-contiguous x, else of a contiguous copy."""
@@ -113,6 +119,7 @@ def make_workspace(slot_bytes, dims, fill=None):
     return ws
 
 
+@dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def slot_offsets(ws, n, dims):
     """The offsets of the `n` slots of `ws`, from its header, after checking

@@ -22,7 +22,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from graphc.kernels import transpose
+from graphc.kernels import dispatch, transpose
 
 
 _CYTHON_BLAS = "scipy.linalg.cython_blas"
@@ -132,6 +132,7 @@ def _transposing_b_pays(m, n, k):
     return m >= 16 and n >= 16 and k * n <= TRANSPOSED_MAX and m * n * k < 1 << 20
 
 
+@dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     """c = alpha * op(a) @ op(b) + beta * c, in place, for 2-D float32/float64 arrays.
@@ -162,6 +163,7 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
         blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta)
 
 
+@dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
     """gemm's BLAS call as it is, for C-contiguous a, b and c with m, n > 0."""

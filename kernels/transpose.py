@@ -13,6 +13,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
+from graphc.kernels import dispatch
+
 TILE = 8
 
 # Each round takes two vectors a, b (indices 0-7 and 8-15 of their concatenation).
@@ -64,6 +66,7 @@ def _transpose_tile(typingctx, src, src_row_bytes, dst, dst_row_bytes, dtype):
     return types.none(types.intp, types.intp, types.intp, types.intp, dtype), codegen
 
 
+@dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def transpose_into(b, out):
     """out[...] = b.T for a 2-D float32/float64 `b` whose rows are contiguous and
@@ -90,6 +93,7 @@ def transpose_into(b, out):
             out[j, i] = b[i, j]
 
 
+@dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def transposed(b):
     """A new C-contiguous copy of b.T (2-D float32/float64, rows contiguous)."""

@@ -39,6 +39,29 @@ def test_generated_code_allocates_through_the_wrappers():
     assert "np.empty(" not in run and "np.full(" not in run and "np.dot(" not in source
 
 
+def test_helpers_compile_for_the_types_of_constants_not_their_values():
+    """Generated code passes helpers literal shapes, slot counts and flags:
+    each must compile once per type, not once per value (kernels/dispatch.py)."""
+    from numba import njit, types
+
+    from graphc.kernels import blas
+
+    @njit
+    def calls(a, c):
+        blas.gemm(a, a, c, True, False, 1.0, 0.0)
+        t = alloc.reshape(c, (4,)).sum()
+        blas.gemm(a, a, c, False, True, 1.0, 0.0)
+        return t, alloc.reshape(a, (1, 4)).sum()
+
+    a, c = np.arange(4.0).reshape(2, 2), np.zeros((2, 2))
+    assert calls(a, c) == ((a.T @ a).sum(), a.sum())
+    np.testing.assert_allclose(c, a @ a.T)
+    for helper in (blas.gemm, alloc.reshape):
+        literal = [sig for sig in helper.signatures
+                   if any(types.unliteral(t) != t for t in sig)]
+        assert not literal, f"{helper.__name__} compiled for constants' values: {literal}"
+
+
 def test_full_if_allocates_only_when_needed():
     """A column sum's float64 totals (past SUM_ROWS rows) come from full_if:
     other calls get 0 elements and no allocation (counted by Numba's NRT)."""
