@@ -23,7 +23,7 @@ import networkx as nx
 import numpy as np
 
 from graphc import errors, threads, workspace
-from graphc.dims import DimTable
+from graphc.dims import DimTable, slice_start
 from graphc.ir import Graph, Node
 from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, exp_floor, int_out_of_bounds
 from graphc.passes.fuse import escaping, is_index_const, is_scalar_const
@@ -184,16 +184,20 @@ def _strided(iv, starts, steps):
     return [f"{s} + {i} * {t}" if (s, t) != (0, 1) else i for i, s, t in zip(iv, starts, steps)]
 
 
+def _slice_starts(node, base: str) -> list:
+    return [slice_start(f"{base}.shape[{d}]", node.p, d) for d in range(len(node.p["starts"]))]
+
+
 def _emit_slice(node, operands):
     iv = _ivars(len(node.shape))
-    src = _strided(iv, node.p["starts"], node.p["steps"])
+    src = _strided(iv, _slice_starts(node, "a0"), node.p["steps"])
     return _loop_nest("out", len(node.shape), [f"out[{_tuple(iv)}] = a0[{_tuple(src)}]"])
 
 
 def _emit_unslice(node, operands):
     (u,) = operands
     iv = _ivars(len(u.shape))
-    dst = _strided(iv, node.p["starts"], node.p["steps"])
+    dst = _strided(iv, _slice_starts(node, "out"), node.p["steps"])
     return ["out[...] = 0"] + _loop_nest("a0", len(u.shape),
                                          [f"out[{_tuple(dst)}] = a0[{_tuple(iv)}]"])
 
@@ -206,6 +210,15 @@ def _emit_concatenate(node, operands):
         lines += _loop_nest(f"a{k}", len(x.shape), [f"out[{_tuple(dst)}] = a{k}[{_tuple(iv)}]"])
         lines.append(f"offset += a{k}.shape[{axis}]")
     return lines
+
+
+def _emit_concat_piece(node, operands):
+    axis = node.p["axis"]
+    before = " + ".join(f"a{k}.shape[{axis}]" for k in range(1, len(operands) - 1))
+    iv = _ivars(len(node.shape))
+    src = [f"{v} + offset" if d == axis else v for d, v in enumerate(iv)]
+    return [f"offset = {before or 0}"] + _loop_nest(
+        "out", len(node.shape), [f"out[{_tuple(iv)}] = a0[{_tuple(src)}]"])
 
 
 def _take_indices(axis, idx_ndim, rank):
@@ -375,6 +388,7 @@ SCRATCH = {"log_softmax": _log_softmax_scratch, "matmul": _matmul_scratch}
 EMITTERS = {
     "matmul": _emit_matmul, "transpose": _emit_transpose,
     "slice": _emit_slice, "unslice": _emit_unslice, "concatenate": _emit_concatenate,
+    "concat_piece": _emit_concat_piece,
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
     "int_range_check": _emit_int_range_check,
     "log_softmax": _emit_log_softmax,
@@ -1291,6 +1305,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             body.append(_KernelUse(kname, tuple(params), tuple(args), tuple(lines),
                                    tuple(kind_of.get(a) for a in args)))
         operands = [graph.node(i) for i in externals]
+        if [graph.node(m).op for m in members] == ["concat_piece"]:
+            operands = operands[:1]     # the others give their shapes only
         kernels.append(KernelInfo(
             kname, [graph.node(m).op for m in members],
             sum(map(_nbytes, operands)) + sum(_nbytes(graph.node(o)) for o in outs),

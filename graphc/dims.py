@@ -70,6 +70,36 @@ def _full_range(start, step, n, size) -> bool:
     return (start, step) == (0, 1) and n == size
 
 
+def slice_start(size: str, p: dict, d: int) -> str | int:
+    """Where a slice (params p) starts on axis d, whose size is the
+    expression `size`: from the end when it was written so (prims.slice)."""
+    back = p["ends"][d][0] if "ends" in p else None
+    return p["starts"][d] if back is None else f"({size} - {back})"
+
+
+def slice_length(size: str, n: int, p: dict, d: int, length: int) -> str:
+    """The length of a slice (params p) of axis d, of n elements in the trace
+    and `size` as an expression: one written from the end has a length
+    computed from the size (x[1:] has n - 1, x[::-1] has n), checked to give
+    the traced length; any other has the traced length."""
+    if "ends" not in p or p["ends"][d][:2] == (None, None):
+        return str(length)
+    start_back, stop_back, stop = p["ends"][d]
+    if start_back is not None and stop_back is not None and p["steps"][d] == 1:
+        return str(length)      # both from the end: a fixed length (x[-3:] has 3)
+    # start and stop as (expression, value in the trace)
+    start, step = p["starts"][d], p["steps"][d]
+    s = (str(start), start) if start_back is None else (f"({size} - {start_back})", start)
+    e = (str(stop), stop) if stop_back is None else (f"({size} - {stop_back})", n - stop_back)
+    if step > 0:
+        expr = f"(({e[0]} - {s[0]} + {step - 1}) // {step})"
+        value = (e[1] - s[1] + step - 1) // step
+    else:
+        expr = f"(({s[0]} - {e[0]} + {-step - 1}) // {-step})"
+        value = (s[1] - e[1] - step - 1) // -step
+    return expr if value == length else str(length)
+
+
 class DimTable:
     """`table[node_id]` is the node's dims as source expressions; `table.shape(id)` a tuple."""
 
@@ -162,6 +192,11 @@ class DimTable:
             for d, (start, step) in enumerate(zip(p["starts"], p["steps"])):
                 if _full_range(start, step, inner.shape[d], outer.shape[d]):
                     same(inner.id, d, outer.id, d)
+        elif node.op == "concat_piece":     # the last operand's shape, the whole's off the axis
+            for d in range(rank):
+                same(n, d, ins[-1].id, d)
+                if d != p["axis"]:
+                    same(n, d, ins[0].id, d)
         elif node.op == "concatenate":
             for x in ins:
                 for d in range(rank):
@@ -206,8 +241,9 @@ class DimTable:
         ins = [self.graph.node(i) for i in node.inputs]
         if node.op == "concatenate":
             return "(" + " + ".join(self.exprs[x.id][d] for x in ins) + ")"
-        if node.op == "slice":          # a partial slice has a static size
-            return str(node.shape[d])
+        if node.op == "slice":          # a partial slice: a static size, or one from the end
+            return slice_length(self.exprs[ins[0].id][d], ins[0].shape[d], node.p, d,
+                                node.shape[d])
         if node.op == "reshape":
             src = ins[0]
             rest = [self._derive_later(node, k) for k in range(d + 1, len(node.shape))]

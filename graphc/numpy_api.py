@@ -559,6 +559,18 @@ def _is_int_array(k):
     return isinstance(k, np.ndarray) and k.ndim > 0
 
 
+def _from_end(k: slice, n: int, start: int, stop: int, step: int) -> tuple:
+    """prims.slice's (start_back, stop_back, stop) for slice `k` of an axis of
+    n: for each of start and stop that the user wrote counting from the end
+    (negative, or left out where it means the end), how far before the end
+    it lands; None for one written from the front."""
+    start_back = n - start if (k.start is None and step < 0) or (
+        k.start is not None and k.start < 0) else None
+    stop_back = n - stop if (k.stop is None and step > 0) or (
+        k.stop is not None and k.stop < 0) else None
+    return start_back, stop_back, stop
+
+
 def getitem(x, key):
     x = _as_array(x)
     key = key if isinstance(key, tuple) else (key,)
@@ -583,7 +595,7 @@ def getitem(x, key):
     has_array = any(_is_int_array(k) for k in key)
 
     # 1. basic slicing (ints too, unless they join an advanced group)
-    starts, steps, sizes, axis = [], [], [], 0
+    starts, steps, sizes, ends, axis = [], [], [], [], 0
     entries = []   # per key entry: ("slice"|"int"|"new"|"adv", x-axis or None)
     for k in key:
         if k is None:
@@ -593,9 +605,11 @@ def getitem(x, key):
         if isinstance(k, slice):
             start, stop, step = k.indices(n)
             starts.append(start), steps.append(step), sizes.append(len(range(start, stop, step)))
+            ends.append(_from_end(k, n, start, stop, step))
             entries.append(("slice", axis))
         elif _is_int_array(k) or (has_array and isinstance(k, (int, np.integer))):
             starts.append(0), steps.append(1), sizes.append(n)
+            ends.append((None, None, n))
             entries.append(("adv", axis))
         else:
             i = operator.index(k)
@@ -603,9 +617,10 @@ def getitem(x, key):
                 raise errors.GraphcIndexError(f"index {i} is out of bounds for axis {axis} with "
                                               f"size {n}{errors.at(errors.user_location())}")
             starts.append(i % n), steps.append(1), sizes.append(1)
+            ends.append((-i, -i - 1, i % n + 1) if i < 0 else (None, None, i + 1))  # x[-1]: x[-1:]
             entries.append(("int", axis))
         axis += 1
-    x1 = P.slice(x, starts, steps, sizes)
+    x1 = P.slice(x, starts, steps, sizes, ends)
 
     if not has_array:
         shape = []

@@ -428,24 +428,26 @@ def _unslice_infer(avals, params):
     return params["base_shape"], np.dtype(avals[0].dtype)
 
 
-def _slice_impl(x, starts, steps, shape):
+def _slice_impl(x, starts, steps, shape, ends=None):
     return np.ascontiguousarray(x[_slices(starts, steps, shape)])
 
 
-def _unslice_impl(u, base_shape, starts, steps):
+def _unslice_impl(u, base_shape, starts, steps, ends=None):
     out = np.zeros(base_shape, u.dtype)
     out[_slices(starts, steps, u.shape)] = u
     return out
 
 
 # slice: out[i] = x[start + i*step] per axis. unslice is its transpose: the
-# slice written into zeros of the base shape.
+# slice written into zeros of the base shape. `ends` (optional; prims.slice)
+# says which starts and stops count from the end of their axis, so generated
+# code reads them from the shape and a new size of that axis shares it.
 _register(OpDef("slice", "layout", _slice_infer, _slice_impl,
-                lambda ct, out, x, starts, steps, shape:
-                [P.unslice(ct, x.shape, starts, steps)]))
+                lambda ct, out, x, starts, steps, shape, ends=None:
+                [P.unslice(ct, x.shape, starts, steps, ends)]))
 _register(OpDef("unslice", "layout", _unslice_infer, _unslice_impl,
-                lambda ct, out, u, base_shape, starts, steps:
-                [P.slice(ct, starts, steps, u.shape)]))
+                lambda ct, out, u, base_shape, starts, steps, ends=None:
+                [P.slice(ct, starts, steps, u.shape, ends)]))
 
 
 def _concat_infer(avals, params):
@@ -463,16 +465,37 @@ def _concat_infer(avals, params):
 
 
 def _concat_vjp(ct, out, *xs, axis):
-    cts, offset = [], 0
-    for x in xs:
-        starts = tuple(offset if i == axis else 0 for i in range(x.ndim))
-        cts.append(P.slice(ct, starts, (1,) * x.ndim, x.shape))
-        offset += x.shape[axis]
-    return cts
+    return [P.concat_piece(ct, xs[:i + 1], axis) for i in range(len(xs))]
+
+
+def _piece_infer(avals, params):
+    return tuple(avals[-1].shape), np.dtype(avals[0].dtype)
+
+
+def _piece_impl(ct, *xs, axis):
+    offset = sum(x.shape[axis] for x in xs[:-1])
+    return np.ascontiguousarray(np.take(ct, np.arange(offset, offset + xs[-1].shape[axis]),
+                                        axis=axis))
+
+
+def _piece_vjp(ct, out, whole, *xs, axis):
+    """The piece written into zeros of the whole (the operands after `whole`
+    give shapes only, and get no gradient)."""
+    def zeros(shape):
+        return P.broadcast_to(np.zeros((), ct.dtype), shape)
+    tail = list(whole.shape)
+    tail[axis] -= sum(x.shape[axis] for x in xs)
+    parts = [zeros(x.shape) for x in xs[:-1]] + [ct] + ([zeros(tail)] if tail[axis] else [])
+    return [P.concatenate(parts, axis)] + [None] * len(xs)
 
 
 _register(OpDef("concatenate", "layout", _concat_infer,
                 lambda *xs, axis: np.concatenate(xs, axis=axis), _concat_vjp))
+# concat_piece(whole, x0, ..., xk): the part of `whole` (a concatenation along
+# `axis`) that came from xk, after x0 ... x(k-1): concatenate's gradient. The
+# x's give only their shapes, which generated code reads at run time, so one
+# module serves every size of them (a slice would write the offsets in).
+_register(OpDef("concat_piece", "layout", _piece_infer, _piece_impl, _piece_vjp))
 
 
 # ---------------------------------------------------------------- gather/scatter

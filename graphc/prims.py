@@ -100,21 +100,42 @@ def broadcast_to(x, shape):
     return x if tuple(x.shape) == shape else bind("broadcast_to", x, shape=shape)
 
 
-def slice(x, starts, steps, shape):
+def slice(x, starts, steps, shape, ends=None):
+    """x[start:stop:step] per axis, `shape` elements long. `ends`: None, or per
+    axis (start_back, stop_back, stop): start_back and stop_back are None, or
+    k for an index written as "k before the end" (x[-3:] has (3, 0, n), x[1:]
+    (None, 0, n)), and `stop` is where it stops, which only a stop written
+    from the front is read from. Then generated code slices an axis of any
+    size the same way (see dims.slice_length)."""
     starts, steps, shape = (tuple(int(v) for v in t) for t in (starts, steps, shape))
     if shape == tuple(x.shape) and all(s == 0 for s in starts) and all(s == 1 for s in steps):
         return x
-    return bind("slice", x, starts=starts, steps=steps, shape=shape)
+    return bind("slice", x, starts=starts, steps=steps, shape=shape, **_ends(ends))
 
 
-def unslice(u, base_shape, starts, steps):
+def unslice(u, base_shape, starts, steps, ends=None):
     return bind("unslice", u, base_shape=tuple(base_shape), starts=tuple(starts),
-                steps=tuple(steps))
+                steps=tuple(steps), **_ends(ends))
+
+
+def _ends(ends) -> dict:
+    """The `ends` param, left out when no index counts from the end (so such
+    slices are the nodes they always were)."""
+    if ends is None or all(s is None and e is None for s, e, _ in ends):
+        return {}
+    return {"ends": tuple((None if s is None else int(s), None if e is None else int(e),
+                           int(stop)) for s, e, stop in ends)}
 
 
 def concatenate(xs, axis):
     xs = list(xs)
     return xs[0] if len(xs) == 1 else bind("concatenate", *xs, axis=int(axis))
+
+
+def concat_piece(whole, xs, axis):
+    """The part of `whole`, a concatenation along `axis`, that came from
+    xs[-1] (after xs[:-1])."""
+    return bind("concat_piece", whole, *xs, axis=int(axis))
 
 
 def take(x, idx, axis):

@@ -89,6 +89,16 @@ def test_second_derivative_and_hessian_closed_forms():
     np.testing.assert_allclose(gc.hessian(f)(v), expected, rtol=1e-12)
 
 
+def test_hessian_through_a_concatenation_and_its_gradient_pieces():
+    # the gradient of a concatenation is made of concat_piece ops, the
+    # second derivative of their transposes: zeros around each piece
+    def f(x):
+        return np.sum(np.concatenate([x ** 2, x, np.ones(2)]) ** 3)
+
+    x = np.array([0.5, -1.5, 2.0])
+    np.testing.assert_allclose(gc.hessian(f)(x), np.diag(30 * x ** 4 + 6 * x), rtol=1e-12)
+
+
 def test_jacobian_of_a_vector_function():
     W = np.array([[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]])
     x = np.array([0.1, 0.2, -0.3])

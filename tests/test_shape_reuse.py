@@ -121,6 +121,46 @@ def test_layout_ops_are_right_and_shared_across_batch_sizes(sizes, seed):
     assert len({id(e.driver) for e in f._cache.values()}) == 1
 
 
+# slices along the batch axis written from its end, and a concatenation along
+# it: their gradients used to write the batch size into the generated code
+_BATCH_SLICES = {
+    "x[1:]": lambda x: np.sum(x[1:] ** 2),
+    "differences": lambda x: np.sum((x[1:] - x[:-1]) ** 2),
+    "x[-3:]": lambda x: np.sum(np.tanh(x[-3:])),
+    "x[-1]": lambda x: np.sum(x[-1] * x[0]),
+    "x[::-1]": lambda x: np.sum(x[::-1] * np.cos(x)),
+    "x[::2]": lambda x: np.sum(np.sin(x[::2])),
+    "x[-2::-2]": lambda x: np.sum(x[-2::-2] ** 2),
+    "concatenate": lambda x: np.sum(np.concatenate([x, np.tanh(x)]) ** 2),
+}
+
+
+@pytest.mark.parametrize("name", list(_BATCH_SLICES))
+def test_gradients_of_slices_and_concatenations_share_one_module_across_batch_sizes(name, rng):
+    g = gc.jit(gc.grad(_BATCH_SLICES[name]))
+    for n in (6, 9, 7):
+        x = rng.normal(size=(n, 3))
+        np.testing.assert_allclose(g(x), g.interpret(x), rtol=1e-12, atol=1e-15)
+    gc.check_grad(_BATCH_SLICES[name], x)
+    assert len({id(e.driver) for e in g._cache.values()}) == 1
+
+
+@given(n=st.integers(0, 7), start=st.one_of(st.none(), st.integers(-9, 9)),
+       stop=st.one_of(st.none(), st.integers(-9, 9)),
+       step=st.sampled_from([None, 1, 2, 3, -1, -2]))
+@settings(max_examples=10)       # each example compiles one module, or two
+def test_any_slice_of_any_size_equals_numpy_with_its_gradient(n, start, stop, step):
+    key = slice(start, stop, step)
+    f = gc.jit(lambda x: (x[key] * 2.0, gc.grad(lambda x: np.sum(x[key] ** 2))(x)))
+    for size in (n, n + 3):
+        x = np.arange(size * 2, dtype=np.float64).reshape(size, 2) - 3.5
+        expected = np.zeros_like(x)
+        expected[key] = 2 * x[key]
+        value, grad = f(x)
+        np.testing.assert_array_equal(value, x[key] * 2.0)
+        np.testing.assert_array_equal(grad, expected)
+
+
 def test_a_split_axis_divided_by_a_quotient_is_right_and_its_gradient_too(rng):
     # (x @ w) split into heads, transposed and merged back: the last reshape's
     # size is a quotient of a quotient, once written without its parentheses
