@@ -202,11 +202,16 @@ def _emit_unslice(node, operands):
                                          [f"out[{_tuple(dst)}] = a0[{_tuple(iv)}]"])
 
 
+def _offset_on(axis: int, iv: list[str]) -> list[str]:
+    """Loop indices `iv` with `offset` added on `axis`: where a concatenation's piece sits."""
+    return [f"{v} + offset" if d == axis else v for d, v in enumerate(iv)]
+
+
 def _emit_concatenate(node, operands):
     axis, lines = node.p["axis"], ["offset = 0"]
     for k, x in enumerate(operands):
         iv = _ivars(len(x.shape))
-        dst = [f"{v} + offset" if d == axis else v for d, v in enumerate(iv)]
+        dst = _offset_on(axis, iv)
         lines += _loop_nest(f"a{k}", len(x.shape), [f"out[{_tuple(dst)}] = a{k}[{_tuple(iv)}]"])
         lines.append(f"offset += a{k}.shape[{axis}]")
     return lines
@@ -216,7 +221,7 @@ def _emit_concat_piece(node, operands):
     axis = node.p["axis"]
     before = " + ".join(f"a{k}.shape[{axis}]" for k in range(1, len(operands) - 1))
     iv = _ivars(len(node.shape))
-    src = [f"{v} + offset" if d == axis else v for d, v in enumerate(iv)]
+    src = _offset_on(axis, iv)
     return [f"offset = {before or 0}"] + _loop_nest(
         "out", len(node.shape), [f"out[{_tuple(iv)}] = a0[{_tuple(src)}]"])
 

@@ -482,7 +482,7 @@ def _piece_vjp(ct, out, whole, *xs, axis):
     """The piece written into zeros of the whole (the operands after `whole`
     give shapes only, and get no gradient)."""
     def zeros(shape):
-        return P.broadcast_to(np.zeros((), ct.dtype), shape)
+        return P.broadcast_to(P.scalar_like(ct, 0), shape)
     tail = list(whole.shape)
     tail[axis] -= sum(x.shape[axis] for x in xs)
     parts = [zeros(x.shape) for x in xs[:-1]] + [ct] + ([zeros(tail)] if tail[axis] else [])
