@@ -149,7 +149,7 @@ def _emit_matmul(node, operands):
     ta, tb = node.p.get("transpose_a", False), node.p.get("transpose_b", False)
     rank = len(node.shape)
     k = f"a0.shape[{rank - 2 if ta else rank - 1}]"
-    A, B = ("A[t].T" if ta else "A[t]"), ("B[t].T" if tb else "B[t]")
+    A, B = ("A[t].T" if ta else "A[t]"), ("B[t].T" if tb else "B[t]")   # integer loops only
     body = [f"A = alloc.reshape(a0, (-1, a0.shape[{rank - 2}], a0.shape[{rank - 1}]))",
             f"B = alloc.reshape(a1, (-1, a1.shape[{rank - 2}], a1.shape[{rank - 1}]))",
             f"C = alloc.reshape(out, (-1, out.shape[{rank - 2}], out.shape[{rank - 1}]))",
@@ -164,7 +164,9 @@ def _emit_matmul(node, operands):
     if len(node.shape) == 2:     # transposed operands are BLAS flags: no copy
         scratch = ", w0" if _matmul_scratch(node) else ""   # b.T's copy, when BLAS is faster so
         return [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, 0.0{scratch})"]
-    return body + [f"    np.dot({A}, {B}, C[t])"]
+    # one GEMM per matrix of the stack (np.dot's own typing and BLAS binding
+    # would be compiled afresh in every process)
+    return body + [f"    blas.gemm(A[t], B[t], C[t], {ta}, {tb}, 1.0, 0.0)"]
 
 
 def _emit_transpose(node, operands):
@@ -1326,8 +1328,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             if in_place.get(o) == write_back[k]:
                 continue            # the update kernel wrote it there
             dst = inputs[write_back[k]]
-            write_backs.append(f"    alloc.reshape({dst}, ({dst}.size,))[:] = "
-                               f"alloc.reshape({var[o]}, ({dst}.size,))  # write back output {k}")
+            write_backs.append(f"    alloc.copy_flat(alloc.reshape({dst}, ({dst}.size,)), "
+                               f"alloc.reshape({var[o]}, ({dst}.size,)))  # write back output {k}")
             continue
         store = _storage(graph, o)
         if graph.node(o).shape == ():

@@ -85,6 +85,16 @@ def reshape(x, shape):
     return np.ascontiguousarray(x).reshape(shape)
 
 
+@dispatch.unliteral_calls
+@njit(cache=True, nogil=True)
+def copy_flat(dst, src):
+    """dst[:] = src for 1-d arrays of one size. A loop, because Numba builds
+    `dst[:] = src` (broadcasting and its shape-error message) afresh in every
+    process: about 4 s of the first compile that writes back a result."""
+    for k in range(dst.size):
+        dst[k] = src[k]
+
+
 # -- the workspace ---------------------------------------------------------
 # A step's intermediates are carved from one byte array, the workspace,
 # which the caller allocates once per signature and passes to every call
