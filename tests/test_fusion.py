@@ -77,6 +77,25 @@ def test_groups_are_convex():
     assert any(set(g.node(m).op for m in members) == {"exp", "sum"} for members in g.groups)
 
 
+@pytest.mark.parametrize("fn, b_shape, transposes, products", [
+    (lambda a, b: (a @ b).T + 1.0, (4, 5), 0, 1),
+    (lambda a, b: (a.T.T @ b.T).T, (5, 4), 0, 1),               # flags flip back and forth
+    (lambda a, b: np.swapaxes(np.stack([a, a]) @ np.stack([b, -b]), 1, 2), (4, 5), 0, 1),
+    (lambda a, b: ((a @ b).T, a @ b), (4, 5), 1, 1),            # the product is read twice
+], ids=["product", "flags-flip", "stacked", "read-twice"])
+def test_transposes_around_a_product_are_blas_flags(fn, b_shape, transposes, products):
+    a = np.arange(12.0).reshape(3, 4) / 7
+    b = np.arange(20.0).reshape(b_shape) / 9
+    f = gc.jit(fn)
+    info = f.inspect(a, b)
+    assert sum("transpose" in k.ops for k in info.kernels) == transposes
+    assert sum("matmul" in k.ops for k in info.kernels) == products
+    want = fn(a, b)
+    for result in (f(a, b), f.interpret(a, b)):
+        for got, expected in zip(*(r if isinstance(r, tuple) else (r,) for r in (result, want))):
+            np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
 def test_long_float32_sums_are_fast_blocks_and_accurate():
     # float32 partial sums over blocks of SUM_BLOCK, added in float64: a float32
     # loop keeps its full vector width and the result its accuracy

@@ -567,6 +567,27 @@ def test_sgd_weight_updates_accumulate_in_the_weight_gradient_gemm():
         np.testing.assert_allclose(params[k], expected[k], rtol=1e-12, atol=1e-14)
 
 
+def test_layers_written_x_at_w_transposed_update_in_one_gemm_without_copies():
+    # PyTorch's layout, W of (out, in): dW = (x.T @ g).T is computed as g.T @ x
+    # and accumulated into W by one BLAS call; no kernel copies a transpose
+    def loss(p, x, t):
+        h = np.tanh(x @ p["W"].T + p["b"])
+        return np.mean((h @ p["V"].T - t) ** 2)
+
+    rng = np.random.default_rng(0)
+    params = {"W": rng.normal(size=(6, 5)), "b": rng.normal(size=6),
+              "V": rng.normal(size=(2, 6))}
+    x, t = rng.normal(size=(7, 5)), rng.normal(size=(7, 2))
+    expected = _sgd_by_hand(loss, params, 0.1, x, t)
+    step = gc.compile_step(loss, gc.optim.SGD(lr=0.1))
+    info = step.inspect(params, x, t)
+    assert not any("transpose" in k.ops for k in info.kernels)
+    assert len(_accumulating_gemms(info.source)) == 2
+    step(params, x, t)
+    for k in params:
+        np.testing.assert_allclose(params[k], expected[k], rtol=1e-12)
+
+
 def test_a_gradient_gemm_that_reads_an_updated_weight_is_not_folded():
     # dW = g @ V.T reads V and dV = W.T @ g reads W: a GEMM writing one while
     # the other still has to be read would use a half-updated step

@@ -1,7 +1,8 @@
 """Algebraic simplification on the compiled graph.
 
 - A transpose of the last two axes feeding a matmul becomes a flag on the
-  matmul: BLAS reads the operand as a transposed view, no copy.
+  matmul: BLAS reads the operand as a transposed view, no copy. A transpose
+  of a matmul's result is the product of the transposed operands, swapped.
 - reshape(reshape(x)) is one reshape.
 - An elementwise op reads a broadcast_to operand's source, broadcasting it itself.
 - An index_check of an index_check's output with the same bound is dropped.
@@ -65,7 +66,25 @@ def _unbroadcast(graph: Graph, node, inputs):
     return (node.op, sources, node.p)
 
 
-def _rule(graph: Graph, node, inputs):
+def _matmul_reading_transposes(graph: Graph, inputs, params):
+    """matmul(a, b) that reads each operand that is a transpose of its last
+    two axes through its flag (flipping it) instead: no copy."""
+    inputs, params = list(inputs), dict(params)
+    for k, flag in ((0, "transpose_a"), (1, "transpose_b")):
+        while _swaps_last_two(src := graph.node(inputs[k])):
+            inputs[k], params[flag] = src.inputs[0], not params.get(flag, False)
+        if not params.get(flag, True):
+            del params[flag]            # one spelling of "not transposed"
+    return ("matmul", tuple(inputs), params)
+
+
+def sole_user(graph: Graph, nid: int):
+    """The one node reading `nid`, if it has exactly one and is not an output."""
+    users = graph.users(nid)
+    return users[0] if len(users) == 1 and nid not in graph.outputs else None
+
+
+def _rule(graph: Graph, node, inputs, original: Graph):
     if OPS[node.op].kind == "elementwise" and node.op != "broadcast_to":
         unbroadcast = _unbroadcast(graph, node, inputs)
         if unbroadcast is not None:
@@ -75,13 +94,17 @@ def _rule(graph: Graph, node, inputs):
         if x is not None:
             return ("log_softmax", (x,), {"axis": len(node.shape) - 1, "finite_peak": False})
     if node.op == "matmul":
-        params, changed = dict(node.p), False
-        new_inputs = list(inputs)
-        for k, flag in ((0, "transpose_a"), (1, "transpose_b")):
-            src = graph.node(inputs[k])
-            if _swaps_last_two(src) and not params.get(flag, False):
-                new_inputs[k], params[flag], changed = src.inputs[0], True, True
-        return ("matmul", tuple(new_inputs), params) if changed else None
+        folded = _matmul_reading_transposes(graph, inputs, node.p)
+        return folded if folded[1:] != (tuple(inputs), node.p) else None
+    if node.op == "transpose" and _swaps_last_two(node):
+        product = graph.node(inputs[0])
+        if product.op == "matmul" and sole_user(original, node.inputs[0]) == node.id:
+            # (op(a) @ op(b)).T = op(b).T @ op(a).T: the gradient of x @ W.T
+            # (a PyTorch-style layer) for W is g.T @ x, not a copy of x.T @ g
+            a, b = product.inputs
+            return _matmul_reading_transposes(graph, (b, a), {
+                "transpose_a": not product.p.get("transpose_b", False),
+                "transpose_b": not product.p.get("transpose_a", False)})
     if node.op == "sum":
         return picks.row_sum_of_one_hot(graph, node, inputs)
     if node.op == "reshape":
@@ -101,4 +124,4 @@ def _rule(graph: Graph, node, inputs):
 
 
 def simplify(graph: Graph) -> Graph:
-    return rewrite(graph, _rule)
+    return rewrite(graph, lambda new, node, inputs: _rule(new, node, inputs, graph))
