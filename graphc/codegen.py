@@ -161,12 +161,13 @@ def _emit_matmul(node, operands):
                        f"            for q in range({k}):",
                        f"                s += {A}[i, q] * {B}[q, j]",
                        "            C[t, i, j] = s"]
-    if len(node.shape) == 2:     # transposed operands are BLAS flags: no copy
-        scratch = ", w0" if _matmul_scratch(node) else ""   # b.T's copy, when BLAS is faster so
+    # transposed operands are BLAS flags: no copy; b.T's copy, when BLAS is faster so
+    scratch = ", w0" if _matmul_scratch(node) else ""
+    if len(node.shape) == 2:
         return [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, 0.0{scratch})"]
     # one GEMM per matrix of the stack (np.dot's own typing and BLAS binding
-    # would be compiled afresh in every process)
-    return body + [f"    blas.gemm(A[t], B[t], C[t], {ta}, {tb}, 1.0, 0.0)"]
+    # would be compiled afresh in every process), each copy of b.T in one scratch
+    return body + [f"    blas.gemm(A[t], B[t], C[t], {ta}, {tb}, 1.0, 0.0{scratch})"]
 
 
 def _emit_transpose(node, operands):
@@ -380,11 +381,14 @@ def _log_softmax_scratch(node) -> list[ScratchNeed]:
 
 
 def _matmul_scratch(node) -> list[ScratchNeed]:
-    """A 2-D float a @ b.T's copy of b.T (blas.gemm makes it when that is faster)."""
-    if (len(node.shape) != 2 or node.dtype.kind != "f" or not node.p.get("transpose_b", False)
+    """A float a @ b.T's copy of (one matrix of) b.T: blas.gemm makes it when
+    that is faster."""
+    if (node.dtype.kind != "f" or not node.p.get("transpose_b", False)
             or node.p.get("transpose_a", False)):
         return []
-    size = "a1.shape[0] * a1.shape[1]"     # none past blas.TRANSPOSED_MAX: it is not made then
+    rank = len(node.shape)      # b's too: matmul's operands have the same batch axes
+    # none past blas.TRANSPOSED_MAX: it is not made then
+    size = f"a1.shape[{rank - 2}] * a1.shape[{rank - 1}]"
     return [ScratchNeed("w0", f"({size} if {size} <= blas.TRANSPOSED_MAX else 1)",
                         np_dtype(node.dtype))]
 
@@ -403,8 +407,8 @@ EMITTERS = {
 
 
 def _flops(node: Node, operands: list[Node]) -> int:
-    if node.op == "matmul":
-        return 2 * node.size * operands[0].shape[-1]
+    if node.op == "matmul":      # 2 m n k, k read through the transpose flag
+        return 2 * node.size * operands[0].shape[-2 if node.p.get("transpose_a") else -1]
     if OPS[node.op].kind in ("elementwise", "reduce"):
         return max(node.size, max((o.size for o in operands), default=0))
     if node.op == "log_softmax":        # max, sub, exp, add; sub, sub

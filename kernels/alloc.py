@@ -88,9 +88,12 @@ def reshape(x, shape):
 @dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def copy_flat(dst, src):
-    """dst[:] = src for 1-d arrays of one size. A loop, because Numba builds
-    `dst[:] = src` (broadcasting and its shape-error message) afresh in every
-    process: about 4 s of the first compile that writes back a result."""
+    """dst[:] = src for 1-d arrays of one size that do not overlap (neither is
+    checked: Numba's `dst[:] = src` would, and builds that, with its shape-error
+    message, afresh in every process: about 4 s of the first compile that
+    writes back a result). The caller, a step writing a result back into a
+    parameter, passes arrays made for that shape, and a result never views a
+    parameter (train.py refuses parameters that share memory)."""
     for k in range(dst.size):
         dst[k] = src[k]
 

@@ -69,8 +69,9 @@ def _transpose_tile(typingctx, src, src_row_bytes, dst, dst_row_bytes, dtype):
 @dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def transpose_into(b, out):
-    """out[...] = b.T for a 2-D float32/float64 `b` whose rows are contiguous and
-    a C-contiguous `out` of shape b.shape[::-1] sharing no memory with it."""
+    """out[...] = b.T for a 2-D float32/float64 `b` and a C-contiguous `out` of
+    shape b.shape[::-1] sharing no memory with it: in tiles when b's rows are
+    contiguous, else element by element."""
     m, n = b.shape
     if out.shape != (n, m) or not out.flags.c_contiguous:
         raise ValueError("transpose_into: out must be C-contiguous, of shape b.shape[::-1]")
@@ -99,7 +100,7 @@ def transpose_into(b, out):
 @dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def transposed(b):
-    """A new C-contiguous copy of b.T (2-D float32/float64, rows contiguous)."""
+    """A new C-contiguous copy of b.T (2-D float32/float64)."""
     out = np.empty((b.shape[1], b.shape[0]), b.dtype)
     transpose_into(b, out)
     return out

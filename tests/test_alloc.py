@@ -1,5 +1,6 @@
 """graphc.kernels.alloc: the allocation wrappers generated modules call."""
 import os
+import re
 import subprocess
 import sys
 
@@ -37,6 +38,18 @@ def test_generated_code_allocates_through_the_wrappers():
     run = source.split("def run(", 1)[1]
     assert "alloc.empty(" in run and "alloc.full(" in run and "blas.gemm(" in source
     assert "np.empty(" not in run and "np.full(" not in run and "np.dot(" not in source
+
+
+def test_a_stack_of_products_copies_each_transposed_matrix_into_one_scratch():
+    # a @ b.T over a stack: a GEMM per matrix, each copying its b.T (faster
+    # at these sizes, see blas._transposing_b_pays) into the same workspace slot
+    import graphc as gc
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(3, 32, 48)), rng.normal(size=(3, 40, 48))
+    f = gc.jit(lambda a, b: a @ np.swapaxes(b, 1, 2))
+    source = f.inspect(a, b).source
+    assert re.search(r"blas\.gemm\((\w+\[\w+\], ){3}False, True, 1\.0, 0\.0, \w+\)", source)
+    np.testing.assert_allclose(f(a, b), a @ np.swapaxes(b, 1, 2), rtol=1e-12)
 
 
 def test_helpers_compile_for_the_types_of_constants_not_their_values():

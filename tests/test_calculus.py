@@ -99,6 +99,15 @@ def test_hessian_through_a_concatenation_and_its_gradient_pieces():
     np.testing.assert_allclose(gc.hessian(f)(x), np.diag(30 * x ** 4 + 6 * x), rtol=1e-12)
 
 
+def test_hessian_of_a_layer_written_with_the_weight_transposed():
+    # f(W) = |X W.T|^2 / 2: its gradient's (X.T @ G).T is computed as G.T @ X
+    # (passes.simplify), and the hessian is I (x) X.T X in closed form
+    X = np.array([[1.0, 2.0, -1.0], [0.5, 0.0, 3.0], [-2.0, 1.0, 1.0], [0.0, 1.5, -0.5]])
+    W = np.array([[0.3, -0.2, 0.1], [1.0, 0.5, -1.5]])
+    H = gc.hessian(lambda w: 0.5 * np.sum((X @ w.T) ** 2))(W)
+    np.testing.assert_allclose(H, np.einsum("jJ,kK->jkJK", np.eye(2), X.T @ X), rtol=1e-12)
+
+
 def test_jacobian_of_a_vector_function():
     W = np.array([[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]])
     x = np.array([0.1, 0.2, -0.3])

@@ -96,6 +96,14 @@ def test_transposes_around_a_product_are_blas_flags(fn, b_shape, transposes, pro
             np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("fn", [lambda g, x: g.T @ x, lambda g, x: (x.T @ g).T],
+                         ids=["flag", "transposed-product"])
+def test_a_products_flops_count_its_inner_axis_through_the_flags(fn):
+    g, x = np.ones((100, 6)), np.ones((100, 5))
+    (kernel,) = gc.jit(fn).inspect(g, x).kernels
+    assert kernel.ops == ["matmul"] and kernel.flops == 2 * 6 * 5 * 100
+
+
 def test_long_float32_sums_are_fast_blocks_and_accurate():
     # float32 partial sums over blocks of SUM_BLOCK, added in float64: a float32
     # loop keeps its full vector width and the result its accuracy

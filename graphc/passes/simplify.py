@@ -2,7 +2,8 @@
 
 - A transpose of the last two axes feeding a matmul becomes a flag on the
   matmul: BLAS reads the operand as a transposed view, no copy. A transpose
-  of a matmul's result is the product of the transposed operands, swapped.
+  of a matmul's result that nothing else reads is the product of the
+  transposed operands, swapped.
 - reshape(reshape(x)) is one reshape.
 - An elementwise op reads a broadcast_to operand's source, broadcasting it itself.
 - An index_check of an index_check's output with the same bound is dropped.
@@ -67,8 +68,8 @@ def _unbroadcast(graph: Graph, node, inputs):
 
 
 def _matmul_reading_transposes(graph: Graph, inputs, params):
-    """matmul(a, b) that reads each operand that is a transpose of its last
-    two axes through its flag (flipping it) instead: no copy."""
+    """matmul(a, b) with each operand that transposes its last two axes
+    replaced by its source and that operand's flag toggled: no copy."""
     inputs, params = list(inputs), dict(params)
     for k, flag in ((0, "transpose_a"), (1, "transpose_b")):
         while _swaps_last_two(src := graph.node(inputs[k])):
@@ -78,8 +79,9 @@ def _matmul_reading_transposes(graph: Graph, inputs, params):
     return ("matmul", tuple(inputs), params)
 
 
-def sole_user(graph: Graph, nid: int):
-    """The one node reading `nid`, if it has exactly one and is not an output."""
+def _sole_user(graph: Graph, nid: int):
+    """The one node reading node `nid`, if exactly one does and `nid` is not
+    a graph output; else None."""
     users = graph.users(nid)
     return users[0] if len(users) == 1 and nid not in graph.outputs else None
 
@@ -98,7 +100,11 @@ def _rule(graph: Graph, node, inputs, original: Graph):
         return folded if folded[1:] != (tuple(inputs), node.p) else None
     if node.op == "transpose" and _swaps_last_two(node):
         product = graph.node(inputs[0])
-        if product.op == "matmul" and sole_user(original, node.inputs[0]) == node.id:
+        # Readers are counted in the original graph: the new one's are not
+        # built yet. (Two original nodes the rebuild makes one, such as a @ b
+        # and a.T.T @ b, can still leave the product read twice: correct, one
+        # GEMM more.)
+        if product.op == "matmul" and _sole_user(original, node.inputs[0]) == node.id:
             # (op(a) @ op(b)).T = op(b).T @ op(a).T: the gradient of x @ W.T
             # (a PyTorch-style layer) for W is g.T @ x, not a copy of x.T @ g
             a, b = product.inputs
