@@ -92,12 +92,12 @@ class Tracer:
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
-    def _concrete_error(self, what):
+    def _concrete_error(self, what, instead="Use np.where(cond, a, b) instead of if/else on "
+                                             "array values"):
         raise errors.TracerError(
             f"{what} needs the value of a traced array {self.node.type}, which is only known "
-            f"when the compiled code runs{errors.at(errors.user_location())}. Use np.where(cond, a, b) "
-            f"instead of if/else on array values, or mark the argument static with "
-            f"gc.jit(fn, static_argnums=...) if it is a Python constant.")
+            f"when the compiled code runs{errors.at(errors.user_location())}. {instead}, or mark "
+            f"the argument static with gc.jit(fn, static_argnums=...) if it is a Python constant.")
 
     def __bool__(self):
         self._concrete_error("Python control flow (if/while/and/or/bool())")
@@ -115,7 +115,12 @@ class Tracer:
         self._concrete_error("complex()")
 
     def __array__(self, dtype=None, copy=None):
-        self._concrete_error("converting to a NumPy array (np.asarray / np.array)")
+        # NumPy also asks for it when a traced array indexes a NumPy array
+        # (np.eye(k)[y]): NumPy does not dispatch on an index
+        self._concrete_error(
+            "converting to a NumPy array (np.asarray / np.array, or indexing a NumPy array "
+            "with it)", "Build the result from traced operations instead (a one-hot as "
+            "y[:, None] == np.arange(k), not np.eye(k)[y])")
 
     def __setitem__(self, key, value):
         raise errors.UnsupportedOpError(
