@@ -27,24 +27,26 @@ from graphc.benchmarks.harness import interleaved_medians_us
 from graphc.benchmarks.workloads import WORKLOADS
 
 
+def _weights_transposed(params):
+    """params with each weight W replaced by the view W.T."""
+    return {k: v.T if k.startswith("W") else v for k, v in params.items()}
+
+
 def out_by_in(params):
     """The same model with each weight stored transposed, as (out, in)."""
-    return {k: np.ascontiguousarray(v.T) if k.startswith("W") else v.copy()
-            for k, v in params.items()}
+    return {k: np.ascontiguousarray(v) for k, v in _weights_transposed(params).items()}
 
 
 def transposed_loss(loss_fn):
     """`loss_fn` of a model whose weights are stored as (out, in): the same
     code a PyTorch user writes, `x @ W.T`."""
-    return lambda params, *batch: loss_fn(
-        {k: v.T if k.startswith("W") else v for k, v in params.items()}, *batch)
+    return lambda params, *batch: loss_fn(_weights_transposed(params), *batch)
 
 
 def transposed_numpy_step(numpy_step):
     """The hand-written NumPy step for weights stored as (out, in): it steps
     views W.T of them, which are (in, out) and update the stored arrays in place."""
-    return lambda params, *batch: numpy_step(
-        {k: v.T if k.startswith("W") else v for k, v in params.items()}, *batch)
+    return lambda params, *batch: numpy_step(_weights_transposed(params), *batch)
 
 
 def main():
@@ -62,7 +64,7 @@ def main():
                                  transposed_numpy_step(w.numpy_step))}
         calls = []
         for layout, (p0, loss_fn, numpy_step) in layouts.items():
-            mine, theirs = {k: v.copy() for k, v in p0.items()}, {k: v.copy() for k, v in p0.items()}
+            mine, theirs = ({k: v.copy() for k, v in p0.items()} for _ in range(2))
             step = gc.compile_step(loss_fn, gc.optim.SGD(w.lr))
             step(mine, *batch)
             numpy_step(theirs, *batch, w.lr)

@@ -107,7 +107,8 @@ CASES = [
     Case(("matmul",), lambda a, b: a @ b, [Arg((4,)), Arg((4, 2))]),
     Case(("matmul",), lambda a, b: np.matmul(a, b), [Arg((2, 3, 4)), Arg((4, 5))]),
     # stacks of matrices on both sides, one broadcast: a GEMM per matrix
-    Case(("matmul",), lambda a, b: a @ np.swapaxes(b, -1, -2), [Arg((2, 1, 3, 4)), Arg((3, 5, 4))]),
+    Case(("matmul",), lambda a, b: a @ np.swapaxes(b, -1, -2),
+         [Arg((2, 1, 3, 4)), Arg((3, 5, 4))]),
     Case(("matmul",), lambda a, b: np.dot(a, b), [Arg((4,)), Arg((4,))]),
     Case(("reshape",), lambda x: x.reshape(6, -1), [Arg((2, 3, 2))]),
     Case(("transpose",), lambda x: x.T, [Arg((3, 4))]),

@@ -39,7 +39,8 @@ def test_indexing_a_numpy_array_with_a_traced_one_says_what_to_write():
     assert "indexing a NumPy array" in str(e.value) and "np.arange(k)" in str(e.value)
     assert _line_of(one_hot, 1) in str(e.value)
     y = np.array([1, 0, 3])       # what it suggests traces
-    np.testing.assert_array_equal(gc.jit(lambda y: y[:, None] == np.arange(4))(y), np.eye(4)[y] == 1)
+    one_hot = gc.jit(lambda y: y[:, None] == np.arange(4))(y)
+    np.testing.assert_array_equal(one_hot, np.eye(4)[y] == 1)
 
 
 def test_unsupported_numpy_function_names_it():
