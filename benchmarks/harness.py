@@ -438,8 +438,14 @@ def run(workloads=None, dtypes=("float32", "float64"), quick=False, json_path=No
     if "graphc" in usable and target.host_has_avx512():
         print("graphc's loops: 512-bit vectors" if wide else
               "graphc's loops: 256-bit vectors (GRAPHC_VECTOR_WIDTH=256)")
+    gemm_blas = None
+    if "graphc" in usable:
+        from graphc.kernels import blas
+        gemm_blas = blas.BLAS
+        print(f"graphc's GEMMs: {gemm_blas}")
     if json_path:
-        meta = {"threads": env, "graphc_512_bit_vectors": wide, "quick": quick,
+        meta = {"threads": env, "graphc_512_bit_vectors": wide, "graphc_blas": gemm_blas,
+                "quick": quick,
                 "config": cfg, "python": sys.version.split()[0],
                 "numpy": np.__version__, "machine": platform.platform(),
                 "cpus": os.cpu_count(), "versions": _versions(usable)}

@@ -6,109 +6,21 @@ accumulates into W itself: W = (-lr) * h.T @ g + 1 * W. That skips the
 gradient buffer and a separate pass over the weights (read dW, read W,
 write W), which is most of what a GEMM-bound step spends outside its GEMMs.
 
-The GEMM is the one Numba's own np.dot uses: `numba_xxgemm` in Numba's
-helper library, which calls SciPy's cython_blas sgemm/dgemm (the OpenBLAS
-NumPy uses). It is declared here by symbol name, so functions calling it can
-be cached on disk like any other.
+The GEMM is a CBLAS ?gemm of the library kernels/blas_library.py binds
+(NumPy's own BLAS where it can be found), declared by symbol name, so
+functions calling it can be cached on disk like any other.
 """
-import importlib.abc
-import importlib.machinery
-import importlib.util
-import os
-import sys
-
 import numpy as np
 from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
-from graphc.kernels import dispatch, transpose
+from graphc.kernels import blas_library, dispatch, transpose
 
 
-_CYTHON_BLAS = "scipy.linalg.cython_blas"
-
-
-def _load_cython_blas():
-    """Load scipy.linalg.cython_blas on its own, before Numba asks for it.
-
-    Numba imports it (its `numba_xxgemm` calls the BLAS it exports) with
-    `import scipy.linalg.cython_blas`, which first runs the whole scipy.linalg
-    package: 0.14-0.18 s of every new process's first compile or cache load,
-    a third of a warm start. The extension module needs nothing from its
-    package and loads in 4 ms. If this SciPy lays its files out differently,
-    Numba imports it the usual way.
-    """
-    if _CYTHON_BLAS in sys.modules or "scipy.linalg" in sys.modules:
-        return
-    try:
-        import scipy
-        folder = os.path.join(os.path.dirname(scipy.__file__), "linalg")
-        path = next(p for p in (os.path.join(folder, "cython_blas" + suffix)
-                                for suffix in importlib.machinery.EXTENSION_SUFFIXES)
-                    if os.path.exists(p))
-        spec = importlib.util.spec_from_file_location(_CYTHON_BLAS, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_CYTHON_BLAS] = module
-        spec.loader.exec_module(module)
-    except Exception:
-        sys.modules.pop(_CYTHON_BLAS, None)
-        return
-    sys.meta_path.insert(0, _AttachToPackage())
-
-
-class _AttachToPackage(importlib.abc.MetaPathFinder):
-    """When the user imports scipy.linalg later, set its `cython_blas`
-    attribute: the import system sets a submodule's attribute on its package
-    only when it loads the submodule itself, so without this
-    `import scipy.linalg.cython_blas; scipy.linalg.cython_blas` would fail."""
-
-    def find_spec(self, fullname, path, target=None):
-        if fullname != "scipy.linalg":
-            return None
-        sys.meta_path.remove(self)          # once, and not for the lookup below
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return None
-        run_package = spec.loader.exec_module
-
-        def exec_module(module):
-            run_package(module)
-            if _CYTHON_BLAS in sys.modules:
-                module.cython_blas = sys.modules[_CYTHON_BLAS]
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-_load_cython_blas()
-
-# numba_xxgemm(kind, transa, transb, m, n, k, *alpha, *a, lda, *b, ldb, *beta, *c, ldc),
-# column-major, as in numba/np/linalg.py; pointers are passed as integers (same ABI).
-_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
-    types.char, types.char, types.char, types.intp, types.intp, types.intp,
-    types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
-    types.intp, types.intp))
-
-_N, _T = 78, 84          # ord("N"), ord("T")
-
-
-@intrinsic
-def _on_stack(typingctx, first, second, dtype):
-    """The address of `first` and `second`, converted to `dtype`, side by side
-    in the calling function's stack frame (valid until it returns). An array
-    for them cost an allocation per GEMM: 26 in each W4 step."""
-    if not isinstance(dtype, types.DType):
-        return None
-    elem = dtype.dtype
-
-    def codegen(context, builder, sig, args):
-        pair = cgutils.alloca_once(builder, context.get_value_type(elem), size=2)
-        for k, (value, ty) in enumerate(zip(args[:2], sig.args[:2])):
-            builder.store(context.cast(builder, value, ty, elem),
-                          builder.gep(pair, [context.get_constant(types.intp, k)]))
-        return builder.ptrtoint(pair, context.get_value_type(types.intp))
-
-    return types.intp(first, second, dtype), codegen
+BLAS = blas_library.bind()     # which library: before any caller is compiled or loaded
+_sgemm = types.ExternalFunction(blas_library.SGEMM, blas_library.CBLAS_SIGNATURE(types.float32))
+_dgemm = types.ExternalFunction(blas_library.DGEMM, blas_library.CBLAS_SIGNATURE(types.float64))
+_ROW_MAJOR, _NO_TRANS, _TRANS = (blas_library.ROW_MAJOR, blas_library.NO_TRANS,
+                                 blas_library.TRANS)
 
 
 # b.T is copied for a @ b.T only up to this many elements (see _transposing_b_pays):
@@ -169,11 +81,12 @@ def blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
     """gemm's BLAS call as it is, for C-contiguous a, b and c with m, n > 0."""
     m, n = c.shape
     k = a.shape[0] if transpose_a else a.shape[1]
-    scalars = _on_stack(alpha, beta, c.dtype)       # BLAS takes alpha and beta by address
-    kind = 115 if c.itemsize == 4 else 100      # "s" or "d"
-    # Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T, and a
-    # row-major array read column-major is its transpose: swap the operands.
-    _xxgemm(kind, _T if transpose_b else _N, _T if transpose_a else _N, n, m, k,
-            scalars, b.ctypes.data, max(b.shape[1], 1),
-            a.ctypes.data, max(a.shape[1], 1),
-            scalars + c.itemsize, c.ctypes.data, max(n, 1))
+    ta = _TRANS if transpose_a else _NO_TRANS
+    tb = _TRANS if transpose_b else _NO_TRANS
+    lda, ldb, ldc = max(a.shape[1], 1), max(b.shape[1], 1), max(n, 1)
+    if c.itemsize == 4:
+        _sgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float32(alpha), a.ctypes.data, lda,
+               b.ctypes.data, ldb, np.float32(beta), c.ctypes.data, ldc)
+    else:
+        _dgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float64(alpha), a.ctypes.data, lda,
+               b.ctypes.data, ldb, np.float64(beta), c.ctypes.data, ldc)

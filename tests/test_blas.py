@@ -1,4 +1,5 @@
 """graphc.kernels.blas.gemm: c = alpha * op(a) @ op(b) + beta * c, against NumPy."""
+import os
 import subprocess
 import sys
 
@@ -7,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from graphc.kernels import blas, blas_library
 from graphc.kernels.blas import TRANSPOSED_MAX, _transposing_b_pays, gemm
 
 
@@ -23,7 +25,8 @@ def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n):
     c = rng.normal(size=(m, n)).astype(dtype)
     expected = -0.3 * ((a.T if transpose_a else a) @ (b.T if transpose_b else b)) + c
     gemm(a, b, c, transpose_a, transpose_b, -0.3, 1.0)
-    np.testing.assert_allclose(c, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    tol = 1e-5 if dtype == np.float32 else 1e-12      # entries near 0 need atol
+    np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
     assert c.dtype == dtype
 
 
@@ -70,14 +73,53 @@ def test_gemm_copies_strided_operands_and_handles_empty_sizes():
         gemm(a, b, np.zeros((3, 6)).T, False, False, 1.0, 0.0)
 
 
-def test_numba_gets_its_blas_without_importing_scipy_linalg():
-    # In a new process: graphc loads scipy.linalg.cython_blas by itself (the
-    # package costs 0.15 s of a warm start), Numba's GEMM uses it, and a later
-    # import of scipy.linalg by the user still works.
-    script = """if True:
+def _run_python(script, **env):
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, **env})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split()
+
+
+def test_gemm_calls_the_blas_numpy_uses():
+    """NumPy's wheels bundle their own OpenBLAS (another build than SciPy's,
+    and faster for small float32 products, see blas_library): graphc must
+    find it wherever NumPy says it was built with it."""
+    blas_name = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    if "openblas" not in blas_name:
+        pytest.skip(f"NumPy is built with {blas_name}: graphc uses SciPy's BLAS")
+    assert blas_library.numpy_gemms() is not None
+    assert blas.BLAS.startswith("NumPy's BLAS")
+    # Numba still loads SciPy's cython_blas at start-up: graphc loads it
+    # alone, without the scipy.linalg package (see test_gemm_through_scipy_blas...)
+    assert _run_python("""if True:
         import sys, numpy as np, graphc as gc
         x = np.arange(6.0).reshape(2, 3)
         np.testing.assert_allclose(gc.jit(lambda a: a @ a.T)(x), x @ x.T)
+        print("scipy.linalg" in sys.modules, "scipy.linalg.cython_blas" in sys.modules)
+    """) == ["False", "True"]
+
+
+def test_gemm_through_scipy_blas_when_asked():
+    """GRAPHC_BLAS=scipy: the CBLAS calls go through cfuncs over Numba's own
+    GEMM (SciPy's cython_blas, loaded without the scipy.linalg package: 0.15 s
+    of a warm start), right for every transpose flag and both dtypes, with
+    functions cached by a process that used NumPy's; a later import of
+    scipy.linalg by the user still works."""
+    script = """if True:
+        import sys, numpy as np
+        from graphc.kernels import blas
+        print(blas.BLAS.split()[0])
+        rng = np.random.default_rng(0)
+        for dtype in (np.float32, np.float64):
+            for ta in (False, True):
+                for tb in (False, True):
+                    for m, k, n in ((7, 5, 3), (40, 5, 20)):
+                        a = rng.normal(size=(k, m) if ta else (m, k)).astype(dtype)
+                        b = rng.normal(size=(n, k) if tb else (k, n)).astype(dtype)
+                        c = rng.normal(size=(m, n)).astype(dtype)
+                        expected = -0.3 * ((a.T if ta else a) @ (b.T if tb else b)) + 2 * c
+                        blas.gemm(a, b, c, ta, tb, -0.3, 2.0)
+                        np.testing.assert_allclose(c, expected, rtol=1e-5, atol=1e-5)
         print("scipy.linalg" in sys.modules, "scipy.linalg.cython_blas" in sys.modules)
         import scipy.linalg.cython_blas
         assert "sgemm" in scipy.linalg.cython_blas.__pyx_capi__
@@ -86,7 +128,10 @@ def test_numba_gets_its_blas_without_importing_scipy_linalg():
         assert same is cython_blas is scipy.linalg.cython_blas
         np.testing.assert_allclose(scipy.linalg.solve(2 * np.eye(2), np.ones(2)), 0.5)
     """
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["False", "True"]
+    assert _run_python(script, GRAPHC_BLAS="scipy") == ["SciPy's", "False", "True"]
+
+
+def test_an_unknown_blas_choice_is_named(monkeypatch):
+    monkeypatch.setenv("GRAPHC_BLAS", "mkl")
+    with pytest.raises(ValueError, match=r"GRAPHC_BLAS='mkl': expected one of numpy, scipy"):
+        blas_library.choice()

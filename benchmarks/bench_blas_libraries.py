@@ -1,0 +1,93 @@
+"""Which BLAS should graphc's GEMMs call? NumPy's own against SciPy's, the
+data behind graphc.kernels.blas_library.
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_blas_libraries.py [--reps 15]
+
+A NumPy wheel and a SciPy wheel bundle different OpenBLAS builds. This
+times, per shape (the GEMMs of W1-W4's steps, and W3's largest) and dtype,
+a native loop of row-major CBLAS GEMMs through each library, called the same
+way (a ctypes function pointer from Numba code): NumPy's, and the cfunc
+over SciPy's cython_blas that graphc falls back to (GRAPHC_BLAS=scipy).
+The loops alternate over --reps rounds; the medians are reported, with
+SciPy's time as a multiple of NumPy's.
+"""
+import argparse
+import ctypes
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")     # before NumPy loads its BLAS
+
+import numpy as np  # noqa: E402
+from numba import njit, types  # noqa: E402
+
+from graphc.benchmarks.harness import interleaved_medians_us  # noqa: E402
+from graphc.kernels import blas_library  # noqa: E402
+
+# (m, k, n, form) of c[m, n] = op(a) @ op(b) with k the inner size; `form`
+# says which operand is read transposed ("a.T @ b": a is stored k x m), as
+# in a layer's forward (NN), input gradient (NT) and weight gradient (TN):
+# W1's layer, W4's layers, W2's first and second layers, W3's first layer
+SHAPES = [(64, 64, 10, "NN"), (64, 64, 10, "TN"),
+          (32, 64, 64, "NN"), (32, 64, 64, "NT"), (64, 32, 64, "TN"),
+          (128, 784, 256, "NN"), (784, 128, 256, "TN"), (128, 256, 256, "NT"),
+          (512, 784, 1024, "NN")]
+_LABELS = {"NN": "{m}x{k} @ {k}x{n}", "NT": "{m}x{k} @ ({n}x{k}).T", "TN": "({k}x{m}).T @ {k}x{n}"}
+
+
+def _loop(address, real):
+    """A Numba loop of `times` GEMMs through the CBLAS function at `address`."""
+    sig = blas_library.CBLAS_SIGNATURE(real)
+    proto = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int64,
+                             ctypes.c_int64, ctypes.c_int64,
+                             ctypes.c_float if real == types.float32 else ctypes.c_double,
+                             ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
+                             ctypes.c_float if real == types.float32 else ctypes.c_double,
+                             ctypes.c_void_p, ctypes.c_int64)
+    assert len(sig.args) == len(proto._argtypes_)
+    gemm = proto(address)
+    row_major = blas_library.ROW_MAJOR
+
+    @njit(nogil=True)
+    def run(a, b, c, trans_a, trans_b, times):
+        m, n = c.shape
+        k = a.shape[0] if trans_a != blas_library.NO_TRANS else a.shape[1]
+        for _ in range(times):
+            gemm(row_major, trans_a, trans_b, m, n, k, 1.0, a.ctypes.data, a.shape[1],
+                 b.ctypes.data, b.shape[1], 0.0, c.ctypes.data, n)
+    return run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=15, help="alternating rounds per shape")
+    args = parser.parse_args()
+    found = blas_library.numpy_gemms()
+    if found is None:
+        raise SystemExit("NumPy's CBLAS GEMMs with 64-bit integers were not found: "
+                         "graphc uses SciPy's BLAS here, there is nothing to compare")
+    numpy_s, numpy_d, name = found
+    scipy_s, scipy_d = blas_library.scipy_gemms()
+    print(f"NumPy's: {name}; SciPy's: scipy.linalg.cython_blas through Numba")
+    print(f"{'dtype':8} {'product':>22} {'NumPy us':>10} {'SciPy us':>10} {'SciPy/NumPy':>12}")
+    rng = np.random.default_rng(0)
+    for dtype, real, addresses in ((np.float32, types.float32, (numpy_s, scipy_s)),
+                                   (np.float64, types.float64, (numpy_d, scipy_d))):
+        loops = [_loop(address, real) for address in addresses]
+        for m, k, n, form in SHAPES:
+            ta, tb = (blas_library.TRANS if f == "T" else blas_library.NO_TRANS for f in form)
+            a = rng.standard_normal((k, m) if form[0] == "T" else (m, k)).astype(dtype)
+            b = rng.standard_normal((n, k) if form[1] == "T" else (k, n)).astype(dtype)
+            outs = [np.empty((m, n), dtype) for _ in loops]
+            times = max(1, int(2e7 / (m * k * n)))
+            medians = interleaved_medians_us(
+                [lambda run=run, c=c: run(a, b, c, ta, tb, times) for run, c in zip(loops, outs)],
+                args.reps)
+            np.testing.assert_allclose(outs[0], outs[1], rtol=1e-3, atol=1e-3)
+            per_call = [t / times for t in medians]
+            shape = _LABELS[form].format(m=m, k=k, n=n)
+            print(f"{np.dtype(dtype).name:8} {shape:>22} {per_call[0]:10.2f} {per_call[1]:10.2f} "
+                  f"{per_call[1] / per_call[0]:12.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Which BLAS library graphc's GEMMs call: NumPy's own, when it can be found.
+
+A NumPy wheel and a SciPy wheel each bundle an OpenBLAS, and not the same
+one: NumPy 2.4.6 here carries OpenBLAS 0.3.31, SciPy 1.17.1 carries 0.3.30.
+Numba's np.dot, and graphc's GEMM until now, call SciPy's (through
+`scipy.linalg.cython_blas`), so the hand-written NumPy step graphc is
+measured against ran its GEMMs on a faster library. One thread, float32,
+median per call (benchmarks/bench_blas_libraries.py, AMD EPYC, 2026-12-03):
+32x64 @ 64x64 (W4's layers) 3.5 us on NumPy's against 5.5 on SciPy's,
+64x64 @ 64x64 6.7 against 10.2, 128x784 @ 784x256 (W2's first layer) 571
+against 656, 512x784 @ 784x1024 (W3's) 8.95 against 9.37 ms.
+
+Compiled code calls GEMM by the symbol names SGEMM and DGEMM, CBLAS
+signatures with 64-bit integers (CBLAS_SIGNATURE), so functions calling them
+cache on disk like any other: `bind()`, run when graphc.kernels.blas is
+imported (before any such function is compiled or loaded), points the names
+at this process's library with llvmlite's add_symbol. It takes:
+- `numpy` (the default): NumPy's ILP64 OpenBLAS, found through NumPy's
+  extension module (the dynamic loader searches the libraries it links);
+- `scipy`, or when NumPy's cannot be found (a NumPy built against another
+  BLAS, or a platform whose loader does not search that way): two Numba
+  cfuncs with those signatures that call Numba's own GEMM, SciPy's
+  cython_blas.
+The environment variable GRAPHC_BLAS chooses (`numpy` or `scipy`).
+"""
+import ctypes
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
+import llvmlite.binding as llvm
+from numba import cfunc, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+SGEMM, DGEMM = "graphc_cblas_sgemm", "graphc_cblas_dgemm"
+ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112      # CBLAS's enum values
+CHOICES = ("numpy", "scipy")
+
+# Exported names of NumPy's CBLAS GEMMs with 64-bit integers: NumPy's wheels
+# from 2.0 (scipy-openblas64), then OpenBLAS built with the 64_ suffix (NumPy
+# 1.x wheels). Only names whose integers are known to be 64-bit: a library
+# exporting plain cblas_sgemm may take 32-bit ones, so it is not used.
+_NUMPY_NAMES = (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"),
+                ("cblas_sgemm64_", "cblas_dgemm64_"))
+
+
+def CBLAS_SIGNATURE(real):
+    """cblas_?gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
+    beta, c, ldc) with 64-bit integers; arrays passed as addresses."""
+    i, p = types.int64, types.intp
+    return types.void(types.intc, types.intc, types.intc, i, i, i,
+                      real, p, i, p, i, real, p, i)
+
+
+def choice() -> str:
+    """GRAPHC_BLAS, checked: `numpy` unless set."""
+    value = os.environ.get("GRAPHC_BLAS", "").strip().lower() or "numpy"
+    if value not in CHOICES:
+        raise ValueError(f"GRAPHC_BLAS={os.environ['GRAPHC_BLAS']!r}: "
+                         f"expected one of {', '.join(CHOICES)}")
+    return value
+
+
+def numpy_gemms() -> tuple[int, int, str] | None:
+    """(sgemm address, dgemm address, symbol name) of NumPy's own CBLAS GEMMs
+    with 64-bit integers, or None when they cannot be found."""
+    try:
+        from numpy._core import _multiarray_umath
+    except ImportError:         # NumPy 1.x
+        from numpy.core import _multiarray_umath
+    try:
+        numpy_library = ctypes.CDLL(_multiarray_umath.__file__)
+    except OSError:
+        return None
+    for s_name, d_name in _NUMPY_NAMES:
+        try:
+            s, d = getattr(numpy_library, s_name), getattr(numpy_library, d_name)
+        except AttributeError:
+            continue
+        return (ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value,
+                s_name)
+    return None
+
+
+_bound: str | None = None
+
+
+def bind() -> str:
+    """Point SGEMM and DGEMM at this process's choice of library (once);
+    returns what they call, for reports."""
+    global _bound
+    if _bound is None:
+        _load_cython_blas()     # Numba imports it at start-up whichever is used
+        found = numpy_gemms() if choice() == "numpy" else None
+        if found is None:
+            s, d = scipy_gemms()
+            _bound = "SciPy's BLAS (scipy.linalg.cython_blas, through Numba)"
+        else:
+            s, d, name = found
+            _bound = f"NumPy's BLAS ({name})"
+        llvm.add_symbol(SGEMM, s)
+        llvm.add_symbol(DGEMM, d)
+    return _bound
+
+
+# ------------------------------------------------- SciPy's BLAS, the fallback
+_CYTHON_BLAS = "scipy.linalg.cython_blas"
+
+
+def _load_cython_blas():
+    """Load scipy.linalg.cython_blas on its own, before Numba asks for it.
+
+    Numba imports it when it sets up its CPU target (numba.np.arraymath checks
+    that np.dot has a BLAS; `numba_xxgemm` calls the one it exports) with
+    `import scipy.linalg.cython_blas`, which first runs the whole scipy.linalg
+    package: 0.12-0.18 s of a new process's first compile or cache load.
+    The extension module needs nothing from its package and loads in 4 ms.
+    If this SciPy lays its files out differently, Numba imports it the usual way.
+    """
+    if _CYTHON_BLAS in sys.modules or "scipy.linalg" in sys.modules:
+        return
+    try:
+        import scipy
+        folder = os.path.join(os.path.dirname(scipy.__file__), "linalg")
+        path = next(p for p in (os.path.join(folder, "cython_blas" + suffix)
+                                for suffix in importlib.machinery.EXTENSION_SUFFIXES)
+                    if os.path.exists(p))
+        spec = importlib.util.spec_from_file_location(_CYTHON_BLAS, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[_CYTHON_BLAS] = module
+        spec.loader.exec_module(module)
+    except Exception:
+        sys.modules.pop(_CYTHON_BLAS, None)
+        return
+    sys.meta_path.insert(0, _AttachToPackage())
+
+
+class _AttachToPackage(importlib.abc.MetaPathFinder):
+    """When the user imports scipy.linalg later, set its `cython_blas`
+    attribute: the import system sets a submodule's attribute on its package
+    only when it loads the submodule itself, so without this
+    `import scipy.linalg.cython_blas; scipy.linalg.cython_blas` would fail."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != "scipy.linalg":
+            return None
+        sys.meta_path.remove(self)          # once, and not for the lookup below
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return None
+        run_package = spec.loader.exec_module
+
+        def exec_module(module):
+            run_package(module)
+            if _CYTHON_BLAS in sys.modules:
+                module.cython_blas = sys.modules[_CYTHON_BLAS]
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+# numba_xxgemm(kind, transa, transb, m, n, k, *alpha, *a, lda, *b, ldb, *beta, *c, ldc),
+# column-major, as in numba/np/linalg.py; pointers are passed as integers (same ABI).
+_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
+    types.char, types.char, types.char, types.intp, types.intp, types.intp,
+    types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
+    types.intp, types.intp))
+_N, _T = 78, 84          # ord("N"), ord("T")
+
+
+@intrinsic
+def _on_stack(typingctx, first, second):
+    """The address of `first` and `second` (of one float type) side by side in
+    the calling function's stack frame, valid until it returns: BLAS takes
+    alpha and beta by address."""
+    def codegen(context, builder, sig, args):
+        pair = cgutils.alloca_once(builder, context.get_value_type(sig.args[0]), size=2)
+        for k, value in enumerate(args):
+            builder.store(value, builder.gep(pair, [context.get_constant(types.intp, k)]))
+        return builder.ptrtoint(pair, context.get_value_type(types.intp))
+
+    return types.intp(first, first), codegen
+
+
+def _column_major_call(kind):
+    """Row-major CBLAS over numba_xxgemm: row-major C = op(A) op(B) is
+    column-major C^T = op(B)^T op(A)^T, and a row-major array read
+    column-major is its transpose, so the operands swap."""
+    def gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+        scalars = _on_stack(alpha, beta)
+        _xxgemm(kind, _T if trans_b == TRANS else _N, _T if trans_a == TRANS else _N,
+                n, m, k, scalars, b, ldb, a, lda, scalars + (4 if kind == 115 else 8), c, ldc)
+    return gemm
+
+
+_scipy_cfuncs = []       # compiled once; their code lives as long as these objects
+
+
+def scipy_gemms() -> tuple[int, int]:
+    """(sgemm address, dgemm address) of cfuncs with CBLAS_SIGNATURE over
+    SciPy's BLAS, compiled on first use (not cached: 0.3 s, only ever paid
+    where NumPy's BLAS is not used)."""
+    if not _scipy_cfuncs:
+        _scipy_cfuncs.extend(
+            cfunc(CBLAS_SIGNATURE(real), nopython=True)(_column_major_call(kind))
+            for real, kind in ((types.float32, 115), (types.float64, 100)))  # "s", "d"
+    return _scipy_cfuncs[0].address, _scipy_cfuncs[1].address
