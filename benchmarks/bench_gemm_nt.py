@@ -12,14 +12,19 @@ median of many calls to blas.blas_gemm (BLAS as it is) with:
   NT      a @ b.T handed to BLAS as it is
   copy    transpose.transposed(b) (b.T copied in 8x8 tiles), then NN
 interleaved over --reps rounds, the best round reported. `rule` is what
-_transposing_b_pays decides for the shape: copy when it says so.
+_transposing_b_pays decides for the shape with the BLAS of this process
+(blas_library): copy when it says so.
 
 On this project's 2-core Xeon VM (2026-12-03, one thread, busy host),
 float32 / float64, copy against NT: 0.48 / 0.66 at W4's 32x64 @ 64x64,
 0.67 / 0.92 with 16 rows, 0.50 / 0.71 at W2's 128x10 @ 10x256, 0.64 / 1.01
 at 32x64 @ 64x128; but 1.02-1.4 from m*n*k = 2**20 up (256x64x64,
 128x128x128, 32x256x256) and 1.3 with n = 10, where the NT kernel is as
-fast as NN.
+fast as NN. That was SciPy's OpenBLAS 0.3.30 on SkylakeX kernels. On an
+AMD EPYC VM (2026-12-03), whose OpenBLAS (NumPy's 0.3.31, and SciPy's too)
+runs Haswell kernels, NT took 1.00-1.13x the time of NN and the copy never
+paid: copy / NT 1.00-1.38 over all these shapes, 1.03 / 1.19 at W4's. So
+the copy is made only where OpenBLAS has small-matrix kernels.
 """
 import argparse
 

@@ -10,8 +10,10 @@ The GEMM is a CBLAS ?gemm of the library kernels/blas_library.py binds
 (NumPy's own BLAS where it can be found), declared by symbol name, so
 functions calling it can be cached on disk like any other.
 """
+import llvmlite.ir as llvm_ir
 import numpy as np
 from numba import njit, types
+from numba.extending import intrinsic
 
 from graphc.kernels import blas_library, dispatch, transpose
 
@@ -28,20 +30,35 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = (blas_library.ROW_MAJOR, blas_library.NO_TRANS,
 TRANSPOSED_MAX = 8192
 
 
+@intrinsic
+def _copying_transposed_b_may_pay(typingctx):
+    """Whether the BLAS in use has small-matrix kernels that make a copy of
+    b.T pay (blas_library.COPY_TRANSPOSED_B, read at run time: cached code
+    follows the library of the process running it)."""
+    def codegen(context, builder, sig, args):
+        flag = context.get_c_value(builder, llvm_ir.IntType(32), blas_library.COPY_TRANSPOSED_B)
+        return builder.icmp_unsigned("!=", builder.load(flag), llvm_ir.Constant(flag.type.pointee, 0))
+
+    return types.boolean(), codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _transposing_b_pays(m, n, k):
     """Whether a @ b.T runs faster as a copy of b.T and a plain a @ b.
 
-    OpenBLAS's small-matrix kernel for a @ b.T (row-major; "TN" to the
-    column-major BLAS) takes up to twice as long as for a @ b: 6.5 against
-    2.7 us (3.1 with the copy) for 32x64 @ 64x64 float32, the backward GEMM
-    of each of W4's layers. Copying b.T (k*n elements, transpose.transposed)
-    first pays while that kernel is in use (m*n*k under 2**20) and at least
-    16 rows of a share the copy, for b up to the 8192 elements measured; with
-    n under 16 the two kernels take the same time.
+    Where OpenBLAS has small-matrix kernels (SkylakeX and later Xeons, see
+    blas_library), the one for a @ b.T (row-major; "TN" to the column-major
+    BLAS) takes up to twice as long as for a @ b: 6.5 against 2.7 us (3.1
+    with the copy) for 32x64 @ 64x64 float32, the backward GEMM of each of
+    W4's layers. Copying b.T (k*n elements, transpose.transposed) first pays
+    while that kernel is in use (m*n*k under 2**20) and at least 16 rows of
+    a share the copy, for b up to the 8192 elements measured; with n under
+    16 the two kernels take the same time. Elsewhere (OpenBLAS's Haswell
+    kernels) both take the same time and the copy never pays.
     benchmarks/bench_gemm_nt.py measures both ways.
     """
-    return m >= 16 and n >= 16 and k * n <= TRANSPOSED_MAX and m * n * k < 1 << 20
+    return (m >= 16 and n >= 16 and k * n <= TRANSPOSED_MAX and m * n * k < 1 << 20
+            and _copying_transposed_b_may_pay())
 
 
 @dispatch.unliteral_calls

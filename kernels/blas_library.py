@@ -23,6 +23,7 @@ at this process's library with llvmlite's add_symbol. It takes:
   cython_blas.
 The environment variable GRAPHC_BLAS chooses (`numpy` or `scipy`).
 """
+import contextlib
 import ctypes
 import importlib.abc
 import importlib.machinery
@@ -64,16 +65,19 @@ def choice() -> str:
     return value
 
 
-def numpy_gemms() -> tuple[int, int, str] | None:
-    """(sgemm address, dgemm address, symbol name) of NumPy's own CBLAS GEMMs
-    with 64-bit integers, or None when they cannot be found."""
+def _numpy_extension():
     try:
         from numpy._core import _multiarray_umath
     except ImportError:         # NumPy 1.x
         from numpy.core import _multiarray_umath
-    try:
-        numpy_library = ctypes.CDLL(_multiarray_umath.__file__)
-    except OSError:
+    return _multiarray_umath
+
+
+def numpy_gemms() -> tuple[int, int, str] | None:
+    """(sgemm address, dgemm address, symbol name) of NumPy's own CBLAS GEMMs
+    with 64-bit integers, or None when they cannot be found."""
+    numpy_library = _library_of(_numpy_extension())
+    if numpy_library is None:
         return None
     for s_name, d_name in _NUMPY_NAMES:
         try:
@@ -85,25 +89,83 @@ def numpy_gemms() -> tuple[int, int, str] | None:
     return None
 
 
+# Whether blas.gemm copies b.T for a small a @ b.T (blas._transposing_b_pays):
+# compiled code reads this int at run time, bound by name like the GEMMs.
+COPY_TRANSPOSED_B = "graphc_blas_copy_transposed_b"
+_copy_transposed_b = ctypes.c_int32(0)
+
+# OpenBLAS cores with "direct" small-matrix sgemm kernels. They serve a @ b
+# alone (alpha 1, beta 0): on this project's Xeon (SkylakeX) 32x64 @ (64x64).T
+# took 6.5 us as it is and 3.1 with b.T copied first; on the AMD VM, whose
+# OpenBLAS runs Haswell kernels, the copy never paid (1.00-1.38x the time of
+# a @ b.T as it is, benchmarks/bench_gemm_nt.py).
+_DIRECT_SGEMM_CORES = ("skylakex", "cooperlake", "sapphirerapids")
+_CORE_NAMES = ("scipy_openblas_get_corename64_", "openblas_get_corename64_",
+               "scipy_openblas_get_corename", "openblas_get_corename")
+
+
+def openblas_core(library: ctypes.CDLL) -> str | None:
+    """The kernel set ("Haswell", "SkylakeX") of the OpenBLAS `library` links, or None."""
+    for name in _CORE_NAMES:
+        get = getattr(library, name, None)
+        if get is not None:
+            get.restype = ctypes.c_char_p
+            return get().decode(errors="replace")
+    return None
+
+
+def copies_transposed_b() -> bool:
+    """Whether blas.gemm copies b.T for small a @ b.T products now."""
+    return bool(_copy_transposed_b.value)
+
+
+@contextlib.contextmanager
+def copying_transposed_b(copy: bool):
+    """Within the block, blas.gemm copies b.T for small a @ b.T products, or
+    not (bind() chooses by the BLAS in use; tests force both ways)."""
+    previous = _copy_transposed_b.value
+    _copy_transposed_b.value = int(copy)
+    try:
+        yield
+    finally:
+        _copy_transposed_b.value = previous
+
+
 _bound: str | None = None
 
 
 def bind() -> str:
-    """Point SGEMM and DGEMM at this process's choice of library (once);
-    returns what they call, for reports."""
+    """Point SGEMM and DGEMM at this process's choice of library, and set
+    COPY_TRANSPOSED_B for it (once); returns what they call, for reports."""
     global _bound
     if _bound is None:
         _load_cython_blas()     # Numba imports it at start-up whichever is used
         found = numpy_gemms() if choice() == "numpy" else None
         if found is None:
             s, d = scipy_gemms()
+            library = _library_of(sys.modules.get(_CYTHON_BLAS))
             _bound = "SciPy's BLAS (scipy.linalg.cython_blas, through Numba)"
         else:
             s, d, name = found
+            library = _library_of(_numpy_extension())
             _bound = f"NumPy's BLAS ({name})"
+        core = openblas_core(library) if library is not None else None
+        if core:
+            _bound += f", OpenBLAS core {core}"
+        _copy_transposed_b.value = bool(core) and core.lower() in _DIRECT_SGEMM_CORES
         llvm.add_symbol(SGEMM, s)
         llvm.add_symbol(DGEMM, d)
+        llvm.add_symbol(COPY_TRANSPOSED_B, ctypes.addressof(_copy_transposed_b))
     return _bound
+
+
+def _library_of(module) -> ctypes.CDLL | None:
+    """An extension module's shared library, whose symbol lookups also search
+    the libraries it links (on Linux and macOS), or None."""
+    try:
+        return ctypes.CDLL(module.__file__)
+    except (AttributeError, TypeError, OSError):
+        return None
 
 
 # ------------------------------------------------- SciPy's BLAS, the fallback

@@ -42,14 +42,17 @@ def test_generated_code_allocates_through_the_wrappers():
 
 def test_a_stack_of_products_copies_each_transposed_matrix_into_one_scratch():
     # a @ b.T over a stack: a GEMM per matrix, each copying its b.T (faster
-    # at these sizes, see blas._transposing_b_pays) into the same workspace slot
+    # at these sizes where the BLAS has small-matrix kernels, see
+    # blas._transposing_b_pays: forced here) into the same workspace slot
     import graphc as gc
+    from graphc.kernels import blas_library
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(3, 32, 48)), rng.normal(size=(3, 40, 48))
     f = gc.jit(lambda a, b: a @ np.swapaxes(b, 1, 2))
     source = f.inspect(a, b).source
     assert re.search(r"blas\.gemm\((\w+\[\w+\], ){3}False, True, 1\.0, 0\.0, \w+\)", source)
-    np.testing.assert_allclose(f(a, b), a @ np.swapaxes(b, 1, 2), rtol=1e-12)
+    with blas_library.copying_transposed_b(True):
+        np.testing.assert_allclose(f(a, b), a @ np.swapaxes(b, 1, 2), rtol=1e-12)
 
 
 def test_helpers_compile_for_the_types_of_constants_not_their_values():

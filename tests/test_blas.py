@@ -12,13 +12,21 @@ from graphc.kernels import blas, blas_library
 from graphc.kernels.blas import TRANSPOSED_MAX, _transposing_b_pays, gemm
 
 
+@pytest.fixture(params=[False, True], ids=["bt-as-is", "bt-copied"])
+def copy_transposed_b(request):
+    """Both ways of a small a @ b.T, whichever this host's BLAS takes."""
+    with blas_library.copying_transposed_b(request.param):
+        yield request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transpose_a", [False, True])
 @pytest.mark.parametrize("transpose_b", [False, True])
 @pytest.mark.parametrize("m, k, n", [(7, 5, 3), (40, 5, 20)])
-def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n):
-    """The second shape takes the path that copies b.T for a @ b.T."""
-    assert _transposing_b_pays(m, n, k) == (m == 40)
+def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n, copy_transposed_b):
+    """The second shape takes the path that copies b.T for a @ b.T, where
+    the BLAS makes that pay (read at run time by the compiled rule)."""
+    assert _transposing_b_pays(m, n, k) == (m == 40 and copy_transposed_b)
     rng = np.random.default_rng(0)
     a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
     b = rng.normal(size=(n, k) if transpose_b else (k, n)).astype(dtype)
@@ -32,12 +40,19 @@ def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n):
 
 @given(m=st.integers(0, 80), k=st.integers(0, 80), n=st.integers(0, 140),
        transpose_a=st.booleans(), transpose_b=st.booleans(),
-       dtype=st.sampled_from([np.float32, np.float64]), with_scratch=st.booleans())
+       dtype=st.sampled_from([np.float32, np.float64]), with_scratch=st.booleans(),
+       copy=st.booleans())
 def test_gemm_matches_numpy_on_random_shapes(m, k, n, transpose_a, transpose_b, dtype,
-                                             with_scratch):
+                                             with_scratch, copy):
     """Shapes on both sides of _transposing_b_pays (m and n from 16 up, b up
-    to past TRANSPOSED_MAX elements), including empty ones; b.T's copy in a
-    scratch buffer sized as generated code sizes it (poisoned past it)."""
+    to past TRANSPOSED_MAX elements), including empty ones, with and without
+    the copy for small a @ b.T; b.T's copy in a scratch buffer sized as
+    generated code sizes it (poisoned past it)."""
+    with blas_library.copying_transposed_b(copy):
+        _check_random_gemm(m, k, n, transpose_a, transpose_b, dtype, with_scratch)
+
+
+def _check_random_gemm(m, k, n, transpose_a, transpose_b, dtype, with_scratch):
     rng = np.random.default_rng(m * 10_000 + k * 100 + n)
     a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
     b = rng.normal(size=(n, k) if transpose_b else (k, n)).astype(dtype)
@@ -129,6 +144,17 @@ def test_gemm_through_scipy_blas_when_asked():
         np.testing.assert_allclose(scipy.linalg.solve(2 * np.eye(2), np.ones(2)), 0.5)
     """
     assert _run_python(script, GRAPHC_BLAS="scipy") == ["SciPy's", "False", "True"]
+
+
+def test_copies_of_transposed_b_follow_the_blas_kernels():
+    """bind() turns the copy on exactly for OpenBLAS cores with small-matrix
+    kernels (SkylakeX's direct sgemm); on others it never paid."""
+    core = blas_library.openblas_core(blas_library._library_of(blas_library._numpy_extension()))
+    if core is None or not blas.BLAS.startswith("NumPy's"):
+        pytest.skip("graphc's BLAS here is not NumPy's OpenBLAS")
+    assert core in blas.BLAS
+    expected = core.lower() in ("skylakex", "cooperlake", "sapphirerapids")
+    assert blas_library.copies_transposed_b() == expected
 
 
 def test_an_unknown_blas_choice_is_named(monkeypatch):
