@@ -46,7 +46,8 @@ def _copying_transposed_b_may_pay(typingctx):
 def _transposing_b_pays(m, n, k):
     """Whether a @ b.T runs faster as a copy of b.T and a plain a @ b.
 
-    Where OpenBLAS has small-matrix kernels (SkylakeX and later Xeons, see
+    Where OpenBLAS has small-matrix kernels (its SkylakeX, Cooperlake and
+    SapphireRapids cores, which Intel and AMD CPUs with AVX-512 get; see
     blas_library), the one for a @ b.T (row-major; "TN" to the column-major
     BLAS) takes up to twice as long as for a @ b: 6.5 against 2.7 us (3.1
     with the copy) for 32x64 @ 64x64 float32, the backward GEMM of each of

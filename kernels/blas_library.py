@@ -7,8 +7,10 @@ Numba's np.dot, and graphc's GEMM until now, call SciPy's (through
 measured against ran its GEMMs on a faster library. One thread, float32,
 median per call (benchmarks/bench_blas_libraries.py, AMD EPYC, 2026-12-03):
 32x64 @ 64x64 (W4's layers) 3.5 us on NumPy's against 5.5 on SciPy's,
-64x64 @ 64x64 6.7 against 10.2, 128x784 @ 784x256 (W2's first layer) 571
-against 656, 512x784 @ 784x1024 (W3's) 8.95 against 9.37 ms.
+(64x64).T @ 64x10 (W1's weight gradient) 2.8 against 4.5, 128x784 @
+784x256 (W2's first layer) 587 against 663, 512x784 @ 784x1024 (W3's) 9.07
+against 9.41 ms; float64 within 5% either way but for W1's weight gradient
+(1.5x).
 
 Compiled code calls GEMM by the symbol names SGEMM and DGEMM, CBLAS
 signatures with 64-bit integers (CBLAS_SIGNATURE), so functions calling them
@@ -94,11 +96,13 @@ def numpy_gemms() -> tuple[int, int, str] | None:
 COPY_TRANSPOSED_B = "graphc_blas_copy_transposed_b"
 _copy_transposed_b = ctypes.c_int32(0)
 
-# OpenBLAS cores with "direct" small-matrix sgemm kernels. They serve a @ b
-# alone (alpha 1, beta 0): on this project's Xeon (SkylakeX) 32x64 @ (64x64).T
-# took 6.5 us as it is and 3.1 with b.T copied first; on the AMD VM, whose
+# OpenBLAS cores with small-matrix GEMM kernels (and a "direct" sgemm for
+# float32 a @ b with alpha 1 and beta 0). With them, on this project's Xeon
+# (SkylakeX), 32x64 @ (64x64).T took 6.5 us as it is and 3.1 with b.T copied
+# first, and float64 gained too (copy / as it is 0.66); on the AMD VM, whose
 # OpenBLAS runs Haswell kernels, the copy never paid (1.00-1.38x the time of
-# a @ b.T as it is, benchmarks/bench_gemm_nt.py).
+# a @ b.T as it is, benchmarks/bench_gemm_nt.py). Which of those kernels
+# makes the difference was not measured apart.
 _DIRECT_SGEMM_CORES = ("skylakex", "cooperlake", "sapphirerapids")
 _CORE_NAMES = ("scipy_openblas_get_corename64_", "openblas_get_corename64_",
                "scipy_openblas_get_corename", "openblas_get_corename")
@@ -136,9 +140,20 @@ _bound: str | None = None
 
 def bind() -> str:
     """Point SGEMM and DGEMM at this process's choice of library, and set
-    COPY_TRANSPOSED_B for it (once); returns what they call, for reports."""
-    global _bound
+    COPY_TRANSPOSED_B for it (once); returns what they call, for reports.
+
+    The symbol table is one per process, but this module can be loaded more
+    than once: graphc's, and a copy embedded in each exported step
+    (graphc.export). A later add_symbol would re-point the names for code
+    linked from then on, so the flag of the copy that bound first is shared
+    (never freed, since compiled code reads it by address)."""
+    global _bound, _copy_transposed_b
     if _bound is None:
+        shared = llvm.address_of_symbol(COPY_TRANSPOSED_B)
+        if shared:
+            _copy_transposed_b = ctypes.c_int32.from_address(shared)
+        else:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(_copy_transposed_b))
         _load_cython_blas()     # Numba imports it at start-up whichever is used
         found = numpy_gemms() if choice() == "numpy" else None
         if found is None:
@@ -152,10 +167,11 @@ def bind() -> str:
         core = openblas_core(library) if library is not None else None
         if core:
             _bound += f", OpenBLAS core {core}"
-        _copy_transposed_b.value = bool(core) and core.lower() in _DIRECT_SGEMM_CORES
         llvm.add_symbol(SGEMM, s)
         llvm.add_symbol(DGEMM, d)
-        llvm.add_symbol(COPY_TRANSPOSED_B, ctypes.addressof(_copy_transposed_b))
+        if not shared:
+            _copy_transposed_b.value = bool(core) and core.lower() in _DIRECT_SGEMM_CORES
+            llvm.add_symbol(COPY_TRANSPOSED_B, ctypes.addressof(_copy_transposed_b))
     return _bound
 
 

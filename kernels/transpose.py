@@ -1,10 +1,11 @@
 """Transposed copies of 2-D float arrays, in 8x8 tiles of vector shuffles.
 
-Why: a dense layer's backward GEMM is g @ W.T, and OpenBLAS runs that
-product of small matrices fastest as a plain GEMM on a copy of W.T (see
-blas._transposing_b_pays). Numba's np.ascontiguousarray(W.T) copies one
-element at a time with a strided read each: 1.9-2.2 us for 64x64 float32, as
-long as the GEMM it serves. A tile of 8 rows is loaded as 8 vectors, turned
+Why: a dense layer's backward GEMM is g @ W.T, and where OpenBLAS has
+small-matrix kernels (SkylakeX's) it runs that product of small matrices
+fastest as a plain GEMM on a copy of W.T (see blas._transposing_b_pays).
+Numba's np.ascontiguousarray(W.T) copies one element at a time with a
+strided read each: 1.9-2.2 us for 64x64 float32, as long as the GEMM it
+serves. A tile of 8 rows is loaded as 8 vectors, turned
 into 8 columns by 24 shuffles (three rounds of interleaving: elements, pairs,
 then halves) and stored as 8 vectors.
 """

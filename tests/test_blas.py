@@ -157,6 +157,32 @@ def test_copies_of_transposed_b_follow_the_blas_kernels():
     assert blas_library.copies_transposed_b() == expected
 
 
+def test_a_second_copy_of_blas_library_shares_the_copy_flag():
+    """An exported step embeds its own blas_library and binds the same symbol
+    names in the one symbol table of the process: code linked after it must
+    still read the flag graphc's copy sets (and the first copy's int, which
+    stays alive), not a second int of its own."""
+    assert _run_python("""if True:
+        import ctypes, importlib.util
+        import llvmlite.binding as llvm
+        from numba import njit
+        from graphc.kernels import blas, blas_library
+        spec = importlib.util.spec_from_file_location("embedded_copy", blas_library.__file__)
+        other = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(other)
+        other.bind()
+        address = llvm.address_of_symbol(blas_library.COPY_TRANSPOSED_B)
+        print(address == ctypes.addressof(blas_library._copy_transposed_b))
+
+        @njit
+        def pays(m, n, k):      # compiled and linked after the second bind
+            return blas._transposing_b_pays(m, n, k)
+        for copy in (True, False):
+            with blas_library.copying_transposed_b(copy):
+                print(pays(32, 32, 32), other.copies_transposed_b())
+    """) == ["True", "True", "True", "False", "False"]
+
+
 def test_an_unknown_blas_choice_is_named(monkeypatch):
     monkeypatch.setenv("GRAPHC_BLAS", "mkl")
     with pytest.raises(ValueError, match=r"GRAPHC_BLAS='mkl': expected one of numpy, scipy"):
