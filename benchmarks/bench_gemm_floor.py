@@ -24,7 +24,10 @@ and 2.76 (GEMMs 100 us); a later run gave W1 3.64 and 10.3, W2 1.08 and
 W3 1.13 and 1.18, W4 1.31 and 2.55. So W4's 0.25 target (graphc at
 0.62-0.69x the time of its GEMMs alone) and W2's 0.60 (0.75x) are below the
 BLAS floor here, and W1's 0.20 is below the floor plus Python's per-call
-binding of a step.
+binding of a step. On the AMD EPYC VM of 2026-12-03 evening, after graphc's
+GEMMs moved to NumPy's OpenBLAS (before, they ran on SciPy's, a slower
+build for small products): W1 1.65 and 9.99 (GEMMs 6 us), W2 0.98 and
+1.16, W3 1.02 and 1.07, W4 0.96 and 2.76 (GEMMs 115 us).
 """
 import argparse
 import os
