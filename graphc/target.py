@@ -33,3 +33,9 @@ def host_has_avx512() -> bool:
         return bool(llvm.get_host_cpu_features().get("avx512f"))
     except RuntimeError:        # llvmlite cannot read them here
         return False
+
+
+def vector_registers() -> int:
+    """How many vector registers the CPU's LLVM target has: 32 with AVX-512
+    (for 256-bit vectors too), else 16 (AVX2, the x86 baseline Numba targets)."""
+    return 32 if host_has_avx512() else 16

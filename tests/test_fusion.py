@@ -360,3 +360,53 @@ def test_small_integer_powers_are_products():
     src = gc.jit(lambda v: v ** 3 + v ** -2 + v ** 2.5).inspect(np.ones(4)).source
     powers = [line for line in src.splitlines() if "**" in line and not line.strip().startswith("#")]
     assert powers and all("** np.float64(2.5)" in line for line in powers)
+
+
+def _logistic_loss_and_grad(w, x, y):
+    z = -y * (w * x)
+    e = np.exp(z)
+    return np.sum(np.log1p(e) + 5e-4 * w * w), w - 0.1 * (1e-3 * w + e / (1 + e) * -y * x)
+
+
+@pytest.mark.parametrize("n", [0, 5, codegen.SUM_BLOCK, 2 * codegen.SUM_BLOCK + 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_transcendental_under_another_runs_first_block_by_block(n, dtype, monkeypatch):
+    """With 16 vector registers, W5's exp (read by its log1p) gets a loop of
+    its own over each block of SUM_BLOCK elements (the two in one loop body
+    spill): the same results bit for bit as the one loop (a float64 sum's
+    vector lanes are added up per block: within rounding), whole blocks and
+    a partial last one, and the interpreter's within rounding."""
+    rng = np.random.default_rng(n)
+    args = tuple(rng.standard_normal(n).astype(dtype) for _ in range(3))
+    results = {}
+    for registers in (16, 32):
+        monkeypatch.setattr(codegen, "vector_registers", lambda registers=registers: registers)
+        f = gc.jit(_logistic_loss_and_grad)
+        source = f.inspect(*args).source
+        staged = re.search(r"hf\d+\[\w+jb\] = \w+t\d+\n", source)
+        assert bool(staged) == (registers == 16)
+        results[registers] = f(*args)
+    loss, w = results[16]
+    np.testing.assert_array_equal(w, results[32][1])
+    if dtype == np.float32:
+        np.testing.assert_array_equal(loss, results[32][0])
+    else:
+        np.testing.assert_allclose(loss, results[32][0], rtol=1e-14)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    for got, ref in zip(results[16], gc.jit(_logistic_loss_and_grad).interpret(*args)):
+        np.testing.assert_allclose(got, ref, **tol)
+
+
+def test_only_a_transcendental_read_by_another_is_staged(monkeypatch):
+    # exp read by log1p is staged; the tanh beside it, read by nothing
+    # transcendental, and the log1p itself stay in the loop
+    monkeypatch.setattr(codegen, "vector_registers", lambda: 16)
+    x = np.linspace(-3, 3, 100)
+    f = gc.jit(lambda v: (np.log1p(np.exp(v)) + np.tanh(v), np.exp(2 * v)))
+    source = f.inspect(x).source
+    staged = set(re.findall(r"(hf\d+)\[\w+jb\] = (\w+)", source))
+    assert len(staged) == 1
+    (scratch, value), = staged
+    assert re.search(rf"{value} = vmath\.exp\(", source)
+    assert not re.search(r"\bhf\d+\[\w+jb\] = \w+\n[^\n]*vmath\.(tanh|log1p)", source)
+    np.testing.assert_allclose(f(x)[0], np.log1p(np.exp(x)) + np.tanh(x), rtol=1e-12)
