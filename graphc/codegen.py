@@ -670,7 +670,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     """One loop nest computing a fused group.
 
     Returns (external operand ids, output ids, the node whose shape is the
-    loop's space, body lines, the ScratchNeeds of its hoisted blocks).
+    loop's space, body lines, the ScratchNeeds of its hoisted or staged
+    transcendentals' scratch).
     Members live in scalar temporaries `t<id>`; `stored` members
     (fuse.escaping) are written to outputs, reduction sinks accumulate into
     theirs. The loop bounds are the kernel's parameters `n0, n1, ...` (the
@@ -743,8 +744,8 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
              for n in laned]
     hoisted = _hoisted_transcendentals(graph, nodes, space)
     staged = [] if laned else _staged_transcendentals(graph, nodes, space)
-    needs = [ScratchNeed(f"w{k}", str(SUM_BLOCK), np_dtype(n.dtype))
-             for k, n in enumerate(staged)]
+    needs = [ScratchNeed(f"w{k}", f"(n0 if 0 < n0 < {SUM_BLOCK} else {SUM_BLOCK})",
+                         np_dtype(n.dtype)) for k, n in enumerate(staged)]
     lines += [f"hf{n.id} = w{k}" for k, n in enumerate(staged)]
     if hoisted:
         setup, flat_block = _flat_block(graph, nodes, hoisted, read, space, arg)

@@ -18,7 +18,9 @@ generated source, so the cache keeps the two kinds of modules apart. (vmath's
 array forms, which the reference interpreter uses, are compiled once per
 install and keep the full width.)
 """
+import functools
 import os
+import platform
 
 
 def full_width() -> bool:
@@ -35,7 +37,15 @@ def host_has_avx512() -> bool:
         return False
 
 
+@functools.cache
 def vector_registers() -> int:
-    """How many vector registers the CPU's LLVM target has: 32 with AVX-512
-    (for 256-bit vectors too), else 16 (AVX2, the x86 baseline Numba targets)."""
+    """How many vector registers generated loops have: on x86-64, 16 (xmm/ymm
+    0-15) without AVX-512 and 32 with it (for 256-bit vectors too: AVX-512VL
+    gives ymm16-31); elsewhere 32 (AArch64 has v0-v31), which keeps x86's
+    16-register tuning (codegen._staged_transcendentals) off where it was
+    never measured. Numba compiles for the host CPU, so this is the host's
+    count (a NUMBA_CPU_NAME override is not looked at). Cached: codegen asks
+    for every 1-D loop it emits, and llvmlite's feature query takes 80 us."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return 32
     return 32 if host_has_avx512() else 16
