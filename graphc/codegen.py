@@ -590,6 +590,17 @@ def _staged_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Node
             and not feeds[n.id]]
 
 
+def _with_member_inputs(nodes: list[Node], targets: list[Node]) -> set[int]:
+    """The ids of `targets` and of every member (of `nodes`, in topological
+    order) they read, directly or not: what a loop computing them runs."""
+    member_ids = {m.id for m in nodes}
+    need = {n.id for n in targets}
+    for n in reversed(nodes):
+        if n.id in need:
+            need.update(i for i in n.inputs if i in member_ids)
+    return need
+
+
 def _staged_loop(graph: Graph, nodes: list[Node], staged: list[Node], read, body: list[str],
                  blocked: list[int]) -> list[str]:
     """A 1-D loop in blocks of SUM_BLOCK elements, each computing the `staged`
@@ -598,11 +609,7 @@ def _staged_loop(graph: Graph, nodes: list[Node], staged: list[Node], read, body
     up per block as in _inner_loop, so they are the same bit for bit (a
     float64 sum's vector lanes are now added up per block: the same within
     rounding, as its order was LLVM's already)."""
-    member_ids = {m.id for m in nodes}
-    need = {n.id for n in staged}
-    for n in reversed(nodes):
-        if n.id in need:
-            need.update(i for i in n.inputs if i in member_ids)
+    need = _with_member_inputs(nodes, staged)
     first = [f"t{n.id} = {_scalar_expr(graph, n, [read(i) for i in n.inputs])}"
              for n in nodes if n.id in need] + [f"hf{n.id}[jb] = t{n.id}" for n in staged]
     reset = [f"b{k} = np.float32(0)" for k in blocked]
@@ -637,11 +644,7 @@ def _flat_block(graph: Graph, nodes: list[Node], hoisted: list[Node], read, spac
     Each block reads views of the external arrays indexed from 0 (an
     offset index would keep Numba's negative-index check on every load).
     `read(i, flat=True)` names an operand there: `<arg>_blk[f]`."""
-    member_ids = {m.id for m in nodes}
-    need = {n.id for n in hoisted}
-    for n in reversed(nodes):
-        if n.id in need:
-            need.update(i for i in n.inputs if i in member_ids)
+    need = _with_member_inputs(nodes, hoisted)
     reads = sorted({i for n in nodes if n.id in need for i in n.inputs
                     if i in arg and graph.node(i).shape}, key=list(arg).index)
     r, last = len(space), f"n{len(space) - 1}"
