@@ -570,8 +570,8 @@ def _staged_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Node
     one loop body spill and stall: W5's step, exp + log1p + the gradient's
     division, took 3.17 ms per 1e6 float32 elements as one loop and 2.33 ms
     with the exp computed first, 4096 elements at a time, bit for bit the
-    same (and 2.11 with log1p and the division apart too; XLA splits W5
-    three ways). Only where the loop has 16 vector registers: with 32
+    same (and 2.11 with log1p and the division apart too: see
+    _reductions_apart). Only where the loop has 16 vector registers: with 32
     (AVX-512) W5's fused loop was not measured to spill."""
     if len(space) != 1 or vector_registers() > 16:
         return []
@@ -590,25 +590,60 @@ def _staged_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Node
             and not feeds[n.id]]
 
 
-def _with_member_inputs(nodes: list[Node], targets: list[Node]) -> set[int]:
+def _with_member_inputs(nodes: list[Node], targets: list[Node], read_ready=()) -> set[int]:
     """The ids of `targets` and of every member (of `nodes`, in topological
-    order) they read, directly or not: what a loop computing them runs."""
+    order) they read, directly or not: what a loop computing them runs.
+    Members in `read_ready` (staged, read from scratch) need none of theirs."""
     member_ids = {m.id for m in nodes}
     need = {n.id for n in targets}
     for n in reversed(nodes):
-        if n.id in need:
+        if n.id in need and n.id not in read_ready:
             need.update(i for i in n.inputs if i in member_ids)
     return need
 
 
-def _staged_loop(graph: Graph, nodes: list[Node], staged: list[Node], read, body: list[str],
-                 blocked: list[int]) -> list[str]:
+def _is_costly(node: Node) -> bool:
+    """A vmath call or a floating-point division or square root: long
+    latencies that stall a loop body once its registers run out."""
+    return _is_transcendental(node) or (node.op in ("div", "sqrt") and node.dtype.kind == "f")
+
+
+def _reductions_apart(graph: Graph, nodes: list[Node], staged: list[Node],
+                      stored: list[int]) -> list[set[int]]:
+    """The members each loop of a staged block computes after the staged
+    ones: the reductions' members, then the stored outputs', when each side
+    has a costly op (_is_costly) of its own and they share none; else all in
+    one loop. W5 on AVX2: its log1p (the loss's sum) and the gradient's
+    division in one loop took 2.46 ms per 1e6 float32 elements, in two loops
+    over each 4096-element block 2.26 ms (float64 6.8 -> 6.5 ms), the same
+    bit for bit (XLA splits W5 the same way). The stored outputs' loop runs
+    last: an output may be an input updated in place, and every loop before
+    reads the block's elements before they are written."""
+    member_ids = {n.id for n in nodes}
+    sinks = [n for n in nodes if OPS[n.op].kind == "reduce"]
+    outs = [graph.node(i) for i in stored if i in member_ids]
+    ready = {n.id for n in staged}
+    everything = [member_ids]
+    if not sinks or not outs:
+        return everything
+    sides = [_with_member_inputs(nodes, sinks, ready), _with_member_inputs(nodes, outs, ready)]
+
+    def costly(ids):
+        return {i for i in ids - ready if _is_costly(graph.node(i))}
+    if not costly(sides[0]) or not costly(sides[1]) or costly(sides[0] & sides[1]):
+        return everything
+    return sides
+
+
+def _staged_loop(graph: Graph, nodes: list[Node], staged: list[Node], read,
+                 bodies: list[list[str]], blocked: list[int]) -> list[str]:
     """A 1-D loop in blocks of SUM_BLOCK elements, each computing the `staged`
     members (and the members they read) into scratch `hf<id>` first, then
-    `body` (which reads them from there at `jb`); float32 sums `b<id>` add
-    up per block as in _inner_loop, so they are the same bit for bit (a
-    float64 sum's vector lanes are now added up per block: the same within
-    rounding, as its order was LLVM's already)."""
+    each of `bodies` in a loop of its own (they read the staged members from
+    there at `jb`); float32 sums `b<id>` add up per block as in _inner_loop,
+    so they are the same bit for bit (a float64 sum's vector lanes are now
+    added up per block: the same within rounding, as its order was LLVM's
+    already)."""
     need = _with_member_inputs(nodes, staged)
     first = [f"t{n.id} = {_scalar_expr(graph, n, [read(i) for i in n.inputs])}"
              for n in nodes if n.id in need] + [f"hf{n.id}[jb] = t{n.id}" for n in staged]
@@ -616,10 +651,10 @@ def _staged_loop(graph: Graph, nodes: list[Node], staged: list[Node], read, body
     add = [f"s{k} += b{k}" for k in blocked]
 
     def block(count, start):
-        return [f"for jb in range({count}):", f"    i0 = {start} + jb"] + [
-            "    " + line for line in first] + reset + [
+        loops = [first] + bodies
+        return [line for k, loop in enumerate(loops) for line in (reset if k == 1 else []) + [
             f"for jb in range({count}):", f"    i0 = {start} + jb"] + [
-            "    " + line for line in body] + add
+            "    " + line for line in loop]] + add
 
     return ([f"for blk in range(n0 // {SUM_BLOCK}):"]
             + ["    " + line for line in block(SUM_BLOCK, f"blk * {SUM_BLOCK}")]
@@ -772,7 +807,9 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         return f"acc{n.id}[{oidx}]" if n.shape else f"acc{n.id}"
 
     body, before_inner, after_inner = [], [], []
+    starts = []     # where each member's lines begin in body
     for n in nodes:
+        starts.append(len(body))
         if OPS[n.op].kind == "reduce":
             x = n.inputs[0]
             oidx = _tuple([i for i in _reduce_out_index(n, graph.node(x), iv) if i is not None])
@@ -801,11 +838,18 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         body.append(f"t{n.id} = hf{n.id}[ii * n{r - 1} + {iv[-1]}]" if n in hoisted else
                     f"t{n.id} = hf{n.id}[jb]" if n in staged else
                     f"t{n.id} = {_scalar_expr(graph, n, [read(i) for i in n.inputs])}")
-    body += [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in stored]
+    lines_of = {n.id: body[s:e] for n, s, e in zip(nodes, starts, starts[1:] + [len(body)])}
+    stores = [f"{out[i]}[{_tuple(iv)}] = t{i}" for i in stored]
+    body += stores
     # one row: the inner loop with what comes before and after it
-    inner = (_staged_loop(graph, nodes, staged, read, body, [n.id for n in blocked]) if staged
-             else _inner_loop(r - 1, body, [n.id for n in blocked], [n.id for n in laned])
-             if r else body)
+    if staged:
+        bodies = [[line for n in nodes if n.id in ids for line in lines_of[n.id]]
+                  for ids in _reductions_apart(graph, nodes, staged, stored)]
+        inner = _staged_loop(graph, nodes, staged, read, bodies[:-1] + [bodies[-1] + stores],
+                             [n.id for n in blocked])
+    else:
+        inner = (_inner_loop(r - 1, body, [n.id for n in blocked], [n.id for n in laned])
+                 if r else body)
     row = before_inner + inner + after_inner
     for d in range(r - 2):
         lines.append(f"{'    ' * d}for i{d} in range(n{d}):")

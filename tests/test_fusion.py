@@ -397,6 +397,41 @@ def test_a_transcendental_under_another_runs_first_block_by_block(n, dtype, monk
         np.testing.assert_allclose(got, ref, **tol)
 
 
+def _block_loops(source: str) -> list[str]:
+    """The bodies of the loops over a block's elements (`for ... jb in`), in order."""
+    return [m[2] for m in re.finditer(
+        r"^( *)for \w*jb in range\(.*\):\n((?:\1 +.*\n)+)", source, re.M)]
+
+
+def test_a_staged_blocks_reductions_and_outputs_run_apart(monkeypatch):
+    """W5's shape: after the staged exp, the loss's log1p and sum run in one
+    loop of each block and the gradient's division and the stored update in
+    the next, the last (results: the test above)."""
+    monkeypatch.setattr(codegen, "vector_registers", lambda: 16)
+    args = tuple(np.linspace(-2, 2, 3 * codegen.SUM_BLOCK, dtype=np.float32) for _ in range(3))
+    loops = _block_loops(gc.jit(_logistic_loss_and_grad).inspect(*args).source)
+    calls = [set(re.findall(r"(?<=vmath\.)\w+(?=\()| / ", body)) for body in loops]
+    # whole blocks, then the partial last one: exp; log1p and the sum; the division
+    assert calls == [{"exp"}, {"log1p", "radd"}, {" / "}] * 2
+    assert all(re.search(r"^ *\w+\[\w*i0,?\] = ", body, re.M) for body in loops[2::3])
+    assert not any(re.search(r"^ *\w+\[\w*i0,?\] = ", body, re.M)
+                   for k, body in enumerate(loops) if k % 3 != 2)
+
+
+def test_a_staged_block_keeps_cheap_outputs_with_its_reductions(monkeypatch):
+    # the stored output costs a multiply-add: a loop of its own would only
+    # read the block again
+    monkeypatch.setattr(codegen, "vector_registers", lambda: 16)
+    x = np.linspace(-3, 3, 100)
+    f = gc.jit(lambda v: (np.sum(np.log1p(np.exp(v))), 2 * np.exp(v) + 1))
+    loops = _block_loops(f.inspect(x).source)
+    assert [set(re.findall(r"vmath\.(\w+)\(", body)) for body in loops] == [
+        {"exp"}, {"log1p", "radd"}] * 2
+    loss, out = f(x)
+    np.testing.assert_allclose(loss, np.sum(np.log1p(np.exp(x))), rtol=1e-12)
+    np.testing.assert_allclose(out, 2 * np.exp(x) + 1, rtol=1e-12)
+
+
 def test_only_a_transcendental_read_by_another_is_staged(monkeypatch):
     # exp read by log1p is staged; the tanh beside it, read by nothing
     # transcendental, and the log1p itself stay in the loop
