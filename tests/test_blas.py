@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from graphc.kernels import blas, blas_library
-from graphc.kernels.blas import TRANSPOSED_MAX, _transposing_b_pays, gemm
+from graphc.kernels import blas, blas_library, small_gemm
+from graphc.kernels.blas import TRANSPOSED_MAX, _small_pays, _transposing_b_pays, gemm
 
 
 @pytest.fixture(params=[False, True], ids=["bt-as-is", "bt-copied"])
@@ -22,10 +22,11 @@ def copy_transposed_b(request):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("transpose_a", [False, True])
 @pytest.mark.parametrize("transpose_b", [False, True])
-@pytest.mark.parametrize("m, k, n", [(7, 5, 3), (40, 5, 20)])
+@pytest.mark.parametrize("m, k, n", [(7, 5, 3), (40, 5, 20), (40, 5, 16)])
 def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n, copy_transposed_b):
-    """The second shape takes the path that copies b.T for a @ b.T, where
-    the BLAS makes that pay (read at run time by the compiled rule)."""
+    """The larger shapes take the path that copies b.T for a @ b.T, where
+    the BLAS makes that pay (read at run time by the compiled rule); the
+    last, whole vectors a row, small_gemm where the BLAS does not."""
     assert _transposing_b_pays(m, n, k) == (m == 40 and copy_transposed_b)
     rng = np.random.default_rng(0)
     a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
@@ -68,6 +69,48 @@ def _check_random_gemm(m, k, n, transpose_a, transpose_b, dtype, with_scratch):
     np.testing.assert_allclose(c, expected, rtol=1e-4 if dtype == np.float32 else 1e-11,
                                atol=1e-4 if dtype == np.float32 else 1e-11)
 
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose_a", [False, True])
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.01, 1.0), (2.0, -0.5)])
+def test_small_gemm_matches_numpy(dtype, transpose_a, alpha, beta):
+    """Every path of the register-blocked kernel: blocks of 4 rows and 2
+    vectors, rows left over, a last single vector; k of 0 and 1; c never
+    read when beta is 0 (NaN there stays out of the result)."""
+    lanes = 32 // np.dtype(dtype).itemsize
+    rng = np.random.default_rng(1)
+    for m, k, n in [(1, 1, lanes), (3, 0, lanes), (4, 7, 2 * lanes), (9, 64, 3 * lanes),
+                    (33, 5, 5 * lanes), (32, 64, 64)]:
+        a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
+        b = rng.normal(size=(k, n)).astype(dtype)
+        c = np.full((m, n), np.nan, dtype) if beta == 0 else rng.normal(size=(m, n)).astype(dtype)
+        a_ = a.T if transpose_a else a
+        expected = alpha * (a_.astype(np.float64) @ b) + (beta * c if beta else 0)
+        small_gemm.gemm_in_registers(a_, b, c, alpha, beta)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(c, expected, rtol=tol, atol=tol * (k + 1))
+
+
+def test_small_gemm_refuses_what_it_cannot_load():
+    a, c = np.ones((2, 2), np.float32), np.zeros((2, 8), np.float32)
+    with pytest.raises(ValueError, match="whole vectors"):   # not a whole vector a row
+        small_gemm.gemm_in_registers(a, np.ones((2, 6), np.float32), np.zeros((2, 6), np.float32), 1.0, 0.0)
+    with pytest.raises(ValueError, match="contiguous"):     # b.T: rows strided
+        small_gemm.gemm_in_registers(a, np.ones((8, 2), np.float32).T, c, 1.0, 0.0)
+
+
+@pytest.mark.skipif(not blas._X86_64, reason="small_gemm is chosen on x86-64 only")
+def test_small_products_take_the_small_kernel_where_the_blas_packs():
+    """Up to SMALL_GEMM_MAX multiply-adds, with whole vectors a row, and only
+    while the BLAS has no small-matrix kernels of its own (the flag the b.T
+    copy follows); gemm's results on both paths: test_gemm_matches_numpy*."""
+    with blas_library.copying_transposed_b(False):
+        assert _small_pays(32, 64, 64, 4) and _small_pays(32, 64, 8, 8)
+        assert not _small_pays(64, 10, 64, 4)         # columns not whole vectors
+        assert not _small_pays(128, 128, 128, 4)      # past SMALL_GEMM_MAX
+    with blas_library.copying_transposed_b(True):
+        assert not _small_pays(32, 64, 64, 4)
 
 
 def test_gemm_copies_strided_operands_and_handles_empty_sizes():
