@@ -569,8 +569,8 @@ def _staged_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Node
     among the members they read. With 16 vector registers (AVX2) the two in
     one loop body spill and stall: W5's step, exp + log1p + the gradient's
     division, took 3.17 ms per 1e6 float32 elements as one loop and 2.33 ms
-    with the exp computed first, 4096 elements at a time, bit for bit the
-    same (and 2.11 with log1p and the division apart too: see
+    with the exp computed first, 4096 elements at a time, the same within
+    rounding (see _staged_loop; and 2.11 with log1p and the division apart too: see
     _reductions_apart). Only where the loop has 16 vector registers: with 32
     (AVX-512) W5's fused loop was not measured to spill."""
     if len(space) != 1 or vector_registers() > 16:
@@ -615,8 +615,9 @@ def _reductions_apart(graph: Graph, nodes: list[Node], staged: list[Node],
     has a costly op (_is_costly) of its own and they share none; else all in
     one loop. W5 on AVX2: its log1p (the loss's sum) and the gradient's
     division in one loop took 2.46 ms per 1e6 float32 elements, in two loops
-    over each 4096-element block 2.26 ms (float64 6.8 -> 6.5 ms), the same
-    bit for bit (XLA splits W5 the same way). The stored outputs' loop runs
+    over each 4096-element block 2.26 ms (float64 6.8 -> 6.5 ms); stored
+    outputs the same bit for bit, sums within rounding (see _staged_loop;
+    XLA splits W5 the same way). The stored outputs' loop runs
     last: an output may be an input updated in place, and every loop before
     reads the block's elements before they are written."""
     member_ids = {n.id for n in nodes}
@@ -640,10 +641,13 @@ def _staged_loop(graph: Graph, nodes: list[Node], staged: list[Node], read,
     """A 1-D loop in blocks of SUM_BLOCK elements, each computing the `staged`
     members (and the members they read) into scratch `hf<id>` first, then
     each of `bodies` in a loop of its own (they read the staged members from
-    there at `jb`); float32 sums `b<id>` add up per block as in _inner_loop,
-    so they are the same bit for bit (a float64 sum's vector lanes are now
-    added up per block: the same within rounding, as its order was LLVM's
-    already)."""
+    there at `jb`). Stored members are the same bit for bit as in one loop.
+    Float32 sums `b<id>` still add up per block as in _inner_loop, but the
+    order of the additions within a block is LLVM's (they carry reassoc) and
+    follows the loop body, so a sum can differ from the one loop's within
+    rounding (W5's float32 step at 4095 elements: 3301.0586 in three loops,
+    3301.0642 in one, float64 3301.0584); a float64 sum's vector lanes are
+    now added up per block."""
     need = _with_member_inputs(nodes, staged)
     first = [f"t{n.id} = {_scalar_expr(graph, n, [read(i) for i in n.inputs])}"
              for n in nodes if n.id in need] + [f"hf{n.id}[jb] = t{n.id}" for n in staged]
