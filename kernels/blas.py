@@ -30,8 +30,10 @@ _ROW_MAJOR, _NO_TRANS, _TRANS = (blas_library.ROW_MAJOR, blas_library.NO_TRANS,
 # b.T is copied for a @ b.T only up to this many elements (see _transposing_b_pays):
 # generated code sizes gemm's scratch by it
 TRANSPOSED_MAX = 8192
-# products of at most this many multiply-adds run in small_gemm (see _small_pays)
+# products of at most this many multiply-adds, summing over at most
+# SMALL_GEMM_K, run in small_gemm (see _small_pays)
 SMALL_GEMM_MAX = 1 << 19
+SMALL_GEMM_K = 64
 _X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 
@@ -72,13 +74,28 @@ def _small_pays(m, n, k, itemsize):
     """Whether small_gemm beats the BLAS call: on x86-64 with a BLAS
     without small-matrix kernels (OpenBLAS's Haswell and Zen cores, which
     pack both operands for any size), for up to SMALL_GEMM_MAX multiply-adds
-    and whole 256-bit vectors of columns (small_gemm's condition). On the
-    AMD EPYC VM (benchmarks/bench_small_gemm.py, float32): 32x64 @ 64x64
-    1.25x faster, 64x64 @ 64x64 and 64x128 @ 128x64 1.14x, 128x64 @ 64x128
-    (2**20) 1.02x, 128x128 @ 128x128 0.87x. Not measured where OpenBLAS has
-    small-matrix kernels (AVX-512 cores), nor off x86."""
-    return (_X86_64 and m * n * k <= SMALL_GEMM_MAX and n % (32 // itemsize) == 0
-            and not _copying_transposed_b_may_pay())
+    over at most SMALL_GEMM_K, and whole 256-bit vectors of columns
+    (small_gemm's condition). On the AMD EPYC VM (quiet,
+    benchmarks/bench_small_gemm.py), BLAS time / small_gemm's, float32 and
+    float64: 32x64 @ 64x64 1.21 and 1.09, (64x32).T @ 32x64 1.22 and 1.14,
+    64x64 @ 64x64 1.16 and 1.15, 128x10 @ 10x256 1.18 and 1.17; with more
+    to sum the operands outgrow L1 and the unblocked kernel loses: 64x128 @
+    128x64 0.98 and 0.89, 128x128 @ 128x128 0.97 and 0.93. Not measured
+    where OpenBLAS has small-matrix kernels (AVX-512 cores), nor off x86."""
+    return (_X86_64 and k <= SMALL_GEMM_K and m * n * k <= SMALL_GEMM_MAX
+            and n % (32 // itemsize) == 0 and not _copying_transposed_b_may_pay())
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _copy_for_small_pays(n, k, itemsize):
+    """Whether a small a @ b.T (_small_pays) runs faster as a copy of b.T
+    (into gemm's scratch) and small_gemm than as the BLAS call: for
+    float32 summing over 32 or more. Measured (a Numba loop of 2000
+    products each, AMD VM), BLAS against copy + small_gemm: 32x64 @
+    (64x64).T float32 4.35 against 3.88 us (the copy 0.44), float64 7.56
+    against 8.52 (the copy 1.33); 128x10 @ (256x10).T float32 18.5 against
+    19.6."""
+    return itemsize == 4 and k >= 32 and k * n <= TRANSPOSED_MAX
 
 
 @dispatch.unliteral_calls
@@ -106,7 +123,7 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
         small_gemm.gemm_in_registers(a.T if transpose_a else a, b, c, alpha, beta)
     elif transpose_b and not transpose_a and (
             _transposing_b_pays(m, n, k)
-            or small and scratch is not None and k * n <= TRANSPOSED_MAX):
+            or small and scratch is not None and _copy_for_small_pays(n, k, c.itemsize)):
         if scratch is None:
             b_t = transpose.transposed(b)
         else:

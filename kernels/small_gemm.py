@@ -2,11 +2,12 @@
 
 OpenBLAS's Haswell kernels (those AVX2 CPUs get) pack both operands into
 buffers before every product, however small. For W4's 32x64 @ 64x64
-float32 layers on this AMD EPYC VM that took 4.2 us a product (62
-GFLOP/s), where the same FMAs straight from the operands take 3.3-3.4 us
-(77 GFLOP/s), alone or in a chain of eight layers through blas.gemm. Past
-about a million multiply-adds its cache blocking wins
-(benchmarks/bench_small_gemm.py).
+float32 layers on this AMD EPYC VM that took 3.5 us a product (75
+GFLOP/s) on a quiet machine, where the same FMAs straight from the
+operands take 2.9 us (91 GFLOP/s); in a chain of eight layers through
+blas.gemm, 4.2 against 3.3 us on a busy one. With more to sum than 64 the
+operands outgrow L1 and OpenBLAS's cache blocking wins
+(benchmarks/bench_small_gemm.py, blas._small_pays).
 
 The micro-kernel keeps a block of ROWS x (VECTORS * lanes) of c in vector
 registers and adds one rank-1 product a[:, p] b[p, :] per step of k: four

@@ -102,15 +102,35 @@ def test_small_gemm_refuses_what_it_cannot_load():
 
 @pytest.mark.skipif(not blas._X86_64, reason="small_gemm is chosen on x86-64 only")
 def test_small_products_take_the_small_kernel_where_the_blas_packs():
-    """Up to SMALL_GEMM_MAX multiply-adds, with whole vectors a row, and only
-    while the BLAS has no small-matrix kernels of its own (the flag the b.T
-    copy follows); gemm's results on both paths: test_gemm_matches_numpy*."""
+    """Up to SMALL_GEMM_MAX multiply-adds over at most SMALL_GEMM_K, with
+    whole vectors a row, and only while the BLAS has no small-matrix kernels
+    of its own (the flag the b.T copy follows); gemm's results on both
+    paths: test_gemm_matches_numpy*."""
     with blas_library.copying_transposed_b(False):
         assert _small_pays(32, 64, 64, 4) and _small_pays(32, 64, 8, 8)
         assert not _small_pays(64, 10, 64, 4)         # columns not whole vectors
-        assert not _small_pays(128, 128, 128, 4)      # past SMALL_GEMM_MAX
+        assert not _small_pays(1024, 64, 64, 4)       # past SMALL_GEMM_MAX
+        assert not _small_pays(8, 64, 128, 4)         # past SMALL_GEMM_K
     with blas_library.copying_transposed_b(True):
         assert not _small_pays(32, 64, 64, 4)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_small_a_times_b_transposed_through_the_scratch(dtype):
+    """W4's input gradient, dz @ W.T: float32 copies W.T into the scratch
+    and runs small_gemm (blas._copy_for_small_pays), float64 calls BLAS;
+    nothing past the copy is written."""
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(32, 64)).astype(dtype), rng.normal(size=(64, 64)).astype(dtype)
+    c = rng.normal(size=(32, 64)).astype(dtype)
+    expected = -0.01 * (a.astype(np.float64) @ b.T) + c
+    scratch = np.full(b.size + 5, np.nan, dtype)
+    with blas_library.copying_transposed_b(False):
+        gemm(a, b, c, False, True, -0.01, 1.0, scratch)
+    np.testing.assert_allclose(c, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+    assert np.isnan(scratch[b.size:]).all()
+    assert np.isnan(scratch[:b.size]).all() == (dtype == np.float64 or not blas._X86_64)
 
 
 def test_gemm_copies_strided_operands_and_handles_empty_sizes():
