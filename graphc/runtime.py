@@ -53,10 +53,7 @@ def cache_dir() -> pathlib.Path:
 
 def _kernels_fingerprint() -> str:
     import graphc.kernels as kernels
-    h = hashlib.sha256()
-    for path in sorted(pathlib.Path(kernels.__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()
+    return kernels.sources_fingerprint()
 
 
 _FINGERPRINT = None

@@ -1,5 +1,6 @@
 """graphc.kernels.blas.gemm: c = alpha * op(a) @ op(b) + beta * c, against NumPy."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -250,3 +251,38 @@ def test_an_unknown_blas_choice_is_named(monkeypatch):
     monkeypatch.setenv("GRAPHC_BLAS", "mkl")
     with pytest.raises(ValueError, match=r"GRAPHC_BLAS='mkl': expected one of numpy, scipy"):
         blas_library.choice()
+
+
+@pytest.mark.skipif(not blas._X86_64, reason="the edit below is in small_gemm, x86-64's path")
+def test_a_kernel_recompiles_when_a_kernel_it_calls_changes(tmp_path):
+    """blas.gemm's cached code holds small_gemm's: after an edit of
+    small_gemm.py alone, a new process must not load it from the cache
+    (Numba checks only the caller's file; graphc.kernels stamps every
+    kernel's cache with all their sources)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tree = tmp_path / "tree"
+    ignore = shutil.ignore_patterns("__pycache__")
+    for package in ("graphc", "kernels"):
+        shutil.copytree(os.path.join(root, package), tree / package, ignore=ignore)
+    script = f"""if True:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(
+            "compare_trees", {os.path.join(root, "benchmarks", "compare_trees.py")!r})
+        compare_trees = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(compare_trees)
+        compare_trees.import_tree({str(tree)!r})     # this copy's graphc and kernels
+        import numpy as np
+        from graphc.kernels import blas, blas_library
+        a, b = np.ones((4, 2), np.float32), np.ones((2, 8), np.float32)
+        c = np.zeros((4, 8), np.float32)
+        with blas_library.copying_transposed_b(False):  # small_gemm's path
+            blas.gemm(a, b, c, False, False, 1.0, 0.0)
+        print(c[0, 0])
+    """
+    assert _run_python(script) == ["2.0"]
+    small = tree / "kernels" / "small_gemm.py"
+    source = small.read_text()
+    marker = "    whole = m - m % ROWS\n"
+    assert marker in source
+    small.write_text(source.replace(marker, "    alpha = 3 * alpha\n" + marker))
+    assert _run_python(script) == ["6.0"]
