@@ -12,6 +12,7 @@ functions calling it can be cached on disk like any other.
 """
 import platform
 
+import llvmlite.binding as llvm_binding
 import llvmlite.ir as llvm_ir
 import numpy as np
 from numba import njit, types
@@ -21,10 +22,15 @@ from graphc.kernels import blas_library, dispatch, small_gemm, transpose
 
 
 BLAS = blas_library.bind()     # which library: before any caller is compiled or loaded
+small_gemm.bind_small_gemms()
 _sgemm = types.ExternalFunction(blas_library.SGEMM, blas_library.CBLAS_SIGNATURE(types.float32))
 _dgemm = types.ExternalFunction(blas_library.DGEMM, blas_library.CBLAS_SIGNATURE(types.float64))
 _ROW_MAJOR, _NO_TRANS, _TRANS = (blas_library.ROW_MAJOR, blas_library.NO_TRANS,
                                  blas_library.TRANS)
+_small_sgemm = types.ExternalFunction(small_gemm.SMALL_SGEMM,
+                                      small_gemm.SMALL_SIGNATURE(types.float32))
+_small_dgemm = types.ExternalFunction(small_gemm.SMALL_DGEMM,
+                                      small_gemm.SMALL_SIGNATURE(types.float64))
 
 
 # b.T is copied for a @ b.T only up to this many elements (see _transposing_b_pays):
@@ -34,7 +40,9 @@ TRANSPOSED_MAX = 8192
 # SMALL_GEMM_K, run in small_gemm (see _small_pays)
 SMALL_GEMM_MAX = 1 << 19
 SMALL_GEMM_K = 64
-_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+# small_gemm's FMAs on 256-bit vectors: without AVX2 and FMA LLVM would call fmaf per lane
+_AVX2_FMA = platform.machine().lower() in ("x86_64", "amd64") and {"+avx2", "+fma"} <= set(
+    llvm_binding.get_host_cpu_features().flatten().split(","))
 
 
 @intrinsic
@@ -71,7 +79,7 @@ def _transposing_b_pays(m, n, k):
 
 @njit(cache=True, nogil=True, inline="always")
 def _small_pays(m, n, k, itemsize):
-    """Whether small_gemm beats the BLAS call: on x86-64 with a BLAS
+    """Whether small_gemm beats the BLAS call: on x86-64 with AVX2 and FMA, a BLAS
     without small-matrix kernels (OpenBLAS's Haswell and Zen cores, which
     pack both operands for any size), for up to SMALL_GEMM_MAX multiply-adds
     over at most SMALL_GEMM_K, and whole 256-bit vectors of columns
@@ -82,7 +90,7 @@ def _small_pays(m, n, k, itemsize):
     to sum the operands outgrow L1 and the unblocked kernel loses: 64x128 @
     128x64 0.98 and 0.89, 128x128 @ 128x128 0.97 and 0.93. Not measured
     where OpenBLAS has small-matrix kernels (AVX-512 cores), nor off x86."""
-    return (_X86_64 and k <= SMALL_GEMM_K and m * n * k <= SMALL_GEMM_MAX
+    return (_AVX2_FMA and k <= SMALL_GEMM_K and m * n * k <= SMALL_GEMM_MAX
             and n % (32 // itemsize) == 0 and not _copying_transposed_b_may_pay())
 
 
@@ -120,7 +128,7 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
         return
     small = _small_pays(m, n, k, c.itemsize)
     if small and not transpose_b:
-        small_gemm.gemm_in_registers(a.T if transpose_a else a, b, c, alpha, beta)
+        _small_gemm(a, b, c, transpose_a, alpha, beta)
     elif transpose_b and not transpose_a and (
             _transposing_b_pays(m, n, k)
             or small and scratch is not None and _copy_for_small_pays(n, k, c.itemsize)):
@@ -130,11 +138,25 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
             b_t = scratch[:k * n].reshape((k, n))
             transpose.transpose_into(b, b_t)
         if small:
-            small_gemm.gemm_in_registers(a, b_t, c, alpha, beta)
+            _small_gemm(a, b_t, c, False, alpha, beta)
         else:
             blas_gemm(a, b_t, c, False, False, alpha, beta)
     else:
         blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _small_gemm(a, b, c, transpose_a, alpha, beta):
+    """small_gemm's C function for C-contiguous a, b and c (see SMALL_SGEMM)."""
+    m, n = c.shape
+    k = a.shape[0] if transpose_a else a.shape[1]
+    flag = 1 if transpose_a else 0
+    if c.itemsize == 4:
+        _small_sgemm(flag, m, n, k, np.float32(alpha), a.ctypes.data, b.ctypes.data,
+                     np.float32(beta), c.ctypes.data)
+    else:
+        _small_dgemm(flag, m, n, k, np.float64(alpha), a.ctypes.data, b.ctypes.data,
+                     np.float64(beta), c.ctypes.data)
 
 
 @dispatch.unliteral_calls

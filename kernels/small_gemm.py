@@ -19,9 +19,10 @@ a last vector of columns on its own; columns that are not a whole vector
 are left to BLAS (blas._small_pays): scalar code for them took longer than
 the whole BLAS call (64x64 @ 64x10 float32: 8.3 against 2.3 us).
 """
+import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import carray, cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -31,8 +32,8 @@ ROWS, VECTORS = 4, 2
 def _micro_kernel(rows: int, vectors: int):
     """An intrinsic computing c[i0:i0+rows, j0:j0+vectors*lanes] =
     alpha * a[i0:i0+rows, :] @ b[:, j0:...] + beta * c[...] (c not read
-    when beta is 0, as in BLAS). Any strides for a and c; b's rows must be
-    contiguous (vector loads)."""
+    when beta is 0, as in BLAS). Any strides for a; the rows of b and c must
+    be contiguous (vector loads and stores)."""
     @intrinsic
     def micro(typingctx, a, b, c, i0, j0, alpha, beta):
         sig = types.void(a, b, c, types.intp, types.intp, c.dtype, c.dtype)
@@ -108,12 +109,16 @@ _vector_row = _micro_kernel(1, 1)
 def gemm_in_registers(a, b, c, alpha, beta):
     """c = alpha * a @ b + beta * c for 2-D float32/float64 arrays (c not
     read when beta is 0), for c with a whole number of 256-bit vectors a row
-    (n % 8 float32, n % 4 float64), b's rows contiguous and c not
-    overlapping a or b. a may be a transposed view."""
+    (n % 8 float32, n % 4 float64), the rows of b and c contiguous and c
+    not overlapping a or b. a may be a transposed view."""
     m, n = c.shape
+    k = a.shape[1]
     lanes = 32 // c.itemsize
-    if n % lanes or (b.shape[0] and b.strides[1] != b.itemsize):
-        raise ValueError("small_gemm: b's rows must be contiguous and whole vectors")
+    if a.shape[0] != m or b.shape[0] != k or b.shape[1] != n:
+        raise ValueError("small_gemm: the shapes of a, b and c do not fit together")
+    if n % lanes or (n and k and b.strides[1] != b.itemsize) or (
+            n and m and c.strides[1] != c.itemsize):
+        raise ValueError("small_gemm: the rows of b and c must be contiguous and whole vectors")
     width = VECTORS * lanes
     whole = m - m % ROWS
     for j in range(0, n - width + 1, width):
@@ -127,3 +132,55 @@ def gemm_in_registers(a, b, c, alpha, beta):
             _vector(a, b, c, i, j, alpha, beta)
         for i in range(whole, m):
             _vector_row(a, b, c, i, j, alpha, beta)
+
+
+# Generated code reaches gemm_in_registers through these C functions, by
+# symbol name as it reaches the BLAS, not as an njit call: Numba links a
+# callee's code into every caller's module and has LLVM optimize and
+# compile it again there. Four layouts of it in W2's module took its cold
+# first call from 4.2 to 4.9 s, W4's from 3.8 to 5.0 s (3.8 so). Compiled
+# once per install (cached) and bound by blas (bind_small_gemms).
+SMALL_SGEMM, SMALL_DGEMM = "graphc_small_sgemm", "graphc_small_dgemm"
+
+
+def SMALL_SIGNATURE(real):
+    """c = alpha * op(a) @ b + beta * c for C-contiguous a, b, c given by
+    address: (transposed_a, m, n, k, alpha, a, b, beta, c)."""
+    return types.void(types.intp, types.intp, types.intp, types.intp, real,
+                      types.intp, types.intp, real, types.intp)
+
+
+@intrinsic
+def _as_pointer(typingctx, address, like):
+    """The integer `address` as a pointer to `like`'s type."""
+    sig = types.CPointer(like)(address, like)
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
+
+    return sig, codegen
+
+
+def _by_address(transposed_a, m, n, k, alpha, a, b, beta, c):
+    b_ = carray(_as_pointer(b, alpha), (k, n))
+    c_ = carray(_as_pointer(c, alpha), (m, n))
+    if transposed_a:        # two calls: a C and an F array do not unify
+        gemm_in_registers(carray(_as_pointer(a, alpha), (k, m)).T, b_, c_, alpha, beta)
+    else:
+        gemm_in_registers(carray(_as_pointer(a, alpha), (m, k)), b_, c_, alpha, beta)
+
+
+_by_address_cfuncs = []     # their code lives as long as these objects
+
+
+def bind_small_gemms() -> None:
+    """Compile (or load) the C functions and bind SMALL_SGEMM and
+    SMALL_DGEMM to them, once; before any caller is compiled or loaded.
+    blas calls it after blas_library.bind(), which must load SciPy's
+    cython_blas first (else Numba's start-up imports all of scipy.linalg)."""
+    if not _by_address_cfuncs:
+        _by_address_cfuncs.extend(
+            cfunc(SMALL_SIGNATURE(real), cache=True, nopython=True)(_by_address)
+            for real in (types.float32, types.float64))
+        llvm.add_symbol(SMALL_SGEMM, _by_address_cfuncs[0].address)
+        llvm.add_symbol(SMALL_DGEMM, _by_address_cfuncs[1].address)

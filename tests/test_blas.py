@@ -99,9 +99,16 @@ def test_small_gemm_refuses_what_it_cannot_load():
         small_gemm.gemm_in_registers(a, np.ones((2, 6), np.float32), np.zeros((2, 6), np.float32), 1.0, 0.0)
     with pytest.raises(ValueError, match="contiguous"):     # b.T: rows strided
         small_gemm.gemm_in_registers(a, np.ones((8, 2), np.float32).T, c, 1.0, 0.0)
+    with pytest.raises(ValueError, match="contiguous"):     # every other column of c
+        small_gemm.gemm_in_registers(a, np.ones((2, 8), np.float32),
+                                     np.zeros((2, 16), np.float32)[:, ::2], 1.0, 0.0)
+    with pytest.raises(ValueError, match="fit together"):   # k of 2 against 3
+        small_gemm.gemm_in_registers(a, np.ones((3, 8), np.float32), c, 1.0, 0.0)
+    empty = np.zeros((2, 0), np.float32)        # no columns: nothing to do, no error
+    small_gemm.gemm_in_registers(a, np.ones((2, 0), np.float32), empty, 1.0, 0.0)
 
 
-@pytest.mark.skipif(not blas._X86_64, reason="small_gemm is chosen on x86-64 only")
+@pytest.mark.skipif(not blas._AVX2_FMA, reason="small_gemm is chosen with AVX2 and FMA only")
 def test_small_products_take_the_small_kernel_where_the_blas_packs():
     """Up to SMALL_GEMM_MAX multiply-adds over at most SMALL_GEMM_K, with
     whole vectors a row, and only while the BLAS has no small-matrix kernels
@@ -131,7 +138,7 @@ def test_small_a_times_b_transposed_through_the_scratch(dtype):
     np.testing.assert_allclose(c, expected, rtol=1e-5 if dtype == np.float32 else 1e-12,
                                atol=1e-5 if dtype == np.float32 else 1e-12)
     assert np.isnan(scratch[b.size:]).all()
-    assert np.isnan(scratch[:b.size]).all() == (dtype == np.float64 or not blas._X86_64)
+    assert np.isnan(scratch[:b.size]).all() == (dtype == np.float64 or not blas._AVX2_FMA)
 
 
 def test_gemm_copies_strided_operands_and_handles_empty_sizes():
@@ -253,7 +260,7 @@ def test_an_unknown_blas_choice_is_named(monkeypatch):
         blas_library.choice()
 
 
-@pytest.mark.skipif(not blas._X86_64, reason="the edit below is in small_gemm, x86-64's path")
+@pytest.mark.skipif(not blas._AVX2_FMA, reason="the edit below is in small_gemm's path (AVX2 and FMA)")
 def test_a_kernel_recompiles_when_a_kernel_it_calls_changes(tmp_path):
     """blas.gemm's cached code holds small_gemm's: after an edit of
     small_gemm.py alone, a new process must not load it from the cache
