@@ -40,9 +40,23 @@ TRANSPOSED_MAX = 8192
 # SMALL_GEMM_K, run in small_gemm (see _small_pays)
 SMALL_GEMM_MAX = 1 << 19
 SMALL_GEMM_K = 64
-# small_gemm's FMAs on 256-bit vectors: without AVX2 and FMA LLVM would call fmaf per lane
-_AVX2_FMA = platform.machine().lower() in ("x86_64", "amd64") and {"+avx2", "+fma"} <= set(
-    llvm_binding.get_host_cpu_features().flatten().split(","))
+
+
+def _host_has_avx2_fma() -> bool:
+    """Whether small_gemm's FMAs on 256-bit vectors are instructions here
+    (without AVX2 and FMA LLVM would call fmaf per lane). As
+    graphc.target.host_has_avx512, which kernels cannot import: an
+    exported step embeds them without graphc."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return False
+    try:
+        features = llvm_binding.get_host_cpu_features()
+    except RuntimeError:        # llvmlite cannot read them here
+        return False
+    return bool(features.get("avx2") and features.get("fma"))
+
+
+_AVX2_FMA = _host_has_avx2_fma()
 
 
 @intrinsic
@@ -116,7 +130,8 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     C-contiguous, and b.T too when that is faster (never past TRANSPOSED_MAX
     elements): into `scratch` when given (1-D, c's dtype, at least b.size
     elements if b.size <= TRANSPOSED_MAX, else unused: a workspace slot),
-    else into a new array.
+    else into a new array. Small products run in small_gemm instead of the
+    BLAS where that is faster (_small_pays, _copy_for_small_pays).
     """
     if not c.flags.c_contiguous:
         raise ValueError("gemm: the output must be C-contiguous")

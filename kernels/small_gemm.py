@@ -25,7 +25,6 @@ to a symbol name (SMALL_SGEMM, bind_small_gemms), so its code is compiled
 once per install, not again inside every model's module.
 """
 import llvmlite.binding as llvm
-import numpy as np
 from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.core import cgutils
