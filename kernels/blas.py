@@ -15,22 +15,17 @@ import platform
 import llvmlite.binding as llvm_binding
 import llvmlite.ir as llvm_ir
 import numpy as np
-from numba import njit, types
+from numba import carray, cfunc, njit, types
 from numba.extending import intrinsic
 
 from graphc.kernels import blas_library, dispatch, small_gemm, transpose
 
 
 BLAS = blas_library.bind()     # which library: before any caller is compiled or loaded
-small_gemm.bind_small_gemms()
 _sgemm = types.ExternalFunction(blas_library.SGEMM, blas_library.CBLAS_SIGNATURE(types.float32))
 _dgemm = types.ExternalFunction(blas_library.DGEMM, blas_library.CBLAS_SIGNATURE(types.float64))
 _ROW_MAJOR, _NO_TRANS, _TRANS = (blas_library.ROW_MAJOR, blas_library.NO_TRANS,
                                  blas_library.TRANS)
-_small_sgemm = types.ExternalFunction(small_gemm.SMALL_SGEMM,
-                                      small_gemm.SMALL_SIGNATURE(types.float32))
-_small_dgemm = types.ExternalFunction(small_gemm.SMALL_DGEMM,
-                                      small_gemm.SMALL_SIGNATURE(types.float64))
 
 
 # b.T is copied for a @ b.T only up to this many elements (see _transposing_b_pays):
@@ -132,46 +127,85 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     elements if b.size <= TRANSPOSED_MAX, else unused: a workspace slot),
     else into a new array. Small products run in small_gemm instead of the
     BLAS where that is faster (_small_pays, _copy_for_small_pays).
+
+    The choice and the work run in a C function compiled once per install
+    (_gemm_by_address, GEMM_S/GEMM_D), called by symbol name as the BLAS is:
+    Numba links an njit callee's code into every caller's module and has
+    LLVM optimize and compile it again there, so this wrapper is all of
+    gemm that each model's module holds.
     """
     if not c.flags.c_contiguous:
         raise ValueError("gemm: the output must be C-contiguous")
-    a = np.ascontiguousarray(a)
-    b = np.ascontiguousarray(b)
+    _gemm_contiguous(np.ascontiguousarray(a), np.ascontiguousarray(b), c,
+                     transpose_a, transpose_b, alpha, beta, scratch)
+
+
+@njit(cache=True, nogil=True)
+def _gemm_contiguous(a, b, c, transpose_a, transpose_b, alpha, beta, scratch):
+    """gemm's call of its C function. A function of its own so that `a` and
+    `b`, copies gemm may have made, outlive the call that reads them by address."""
     m, n = c.shape
     k = a.shape[0] if transpose_a else a.shape[1]
     if m == 0 or n == 0:
         return
-    small = _small_pays(m, n, k, c.itemsize)
-    if small and not transpose_b:
-        _small_gemm(a, b, c, transpose_a, alpha, beta)
-    elif transpose_b and not transpose_a and (
-            _transposing_b_pays(m, n, k)
-            or small and scratch is not None and _copy_for_small_pays(n, k, c.itemsize)):
-        if scratch is None:
-            b_t = transpose.transposed(b)
-        else:
-            b_t = scratch[:k * n].reshape((k, n))
-            transpose.transpose_into(b, b_t)
-        if small:
-            _small_gemm(a, b_t, c, False, alpha, beta)
-        else:
-            blas_gemm(a, b_t, c, False, False, alpha, beta)
-    else:
-        blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _small_gemm(a, b, c, transpose_a, alpha, beta):
-    """small_gemm's C function for C-contiguous a, b and c (see SMALL_SGEMM)."""
-    m, n = c.shape
-    k = a.shape[0] if transpose_a else a.shape[1]
-    flag = 1 if transpose_a else 0
+    scratch_at, scratch_size = (0, 0) if scratch is None else (scratch.ctypes.data, scratch.size)
+    flags = (1 if transpose_a else 0) | (2 if transpose_b else 0)
     if c.itemsize == 4:
-        _small_sgemm(flag, m, n, k, np.float32(alpha), a.ctypes.data, b.ctypes.data,
-                     np.float32(beta), c.ctypes.data)
+        _gemm_s(flags, m, n, k, np.float32(alpha), a.ctypes.data, b.ctypes.data,
+                np.float32(beta), c.ctypes.data, scratch_at, scratch_size)
     else:
-        _small_dgemm(flag, m, n, k, np.float64(alpha), a.ctypes.data, b.ctypes.data,
-                     np.float64(beta), c.ctypes.data)
+        _gemm_d(flags, m, n, k, np.float64(alpha), a.ctypes.data, b.ctypes.data,
+                np.float64(beta), c.ctypes.data, scratch_at, scratch_size)
+
+
+def GEMM_SIGNATURE(real):
+    """c = alpha * op(a) @ op(b) + beta * c for C-contiguous a, b and c given by
+    address: (flags: 1 transposes a, 2 transposes b; m, n, k, alpha, a, b,
+    beta, c, scratch's address and size in elements, 0 and 0 for none)."""
+    return types.void(types.intp, types.intp, types.intp, types.intp, real, types.intp,
+                      types.intp, real, types.intp, types.intp, types.intp)
+
+
+GEMM_S, GEMM_D = "graphc_gemm_s", "graphc_gemm_d"
+_gemm_s = types.ExternalFunction(GEMM_S, GEMM_SIGNATURE(types.float32))
+_gemm_d = types.ExternalFunction(GEMM_D, GEMM_SIGNATURE(types.float64))
+
+
+@intrinsic
+def _as_pointer(typingctx, address, like):
+    """The integer `address` as a pointer to `like`'s type."""
+    sig = types.CPointer(like)(address, like)
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
+
+    return sig, codegen
+
+
+def _gemm_by_address(flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size):
+    """GEMM_SIGNATURE's C function (m, n > 0): small_gemm, BLAS on a copy of
+    b.T, or BLAS as it is (see gemm)."""
+    transpose_a, transpose_b = (flags & 1) != 0, (flags & 2) != 0
+    a_ = carray(_as_pointer(a, alpha), (k, m) if transpose_a else (m, k))
+    b_ = carray(_as_pointer(b, alpha), (n, k) if transpose_b else (k, n))
+    c_ = carray(_as_pointer(c, alpha), (m, n))
+    small = _small_pays(m, n, k, c_.itemsize)
+    if transpose_b and not transpose_a and (
+            _transposing_b_pays(m, n, k)
+            or small and scratch_size > 0 and _copy_for_small_pays(n, k, c_.itemsize)):
+        if k * n <= scratch_size:
+            b_t = carray(_as_pointer(scratch, alpha), (k, n))
+            transpose.transpose_into(b_, b_t)
+        else:
+            b_t = transpose.transposed(b_)
+        b_, transpose_b = b_t, False
+    if small and not transpose_b:
+        if transpose_a:     # two calls: a C and an F array do not unify
+            small_gemm.gemm_in_registers(a_.T, b_, c_, alpha, beta)
+        else:
+            small_gemm.gemm_in_registers(a_, b_, c_, alpha, beta)
+    else:
+        blas_gemm(a_, b_, c_, transpose_a, transpose_b, alpha, beta)
 
 
 @dispatch.unliteral_calls
@@ -189,3 +223,20 @@ def blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
     else:
         _dgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float64(alpha), a.ctypes.data, lda,
                b.ctypes.data, ldb, np.float64(beta), c.ctypes.data, ldc)
+
+
+_gemm_cfuncs = []       # their code lives as long as these objects
+
+
+def _bind_gemm() -> None:
+    """Compile (or load) gemm's C functions and bind GEMM_S and GEMM_D to them,
+    once; after blas_library.bind(), which must load SciPy's cython_blas
+    first (else Numba's start-up imports all of scipy.linalg)."""
+    if not _gemm_cfuncs:
+        _gemm_cfuncs.extend(cfunc(GEMM_SIGNATURE(real), cache=True, nopython=True)(_gemm_by_address)
+                            for real in (types.float32, types.float64))
+        llvm_binding.add_symbol(GEMM_S, _gemm_cfuncs[0].address)
+        llvm_binding.add_symbol(GEMM_D, _gemm_cfuncs[1].address)
+
+
+_bind_gemm()

@@ -20,13 +20,12 @@ are left to BLAS (blas._small_pays): scalar code for them took longer than
 the whole BLAS call (64x64 @ 64x10 float32: 8.3 against 2.3 us), and so
 did AVX2's masked loads and stores (2.8 against 1.8 us).
 
-Generated code calls it as it calls the BLAS: through a C function bound
-to a symbol name (SMALL_SGEMM, bind_small_gemms), so its code is compiled
-once per install, not again inside every model's module.
+Generated code reaches it through blas.gemm's C function, called by
+symbol name as the BLAS is, so its code is compiled once per install, not
+again inside every model's module.
 """
-import llvmlite.binding as llvm
 from llvmlite import ir
-from numba import carray, cfunc, njit, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -136,55 +135,3 @@ def gemm_in_registers(a, b, c, alpha, beta):
             _vector(a, b, c, i, j, alpha, beta)
         for i in range(whole, m):
             _vector_row(a, b, c, i, j, alpha, beta)
-
-
-# Generated code reaches gemm_in_registers through these C functions, by
-# symbol name as it reaches the BLAS, not as an njit call: Numba links a
-# callee's code into every caller's module and has LLVM optimize and
-# compile it again there. Four layouts of it in W2's module took its cold
-# first call from 4.2 to 4.9 s, W4's from 3.8 to 5.0 s (3.8 so). Compiled
-# once per install (cached) and bound by blas (bind_small_gemms).
-SMALL_SGEMM, SMALL_DGEMM = "graphc_small_sgemm", "graphc_small_dgemm"
-
-
-def SMALL_SIGNATURE(real):
-    """c = alpha * op(a) @ b + beta * c for C-contiguous a, b, c given by
-    address: (transposed_a, m, n, k, alpha, a, b, beta, c)."""
-    return types.void(types.intp, types.intp, types.intp, types.intp, real,
-                      types.intp, types.intp, real, types.intp)
-
-
-@intrinsic
-def _as_pointer(typingctx, address, like):
-    """The integer `address` as a pointer to `like`'s type."""
-    sig = types.CPointer(like)(address, like)
-
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
-
-    return sig, codegen
-
-
-def _by_address(transposed_a, m, n, k, alpha, a, b, beta, c):
-    b_ = carray(_as_pointer(b, alpha), (k, n))
-    c_ = carray(_as_pointer(c, alpha), (m, n))
-    if transposed_a:        # two calls: a C and an F array do not unify
-        gemm_in_registers(carray(_as_pointer(a, alpha), (k, m)).T, b_, c_, alpha, beta)
-    else:
-        gemm_in_registers(carray(_as_pointer(a, alpha), (m, k)), b_, c_, alpha, beta)
-
-
-_by_address_cfuncs = []     # their code lives as long as these objects
-
-
-def bind_small_gemms() -> None:
-    """Compile (or load) the C functions and bind SMALL_SGEMM and
-    SMALL_DGEMM to them, once; before any caller is compiled or loaded.
-    blas calls it after blas_library.bind(), which must load SciPy's
-    cython_blas first (else Numba's start-up imports all of scipy.linalg)."""
-    if not _by_address_cfuncs:
-        _by_address_cfuncs.extend(
-            cfunc(SMALL_SIGNATURE(real), cache=True, nopython=True)(_by_address)
-            for real in (types.float32, types.float64))
-        llvm.add_symbol(SMALL_SGEMM, _by_address_cfuncs[0].address)
-        llvm.add_symbol(SMALL_DGEMM, _by_address_cfuncs[1].address)
