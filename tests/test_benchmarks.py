@@ -212,3 +212,30 @@ def test_compare_trees_alternates_the_trees_and_prints_each_rounds_ratios(monkey
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     medians = {row[1]: row[2:] for row in rows if row[0] == "median"}
     assert medians == {"/x/old": ["0.250", "0.250"], "/x/new": ["0.125", "0.250"]}
+
+
+def test_profile_step_counts_every_statement_of_run_and_adds_up_each_kind():
+    from graphc.benchmarks import profile_step
+    source = '''FASTMATH = False
+def run(in0, ws):
+    # k0
+    v1 = alloc.carve(ws, ws_o[0], (3,), np.float32)  # slot 0
+    for k0_i in range(3):
+        v1[k0_i] = in0[k0_i]
+    blas.gemm(v1, in0, v1, False, False, 1.0, 0.0)
+    return v1
+
+
+def new_workspace(in0):
+    pass'''
+    text, labels = profile_step.instrumented(source)
+    assert labels == ["v1 = alloc.carve(ws, ws_o[0], (3,), np.float32)  # slot 0",
+                      "for k0_i in range(3):", "blas.gemm(v1, in0, v1, False, False, 1.0, 0.0)",
+                      "return v1"]
+    assert "def run(in0, ws, _spent):" in text and text.count("_spent[") == 3
+    assert "def _cycles(" in text and "cache=True" not in text
+    assert profile_step.kind_of(labels[0]) == "_ = alloc.carve(ws, _, (3,), np.float32)"
+    rows, whole = profile_step.profile("W1", "float64", calls=20)
+    kinds = [kind for kind, _, _ in rows]
+    assert any(kind.startswith("blas.gemm(") for kind in kinds) and len(set(kinds)) == len(kinds)
+    assert whole > 0 and all(cycles >= 0 for _, cycles, _ in rows)
