@@ -146,6 +146,14 @@ def _gemm_contiguous(a, b, c, transpose_a, transpose_b, alpha, beta, scratch):
     `b`, copies gemm may have made, outlive the call that reads them by address."""
     m, n = c.shape
     k = a.shape[0] if transpose_a else a.shape[1]
+    # the C function reads the operands by address with these shapes: checked
+    # here, since it cannot raise (generated code passes shapes that fit)
+    if (a.shape[1] if transpose_a else a.shape[0]) != m or b.shape != ((n, k) if transpose_b else (k, n)):
+        raise ValueError("gemm: the shapes of a, b and c do not fit together")
+    if not (a.dtype == c.dtype and b.dtype == c.dtype):     # (Numba has no != for dtypes)
+        raise ValueError("gemm: a, b and c must have one dtype")
+    if scratch is not None and not (scratch.dtype == c.dtype and scratch.flags.c_contiguous):
+        raise ValueError("gemm: scratch must be C-contiguous, of c's dtype")
     if m == 0 or n == 0:
         return
     scratch_at, scratch_size = (0, 0) if scratch is None else (scratch.ctypes.data, scratch.size)

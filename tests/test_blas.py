@@ -141,6 +141,27 @@ def test_small_a_times_b_transposed_through_the_scratch(dtype):
     assert np.isnan(scratch[:b.size]).all() == (dtype == np.float64 or not blas._AVX2_FMA)
 
 
+def test_gemm_refuses_operands_that_do_not_fit_before_reading_them_by_address():
+    """gemm's C function reads a, b, c and the scratch by address with the
+    shapes c and a give: anything that does not fit is refused first (a b
+    with one column for c's 200,001 had crashed the process)."""
+    a, c = np.ones((4, 100)), np.zeros((4, 200001))
+    for b, tb in ((np.ones((100, 1)), False), (np.ones((100, 200002)), False),
+                  (np.ones((99, 200001)), False), (np.ones((200001, 99)), True)):
+        with pytest.raises(ValueError, match="shapes of a, b and c"):
+            gemm(a, b, c, False, tb, 1.0, 0.0)
+    with pytest.raises(ValueError, match="shapes of a, b and c"):
+        gemm(np.ones((100, 5)), np.ones((100, 3)), np.zeros((4, 3)), True, False, 1.0, 0.0)
+    with pytest.raises(ValueError, match="one dtype"):
+        gemm(np.ones((4, 3), np.float32), np.ones((3, 2)), np.zeros((4, 2)), False, False, 1.0, 0.0)
+    b, c = np.ones((64, 64)), np.zeros((32, 64))
+    buffer = np.zeros(8192)
+    for scratch in (buffer[64:4160][::-1], np.zeros(8192, np.float32)):
+        with pytest.raises(ValueError, match="scratch"):
+            gemm(np.ones((32, 64)), b, c, False, True, 1.0, 0.0, scratch)
+    assert not buffer.any() and not c.any()
+
+
 def test_gemm_copies_strided_operands_and_handles_empty_sizes():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(6, 8))[:, ::2]           # not contiguous
