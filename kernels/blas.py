@@ -75,7 +75,7 @@ def _transposing_b_pays(m, n, k):
     blas_library), the one for a @ b.T (row-major; "TN" to the column-major
     BLAS) takes up to twice as long as for a @ b: 6.5 against 2.7 us (3.1
     with the copy) for 32x64 @ 64x64 float32, the backward GEMM of each of
-    W4's layers. Copying b.T (k*n elements, transpose.transposed) first pays
+    W4's layers. Copying b.T (k*n elements, transpose.transpose_into) first pays
     while that kernel is in use (m*n*k under 2**20) and at least 16 rows of
     a share the copy, for b up to the 8192 elements measured; with n under
     16 the two kernels take the same time. Elsewhere (OpenBLAS's Haswell
@@ -122,17 +122,19 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
 
     op(x) is x.T when its flag is set. `c` must be C-contiguous and share no
     memory with `a` or `b`; `a` and `b` are copied first if they are not
-    C-contiguous, and b.T too when that is faster (never past TRANSPOSED_MAX
-    elements): into `scratch` when given (1-D, c's dtype, at least b.size
-    elements if b.size <= TRANSPOSED_MAX, else unused: a workspace slot),
-    else into a new array. Small products run in small_gemm instead of the
-    BLAS where that is faster (_small_pays, _copy_for_small_pays).
+    C-contiguous. b.T is copied too when that is faster (never past
+    TRANSPOSED_MAX elements), into `scratch` (1-D, C-contiguous, c's dtype,
+    at least b.size elements: generated code passes a workspace slot);
+    without room there BLAS reads b.T as it is. Small products run in
+    small_gemm instead of the BLAS where that is faster (_small_pays,
+    _copy_for_small_pays).
 
     The choice and the work run in a C function compiled once per install
     (_gemm_by_address, GEMM_S/GEMM_D), called by symbol name as the BLAS is:
     Numba links an njit callee's code into every caller's module and has
     LLVM optimize and compile it again there, so this wrapper is all of
-    gemm that each model's module holds.
+    gemm that each model's module holds. A C function cannot raise, so
+    everything it relies on is checked here first, and it allocates nothing.
     """
     if not c.flags.c_contiguous:
         raise ValueError("gemm: the output must be C-contiguous")
@@ -198,14 +200,10 @@ def _gemm_by_address(flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size
     b_ = carray(_as_pointer(b, alpha), (n, k) if transpose_b else (k, n))
     c_ = carray(_as_pointer(c, alpha), (m, n))
     small = _small_pays(m, n, k, c_.itemsize)
-    if transpose_b and not transpose_a and (
-            _transposing_b_pays(m, n, k)
-            or small and scratch_size > 0 and _copy_for_small_pays(n, k, c_.itemsize)):
-        if k * n <= scratch_size:
-            b_t = carray(_as_pointer(scratch, alpha), (k, n))
-            transpose.transpose_into(b_, b_t)
-        else:
-            b_t = transpose.transposed(b_)
+    if transpose_b and not transpose_a and k * n <= scratch_size and (
+            _transposing_b_pays(m, n, k) or small and _copy_for_small_pays(n, k, c_.itemsize)):
+        b_t = carray(_as_pointer(scratch, alpha), (k, n))
+        transpose.transpose_into(b_, b_t)
         b_, transpose_b = b_t, False
     if small and not transpose_b:
         if transpose_a:     # two calls: a C and an F array do not unify

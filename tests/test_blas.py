@@ -25,19 +25,26 @@ def copy_transposed_b(request):
 @pytest.mark.parametrize("transpose_b", [False, True])
 @pytest.mark.parametrize("m, k, n", [(7, 5, 3), (40, 5, 20), (40, 5, 16)])
 def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n, copy_transposed_b):
-    """The larger shapes take the path that copies b.T for a @ b.T, where
-    the BLAS makes that pay (read at run time by the compiled rule); the
-    last, whole vectors a row, small_gemm where the BLAS does not."""
-    assert _transposing_b_pays(m, n, k) == (m == 40 and copy_transposed_b)
+    """The larger shapes take the path that copies b.T for a @ b.T into the
+    scratch, where the BLAS makes that pay (read at run time by the compiled
+    rule); the last, whole vectors a row, small_gemm where the BLAS does not.
+    Without a scratch BLAS reads b.T as it is."""
+    copies = _transposing_b_pays(m, n, k)
+    assert copies == (m == 40 and copy_transposed_b)
     rng = np.random.default_rng(0)
     a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
     b = rng.normal(size=(n, k) if transpose_b else (k, n)).astype(dtype)
-    c = rng.normal(size=(m, n)).astype(dtype)
-    expected = -0.3 * ((a.T if transpose_a else a) @ (b.T if transpose_b else b)) + c
-    gemm(a, b, c, transpose_a, transpose_b, -0.3, 1.0)
+    expected_c = rng.normal(size=(m, n)).astype(dtype)
+    expected = -0.3 * ((a.T if transpose_a else a) @ (b.T if transpose_b else b)) + expected_c
     tol = 1e-5 if dtype == np.float32 else 1e-12      # entries near 0 need atol
-    np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
-    assert c.dtype == dtype
+    for scratch in (None, np.full(b.size + 3, np.nan, dtype)):
+        c = expected_c.copy()
+        gemm(a, b, c, transpose_a, transpose_b, -0.3, 1.0, scratch)
+        np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
+        assert c.dtype == dtype
+        if scratch is not None:     # written only by the copy, and not past b.size
+            assert np.isnan(scratch[b.size:]).all()
+            assert (not np.isnan(scratch[:b.size]).any()) == (copies and transpose_b and not transpose_a)
 
 
 @given(m=st.integers(0, 80), k=st.integers(0, 80), n=st.integers(0, 140),
