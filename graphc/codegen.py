@@ -54,6 +54,7 @@ from numba import njit, prange
 
 from graphc.kernels import alloc   # np.empty/np.full, compiled once per install, not per process
 from graphc.kernels import blas    # GEMM with alpha/beta: SGD updates accumulate into W
+from graphc.kernels import dispatch    # how Numba compiles these functions (GeneratedCode)
 from graphc.kernels import transpose   # 2-D transposed copies in vector tiles
 from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba has no SVML
 
@@ -1083,7 +1084,7 @@ def _outline_repeats(body: list, kernels_src: list[str]) -> list[str]:
             # no_cpython_wrapper: called only from run, never from Python (20 ms less)
             kernels_src.append("\n".join(
                 ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
-                 "no_cpython_wrapper=True)",
+                 "no_cpython_wrapper=True, pipeline_class=dispatch.GeneratedCode)",
                  f"def {u.name}({', '.join(params)}):"] + _prologue()
                 + ["    " + line for line in lines]) + "\n")
     lines = []
@@ -1494,7 +1495,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     shape_check = _shape_check(graph, inputs, dict(zip(const_args, consts)), dims, mentioned)
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
-              "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
+              "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
+              "pipeline_class=dispatch.GeneratedCode)",
               f"def run({signature}):"] + _prologue() + shape_check + ws_prologue + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n"
@@ -1558,7 +1560,8 @@ def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: l
     data = [f"d{k}" for k in range(n_data)]
     # `tail`: run's arguments after its inputs (constants, then ws and threads if it takes them)
     batch = [f"b{k}" for k in range(n_data)]
-    lines = ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy')",
+    lines = ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
+             "pipeline_class=dispatch.GeneratedCode)",
              f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + tail)}):",
              *_prologue(), "    num_batches = losses.shape[0]"]
     lines += [f"    {b} = alloc.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]

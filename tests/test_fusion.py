@@ -19,6 +19,31 @@ def test_a_six_op_elementwise_chain_is_one_kernel():
     np.testing.assert_allclose(f(x, y), np.tanh(np.exp(x * 2 + y) - 1) / 3, rtol=1e-6)
 
 
+def test_generated_functions_skip_the_passes_that_find_nothing_in_them():
+    """run, outlined kernels and train_epoch compile with dispatch.GeneratedCode:
+    Numba's pipeline without InlineClosureLikes and NopythonRewrites (their
+    scans were 0.4 s of W2's cold compile)."""
+    import uuid
+
+    from numba.core.compiler import DefaultPassBuilder, Flags, StateDict
+
+    from graphc.kernels import dispatch
+    scale = 1.0 + uuid.uuid4().int % 10_000     # a new module: compiled, not loaded from disk
+    f = gc.jit(lambda x: np.tanh(x) * scale)
+    x = np.linspace(-2, 2, 5)
+    np.testing.assert_allclose(f(x), np.tanh(x) * scale, rtol=1e-14)
+    decorators = [line for line in f.inspect(x).source.splitlines() if line.startswith("@njit(cache=True")]
+    assert decorators and all("pipeline_class=dispatch.GeneratedCode" in d for d in decorators)
+    (entry,) = f._cache.values()
+    (compiled,) = entry.driver.overloads.values()
+    ran = " ".join(compiled.metadata["pipeline_times"]["nopython"])
+    assert "nopython_type_inference" in ran and "native_lowering" in ran
+    assert "inline_closure_likes" not in ran and "nopython_rewrites" not in ran
+    state = StateDict(flags=Flags(), func_ir=None)
+    default = [p for p, _ in DefaultPassBuilder.define_nopython_pipeline(state).passes]
+    assert set(dispatch.GeneratedCode.SKIPPED) <= set(default)     # what is skipped still exists
+
+
 def test_reduction_is_fused_as_the_groups_epilogue():
     f = gc.jit(lambda x: np.sum(np.exp(x - 1.0), axis=1))
     info = f.inspect(np.ones((3, 4)))
