@@ -5,10 +5,9 @@ Numba code call the same functions.
 
 Numba caches each kernel's machine code on disk together with the code of
 the kernels it calls (blas's C function for gemm holds small_gemm's and
-transpose's), but
-it checks only the caller's own file for changes: after an edit of
-small_gemm.py, or an upgrade that changed it alone, blas.gemm would load
-the old small_gemm. So every kernel's cache entry is stamped with all the
+transpose's), but it checks only the caller's own file for changes: after
+an edit of small_gemm.py, or an upgrade that changed it alone, blas would
+load the old small_gemm. So every kernel's cache entry is stamped with all the
 kernel sources (_AllKernelSourcesLocator): a change to any of them
 recompiles them all.
 """
