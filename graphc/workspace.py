@@ -56,21 +56,26 @@ class Plan:
                                    for name in self.slots[k]))
         return sizes[0] if len(sizes) == 1 else f"max({', '.join(sizes)})"
 
-    def dims_read(self) -> str:
-        """The shape entries the slots' sizes are computed from, as a tuple
-        expression: the workspace's header records them, and `run` checks
-        them against its own inputs' (never empty: Numba cannot index `()`)."""
+    def dims_read(self) -> list[str]:
+        """The shape entries the slots' sizes are computed from, as
+        expressions: the workspace's header records them, and `run` checks
+        them against its own inputs' (never none: Numba cannot index `()`)."""
         found = sorted(set(_SHAPE_ENTRY.findall(" ".join(
             self.slot_bytes(k) for k in range(len(self.slots))))))
-        return "(" + ", ".join(found or ["0"]) + ",)"
+        return found or ["0"]
 
     def prologue(self) -> list[str]:
-        """`run`'s first line: the slots' offsets, from the header of `ws`,
-        which alloc.slot_offsets checks was made for this many slots and for
-        these shapes. The sizes are computed in Python when the workspace is
-        made: in `run` their arithmetic doubled a cold compile (W4: 6.7 s to
-        12.5 s)."""
-        return [f"    ws_o = alloc.slot_offsets(ws, {len(self.slots)}, {self.dims_read()})"]
+        """`run`'s first lines: the slots' offsets, from the header of `ws`,
+        which alloc.workspace_header checks was made for this many slots and
+        shape entries, and `run` checks was made for these shapes. The sizes
+        are computed in Python when the workspace is made: in `run` their
+        arithmetic doubled a cold compile (W4: 6.7 s to 12.5 s)."""
+        dims = self.dims_read()
+        differs = " or ".join(f"ws_h[{k}] != {d}" for k, d in enumerate(dims))
+        return [f"    ws_h = alloc.workspace_header(ws, {len(self.slots)}, {len(dims)})",
+                f"    if {differs}:",
+                "        raise ValueError(alloc.OTHER_SHAPES)",
+                f"    ws_o = ws_h[{len(dims)}:]"]
 
     def carved(self, body: list[str]) -> list[str]:
         """`body` with each planned allocation carved from its slot."""
@@ -93,7 +98,7 @@ class Plan:
         return (f"def new_workspace({', '.join(params)}, fill=None):\n"
                 '    """A workspace for `run` on arrays of these shapes (only their .shape is\n'
                 '    read); `fill`: a byte to fill its slots with (tests poison them)."""\n'
-                f"    return alloc.make_workspace((\n{sizes}    ), {self.dims_read()}, fill)\n")
+                f"    return alloc.make_workspace((\n{sizes}    ), ({', '.join(self.dims_read())},), fill)\n")
 
 
 def scratch(name: str, line: str, dims: list[str], dtype: str) -> Scratch | None:

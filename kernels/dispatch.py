@@ -10,10 +10,10 @@ from numba.core.untyped_passes import InlineClosureLikes, ReconstructSSA
 def unliteral_calls(dispatcher):
     """Make `dispatcher` compile for the types of constants, not their values.
 
-    Called from compiled code with a constant (`alloc.slot_offsets(ws, 5,
-    ...)`, a literal shape, gemm's transpose flags), a Numba dispatcher
+    Called from compiled code with a constant (`alloc.workspace_header(ws, 5,
+    2)`, a literal shape, gemm's transpose flags), a Numba dispatcher
     compiles a version for that one value: a new model with a new slot
-    count compiled slot_offsets again. Typed as int64 or bool they compile
+    count compiled workspace_header again. Typed as int64 or bool they compile
     once per type, and the caller casts its constants to those types. (The
     test suite's time barely moved: 20m38s to 20m32s of CPU cold.)"""
     resolve = dispatcher.get_call_template

@@ -99,6 +99,19 @@ def test_a_workspace_not_made_for_the_call_is_refused_not_written_past(rng):
     assert not room[smaller.size:].any()
 
 
+def test_models_with_different_numbers_of_shape_entries_share_one_header_reader(rng):
+    """workspace_header is compiled once per install: its arguments' types do
+    not depend on how many shape entries a model's workspace records."""
+    from graphc.kernels import alloc
+    f1 = gc.jit(lambda x: np.tanh(x) * 2.0)
+    f3 = gc.jit(lambda x, y, z: np.tanh(x @ y) @ z + 1.0)
+    f1(rng.normal(size=(5, 3)))
+    f3(rng.normal(size=(4, 6)), rng.normal(size=(6, 7)), rng.normal(size=(7, 2)))
+    counts = [len(re.findall(r"ws_h\[\d+\] != ", _entry(f).module.source)) for f in (f1, f3)]
+    assert counts[0] < counts[1], counts
+    assert len(alloc.workspace_header.signatures) == 1
+
+
 def test_calls_on_several_threads_at_once_each_take_their_own_workspace(
         kept_workspaces, run_concurrently, rng):
     jf = gc.jit(lambda x: np.sum(np.tanh(x @ x.T) * 2.0, axis=1) + 1.0)
