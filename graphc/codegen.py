@@ -1495,6 +1495,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     shape_check = _shape_check(graph, inputs, dict(zip(const_args, consts)), dims, mentioned)
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
+              "@dispatch.load_without_refresh    # called from Python: loads fast from disk",
               "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
               "pipeline_class=dispatch.GeneratedCode)",
               f"def run({signature}):"] + _prologue() + shape_check + ws_prologue + body + [
@@ -1560,7 +1561,8 @@ def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: l
     data = [f"d{k}" for k in range(n_data)]
     # `tail`: run's arguments after its inputs (constants, then ws and threads if it takes them)
     batch = [f"b{k}" for k in range(n_data)]
-    lines = ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
+    lines = ["@dispatch.load_without_refresh",
+             "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
              "pipeline_class=dispatch.GeneratedCode)",
              f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + tail)}):",
              *_prologue(), "    num_batches = losses.shape[0]"]

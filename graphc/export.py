@@ -124,8 +124,7 @@ def step(params, *batch):
 def _renamed(source: str, k: int) -> str:
     """Module source with `run` and the kernels renamed for signature k, imports dropped."""
     body = source.split("FASTMATH = ", 1)[1].split("\n", 1)[1]
-    body = body.split("def train_epoch(", 1)[0].rsplit("@njit", 1)[0] if "def train_epoch(" in body \
-        else body
+    body = re.split(r"^(?:@.*\n)+def train_epoch\(", body, maxsplit=1, flags=re.M)[0]   # and its decorators
     body = re.sub(r"\bk(\d+)_", rf"s{k}_k\1_", body)
     body = body.replace("def run(", f"def run_{k}(")
     body = body.replace("def new_workspace(", f"def new_workspace_{k}(")

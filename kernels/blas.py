@@ -15,7 +15,9 @@ import platform
 import llvmlite.binding as llvm_binding
 import llvmlite.ir as llvm_ir
 import numpy as np
-from numba import carray, cfunc, njit, types
+from numba import carray, njit, types
+from numba.core import sigutils
+from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
 
 from graphc.kernels import blas_library, dispatch, small_gemm, transpose
@@ -239,8 +241,12 @@ def _bind_gemm() -> None:
     once; after blas_library.bind(), which must load SciPy's cython_blas
     first (else Numba's start-up imports all of scipy.linalg)."""
     if not _gemm_cfuncs:
-        _gemm_cfuncs.extend(cfunc(GEMM_SIGNATURE(real), cache=True, nopython=True)(_gemm_by_address)
-                            for real in (types.float32, types.float64))
+        for real in (types.float32, types.float64):
+            signature = sigutils.normalize_signature(GEMM_SIGNATURE(real))
+            compiled = dispatch.load_without_refresh(
+                CFunc(_gemm_by_address, signature, locals={}, options={"nopython": True}))
+            compiled.compile()      # loaded from disk after the install's first use
+            _gemm_cfuncs.append(compiled)
         llvm_binding.add_symbol(GEMM_S, _gemm_cfuncs[0].address)
         llvm_binding.add_symbol(GEMM_D, _gemm_cfuncs[1].address)
 
