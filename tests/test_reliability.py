@@ -305,6 +305,16 @@ def test_sigint_during_train_stops_between_whole_steps(tmp_path):
     assert out.startswith("whole ") and int(out.split()[1]) > 0, out
 
 
+def _in_two_processes(script, tmp_path):
+    """`script`'s printed words in each of two processes run in turn, sharing
+    one graphc cache (empty for the first)."""
+    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path / "c")}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
+    return [r.stdout.split() for r in runs]
+
+
 def test_a_second_process_loads_compiled_code_from_the_disk_cache(tmp_path):
     """Counted, not timed: Numba's own cache-hit counter in each process."""
     script = ("import numpy as np, graphc as gc\n"
@@ -314,11 +324,7 @@ def test_a_second_process_loads_compiled_code_from_the_disk_cache(tmp_path):
               "stats = next(iter(f._cache.values())).driver.stats\n"
               "print(stats.cache_hits.__len__() and sum(stats.cache_hits.values()),"
               " sum(stats.cache_misses.values()))\n")
-    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path / "c")}
-    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                           text=True, timeout=300) for _ in range(2)]
-    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
-    (hits1, misses1), (hits2, misses2) = [map(int, r.stdout.split()) for r in runs]
+    (hits1, misses1), (hits2, misses2) = [map(int, out) for out in _in_two_processes(script, tmp_path)]
     assert (hits1, misses1) == (0, 1)       # first process compiles
     assert (hits2, misses2) == (1, 0)       # second process loads from disk
 
@@ -339,11 +345,7 @@ def test_a_second_process_loads_without_refreshing_numbas_registries(tmp_path):
               "loss = step(params, x)\n"
               "want = np.sum(np.tanh(x @ np.ones((3, 2))) ** 2)\n"
               "print(len(refreshes), abs(loss - want) < 1e-5 * want)\n")
-    env = {**os.environ, "GRAPHC_CACHE_DIR": str(tmp_path / "c")}
-    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                           text=True, timeout=300) for _ in range(2)]
-    assert all(r.returncode == 0 for r in runs), [r.stderr for r in runs]
-    (refreshes1, right1), (refreshes2, right2) = [r.stdout.split() for r in runs]
+    (refreshes1, right1), (refreshes2, right2) = _in_two_processes(script, tmp_path)
     assert int(refreshes1) > 0 and right1 == right2 == "True"     # the first compiled
     assert int(refreshes2) == 0
 
