@@ -1469,7 +1469,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         body.append(f"    {outs[-1]} = {value}")
     body += write_backs
     plan = workspace.plan(body, scratch)
-    ws_prologue = plan.prologue() if plan.slots else []
+    ws_prologue = plan.prologue(SHAPES_CHANGED) if plan.slots else []
     if plan.slots:
         body = plan.carved(body)
     # constants inlined as literals (scalars) are not passed: each argument
@@ -1492,13 +1492,19 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     # it silently, and need not check dtypes and flags on every call.
     arg_types = [f"{name} {np.dtype(graph.node(i).dtype).name} {len(graph.node(i).shape)}-d"
                  for name, i in zip(inputs + const_args, list(graph.inputs) + [n.id for n in consts])]
-    shape_check = _shape_check(graph, inputs, dict(zip(const_args, consts)), dims, mentioned)
+    differ = _shapes_differ(graph, inputs, dict(zip(const_args, consts)), dims, mentioned)
+    if plan.slots:      # one test and one `raise` for the inputs' shapes and the workspace's
+        shape_check = plan.prologue(SHAPES_CHANGED, differ)
+    elif differ:
+        shape_check = [f"    if {' or '.join(differ)}:", f"        raise ValueError({SHAPES_CHANGED!r})"]
+    else:
+        shape_check = []
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@dispatch.load_without_refresh    # called from Python: loads fast from disk",
               "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
               "pipeline_class=dispatch.GeneratedCode)",
-              f"def run({signature}):"] + _prologue() + shape_check + ws_prologue + body + [
+              f"def run({signature}):"] + _prologue() + shape_check + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n"
     if plan.slots:
@@ -1512,20 +1518,22 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                   parallel=threaded, unread_inputs=unread, workspace=bool(plan.slots))
 
 
-# What `run` raises when its inputs' shapes no longer fit together
-SHAPES_CHANGED = "graphc: the arrays' shapes no longer match each other"
+# What `run` raises when its inputs' shapes no longer fit together, or no
+# longer fit the workspace passed
+SHAPES_CHANGED = "graphc: the arrays' shapes no longer match each other or the workspace's"
 
 
-def _shape_check(graph: Graph, inputs: list[str], consts: dict[str, Node], dims: DimTable,
-                 mentioned: set) -> list[str]:
-    """`run`'s first test, before anything is read or written: each input
-    dimension equals the one its class is named by (graphc/dims.py), and a
-    class a constant `run` is passed is in has that constant's size (read
-    from the argument: a new batch size passes its own). A caller that
-    checked the shapes once need only check that it passes the same arrays:
-    one reshaped in place since then fails here (train.py's steady-state
-    call relies on it). Inputs `run` never reads are not passed as arrays,
-    so neither they nor dims named after them are tested."""
+def _shapes_differ(graph: Graph, inputs: list[str], consts: dict[str, Node], dims: DimTable,
+                   mentioned: set) -> list[str]:
+    """`run`'s first test, before anything is read or written, as conditions
+    any of which fails it: each input dimension equals the one its class is
+    named by (graphc/dims.py), and a class a constant `run` is passed is in
+    has that constant's size (read from the argument: a new batch size
+    passes its own). A caller that checked the shapes once need only check
+    that it passes the same arrays: one reshaped in place since then fails
+    here (train.py's steady-state call relies on it). Inputs `run` never
+    reads are not passed as arrays, so neither they nor dims named after
+    them are tested."""
     def passed(expr):
         return all(n in mentioned for n in re.findall(r"\b(?:in|c)\d+\b", expr))
 
@@ -1537,10 +1545,7 @@ def _shape_check(graph: Graph, inputs: list[str], consts: dict[str, Node], dims:
     for name, const in consts.items():      # the ones `run` is passed
         conditions += [f"{expr} != {name}.shape[{d}]" for d, expr in enumerate(dims[const.id])
                        if re.search(r"\bin\d+\b", expr) and passed(expr)]
-    if not conditions:
-        return []
-    return [f"    if {' or '.join(dict.fromkeys(conditions))}:",
-            f"        raise ValueError({SHAPES_CHANGED!r})"]
+    return list(dict.fromkeys(conditions))
 
 
 def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: list[str],

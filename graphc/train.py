@@ -72,7 +72,7 @@ class _LastCall:
     (a training loop's steady state) skips flattening, checking and the signature
     lookup: identity tests instead. The driver itself refuses any other dtype,
     rank, layout or a read-only array (see `_Entry.run_unconverted`), and
-    shapes that no longer fit together (codegen._shape_check).
+    shapes that no longer fit together (codegen._shapes_differ).
 
     Only for flat dicts of params and a batch of plain arrays, which is what a
     training loop passes; anything else, or anything that differs, takes the
@@ -117,15 +117,14 @@ class _LastCall:
         driver, consts, pool = entry.driver, tuple(entry.consts), entry.workspaces
         uses_workspace, parallel = entry.workspace_size is not None, entry.parallel
         ndarray, unread, keep = np.ndarray, api.UNREAD, api.KEEP_WORKSPACE_BYTES
-        from graphc.kernels import alloc    # loaded with the driver: Numba is imported by now
-        reshaped = (codegen.SHAPES_CHANGED, alloc.OTHER_SHAPES)   # what `run` raises first then
+        reshaped = codegen.SHAPES_CHANGED     # what `run` raises first then
 
         def loss(params, step_state, batch):
             if len(batch) != n_batch:
                 return None
             # the same objects: then `leaves` is the state. The driver refuses
             # another dtype, rank or layout, and `run` tests that the shapes
-            # still fit together (codegen._shape_check: a shape test here took
+            # still fit together (codegen._shapes_differ: a shape test here took
             # 4.3 of W4's 18 identity tests' 6 us on a busy machine).
             try:
                 for name, checks in dicts:

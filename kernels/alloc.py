@@ -111,9 +111,6 @@ def copy_flat(dst, src):
 # last slot. Its maker computes the slots' sizes in Python (graphc.workspace).
 
 WORKSPACE_ALIGN = 64        # bytes: each slot starts on a cache line
-# What `run` raises for a workspace made for other shapes (graphc.train's
-# steady-state call then takes the checked path)
-OTHER_SHAPES = "graphc: the workspace passed was made for other shapes"
 WORKSPACE_TAG = int.from_bytes(b"graphcws", "little")
 
 
@@ -138,7 +135,7 @@ def workspace_header(ws, n, m):
     """The m shape entries, then the n slot offsets, of the header of `ws`,
     after checking that make_workspace made it for `n` slots and `m` shape
     entries and that it fits in `ws`. The caller compares the shape entries
-    with its own and raises OTHER_SHAPES: checking them here took a tuple of
+    with its own (graphc.workspace): checking them here took a tuple of
     m entries, a new signature, so a cold compile of a model with a new m
     compiled this function again (0.3-0.7 s)."""
     size = 8 * (n + m + 4)
