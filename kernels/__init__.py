@@ -15,7 +15,11 @@ import functools
 import hashlib
 import pathlib
 
-from numba.core import caching
+from numba.core import caching, config
+
+if config.DISABLE_JIT:      # else the kernels' decorators fail far from the cause
+    raise ImportError("graphc compiles with Numba, and NUMBA_DISABLE_JIT is set: "
+                      "unset it (or set it to 0) to use graphc")
 
 _HERE = pathlib.Path(__file__).resolve().parent
 

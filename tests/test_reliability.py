@@ -391,3 +391,12 @@ def test_gc_paused_leaves_a_disabled_gc_disabled():
         assert not pygc.isenabled()
     finally:
         pygc.enable()
+
+
+def test_numbas_jit_turned_off_is_named_as_the_cause():
+    script = ("import numpy as np, graphc as gc\n"
+              "gc.jit(lambda x: np.sum(x * 2.0))(np.ones(3))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env={**os.environ, "NUMBA_DISABLE_JIT": "1"}, timeout=300)
+    assert result.returncode != 0
+    assert "NUMBA_DISABLE_JIT is set" in result.stderr.strip().splitlines()[-1], result.stderr
