@@ -1469,7 +1469,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         body.append(f"    {outs[-1]} = {value}")
     body += write_backs
     plan = workspace.plan(body, scratch)
-    ws_prologue = plan.prologue(SHAPES_CHANGED) if plan.slots else []
+    ws_read, ws_differs, ws_offsets = plan.header_read() if plan.slots else ([], [], [])
+    ws_prologue = ws_read + _raise_if(ws_differs) + ws_offsets     # train_epoch's
     if plan.slots:
         body = plan.carved(body)
     # constants inlined as literals (scalars) are not passed: each argument
@@ -1492,13 +1493,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     # it silently, and need not check dtypes and flags on every call.
     arg_types = [f"{name} {np.dtype(graph.node(i).dtype).name} {len(graph.node(i).shape)}-d"
                  for name, i in zip(inputs + const_args, list(graph.inputs) + [n.id for n in consts])]
-    differ = _shapes_differ(graph, inputs, dict(zip(const_args, consts)), dims, mentioned)
-    if plan.slots:      # one test and one `raise` for the inputs' shapes and the workspace's
-        shape_check = plan.prologue(SHAPES_CHANGED, differ)
-    elif differ:
-        shape_check = [f"    if {' or '.join(differ)}:", f"        raise ValueError({SHAPES_CHANGED!r})"]
-    else:
-        shape_check = []
+    differs = _shapes_differ(graph, inputs, dict(zip(const_args, consts)), dims, mentioned)
+    shape_check = ws_read + _raise_if(differs + ws_differs) + ws_offsets
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@dispatch.load_without_refresh    # called from Python: loads fast from disk",
@@ -1523,10 +1519,18 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
 SHAPES_CHANGED = "graphc: the arrays' shapes no longer match each other or the workspace's"
 
 
+def _raise_if(conditions: list[str]) -> list[str]:
+    """One test of all `conditions` and one `raise` of SHAPES_CHANGED (each
+    `raise` costs a cold compile 25-35 ms of Numba's lowering alone)."""
+    if not conditions:
+        return []
+    return [f"    if {' or '.join(conditions)}:", f"        raise ValueError({SHAPES_CHANGED!r})"]
+
+
 def _shapes_differ(graph: Graph, inputs: list[str], consts: dict[str, Node], dims: DimTable,
                    mentioned: set) -> list[str]:
-    """`run`'s first test, before anything is read or written, as conditions
-    any of which fails it: each input dimension equals the one its class is
+    """`run`'s first test, before anything is written (only the workspace's
+    header is read first), as conditions any of which fails it: each input dimension equals the one its class is
     named by (graphc/dims.py), and a class a constant `run` is passed is in
     has that constant's size (read from the argument: a new batch size
     passes its own). A caller that checked the shapes once need only check

@@ -64,21 +64,18 @@ class Plan:
             self.slot_bytes(k) for k in range(len(self.slots))))))
         return found or ["0"]
 
-    def prologue(self, message: str, conditions: tuple = ()) -> list[str]:
-        """`run`'s first lines: the slots' offsets, from the header of `ws`,
-        which alloc.workspace_header checks was made for this many slots and
-        shape entries, and `run` checks was made for these shapes. The sizes
+    def header_read(self) -> tuple[list[str], list[str], list[str]]:
+        """How `run` reads the header of `ws`: the line that reads it
+        (alloc.workspace_header checks it was made for this many slots and
+        shape entries), the conditions under which it was made for other
+        shapes than `run`'s (codegen raises on them together with its own
+        shape tests), and the line binding the slots' offsets. The sizes
         are computed in Python when the workspace is made: in `run` their
-        arithmetic doubled a cold compile (W4: 6.7 s to 12.5 s).
-        `conditions`: the caller's own tests of its inputs' shapes, raised
-        with `message` in the same statement (each `raise` costs a cold
-        compile 25-35 ms of Numba's lowering alone)."""
+        arithmetic doubled a cold compile (W4: 6.7 s to 12.5 s)."""
         dims = self.dims_read()
-        differs = [*conditions, *(f"ws_h[{k}] != {d}" for k, d in enumerate(dims))]
-        return [f"    ws_h = alloc.workspace_header(ws, {len(self.slots)}, {len(dims)})",
-                f"    if {' or '.join(differs)}:",
-                f"        raise ValueError({message!r})",
-                f"    ws_o = ws_h[{len(dims)}:]"]
+        return ([f"    ws_h = alloc.workspace_header(ws, {len(self.slots)}, {len(dims)})"],
+                [f"ws_h[{k}] != {d}" for k, d in enumerate(dims)],
+                [f"    ws_o = ws_h[{len(dims)}:]"])
 
     def carved(self, body: list[str]) -> list[str]:
         """`body` with each planned allocation carved from its slot."""

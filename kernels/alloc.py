@@ -153,7 +153,8 @@ def carve(typingctx, ws, offset, shape, dtype):
 
     The caller guarantees offset + its bytes <= ws.size and offset aligned
     for `dtype`; it is not checked here (make_workspace laid the slots out
-    for the caller's shapes, which it checked against workspace_header).
+    for the caller's shapes, which the caller checked against the entries
+    workspace_header returned).
     """
     if not (isinstance(ws, types.Array) and ws.dtype == types.uint8 and ws.ndim == 1
             and ws.layout == "C" and isinstance(offset, types.Integer)
