@@ -102,9 +102,12 @@ def test_a_workspace_not_made_for_the_call_is_refused_not_written_past(rng):
 def test_models_with_different_numbers_of_shape_entries_share_one_header_reader(rng):
     """workspace_header is compiled once per install: its arguments' types do
     not depend on how many shape entries a model's workspace records."""
+    import uuid
+
     from graphc.kernels import alloc
-    f1 = gc.jit(lambda x: np.tanh(x) * 2.0)
-    f3 = gc.jit(lambda x, y, z: np.tanh(x @ y) @ z + 1.0)
+    scale = 1.0 + uuid.uuid4().int % 10_000     # new modules: compiled, not loaded from disk
+    f1 = gc.jit(lambda x: np.tanh(x) * scale)
+    f3 = gc.jit(lambda x, y, z: np.tanh(x @ y) @ z + scale)
     f1(rng.normal(size=(5, 3)))
     f3(rng.normal(size=(4, 6)), rng.normal(size=(6, 7)), rng.normal(size=(7, 2)))
     counts = [len(re.findall(r"ws_h\[\d+\] != ", _entry(f).module.source)) for f in (f1, f3)]
