@@ -195,7 +195,7 @@ class _Entry:
             self.give_back(ws)      # not after an error: a new one is made
             return outs
         except errors.NATIVE_ERRORS as e:
-            raise errors.from_native(e) from None
+            raise errors.from_native(e, graph=self.optimized) from None
 
     def __call__(self, leaves, plain_arrays=False):
         """`plain_arrays`: every leaf is an np.ndarray, which may then go to

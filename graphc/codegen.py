@@ -264,7 +264,7 @@ def _emit_index_check(node, operands):
     size, neg = node.p["size"], node.p["allow_negative"]
     lo = -size if neg else 0
     return _checking_copy(node, f"v < {lo} or v >= {size}", "IndexError",
-                          f"{node.p['what']} out of range [{lo}, {size}) at {node.loc}",
+                          f"{node.p['what']} out of range [{lo}, {size}){errors.at_node(node)}",
                           f"v + {size} if v < 0 else v")
 
 
@@ -276,8 +276,8 @@ def _emit_int_range_check(node, operands):
     tests = ([f"v < {info.min}"] if info.min > limits.min else []) + (
         [f"v > {info.max}"] if info.max < limits.max else [])
     return _checking_copy(node, " or ".join(tests) or "False", "OverflowError",
-                          f"{int_out_of_bounds(node.p['dtype'])} [{info.min}, {info.max}], "
-                          f"computed at {node.loc}")
+                          f"{int_out_of_bounds(node.p['dtype'])} [{info.min}, {info.max}]"
+                          f"{errors.at_node(node)}")
 
 
 # Rows shorter than this when traced (classes of a classifier) take their
@@ -839,7 +839,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
             continue
         if raises_in_loop(graph, n):
             body += [f"if {read(n.inputs[1])} < 0:",
-                     f"    raise ValueError({NEGATIVE_INT_POWER + errors.at(n.loc)!r})"]
+                     f"    raise ValueError({NEGATIVE_INT_POWER + errors.at_node(n)!r})"]
         body.append(f"t{n.id} = hf{n.id}[ii * n{r - 1} + {iv[-1]}]" if n in hoisted else
                     f"t{n.id} = hf{n.id}[jb]" if n in staged else
                     f"t{n.id} = {_scalar_expr(graph, n, [read(i) for i in n.inputs])}")

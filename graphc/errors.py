@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 
 _GRAPHC_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -58,10 +59,12 @@ _FROM_NATIVE = {IndexError: GraphcIndexError, ValueError: GraphcValueError,
 NATIVE_ERRORS = tuple(_FROM_NATIVE)
 
 
-def from_native(e: Exception, suffix: str = "") -> GraphcError:
-    """The GraphcError for `e`, one of NATIVE_ERRORS, with its message and `suffix`."""
+def from_native(e: Exception, suffix: str = "", graph=None) -> GraphcError:
+    """The GraphcError for `e`, one of NATIVE_ERRORS, with its message and
+    `suffix`; node marks in the message (at_node) name `graph`'s source lines."""
     ours = next(t for native, t in _FROM_NATIVE.items() if isinstance(e, native))
-    return ours(f"{e}{suffix}")
+    message = str(e) if graph is None else with_locations(str(e), graph)
+    return ours(f"{message}{suffix}")
 
 
 def _is_internal(filename: str) -> bool:
@@ -96,3 +99,28 @@ def user_location() -> str:
 def at(loc: str | None) -> str:
     """A message suffix pointing at a user's source line."""
     return f" (at {loc})" if loc and loc != "<unknown>" else ""
+
+
+# Compiled code names the node whose check failed, not the user's line: a
+# module whose text held file:line was a new module, compiled anew (seconds),
+# whenever the loss moved in its file or a notebook cell ran again. The line
+# is put back when the error reaches Python (from_native) or is exported.
+_NODE_MARK = re.compile(r" \(at %(\d+)\)")
+
+
+def at_node(node) -> str:
+    """A message suffix for compiled code: `node`'s mark, which with_locations
+    turns into at(node.loc)."""
+    return f" (at %{node.id})"
+
+
+def with_locations(text: str, graph, in_literals: bool = False) -> str:
+    """`text` with each at_node mark replaced by the line of that node of
+    `graph`; `in_literals`: the marks are inside string literals of source
+    code, so quotes and backslashes in file names are escaped."""
+    def located(mark):
+        suffix = at(graph.node(int(mark.group(1))).loc)
+        if in_literals:
+            suffix = suffix.replace("\\", "\\\\").replace("'", "\\'").replace('"', '\\"')
+        return suffix
+    return _NODE_MARK.sub(located, text)

@@ -181,7 +181,8 @@ def export(step, path) -> None:
         # (graphc.threads); threaded kernels would also slow its first compile
         module = entry.module if not entry.module.parallel else codegen.generate(
             entry.optimized, write_back=entry.write_back, parallel=False)
-        kernels.append(_renamed(module.source, k))
+        # errors name the lines of the loss as it was traced
+        kernels.append(_renamed(errors.with_locations(module.source, entry.optimized, in_literals=True), k))
         const_names = []
         for j, c in enumerate(api.module_consts(entry.optimized, module)):
             arrays[f"c{k}_{j}"] = c

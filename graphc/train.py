@@ -161,7 +161,7 @@ class _LastCall:
             except errors.NATIVE_ERRORS as e:
                 if str(e).startswith(reshaped):     # nothing ran: the checked path explains
                     return None
-                raise errors.from_native(e) from None
+                raise errors.from_native(e, graph=entry.optimized) from None
             if uses_workspace and ws.size <= keep:     # not after an error: see _Entry.give_back
                 pool.append(ws)
             return outs[0]
@@ -339,7 +339,7 @@ class Step:
                                   *entry.consts, *entry.tail_args(ws))
             entry.give_back(ws)
         except errors.NATIVE_ERRORS as e:
-            raise errors.from_native(e) from None
+            raise errors.from_native(e, graph=entry.optimized) from None
         finally:
             self.state["count"] = int(count)
         return losses

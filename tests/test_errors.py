@@ -141,3 +141,46 @@ def test_code_run_by_exec_is_the_users_wherever_the_current_directory_is(monkeyp
     # a sibling directory whose name starts like the package's is not graphc's
     assert not graphc.errors._is_internal(graphc.errors._GRAPHC_DIR + "_examples/train.py")
     assert graphc.errors._is_internal(graphc.errors._GRAPHC_DIR + "/api.py")
+
+
+# A loss with a label lookup, whose compiled code checks the labels
+_LOSS_SOURCE = '''
+import numpy as np
+def loss(p, x, y):
+    logits = x @ p["w"]
+    logp = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    return -np.mean(logp[np.arange(x.shape[0]), y])
+'''
+
+
+def test_a_loss_moved_in_its_file_reuses_its_compiled_code_and_errors_name_its_new_line():
+    # the same loss further down another file: an edit above it, a notebook cell run again
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(6, 3)), rng.normal(size=(3, 4))
+    y, bad_y = np.array([0, 1, 2, 3, 0, 1]), np.array([0, 1, 2, 4, 0, 1])
+    drivers = []
+    for k, filename in enumerate(["first_place.py", "second_place.py"]):
+        namespace = {}
+        exec(compile("\n" * (10 * k) + _LOSS_SOURCE, filename, "exec"), namespace)
+        where = f"{filename}:{6 + 10 * k}"      # the lookup's line
+        grad = gc.jit(gc.grad(namespace["loss"]))
+        grad({"w": w}, x, y)
+        (entry,) = grad._cache.values()
+        drivers.append(entry.driver)
+        assert filename not in entry.module.source
+        with pytest.raises(IndexError, match=r"out of range \[-4, 4\)") as e:
+            grad({"w": w}, x, bad_y)
+        assert where in str(e.value)
+        # compile_step's call and gc.train's native epoch name it too
+        params = {"w": w.copy()}
+        step = gc.compile_step(namespace["loss"], gc.optim.SGD(lr=0.1))
+        step(params, x, y)
+        with pytest.raises(IndexError) as e:
+            step(params, x, bad_y)
+        assert where in str(e.value)
+        with pytest.raises(IndexError) as e:
+            gc.train(namespace["loss"], params, (x, bad_y), gc.optim.SGD(lr=0.1), batch_size=3,
+                     epochs=1, progress=False)
+        assert where in str(e.value)
+    assert drivers[0] is drivers[1]         # one module, compiled once
+    assert len(drivers[0].signatures) == 1
