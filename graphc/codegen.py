@@ -62,6 +62,16 @@ FASTMATH = {FASTMATH}
 '''
 
 
+def _njit(*options: str) -> str:
+    """The decorator of the functions graphc generates (threaded kernels aside).
+    no_cfunc_wrapper: Numba's C-callable wrapper is for passing a function to
+    other compiled code as a value, which graphc never does; skipping it takes
+    25 ms (8%) off a small model's compile."""
+    return ("@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
+            + "".join(f"{o}, " for o in options)
+            + "no_cfunc_wrapper=True, pipeline_class=dispatch.GeneratedCode)")
+
+
 def _prologue() -> list[str]:
     """The first line of every generated function: its loops vectorize at the
     CPU's full width (graphc/target.py says why), unless the user opted out."""
@@ -1083,8 +1093,7 @@ def _outline_repeats(body: list, kernels_src: list[str]) -> list[str]:
             outlined[key] = u.name
             # no_cpython_wrapper: called only from run, never from Python (20 ms less)
             kernels_src.append("\n".join(
-                ["@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
-                 "no_cpython_wrapper=True, pipeline_class=dispatch.GeneratedCode)",
+                [_njit("no_cpython_wrapper=True"),
                  f"def {u.name}({', '.join(params)}):"] + _prologue()
                 + ["    " + line for line in lines]) + "\n")
     lines = []
@@ -1498,8 +1507,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@dispatch.load_without_refresh    # called from Python: loads fast from disk",
-              "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
-              "pipeline_class=dispatch.GeneratedCode)",
+              _njit(),
               f"def run({signature}):"] + _prologue() + shape_check + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
     source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n"
@@ -1571,8 +1579,7 @@ def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: l
     # `tail`: run's arguments after its inputs (constants, then ws and threads if it takes them)
     batch = [f"b{k}" for k in range(n_data)]
     lines = ["@dispatch.load_without_refresh",
-             "@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
-             "pipeline_class=dispatch.GeneratedCode)",
+             _njit(),
              f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + tail)}):",
              *_prologue(), "    num_batches = losses.shape[0]"]
     lines += [f"    {b} = alloc.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]
