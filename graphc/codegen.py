@@ -1510,7 +1510,12 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
               _njit(),
               f"def run({signature}):"] + _prologue() + shape_check + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
-    source = HEADER + "\n\n" + "\n\n".join(kernels_src) + "\n\n"
+    # gemm's C function for each float type this module multiplies, built before
+    # `run` is loaded from disk, which never compiles gemm (kernels/blas.py)
+    gemm_sizes = sorted({n.dtype.itemsize for n in graph.topo()
+                         if n.op == "matmul" and n.dtype.kind == "f"})
+    source = (HEADER + "".join(f"blas.build_gemm({size})\n" for size in gemm_sizes) + "\n\n"
+              + "\n\n".join(kernels_src) + "\n\n")
     if plan.slots:
         source += plan.maker_function(inputs + const_args) + "\n\n"
     source += "\n".join(driver) + "\n"

@@ -10,7 +10,9 @@ The GEMM is a CBLAS ?gemm of the library kernels/blas_library.py binds
 (NumPy's own BLAS where it can be found), declared by symbol name, so
 functions calling it can be cached on disk like any other.
 """
+import ctypes
 import platform
+import threading
 
 import llvmlite.binding as llvm_binding
 import llvmlite.ir as llvm_ir
@@ -117,6 +119,23 @@ def _copy_for_small_pays(n, k, itemsize):
     return itemsize == 4 and k >= 32 and k * n <= TRANSPOSED_MAX
 
 
+def _building_its_c_function(dispatcher):
+    """Have gemm's dispatcher build the C function for c's dtype before it
+    compiles or loads a version: a call from Python and the compile of a
+    function calling gemm both go through its compile()."""
+    compile_version = dispatcher.compile
+
+    def compile(sig):
+        c = (sig.args if hasattr(sig, "args") else tuple(sig))[2]
+        if isinstance(c, types.Array) and c.dtype in (types.float32, types.float64):
+            build_gemm(c.dtype.bitwidth // 8)
+        return compile_version(sig)
+
+    dispatcher.compile = compile
+    return dispatcher
+
+
+@_building_its_c_function
 @dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
@@ -132,10 +151,10 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     _copy_for_small_pays).
 
     The choice and the work run in a C function compiled once per install
-    (_gemm_by_address, GEMM_S/GEMM_D), called by symbol name as the BLAS is:
-    Numba links an njit callee's code into every caller's module and has
-    LLVM optimize and compile it again there, so this wrapper is all of
-    gemm that each model's module holds. A C function cannot raise, so
+    and dtype (_gemm_by_address, build_gemm), called by its address from
+    GEMM_TABLE: Numba links an njit callee's code into every caller's module
+    and has LLVM optimize and compile it again there, so this wrapper is all
+    of gemm that each model's module holds. A C function cannot raise, so
     everything it relies on is checked here first, and it allocates nothing.
     """
     if not c.flags.c_contiguous:
@@ -160,14 +179,14 @@ def _gemm_contiguous(a, b, c, transpose_a, transpose_b, alpha, beta, scratch):
         raise ValueError("gemm: scratch must be C-contiguous, of c's dtype")
     if m == 0 or n == 0:
         return
+    address = _built_gemm(c)
+    if address == 0:
+        raise ValueError("gemm: its C function for this dtype is not built in this process "
+                         "(graphc.kernels.blas.build_gemm)")
     scratch_at, scratch_size = (0, 0) if scratch is None else (scratch.ctypes.data, scratch.size)
     flags = (1 if transpose_a else 0) | (2 if transpose_b else 0)
-    if c.itemsize == 4:
-        _gemm_s(flags, m, n, k, np.float32(alpha), a.ctypes.data, b.ctypes.data,
-                np.float32(beta), c.ctypes.data, scratch_at, scratch_size)
-    else:
-        _gemm_d(flags, m, n, k, np.float64(alpha), a.ctypes.data, b.ctypes.data,
-                np.float64(beta), c.ctypes.data, scratch_at, scratch_size)
+    _call_gemm(address, flags, m, n, k, alpha, a.ctypes.data, b.ctypes.data, beta,
+               c.ctypes.data, scratch_at, scratch_size, c)
 
 
 def GEMM_SIGNATURE(real):
@@ -178,9 +197,61 @@ def GEMM_SIGNATURE(real):
                       types.intp, real, types.intp, types.intp, types.intp)
 
 
-GEMM_S, GEMM_D = "graphc_gemm_s", "graphc_gemm_d"
-_gemm_s = types.ExternalFunction(GEMM_S, GEMM_SIGNATURE(types.float32))
-_gemm_d = types.ExternalFunction(GEMM_D, GEMM_SIGNATURE(types.float64))
+# The addresses of gemm's C functions, float32's then float64's (0 until
+# built), in a table compiled code finds by this symbol name, so code loaded
+# from disk calls whichever this process has built. Built on first use: a
+# float32 model never builds the float64 one (2.8 s on a new install).
+GEMM_TABLE = "graphc_gemm_table"
+
+
+def _shared_table():
+    """The process's table: this module can be loaded more than once
+    (graphc's, and a copy in each exported step), and the symbol names one
+    table, so a later copy uses the first one's (kept forever: compiled
+    code reads it by address)."""
+    shared = llvm_binding.address_of_symbol(GEMM_TABLE)
+    if shared:
+        return (ctypes.c_int64 * 2).from_address(shared)
+    table = (ctypes.c_int64 * 2)()
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(table))
+    llvm_binding.add_symbol(GEMM_TABLE, ctypes.addressof(table))
+    return table
+
+
+_table = _shared_table()
+
+
+@intrinsic
+def _built_gemm(typingctx, c):
+    """The address of the C function for c's dtype from GEMM_TABLE (0: not built)."""
+    index = 0 if c.dtype == types.float32 else 1
+
+    def codegen(context, builder, sig, args):
+        entry = llvm_ir.IntType(64)
+        table = context.get_c_value(builder, llvm_ir.ArrayType(entry, 2), GEMM_TABLE)
+        i32 = llvm_ir.IntType(32)
+        return builder.load(builder.gep(table, [i32(0), i32(index)]))
+
+    return types.intp(c), codegen
+
+
+@intrinsic
+def _call_gemm(typingctx, address, flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size,
+               like):
+    """Call the GEMM_SIGNATURE C function at `address` for `like`'s dtype,
+    each argument converted to the signature's type."""
+    target = GEMM_SIGNATURE(like.dtype)
+    sig = types.void(address, flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size, like)
+
+    def codegen(context, builder, sig, args):
+        values = [context.cast(builder, v, t, want)
+                  for v, t, want in zip(args[1:-1], sig.args[1:-1], target.args)]
+        fnty = llvm_ir.FunctionType(llvm_ir.VoidType(),
+                                    [context.get_value_type(t) for t in target.args])
+        builder.call(builder.inttoptr(args[0], fnty.as_pointer()), values)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @intrinsic
@@ -236,21 +307,25 @@ def blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
 
 
 _gemm_cfuncs = []       # their code lives as long as these objects
+_building = threading.Lock()
 
 
-def _bind_gemm() -> None:
-    """Compile (or load) gemm's C functions and bind GEMM_S and GEMM_D to them,
-    once; after blas_library.bind(), which must load SciPy's cython_blas
-    first (else Numba's start-up imports all of scipy.linalg)."""
-    if not _gemm_cfuncs:
-        for real in (types.float32, types.float64):
-            signature = sigutils.normalize_signature(GEMM_SIGNATURE(real))
+def build_gemm(itemsize: int) -> None:
+    """Compile (or load from disk) gemm's C function for float32 (itemsize 4)
+    or float64 (8) and put its address in GEMM_TABLE, once per process.
+    Generated modules call it at import for the dtypes they multiply, since
+    their `run` loaded from disk never compiles gemm; blas_library.bind() has
+    run by then (it must load SciPy's cython_blas first, else Numba's
+    start-up imports all of scipy.linalg)."""
+    index = 0 if itemsize == 4 else 1
+    if _table[index]:
+        return
+    with _building:
+        if not _table[index]:
+            real = (types.float32, types.float64)[index]
             compiled = dispatch.load_without_refresh(
-                CFunc(_gemm_by_address, signature, locals={}, options={"nopython": True}))
+                CFunc(_gemm_by_address, sigutils.normalize_signature(GEMM_SIGNATURE(real)),
+                      locals={}, options={"nopython": True}))
             compiled.compile()      # loaded from disk after the install's first use
             _gemm_cfuncs.append(compiled)
-        llvm_binding.add_symbol(GEMM_S, _gemm_cfuncs[0].address)
-        llvm_binding.add_symbol(GEMM_D, _gemm_cfuncs[1].address)
-
-
-_bind_gemm()
+            _table[index] = compiled.address

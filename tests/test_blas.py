@@ -194,6 +194,32 @@ def _run_python(script, **env):
     return result.stdout.split()
 
 
+def test_gemm_refuses_a_dtype_whose_c_function_is_not_built():
+    a, b = np.ones((3, 4)), np.ones((4, 2))
+    c = np.zeros((3, 2))
+    gemm(a, b, c, False, False, 1.0, 0.0)       # builds float64's C function
+    address, blas._table[1] = blas._table[1], 0
+    try:
+        with pytest.raises(ValueError, match="not built"):
+            gemm(a, b, c, False, False, 1.0, 1.0)
+    finally:
+        blas._table[1] = address
+    np.testing.assert_array_equal(c, 4.0)       # untouched by the refused call
+    gemm(a, b, c, False, False, 1.0, 1.0)
+    np.testing.assert_array_equal(c, 8.0)
+
+
+def test_a_float32_model_builds_only_the_float32_c_function():
+    # in a new process, as a user's: each costs seconds to build on a new install
+    built = _run_python(
+        "import numpy as np, graphc as gc\n"
+        "x = np.ones((4, 3), np.float32)\n"
+        "gc.jit(lambda x, w: np.tanh(x @ w))(x, np.ones((3, 2), np.float32))\n"
+        "from graphc.kernels import blas\n"
+        "print(*[bool(address) for address in blas._table])\n")
+    assert built == ["True", "False"]
+
+
 def test_gemm_calls_the_blas_numpy_uses():
     """NumPy's wheels bundle their own OpenBLAS (another build than SciPy's,
     and faster for small float32 products, see blas_library): graphc must
