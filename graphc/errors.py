@@ -105,13 +105,13 @@ def at(loc: str | None) -> str:
 # module whose text held file:line was a new module, compiled anew (seconds),
 # whenever the loss moved in its file or a notebook cell ran again. The line
 # is put back when the error reaches Python (from_native) or is exported.
-_NODE_MARK = re.compile(r" \(at %(\d+)\)")
+_NODE_MARK = re.compile(r" \(at node (\d+)\)")
 
 
 def at_node(node) -> str:
     """A message suffix for compiled code: `node`'s mark, which with_locations
     turns into at(node.loc)."""
-    return f" (at %{node.id})"
+    return f" (at node {node.id})"
 
 
 def with_locations(text: str, graph, in_literals: bool = False) -> str:
@@ -119,8 +119,12 @@ def with_locations(text: str, graph, in_literals: bool = False) -> str:
     `graph`; `in_literals`: the marks are inside string literals of source
     code, so quotes and backslashes in file names are escaped."""
     def located(mark):
-        suffix = at(graph.node(int(mark.group(1))).loc)
-        if in_literals:
-            suffix = suffix.replace("\\", "\\\\").replace("'", "\\'").replace('"', '\\"')
+        node_id = int(mark.group(1))
+        if node_id not in graph.nx:       # never hide the error itself: drop the mark
+            return ""
+        suffix = at(graph.node(node_id).loc)
+        if in_literals:     # backslashes, newlines, non-ASCII, then either quote
+            suffix = suffix.encode("unicode_escape").decode("ascii")
+            suffix = suffix.replace("'", "\\'").replace('"', '\\"')
         return suffix
     return _NODE_MARK.sub(located, text)

@@ -182,7 +182,9 @@ def export(step, path) -> None:
         module = entry.module if not entry.module.parallel else codegen.generate(
             entry.optimized, write_back=entry.write_back, parallel=False)
         # errors name the lines of the loss as it was traced
-        kernels.append(_renamed(errors.with_locations(module.source, entry.optimized, in_literals=True), k))
+        # (after _renamed, whose renaming would reach into file names)
+        kernels.append(errors.with_locations(_renamed(module.source, k), entry.optimized,
+                                             in_literals=True))
         const_names = []
         for j, c in enumerate(api.module_consts(entry.optimized, module)):
             arrays[f"c{k}_{j}"] = c

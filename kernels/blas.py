@@ -12,13 +12,14 @@ functions calling it can be cached on disk like any other.
 """
 import ctypes
 import platform
-import threading
 
 import llvmlite.binding as llvm_binding
 import llvmlite.ir as llvm_ir
 import numpy as np
 from numba import carray, njit, types
 from numba.core import sigutils
+from numba.core.compiler_lock import global_compiler_lock
+from numba.core.errors import TypingError
 from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
 
@@ -201,7 +202,10 @@ def GEMM_SIGNATURE(real):
 # built), in a table compiled code finds by this symbol name, so code loaded
 # from disk calls whichever this process has built. Built on first use: a
 # float32 model never builds the float64 one (2.8 s on a new install).
-GEMM_TABLE = "graphc_gemm_table"
+# Exported steps embed this module, and one process may hold several copies:
+# give the table a new name whenever GEMM_SIGNATURE changes.
+GEMM_TABLE = "graphc_gemm_table_1"
+_Table = ctypes.c_ssize_t * 2       # intp addresses
 
 
 def _shared_table():
@@ -211,8 +215,8 @@ def _shared_table():
     code reads it by address)."""
     shared = llvm_binding.address_of_symbol(GEMM_TABLE)
     if shared:
-        return (ctypes.c_int64 * 2).from_address(shared)
-    table = (ctypes.c_int64 * 2)()
+        return _Table.from_address(shared)
+    table = _Table()
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(table))
     llvm_binding.add_symbol(GEMM_TABLE, ctypes.addressof(table))
     return table
@@ -224,10 +228,12 @@ _table = _shared_table()
 @intrinsic
 def _built_gemm(typingctx, c):
     """The address of the C function for c's dtype from GEMM_TABLE (0: not built)."""
+    if c.dtype not in (types.float32, types.float64):
+        raise TypingError(f"gemm: float32 or float64 arrays only, not {c.dtype}")
     index = 0 if c.dtype == types.float32 else 1
 
     def codegen(context, builder, sig, args):
-        entry = llvm_ir.IntType(64)
+        entry = context.get_value_type(types.intp)
         table = context.get_c_value(builder, llvm_ir.ArrayType(entry, 2), GEMM_TABLE)
         i32 = llvm_ir.IntType(32)
         return builder.load(builder.gep(table, [i32(0), i32(index)]))
@@ -307,7 +313,6 @@ def blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
 
 
 _gemm_cfuncs = []       # their code lives as long as these objects
-_building = threading.Lock()
 
 
 def build_gemm(itemsize: int) -> None:
@@ -316,11 +321,15 @@ def build_gemm(itemsize: int) -> None:
     Generated modules call it at import for the dtypes they multiply, since
     their `run` loaded from disk never compiles gemm; blas_library.bind() has
     run by then (it must load SciPy's cython_blas first, else Numba's
-    start-up imports all of scipy.linalg)."""
+    start-up imports all of scipy.linalg). Under Numba's compiler lock, which
+    a compile calling gemm already holds (another lock taken inside it
+    could deadlock against a thread importing a module)."""
+    if itemsize not in (4, 8):
+        raise ValueError(f"gemm: float32 (4) or float64 (8) only, not itemsize {itemsize}")
     index = 0 if itemsize == 4 else 1
     if _table[index]:
         return
-    with _building:
+    with global_compiler_lock:
         if not _table[index]:
             real = (types.float32, types.float64)[index]
             compiled = dispatch.load_without_refresh(

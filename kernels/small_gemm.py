@@ -20,8 +20,8 @@ are left to BLAS (blas._small_pays): scalar code for them took longer than
 the whole BLAS call (64x64 @ 64x10 float32: 8.3 against 2.3 us), and so
 did AVX2's masked loads and stores (2.8 against 1.8 us).
 
-Generated code reaches it through blas.gemm's C function, called by
-symbol name as the BLAS is, so its code is compiled once per install, not
+Generated code reaches it through blas.gemm's C function, called by its
+address (blas.GEMM_TABLE), so its code is compiled once per install, not
 again inside every model's module.
 """
 from llvmlite import ir

@@ -1,8 +1,12 @@
 """Every error of API.md section 4 that tracing and differentiation raise."""
+import ast
+import types
+
 import numpy as np
 import pytest
 
 import graphc as gc
+from graphc import errors
 
 THIS_FILE = "test_errors.py:"
 
@@ -184,3 +188,26 @@ def test_a_loss_moved_in_its_file_reuses_its_compiled_code_and_errors_name_its_n
         assert where in str(e.value)
     assert drivers[0] is drivers[1]         # one module, compiled once
     assert len(drivers[0].signatures) == 1
+
+
+class _LocatedGraph:
+    """The part of a Graph that errors.with_locations reads: node id -> loc."""
+
+    def __init__(self, locs):
+        self.nx = locs
+
+    def node(self, node_id):
+        return types.SimpleNamespace(loc=self.nx[node_id])
+
+
+@pytest.mark.parametrize("message", ["labels out of range [0, 4)", "it's out of range"])
+def test_node_marks_become_the_users_line_in_messages_and_in_exported_source(message):
+    odd = "/tmp/it's a \"dir\"\\ with\na newline/é.py:3"
+    graph = _LocatedGraph({7: odd})
+    marked = message + errors.at_node(types.SimpleNamespace(id=7))
+    assert errors.with_locations(marked, graph) == f"{message} (at {odd})"
+    # in source (repr picks either quote), the literal still reads back exactly
+    source = errors.with_locations(repr(marked), graph, in_literals=True)
+    assert ast.literal_eval(source) == f"{message} (at {odd})"
+    # a mark of a node the graph lacks is dropped, never an error hiding the real one
+    assert errors.with_locations(marked.replace("node 7", "node 8"), graph) == message

@@ -70,7 +70,7 @@ np.savez({str(tmp_path / 'out.npz')!r}, losses=losses, count=m.state["count"], *
     assert "graphc" not in imported
     assert "def gemm(" in text and "def empty(" in text    # graphc.kernels.blas, .alloc embedded
     # the label check's error names the loss's line, as graphc's own does
-    assert f"(at {__file__}:{loss.__code__.co_firstlineno + 1})" in text and "(at %" not in text
+    assert f"(at {__file__}:{loss.__code__.co_firstlineno + 1})" in text and "(at node" not in text
     # SGD's weight updates accumulate inside the gradient GEMM (beta = 1)
     folded = any("blas.gemm(" in line and " += " in line for line in text.splitlines())
     assert folded == (optimizer == "SGD")
