@@ -18,9 +18,9 @@ import llvmlite.ir as llvm_ir
 import numpy as np
 from numba import carray, njit, types
 from numba.core import sigutils
+from numba.core.ccallback import CFunc
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.errors import TypingError
-from numba.core.ccallback import CFunc
 from numba.extending import intrinsic
 
 from graphc.kernels import blas_library, dispatch, small_gemm, transpose

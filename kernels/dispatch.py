@@ -62,9 +62,9 @@ class _LoadWithoutRefresh(FunctionCache):
     Numba's typing and lowering registries (numba.np.arraymath, linalg, the
     typed containers, ...), which only compiling uses, and a compile runs
     it itself. In a new process with a warm cache it was most of the first
-    call: W2's went from about 0.52 to 0.31 s, Numba's import aside. Loaded code still needs
-    Numba's runtime (NRT: allocation and reference counts), so that is
-    initialized first, as the refresh would have."""
+    call: W2's went from about 0.52 to 0.31 s, Numba's import aside. Loaded
+    code still needs Numba's runtime (NRT: allocation and reference counts),
+    so that is initialized first, as the refresh would have."""
 
     def load_overload(self, sig, target_context):
         load = getattr(self, "_load_overload", None)

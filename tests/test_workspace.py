@@ -1,6 +1,7 @@
 """The workspace: intermediates carved from one buffer kept across calls
 (graphc/workspace.py, graphc.kernels.alloc.carve, graphc.api._Entry)."""
 import re
+import uuid
 
 import numpy as np
 import pytest
@@ -102,8 +103,6 @@ def test_a_workspace_not_made_for_the_call_is_refused_not_written_past(rng):
 def test_models_with_different_numbers_of_shape_entries_share_one_header_reader(rng):
     """workspace_header is compiled once per install: its arguments' types do
     not depend on how many shape entries a model's workspace records."""
-    import uuid
-
     from graphc.kernels import alloc
     scale = 1.0 + uuid.uuid4().int % 10_000     # new modules: compiled, not loaded from disk
     f1 = gc.jit(lambda x: np.tanh(x) * scale)
