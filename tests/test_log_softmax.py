@@ -32,6 +32,9 @@ def test_hand_written_log_softmax_becomes_one_op_and_its_gradient_skips_the_max(
     gc.check_grad(softmax_cross_entropy, x, y)
 
 
+_NN_SHAPES = [(3, 7), (2, 63), (3, 64), (2, 4100)]     # see below
+
+
 # rows shorter than codegen.SHORT_ROW (64) take exp in one flat loop, longer ones row by
 # row (the peak in MAX_LANES lanes, sums of more than SUM_BLOCK in blocks)
 @pytest.mark.parametrize("shape", [(1, 1), (3, 7), (2, 3, 5), (6,), (2, 63), (3, 64), (2, 2, 150),
@@ -42,7 +45,11 @@ def test_values_and_gradients_match_numpy_and_finite_differences(shape, dtype):
     x = (3 * rng.normal(size=shape)).astype(dtype)
     weights = rng.normal(size=shape)
     tol = dict(rtol=1e-12, atol=1e-12) if dtype == np.float64 else dict(rtol=2e-6, atol=2e-6)
-    for fn in (by_hand, lambda v: gc.nn.log_softmax(v)):
+    # gc.nn.log_softmax's code differs from the rewritten by_hand's by one line
+    # (a row of -inf): checked at one shape of each row form, where by_hand's
+    # modules are shared with the other shapes of the same rank and form
+    forms = (by_hand, lambda v: gc.nn.log_softmax(v)) if shape in _NN_SHAPES else (by_hand,)
+    for fn in forms:
         f = gc.jit(fn)
         np.testing.assert_allclose(f(x), by_hand(x), **tol)
         np.testing.assert_allclose(f(x), f.interpret(x), **tol)
