@@ -1546,11 +1546,11 @@ def _shapes_differ(graph: Graph, inputs: list[str], consts: dict[str, Node], dim
     header is read first), as conditions any of which fails it: each input
     dimension equals the one its class is named by (graphc/dims.py), and a
     class a constant `run` is passed is in has that constant's size (read
-    from the argument: a new batch size passes its own). A caller that checked the shapes once need only check
-    that it passes the same arrays: one reshaped in place since then fails
-    here (train.py's steady-state call relies on it). Inputs `run` never
-    reads are not passed as arrays, so neither they nor dims named after
-    them are tested."""
+    from the argument: a new batch size passes its own). A caller that
+    checked the shapes once need only check that it passes the same arrays:
+    one reshaped in place since then fails here (train.py's steady-state
+    call relies on it). Inputs `run` never reads are not passed as arrays,
+    so neither they nor dims named after them are tested."""
     def passed(expr):
         return all(n in mentioned for n in re.findall(r"\b(?:in|c)\d+\b", expr))
 
