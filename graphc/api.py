@@ -24,12 +24,14 @@ from graphc.ir import Graph
 
 @dataclass
 class Inspection:
-    """What `.inspect(*args)` returns: every stage of one compiled signature."""
+    """What `.inspect(*args)` returns: every stage of one compiled signature.
+    From `.lower(*args)`, compile_seconds is None while Numba has not yet
+    compiled the source."""
     graph: Graph
     optimized: Graph
     source: str
     kernels: list
-    compile_seconds: float
+    compile_seconds: float | None
 
 
 # Held by the first call of each entry: Numba compiles then, and once it has,
@@ -236,7 +238,7 @@ class _Entry:
 
     def inspection(self) -> Inspection:
         return Inspection(self.graph, self.optimized, self.module.source, self.module.kernels,
-                          self.compile_seconds)
+                          self.compile_seconds if self.called else None)
 
 
 def int_argument_checks(graph: Graph) -> list[tuple]:
@@ -392,6 +394,13 @@ class Compiled:
                 leaves = [leaf.copy() if isinstance(leaf, np.ndarray) else leaf for leaf in leaves]
             entry(leaves)
         return entry.inspection()
+
+    def lower(self, *args) -> Inspection:
+        """inspect() without Numba's compile: the graphs, the generated source
+        and its kernels in milliseconds, where compiling takes a second or
+        more (as JAX's `jit(f).lower(*args)`). compile_seconds is None until
+        a call or inspect() compiles this signature."""
+        return self._entry(args)[0].inspection()
 
     def interpret(self, *args):
         """Run the traced graph with the NumPy reference interpreter (the oracle)."""

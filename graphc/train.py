@@ -309,6 +309,11 @@ class Step:
         self._bind(params)
         return self._compiled.inspect(*self._args(params, batch))
 
+    def lower(self, params, *batch):
+        """inspect() without compiling (see Compiled.lower); updates nothing."""
+        self._bind(params)
+        return self._compiled.lower(*self._args(params, batch))
+
     def epoch(self, params, data, perm, batch_size, num_batches) -> np.ndarray:
         """Run `num_batches` steps over `data[perm]` as one native call; the batch losses."""
         perm = np.ascontiguousarray(perm, np.int64)

@@ -179,15 +179,30 @@ def test_static_argnums():
     assert len(calls) == 2
 
 
-def test_inspect_reports_every_stage():
+def test_inspect_reports_every_stage_and_lower_all_but_the_compile():
     f = gc.jit(lambda x, y: np.sum(np.exp(x) * y))
+    lowered = f.lower(np.ones(3), np.ones(3))
+    (entry,) = f._cache.values()
+    assert lowered.compile_seconds is None and not entry.driver.signatures   # Numba compiled nothing
     info = f.inspect(np.ones(3), np.ones(3))
     assert "exp" in str(info.graph) and "exp" in str(info.optimized)
     compile(info.source, "<generated>", "exec")          # valid Python
     assert "@njit" in info.source and "def run(" in info.source
     assert info.kernels and all(k.name and k.ops and k.bytes > 0 for k in info.kernels)
     assert sum(k.flops for k in info.kernels) > 0
-    assert info.compile_seconds >= 0
+    assert info.compile_seconds >= 0 and entry.driver.signatures
+    assert (lowered.source, lowered.kernels) == (info.source, info.kernels)
+    assert f.lower(np.ones(3), np.ones(3)).compile_seconds == info.compile_seconds
+
+
+def test_lowering_a_training_step_updates_nothing():
+    params = {"w": np.ones(3)}
+    step = gc.compile_step(lambda p, x: np.sum((p["w"] * x) ** 2), gc.optim.Adam(0.1))
+    lowered = step.lower(params, np.ones(3))
+    assert lowered.compile_seconds is None and "def run(" in lowered.source
+    assert any("sqrt" in k.ops for k in lowered.kernels)      # Adam's update is in the step
+    np.testing.assert_array_equal(params["w"], np.ones(3))
+    assert step.state["count"] == 0
 
 
 def test_results_are_fresh_arrays_each_call():
