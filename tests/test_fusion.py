@@ -46,7 +46,9 @@ def test_generated_functions_skip_the_passes_that_find_nothing_in_them():
 
 def test_reduction_is_fused_as_the_groups_epilogue():
     f = gc.jit(lambda x: np.sum(np.exp(x - 1.0), axis=1))
-    info = f.inspect(np.ones((3, 4)))
+    # never run: lower(), no Numba compile (a fused row sum compiles and runs
+    # in test_shape_reuse's test_repeat_calls_take_the_fast_path_...)
+    info = f.lower(np.ones((3, 4)))
     assert [k.ops for k in info.kernels] == [["sub", "exp", "sum"]]
 
 
@@ -93,7 +95,9 @@ def test_groups_are_convex():
         b = np.sum(a, axis=1, keepdims=True)   # a reduction between two elementwise ops
         return a / b
 
-    info = gc.jit(f).inspect(np.ones((2, 3)))
+    # the graph only: lower(), no Numba compile (a softmax's exp and row sum
+    # compile and run in test_log_softmax's test_intermediates_the_user_also_returns_...)
+    info = gc.jit(f).lower(np.ones((2, 3)))
     g = info.optimized
     position = {n.id: k for k, n in enumerate(g.topo())}
     for members in g.groups:
@@ -125,7 +129,9 @@ def test_transposes_around_a_product_are_blas_flags(fn, b_shape, transposes, pro
                          ids=["flag", "transposed-product"])
 def test_a_products_flops_count_its_inner_axis_through_the_flags(fn):
     g, x = np.ones((100, 6)), np.ones((100, 5))
-    (kernel,) = gc.jit(fn).inspect(g, x).kernels
+    # never run: lower(), no Numba compile (g.T @ x as a flag runs in
+    # test_train's test_layers_written_x_at_w_transposed_update_in_one_gemm_...)
+    (kernel,) = gc.jit(fn).lower(g, x).kernels
     assert kernel.ops == ["matmul"] and kernel.flops == 2 * 6 * 5 * 100
 
 
@@ -391,7 +397,9 @@ def test_fast_math_keeps_numpys_special_values(dtype):
 def test_small_integer_powers_are_products():
     # without afn a pow left to Numba is a libm call per element (x ** 3 on 1e6
     # float32: about 20x slower); codegen writes small integer powers as products
-    src = gc.jit(lambda v: v ** 3 + v ** -2 + v ** 2.5).inspect(np.ones(4)).source
+    # the source only: lower(), no Numba compile (these powers compile and run
+    # in test_fast_math_keeps_numpys_special_values)
+    src = gc.jit(lambda v: v ** 3 + v ** -2 + v ** 2.5).lower(np.ones(4)).source
     powers = [line for line in src.splitlines() if "**" in line and not line.strip().startswith("#")]
     assert powers and all("** np.float64(2.5)" in line for line in powers)
 
@@ -465,7 +473,9 @@ def test_a_staged_blocks_reductions_and_outputs_run_apart(monkeypatch):
     the next, the last (results: the test above)."""
     monkeypatch.setattr(codegen, "vector_registers", lambda: 16)
     args = tuple(np.linspace(-2, 2, 3 * codegen.SUM_BLOCK, dtype=np.float32) for _ in range(3))
-    loops = _block_loops(gc.jit(_logistic_loss_and_grad).inspect(*args).source)
+    # the source only: lower(), no Numba compile (the same staged float32 code
+    # compiles and runs in the test above)
+    loops = _block_loops(gc.jit(_logistic_loss_and_grad).lower(*args).source)
     calls = [set(re.findall(r"(?<=vmath\.)\w+(?=\()| / ", body)) for body in loops]
     # whole blocks, then the partial last one: exp; log1p and the sum; the division
     assert calls == [{"exp"}, {"log1p", "radd"}, {" / "}] * 2

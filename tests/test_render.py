@@ -11,7 +11,9 @@ def _step_graph():
     from graphc import demo
     params = demo.init_mlp([8, 6, 3])
     step = gc.compile_step(demo.mlp_loss, gc.optim.SGD(0.1))
-    return step.inspect(params, np.ones((4, 8), np.float32), np.array([0, 1, 2, 0])).optimized
+    # the graph only: lower(), no Numba compile (a ReLU MLP's SGD step compiles
+    # and runs in test_shape_reuse's test_training_step_is_right_for_every_batch_size)
+    return step.lower(params, np.ones((4, 8), np.float32), np.array([0, 1, 2, 0])).optimized
 
 
 def test_dot_marks_roles_parameters_outputs_and_kernels():

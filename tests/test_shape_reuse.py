@@ -19,7 +19,9 @@ def _driver_source(source: str) -> str:
 
 def test_the_generated_code_holds_no_batch_size():
     f = gc.jit(lambda x, w: np.mean(np.tanh(x @ w), axis=0) + x.sum() / x.size)
-    info = f.inspect(np.ones((37, 3)), np.ones((3, 5)))
+    # never run: lower(), no Numba compile (code reading sizes from shapes
+    # compiles and runs in the tests below)
+    info = f.lower(np.ones((37, 3)), np.ones((3, 5)))
     # 37 appears nowhere: loop bounds, buffers and the mean's divisor come from shapes
     assert "37" not in info.source
     assert "numel" in [n.op for n in info.optimized.topo()]

@@ -151,7 +151,9 @@ def test_a_loop_that_can_raise_stays_serial(low_threshold):
     power = gc.jit(lambda x, k: x ** k)
     x, k = np.full((300, 300), 2), np.ones((300, 300), np.int64)
     assert not any(kernel.parallel for kernel in power.inspect(x, k).kernels)
-    assert any(kernel.parallel for kernel in gc.jit(lambda x, k: x * k).inspect(x, k).kernels)
+    # lower: only the kernels of a loop that would be threaded, never run (no compile)
+    control = gc.jit(lambda x, k: x * k).lower(x, k).kernels
+    assert any(kernel.parallel for kernel in control) == (threads.count() > 1)
     for at in [(0, 0), (-1, -1)]:
         k[at] = -1
         with pytest.raises(ValueError, match="negative integer powers"):
@@ -251,7 +253,8 @@ def test_more_threads_than_numba_has_are_capped(monkeypatch):
 def test_one_thread_emits_no_threaded_kernels(low_threshold, monkeypatch):
     monkeypatch.setattr(threads, "_count", 1)
     args = _mixed_args(np.random.default_rng(3), 331, np.float64)
-    assert not any(k.parallel for k in gc.jit(mixed).inspect(*args).kernels)
+    # lower: the kernels only; the serial loops of `mixed` run in the first test
+    assert not any(k.parallel for k in gc.jit(mixed).lower(*args).kernels)
 
 
 def test_an_exported_step_is_serial(low_threshold, tmp_path, monkeypatch):
@@ -296,7 +299,8 @@ def test_gc_train_runs_threaded_loops_inside_its_native_epoch(low_threshold, ser
 
     w0 = rng.standard_normal(12_000)
     probe = gc.compile_step(loss, gc.optim.SGD(0.5))      # the module gc.train will use
-    assert any(k.parallel for k in probe.inspect({"w": w0}, X[:2], Y[:2]).kernels)
+    # lower: gc.train compiles and runs its train_epoch; the probe's `run` never runs
+    assert any(k.parallel for k in probe.lower({"w": w0}, X[:2], Y[:2]).kernels)
     runs = []
     for threaded in (True, False):
         if not threaded:
