@@ -606,7 +606,13 @@ def check_grad(fn, *args, argnums=0, eps=None, rtol=None, atol=None):
     >>> gc.check_grad(lambda x: np.sum(np.tanh(x) ** 2), np.linspace(-1, 1, 5))
     """
     nums = _argnums_tuple(argnums, len(args))
-    analytic = grad(fn, argnums=nums)(*args)
+    check_grad_values(fn, args, grad(fn, argnums=nums)(*args), nums, eps, rtol, atol)
+
+
+def check_grad_values(fn, args, analytic, argnums, eps=None, rtol=None, atol=None):
+    """check_grad for gradients already computed: `analytic[k]` is the
+    gradient with respect to args[argnums[k]] (a tuple of ints). For a test
+    that compiles the gradient together with other values in one module."""
     f64_args = [pytree.unflatten(pytree.flatten(a)[1], [
         np.asarray(x, np.float64) if tracing.aval_of(x)[1].kind == "f" else x
         for x in pytree.flatten(a)[0]]) for a in args]
@@ -615,7 +621,7 @@ def check_grad(fn, *args, argnums=0, eps=None, rtol=None, atol=None):
     def f_at(at):
         return float(np.sum(np.asarray(pytree.flatten(f_ref.interpret(*at))[0][0], np.float64)))
 
-    for k, a in enumerate(nums):
+    for k, a in enumerate(argnums):
         leaves, treedef = pytree.flatten(f64_args[a])
         a_leaves = pytree.flatten(analytic[k])[0]
         low_precision = any(tracing.aval_of(x)[1] == np.float32 for x in pytree.flatten(args[a])[0])
