@@ -119,7 +119,10 @@ def test_layout_ops_are_right_and_shared_across_batch_sizes(sizes, seed):
         x = rng.normal(size=(n, 4))
         idx = rng.integers(-3, 3, size=5)
         np.testing.assert_allclose(f(x, w, idx), _layout_mix(x, w, idx), rtol=1e-12)
-        gc.check_grad(lambda x, w: np.sum(_layout_mix(x, w, idx)), x, w)
+        # idx an argument, as in f: one gradient module for every example
+        # (a captured idx is a constant, a new module each: test_random_shapes'
+        # take tests differentiate those)
+        gc.check_grad(lambda x, w, i: np.sum(_layout_mix(x, w, i)), x, w, idx, argnums=(0, 1))
     assert len({id(e.driver) for e in f._cache.values()}) == 1
 
 

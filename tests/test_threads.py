@@ -213,7 +213,8 @@ def test_threaded_loops_called_from_several_python_threads_at_once(low_threshold
                                                                   run_concurrently):
     rng = np.random.default_rng(2)
     f = gc.jit(mixed)
-    inputs = [_mixed_args(rng, 331, np.float64) for _ in range(4)]
+    # float32, the first test's signature: its module, not a threaded compile of its own
+    inputs = [_mixed_args(rng, 331, np.float32) for _ in range(4)]
     assert any(k.parallel for k in f.inspect(*inputs[0]).kernels)
     expected = [f(*args) for args in inputs]       # one caller at a time
 
