@@ -513,7 +513,7 @@ def test_train_rejects_mismatched_data_lengths():
         gc.train(loss_fn, params, (x, y[:-1]), gc.optim.SGD(0.1), progress=False)
 
 
-def test_step_inspect_shows_one_module_with_the_update_fused_in():
+def test_a_lowered_step_shows_one_module_with_the_update_fused_in():
     params, x, y = make()
     step = gc.compile_step(loss_fn, gc.optim.Adam())
     # lower: inspect's stages without the compile (this Adam step runs in the optimizer tests)
