@@ -55,6 +55,7 @@ from numba import njit, prange
 from graphc.kernels import alloc   # np.empty/np.full, compiled once per install, not per process
 from graphc.kernels import blas    # GEMM with alpha/beta: SGD updates accumulate into W
 from graphc.kernels import dispatch    # how Numba compiles these functions (GeneratedCode)
+from graphc.kernels import sums    # a float32 column sum's float64 totals, folded per block of rows
 from graphc.kernels import transpose   # 2-D transposed copies in vector tiles
 from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba has no SVML
 
@@ -810,7 +811,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
         if n in row_blocked:
             o = out[n.id]
             lines += [f"rbf{n.id} = alloc.reshape({o}, ({o}.size,))",
-                      f"for j in range(rbf{n.id}.shape[0]):", f"    rbf{n.id}[j] = 0",
+                      f"sums.zero(rbf{n.id})",
                       f"accf{n.id} = alloc.full_if(n0 > {SUM_ROWS}, rbf{n.id}.shape[0], 0, "
                       f"np.float64)"]
         elif n not in direct:   # a 0-d total in a local: no allocation per call
@@ -880,12 +881,9 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     lines += [pad + b for b in row]
     end_of_i0 = pad if r == 2 else "    "          # the end of the loop over axis 0
     for n in row_blocked:   # after each block of rows, and the last, inside that loop
-        fold = [f"for j in range(accf{n.id}.shape[0]):",
-                f"    accf{n.id}[j] += rbf{n.id}[j]", f"    rbf{n.id}[j] = 0"]
-        lines += [f"{end_of_i0}if accf{n.id}.shape[0] and (i0 % {SUM_ROWS} == {SUM_ROWS - 1} "
-                  f"or i0 == n0 - 1):"] + [f"{end_of_i0}    " + f for f in fold]
+        lines.append(f"{end_of_i0}sums.fold_rows(accf{n.id}, rbf{n.id}, i0, n0, {SUM_ROWS})")
     for n in row_blocked:   # then, after the loop, the totals
-        lines += [f"for j in range(accf{n.id}.shape[0]):", f"    rbf{n.id}[j] = accf{n.id}[j]"]
+        lines.append(f"sums.copy_totals(rbf{n.id}, accf{n.id})")
     for n in sinks:
         if n in direct or n in row_blocked:
             continue

@@ -149,3 +149,26 @@ for name in ("W1", "W4"):
     for line in result.stdout.splitlines():
         step_allocs, boxing_allocs, n_args = map(float, line.split())
         assert boxing_allocs > 0 and step_allocs == boxing_allocs, line
+
+
+@pytest.mark.parametrize("num_rows", [1, 3, 4, 9])
+def test_a_column_sums_totals_fold_every_block_of_rows_and_after_the_last(num_rows):
+    """kernels.sums, as a generated column sum calls it: the float32 block
+    adds one row at a time, folds into the float64 totals every
+    rows_per_fold rows and after the last row, and the totals come back."""
+    from graphc.kernels import sums
+    rows = np.arange(1, 3 * num_rows + 1, dtype=np.float32).reshape(num_rows, 3)
+    block = np.full(3, 7, np.float32)       # stale values: zero() clears them
+    totals = np.zeros(3)
+    sums.zero(block)
+    for i in range(num_rows):
+        block += rows[i]
+        sums.fold_rows(totals, block, i, num_rows, 4)
+        folded = i % 4 == 3 or i == num_rows - 1
+        assert (block == 0).all() == folded, i
+    sums.copy_totals(block, totals)
+    np.testing.assert_array_equal(block, rows.sum(axis=0))
+    # without totals (few rows: alloc.full_if gave none) the block keeps its sum
+    sums.fold_rows(np.zeros(0), block, num_rows - 1, num_rows, 4)
+    sums.copy_totals(block, np.zeros(0))
+    np.testing.assert_array_equal(block, rows.sum(axis=0))

@@ -13,12 +13,12 @@ def loss(p, x, y):
     return gc.nn.cross_entropy(np.tanh(x @ p["W"] + p["b"]) @ p["V"], y)
 
 
-def _setup():
+def _setup(dtype=np.float64):
     rng = np.random.default_rng(0)
     params = {"W": rng.normal(size=(5, 8)), "b": np.zeros(8), "V": rng.normal(size=(8, 3))}
     x = rng.normal(size=(16, 5))
     y = rng.integers(0, 3, size=16)
-    return params, x, y
+    return {k: v.astype(dtype) for k, v in params.items()}, x.astype(dtype), y
 
 
 def test_export_before_any_call_is_a_value_error(tmp_path):
@@ -26,9 +26,10 @@ def test_export_before_any_call_is_a_value_error(tmp_path):
         gc.export(gc.compile_step(loss, gc.optim.Adam()), tmp_path / "m.py")
 
 
-@pytest.mark.parametrize("optimizer", ["Adam", "SGD"])   # SGD updates W inside the BLAS call
-def test_exported_step_continues_exactly_without_graphc(tmp_path, optimizer):
-    params, x, y = _setup()
+# SGD updates W inside the BLAS call; float32 sums b's gradient with kernels.sums
+@pytest.mark.parametrize("optimizer, dtype", [("Adam", np.float64), ("SGD", np.float32)])
+def test_exported_step_continues_exactly_without_graphc(tmp_path, optimizer, dtype):
+    params, x, y = _setup(dtype)
     step = gc.compile_step(loss, getattr(gc.optim, optimizer)(lr=0.05))
     for _ in range(3):
         step(params, x, y)
@@ -69,6 +70,7 @@ np.savez({str(tmp_path / 'out.npz')!r}, losses=losses, count=m.state["count"], *
             imported.add((node.module or "").split(".")[0])
     assert "graphc" not in imported
     assert "def gemm(" in text and "def empty(" in text    # graphc.kernels.blas, .alloc embedded
+    assert ("def fold_rows(" in text) == (dtype == np.float32)     # .sums when it is called
     # the label check's error names the loss's line, as graphc's own does
     assert f"(at {__file__}:{loss.__code__.co_firstlineno + 1})" in text and "(at node" not in text
     # SGD's weight updates accumulate inside the gradient GEMM (beta = 1)
