@@ -1,4 +1,4 @@
-"""graphc.kernels.alloc: the allocation wrappers generated modules call."""
+"""graphc.kernels.alloc, sums and shapes: the helpers generated modules call."""
 import os
 import re
 import subprocess
@@ -172,3 +172,29 @@ def test_a_column_sums_totals_fold_every_block_of_rows_and_after_the_last(num_ro
     sums.fold_rows(np.zeros(0), block, num_rows - 1, num_rows, 4)
     sums.copy_totals(block, np.zeros(0))
     np.testing.assert_array_equal(block, rows.sum(axis=0))
+
+
+def test_shape_differ_compares_shape_entries_header_items_and_constants():
+    """kernels.shapes.differ, as run's shape test calls it: true when any
+    pair named differs, whichever kind of term it compares."""
+    from numba import njit
+    from numba.core.errors import TypingError
+
+    from graphc.kernels import shapes
+
+    @njit
+    def differs(a, b, header):
+        return shapes.differ("0.1=1.0;1.1=#3;2[1]=0.0", (a, b, header))
+
+    a, b, header = np.zeros((2, 4)), np.zeros((4, 3)), np.array([9, 2], np.int64)
+    assert not differs(a, b, header)
+    assert differs(np.zeros((2, 5)), b, header)             # a.shape[1] != b.shape[0]
+    assert differs(a, np.zeros((4, 2)), header)             # b.shape[1] != 3
+    assert differs(a, b, np.array([9, 3], np.int64))        # header[1] != a.shape[0]
+
+    @njit
+    def not_constant(a, spec):
+        return shapes.differ(spec, (a,))
+
+    with pytest.raises(TypingError, match="constant string"):
+        not_constant(a, "0.0=#1")
