@@ -1523,7 +1523,7 @@ def _raise_if(conditions: list[str]) -> list[str]:
     arrays, spec, others = [], [], []
     for condition in conditions:
         terms = [_SHAPE_TERM.fullmatch(side) for side in condition.split(" != ")]
-        if len(terms) != 2 or not all(terms):
+        if len(terms) != 2 or not all(terms) or all(t["int"] for t in terms):
             others.append(condition)
             continue
         coded = []
