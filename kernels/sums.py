@@ -10,7 +10,7 @@ three bias gradients: 5.22 -> 4.79 s).
 """
 from numba import njit
 
-from graphc.kernels import dispatch
+from graphc.kernels import alloc, dispatch
 
 
 @dispatch.unliteral_calls
@@ -37,5 +37,5 @@ def fold_rows(totals, block, row, num_rows, rows_per_fold):
 @njit(cache=True, nogil=True)
 def copy_totals(block, totals):
     """block[:] = totals, in block's dtype, when there are totals."""
-    for j in range(totals.shape[0]):
-        block[j] = totals[j]
+    if totals.shape[0]:
+        alloc.copy_flat(block, totals)
