@@ -25,7 +25,7 @@ import numpy as np
 from graphc import errors, threads, workspace
 from graphc.dims import DimTable, slice_start
 from graphc.ir import Graph, Node
-from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, exp_floor, int_out_of_bounds
+from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, int_out_of_bounds
 from graphc.passes.fuse import escaping, is_index_const, is_scalar_const
 from graphc.target import full_width, vector_registers
 
@@ -56,7 +56,7 @@ from graphc.kernels import alloc   # np.empty/np.full, compiled once per install
 from graphc.kernels import blas    # GEMM with alpha/beta: SGD updates accumulate into W
 from graphc.kernels import dispatch    # how Numba compiles these functions (GeneratedCode)
 from graphc.kernels import shapes  # run's test that its arrays' shapes still fit together
-from graphc.kernels import softmax     # log_softmax over short rows (classes)
+from graphc.kernels import softmax     # log_softmax over the last axis
 from graphc.kernels import sums    # a float32 column sum's float64 totals, folded per block of rows
 from graphc.kernels import transpose   # 2-D transposed copies in vector tiles
 from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba has no SVML
@@ -293,77 +293,22 @@ def _emit_int_range_check(node, operands):
                           f"{errors.at_node(node)}")
 
 
-# Rows shorter than this when traced (classes of a classifier) go to
-# kernels/softmax.py, which takes the exps over the whole array in one flat
-# loop (the code is right for any length; the traced one only picks the
-# faster form). Longer rows stay in cache between their passes instead.
+# Rows shorter than this when traced (classes of a classifier) take their exps
+# over the whole array in one flat loop (kernels/softmax.py: both forms are
+# right for any length; the traced one only picks the faster). Longer rows
+# stay in cache between their passes instead.
 SHORT_ROW = 64
 
 
 def _emit_log_softmax(node, operands):
     """Per row: the peak, the sum of exp(x - peak), then x - peak - log(sum),
-    in one kernel instead of four. Short rows call kernels.softmax; long
-    ones are generated here. x - peak goes through memory: with
-    reassociation allowed LLVM may otherwise compute x - (peak + shift),
-    which loses digits when |x| >> |x - peak| (float32 logits near 1000:
-    softmax 2e-5 off)."""
-    T, acc = np_dtype(node.dtype), _sum_type(node.dtype)
-    floor = f"{T}({exp_floor(node.dtype)!r})"
-    rows = [f"n = n1 = out.shape[{len(node.shape) - 1}]",
+    in one call of kernels/softmax.py instead of four kernels."""
+    form = "short_rows(x, o, w0, w1" if node.shape[-1] < SHORT_ROW else "long_rows(x, o"
+    return [f"n = n1 = out.shape[{len(node.shape) - 1}]",
             "rows = out.size // n if n else 0",
             "x = alloc.reshape(a0, (rows, n))",
-            "o = alloc.reshape(out, (rows, n))"]
-    if node.shape[-1] < SHORT_ROW:
-        return rows + [f"softmax.log_softmax_short_rows(x, o, w0, w1, {floor}, "
-                       f"{bool(node.p['finite_peak'])})"]
-
-    def term(z):
-        """exp(z), or 0 below the floor (ops.exp_floor). exp's argument is
-        clamped too: the vectorized select computes both sides."""
-        return f"({T}(0) if {z} < {floor} else vmath.exp({floor} if {z} < {floor} else {z}))"
-    finite = [f"    peak = peak if abs(peak) < np.inf else {T}(0)"] if node.p["finite_peak"] else []
-    # the peak in lanes, as a fused max (MAX_LANES): rows of 1000 took 0.95 ms
-    # for 512 of them, NumPy 0.88
-    laned = node.shape[-1] >= MAX_LANES     # as fused maxima
-    peak_of = "m0[jb]" if laned else "s0"
-    peak = _inner_loop(1, ["v = x[i, i1]", f"{peak_of} = {_max_of(peak_of, 'v')}"], [],
-                       [0] if laned else [])
-    return rows + (
-            [f"m0 = alloc.full(({MAX_LANES},), -np.inf, {T})"] if laned else []) + [
-            "for i in range(rows):",
-            f"    s0 = {T}(-np.inf)"] + ["    " + line for line in peak] + [
-            "    peak = s0"] + finite + [
-            "    for j in range(n):",
-            "        o[i, j] = x[i, j] - peak",
-    ] + _log_softmax_long_rows(T, acc, term)
-
-
-def _log_softmax_long_rows(T, acc, term):
-    """Long rows sum in the row's dtype within blocks, as fused float32 sums
-    (a float64 register halves exp's vector width). Each block is a view its
-    loop indexes from 0: an index LLVM cannot prove non-negative gets Numba's
-    wraparound select on every load (512 rows of 1000: 312 against 180 us;
-    rows of 30000: 1167 against 603). The peak's terms (exactly 1) are
-    counted apart: in a lane with them, the small terms of a confident row
-    would each round against 1 (cross-entropy of a row of 4096: 9x NumPy's
-    error). They are counted in the row's dtype: an integer count halved the
-    vector width (410 -> 650 us)."""
-    return ["for i in range(rows):",
-            f"    s = {acc}(0)",
-            f"    for j0 in range(0, n, {SUM_BLOCK}):",
-            f"        block = o[i, j0:j0 + {SUM_BLOCK}]",
-            f"        b = {T}(0)",
-            f"        peaks = {T}(0)",
-            "        for j in range(block.shape[0]):",
-            "            zj = block[j]",
-            f"            peaks = {_radd('peaks', T, 'zj == 0')}",
-            f"            b = {_radd('b', T, f'{T}(0) if zj == 0 else ' + term('zj'))}",
-            "        s += b",
-            "        s += peaks",
-            # within a row: subtract the log of its sum
-            f"    shift = vmath.log({T}(s))",
-            "    for j in range(n):",
-            "        o[i, j] -= shift"]
+            "o = alloc.reshape(out, (rows, n))",
+            f"softmax.log_softmax_{form}, {bool(node.p['finite_peak'])})"]
 
 
 def _log_softmax_scratch(node) -> list[ScratchNeed]:

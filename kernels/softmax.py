@@ -1,49 +1,106 @@
-"""log_softmax over short rows (a classifier's classes), compiled once per install.
+"""log_softmax over the last axis, compiled once per install.
 
-Written into each model's module, this loop nest cost W2's cold first call
-about 0.4 s of Numba's and LLVM's time (4.59 -> 4.17 s); called, Numba compiles it here once
-per dtype and each model holds one call. Rows of SHORT_ROW elements or more
-(graphc.codegen) keep their generated form, which blocks the sum and keeps
-the peak in lanes.
+Written into each model's module, log_softmax's loop nests cost W2's cold
+first call about 0.4 s of Numba's and LLVM's time (4.59 -> 4.17 s); called,
+Numba compiles them here once per dtype and each model holds one call.
+graphc.codegen picks the form by the row length it traced (SHORT_ROW): short
+rows (a classifier's classes) take their exps in one flat loop over the
+whole array, long rows keep each row in cache between its passes. Both give
+the same numbers: the peak and the floored exp below are shared.
+
+Written as plainly as the generated form they replace, the long rows ran
+1.4x as long as it did (512 rows of 1000 float32, one call each, same
+process). Three habits cost that, each about a tenth or more; generated
+code already avoided them:
+  - the floor passed in as an argument instead of a constant of the dtype
+    (_exp_floor);
+  - a block loop over range(0, n, LANES) indexing x[i, j0 + jb]: LLVM cannot
+    prove j0 + jb non-negative, so Numba's wraparound select for negative
+    indices stays in the vectorized loop; blk * LANES + jb with
+    blk in range(n // LANES) it can;
+  - a count of zeros as `one if z == zero else zero` instead of the
+    comparison converted to the dtype.
 """
 import numpy as np
 from numba import njit
+from numba.extending import intrinsic
 
 from graphc.kernels import dispatch, vmath
+
+# A long row's peak is found in this many running maxima, one for each
+# position in a block of the row, folded at the end of the row: a single
+# running max is one compare-and-select chain LLVM does not vectorize (NaN
+# must win). As graphc.codegen.MAX_LANES for generated max reductions.
+LANES = 64
+# A long row's exps are summed in the row's dtype within blocks of this many
+# elements and the block sums in float64: a float64 register halves exp's
+# vector width. As graphc.codegen.SUM_BLOCK.
+SUM_BLOCK = 4096
+
+
+@intrinsic
+def _exp_floor(typingctx, like):
+    """graphc.ops.exp_floor of `like`'s dtype, a constant in the code (kernels
+    cannot import graphc; tests/test_log_softmax.py checks they agree)."""
+    floor = float(np.log(np.finfo(np.dtype(str(like.dtype))).tiny)) + 1.0
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(sig.return_type, floor)
+
+    return like.dtype(like), codegen
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _later_max(earlier, later):
+    """np.maximum(earlier, later), as np.max runs it: a NaN wins and then stays."""
+    return later if later >= earlier or later != later else earlier
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _floored_exp(z, floor, zero):
+    """exp(z), or 0 below exp(`floor`) (graphc.ops.exp_floor). exp's argument
+    is clamped too: the vectorized select computes both sides."""
+    return zero if z < floor else vmath.exp(floor if z < floor else z)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _shift_by_peak(x, out, i, peak, zero, finite_peak):
+    """out[i] = x[i] - peak, with a peak that is not finite taken as 0 when
+    `finite_peak` (SciPy's and JAX's choice: a row of -inf gives NaN, not an
+    error). x - peak goes through memory: with reassociation allowed LLVM
+    may otherwise compute x - (peak + shift), which loses digits when
+    |x| >> |x - peak| (float32 logits near 1000: softmax 2e-5 off)."""
+    if finite_peak and not abs(peak) < np.inf:
+        peak = zero
+    for j in range(x.shape[1]):
+        out[i, j] = x[i, j] - peak
 
 
 @dispatch.unliteral_calls
 @njit(cache=True, nogil=True, error_model="numpy")
-def log_softmax_short_rows(x, out, exps, shifts, floor, finite_peak):
+def log_softmax_short_rows(x, out, exps, shifts, finite_peak):
     """out[i] = x[i] - peak - log(sum(exp(x[i] - peak))) for each row of the
     2-D C-contiguous `x`, with `peak` the row's max (NaN wins, as np.max), 0
-    where it is not finite when `finite_peak` (as SciPy does). Terms below
-    exp(`floor`) count as 0 (graphc.ops.exp_floor), and exp's argument is
-    clamped too: the vectorized select computes both sides.
+    where it is not finite when `finite_peak`. Terms below
+    exp(graphc.ops.exp_floor) count as 0 (_floored_exp).
 
     Scratch: `exps` (x.size elements) and `shifts` (a row each), of out's
     dtype. The exps run in one flat loop over all rows (a loop of 10 runs
     mostly in its scalar remainder: W1's log_softmax 8.0 -> 4.9 us with
     512-bit vectors), then each row's sum in float64, then the logs in one
     loop over the rows, which LLVM vectorizes (64 rows of 10: 2.8 against
-    2.3 us). x - peak goes through memory: with reassociation allowed LLVM
-    may otherwise compute x - (peak + shift), which loses digits when
-    |x| >> |x - peak|."""
+    2.3 us)."""
+    vmath.full_width_vectors()
     rows, n = x.shape
-    zero = out.dtype.type(0)
+    zero, floor = out.dtype.type(0), _exp_floor(out)
     for i in range(rows):
         peak = out.dtype.type(-np.inf)
         for j in range(n):
-            v = x[i, j]
-            peak = v if v >= peak or v != v else peak
-        if finite_peak and not abs(peak) < np.inf:
-            peak = zero
-        for j in range(n):
-            out[i, j] = x[i, j] - peak
+            peak = _later_max(peak, x[i, j])
+        _shift_by_peak(x, out, i, peak, zero, finite_peak)
     flat = out.reshape(rows * n)
     for k in range(rows * n):
-        z = flat[k]
-        exps[k] = zero if z < floor else vmath.exp(floor if z < floor else z)
+        exps[k] = _floored_exp(flat[k], floor, zero)
     for i in range(rows):
         s = np.float64(0)
         for j in range(n):
@@ -53,5 +110,64 @@ def log_softmax_short_rows(x, out, exps, shifts, floor, finite_peak):
         shifts[i] = vmath.log(shifts[i])
     for i in range(rows):
         shift = shifts[i]
+        for j in range(n):
+            out[i, j] -= shift
+
+
+@dispatch.unliteral_calls
+@njit(cache=True, nogil=True, error_model="numpy")
+def log_softmax_long_rows(x, out, finite_peak):
+    """log_softmax_short_rows' result, row by row, for rows long enough that
+    a flat loop over the whole array would take each row from memory three
+    times.
+
+    Rows of LANES or more find their peak in lanes (512 rows of 1000: 0.95
+    ms, NumPy 0.88). The sum goes over views of SUM_BLOCK elements indexed
+    from 0, non-negative as LLVM sees it (see the module's docstring; 512
+    rows of 1000: 312 against 180 us, rows of 30000: 1167 against 603). The
+    peak's own terms (exactly 1) are counted apart: in a lane with them, the
+    small terms of a confident row would each round against 1
+    (cross-entropy of a row of 4096: 9x NumPy's error). They are counted in
+    the row's dtype: an integer count halved the vector width (410 -> 650
+    us)."""
+    vmath.full_width_vectors()
+    rows, n = x.shape
+    zero, floor = out.dtype.type(0), _exp_floor(out)
+    lowest = out.dtype.type(-np.inf)
+    whole = n - n % LANES
+    lanes = np.empty(LANES, out.dtype)      # as the generated form: one per call
+    for i in range(rows):
+        peak = lowest
+        if n >= LANES:
+            for jb in range(LANES):
+                lanes[jb] = lowest
+            for blk in range(n // LANES):
+                for jb in range(LANES):
+                    lanes[jb] = _later_max(lanes[jb], x[i, blk * LANES + jb])
+            for jb in range(n - whole):
+                lanes[jb] = _later_max(lanes[jb], x[i, whole + jb])
+            width = LANES // 2
+            while width:
+                for jb in range(width):
+                    lanes[jb] = _later_max(lanes[jb], lanes[jb + width])
+                width //= 2
+            peak = lanes[0]
+        else:
+            for j in range(n):
+                peak = _later_max(peak, x[i, j])
+        _shift_by_peak(x, out, i, peak, zero, finite_peak)
+    for i in range(rows):
+        s = np.float64(0)
+        for j0 in range(0, n, SUM_BLOCK):
+            block = out[i, j0:j0 + SUM_BLOCK]
+            b = zero
+            peaks = zero
+            for j in range(block.shape[0]):
+                z = block[j]
+                peaks = vmath.radd(peaks, out.dtype.type(z == zero))
+                b = vmath.radd(b, zero if z == zero else _floored_exp(z, floor, zero))
+            s += b
+            s += peaks
+        shift = vmath.log(out.dtype.type(s))
         for j in range(n):
             out[i, j] -= shift

@@ -5,7 +5,7 @@ import pytest
 import scipy.special
 
 import graphc as gc
-from graphc import codegen
+from graphc import codegen, ops
 from graphc import prims as P
 from graphc.benchmarks.workloads import softmax_cross_entropy
 
@@ -53,16 +53,47 @@ def test_values_and_gradients_match_numpy_and_finite_differences(shape, dtype):
         f = gc.jit(fn)
         np.testing.assert_allclose(f(x), by_hand(x), **tol)
         np.testing.assert_allclose(f(x), f.interpret(x), **tol)
-        # only the form for the traced row length is in the module: short rows
-        # call kernels.softmax, long ones are generated
+        # only the form for the traced row length is called: both are kernels.softmax
         source = f.inspect(x).source
         short = shape[-1] < codegen.SHORT_ROW
-        assert ("softmax.log_softmax_short_rows(" in source, "peaks = " in source) == (
-            short, not short)
+        assert ("softmax.log_softmax_short_rows(" in source,
+                "softmax.log_softmax_long_rows(" in source) == (short, not short)
         grad = gc.jit(gc.grad(lambda v: np.sum(fn(v) * weights)))
         np.testing.assert_allclose(grad(x), grad.interpret(x), **tol)
         if dtype == np.float64 and x.size < 1000:   # wider: differences lose the digits
             gc.check_grad(lambda v: np.sum(fn(v) * weights), x)
+
+
+@pytest.mark.parametrize("finite_peak", [True, False])
+@pytest.mark.parametrize("n", [1, 3, 63, 64, 65, 130, 4097])
+def test_both_kernel_forms_give_the_same_rows_at_any_length(n, finite_peak):
+    # codegen picks the form by the length it traced; either must be right at
+    # any length a later call brings (lanes or not, one sum block or more),
+    # with NaN winning the peak and rows of inf
+    from graphc.kernels import softmax
+    rng = np.random.default_rng(n)
+    x = (30 * rng.normal(size=(6, n))).astype(np.float32)
+    x[1, n // 2] = np.nan
+    x[2, :] = -np.inf
+    x[3, n - 1] = np.inf
+    x[4, 0] = 200      # its other classes fall below exp_floor
+    short, long = np.empty_like(x), np.empty_like(x)
+    softmax.log_softmax_short_rows(x, short, np.empty(x.size, np.float32),
+                                   np.empty(6, np.float32), finite_peak)
+    softmax.log_softmax_long_rows(x, long, finite_peak)
+    with np.errstate(all="ignore"):
+        want = ops.OPS["log_softmax"].impl(x, 1, finite_peak)
+    np.testing.assert_allclose(short, want, rtol=2e-6, atol=2e-6)
+    np.testing.assert_allclose(long, want, rtol=2e-6, atol=2e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_kernels_floor_is_ops_exp_floor(dtype):
+    # kernels/softmax.py cannot import graphc: it writes exp_floor's formula again
+    from numba import njit
+    from graphc.kernels import softmax
+    floor = njit(lambda a: softmax._exp_floor(a))(np.empty(1, dtype))
+    assert type(floor) is float and floor == ops.exp_floor(dtype)
 
 
 @pytest.mark.parametrize("width", [10, 100])      # the flat exp loop and the row loop
