@@ -10,6 +10,20 @@ an edit of small_gemm.py, or an upgrade that changed it alone, blas would
 load the old small_gemm. So every kernel's cache entry is stamped with all the
 kernel sources (_AllKernelSourcesLocator): a change to any of them
 recompiles them all.
+
+A kernel is compiled on its own, for whatever arguments it is given, so
+LLVM knows less than it does about the same loops generated into a model's
+`run`. Written as plainly as the generated loops it replaced,
+softmax.log_softmax_long_rows ran 1.4x as long; these cost that, each a
+tenth or more, and generated code already avoids them:
+  - a value the code could hold as a constant (softmax's exp floor, one
+    per dtype) passed in as an argument: make it a constant of the
+    argument's type with an intrinsic (softmax._exp_floor);
+  - an index LLVM cannot prove non-negative (j0 + jb, j0 from a stepped
+    range(0, n, step)): Numba's select for negative indices stays inside
+    the vectorized loop. Count blocks from 0 instead (blk * step + jb);
+  - a 0/1 value as a select of two constants rather than the comparison
+    converted to the dtype.
 """
 import functools
 import hashlib
