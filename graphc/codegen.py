@@ -296,7 +296,7 @@ def _emit_int_range_check(node, operands):
 # Rows shorter than this when traced (classes of a classifier) take their exps
 # over the whole array in one flat loop (kernels/softmax.py: both forms are
 # right for any length; the traced one only picks the faster). Longer rows
-# stay in cache between their passes instead.
+# run row by row instead.
 SHORT_ROW = 64
 
 

@@ -6,8 +6,13 @@ LLVM about 0.4 s of W2's cold first call (4.59 -> 4.17 s), and 1 s of a
 once per dtype and each model holds one call.
 graphc.codegen picks the form by the row length it traced (SHORT_ROW): short
 rows (a classifier's classes) take their exps in one flat loop over the
-whole array, long rows keep each row in cache between its passes. Both give
-the same numbers: the peak and the floored exp below are shared.
+whole array, long rows run row by row. They share the peak, the floored exp
+and the shift below; their sums add in different orders (up to 2 ulp apart
+in float32).
+
+Unlike `run`, they do not ask LLVM for 512-bit vectors
+(vmath.full_width_vectors): compiled once per install, they could not
+follow GRAPHC_VECTOR_WIDTH=256 (graphc.target), which a process may set.
 
 How it is written keeps LLVM's loops as fast as the generated form's
 (kernels/__init__.py): the floor is a constant of the dtype, block indices
@@ -82,7 +87,6 @@ def log_softmax_short_rows(x, out, exps, shifts, finite_peak):
     512-bit vectors), then each row's sum in float64, then the logs in one
     loop over the rows, which LLVM vectorizes (64 rows of 10: 2.8 against
     2.3 us)."""
-    vmath.full_width_vectors()
     rows, n = x.shape
     zero, floor = out.dtype.type(0), _exp_floor(out)
     for i in range(rows):
@@ -109,20 +113,20 @@ def log_softmax_short_rows(x, out, exps, shifts, finite_peak):
 @dispatch.unliteral_calls
 @njit(cache=True, nogil=True, error_model="numpy")
 def log_softmax_long_rows(x, out, finite_peak):
-    """log_softmax_short_rows' result, row by row, for rows long enough that
-    a flat loop over the whole array would take each row from memory three
-    times.
+    """log_softmax_short_rows' result (to rounding), row by row, for rows
+    long enough that its flat exp loop over the whole array would read each
+    row from memory once more.
 
-    Rows of LANES or more find their peak in lanes (512 rows of 1000: 0.95
+    Measured on the generated form this replaced, whose loops it keeps:
+    rows of LANES or more find their peak in lanes (512 rows of 1000: 0.95
     ms, NumPy 0.88). The sum goes over views of SUM_BLOCK elements indexed
-    from 0, non-negative as LLVM sees it (see the module's docstring; 512
-    rows of 1000: 312 against 180 us, rows of 30000: 1167 against 603). The
-    peak's own terms (exactly 1) are counted apart: in a lane with them, the
-    small terms of a confident row would each round against 1
-    (cross-entropy of a row of 4096: 9x NumPy's error). They are counted in
-    the row's dtype: an integer count halved the vector width (410 -> 650
-    us)."""
-    vmath.full_width_vectors()
+    from 0, non-negative as LLVM sees it (512 rows of 1000: 180 us, against
+    312 with Numba's negative-index select in the loop; rows of 30000: 603
+    against 1167). The peak's own terms (exactly 1) are counted apart: in a
+    lane with them, the small terms of a confident row would each round
+    against 1 (cross-entropy of a row of 4096: 9x NumPy's error). They are
+    counted in the row's dtype: an integer count halved the vector width
+    (410 -> 650 us)."""
     rows, n = x.shape
     zero, floor = out.dtype.type(0), _exp_floor(out)
     lowest = out.dtype.type(-np.inf)

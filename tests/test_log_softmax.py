@@ -36,7 +36,7 @@ _NN_SHAPES = [(3, 7), (2, 63), (3, 64), (2, 4100)]     # see below
 
 
 # rows shorter than codegen.SHORT_ROW (64) take exp in one flat loop, longer ones row by
-# row (the peak in MAX_LANES lanes, sums of more than SUM_BLOCK in blocks)
+# row (kernels/softmax.py: the peak in LANES lanes, sums of more than SUM_BLOCK in blocks)
 @pytest.mark.parametrize("shape", [(1, 1), (3, 7), (2, 3, 5), (6,), (2, 63), (3, 64), (2, 2, 150),
                                    (2, 4100)])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -64,27 +64,29 @@ def test_values_and_gradients_match_numpy_and_finite_differences(shape, dtype):
             gc.check_grad(lambda v: np.sum(fn(v) * weights), x)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("finite_peak", [True, False])
 @pytest.mark.parametrize("n", [1, 3, 63, 64, 65, 130, 4097])
-def test_both_kernel_forms_give_the_same_rows_at_any_length(n, finite_peak):
+def test_both_kernel_forms_give_the_same_rows_at_any_length(n, finite_peak, dtype):
     # codegen picks the form by the length it traced; either must be right at
     # any length a later call brings (lanes or not, one sum block or more),
-    # with NaN winning the peak and rows of inf
+    # with a NaN in a row, rows of -inf and an inf
     from graphc.kernels import softmax
     rng = np.random.default_rng(n)
-    x = (30 * rng.normal(size=(6, n))).astype(np.float32)
+    x = (30 * rng.normal(size=(6, n))).astype(dtype)
     x[1, n // 2] = np.nan
     x[2, :] = -np.inf
     x[3, n - 1] = np.inf
-    x[4, 0] = 200      # its other classes fall below exp_floor
+    x[4, 0] = 200      # its other terms take the floor's branch (counted as 0)
     short, long = np.empty_like(x), np.empty_like(x)
-    softmax.log_softmax_short_rows(x, short, np.empty(x.size, np.float32),
-                                   np.empty(6, np.float32), finite_peak)
+    softmax.log_softmax_short_rows(x, short, np.empty(x.size, dtype), np.empty(6, dtype),
+                                   finite_peak)
     softmax.log_softmax_long_rows(x, long, finite_peak)
     with np.errstate(all="ignore"):
         want = ops.OPS["log_softmax"].impl(x, 1, finite_peak)
-    np.testing.assert_allclose(short, want, rtol=2e-6, atol=2e-6)
-    np.testing.assert_allclose(long, want, rtol=2e-6, atol=2e-6)
+    tol = dict(rtol=2e-6, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(short, want, **tol)
+    np.testing.assert_allclose(long, want, **tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
