@@ -66,6 +66,32 @@ def _aligned(out_rank: int, operand: Node, d: int) -> int | None:
     return j if j >= 0 else None
 
 
+def _kept_axes(src: tuple, out: tuple) -> list[tuple[int, int]]:
+    """(out axis, src axis) pairs a reshape carries over whole: the axes
+    left alone when the others are merged, split, or are 1s added or
+    dropped. (4, n) -> (1, 4, n, 1) keeps both; (n, 3) -> (3n,) keeps none.
+    A gradient's reshape to keepdims form, (n,) -> (1, n), would otherwise
+    cut n off from its class, and a guess could give it another input's
+    axis of the same size, different text at the next batch size."""
+    if 0 in src or 0 in out:
+        return []       # any grouping fits a size of 0
+    a = [j for j, s in enumerate(src) if s != 1]
+    b = [d for d, s in enumerate(out) if s != 1]
+    pairs, i, k = [], 0, 0
+    while i < len(a) and k < len(b):
+        # the smallest run of axes on each side with equal products
+        i0, k0, pa, pb = i, k, src[a[i]], out[b[k]]
+        i, k = i + 1, k + 1
+        while pa != pb:
+            if pa < pb:
+                pa, i = pa * src[a[i]], i + 1
+            else:
+                pb, k = pb * out[b[k]], k + 1
+        if (i - i0, k - k0) == (1, 1):
+            pairs.append((b[k0], a[i0]))
+    return pairs
+
+
 def _full_range(start, step, n, size) -> bool:
     return (start, step) == (0, 1) and n == size
 
@@ -107,6 +133,9 @@ class DimTable:
         self.graph = graph
         self._parent: dict = {}
         self._expr: dict = {}            # class root -> expression
+        # (node, axis) -> (outer node, slice params): the axis is a partial
+        # slice of the outer node's axis, its length computed from that size
+        self._sliced: dict = {}
         for node in graph.topo():
             self._equate(node)
         for i, name in list(zip(graph.inputs, input_names)) + list(const_names.items()):
@@ -192,6 +221,8 @@ class DimTable:
             for d, (start, step) in enumerate(zip(p["starts"], p["steps"])):
                 if _full_range(start, step, inner.shape[d], outer.shape[d]):
                     same(inner.id, d, outer.id, d)
+                else:
+                    self._sliced[(inner.id, d)] = (outer.id, p)
         elif node.op == "concat_piece":     # the last operand's shape, the whole's off the axis
             for d in range(rank):
                 same(n, d, ins[-1].id, d)
@@ -203,11 +234,8 @@ class DimTable:
                     if d != p["axis"]:
                         same(n, d, x.id, d)
         elif node.op == "reshape":
-            src = ins[0]
-            for d in range(min(rank, len(src.shape))):    # leading axes the reshape keeps
-                if node.shape[d] != src.shape[d]:
-                    break
-                same(n, d, src.id, d)
+            for d, j in _kept_axes(ins[0].shape, node.shape):
+                same(n, d, ins[0].id, j)
         elif node.op not in ("input", "const", "numel"):     # elementwise, log_softmax
             for x in ins:
                 for d in range(rank):
@@ -232,9 +260,22 @@ class DimTable:
                 continue
             root = self._find((node.id, d))
             if root not in self._expr:
-                self._expr[root] = self._rule(node, d, dims)
+                self._expr[root] = self._slice_of(root) or self._rule(node, d, dims)
             dims.append(self._expr[root])
         return dims
+
+    def _slice_of(self, root) -> str | None:
+        """The length of a partial slice in the class, from its outer axis's
+        expression, when that is known. An unslice (a slice's gradient) meets
+        its inner axis first at the gradient flowing in: a broadcast_to
+        (n, 2) for `x[:, 1:]` of x (n, 3), which would otherwise guess
+        x.shape[0] for the 2 in a trace where n is 2."""
+        for (nid, d), (outer, p) in self._sliced.items():
+            size = self._expr.get(self._find((outer, d)))
+            if size is not None and self._find((nid, d)) == root:
+                return slice_length(size, self.graph.node(outer).shape[d], p, d,
+                                    self.graph.node(nid).shape[d])
+        return None
 
     def _rule(self, node: Node, d: int, before: list[str]) -> str:
         """The expression of a class first met at axis d of `node` (earlier axes in `before`)."""

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
-from graphc import runtime
+from graphc import dims, runtime
 from graphc.benchmarks import workloads
 
 
@@ -25,6 +25,35 @@ def test_the_generated_code_holds_no_batch_size():
     # 37 appears nowhere: loop bounds, buffers and the mean's divisor come from shapes
     assert "37" not in info.source
     assert "numel" in [n.op for n in info.optimized.topo()]
+
+
+def _colliding(x, w, idx):
+    """Axes of 2, 3 and 5 besides the batch axis: a batch of the same size
+    must not tie the batch axis to them."""
+    h = np.tanh(x @ w)                                   # (n, 3)
+    return np.sum(h[:, idx] ** 2) + np.sum(h[:, 1:]) + np.mean(h, axis=0).sum()
+
+
+def test_a_batch_as_long_as_another_axis_gives_the_same_gradient_module():
+    # the gradient reshapes (n,) to (1, n) and writes (n, 2) into x[:, 1:]:
+    # both axes must keep their class rather than match an axis of equal size
+    g = gc.jit(gc.grad(_colliding, argnums=(0, 1)))
+    w, idx = np.ones((4, 3)), np.array([0, 2, 1, 1, 0])
+    sources = {n: _driver_source(g.lower(np.ones((n, 4)), w, idx).source) for n in range(2, 8)}
+    assert len(set(sources.values())) == 1, "batch sizes with their own module: " + str(
+        [n for n in sources if sources[n] != sources[7]])
+
+
+@pytest.mark.parametrize("src, out, kept", [
+    ((4, 6), (1, 4, 6, 1), [(1, 0), (2, 1)]),        # 1s added
+    ((1, 5), (5,), [(0, 1)]),                        # 1s dropped
+    ((6, 3), (18,), []),                             # merged
+    ((2, 6), (2, 3, 2), [(0, 0)]),                   # split
+    ((2, 3, 4), (3, 2, 4), [(2, 2)]),                # permuted sizes: a merge and a split
+    ((0, 3), (3, 0), []),                            # empty: any grouping fits
+])
+def test_a_reshape_keeps_the_axes_it_leaves_whole(src, out, kept):
+    assert dims._kept_axes(src, out) == kept
 
 
 def test_a_new_batch_size_reuses_the_compiled_driver(rng):
@@ -115,6 +144,7 @@ def test_layout_ops_are_right_and_shared_across_batch_sizes(sizes, seed):
     rng = np.random.default_rng(seed)
     f = gc.jit(_layout_mix)
     w = rng.normal(size=(4, 3))
+    modules = len(runtime._modules)
     for n in sizes:
         x = rng.normal(size=(n, 4))
         idx = rng.integers(-3, 3, size=5)
@@ -124,6 +154,9 @@ def test_layout_ops_are_right_and_shared_across_batch_sizes(sizes, seed):
         # take tests differentiate those)
         gc.check_grad(lambda x, w, i: np.sum(_layout_mix(x, w, i)), x, w, idx, argnums=(0, 1))
     assert len({id(e.driver) for e in f._cache.values()}) == 1
+    # f's module, and the gradient's in the first example only (sizes equal
+    # to another axis used to give the gradient a module of their own)
+    assert len(runtime._modules) - modules <= 2
 
 
 # slices along the batch axis written from its end, and a concatenation along
