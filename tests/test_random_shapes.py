@@ -80,7 +80,9 @@ _MAX_OF = {(r, a): (_max_and_min(a), gc.jit(_max_and_min(a)))
 
 
 @pytest.mark.filterwarnings("ignore::graphc.api.RecompileWarning")   # new lengths, on purpose
-@given(rows=st.integers(1, 3), length=st.integers(1, 300), rank_axis=st.sampled_from(
+# rows from 2: a single row is a size-1 axis, which compiles modules of its
+# own (the suite's time) and is not what this test is about
+@given(rows=st.integers(2, 3), length=st.integers(1, 300), rank_axis=st.sampled_from(
     sorted(_MAX_OF, key=str)), dtype=st.sampled_from([np.float32, np.int32]),
     specials=st.lists(st.tuples(st.integers(0, 10 ** 6), st.sampled_from(
         [np.nan, np.inf, -np.inf, -0.0, 0.0])), max_size=4), seed=st.integers(0, 2 ** 16))
