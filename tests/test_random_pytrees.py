@@ -31,8 +31,7 @@ from hypothesis.extra import numpy as hnp
 
 import graphc as gc
 
-# each example compiles a training step (2-4 s): few in the normal suite, many under `make fuzz`
-EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "3"))
+EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "4"))
 LR = 0.1
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-11, atol=1e-12)}
