@@ -44,8 +44,8 @@ UNARY = {
     "concat": lambda a: np.concatenate([a, a * 2.0], axis=-1)[..., : a.shape[-1]],
 }
 # Each example compiles a new module (4-8 s for a random gradient program on
-# a slow night): few in the normal suite, which CI runs in about 10 minutes,
-# and many under `make fuzz` (300).
+# a slow night): few in the normal suite, which must stay near 10 minutes in
+# CI, and many under `make fuzz` (300).
 EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "4"))
 
 BINARY = {
