@@ -265,16 +265,17 @@ class DimTable:
         return dims
 
     def _slice_of(self, root) -> str | None:
-        """The length of a partial slice in the class, from its outer axis's
-        expression, when that is known. An unslice (a slice's gradient) meets
-        its inner axis first at the gradient flowing in: a broadcast_to
-        (n, 2) for `x[:, 1:]` of x (n, 3), which would otherwise guess
-        x.shape[0] for the 2 in a trace where n is 2."""
+        """The length of a partial slice in the class (a static size, or one
+        from the end), from its outer axis's expression, when that is known.
+        Found through the class, not at the slice: an unslice (a slice's
+        gradient) meets its inner axis first at the gradient flowing in, a
+        broadcast_to (n, 2) for `x[:, 1:]` of x (n, 3), which would otherwise
+        guess x.shape[0] for the 2 in a trace where n is 2."""
         for (nid, d), (outer, p) in self._sliced.items():
-            size = self._expr.get(self._find((outer, d)))
+            outer_size = self.graph.node(outer).shape[d]
+            size = "1" if outer_size == 1 else self._expr.get(self._find((outer, d)))
             if size is not None and self._find((nid, d)) == root:
-                return slice_length(size, self.graph.node(outer).shape[d], p, d,
-                                    self.graph.node(nid).shape[d])
+                return slice_length(size, outer_size, p, d, self.graph.node(nid).shape[d])
         return None
 
     def _rule(self, node: Node, d: int, before: list[str]) -> str:
@@ -282,9 +283,6 @@ class DimTable:
         ins = [self.graph.node(i) for i in node.inputs]
         if node.op == "concatenate":
             return "(" + " + ".join(self.exprs[x.id][d] for x in ins) + ")"
-        if node.op == "slice":          # a partial slice: a static size, or one from the end
-            return slice_length(self.exprs[ins[0].id][d], ins[0].shape[d], node.p, d,
-                                node.shape[d])
         if node.op == "reshape":
             src = ins[0]
             rest = [self._derive_later(node, k) for k in range(d + 1, len(node.shape))]
