@@ -29,11 +29,11 @@ test: $(STAMP)
 	$(BYTECODE)
 	$(BIN)/python -m pytest -n auto --dist loadfile
 
-# The hypothesis suites with many more examples (random programs, shapes, pytrees).
+# The hypothesis suites with many more examples (random programs, shapes, pytrees, picks).
 fuzz: $(STAMP)
 	$(BYTECODE)
 	GRAPHC_FUZZ_EXAMPLES=$${GRAPHC_FUZZ_EXAMPLES:-300} HYPOTHESIS_PROFILE=fuzz \
-		$(BIN)/python -m pytest tests/test_fuzz.py tests/test_random_shapes.py tests/test_random_pytrees.py \
+		$(BIN)/python -m pytest tests/test_fuzz.py tests/test_random_shapes.py tests/test_random_pytrees.py tests/test_picks.py \
 		-p no:cacheprovider
 
 bench: $(STAMP)

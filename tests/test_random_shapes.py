@@ -1,4 +1,6 @@
 """Hypothesis: random broadcasting shapes and reductions, compiled vs NumPy."""
+import os
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -8,12 +10,17 @@ from hypothesis.extra import numpy as hnp
 import graphc as gc
 from graphc import api
 
+# Most examples compile a module of their own (~1-2 s): few in the normal
+# suite, which must stay near 10 minutes in CI, and many under `make fuzz`.
+EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "10"))
+
 BINARY = {
     "add": np.add, "mul": np.multiply, "sub": np.subtract, "maximum": np.maximum,
     "div": lambda a, b: a / (np.abs(b) + 1.0),
 }
 
 
+@settings(max_examples=EXAMPLES)
 @given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, max_dims=3, max_side=4),
        op=st.sampled_from(sorted(BINARY)), dtype=st.sampled_from([np.float32, np.float64]),
        seed=st.integers(0, 2 ** 16))
@@ -29,6 +36,7 @@ def test_broadcasting_binary_ops(shapes, op, dtype, seed):
     np.testing.assert_allclose(out, f.interpret(a, b), rtol=1e-6)
 
 
+@settings(max_examples=EXAMPLES)
 @given(shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), data=st.data())
 def test_reductions_over_random_axes(shape, data):
     axes = data.draw(st.sets(st.integers(-len(shape), len(shape) - 1), max_size=len(shape)))
@@ -45,8 +53,8 @@ def test_reductions_over_random_axes(shape, data):
     api.check_grad_values(loss, (x,), (grad,), (0,))
 
 
-@settings(max_examples=3)   # each new shape compiles three functions and their VJPs (~2-5 s);
-                              # test_tracing checks the fixed forms
+@settings(max_examples=int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "3")))  # a module each (~3-6 s);
+# test_tracing checks the fixed forms
 @given(shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), data=st.data())
 def test_take_and_take_along_axis_match_numpy_with_gradients(shape, data):
     """np.take and np.take_along_axis (how a cross-entropy picks each row's label)
@@ -63,11 +71,15 @@ def test_take_and_take_along_axis_match_numpy_with_gradients(shape, data):
     cases = [(lambda x, i: np.take_along_axis(x, i, axis=axis), along),
              (lambda x, i: np.take(x, i, axis=axis), along.ravel()),
              (lambda x, i: np.take(x, i), flat)]
-    for fn, idx in cases:
-        f = gc.jit(fn)
-        np.testing.assert_array_equal(f(x, idx), fn(x, idx))
-        np.testing.assert_array_equal(f.interpret(x, idx), fn(x, idx))
-        gc.check_grad(lambda x: np.sum(fn(x, idx) ** 2), x)
+    losses = [lambda x, fn=fn, idx=idx: np.sum(fn(x, idx) ** 2) for fn, idx in cases]
+    # every form's value and gradient from one module: one compile, not six
+    together = gc.jit(lambda x, idxs: [(fn(x, i), gc.grad(loss)(x))
+                                       for (fn, _), i, loss in zip(cases, idxs, losses)])
+    results = together(x, [idx for _, idx in cases])
+    for (fn, idx), loss, (value, grad) in zip(cases, losses, results):
+        np.testing.assert_array_equal(value, fn(x, idx))
+        np.testing.assert_array_equal(gc.jit(fn).interpret(x, idx), fn(x, idx))
+        api.check_grad_values(loss, (x,), (grad,), (0,))
 
 
 def _max_and_min(axis):
