@@ -187,19 +187,19 @@ def test_integer_min_max_and_fused_arithmetic_wrap_as_numpy(dtype):
     else:
         info = np.iinfo(dtype)
         x = np.array([info.min, 0, 5, info.max, info.max // 2 + 1], dtype)
-    for fn in (np.min, np.max, lambda a: np.min(a, axis=0, keepdims=True)):
-        got = gc.jit(fn)(x)
-        np.testing.assert_array_equal(got, fn(x))
-        assert got.dtype == fn(x).dtype
-    if dtype != np.bool_:
-        chain = lambda a, b: ((a + b) > a, (a + b) * 3 - a)
-        y = x[::-1].copy()
-        # 64-bit: Numba's adds assume no signed overflow (LLVM folded
-        # (x + 1) > x to True); graphc's wrap
-        edges = lambda a: ((a + 1) > a, (a - 1) < a, -a > a, (a * 2) > a)
-        with np.errstate(over="ignore"):
-            for got, want in zip(gc.jit(chain)(x, y) + gc.jit(edges)(x), chain(x, y) + edges(x)):
-                np.testing.assert_array_equal(got, want)
+    reductions = lambda a, b: (np.min(a), np.max(a), np.min(a, axis=0, keepdims=True))  # noqa: E731
+    chain = lambda a, b: ((a + b) > a, (a + b) * 3 - a)  # noqa: E731
+    # 64-bit: Numba's adds assume no signed overflow (LLVM folded
+    # (x + 1) > x to True); graphc's wrap
+    edges = lambda a, b: ((a + 1) > a, (a - 1) < a, -a > a, (a * 2) > a)  # noqa: E731
+    parts = (reductions,) if dtype == np.bool_ else (reductions, chain, edges)
+    # all of them from one module: one compile per dtype, not five
+    together = lambda a, b: sum((part(a, b) for part in parts), ())  # noqa: E731
+    y = x[::-1].copy()
+    with np.errstate(over="ignore"):
+        for k, (got, want) in enumerate(zip(gc.jit(together)(x, y), together(x, y))):
+            np.testing.assert_array_equal(got, want, err_msg=f"result {k}")
+            assert got.dtype == want.dtype, f"result {k}"
 
 
 def test_boolean_subtract_negative_and_sign_are_refused_as_numpy_does():
