@@ -1,5 +1,7 @@
 # The two quick-start commands: `make demo` and `make test`.
-# Each creates .venv if missing and installs graphc with its test extras.
+# Each creates .venv if missing and installs graphc with its test extras (with
+# the venv's own pip: any pip from Python 3.11's installs it, and an upgrade
+# cost 5 s of every fresh setup).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -9,7 +11,6 @@ STAMP  := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $(STAMP)
 
