@@ -5,7 +5,7 @@ import pytest
 import scipy.special
 
 import graphc as gc
-from graphc import codegen, ops
+from graphc import api, codegen, ops
 from graphc import prims as P
 from graphc.benchmarks.workloads import softmax_cross_entropy
 
@@ -50,18 +50,23 @@ def test_values_and_gradients_match_numpy_and_finite_differences(shape, dtype):
     # modules are shared with the other shapes of the same rank and form
     forms = (by_hand, lambda v: gc.nn.log_softmax(v)) if shape in _NN_SHAPES else (by_hand,)
     for fn in forms:
+        def loss(v):
+            return np.sum(fn(v) * weights)
+        # the value and the gradient from one compiled module (compile time)
+        together = gc.jit(lambda v: (fn(v), gc.grad(loss)(v)))
+        value, grad = together(x)
+        np.testing.assert_allclose(value, by_hand(x), **tol)
         f = gc.jit(fn)
-        np.testing.assert_allclose(f(x), by_hand(x), **tol)
-        np.testing.assert_allclose(f(x), f.interpret(x), **tol)
-        # only the form for the traced row length is called: both are kernels.softmax
-        source = f.inspect(x).source
+        np.testing.assert_allclose(value, f.interpret(x), **tol)
+        # only the form for the traced row length is called: both are kernels.softmax;
+        # in the value's own module (lower: its source, not compiled) and in this one
         short = shape[-1] < codegen.SHORT_ROW
-        assert ("softmax.log_softmax_short_rows(" in source,
-                "softmax.log_softmax_long_rows(" in source) == (short, not short)
-        grad = gc.jit(gc.grad(lambda v: np.sum(fn(v) * weights)))
-        np.testing.assert_allclose(grad(x), grad.interpret(x), **tol)
+        for source in (f.lower(x).source, together.inspect(x).source):
+            assert ("softmax.log_softmax_short_rows(" in source,
+                    "softmax.log_softmax_long_rows(" in source) == (short, not short)
+        np.testing.assert_allclose(grad, gc.jit(gc.grad(loss)).interpret(x), **tol)
         if dtype == np.float64 and x.size < 1000:   # wider: differences lose the digits
-            gc.check_grad(lambda v: np.sum(fn(v) * weights), x)
+            api.check_grad_values(loss, (x,), (grad,), (0,))
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -181,10 +186,15 @@ def test_rows_without_a_finite_peak_behave_as_numpy_and_scipy(width):
 ], ids=["axis0", "other-peak", "other-sum", "peak-without-keepdims", "sum-over-axis0"])
 def test_look_alikes_are_not_rewritten(fn):
     x = np.random.default_rng(3).normal(size=(5, 5))
-    graph = gc.trace(gc.grad(lambda v: np.sum(fn(v) ** 2)), x)
+
+    def loss(v):
+        return np.sum(fn(v) ** 2)
+    graph = gc.trace(gc.grad(loss), x)
     assert "log_softmax" not in ops_of(graph)
-    np.testing.assert_allclose(gc.jit(fn)(x), fn(x), rtol=1e-12)
-    gc.check_grad(lambda v: np.sum(fn(v) ** 2), x)
+    # the value and the gradient from one compiled module (compile time)
+    value, grad = gc.jit(lambda v: (fn(v), gc.grad(loss)(v)))(x)
+    np.testing.assert_allclose(value, fn(x), rtol=1e-12)
+    api.check_grad_values(loss, (x,), (grad,), (0,))
 
 
 def test_intermediates_the_user_also_returns_stay_correct():

@@ -6,6 +6,7 @@ import pytest
 import scipy.special as sp
 
 import graphc as gc
+from graphc import api
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(4, 5)) * 3
@@ -42,40 +43,54 @@ CASES = [
 ]
 
 
+def _values_and_gradient(fn, x, weights):
+    """fn(x) at float64 and at float32, and the float64 gradient of
+    sum(fn(x) * weights), from ONE compiled module (compile time: one module,
+    not three). Returns (loss, (value64, value32, grad64))."""
+    def loss(v):
+        return np.sum(fn(v) * weights)
+
+    def together(x64, x32):
+        return fn(x64), fn(x32), gc.grad(loss)(x64)
+    return loss, gc.jit(together)(x, x.astype(np.float32))
+
+
 @pytest.mark.parametrize("name, fn, ref", CASES, ids=[c[0] for c in CASES])
-def test_values_and_gradients(name, fn, ref):
-    np.testing.assert_allclose(gc.jit(fn)(X), ref(X), rtol=1e-12, atol=1e-14)
+def test_values_float32_and_gradients(name, fn, ref):
+    """float64 values, float32 values (float32 in, float32 out) and the float64
+    gradient against finite differences: one compiled module per case."""
     weights = RNG.normal(size=np.shape(ref(X)))
-    gc.check_grad(lambda x: np.sum(fn(x) * weights), X)
-
-
-@pytest.mark.parametrize("name, fn, ref", CASES, ids=[c[0] for c in CASES])
-def test_float32_in_float32_out(name, fn, ref):
-    x32 = X.astype(np.float32)
-    out = gc.jit(fn)(x32)
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, ref(X), rtol=1e-4, atol=1e-5)
+    loss, (out, out32, g) = _values_and_gradient(fn, X, weights)
+    np.testing.assert_allclose(out, ref(X), rtol=1e-12, atol=1e-14)
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, ref(X), rtol=1e-4, atol=1e-5)
+    api.check_grad_values(loss, (X,), (g,), (0,))
 
 
 def test_extreme_logits_stay_finite_and_correct():
     logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -999.0]])
     labels = np.array([0, 2])
-    for dtype, tol in ((np.float64, 1e-9), (np.float32, 1e-4)):   # f32 ulp at 1000 is 6e-5
-        x = logits.astype(dtype)
-        loss, g = gc.value_and_grad(lambda z: gc.nn.cross_entropy(z, labels))(x)
+    tols = (1e-9, 1e-4)          # float64, float32: f32 ulp at 1000 is 6e-5
+    fns = [(gc.nn.logsumexp, sp.logsumexp), (gc.nn.softplus, lambda v: np.logaddexp(0, v)),
+           (gc.nn.sigmoid, sp.expit), (gc.nn.log_softmax, lambda v: sp.log_softmax(v, axis=-1))]
+    # weighted as in test_values_float32_and_gradients: its modules give the
+    # values and float64 gradients here (no compile after it); cross_entropy at
+    # both precisions and the float32 gradients are one module more
+    weights = [RNG.normal(size=np.shape(ref(logits))) for _, ref in fns]
+    losses = [lambda z, fn=fn, w=w: np.sum(fn(z) * w) for (fn, _), w in zip(fns, weights)]
+    vg = gc.value_and_grad(lambda z: gc.nn.cross_entropy(z, labels))
+    ce, grads32 = gc.jit(lambda a, b: ((vg(a), vg(b)), [gc.grad(f)(b) for f in losses]))(
+        logits, logits.astype(np.float32))
+    for (loss, g), tol in zip(ce, tols):
         assert np.isfinite(loss) and np.all(np.isfinite(g))
         np.testing.assert_allclose(loss, _cross_entropy(logits, labels), rtol=tol, atol=tol)
         expected_g = (sp.softmax(logits, axis=1) - np.eye(3)[labels]) / 2
         np.testing.assert_allclose(g, expected_g, atol=1e-6)
-        for fn, ref in [(gc.nn.logsumexp, sp.logsumexp), (gc.nn.softplus, lambda v: np.logaddexp(0, v)),
-                        (gc.nn.sigmoid, sp.expit), (gc.nn.log_softmax, lambda v: sp.log_softmax(v, axis=-1))]:
-            out = gc.jit(fn)(x)
+    for (fn, ref), w, g32 in zip(fns, weights, grads32):
+        _, (out64, out32, g64) = _values_and_gradient(fn, logits, w)
+        for out, gx, tol in ((out64, g64, tols[0]), (out32, g32, tols[1])):
             assert np.all(np.isfinite(out)), fn
             np.testing.assert_allclose(out, ref(logits), rtol=tol, atol=tol)
-            # weighted as in test_values_and_gradients, whose float64 gradient
-            # modules these are (one compile fewer each)
-            weights = RNG.normal(size=np.shape(out))
-            gx = gc.grad(lambda z: np.sum(fn(z) * weights))(x)
             assert np.all(np.isfinite(gx)), fn
 
 
