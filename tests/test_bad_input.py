@@ -1,6 +1,8 @@
 """The bad-input matrix: each row is an argument a user might pass, the error
 it must get (a GraphcError plus the built-in type) or the NumPy result it
 must match, and a check that params and optimizer state are bitwise intact."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,16 @@ def _frozen(params, step):
     return ({k: v.tobytes() for k, v in params.items()},
             {s: {k: a.tobytes() for k, a in step.state[s].items()} for s in ("m", "v")},
             step.state["count"])
+
+
+@contextlib.contextmanager
+def _naming(case):
+    """An error raised inside names `case` (a module that checks many cases)."""
+    try:
+        yield
+    except BaseException as e:     # pytest.raises' Failed too
+        e.add_note(f"case: {case}")
+        raise
 
 
 # (id, how to corrupt the call, expected error type, message fragment)
@@ -126,29 +138,52 @@ def test_a_loss_that_returns_a_non_scalar_or_an_integer():
         gc.compile_step(lambda p, x, y: np.sum(y), gc.optim.SGD(0.1))(params, x, y)
 
 
-@pytest.mark.parametrize("fn", [lambda x, n: x + n, lambda x, n: x ** n,
-                                lambda x, n: np.maximum(n, x)], ids=["add", "power", "maximum"])
-def test_a_python_int_outside_its_arrays_integer_type_is_refused_as_numpy_does(fn):
+# one lambda a line: the line an error names tells which refused the int
+OUT_OF_TYPE = {"add": lambda x, n: x + n,
+               "power": lambda x, n: x ** n,
+               "maximum": lambda x, n: np.maximum(n, x)}
+
+
+def test_a_python_int_outside_its_arrays_integer_type_is_refused_as_numpy_does():
     # NumPy converts a Python int to the array's integer type and refuses one
-    # that does not fit; a compiled conversion would wrap it (uint8 -1 -> 255)
+    # that does not fit; a compiled conversion would wrap it (uint8 -1 -> 255).
+    # One module for the three ops, each with an int argument of its own
+    # (compile time: a module per op and array type was 6); an int refused for
+    # one op is passed next to ints that fit for the others, so each refusal
+    # is still that op's, and names its line.
     x = np.array([2, 3], np.uint8)
-    f = gc.jit(fn)
-    np.testing.assert_array_equal(f(x, 2), fn(x, 2))       # compiled for this signature
-    for n in (-1, 256, 2 ** 63):
-        with pytest.raises(OverflowError):
-            fn(x, n)
-        for run in (f, f.interpret):
-            with pytest.raises(gc.GraphcError) as info:
-                run(x, n)
-            assert isinstance(info.value, OverflowError)
-            assert f"Python integer {n} out of bounds for" in str(info.value)
-            assert "test_bad_input.py" in str(info.value)     # the user's line
-    np.testing.assert_array_equal(f(x, 255), fn(x, 255))
-    with pytest.raises(gc.GraphcError) as info:      # a literal, refused when traced
-        gc.jit(lambda x: fn(x, -1))(x)
-    assert isinstance(info.value, OverflowError) and "test_bad_input.py" in str(info.value)
     wide = np.array([2, 3], np.int64)       # int64 takes anything an int64 holds
-    np.testing.assert_array_equal(gc.jit(fn)(wide, 2 ** 62), fn(wide, 2 ** 62))
+    fns = list(OUT_OF_TYPE.values())
+    f = gc.jit(lambda x, ns, wide, bigs: ([fn(x, n) for fn, n in zip(fns, ns)],
+                                          [fn(wide, big) for fn, big in zip(fns, bigs)]))
+    bigs = [2 ** 62] * len(fns)
+
+    def check_values(n):
+        narrow, wides = f(x, [n] * len(fns), wide, bigs)
+        for name, fn, got, got_wide in zip(OUT_OF_TYPE, fns, narrow, wides):
+            np.testing.assert_array_equal(got, fn(x, n), err_msg=f"{name}, uint8 and {n}")
+            np.testing.assert_array_equal(got_wide, fn(wide, 2 ** 62), err_msg=f"{name}, int64")
+
+    check_values(2)                              # compiled for this signature
+    for k, (name, fn) in enumerate(OUT_OF_TYPE.items()):
+        line = f"test_bad_input.py:{fn.__code__.co_firstlineno}"
+        for n in (-1, 256, 2 ** 63):
+            with pytest.raises(OverflowError):
+                fn(x, n)
+            ns = [2] * len(fns)
+            ns[k] = n
+            for run in (f, f.interpret):
+                with _naming(f"{name}, {n}"), pytest.raises(gc.GraphcError) as info:
+                    run(x, ns, wide, bigs)
+                assert isinstance(info.value, OverflowError), (name, n)
+                assert f"Python integer {n} out of bounds for" in str(info.value), (name, n)
+                assert line in str(info.value), (name, n, str(info.value))   # the user's line
+    check_values(255)
+    for name, fn in OUT_OF_TYPE.items():      # a literal, refused when traced
+        with _naming(f"{name}, literal -1"), pytest.raises(gc.GraphcError) as info:
+            gc.jit(lambda x: fn(x, -1))(x)
+        assert isinstance(info.value, OverflowError), name
+        assert "test_bad_input.py" in str(info.value), name
 
 
 def test_python_int_checks_hold_through_gradients_and_training_steps():
@@ -212,30 +247,70 @@ def test_a_computed_python_int_out_of_range_leaves_the_params_alone():
     np.testing.assert_array_equal(grad(w, u, 2), (u + 1).astype(np.float64))
 
 
+CLIP_BOUNDS = [(-1, 300), (2, 300), (-5, 3), (300, 400), (-3, -1), (None, 3), (-1, None)]
+
+
+def _refused(case, call, *args):
+    """call(*args) raises OverflowError (as pytest.raises, naming the case if not)."""
+    with _naming(case):
+        try:
+            call(*args)
+        except OverflowError:
+            return
+    pytest.fail(f"{case}: no OverflowError")
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint64])
-@pytest.mark.parametrize("lo, hi", [(-1, 300), (2, 300), (-5, 3), (300, 400), (-3, -1),
-                                    (None, 3), (-1, None)])
-def test_clip_takes_python_int_bounds_beyond_the_type_as_numpy_does(dtype, lo, hi):
+def test_clip_takes_python_int_bounds_beyond_the_type_as_numpy_does(dtype):
     # NumPy 2: a bound beyond the type's range on its own side clips nothing
     # (np.clip(u8, -1, 300) is u8); beyond the other side it is refused.
-    # graphc refused every bound out of the type's range
+    # graphc refused every bound out of the type's range.
+    # One module for every pair of bounds (compile time: a module per pair
+    # and form was 31 in all): bounds passed as arguments, and computed from
+    # them, compile to the same code for any ints, so it has a place for
+    # each pattern of None (both ints, no lower, no upper), each called with
+    # every pair of its pattern; the literals NumPy takes are all in it too.
     x = np.array([0, 5, 120], dtype)
-    calls = [gc.jit(lambda x, a, b: np.clip(x, a, b)),                 # arguments
-             gc.jit(lambda x, a, b: np.clip(x, a, b)).interpret,
-             gc.jit(lambda x, a, b: np.clip(x, None if a is None else a + 0,
-                                            None if b is None else b * 1)),   # computed
-             lambda x, a, b: gc.jit(lambda x: np.clip(x, lo, hi))(x)]    # literals
-    try:
-        want = np.clip(x, lo, hi)
-    except OverflowError:
-        for call in calls:
-            with pytest.raises(OverflowError):
-                call(x, lo, hi)
-        return
-    for call in calls:
-        got = call(x, lo, hi)
-        assert got.dtype == want.dtype
-        np.testing.assert_array_equal(got, want)
+    wants, refused = {}, []
+    for lo, hi in CLIP_BOUNDS:
+        try:
+            wants[lo, hi] = np.clip(x, lo, hi)
+        except OverflowError:
+            refused.append((lo, hi))
+    literals = list(wants)
+    places = {}                     # pattern of None -> a pair NumPy takes, there by default
+    for pair in literals:
+        places.setdefault((pair[0] is None, pair[1] is None), pair)
+    patterns = list(places)
+
+    def forms(x, arguments, computed):
+        return ([np.clip(x, a, b) for a, b in arguments],
+                [np.clip(x, None if a is None else a + 0, None if b is None else b * 1)
+                 for a, b in computed],
+                [np.clip(x, lo, hi) for lo, hi in literals])
+
+    def bounds(pair):               # the default pairs, with `pair` in its pattern's place
+        return [pair if p == (pair[0] is None, pair[1] is None) else places[p] for p in patterns]
+
+    f = gc.jit(forms)
+    defaults = [places[p] for p in patterns]
+    for run, how in ((f, "compiled"), (f.interpret, "interpreted")):
+        for lo, hi in CLIP_BOUNDS:
+            case = f"np.clip({np.dtype(dtype)}, {lo}, {hi}), {how}"
+            if (lo, hi) in refused:
+                _refused(f"{case}, arguments", run, x, bounds((lo, hi)), defaults)
+                _refused(f"{case}, computed", run, x, defaults, bounds((lo, hi)))
+                continue
+            with _naming(case):
+                arguments, computed, in_literals = run(x, bounds((lo, hi)), bounds((lo, hi)))
+            k = patterns.index((lo is None, hi is None))
+            for form, got in (("arguments", arguments[k]), ("computed", computed[k]),
+                              ("literals", in_literals[literals.index((lo, hi))])):
+                assert got.dtype == wants[lo, hi].dtype, f"{case}, {form}"
+                np.testing.assert_array_equal(got, wants[lo, hi], err_msg=f"{case}, {form}")
+    for lo, hi in refused:      # a literal NumPy refuses, refused when traced
+        _refused(f"np.clip({np.dtype(dtype)}, {lo}, {hi}), literals",
+                 gc.jit(lambda x: np.clip(x, lo, hi)), x)
 
 
 def test_a_computed_python_int_is_checked_inside_a_nested_gradient():
@@ -253,32 +328,54 @@ def test_a_computed_python_int_is_checked_inside_a_nested_gradient():
         np.ones(3), 3, u), (u + 1).astype(np.float64))
 
 
-@pytest.mark.parametrize("fn, n", [(lambda x, n: x >= (n - 3), 0), (lambda x, n: (n - 3) < x, 0),
-                                   (lambda x, n: x == n - 3, 4), (lambda x, n: x < n, -1),
-                                   (lambda x, n: x != -3, 0), (lambda x, n: x > n + 2 ** 40, 1),
-                                   (lambda x, n: np.sum(x) > n - 3, 1)])
-def test_uint64_compares_with_any_python_int_by_value(fn, n):
+# one a line: an error names the line of its case
+UINT64_COMPARES = [(lambda x, n: x >= (n - 3), 0),
+                   (lambda x, n: (n - 3) < x, 0),
+                   (lambda x, n: x == n - 3, 4),
+                   (lambda x, n: x < n, -1),
+                   (lambda x, n: x != -3, 0),
+                   (lambda x, n: x > n + 2 ** 40, 1),
+                   (lambda x, n: np.sum(x) > n - 3, 1)]
+
+
+def test_uint64_compares_with_any_python_int_by_value():
     # NumPy compares uint64 with a negative Python int by value; graphc
-    # converted the int to uint64 (wrapping: False) or refused it
+    # converted the int to uint64 (wrapping: False) or refused it.
+    # One module for every comparison, each with an int argument of its own
+    # (compile time: a module each was 7)
     x = np.arange(3, dtype=np.uint64)
-    want = fn(x, n)
-    for run in (gc.jit(fn), gc.jit(fn).interpret):
-        np.testing.assert_array_equal(run(x, n), want)
+    fns = [fn for fn, _ in UINT64_COMPARES]
+    f = gc.jit(lambda x, ns: [fn(x, n) for fn, n in zip(fns, ns)])
+    ns = [n for _, n in UINT64_COMPARES]
+    for run, how in ((f, "compiled"), (f.interpret, "interpreted")):
+        for k, ((fn, n), got) in enumerate(zip(UINT64_COMPARES, run(x, ns))):
+            np.testing.assert_array_equal(got, fn(x, n), err_msg=f"UINT64_COMPARES[{k}] "
+                                          f"(line {fn.__code__.co_firstlineno}), {how}")
 
 
-@pytest.mark.parametrize("fn", [lambda x, n: x < n, lambda x, n: x == n,
-                                lambda x, n: np.where(x > 1, x, n), lambda x, n: x / n],
-                         ids=["less", "equal", "where", "divide"])
-def test_ops_where_numpy_takes_any_python_int_take_it_too(fn):
+OPS_TAKING_ANY_INT = {"less": lambda x, n: x < n,              # one a line: an error
+                      "equal": lambda x, n: x == n,             # names the line of its op
+                      "where": lambda x, n: np.where(x > 1, x, n),
+                      "divide": lambda x, n: x / n}
+
+
+def test_ops_where_numpy_takes_any_python_int_take_it_too():
     # NumPy 2 compares a Python int by value, divides in float64 and lets
-    # np.where cast it modulo 2**bits: none of them refuses one out of range
+    # np.where cast it modulo 2**bits: none of them refuses one out of range.
+    # One module for every op, with an int argument each and every int as a
+    # literal (compile time: a module per op and literal was 19)
     x = np.array([1, 200], np.uint8)
-    f = gc.jit(fn)
-    for n in (-1, 3, 256, 2 ** 40):
-        expected = fn(x, n)
-        for got in (f(x, n), gc.jit(lambda x: fn(x, n))(x)):      # an argument, a literal
-            assert got.dtype == expected.dtype
-            np.testing.assert_array_equal(got, expected)
+    ns = (-1, 3, 256, 2 ** 40)
+    f = gc.jit(lambda x, args: {name: (fn(x, args[name]), [fn(x, n) for n in ns])
+                                for name, fn in OPS_TAKING_ANY_INT.items()})
+    for n in ns:
+        results = f(x, {name: n for name in OPS_TAKING_ANY_INT})
+        for name, fn in OPS_TAKING_ANY_INT.items():
+            argument, literals = results[name]
+            expected = fn(x, n)
+            for form, got in (("argument", argument), ("literal", literals[ns.index(n)])):
+                assert got.dtype == expected.dtype, (name, n, form)
+                np.testing.assert_array_equal(got, expected, err_msg=f"{name}, {n} as {form}")
 
 
 def test_numpy_float64_scalars_are_strongly_typed_as_in_numpy():

@@ -344,11 +344,11 @@ def test_kernels_differing_only_in_node_ids_have_one_canonical_text():
 SPECIAL = [0.0, -0.0, 1e-40, 1e-20, 1e-310, np.inf, -np.inf, np.nan, 1.0, -2.5, 7.0, 3e38]
 
 
-def _same(got, want, dtype, ulps=4):
+def _same(got, want, dtype, ulps=4, case=""):
     """Equal within a few ulp, nan where NumPy has nan, zeros with NumPy's sign."""
-    np.testing.assert_allclose(got, want, rtol=ulps * np.finfo(dtype).eps, atol=0)
+    np.testing.assert_allclose(got, want, rtol=ulps * np.finfo(dtype).eps, atol=0, err_msg=case)
     zeros = (got == 0) & (want == 0)
-    np.testing.assert_array_equal(np.signbit(got[zeros]), np.signbit(want[zeros]))
+    np.testing.assert_array_equal(np.signbit(got[zeros]), np.signbit(want[zeros]), err_msg=case)
 
 
 # Each case broke under one fast-math flag graphc used to pass: arcp (x / sqrt(y)
@@ -369,29 +369,57 @@ def test_fast_math_keeps_numpys_special_values(dtype):
         "1 / (-x + y)": lambda x, y: 1 / (-x + y),
         "sqrt(x*x - y*y)": lambda x, y: np.sqrt(x * x - y * y),
     }
+    big = np.full(100, np.finfo(dtype).max / 3, dtype)
+    powers = (0, 1, 2, 3, -1, -2, -3, 16, -16, 17, 0.5, -0.5, 1.5, -1.5, 2.5)
+    # One module per dtype for every case (compile time: a module per
+    # function was 36 in all), called once per argument set a case has (its
+    # shapes there compile to the same code). Each function has inputs of
+    # its own, so it is its own kernel, written as when alone (checked below).
+    cases = {}      # name -> (function, [(the rest of the name, arguments), ...])
+    for name, fn in pairs.items():
+        cases[f"{name} in rows"] = fn, [(f" of {n}", (x.reshape(-1, n), y.reshape(-1, n)))
+                                        for n in (4, 2)]
+        cases[f"{name} in a row"] = fn, [(f" of {len(x)}", (x.reshape(1, -1), y.reshape(1, -1)))]
+    for name, fn in {"(x / y) * y": lambda x, y: (x / y) * y,
+                     "x * 2 * 0.5": lambda x, y: x * 2 * 0.5 + y,
+                     "x * y / y": lambda x, y: x * y / y}.items():
+        cases[name] = fn, [(" at (big, big)", (big, big)),
+                           (" at (big, 4)", (big, np.full(100, 4, dtype))),
+                           (" at (big / 2, 1 / big)", (big / 2, 1 / big))]
+    same = rng.normal(size=100).astype(dtype)       # x == y: NumPy gives exactly 0
+    cases["sqrt(x*x - y*y) at x == y"] = pairs["sqrt(x*x - y*y)"], [("", (same, same.copy()))]
+    # every power (each its own kernel, written as when alone)
+    cases["powers"] = (lambda v: tuple(v ** k for k in powers)), [
+        (f" of {n} elements", (np.resize(special, n),)) for n in (100, 3)]
+    # the gradient of x ** -0.5 computes x ** -1.5
+    cases["gradient of x ** -0.5"] = gc.grad(lambda v: np.sum(v ** -0.5)), [
+        ("", (np.resize(np.array([0.0, np.inf, 1e-20, 4.0], dtype), 100),))]
+    fns = [fn for fn, _ in cases.values()]
+    f = gc.jit(lambda args: [fn(*a) for fn, a in zip(fns, args)])
+    calls = [[sets[min(k, len(sets) - 1)][1] for _, sets in cases.values()]
+             for k in range(max(len(sets) for _, sets in cases.values()))]
+    # the module's kernels are each function's when alone (none fused with
+    # another's), inlined as then (none repeats OUTLINE_REPEATS times, which
+    # would make it a function of its own): lower(), no compile
+    module = f.lower(calls[0])
+    assert not _outlined_kernels(module.source)
+    assert sorted(k.ops for k in module.kernels) == sorted(
+        k.ops for fn, sets in cases.values() for k in gc.jit(fn).lower(*sets[0][1]).kernels)
     with np.errstate(all="ignore"):
-        for shape in [(len(x) // 4, 4), (len(x) // 2, 2), (1, len(x))]:
-            xs, ys = x.reshape(shape), y.reshape(shape)
-            for name, fn in pairs.items():
-                _same(gc.jit(fn)(xs, ys), fn(xs, ys), dtype)
-        big = np.full(100, np.finfo(dtype).max / 3, dtype)
-        for name, fn in {"(x / y) * y": lambda x, y: (x / y) * y,
-                         "x * 2 * 0.5": lambda x, y: x * 2 * 0.5 + y,
-                         "x * y / y": lambda x, y: x * y / y}.items():
-            for a, b in [(big, big), (big, np.full(100, 4, dtype)), (big / 2, 1 / big)]:
-                _same(gc.jit(fn)(a, b), fn(a, b), dtype)
-        same = rng.normal(size=100).astype(dtype)       # x == y: NumPy gives exactly 0
-        assert not np.isnan(gc.jit(pairs["sqrt(x*x - y*y)"])(same, same.copy())).any()
-        # every power in one module (each its own kernel, written as when alone)
-        powers = (0, 1, 2, 3, -1, -2, -3, 16, -16, 17, 0.5, -0.5, 1.5, -1.5, 2.5)
-        all_powers = gc.jit(lambda v: tuple(v ** k for k in powers))
-        for n in (3, 100):
-            xs = np.resize(special, n)
-            for k, got in zip(powers, all_powers(xs)):
-                _same(got, xs ** dtype(k), dtype, ulps=16)
-        # the gradient of x ** -0.5 computes x ** -1.5
-        xs = np.resize(np.array([0.0, np.inf, 1e-20, 4.0], dtype), 100)
-        _same(gc.jit(gc.grad(lambda v: np.sum(v ** -0.5)))(xs), -0.5 * xs ** dtype(-1.5), dtype)
+        results = [f(args) for args in calls]
+        for n, (name, (fn, sets)) in enumerate(cases.items()):
+            for k, (rest, args) in enumerate(sets):
+                got, case = results[k][n], name + rest
+                if name == "powers":
+                    for power, result in zip(powers, got):
+                        _same(result, args[0] ** dtype(power), dtype, ulps=16,
+                              case=f"{case}: ** {power}")
+                elif name.startswith("gradient"):
+                    _same(got, -0.5 * args[0] ** dtype(-1.5), dtype, case=case)
+                elif name.endswith("x == y"):
+                    assert not np.isnan(got).any(), case
+                else:
+                    _same(got, fn(*args), dtype, case=case)
 
 
 def test_small_integer_powers_are_products():

@@ -65,15 +65,25 @@ def test_verify_catches_a_mistyped_node():
         g.verify()
 
 
-@pytest.mark.parametrize("expr, dtype", [
-    (lambda x: 0.5 * x, np.float32), (lambda x: x ** 2.0, np.float32),
-    (lambda x: x / 3.0, np.float32), (lambda x: x + 1, np.float32),
-    (lambda x: x * np.float64(2), np.float64), (lambda x: x + np.ones(3), np.float64),
-    (lambda x: x > 0, np.bool_), (lambda x: (x > 0) * x, np.float32),
-])
-def test_numpy2_promotion_with_weak_python_scalars(expr, dtype):
+WEAK_PROMOTIONS = [              # one a line: an error names the line of its case
+    (lambda x: 0.5 * x, np.float32),
+    (lambda x: x ** 2.0, np.float32),
+    (lambda x: x / 3.0, np.float32),
+    (lambda x: x + 1, np.float32),
+    (lambda x: x * np.float64(2), np.float64),
+    (lambda x: x + np.ones(3), np.float64),
+    (lambda x: x > 0, np.bool_),
+    (lambda x: (x > 0) * x, np.float32),
+]
+
+
+def test_numpy2_promotion_with_weak_python_scalars():
+    # one module for every expression (compile time: a module each was 8)
     x = np.ones(3, np.float32)
-    assert gc.jit(expr)(x).dtype == dtype == expr(x).dtype
+    results = gc.jit(lambda x: [expr(x) for expr, _ in WEAK_PROMOTIONS])(x)
+    for k, ((expr, dtype), got) in enumerate(zip(WEAK_PROMOTIONS, results)):
+        assert got.dtype == dtype == expr(x).dtype, (
+            f"WEAK_PROMOTIONS[{k}] (line {expr.__code__.co_firstlineno})")
 
 
 def test_python_scalar_arguments_are_weakly_typed():
@@ -84,25 +94,36 @@ def test_python_scalar_arguments_are_weakly_typed():
     assert out.dtype == np.int64 and out.shape == () and int(out) == 6
 
 
-@pytest.mark.parametrize("expr, n", [
-    (lambda x, n: x * (n + 1), 3), (lambda x, n: x * (2.0 * n), 3),
-    (lambda x, n: x * (n * 0.5), 3.0), (lambda x, n: x / (1 - n), 0.25),
-    (lambda x, n: x + (n + 0), 3), (lambda x, n: x - abs(n) * 2, -2),
+COMPUTED_FROM_SCALARS = [        # one a line: an error names the line of its case
+    (lambda x, n: x * (n + 1), 3),
+    (lambda x, n: x * (2.0 * n), 3),
+    (lambda x, n: x * (n * 0.5), 3.0),
+    (lambda x, n: x / (1 - n), 0.25),
+    (lambda x, n: x + (n + 0), 3),
+    (lambda x, n: x - abs(n) * 2, -2),
     (lambda x, n: x * (np.float64(2) * n), 3),     # a NumPy scalar is strong
-])
-@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.int16])
-def test_python_numbers_computed_from_scalar_arguments_stay_weak(expr, n, dtype):
+]
+
+
+def test_python_numbers_computed_from_scalar_arguments_stay_weak():
     # NumPy computes `n + 1` as a Python number, which never widens an array;
     # graphc traced it with a strongly typed literal (float32 x * (n + 1) was
-    # float64, uint8 x + (n + 0) was int64)
-    x = np.arange(1, 4).astype(dtype)
-    want = expr(x, n)
-    got = gc.jit(expr)(x, n)
-    assert got.dtype == want.dtype
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    # float64, uint8 x + (n + 0) was int64).
+    # One module for every expression and array type, each with a scalar
+    # argument of its own (compile time: a module each was 19)
+    xs = {np.dtype(t).name: np.arange(1, 4).astype(t) for t in (np.float32, np.uint8, np.int16)}
+    cases = [(k, expr, n, dtype) for dtype in xs
+             for k, (expr, n) in enumerate(COMPUTED_FROM_SCALARS)]
+    f = gc.jit(lambda xs, ns: [expr(xs[dtype], n) for (_, expr, _, dtype), n in zip(cases, ns)])
+    results = f(xs, [n for _, _, n, _ in cases])
+    for (k, expr, n, dtype), got in zip(cases, results):
+        case = f"COMPUTED_FROM_SCALARS[{k}] (line {expr.__code__.co_firstlineno}), {dtype}"
+        want = expr(xs[dtype], n)
+        assert got.dtype == want.dtype, case
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=case)
 
 
-@pytest.mark.parametrize("expr, x, n", [
+NUMPY_FUNCTIONS_OF_SCALARS = [   # one a line: an error names the line of its case
     (lambda x, s: x * np.maximum(s, 0.0), np.ones(3, np.float32), 2.0),
     (lambda x, s: x * np.multiply(s, 0.5), np.ones(3, np.float32), 2.0),
     (lambda x, s: x * np.sqrt(s), np.ones(3, np.float32), 2.0),
@@ -110,16 +131,25 @@ def test_python_numbers_computed_from_scalar_arguments_stay_weak(expr, n, dtype)
     (lambda x, n: x + np.where(n > 0, n - 2, 0), np.array([1, 200, 3], np.uint8), 1),
     (lambda x, n: x + np.sum(n - 2), np.array([1, 200, 3], np.uint8), 1),
     (lambda x, s: np.logaddexp(x, 0.0) * s, np.ones(3, np.float32), 2.0),
-])
-def test_numpy_functions_of_python_numbers_are_strongly_typed(expr, x, n):
+]
+
+
+def test_numpy_functions_of_python_numbers_are_strongly_typed():
     # np.maximum(s, 0.0) of a Python float is an np.float64, which widens a
     # float32 array, where s * 0.5 stays a Python float (found in review:
-    # weak constants made these weak; logaddexp's literal was strong before)
-    want = expr(x, n)
-    for run in (gc.jit(expr), gc.jit(expr).interpret):
-        got = run(x, n)
-        assert got.dtype == want.dtype
-        np.testing.assert_allclose(got, want, rtol=1e-6)
+    # weak constants made these weak; logaddexp's literal was strong before).
+    # One module for every case, each with arguments of its own (compile
+    # time: a module each was 7)
+    exprs = [expr for expr, _, _ in NUMPY_FUNCTIONS_OF_SCALARS]
+    f = gc.jit(lambda xs, ns: [expr(x, n) for expr, x, n in zip(exprs, xs, ns)])
+    xs = [x for _, x, _ in NUMPY_FUNCTIONS_OF_SCALARS]
+    ns = [n for _, _, n in NUMPY_FUNCTIONS_OF_SCALARS]
+    for run, how in ((f, "compiled"), (f.interpret, "interpreted")):
+        for k, ((expr, x, n), got) in enumerate(zip(NUMPY_FUNCTIONS_OF_SCALARS, run(xs, ns))):
+            case = f"NUMPY_FUNCTIONS_OF_SCALARS[{k}] (line {expr.__code__.co_firstlineno}), {how}"
+            want = expr(x, n)
+            assert got.dtype == want.dtype, case
+            np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=case)
 
 
 def test_scalar_results_are_0d_arrays_of_their_dtype():
@@ -222,28 +252,39 @@ def test_pytree_outputs_and_scalars():
     assert isinstance(out["t"], tuple) and isinstance(out["t"][1], list)
 
 
-@pytest.mark.parametrize("key", [
-    (slice(None), None, 1), (Ellipsis, None), (-1,), (slice(None, None, -2),),
-    (np.array([[0, 2], [1, -1]]),), (slice(1, None), np.array([0, 0, 1])),
-])
-def test_indexing_matches_numpy(key):
+INDEX_KEYS = [(slice(None), None, 1), (Ellipsis, None), (-1,), (slice(None, None, -2),),
+              (np.array([[0, 2], [1, -1]]),), (slice(1, None), np.array([0, 0, 1]))]
+
+
+def test_indexing_matches_numpy():
+    # one module for every key (compile time: a module each was 6)
     x = np.arange(12.0).reshape(4, 3)
-    np.testing.assert_array_equal(gc.jit(lambda x: x[key])(x), x[key])
+    results = gc.jit(lambda x: [x[key] for key in INDEX_KEYS])(x)
+    for key, got in zip(INDEX_KEYS, results):
+        np.testing.assert_array_equal(got, x[key], err_msg=f"x[{key}]")
 
 
-@pytest.mark.parametrize("fn", [
+TAKE_FORMS = [                  # one a line: an error names the line of its case
     lambda x: np.take_along_axis(x, np.array([[1], [0], [-1]])),      # axis defaults to -1
     lambda x: np.take_along_axis(x, np.array([3, 0, 11]), axis=None),
-    lambda x: np.take(x, (0, 2)), lambda x: np.take(x, [0, 2], axis=1),
-    lambda x: np.take(x, 2, axis=1), lambda x: np.take(x, -5),
+    lambda x: np.take(x, (0, 2)),
+    lambda x: np.take(x, [0, 2], axis=1),
+    lambda x: np.take(x, 2, axis=1),
+    lambda x: np.take(x, -5),
     lambda x: np.take(x, np.array([True, False, True]), axis=0),        # booleans count as 0/1
     lambda x: np.take(x, np.array([[0, -1], [1, 2]]), axis=-1),
-])
-def test_take_forms_match_numpy(fn):
+]
+
+
+def test_take_forms_match_numpy():
+    # one module for every form (compile time: a module each was 7)
     x = np.arange(12.0).reshape(3, 4)
-    got, want = gc.jit(fn)(x), fn(x)
-    assert got.shape == want.shape
-    np.testing.assert_array_equal(got, want)
+    results = gc.jit(lambda x: [fn(x) for fn in TAKE_FORMS])(x)
+    for k, (fn, got) in enumerate(zip(TAKE_FORMS, results)):
+        want = fn(x)
+        case = f"TAKE_FORMS[{k}] (line {fn.__code__.co_firstlineno})"
+        assert got.shape == want.shape, case
+        np.testing.assert_array_equal(got, want, err_msg=case)
 
 
 @pytest.mark.parametrize("fn, error", [
