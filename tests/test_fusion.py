@@ -371,55 +371,59 @@ def test_fast_math_keeps_numpys_special_values(dtype):
     }
     big = np.full(100, np.finfo(dtype).max / 3, dtype)
     powers = (0, 1, 2, 3, -1, -2, -3, 16, -16, 17, 0.5, -0.5, 1.5, -1.5, 2.5)
+
+    def like(reference, ulps=4):        # a check: _same as reference(*args)
+        return lambda got, args, case: _same(got, reference(*args), dtype, ulps, case)
+
+    def no_nan(got, args, case):
+        assert not np.isnan(got).any(), case
+
+    def every_power(got, args, case):
+        for power, result in zip(powers, got):
+            _same(result, args[0] ** dtype(power), dtype, ulps=16, case=f"{case}: ** {power}")
+
     # One module per dtype for every case (compile time: a module per
     # function was 36 in all), called once per argument set a case has (its
     # shapes there compile to the same code). Each function has inputs of
     # its own, so it is its own kernel, written as when alone (checked below).
-    cases = {}      # name -> (function, [(the rest of the name, arguments), ...])
+    cases = {}      # name -> (function, [(the rest of the name, arguments), ...], check)
     for name, fn in pairs.items():
         cases[f"{name} in rows"] = fn, [(f" of {n}", (x.reshape(-1, n), y.reshape(-1, n)))
-                                        for n in (4, 2)]
-        cases[f"{name} in a row"] = fn, [(f" of {len(x)}", (x.reshape(1, -1), y.reshape(1, -1)))]
+                                        for n in (4, 2)], like(fn)
+        cases[f"{name} in a row"] = fn, [(f" of {len(x)}", (x.reshape(1, -1), y.reshape(1, -1)))
+                                         ], like(fn)
     for name, fn in {"(x / y) * y": lambda x, y: (x / y) * y,
                      "x * 2 * 0.5": lambda x, y: x * 2 * 0.5 + y,
                      "x * y / y": lambda x, y: x * y / y}.items():
         cases[name] = fn, [(" at (big, big)", (big, big)),
                            (" at (big, 4)", (big, np.full(100, 4, dtype))),
-                           (" at (big / 2, 1 / big)", (big / 2, 1 / big))]
+                           (" at (big / 2, 1 / big)", (big / 2, 1 / big))], like(fn)
     same = rng.normal(size=100).astype(dtype)       # x == y: NumPy gives exactly 0
-    cases["sqrt(x*x - y*y) at x == y"] = pairs["sqrt(x*x - y*y)"], [("", (same, same.copy()))]
+    cases["sqrt(x*x - y*y) at x == y"] = pairs["sqrt(x*x - y*y)"], [("", (same, same.copy()))
+                                                                    ], no_nan
     # every power (each its own kernel, written as when alone)
     cases["powers"] = (lambda v: tuple(v ** k for k in powers)), [
-        (f" of {n} elements", (np.resize(special, n),)) for n in (100, 3)]
+        (f" of {n} elements", (np.resize(special, n),)) for n in (100, 3)], every_power
     # the gradient of x ** -0.5 computes x ** -1.5
     cases["gradient of x ** -0.5"] = gc.grad(lambda v: np.sum(v ** -0.5)), [
-        ("", (np.resize(np.array([0.0, np.inf, 1e-20, 4.0], dtype), 100),))]
-    fns = [fn for fn, _ in cases.values()]
+        ("", (np.resize(np.array([0.0, np.inf, 1e-20, 4.0], dtype), 100),))], like(
+        lambda v: -0.5 * v ** dtype(-1.5))
+    fns = [fn for fn, _, _ in cases.values()]
     f = gc.jit(lambda args: [fn(*a) for fn, a in zip(fns, args)])
-    calls = [[sets[min(k, len(sets) - 1)][1] for _, sets in cases.values()]
-             for k in range(max(len(sets) for _, sets in cases.values()))]
+    calls = [[sets[min(k, len(sets) - 1)][1] for _, sets, _ in cases.values()]
+             for k in range(max(len(sets) for _, sets, _ in cases.values()))]
     # the module's kernels are each function's when alone (none fused with
     # another's), inlined as then (none repeats OUTLINE_REPEATS times, which
     # would make it a function of its own): lower(), no compile
     module = f.lower(calls[0])
     assert not _outlined_kernels(module.source)
     assert sorted(k.ops for k in module.kernels) == sorted(
-        k.ops for fn, sets in cases.values() for k in gc.jit(fn).lower(*sets[0][1]).kernels)
+        k.ops for fn, sets, _ in cases.values() for k in gc.jit(fn).lower(*sets[0][1]).kernels)
     with np.errstate(all="ignore"):
         results = [f(args) for args in calls]
-        for n, (name, (fn, sets)) in enumerate(cases.items()):
+        for n, (name, (fn, sets, check)) in enumerate(cases.items()):
             for k, (rest, args) in enumerate(sets):
-                got, case = results[k][n], name + rest
-                if name == "powers":
-                    for power, result in zip(powers, got):
-                        _same(result, args[0] ** dtype(power), dtype, ulps=16,
-                              case=f"{case}: ** {power}")
-                elif name.startswith("gradient"):
-                    _same(got, -0.5 * args[0] ** dtype(-1.5), dtype, case=case)
-                elif name.endswith("x == y"):
-                    assert not np.isnan(got).any(), case
-                else:
-                    _same(got, fn(*args), dtype, case=case)
+                check(results[k][n], args, name + rest)
 
 
 def test_small_integer_powers_are_products():
