@@ -24,6 +24,11 @@ at this process's library with llvmlite's add_symbol. It takes:
   cfuncs with those signatures that call Numba's own GEMM, SciPy's
   cython_blas.
 The environment variable GRAPHC_BLAS chooses (`numpy` or `scipy`).
+For an OpenBLAS, bind() also runs one small product of each float type
+through the functions it bound (fault_in_buffer): it maps the pages of
+OpenBLAS's work buffer, which a new process's products otherwise prefetch
+in vain (up to 3.4x the time of a float32 product on this project's VM),
+and checks that the addresses compute a product.
 """
 import contextlib
 import ctypes
@@ -169,10 +174,54 @@ def bind() -> str:
             _bound += f", OpenBLAS core {core}"
         llvm.add_symbol(SGEMM, s)
         llvm.add_symbol(DGEMM, d)
+        if core:
+            fault_in_buffer(s, d)
         if not shared:
             _copy_transposed_b.value = bool(core) and core.lower() in _DIRECT_SGEMM_CORES
             llvm.add_symbol(COPY_TRANSPOSED_B, ctypes.addressof(_copy_transposed_b))
     return _bound
+
+
+# One product of each float type, run once per process through the GEMMs
+# bound: m x k @ k x n with k and n past OpenBLAS's blocking (benchmarks/
+# bench_openblas_buffer.py measured which shapes suffice).
+WARM_UP_SHAPE = (32, 1024, 1024)
+
+
+def fault_in_buffer(sgemm: int, dgemm: int) -> None:
+    """Run one float32 and one float64 product through the CBLAS GEMMs at
+    these addresses, so that OpenBLAS's work buffer has its pages mapped.
+
+    Why: a single-threaded OpenBLAS packs its operands into a buffer it
+    mmaps once, and its Haswell kernels prefetch ahead of the packed panels.
+    Until a product large enough has written there, those prefetches land on
+    pages never touched, and each costs a page walk that finds nothing (in a
+    VM, a walk through two page tables). On this project's AMD VM, one
+    thread, W2's float32 128x784 @ 784x256 ran at 14 GFLOP/s in a new process
+    and at 42 once every page of the buffer had been read (mapped to the zero
+    page) or after one larger product; W4's 32x64 @ (64x64).T took 1.7x its
+    time (benchmarks/bench_openblas_buffer.py). Float64 products moved by
+    less than the noise, and OpenBLAS on two threads did not show it. The
+    products cost about 10 ms, once per process.
+    The answer is checked too: a bound address that computes garbage would
+    otherwise go unnoticed until a model trained wrong."""
+    import numpy as np
+    m, k, n = WARM_UP_SHAPE
+    for address, dtype, real in ((sgemm, np.float32, ctypes.c_float),
+                                 (dgemm, np.float64, ctypes.c_double)):
+        i = ctypes.c_int64
+        gemm = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, real,
+                                ctypes.c_void_p, i, ctypes.c_void_p, i, real,
+                                ctypes.c_void_p, i)(address)
+        # b is zeros but for its first row: its other pages stay unwritten
+        a, b, c = np.ones((m, k), dtype), np.zeros((k, n), dtype), np.full((m, n), -1, dtype)
+        b[0] = 0.5
+        gemm(ROW_MAJOR, NO_TRANS, NO_TRANS, m, n, k, 2.0, a.ctypes.data, k,
+             b.ctypes.data, n, 0.0, c.ctypes.data, n)
+        if not (c == 1).all():
+            raise RuntimeError(f"graphc: the {dtype.__name__} GEMM bound at {address:#x} gave "
+                               f"wrong values for a {m}x{k} @ {k}x{n} test product; "
+                               f"GRAPHC_BLAS chooses another library ({', '.join(CHOICES)})")
 
 
 def _library_of(module) -> ctypes.CDLL | None:

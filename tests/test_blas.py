@@ -311,6 +311,52 @@ def test_a_second_copy_of_blas_library_shares_the_copy_flag():
     """) == ["True", "True", "True", "False", "False"]
 
 
+def test_bind_runs_the_warm_up_product_exactly_for_openblas(monkeypatch):
+    """bind() maps OpenBLAS's buffer (fault_in_buffer) through the GEMMs it
+    binds; other libraries have no such buffer. Re-bound here with the warm-up
+    recorded: the symbols get the same addresses again."""
+    monkeypatch.setattr(blas_library, "_bound", None)
+    monkeypatch.setattr(blas_library, "_copy_transposed_b", blas_library._copy_transposed_b)
+    warmed = []
+    monkeypatch.setattr(blas_library, "fault_in_buffer", lambda s, d: warmed.append((s, d)))
+    assert blas_library.bind() == blas.BLAS
+    found = blas_library.numpy_gemms()
+    if found is None or "OpenBLAS" not in blas.BLAS:
+        pytest.skip(f"graphc's BLAS here is {blas.BLAS}")
+    assert warmed == [found[:2]]
+
+
+def _cblas_gemm_that_writes(value):
+    """C functions with CBLAS's GEMM signature (Python callbacks) that fill c
+    with `value`, float32's and float64's: a library bound at the wrong
+    address, as far as bind() can tell. Returned with their addresses."""
+    import ctypes
+    made = []
+    for real, dtype in ((ctypes.c_float, np.float32), (ctypes.c_double, np.float64)):
+        i, p = ctypes.c_int64, ctypes.c_void_p
+        proto = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, real,
+                                 p, i, p, i, real, p, i)
+
+        def wrong(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, dtype=dtype):
+            buffer = (ctypes.c_char * (m * ldc * np.dtype(dtype).itemsize)).from_address(c)
+            np.frombuffer(buffer, dtype)[:] = value
+        function = proto(wrong)
+        made.append((function, ctypes.cast(function, ctypes.c_void_p).value))
+    return made
+
+
+def test_the_warm_up_product_checks_the_gemms_it_runs():
+    s, d = (blas_library.numpy_gemms() or blas_library.scipy_gemms())[:2]
+    blas_library.fault_in_buffer(s, d)      # the real ones: right answers, no error
+    (_, wrong32), (_, wrong64) = made = _cblas_gemm_that_writes(7.0)
+    with pytest.raises(RuntimeError, match=r"float32 GEMM .* gave wrong values .* 32x1024 @ "
+                                           r"1024x1024 test product; GRAPHC_BLAS chooses"):
+        blas_library.fault_in_buffer(wrong32, d)
+    with pytest.raises(RuntimeError, match=r"float64 GEMM .* gave wrong values"):
+        blas_library.fault_in_buffer(s, wrong64)
+    del made        # the callbacks live until here
+
+
 def test_an_unknown_blas_choice_is_named(monkeypatch):
     monkeypatch.setenv("GRAPHC_BLAS", "mkl")
     with pytest.raises(ValueError, match=r"GRAPHC_BLAS='mkl': expected one of numpy, scipy"):
