@@ -22,8 +22,15 @@ def relu(x):
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)), written as 0.5 tanh(x/2) + 0.5: no overflow, exact gradient."""
-    return fnp.add(fnp.multiply(fnp.tanh(fnp.multiply(x, 0.5)), 0.5), 0.5)
+    """1 / (1 + exp(-x)), as 1 / (1 + e) for x >= 0 and e / (1 + e) below, with
+    e = exp(-|x|) <= 1: no overflow, and full relative accuracy in the left
+    tail (0.5 tanh(x/2) + 0.5, the old form, cancelled there: 0 at x = -40 in
+    float64, so -log(sigmoid(x)) was inf with a nan gradient). |x| is written
+    as where(x >= 0, x, -x), not abs, so that the gradient at 0 is 1/4."""
+    x = fnp._as_float(x)
+    nonnegative = fnp.greater_equal(x, 0)
+    e = fnp.exp(fnp.negative(fnp.where(nonnegative, x, fnp.negative(x))))
+    return fnp.true_divide(fnp.where(nonnegative, 1, e), fnp.add(e, 1))
 
 
 def softplus(x):

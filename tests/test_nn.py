@@ -94,6 +94,26 @@ def test_extreme_logits_stay_finite_and_correct():
             assert np.all(np.isfinite(gx)), fn
 
 
+def test_sigmoid_is_accurate_in_its_left_tail_with_finite_log_gradients():
+    """Relative accuracy down to where the value underflows, in both float
+    types (0.5 tanh(x/2) + 0.5 gave 0 at x = -40 in float64 and -20 in
+    float32), and -log(sigmoid(x)), the logistic loss, with its gradient
+    sigmoid(x) - 1 = -sigmoid(-x) finite there; sigmoid'(0) = 1/4."""
+    x = np.array([-700.0, -90.0, -40.0, -20.0, -10.0, -1e-3, 0.0, 1e-3, 3.0, 40.0, 800.0])
+
+    def neg_log(v):
+        return -np.sum(np.log(gc.nn.sigmoid(v)))
+    values64, values32, grad64, grad32, slope = gc.jit(lambda a, b: (
+        gc.nn.sigmoid(a), gc.nn.sigmoid(b), gc.grad(neg_log)(a[1:]), gc.grad(neg_log)(b[3:]),
+        gc.grad(lambda v: np.sum(gc.nn.sigmoid(v)))(a[6:7])))(x, x.astype(np.float32))
+    np.testing.assert_allclose(values64, sp.expit(x), rtol=4e-16, atol=0)
+    assert values32.dtype == np.float32
+    np.testing.assert_allclose(values32, sp.expit(x).astype(np.float32), rtol=3e-7, atol=0)
+    np.testing.assert_allclose(grad64, -sp.expit(-x[1:]), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(grad32, -sp.expit(-x[3:]).astype(np.float32), rtol=1e-6, atol=0)
+    np.testing.assert_array_equal(slope, [0.25])
+
+
 def test_logsumexp_of_all_minus_infinity_is_minus_infinity():
     x = np.full((2, 3), -np.inf)
     np.testing.assert_array_equal(gc.jit(lambda x: gc.nn.logsumexp(x, axis=1))(x), [-np.inf, -np.inf])
