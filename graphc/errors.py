@@ -96,6 +96,21 @@ def user_location() -> str:
     return "<unknown>"
 
 
+def name_users_line(e: GraphcError) -> None:
+    """Give `e`, raised while tracing, the user's line if its message names
+    none: the innermost frame of its traceback that is the user's code. Ops
+    that check their arguments name it themselves; this covers the checks
+    that do not (an axis given twice, np.stack of unequal shapes, ...)."""
+    if not e.args or not isinstance(e.args[0], str) or " (at " in e.args[0]:
+        return
+    loc, tb = None, e.__traceback__
+    while tb is not None:
+        if not _is_internal(tb.tb_frame.f_code.co_filename):
+            loc = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    e.args = (e.args[0] + at(loc),) + e.args[1:]
+
+
 def at(loc: str | None) -> str:
     """A message suffix pointing at a user's source line."""
     return f" (at {loc})" if loc and loc != "<unknown>" else ""

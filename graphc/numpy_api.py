@@ -574,6 +574,11 @@ def _from_end(k: slice, n: int, start: int, stop: int, step: int) -> tuple:
 def getitem(x, key):
     x = _as_array(x)
     key = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, (bool, np.bool_)) for k in key):
+        # NumPy reads x[True] as a new axis of 1 (x[False]: of 0), not as row 1
+        raise errors.UnsupportedOpError(
+            "a True or False index is a boolean mask; use x[None] for a new axis, "
+            "np.where(mask, x, 0) for a mask" + errors.at(errors.user_location()))
     if builtins.sum(k is Ellipsis for k in key) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
     consumed = builtins.sum(1 for k in key if k is not None and k is not Ellipsis)

@@ -308,7 +308,11 @@ def trace_fn(fn, args: tuple) -> ir.Graph:
         for leaf in leaves:
             shape, dtype, weak = aval_of(leaf)
             tracers.append(Tracer(graph, graph.add_input(shape, dtype, weak, loc)))
-        out = fn(*pytree.unflatten(in_tree, tracers))
+        try:
+            out = fn(*pytree.unflatten(in_tree, tracers))
+        except errors.GraphcError as e:
+            errors.name_users_line(e)
+            raise
         out_leaves, out_tree = pytree.flatten(out)
         out_ids = []
         for leaf in out_leaves:

@@ -113,6 +113,43 @@ def test_boolean_mask_indexing_is_unsupported_with_advice():
         gc.jit(lambda x: x[x > 0])(np.ones(3))
 
 
+def test_a_true_or_false_index_is_refused_where_numpy_adds_an_axis():
+    # NumPy: x[True] is x[None], x[False] an empty new axis; not row 1 or row 0
+    for index in (lambda x: x[True], lambda x: x[np.False_, 0]):
+        with pytest.raises(gc.UnsupportedOpError, match=r"boolean mask; use x\[None\] .* "
+                           rf"\(at {__file__}:{index.__code__.co_firstlineno}\)"):
+            gc.jit(index)(np.ones((2, 3)))
+
+
+# Checks inside NumPy-style functions that raise without a line of their own
+TRACE_TIME_ERRORS = [
+    (gc.ShapeError, lambda x: np.stack([x, x[:, :2]])),
+    (gc.ShapeError, lambda x: np.sum(x, axis=(0, 0))),
+    (gc.ShapeError, lambda x: x.transpose(0, 0)),
+    (gc.UnsupportedOpError, lambda x: np.where(x)),
+    (gc.ShapeError, lambda x: np.mean(x[:0])),
+]
+
+
+def test_errors_raised_while_tracing_name_the_users_line():
+    for error, f in TRACE_TIME_ERRORS:
+        with pytest.raises(error) as raised:
+            gc.jit(f)(np.ones((2, 3)))
+        assert str(raised.value).endswith(f"(at {__file__}:{f.__code__.co_firstlineno})")
+        assert str(raised.value).count(" (at ") == 1
+
+
+def test_a_nested_trace_names_the_line_once():
+    def inner(w):
+        return np.sum(np.stack([w, w[:1]]))
+
+    with pytest.raises(gc.ShapeError) as raised:
+        gc.jit(lambda x: gc.grad(inner)(x))(np.ones(3))
+    line = inner.__code__.co_firstlineno + 1
+    assert str(raised.value).endswith(f"(at {__file__}:{line})")
+    assert str(raised.value).count(" (at ") == 1
+
+
 def test_in_place_assignment_is_unsupported():
     def f(x):
         x[0] = 1.0
