@@ -13,15 +13,43 @@ update stays float32.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from graphc import errors
 
 
 class Optimizer:
-    """Base class: `slots` names the per-parameter state (moment buffers)."""
+    """Base class: `slots` names the per-parameter state (moment buffers).
+
+    Settings are read-only once made: they are compiled into every step
+    traced with the optimizer, so `opt.lr = 0.01` afterwards took effect only
+    in steps traced later (a new batch shape), and the step ran with both
+    rates depending on its input shapes. A new optimizer gives new settings."""
 
     slots: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__:
+            return
+        init = cls.__init__
+
+        @functools.wraps(init)
+        def init_then_freeze(self, *args, **kw):
+            init(self, *args, **kw)
+            if type(self).__init__ is init_then_freeze:    # the outermost __init__ only
+                object.__setattr__(self, "_frozen", True)
+        cls.__init__ = init_then_freeze
+
+    def __setattr__(self, name, value):
+        if self.__dict__.get("_frozen"):
+            raise errors.GraphcValueError(
+                f"{type(self).__name__}.{name} cannot change: an optimizer's settings are "
+                f"compiled into the steps that use it; make a new optimizer (and "
+                f"compile_step) for new settings")
+        object.__setattr__(self, name, value)
 
     def init(self, leaves: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
         """Zero moment buffers, one per parameter leaf, per slot."""
@@ -33,7 +61,7 @@ class Optimizer:
         raise NotImplementedError
 
     def __repr__(self):
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "_frozen")
         return f"{type(self).__name__}({fields})"
 
 

@@ -364,6 +364,11 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
 
     Returns each epoch's mean minibatch loss, shape (epochs,).
 
+    Each call compiles a new step, so the optimizer's state (momentum, Adam's
+    moments and step count) starts from zero, as with a new torch.optim
+    optimizer: to continue a run with its state, keep a `compile_step` step
+    and call it (or its `epoch`) yourself.
+
     >>> import numpy as np, graphc as gc
     >>> X = np.random.default_rng(0).normal(size=(64, 3)); y = X @ np.array([1., -2., .5])
     >>> p = {"w": np.zeros(3)}
@@ -381,9 +386,14 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
                                     f"0; array 0 has {n} rows, array {k} has "
                                     f"{len(d) if d.ndim else 'no axis 0'}")
     data = tuple(np.ascontiguousarray(d) for d in data)     # once here, not in every epoch
-    if int(batch_size) < 1 or int(epochs) < 0:
+    try:
+        batch_size, epochs = operator.index(batch_size), operator.index(epochs)
+    except TypeError:
+        raise errors.GraphcTypeError(f"train: batch_size and epochs must be integers, got "
+                                     f"{batch_size!r} and {epochs!r}") from None
+    if batch_size < 1 or epochs < 0:
         raise errors.GraphcValueError("train: batch_size must be >= 1 and epochs >= 0")
-    batch_size = min(int(batch_size), n) if not drop_last else int(batch_size)
+    batch_size = min(batch_size, n) if n and not drop_last else batch_size
     full, rest = divmod(n, batch_size)
     if full == 0 and (drop_last or rest == 0):
         raise errors.GraphcValueError(f"train: {n} rows with batch_size={batch_size} and "

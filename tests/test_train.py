@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
+from graphc import errors
 
 
 def loss_fn(p, x, y):
@@ -136,6 +137,29 @@ def test_state_slots_follow_pytorch_names():
         assert set(step.state) == {"count"} | slots
 
 
+def test_optimizer_settings_cannot_change_under_a_compiled_step():
+    # they are compiled in: a changed lr would reach only steps traced later
+    # (a new batch shape), so the step would run with two rates
+    p, x, y = make()
+    sgd = gc.optim.SGD(lr=0.1, momentum=0.9)
+    step = gc.compile_step(loss_fn, sgd)
+    step(p, x, y)
+
+    class Custom(gc.optim.SGD):     # subclasses, with or without an __init__ of their own
+        def __init__(self, lr):
+            super().__init__(lr, momentum=0.5)
+            self.note = "set in __init__"
+    for opt in (sgd, gc.optim.Adam(), gc.optim.AdamW(), Custom(0.1)):
+        with pytest.raises(errors.GraphcValueError, match=rf"{type(opt).__name__}.lr cannot "
+                                                          r"change: .* make a new optimizer"):
+            opt.lr = 0.0
+        assert opt.lr != 0.0 and "_frozen" not in repr(opt)
+    assert Custom(0.1).note == "set in __init__"
+    before = copy.deepcopy(p)
+    step(p, x[:12], y[:12])         # a new shape, traced now: still lr 0.1
+    assert not any(np.array_equal(before[k], p[k]) for k in p)
+
+
 def test_optimizer_argument_checks():
     with pytest.raises(ValueError, match="Nesterov"):
         gc.optim.SGD(lr=0.1, nesterov=True)
@@ -146,6 +170,19 @@ def test_optimizer_argument_checks():
     with pytest.raises(ValueError, match="betas"):
         gc.optim.Adam(betas=(1.0, 0.9))
     assert gc.optim.AdamW().weight_decay == 1e-2 and gc.optim.Adam().lr == 1e-3
+
+
+def test_train_argument_checks_come_before_any_compile():
+    p, x, y = make()
+    sgd = gc.optim.SGD(lr=0.1)
+    for data in ((x[:0], y[:0]), ()):       # no rows: no batch, whatever batch_size
+        with pytest.raises(errors.GraphcValueError, match="0 rows .* leave no batch"):
+            gc.train(loss_fn, p, data, sgd, progress=False)
+    for sizes in (dict(batch_size=2.7), dict(epochs=1.5), dict(batch_size="8")):
+        with pytest.raises(errors.GraphcTypeError, match="batch_size and epochs must be integers"):
+            gc.train(loss_fn, p, (x, y), sgd, progress=False, **sizes)
+    with pytest.raises(errors.GraphcValueError, match="batch_size must be >= 1"):
+        gc.train(loss_fn, p, (x, y), sgd, batch_size=0, progress=False)
 
 
 @pytest.mark.parametrize("drop_last", [False, True])
