@@ -576,9 +576,9 @@ def jacobian(fn, argnums=0):
         if out.dtype.kind != "f":
             raise errors.GraphcTypeError(f"jacobian: the output must be float, got {out.type}")
         rows = []
-        for i in range(max(out.size, 1)):
+        for i in range(max(out.size, 1)):     # one row even for no output: its dtype
             onehot = np.zeros(out.size, out.dtype)
-            onehot[i] = 1
+            onehot[i:i + 1] = 1
             _, grads = _vjp_traced(fn, args, nums, lambda nodes: [onehot.reshape(out.shape)],
                                    fn_name="jacobian")
             rows.append(grads)
@@ -586,6 +586,8 @@ def jacobian(fn, argnums=0):
         for k, a in enumerate(nums):
             arg_shape = tuple(tracing.aval_of(args[a])[0])
             stacked = fnp.stack([r[k] for r in rows], axis=0)
+            if not out.size:
+                stacked = fnp.getitem(stacked, slice(0, 0))
             jacs.append(fnp.reshape(stacked, out.shape + arg_shape))
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
     return Compiled(jacobian_fn, name=f"jacobian({getattr(fn, '__name__', 'fn')})")

@@ -117,6 +117,14 @@ def test_jacobian_of_a_vector_function():
     np.testing.assert_allclose(J, expected, rtol=1e-12)
 
 
+def test_jacobian_of_an_empty_output_is_empty():
+    # as JAX: output shape + input shape, no rows; not an error
+    x = np.arange(3.0)
+    J = gc.jacobian(lambda x: x[:0])(x)
+    assert J.shape == (0, 3) and J.dtype == np.float64
+    assert gc.jacobian(lambda x: (x * x).reshape(3, 1)[:, :0])(x).shape == (3, 0, 3)
+
+
 def test_gradient_over_a_pytree_of_parameters():
     params = {"W": np.ones((3, 2)), "b": np.zeros(2), "layers": [np.array(2.0), (np.ones(2),)]}
     x = np.arange(6.0).reshape(2, 3)
