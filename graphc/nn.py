@@ -17,25 +17,35 @@ from graphc.tracing import aval_of
 
 
 def relu(x):
-    """max(x, 0), with gradient 0 at 0 (as PyTorch and JAX)."""
-    return fnp.where(fnp.greater(x, 0), x, 0)
+    """max(x, 0), with gradient 0 at 0 (as PyTorch and JAX), and nan for nan
+    (as np.maximum): the test is x <= 0, which nan fails."""
+    return fnp.where(fnp.less_equal(x, 0), 0, x)
+
+
+def _magnitude(x):
+    """|x| with gradient sign(x), and 1 at 0 (abs has 0 there): the smooth
+    functions written with it (sigmoid, softplus) keep their slope at 0."""
+    return fnp.where(fnp.greater_equal(x, 0), x, fnp.negative(x))
 
 
 def sigmoid(x):
     """1 / (1 + exp(-x)), as 1 / (1 + e) for x >= 0 and e / (1 + e) below, with
     e = exp(-|x|) <= 1: no overflow, and full relative accuracy in the left
     tail (0.5 tanh(x/2) + 0.5, the old form, cancelled there: 0 at x = -40 in
-    float64, so -log(sigmoid(x)) was inf with a nan gradient). |x| is written
-    as where(x >= 0, x, -x), not abs, so that the gradient at 0 is 1/4."""
+    float64, so -log(sigmoid(x)) was inf with a nan gradient). sigmoid'(0) is
+    1/4 (see _magnitude)."""
     x = fnp._as_float(x)
-    nonnegative = fnp.greater_equal(x, 0)
-    e = fnp.exp(fnp.negative(fnp.where(nonnegative, x, fnp.negative(x))))
-    return fnp.true_divide(fnp.where(nonnegative, 1, e), fnp.add(e, 1))
+    e = fnp.exp(fnp.negative(_magnitude(x)))
+    return fnp.true_divide(fnp.where(fnp.greater_equal(x, 0), 1, e), fnp.add(e, 1))
 
 
 def softplus(x):
-    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): finite for any x."""
-    return fnp.add(relu(x), fnp.log1p(fnp.exp(fnp.negative(fnp.absolute(x)))))
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): finite for any x. Both
+    kinks are written so that their slopes at 0 are 1 and -1/2 (relu and abs
+    have 0 there), which add up to softplus'(0) = sigmoid(0) = 1/2."""
+    x = fnp._as_float(x)
+    positive_part = fnp.where(fnp.greater_equal(x, 0), x, 0)
+    return fnp.add(positive_part, fnp.log1p(fnp.exp(fnp.negative(_magnitude(x)))))
 
 
 def gelu(x, approximate=False):

@@ -114,6 +114,26 @@ def test_sigmoid_is_accurate_in_its_left_tail_with_finite_log_gradients():
     np.testing.assert_array_equal(slope, [0.25])
 
 
+def test_smooth_functions_keep_their_slope_at_zero_and_relu_keeps_nan():
+    """softplus'(0) = 1/2 and softplus''(0) = 1/4 (its max(x, 0) and |x|
+    had slope 0 there: a scale initialised at 0 never moved), sigmoid'(0) =
+    1/4; relu(nan) is nan, as np.maximum(nan, 0) and PyTorch's relu."""
+    x = np.array([0.0, -0.0, 1.0, -2.0])
+
+    def total(fn):
+        return lambda v: np.sum(fn(v))
+    g_softplus, g_sigmoid, relu64, relu32 = gc.jit(lambda a, n: (
+        gc.grad(total(gc.nn.softplus))(a), gc.grad(total(gc.nn.sigmoid))(a),
+        gc.nn.relu(n), gc.nn.relu(n.astype(np.float32))))(x, np.array([np.nan, -1.0, 2.0]))
+    np.testing.assert_allclose(g_softplus, sp.expit(x), rtol=1e-15)
+    s = sp.expit(x)
+    np.testing.assert_allclose(g_sigmoid, s * (1 - s), rtol=1e-15)
+    for out in (relu64, relu32):
+        np.testing.assert_array_equal(out, [np.nan, 0.0, 2.0])
+    h = gc.hessian(total(gc.nn.softplus))(x)
+    np.testing.assert_allclose(np.diag(h), s * (1 - s), rtol=1e-14)
+
+
 def test_logsumexp_of_all_minus_infinity_is_minus_infinity():
     x = np.full((2, 3), -np.inf)
     np.testing.assert_array_equal(gc.jit(lambda x: gc.nn.logsumexp(x, axis=1))(x), [-np.inf, -np.inf])
