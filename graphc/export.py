@@ -84,6 +84,12 @@ for _name in _SLOTS:
                                            for i in range({num_params})])
 
 
+def _contiguous(b):
+    # not np.ascontiguousarray alone: it makes a 0-d array (a scalar argument) 1-d
+    b = np.asarray(b)
+    return b if b.flags.c_contiguous else np.ascontiguousarray(b)
+
+
 def step(params, *batch):
     """One fused forward + backward + update; returns the loss before the update."""
     if _shape_of(params) != _STRUCTURE:
@@ -91,7 +97,7 @@ def step(params, *batch):
     leaves = _flatten(params, [])
     slot_leaves = [leaf for name in sorted(_SLOTS) for leaf in _flatten(state[name], [])]
     count = np.asarray(state["count"], np.int64)
-    data = [np.ascontiguousarray(b) for b in _flatten(list(batch), [])]
+    data = [_contiguous(b) for b in _flatten(list(batch), [])]
     inputs = leaves + slot_leaves + [count] + data
     key = tuple((tuple(a.shape), np.asarray(a).dtype.str) for a in inputs)
     if key not in _SIGNATURES:

@@ -9,8 +9,8 @@ import pytest
 import graphc as gc
 
 
-def loss(p, x, y):
-    return gc.nn.cross_entropy(np.tanh(x @ p["W"] + p["b"]) @ p["V"], y)
+def loss(p, x, y, lam):
+    return gc.nn.cross_entropy(np.tanh(x @ p["W"] + p["b"]) @ p["V"], y) + lam * np.sum(p["b"] ** 2)
 
 
 def _setup(dtype=np.float64):
@@ -26,19 +26,23 @@ def test_export_before_any_call_is_a_value_error(tmp_path):
         gc.export(gc.compile_step(loss, gc.optim.Adam()), tmp_path / "m.py")
 
 
-# SGD updates W inside the BLAS call; float32 sums b's gradient with kernels.sums
-@pytest.mark.parametrize("optimizer, dtype", [("Adam", np.float64), ("SGD", np.float32)])
-def test_exported_step_continues_exactly_without_graphc(tmp_path, optimizer, dtype):
+# SGD updates W inside the BLAS call; float32 sums b's gradient with kernels.sums.
+# The weight of b's penalty is a 0-d array, or a Python float: a scalar argument
+# (np.ascontiguousarray made it 1-d, which no exported signature matched)
+@pytest.mark.parametrize("optimizer, dtype, lam_source", [("Adam", np.float64, "np.array(1e-3)"),
+                                                          ("SGD", np.float32, "1e-3")])
+def test_exported_step_continues_exactly_without_graphc(tmp_path, optimizer, dtype, lam_source):
     params, x, y = _setup(dtype)
+    lam = eval(lam_source)
     step = gc.compile_step(loss, getattr(gc.optim, optimizer)(lr=0.05))
     for _ in range(3):
-        step(params, x, y)
+        step(params, x, y, lam)
     path = tmp_path / "exported_step.py"
     gc.export(step, path)
     np.savez(tmp_path / "start.npz", x=x, y=y, **params)
 
     # continue in graphc
-    expected_losses = [step(params, x, y) for _ in range(4)]
+    expected_losses = [step(params, x, y, lam) for _ in range(4)]
 
     script = f"""
 import sys
@@ -49,7 +53,7 @@ import exported_step as m
 d = np.load({str(tmp_path / 'start.npz')!r})
 params = {{k: d[k].copy() for k in ("W", "b", "V")}}
 assert m.state["count"] == 3
-losses = [m.step(params, d["x"], d["y"]) for _ in range(4)]
+losses = [m.step(params, d["x"], d["y"], {lam_source}) for _ in range(4)]
 np.savez({str(tmp_path / 'out.npz')!r}, losses=losses, count=m.state["count"], **params)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
