@@ -32,6 +32,11 @@ class UnsupportedOpError(GraphcError, NotImplementedError):
     """A NumPy function or argument that graphc does not support."""
 
 
+class UnsupportedMethodError(UnsupportedOpError, AttributeError):
+    """An ndarray method or attribute that traced arrays do not have (an
+    AttributeError too, so hasattr() stays False)."""
+
+
 class GraphcTypeError(GraphcError, TypeError):
     """Wrong dtypes, non-scalar losses, mismatched parameter pytrees."""
 

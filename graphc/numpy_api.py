@@ -808,6 +808,14 @@ def _install_tracer_methods():
     T.__or__ = T.__ror__ = bitwise_or
     T.__invert__ = invert
     T.__getitem__ = getitem
+    # not supported, but named as NumPy's ufuncs are (Python's TypeError named neither)
+    for symbol, ufunc in (("floordiv", np.floor_divide), ("mod", np.remainder),
+                          ("divmod", np.divmod)):
+        setattr(T, f"__{symbol}__", lambda self, other, u=ufunc: array_ufunc(
+            self, u, "__call__", self, other))
+        setattr(T, f"__r{symbol}__", lambda self, other, u=ufunc: array_ufunc(
+            self, u, "__call__", other, self))
+    T.copy = lambda self, order="K": self       # traced arrays are values: nothing to copy
     T.__array_ufunc__ = array_ufunc
     T.__array_function__ = array_function
     T.T = property(lambda self: transpose(self))

@@ -130,6 +130,16 @@ class Tracer:
     def __hash__(self):
         return id(self)
 
+    def __getattr__(self, name):
+        # only for names Tracer lacks: say which, where, rather than "'Tracer'
+        # object has no attribute" (x.argmax(), x.cumsum(), ...)
+        if name.startswith("_") or not hasattr(np.ndarray, name):
+            raise AttributeError(f"'Tracer' object has no attribute {name!r}")
+        if name in ("item", "tolist", "tobytes"):
+            self._concrete_error(f"x.{name}()", "Return the array and convert it after the call")
+        raise errors.UnsupportedMethodError(f"x.{name} of a traced array is not supported by "
+                                            f"graphc{errors.at(errors.user_location())}")
+
     # Arithmetic and methods are attached by numpy_api (the NumPy front end).
 
 
