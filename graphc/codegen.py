@@ -419,6 +419,8 @@ def _scalar_expr(graph: Graph, node: Node, operands: list[str]) -> str:
     T, kind = np_dtype(node.dtype), np.dtype(node.dtype).kind
     if node.op == "pow" and kind in "iu":
         expr = f"vmath.ipow({operands[0]}, {operands[1]})"
+    elif node.op == "convert" and kind in "iu" and graph.node(node.inputs[0]).dtype.kind == "f":
+        expr = f"vmath.to_int({operands[0]}, {T})"     # nan and out of range: as NumPy, no poison
     elif node.op in _WRAPPING and kind in "iu" and node.dtype.itemsize == 8:
         operands = [f"{T}(0)"] + operands if node.op == "neg" else operands
         expr = f"vmath.wrapping_{_WRAPPING[node.op]}({', '.join(operands)})"

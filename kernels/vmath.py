@@ -57,7 +57,7 @@ from numba.extending import intrinsic, overload
 
 __all__ = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "radd", "ipow",
            "full_width_vectors",
-           "wrapping_add", "wrapping_sub", "wrapping_mul",
+           "wrapping_add", "wrapping_sub", "wrapping_mul", "to_int",
            "FUNCTIONS", "apply"]
 
 # Options for every kernel: IEEE float semantics, no ZeroDivisionError branch.
@@ -134,6 +134,41 @@ def _wrapping(opname):
 
 
 wrapping_add, wrapping_sub, wrapping_mul = map(_wrapping, ["add", "sub", "mul"])
+
+
+def _guarded_fptosi(builder, x, bits):
+    """x converted to a signed integer of `bits` (32 or 64) as x86's cvtt*2si
+    converts it: toward zero, and INT_MIN for nan and values out of range.
+    A plain fptosi gives LLVM's poison there: where LLVM knows x (x * nan),
+    it dropped the store, and the output kept whatever memory held."""
+    ity = ir.IntType(bits)
+    low, high = (ir.Constant(x.type, v) for v in (-2.0 ** (bits - 1), 2.0 ** (bits - 1)))
+    in_range = builder.and_(builder.fcmp_ordered(">=", x, low),
+                            builder.fcmp_ordered("<", x, high))
+    return builder.select(in_range, builder.fptosi(x, ity), ir.Constant(ity, -2 ** (bits - 1)))
+
+
+@intrinsic
+def to_int(typingctx, x, to):
+    """x (float) as the integer type `to`: a signed one, or uint8/uint16 (the
+    types graphc's astype converts to), never LLVM's poison (see
+    _guarded_fptosi), and for nan and values out of range what NumPy's casts
+    give on x86: int32/int64 conversions, the narrow types through int32,
+    wrapping."""
+    if not (isinstance(x, types.Float) and isinstance(to, types.NumberClass)
+            and isinstance(to.instance_type, types.Integer)
+            and (to.instance_type.signed or to.instance_type.bitwidth <= 16)):
+        return None
+    out = to.instance_type
+
+    def codegen(context, builder, sig, args):
+        value, bits = args[0], out.bitwidth
+        ity = ir.IntType(bits)
+        if bits == 64:
+            return _guarded_fptosi(builder, value, 64)
+        as_int32 = _guarded_fptosi(builder, value, 32)
+        return builder.trunc(as_int32, ity) if bits < 32 else as_int32
+    return out(x, to), codegen
 
 
 @njit(**_JIT)

@@ -236,3 +236,24 @@ def test_powers_of_booleans_and_of_lists_as_numpy():
         got, want = gc.jit(fn)(arg), fn(arg)
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
+
+
+def test_float_to_int_casts_of_nan_and_out_of_range_values_are_numpys_known_or_not():
+    """NumPy's values on this CPU, whether the value is only known at run
+    time or LLVM can see it: with Numba's plain cast LLVM read (x * nan) as a
+    poison value, dropped the store, and left whatever memory held."""
+    special = np.array([np.nan, np.inf, -np.inf, 300.7, -300.2, 1e10, -1e10, -1.5, 2.5])
+    types = (np.int8, np.int16, np.int32, np.int64, np.uint8)
+
+    def casts(x64, x32, ones):
+        return [(x.astype(t), (ones * np.nan).astype(t), (ones * np.inf).astype(t))
+                for t in types for x in (x64, x32)]
+    ones = np.ones(3)
+    got = gc.jit(casts)(special, special.astype(np.float32), ones)
+    with np.errstate(invalid="ignore"):
+        expected = casts(special, special.astype(np.float32), ones)
+    for (t, x), outs, refs in zip([(t, x) for t in types for x in ("float64", "float32")],
+                                  got, expected):
+        for out, ref, what in zip(outs, refs, ("at run time", "x * nan", "x * inf")):
+            assert out.dtype == t
+            np.testing.assert_array_equal(out, ref, err_msg=f"{x} -> {t.__name__}, {what}")
