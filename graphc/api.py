@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import inspect
 import threading
 import time
 import warnings
@@ -307,8 +308,10 @@ MAX_ENTRIES = 32
 class Compiled:
     """A function compiled per signature (pytree structure, shapes, dtypes, statics)."""
 
-    def __init__(self, fn, static_argnums=(), name=None, codegen_options=None):
+    def __init__(self, fn, static_argnums=(), name=None, codegen_options=None, user_fn=None):
         self.fn = fn
+        # whose parameters keyword arguments name (hessian's: the user's, through grad's)
+        self.user_fn = getattr(user_fn, "user_fn", user_fn) or fn
         # codegen_options(n_input_leaves) -> extra keyword arguments of codegen.generate
         self.codegen_options = codegen_options
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) \
@@ -372,7 +375,22 @@ class Compiled:
         entry.train_epoch = getattr(loaded, "train_epoch", None)
         return entry
 
-    def __call__(self, *args):
+    def _positional(self, args, kwargs) -> tuple:
+        """Keyword arguments put in their places among the user function's
+        parameters (JAX's transforms take them too); statics count by place."""
+        try:
+            bound = inspect.signature(self.user_fn).bind(*args, **kwargs)
+        except (TypeError, ValueError) as e:
+            raise errors.GraphcTypeError(f"{self.__name__}: {e}") from None
+        if bound.kwargs:
+            raise errors.GraphcTypeError(f"{self.__name__}: keyword-only parameters "
+                                         f"({', '.join(bound.kwargs)}) are not supported; "
+                                         f"make them positional")
+        return bound.args
+
+    def __call__(self, *args, **kwargs):
+        if kwargs:
+            args = self._positional(args, kwargs)
         leaves, treedef = pytree.flatten(args)
         if not self.static_argnums:
             # plain arrays of a signature compiled before: straight to its entry
@@ -527,7 +545,7 @@ def value_and_grad(fn, argnums=0, has_aux=False):
                                  "value_and_grad")
         g = grads[0] if isinstance(argnums, int) else tuple(grads)
         return (out, g)
-    return Compiled(value_and_grad_fn, name=f"value_and_grad({getattr(fn, '__name__', 'fn')})")
+    return Compiled(value_and_grad_fn, name=f"value_and_grad({getattr(fn, '__name__', 'fn')})", user_fn=fn)
 
 
 def grad(fn, argnums=0, has_aux=False):
@@ -542,7 +560,7 @@ def grad(fn, argnums=0, has_aux=False):
     def grad_fn(*args):
         (value, g) = vg.fn(*args)
         return (g, value[1]) if has_aux else g
-    return Compiled(grad_fn, name=f"grad({getattr(fn, '__name__', 'fn')})")
+    return Compiled(grad_fn, name=f"grad({getattr(fn, '__name__', 'fn')})", user_fn=fn)
 
 
 def vjp(fn, *primals):
@@ -590,7 +608,7 @@ def jacobian(fn, argnums=0):
                 stacked = fnp.getitem(stacked, slice(0, 0))
             jacs.append(fnp.reshape(stacked, out.shape + arg_shape))
         return jacs[0] if isinstance(argnums, int) else tuple(jacs)
-    return Compiled(jacobian_fn, name=f"jacobian({getattr(fn, '__name__', 'fn')})")
+    return Compiled(jacobian_fn, name=f"jacobian({getattr(fn, '__name__', 'fn')})", user_fn=fn)
 
 
 def hessian(fn, argnums=0):

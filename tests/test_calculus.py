@@ -125,6 +125,21 @@ def test_jacobian_of_an_empty_output_is_empty():
     assert gc.jacobian(lambda x: (x * x).reshape(3, 1)[:, :0])(x).shape == (3, 0, 3)
 
 
+def test_keyword_arguments_take_the_places_of_the_functions_parameters():
+    # as in JAX: bound by the user's function's signature, statics by place
+    def f(w, x, lam=0.1):
+        return np.sum((w * x) ** 2) + lam * np.sum(w)
+    w, x = np.array([1.0, -2.0]), np.array([0.5, 3.0])
+    np.testing.assert_allclose(gc.grad(f)(w, x=x, lam=1.0), 2 * w * x ** 2 + 1.0)
+    np.testing.assert_allclose(gc.jit(f)(w, lam=0.0, x=x), np.sum((w * x) ** 2))
+    np.testing.assert_allclose(gc.hessian(f)(w, x=x), np.diag(2 * x ** 2))
+    np.testing.assert_allclose(gc.jit(lambda x, n: x * n, static_argnums=1)(x, n=4), 4 * x)
+    with pytest.raises(gc.GraphcError, match="f: got an unexpected keyword argument 'y'"):
+        gc.jit(f)(w, x, y=1.0)
+    with pytest.raises(gc.GraphcError, match="keyword-only parameters \\(s\\) are not supported"):
+        gc.jit(lambda x, *, s: x * s)(x, s=2.0)
+
+
 def test_gradient_over_a_pytree_of_parameters():
     params = {"W": np.ones((3, 2)), "b": np.zeros(2), "layers": [np.array(2.0), (np.ones(2),)]}
     x = np.arange(6.0).reshape(2, 3)
