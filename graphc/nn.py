@@ -97,6 +97,10 @@ def _check_labels(labels, num_classes, fn):
 
 def one_hot(labels, num_classes, dtype=np.float32):
     """`(..., num_classes)` with a 1 at each label; labels must lie in [0, num_classes)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
+            or num_classes < 1:
+        raise errors.GraphcValueError(f"one_hot: num_classes must be a Python int >= 1, got "
+                                      f"{num_classes!r}{errors.at(errors.user_location())}")
     checked = _check_labels(labels, num_classes, "one_hot")
     classes = np.arange(num_classes, dtype=np.int64)
     return fnp.astype(fnp.equal(fnp.expand_dims(checked, -1), classes), dtype)

@@ -149,6 +149,9 @@ def test_one_hot():
     assert out.dtype == np.float32
     np.testing.assert_array_equal(out, np.eye(4, dtype=np.float32)[[3, 0, 1]])
     np.testing.assert_array_equal(gc.nn.one_hot(np.array([1]), 2, dtype=np.float64), [[0.0, 1.0]])
+    for bad in (0, -1, 2.0, True):      # named as such, not as labels out of range [0, -1)
+        with pytest.raises(ValueError, match=rf"num_classes must be a Python int >= 1, got {bad}"):
+            gc.nn.one_hot(np.array([0]), bad)
 
 
 @pytest.mark.parametrize("bad", [np.array([0, 4]), np.array([-1, 0])])
