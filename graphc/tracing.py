@@ -133,12 +133,17 @@ class Tracer:
     def __getattr__(self, name):
         # only for names Tracer lacks: say which, where, rather than "'Tracer'
         # object has no attribute" (x.argmax(), x.cumsum(), ...)
+        # (an AttributeError as well, so hasattr() and getattr(x, name, None) still work)
         if name.startswith("_") or not hasattr(np.ndarray, name):
             raise AttributeError(f"'Tracer' object has no attribute {name!r}")
+        where = errors.at(errors.user_location())
         if name in ("item", "tolist", "tobytes"):
-            self._concrete_error(f"x.{name}()", "Return the array and convert it after the call")
+            raise errors.UnsupportedMethodError(
+                f"x.{name}() needs the value of a traced array {self.node.type}, which is only "
+                f"known when the compiled code runs{where}; return the array and convert it "
+                f"after the call")
         raise errors.UnsupportedMethodError(f"x.{name} of a traced array is not supported by "
-                                            f"graphc{errors.at(errors.user_location())}")
+                                            f"graphc{where}")
 
     # Arithmetic and methods are attached by numpy_api (the NumPy front end).
 
