@@ -545,7 +545,8 @@ def value_and_grad(fn, argnums=0, has_aux=False):
                                  "value_and_grad")
         g = grads[0] if isinstance(argnums, int) else tuple(grads)
         return (out, g)
-    return Compiled(value_and_grad_fn, name=f"value_and_grad({getattr(fn, '__name__', 'fn')})", user_fn=fn)
+    return Compiled(value_and_grad_fn, name=f"value_and_grad({getattr(fn, '__name__', 'fn')})",
+                    user_fn=fn)
 
 
 def grad(fn, argnums=0, has_aux=False):

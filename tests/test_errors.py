@@ -158,7 +158,8 @@ def test_methods_and_operators_traced_arrays_lack_are_named_with_the_line():
              (gc.UnsupportedOpError, "np.remainder", lambda x: 2 % x),
              (gc.UnsupportedOpError, "np.divmod", lambda x: divmod(x, 2))]
     for error, message, f in cases:
-        with pytest.raises(error, match=rf"{message} .*\(at {__file__}:{f.__code__.co_firstlineno}\)"):
+        line = f.__code__.co_firstlineno
+        with pytest.raises(error, match=rf"{message} .*\(at {__file__}:{line}\)"):
             gc.jit(f)(np.arange(3.0))
     for method in (lambda x: x.argmin(), lambda x: x.tolist()):   # hasattr() stays False
         with pytest.raises(AttributeError):
