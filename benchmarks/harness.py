@@ -39,6 +39,7 @@ import time
 import numpy as np
 
 from graphc import target
+from graphc.cli import output_path, positive_int
 from graphc import threads as graphc_threads
 from graphc.benchmarks.workloads import WORKLOADS
 
@@ -563,10 +564,12 @@ def main(argv=None) -> int:
     p.add_argument("--workloads", help="comma-separated, e.g. W1,W3 (default: all)")
     p.add_argument("--dtype", choices=["float32", "float64"], help="default: both")
     p.add_argument("--impls", default=",".join(IMPLS), help=f"default: {','.join(IMPLS)}")
-    p.add_argument("--threads", type=int, help="threads for BLAS/Numba/PyTorch (default: "
-                   "OMP_NUM_THREADS & co. if set, else 1)")
-    p.add_argument("--json", metavar="PATH", help="write every raw timing as JSON")
-    p.add_argument("--plot", metavar="PATH", help="bar chart of speedups as a PNG (matplotlib)")
+    p.add_argument("--threads", type=positive_int, help="threads for BLAS/Numba/PyTorch "
+                   "(default: OMP_NUM_THREADS & co. if set, else 1)")
+    p.add_argument("--json", metavar="PATH", type=output_path,
+                   help="write every raw timing as JSON")
+    p.add_argument("--plot", metavar="PATH", type=output_path,
+                   help="bar chart of speedups as a PNG (matplotlib)")
     p.add_argument("--no-cold", action="store_true", help="skip graphc's cold/warm first call")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--list", action="store_true", help="list the workloads and exit")

@@ -2,8 +2,31 @@
 from __future__ import annotations
 
 import argparse
-import shutil
+import contextlib
+import os
 import sys
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (epochs, threads), refused before any work."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def output_path(text: str) -> str:
+    """argparse type: a file to write at the end of a run, whose directory must
+    exist now (not after minutes of training or benchmarking)."""
+    directory = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(directory):
+        raise argparse.ArgumentTypeError(f"{text}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise argparse.ArgumentTypeError(f"{text}: directory {directory} is not writable")
+    return text
 
 
 def main(argv=None) -> int:
@@ -17,8 +40,9 @@ def main(argv=None) -> int:
                                      "training code")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train an MLP on the shipped digits data set")
-    demo.add_argument("--epochs", type=int, default=30)
-    demo.add_argument("--plot", metavar="PATH", help="save the loss curve as a PNG")
+    demo.add_argument("--epochs", type=positive_int, default=30)
+    demo.add_argument("--plot", metavar="PATH", type=output_path,
+                      help="save the loss curve as a PNG")
     demo.add_argument("--no-progress", action="store_true")
     bench = sub.add_parser("bench", help="run the benchmark harness against NumPy",
                            add_help=False)
@@ -33,15 +57,17 @@ def main(argv=None) -> int:
     elif args.command == "cache":
         from graphc import runtime
         directory = runtime.cache_dir()
-        files = list(directory.glob("graphc_*.py")) if directory.exists() else []
+        modules, files = runtime.cache_files(directory)
         if args.action == "info":
-            size = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) \
-                if directory.exists() else 0
-            print(f"cache directory: {directory}\nmodules: {len(files)}\nsize: {size / 1e6:.1f} MB")
+            size = sum(f.stat().st_size for f in files)
+            print(f"cache directory: {directory}\nmodules: {len(modules)}\n"
+                  f"size: {size / 1e6:.1f} MB")
         else:
-            if directory.exists():
-                shutil.rmtree(directory)
-            print(f"removed {len(files)} cached modules from {directory}")
+            for f in files:
+                f.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):     # only if nothing else is in it
+                (directory / "__pycache__").rmdir()
+            print(f"removed {len(modules)} cached modules from {directory}")
     return 0
 
 

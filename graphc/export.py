@@ -172,7 +172,11 @@ def export(step, path) -> None:
     """Write `step` as a standalone module at `path` (see the module docstring)."""
     import graphc
 
-    entries = list(step._compiled._cache.values()) if hasattr(step, "_compiled") else []
+    from graphc.train import Step
+    if not isinstance(step, Step):
+        raise errors.GraphcTypeError(f"export takes a step made by gc.compile_step, got "
+                                     f"{type(step).__name__}")
+    entries = list(step._compiled._cache.values())
     if not entries or step.state is None:
         raise errors.GraphcValueError("export: this step has never been called, so there is no "
                                       "compiled signature to export; call it once first")

@@ -51,6 +51,20 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(base) / "graphc"
 
 
+def cache_files(directory: pathlib.Path) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
+    """graphc's own files in a cache directory: (generated modules, all of
+    them), the second with Numba's compiled code and bytecode for those
+    modules in __pycache__ and unfinished writes. Nothing else there is
+    graphc's, so `graphc cache clear` leaves it alone (GRAPHC_CACHE_DIR may
+    name a directory shared with other files)."""
+    if not directory.is_dir():
+        return [], []
+    modules = sorted(directory.glob("graphc_*.py"))
+    extra = sorted(directory.glob(".tmp_*.py"))
+    extra += sorted((directory / "__pycache__").glob("graphc_*"))
+    return modules, modules + [f for f in extra if f.is_file()]
+
+
 def _kernels_fingerprint() -> str:
     import graphc.kernels as kernels
     return kernels.sources_fingerprint()

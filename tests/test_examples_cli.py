@@ -65,6 +65,38 @@ def test_graphc_cache_info():
     assert "cache directory:" in out and "modules:" in out
 
 
+def test_graphc_cache_clear_removes_only_graphcs_files(tmp_path, monkeypatch, capsys):
+    # GRAPHC_CACHE_DIR may name a directory that holds other files too
+    from graphc import cli
+    (tmp_path / "__pycache__").mkdir()
+    ours = [tmp_path / "graphc_0123.py", tmp_path / ".tmp_x.py",
+            tmp_path / "__pycache__" / "graphc_0123.run-40.py311.nbi",
+            tmp_path / "__pycache__" / "graphc_0123.run-40.py311.1.nbc"]
+    theirs = [tmp_path / "notes.txt", tmp_path / "__pycache__" / "notes.cpython-311.pyc"]
+    for f in ours + theirs:
+        f.write_text("x" * 1000)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    assert cli.main(["cache", "info"]) == 0
+    assert "modules: 1\nsize: 0.0 MB" in capsys.readouterr().out    # 4 kB of its own
+    assert cli.main(["cache", "clear"]) == 0
+    assert f"removed 1 cached modules from {tmp_path}" in capsys.readouterr().out
+    assert not any(f.exists() for f in ours) and all(f.exists() for f in theirs)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["demo", "--epochs", "0"], "argument --epochs: must be >= 1, got 0"),
+    (["demo", "--plot", "/nonexistent/loss.png"], "argument --plot: .* does not exist"),
+    (["bench", "--threads", "0"], "argument --threads: must be >= 1, got 0"),
+    (["bench", "--json", "/nonexistent/b.json"], "argument --json: .* does not exist"),
+], ids=["epochs", "plot", "threads", "json"])
+def test_bad_command_line_values_are_refused_before_any_work(argv, message, capsys):
+    from graphc import cli
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(argv)
+    assert exit_.value.code == 2
+    assert re.search(message, capsys.readouterr().err)
+
+
 def test_graphc_bench_quick_prints_the_ratio_table(tmp_path):
     # options before any other word reach the harness (not swallowed by the CLI's parser)
     out = _run(["-m", "graphc.cli", "bench", "--quick", "--workloads", "W1", "--dtype", "float64",

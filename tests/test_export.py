@@ -24,6 +24,9 @@ def _setup(dtype=np.float64):
 def test_export_before_any_call_is_a_value_error(tmp_path):
     with pytest.raises(ValueError, match="never been called"):
         gc.export(gc.compile_step(loss, gc.optim.Adam()), tmp_path / "m.py")
+    with pytest.raises(TypeError, match="export takes a step made by gc.compile_step, got "
+                                        "Compiled"):
+        gc.export(gc.jit(lambda a: a * 2), tmp_path / "m.py")
 
 
 # SGD updates W inside the BLAS call; float32 sums b's gradient with kernels.sums.
