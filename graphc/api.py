@@ -539,14 +539,19 @@ def value_and_grad(fn, argnums=0, has_aux=False):
     >>> float(v), float(g)
     (30.0, 7.0)
     """
+    return Compiled(_value_and_grad_fn(fn, argnums, has_aux, "value_and_grad"),
+                    name=f"value_and_grad({getattr(fn, '__name__', 'fn')})", user_fn=fn)
+
+
+def _value_and_grad_fn(fn, argnums, has_aux, fn_name):
+    """The traced function of value_and_grad and grad; errors name `fn_name`,
+    the transform the user called."""
     def value_and_grad_fn(*args):
         nums = _argnums_tuple(argnums, len(args))
-        out, grads = _vjp_traced(fn, args, nums, _scalar_cotangent("grad"), has_aux,
-                                 "value_and_grad")
+        out, grads = _vjp_traced(fn, args, nums, _scalar_cotangent(fn_name), has_aux, fn_name)
         g = grads[0] if isinstance(argnums, int) else tuple(grads)
         return (out, g)
-    return Compiled(value_and_grad_fn, name=f"value_and_grad({getattr(fn, '__name__', 'fn')})",
-                    user_fn=fn)
+    return value_and_grad_fn
 
 
 def grad(fn, argnums=0, has_aux=False):
@@ -556,10 +561,10 @@ def grad(fn, argnums=0, has_aux=False):
     >>> float(gc.grad(lambda q: 0.5 * q**2 + 3 * q + 10)(4.0))
     7.0
     """
-    vg = value_and_grad(fn, argnums, has_aux)
+    value_and_grad_fn = _value_and_grad_fn(fn, argnums, has_aux, "grad")
 
     def grad_fn(*args):
-        (value, g) = vg.fn(*args)
+        (value, g) = value_and_grad_fn(*args)
         return (g, value[1]) if has_aux else g
     return Compiled(grad_fn, name=f"grad({getattr(fn, '__name__', 'fn')})", user_fn=fn)
 
@@ -668,6 +673,6 @@ def check_grad_values(fn, args, analytic, argnums, eps=None, rtol=None, atol=Non
                 where = "" if path == "<root>" else f" leaf {path}"
                 raise AssertionError(
                     f"check_grad: argument {a}{where} index {tuple(int(i) for i in worst)}: "
-                    f"analytic {got[worst]!r} vs numeric {numeric[worst]!r} "
+                    f"analytic {float(got[worst])!r} vs numeric {float(numeric[worst])!r} "
                     f"(rtol={r_tol}, atol={a_tol}, eps={h})")
     return None

@@ -184,7 +184,9 @@ class Graph:
         lines = []
         for n in self.topo():
             args = " ".join(names[i] for i in n.inputs)
-            params = " ".join(f"{k}={_fmt_param(v)}" for k, v in n.params if k != "value")
+            # reductions print NumPy's keyword (sum %3 axis=(1,)), as the listing's contract
+            params = " ".join(f"{'axis' if k == 'axes' else k}={_fmt_param(v)}"
+                              for k, v in n.params if k != "value")
             if n.op == "const":
                 params = repr(n.p["value"])
             if n.op == "input":

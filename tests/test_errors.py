@@ -75,9 +75,12 @@ def test_shape_error_names_the_op_both_shapes_and_the_line():
 
 
 def test_grad_of_an_integer_argument_is_a_type_error():
-    with pytest.raises(TypeError, match="int64") as e:
-        gc.grad(lambda x: np.sum(x * 1.0))(np.arange(3))
-    assert isinstance(e.value, gc.GraphcError)
+    # named after the transform the user called
+    for transform in (gc.grad, gc.value_and_grad):
+        with pytest.raises(TypeError, match=rf"^{transform.__name__}: argument 0 has dtype "
+                                            r"int64") as e:
+            transform(lambda x: np.sum(x * 1.0))(np.arange(3))
+        assert isinstance(e.value, gc.GraphcError)
 
 
 def test_grad_of_a_non_scalar_output_is_a_type_error():

@@ -21,7 +21,7 @@ def test_listing_is_deterministic_jaxpr_like_text():
         "%5:f32[4,2] = tanh %4",
         "%6:f32[] = const 2.0",
         "%7:f32[4,2] = mul %5 %6",
-        "%8:f32[4] = sum %7 axes=(1,) keepdims=False",
+        "%8:f32[4] = sum %7 axis=(1,) keepdims=False",
         "return %8",
     ])
 
