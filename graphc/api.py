@@ -310,14 +310,17 @@ class Compiled:
 
     def __init__(self, fn, static_argnums=(), name=None, codegen_options=None, user_fn=None):
         self.fn = fn
-        # whose parameters keyword arguments name (hessian's: the user's, through grad's)
-        self.user_fn = getattr(user_fn, "user_fn", user_fn) or fn
+        # whose parameters keyword arguments name: the user's, also through
+        # another transform (jit(grad(f)), hessian = jacobian(grad(f)))
+        user_fn = user_fn or fn
+        self.user_fn = getattr(user_fn, "user_fn", user_fn)
+        self._signature = None      # of user_fn, read at the first call with keywords
         # codegen_options(n_input_leaves) -> extra keyword arguments of codegen.generate
         self.codegen_options = codegen_options
         self.static_argnums = (static_argnums,) if isinstance(static_argnums, int) \
             else tuple(static_argnums)
-        self.__name__ = name or getattr(fn, "__name__", "fn")
         functools.update_wrapper(self, fn, updated=())
+        self.__name__ = name or getattr(fn, "__name__", "fn")     # not grad_fn: grad(loss)
         self._cache: collections.OrderedDict = collections.OrderedDict()   # LRU of entries
         self._graphs: dict = {}       # traced only, for interpret()
         self._signatures_seen = 0
@@ -377,16 +380,30 @@ class Compiled:
 
     def _positional(self, args, kwargs) -> tuple:
         """Keyword arguments put in their places among the user function's
-        parameters (JAX's transforms take them too); statics count by place."""
+        parameters (JAX's transforms take them too); statics count by place.
+        A parameter skipped before a later keyword takes its default."""
         try:
-            bound = inspect.signature(self.user_fn).bind(*args, **kwargs)
+            if self._signature is None:
+                self._signature = inspect.signature(self.user_fn)
+            bound = self._signature.bind(*args, **kwargs)
         except (TypeError, ValueError) as e:
             raise errors.GraphcTypeError(f"{self.__name__}: {e}") from None
-        if bound.kwargs:
-            raise errors.GraphcTypeError(f"{self.__name__}: keyword-only parameters "
-                                         f"({', '.join(bound.kwargs)}) are not supported; "
-                                         f"make them positional")
-        return bound.args
+        params = self._signature.parameters
+        places = [n for n, p in params.items()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        given = bound.arguments
+        if not any(n in bound.kwargs for n in places):
+            positional, rest = bound.args, bound.kwargs
+        else:   # BoundArguments.args stops at the first parameter not given
+            last = max(places.index(n) for n in given if n in places)
+            positional = tuple(given[n] if n in given else params[n].default
+                               for n in places[:last + 1])
+            rest = {n: v for n, v in given.items() if n not in places}
+        if rest:
+            raise errors.GraphcTypeError(f"{self.__name__}: keyword-only and **kwargs "
+                                         f"parameters ({', '.join(rest)}) are not supported; "
+                                         f"pass their values as positional parameters")
+        return positional
 
     def __call__(self, *args, **kwargs):
         if kwargs:

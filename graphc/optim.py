@@ -44,12 +44,19 @@ class Optimizer:
         cls.__init__ = init_then_freeze
 
     def __setattr__(self, name, value):
+        self._refuse_change(name)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        self._refuse_change(name)
+        object.__delattr__(self, name)
+
+    def _refuse_change(self, name):
         if self.__dict__.get("_frozen"):
             raise errors.GraphcValueError(
                 f"{type(self).__name__}.{name} cannot change: an optimizer's settings are "
                 f"compiled into the steps that use it; make a new optimizer (and "
                 f"compile_step) for new settings")
-        object.__setattr__(self, name, value)
 
     def init(self, leaves: list[np.ndarray]) -> dict[str, list[np.ndarray]]:
         """Zero moment buffers, one per parameter leaf, per slot."""

@@ -59,7 +59,7 @@ def cache_files(directory: pathlib.Path) -> tuple[list[pathlib.Path], list[pathl
     name a directory shared with other files)."""
     if not directory.is_dir():
         return [], []
-    modules = sorted(directory.glob("graphc_*.py"))
+    modules = sorted(f for f in directory.glob("graphc_*.py") if f.is_file())
     extra = sorted(directory.glob(".tmp_*.py"))
     extra += sorted((directory / "__pycache__").glob("graphc_*"))
     return modules, modules + [f for f in extra if f.is_file()]

@@ -164,21 +164,21 @@ def bind() -> str:
         if found is None:
             s, d = scipy_gemms()
             library = _library_of(sys.modules.get(_CYTHON_BLAS))
-            _bound = "SciPy's BLAS (scipy.linalg.cython_blas, through Numba)"
+            bound = "SciPy's BLAS (scipy.linalg.cython_blas, through Numba)"
         else:
             s, d, name = found
             library = _library_of(_numpy_extension())
-            _bound = f"NumPy's BLAS ({name})"
+            bound = f"NumPy's BLAS ({name})"
         core = openblas_core(library) if library is not None else None
         if core:
-            _bound += f", OpenBLAS core {core}"
+            bound += f", OpenBLAS core {core}"
+            fault_in_buffer(s, d)       # before anything is bound: a failed check binds nothing
         llvm.add_symbol(SGEMM, s)
         llvm.add_symbol(DGEMM, d)
-        if core:
-            fault_in_buffer(s, d)
         if not shared:
             _copy_transposed_b.value = bool(core) and core.lower() in _DIRECT_SGEMM_CORES
             llvm.add_symbol(COPY_TRANSPOSED_B, ctypes.addressof(_copy_transposed_b))
+        _bound = bound
     return _bound
 
 

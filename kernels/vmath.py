@@ -150,8 +150,8 @@ def _guarded_fptosi(builder, x, bits):
 
 @intrinsic
 def to_int(typingctx, x, to):
-    """x (float) as the integer type `to`: a signed one, or uint8/uint16 (the
-    types graphc's astype converts to), never LLVM's poison (see
+    """x (float) as the integer type `to`: a signed one, uint8 or uint16
+    (graphc's astype converts to int8-int64 and uint8), never LLVM's poison (see
     _guarded_fptosi), and for nan and values out of range what NumPy's casts
     give on x86: int32/int64 conversions, the narrow types through int32,
     wrapping."""

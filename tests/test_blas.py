@@ -315,15 +315,34 @@ def test_bind_runs_the_warm_up_product_exactly_for_openblas(monkeypatch):
     """bind() maps OpenBLAS's buffer (fault_in_buffer) through the GEMMs it
     binds; other libraries have no such buffer. Re-bound here with the warm-up
     recorded: the symbols get the same addresses again."""
+    import llvmlite.binding as llvm
     monkeypatch.setattr(blas_library, "_bound", None)
     monkeypatch.setattr(blas_library, "_copy_transposed_b", blas_library._copy_transposed_b)
     warmed = []
     monkeypatch.setattr(blas_library, "fault_in_buffer", lambda s, d: warmed.append((s, d)))
     assert blas_library.bind() == blas.BLAS
-    found = blas_library.numpy_gemms()
-    if found is None or "OpenBLAS" not in blas.BLAS:
-        pytest.skip(f"graphc's BLAS here is {blas.BLAS}")
-    assert warmed == [found[:2]]
+    bound = tuple(llvm.address_of_symbol(name) for name in (blas_library.SGEMM,
+                                                            blas_library.DGEMM))
+    assert warmed == ([bound] if "OpenBLAS" in blas.BLAS else [])
+
+
+def test_a_blas_that_fails_the_check_is_never_bound(monkeypatch):
+    """The check runs before the symbols are bound, and bind() stays unbound
+    after a failure: called again (a notebook cell run twice) it checks again."""
+    import llvmlite.binding as llvm
+    symbols = (blas_library.SGEMM, blas_library.DGEMM)
+    before = [llvm.address_of_symbol(name) for name in symbols]
+    (_, wrong32), (_, wrong64) = made = _cblas_gemm_that_writes(7.0)
+    monkeypatch.setattr(blas_library, "_bound", None)
+    monkeypatch.setattr(blas_library, "choice", lambda: "numpy")
+    monkeypatch.setattr(blas_library, "numpy_gemms", lambda: (wrong32, wrong64, "wrong_gemm"))
+    monkeypatch.setattr(blas_library, "openblas_core", lambda library: "Haswell")
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="float32 GEMM .* gave wrong values"):
+            blas_library.bind()
+    assert blas_library._bound is None
+    assert [llvm.address_of_symbol(name) for name in symbols] == before
+    del made
 
 
 def _cblas_gemm_that_writes(value):

@@ -134,9 +134,16 @@ def test_keyword_arguments_take_the_places_of_the_functions_parameters():
     np.testing.assert_allclose(gc.jit(f)(w, lam=0.0, x=x), np.sum((w * x) ** 2))
     np.testing.assert_allclose(gc.hessian(f)(w, x=x), np.diag(2 * x ** 2))
     np.testing.assert_allclose(gc.jit(lambda x, n: x * n, static_argnums=1)(x, n=4), 4 * x)
+    np.testing.assert_allclose(gc.jit(gc.grad(f))(w, x=x), 2 * w * x ** 2 + 0.1)   # through jit
+
+    def skipped(w, x=None, lam=0.1):        # x keeps its default when lam is given
+        return np.sum(w * w) * lam + (0.0 if x is None else np.sum(x))
+    np.testing.assert_allclose(gc.grad(skipped)(w, lam=2.0), 4 * w)
     with pytest.raises(gc.GraphcError, match="f: got an unexpected keyword argument 'y'"):
         gc.jit(f)(w, x, y=1.0)
-    with pytest.raises(gc.GraphcError, match="keyword-only parameters \\(s\\) are not supported"):
+    with pytest.raises(gc.GraphcError, match=r"^grad\(f\): got an unexpected keyword argument"):
+        gc.grad(f)(w, x, y=1.0)
+    with pytest.raises(gc.GraphcError, match="keyword-only and \\*\\*kwargs parameters \\(s\\)"):
         gc.jit(lambda x, *, s: x * s)(x, s=2.0)
 
 

@@ -74,10 +74,10 @@ def test_graphc_cache_clear_removes_only_graphcs_files(tmp_path, monkeypatch, ca
             tmp_path / "__pycache__" / "graphc_0123.run-40.py311.1.nbc"]
     theirs = [tmp_path / "notes.txt", tmp_path / "__pycache__" / "notes.cpython-311.pyc"]
     for f in ours + theirs:
-        f.write_text("x" * 1000)
+        f.write_text("x" * 100_000)
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     assert cli.main(["cache", "info"]) == 0
-    assert "modules: 1\nsize: 0.0 MB" in capsys.readouterr().out    # 4 kB of its own
+    assert "modules: 1\nsize: 0.4 MB" in capsys.readouterr().out    # its own 4 files only
     assert cli.main(["cache", "clear"]) == 0
     assert f"removed 1 cached modules from {tmp_path}" in capsys.readouterr().out
     assert not any(f.exists() for f in ours) and all(f.exists() for f in theirs)

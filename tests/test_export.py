@@ -32,11 +32,12 @@ def test_export_before_any_call_is_a_value_error(tmp_path):
 # SGD updates W inside the BLAS call; float32 sums b's gradient with kernels.sums.
 # The weight of b's penalty is a 0-d array, or a Python float: a scalar argument
 # (np.ascontiguousarray made it 1-d, which no exported signature matched)
-@pytest.mark.parametrize("optimizer, dtype, lam_source", [("Adam", np.float64, "np.array(1e-3)"),
-                                                          ("SGD", np.float32, "1e-3")])
-def test_exported_step_continues_exactly_without_graphc(tmp_path, optimizer, dtype, lam_source):
+@pytest.mark.parametrize("optimizer, dtype, lam, lam_source", [
+    ("Adam", np.float64, np.array(1e-3), "np.array(1e-3)"), ("SGD", np.float32, 1e-3, "1e-3")],
+    ids=["Adam-float64-0d", "SGD-float32-float"])
+def test_exported_step_continues_exactly_without_graphc(tmp_path, optimizer, dtype, lam,
+                                                        lam_source):
     params, x, y = _setup(dtype)
-    lam = eval(lam_source)
     step = gc.compile_step(loss, getattr(gc.optim, optimizer)(lr=0.05))
     for _ in range(3):
         step(params, x, y, lam)

@@ -153,6 +153,8 @@ def test_optimizer_settings_cannot_change_under_a_compiled_step():
         with pytest.raises(errors.GraphcValueError, match=rf"{type(opt).__name__}.lr cannot "
                                                           r"change: .* make a new optimizer"):
             opt.lr = 0.0
+        with pytest.raises(errors.GraphcValueError, match="cannot change"):
+            del opt.lr
         assert opt.lr != 0.0 and "_frozen" not in repr(opt)
     assert Custom(0.1).note == "set in __init__"
     before = copy.deepcopy(p)
