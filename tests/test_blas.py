@@ -334,6 +334,7 @@ def test_a_blas_that_fails_the_check_is_never_bound(monkeypatch):
     before = [llvm.address_of_symbol(name) for name in symbols]
     (_, wrong32), (_, wrong64) = made = _cblas_gemm_that_writes(7.0)
     monkeypatch.setattr(blas_library, "_bound", None)
+    monkeypatch.setattr(blas_library, "_copy_transposed_b", blas_library._copy_transposed_b)
     monkeypatch.setattr(blas_library, "choice", lambda: "numpy")
     monkeypatch.setattr(blas_library, "numpy_gemms", lambda: (wrong32, wrong64, "wrong_gemm"))
     monkeypatch.setattr(blas_library, "openblas_core", lambda library: "Haswell")
