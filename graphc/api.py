@@ -610,9 +610,16 @@ def jacobian(fn, argnums=0):
     """
     def jacobian_fn(*args):
         nums = _argnums_tuple(argnums, len(args))
+        for a in nums:
+            if isinstance(args[a], (dict, list, tuple)):
+                raise errors.GraphcTypeError(
+                    f"jacobian: argument {a} is a {type(args[a]).__name__}; jacobian and hessian "
+                    f"differentiate with respect to arrays (gc.grad takes pytrees)")
         graph = tracing.trace_fn(fn, args)
         if len(graph.outputs) != 1:
-            raise errors.GraphcTypeError("jacobian: the function must return a single array")
+            raise errors.GraphcTypeError(
+                f"jacobian: the function must return a single array, not {graph.meta['out_tree']} "
+                f"(for gc.hessian: one argnum, not a tuple of them)")
         out = graph.node(graph.outputs[0])
         if out.dtype.kind != "f":
             raise errors.GraphcTypeError(f"jacobian: the output must be float, got {out.type}")

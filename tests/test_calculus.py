@@ -125,6 +125,17 @@ def test_jacobian_of_an_empty_output_is_empty():
     assert gc.jacobian(lambda x: (x * x).reshape(3, 1)[:, :0])(x).shape == (3, 0, 3)
 
 
+def test_jacobian_and_hessian_say_what_they_take():
+    # arrays in, one array out: not "cannot use an argument of type dict"
+    f = lambda a, b: np.sum(a * b)      # noqa: E731
+    with pytest.raises(gc.GraphcError, match=r"return a single array, not \(\*, \*,\) \(for "
+                                             r"gc.hessian: one argnum"):
+        gc.hessian(f, argnums=(0, 1))(np.ones(2), np.ones(2))
+    with pytest.raises(gc.GraphcError, match="argument 0 is a dict; jacobian and hessian "
+                                             "differentiate with respect to arrays"):
+        gc.jacobian(lambda p: p["a"] * 2.0)({"a": np.ones(2)})
+
+
 def test_keyword_arguments_take_the_places_of_the_functions_parameters():
     # as in JAX: bound by the user's function's signature, statics by place
     def f(w, x, lam=0.1):
