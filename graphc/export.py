@@ -84,6 +84,11 @@ for _name in _SLOTS:
                                            for i in range({num_params})])
 
 
+def _shapes(signature):
+    return "(" + ", ".join(f"{{np.dtype(dtype).name}}{{list(shape)}}"
+                           for shape, dtype in signature) + ")"
+
+
 def _contiguous(b):
     # not np.ascontiguousarray alone: it makes a 0-d array (a scalar argument) 1-d
     b = np.asarray(b)
@@ -101,8 +106,13 @@ def step(params, *batch):
     inputs = leaves + slot_leaves + [count] + data
     key = tuple((tuple(a.shape), np.asarray(a).dtype.str) for a in inputs)
     if key not in _SIGNATURES:
-        raise TypeError("no exported signature matches these shapes/dtypes; exported: "
-                        + "; ".join(str(k) for k in _SIGNATURES))
+        # name the part that differs: the batch (most often), else the params
+        batches = [k[len(k) - len(data):] for k in _SIGNATURES]
+        batch = key[len(key) - len(data):]
+        what = ("the params' shapes or dtypes" if batch in batches
+                else f"the batch {{_shapes(batch)}}")
+        raise TypeError(f"no exported signature matches {{what}}; exported batches: "
+                        + "; ".join(_shapes(b) for b in batches))
     run, consts, new_workspace = _SIGNATURES[key]
     for leaf in leaves:
         if not leaf.flags.writeable or not leaf.flags.c_contiguous:

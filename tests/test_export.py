@@ -59,10 +59,18 @@ params = {{k: d[k].copy() for k in ("W", "b", "V")}}
 assert m.state["count"] == 3
 losses = [m.step(params, d["x"], d["y"], {lam_source}) for _ in range(4)]
 np.savez({str(tmp_path / 'out.npz')!r}, losses=losses, count=m.state["count"], **params)
+try:                                    # a batch size never exported: named, nothing run
+    m.step(params, d["x"][:3], d["y"][:3], {lam_source})
+except TypeError as e:
+    print(e)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
+    name = np.dtype(dtype).name
+    assert result.stdout.strip() == (
+        f"no exported signature matches the batch ({name}[3, 5], int64[3], float64[]); "
+        f"exported batches: ({name}[16, 5], int64[16], float64[])")
     out = np.load(tmp_path / "out.npz")
     np.testing.assert_array_equal(out["losses"], expected_losses)
     assert int(out["count"]) == 7
