@@ -61,11 +61,15 @@ def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x), axis)) (SciPy's signature), stable for large |x|."""
     x = fnp._as_float(x)
     axes = fnp.normalize_axes(axis, fnp.ndim(x), "logsumexp")
-    peak = P.stop_gradient(fnp.max(x, axis=axes, keepdims=True))
-    # A row of -inf (or inf) has no finite peak to subtract: use 0 there, as SciPy does.
-    peak = fnp.where(fnp.less(fnp.absolute(peak), np.inf), peak, 0)
-    total = fnp.sum(fnp.exp(fnp.subtract(x, peak)), axis=axes, keepdims=True)
-    out = fnp.add(fnp.log(total), peak)
+    if _over_nothing(x, axes):      # the log of an empty sum: -inf, as SciPy
+        # (softmax and log_softmax over an empty axis raise, as SciPy's)
+        out = fnp.log(fnp.sum(fnp.exp(x), axis=axes, keepdims=True))
+    else:
+        peak = P.stop_gradient(fnp.max(x, axis=axes, keepdims=True))
+        # A row of -inf (or inf) has no finite peak to subtract: use 0 there, as SciPy does.
+        peak = fnp.where(fnp.less(fnp.absolute(peak), np.inf), peak, 0)
+        total = fnp.sum(fnp.exp(fnp.subtract(x, peak)), axis=axes, keepdims=True)
+        out = fnp.add(fnp.log(total), peak)
     return out if keepdims else fnp.squeeze(out, axis=axes) if axes else out
 
 
@@ -84,6 +88,12 @@ def softmax(x, axis=-1):
     shifted = fnp.subtract(x, P.stop_gradient(fnp.max(x, axis=axis, keepdims=True)))
     e = fnp.exp(shifted)
     return fnp.true_divide(e, fnp.sum(e, axis=axis, keepdims=True))
+
+
+def _over_nothing(x, axes) -> bool:
+    """Whether a reduction of x over `axes` sums no element (an axis of size 0)."""
+    shape = fnp.shape(x)
+    return any(shape[a] == 0 for a in axes)
 
 
 def _check_labels(labels, num_classes, fn):

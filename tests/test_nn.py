@@ -134,6 +134,13 @@ def test_smooth_functions_keep_their_slope_at_zero_and_relu_keeps_nan():
     np.testing.assert_allclose(np.diag(h), s * (1 - s), rtol=1e-14)
 
 
+def test_logsumexp_over_an_empty_axis_is_minus_infinity_as_scipys():
+    x = np.zeros((3, 0))
+    rows, whole = gc.jit(lambda v: (gc.nn.logsumexp(v, axis=1), gc.nn.logsumexp(v)))(x)
+    np.testing.assert_array_equal(rows, sp.logsumexp(x, axis=1))
+    assert whole == -np.inf
+
+
 def test_logsumexp_of_all_minus_infinity_is_minus_infinity():
     x = np.full((2, 3), -np.inf)
     np.testing.assert_array_equal(gc.jit(lambda x: gc.nn.logsumexp(x, axis=1))(x), [-np.inf, -np.inf])
