@@ -37,12 +37,8 @@ _LABELS = {"NN": "{m}x{k} @ {k}x{n}", "NT": "{m}x{k} @ ({n}x{k}).T", "TN": "({k}
 def _loop(address, real):
     """A Numba loop of `times` GEMMs through the CBLAS function at `address`."""
     sig = blas_library.CBLAS_SIGNATURE(real)
-    proto = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int64,
-                             ctypes.c_int64, ctypes.c_int64,
-                             ctypes.c_float if real == types.float32 else ctypes.c_double,
-                             ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,
-                             ctypes.c_float if real == types.float32 else ctypes.c_double,
-                             ctypes.c_void_p, ctypes.c_int64)
+    proto = blas_library.cblas_ctypes(ctypes.c_float if real == types.float32
+                                      else ctypes.c_double)
     assert len(sig.args) == len(proto._argtypes_)
     gemm = proto(address)
     row_major = blas_library.ROW_MAJOR

@@ -63,6 +63,15 @@ def CBLAS_SIGNATURE(real):
                       real, p, i, p, i, real, p, i)
 
 
+def cblas_ctypes(real):
+    """The same signature as a ctypes prototype, `real` ctypes.c_float or
+    c_double: for calling a GEMM at an address from Python (fault_in_buffer,
+    the benchmarks) or making one (the tests)."""
+    i, p = ctypes.c_int64, ctypes.c_void_p
+    return ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i,
+                            real, p, i, p, i, real, p, i)
+
+
 def choice() -> str:
     """GRAPHC_BLAS, checked: `numpy` unless set."""
     value = os.environ.get("GRAPHC_BLAS", "").strip().lower() or "numpy"
@@ -209,10 +218,7 @@ def fault_in_buffer(sgemm: int, dgemm: int) -> None:
     m, k, n = WARM_UP_SHAPE
     for address, dtype, real in ((sgemm, np.float32, ctypes.c_float),
                                  (dgemm, np.float64, ctypes.c_double)):
-        i = ctypes.c_int64
-        gemm = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, real,
-                                ctypes.c_void_p, i, ctypes.c_void_p, i, real,
-                                ctypes.c_void_p, i)(address)
+        gemm = cblas_ctypes(real)(address)
         # b is zeros but for its first row: its other pages stay unwritten
         a, b, c = np.ones((m, k), dtype), np.zeros((k, n), dtype), np.full((m, n), -1, dtype)
         b[0] = 0.5

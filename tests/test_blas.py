@@ -353,9 +353,7 @@ def _cblas_gemm_that_writes(value):
     import ctypes
     made = []
     for real, dtype in ((ctypes.c_float, np.float32), (ctypes.c_double, np.float64)):
-        i, p = ctypes.c_int64, ctypes.c_void_p
-        proto = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_int, ctypes.c_int, i, i, i, real,
-                                 p, i, p, i, real, p, i)
+        proto = blas_library.cblas_ctypes(real)
 
         def wrong(order, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, dtype=dtype):
             buffer = (ctypes.c_char * (m * ldc * np.dtype(dtype).itemsize)).from_address(c)
