@@ -93,8 +93,8 @@ class Tracer:
         return (self[i] for i in range(len(self)))
 
     def _concrete_error(self, what, instead="Use np.where(cond, a, b) instead of if/else on "
-                                             "array values"):
-        raise errors.TracerError(
+                                             "array values", error=errors.TracerError):
+        raise error(
             f"{what} needs the value of a traced array {self.node.type}, which is only known "
             f"when the compiled code runs{errors.at(errors.user_location())}. {instead}, or mark "
             f"the argument static with gc.jit(fn, static_argnums=...) if it is a Python constant.")
@@ -136,14 +136,11 @@ class Tracer:
         # (an AttributeError as well, so hasattr() and getattr(x, name, None) still work)
         if name.startswith("_") or not hasattr(np.ndarray, name):
             raise AttributeError(f"'Tracer' object has no attribute {name!r}")
-        where = errors.at(errors.user_location())
         if name in ("item", "tolist", "tobytes"):
-            raise errors.UnsupportedMethodError(
-                f"x.{name}() needs the value of a traced array {self.node.type}, which is only "
-                f"known when the compiled code runs{where}; return the array and convert it "
-                f"after the call")
+            self._concrete_error(f"x.{name}()", "Return the array and convert it after the call",
+                                 errors.UnsupportedMethodError)
         raise errors.UnsupportedMethodError(f"x.{name} of a traced array is not supported by "
-                                            f"graphc{where}")
+                                            f"graphc{errors.at(errors.user_location())}")
 
     # Arithmetic and methods are attached by numpy_api (the NumPy front end).
 
