@@ -62,11 +62,13 @@ def _flatten(tree, out):
     return out
 
 
+# a namedtuple's fields are compared, and rebuilt, as a plain tuple's: this
+# module cannot import the class it was exported with
 def _shape_of(tree):
     if isinstance(tree, dict):
         return {{k: _shape_of(v) for k, v in tree.items()}}
     if isinstance(tree, (list, tuple)):
-        return type(tree)(_shape_of(v) for v in tree)
+        return (list if isinstance(tree, list) else tuple)(_shape_of(v) for v in tree)
     return None
 
 
@@ -220,7 +222,7 @@ def export(step, path) -> None:
     np.savez(buffer, **arrays)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     blob = "\n".join(f'    "{encoded[i:i + 96]}"' for i in range(0, len(encoded), 96)) or '    ""'
-    structure = pytree.unflatten(treedef, [None] * treedef.num_leaves)
+    structure = pytree.unflatten(pytree.without_namedtuples(treedef), [None] * treedef.num_leaves)
     source = _TEMPLATE.format(
         version=graphc.__version__, embedded=embedded,
         kernels="FASTMATH = " + codegen.FASTMATH + "\n" + "\n".join(kernels), blob=blob,

@@ -1,4 +1,4 @@
-"""Pytrees: nested dicts, lists and tuples (and None) with array leaves.
+"""Pytrees: nested dicts, lists, tuples and namedtuples (and None) with array leaves.
 
 `flatten` gives the leaves in a deterministic order (dict keys sorted) and a
 hashable `TreeDef`; `unflatten` rebuilds the same structure from new leaves.
@@ -14,15 +14,17 @@ import numpy as np
 
 @dataclass(frozen=True)
 class TreeDef:
-    kind: str                    # "leaf", "none", "tuple", "list", "dict"
-    keys: tuple = ()             # dict keys, sorted
+    kind: str                    # "leaf", "none", "tuple", "list", "dict", "namedtuple"
+    keys: tuple = ()             # dict keys, sorted; a namedtuple's field names
     children: tuple = ()
+    node_type: type | None = None  # the namedtuple's class, rebuilt by unflatten
     # computed once: every compiled call looks its TreeDef up in a dict, and the
     # generated hash walks the whole tree each time
     _hash: int = field(default=0, init=False, compare=False, repr=False)
 
     def __post_init__(self):
-        object.__setattr__(self, "_hash", hash((self.kind, self.keys, self.children)))
+        object.__setattr__(self, "_hash", hash((self.kind, self.keys, self.children,
+                                                self.node_type)))
 
     def __hash__(self) -> int:
         return self._hash
@@ -40,8 +42,13 @@ class TreeDef:
             return "None"
         if self.kind == "dict":
             return "{" + ", ".join(f"{k!r}: {c}" for k, c in zip(self.keys, self.children)) + "}"
+        if self.kind == "namedtuple":
+            fields = ", ".join(f"{k}={c}" for k, c in zip(self.keys, self.children))
+            return f"{self.node_type.__name__}({fields})"
         inner = ", ".join(str(c) for c in self.children)
-        return f"({inner},)" if self.kind == "tuple" else f"[{inner}]"
+        if self.kind == "list":
+            return f"[{inner}]"
+        return f"({inner},)" if len(self.children) == 1 else f"({inner})"
 
 
 LEAF = TreeDef("leaf")
@@ -89,7 +96,10 @@ def _flatten_into(tree: Any, leaves: list) -> TreeDef:
     if isinstance(tree, dict):
         keys = tuple(sorted(tree, key=repr))
         return TreeDef("dict", keys, tuple(_flatten_into(tree[k], leaves) for k in keys))
-    if isinstance(tree, (tuple, list)) and not hasattr(tree, "_fields"):
+    if isinstance(tree, tuple) and hasattr(type(tree), "_fields"):
+        return TreeDef("namedtuple", tuple(tree._fields),
+                       tuple(_flatten_into(c, leaves) for c in tree), type(tree))
+    if isinstance(tree, (tuple, list)):
         kind = "tuple" if isinstance(tree, tuple) else "list"
         return TreeDef(kind, (), tuple(_flatten_into(c, leaves) for c in tree))
     leaves.append(tree)
@@ -110,18 +120,34 @@ def _build(td: TreeDef, it) -> Any:
     children = [_build(c, it) for c in td.children]
     if td.kind == "dict":
         return dict(zip(td.keys, children))
+    if td.kind == "namedtuple":
+        return td.node_type(*children)
     return tuple(children) if td.kind == "tuple" else children
 
 
+def without_namedtuples(treedef: TreeDef) -> TreeDef:
+    """The same structure with each namedtuple a plain tuple (for code that
+    cannot import the namedtuple's class, such as an exported module)."""
+    if treedef.kind in ("leaf", "none"):
+        return treedef
+    kind = "tuple" if treedef.kind == "namedtuple" else treedef.kind
+    keys = () if treedef.kind == "namedtuple" else treedef.keys
+    return TreeDef(kind, keys, tuple(without_namedtuples(c) for c in treedef.children))
+
+
 def leaf_paths(treedef: TreeDef, prefix: str = "") -> list[str]:
-    """Human-readable paths of the leaves, e.g. `['W1']`, `[0][1]`."""
+    """Human-readable paths of the leaves, e.g. `['W1']`, `[0][1]`, `.w`."""
     if treedef.kind == "leaf":
         return [prefix or "<root>"]
     if treedef.kind == "none":
         return []
     out: list[str] = []
-    labels = [f"[{k!r}]" for k in treedef.keys] if treedef.kind == "dict" else [
-        f"[{i}]" for i in range(len(treedef.children))]
+    if treedef.kind == "dict":
+        labels = [f"[{k!r}]" for k in treedef.keys]
+    elif treedef.kind == "namedtuple":
+        labels = [f".{k}" for k in treedef.keys]
+    else:
+        labels = [f"[{i}]" for i in range(len(treedef.children))]
     for label, child in zip(labels, treedef.children):
         out.extend(leaf_paths(child, prefix + label))
     return out

@@ -1,7 +1,7 @@
 """Random parameter pytrees through gc.grad, gc.compile_step and gc.train.
 
-Hypothesis draws a nested pytree of parameters (dicts with string keys, lists
-and tuples, nested 1-3 deep, sometimes with a None or an empty container among
+Hypothesis draws a nested pytree of parameters (dicts with string keys, lists,
+tuples and namedtuples, nested 1-3 deep, sometimes with a None or an empty container among
 the children) holding 1-4 float arrays of rank 0-2 (sides 1-3), all float32 or
 all float64. The loss touches every leaf and the batch:
 
@@ -20,7 +20,9 @@ calling the step by hand over the same batches, and both equal a NumPy
 replay of SGD. Each example compiles new code, so few examples run by default;
 set GRAPHC_FUZZ_EXAMPLES to run more.
 """
+import collections
 import copy
+import functools
 import os
 import zlib
 
@@ -44,9 +46,15 @@ def leaf_arrays(dtype):
                       elements=st.floats(-2, 2, width=32))
 
 
+@functools.cache
+def namedtuple_class(n_fields):
+    """One class per field count, as a user's module defines it once."""
+    return collections.namedtuple(f"Node{n_fields}", [f"f{i}" for i in range(n_fields)])
+
+
 @st.composite
 def subtrees(draw, n_leaves, depth, leaves):
-    """A dict, list or tuple holding exactly `n_leaves` array leaves, nested at most
+    """A dict, list, tuple or namedtuple holding exactly `n_leaves` array leaves, nested at most
     `depth` containers deep (this one included)."""
     children = []
     remaining = n_leaves
@@ -63,11 +71,13 @@ def subtrees(draw, n_leaves, depth, leaves):
     for extra in draw(st.lists(st.sampled_from([None, "dict", "list", "tuple"]), max_size=1)):
         empty = {"dict": {}, "list": [], "tuple": ()}.get(extra)
         children.insert(draw(st.integers(0, len(children))), empty)
-    kind = draw(st.sampled_from(["dict", "list", "tuple"]))
+    kind = draw(st.sampled_from(["dict", "list", "tuple", "namedtuple"]))
     if kind == "dict":
         keys = draw(st.lists(st.text(max_size=3), min_size=len(children),
                              max_size=len(children), unique=True))
         return dict(zip(keys, children))
+    if kind == "namedtuple":
+        return namedtuple_class(len(children))(*children)
     return children if kind == "list" else tuple(children)
 
 

@@ -1,6 +1,8 @@
 """Optimizers against PyTorch's update equations, compile_step, train, atomicity."""
+import collections
 import copy
 import importlib
+import re
 
 import numpy as np
 import pytest
@@ -375,6 +377,29 @@ def test_bad_params():
     with pytest.raises(ValueError, match="same array"):
         gc.compile_step(lambda p, x, y: np.sum(p["a"] * p["b"]), gc.optim.SGD(0.1))(
             {"a": params["b"], "b": params["b"]}, x, y)
+
+
+Affine = collections.namedtuple("Affine", "w b")
+
+
+def test_namedtuple_params_are_a_structure_of_their_own():
+    """namedtuple params are updated in place like a dict's; errors name their fields,
+    and a plain tuple or another namedtuple class is another structure (as in JAX)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 3)), rng.normal(size=8)
+    params = Affine(rng.normal(size=3), np.zeros(()))
+    w0 = params.w.copy()
+    step = gc.compile_step(lambda p, x, y: np.mean((x @ p.w + p.b - y) ** 2), gc.optim.SGD(0.1))
+    step(params, x, y)
+    grad_w = 2 * x.T @ (x @ w0 - y) / len(y)
+    np.testing.assert_allclose(params.w, w0 - 0.1 * grad_w, rtol=1e-12)
+    Other = collections.namedtuple("Other", "w b")
+    for wrong, shown in ((tuple(params), "(*, *)"), (Other(*params), "Other(w=*, b=*)")):
+        with pytest.raises(TypeError, match=re.escape(
+                f"params have structure {shown}, but this step was built for Affine(w=*, b=*)")):
+            step(wrong, x, y)
+    with pytest.raises(TypeError, match=r"params\.w is float32\[3\]"):
+        step(Affine(params.w.astype(np.float32), params.b), x, y)
 
 
 def test_checks_follow_arrays_changed_between_steps():
