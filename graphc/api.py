@@ -416,8 +416,12 @@ class Compiled:
             entry = self._cache.get((treedef, key, ())) if key is not None else None
             if entry is not None:
                 return entry(leaves, plain_arrays=True)
-        if any(isinstance(leaf, tracing.Tracer) for leaf in leaves):
-            return self.fn(*args)     # inside another trace: inline
+        # inside another trace: inline, as JAX does; also with concrete arguments,
+        # as fn may close over the outer trace's values (a compiled module could
+        # not be given them)
+        if tracing.current_graph() is not None or any(
+                isinstance(leaf, tracing.Tracer) for leaf in leaves):
+            return self.fn(*args)
         entry, leaves = self._entry(args)
         return entry(leaves)
 

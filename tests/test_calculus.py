@@ -128,7 +128,7 @@ def test_jacobian_of_an_empty_output_is_empty():
 def test_jacobian_and_hessian_say_what_they_take():
     # arrays in, one array out: not "cannot use an argument of type dict"
     f = lambda a, b: np.sum(a * b)      # noqa: E731
-    with pytest.raises(gc.GraphcError, match=r"return a single array, not \(\*, \*,\) \(for "
+    with pytest.raises(gc.GraphcError, match=r"return a single array, not \(\*, \*\) \(for "
                                              r"gc.hessian: one argnum"):
         gc.hessian(f, argnums=(0, 1))(np.ones(2), np.ones(2))
     with pytest.raises(gc.GraphcError, match="argument 0 is a dict; jacobian and hessian "
@@ -214,6 +214,23 @@ def test_value_and_grad_inside_a_traced_function_and_closures():
     w, loss = step(np.ones(4), x)
     np.testing.assert_allclose(w, 1 - 0.1 * 2 * (x - 1) * x)
     assert float(loss) == pytest.approx(np.sum((x - 1) ** 2))
+
+
+def test_an_inner_transform_on_constants_that_closes_over_a_traced_value():
+    """A directional derivative: the inner grad's argument is a constant, but its
+    function reads the outer x. It is inlined into the outer trace, as in JAX
+    (a compiled module of its own could not be given x)."""
+    x = np.array([0.5, -1.0, 2.0])
+
+    def slope_along_t(x):        # d/dt sum(sin(t x)) at t = 1 is sum(x cos x)
+        return gc.grad(lambda t: np.sum(np.sin(t * x)))(1.0)
+
+    def scaled(x):               # an inner jit on a constant array
+        return np.sum(gc.jit(lambda c: c * x)(np.array([1.0, 2.0, 3.0])))
+
+    np.testing.assert_allclose(gc.jit(slope_along_t)(x), np.sum(x * np.cos(x)), rtol=1e-14)
+    np.testing.assert_allclose(gc.grad(slope_along_t)(x), np.cos(x) - x * np.sin(x), rtol=1e-14)
+    np.testing.assert_array_equal(gc.grad(scaled)(x), [1.0, 2.0, 3.0])
 
 
 def test_gradient_of_a_function_that_ignores_its_input_is_zero():
