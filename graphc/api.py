@@ -286,13 +286,17 @@ def _array_signature_key(leaves) -> tuple | None:
     return tuple(key)
 
 
-def _hashable(value):
+def _static_key(value):
+    """A static argument's value with its type: 2, 2.0, np.float64(2) and True
+    are equal and hash alike, but trace to different dtypes."""
     try:
         hash(value)
-        return value
     except TypeError:
         raise errors.GraphcTypeError(
             f"static argument {value!r} must be hashable (a number, string or tuple)") from None
+    if type(value) is tuple:
+        return tuple(_static_key(v) for v in value)
+    return type(value), value
 
 
 class RecompileWarning(UserWarning):
@@ -329,7 +333,9 @@ class Compiled:
     def _split(self, args):
         n = len(args)
         static = tuple(a % n for a in self.static_argnums if -n <= a < n)
-        statics = tuple((i, _hashable(args[i])) for i in sorted(static))
+        if len(static) < len(self.static_argnums):
+            self._check_static_argnums(n)
+        statics = tuple((i, _static_key(args[i])) for i in sorted(static))
         dynamic = tuple(a for i, a in enumerate(args) if i not in static)
 
         def call(*dyn):
@@ -338,6 +344,23 @@ class Compiled:
             return self.fn(*full)
 
         return statics, dynamic, call
+
+    def _check_static_argnums(self, n_args):
+        """A static argnum beyond the call's arguments must name a parameter
+        left to its default (JAX refuses one that names no parameter)."""
+        try:
+            params = list(inspect.signature(self.user_fn).parameters.values())
+        except (TypeError, ValueError):     # no signature to check against
+            return
+        places = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        for a in self.static_argnums:
+            if not -n_args <= a < n_args and not (
+                    0 <= a < len(places) and places[a].default is not places[a].empty):
+                raise errors.GraphcValueError(
+                    f"{self.__name__}: static_argnums {a} is out of range: the call passed "
+                    f"{n_args} argument(s), and the function has {len(places)} positional "
+                    f"parameter(s)"
+                    f"{errors.at(errors.user_location())}")
 
     def _entry(self, args) -> tuple[_Entry, list]:
         statics, dynamic, call = self._split(args)

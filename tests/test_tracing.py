@@ -1,4 +1,6 @@
 """The IR as text, CSE, verify, DOT, weak typing and the jit cache."""
+import re
+
 import numpy as np
 import pytest
 
@@ -207,6 +209,32 @@ def test_static_argnums():
     np.testing.assert_allclose(jf(np.ones(2), 2, "double"), 4 * np.ones(2))
     jf(np.ones(2), 3, "tanh")
     assert len(calls) == 2
+
+
+def test_static_values_that_compare_equal_but_differ_in_type_compile_apart():
+    """2 == 2.0 == True, but int8 * 2 wraps in int8 where int8 * 2.0 is float64
+    (NumPy 2); a static tuple's items are told apart the same way."""
+    f = gc.jit(lambda x, s: x * (s[0] if isinstance(s, tuple) else s), static_argnums=1)
+    x = np.array([100, 3], np.int8)
+    for s in (2, 2.0, (2,), (2.0,)):
+        want = x * (s[0] if isinstance(s, tuple) else s)
+        got = f(x, s)
+        assert got.dtype == want.dtype, s
+        np.testing.assert_array_equal(got, want)
+    assert len(f._cache) == 4
+
+
+def test_static_argnums_out_of_range_are_refused_unless_they_name_a_default():
+    def scale(x, n=3):
+        return x * n
+
+    np.testing.assert_array_equal(gc.jit(scale, static_argnums=1)(np.ones(2)), [3.0, 3.0])
+    for nums in (2, (1, 5), -3):
+        with pytest.raises(ValueError, match=rf"scale: static_argnums {nums if isinstance(nums, int) else 5} "
+                                             rf"is out of range: the call passed 1 argument\(s\), "
+                                             rf"and the function has 2 positional parameter\(s\) "
+                                             rf"\(at {re.escape(__file__)}:\d+\)"):
+            gc.jit(scale, static_argnums=nums)(np.ones(2))
 
 
 def test_inspect_reports_every_stage_and_lower_all_but_the_compile():
