@@ -200,7 +200,9 @@ class Step:
                                       codegen_options=self._codegen_options)
 
     def _traced_step(self, params, slots, count, *batch):
-        loss, grads = api.value_and_grad(self.loss_fn)(params, *batch)
+        # the traced value_and_grad, with errors that name compile_step
+        loss, grads = api._value_and_grad_fn(self.loss_fn, 0, False, "compile_step")(
+            params, *batch)
         loss = loss.reshape(())     # a size-1 loss is allowed; the driver returns a scalar
         leaves, treedef = pytree.flatten(params)
         slot_leaves = {k: pytree.flatten(v)[0] for k, v in slots.items()}
