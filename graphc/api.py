@@ -509,7 +509,8 @@ def _argnums_tuple(argnums, nargs):
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     for a in nums:
         if not -nargs <= a < nargs:
-            raise errors.GraphcValueError(f"argnums {a} is out of range for {nargs} arguments")
+            raise errors.GraphcValueError(f"argnums {a} is out of range for {nargs} arguments"
+                                          f"{errors.at(errors.user_location())}")
     return tuple(a % nargs for a in nums)
 
 

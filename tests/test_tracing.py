@@ -235,6 +235,10 @@ def test_static_argnums_out_of_range_are_refused_unless_they_name_a_default():
                                              rf"and the function has 2 positional parameter\(s\) "
                                              rf"\(at {re.escape(__file__)}:\d+\)"):
             gc.jit(scale, static_argnums=nums)(np.ones(2))
+    for transform in (gc.grad, gc.value_and_grad, gc.jacobian):
+        with pytest.raises(ValueError, match=rf"argnums 2 is out of range for 1 arguments "
+                                             rf"\(at {re.escape(__file__)}:\d+\)"):
+            transform(np.sum, argnums=2)(np.ones(2))
 
 
 def test_inspect_reports_every_stage_and_lower_all_but_the_compile():
