@@ -73,12 +73,23 @@ def _promote(*xs, wraps=False):
 
 
 def _float_dtype(x) -> np.dtype:
+    """What np.mean and np.var compute in: float64 for integers and bools."""
     dtype = aval_of(x)[1]
     return dtype if dtype.kind == "f" else np.dtype(np.float64)
 
 
+def _ufunc_float_dtype(dtype: np.dtype) -> np.dtype:
+    """What NumPy's float-only ufuncs (exp, tanh, logaddexp, ...) compute an
+    integer or bool dtype in: the smallest float holding it exactly (int16
+    -> float32, int32 -> float64), float32 where NumPy picks float16 (bool,
+    int8, uint8), which graphc does not have."""
+    if dtype.kind == "f":
+        return dtype
+    return np.dtype(np.float32) if dtype.itemsize <= 2 else np.dtype(np.float64)
+
+
 def _as_float(x):
-    return to_operand(x, _float_dtype(x))
+    return to_operand(x, _ufunc_float_dtype(aval_of(x)[1]))
 
 
 # ---------------------------------------------------------------- elementwise
@@ -163,10 +174,7 @@ def power(x, y):
         to_operand(y, dtype)
         raise errors.GraphcValueError(f"{NEGATIVE_INT_POWER}: {dtype} ** {np.asarray(y).min()}"
                                       f"{errors.at(errors.user_location())}")
-    # shortcuts only where they keep NumPy's result type (int32 ** 2.0 is float64);
-    # NumPy takes bool ** 2 to np.square too, whose result is int8
-    if aval_of(x)[1] == np.bool_ and type(y) is int and y == 2:
-        return square(x)
+    # shortcuts only where they keep NumPy's result type (int32 ** 2.0 is float64)
     if isinstance(y, (int, float, np.integer, np.floating)) and not isinstance(y, bool) \
             and aval_of(x)[1] == dtype:
         if y == 2:
@@ -176,6 +184,14 @@ def power(x, y):
         if y == 0.5 and dtype.kind == "f":
             return P.sqrt(x)
     return P.pow(to_operand(x, dtype), to_operand(y, dtype))
+
+
+def power_operator(x, y):
+    """`x ** y`: NumPy's operator takes a bool array ** 2 to np.square (int8),
+    where np.power(bool, 2) is int64."""
+    if aval_of(x)[1] == np.bool_ and type(y) is int and y == 2:
+        return square(x)
+    return power(x, y)
 
 
 def square(x):
@@ -249,7 +265,9 @@ def logaddexp(x, y):
     """log(exp(x) + exp(y)) without overflow: max + log1p(exp(-|x - y|)).
     Equal arguments take a difference of 0, so two infinities of one sign
     give that infinity (x - y alone is nan there), as in NumPy."""
-    x, y = _promote(_as_float(x), _as_float(y))
+    x, y = _arrays_of_lists(x, y)
+    dtype = _ufunc_float_dtype(result_dtype(x, y))    # float32 with int8 stays float32
+    x, y = to_operand(x, dtype), to_operand(y, dtype)
     big = P.maximum(x, y)
     diff = P.where(P.eq(x, y), P.scalar_like(x, 0), P.sub(x, y))
     return P.add(big, P.log1p(P.exp(P.neg(P.abs(diff)))))
@@ -266,6 +284,8 @@ def where(cond, x=None, y=None):
 
 
 def clip(x, a_min=None, a_max=None):
+    if not isinstance(x, (Tracer, np.ndarray)):
+        x = np.asarray(x)       # as np.clip: a Python number becomes a (strong) array
     dtype = aval_of(x)[1]
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -387,7 +407,7 @@ def min(x, axis=None, keepdims=False, **kwargs):
 
 def var(x, axis=None, keepdims=False, ddof=0, **kwargs):
     _check_no_out(kwargs, "var")
-    x = _as_float(x)
+    x = to_operand(x, _float_dtype(x))
     axes = normalize_axes(axis, x.ndim, "var")
     centered = subtract(x, mean(x, axis=axes, keepdims=True))
     count = P.numel(x, axes, x.dtype)
@@ -799,7 +819,7 @@ def _install_tracer_methods():
     T.__sub__, T.__rsub__ = subtract, rev(subtract)
     T.__mul__, T.__rmul__ = multiply, rev(multiply)
     T.__truediv__, T.__rtruediv__ = true_divide, rev(true_divide)
-    T.__pow__, T.__rpow__ = power, rev(power)
+    T.__pow__, T.__rpow__ = power_operator, rev(power)
     T.__matmul__, T.__rmatmul__ = matmul, rev(matmul)
     T.__neg__, T.__pos__, T.__abs__ = negative, positive, absolute
     T.__eq__, T.__ne__ = equal, not_equal

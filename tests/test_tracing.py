@@ -154,6 +154,38 @@ def test_numpy_functions_of_python_numbers_are_strongly_typed():
             np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=case)
 
 
+RESULT_TYPES = [   # one a line: an error names the line of its case
+    lambda i, f: np.sqrt(i),                            # float32, as NumPy 2
+    lambda i, f: np.tanh(i.astype(np.int32)),           # float64
+    lambda i, f: np.logaddexp(f, i.astype(np.int8)),    # the common type first: float32
+    lambda i, f: np.logaddexp(i, i),                    # float32
+    lambda i, f: np.logaddexp(i.astype(np.int64), f),   # float64
+    lambda i, f: np.power(i > 1, 2),                    # int64: the ufunc has no square shortcut
+    lambda i, f: (i > 1) ** 2,                          # int8: the operator squares
+    lambda i, f: np.clip(2, f, f + 1),                  # float64: np.clip makes 2 an int64 array
+    lambda i, f: np.mean(i),                            # float64, as np.mean and np.var do
+    lambda i, f: np.var(i),
+]
+
+
+def test_result_types_of_float_functions_of_integers_follow_numpy():
+    # found in review: every integer went to float64 in exp, sqrt, tanh, ...
+    # and each side of logaddexp on its own (float32 with int8 was float64).
+    # One module for every case (compile time)
+    i, f = np.array([1, 2, 4], np.int16), np.array([0.5, -1.0, 3.0], np.float32)
+    jf = gc.jit(lambda i, f: [case(i, f) for case in RESULT_TYPES])
+    for run, how in ((jf, "compiled"), (jf.interpret, "interpreted")):
+        for case, got in zip(RESULT_TYPES, run(i, f)):
+            where = f"RESULT_TYPES line {case.__code__.co_firstlineno}, {how}"
+            want = case(i, f)
+            assert got.dtype == want.dtype, where
+            np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=where)
+    # bool, int8 and uint8 compute in float16 in NumPy, which graphc lacks: float32
+    got = gc.jit(lambda i: [np.exp(i > 1), np.sqrt(i.astype(np.uint8))]).interpret(i)
+    assert [g.dtype for g in got] == [np.float32, np.float32]
+    np.testing.assert_allclose(got[0], np.exp(i > 1), rtol=1e-3)
+
+
 def test_scalar_results_are_0d_arrays_of_their_dtype():
     # the driver returns 0-d results as scalars; the caller gets 0-d arrays back
     x = np.array([1.5, -2.25, np.nan], np.float32)
