@@ -283,7 +283,15 @@ def where(cond, x=None, y=None):
     return P.where(to_operand(cond, np.bool_), x, y)
 
 
-def clip(x, a_min=None, a_max=None):
+def clip(x, a_min=None, a_max=None, *, min=None, max=None, **kwargs):
+    """np.clip; also with NumPy 2.1's min= and max= (one of each pair)."""
+    _check_no_out(kwargs, "clip")
+    for name, alias, value in (("a_min", "min", min), ("a_max", "max", max)):
+        if value is not None:
+            if (a_min if name == "a_min" else a_max) is not None:
+                raise errors.GraphcTypeError(f"clip: pass {name} or {alias}, not both"
+                                             f"{errors.at(errors.user_location())}")
+            a_min, a_max = (value, a_max) if name == "a_min" else (a_min, value)
     if not isinstance(x, (Tracer, np.ndarray)):
         x = np.asarray(x)       # as np.clip: a Python number becomes a (strong) array
     dtype = aval_of(x)[1]
@@ -358,7 +366,8 @@ def normalize_axes(axis, ndim, op="reduction"):
 def _check_no_out(kwargs, name):
     bad = {k: v for k, v in kwargs.items() if v is not None and k not in ("dtype",)}
     if bad:
-        raise errors.UnsupportedOpError(f"np.{name} argument(s) {sorted(bad)} are not supported")
+        raise errors.UnsupportedOpError(f"np.{name} argument(s) {sorted(bad)} are not supported"
+                                        f"{errors.at(errors.user_location())}")
 
 
 def sum(x, axis=None, dtype=None, keepdims=False, **kwargs):
@@ -777,7 +786,14 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
             return fn(inputs[0], axis=axis, keepdims=kwargs.pop("keepdims", False))
         raise errors.UnsupportedOpError(f"np.{name}.{method} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}")
-    if kwargs.get("out") is not None or kwargs.get("where", True) is not True:
+    out = kwargs.get("out")
+    if out is not None and len(out) == 1 and out[0] is inputs[0]:
+        # `a += x` on a NumPy array `a` with a traced x: NumPy calls np.add(a, x, out=a)
+        raise errors.UnsupportedOpError(
+            f"in-place np.{name} into a NumPy array (a += x, a *= x, ...) of a traced value is "
+            f"not supported: graphc arrays are immutable; write a = a + x, which makes a new "
+            f"array{errors.at(errors.user_location())}")
+    if out is not None or kwargs.get("where", True) is not True:
         raise errors.UnsupportedOpError(f"np.{name}(out=/where=) is not supported; graphc arrays "
                                         f"are immutable{errors.at(errors.user_location())}")
     fn = UFUNCS.get(name)

@@ -118,9 +118,12 @@ class Tracer:
         # NumPy also asks for it when a traced array indexes a NumPy array
         # (np.eye(k)[y]): NumPy does not dispatch on an index
         self._concrete_error(
-            "converting to a NumPy array (np.asarray / np.array, or indexing a NumPy array "
-            "with it)", "Build the result from traced operations instead (a one-hot as "
-            "y[:, None] == np.arange(k), not np.eye(k)[y])")
+            "converting to a NumPy array", "NumPy converts it for np.asarray(x) or np.array(x) "
+            "(drop them: a traced array is an array already); for a[i] = x into a NumPy array "
+            "(collect the pieces in a list and np.stack or np.concatenate them); for np.sum or "
+            "np.mean of a Python list of traced arrays (np.stack the list first); and for "
+            "indexing a NumPy array with it (a one-hot as y[:, None] == np.arange(k), not "
+            "np.eye(k)[y]). Build the result from traced operations instead")
 
     def __setitem__(self, key, value):
         raise errors.UnsupportedOpError(

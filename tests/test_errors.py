@@ -47,6 +47,32 @@ def test_indexing_a_numpy_array_with_a_traced_one_says_what_to_write():
     np.testing.assert_array_equal(one_hot, np.eye(4)[y] == 1)
 
 
+def test_numpy_style_writes_into_arrays_say_what_to_write_instead():
+    """Found writing real models: a conv loop's `out += ...`, an RNN's `hs[:, t] = h`,
+    np.sum of a list and np.asarray(x) gave messages about np.add(out=) and one-hots."""
+    def accumulate(x):
+        out = np.zeros(3)
+        out += x
+        return out
+
+    def fill(x):
+        hs = np.empty((2, 3))
+        hs[0] = x
+        return hs
+
+    with pytest.raises(gc.UnsupportedOpError, match=r"in-place np.add into a NumPy array "
+                                                    r"\(a \+= x.*write a = a \+ x") as e:
+        gc.trace(accumulate, np.ones(3))
+    assert _line_of(accumulate, 2) in str(e.value)
+    with pytest.raises(gc.TracerError, match=r"for a\[i\] = x into a NumPy array \(collect the "
+                                             r"pieces in a list and np.stack") as e:
+        gc.trace(fill, np.ones(3))
+    assert _line_of(fill, 2) in str(e.value)
+    for convert in (np.asarray, lambda x: np.sum([x, x])):
+        with pytest.raises(gc.TracerError, match=r"np.asarray\(x\).*np.stack the list first"):
+            gc.trace(convert, np.ones(3))
+
+
 def test_unsupported_numpy_function_names_it():
     def f(x):
         return np.fft.fft(x)

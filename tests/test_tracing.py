@@ -154,7 +154,7 @@ def test_numpy_functions_of_python_numbers_are_strongly_typed():
             np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=case)
 
 
-RESULT_TYPES = [   # one a line: an error names the line of its case
+NUMPY_2_CASES = [   # one a line: an error names the line of its case
     lambda i, f: np.sqrt(i),                            # float32, as NumPy 2
     lambda i, f: np.tanh(i.astype(np.int32)),           # float64
     lambda i, f: np.logaddexp(f, i.astype(np.int8)),    # the common type first: float32
@@ -165,18 +165,20 @@ RESULT_TYPES = [   # one a line: an error names the line of its case
     lambda i, f: np.clip(2, f, f + 1),                  # float64: np.clip makes 2 an int64 array
     lambda i, f: np.mean(i),                            # float64, as np.mean and np.var do
     lambda i, f: np.var(i),
+    lambda i, f: np.clip(f, min=0),                     # NumPy 2.1's names for a_min, a_max
+    lambda i, f: f.clip(max=1.0),
 ]
 
 
-def test_result_types_of_float_functions_of_integers_follow_numpy():
+def test_result_types_and_clips_keywords_follow_numpy_2():
     # found in review: every integer went to float64 in exp, sqrt, tanh, ...
     # and each side of logaddexp on its own (float32 with int8 was float64).
     # One module for every case (compile time)
     i, f = np.array([1, 2, 4], np.int16), np.array([0.5, -1.0, 3.0], np.float32)
-    jf = gc.jit(lambda i, f: [case(i, f) for case in RESULT_TYPES])
+    jf = gc.jit(lambda i, f: [case(i, f) for case in NUMPY_2_CASES])
     for run, how in ((jf, "compiled"), (jf.interpret, "interpreted")):
-        for case, got in zip(RESULT_TYPES, run(i, f)):
-            where = f"RESULT_TYPES line {case.__code__.co_firstlineno}, {how}"
+        for case, got in zip(NUMPY_2_CASES, run(i, f)):
+            where = f"NUMPY_2_CASES line {case.__code__.co_firstlineno}, {how}"
             want = case(i, f)
             assert got.dtype == want.dtype, where
             np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=where)
