@@ -13,6 +13,7 @@ import operator
 
 import numpy as np
 
+from graphc import einsum as _einsum
 from graphc import errors
 from graphc import prims as P
 from graphc.ops import NEGATIVE_INT_POWER
@@ -770,6 +771,7 @@ FUNCTIONS = {
     np.ones_like: ones_like, np.full_like: full_like, np.where: where, np.clip: clip,
     np.shape: shape, np.ndim: ndim, np.size: size, np.square: square,
     np.take: take, np.take_along_axis: take_along_axis,
+    np.einsum: _einsum.einsum, np.tensordot: _einsum.tensordot,
 }
 
 

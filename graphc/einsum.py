@@ -1,0 +1,172 @@
+"""np.einsum and np.tensordot, written with the ops graphc already has.
+
+Operands are folded left to right. A pair becomes one batched matmul:
+letters in both operands and still needed later are batch dims, letters in
+both and not needed are contracted, and each operand's own letters are its
+rows or columns. A pair with nothing to contract is a broadcast multiply.
+Letters needed by no one are summed out first. So the gradient, the fusion
+and the GEMMs are those of matmul, sum and transpose; nothing new to
+differentiate or compile.
+
+Not supported (each refused with its reason): a letter repeated within one
+operand (a diagonal, as in 'ii->i'), and the interleaved call form
+np.einsum(a, [0, 1], b, [1, 2]).
+"""
+from __future__ import annotations
+
+import math
+import string
+
+import numpy as np
+
+from graphc import errors
+
+
+def _refuse(message: str):
+    raise errors.UnsupportedOpError(f"np.einsum: {message}{errors.at(errors.user_location())}")
+
+
+def _shape_error(message: str):
+    raise errors.ShapeError(f"np.einsum: {message}{errors.at(errors.user_location())}")
+
+
+def parse(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
+    """Each operand's letters and the output's, with '...' spelt out as
+    capital letters (right-aligned, as NumPy broadcasts them)."""
+    if not isinstance(subscripts, str):
+        _refuse("the interleaved form einsum(a, [0, 1], b, [1, 2]) is not supported; "
+                "write the subscripts as a string, 'ij,jk->ik'")
+    text = subscripts.replace(" ", "")
+    inputs, arrow, output = text.partition("->")
+    terms = inputs.split(",")
+    if len(terms) != len(ndims):
+        _shape_error(f"{subscripts!r} names {len(terms)} operands, but {len(ndims)} were given")
+    ellipsis_ndim = 0
+    for term, ndim in zip(terms, ndims):
+        letters = term.replace("...", "")
+        if not all(c in string.ascii_letters for c in letters) or term.count("...") > 1:
+            _shape_error(f"bad subscripts {subscripts!r}: letters, ',', '->' and one '...' a term")
+        if "..." not in term and len(letters) != ndim:
+            _shape_error(f"{term!r} has {len(letters)} letters for an operand of {ndim} dims")
+        if "..." in term:
+            if len(letters) > ndim:
+                _shape_error(f"{term!r} has more letters than its operand's {ndim} dims")
+            ellipsis_ndim = max(ellipsis_ndim, ndim - len(letters))
+    spare = [c for c in string.ascii_uppercase if c not in text][::-1]
+    if len(spare) < ellipsis_ndim:
+        _refuse("too many dims under '...' for the capital letters left free")
+    broadcast = "".join(spare[:ellipsis_ndim])
+
+    def spelt(term: str, ndim: int | None) -> str:
+        if "..." not in term:
+            return term
+        n = ellipsis_ndim if ndim is None else ndim - len(term.replace("...", ""))
+        return term.replace("...", broadcast[ellipsis_ndim - n:])
+
+    letters = [spelt(t, n) for t, n in zip(terms, ndims)]
+    for term in letters:
+        if len(set(term)) != len(term):
+            _refuse(f"a letter repeated within one operand ({term!r}, a diagonal) is not "
+                    f"supported")
+    if arrow:
+        out = spelt(output, None)
+        if len(set(out)) != len(out) or any(c not in "".join(letters) for c in out):
+            _shape_error(f"output {output!r}: each letter once, and only letters of the inputs")
+    else:   # NumPy's implicit output: '...' first, then each letter used once, in order
+        counts = "".join(letters)
+        out = broadcast + "".join(sorted(c for c in set(counts) - set(broadcast)
+                                         if counts.count(c) == 1))
+    return letters, out
+
+
+def einsum(subscripts, *operands, optimize=False, **kwargs):
+    from graphc import numpy_api as fnp
+    for name, value in kwargs.items():
+        if value is not None and not (name == "order" and value == "K") and not (
+                name == "casting" and value == "safe"):
+            _refuse(f"{name}= is not supported")
+    arrays = [fnp._as_array(a) for a in fnp._promote(*operands)] if operands else []
+    if not arrays:
+        _shape_error("needs at least one operand")
+    letters, out = parse(subscripts, [a.ndim for a in arrays])
+    sizes: dict[str, int] = {}
+    for term, a in zip(letters, arrays):
+        for c, n in zip(term, a.shape):
+            if sizes.get(c, 1) not in (1, n) and n != 1:
+                _shape_error(f"letter {c!r} has sizes {sizes[c]} and {n}")
+            sizes[c] = n if sizes.get(c, 1) == 1 else sizes[c]
+    acc, acc_letters = arrays[0], letters[0]
+    for k in range(1, len(arrays)):
+        later = out + "".join(letters[k + 1:])
+        acc, acc_letters = _pair(fnp, acc, acc_letters, arrays[k], letters[k], later, sizes)
+    acc, acc_letters = _sum_out(fnp, acc, acc_letters, keep=out)
+    return fnp.transpose(acc, [acc_letters.index(c) for c in out]) if out else acc
+
+
+def _sum_out(fnp, x, term: str, keep: str):
+    """x with the letters that `keep` lacks summed out."""
+    gone = tuple(i for i, c in enumerate(term) if c not in keep)
+    if not gone:
+        return x, term
+    return fnp.sum(x, axis=gone), "".join(c for c in term if c in keep)
+
+
+def _pair(fnp, a, ta: str, b, tb: str, later: str, sizes: dict):
+    """The product of two operands over their shared letters that `later` does
+    not need, as (array, its letters)."""
+    a, ta = _sum_out(fnp, a, ta, keep=later + tb)
+    b, tb = _sum_out(fnp, b, tb, keep=later + ta)
+    batch = [c for c in ta if c in tb and c in later]
+    contract = [c for c in ta if c in tb and c not in later]
+    rows = [c for c in ta if c not in tb]
+    cols = [c for c in tb if c not in ta]
+    if not contract:    # nothing to add up: a broadcast product
+        order = batch + rows + cols
+        return fnp.multiply(_arranged(fnp, a, ta, order), _arranged(fnp, b, tb, order)), \
+            "".join(order)
+    a2 = _grouped(fnp, a, ta, batch, rows, contract, sizes)
+    b2 = _grouped(fnp, b, tb, batch, contract, cols, sizes)
+    product = fnp.matmul(a2, b2)
+    shape = tuple(sizes[c] for c in batch + rows + cols)
+    return fnp.reshape(product, shape), "".join(batch + rows + cols)
+
+
+def _arranged(fnp, x, term: str, order: list[str]):
+    """x's axes in `order`, with a size-1 axis for each letter x lacks."""
+    own = [c for c in order if c in term]
+    x = fnp.transpose(x, [term.index(c) for c in own]) if own else x
+    return fnp.reshape(x, tuple(x.shape[own.index(c)] if c in term else 1 for c in order))
+
+
+def _grouped(fnp, x, term: str, batch, first, second, sizes: dict):
+    """x as batch dims + (prod first, prod second), broadcast to the sizes."""
+    order = batch + first + second
+    x = fnp.transpose(x, [term.index(c) for c in order])
+    full = tuple(sizes[c] for c in order)
+    if tuple(x.shape) != full:
+        x = fnp.broadcast_to(x, full)
+    return fnp.reshape(x, tuple(sizes[c] for c in batch) + (
+        math.prod(sizes[c] for c in first), math.prod(sizes[c] for c in second)))
+
+
+def tensordot(a, b, axes=2):
+    """np.tensordot as the einsum it is: a's last `axes` dims against b's first
+    (or the two lists of axes)."""
+    from graphc import numpy_api as fnp
+    na, nb = fnp.ndim(a), fnp.ndim(b)
+    if isinstance(axes, (int, np.integer)):
+        axes_a, axes_b = list(range(na - axes, na)), list(range(axes))
+    else:
+        axes_a, axes_b = ([x] if isinstance(x, (int, np.integer)) else list(x) for x in axes)
+    if len(axes_a) != len(axes_b):
+        _shape_error(f"tensordot: {len(axes_a)} axes of a against {len(axes_b)} of b")
+    axes_a = [int(x) % max(na, 1) for x in axes_a]
+    axes_b = [int(x) % max(nb, 1) for x in axes_b]
+    letters = iter(string.ascii_letters)
+    ta = [next(letters) for _ in range(na)]
+    tb = [next(letters) for _ in range(nb)]
+    for i, j in zip(axes_a, axes_b):
+        tb[j] = ta[i]
+    out = [c for i, c in enumerate(ta) if i not in axes_a] + [
+        c for j, c in enumerate(tb) if j not in axes_b]
+    return einsum(f"{''.join(ta)},{''.join(tb)}->{''.join(out)}", a, b)

@@ -1,0 +1,135 @@
+"""np.einsum and np.tensordot: values against NumPy's, gradients against
+central differences, on random subscripts (Hypothesis) and on the forms models
+use (attention, batched layers, convolutions written as einsums)."""
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, note, settings
+from hypothesis import strategies as st
+
+import graphc as gc
+
+EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "60"))
+
+
+def numeric_grad(f, args, k, eps=1e-6):
+    """d sum(f(*args)) / d args[k] by central differences, in float64."""
+    x = args[k]
+    out = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        plus, minus = [a.copy() for a in args], [a.copy() for a in args]
+        plus[k][idx] += eps
+        minus[k][idx] -= eps
+        out[idx] = (np.sum(f(*plus)) - np.sum(f(*minus))) / (2 * eps)
+    return out
+
+
+@st.composite
+def einsum_problems(draw):
+    """(subscripts, operands): 1-3 operands of 0-3 distinct letters from 'abcde',
+    each letter one size (1-3), sometimes a '...' of broadcast dims, and an
+    explicit output (a random choice of the letters, in random order) or none."""
+    sizes = {c: draw(st.integers(1, 3)) for c in "abcde"}
+    n_ops = draw(st.integers(1, 3))
+    with_ellipsis = draw(st.booleans())
+    broadcast = draw(st.lists(st.integers(1, 2), max_size=2)) if with_ellipsis else []
+    terms, shapes = [], []
+    for _ in range(n_ops):
+        letters = draw(st.lists(st.sampled_from("abcde"), max_size=3, unique=True))
+        term, shape = "".join(letters), [sizes[c] for c in letters]
+        if with_ellipsis:
+            # this operand's trailing part of the broadcast dims, some of them 1
+            tail = broadcast[len(broadcast) - draw(st.integers(0, len(broadcast))):]
+            tail = [n if draw(st.booleans()) else 1 for n in tail]
+            term, shape = "..." + term, tail + shape
+        terms.append(term)
+        shapes.append(tuple(shape))
+    used = sorted(set("".join(terms)) - {"."})
+    if draw(st.booleans()):
+        out = "".join(draw(st.permutations(draw(st.lists(st.sampled_from(used), unique=True)))
+                           if used else st.just([])))
+        subscripts = ",".join(terms) + "->" + ("..." if with_ellipsis else "") + out
+    else:
+        subscripts = ",".join(terms)
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    return subscripts, [rng.normal(size=s) for s in shapes]
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(einsum_problems())
+def test_random_einsums_equal_numpys_with_their_gradients(problem):
+    # on the interpreter (no compile per example); the compiled forms are below
+    subscripts, operands = problem
+    note(f"{subscripts} on {[a.shape for a in operands]}")
+    want = np.einsum(subscripts, *operands)
+
+    def f(*xs):
+        return np.einsum(subscripts, *xs)
+
+    got = gc.jit(f).interpret(*operands)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+    def loss(*xs):                      # a nonlinear loss: each output element counts
+        return np.sum(np.sin(f(*xs)))
+
+    grads = gc.grad(loss, argnums=tuple(range(len(operands)))).interpret(*operands)
+    for k, g in enumerate(grads):
+        np.testing.assert_allclose(g, numeric_grad(lambda *xs: np.sin(f(*xs)), operands, k),
+                                   rtol=1e-6, atol=1e-7, err_msg=f"d/d operand {k}")
+
+
+# the forms models write, compiled together in one module, in float32 only
+# (compile time: both dtypes were 20 s; the random einsums above are float64)
+MODEL_FORMS = [
+    ("bqd,bkd->bqk", (2, 3, 4), (2, 5, 4)),             # attention scores
+    ("bhqk,bhkd->bhqd", (2, 2, 3, 5), (2, 2, 5, 4)),    # heads times values
+    ("nlc,kco->nlo", (2, 6, 3), (1, 3, 4)),             # a width-1 convolution
+    ("...i,io->...o", (2, 3, 4), (4, 5)),               # a layer over any leading dims
+]
+
+
+def test_model_forms_compile_to_numpys_values_and_gradients():
+    dtype = np.float32
+    rng = np.random.default_rng(0)
+    operands = [[rng.normal(size=s).astype(dtype) for s in shapes]
+                for _, *shapes in MODEL_FORMS]
+
+    def loss(operands):
+        return sum(np.sum(np.tanh(np.einsum(sub, *ops)))
+                   for (sub, *_), ops in zip(MODEL_FORMS, operands))
+
+    value, grads = gc.value_and_grad(loss)(operands)
+    expected, expected_grads = gc.value_and_grad(loss).interpret(operands)
+    tol = dict(rtol=2e-5, atol=2e-6)
+    assert value.dtype == dtype
+    np.testing.assert_allclose(value, sum(np.sum(np.tanh(np.einsum(sub, *ops)))
+                                          for (sub, *_), ops in zip(MODEL_FORMS, operands)),
+                               **tol)
+    for k, (form, g, want) in enumerate(zip(MODEL_FORMS, grads, expected_grads)):
+        for j, (gj, wj) in enumerate(zip(g, want)):
+            assert gj.dtype == dtype
+            np.testing.assert_allclose(gj, wj, **tol, err_msg=f"{form[0]} operand {j}")
+
+
+def test_tensordot_is_the_einsum_it_names():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(2, 3, 4)), rng.normal(size=(3, 4, 5))
+    for axes in (2, ([1, 2], [0, 1]), ([2], [1]), 0):
+        bb = b if axes != ([2], [1]) else rng.normal(size=(3, 4, 2))
+        got = gc.jit(lambda a, b: np.tensordot(a, b, axes=axes)).interpret(a, bb)
+        np.testing.assert_allclose(got, np.tensordot(a, bb, axes=axes), rtol=1e-12)
+
+
+@pytest.mark.parametrize("subscripts, shapes, error, message", [
+    ("ii->i", [(3, 3)], gc.UnsupportedOpError, "a letter repeated within one operand"),
+    ("ij,jk->il", [(2, 3), (3, 4)], ValueError, "output 'il'"),
+    ("ij,jk->ik", [(2, 3), (4, 5)], ValueError, "letter 'j' has sizes 3 and 4"),
+    ("ijk->i", [(2, 3)], ValueError, "'ijk' has 3 letters for an operand of 2 dims"),
+    ("ij,jk->ik", [(2, 3)], ValueError, "names 2 operands, but 1 were given"),
+])
+def test_einsum_errors_name_the_problem_and_the_line(subscripts, shapes, error, message):
+    with pytest.raises(error, match=message) as e:
+        gc.trace(lambda *xs: np.einsum(subscripts, *xs), *[np.ones(s) for s in shapes])
+    assert "test_einsum.py:" in str(e.value)
