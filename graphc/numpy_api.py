@@ -871,3 +871,9 @@ def _install_tracer_methods():
 
 
 _install_tracer_methods()
+
+# functions written with the ones above (split, flip, outer, norm, isnan, ...)
+from graphc import composites as _composites  # noqa: E402  (it uses this module's functions)
+
+FUNCTIONS.update(_composites.FUNCTIONS)
+UFUNCS.update(_composites.UFUNCS)

@@ -1,0 +1,84 @@
+"""NumPy functions written with others (graphc.composites): values and dtypes
+equal NumPy's, gradients equal central differences, and one compiled module
+agrees with the interpreter."""
+import numpy as np
+import pytest
+
+import graphc as gc
+from graphc import api
+
+CASES = [   # one a line: a failure names its line
+    lambda x, v: np.split(x, 2, axis=1),
+    lambda x, v: np.split(x, [1, 3]),
+    lambda x, v: np.array_split(x, 4, axis=1),        # sections of 2, 2, 1, 1
+    lambda x, v: np.array_split(v, 3),
+    lambda x, v: np.hsplit(x, 3),
+    lambda x, v: np.vsplit(x, [2]),
+    lambda x, v: np.vstack([x, x[:1]]),
+    lambda x, v: np.vstack([v, v]),                    # 1-d rows
+    lambda x, v: np.hstack([x, x]),
+    lambda x, v: np.hstack([v, v[:2]]),
+    lambda x, v: np.flip(x),
+    lambda x, v: np.flip(x, 1),
+    lambda x, v: np.outer(v, x[1]),
+    lambda x, v: np.linalg.norm(v),
+    lambda x, v: np.linalg.norm(x, axis=1),
+    lambda x, v: np.linalg.norm(x, "fro"),
+    lambda x, v: np.linalg.norm(x, axis=0, keepdims=True),
+]
+
+
+def _values():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(4, 6)), rng.normal(size=5)
+
+
+def _same(got, want, where, rtol=1e-12):
+    got, want = (got, want) if isinstance(want, list) else ([got], [want])
+    assert len(got) == len(want), where
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype, where
+        np.testing.assert_allclose(g, w, rtol=rtol, err_msg=where)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"line{c.__code__.co_firstlineno}")
+def test_values_equal_numpys_and_gradients_central_differences(case):
+    x, v = _values()
+    _same(gc.jit(case).interpret(x, v), case(x, v), "value")
+
+    def loss(x, v):      # every piece counts, each with its own weight
+        out = case(x, v)
+        pieces = out if isinstance(out, list) else [out]
+        return sum(np.sum(np.sin(p) * (k + 1)) for k, p in enumerate(pieces))
+
+    api.check_grad_values(loss, (x, v), gc.grad(loss, argnums=(0, 1)).interpret(x, v), (0, 1))
+
+
+def test_compiled_equals_the_interpreter():
+    # all cases in one module (compile time), float32 as models use them
+    x, v = (a.astype(np.float32) for a in _values())
+    f = gc.jit(lambda x, v: [case(x, v) for case in CASES])
+    for case, got, want in zip(CASES, f(x, v), f.interpret(x, v)):
+        # float32 sums may add in another order: an ulp or so
+        _same(got, want, f"line {case.__code__.co_firstlineno}", rtol=1e-6)
+
+
+def test_isnan_and_isfinite():
+    x = np.array([0.0, -np.inf, np.nan, 3e38, np.inf], np.float32)
+    n = np.arange(3)
+    f = gc.jit(lambda x, n: (np.isnan(x), np.isfinite(x), np.isnan(n), np.isfinite(n)))
+    for got, want in zip(f(x, n), (np.isnan(x), np.isfinite(x), np.isnan(n), np.isfinite(n))):
+        assert got.dtype == np.bool_
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda x: np.split(x, 5, axis=1), ValueError, "an axis of 6 does not divide into 5"),
+    (lambda x: np.split(x, 0), ValueError, "number of sections must be larger than 0"),
+    (lambda x: np.vsplit(x[0], 2), ValueError, "vsplit only works on arrays of 2 or more"),
+    (lambda x: np.linalg.norm(x, 1), gc.UnsupportedOpError, r"norm\(ord=1\) over 2 axes"),
+])
+def test_refusals_name_the_problem_and_the_line(call, error, message):
+    with pytest.raises(error, match=message) as e:
+        gc.trace(call, _values()[0])
+    assert "test_composites.py:" in str(e.value)
