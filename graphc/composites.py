@@ -1,5 +1,6 @@
-"""NumPy functions that are other NumPy functions graphc has: splitting and
-stacking variants, flip, outer, linalg.norm, isnan and isfinite. Each is
+"""NumPy functions that are other NumPy functions graphc has: splitting,
+stacking, padding and windowing variants, flip, roll, repeat, tile, tril,
+triu, outer, linalg.norm, reciprocal, isnan and isfinite. Each is
 written with numpy_api's functions, so it traces, differentiates and fuses
 as they do, and needs no op, kernel or derivative of its own."""
 from __future__ import annotations
@@ -76,6 +77,111 @@ def flip(x, axis=None):
                                 for d in range(x.ndim)))
 
 
+def roll(x, shift, axis=None):
+    x = fnp._as_array(x)
+    if axis is None:
+        return fnp.reshape(roll(fnp.ravel(x), shift, 0), x.shape)
+    shifts = shift if isinstance(shift, (tuple, list)) else (shift,)
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    if len(shifts) == 1:
+        shifts = shifts * len(axes)
+    if len(shifts) != len(axes):
+        _error(errors.GraphcValueError, "roll: shift and axis must have the same length")
+    for s, a in zip(shifts, axes):
+        a = fnp.normalize_axes(a, x.ndim, "roll")[0]
+        n = x.shape[a]
+        s = operator.index(s) % n if n else 0
+        if s:
+            lead = (slice(None),) * a
+            x = fnp.concatenate([fnp.getitem(x, lead + (slice(n - s, None),)),
+                                 fnp.getitem(x, lead + (slice(0, n - s),))], axis=a)
+    return x
+
+
+def repeat(x, repeats, axis=None):
+    """Each element `repeats` times along `axis` (one count for all)."""
+    if not isinstance(repeats, (int, np.integer)):
+        _error(errors.UnsupportedOpError, "np.repeat with a count per element is not supported; "
+                                          "one count for every element")
+    x = fnp._as_array(x)
+    if axis is None:
+        x, axis = fnp.ravel(x), 0
+    a = fnp.normalize_axes(axis, x.ndim, "repeat")[0]
+    r = operator.index(repeats)
+    if r < 0:
+        _error(errors.GraphcValueError, "repeat: negative dimensions are not allowed")
+    wide = fnp.broadcast_to(fnp.expand_dims(x, a + 1), x.shape[:a + 1] + (r,) + x.shape[a + 1:])
+    return fnp.reshape(wide, x.shape[:a] + (x.shape[a] * r,) + x.shape[a + 1:])
+
+
+def tile(x, reps):
+    x = fnp._as_array(x)
+    reps = tuple(reps) if isinstance(reps, (tuple, list)) else (reps,)
+    ndim = max(x.ndim, len(reps))
+    x = fnp.reshape(x, (1,) * (ndim - x.ndim) + tuple(x.shape))
+    for d, r in enumerate((1,) * (ndim - len(reps)) + reps):
+        if operator.index(r) != 1:
+            x = fnp.concatenate([x] * operator.index(r), axis=d) if r else \
+                fnp.getitem(x, (slice(None),) * d + (slice(0, 0),))
+    return x
+
+
+def pad(x, pad_width, mode="constant", constant_values=0, **kwargs):
+    """np.pad with mode='constant' and one fill value."""
+    x = fnp._as_array(x)
+    if mode != "constant" or kwargs or np.ndim(constant_values):
+        _error(errors.UnsupportedOpError, f"np.pad(mode={mode!r}) is not supported; only "
+                                          f"mode='constant' with one constant_values")
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+    if (widths < 0).any():
+        _error(errors.GraphcValueError, "pad: index can't contain negative values")
+    dtype = fnp.aval_of(x)[1]
+    for d, (before, after) in enumerate(widths):
+        pieces = [np.full(x.shape[:d] + (int(w),) + x.shape[d + 1:], constant_values, dtype)
+                  for w in (before, after)]
+        if before or after:
+            x = fnp.concatenate([pieces[0], x, pieces[1]], axis=d)
+    return x
+
+
+def sliding_window_view(x, window_shape, axis=None, **kwargs):
+    """Windows as a new trailing axis per windowed axis: a stack of shifted
+    slices (a copy where NumPy gives a view; traced arrays are immutable)."""
+    x = fnp._as_array(x)
+    windows = tuple(window_shape) if isinstance(window_shape, (tuple, list)) else (window_shape,)
+    axes = tuple(range(x.ndim)) if axis is None else (
+        tuple(axis) if isinstance(axis, (tuple, list)) else (axis,))
+    if len(windows) != len(axes):
+        _error(errors.GraphcValueError, "sliding_window_view: window_shape and axis must have "
+                                        "the same length")
+    for w, a in zip(windows, axes):
+        a = fnp.normalize_axes(a, x.ndim, "sliding_window_view")[0]
+        n = x.shape[a]
+        if not 0 <= w <= n:
+            _error(errors.GraphcValueError, f"sliding_window_view: window {w} does not fit an "
+                                            f"axis of {n}")
+        lead = (slice(None),) * a
+        x = fnp.stack([fnp.getitem(x, lead + (slice(i, i + n - w + 1),)) for i in range(w)],
+                      axis=-1)
+    return x
+
+
+def tril(m, k=0):
+    return _triangle(m, k, lower=True)
+
+
+def triu(m, k=0):
+    return _triangle(m, k, lower=False)
+
+
+def _triangle(m, k, lower):
+    m = fnp._as_array(m)
+    if m.ndim < 2:
+        _error(errors.UnsupportedOpError, "np.tril/np.triu of a 1-d array is not supported")
+    keep = np.tri(m.shape[-2], m.shape[-1], k if lower else k - 1, dtype=bool)
+    return fnp.where(keep if lower else ~keep, m, 0)
+
+
 # ------------------------------------------------------------ products, norms
 def outer(a, b, out=None):
     if out is not None:
@@ -98,6 +204,13 @@ def norm(x, ord=None, axis=None, keepdims=False):
     return fnp.sqrt(fnp.sum(fnp.square(x), axis=axes, keepdims=keepdims))
 
 
+def reciprocal(x):
+    if fnp.aval_of(x)[1].kind != "f":
+        _error(errors.UnsupportedOpError, "np.reciprocal of integers (which truncates) is not "
+                                          "supported; use 1 / x")
+    return fnp.true_divide(1, x)
+
+
 # ------------------------------------------------------------ predicates
 def isnan(x):
     return fnp.not_equal(x, x) if fnp.aval_of(x)[1].kind == "f" else _all_false(x)
@@ -116,6 +229,8 @@ def _all_false(x):
 FUNCTIONS = {
     np.split: split, np.array_split: array_split, np.hsplit: hsplit, np.vsplit: vsplit,
     np.vstack: vstack, np.hstack: hstack, np.flip: flip, np.outer: outer,
-    np.linalg.norm: norm,
+    np.linalg.norm: norm, np.roll: roll, np.repeat: repeat, np.tile: tile, np.pad: pad,
+    np.lib.stride_tricks.sliding_window_view: sliding_window_view, np.tril: tril,
+    np.triu: triu,
 }
-UFUNCS = {"isnan": isnan, "isfinite": isfinite}
+UFUNCS = {"isnan": isnan, "isfinite": isfinite, "reciprocal": reciprocal}

@@ -782,8 +782,9 @@ def _ufunc_name(ufunc):
 def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
     name = _ufunc_name(ufunc)
     if method != "__call__":
-        if method == "reduce" and name in ("add", "maximum", "minimum"):
-            fn = {"add": sum, "maximum": max, "minimum": min}[name]
+        if method == "reduce" and name in ("add", "maximum", "minimum", "logaddexp"):
+            from graphc.nn import logsumexp
+            fn = {"add": sum, "maximum": max, "minimum": min, "logaddexp": logsumexp}[name]
             axis = kwargs.pop("axis", 0)
             return fn(inputs[0], axis=axis, keepdims=kwargs.pop("keepdims", False))
         raise errors.UnsupportedOpError(f"np.{name}.{method} is not supported by graphc"
@@ -877,3 +878,4 @@ from graphc import composites as _composites  # noqa: E402  (it uses this module
 
 FUNCTIONS.update(_composites.FUNCTIONS)
 UFUNCS.update(_composites.UFUNCS)
+Tracer.repeat = _composites.repeat

@@ -25,6 +25,22 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.linalg.norm(x, axis=1),
     lambda x, v: np.linalg.norm(x, "fro"),
     lambda x, v: np.linalg.norm(x, axis=0, keepdims=True),
+    lambda x, v: np.roll(x, 2, axis=1),
+    lambda x, v: np.roll(x, (1, -2), axis=(0, 1)),
+    lambda x, v: np.roll(v, 7),                        # more than the length; axis None
+    lambda x, v: np.repeat(x, 2, axis=0),
+    lambda x, v: v.repeat(3),
+    lambda x, v: np.tile(v, (2, 2)),
+    lambda x, v: np.tile(x, 2),
+    lambda x, v: np.pad(x, 1),
+    lambda x, v: np.pad(x, ((0, 2), (1, 0)), constant_values=-1.5),
+    lambda x, v: np.lib.stride_tricks.sliding_window_view(v, 3),
+    lambda x, v: np.lib.stride_tricks.sliding_window_view(x, (2, 3)),
+    lambda x, v: np.lib.stride_tricks.sliding_window_view(x, 2, axis=1),
+    lambda x, v: np.tril(x),
+    lambda x, v: np.triu(x, 1),
+    lambda x, v: np.logaddexp.reduce(x, axis=1),
+    lambda x, v: np.reciprocal(v),
 ]
 
 
@@ -77,6 +93,11 @@ def test_isnan_and_isfinite():
     (lambda x: np.split(x, 0), ValueError, "number of sections must be larger than 0"),
     (lambda x: np.vsplit(x[0], 2), ValueError, "vsplit only works on arrays of 2 or more"),
     (lambda x: np.linalg.norm(x, 1), gc.UnsupportedOpError, r"norm\(ord=1\) over 2 axes"),
+    (lambda x: np.pad(x, 1, mode="edge"), gc.UnsupportedOpError, r"np.pad\(mode='edge'\)"),
+    (lambda x: np.repeat(x, [1, 2, 1, 1], axis=0), gc.UnsupportedOpError, "a count per element"),
+    (lambda x: np.lib.stride_tricks.sliding_window_view(x, 7, axis=1), ValueError,
+     "window 7 does not fit an axis of 6"),
+    (lambda x: np.reciprocal(x.astype(np.int64)), gc.UnsupportedOpError, "use 1 / x"),
 ])
 def test_refusals_name_the_problem_and_the_line(call, error, message):
     with pytest.raises(error, match=message) as e:
