@@ -3,7 +3,9 @@
 `grad` is built on `value_and_grad`, built on `autodiff.vjp_into`. Each
 returns a `Compiled` callable: called with NumPy values it traces, optimizes
 and compiles once per signature; called with tracers (inside another trace)
-it inlines itself, so transformations compose.
+it inlines itself, so transformations compose. Inside another trace it also
+inlines when called with NumPy values if its function reads a value of the
+enclosing trace (a closure): a module of its own could not be given it.
 """
 from __future__ import annotations
 
@@ -287,16 +289,25 @@ def _array_signature_key(leaves) -> tuple | None:
 
 
 def _static_key(value):
-    """A static argument's value with its type: 2, 2.0, np.float64(2) and True
-    are equal and hash alike, but trace to different dtypes."""
+    """A static argument's value with its type, all the way down: 2, 2.0,
+    np.float64(2) and True are equal and hash alike, but trace to different
+    dtypes; 0.0 and -0.0 as well (by their bits, so a nan equals itself)."""
     try:
         hash(value)
     except TypeError:
         raise errors.GraphcTypeError(
             f"static argument {value!r} must be hashable (a number, string or tuple)") from None
-    if type(value) is tuple:
-        return tuple(_static_key(v) for v in value)
+    if isinstance(value, (tuple, frozenset)):
+        return type(value), type(value)(_static_key(v) for v in value)
+    if isinstance(value, (float, np.floating)):
+        return type(value), float(value).hex()
     return type(value), value
+
+
+class _ReadsEnclosingTrace(errors.GraphcTypeError):
+    """Tracing found the function reading a value of an enclosing trace: it
+    is inlined there instead (Compiled.__call__); only .inspect(), .lower()
+    and .interpret() let this through, as it says."""
 
 
 class RecompileWarning(UserWarning):
@@ -330,11 +341,37 @@ class Compiled:
         self._signatures_seen = 0
         self._lock = threading.Lock()
 
+    def _static_positions(self, n: int) -> tuple:
+        """The static argnums among a call's n arguments; a negative one counts
+        from the end of the function's positional parameters (as in JAX), so
+        it can name one left to its default."""
+        places = self._places()
+        if places is None:
+            nums = self.static_argnums
+            static = tuple(a % n for a in nums if -n <= a < n)
+        else:
+            nums = tuple(a + len(places) if a < 0 else a for a in self.static_argnums)
+            static = tuple(a for a in nums if 0 <= a < n)
+        if len(static) < len(nums):
+            self._check_static_argnums(nums, n)
+        return static
+
+    def _places(self):
+        """The user function's positional parameters (None without a signature,
+        or with *args)."""
+        if self._signature is None:
+            try:
+                self._signature = inspect.signature(self.user_fn)
+            except (TypeError, ValueError):
+                return None
+        params = self._signature.parameters.values()
+        if any(p.kind == p.VAR_POSITIONAL for p in params):
+            return None
+        return [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
     def _split(self, args):
         n = len(args)
-        static = tuple(a % n for a in self.static_argnums if -n <= a < n)
-        if len(static) < len(self.static_argnums):
-            self._check_static_argnums(n)
+        static = self._static_positions(n)
         statics = tuple((i, _static_key(args[i])) for i in sorted(static))
         dynamic = tuple(a for i, a in enumerate(args) if i not in static)
 
@@ -345,19 +382,17 @@ class Compiled:
 
         return statics, dynamic, call
 
-    def _check_static_argnums(self, n_args):
+    def _check_static_argnums(self, nums, n_args):
         """A static argnum beyond the call's arguments must name a parameter
         left to its default (JAX refuses one that names no parameter)."""
-        try:
-            params = list(inspect.signature(self.user_fn).parameters.values())
-        except (TypeError, ValueError):     # no signature to check against
+        places = self._places()
+        if places is None:          # no signature to check against
             return
-        places = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        for a in self.static_argnums:
-            if not -n_args <= a < n_args and not (
+        for a, given in zip(nums, self.static_argnums):
+            if not 0 <= a < n_args and not (
                     0 <= a < len(places) and places[a].default is not places[a].empty):
                 raise errors.GraphcValueError(
-                    f"{self.__name__}: static_argnums {a} is out of range: the call passed "
+                    f"{self.__name__}: static_argnums {given} is out of range: the call passed "
                     f"{n_args} argument(s), and the function has {len(places)} positional "
                     f"parameter(s)"
                     f"{errors.at(errors.user_location())}")
@@ -391,7 +426,7 @@ class Compiled:
     def _compile(self, call, dynamic, leaves) -> _Entry:
         start = time.perf_counter()
         with runtime.gc_paused():
-            graph = tracing.trace_fn(call, dynamic)
+            graph = _own_trace(call, dynamic, self)
             optimized = passes.run(graph)
             options = self.codegen_options(len(graph.inputs)) if self.codegen_options else {}
             module = codegen.generate(optimized, **options)
@@ -432,6 +467,8 @@ class Compiled:
         if kwargs:
             args = self._positional(args, kwargs)
         leaves, treedef = pytree.flatten(args)
+        # (the fast path below cannot meet a function that reads an enclosing
+        # trace: such a one was inlined, never compiled)
         if not self.static_argnums:
             # plain arrays of a signature compiled before: straight to its entry
             # (the general path below costs ~20 us of Python per call)
@@ -439,13 +476,16 @@ class Compiled:
             entry = self._cache.get((treedef, key, ())) if key is not None else None
             if entry is not None:
                 return entry(leaves, plain_arrays=True)
-        # inside another trace: inline, as JAX does; also with concrete arguments,
-        # as fn may close over the outer trace's values (a compiled module could
-        # not be given them)
-        if tracing.current_graph() is not None or any(
-                isinstance(leaf, tracing.Tracer) for leaf in leaves):
+        if any(isinstance(leaf, tracing.Tracer) for leaf in leaves):
+            if self.static_argnums:
+                self._static_positions(len(args))      # its range check
+            return self.fn(*args)     # inside another trace: inline
+        try:
+            entry, leaves = self._entry(args)
+        except _ReadsEnclosingTrace as e:   # NumPy values, but fn reads the enclosing trace
+            if e.owner is not self:         # (not a function called inside fn)
+                raise
             return self.fn(*args)
-        entry, leaves = self._entry(args)
         return entry(leaves)
 
     def inspect(self, *args) -> Inspection:
@@ -471,13 +511,27 @@ class Compiled:
         key = (treedef, _signature_key(leaves), statics)
         graph = self._graphs.get(key)
         if graph is None:
-            graph = self._graphs[key] = tracing.trace_fn(call, dynamic)
+            graph = self._graphs[key] = _own_trace(call, dynamic, self)
         check_int_arguments(int_argument_checks(graph), leaves)
         inputs = [np.asarray(leaf, graph.node(i).dtype) for leaf, i in zip(leaves, graph.inputs)]
         return pytree.unflatten(graph.meta["out_tree"], interpret(graph, *inputs))
 
     def __repr__(self):
         return f"<graphc compiled {self.__name__}>"
+
+
+def _own_trace(call, dynamic, owner: Compiled):
+    """The graph of a function compiled (or interpreted) on its own: one that
+    reads a value of an enclosing trace has an input nobody could pass."""
+    graph = tracing.trace_fn(call, dynamic)
+    if graph.meta["captures"]:
+        error = _ReadsEnclosingTrace(
+            f"{owner.__name__} reads a value traced by an enclosing function; call it there "
+            f"(it is then traced into the enclosing graph), not .inspect(), .lower() or "
+            f".interpret(){errors.at(errors.user_location())}")
+        error.owner = owner
+        raise error
+    return graph
 
 
 def jit(fn, static_argnums=()):
@@ -546,7 +600,7 @@ def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
     n_out = len(graph.outputs)
     primal_ids = list(range(n_out))
     if has_aux:
-        if out_tree.kind not in ("tuple", "list") or len(out_tree.children) != 2:
+        if out_tree.kind not in ("tuple", "list", "namedtuple") or len(out_tree.children) != 2:
             raise errors.GraphcTypeError(f"{fn_name}(has_aux=True): the function must return a "
                                          f"pair (value, aux), got structure {out_tree}")
         primal_ids = list(range(out_tree.children[0].num_leaves))

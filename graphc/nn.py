@@ -34,7 +34,7 @@ def sigmoid(x):
     tail (0.5 tanh(x/2) + 0.5, the old form, cancelled there: 0 at x = -40 in
     float64, so -log(sigmoid(x)) was inf with a nan gradient). sigmoid'(0) is
     1/4 (see _magnitude)."""
-    x = fnp._as_float(x)
+    x = fnp._as_float_or_float64(x)
     e = fnp.exp(fnp.negative(_magnitude(x)))
     return fnp.true_divide(fnp.where(fnp.greater_equal(x, 0), 1, e), fnp.add(e, 1))
 
@@ -43,7 +43,7 @@ def softplus(x):
     """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)): finite for any x. Both
     kinks are written so that their slopes at 0 are 1 and -1/2 (relu and abs
     have 0 there), which add up to softplus'(0) = sigmoid(0) = 1/2."""
-    x = fnp._as_float(x)
+    x = fnp._as_float_or_float64(x)
     positive_part = fnp.where(fnp.greater_equal(x, 0), x, 0)
     return fnp.add(positive_part, fnp.log1p(fnp.exp(fnp.negative(_magnitude(x)))))
 
@@ -59,7 +59,7 @@ def gelu(x, approximate=False):
 
 def logsumexp(x, axis=None, keepdims=False):
     """log(sum(exp(x), axis)) (SciPy's signature), stable for large |x|."""
-    x = fnp._as_float(x)
+    x = fnp._as_float_or_float64(x)
     axes = fnp.normalize_axes(axis, fnp.ndim(x), "logsumexp")
     if _over_nothing(x, axes):      # the log of an empty sum: -inf, as SciPy
         # (softmax and log_softmax over an empty axis raise, as SciPy's)

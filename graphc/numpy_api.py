@@ -93,6 +93,12 @@ def _as_float(x):
     return to_operand(x, _ufunc_float_dtype(aval_of(x)[1]))
 
 
+def _as_float_or_float64(x):
+    """x as float64 if it is not a float array (np.mean's rule, and SciPy's
+    expit's and logsumexp's)."""
+    return to_operand(x, _float_dtype(x))
+
+
 # ---------------------------------------------------------------- elementwise
 def _binary(prim):
     return lambda x, y: prim(*_promote(x, y))
@@ -267,7 +273,10 @@ def logaddexp(x, y):
     Equal arguments take a difference of 0, so two infinities of one sign
     give that infinity (x - y alone is nan there), as in NumPy."""
     x, y = _arrays_of_lists(x, y)
-    dtype = _ufunc_float_dtype(result_dtype(x, y))    # float32 with int8 stays float32
+    # NumPy's loop: the first float type every (strongly typed) operand fits
+    # (float32 with int8, and uint16 with int8, are float32)
+    strong = [_ufunc_float_dtype(aval_of(v)[1]) for v in (x, y) if not _is_weak(v)]
+    dtype = np.result_type(*strong) if strong else _ufunc_float_dtype(result_dtype(x, y))
     x, y = to_operand(x, dtype), to_operand(y, dtype)
     big = P.maximum(x, y)
     diff = P.where(P.eq(x, y), P.scalar_like(x, 0), P.sub(x, y))
@@ -417,7 +426,7 @@ def min(x, axis=None, keepdims=False, **kwargs):
 
 def var(x, axis=None, keepdims=False, ddof=0, **kwargs):
     _check_no_out(kwargs, "var")
-    x = to_operand(x, _float_dtype(x))
+    x = _as_float_or_float64(x)
     axes = normalize_axes(axis, x.ndim, "var")
     centered = subtract(x, mean(x, axis=axes, keepdims=True))
     count = P.numel(x, axes, x.dtype)

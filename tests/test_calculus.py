@@ -1,4 +1,6 @@
 """The calculus of learning, checked against closed forms."""
+import collections
+
 import numpy as np
 import pytest
 
@@ -133,7 +135,10 @@ def test_jacobian_and_hessian_of_pytrees_have_jaxs_nesting():
     def layer(p, x):               # a tuple out, a dict and an array in
         return np.tanh(x @ p["w"] + p["b"]), np.sum(p["w"]) * x[0]
 
-    (dp_t, dx_t), (dp_s, dx_s) = gc.jacobian(layer, argnums=(0, 1))({"w": w, "b": b}, x)
+    J = gc.jacobian(layer, argnums=(0, 1))({"w": w, "b": b}, x)
+    assert type(J) is tuple and all(type(block) is tuple for block in J)
+    (dp_t, dx_t), (dp_s, dx_s) = J
+    assert type(dp_t) is dict and type(dp_s) is dict
     slope = 1 - np.tanh(x @ w + b) ** 2
     np.testing.assert_allclose(dp_t["w"], slope[:, None] * x, rtol=1e-14)
     np.testing.assert_allclose(dp_t["b"], slope, rtol=1e-14)
@@ -148,7 +153,9 @@ def test_jacobian_and_hessian_of_pytrees_have_jaxs_nesting():
     # hessian = jacobian(grad): grad's (dict, array) outside, then the argnums.
     # The nesting is built while tracing: the interpreter shows it without a
     # compile (the tests above check compiled hessians)
-    H_p, H_c = gc.hessian(cubic, argnums=(0, 1)).interpret({"w": w, "b": b}, x[0])
+    H = gc.hessian(cubic, argnums=(0, 1)).interpret({"w": w, "b": b}, x[0])
+    assert type(H) is tuple and type(H[0]) is dict and type(H[1]) is tuple
+    H_p, H_c = H
     np.testing.assert_allclose(H_p["w"][0]["w"], 2 * b * np.eye(3), rtol=1e-14)
     np.testing.assert_allclose(H_p["w"][0]["b"], 2 * w, rtol=1e-14)
     np.testing.assert_array_equal(H_p["w"][1], np.eye(3))
@@ -216,6 +223,13 @@ def test_has_aux():
     assert float(value) == 5.0
     np.testing.assert_array_equal(aux, [2.0, 4.0])
     np.testing.assert_array_equal(g, [2.0, 4.0])
+    # any pair, a namedtuple too (as in JAX); on the interpreter (no compile)
+    Pair = collections.namedtuple("Pair", "loss aux")
+    (value, aux), g = gc.value_and_grad(lambda x: Pair(np.sum(x ** 2), x * 2),
+                                        has_aux=True).interpret(np.array([1.0, 2.0]))
+    assert float(value) == 5.0
+    np.testing.assert_array_equal(aux, [2.0, 4.0])
+    np.testing.assert_array_equal(g, [2.0, 4.0])
 
 
 def test_composition_jit_of_grad_and_grad_of_jit():
@@ -257,6 +271,16 @@ def test_an_inner_transform_on_constants_that_closes_over_a_traced_value():
     np.testing.assert_allclose(gc.jit(slope_along_t)(x), np.sum(x * np.cos(x)), rtol=1e-14)
     np.testing.assert_allclose(gc.grad(slope_along_t)(x), np.cos(x) - x * np.sin(x), rtol=1e-14)
     np.testing.assert_array_equal(gc.grad(scaled)(x), [1.0, 2.0, 3.0])
+
+    # one that does not read x still runs compiled, to a value known while tracing
+    def concrete_inside(x):
+        g = gc.grad(lambda t: t ** 2)(3.0)
+        assert type(g) is np.ndarray
+        return x * float(g)
+    np.testing.assert_array_equal(gc.jit(concrete_inside)(x), 6.0 * x)
+    # .interpret() of one that reads x cannot be run on its own: said so
+    with pytest.raises(TypeError, match="reads a value traced by an enclosing function"):
+        gc.jit(lambda x: gc.jit(lambda c: c * x).interpret(np.ones(3)))(x)
 
 
 def test_gradient_of_a_function_that_ignores_its_input_is_zero():

@@ -1,4 +1,5 @@
 """The IR as text, CSE, verify, DOT, weak typing and the jit cache."""
+import collections
 import re
 
 import numpy as np
@@ -155,18 +156,19 @@ def test_numpy_functions_of_python_numbers_are_strongly_typed():
 
 
 NUMPY_2_CASES = [   # one a line: an error names the line of its case
-    lambda i, f: np.sqrt(i),                            # float32, as NumPy 2
-    lambda i, f: np.tanh(i.astype(np.int32)),           # float64
-    lambda i, f: np.logaddexp(f, i.astype(np.int8)),    # the common type first: float32
-    lambda i, f: np.logaddexp(i, i),                    # float32
-    lambda i, f: np.logaddexp(i.astype(np.int64), f),   # float64
-    lambda i, f: np.power(i > 1, 2),                    # int64: the ufunc has no square shortcut
-    lambda i, f: (i > 1) ** 2,                          # int8: the operator squares
-    lambda i, f: np.clip(2, f, f + 1),                  # float64: np.clip makes 2 an int64 array
-    lambda i, f: np.mean(i),                            # float64, as np.mean and np.var do
-    lambda i, f: np.var(i),
-    lambda i, f: np.clip(f, min=0),                     # NumPy 2.1's names for a_min, a_max
-    lambda i, f: f.clip(max=1.0),
+    lambda i, f, u: np.sqrt(i),                            # float32, as NumPy 2
+    lambda i, f, u: np.tanh(i.astype(np.int32)),           # float64
+    lambda i, f, u: np.logaddexp(f, i.astype(np.int8)),    # the common type first: float32
+    lambda i, f, u: np.logaddexp(i, i),                    # float32
+    lambda i, f, u: np.logaddexp(i.astype(np.int64), f),   # float64
+    lambda i, f, u: np.logaddexp(u, i.astype(np.int8)),  # float32: each fits it (int32 does not)
+    lambda i, f, u: np.power(i > 1, 2),                    # int64: the ufunc has no square shortcut
+    lambda i, f, u: (i > 1) ** 2,                          # int8: the operator squares
+    lambda i, f, u: np.clip(2, f, f + 1),                  # float64: np.clip makes 2 an int64 array
+    lambda i, f, u: np.mean(i),                            # float64, as np.mean and np.var do
+    lambda i, f, u: np.var(i),
+    lambda i, f, u: np.clip(f, min=0),                     # NumPy 2.1's names for a_min, a_max
+    lambda i, f, u: f.clip(max=1.0),
 ]
 
 
@@ -175,17 +177,31 @@ def test_result_types_and_clips_keywords_follow_numpy_2():
     # and each side of logaddexp on its own (float32 with int8 was float64).
     # One module for every case (compile time)
     i, f = np.array([1, 2, 4], np.int16), np.array([0.5, -1.0, 3.0], np.float32)
-    jf = gc.jit(lambda i, f: [case(i, f) for case in NUMPY_2_CASES])
+    u = i.astype(np.uint16)
+    jf = gc.jit(lambda i, f, u: [case(i, f, u) for case in NUMPY_2_CASES])
     for run, how in ((jf, "compiled"), (jf.interpret, "interpreted")):
-        for case, got in zip(NUMPY_2_CASES, run(i, f)):
+        for case, got in zip(NUMPY_2_CASES, run(i, f, u)):
             where = f"NUMPY_2_CASES line {case.__code__.co_firstlineno}, {how}"
-            want = case(i, f)
+            want = case(i, f, u)
             assert got.dtype == want.dtype, where
             np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=where)
     # bool, int8 and uint8 compute in float16 in NumPy, which graphc lacks: float32
     got = gc.jit(lambda i: [np.exp(i > 1), np.sqrt(i.astype(np.uint8))]).interpret(i)
     assert [g.dtype for g in got] == [np.float32, np.float32]
     np.testing.assert_allclose(got[0], np.exp(i > 1), rtol=1e-3)
+
+
+def test_nn_functions_of_integers_take_scipys_result_types():
+    # expit and logsumexp compute integers in float64, softmax and log_softmax
+    # as np.exp does (int16: float32); on the interpreter (no compile)
+    special = pytest.importorskip("scipy.special")
+    i = np.array([1, 2, 4], np.int16)
+    for ours, scipys in ((gc.nn.sigmoid, special.expit), (gc.nn.logsumexp, special.logsumexp),
+                         (gc.nn.softmax, special.softmax),
+                         (gc.nn.log_softmax, special.log_softmax)):
+        got, want = gc.jit(ours).interpret(i), scipys(i)
+        assert got.dtype == want.dtype, ours.__name__
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=ours.__name__)
 
 
 def test_scalar_results_are_0d_arrays_of_their_dtype():
@@ -250,12 +266,14 @@ def test_static_values_that_compare_equal_but_differ_in_type_compile_apart():
     (NumPy 2); a static tuple's items are told apart the same way."""
     f = gc.jit(lambda x, s: x * (s[0] if isinstance(s, tuple) else s), static_argnums=1)
     x = np.array([100, 3], np.int8)
-    for s in (2, 2.0, (2,), (2.0,)):
+    Scale = collections.namedtuple("Scale", "s")
+    for s in (2, 2.0, (2,), (2.0,), Scale(2.0), -0.0, 0.0):    # -0.0 == 0.0, but not x * it
         want = x * (s[0] if isinstance(s, tuple) else s)
         got = f(x, s)
         assert got.dtype == want.dtype, s
         np.testing.assert_array_equal(got, want)
-    assert len(f._cache) == 4
+        assert np.array_equal(np.signbit(got), np.signbit(want)), s
+    assert len(f._cache) == 7
 
 
 def test_static_argnums_out_of_range_are_refused_unless_they_name_a_default():
@@ -263,6 +281,8 @@ def test_static_argnums_out_of_range_are_refused_unless_they_name_a_default():
         return x * n
 
     np.testing.assert_array_equal(gc.jit(scale, static_argnums=1)(np.ones(2)), [3.0, 3.0])
+    # a negative one counts from the end of the parameters, as in JAX
+    np.testing.assert_array_equal(gc.jit(scale, static_argnums=-1)(np.ones(2)), [3.0, 3.0])
     for nums in (2, (1, 5), -3):
         with pytest.raises(ValueError, match=rf"scale: static_argnums {nums if isinstance(nums, int) else 5} "
                                              rf"is out of range: the call passed 1 argument\(s\), "
