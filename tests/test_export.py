@@ -19,6 +19,10 @@ def loss(p, x, y, lam):
     return gc.nn.cross_entropy(np.tanh(x @ W + b) @ V, y) + lam * np.sum(b ** 2)
 
 
+def _by_name(params):
+    return params if isinstance(params, dict) else params._asdict()
+
+
 def _setup(dtype=np.float64, container=dict):
     rng = np.random.default_rng(0)
     params = {"W": rng.normal(size=(5, 8)), "b": np.zeros(8), "V": rng.normal(size=(8, 3))}
@@ -51,8 +55,7 @@ def test_exported_step_continues_exactly_without_graphc(tmp_path, optimizer, dty
         step(params, x, y, lam)
     path = tmp_path / "exported_step.py"
     gc.export(step, path)
-    named = params if container is dict else params._asdict()
-    np.savez(tmp_path / "start.npz", x=x, y=y, **named)
+    np.savez(tmp_path / "start.npz", x=x, y=y, **_by_name(params))
     # the user's script defines its own namedtuple, as the exported module cannot import ours
     make_params = ("dict" if container is dict
                    else "collections.namedtuple('UserParams', 'W b V')")
@@ -87,7 +90,7 @@ except TypeError as e:
     out = np.load(tmp_path / "out.npz")
     np.testing.assert_array_equal(out["losses"], expected_losses)
     assert int(out["count"]) == 7
-    for k, v in (params if container is dict else params._asdict()).items():
+    for k, v in _by_name(params).items():
         np.testing.assert_array_equal(out[k], v)
     text = path.read_text()
     # no import of graphc anywhere (a docstring may still mention it)
