@@ -9,9 +9,12 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test fuzz bench clean
 
+# pip byte-compiles what it installs one file at a time (25 of its 47 s
+# here); compileall -j 0 does the same on every core (16 s on two).
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q --no-compile -e ".[test]"
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib > /dev/null
 	touch $(STAMP)
 
 # Bytecode for graphc's own sources, brought up to date before each run: an

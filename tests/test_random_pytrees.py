@@ -33,7 +33,7 @@ from hypothesis.extra import numpy as hnp
 
 import graphc as gc
 
-EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "4"))
+EXAMPLES = int(os.environ.get("GRAPHC_FUZZ_EXAMPLES", "3"))  # each compiles 2-3 modules
 LR = 0.1
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-5), np.float64: dict(rtol=1e-11, atol=1e-12)}
@@ -173,14 +173,16 @@ def sgd_reference(params, batches_in_order):
 
 
 # ------------------------------------------------------------------- tests
-@settings(max_examples=EXAMPLES, deadline=None)
+# on the interpreter: the structure is built while tracing, and no compile per
+# example lets many more structures be drawn (compiled pytrees: the tests below)
+@settings(max_examples=10 * EXAMPLES, deadline=None)
 @given(data=st.data())
 def test_grad_of_random_pytree_has_its_structure_and_the_analytic_values(data):
     params, dtype = data.draw(param_trees(), label="params")
     x = data.draw(batches(dtype), label="x")
     before = copy.deepcopy(params)
 
-    grads = gc.grad(loss)(params, x)
+    grads = gc.grad(loss).interpret(params, x)
 
     assert_same_structure(grads, params, "grads")
     expected = ref_grads(params, x)
