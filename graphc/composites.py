@@ -1,8 +1,8 @@
 """NumPy functions that are other NumPy functions graphc has: splitting,
 stacking, padding and windowing variants, flip, roll, repeat, tile, tril,
-triu, outer, linalg.norm, reciprocal, isnan and isfinite. Each is
-written with numpy_api's functions, so it traces, differentiates and fuses
-as they do, and needs no op, kernel or derivative of its own."""
+triu, outer, linalg.norm, reciprocal, argmax, argmin, isnan and isfinite.
+Each is written with numpy_api's functions, so it traces, differentiates
+and fuses as they do, and needs no op, kernel or derivative of its own."""
 from __future__ import annotations
 
 import operator
@@ -211,6 +211,36 @@ def reciprocal(x):
     return fnp.true_divide(1, x)
 
 
+# ------------------------------------------------------------ argmax, argmin
+def argmax(x, axis=None, out=None, *, keepdims=False):
+    return _arg_extreme(x, axis, out, keepdims, fnp.max, "argmax")
+
+
+def argmin(x, axis=None, out=None, *, keepdims=False):
+    return _arg_extreme(x, axis, out, keepdims, fnp.min, "argmin")
+
+
+def _arg_extreme(x, axis, out, keepdims, extreme, name):
+    """The first index of the max (min) along `axis`, or of the first nan, as
+    NumPy's: the smallest index whose value is the extreme or nan (a max with
+    a nan is nan). An int64 result, with no gradient (as an index)."""
+    if out is not None:
+        _error(errors.UnsupportedOpError, f"np.{name}(out=...) is not supported")
+    x = fnp._as_array(x)
+    if axis is None:
+        flat = _arg_extreme(fnp.ravel(x), 0, None, False, extreme, name)
+        return fnp.reshape(flat, (1,) * x.ndim) if keepdims else flat
+    a = fnp.normalize_axes(axis, x.ndim, name)[0]
+    n = x.shape[a]
+    if n == 0:
+        _error(errors.ShapeError, f"attempt to get {name} of an empty sequence")
+    hit = fnp.equal(x, extreme(x, axis=a, keepdims=True))
+    if fnp.aval_of(x)[1].kind == "f":
+        hit = fnp.logical_or(hit, fnp.not_equal(x, x))
+    index = np.arange(n, dtype=np.int64).reshape((n,) + (1,) * (x.ndim - a - 1))
+    return fnp.min(fnp.where(hit, index, np.int64(n)), axis=a, keepdims=keepdims)
+
+
 # ------------------------------------------------------------ predicates
 def isnan(x):
     return fnp.not_equal(x, x) if fnp.aval_of(x)[1].kind == "f" else _all_false(x)
@@ -231,6 +261,6 @@ FUNCTIONS = {
     np.vstack: vstack, np.hstack: hstack, np.flip: flip, np.outer: outer,
     np.linalg.norm: norm, np.roll: roll, np.repeat: repeat, np.tile: tile, np.pad: pad,
     np.lib.stride_tricks.sliding_window_view: sliding_window_view, np.tril: tril,
-    np.triu: triu,
+    np.triu: triu, np.argmax: argmax, np.argmin: argmin,
 }
 UFUNCS = {"isnan": isnan, "isfinite": isfinite, "reciprocal": reciprocal}

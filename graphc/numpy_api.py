@@ -888,3 +888,4 @@ from graphc import composites as _composites  # noqa: E402  (it uses this module
 FUNCTIONS.update(_composites.FUNCTIONS)
 UFUNCS.update(_composites.UFUNCS)
 Tracer.repeat = _composites.repeat
+Tracer.argmax, Tracer.argmin = _composites.argmax, _composites.argmin

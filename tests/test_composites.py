@@ -91,6 +91,32 @@ def test_compiled_equals_the_interpreter():
         _same(got, want, f"line {case.__code__.co_firstlineno}", rtol=1e-6)
 
 
+ARG_EXTREMES = [   # ties, nan (its first index wins), keepdims, axis None, ints and bools
+    lambda x: np.argmax(x, axis=1),
+    lambda x: np.argmin(x, axis=1),
+    lambda x: x.argmax(),
+    lambda x: x.argmin(axis=0),
+    lambda x: np.argmax(x, axis=0, keepdims=True),
+    lambda x: np.argmax(x, keepdims=True),
+    lambda x: np.argmax(x[2].astype(np.int64)),
+    lambda x: np.argmin(x[0] > 1),
+]
+
+
+def test_argmax_and_argmin_pick_numpys_index():
+    x = np.array([[1.0, 3.0, 3.0, 0.0], [np.nan, 2.0, np.nan, 5.0], [-1.0, -1.0, -2.0, -2.0]])
+    f = gc.jit(lambda x: [case(x) for case in ARG_EXTREMES])
+    for run, how in ((f, "compiled"), (f.interpret, "interpreted")):
+        for case, got in zip(ARG_EXTREMES, run(x)):
+            want = case(x)
+            where = f"line {case.__code__.co_firstlineno}, {how}"
+            assert got.dtype == want.dtype and got.shape == want.shape, where
+            np.testing.assert_array_equal(got, want, err_msg=where)
+    # an accuracy beside a loss, as models report it
+    acc = gc.jit(lambda x, y: np.mean(np.argmax(x, axis=1) == y))(x, np.array([1, 0, 2]))
+    assert float(acc) == 2 / 3
+
+
 def test_isnan_and_isfinite():
     x = np.array([0.0, -np.inf, np.nan, 3e38, np.inf], np.float32)
     n = np.arange(3)
