@@ -17,6 +17,18 @@ def _error(kind, message: str):
     raise kind(f"{message}{errors.at(errors.user_location())}")
 
 
+def _ints(value, name: str) -> tuple:
+    """An int, or a sequence or array of ints, as a tuple of Python ints (a
+    traced one raises Tracer's error: its value is not known while tracing)."""
+    if isinstance(value, fnp.Tracer):
+        operator.index(value)
+    array = np.asarray(value)
+    if array.dtype.kind not in "iu" or array.ndim > 1:
+        _error(errors.GraphcTypeError, f"{name} must be an integer or a sequence of integers, "
+                                       f"got {value!r}")
+    return tuple(int(v) for v in array.reshape(-1))
+
+
 # ------------------------------------------------------------ split, stack
 def split(x, indices_or_sections, axis=0):
     return _split(x, indices_or_sections, axis, "split", equal=True)
@@ -42,8 +54,9 @@ def _split(x, indices_or_sections, axis, name, equal):
     x = fnp._as_array(x)
     axis = fnp.normalize_axes(axis, x.ndim, name)[0]
     n = x.shape[axis]
-    if isinstance(indices_or_sections, (int, np.integer)):
-        sections = operator.index(indices_or_sections)
+    cuts = _ints(indices_or_sections, f"{name}: indices_or_sections")
+    if np.ndim(indices_or_sections) == 0:
+        sections = cuts[0]
         if sections <= 0:
             _error(errors.GraphcValueError, f"{name}: number of sections must be larger than 0")
         if equal and n % sections:
@@ -52,8 +65,7 @@ def _split(x, indices_or_sections, axis, name, equal):
         each, extra = divmod(n, sections)
         bounds = np.cumsum([0] + [each + (k < extra) for k in range(sections)])
     else:
-        cuts = [operator.index(i) for i in indices_or_sections]
-        bounds = [0] + cuts + [n]
+        bounds = [0, *cuts, n]
     lead = (slice(None),) * axis
     return [fnp.getitem(x, lead + (slice(int(start), int(stop)),))
             for start, stop in zip(bounds[:-1], bounds[1:])]
@@ -61,12 +73,12 @@ def _split(x, indices_or_sections, axis, name, equal):
 
 def vstack(arrays, **kwargs):
     arrays = [a if fnp.ndim(a) >= 2 else fnp.reshape(a, (1, -1) if fnp.ndim(a) else (1, 1))
-              for a in arrays]
+              for a in fnp._arrays_of_lists(*arrays)]
     return fnp.concatenate(arrays, axis=0, **kwargs)
 
 
 def hstack(arrays, **kwargs):
-    arrays = [a if fnp.ndim(a) else fnp.reshape(a, (1,)) for a in arrays]
+    arrays = [a if fnp.ndim(a) else fnp.reshape(a, (1,)) for a in fnp._arrays_of_lists(*arrays)]
     return fnp.concatenate(arrays, axis=1 if fnp.ndim(arrays[0]) > 1 else 0, **kwargs)
 
 
@@ -81,16 +93,18 @@ def roll(x, shift, axis=None):
     x = fnp._as_array(x)
     if axis is None:
         return fnp.reshape(roll(fnp.ravel(x), shift, 0), x.shape)
-    shifts = shift if isinstance(shift, (tuple, list)) else (shift,)
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
-    if len(shifts) == 1:
-        shifts = shifts * len(axes)
-    if len(shifts) != len(axes):
-        _error(errors.GraphcValueError, "roll: shift and axis must have the same length")
-    for s, a in zip(shifts, axes):
-        a = fnp.normalize_axes(a, x.ndim, "roll")[0]
+    shifts, axes = _ints(shift, "roll: shift"), _ints(axis, "roll: axis")
+    try:        # as NumPy: shifts and axes broadcast, and shifts on one axis add up
+        pairs = np.broadcast(np.array(shifts), np.array(axes))
+    except ValueError:
+        _error(errors.GraphcValueError, "roll: shift and axis must broadcast together")
+    total: dict[int, int] = {}
+    for s, a in pairs:
+        a = fnp.normalize_axes(int(a), x.ndim, "roll")[0]
+        total[a] = total.get(a, 0) + int(s)
+    for a, s in total.items():
         n = x.shape[a]
-        s = operator.index(s) % n if n else 0
+        s = s % n if n else 0
         if s:
             lead = (slice(None),) * a
             x = fnp.concatenate([fnp.getitem(x, lead + (slice(n - s, None),)),
@@ -116,12 +130,14 @@ def repeat(x, repeats, axis=None):
 
 def tile(x, reps):
     x = fnp._as_array(x)
-    reps = tuple(reps) if isinstance(reps, (tuple, list)) else (reps,)
+    reps = _ints(reps, "tile: reps")
+    if any(r < 0 for r in reps):
+        _error(errors.GraphcValueError, f"tile: negative repetitions {reps}")
     ndim = max(x.ndim, len(reps))
     x = fnp.reshape(x, (1,) * (ndim - x.ndim) + tuple(x.shape))
     for d, r in enumerate((1,) * (ndim - len(reps)) + reps):
-        if operator.index(r) != 1:
-            x = fnp.concatenate([x] * operator.index(r), axis=d) if r else \
+        if r != 1:
+            x = fnp.concatenate([x] * r, axis=d) if r else \
                 fnp.getitem(x, (slice(None),) * d + (slice(0, 0),))
     return x
 
@@ -129,10 +145,19 @@ def tile(x, reps):
 def pad(x, pad_width, mode="constant", constant_values=0, **kwargs):
     """np.pad with mode='constant' and one fill value."""
     x = fnp._as_array(x)
-    if mode != "constant" or kwargs or np.ndim(constant_values):
+    if mode != "constant" or kwargs:
         _error(errors.UnsupportedOpError, f"np.pad(mode={mode!r}) is not supported; only "
-                                          f"mode='constant' with one constant_values")
-    widths = np.broadcast_to(np.asarray(pad_width, dtype=np.int64), (x.ndim, 2))
+                                          f"mode='constant'")
+    if isinstance(constant_values, fnp.Tracer) or np.ndim(constant_values):
+        _error(errors.UnsupportedOpError, "np.pad: constant_values must be one number (not an "
+                                          "array, nor a traced value)")
+    widths = np.asarray(pad_width)
+    if widths.dtype.kind not in "iu":
+        _error(errors.GraphcTypeError, f"pad: pad_width must be integers, got {pad_width!r}")
+    try:
+        widths = np.broadcast_to(widths.astype(np.int64), (x.ndim, 2))
+    except ValueError:
+        _error(errors.GraphcValueError, f"pad: pad_width {pad_width!r} does not fit {x.ndim} axes")
     if (widths < 0).any():
         _error(errors.GraphcValueError, "pad: index can't contain negative values")
     dtype = fnp.aval_of(x)[1]
@@ -148,18 +173,23 @@ def sliding_window_view(x, window_shape, axis=None, **kwargs):
     """Windows as a new trailing axis per windowed axis: a stack of shifted
     slices (a copy where NumPy gives a view; traced arrays are immutable)."""
     x = fnp._as_array(x)
-    windows = tuple(window_shape) if isinstance(window_shape, (tuple, list)) else (window_shape,)
-    axes = tuple(range(x.ndim)) if axis is None else (
-        tuple(axis) if isinstance(axis, (tuple, list)) else (axis,))
+    windows = _ints(window_shape, "sliding_window_view: window_shape")
+    # against the input's axes (each window adds one at the end)
+    axes = tuple(range(x.ndim)) if axis is None else tuple(
+        fnp.normalize_axes(a, x.ndim, "sliding_window_view")[0]
+        for a in _ints(axis, "sliding_window_view: axis"))
     if len(windows) != len(axes):
         _error(errors.GraphcValueError, "sliding_window_view: window_shape and axis must have "
                                         "the same length")
     for w, a in zip(windows, axes):
-        a = fnp.normalize_axes(a, x.ndim, "sliding_window_view")[0]
         n = x.shape[a]
         if not 0 <= w <= n:
             _error(errors.GraphcValueError, f"sliding_window_view: window {w} does not fit an "
                                             f"axis of {n}")
+        if w == 0:      # n + 1 empty windows: no values to take
+            shape = x.shape[:a] + (n + 1,) + x.shape[a + 1:] + (0,)
+            x = np.zeros(shape, fnp.aval_of(x)[1])
+            continue
         lead = (slice(None),) * a
         x = fnp.stack([fnp.getitem(x, lead + (slice(i, i + n - w + 1),)) for i in range(w)],
                       axis=-1)
@@ -179,7 +209,7 @@ def _triangle(m, k, lower):
     if m.ndim < 2:
         _error(errors.UnsupportedOpError, "np.tril/np.triu of a 1-d array is not supported")
     keep = np.tri(m.shape[-2], m.shape[-1], k if lower else k - 1, dtype=bool)
-    return fnp.where(keep if lower else ~keep, m, 0)
+    return fnp.where(keep if lower else ~keep, m, np.zeros((), fnp.aval_of(m)[1]))
 
 
 # ------------------------------------------------------------ products, norms
@@ -195,12 +225,15 @@ def norm(x, ord=None, axis=None, keepdims=False):
     sqrt's slope there is infinite (as in JAX)."""
     x = fnp._as_array(x)
     axes = tuple(range(x.ndim)) if axis is None else fnp.normalize_axes(axis, x.ndim, "norm")
-    euclidean = ord is None or (ord == 2 and len(axes) == 1) or (ord == "fro" and len(axes) == 2)
+    if len(axes) > 2:
+        _error(errors.GraphcValueError, "norm: improper number of dimensions to norm")
+    euclidean = ord is None or (ord == 2 and len(axes) == 1) or (
+        ord in ("fro", "f") and len(axes) == 2)
     if not euclidean:
         _error(errors.UnsupportedOpError, f"np.linalg.norm(ord={ord!r}) over {len(axes)} axes "
                                           f"is not supported; only the 2-norm of vectors and "
                                           f"the Frobenius norm of matrices")
-    x = fnp._as_float(x)
+    x = fnp._as_float_or_float64(x)      # as NumPy's norm: float64 for integers
     return fnp.sqrt(fnp.sum(fnp.square(x), axis=axes, keepdims=keepdims))
 
 
@@ -264,3 +297,6 @@ FUNCTIONS = {
     np.triu: triu, np.argmax: argmax, np.argmin: argmin,
 }
 UFUNCS = {"isnan": isnan, "isfinite": isfinite, "reciprocal": reciprocal}
+# where a function is found, for the unsupported-function message's list
+NAMES = {np.linalg.norm: "np.linalg.norm",
+         np.lib.stride_tricks.sliding_window_view: "np.lib.stride_tricks.sliding_window_view"}

@@ -20,14 +20,15 @@ import string
 import numpy as np
 
 from graphc import errors
+from graphc.tracing import Tracer
 
 
 def _refuse(message: str):
     raise errors.UnsupportedOpError(f"np.einsum: {message}{errors.at(errors.user_location())}")
 
 
-def _shape_error(message: str):
-    raise errors.ShapeError(f"np.einsum: {message}{errors.at(errors.user_location())}")
+def _shape_error(message: str, name: str = "np.einsum"):
+    raise errors.ShapeError(f"{name}: {message}{errors.at(errors.user_location())}")
 
 
 def parse(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
@@ -69,6 +70,9 @@ def parse(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
             _refuse(f"a letter repeated within one operand ({term!r}, a diagonal) is not "
                     f"supported")
     if arrow:
+        if ellipsis_ndim and "..." not in output:
+            _shape_error(f"the operands have dims under '...', and the output {output!r} has "
+                         f"no '...' for them")
         out = spelt(output, None)
         if len(set(out)) != len(out) or any(c not in "".join(letters) for c in out):
             _shape_error(f"output {output!r}: each letter once, and only letters of the inputs")
@@ -85,6 +89,8 @@ def einsum(subscripts, *operands, optimize=False, **kwargs):
         if value is not None and not (name == "order" and value == "K") and not (
                 name == "casting" and value == "safe"):
             _refuse(f"{name}= is not supported")
+    # as NumPy's: a Python number is an array (strongly typed) first
+    operands = [a if isinstance(a, Tracer) else np.asarray(a) for a in operands]
     arrays = [fnp._as_array(a) for a in fnp._promote(*operands)] if operands else []
     if not arrays:
         _shape_error("needs at least one operand")
@@ -104,11 +110,14 @@ def einsum(subscripts, *operands, optimize=False, **kwargs):
 
 
 def _sum_out(fnp, x, term: str, keep: str):
-    """x with the letters that `keep` lacks summed out."""
+    """x with the letters that `keep` lacks summed out, in x's own dtype as
+    NumPy's einsum (int8 wraps; a bool sum is an or)."""
     gone = tuple(i for i, c in enumerate(term) if c not in keep)
     if not gone:
         return x, term
-    return fnp.sum(x, axis=gone), "".join(c for c in term if c in keep)
+    dtype = fnp.aval_of(x)[1]
+    total = fnp.max(x, axis=gone) if dtype == np.bool_ else fnp.sum(x, axis=gone, dtype=dtype)
+    return total, "".join(c for c in term if c in keep)
 
 
 def _pair(fnp, a, ta: str, b, tb: str, later: str, sizes: dict):
@@ -153,15 +162,25 @@ def tensordot(a, b, axes=2):
     """np.tensordot as the einsum it is: a's last `axes` dims against b's first
     (or the two lists of axes)."""
     from graphc import numpy_api as fnp
+    a, b = (x if isinstance(x, Tracer) else np.asarray(x) for x in (a, b))
     na, nb = fnp.ndim(a), fnp.ndim(b)
     if isinstance(axes, (int, np.integer)):
         axes_a, axes_b = list(range(na - axes, na)), list(range(axes))
     else:
         axes_a, axes_b = ([x] if isinstance(x, (int, np.integer)) else list(x) for x in axes)
     if len(axes_a) != len(axes_b):
-        _shape_error(f"tensordot: {len(axes_a)} axes of a against {len(axes_b)} of b")
-    axes_a = [int(x) % max(na, 1) for x in axes_a]
-    axes_b = [int(x) % max(nb, 1) for x in axes_b]
+        _shape_error(f"{len(axes_a)} axes of a against {len(axes_b)} of b", "np.tensordot")
+    for axes, n, name in ((axes_a, na, "a"), (axes_b, nb, "b")):
+        if any(not -n <= int(x) < n for x in axes) or len({int(x) % n for x in axes}) < len(axes):
+            _shape_error(f"axes {list(axes)} of {name} are out of range or repeated for its "
+                         f"{n} dims", "np.tensordot")
+    axes_a = [int(x) % na for x in axes_a]
+    axes_b = [int(x) % nb for x in axes_b]
+    shape_a, shape_b = fnp.aval_of(a)[0], fnp.aval_of(b)[0]
+    for i, j in zip(axes_a, axes_b):
+        if shape_a[i] != shape_b[j]:
+            _shape_error(f"shape-mismatch for sum: axis {i} of a has {shape_a[i]}, axis {j} "
+                         f"of b has {shape_b[j]}", "np.tensordot")
     letters = iter(string.ascii_letters)
     ta = [next(letters) for _ in range(na)]
     tb = [next(letters) for _ in range(nb)]

@@ -530,12 +530,15 @@ def broadcast_to(x, shape):
     return P.broadcast_to(x, shape)
 
 
-def concatenate(arrays, axis=0, **kwargs):
-    _check_no_out(kwargs, "concatenate")
+def concatenate(arrays, axis=0, dtype=None, casting=None, **kwargs):
+    _check_no_out(kwargs, "concatenate")      # (any casting= is astype's: unsafe)
     arrays = list(arrays)
     if not arrays:
         raise errors.ShapeError("concatenate needs at least one array")
     operands = _promote(*arrays)
+    if dtype is not None:
+        operands = [astype(a, dtype) if isinstance(a, Tracer) else np.asarray(a, dtype)
+                    for a in operands]
     if axis is None:
         operands, axis = [reshape(a, -1) for a in operands], 0
     ndim = operands[0].ndim
@@ -792,10 +795,7 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
     name = _ufunc_name(ufunc)
     if method != "__call__":
         if method == "reduce" and name in ("add", "maximum", "minimum", "logaddexp"):
-            from graphc.nn import logsumexp
-            fn = {"add": sum, "maximum": max, "minimum": min, "logaddexp": logsumexp}[name]
-            axis = kwargs.pop("axis", 0)
-            return fn(inputs[0], axis=axis, keepdims=kwargs.pop("keepdims", False))
+            return _reduce(name, inputs[0], **kwargs)
         raise errors.UnsupportedOpError(f"np.{name}.{method} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}")
     out = kwargs.get("out")
@@ -822,6 +822,21 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
     return strongly_typed(astype(result, dtype) if dtype is not None else result)
 
 
+def _reduce(name, x, axis=0, dtype=None, keepdims=False, out=None, **rest):
+    """np.add/maximum/minimum/logaddexp.reduce; initial= and where= are refused
+    (they were dropped, which changed the result)."""
+    if out is not None or rest:
+        given = sorted(rest) + (["out"] if out is not None else [])
+        raise errors.UnsupportedOpError(f"np.{name}.reduce({'=, '.join(given)}=) is not "
+                                        f"supported{errors.at(errors.user_location())}")
+    if dtype is not None:
+        x = astype(x, dtype) if isinstance(x, Tracer) else np.asarray(x, dtype)
+    if name == "logaddexp":
+        from graphc.nn import logsumexp
+        return logsumexp(_as_float(x), axis=axis, keepdims=keepdims)   # float32 for int16
+    return {"add": sum, "maximum": max, "minimum": min}[name](x, axis=axis, keepdims=keepdims)
+
+
 # ufuncs with boolean results: their dtype= is the output's, not the inputs'
 _PREDICATES = {"greater", "greater_equal", "less", "less_equal", "equal", "not_equal",
                "logical_and", "logical_or", "logical_not"}
@@ -831,9 +846,10 @@ def array_function(tracer, func, types, args, kwargs):
     fn = FUNCTIONS.get(func)
     if fn is None:
         name = f"{func.__module__}.{func.__name__}".replace("numpy.", "np.", 1)
+        names = (_composites.NAMES.get(f, "np." + f.__name__) for f in FUNCTIONS)
         raise errors.UnsupportedOpError(f"NumPy function {name} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}; supported: "
-                                        f"{', '.join(sorted('np.' + f.__name__ for f in FUNCTIONS))}")
+                                        f"{', '.join(sorted(names))}")
     return strongly_typed(fn(*args, **kwargs))
 
 

@@ -54,6 +54,20 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.triu(x, 1),
     compiled(lambda x, v: np.logaddexp.reduce(x, axis=1)),
     lambda x, v: np.reciprocal(v),
+    # found in review: axes against the input (-1 was the new window axis),
+    # shifts on one axis add up, arrays as counts, dtypes kept or honoured
+    lambda x, v: np.lib.stride_tricks.sliding_window_view(x, (2, 3), axis=(0, -1)),
+    lambda x, v: np.roll(x, (1, 2), axis=1),
+    lambda x, v: np.tile(v, np.array([2, 1])),
+    lambda x, v: np.lib.stride_tricks.sliding_window_view(v, 0),
+]
+
+DTYPE_CASES = [   # result types (values only: float32 and bools have no useful gradient check)
+    lambda x, v: np.hstack([x[0], [1.0, 2.0]], dtype=np.float32),
+    lambda x, v: np.tril(x > 0),
+    lambda x, v: np.linalg.norm(x > 0, axis=1),         # float64, as NumPy's norm
+    lambda x, v: np.logaddexp.reduce((x > 0).astype(np.int16), axis=0),     # float32
+    lambda x, v: np.add.reduce(x, axis=1, dtype=np.float32),
 ]
 
 
@@ -81,6 +95,12 @@ def test_values_equal_numpys_and_gradients_central_differences(case):
         return sum(np.sum(np.sin(p) * (k + 1)) for k, p in enumerate(pieces))
 
     api.check_grad_values(loss, (x, v), gc.grad(loss, argnums=(0, 1)).interpret(x, v), (0, 1))
+
+
+@pytest.mark.parametrize("case", DTYPE_CASES, ids=lambda c: f"line{c.__code__.co_firstlineno}")
+def test_result_types_equal_numpys(case):
+    x, v = _values()
+    _same(gc.jit(case).interpret(x, v), case(x, v), "value", rtol=1e-6)
 
 
 def test_compiled_equals_the_interpreter():
@@ -136,6 +156,15 @@ def test_isnan_and_isfinite():
     (lambda x: np.lib.stride_tricks.sliding_window_view(x, 7, axis=1), ValueError,
      "window 7 does not fit an axis of 6"),
     (lambda x: np.reciprocal(x.astype(np.int64)), gc.UnsupportedOpError, "use 1 / x"),
+    (lambda x: np.logaddexp.reduce(x, initial=5.0), gc.UnsupportedOpError,
+     r"np.logaddexp.reduce\(initial=\) is not supported"),
+    (lambda x: np.add.reduce(x, where=x > 0), gc.UnsupportedOpError,
+     r"np.add.reduce\(where=\) is not supported"),
+    (lambda x: np.pad(x, 1.5), TypeError, "pad_width must be integers"),
+    (lambda x: np.pad(x, 1, constant_values=x[0, 0]), gc.UnsupportedOpError,
+     "constant_values must be one number"),
+    (lambda x: np.tile(x, -1), ValueError, "negative repetitions"),
+    (lambda x: np.linalg.norm(x[None], axis=(0, 1, 2)), ValueError, "improper number of dim"),
 ])
 def test_refusals_name_the_problem_and_the_line(call, error, message):
     with pytest.raises(error, match=message) as e:

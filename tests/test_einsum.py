@@ -100,6 +100,15 @@ def test_model_forms_compile_to_numpys_values_and_gradients():
             np.testing.assert_allclose(gj, wj, **tol, err_msg=f"{form[0]} operand {j}")
 
 
+def test_tensordot_refuses_what_numpy_refuses():
+    a, b = np.ones((2, 1)), np.ones((3, 4))
+    with pytest.raises(ValueError, match="np.tensordot: shape-mismatch for sum"):
+        gc.trace(lambda a, b: np.tensordot(a, b, axes=([1], [0])), a, b)
+    with pytest.raises(ValueError, match=r"np.tensordot: axes \[0, 0\] of a are out of range or "
+                                         r"repeated"):
+        gc.trace(lambda a, b: np.tensordot(a, b, axes=([0, 0], [0, 1])), a, b)
+
+
 def test_tensordot_is_the_einsum_it_names():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(2, 3, 4)), rng.normal(size=(3, 4, 5))
@@ -109,12 +118,30 @@ def test_tensordot_is_the_einsum_it_names():
         np.testing.assert_allclose(got, np.tensordot(a, bb, axes=axes), rtol=1e-12)
 
 
+def test_einsum_keeps_numpys_result_types():
+    # found in review: a path ending in a sum took np.sum's accumulator (int8
+    # did not wrap, bool counted), and a Python number stayed weak
+    i8, b = np.array([100, 100, 50], np.int8), np.array([[True, False], [False, False]])
+    cases = [(lambda x: np.einsum("i->", x), i8),
+             (lambda x: np.einsum("ij->i", x), b),
+             (lambda x: np.einsum("ij->i", x), b.astype(np.int32)),
+             (lambda x: np.einsum("ij,jk->", x, x), b),
+             (lambda x: np.einsum("i,->i", x, 2.0), np.ones(2, np.float32)),   # float64
+             (lambda x: np.einsum("i,->i", x, 2), np.arange(2, dtype=np.int32))]  # int64
+    for f, x in cases:
+        got, want = gc.jit(f).interpret(x), f(x)
+        where = f"line {f.__code__.co_firstlineno}"
+        assert got.dtype == want.dtype, where
+        np.testing.assert_array_equal(got, want, err_msg=where)
+
+
 @pytest.mark.parametrize("subscripts, shapes, error, message", [
     ("ii->i", [(3, 3)], gc.UnsupportedOpError, "a letter repeated within one operand"),
     ("ij,jk->il", [(2, 3), (3, 4)], ValueError, "output 'il'"),
     ("ij,jk->ik", [(2, 3), (4, 5)], ValueError, "letter 'j' has sizes 3 and 4"),
     ("ijk->i", [(2, 3)], ValueError, "'ijk' has 3 letters for an operand of 2 dims"),
     ("ij,jk->ik", [(2, 3)], ValueError, "names 2 operands, but 1 were given"),
+    ("...i->i", [(2, 3)], ValueError, "the output 'i' has no '...' for them"),
 ])
 def test_einsum_errors_name_the_problem_and_the_line(subscripts, shapes, error, message):
     with pytest.raises(error, match=message) as e:
