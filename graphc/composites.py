@@ -23,7 +23,7 @@ def _ints(value, name: str) -> tuple:
     if isinstance(value, fnp.Tracer):
         operator.index(value)
     array = np.asarray(value)
-    if array.dtype.kind not in "iu" or array.ndim > 1:
+    if (array.dtype.kind not in "iub" and array.size) or array.ndim > 1:
         _error(errors.GraphcTypeError, f"{name} must be an integer or a sequence of integers, "
                                        f"got {value!r}")
     return tuple(int(v) for v in array.reshape(-1))
@@ -260,6 +260,13 @@ def _arg_extreme(x, axis, out, keepdims, extreme, name):
     if out is not None:
         _error(errors.UnsupportedOpError, f"np.{name}(out=...) is not supported")
     x = fnp._as_array(x)
+    if axis is not None:
+        try:
+            axis = operator.index(axis)     # one axis, as NumPy's (not a tuple)
+        except TypeError:
+            _error(errors.GraphcTypeError, f"{name}: axis must be an integer, got {axis!r}")
+        if x.ndim == 0 and axis in (0, -1):
+            axis = None
     if axis is None:
         flat = _arg_extreme(fnp.ravel(x), 0, None, False, extreme, name)
         return fnp.reshape(flat, (1,) * x.ndim) if keepdims else flat

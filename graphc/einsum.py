@@ -20,7 +20,6 @@ import string
 import numpy as np
 
 from graphc import errors
-from graphc.tracing import Tracer
 
 
 def _refuse(message: str):
@@ -89,8 +88,7 @@ def einsum(subscripts, *operands, optimize=False, **kwargs):
         if value is not None and not (name == "order" and value == "K") and not (
                 name == "casting" and value == "safe"):
             _refuse(f"{name}= is not supported")
-    # as NumPy's: a Python number is an array (strongly typed) first
-    operands = [a if isinstance(a, Tracer) else np.asarray(a) for a in operands]
+    operands = [fnp.strong_array(a) for a in operands]     # as NumPy's
     arrays = [fnp._as_array(a) for a in fnp._promote(*operands)] if operands else []
     if not arrays:
         _shape_error("needs at least one operand")
@@ -162,7 +160,7 @@ def tensordot(a, b, axes=2):
     """np.tensordot as the einsum it is: a's last `axes` dims against b's first
     (or the two lists of axes)."""
     from graphc import numpy_api as fnp
-    a, b = (x if isinstance(x, Tracer) else np.asarray(x) for x in (a, b))
+    a, b = fnp.strong_array(a), fnp.strong_array(b)
     na, nb = fnp.ndim(a), fnp.ndim(b)
     if isinstance(axes, (int, np.integer)):
         axes_a, axes_b = list(range(na - axes, na)), list(range(axes))

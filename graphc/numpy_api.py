@@ -63,6 +63,17 @@ def to_operand(x, dtype, wraps=False):
     return operand.view(WeakScalar) if _is_weak(x) else operand
 
 
+def cast(x, dtype):
+    """x (traced or not) as `dtype`, converting as NumPy's astype does."""
+    return astype(x, dtype) if isinstance(x, Tracer) else np.asarray(x, dtype)
+
+
+def strong_array(x):
+    """A Python number as NumPy makes it before np.clip, np.einsum, ...: an
+    array, strongly typed (a traced value stays as it is)."""
+    return x if isinstance(x, Tracer) else np.asarray(x)
+
+
 def _arrays_of_lists(*xs):
     return [np.asarray(x) if isinstance(x, (list, tuple)) else x for x in xs]
 
@@ -302,8 +313,7 @@ def clip(x, a_min=None, a_max=None, *, min=None, max=None, **kwargs):
                 raise errors.GraphcTypeError(f"clip: pass {name} or {alias}, not both"
                                              f"{errors.at(errors.user_location())}")
             a_min, a_max = (value, a_max) if name == "a_min" else (a_min, value)
-    if not isinstance(x, (Tracer, np.ndarray)):
-        x = np.asarray(x)       # as np.clip: a Python number becomes a (strong) array
+    x = strong_array(x)
     dtype = aval_of(x)[1]
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
@@ -530,15 +540,25 @@ def broadcast_to(x, shape):
     return P.broadcast_to(x, shape)
 
 
-def concatenate(arrays, axis=0, dtype=None, casting=None, **kwargs):
-    _check_no_out(kwargs, "concatenate")      # (any casting= is astype's: unsafe)
+_CASTINGS = ("no", "equiv", "safe", "same_kind", "unsafe")
+
+
+def concatenate(arrays, axis=0, dtype=None, casting="same_kind", **kwargs):
+    _check_no_out(kwargs, "concatenate")
     arrays = list(arrays)
     if not arrays:
         raise errors.ShapeError("concatenate needs at least one array")
-    operands = _promote(*arrays)
-    if dtype is not None:
-        operands = [astype(a, dtype) if isinstance(a, Tracer) else np.asarray(a, dtype)
-                    for a in operands]
+    if casting not in _CASTINGS:
+        raise errors.GraphcValueError(f"concatenate: casting must be one of {_CASTINGS}"
+                                      f"{errors.at(errors.user_location())}")
+    arrays = _arrays_of_lists(*arrays)
+    target = np.dtype(dtype) if dtype is not None else result_dtype(*arrays)
+    for a in arrays:    # as NumPy: each input cast to the result under `casting`
+        if not (_is_weak(a) or np.can_cast(aval_of(a)[1], target, casting)):
+            raise errors.GraphcTypeError(
+                f"concatenate: cannot cast {aval_of(a)[1]} to {target} according to the rule "
+                f"{casting!r}{errors.at(errors.user_location())}")
+    operands = [to_operand(a, target) for a in arrays]
     if axis is None:
         operands, axis = [reshape(a, -1) for a in operands], 0
     ndim = operands[0].ndim
@@ -816,8 +836,7 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
     if dtype is not None and name not in _PREDICATES:
         # NumPy computes in `dtype`: int8 + int8 with dtype=int16 does not wrap,
         # and a boolean subtract with dtype=int64 is an integer one
-        inputs = [astype(x, dtype) if isinstance(x, Tracer) else np.asarray(x, dtype)
-                  for x in inputs]
+        inputs = [cast(x, dtype) for x in inputs]
     result = fn(*inputs)
     return strongly_typed(astype(result, dtype) if dtype is not None else result)
 
@@ -829,12 +848,14 @@ def _reduce(name, x, axis=0, dtype=None, keepdims=False, out=None, **rest):
         given = sorted(rest) + (["out"] if out is not None else [])
         raise errors.UnsupportedOpError(f"np.{name}.reduce({'=, '.join(given)}=) is not "
                                         f"supported{errors.at(errors.user_location())}")
+    if name == "add":       # sum's accumulator, or dtype's (int8 wraps)
+        return sum(x, axis=axis, keepdims=keepdims, dtype=dtype)
     if dtype is not None:
-        x = astype(x, dtype) if isinstance(x, Tracer) else np.asarray(x, dtype)
+        x = cast(x, dtype)
     if name == "logaddexp":
         from graphc.nn import logsumexp
         return logsumexp(_as_float(x), axis=axis, keepdims=keepdims)   # float32 for int16
-    return {"add": sum, "maximum": max, "minimum": min}[name](x, axis=axis, keepdims=keepdims)
+    return {"maximum": max, "minimum": min}[name](x, axis=axis, keepdims=keepdims)
 
 
 # ufuncs with boolean results: their dtype= is the output's, not the inputs'

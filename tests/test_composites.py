@@ -68,6 +68,11 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.linalg.norm(x > 0, axis=1),         # float64, as NumPy's norm
     lambda x, v: np.logaddexp.reduce((x > 0).astype(np.int16), axis=0),     # float32
     lambda x, v: np.add.reduce(x, axis=1, dtype=np.float32),
+    lambda x, v: np.add.reduce((x * 50).astype(np.int8), axis=0, dtype=np.int8),   # wraps
+    lambda x, v: np.concatenate([x, x], dtype=np.int64, casting="unsafe"),
+    lambda x, v: np.split(x, []),                       # one piece; empty counts
+    lambda x, v: np.tile(x, ()),
+    lambda x, v: np.argmax(x[0, 0], axis=-1),           # a 0-d array's one axis
 ]
 
 
@@ -165,6 +170,11 @@ def test_isnan_and_isfinite():
      "constant_values must be one number"),
     (lambda x: np.tile(x, -1), ValueError, "negative repetitions"),
     (lambda x: np.linalg.norm(x[None], axis=(0, 1, 2)), ValueError, "improper number of dim"),
+    (lambda x: np.concatenate([x, x], dtype=np.int64), TypeError,
+     "cannot cast float64 to int64 according to the rule 'same_kind'"),
+    (lambda x: np.concatenate([x, x.astype(np.int64)], casting="no"), TypeError,
+     "cannot cast int64 to float64 according to the rule 'no'"),
+    (lambda x: np.argmax(x, axis=(1, 0)), TypeError, r"argmax: axis must be an integer"),
 ])
 def test_refusals_name_the_problem_and_the_line(call, error, message):
     with pytest.raises(error, match=message) as e:
