@@ -8,9 +8,10 @@ Letters needed by no one are summed out first. So the gradient, the fusion
 and the GEMMs are those of matmul, sum and transpose; nothing new to
 differentiate or compile.
 
-Not supported (each refused with its reason): a letter repeated within one
-operand (a diagonal, as in 'ii->i'), and the interleaved call form
-np.einsum(a, [0, 1], b, [1, 2]).
+A letter repeated within one operand ('ii->i', 'ii->' for a trace) first
+takes that operand's diagonal, by integer-array indexing. Not supported
+(refused with its reason): the interleaved call form np.einsum(a, [0, 1],
+b, [1, 2]).
 """
 from __future__ import annotations
 
@@ -64,10 +65,6 @@ def parse(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:
         return term.replace("...", broadcast[ellipsis_ndim - n:])
 
     letters = [spelt(t, n) for t, n in zip(terms, ndims)]
-    for term in letters:
-        if len(set(term)) != len(term):
-            _refuse(f"a letter repeated within one operand ({term!r}, a diagonal) is not "
-                    f"supported")
     if arrow:
         if ellipsis_ndim and "..." not in output:
             _shape_error(f"the operands have dims under '...', and the output {output!r} has "
@@ -99,12 +96,32 @@ def einsum(subscripts, *operands, optimize=False, **kwargs):
             if sizes.get(c, 1) not in (1, n) and n != 1:
                 _shape_error(f"letter {c!r} has sizes {sizes[c]} and {n}")
             sizes[c] = n if sizes.get(c, 1) == 1 else sizes[c]
+    for k, term in enumerate(letters):
+        arrays[k], letters[k] = _diagonal(fnp, arrays[k], term)
     acc, acc_letters = arrays[0], letters[0]
     for k in range(1, len(arrays)):
         later = out + "".join(letters[k + 1:])
         acc, acc_letters = _pair(fnp, acc, acc_letters, arrays[k], letters[k], later, sizes)
     acc, acc_letters = _sum_out(fnp, acc, acc_letters, keep=out)
     return fnp.transpose(acc, [acc_letters.index(c) for c in out]) if out else acc
+
+
+def _diagonal(fnp, x, term: str):
+    """x's diagonal over each letter its term repeats ('ii' -> 'i'): those
+    axes moved to the front and indexed by one arange each."""
+    for c in dict.fromkeys(term):
+        axes = [i for i, t in enumerate(term) if t == c]
+        if len(axes) == 1:
+            continue
+        sizes = {x.shape[i] for i in axes}
+        if len(sizes) > 1:
+            _shape_error(f"letter {c!r} repeats in {term!r} over axes of sizes {sorted(sizes)}")
+        rest = [i for i in range(len(term)) if i not in axes]
+        x = fnp.transpose(x, axes + rest)
+        index = np.arange(sizes.pop())
+        x = fnp.getitem(x, (index,) * len(axes))
+        term = c + "".join(term[i] for i in rest)
+    return x, term
 
 
 def _sum_out(fnp, x, term: str, keep: str):
