@@ -390,8 +390,23 @@ def _check_no_out(kwargs, name):
                                         f"{errors.at(errors.user_location())}")
 
 
-def sum(x, axis=None, dtype=None, keepdims=False, **kwargs):
+def _masked(x, where, name):
+    """x with 0 where `where` is False (np.sum's and np.mean's where=), and the
+    mask broadcast to x's shape; `where` must broadcast to it, as in NumPy."""
+    x, where = _arrays_of_lists(x, where)
+    shape, wshape = tuple(aval_of(x)[0]), tuple(aval_of(where)[0])
+    if aval_of(where)[1] != np.bool_ or np.broadcast_shapes(shape, wshape) != shape:
+        raise errors.GraphcValueError(
+            f"np.{name}: where= must be a bool array that broadcasts to {shape}, got "
+            f"{aval_of(where)[1]}{list(wshape)}{errors.at(errors.user_location())}")
+    mask = broadcast_to(where, shape)
+    return P.where(mask, x, to_operand(0, aval_of(x)[1])), mask
+
+
+def sum(x, axis=None, dtype=None, keepdims=False, where=None, **kwargs):
     _check_no_out(kwargs, "sum")
+    if where is not None and where is not True:
+        x = _masked(x, where, "sum")[0]
     xdtype = aval_of(x)[1]
     acc = np.dtype(dtype) if dtype is not None else (
         xdtype if xdtype.kind == "f" else np.dtype(np.int64) if xdtype.kind in "bi" else
@@ -400,10 +415,16 @@ def sum(x, axis=None, dtype=None, keepdims=False, **kwargs):
     return P.reduce_sum(x, normalize_axes(axis, x.ndim, "sum"), keepdims)
 
 
-def mean(x, axis=None, dtype=None, keepdims=False, **kwargs):
+def mean(x, axis=None, dtype=None, keepdims=False, where=None, **kwargs):
     _check_no_out(kwargs, "mean")
     x = to_operand(x, np.dtype(dtype) if dtype is not None else _float_dtype(x))
     axes = normalize_axes(axis, x.ndim, "mean")
+    if where is not None and where is not True:
+        # the mean of the chosen elements (a masked mean over padding): nan
+        # where none is chosen, as NumPy's (which also warns)
+        x, mask = _masked(x, where, "mean")
+        count = sum(mask, axis=axes, keepdims=keepdims, dtype=x.dtype)
+        return true_divide(P.reduce_sum(x, axes, keepdims), count)
     if any(x.shape[a] == 0 for a in axes):
         raise errors.ShapeError("mean of an empty array")
     # the divisor is read from the shape at run time (numel), not written in as a constant

@@ -60,6 +60,10 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.roll(x, (1, 2), axis=1),
     lambda x, v: np.tile(v, np.array([2, 1])),
     lambda x, v: np.lib.stride_tricks.sliding_window_view(v, 0),
+    # where= of sum and mean: a masked mean, as over padding tokens
+    lambda x, v: np.sum(x, axis=0, where=x > 0.5),
+    compiled(lambda x, v: np.mean(x, axis=1, where=np.array([1, 1, 0, 1, 0, 1], bool))),
+    lambda x, v: x.mean(where=x < 0),
 ]
 
 DTYPE_CASES = [   # result types (values only: float32 and bools have no useful gradient check)
@@ -175,6 +179,8 @@ def test_isnan_and_isfinite():
     (lambda x: np.concatenate([x, x.astype(np.int64)], casting="no"), TypeError,
      "cannot cast int64 to float64 according to the rule 'no'"),
     (lambda x: np.argmax(x, axis=(1, 0)), TypeError, r"argmax: axis must be an integer"),
+    (lambda x: np.sum(x, where=np.ones((2, 4, 6), bool)), ValueError,
+     r"np.sum: where= must be a bool array that broadcasts to \(4, 6\)"),
 ])
 def test_refusals_name_the_problem_and_the_line(call, error, message):
     with pytest.raises(error, match=message) as e:
