@@ -394,8 +394,14 @@ def _masked(x, where, name):
     """x with 0 where `where` is False (np.sum's and np.mean's where=), and the
     mask broadcast to x's shape; `where` must broadcast to it, as in NumPy."""
     x, where = _arrays_of_lists(x, where)
+    if not isinstance(where, Tracer) and np.asarray(where).dtype.kind in "iu":
+        where = np.asarray(where).astype(bool)      # where=1, as NumPy casts it
     shape, wshape = tuple(aval_of(x)[0]), tuple(aval_of(where)[0])
-    if aval_of(where)[1] != np.bool_ or np.broadcast_shapes(shape, wshape) != shape:
+    try:
+        fits = np.broadcast_shapes(shape, wshape) == shape
+    except ValueError:
+        fits = False
+    if aval_of(where)[1] != np.bool_ or not fits:
         raise errors.GraphcValueError(
             f"np.{name}: where= must be a bool array that broadcasts to {shape}, got "
             f"{aval_of(where)[1]}{list(wshape)}{errors.at(errors.user_location())}")
@@ -403,9 +409,11 @@ def _masked(x, where, name):
     return P.where(mask, x, to_operand(0, aval_of(x)[1])), mask
 
 
-def sum(x, axis=None, dtype=None, keepdims=False, where=None, **kwargs):
-    _check_no_out(kwargs, "sum")
-    if where is not None and where is not True:
+# The reductions take NumPy's positional order (x.sum(1, None, None, True) is
+# keepdims), out= and initial= refused
+def sum(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=True, **kwargs):
+    _check_no_out({"out": out, "initial": initial, **kwargs}, "sum")
+    if where is not True:
         x = _masked(x, where, "sum")[0]
     xdtype = aval_of(x)[1]
     acc = np.dtype(dtype) if dtype is not None else (
@@ -415,11 +423,11 @@ def sum(x, axis=None, dtype=None, keepdims=False, where=None, **kwargs):
     return P.reduce_sum(x, normalize_axes(axis, x.ndim, "sum"), keepdims)
 
 
-def mean(x, axis=None, dtype=None, keepdims=False, where=None, **kwargs):
-    _check_no_out(kwargs, "mean")
+def mean(x, axis=None, dtype=None, out=None, keepdims=False, *, where=True, **kwargs):
+    _check_no_out({"out": out, **kwargs}, "mean")
     x = to_operand(x, np.dtype(dtype) if dtype is not None else _float_dtype(x))
     axes = normalize_axes(axis, x.ndim, "mean")
-    if where is not None and where is not True:
+    if where is not True:
         # the mean of the chosen elements (a masked mean over padding): nan
         # where none is chosen, as NumPy's (which also warns)
         x, mask = _masked(x, where, "mean")
@@ -431,8 +439,9 @@ def mean(x, axis=None, dtype=None, keepdims=False, where=None, **kwargs):
     return true_divide(P.reduce_sum(x, axes, keepdims), P.numel(x, axes, x.dtype))
 
 
-def max(x, axis=None, keepdims=False, **kwargs):
-    _check_no_out(kwargs, "max")
+def max(x, axis=None, out=None, keepdims=False, initial=None, where=True, **kwargs):
+    _check_no_out({"out": out, "initial": initial,
+                   "where": None if where is True else where, **kwargs}, "max")
     x = to_operand(x, aval_of(x)[1])
     axes = normalize_axes(axis, x.ndim, "max")
     if any(x.shape[a] == 0 for a in axes):
@@ -440,11 +449,12 @@ def max(x, axis=None, keepdims=False, **kwargs):
     return P.reduce_max(x, axes, keepdims)
 
 
-def min(x, axis=None, keepdims=False, **kwargs):
+def min(x, axis=None, out=None, keepdims=False, initial=None, where=True, **kwargs):
     """max of an order-reversed x: -x for floats, and for integers ~x (-x - 1,
     which wraps without collisions: -x alone maps int8 -128 and uint8 0 to
     themselves)."""
-    _check_no_out(kwargs, "min")
+    _check_no_out({"out": out, "initial": initial,
+                   "where": None if where is True else where, **kwargs}, "min")
     kind = aval_of(x)[1].kind
     if kind == "b":
         return logical_not(max(logical_not(x), axis=axis, keepdims=keepdims, **kwargs))
@@ -455,9 +465,9 @@ def min(x, axis=None, keepdims=False, **kwargs):
     return negative(max(negative(x), axis=axis, keepdims=keepdims, **kwargs))
 
 
-def var(x, axis=None, keepdims=False, ddof=0, **kwargs):
-    _check_no_out(kwargs, "var")
-    x = _as_float_or_float64(x)
+def var(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
+    _check_no_out({"out": out, **kwargs}, "var")
+    x = to_operand(x, np.dtype(dtype)) if dtype is not None else _as_float_or_float64(x)
     axes = normalize_axes(axis, x.ndim, "var")
     centered = subtract(x, mean(x, axis=axes, keepdims=True))
     count = P.numel(x, axes, x.dtype)
@@ -465,8 +475,8 @@ def var(x, axis=None, keepdims=False, ddof=0, **kwargs):
                        subtract(count, ddof) if ddof else count)
 
 
-def std(x, axis=None, keepdims=False, ddof=0, **kwargs):
-    return sqrt(var(x, axis=axis, keepdims=keepdims, ddof=ddof, **kwargs))
+def std(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
+    return sqrt(var(x, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims, **kwargs))
 
 
 # ---------------------------------------------------------------- shapes
@@ -862,15 +872,17 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
     return strongly_typed(astype(result, dtype) if dtype is not None else result)
 
 
-def _reduce(name, x, axis=0, dtype=None, keepdims=False, out=None, **rest):
-    """np.add/maximum/minimum/logaddexp.reduce; initial= and where= are refused
-    (they were dropped, which changed the result)."""
-    if out is not None or rest:
-        given = sorted(rest) + (["out"] if out is not None else [])
+def _reduce(name, x, axis=0, dtype=None, keepdims=False, out=None, where=True, **rest):
+    """np.add/maximum/minimum/logaddexp.reduce. add.reduce is np.sum (also
+    np.sum of a NumPy array with a traced where=, which NumPy sends here);
+    the others refuse initial= and where= (dropped, they changed the result)."""
+    if name == "add":       # sum's accumulator, or dtype's (int8 wraps)
+        return sum(x, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where, **rest)
+    if out is not None or rest or where is not True:
+        given = sorted(rest) + (["out"] if out is not None else []) + (
+            ["where"] if where is not True else [])
         raise errors.UnsupportedOpError(f"np.{name}.reduce({'=, '.join(given)}=) is not "
                                         f"supported{errors.at(errors.user_location())}")
-    if name == "add":       # sum's accumulator, or dtype's (int8 wraps)
-        return sum(x, axis=axis, keepdims=keepdims, dtype=dtype)
     if dtype is not None:
         x = cast(x, dtype)
     if name == "logaddexp":

@@ -64,6 +64,12 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.sum(x, axis=0, where=x > 0.5),
     compiled(lambda x, v: np.mean(x, axis=1, where=np.array([1, 1, 0, 1, 0, 1], bool))),
     lambda x, v: x.mean(where=x < 0),
+    lambda x, v: np.sum(np.ones((4, 6)), where=x > 0),  # a traced mask on a NumPy array
+    # NumPy's positional order (keepdims after out; ddof after out)
+    lambda x, v: np.sum(x, 1, None, None, True),
+    lambda x, v: x.mean(0, None, None, True),
+    lambda x, v: np.var(x, 0, None, None, 1),
+    lambda x, v: x.max(1, None, True),
 ]
 
 DTYPE_CASES = [   # result types (values only: float32 and bools have no useful gradient check)
@@ -167,8 +173,8 @@ def test_isnan_and_isfinite():
     (lambda x: np.reciprocal(x.astype(np.int64)), gc.UnsupportedOpError, "use 1 / x"),
     (lambda x: np.logaddexp.reduce(x, initial=5.0), gc.UnsupportedOpError,
      r"np.logaddexp.reduce\(initial=\) is not supported"),
-    (lambda x: np.add.reduce(x, where=x > 0), gc.UnsupportedOpError,
-     r"np.add.reduce\(where=\) is not supported"),
+    (lambda x: np.maximum.reduce(x, where=x > 0), gc.UnsupportedOpError,
+     r"np.maximum.reduce\(where=\) is not supported"),
     (lambda x: np.pad(x, 1.5), TypeError, "pad_width must be integers"),
     (lambda x: np.pad(x, 1, constant_values=x[0, 0]), gc.UnsupportedOpError,
      "constant_values must be one number"),
@@ -181,6 +187,8 @@ def test_isnan_and_isfinite():
     (lambda x: np.argmax(x, axis=(1, 0)), TypeError, r"argmax: axis must be an integer"),
     (lambda x: np.sum(x, where=np.ones((2, 4, 6), bool)), ValueError,
      r"np.sum: where= must be a bool array that broadcasts to \(4, 6\)"),
+    (lambda x: np.mean(x, axis=1, where=np.ones(4, bool)), ValueError,
+     r"np.mean: where= must be a bool array that broadcasts to \(4, 6\), got bool\[4\]"),
 ])
 def test_refusals_name_the_problem_and_the_line(call, error, message):
     with pytest.raises(error, match=message) as e:
