@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import operator
+import warnings
 
 import numpy as np
 
@@ -433,8 +434,8 @@ def mean(x, axis=None, dtype=None, out=None, keepdims=False, *, where=True, **kw
         x, mask = _masked(x, where, "mean")
         count = sum(mask, axis=axes, keepdims=keepdims, dtype=x.dtype)
         return true_divide(P.reduce_sum(x, axes, keepdims), count)
-    if any(x.shape[a] == 0 for a in axes):
-        raise errors.ShapeError("mean of an empty array")
+    if any(x.shape[a] == 0 for a in axes):      # 0 / 0: nan, as NumPy (which warns too)
+        warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=3)
     # the divisor is read from the shape at run time (numel), not written in as a constant
     return true_divide(P.reduce_sum(x, axes, keepdims), P.numel(x, axes, x.dtype))
 

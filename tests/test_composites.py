@@ -152,6 +152,16 @@ def test_argmax_and_argmin_pick_numpys_index():
     assert float(acc) == 2 / 3
 
 
+def test_the_mean_of_an_empty_slice_is_nan_with_numpys_warning():
+    # found writing a convolution whose output length came out 0: it raised
+    x = np.ones((3, 4))
+    f = gc.jit(lambda x: (np.mean(x[:, :0], axis=1), np.mean(x[:0], axis=0, keepdims=True)))
+    with pytest.warns(RuntimeWarning, match="Mean of empty slice"):
+        got = f(x)
+    np.testing.assert_array_equal(got[0], np.full(3, np.nan))
+    np.testing.assert_array_equal(got[1], np.full((1, 4), np.nan))
+
+
 def test_isnan_and_isfinite():
     x = np.array([0.0, -np.inf, np.nan, 3e38, np.inf], np.float32)
     n = np.arange(3)
