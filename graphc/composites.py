@@ -13,8 +13,8 @@ from graphc import errors
 from graphc import numpy_api as fnp
 
 
-def _error(kind, message: str):
-    raise kind(f"{message}{errors.at(errors.user_location())}")
+def _raise(kind, message: str):
+    raise errors.users_error(kind, message)
 
 
 def _ints(value, name: str) -> tuple:
@@ -24,7 +24,7 @@ def _ints(value, name: str) -> tuple:
         operator.index(value)
     array = np.asarray(value)
     if (array.dtype.kind not in "iub" and array.size) or array.ndim > 1:
-        _error(errors.GraphcTypeError, f"{name} must be an integer or a sequence of integers, "
+        _raise(errors.GraphcTypeError, f"{name} must be an integer or a sequence of integers, "
                                        f"got {value!r}")
     return tuple(int(v) for v in array.reshape(-1))
 
@@ -44,7 +44,7 @@ def hsplit(x, indices_or_sections):
 
 def vsplit(x, indices_or_sections):
     if fnp.ndim(x) < 2:
-        _error(errors.ShapeError, "vsplit only works on arrays of 2 or more dimensions")
+        _raise(errors.ShapeError, "vsplit only works on arrays of 2 or more dimensions")
     return _split(x, indices_or_sections, 0, "vsplit", equal=True)
 
 
@@ -58,16 +58,15 @@ def _split(x, indices_or_sections, axis, name, equal):
     if np.ndim(indices_or_sections) == 0:
         sections = cuts[0]
         if sections <= 0:
-            _error(errors.GraphcValueError, f"{name}: number of sections must be larger than 0")
+            _raise(errors.GraphcValueError, f"{name}: number of sections must be larger than 0")
         if equal and n % sections:
-            _error(errors.GraphcValueError, f"{name}: an axis of {n} does not divide into "
+            _raise(errors.GraphcValueError, f"{name}: an axis of {n} does not divide into "
                                             f"{sections} equal sections")
         each, extra = divmod(n, sections)
         bounds = np.cumsum([0] + [each + (k < extra) for k in range(sections)])
     else:
         bounds = [0, *cuts, n]
-    lead = (slice(None),) * axis
-    return [fnp.getitem(x, lead + (slice(int(start), int(stop)),))
+    return [fnp.along(x, axis, slice(int(start), int(stop)))
             for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
@@ -97,7 +96,7 @@ def roll(x, shift, axis=None):
     try:        # as NumPy: shifts and axes broadcast, and shifts on one axis add up
         pairs = np.broadcast(np.array(shifts), np.array(axes))
     except ValueError:
-        _error(errors.GraphcValueError, "roll: shift and axis must broadcast together")
+        _raise(errors.GraphcValueError, "roll: shift and axis must broadcast together")
     total: dict[int, int] = {}
     for s, a in pairs:
         a = fnp.normalize_axes(int(a), x.ndim, "roll")[0]
@@ -106,16 +105,15 @@ def roll(x, shift, axis=None):
         n = x.shape[a]
         s = s % n if n else 0
         if s:
-            lead = (slice(None),) * a
-            x = fnp.concatenate([fnp.getitem(x, lead + (slice(n - s, None),)),
-                                 fnp.getitem(x, lead + (slice(0, n - s),))], axis=a)
+            x = fnp.concatenate([fnp.along(x, a, slice(n - s, None)),
+                                 fnp.along(x, a, slice(0, n - s))], axis=a)
     return x
 
 
 def repeat(x, repeats, axis=None):
     """Each element `repeats` times along `axis` (one count for all)."""
     if not isinstance(repeats, (int, np.integer)):
-        _error(errors.UnsupportedOpError, "np.repeat with a count per element is not supported; "
+        _raise(errors.UnsupportedOpError, "np.repeat with a count per element is not supported; "
                                           "one count for every element")
     x = fnp._as_array(x)
     if axis is None:
@@ -123,7 +121,7 @@ def repeat(x, repeats, axis=None):
     a = fnp.normalize_axes(axis, x.ndim, "repeat")[0]
     r = operator.index(repeats)
     if r < 0:
-        _error(errors.GraphcValueError, "repeat: negative dimensions are not allowed")
+        _raise(errors.GraphcValueError, "repeat: negative dimensions are not allowed")
     wide = fnp.broadcast_to(fnp.expand_dims(x, a + 1), x.shape[:a + 1] + (r,) + x.shape[a + 1:])
     return fnp.reshape(wide, x.shape[:a] + (x.shape[a] * r,) + x.shape[a + 1:])
 
@@ -132,13 +130,12 @@ def tile(x, reps):
     x = fnp._as_array(x)
     reps = _ints(reps, "tile: reps")
     if any(r < 0 for r in reps):
-        _error(errors.GraphcValueError, f"tile: negative repetitions {reps}")
+        _raise(errors.GraphcValueError, f"tile: negative repetitions {reps}")
     ndim = max(x.ndim, len(reps))
     x = fnp.reshape(x, (1,) * (ndim - x.ndim) + tuple(x.shape))
     for d, r in enumerate((1,) * (ndim - len(reps)) + reps):
         if r != 1:
-            x = fnp.concatenate([x] * r, axis=d) if r else \
-                fnp.getitem(x, (slice(None),) * d + (slice(0, 0),))
+            x = fnp.concatenate([x] * r, axis=d) if r else fnp.along(x, d, slice(0, 0))
     return x
 
 
@@ -146,20 +143,20 @@ def pad(x, pad_width, mode="constant", constant_values=0, **kwargs):
     """np.pad with mode='constant' and one fill value."""
     x = fnp._as_array(x)
     if mode != "constant" or kwargs:
-        _error(errors.UnsupportedOpError, f"np.pad(mode={mode!r}) is not supported; only "
+        _raise(errors.UnsupportedOpError, f"np.pad(mode={mode!r}) is not supported; only "
                                           f"mode='constant'")
     if isinstance(constant_values, fnp.Tracer) or np.ndim(constant_values):
-        _error(errors.UnsupportedOpError, "np.pad: constant_values must be one number (not an "
+        _raise(errors.UnsupportedOpError, "np.pad: constant_values must be one number (not an "
                                           "array, nor a traced value)")
     widths = np.asarray(pad_width)
     if widths.dtype.kind not in "iu":
-        _error(errors.GraphcTypeError, f"pad: pad_width must be integers, got {pad_width!r}")
+        _raise(errors.GraphcTypeError, f"pad: pad_width must be integers, got {pad_width!r}")
     try:
         widths = np.broadcast_to(widths.astype(np.int64), (x.ndim, 2))
     except ValueError:
-        _error(errors.GraphcValueError, f"pad: pad_width {pad_width!r} does not fit {x.ndim} axes")
+        _raise(errors.GraphcValueError, f"pad: pad_width {pad_width!r} does not fit {x.ndim} axes")
     if (widths < 0).any():
-        _error(errors.GraphcValueError, "pad: index can't contain negative values")
+        _raise(errors.GraphcValueError, "pad: index can't contain negative values")
     dtype = fnp.aval_of(x)[1]
     for d, (before, after) in enumerate(widths):
         pieces = [np.full(x.shape[:d] + (int(w),) + x.shape[d + 1:], constant_values, dtype)
@@ -179,20 +176,18 @@ def sliding_window_view(x, window_shape, axis=None, **kwargs):
         fnp.normalize_axes(a, x.ndim, "sliding_window_view")[0]
         for a in _ints(axis, "sliding_window_view: axis"))
     if len(windows) != len(axes):
-        _error(errors.GraphcValueError, "sliding_window_view: window_shape and axis must have "
+        _raise(errors.GraphcValueError, "sliding_window_view: window_shape and axis must have "
                                         "the same length")
     for w, a in zip(windows, axes):
         n = x.shape[a]
         if not 0 <= w <= n:
-            _error(errors.GraphcValueError, f"sliding_window_view: window {w} does not fit an "
+            _raise(errors.GraphcValueError, f"sliding_window_view: window {w} does not fit an "
                                             f"axis of {n}")
         if w == 0:      # n + 1 empty windows: no values to take
             shape = x.shape[:a] + (n + 1,) + x.shape[a + 1:] + (0,)
             x = np.zeros(shape, fnp.aval_of(x)[1])
             continue
-        lead = (slice(None),) * a
-        x = fnp.stack([fnp.getitem(x, lead + (slice(i, i + n - w + 1),)) for i in range(w)],
-                      axis=-1)
+        x = fnp.stack([fnp.along(x, a, slice(i, i + n - w + 1)) for i in range(w)], axis=-1)
     return x
 
 
@@ -207,7 +202,7 @@ def triu(m, k=0):
 def _triangle(m, k, lower):
     m = fnp._as_array(m)
     if m.ndim < 2:
-        _error(errors.UnsupportedOpError, "np.tril/np.triu of a 1-d array is not supported")
+        _raise(errors.UnsupportedOpError, "np.tril/np.triu of a 1-d array is not supported")
     keep = np.tri(m.shape[-2], m.shape[-1], k if lower else k - 1, dtype=bool)
     return fnp.where(keep if lower else ~keep, m, np.zeros((), fnp.aval_of(m)[1]))
 
@@ -215,7 +210,7 @@ def _triangle(m, k, lower):
 # ------------------------------------------------------------ products, norms
 def outer(a, b, out=None):
     if out is not None:
-        _error(errors.UnsupportedOpError, "np.outer(out=...) is not supported")
+        _raise(errors.UnsupportedOpError, "np.outer(out=...) is not supported")
     return fnp.multiply(fnp.reshape(a, (-1, 1)), fnp.reshape(b, (1, -1)))
 
 
@@ -226,11 +221,11 @@ def norm(x, ord=None, axis=None, keepdims=False):
     x = fnp._as_array(x)
     axes = tuple(range(x.ndim)) if axis is None else fnp.normalize_axes(axis, x.ndim, "norm")
     if len(axes) > 2:
-        _error(errors.GraphcValueError, "norm: improper number of dimensions to norm")
+        _raise(errors.GraphcValueError, "norm: improper number of dimensions to norm")
     euclidean = ord is None or (ord == 2 and len(axes) == 1) or (
         ord in ("fro", "f") and len(axes) == 2)
     if not euclidean:
-        _error(errors.UnsupportedOpError, f"np.linalg.norm(ord={ord!r}) over {len(axes)} axes "
+        _raise(errors.UnsupportedOpError, f"np.linalg.norm(ord={ord!r}) over {len(axes)} axes "
                                           f"is not supported; only the 2-norm of vectors and "
                                           f"the Frobenius norm of matrices")
     x = fnp._as_float_or_float64(x)      # as NumPy's norm: float64 for integers
@@ -239,7 +234,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
 
 def reciprocal(x):
     if fnp.aval_of(x)[1].kind != "f":
-        _error(errors.UnsupportedOpError, "np.reciprocal of integers (which truncates) is not "
+        _raise(errors.UnsupportedOpError, "np.reciprocal of integers (which truncates) is not "
                                           "supported; use 1 / x")
     return fnp.true_divide(1, x)
 
@@ -258,13 +253,13 @@ def _arg_extreme(x, axis, out, keepdims, extreme, name):
     NumPy's: the smallest index whose value is the extreme or nan (a max with
     a nan is nan). An int64 result, with no gradient (as an index)."""
     if out is not None:
-        _error(errors.UnsupportedOpError, f"np.{name}(out=...) is not supported")
+        _raise(errors.UnsupportedOpError, f"np.{name}(out=...) is not supported")
     x = fnp._as_array(x)
     if axis is not None:
         try:
             axis = operator.index(axis)     # one axis, as NumPy's (not a tuple)
         except TypeError:
-            _error(errors.GraphcTypeError, f"{name}: axis must be an integer, got {axis!r}")
+            _raise(errors.GraphcTypeError, f"{name}: axis must be an integer, got {axis!r}")
         if x.ndim == 0 and axis in (0, -1):
             axis = None
     if axis is None:
@@ -273,7 +268,7 @@ def _arg_extreme(x, axis, out, keepdims, extreme, name):
     a = fnp.normalize_axes(axis, x.ndim, name)[0]
     n = x.shape[a]
     if n == 0:
-        _error(errors.ShapeError, f"attempt to get {name} of an empty sequence")
+        _raise(errors.ShapeError, f"attempt to get {name} of an empty sequence")
     hit = fnp.equal(x, extreme(x, axis=a, keepdims=True))
     if fnp.aval_of(x)[1].kind == "f":
         hit = fnp.logical_or(hit, fnp.not_equal(x, x))

@@ -24,11 +24,11 @@ from graphc import errors
 
 
 def _refuse(message: str):
-    raise errors.UnsupportedOpError(f"np.einsum: {message}{errors.at(errors.user_location())}")
+    raise errors.users_error(errors.UnsupportedOpError, f"np.einsum: {message}")
 
 
 def _shape_error(message: str, name: str = "np.einsum"):
-    raise errors.ShapeError(f"{name}: {message}{errors.at(errors.user_location())}")
+    raise errors.users_error(errors.ShapeError, f"{name}: {message}")
 
 
 def parse(subscripts: str, ndims: list[int]) -> tuple[list[str], str]:

@@ -116,6 +116,11 @@ def name_users_line(e: GraphcError) -> None:
     e.args = (e.args[0] + at(loc),) + e.args[1:]
 
 
+def users_error(kind: type, message: str) -> GraphcError:
+    """A `kind` error whose message ends with the user's line (raise it)."""
+    return kind(f"{message}{at(user_location())}")
+
+
 def at(loc: str | None) -> str:
     """A message suffix pointing at a user's source line."""
     return f" (at {loc})" if loc and loc != "<unknown>" else ""

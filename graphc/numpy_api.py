@@ -308,12 +308,7 @@ def where(cond, x=None, y=None):
 def clip(x, a_min=None, a_max=None, *, min=None, max=None, **kwargs):
     """np.clip; also with NumPy 2.1's min= and max= (one of each pair)."""
     _check_no_out(kwargs, "clip")
-    for name, alias, value in (("a_min", "min", min), ("a_max", "max", max)):
-        if value is not None:
-            if (a_min if name == "a_min" else a_max) is not None:
-                raise errors.GraphcTypeError(f"clip: pass {name} or {alias}, not both"
-                                             f"{errors.at(errors.user_location())}")
-            a_min, a_max = (value, a_max) if name == "a_min" else (a_min, value)
+    a_min, a_max = _either(a_min, min, "a_min"), _either(a_max, max, "a_max")
     x = strong_array(x)
     dtype = aval_of(x)[1]
     if dtype.kind in "iu":
@@ -325,6 +320,16 @@ def clip(x, a_min=None, a_max=None, *, min=None, max=None, **kwargs):
     if a_max is not None:
         x = minimum(x, a_max)
     return x
+
+
+def _either(value, alias, name):
+    """One of np.clip's bound and its NumPy 2.1 alias (a_min or min)."""
+    if alias is None:
+        return value
+    if value is not None:
+        raise errors.users_error(errors.GraphcTypeError,
+                                 f"clip: pass {name} or {name[2:]}, not both")
+    return alias
 
 
 def _int_bound(bound, limit, lower):
@@ -788,7 +793,12 @@ def take(x, indices, axis=None, out=None, mode="raise"):
     if axis is None:
         return getitem(ravel(x), indices)
     axis = _one_axis(axis, x.ndim, "take")
-    return getitem(x, (slice(None),) * axis + (indices,))
+    return along(x, axis, indices)
+
+
+def along(x, axis: int, index):
+    """x[..., index] with `index` (a slice or an index array) on axis `axis`."""
+    return getitem(x, (slice(None),) * axis + (index,))
 
 
 def take_along_axis(x, indices, axis=-1):
