@@ -1,6 +1,7 @@
 """NumPy functions that are other NumPy functions graphc has: splitting,
 stacking, padding and windowing variants, flip, roll, repeat, tile, tril,
-triu, outer, linalg.norm, reciprocal, argmax, argmin, isnan and isfinite.
+triu, outer, linalg.norm, reciprocal, argmax, argmin, isnan, isfinite,
+isinf, logical_xor, round, deg2rad, rad2deg, fmax and fmin.
 Each is written with numpy_api's functions, so it traces, differentiates
 and fuses as they do, and needs no op, kernel or derivative of its own."""
 from __future__ import annotations
@@ -287,8 +288,66 @@ def isfinite(x):
     return fnp.less(fnp.absolute(x), np.inf)     # nan compares False too
 
 
+def isinf(x):
+    if fnp.aval_of(x)[1].kind != "f":
+        return _all_false(x)
+    return fnp.equal(fnp.absolute(x), np.inf)
+
+
 def _all_false(x):
     return fnp.zeros_like(x, dtype=np.bool_)
+
+
+def logical_xor(x, y):
+    return fnp.not_equal(fnp.astype(x, np.bool_), fnp.astype(y, np.bool_))
+
+
+# ------------------------------------------------------------ rounding, units
+def around(x, decimals=0, out=None):
+    """np.round: to `decimals` places, halves to even, as NumPy computes it
+    (x * 10**d, rint, / 10**d, so 2.675 rounds to 2.67 as in NumPy). Its
+    slope is 0 wherever it has one, as floor's."""
+    if out is not None:
+        _raise(errors.UnsupportedOpError, "np.round(out=) is not supported; graphc arrays are "
+                                          "immutable")
+    decimals = operator.index(decimals)
+    x = fnp._as_array(x)
+    dtype = fnp.aval_of(x)[1]
+    if dtype.kind in "iu":
+        if decimals >= 0:
+            return x
+        # NumPy rounds integers to tens, hundreds, ... through float64 too
+        return fnp.astype(around(fnp.astype(x, np.float64), decimals), dtype)
+    if dtype.kind == "b":
+        x = fnp.astype(x, np.float32)       # NumPy: float16, which graphc does not have
+    scale = 10.0 ** abs(decimals)
+    if decimals == 0:
+        return fnp.rint(x)
+    if decimals > 0:
+        return fnp.true_divide(fnp.rint(fnp.multiply(x, scale)), scale)
+    return fnp.multiply(fnp.rint(fnp.true_divide(x, scale)), scale)
+
+
+def deg2rad(x):
+    return fnp.multiply(fnp._as_float(fnp._as_array(x)), np.pi / 180)
+
+
+def rad2deg(x):
+    return fnp.multiply(fnp._as_float(fnp._as_array(x)), 180 / np.pi)
+
+
+def _nan_ignoring(extreme):
+    """np.fmax/np.fmin: np.maximum/np.minimum, but a NaN loses to a number."""
+    def pick(x, y):
+        x, y = fnp._promote(x, y)
+        both = extreme(x, y)
+        if fnp.aval_of(both)[1].kind != "f":
+            return both
+        return fnp.where(fnp.not_equal(y, y), x, fnp.where(fnp.not_equal(x, x), y, both))
+    return pick
+
+
+fmax, fmin = _nan_ignoring(fnp.maximum), _nan_ignoring(fnp.minimum)
 
 
 FUNCTIONS = {
@@ -296,9 +355,11 @@ FUNCTIONS = {
     np.vstack: vstack, np.hstack: hstack, np.flip: flip, np.outer: outer,
     np.linalg.norm: norm, np.roll: roll, np.repeat: repeat, np.tile: tile, np.pad: pad,
     np.lib.stride_tricks.sliding_window_view: sliding_window_view, np.tril: tril,
-    np.triu: triu, np.argmax: argmax, np.argmin: argmin,
+    np.triu: triu, np.argmax: argmax, np.argmin: argmin, np.round: around, np.around: around,
 }
-UFUNCS = {"isnan": isnan, "isfinite": isfinite, "reciprocal": reciprocal}
+UFUNCS = {"isnan": isnan, "isfinite": isfinite, "isinf": isinf, "reciprocal": reciprocal,
+          "logical_xor": logical_xor, "deg2rad": deg2rad, "radians": deg2rad,
+          "rad2deg": rad2deg, "degrees": rad2deg, "fmax": fmax, "fmin": fmin}
 # where a function is found, for the unsupported-function message's list
 NAMES = {np.linalg.norm: "np.linalg.norm",
          np.lib.stride_tricks.sliding_window_view: "np.lib.stride_tricks.sliding_window_view"}

@@ -225,6 +225,23 @@ def _unary_float(prim):
 
 exp, log, log1p, expm1, sqrt = map(_unary_float, [P.exp, P.log, P.log1p, P.expm1, P.sqrt])
 sin, cos, tanh, erf = map(_unary_float, [P.sin, P.cos, P.tanh, P.erf])
+tan, arcsin, arccos, arctan = map(_unary_float, [P.tan, P.arcsin, P.arccos, P.arctan])
+sinh, cosh, arcsinh, arccosh, arctanh = map(_unary_float,
+                                            [P.sinh, P.cosh, P.arcsinh, P.arccosh, P.arctanh])
+log2, log10, exp2, cbrt, rint = map(_unary_float, [P.log2, P.log10, P.exp2, P.cbrt, P.rint])
+
+
+def _step(prim):
+    """floor, ceil, trunc: NumPy 2 gives integers and booleans back as they
+    are, in their own dtype; floats go through the op."""
+    def step(x):
+        x = _as_array(x)
+        dtype = aval_of(x)[1]
+        return prim(to_operand(x, dtype)) if dtype.kind == "f" else x
+    return step
+
+
+floor, ceil, trunc = map(_step, [P.floor, P.ceil, P.trunc])
 
 
 def negative(x):
@@ -280,16 +297,29 @@ bitwise_or = _boolean_operator(logical_or, "|")
 invert = _boolean_operator(logical_not, "~")
 
 
+def _float_pair(x, y):
+    """The operands of a float-only binary ufunc (logaddexp, arctan2, hypot)
+    in NumPy's loop type: the first float type every strongly typed operand
+    fits (float32 with int8, and uint16 with int8, are float32)."""
+    x, y = _arrays_of_lists(x, y)
+    strong = [_ufunc_float_dtype(aval_of(v)[1]) for v in (x, y) if not _is_weak(v)]
+    dtype = np.result_type(*strong) if strong else _ufunc_float_dtype(result_dtype(x, y))
+    return to_operand(x, dtype), to_operand(y, dtype)
+
+
+def arctan2(y, x):
+    return P.arctan2(*_float_pair(y, x))
+
+
+def hypot(x, y):
+    return P.hypot(*_float_pair(x, y))
+
+
 def logaddexp(x, y):
     """log(exp(x) + exp(y)) without overflow: max + log1p(exp(-|x - y|)).
     Equal arguments take a difference of 0, so two infinities of one sign
     give that infinity (x - y alone is nan there), as in NumPy."""
-    x, y = _arrays_of_lists(x, y)
-    # NumPy's loop: the first float type every (strongly typed) operand fits
-    # (float32 with int8, and uint16 with int8, are float32)
-    strong = [_ufunc_float_dtype(aval_of(v)[1]) for v in (x, y) if not _is_weak(v)]
-    dtype = np.result_type(*strong) if strong else _ufunc_float_dtype(result_dtype(x, y))
-    x, y = to_operand(x, dtype), to_operand(y, dtype)
+    x, y = _float_pair(x, y)
     big = P.maximum(x, y)
     diff = P.where(P.eq(x, y), P.scalar_like(x, 0), P.sub(x, y))
     return P.add(big, P.log1p(P.exp(P.neg(P.abs(diff)))))
@@ -829,6 +859,10 @@ UFUNCS = {
     "exp": exp, "log": log, "log1p": log1p, "expm1": expm1, "sqrt": sqrt, "square": square,
     "absolute": absolute, "fabs": absolute, "sign": sign, "sin": sin, "cos": cos,
     "tanh": tanh, "erf": erf, "maximum": maximum, "minimum": minimum, "logaddexp": logaddexp,
+    "tan": tan, "arcsin": arcsin, "arccos": arccos, "arctan": arctan, "sinh": sinh,
+    "cosh": cosh, "arcsinh": arcsinh, "arccosh": arccosh, "arctanh": arctanh, "log2": log2,
+    "log10": log10, "exp2": exp2, "cbrt": cbrt, "rint": rint, "floor": floor, "ceil": ceil,
+    "trunc": trunc, "arctan2": arctan2, "hypot": hypot,
     "greater": greater, "greater_equal": greater_equal, "less": less,
     "less_equal": less_equal, "equal": equal, "not_equal": not_equal,
     "logical_and": logical_and, "logical_or": logical_or, "logical_not": logical_not,
@@ -970,3 +1004,4 @@ FUNCTIONS.update(_composites.FUNCTIONS)
 UFUNCS.update(_composites.UFUNCS)
 Tracer.repeat = _composites.repeat
 Tracer.argmax, Tracer.argmin = _composites.argmax, _composites.argmin
+Tracer.round = _composites.around

@@ -104,11 +104,73 @@ _unary("erf", _erf_reference,
        "vmath.erf({0})")
 _unary("stop_gradient", lambda x: x.copy(), lambda ct, out, x: [None], "{0}")
 
+
+# The long tail of NumPy's float ufuncs. They call libm (one call an element:
+# this Numba has no SVML), so they do not vectorize as the vmath ones do; the
+# loops around them still fuse. Derivatives are written so that they stay
+# accurate where the function is steep: (1 - x)(1 + x) rather than 1 - x*x.
+def _one(x):
+    return P.scalar_like(x, 1)
+
+
+def _rsqrt_vjp(radicand, sign=1):
+    """ct * sign / sqrt(radicand(x)): arcsin, arccos, arcsinh, arccosh."""
+    def vjp(ct, out, x):
+        slope = P.div(ct, P.sqrt(radicand(x)))
+        return [slope if sign > 0 else P.neg(slope)]
+    return vjp
+
+
+def _one_minus_square(x):
+    return P.mul(P.sub(_one(x), x), P.add(_one(x), x))
+
+
+_unary("tan", np.tan, lambda ct, out, x: [P.mul(ct, P.add(_one(out), P.mul(out, out)))],
+       "np.tan({0})")
+_unary("arcsin", np.arcsin, _rsqrt_vjp(_one_minus_square), "np.arcsin({0})")
+_unary("arccos", np.arccos, _rsqrt_vjp(_one_minus_square, -1), "np.arccos({0})")
+_unary("arctan", np.arctan, lambda ct, out, x: [P.div(ct, P.add(_one(x), P.mul(x, x)))],
+       "np.arctan({0})")
+_unary("sinh", np.sinh, lambda ct, out, x: [P.mul(ct, P.cosh(x))], "np.sinh({0})")
+_unary("cosh", np.cosh, lambda ct, out, x: [P.mul(ct, P.sinh(x))], "np.cosh({0})")
+_unary("arcsinh", np.arcsinh, _rsqrt_vjp(lambda x: P.add(P.mul(x, x), _one(x))),
+       "np.arcsinh({0})")
+_unary("arccosh", np.arccosh, _rsqrt_vjp(lambda x: P.mul(P.sub(x, _one(x)), P.add(x, _one(x)))),
+       "np.arccosh({0})")
+_unary("arctanh", np.arctanh, lambda ct, out, x: [P.div(ct, _one_minus_square(x))],
+       "np.arctanh({0})")
+# log2 and exp2 run in float64 and round: Numba declares one libm function for
+# both widths, so a module with float32 and float64 calls of either did not
+# compile ("arg mismatch: double != float").
+_unary("log2", np.log2, lambda ct, out, x: [P.div(ct, P.mul(x, P.scalar_like(x, math.log(2))))],
+       "{T}(np.log2(np.float64({0})))")
+_unary("log10", np.log10,
+       lambda ct, out, x: [P.div(ct, P.mul(x, P.scalar_like(x, math.log(10))))], "np.log10({0})")
+_unary("exp2", np.exp2, lambda ct, out, x: [P.mul(ct, P.mul(out, P.scalar_like(out, math.log(2))))],
+       "{T}(np.exp2(np.float64({0})))")
+_unary("cbrt", np.cbrt,
+       lambda ct, out, x: [P.div(ct, P.mul(P.scalar_like(out, 3), P.mul(out, out)))],
+       "np.cbrt({0})")
+# Steps: their slope is 0 wherever it exists (as JAX), so no gradient flows.
+for _name in ("floor", "ceil", "trunc", "rint"):
+    _unary(_name, getattr(np, _name), lambda ct, out, x: [None], f"np.{_name}({{0}})")
+
 _binary("add", np.add, lambda ct, out, x, y: [ct, ct], "({0} + {1})")
 _binary("sub", np.subtract, lambda ct, out, x, y: [ct, P.neg(ct)], "({0} - {1})")
 _binary("mul", np.multiply, lambda ct, out, x, y: [P.mul(ct, y), P.mul(ct, x)], "({0} * {1})")
 _binary("div", np.true_divide,
         lambda ct, out, x, y: [P.div(ct, y), P.neg(P.div(P.mul(ct, out), y))], "({0} / {1})")
+
+
+def _arctan2_vjp(ct, out, y, x):
+    scaled = P.div(ct, P.add(P.mul(x, x), P.mul(y, y)))
+    return [P.mul(scaled, x), P.neg(P.mul(scaled, y))]
+
+
+# Both are nan at (0, 0), where neither has a derivative (as JAX, PyTorch).
+_binary("arctan2", np.arctan2, _arctan2_vjp, "np.arctan2({0}, {1})")
+_binary("hypot", np.hypot, lambda ct, out, x, y: [P.mul(P.div(ct, out), x), P.mul(P.div(ct, out), y)],
+        "np.hypot({0}, {1})")
 
 
 def _pow_vjp(ct, out, x, y):

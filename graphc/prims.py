@@ -31,10 +31,15 @@ def _binary(name):
 neg, exp, log, log1p, expm1, sqrt = map(_unary, ["neg", "exp", "log", "log1p", "expm1", "sqrt"])
 sin, cos, tanh, abs, sign, erf = map(_unary, ["sin", "cos", "tanh", "abs", "sign", "erf"])
 stop_gradient, logical_not = _unary("stop_gradient"), _unary("logical_not")
+tan, arcsin, arccos, arctan = map(_unary, ["tan", "arcsin", "arccos", "arctan"])
+sinh, cosh, arcsinh, arccosh, arctanh = map(_unary, ["sinh", "cosh", "arcsinh", "arccosh", "arctanh"])
+log2, log10, exp2, cbrt = map(_unary, ["log2", "log10", "exp2", "cbrt"])
+floor, ceil, trunc, rint = map(_unary, ["floor", "ceil", "trunc", "rint"])
 add, sub, mul, div, pow = map(_binary, ["add", "sub", "mul", "div", "pow"])
 maximum, minimum = _binary("maximum"), _binary("minimum")
 eq, ne, lt, le, gt, ge = map(_binary, ["eq", "ne", "lt", "le", "gt", "ge"])
 logical_and, logical_or = _binary("logical_and"), _binary("logical_or")
+arctan2, hypot = _binary("arctan2"), _binary("hypot")
 
 
 def where(cond, x, y):

@@ -70,6 +70,15 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: x.mean(0, None, None, True),
     lambda x, v: np.var(x, 0, None, None, 1),
     lambda x, v: x.max(1, None, True),
+    # rounding, units, NaN-ignoring extremes, predicates
+    lambda x, v: np.round(x, 2) + x,
+    compiled(lambda x, v: np.round(x * 100, -1) + x),
+    lambda x, v: x.round(1) * x,
+    lambda x, v: np.deg2rad(x) + np.rad2deg(v).sum(),
+    compiled(lambda x, v: np.fmax(x, np.where(x > 0.5, np.nan, 0.25))),
+    lambda x, v: np.fmin(np.where(x > 0, x, np.nan), x[0]),
+    lambda x, v: np.where(np.isinf(x / (x > 0)), v[0], x),
+    lambda x, v: np.where(np.logical_xor(x > 0, x < 0.5), x, v[1]),
 ]
 
 DTYPE_CASES = [   # result types (values only: float32 and bools have no useful gradient check)
@@ -83,6 +92,13 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.split(x, []),                       # one piece; empty counts
     lambda x, v: np.tile(x, ()),
     lambda x, v: np.argmax(x[0, 0], axis=-1),           # a 0-d array's one axis
+    lambda x, v: np.round((x * 100).astype(np.int16), -1),     # integers: to tens, in int16
+    lambda x, v: np.floor((x * 10).astype(np.int8)),            # integers are their own floor
+    lambda x, v: np.ceil(x > 0),
+    lambda x, v: np.deg2rad((x * 10).astype(np.int16)),         # float32
+    lambda x, v: np.arctan2((x * 10).astype(np.int8), x.astype(np.float32)),
+    lambda x, v: np.hypot((x * 100).astype(np.int16), (x * 10).astype(np.int8)),   # float32
+    lambda x, v: np.fmax((x * 10).astype(np.int32), 3),
 ]
 
 

@@ -30,6 +30,8 @@ UNARY = {
     "expm1": lambda a: np.expm1(np.tanh(a)),
     "log1p": lambda a: np.log1p(np.abs(a)),
     "sin": np.sin, "cos": np.cos, "tanh": np.tanh, "erf": scipy.special.erf,
+    "arctan": np.arctan, "arcsinh": np.arcsinh, "sinh": lambda a: np.sinh(np.tanh(a)),
+    "log2": lambda a: np.log2(np.abs(a) + 1.0),
     "square": np.square, "cube": lambda a: a ** 3.0,
     "sigmoid": gc.nn.sigmoid, "softplus": gc.nn.softplus, "relu": gc.nn.relu,
     "scale": lambda a: 0.5 * a + 1.0,
@@ -54,6 +56,8 @@ BINARY = {
     "maximum": np.maximum, "minimum": np.minimum,
     "where": lambda a, b: np.where(a > b, a, b * 0.5),
     "logaddexp": np.logaddexp,
+    "hypot": lambda a, b: np.hypot(a, np.abs(b) + 1.0),
+    "arctan2": lambda a, b: np.arctan2(a, np.abs(b) + 1.0),
 }
 
 
