@@ -311,6 +311,24 @@ def _emit_log_softmax(node, operands):
             f"softmax.log_softmax_{form}, {bool(node.p['finite_peak'])})"]
 
 
+def _emit_cumsum(node, operands):
+    """Each row's running sum in one register, element after element (NumPy's
+    order); 64-bit integers wrap as NumPy's, narrower ones are cast back."""
+    T, kind = np_dtype(node.dtype), node.dtype.kind
+    add = "s + x[r, j]" if kind == "f" else "vmath.wrapping_add(s, x[r, j])" \
+        if node.dtype.itemsize == 8 else f"{T}(s + x[r, j])"
+    return [f"n = out.shape[{len(node.shape) - 1}]",
+            "rows = out.size // n if n else 0",
+            "x = alloc.reshape(a0, (rows, n))",
+            "o = alloc.reshape(out, (rows, n))",
+            "for r in range(rows):",
+            f"    s = {T}(0)",
+            "    for k in range(n):",
+            f"        j = {'n - 1 - k' if node.p['reverse'] else 'k'}",
+            f"        s = {add}",
+            "        o[r, j] = s"]
+
+
 def _log_softmax_scratch(node) -> list[ScratchNeed]:
     """The short-row form's exps (one per element) and row sums (one per row)."""
     if node.shape[-1] >= SHORT_ROW:
@@ -342,7 +360,7 @@ EMITTERS = {
     "concat_piece": _emit_concat_piece,
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
     "int_range_check": _emit_int_range_check,
-    "log_softmax": _emit_log_softmax,
+    "log_softmax": _emit_log_softmax, "cumsum": _emit_cumsum,
 }
 
 
@@ -353,6 +371,8 @@ def _flops(node: Node, operands: list[Node]) -> int:
         return max(node.size, max((o.size for o in operands), default=0))
     if node.op == "log_softmax":        # max, sub, exp, add; sub, sub
         return 6 * node.size
+    if node.op == "cumsum":
+        return node.size
     return 0
 
 

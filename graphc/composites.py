@@ -1,7 +1,7 @@
 """NumPy functions that are other NumPy functions graphc has: splitting,
 stacking, padding and windowing variants, flip, roll, repeat, tile, tril,
 triu, outer, linalg.norm, reciprocal, argmax, argmin, isnan, isfinite,
-isinf, logical_xor, round, deg2rad, rad2deg, fmax and fmin.
+isinf, logical_xor, diff, round, deg2rad, rad2deg, fmax and fmin.
 Each is written with numpy_api's functions, so it traces, differentiates
 and fuses as they do, and needs no op, kernel or derivative of its own."""
 from __future__ import annotations
@@ -302,6 +302,32 @@ def logical_xor(x, y):
     return fnp.not_equal(fnp.astype(x, np.bool_), fnp.astype(y, np.bool_))
 
 
+# ------------------------------------------------------------ differences
+def diff(x, n=1, axis=-1, prepend=None, append=None):
+    """np.diff: the n-th differences along `axis` (not_equal for booleans, as
+    NumPy); prepend/append join the array first, a scalar as one slice."""
+    x = fnp._as_array(x)
+    n = operator.index(n)
+    if n < 0:
+        _raise(errors.GraphcValueError, f"diff: order must be non-negative but got {n}")
+    if n == 0:
+        return x
+    if x.ndim == 0:
+        _raise(errors.ShapeError, "diff requires input that is at least one dimensional")
+    axis = fnp.normalize_axes(axis, x.ndim, "diff")[0]
+    ends = [fnp._as_array(v) for v in (prepend, append) if v is not None]
+    if ends:
+        one_slice = x.shape[:axis] + (1,) + x.shape[axis + 1:]
+        ends = [fnp.broadcast_to(v, one_slice) if fnp.ndim(v) == 0 else v for v in ends]
+        before = ends[:1] if prepend is not None else []
+        x = fnp.concatenate(before + [x] + ends[len(before):], axis=axis)
+    for _ in range(n):
+        later, earlier = fnp.along(x, axis, slice(1, None)), fnp.along(x, axis, slice(None, -1))
+        boolean = fnp.aval_of(x)[1] == np.bool_
+        x = fnp.not_equal(later, earlier) if boolean else fnp.subtract(later, earlier)
+    return x
+
+
 # ------------------------------------------------------------ rounding, units
 def around(x, decimals=0, out=None):
     """np.round: to `decimals` places, halves to even, as NumPy computes it
@@ -356,6 +382,7 @@ FUNCTIONS = {
     np.linalg.norm: norm, np.roll: roll, np.repeat: repeat, np.tile: tile, np.pad: pad,
     np.lib.stride_tricks.sliding_window_view: sliding_window_view, np.tril: tril,
     np.triu: triu, np.argmax: argmax, np.argmin: argmin, np.round: around, np.around: around,
+    np.diff: diff,
 }
 UFUNCS = {"isnan": isnan, "isfinite": isfinite, "isinf": isinf, "reciprocal": reciprocal,
           "logical_xor": logical_xor, "deg2rad": deg2rad, "radians": deg2rad,

@@ -451,12 +451,29 @@ def sum(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
     _check_no_out({"out": out, "initial": initial, **kwargs}, "sum")
     if where is not True:
         x = _masked(x, where, "sum")[0]
-    xdtype = aval_of(x)[1]
-    acc = np.dtype(dtype) if dtype is not None else (
-        xdtype if xdtype.kind == "f" else np.dtype(np.int64) if xdtype.kind in "bi" else
-        np.dtype(np.uint64))
-    x = to_operand(x, acc)
+    x = to_operand(x, _sum_dtype(x, dtype))
     return P.reduce_sum(x, normalize_axes(axis, x.ndim, "sum"), keepdims)
+
+
+def _sum_dtype(x, dtype) -> np.dtype:
+    """What np.sum and np.cumsum add in: `dtype`, else floats their own,
+    bools and signed integers int64, unsigned ones uint64."""
+    if dtype is not None:
+        return np.dtype(dtype)
+    xdtype = aval_of(x)[1]
+    return xdtype if xdtype.kind == "f" else np.dtype(np.int64) if xdtype.kind in "bi" else \
+        np.dtype(np.uint64)
+
+
+def cumsum(x, axis=None, dtype=None, out=None):
+    """np.cumsum: running sums along `axis` (of the flattened array if None)."""
+    _check_no_out({"out": out}, "cumsum")
+    x = _as_array(x)
+    if axis is None or x.ndim == 0:     # NumPy: a 0-d array's running sum is 1-d
+        x, axis = ravel(x), 0 if axis is None else axis
+    axis = _one_axis(axis, x.ndim, "cumsum")
+    x = moveaxis(to_operand(x, _sum_dtype(x, dtype)), axis, -1)
+    return moveaxis(P.cumsum(x, x.ndim - 1), -1, axis)
 
 
 def mean(x, axis=None, dtype=None, out=None, keepdims=False, *, where=True, **kwargs):
@@ -879,7 +896,7 @@ FUNCTIONS = {
     np.ones_like: ones_like, np.full_like: full_like, np.where: where, np.clip: clip,
     np.shape: shape, np.ndim: ndim, np.size: size, np.square: square,
     np.take: take, np.take_along_axis: take_along_axis,
-    np.einsum: _einsum.einsum, np.tensordot: _einsum.tensordot,
+    np.einsum: _einsum.einsum, np.tensordot: _einsum.tensordot, np.cumsum: cumsum,
 }
 
 
@@ -991,6 +1008,7 @@ def _install_tracer_methods():
     T.flatten = ravel
     T.astype = astype
     T.sum, T.mean, T.max, T.min, T.var, T.std = sum, mean, max, min, var, std
+    T.cumsum = cumsum
     T.clip = clip
     T.dot = dot
 

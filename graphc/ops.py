@@ -408,6 +408,27 @@ def _log_softmax_vjp(ct, out, x, axis, finite_peak):
 _register(OpDef("log_softmax", "row", _log_softmax_infer, _log_softmax_impl, _log_softmax_vjp))
 
 
+# cumsum over the last axis (the front end moves another axis there), in
+# NumPy's order: one running sum in the dtype, so float results are NumPy's
+# to the bit. `reverse` runs from the row's end; each direction's gradient is
+# the other one.
+def _cumsum_infer(avals, params):
+    x = avals[0]
+    if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype) == np.bool_:
+        raise errors.GraphcError("internal: cumsum is over the last axis of a numeric array")
+    return x.shape, np.dtype(x.dtype)
+
+
+def _cumsum_impl(x, axis, reverse):
+    if reverse:
+        return np.flip(np.cumsum(np.flip(x, axis), axis=axis, dtype=x.dtype), axis)
+    return np.cumsum(x, axis=axis, dtype=x.dtype)
+
+
+_register(OpDef("cumsum", "row", _cumsum_infer, _cumsum_impl,
+                lambda ct, out, x, axis, reverse: [P.cumsum(ct, axis, not reverse)]))
+
+
 # ---------------------------------------------------------------- matmul
 # matmul(a, b) of operands with equal batch dims. The passes may set
 # transpose_a/transpose_b: the operand is then read transposed in its last two

@@ -59,6 +59,10 @@ def int_range_check(x, dtype):
     return bind("int_range_check", x, dtype=np.dtype(dtype))
 
 
+def cumsum(x, axis, reverse=False):
+    return bind("cumsum", x, axis=int(axis), reverse=bool(reverse))
+
+
 def reduce_sum(x, axes, keepdims=False):
     if not axes and not keepdims:
         return x

@@ -70,6 +70,8 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: x.mean(0, None, None, True),
     lambda x, v: np.var(x, 0, None, None, 1),
     lambda x, v: x.max(1, None, True),
+    lambda x, v: np.diff(x),
+    compiled(lambda x, v: np.diff(x, 2, axis=0, prepend=v[0], append=x[:1])),
     # rounding, units, NaN-ignoring extremes, predicates
     lambda x, v: np.round(x, 2) + x,
     compiled(lambda x, v: np.round(x * 100, -1) + x),
@@ -99,6 +101,12 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.arctan2((x * 10).astype(np.int8), x.astype(np.float32)),
     lambda x, v: np.hypot((x * 100).astype(np.int16), (x * 10).astype(np.int8)),   # float32
     lambda x, v: np.fmax((x * 10).astype(np.int32), 3),
+    lambda x, v: np.cumsum(x > 0, axis=1),                      # int64
+    lambda x, v: np.cumsum(np.abs(x * 10).astype(np.uint8)),    # uint64, flattened
+    lambda x, v: np.cumsum((x * 50).astype(np.int8), axis=0, dtype=np.int8),   # wraps
+    lambda x, v: np.cumsum(x[0, 0], axis=0),                    # a 0-d array's is 1-d
+    lambda x, v: np.cumsum(x.astype(np.float32), axis=-1),      # NumPy's order: equal bits
+    lambda x, v: np.diff(x > 0, axis=0),                        # not_equal
 ]
 
 
@@ -215,6 +223,11 @@ def test_isnan_and_isfinite():
      r"np.sum: where= must be a bool array that broadcasts to \(4, 6\)"),
     (lambda x: np.mean(x, axis=1, where=np.ones(4, bool)), ValueError,
      r"np.mean: where= must be a bool array that broadcasts to \(4, 6\), got bool\[4\]"),
+    (lambda x: np.diff(x, -1), ValueError, "diff: order must be non-negative but got -1"),
+    (lambda x: np.diff(x[0, 0]), ValueError, "diff requires input that is at least one dim"),
+    (lambda x: np.cumsum(x, axis=2), ValueError, "axis 2 is out of bounds"),
+    (lambda x: np.round(x.astype(np.int64), -1, out=x), gc.UnsupportedOpError,
+     r"np.round\(out=\) is not supported"),
 ])
 def test_refusals_name_the_problem_and_the_line(call, error, message):
     with pytest.raises(error, match=message) as e:
