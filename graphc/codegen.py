@@ -495,7 +495,13 @@ def _reduce_lowest(node: Node) -> str:
 
 def _is_transcendental(node: Node) -> bool:
     """A vmath call: tens of instructions an element, worth a vector loop."""
-    return "vmath." in (OPS[node.op].expr or "") if node.op in OPS else False
+    return node.op in OPS and bool(VECTOR_MATH.search(OPS[node.op].expr or ""))
+
+
+# vmath's vectorizable functions, vmath.FUNCTIONS (this module does not import
+# the kernels, so Numba, when graphc is imported); its floor_divide and
+# remainder branch, and are not among them
+VECTOR_MATH = re.compile(r"\bvmath\.(exp|log|log1p|expm1|tanh|sigmoid|softplus|erf)\(")
 
 
 def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Node]:

@@ -132,6 +132,23 @@ def subtract(x, y):
     return P.sub(x, y)
 
 
+def _integer_division(prim):
+    """`//` and `%` (np.floor_divide, np.remainder): booleans divide as int8."""
+    def divide(x, y):
+        x, y = _promote(x, y)
+        if aval_of(x)[1] == np.bool_:
+            x, y = to_operand(x, np.int8), to_operand(y, np.int8)
+        return prim(x, y)
+    return divide
+
+
+floor_divide, remainder = _integer_division(P.floor_divide), _integer_division(P.remainder)
+
+
+def divmod_(x, y):
+    return floor_divide(x, y), remainder(x, y)
+
+
 def _compare(prim):
     """NumPy 2 compares a Python int with an integer array by value, even
     one outside the array's type (`uint8 < -1` is False): such a pair
@@ -879,7 +896,8 @@ UFUNCS = {
     "tan": tan, "arcsin": arcsin, "arccos": arccos, "arctan": arctan, "sinh": sinh,
     "cosh": cosh, "arcsinh": arcsinh, "arccosh": arccosh, "arctanh": arctanh, "log2": log2,
     "log10": log10, "exp2": exp2, "cbrt": cbrt, "rint": rint, "floor": floor, "ceil": ceil,
-    "trunc": trunc, "arctan2": arctan2, "hypot": hypot,
+    "trunc": trunc, "arctan2": arctan2, "hypot": hypot, "floor_divide": floor_divide,
+    "remainder": remainder, "mod": remainder, "divmod": divmod_,
     "greater": greater, "greater_equal": greater_equal, "less": less,
     "less_equal": less_equal, "equal": equal, "not_equal": not_equal,
     "logical_and": logical_and, "logical_or": logical_or, "logical_not": logical_not,
@@ -988,13 +1006,9 @@ def _install_tracer_methods():
     T.__or__ = T.__ror__ = bitwise_or
     T.__invert__ = invert
     T.__getitem__ = getitem
-    # not supported, but named as NumPy's ufuncs are (Python's TypeError named neither)
-    for symbol, ufunc in (("floordiv", np.floor_divide), ("mod", np.remainder),
-                          ("divmod", np.divmod)):
-        setattr(T, f"__{symbol}__", lambda self, other, u=ufunc: array_ufunc(
-            self, u, "__call__", self, other))
-        setattr(T, f"__r{symbol}__", lambda self, other, u=ufunc: array_ufunc(
-            self, u, "__call__", other, self))
+    T.__floordiv__, T.__rfloordiv__ = floor_divide, rev(floor_divide)
+    T.__mod__, T.__rmod__ = remainder, rev(remainder)
+    T.__divmod__, T.__rdivmod__ = divmod_, rev(divmod_)
     T.copy = lambda self, order="K": self       # traced arrays are values: nothing to copy
     T.__array_ufunc__ = array_ufunc
     T.__array_function__ = array_function

@@ -167,6 +167,16 @@ def _arctan2_vjp(ct, out, y, x):
     return [P.mul(scaled, x), P.neg(P.mul(scaled, y))]
 
 
+# `//` and `%` with NumPy's (Python's) signs, zeros and infinities, and no
+# trap on integers (x // 0 is 0). The quotient is a step: no gradient; the
+# remainder x - (x // y) y moves with x one for one.
+_binary("floor_divide", np.floor_divide, lambda ct, out, x, y: [None, None],
+        "vmath.floor_divide({0}, {1})")
+_binary("remainder", np.remainder,
+        lambda ct, out, x, y: [ct, P.neg(P.mul(ct, P.floor_divide(x, y)))],
+        "vmath.remainder({0}, {1})")
+
+
 # Both are nan at (0, 0), where neither has a derivative (as JAX, PyTorch).
 _binary("arctan2", np.arctan2, _arctan2_vjp, "np.arctan2({0}, {1})")
 _binary("hypot", np.hypot, lambda ct, out, x, y: [P.mul(P.div(ct, out), x), P.mul(P.div(ct, out), y)],

@@ -40,6 +40,7 @@ maximum, minimum = _binary("maximum"), _binary("minimum")
 eq, ne, lt, le, gt, ge = map(_binary, ["eq", "ne", "lt", "le", "gt", "ge"])
 logical_and, logical_or = _binary("logical_and"), _binary("logical_or")
 arctan2, hypot = _binary("arctan2"), _binary("hypot")
+floor_divide, remainder = _binary("floor_divide"), _binary("remainder")
 
 
 def where(cond, x, y):

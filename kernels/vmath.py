@@ -56,7 +56,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 __all__ = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "radd", "ipow",
-           "full_width_vectors",
+           "full_width_vectors", "floor_divide", "remainder",
            "wrapping_add", "wrapping_sub", "wrapping_mul", "to_int",
            "FUNCTIONS", "apply"]
 
@@ -614,6 +614,83 @@ def erf(x):
     """Error function (fdlibm rationals, all pieces evaluated and selected).
     Max err: f32 0.89 ulp, f64 0.86 ulp."""
     return _erf(x)
+
+
+# ---------------------------------------------------------------------------
+# NumPy's floor division and remainder of two scalars of one type, for
+# generated loops. Not vectorizable math (they branch), but exact NumPy
+# semantics: Numba's own float versions differ in signed zeros and infinities,
+# and its integer ones trap on INT_MIN // -1 (SIGFPE kills the process).
+
+def _float_divmod(T):
+    """NumPy's npy_divmod: fmod, then the quotient snapped to an integer and
+    both moved to the divisor's sign (Python's convention)."""
+    zero, one, half = T(0), T(1), T(0.5)
+
+    @njit(**_JIT)
+    def divmod_(a, b):
+        mod = np.fmod(a, b)
+        if b == zero:                 # x / 0: inf or nan, and fmod's nan
+            return a / b, mod
+        div = (a - mod) / b
+        if mod != zero:
+            if (b < zero) != (mod < zero):
+                mod += b
+                div -= one
+        else:
+            mod = np.copysign(zero, b)
+        if div != zero:
+            floordiv = np.floor(div)
+            if div - floordiv > half:
+                floordiv += one
+        else:
+            floordiv = np.copysign(zero, a / b)
+        return floordiv, mod
+    return divmod_
+
+
+def _int_divmod(T):
+    """Python's floor division and remainder, as NumPy's: x // 0 and x % 0
+    are 0, and the lowest signed value // -1 wraps to itself (% gives 0)."""
+    zero, one = T(0), T(1)
+    signed = np.iinfo(T).min < 0
+    lowest, minus_one = T(np.iinfo(T).min), T(-1 if signed else 0)
+
+    @njit(**_JIT)
+    def divmod_(a, b):
+        wraps = signed and a == lowest and b == minus_one
+        safe = one if b == zero or wraps else b        # never a trapping division
+        q, r = T(a // safe), T(a % safe)
+        return (zero if b == zero else lowest if wraps else q), (zero if b == zero or wraps else r)
+    return divmod_
+
+
+_DIVMODS = {np.dtype(t): (_float_divmod if np.dtype(t).kind == "f" else _int_divmod)(t)
+            for t in (np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
+                      np.uint8, np.uint16, np.uint32, np.uint64)}
+
+
+def floor_divide(a, b):
+    """np.floor_divide of two scalars of one type (in compiled code too)."""
+    return np.floor_divide(a, b)
+
+
+def remainder(a, b):
+    """np.remainder of two scalars of one type (in compiled code too)."""
+    return np.remainder(a, b)
+
+
+def _divmod_overload(part):
+    def typer(a, b):
+        if a != b or not isinstance(a, (types.Float, types.Integer)):
+            return None
+        divmod_ = _DIVMODS[np.dtype(str(a))]
+        return lambda a, b: divmod_(a, b)[part]
+    return typer
+
+
+overload(floor_divide, jit_options=_JIT)(_divmod_overload(0))
+overload(remainder, jit_options=_JIT)(_divmod_overload(1))
 
 
 FUNCTIONS = {"exp": exp, "log": log, "log1p": log1p, "expm1": expm1, "tanh": tanh,

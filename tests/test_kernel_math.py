@@ -6,11 +6,13 @@ in float32 ulps of the exact value), float64 functions against np.longdouble
 (x87 80-bit; erf via a positive-term long-double series).  Run this file as a
 script to print the max ulp per function and dtype.
 """
+import itertools
 import math
 
 import numpy as np
 import pytest
 import scipy.special
+from numba import njit
 
 from graphc.kernels import vmath
 
@@ -275,3 +277,51 @@ if __name__ == "__main__":
         for n in NAMES:
             e, at = max_ulp(n, dt)
             print(f"{n:9s} {dt.__name__:8s} max {e:6.3f} ulp  at x={at!r}")
+
+
+def test_codegen_knows_which_vmath_functions_vectorize():
+    from graphc import codegen
+    names = set(codegen.VECTOR_MATH.pattern.split("(")[1].split(")")[0].split("|"))
+    assert names == set(vmath.FUNCTIONS)
+    assert not codegen.VECTOR_MATH.search("vmath.floor_divide(t1, t2)")
+
+
+@njit(error_model="numpy")
+def _divmod_loop(a, b, quotient, remainder):
+    for i in range(a.size):
+        quotient[i] = vmath.floor_divide(a[i], b[i])
+        remainder[i] = vmath.remainder(a[i], b[i])
+
+
+def _pairs(values, dtype):
+    a, b = np.array(list(itertools.product(values, values))).T
+    with np.errstate(invalid="ignore", over="ignore"):
+        return a.astype(dtype), b.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int8, np.int16, np.int32, np.int64,
+                                   np.uint8, np.uint64])
+def test_floor_divide_and_remainder_are_numpys(dtype):
+    """Bit for bit, signed zeros, infinities and nan included; integers // 0
+    and % 0 give 0, and the lowest int // -1 wraps (Numba's own trapped)."""
+    if np.dtype(dtype).kind == "f":
+        values = [0.0, -0.0, 1.0, -1.0, 2.5, -2.5, 0.7, -0.7, 3.0, -3.0, 7.0, 1e300, -1e300,
+                  np.inf, -np.inf, np.nan, 5e-324, 1e-310, 0.1, 1e20]
+    else:
+        info = np.iinfo(dtype)
+        values = [0, 1, 3, 7, info.max, info.max - 1] + (
+            [-1, -3, -7, info.min, info.min + 1] if info.min < 0 else [])
+    a, b = _pairs(values, dtype)
+    rng = np.random.default_rng(0)
+    if np.dtype(dtype).kind == "f":     # and ordinary values of every magnitude
+        scale = 10.0 ** rng.integers(-3, 4, (2, 4000))
+        a, b = (np.concatenate([v, (rng.normal(size=4000) * s).astype(dtype)])
+                for v, s in ((a, scale[0]), (b, scale[1])))
+    quotient, remainder = np.empty_like(a), np.empty_like(a)
+    _divmod_loop(a, b, quotient, remainder)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        expected = np.floor_divide(a, b), np.remainder(a, b)
+    for got, want in zip((quotient, remainder), expected):
+        np.testing.assert_array_equal(got, want)
+        if np.dtype(dtype).kind == "f":
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
