@@ -304,11 +304,8 @@ def _emit_log_softmax(node, operands):
     """Per row: the peak, the sum of exp(x - peak), then x - peak - log(sum),
     in one call of kernels/softmax.py instead of four kernels."""
     form = "short_rows(x, o, w0, w1" if node.shape[-1] < SHORT_ROW else "long_rows(x, o"
-    return [f"n = n1 = out.shape[{len(node.shape) - 1}]",
-            "rows = out.size // n if n else 0",
-            "x = alloc.reshape(a0, (rows, n))",
-            "o = alloc.reshape(out, (rows, n))",
-            f"softmax.log_softmax_{form}, {bool(node.p['finite_peak'])})"]
+    return _rows_of(node) + ["n1 = n",
+                             f"softmax.log_softmax_{form}, {bool(node.p['finite_peak'])})"]
 
 
 def _emit_cumsum(node, operands):
@@ -317,16 +314,27 @@ def _emit_cumsum(node, operands):
     T, kind = np_dtype(node.dtype), node.dtype.kind
     add = "s + x[r, j]" if kind == "f" else "vmath.wrapping_add(s, x[r, j])" \
         if node.dtype.itemsize == 8 else f"{T}(s + x[r, j])"
-    return [f"n = out.shape[{len(node.shape) - 1}]",
-            "rows = out.size // n if n else 0",
-            "x = alloc.reshape(a0, (rows, n))",
-            "o = alloc.reshape(out, (rows, n))",
+    return _rows_of(node) + [
             "for r in range(rows):",
             f"    s = {T}(0)",
             "    for k in range(n):",
             f"        j = {'n - 1 - k' if node.p['reverse'] else 'k'}",
             f"        s = {add}",
             "        o[r, j] = s"]
+
+
+def _emit_argsort(node, operands):
+    """Each row's stable argsort (Numba's mergesort: NumPy's order, nan last)."""
+    return _rows_of(node) + ["for r in range(rows):",
+                             "    o[r] = np.argsort(x[r], kind='mergesort')"]
+
+
+def _rows_of(node) -> list[str]:
+    """A row kernel's input and output as (rows, n) views: its last axis is the row."""
+    return [f"n = out.shape[{len(node.shape) - 1}]",
+            "rows = out.size // n if n else 0",
+            "x = alloc.reshape(a0, (rows, n))",
+            "o = alloc.reshape(out, (rows, n))"]
 
 
 def _log_softmax_scratch(node) -> list[ScratchNeed]:
@@ -360,7 +368,7 @@ EMITTERS = {
     "concat_piece": _emit_concat_piece,
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
     "int_range_check": _emit_int_range_check,
-    "log_softmax": _emit_log_softmax, "cumsum": _emit_cumsum,
+    "log_softmax": _emit_log_softmax, "cumsum": _emit_cumsum, "argsort": _emit_argsort,
 }
 
 

@@ -483,14 +483,12 @@ def _sum_dtype(x, dtype) -> np.dtype:
 
 
 def cumsum(x, axis=None, dtype=None, out=None):
-    """np.cumsum: running sums along `axis` (of the flattened array if None)."""
+    """np.cumsum: running sums along `axis` (of the flattened array if None;
+    a 0-d array's are 1-d, as NumPy's)."""
     _check_no_out({"out": out}, "cumsum")
     x = _as_array(x)
-    if axis is None or x.ndim == 0:     # NumPy: a 0-d array's running sum is 1-d
-        x, axis = ravel(x), 0 if axis is None else axis
-    axis = _one_axis(axis, x.ndim, "cumsum")
-    x = moveaxis(to_operand(x, _sum_dtype(x, dtype)), axis, -1)
-    return moveaxis(P.cumsum(x, x.ndim - 1), -1, axis)
+    x = to_operand(x, _sum_dtype(x, dtype))
+    return _along_last(x, axis, "cumsum", lambda rows: P.cumsum(rows, rows.ndim - 1))[0]
 
 
 def mean(x, axis=None, dtype=None, out=None, keepdims=False, *, where=True, **kwargs):
@@ -886,6 +884,47 @@ def take_along_axis(x, indices, axis=-1):
     return getitem(x, key)
 
 
+def _along_last(x, axis, name, row_op):
+    """row_op over `axis` (the flattened array's if None): ops over rows work
+    on the last axis, so another is moved there and back."""
+    x = _as_array(x)
+    if axis is None or x.ndim == 0:
+        x, axis = ravel(x), 0 if axis is None else axis
+    axis = _one_axis(axis, x.ndim, name)
+    return moveaxis(row_op(moveaxis(x, axis, -1)), -1, axis), x, axis
+
+
+def argsort(x, axis=-1, kind=None, order=None, *, stable=None):
+    """np.argsort, always stable (kind="stable"): ties keep their order, nan last."""
+    _check_sort_options(kind, order, "argsort")
+    return _along_last(x, axis, "argsort", _argsort_last)[0]
+
+
+def sort(x, axis=-1, kind=None, order=None, *, stable=None):
+    """np.sort: x taken at its argsort, so the gradient flows back to each element."""
+    _check_sort_options(kind, order, "sort")
+    indices, x, axis = _along_last(x, axis, "sort", _argsort_last)
+    return take_along_axis(x, indices, axis)
+
+
+def _sort_in_place(self, *args, **kwargs):
+    raise errors.users_error(errors.UnsupportedOpError,
+                             "x.sort() sorts in place, and graphc arrays are immutable; "
+                             "write x = np.sort(x)")
+
+
+def _argsort_last(x):
+    dtype = aval_of(x)[1]
+    return P.argsort(to_operand(x, np.uint8 if dtype == np.bool_ else dtype), x.ndim - 1)
+
+
+def _check_sort_options(kind, order, name):
+    if order is not None or kind not in (None, "quicksort", "mergesort", "heapsort", "stable"):
+        raise errors.users_error(errors.UnsupportedOpError,
+                                 f"np.{name}(order=) of structured arrays is not supported"
+                                 if order is not None else f"np.{name}: unknown kind {kind!r}")
+
+
 # ---------------------------------------------------------------- dispatch tables
 UFUNCS = {
     "add": add, "subtract": subtract, "multiply": multiply, "divide": true_divide,
@@ -915,6 +954,7 @@ FUNCTIONS = {
     np.shape: shape, np.ndim: ndim, np.size: size, np.square: square,
     np.take: take, np.take_along_axis: take_along_axis,
     np.einsum: _einsum.einsum, np.tensordot: _einsum.tensordot, np.cumsum: cumsum,
+    np.argsort: argsort, np.sort: sort,
 }
 
 
@@ -1022,7 +1062,8 @@ def _install_tracer_methods():
     T.flatten = ravel
     T.astype = astype
     T.sum, T.mean, T.max, T.min, T.var, T.std = sum, mean, max, min, var, std
-    T.cumsum = cumsum
+    T.cumsum, T.argsort = cumsum, argsort
+    T.sort = _sort_in_place
     T.clip = clip
     T.dot = dot
 

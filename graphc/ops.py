@@ -439,6 +439,21 @@ _register(OpDef("cumsum", "row", _cumsum_infer, _cumsum_impl,
                 lambda ct, out, x, axis, reverse: [P.cumsum(ct, axis, not reverse)]))
 
 
+# argsort over the last axis, stable (NumPy's kind="stable": ties keep their
+# order, nan sorts last). np.sort is x taken at these indices, so its
+# gradient is take's: each sorted slot's cotangent goes back to its element.
+def _argsort_infer(avals, params):
+    x = avals[0]
+    if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype) == np.bool_:
+        raise errors.GraphcError("internal: argsort is over the last axis of a numeric array")
+    return x.shape, np.dtype(np.int64)
+
+
+_register(OpDef("argsort", "row", _argsort_infer,
+                lambda x, axis: np.argsort(x, axis=axis, kind="stable").astype(np.int64),
+                lambda ct, out, x, axis: [None]))
+
+
 # ---------------------------------------------------------------- matmul
 # matmul(a, b) of operands with equal batch dims. The passes may set
 # transpose_a/transpose_b: the operand is then read transposed in its last two

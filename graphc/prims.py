@@ -64,6 +64,10 @@ def cumsum(x, axis, reverse=False):
     return bind("cumsum", x, axis=int(axis), reverse=bool(reverse))
 
 
+def argsort(x, axis):
+    return bind("argsort", x, axis=int(axis))
+
+
 def reduce_sum(x, axes, keepdims=False):
     if not axes and not keepdims:
         return x

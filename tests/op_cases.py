@@ -119,6 +119,7 @@ CASES = [
     Case(("convert",), lambda x, i: x * i, [Arg((3,)), Arg((3,), "int:5")]),
     Case(("cumsum",), lambda x: np.cumsum(x, axis=1), [Arg((3, 4))]),
     Case(("cumsum",), lambda x: x.cumsum(0) * np.cumsum(x).reshape(x.shape), [Arg((2, 3, 2))]),
+    Case(("argsort", "take"), lambda x: np.sort(x, axis=0), [Arg((4, 3), "separated")]),
     Case(("sum",), lambda x: x.sum(axis=1), [Arg((3, 4))]),
     Case(("sum",), lambda x: np.sum(x, axis=(0, -1), keepdims=True), [Arg((2, 3, 4))]),
     Case(("sum", "numel"), lambda x: x.mean(), [Arg((5, 2))]),

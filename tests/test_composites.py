@@ -72,6 +72,15 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: x.max(1, None, True),
     lambda x, v: np.diff(x),
     compiled(lambda x, v: np.diff(x, 2, axis=0, prepend=v[0], append=x[:1])),
+    # order statistics: sorted rows taken at NumPy's indices
+    lambda x, v: np.median(x, axis=1),
+    compiled(lambda x, v: np.median(x, axis=0, keepdims=True) + np.median(v)),
+    lambda x, v: np.median(x, axis=(0, 1)),
+    compiled(lambda x, v: np.quantile(x, [0.1, 0.5, 0.95], axis=1)),
+    lambda x, v: np.percentile(v, 37.5),
+    lambda x, v: np.quantile(x, 0.3, axis=0, method="midpoint", keepdims=True),
+    lambda x, v: np.quantile(x, np.array([0.25, 0.75]), method="nearest"),
+    lambda x, v: np.argsort(x, axis=0) * x,
     # rounding, units, NaN-ignoring extremes, predicates
     lambda x, v: np.round(x, 2) + x,
     compiled(lambda x, v: np.round(x * 100, -1) + x),
@@ -107,6 +116,15 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.cumsum(x[0, 0], axis=0),                    # a 0-d array's is 1-d
     lambda x, v: np.cumsum(x.astype(np.float32), axis=-1),      # NumPy's order: equal bits
     lambda x, v: np.diff(x > 0, axis=0),                        # not_equal
+    lambda x, v: np.median((x * 10).astype(np.int16), axis=1),   # float64
+    lambda x, v: np.median(x > 0),                               # float64
+    lambda x, v: np.quantile((x * 10).astype(np.int64), 0.5, method="lower"),   # int64
+    lambda x, v: np.quantile(x.astype(np.float32), 0.3),        # a Python q keeps float32
+    lambda x, v: np.quantile(x.astype(np.float32), [0.3]),      # a list: float64
+    lambda x, v: np.quantile((x * 10).astype(np.int8), 1),      # an integer q takes elements
+    lambda x, v: np.median(np.where(x > 1, np.nan, x), axis=1),  # nan where a row has one
+    lambda x, v: np.sort(x > 0, axis=None),
+    lambda x, v: np.argsort(np.round(x), axis=1, kind="stable"),   # ties keep their order
 ]
 
 
@@ -223,6 +241,14 @@ def test_isnan_and_isfinite():
      r"np.sum: where= must be a bool array that broadcasts to \(4, 6\)"),
     (lambda x: np.mean(x, axis=1, where=np.ones(4, bool)), ValueError,
      r"np.mean: where= must be a bool array that broadcasts to \(4, 6\), got bool\[4\]"),
+    (lambda x: np.quantile(x, 0.5, method="weibull"), gc.UnsupportedOpError,
+     r"np.quantile\(method='weibull'\) is not supported"),
+    (lambda x: np.quantile(x, x[0, 0]), gc.UnsupportedOpError, "q must be known when tracing"),
+    (lambda x: np.quantile(x, 1.5), ValueError, r"Quantiles must be in the range \[0, 1\]"),
+    (lambda x: np.percentile(x, -1), ValueError, r"Percentiles must be in the range \[0, 100\]"),
+    (lambda x: np.quantile(x[:, :0], 0.5, axis=1), ValueError, "quantile of an empty array"),
+    (lambda x: np.quantile(x > 0, 0.5), TypeError, "numpy boolean subtract is not supported"),
+    (lambda x: np.sort(x, order="f"), gc.UnsupportedOpError, r"np.sort\(order=\)"),
     (lambda x: np.diff(x, -1), ValueError, "diff: order must be non-negative but got -1"),
     (lambda x: np.diff(x[0, 0]), ValueError, "diff requires input that is at least one dim"),
     (lambda x: np.cumsum(x, axis=2), ValueError, "axis 2 is out of bounds"),
