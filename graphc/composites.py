@@ -300,6 +300,7 @@ def _all_false(x):
 
 
 def logical_xor(x, y):
+    x, y = fnp._arrays_of_lists(x, y)
     return fnp.not_equal(fnp.astype(x, np.bool_), fnp.astype(y, np.bool_))
 
 
@@ -315,7 +316,9 @@ def diff(x, n=1, axis=-1, prepend=None, append=None):
         return x
     if x.ndim == 0:
         _raise(errors.ShapeError, "diff requires input that is at least one dimensional")
-    axis = fnp.normalize_axes(axis, x.ndim, "diff")[0]
+    if axis is None:
+        _raise(errors.GraphcTypeError, "diff: axis must be an integer, got None")
+    axis = fnp._one_axis(axis, x.ndim, "diff")
     ends = [fnp._as_array(v) for v in (prepend, append) if v is not None]
     if ends:
         one_slice = x.shape[:axis] + (1,) + x.shape[axis + 1:]
@@ -453,7 +456,8 @@ def around(x, decimals=0, out=None):
         return fnp.astype(around(fnp.astype(x, np.float64), decimals), dtype)
     if dtype.kind == "b":
         x = fnp.astype(x, np.float32)       # NumPy: float16, which graphc does not have
-    scale = 10.0 ** abs(decimals)
+    with np.errstate(over="ignore"):        # 10**309 and beyond: inf, as NumPy's C pow
+        scale = float(np.float64(10.0) ** abs(decimals))
     if decimals == 0:
         return fnp.rint(x)
     if decimals > 0:
@@ -462,11 +466,19 @@ def around(x, decimals=0, out=None):
 
 
 def deg2rad(x):
-    return fnp.multiply(fnp._as_float(fnp._as_array(x)), np.pi / 180)
+    return _times_in_its_dtype(x, np.pi, 180)
 
 
 def rad2deg(x):
-    return fnp.multiply(fnp._as_float(fnp._as_array(x)), 180 / np.pi)
+    return _times_in_its_dtype(x, 180, np.pi)
+
+
+def _times_in_its_dtype(x, numerator, denominator):
+    """x * (numerator / denominator), the ratio rounded in x's float type
+    first, as NumPy's loops compute it (NPY_PIf / 180.0f in float32)."""
+    x = fnp._as_float(fnp._as_array(x))
+    dtype = fnp.aval_of(x)[1].type
+    return fnp.multiply(x, float(dtype(numerator) / dtype(denominator)))
 
 
 def _nan_ignoring(extreme):

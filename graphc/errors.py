@@ -72,7 +72,7 @@ def from_native(e: Exception, suffix: str = "", graph=None) -> GraphcError:
     return ours(f"{message}{suffix}")
 
 
-def _is_internal(filename: str) -> bool:
+def is_internal(filename: str) -> bool:
     if filename.startswith("<"):        # <string>, <stdin>, a notebook cell: the user's
         return filename.startswith("<frozen")
     if not os.path.isabs(filename):     # relative to the current directory, which may change
@@ -95,7 +95,7 @@ def user_location() -> str:
     """`file:line` of the innermost stack frame that is the user's code."""
     frame = sys._getframe(1)
     while frame is not None:
-        if not _is_internal(frame.f_code.co_filename):
+        if not is_internal(frame.f_code.co_filename):
             return f"{frame.f_code.co_filename}:{frame.f_lineno}"
         frame = frame.f_back
     return "<unknown>"
@@ -110,7 +110,7 @@ def name_users_line(e: GraphcError) -> None:
         return
     loc, tb = None, e.__traceback__
     while tb is not None:
-        if not _is_internal(tb.tb_frame.f_code.co_filename):
+        if not is_internal(tb.tb_frame.f_code.co_filename):
             loc = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     e.args = (e.args[0] + at(loc),) + e.args[1:]

@@ -319,8 +319,10 @@ def _float_pair(x, y):
     in NumPy's loop type: the first float type every strongly typed operand
     fits (float32 with int8, and uint16 with int8, are float32)."""
     x, y = _arrays_of_lists(x, y)
-    strong = [_ufunc_float_dtype(aval_of(v)[1]) for v in (x, y) if not _is_weak(v)]
-    dtype = np.result_type(*strong) if strong else _ufunc_float_dtype(result_dtype(x, y))
+    if _is_weak(x) or _is_weak(y):      # NEP 50: int8 with 0.5, and bool with 2, are float64
+        dtype = _ufunc_float_dtype(result_dtype(x, y))
+    else:
+        dtype = np.result_type(*(_ufunc_float_dtype(aval_of(v)[1]) for v in (x, y)))
     return to_operand(x, dtype), to_operand(y, dtype)
 
 
@@ -487,6 +489,8 @@ def cumsum(x, axis=None, dtype=None, out=None):
     a 0-d array's are 1-d, as NumPy's)."""
     _check_no_out({"out": out}, "cumsum")
     x = _as_array(x)
+    if dtype is not None and np.dtype(dtype) == np.bool_:     # NumPy: a running logical or
+        return not_equal(cumsum(not_equal(x, 0), axis, np.int64), 0)
     x = to_operand(x, _sum_dtype(x, dtype))
     return _along_last(x, axis, "cumsum", lambda rows: P.cumsum(rows, rows.ndim - 1))[0]
 
@@ -913,6 +917,17 @@ def _sort_in_place(self, *args, **kwargs):
                              "write x = np.sort(x)")
 
 
+def _python_round(self, ndigits=None):
+    """round(x, n): NumPy scalars (x[0] of a vector) have it, arrays do not."""
+    if self.ndim:
+        raise errors.users_error(errors.GraphcTypeError,
+                                 "type numpy.ndarray doesn't define __round__ method; use "
+                                 "np.round(x, decimals)")
+    if ndigits is None:         # a Python int
+        self._concrete_error("round(x)", "Use np.round(x)")
+    return _composites.around(self, ndigits)
+
+
 def _argsort_last(x):
     dtype = aval_of(x)[1]
     return P.argsort(to_operand(x, np.uint8 if dtype == np.bool_ else dtype), x.ndim - 1)
@@ -1063,7 +1078,7 @@ def _install_tracer_methods():
     T.astype = astype
     T.sum, T.mean, T.max, T.min, T.var, T.std = sum, mean, max, min, var, std
     T.cumsum, T.argsort = cumsum, argsort
-    T.sort = _sort_in_place
+    T.sort, T.__round__ = _sort_in_place, _python_round
     T.clip = clip
     T.dot = dot
 

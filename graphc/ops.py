@@ -163,8 +163,9 @@ _binary("div", np.true_divide,
 
 
 def _arctan2_vjp(ct, out, y, x):
-    scaled = P.div(ct, P.add(P.mul(x, x), P.mul(y, y)))
-    return [P.mul(scaled, x), P.neg(P.mul(scaled, y))]
+    # the numerators first: 1 / (x^2 + y^2) alone overflows float32 below 5e-20
+    squares = P.add(P.mul(x, x), P.mul(y, y))
+    return [P.div(P.mul(ct, x), squares), P.neg(P.div(P.mul(ct, y), squares))]
 
 
 # `//` and `%` with NumPy's (Python's) signs, zeros and infinities, and no
@@ -179,7 +180,7 @@ _binary("remainder", np.remainder,
 
 # Both are nan at (0, 0), where neither has a derivative (as JAX, PyTorch).
 _binary("arctan2", np.arctan2, _arctan2_vjp, "np.arctan2({0}, {1})")
-_binary("hypot", np.hypot, lambda ct, out, x, y: [P.mul(P.div(ct, out), x), P.mul(P.div(ct, out), y)],
+_binary("hypot", np.hypot, lambda ct, out, x, y: [P.div(P.mul(ct, x), out), P.div(P.mul(ct, y), out)],
         "np.hypot({0}, {1})")
 
 

@@ -16,7 +16,7 @@ import threading
 
 import numpy as np
 
-from graphc import errors, ir
+from graphc import errors, ir, randomness
 from graphc import ops as _ops
 from graphc import pytree
 
@@ -323,11 +323,13 @@ def trace_fn(fn, args: tuple) -> ir.Graph:
         for leaf in leaves:
             shape, dtype, weak = aval_of(leaf)
             tracers.append(Tracer(graph, graph.add_input(shape, dtype, weak, loc)))
+        draws = randomness.Draws(fn)
         try:
             out = fn(*pytree.unflatten(in_tree, tracers))
         except errors.GraphcError as e:
             errors.name_users_line(e)
             raise
+        draws.check()
         out_leaves, out_tree = pytree.flatten(out)
         out_ids = []
         for leaf in out_leaves:

@@ -125,6 +125,14 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.median(np.where(x > 1, np.nan, x), axis=1),  # nan where a row has one
     lambda x, v: np.sort(x > 0, axis=None),
     lambda x, v: np.argsort(np.round(x), axis=1, kind="stable"),   # ties keep their order
+    # found in review: a Python number with integers or booleans is float64 (NEP 50)
+    lambda x, v: np.arctan2((x * 10).astype(np.int8), 2.5),
+    lambda x, v: np.hypot(x > 0, 2),
+    lambda x, v: np.logaddexp((x * 10).astype(np.int8), 0.5),
+    lambda x, v: np.cumsum(x > 0.5, axis=1, dtype=bool),        # a running logical or
+    lambda x, v: np.round(x, 309),                               # 10**309 is inf: nan, as NumPy
+    lambda x, v: np.logical_xor(x[0] > 0, [True, False, True, False, True, False]),
+    lambda x, v: round(x[0, 0], 2) * x,                          # a NumPy scalar's round
 ]
 
 
@@ -250,6 +258,8 @@ def test_isnan_and_isfinite():
     (lambda x: np.quantile(x > 0, 0.5), TypeError, "numpy boolean subtract is not supported"),
     (lambda x: np.sort(x, order="f"), gc.UnsupportedOpError, r"np.sort\(order=\)"),
     (lambda x: np.diff(x, -1), ValueError, "diff: order must be non-negative but got -1"),
+    (lambda x: np.diff(x, axis=None), TypeError, "diff: axis must be an integer, got None"),
+    (lambda x: round(x, 2), TypeError, "ndarray doesn't define __round__ method; use np.round"),
     (lambda x: np.diff(x[0, 0]), ValueError, "diff requires input that is at least one dim"),
     (lambda x: np.cumsum(x, axis=2), ValueError, "axis 2 is out of bounds"),
     (lambda x: np.round(x.astype(np.int64), -1, out=x), gc.UnsupportedOpError,
@@ -259,3 +269,21 @@ def test_refusals_name_the_problem_and_the_line(call, error, message):
     with pytest.raises(error, match=message) as e:
         gc.trace(call, _values()[0])
     assert "test_composites.py:" in str(e.value)
+
+
+def test_degrees_and_radians_scale_by_numpys_float32_ratio():
+    x = np.array([1.0, 0.3, -2.5, 1e-3], np.float32)
+    f = gc.jit(lambda x: (np.rad2deg(x), np.deg2rad(x)))
+    for got, want in zip(f(x), (np.rad2deg(x), np.deg2rad(x))):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+
+
+def test_arctan2_and_hypot_gradients_stay_finite_for_tiny_arguments():
+    """The numerators are multiplied in first: 1 / (x^2 + y^2) alone
+    overflows float32 below 5e-20, where the slopes are finite."""
+    x = np.array([3e-20, 1e-19], np.float32)
+    slope = gc.grad(lambda a: np.sum(np.arctan2(a, x)))(x)      # x / (2 x^2) = 1 / (2 x)
+    np.testing.assert_allclose(slope, 1 / (2 * x.astype(np.float64)), rtol=1e-5)
+    np.testing.assert_allclose(gc.grad(lambda a: np.sum(np.hypot(a, a)))(x), np.sqrt(2),
+                               rtol=1e-5)

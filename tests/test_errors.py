@@ -230,8 +230,8 @@ def test_code_run_by_exec_is_the_users_wherever_the_current_directory_is(monkeyp
     with pytest.raises(gc.ShapeError, match=r"at <string>:2"):
         gc.jit(scope["f"])(np.ones((3, 4)), np.ones(5))
     # a sibling directory whose name starts like the package's is not graphc's
-    assert not graphc.errors._is_internal(graphc.errors._GRAPHC_DIR + "_examples/train.py")
-    assert graphc.errors._is_internal(graphc.errors._GRAPHC_DIR + "/api.py")
+    assert not graphc.errors.is_internal(graphc.errors._GRAPHC_DIR + "_examples/train.py")
+    assert graphc.errors.is_internal(graphc.errors._GRAPHC_DIR + "/api.py")
 
 
 # A loss with a label lookup, whose compiled code checks the labels
@@ -298,3 +298,39 @@ def test_node_marks_become_the_users_line_in_messages_and_in_exported_source(mes
     assert ast.literal_eval(source) == f"{message} (at {odd})"
     # a mark of a node the graph lacks is dropped, never an error hiding the real one
     assert errors.with_locations(marked.replace("node 7", "node 8"), graph) == message
+
+
+_RNG = np.random.default_rng(0)
+
+
+def test_random_draws_while_tracing_are_refused_not_frozen():
+    """Noise drawn inside a traced function would be drawn once and reused by
+    every call (a VAE's noise, a dropout mask): graphc names the generator."""
+    x = np.ones((4, 3))
+
+    def global_noise(x):
+        return np.mean((x + np.random.standard_normal(x.shape)) ** 2)
+
+    def module_generator(x):
+        return np.sum(x * (_RNG.random(x.shape) > 0.5))
+
+    def closure():
+        rng = np.random.default_rng(1)
+        return lambda x: np.sum(x * rng.normal(size=x.shape))
+
+    calls = (lambda f: gc.jit(f)(x), lambda f: gc.grad(f)(x),
+             lambda f: gc.compile_step(lambda p, batch: f(p), gc.optim.SGD(0.1))(x, x))
+    for fn, name in ((global_noise, r"NumPy's global generator \(np.random.\*\)"),
+                     (module_generator, "_RNG"), (closure(), "rng")):
+        for call in calls:
+            with pytest.raises(gc.UnsupportedOpError, match=rf"draws random numbers from {name} "
+                                                          rf"\(at {__file__}:\d+\): they would be drawn once"):
+                call(fn)
+
+
+def test_a_generator_seeded_inside_the_function_draws_the_same_numbers_as_numpy():
+    def fixed_noise(x):                # the same noise on every call, in NumPy too
+        return np.sum(x * np.random.default_rng(7).normal(size=x.shape))
+
+    x = np.ones(5)
+    np.testing.assert_allclose(gc.jit(fixed_noise)(x), fixed_noise(x))
