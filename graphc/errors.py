@@ -101,6 +101,17 @@ def user_location() -> str:
     return "<unknown>"
 
 
+def outermost_call_into(package: str) -> str | None:
+    """The name of the outermost function of `package` (a library such as
+    scipy) on the caller's stack, if the call came through it."""
+    frame, found = sys._getframe(1), None
+    while frame is not None:
+        if f"{os.sep}{package}{os.sep}" in frame.f_code.co_filename:
+            found = frame.f_code.co_name
+        frame = frame.f_back
+    return found
+
+
 def name_users_line(e: GraphcError) -> None:
     """Give `e`, raised while tracing, the user's line if its message names
     none: the innermost frame of its traceback that is the user's code. Ops

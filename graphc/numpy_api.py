@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import operator
+import sys
 import warnings
 
 import numpy as np
@@ -996,7 +997,9 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
                                         f"are immutable{errors.at(errors.user_location())}")
     fn = UFUNCS.get(name)
     if fn is None:
-        raise errors.UnsupportedOpError(f"NumPy ufunc np.{name} is not supported by graphc"
+        where = "NumPy ufunc np." if getattr(np, name, None) is ufunc else "ufunc scipy.special." \
+            if getattr(sys.modules.get("scipy.special"), name, None) is ufunc else "ufunc "
+        raise errors.UnsupportedOpError(f"{where}{name} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}")
     dtype = kwargs.get("dtype")
     if dtype is not None and name not in _PREDICATES:
@@ -1090,6 +1093,8 @@ from graphc import composites as _composites  # noqa: E402  (it uses this module
 
 FUNCTIONS.update(_composites.FUNCTIONS)
 UFUNCS.update(_composites.UFUNCS)
+from graphc import special as _special  # noqa: E402  (it uses gc.nn, which uses this module)
+UFUNCS.update(_special.UFUNCS)
 Tracer.repeat = _composites.repeat
 Tracer.argmax, Tracer.argmin = _composites.argmax, _composites.argmin
 Tracer.round = _composites.around

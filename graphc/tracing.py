@@ -115,6 +115,12 @@ class Tracer:
         self._concrete_error("complex()")
 
     def __array__(self, dtype=None, copy=None):
+        scipy_function = errors.outermost_call_into("scipy")
+        if scipy_function:
+            self._concrete_error(
+                f"scipy's {scipy_function}, which converts its arguments to NumPy arrays,",
+                "graphc has gc.nn.logsumexp, softmax, log_softmax, sigmoid and softplus; SciPy's "
+                "ufuncs (scipy.special.expit, xlogy, erf, ...) trace as NumPy's do")
         # NumPy also asks for it when a traced array indexes a NumPy array
         # (np.eye(k)[y]): NumPy does not dispatch on an index
         self._concrete_error(
