@@ -1,8 +1,8 @@
 """NumPy functions that are other NumPy functions graphc has: splitting,
 stacking, padding and windowing variants, flip, roll, repeat, tile, tril,
 triu, outer, linalg.norm, reciprocal, argmax, argmin, isnan, isfinite,
-isinf, logical_xor, diff, median, quantile, percentile, round, deg2rad,
-rad2deg, fmax and fmin.
+isinf, logical_xor, diff, round, deg2rad, rad2deg, fmax, fmin, any, all,
+count_nonzero, isclose, allclose, heaviside, select and sinc.
 Each is written with numpy_api's functions, so it traces, differentiates
 and fuses as they do, and needs no op, kernel or derivative of its own."""
 from __future__ import annotations
@@ -299,6 +299,81 @@ def _all_false(x):
     return fnp.zeros_like(x, dtype=np.bool_)
 
 
+def count_nonzero(a, axis=None, *, keepdims=False):
+    """np.count_nonzero, as an int64 array (NumPy gives a Python int for axis=None)."""
+    return fnp.sum(fnp.not_equal(fnp._as_array(a), 0), axis=axis, keepdims=keepdims)
+
+
+def _test(which):
+    """np.any/np.all as counts of the true elements against none and all of them
+    (an empty axis: any False, all True, as NumPy)."""
+    def test(a, axis=None, out=None, keepdims=False, *, where=True):
+        if out is not None or where is not True:
+            _raise(errors.UnsupportedOpError, f"np.{which}(out=/where=) is not supported")
+        a = fnp._as_array(a)
+        count = count_nonzero(a, axis, keepdims=keepdims)
+        if which == "any":
+            return fnp.greater(count, 0)
+        axes = fnp.normalize_axes(axis, a.ndim, which)
+        return fnp.equal(count, int(np.prod([a.shape[d] for d in axes])))
+    return test
+
+
+any_, all_ = _test("any"), _test("all")
+
+
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """|a - b| <= atol + rtol |b| where b is finite, or a == b (so equal
+    infinities), as NumPy's; b computes in a float type."""
+    a, b = fnp._arrays_of_lists(a, b)
+    b_type = fnp.aval_of(b)[1]
+    if b_type.kind != "f" and not fnp._is_weak(b):
+        b = fnp.astype(b, np.result_type(b_type, 1.0))
+    elif isinstance(b, int):
+        b = float(b)
+    close = fnp.less_equal(fnp.absolute(fnp.subtract(a, b)),
+                           fnp.add(atol, fnp.multiply(rtol, fnp.absolute(b))))
+    result = fnp.logical_or(fnp.logical_and(close, isfinite(b)), fnp.equal(a, b))
+    if equal_nan:
+        result = fnp.logical_or(result, fnp.logical_and(isnan(a), isnan(b)))
+    return result
+
+
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """np.allclose, as a 0-d bool array (NumPy gives a Python bool)."""
+    return all_(isclose(a, b, rtol, atol, equal_nan))
+
+
+def heaviside(x1, x2):
+    """0 below 0, 1 above, x2 at 0 (nan stays nan), in NumPy's float type."""
+    x1, x2 = fnp._float_pair(x1, x2)
+    return fnp.where(fnp.less(x1, 0), 0, fnp.where(fnp.greater(x1, 0), 1,
+                                                    fnp.where(isnan(x1), x1, x2)))
+
+
+def select(condlist, choicelist, default=0):
+    """np.select: the first choice whose condition holds, else default."""
+    if len(condlist) != len(choicelist):
+        _raise(errors.GraphcValueError, "list of cases must be same length as list of conditions")
+    if not condlist:
+        _raise(errors.GraphcValueError, "select with an empty condition list is not possible")
+    choices = fnp._promote(*choicelist, default)
+    result = choices[-1]
+    for cond, choice in zip(reversed(condlist), reversed(choices[:-1])):
+        if fnp.aval_of(cond)[1] != np.bool_:
+            _raise(errors.GraphcTypeError, f"invalid entry in condlist: should be boolean ndarray")
+        result = fnp.where(cond, choice, result)
+    return result
+
+
+def sinc(x):
+    """sin(pi x) / (pi x), 1 at 0, as NumPy writes it (x = 0 replaced by 1e-20
+    first, so the gradient there is 0, not nan)."""
+    x = fnp._as_float(fnp._as_array(x))
+    y = fnp.multiply(np.pi, fnp.where(fnp.equal(x, 0), 1.0e-20, x))
+    return fnp.true_divide(fnp.sin(y), y)
+
+
 def logical_xor(x, y):
     x, y = fnp._arrays_of_lists(x, y)
     return fnp.not_equal(fnp.astype(x, np.bool_), fnp.astype(y, np.bool_))
@@ -330,112 +405,6 @@ def diff(x, n=1, axis=-1, prepend=None, append=None):
         boolean = fnp.aval_of(x)[1] == np.bool_
         x = fnp.not_equal(later, earlier) if boolean else fnp.subtract(later, earlier)
     return x
-
-
-# ------------------------------------------------------------ order statistics
-def _sorted_rows(x, axis, name):
-    """x sorted along `axis` moved last (several axes merged into one; the
-    flattened array if None), and the shape keepdims= gives the result."""
-    x = fnp._as_array(x)
-    axes = tuple(range(x.ndim)) if axis is None else fnp.normalize_axes(axis, x.ndim, name)
-    keep = tuple(1 if d in axes else n for d, n in enumerate(x.shape))
-    rest = [d for d in range(x.ndim) if d not in axes]
-    rows = fnp.transpose(x, rest + list(axes))
-    rows = fnp.reshape(rows, tuple(x.shape[d] for d in rest) + (int(np.prod([x.shape[d] for d in axes])),))
-    return fnp.sort(rows, axis=-1), keep
-
-
-def _nan_where_any(rows, value):
-    """value, or nan where its row holds a nan (sorted last), as NumPy's
-    median and quantile."""
-    if fnp.aval_of(rows)[1].kind != "f":
-        return value
-    return fnp.where(isnan(fnp.along(rows, rows.ndim - 1, rows.shape[-1] - 1)), np.nan, value)
-
-
-def median(x, axis=None, out=None, overwrite_input=False, keepdims=False):
-    """np.median: the mean of the one or two middle elements of each sorted
-    row, nan where the row holds one."""
-    if out is not None:
-        _raise(errors.UnsupportedOpError, "np.median(out=) is not supported; graphc arrays are "
-                                          "immutable")
-    x = fnp._as_array(x)
-    rows, keep = _sorted_rows(fnp.astype(x, fnp._float_dtype(x)), axis, "median")
-    n = rows.shape[-1]
-    if n == 0:              # nan, with NumPy's "Mean of empty slice" warning
-        value = fnp.mean(rows, axis=-1)
-    else:
-        middle = fnp.along(rows, rows.ndim - 1, slice((n - 1) // 2, n // 2 + 1))
-        value = _nan_where_any(rows, fnp.mean(middle, axis=-1))
-    return fnp.reshape(value, keep) if keepdims else value
-
-
-_QUANTILE_METHODS = ("linear", "lower", "higher", "nearest", "midpoint")
-
-
-def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
-             keepdims=False, *, weights=None, interpolation=None):
-    """np.quantile of known q (a number or an array of them): the sorted rows
-    taken at NumPy's indices and interpolated by its formulas (_lerp), so
-    values and dtypes are NumPy's; gradients flow to the elements taken."""
-    return _quantile(a, q, 1, axis, out, method, keepdims, weights, interpolation, "quantile")
-
-
-def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear",
-               keepdims=False, *, weights=None, interpolation=None):
-    return _quantile(a, q, 100, axis, out, method, keepdims, weights, interpolation,
-                     "percentile")
-
-
-def _quantile(a, q, scale, axis, out, method, keepdims, weights, interpolation, name):
-    given = [k for k, v in (("out", out), ("weights", weights),
-                            ("interpolation", interpolation)) if v is not None]
-    if given or method not in _QUANTILE_METHODS:
-        _raise(errors.UnsupportedOpError,
-               f"np.{name}({'=, '.join(given)}=) is not supported" if given else
-               f"np.{name}(method={method!r}) is not supported; graphc has "
-               f"{', '.join(_QUANTILE_METHODS)}")
-    if isinstance(q, fnp.Tracer):
-        _raise(errors.UnsupportedOpError, f"np.{name}: q must be known when tracing (a number "
-                                          f"or a NumPy array), not a traced value")
-    weak = type(q) in (int, float)          # NumPy: a Python number keeps a's float type
-    qs = np.true_divide(q, 100) if scale == 100 else np.asarray(q)
-    if not np.all((qs >= 0) & (qs <= 1)):
-        _raise(errors.GraphcValueError, "Percentiles must be in the range [0, 100]" if
-               scale == 100 else "Quantiles must be in the range [0, 1]")
-    a = fnp._as_array(a)
-    rows, keep = _sorted_rows(a, axis, name)
-    n = rows.shape[-1]
-    if n == 0:
-        _raise(errors.ShapeError, f"np.{name} of an empty array (index -1 is out of bounds)")
-    values = [_quantile_of_sorted(rows, n, v, method, weak) for v in qs.reshape(-1)]
-    value = fnp.reshape(fnp.stack(values), qs.shape + tuple(rows.shape[:-1]))
-    return fnp.reshape(value, qs.shape + keep) if keepdims else value
-
-
-def _quantile_of_sorted(rows, n, q, method, weak):
-    """One quantile of each sorted row, as numpy.lib._function_base_impl._quantile."""
-    last = rows.ndim - 1
-    if method in ("lower", "higher", "nearest") or (method == "linear" and q.dtype.kind in "iub"):
-        at = {"lower": np.floor, "higher": np.ceil, "nearest": np.around}.get(method, np.asarray)
-        return _nan_where_any(rows, fnp.along(rows, last, int(at((n - 1) * q))))
-    virtual = (n - 1) * q
-    if method == "midpoint":
-        virtual = 0.5 * (np.floor(virtual) + np.ceil(virtual))
-    previous = -1 if virtual >= n - 1 else 0 if virtual < 0 else int(np.floor(virtual))
-    following = previous if previous == -1 or virtual < 0 else previous + 1
-    gamma = virtual - previous
-    if method == "midpoint":
-        gamma = np.float64(0.0 if virtual % 1 == 0 else 0.5)
-    t = float(gamma) if weak else gamma         # weak: a's float type; else float64
-    a, b = fnp.along(rows, last, previous % n), fnp.along(rows, last, following % n)
-    if fnp.aval_of(rows)[1] == np.bool_:
-        _raise(errors.GraphcTypeError, "numpy boolean subtract is not supported (np.quantile "
-                                       "interpolates); convert the array to a number type")
-    diff = fnp.subtract(b, a)
-    lerp = fnp.subtract(b, fnp.multiply(diff, 1 - t)) if t >= 0.5 else \
-        fnp.add(a, fnp.multiply(diff, t))
-    return _nan_where_any(rows, lerp)
 
 
 # ------------------------------------------------------------ rounding, units
@@ -501,11 +470,13 @@ FUNCTIONS = {
     np.linalg.norm: norm, np.roll: roll, np.repeat: repeat, np.tile: tile, np.pad: pad,
     np.lib.stride_tricks.sliding_window_view: sliding_window_view, np.tril: tril,
     np.triu: triu, np.argmax: argmax, np.argmin: argmin, np.round: around, np.around: around,
-    np.diff: diff, np.median: median, np.quantile: quantile, np.percentile: percentile,
+    np.diff: diff, np.count_nonzero: count_nonzero, np.any: any_, np.all: all_,
+    np.isclose: isclose, np.allclose: allclose, np.select: select, np.sinc: sinc,
 }
 UFUNCS = {"isnan": isnan, "isfinite": isfinite, "isinf": isinf, "reciprocal": reciprocal,
           "logical_xor": logical_xor, "deg2rad": deg2rad, "radians": deg2rad,
-          "rad2deg": rad2deg, "degrees": rad2deg, "fmax": fmax, "fmin": fmin}
+          "rad2deg": rad2deg, "degrees": rad2deg, "fmax": fmax, "fmin": fmin,
+          "heaviside": heaviside}
 # where a function is found, for the unsupported-function message's list
 NAMES = {np.linalg.norm: "np.linalg.norm",
          np.lib.stride_tricks.sliding_window_view: "np.lib.stride_tricks.sliding_window_view"}

@@ -1095,6 +1095,12 @@ FUNCTIONS.update(_composites.FUNCTIONS)
 UFUNCS.update(_composites.UFUNCS)
 from graphc import special as _special  # noqa: E402  (it uses gc.nn, which uses this module)
 UFUNCS.update(_special.UFUNCS)
+from graphc import statistics as _statistics  # noqa: E402
+FUNCTIONS.update(_statistics.FUNCTIONS)
+from graphc import matrices as _matrices  # noqa: E402
+FUNCTIONS.update(_matrices.FUNCTIONS)
+Tracer.diagonal, Tracer.trace = _matrices.diagonal, _matrices.trace
+Tracer.any, Tracer.all = _composites.any_, _composites.all_
 Tracer.repeat = _composites.repeat
 Tracer.argmax, Tracer.argmin = _composites.argmax, _composites.argmin
 Tracer.round = _composites.around

@@ -81,6 +81,29 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.quantile(x, 0.3, axis=0, method="midpoint", keepdims=True),
     lambda x, v: np.quantile(x, np.array([0.25, 0.75]), method="nearest"),
     lambda x, v: np.argsort(x, axis=0) * x,
+    # statistics (graphc/statistics.py)
+    lambda x, v: np.ptp(x, axis=1),
+    lambda x, v: np.average(x, axis=1, weights=np.arange(1.0, 7.0)),
+    compiled(lambda x, v: np.average(x, weights=x ** 2 + 1)),      # traced weights
+    lambda x, v: np.nansum(np.where(x > 1, np.nan, x), axis=0),
+    lambda x, v: np.nanmean(np.where(x > 1, np.nan, x), axis=1),
+    lambda x, v: np.nanmax(np.where(x > 1, np.nan, x), axis=1),
+    compiled(lambda x, v: np.cov(x)),
+    lambda x, v: np.cov(x, rowvar=False, bias=True),
+    lambda x, v: np.cov(v, x[0, :5]),
+    lambda x, v: np.corrcoef(x),
+    # matrices (graphc/matrices.py)
+    lambda x, v: np.diagonal(x, 1),
+    compiled(lambda x, v: np.diag(v, -1)),
+    lambda x, v: np.diag(x) + x.trace(),
+    lambda x, v: np.kron(x[:2, :2], v[:3]),
+    compiled(lambda x, v: np.cross(x[:, :3], x[:, 3:])),
+    lambda x, v: np.atleast_3d(v),
+    # predicates and pieces
+    lambda x, v: np.sinc(x),
+    lambda x, v: np.where(np.isclose(x, x[0]), x, 0),
+    lambda x, v: np.select([x > 0.5, x < -0.5], [x, v[0]]),
+    lambda x, v: np.heaviside(x, 0.5) * x,
     # rounding, units, NaN-ignoring extremes, predicates
     lambda x, v: np.round(x, 2) + x,
     compiled(lambda x, v: np.round(x * 100, -1) + x),
@@ -133,6 +156,17 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: _rounded_past_float64(x),                       # 10**309 is inf: nan, as NumPy
     lambda x, v: np.logical_xor(x[0] > 0, [True, False, True, False, True, False]),
     lambda x, v: round(x[0, 0], 2) * x,                          # a NumPy scalar's round
+    lambda x, v: np.count_nonzero(x > 0, axis=1),               # int64
+    lambda x, v: (np.any(x > 2, axis=0), np.all(x > -3), x.any(), (x > 0).all(axis=1)),
+    lambda x, v: (np.all(x[:, :0], axis=1), np.any(x[:, :0], axis=1)),   # True, False
+    lambda x, v: np.allclose(x, x + 1e-9),
+    lambda x, v: np.isclose((x * 10).astype(np.int64), 3),     # float64
+    lambda x, v: np.trace((x * 10).astype(np.int8)),            # int64, as np.sum
+    lambda x, v: np.nanmax((x * 10).astype(np.int16), axis=0),
+    lambda x, v: np.average((x * 10).astype(np.int16), axis=0, weights=np.arange(4)),
+    lambda x, v: np.cov((x * 10).astype(np.int8)),              # float64
+    lambda x, v: np.heaviside((x * 10).astype(np.int8), 0.5),   # float64: a Python float
+    lambda x, v: np.diag(x[0] > 0, 2),                          # bool
 ]
 
 
@@ -147,9 +181,10 @@ def _values():
 
 
 def _same(got, want, where, rtol=1e-12):
-    got, want = (got, want) if isinstance(want, list) else ([got], [want])
+    got, want = (got, want) if isinstance(want, (list, tuple)) else ([got], [want])
     assert len(got) == len(want), where
     for g, w in zip(got, want):
+        w = np.asarray(w)        # np.allclose gives a Python bool; graphc a 0-d array
         assert g.shape == w.shape and g.dtype == w.dtype, where
         np.testing.assert_allclose(g, w, rtol=rtol, err_msg=where)
 
@@ -263,6 +298,11 @@ def test_isnan_and_isfinite():
     (lambda x: np.quantile(x[:, :0], 0.5, axis=1), ValueError, "quantile of an empty array"),
     (lambda x: np.quantile(x > 0, 0.5), TypeError, "numpy boolean subtract is not supported"),
     (lambda x: np.sort(x, order="f"), gc.UnsupportedOpError, r"np.sort\(order=\)"),
+    (lambda x: np.cov(x, fweights=np.ones(6)), gc.UnsupportedOpError, r"np.cov\(fweights="),
+    (lambda x: np.cross(x[:3], x[:3], axis=0), gc.UnsupportedOpError, "np.cross over an axis"),
+    (lambda x: np.diag(x[None]), ValueError, "Input must be 1- or 2-d"),
+    (lambda x: np.average(x, weights=x[0]), TypeError, "Axis must be specified"),
+    (lambda x: np.select([x > 0], [x, x]), ValueError, "list of cases must be same length"),
     (lambda x: np.diff(x, -1), ValueError, "diff: order must be non-negative but got -1"),
     (lambda x: np.diff(x, axis=None), TypeError, "diff: axis must be an integer, got None"),
     (lambda x: round(x, 2), TypeError, "ndarray doesn't define __round__ method; use np.round"),

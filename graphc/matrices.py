@@ -1,0 +1,120 @@
+"""NumPy's matrix helpers, written with graphc's functions: diagonal, diag,
+trace, kron, cross and atleast_1d/2d/3d. As graphc.composites, they trace,
+differentiate and fuse as the functions they are written with."""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from graphc import errors
+from graphc import numpy_api as fnp
+from graphc.composites import pad
+
+
+def _raise(kind, message: str):
+    raise errors.users_error(kind, message)
+
+
+def diagonal(a, offset=0, axis1=0, axis2=1):
+    """np.diagonal: a[..., i, i + offset] over the two axes moved last; the
+    diagonal is the result's last axis, as NumPy's."""
+    a = fnp._as_array(a)
+    if a.ndim < 2:
+        _raise(errors.ShapeError, "diag requires an array of at least two dimensions")
+    offset = operator.index(offset)
+    first, second = (fnp._one_axis(x, a.ndim, "diagonal") for x in (axis1, axis2))
+    if first == second:
+        _raise(errors.ShapeError, "axis1 and axis2 cannot be the same")
+    rest = [d for d in range(a.ndim) if d not in (first, second)]
+    a = fnp.transpose(a, rest + [first, second])
+    rows, cols = a.shape[-2:]
+    length = max(0, min(rows, cols - offset) if offset >= 0 else min(rows + offset, cols))
+    index = np.arange(length)
+    return fnp.getitem(a, (Ellipsis, index + max(0, -offset), index + max(0, offset)))
+
+
+def diag(v, k=0):
+    """np.diag: a 1-d array's square matrix with it on diagonal k, or a 2-d
+    array's diagonal k."""
+    v = fnp._as_array(v)
+    k = operator.index(k)
+    if v.ndim == 2:
+        return diagonal(v, k)
+    if v.ndim != 1:
+        _raise(errors.ShapeError, "Input must be 1- or 2-d.")
+    n = v.shape[0] + abs(k)
+    rows, cols = np.arange(n)[:, None], np.arange(n)[None, :]
+    # row i of the matrix holds v[i] (k >= 0) or v[i + k] (k < 0) at column i + k
+    column_of = pad(v, (0, abs(k)) if k >= 0 else (abs(k), 0))
+    return fnp.where(cols == rows + k, fnp.reshape(column_of, (n, 1)),
+                     np.zeros((), fnp.aval_of(v)[1]))
+
+
+def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    """np.trace: the sum of the diagonal (np.sum's accumulator: integers in int64)."""
+    if out is not None:
+        _raise(errors.UnsupportedOpError, "np.trace(out=) is not supported")
+    return fnp.sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
+
+
+def kron(a, b):
+    """np.kron: every product a[i...] * b[j...], at index i * b.shape + j."""
+    a, b = fnp._as_array(a), fnp._as_array(b)
+    nd = max(a.ndim, b.ndim)
+    a = fnp.reshape(a, (1,) * (nd - a.ndim) + a.shape)
+    b = fnp.reshape(b, (1,) * (nd - b.ndim) + b.shape)
+    # axes interleaved: a's as (n, 1), b's as (1, m), so the product is (n, m) per axis
+    spread_a = fnp.reshape(a, tuple(x for n in a.shape for x in (n, 1)))
+    spread_b = fnp.reshape(b, tuple(x for m in b.shape for x in (1, m)))
+    return fnp.reshape(fnp.multiply(spread_a, spread_b),
+                       tuple(n * m for n, m in zip(a.shape, b.shape)))
+
+
+def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    """np.cross of 3-vectors (or 2-vectors, whose z is a scalar) along the last axis."""
+    if (axisa, axisb, axisc, axis) != (-1, -1, -1, None):
+        _raise(errors.UnsupportedOpError, "np.cross over an axis other than the last is not "
+                                          "supported; move it last with np.moveaxis")
+    a, b = fnp._as_array(a), fnp._as_array(b)
+    sizes = (a.shape[-1] if a.ndim else 0, b.shape[-1] if b.ndim else 0)
+    if not set(sizes) <= {2, 3}:
+        _raise(errors.ShapeError, "incompatible dimensions for cross product\n(dimension must "
+                                  "be 2 or 3)")
+    if 2 in sizes and 3 in sizes:
+        _raise(errors.UnsupportedOpError, "np.cross of a 2-vector with a 3-vector is not "
+                                          "supported; pad the 2-vector with a zero")
+
+    def part(x, i):
+        return fnp.getitem(x, (Ellipsis, i))
+
+    def minor(i, j):
+        return fnp.subtract(fnp.multiply(part(a, i), part(b, j)),
+                            fnp.multiply(part(a, j), part(b, i)))
+
+    if sizes == (2, 2):
+        return minor(0, 1)
+    return fnp.stack([minor(1, 2), minor(2, 0), minor(0, 1)], axis=-1)
+
+
+def _at_least(ndim):
+    """np.atleast_1d/2d/3d: NumPy's placement of the new axes of 1."""
+    def at_least(*arrays):
+        out = []
+        for x in arrays:
+            x = fnp._as_array(x)
+            if x.ndim < ndim:
+                shape = {0: (1,) * ndim, 1: (1,) + x.shape + (1,) * (ndim - 2)}.get(
+                    x.ndim, x.shape + (1,) * (ndim - x.ndim))
+                x = fnp.reshape(x, shape)
+            out.append(x)
+        return out[0] if len(out) == 1 else tuple(out)
+    return at_least
+
+
+atleast_1d, atleast_2d, atleast_3d = _at_least(1), _at_least(2), _at_least(3)
+
+FUNCTIONS = {
+    np.diagonal: diagonal, np.diag: diag, np.trace: trace, np.kron: kron, np.cross: cross,
+    np.atleast_1d: atleast_1d, np.atleast_2d: atleast_2d, np.atleast_3d: atleast_3d,
+}
