@@ -9,7 +9,8 @@ refuses that instead, as soon as the trace ends.
 It compares the states of the generators the function can reach before and
 after tracing: NumPy's global one (np.random.*), and the Generator and
 RandomState objects in the globals and closures of the traced function and of
-the functions it wraps (graphc's transforms close over the user's function).
+the functions it wraps (graphc's transforms close over the user's function),
+their default arguments, and the objects of bound methods (self.rng).
 A generator made inside the function from a fixed seed draws the same numbers
 on every call in NumPy too, so it is not a concern (and is not seen).
 """
@@ -39,10 +40,11 @@ def _hashable(value):
     return value
 
 
-def _functions(fn, limit: int = 16) -> list[types.FunctionType]:
+def _functions(fn, limit: int = 16) -> tuple[list[types.FunctionType], list]:
     """fn and the functions it wraps: __wrapped__, partials, bound methods, and
-    the functions in its closure cells (a transform's wrapper holds the user's)."""
-    found, todo, seen = [], [fn], set()
+    the functions in its closure cells (a transform's wrapper holds the user's);
+    and the objects of the bound methods among them (self)."""
+    found, owners, todo, seen = [], [], [fn], set()
     while todo and len(found) < limit:
         f = todo.pop()
         if id(f) in seen:
@@ -52,6 +54,7 @@ def _functions(fn, limit: int = 16) -> list[types.FunctionType]:
             todo.append(f.func)
         elif isinstance(f, types.MethodType):
             todo.append(f.__func__)
+            owners.append(f.__self__)
         elif isinstance(f, types.FunctionType):
             found.append(f)
             todo += [c.cell_contents for c in f.__closure__ or () if _filled(c)
@@ -59,7 +62,7 @@ def _functions(fn, limit: int = 16) -> list[types.FunctionType]:
         wrapped = getattr(f, "__wrapped__", None)
         if wrapped is not None:
             todo.append(wrapped)
-    return found
+    return found, owners
 
 
 def _filled(cell) -> bool:
@@ -74,10 +77,19 @@ def _reachable(fn) -> dict[int, tuple[str, object]]:
     """id -> (name, generator) for the generators `fn` can reach."""
     reach = {id(np.random.mtrand._rand): ("NumPy's global generator (np.random.*)",
                                           np.random.mtrand._rand)}
-    for f in _functions(fn):
+    functions, owners = _functions(fn)
+    for owner in owners:        # a method's object: self.rng
+        for name, value in getattr(owner, "__dict__", {}).items():
+            if isinstance(value, _GENERATORS):
+                reach.setdefault(id(value), (f"self.{name}", value))
+    for f in functions:
+        code = f.__code__
+        positional = code.co_varnames[:code.co_argcount]
+        defaults = f.__defaults__ or ()
         names = list(f.__globals__.items()) + [
-            (name, c.cell_contents) for name, c in zip(f.__code__.co_freevars, f.__closure__ or ())
-            if _filled(c)]
+            (name, c.cell_contents) for name, c in zip(code.co_freevars, f.__closure__ or ())
+            if _filled(c)] + list(zip(positional[len(positional) - len(defaults):], defaults)) + \
+            list((f.__kwdefaults__ or {}).items())
         for name, value in names:
             if isinstance(value, _GENERATORS):
                 reach.setdefault(id(value), (name, value))
@@ -97,7 +109,7 @@ class Draws:
         drawn = [name for key, (name, g) in self.generators.items()
                  if _state(g) != self.before[key]]
         if drawn:
-            users = [f.__code__ for f in _functions(self.fn)
+            users = [f.__code__ for f in _functions(self.fn)[0]
                      if not errors.is_internal(f.__code__.co_filename)]
             where = errors.at(f"{users[0].co_filename}:{users[0].co_firstlineno}" if users else None)
             raise errors.UnsupportedOpError(

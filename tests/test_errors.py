@@ -318,10 +318,21 @@ def test_random_draws_while_tracing_are_refused_not_frozen():
         rng = np.random.default_rng(1)
         return lambda x: np.sum(x * rng.normal(size=x.shape))
 
+    class Dropout:
+        def __init__(self):
+            self.rng = np.random.default_rng(2)
+
+        def __call__(self, x):
+            return np.sum(x * (self.rng.random(x.shape) > 0.5))
+
+    def default_generator(x, rng=np.random.default_rng(3)):
+        return np.sum(x * rng.normal(size=x.shape))
+
     calls = (lambda f: gc.jit(f)(x), lambda f: gc.grad(f)(x),
              lambda f: gc.compile_step(lambda p, batch: f(p), gc.optim.SGD(0.1))(x, x))
     for fn, name in ((global_noise, r"NumPy's global generator \(np.random.\*\)"),
-                     (module_generator, "_RNG"), (closure(), "rng")):
+                     (module_generator, "_RNG"), (closure(), "rng"),
+                     (Dropout().__call__, r"self.rng"), (default_generator, "rng")):
         for call in calls:
             with pytest.raises(gc.UnsupportedOpError, match=rf"draws random numbers from {name} "
                                                           rf"\(at {__file__}:\d+\): they would be drawn once"):
