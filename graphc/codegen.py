@@ -323,6 +323,26 @@ def _emit_cumsum(node, operands):
             "        o[r, j] = s"]
 
 
+def _emit_recurrence(node, operands):
+    """s = b + a * s along each row, from -0.0 (0 for integers); `lagged` reads
+    a where the step comes from. 64-bit integers wrap as NumPy's."""
+    T, kind = np_dtype(node.dtype), node.dtype.kind
+    a = "c" if node.p["lagged"] else "x[r, j]"
+    step = f"y[r, j] + {a} * s" if kind == "f" else \
+        f"vmath.wrapping_add(y[r, j], vmath.wrapping_mul({a}, s))" if node.dtype.itemsize == 8 \
+        else f"{T}(y[r, j] + {a} * s)"
+    return _rows_of(node) + [
+        "y = alloc.reshape(a1, (rows, n))",
+        "for r in range(rows):",
+        f"    s = {T}(-0.0)" if kind == "f" else f"    s = {T}(0)",
+        f"    c = {T}(0)",
+        "    for k in range(n):",
+        f"        j = {'n - 1 - k' if node.p['reverse'] else 'k'}",
+        f"        s = {step}",
+        "        c = x[r, j]",
+        "        o[r, j] = s"]
+
+
 def _emit_argsort(node, operands):
     """Each row's stable argsort (Numba's mergesort: NumPy's order, nan last)."""
     return _rows_of(node) + ["for r in range(rows):",
@@ -369,6 +389,7 @@ EMITTERS = {
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
     "int_range_check": _emit_int_range_check,
     "log_softmax": _emit_log_softmax, "cumsum": _emit_cumsum, "argsort": _emit_argsort,
+    "recurrence": _emit_recurrence,
 }
 
 
@@ -379,8 +400,8 @@ def _flops(node: Node, operands: list[Node]) -> int:
         return max(node.size, max((o.size for o in operands), default=0))
     if node.op == "log_softmax":        # max, sub, exp, add; sub, sub
         return 6 * node.size
-    if node.op == "cumsum":
-        return node.size
+    if node.op in ("cumsum", "recurrence"):
+        return node.size * (1 if node.op == "cumsum" else 2)
     return 0
 
 

@@ -475,6 +475,43 @@ def sum(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=
     return P.reduce_sum(x, normalize_axes(axis, x.ndim, "sum"), keepdims)
 
 
+def cumprod(x, axis=None, dtype=None, out=None):
+    """np.cumprod: running products along `axis`, NumPy's to the bit (a
+    linear recurrence: see ops.py), with gradients right at zeros."""
+    _check_no_out({"out": out}, "cumprod")
+    x = _as_array(x)
+    x = to_operand(x, _sum_dtype(x, dtype))
+    return _along_last(x, axis, "cumprod", _running_product)[0]
+
+
+def _running_product(rows):
+    if rows.shape[-1] == 0:
+        return rows
+    dtype = aval_of(rows)[1]
+    first = getitem(rows, (Ellipsis, builtins.slice(None, 1)))
+    rest = getitem(rows, (Ellipsis, builtins.slice(1, None)))
+    nothing = np.full(rest.shape, -0.0 if dtype.kind == "f" else 0, dtype)
+    a = concatenate([np.ones(first.shape, dtype), rest], axis=-1)
+    return P.recurrence(a, concatenate([first, nothing], axis=-1), rows.ndim - 1)
+
+
+def prod(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=True):
+    """np.prod: the last running product over the axes merged into one (1 over none)."""
+    _check_no_out({"out": out, "initial": initial,
+                   "where": None if where is True else where}, "prod")
+    x = _as_array(x)
+    x = to_operand(x, _sum_dtype(x, dtype))
+    axes = normalize_axes(axis, x.ndim, "prod")
+    kept = tuple(d for d in range(x.ndim) if d not in axes)
+    size = int(np.prod([x.shape[d] for d in axes]))
+    shape = tuple(1 if d in axes else n for d, n in enumerate(x.shape)) if keepdims else \
+        tuple(x.shape[d] for d in kept)
+    if size == 0:
+        return np.ones(shape, aval_of(x)[1])
+    rows = reshape(transpose(x, kept + axes), tuple(x.shape[d] for d in kept) + (size,))
+    return reshape(getitem(_running_product(rows), (Ellipsis, size - 1)), shape)
+
+
 def _sum_dtype(x, dtype) -> np.dtype:
     """What np.sum and np.cumsum add in: `dtype`, else floats their own,
     bools and signed integers int64, unsigned ones uint64."""
@@ -970,7 +1007,7 @@ FUNCTIONS = {
     np.shape: shape, np.ndim: ndim, np.size: size, np.square: square,
     np.take: take, np.take_along_axis: take_along_axis,
     np.einsum: _einsum.einsum, np.tensordot: _einsum.tensordot, np.cumsum: cumsum,
-    np.argsort: argsort, np.sort: sort,
+    np.argsort: argsort, np.sort: sort, np.cumprod: cumprod, np.prod: prod,
 }
 
 
@@ -1080,7 +1117,7 @@ def _install_tracer_methods():
     T.flatten = ravel
     T.astype = astype
     T.sum, T.mean, T.max, T.min, T.var, T.std = sum, mean, max, min, var, std
-    T.cumsum, T.argsort = cumsum, argsort
+    T.cumsum, T.argsort, T.cumprod, T.prod = cumsum, argsort, cumprod, prod
     T.sort, T.__round__ = _sort_in_place, _python_round
     T.clip = clip
     T.dot = dot

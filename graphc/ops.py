@@ -13,6 +13,7 @@ sums it back to the input's shape and casts it to the input's dtype.
 """
 from __future__ import annotations
 
+import builtins
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -438,6 +439,58 @@ def _cumsum_impl(x, axis, reverse):
 
 _register(OpDef("cumsum", "row", _cumsum_infer, _cumsum_impl,
                 lambda ct, out, x, axis, reverse: [P.cumsum(ct, axis, not reverse)]))
+
+
+# A first-order linear recurrence over the last axis: s[i] = b[i] + a[k] * s[p],
+# p the element before i in the scan's direction (i - 1, or i + 1 when
+# `reverse`), k = i (or k = p when `lagged`: the coefficient is read where
+# the step comes from), and before the first element s is -0.0 (0 for
+# integers), so s[first] = b[first] to the bit. np.cumprod is one with
+# a = (1, x[1], x[2], ...) and b = (x[0], -0, -0, ...): each step is
+# -0 + x[i] * s, NumPy's product exactly. Its transpose (the gradient in b)
+# is the recurrence the other way with the other reading of a, so gradients
+# need no division and are right at zeros.
+def _recurrence_infer(avals, params):
+    a, b = avals
+    if (tuple(a.shape) != tuple(b.shape) or params["axis"] != len(a.shape) - 1
+            or np.dtype(a.dtype) != np.dtype(b.dtype) or np.dtype(a.dtype) == np.bool_):
+        raise errors.GraphcError("internal: recurrence takes two same-shaped numeric arrays "
+                                 "and runs over the last axis")
+    return tuple(a.shape), np.dtype(a.dtype)
+
+
+def _recurrence_impl(a, b, axis, reverse, lagged):
+    out = np.empty_like(b)
+    order = range(b.shape[-1] - 1, -1, -1) if reverse else range(b.shape[-1])
+    s = np.full(b.shape[:-1], -0.0 if b.dtype.kind == "f" else 0, b.dtype)
+    coefficient = np.zeros(b.shape[:-1], b.dtype)
+    with np.errstate(over="ignore"):            # integers wrap, as NumPy's cumprod
+        for i in order:
+            s = (b[..., i] + (coefficient if lagged else a[..., i]) * s).astype(b.dtype)
+            coefficient = a[..., i]
+            out[..., i] = s
+    return out
+
+
+def _shifted_from_before(x, reverse):
+    """x[p] at i (p the element before i in the scan's direction), 0 at the first."""
+    from graphc import numpy_api as fnp     # the front end's slicing: ops is imported by it
+    zero = np.zeros(x.shape[:-1] + (1,), x.dtype)
+    if reverse:
+        return fnp.concatenate([fnp.getitem(x, (Ellipsis, builtins.slice(1, None))), zero], -1)
+    return fnp.concatenate([zero, fnp.getitem(x, (Ellipsis, builtins.slice(None, -1)))], -1)
+
+
+def _recurrence_vjp(ct, out, a, b, axis, reverse, lagged):
+    adjoint = P.recurrence(a, ct, axis, not reverse, not lagged)   # the transpose, in b
+    if lagged:      # a[p] scaled s[p] into s[i]: its slope is adjoint[i] s[p], summed at p
+        slope_a = P.mul(_shifted_from_before(adjoint, not reverse), out)
+    else:
+        slope_a = P.mul(adjoint, _shifted_from_before(out, reverse))
+    return [slope_a, adjoint]
+
+
+_register(OpDef("recurrence", "row", _recurrence_infer, _recurrence_impl, _recurrence_vjp))
 
 
 # argsort over the last axis, stable (NumPy's kind="stable": ties keep their

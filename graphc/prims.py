@@ -64,6 +64,10 @@ def cumsum(x, axis, reverse=False):
     return bind("cumsum", x, axis=int(axis), reverse=bool(reverse))
 
 
+def recurrence(a, b, axis, reverse=False, lagged=False):
+    return bind("recurrence", a, b, axis=int(axis), reverse=bool(reverse), lagged=bool(lagged))
+
+
 def argsort(x, axis):
     return bind("argsort", x, axis=int(axis))
 

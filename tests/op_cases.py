@@ -120,6 +120,8 @@ CASES = [
     Case(("cumsum",), lambda x: np.cumsum(x, axis=1), [Arg((3, 4))]),
     Case(("cumsum",), lambda x: x.cumsum(0) * np.cumsum(x).reshape(x.shape), [Arg((2, 3, 2))]),
     Case(("argsort", "take"), lambda x: np.sort(x, axis=0), [Arg((4, 3), "separated")]),
+    Case(("recurrence",), lambda x: np.cumprod(x, axis=1), [Arg((3, 4))]),
+    Case(("recurrence",), lambda x: x.prod(axis=0) * np.cumprod(x[::-1], axis=0), [Arg((3, 2))]),
     Case(("sum",), lambda x: x.sum(axis=1), [Arg((3, 4))]),
     Case(("sum",), lambda x: np.sum(x, axis=(0, -1), keepdims=True), [Arg((2, 3, 4))]),
     Case(("sum", "numel"), lambda x: x.mean(), [Arg((5, 2))]),

@@ -81,6 +81,10 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.quantile(x, 0.3, axis=0, method="midpoint", keepdims=True),
     lambda x, v: np.quantile(x, np.array([0.25, 0.75]), method="nearest"),
     lambda x, v: np.argsort(x, axis=0) * x,
+    # products: a recurrence, so gradients are right at zeros (no division)
+    lambda x, v: np.prod(np.where(x > 1, 0, x), axis=1),
+    compiled(lambda x, v: np.cumprod(np.where(x > 1, 0, x), axis=0)),
+    lambda x, v: x.prod() + np.prod(v, keepdims=True),
     # statistics (graphc/statistics.py)
     lambda x, v: np.ptp(x, axis=1),
     lambda x, v: np.average(x, axis=1, weights=np.arange(1.0, 7.0)),
@@ -156,6 +160,10 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: _rounded_past_float64(x),                       # 10**309 is inf: nan, as NumPy
     lambda x, v: np.logical_xor(x[0] > 0, [True, False, True, False, True, False]),
     lambda x, v: round(x[0, 0], 2) * x,                          # a NumPy scalar's round
+    lambda x, v: np.prod((x * 3).astype(np.int16), axis=0),     # int64, as np.sum
+    lambda x, v: np.cumprod((x * 50).astype(np.int8), axis=1, dtype=np.int8),   # wraps
+    lambda x, v: (np.prod(x > 0, axis=1), np.prod(x[:, :0], axis=1)),   # int64; empty: 1.0
+    lambda x, v: np.cumprod(np.where(x > 0, -0.0, x), axis=1),  # signs of zeros, as NumPy
     lambda x, v: np.count_nonzero(x > 0, axis=1),               # int64
     lambda x, v: (np.any(x > 2, axis=0), np.all(x > -3), x.any(), (x > 0).all(axis=1)),
     lambda x, v: (np.all(x[:, :0], axis=1), np.any(x[:, :0], axis=1)),   # True, False

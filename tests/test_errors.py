@@ -80,8 +80,8 @@ def test_unsupported_numpy_function_names_it():
     with pytest.raises(gc.UnsupportedOpError, match="fft") as e:
         gc.jit(f)(np.ones(4))
     assert isinstance(e.value, NotImplementedError)
-    with pytest.raises(gc.UnsupportedOpError, match="cumprod"):
-        gc.jit(lambda x: np.cumprod(x))(np.ones(4))
+    with pytest.raises(gc.UnsupportedOpError, match="linalg.inv"):
+        gc.jit(lambda x: np.linalg.inv(x))(np.ones((2, 2)))
     with pytest.raises(gc.UnsupportedOpError, match="copysign"):
         gc.jit(lambda x: np.copysign(x, x))(np.ones(4))
 
@@ -182,7 +182,7 @@ def test_a_nested_trace_names_the_line_once():
 def test_methods_and_operators_traced_arrays_lack_are_named_with_the_line():
     cases = [(gc.UnsupportedOpError, "x.partition of a traced array", lambda x: x.partition(1)),
              (gc.UnsupportedOpError, r"x.sort\(\) sorts in place,", lambda x: x.sort()),
-             (gc.UnsupportedOpError, "x.cumprod of a traced array", lambda x: x.cumprod()),
+             (gc.UnsupportedOpError, "x.searchsorted of a traced array", lambda x: x.searchsorted(1)),
              (gc.UnsupportedOpError, r"x.item\(\) needs the value", lambda x: x.item()),
              (gc.UnsupportedOpError, "np.fmod", lambda x: np.fmod(x, 2.0))]
     for error, message, f in cases:
