@@ -15,10 +15,6 @@ from graphc import errors
 from graphc import numpy_api as fnp
 
 
-def _raise(kind, message: str):
-    raise errors.users_error(kind, message)
-
-
 def _ints(value, name: str) -> tuple:
     """An int, or a sequence or array of ints, as a tuple of Python ints (a
     traced one raises Tracer's error: its value is not known while tracing)."""
@@ -26,7 +22,7 @@ def _ints(value, name: str) -> tuple:
         operator.index(value)
     array = np.asarray(value)
     if (array.dtype.kind not in "iub" and array.size) or array.ndim > 1:
-        _raise(errors.GraphcTypeError, f"{name} must be an integer or a sequence of integers, "
+        errors.refuse(errors.GraphcTypeError, f"{name} must be an integer or a sequence of integers, "
                                        f"got {value!r}")
     return tuple(int(v) for v in array.reshape(-1))
 
@@ -46,7 +42,7 @@ def hsplit(x, indices_or_sections):
 
 def vsplit(x, indices_or_sections):
     if fnp.ndim(x) < 2:
-        _raise(errors.ShapeError, "vsplit only works on arrays of 2 or more dimensions")
+        errors.refuse(errors.ShapeError, "vsplit only works on arrays of 2 or more dimensions")
     return _split(x, indices_or_sections, 0, "vsplit", equal=True)
 
 
@@ -60,9 +56,9 @@ def _split(x, indices_or_sections, axis, name, equal):
     if np.ndim(indices_or_sections) == 0:
         sections = cuts[0]
         if sections <= 0:
-            _raise(errors.GraphcValueError, f"{name}: number of sections must be larger than 0")
+            errors.refuse(errors.GraphcValueError, f"{name}: number of sections must be larger than 0")
         if equal and n % sections:
-            _raise(errors.GraphcValueError, f"{name}: an axis of {n} does not divide into "
+            errors.refuse(errors.GraphcValueError, f"{name}: an axis of {n} does not divide into "
                                             f"{sections} equal sections")
         each, extra = divmod(n, sections)
         bounds = np.cumsum([0] + [each + (k < extra) for k in range(sections)])
@@ -98,7 +94,7 @@ def roll(x, shift, axis=None):
     try:        # as NumPy: shifts and axes broadcast, and shifts on one axis add up
         pairs = np.broadcast(np.array(shifts), np.array(axes))
     except ValueError:
-        _raise(errors.GraphcValueError, "roll: shift and axis must broadcast together")
+        errors.refuse(errors.GraphcValueError, "roll: shift and axis must broadcast together")
     total: dict[int, int] = {}
     for s, a in pairs:
         a = fnp.normalize_axes(int(a), x.ndim, "roll")[0]
@@ -115,7 +111,7 @@ def roll(x, shift, axis=None):
 def repeat(x, repeats, axis=None):
     """Each element `repeats` times along `axis` (one count for all)."""
     if not isinstance(repeats, (int, np.integer)):
-        _raise(errors.UnsupportedOpError, "np.repeat with a count per element is not supported; "
+        errors.refuse(errors.UnsupportedOpError, "np.repeat with a count per element is not supported; "
                                           "one count for every element")
     x = fnp._as_array(x)
     if axis is None:
@@ -123,7 +119,7 @@ def repeat(x, repeats, axis=None):
     a = fnp.normalize_axes(axis, x.ndim, "repeat")[0]
     r = operator.index(repeats)
     if r < 0:
-        _raise(errors.GraphcValueError, "repeat: negative dimensions are not allowed")
+        errors.refuse(errors.GraphcValueError, "repeat: negative dimensions are not allowed")
     wide = fnp.broadcast_to(fnp.expand_dims(x, a + 1), x.shape[:a + 1] + (r,) + x.shape[a + 1:])
     return fnp.reshape(wide, x.shape[:a] + (x.shape[a] * r,) + x.shape[a + 1:])
 
@@ -132,7 +128,7 @@ def tile(x, reps):
     x = fnp._as_array(x)
     reps = _ints(reps, "tile: reps")
     if any(r < 0 for r in reps):
-        _raise(errors.GraphcValueError, f"tile: negative repetitions {reps}")
+        errors.refuse(errors.GraphcValueError, f"tile: negative repetitions {reps}")
     ndim = max(x.ndim, len(reps))
     x = fnp.reshape(x, (1,) * (ndim - x.ndim) + tuple(x.shape))
     for d, r in enumerate((1,) * (ndim - len(reps)) + reps):
@@ -145,20 +141,20 @@ def pad(x, pad_width, mode="constant", constant_values=0, **kwargs):
     """np.pad with mode='constant' and one fill value."""
     x = fnp._as_array(x)
     if mode != "constant" or kwargs:
-        _raise(errors.UnsupportedOpError, f"np.pad(mode={mode!r}) is not supported; only "
+        errors.refuse(errors.UnsupportedOpError, f"np.pad(mode={mode!r}) is not supported; only "
                                           f"mode='constant'")
     if isinstance(constant_values, fnp.Tracer) or np.ndim(constant_values):
-        _raise(errors.UnsupportedOpError, "np.pad: constant_values must be one number (not an "
+        errors.refuse(errors.UnsupportedOpError, "np.pad: constant_values must be one number (not an "
                                           "array, nor a traced value)")
     widths = np.asarray(pad_width)
     if widths.dtype.kind not in "iu":
-        _raise(errors.GraphcTypeError, f"pad: pad_width must be integers, got {pad_width!r}")
+        errors.refuse(errors.GraphcTypeError, f"pad: pad_width must be integers, got {pad_width!r}")
     try:
         widths = np.broadcast_to(widths.astype(np.int64), (x.ndim, 2))
     except ValueError:
-        _raise(errors.GraphcValueError, f"pad: pad_width {pad_width!r} does not fit {x.ndim} axes")
+        errors.refuse(errors.GraphcValueError, f"pad: pad_width {pad_width!r} does not fit {x.ndim} axes")
     if (widths < 0).any():
-        _raise(errors.GraphcValueError, "pad: index can't contain negative values")
+        errors.refuse(errors.GraphcValueError, "pad: index can't contain negative values")
     dtype = fnp.aval_of(x)[1]
     for d, (before, after) in enumerate(widths):
         pieces = [np.full(x.shape[:d] + (int(w),) + x.shape[d + 1:], constant_values, dtype)
@@ -178,12 +174,12 @@ def sliding_window_view(x, window_shape, axis=None, **kwargs):
         fnp.normalize_axes(a, x.ndim, "sliding_window_view")[0]
         for a in _ints(axis, "sliding_window_view: axis"))
     if len(windows) != len(axes):
-        _raise(errors.GraphcValueError, "sliding_window_view: window_shape and axis must have "
+        errors.refuse(errors.GraphcValueError, "sliding_window_view: window_shape and axis must have "
                                         "the same length")
     for w, a in zip(windows, axes):
         n = x.shape[a]
         if not 0 <= w <= n:
-            _raise(errors.GraphcValueError, f"sliding_window_view: window {w} does not fit an "
+            errors.refuse(errors.GraphcValueError, f"sliding_window_view: window {w} does not fit an "
                                             f"axis of {n}")
         if w == 0:      # n + 1 empty windows: no values to take
             shape = x.shape[:a] + (n + 1,) + x.shape[a + 1:] + (0,)
@@ -204,7 +200,7 @@ def triu(m, k=0):
 def _triangle(m, k, lower):
     m = fnp._as_array(m)
     if m.ndim < 2:
-        _raise(errors.UnsupportedOpError, "np.tril/np.triu of a 1-d array is not supported")
+        errors.refuse(errors.UnsupportedOpError, "np.tril/np.triu of a 1-d array is not supported")
     keep = np.tri(m.shape[-2], m.shape[-1], k if lower else k - 1, dtype=bool)
     return fnp.where(keep if lower else ~keep, m, np.zeros((), fnp.aval_of(m)[1]))
 
@@ -212,7 +208,7 @@ def _triangle(m, k, lower):
 # ------------------------------------------------------------ products, norms
 def outer(a, b, out=None):
     if out is not None:
-        _raise(errors.UnsupportedOpError, "np.outer(out=...) is not supported")
+        errors.refuse(errors.UnsupportedOpError, "np.outer(out=...) is not supported")
     return fnp.multiply(fnp.reshape(a, (-1, 1)), fnp.reshape(b, (1, -1)))
 
 
@@ -223,11 +219,11 @@ def norm(x, ord=None, axis=None, keepdims=False):
     x = fnp._as_array(x)
     axes = tuple(range(x.ndim)) if axis is None else fnp.normalize_axes(axis, x.ndim, "norm")
     if len(axes) > 2:
-        _raise(errors.GraphcValueError, "norm: improper number of dimensions to norm")
+        errors.refuse(errors.GraphcValueError, "norm: improper number of dimensions to norm")
     euclidean = ord is None or (ord == 2 and len(axes) == 1) or (
         ord in ("fro", "f") and len(axes) == 2)
     if not euclidean:
-        _raise(errors.UnsupportedOpError, f"np.linalg.norm(ord={ord!r}) over {len(axes)} axes "
+        errors.refuse(errors.UnsupportedOpError, f"np.linalg.norm(ord={ord!r}) over {len(axes)} axes "
                                           f"is not supported; only the 2-norm of vectors and "
                                           f"the Frobenius norm of matrices")
     x = fnp._as_float_or_float64(x)      # as NumPy's norm: float64 for integers
@@ -236,7 +232,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
 
 def reciprocal(x):
     if fnp.aval_of(x)[1].kind != "f":
-        _raise(errors.UnsupportedOpError, "np.reciprocal of integers (which truncates) is not "
+        errors.refuse(errors.UnsupportedOpError, "np.reciprocal of integers (which truncates) is not "
                                           "supported; use 1 / x")
     return fnp.true_divide(1, x)
 
@@ -255,13 +251,13 @@ def _arg_extreme(x, axis, out, keepdims, extreme, name):
     NumPy's: the smallest index whose value is the extreme or nan (a max with
     a nan is nan). An int64 result, with no gradient (as an index)."""
     if out is not None:
-        _raise(errors.UnsupportedOpError, f"np.{name}(out=...) is not supported")
+        errors.refuse(errors.UnsupportedOpError, f"np.{name}(out=...) is not supported")
     x = fnp._as_array(x)
     if axis is not None:
         try:
             axis = operator.index(axis)     # one axis, as NumPy's (not a tuple)
         except TypeError:
-            _raise(errors.GraphcTypeError, f"{name}: axis must be an integer, got {axis!r}")
+            errors.refuse(errors.GraphcTypeError, f"{name}: axis must be an integer, got {axis!r}")
         if x.ndim == 0 and axis in (0, -1):
             axis = None
     if axis is None:
@@ -270,7 +266,7 @@ def _arg_extreme(x, axis, out, keepdims, extreme, name):
     a = fnp.normalize_axes(axis, x.ndim, name)[0]
     n = x.shape[a]
     if n == 0:
-        _raise(errors.ShapeError, f"attempt to get {name} of an empty sequence")
+        errors.refuse(errors.ShapeError, f"attempt to get {name} of an empty sequence")
     hit = fnp.equal(x, extreme(x, axis=a, keepdims=True))
     if fnp.aval_of(x)[1].kind == "f":
         hit = fnp.logical_or(hit, fnp.not_equal(x, x))
@@ -309,7 +305,7 @@ def _test(which):
     (an empty axis: any False, all True, as NumPy)."""
     def test(a, axis=None, out=None, keepdims=False, *, where=True):
         if out is not None or where is not True:
-            _raise(errors.UnsupportedOpError, f"np.{which}(out=/where=) is not supported")
+            errors.refuse(errors.UnsupportedOpError, f"np.{which}(out=/where=) is not supported")
         a = fnp._as_array(a)
         count = count_nonzero(a, axis, keepdims=keepdims)
         if which == "any":
@@ -354,14 +350,14 @@ def heaviside(x1, x2):
 def select(condlist, choicelist, default=0):
     """np.select: the first choice whose condition holds, else default."""
     if len(condlist) != len(choicelist):
-        _raise(errors.GraphcValueError, "list of cases must be same length as list of conditions")
+        errors.refuse(errors.GraphcValueError, "list of cases must be same length as list of conditions")
     if not condlist:
-        _raise(errors.GraphcValueError, "select with an empty condition list is not possible")
+        errors.refuse(errors.GraphcValueError, "select with an empty condition list is not possible")
     choices = fnp._promote(*choicelist, default)
     result = choices[-1]
     for cond, choice in zip(reversed(condlist), reversed(choices[:-1])):
         if fnp.aval_of(cond)[1] != np.bool_:
-            _raise(errors.GraphcTypeError, f"invalid entry in condlist: should be boolean ndarray")
+            errors.refuse(errors.GraphcTypeError, f"invalid entry in condlist: should be boolean ndarray")
         result = fnp.where(cond, choice, result)
     return result
 
@@ -386,13 +382,13 @@ def diff(x, n=1, axis=-1, prepend=None, append=None):
     x = fnp._as_array(x)
     n = operator.index(n)
     if n < 0:
-        _raise(errors.GraphcValueError, f"diff: order must be non-negative but got {n}")
+        errors.refuse(errors.GraphcValueError, f"diff: order must be non-negative but got {n}")
     if n == 0:
         return x
     if x.ndim == 0:
-        _raise(errors.ShapeError, "diff requires input that is at least one dimensional")
+        errors.refuse(errors.ShapeError, "diff requires input that is at least one dimensional")
     if axis is None:
-        _raise(errors.GraphcTypeError, "diff: axis must be an integer, got None")
+        errors.refuse(errors.GraphcTypeError, "diff: axis must be an integer, got None")
     axis = fnp._one_axis(axis, x.ndim, "diff")
     ends = [fnp._as_array(v) for v in (prepend, append) if v is not None]
     if ends:
@@ -413,7 +409,7 @@ def around(x, decimals=0, out=None):
     (x * 10**d, rint, / 10**d, so 2.675 rounds to 2.67 as in NumPy). Its
     slope is 0 wherever it has one, as floor's."""
     if out is not None:
-        _raise(errors.UnsupportedOpError, "np.round(out=) is not supported; graphc arrays are "
+        errors.refuse(errors.UnsupportedOpError, "np.round(out=) is not supported; graphc arrays are "
                                           "immutable")
     decimals = operator.index(decimals)
     x = fnp._as_array(x)

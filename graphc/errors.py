@@ -132,6 +132,11 @@ def users_error(kind: type, message: str) -> GraphcError:
     return kind(f"{message}{at(user_location())}")
 
 
+def refuse(kind: type, message: str):
+    """Raise users_error(kind, message): a NumPy call graphc cannot trace as written."""
+    raise users_error(kind, message)
+
+
 def at(loc: str | None) -> str:
     """A message suffix pointing at a user's source line."""
     return f" (at {loc})" if loc and loc != "<unknown>" else ""

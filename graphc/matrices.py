@@ -12,20 +12,16 @@ from graphc import numpy_api as fnp
 from graphc.composites import pad
 
 
-def _raise(kind, message: str):
-    raise errors.users_error(kind, message)
-
-
 def diagonal(a, offset=0, axis1=0, axis2=1):
     """np.diagonal: a[..., i, i + offset] over the two axes moved last; the
     diagonal is the result's last axis, as NumPy's."""
     a = fnp._as_array(a)
     if a.ndim < 2:
-        _raise(errors.ShapeError, "diag requires an array of at least two dimensions")
+        errors.refuse(errors.ShapeError, "diag requires an array of at least two dimensions")
     offset = operator.index(offset)
     first, second = (fnp._one_axis(x, a.ndim, "diagonal") for x in (axis1, axis2))
     if first == second:
-        _raise(errors.ShapeError, "axis1 and axis2 cannot be the same")
+        errors.refuse(errors.ShapeError, "axis1 and axis2 cannot be the same")
     rest = [d for d in range(a.ndim) if d not in (first, second)]
     a = fnp.transpose(a, rest + [first, second])
     rows, cols = a.shape[-2:]
@@ -42,7 +38,7 @@ def diag(v, k=0):
     if v.ndim == 2:
         return diagonal(v, k)
     if v.ndim != 1:
-        _raise(errors.ShapeError, "Input must be 1- or 2-d.")
+        errors.refuse(errors.ShapeError, "Input must be 1- or 2-d.")
     n = v.shape[0] + abs(k)
     rows, cols = np.arange(n)[:, None], np.arange(n)[None, :]
     # row i of the matrix holds v[i] (k >= 0) or v[i + k] (k < 0) at column i + k
@@ -54,7 +50,7 @@ def diag(v, k=0):
 def trace(a, offset=0, axis1=0, axis2=1, dtype=None, out=None):
     """np.trace: the sum of the diagonal (np.sum's accumulator: integers in int64)."""
     if out is not None:
-        _raise(errors.UnsupportedOpError, "np.trace(out=) is not supported")
+        errors.refuse(errors.UnsupportedOpError, "np.trace(out=) is not supported")
     return fnp.sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype)
 
 
@@ -74,15 +70,15 @@ def kron(a, b):
 def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
     """np.cross of 3-vectors (or 2-vectors, whose z is a scalar) along the last axis."""
     if (axisa, axisb, axisc, axis) != (-1, -1, -1, None):
-        _raise(errors.UnsupportedOpError, "np.cross over an axis other than the last is not "
+        errors.refuse(errors.UnsupportedOpError, "np.cross over an axis other than the last is not "
                                           "supported; move it last with np.moveaxis")
     a, b = fnp._as_array(a), fnp._as_array(b)
     sizes = (a.shape[-1] if a.ndim else 0, b.shape[-1] if b.ndim else 0)
     if not set(sizes) <= {2, 3}:
-        _raise(errors.ShapeError, "incompatible dimensions for cross product\n(dimension must "
+        errors.refuse(errors.ShapeError, "incompatible dimensions for cross product\n(dimension must "
                                   "be 2 or 3)")
     if 2 in sizes and 3 in sizes:
-        _raise(errors.UnsupportedOpError, "np.cross of a 2-vector with a 3-vector is not "
+        errors.refuse(errors.UnsupportedOpError, "np.cross of a 2-vector with a 3-vector is not "
                                           "supported; pad the 2-vector with a zero")
 
     def part(x, i):

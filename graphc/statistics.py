@@ -12,10 +12,6 @@ from graphc import numpy_api as fnp
 from graphc.composites import isnan
 
 
-def raise_(kind, message: str):
-    raise errors.users_error(kind, message)
-
-
 # ------------------------------------------------------------ order statistics
 def _sorted_rows(x, axis, name):
     """x sorted along `axis` moved last (several axes merged into one; the
@@ -41,7 +37,7 @@ def median(x, axis=None, out=None, overwrite_input=False, keepdims=False):
     """np.median: the mean of the one or two middle elements of each sorted
     row, nan where the row holds one."""
     if out is not None:
-        raise_(errors.UnsupportedOpError, "np.median(out=) is not supported; graphc arrays are "
+        errors.refuse(errors.UnsupportedOpError, "np.median(out=) is not supported; graphc arrays are "
                                           "immutable")
     x = fnp._as_array(x)
     rows, keep = _sorted_rows(fnp.astype(x, fnp._float_dtype(x)), axis, "median")
@@ -75,23 +71,23 @@ def _quantile(a, q, scale, axis, out, method, keepdims, weights, interpolation, 
     given = [k for k, v in (("out", out), ("weights", weights),
                             ("interpolation", interpolation)) if v is not None]
     if given or method not in _QUANTILE_METHODS:
-        raise_(errors.UnsupportedOpError,
+        errors.refuse(errors.UnsupportedOpError,
                f"np.{name}({'=, '.join(given)}=) is not supported" if given else
                f"np.{name}(method={method!r}) is not supported; graphc has "
                f"{', '.join(_QUANTILE_METHODS)}")
     if isinstance(q, fnp.Tracer):
-        raise_(errors.UnsupportedOpError, f"np.{name}: q must be known when tracing (a number "
+        errors.refuse(errors.UnsupportedOpError, f"np.{name}: q must be known when tracing (a number "
                                           f"or a NumPy array), not a traced value")
     weak = type(q) in (int, float)          # NumPy: a Python number keeps a's float type
     qs = np.true_divide(q, 100) if scale == 100 else np.asarray(q)
     if not np.all((qs >= 0) & (qs <= 1)):
-        raise_(errors.GraphcValueError, "Percentiles must be in the range [0, 100]" if
+        errors.refuse(errors.GraphcValueError, "Percentiles must be in the range [0, 100]" if
                scale == 100 else "Quantiles must be in the range [0, 1]")
     a = fnp._as_array(a)
     rows, keep = _sorted_rows(a, axis, name)
     n = rows.shape[-1]
     if n == 0:
-        raise_(errors.ShapeError, f"np.{name} of an empty array (index -1 is out of bounds)")
+        errors.refuse(errors.ShapeError, f"np.{name} of an empty array (index -1 is out of bounds)")
     values = [_quantile_of_sorted(rows, n, v, method, weak) for v in qs.reshape(-1)]
     value = fnp.reshape(fnp.stack(values), qs.shape + tuple(rows.shape[:-1]))
     return fnp.reshape(value, qs.shape + keep) if keepdims else value
@@ -114,7 +110,7 @@ def _quantile_of_sorted(rows, n, q, method, weak):
     t = float(gamma) if weak else gamma         # weak: a's float type; else float64
     a, b = fnp.along(rows, last, previous % n), fnp.along(rows, last, following % n)
     if fnp.aval_of(rows)[1] == np.bool_:
-        raise_(errors.GraphcTypeError, "numpy boolean subtract is not supported (np.quantile "
+        errors.refuse(errors.GraphcTypeError, "numpy boolean subtract is not supported (np.quantile "
                                        "interpolates); convert the array to a number type")
     diff = fnp.subtract(b, a)
     lerp = fnp.subtract(b, fnp.multiply(diff, 1 - t)) if t >= 0.5 else \
@@ -125,7 +121,7 @@ def _quantile_of_sorted(rows, n, q, method, weak):
 def ptp(x, axis=None, out=None, keepdims=False):
     """np.ptp: max - min (the gradient goes to both extremes)."""
     if out is not None:
-        raise_(errors.UnsupportedOpError, "np.ptp(out=) is not supported")
+        errors.refuse(errors.UnsupportedOpError, "np.ptp(out=) is not supported")
     return fnp.subtract(fnp.max(x, axis=axis, keepdims=keepdims),
                         fnp.min(x, axis=axis, keepdims=keepdims))
 
@@ -142,14 +138,14 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
     w = fnp._as_array(weights)
     if w.shape != a.shape:
         if axis is None:
-            raise_(errors.GraphcTypeError, "Axis must be specified when shapes of a and "
+            errors.refuse(errors.GraphcTypeError, "Axis must be specified when shapes of a and "
                                            "weights differ.")
         if w.ndim != 1:
-            raise_(errors.GraphcTypeError, "1D weights expected when shapes of a and weights "
+            errors.refuse(errors.GraphcTypeError, "1D weights expected when shapes of a and weights "
                                            "differ.")
         axis = fnp._one_axis(axis, a.ndim, "average")
         if w.shape[0] != a.shape[axis]:
-            raise_(errors.ShapeError, "Length of weights not compatible with specified axis.")
+            errors.refuse(errors.ShapeError, "Length of weights not compatible with specified axis.")
         w = fnp.reshape(w, (w.shape[0],) + (1,) * (a.ndim - axis - 1))
     kinds = fnp.aval_of(a)[1].kind
     dtype = np.result_type(fnp.aval_of(a)[1], fnp.aval_of(w)[1],
@@ -200,10 +196,10 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
     """np.cov: the centred observations' products over N - ddof (N - 1 by
     default, N with bias=True); each row a variable unless rowvar=False."""
     if fweights is not None or aweights is not None:
-        raise_(errors.UnsupportedOpError, "np.cov(fweights=/aweights=) is not supported")
+        errors.refuse(errors.UnsupportedOpError, "np.cov(fweights=/aweights=) is not supported")
     m = fnp._as_array(m)
     if m.ndim > 2:
-        raise_(errors.ShapeError, "m has more than 2 dimensions")
+        errors.refuse(errors.ShapeError, "m has more than 2 dimensions")
     dtype = np.dtype(dtype) if dtype is not None else np.result_type(fnp.aval_of(m)[1], np.float64)
     x = _at_least_2d(m, dtype)
     x = fnp.transpose(x) if not rowvar and m.ndim != 1 else x
