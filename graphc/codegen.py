@@ -55,6 +55,7 @@ from numba import njit, prange
 from graphc.kernels import alloc   # np.empty/np.full, compiled once per install, not per process
 from graphc.kernels import blas    # GEMM with alpha/beta: SGD updates accumulate into W
 from graphc.kernels import dispatch    # how Numba compiles these functions (GeneratedCode)
+from graphc.kernels import order   # a stable argsort of each row, compiled once per install
 from graphc.kernels import shapes  # run's test that its arrays' shapes still fit together
 from graphc.kernels import softmax     # log_softmax over the last axis
 from graphc.kernels import sums    # a float32 column sum's float64 totals, folded per block of rows
@@ -344,9 +345,8 @@ def _emit_recurrence(node, operands):
 
 
 def _emit_argsort(node, operands):
-    """Each row's stable argsort (Numba's mergesort: NumPy's order, nan last)."""
-    return _rows_of(node) + ["for r in range(rows):",
-                             "    o[r] = np.argsort(x[r], kind='mergesort')"]
+    """Each row's stable argsort (kernels/order.py: NumPy's kind="stable")."""
+    return _rows_of(node) + ["order.argsort_rows(x, o)"]
 
 
 def _rows_of(node) -> list[str]:
