@@ -355,7 +355,7 @@ def select(condlist, choicelist, default=0):
         errors.refuse(errors.GraphcValueError, "select with an empty condition list is not possible")
     choices = fnp._promote(*choicelist, default)
     result = choices[-1]
-    for cond, choice in zip(reversed(condlist), reversed(choices[:-1])):
+    for cond, choice in zip(reversed(fnp._arrays_of_lists(*condlist)), reversed(choices[:-1])):
         if fnp.aval_of(cond)[1] != np.bool_:
             errors.refuse(errors.GraphcTypeError, f"invalid entry in condlist: should be boolean ndarray")
         result = fnp.where(cond, choice, result)
@@ -365,7 +365,7 @@ def select(condlist, choicelist, default=0):
 def sinc(x):
     """sin(pi x) / (pi x), 1 at 0, as NumPy writes it (x = 0 replaced by 1e-20
     first, so the gradient there is 0, not nan)."""
-    x = fnp._as_float(fnp._as_array(x))
+    x = fnp._as_float_or_float64(fnp._as_array(x))     # NumPy: 1e-20 makes integers float64
     y = fnp.multiply(np.pi, fnp.where(fnp.equal(x, 0), 1.0e-20, x))
     return fnp.true_divide(fnp.sin(y), y)
 

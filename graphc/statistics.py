@@ -87,7 +87,8 @@ def _quantile(a, q, scale, axis, out, method, keepdims, weights, interpolation, 
     rows, keep = _sorted_rows(a, axis, name)
     n = rows.shape[-1]
     if n == 0:
-        errors.refuse(errors.ShapeError, f"np.{name} of an empty array (index -1 is out of bounds)")
+        errors.refuse(errors.GraphcIndexError, f"np.{name} of an empty array (index -1 is out "
+                                               f"of bounds)")
     values = [_quantile_of_sorted(rows, n, v, method, weak) for v in qs.reshape(-1)]
     value = fnp.reshape(fnp.stack(values), qs.shape + tuple(rows.shape[:-1]))
     return fnp.reshape(value, qs.shape + keep) if keepdims else value
@@ -106,7 +107,7 @@ def _quantile_of_sorted(rows, n, q, method, weak):
     following = previous if previous == -1 or virtual < 0 else previous + 1
     gamma = virtual - previous
     if method == "midpoint":
-        gamma = np.float64(0.0 if virtual % 1 == 0 else 0.5)
+        gamma = q.dtype.type(0.0 if virtual % 1 == 0 else 0.5)     # q's float type
     t = float(gamma) if weak else gamma         # weak: a's float type; else float64
     a, b = fnp.along(rows, last, previous % n), fnp.along(rows, last, following % n)
     if fnp.aval_of(rows)[1] == np.bool_:
@@ -141,8 +142,8 @@ def average(a, axis=None, weights=None, returned=False, *, keepdims=False):
             errors.refuse(errors.GraphcTypeError, "Axis must be specified when shapes of a and "
                                            "weights differ.")
         if w.ndim != 1:
-            errors.refuse(errors.GraphcTypeError, "1D weights expected when shapes of a and weights "
-                                           "differ.")
+            errors.refuse(errors.ShapeError, "Shape of weights must be consistent with shape of "
+                                             "a along specified axis.")
         axis = fnp._one_axis(axis, a.ndim, "average")
         if w.shape[0] != a.shape[axis]:
             errors.refuse(errors.ShapeError, "Length of weights not compatible with specified axis.")
@@ -208,7 +209,8 @@ def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=N
         x = fnp.concatenate([x, fnp.transpose(y) if not rowvar and y.shape[0] != 1 else y], axis=0)
     ddof = (0 if bias else 1) if ddof is None else ddof
     centred = fnp.subtract(x, fnp.mean(x, axis=1, keepdims=True))
-    c = fnp.true_divide(fnp.matmul(centred, fnp.transpose(centred)), x.shape[1] - ddof)
+    # NumPy's divisor: none below 0 (then inf or nan, with NumPy's warning)
+    c = fnp.true_divide(fnp.matmul(centred, fnp.transpose(centred)), max(x.shape[1] - ddof, 0))
     return fnp.squeeze(c) if c.shape == (1, 1) else c
 
 

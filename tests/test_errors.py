@@ -1,6 +1,8 @@
 """Every error of API.md section 4 that tracing and differentiation raise."""
 import ast
+import re
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -337,6 +339,44 @@ def test_random_draws_while_tracing_are_refused_not_frozen():
             with pytest.raises(gc.UnsupportedOpError, match=rf"draws random numbers from {name} "
                                                           rf"\(at {__file__}:\d+\): they would be drawn once"):
                 call(fn)
+
+
+class _Dropout:
+    def __init__(self):
+        self.rng = np.random.default_rng(4)
+
+    def __call__(self, h):
+        return h * (self.rng.random(h.shape) > 0.5)
+
+
+_DROP = _Dropout()
+_NOISE = {"eps": np.random.default_rng(5)}
+
+
+def test_generators_one_step_away_are_seen_too():
+    """A dropout layer object, a dict of generators, Python's random module."""
+    import random
+    x = np.ones(3)
+    for fn, name in ((lambda x: np.sum(_DROP(x)), "_DROP.rng"),
+                     (lambda x: np.sum(x * _NOISE["eps"].random(3)), "_NOISE.'eps'"),
+                     (lambda x: np.sum(x * random.random()), "Python's random module")):
+        with pytest.raises(gc.UnsupportedOpError, match=f"draws random numbers from {re.escape(name)}"):
+            gc.grad(fn)(x)
+
+
+def test_another_thread_drawing_from_numpys_global_generator_only_warns():
+    import threading
+    stop = threading.Event()
+    drawing = threading.Thread(target=lambda: [np.random.standard_normal(10)
+                                               for _ in iter(stop.is_set, True)])
+    drawing.start()
+    try:
+        with warnings.catch_warnings(record=True):      # the thread's draws may be seen
+            warnings.simplefilter("always")
+            np.testing.assert_allclose(gc.grad(lambda x: np.sum(x ** 2))(np.ones(3)), 2.0)
+    finally:
+        stop.set()
+        drawing.join()
 
 
 def test_a_generator_seeded_inside_the_function_draws_the_same_numbers_as_numpy():
