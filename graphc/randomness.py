@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import random
+import sys
 import threading
 import types
 import warnings
@@ -36,12 +37,13 @@ from graphc import errors
 _GENERATORS = (np.random.Generator, np.random.RandomState, random.Random)
 
 
-def _state(generator) -> bytes:
+def _state(generator):
+    """A value that compares equal while the generator has not drawn."""
     if isinstance(generator, random.Random):
-        return repr(generator.getstate()).encode()
+        return generator.getstate()
     bits = generator.bit_generator if isinstance(generator, np.random.Generator) \
         else generator._bit_generator
-    return repr(_hashable(bits.state)).encode()
+    return _hashable(bits.state)
 
 
 def _hashable(value):
@@ -100,14 +102,16 @@ def _reachable(fn) -> dict[int, tuple[str, object]]:
     for f in functions:
         named += _names_of(f)
     for name, value in named:       # direct names first: they name a generator best
-        _add(reach, name, value)
+        if isinstance(value, _GENERATORS):
+            reach.setdefault(id(value), (name, value))
     seen = set()
     for name, value in named:
         if id(value) in seen:
             continue
         seen.add(id(value))
         for inner_name, inner in _held(value):
-            _add(reach, f"{name}.{inner_name}", inner)
+            if isinstance(inner, _GENERATORS):
+                reach.setdefault(id(inner), (f"{name}.{inner_name}", inner))
     return reach
 
 
@@ -126,6 +130,8 @@ def _held(value) -> list[tuple[str, object]]:
     """What a module, function, object, class or small container holds."""
     if isinstance(value, types.FunctionType):
         return [] if errors.is_internal(value.__code__.co_filename) else _names_of(value)
+    if isinstance(value, types.ModuleType) and value.__name__.partition(".")[0] in _LIBRARIES:
+        return []       # NumPy's, SciPy's, the standard library's: no user's generator there
     if isinstance(value, dict):
         return [(repr(k), v) for k, v in list(value.items())[:_CONTAINER_LIMIT]]
     if isinstance(value, (list, tuple)):
@@ -136,11 +142,9 @@ def _held(value) -> list[tuple[str, object]]:
 
 
 _CONTAINER_LIMIT = 64
+_LIBRARIES = {"numpy", "scipy", "numba", "graphc", "networkx", *sys.stdlib_module_names}
 
 
-def _add(reach, name, value):
-    if isinstance(value, _GENERATORS):
-        reach.setdefault(id(value), (name, value))
 
 
 class Draws:
