@@ -55,6 +55,7 @@ from numba import njit, prange
 from graphc.kernels import alloc   # np.empty/np.full, compiled once per install, not per process
 from graphc.kernels import blas    # GEMM with alpha/beta: SGD updates accumulate into W
 from graphc.kernels import dispatch    # how Numba compiles these functions (GeneratedCode)
+from graphc.kernels import linalg  # np.linalg per matrix, compiled once per install
 from graphc.kernels import order   # a stable argsort of each row, compiled once per install
 from graphc.kernels import shapes  # run's test that its arrays' shapes still fit together
 from graphc.kernels import softmax     # log_softmax over the last axis
@@ -344,6 +345,23 @@ def _emit_recurrence(node, operands):
         "        o[r, j] = s"]
 
 
+def _emit_linalg(node, operands):
+    """np.linalg per matrix of the stack (kernels/linalg.py), on (batch, n, n) views."""
+    rank = len(operands[0].shape)
+    lines = [f"n = a0.shape[{rank - 1}]",
+             "batch = a0.size // (n * n) if n else 0",
+             "x = alloc.reshape(a0, (batch, n, n))"]
+    if node.op == "inv":
+        return lines + ["o = alloc.reshape(out, (batch, n, n))", "linalg.inv_rows(x, o)"]
+    if node.op == "solve":
+        return lines + [f"k = out.shape[{rank - 1}]", "y = alloc.reshape(a1, (batch, n, k))",
+                        "o = alloc.reshape(out, (batch, n, k))", "linalg.solve_rows(x, y, o)"]
+    lines.append("o = alloc.reshape(out, (batch,))")
+    if node.op == "det":
+        return lines + ["linalg.det_rows(x, o)"]
+    return lines + [f"linalg.slogdet_rows(x, o, {bool(node.p['logabs'])})"]
+
+
 def _emit_argsort(node, operands):
     """Each row's stable argsort (kernels/order.py: NumPy's kind="stable")."""
     return _rows_of(node) + ["order.argsort_rows(x, o)"]
@@ -389,7 +407,8 @@ EMITTERS = {
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
     "int_range_check": _emit_int_range_check,
     "log_softmax": _emit_log_softmax, "cumsum": _emit_cumsum, "argsort": _emit_argsort,
-    "recurrence": _emit_recurrence,
+    "recurrence": _emit_recurrence, "inv": _emit_linalg, "solve": _emit_linalg,
+    "det": _emit_linalg, "slogdet": _emit_linalg,
 }
 
 

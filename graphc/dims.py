@@ -201,6 +201,9 @@ class DimTable:
         elif node.op == "transpose":
             for d, src in enumerate(p["perm"]):
                 same(n, d, ins[0].id, src)
+        elif node.op in ("solve", "det", "slogdet"):    # b's shape; the matrices' stack
+            for d in range(rank):
+                same(n, d, ins[-1].id if node.op == "solve" else ins[0].id, d)
         elif node.op in CHECKS:         # the operand's shape
             for d in range(rank):
                 same(n, d, ins[0].id, d)

@@ -1,6 +1,7 @@
 """NumPy's matrix helpers, written with graphc's functions: diagonal, diag,
-trace, kron, cross and atleast_1d/2d/3d. As graphc.composites, they trace,
-differentiate and fuse as the functions they are written with."""
+trace, kron, cross and atleast_1d/2d/3d, as graphc.composites; and the front
+of np.linalg's inv, solve, det and slogdet, which are ops of their own
+(LAPACK per matrix, kernels/linalg.py)."""
 from __future__ import annotations
 
 import operator
@@ -9,6 +10,7 @@ import numpy as np
 
 from graphc import errors
 from graphc import numpy_api as fnp
+from graphc import prims as P
 from graphc.composites import pad
 
 
@@ -110,7 +112,57 @@ def _at_least(ndim):
 
 atleast_1d, atleast_2d, atleast_3d = _at_least(1), _at_least(2), _at_least(3)
 
+# ------------------------------------------------------------ np.linalg
+def _square_matrices(a, name):
+    """a as a stack of square float matrices: integers in float64, as NumPy's."""
+    a = fnp._as_array(a)
+    if a.ndim < 2:
+        errors.refuse(errors.ShapeError, f"np.linalg.{name}: {a.ndim}-dimensional array given. "
+                                         f"Array must be at least two-dimensional")
+    if a.shape[-1] != a.shape[-2]:
+        errors.refuse(errors.ShapeError, f"np.linalg.{name}: Last 2 dimensions of the array "
+                                         f"must be square")
+    return fnp.astype(a, fnp._float_dtype(a))
+
+
+def inv(a):
+    return P.inv(_square_matrices(a, "inv"))
+
+
+def det(a):
+    return P.det(_square_matrices(a, "det"))
+
+
+def slogdet(a):
+    """(sign, log|det|) as NumPy's SlogdetResult; the log's gradient is inv(a)^T."""
+    a = _square_matrices(a, "slogdet")
+    return np.linalg._linalg.SlogdetResult(P.slogdet(a, False), P.slogdet(a, True))
+
+
+def solve(a, b):
+    """x with a @ x = b: b a vector (n,), or a stack (..., n, k) whose stack
+    broadcasts with a's (NumPy 2's rule)."""
+    a = _square_matrices(a, "solve")
+    b = fnp._as_array(b)
+    dtype = np.result_type(fnp.aval_of(a)[1], fnp._float_dtype(b))
+    a, b = fnp.astype(a, dtype), fnp.astype(b, dtype)
+    n = a.shape[-1]
+    vector = b.ndim == 1
+    if vector:
+        b = fnp.reshape(b, (n, 1))
+    if b.shape[-2] != n:
+        errors.refuse(errors.ShapeError, f"np.linalg.solve: a is {a.shape} and b {b.shape}: b's "
+                                         f"{'length' if vector else 'second to last axis'} must "
+                                         f"be {n}")
+    stack = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    x = P.solve(fnp.broadcast_to(a, stack + (n, n)), fnp.broadcast_to(b, stack + b.shape[-2:]))
+    return fnp.reshape(x, stack + (n,)) if vector else x
+
+
+LINALG = {np.linalg.inv: inv, np.linalg.det: det, np.linalg.slogdet: slogdet,
+          np.linalg.solve: solve}
+
 FUNCTIONS = {
     np.diagonal: diagonal, np.diag: diag, np.trace: trace, np.kron: kron, np.cross: cross,
-    np.atleast_1d: atleast_1d, np.atleast_2d: atleast_2d, np.atleast_3d: atleast_3d,
+    np.atleast_1d: atleast_1d, np.atleast_2d: atleast_2d, np.atleast_3d: atleast_3d, **LINALG,
 }

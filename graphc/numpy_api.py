@@ -1075,7 +1075,9 @@ def array_function(tracer, func, types, args, kwargs):
     fn = FUNCTIONS.get(func)
     if fn is None:
         name = f"{func.__module__}.{func.__name__}".replace("numpy.", "np.", 1)
-        names = (_composites.NAMES.get(f, "np." + f.__name__) for f in FUNCTIONS)
+        names = (_composites.NAMES.get(f, ("np.linalg." if getattr(f, "__module__", "") ==
+                                           "numpy.linalg" else "np.") + f.__name__)
+                 for f in FUNCTIONS)
         raise errors.UnsupportedOpError(f"NumPy function {name} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}; supported: "
                                         f"{', '.join(sorted(names))}")

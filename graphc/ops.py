@@ -27,7 +27,7 @@ from graphc import prims as P
 @dataclass(frozen=True)
 class OpDef:
     name: str
-    kind: str                      # elementwise | reduce | row | matmul | layout | index | shape
+    kind: str                      # elementwise | reduce | row | linalg | matmul | layout | index | shape
     infer: Callable                # (avals, params) -> (shape, dtype)
     impl: Callable                 # (*arrays, **params) -> ndarray
     vjp: Callable | None = None    # (ct, out, *inputs, **params) -> [ct | None]
@@ -491,6 +491,68 @@ def _recurrence_vjp(ct, out, a, b, axis, reverse, lagged):
 
 
 _register(OpDef("recurrence", "row", _recurrence_infer, _recurrence_impl, _recurrence_vjp))
+
+
+# np.linalg on stacks of square matrices (the last two axes), each matrix by
+# LAPACK (kernels/linalg.py). Gradients are the standard ones, written with
+# these ops and matmul: inv' = -inv^T ct inv^T; solve(a, b) = x gives b the
+# cotangent solve(a^T, ct) and a minus that times x^T; det' = ct det inv^T and
+# log|det|' = ct inv^T. slogdet's sign has none.
+def _square(op, a):
+    if len(a.shape) < 2 or a.shape[-1] != a.shape[-2] or np.dtype(a.dtype).kind != "f":
+        raise errors.GraphcError(f"internal: {op} takes a stack of square float matrices")
+
+
+def _inv_infer(avals, params):
+    _square("inv", avals[0])
+    return tuple(avals[0].shape), np.dtype(avals[0].dtype)
+
+
+def _solve_infer(avals, params):
+    a, b = avals
+    _square("solve", a)
+    if tuple(b.shape[:-1]) != tuple(a.shape[:-1]) or np.dtype(b.dtype) != np.dtype(a.dtype):
+        raise errors.GraphcError("internal: solve's right-hand side is (..., n, k), as its matrix")
+    return tuple(b.shape), np.dtype(b.dtype)
+
+
+def _det_infer(avals, params):
+    _square("det", avals[0])
+    return tuple(avals[0].shape[:-2]), np.dtype(avals[0].dtype)
+
+
+def _transposed_inverse(a):
+    return P.swap_last(P.inv(a))
+
+
+def _per_matrix(ct):
+    """A cotangent of one number per matrix, broadcast over its matrix."""
+    return P.reshape(ct, tuple(ct.shape) + (1, 1))
+
+
+_register(OpDef("inv", "linalg", _inv_infer, lambda a: np.linalg.inv(a),
+                lambda ct, out, a: [P.neg(P.matmul(P.matmul(P.swap_last(out), ct),
+                                                   P.swap_last(out)))]))
+
+
+def _solve_vjp(ct, out, a, b):
+    gb = P.solve(P.swap_last(a), ct)
+    return [P.neg(P.matmul(gb, P.swap_last(out))), gb]
+
+
+_register(OpDef("solve", "linalg", _solve_infer, lambda a, b: np.linalg.solve(a, b), _solve_vjp))
+_register(OpDef("det", "linalg", _det_infer, lambda a: np.linalg.det(a),
+                lambda ct, out, a: [P.mul(_per_matrix(P.mul(ct, out)), _transposed_inverse(a))]))
+
+
+def _slogdet_impl(a, logabs):
+    sign, log = np.linalg.slogdet(a)
+    return np.asarray(log if logabs else sign, a.dtype)
+
+
+_register(OpDef("slogdet", "linalg", _det_infer, _slogdet_impl,
+                lambda ct, out, a, logabs: [P.mul(_per_matrix(ct), _transposed_inverse(a))
+                                            if logabs else None]))
 
 
 # argsort over the last axis, stable (NumPy's kind="stable": ties keep their

@@ -68,6 +68,22 @@ def recurrence(a, b, axis, reverse=False, lagged=False):
     return bind("recurrence", a, b, axis=int(axis), reverse=bool(reverse), lagged=bool(lagged))
 
 
+def inv(a):
+    return bind("inv", a)
+
+
+def solve(a, b):
+    return bind("solve", a, b)
+
+
+def det(a):
+    return bind("det", a)
+
+
+def slogdet(a, logabs):
+    return bind("slogdet", a, logabs=bool(logabs))
+
+
 def argsort(x, axis):
     return bind("argsort", x, axis=int(axis))
 

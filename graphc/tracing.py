@@ -246,7 +246,8 @@ def strongly_typed(x):
     """`x` as a NumPy function returns it: strongly typed. np.multiply(s, 0.5)
     of a Python float `s` is an np.float64, where `s * 0.5` is a Python float."""
     if isinstance(x, (list, tuple)):
-        return type(x)(strongly_typed(v) for v in x)
+        values = [strongly_typed(v) for v in x]
+        return type(x)(*values) if hasattr(x, "_fields") else type(x)(values)   # a namedtuple
     if isinstance(x, Tracer) and x.weak:
         return bind("convert", x, dtype=x.dtype, _weak=False)
     if isinstance(x, WeakScalar):

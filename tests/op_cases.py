@@ -120,6 +120,11 @@ CASES = [
     Case(("cumsum",), lambda x: np.cumsum(x, axis=1), [Arg((3, 4))]),
     Case(("cumsum",), lambda x: x.cumsum(0) * np.cumsum(x).reshape(x.shape), [Arg((2, 3, 2))]),
     Case(("argsort", "take"), lambda x: np.sort(x, axis=0), [Arg((4, 3), "separated")]),
+    # np.linalg (well-conditioned: a + 3 I), a stack of matrices for some
+    Case(("inv",), lambda a: np.linalg.inv(a + 3 * np.eye(3)), [Arg((2, 3, 3))]),
+    Case(("solve",), lambda a, b: np.linalg.solve(a + 3 * np.eye(3), b), [Arg((3, 3)), Arg((3, 2))]),
+    Case(("det",), lambda a: np.linalg.det(a + 3 * np.eye(3)), [Arg((2, 3, 3))]),
+    Case(("slogdet",), lambda a: np.linalg.slogdet(a + 3 * np.eye(3)).logabsdet, [Arg((3, 3))]),
     Case(("recurrence",), lambda x: np.cumprod(x, axis=1), [Arg((3, 4))]),
     Case(("recurrence",), lambda x: x.prod(axis=0) * np.cumprod(x[::-1], axis=0), [Arg((3, 2))]),
     Case(("sum",), lambda x: x.sum(axis=1), [Arg((3, 4))]),

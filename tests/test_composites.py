@@ -103,6 +103,10 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.kron(x[:2, :2], v[:3]),
     compiled(lambda x, v: np.cross(x[:, :3], x[:, 3:])),
     lambda x, v: np.atleast_3d(v),
+    # np.linalg's front: vectors, broadcast stacks, integers
+    lambda x, v: np.linalg.solve(x[:4, :4] + 3 * np.eye(4), v[:4]),
+    lambda x, v: np.linalg.solve(x[:4, :4] + 3 * np.eye(4), x[None, :, :2]),
+    lambda x, v: np.linalg.slogdet(x[:4, :4] + 3 * np.eye(4))[1] * np.linalg.inv(x[:2, :2] + 2 * np.eye(2)),
     # predicates and pieces
     lambda x, v: np.sinc(x),
     lambda x, v: np.where(np.isclose(x, x[0]), x, 0),
@@ -175,6 +179,7 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.cov((x * 10).astype(np.int8)),              # float64
     lambda x, v: np.heaviside((x * 10).astype(np.int8), 0.5),   # float64: a Python float
     lambda x, v: np.diag(x[0] > 0, 2),                          # bool
+    lambda x, v: (np.linalg.det((x[:3, :3] * 3).astype(np.int64)), *np.linalg.slogdet(x[:3, :3] > 0)),
     # found in review: NumPy's divisor for cov, q's float type, sinc of integers
     lambda x, v: (np.cov(x[:2, :3], ddof=4), np.cov(x[:2, :0])),    # inf; nan
     lambda x, v: np.quantile(x.astype(np.float32), np.float32(0.3), method="midpoint"),
@@ -315,6 +320,9 @@ def test_isnan_and_isfinite():
     (lambda x: np.diag(x[None]), ValueError, "Input must be 1- or 2-d"),
     (lambda x: np.average(x, weights=x[0]), TypeError, "Axis must be specified"),
     (lambda x: np.select([x > 0], [x, x]), ValueError, "list of cases must be same length"),
+    (lambda x: np.linalg.inv(x), ValueError, "Last 2 dimensions of the array must be square"),
+    (lambda x: np.linalg.det(x[0]), ValueError, "1-dimensional array given"),
+    (lambda x: np.linalg.solve(x[:4, :4], x[:3]), ValueError, "b's second to last axis must be 4"),
     (lambda x: np.diff(x, -1), ValueError, "diff: order must be non-negative but got -1"),
     (lambda x: np.diff(x, axis=None), TypeError, "diff: axis must be an integer, got None"),
     (lambda x: round(x, 2), TypeError, "ndarray doesn't define __round__ method; use np.round"),
