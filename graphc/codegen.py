@@ -318,7 +318,7 @@ def _emit_cumsum(node, operands):
         if node.dtype.itemsize == 8 else f"{T}(s + x[r, j])"
     return _rows_of(node) + [
             "for r in range(rows):",
-            f"    s = {T}(0)",
+            f"    s = {T}(-0.0)" if kind == "f" else f"    s = {T}(0)",   # -0 + -0 is -0
             "    for k in range(n):",
             f"        j = {'n - 1 - k' if node.p['reverse'] else 'k'}",
             f"        s = {add}",
@@ -360,6 +360,15 @@ def _emit_linalg(node, operands):
     if node.op == "det":
         return lines + ["linalg.det_rows(x, o)"]
     return lines + [f"linalg.slogdet_rows(x, o, {bool(node.p['logabs'])})"]
+
+
+def _emit_cumprod(node, operands):
+    """Each row's running product from 1 (1 * x is x to the bit), in NumPy's order."""
+    T, kind = np_dtype(node.dtype), node.dtype.kind
+    step = "s * x[r, j]" if kind == "f" else "vmath.wrapping_mul(s, x[r, j])" \
+        if node.dtype.itemsize == 8 else f"{T}(s * x[r, j])"
+    return _rows_of(node) + ["for r in range(rows):", f"    s = {T}(1)",
+                             "    for j in range(n):", f"        s = {step}", "        o[r, j] = s"]
 
 
 def _emit_argsort(node, operands):
@@ -407,7 +416,8 @@ EMITTERS = {
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
     "int_range_check": _emit_int_range_check,
     "log_softmax": _emit_log_softmax, "cumsum": _emit_cumsum, "argsort": _emit_argsort,
-    "recurrence": _emit_recurrence, "inv": _emit_linalg, "solve": _emit_linalg,
+    "recurrence": _emit_recurrence, "cumprod": _emit_cumprod, "inv": _emit_linalg,
+    "solve": _emit_linalg,
     "det": _emit_linalg, "slogdet": _emit_linalg,
 }
 
@@ -419,8 +429,8 @@ def _flops(node: Node, operands: list[Node]) -> int:
         return max(node.size, max((o.size for o in operands), default=0))
     if node.op == "log_softmax":        # max, sub, exp, add; sub, sub
         return 6 * node.size
-    if node.op in ("cumsum", "recurrence"):
-        return node.size * (1 if node.op == "cumsum" else 2)
+    if node.op in ("cumsum", "cumprod", "recurrence"):
+        return node.size * (2 if node.op == "recurrence" else 1)
     return 0
 
 

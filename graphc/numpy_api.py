@@ -480,19 +480,14 @@ def cumprod(x, axis=None, dtype=None, out=None):
     linear recurrence: see ops.py), with gradients right at zeros."""
     _check_no_out({"out": out}, "cumprod")
     x = _as_array(x)
+    if dtype is not None and np.dtype(dtype) == np.bool_:     # NumPy: a running logical and
+        return equal(cumsum(equal(x, 0), axis, np.int64), 0)
     x = to_operand(x, _sum_dtype(x, dtype))
     return _along_last(x, axis, "cumprod", _running_product)[0]
 
 
 def _running_product(rows):
-    if rows.shape[-1] == 0:
-        return rows
-    dtype = aval_of(rows)[1]
-    first = getitem(rows, (Ellipsis, builtins.slice(None, 1)))
-    rest = getitem(rows, (Ellipsis, builtins.slice(1, None)))
-    nothing = np.full(rest.shape, -0.0 if dtype.kind == "f" else 0, dtype)
-    a = concatenate([np.ones(first.shape, dtype), rest], axis=-1)
-    return P.recurrence(a, concatenate([first, nothing], axis=-1), rows.ndim - 1)
+    return P.cumprod(rows, rows.ndim - 1)
 
 
 def prod(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=True):
@@ -500,6 +495,8 @@ def prod(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
     _check_no_out({"out": out, "initial": initial,
                    "where": None if where is True else where}, "prod")
     x = _as_array(x)
+    if dtype is not None and np.dtype(dtype) == np.bool_:     # NumPy: a logical and
+        return equal(sum(equal(x, 0), axis, np.int64, keepdims=keepdims), 0)
     x = to_operand(x, _sum_dtype(x, dtype))
     axes = normalize_axes(axis, x.ndim, "prod")
     kept = tuple(d for d in range(x.ndim) if d not in axes)
@@ -945,6 +942,9 @@ def argsort(x, axis=-1, kind=None, order=None, *, stable=None):
 def sort(x, axis=-1, kind=None, order=None, *, stable=None):
     """np.sort: x taken at its argsort, so the gradient flows back to each element."""
     _check_sort_options(kind, order, "sort")
+    if axis is not None and _as_array(x).ndim == 0:
+        raise errors.users_error(errors.ShapeError, f"sort: axis {axis} is out of bounds for "
+                                                    f"array of dimension 0")
     indices, x, axis = _along_last(x, axis, "sort", _argsort_last)
     return take_along_axis(x, indices, axis)
 

@@ -493,6 +493,29 @@ def _recurrence_vjp(ct, out, a, b, axis, reverse, lagged):
 _register(OpDef("recurrence", "row", _recurrence_infer, _recurrence_impl, _recurrence_vjp))
 
 
+# cumprod over the last axis: one running product a row, s = s * x (NumPy's
+# order: its products to the bit). Its gradient is the recurrence's with
+# a = (1, x[1], x[2], ...) and b = (x[0], -0, ...): no division, right at zeros.
+def _cumprod_infer(avals, params):
+    x = avals[0]
+    if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype) == np.bool_:
+        raise errors.GraphcError("internal: cumprod is over the last axis of a numeric array")
+    return tuple(x.shape), np.dtype(x.dtype)
+
+
+def _cumprod_vjp(ct, out, x, axis):
+    from graphc import numpy_api as fnp
+    first, rest = (Ellipsis, builtins.slice(None, 1)), (Ellipsis, builtins.slice(1, None))
+    a = fnp.concatenate([np.ones(x.shape[:-1] + (1,), x.dtype), fnp.getitem(x, rest)], -1)
+    adjoint = P.recurrence(a, ct, axis, True, True)         # the transpose, in b
+    slope_a = P.mul(adjoint, _shifted_from_before(out, False))
+    return [fnp.concatenate([fnp.getitem(adjoint, first), fnp.getitem(slope_a, rest)], -1)]
+
+
+_register(OpDef("cumprod", "row", _cumprod_infer,
+                lambda x, axis: np.cumprod(x, axis=axis, dtype=x.dtype), _cumprod_vjp))
+
+
 # np.linalg on stacks of square matrices (the last two axes), each matrix by
 # LAPACK (kernels/linalg.py). Gradients are the standard ones, written with
 # these ops and matmul: inv' = -inv^T ct inv^T; solve(a, b) = x gives b the

@@ -84,6 +84,10 @@ def slogdet(a, logabs):
     return bind("slogdet", a, logabs=bool(logabs))
 
 
+def cumprod(x, axis):
+    return bind("cumprod", x, axis=int(axis))
+
+
 def argsort(x, axis):
     return bind("argsort", x, axis=int(axis))
 

@@ -54,6 +54,20 @@ def _tie_free(x, y):
     return x, y + 0.37
 
 
+def _recurrences(a, b):
+    """s[i] = b[i] + a[i] s[i-1] plus the reverse scan reading a[i+1]: by hand."""
+    forward, backward = np.zeros_like(b), np.zeros_like(b)
+    s = np.zeros(b.shape[0], b.dtype)
+    for i in range(b.shape[1]):
+        s = b[:, i] + a[:, i] * s
+        forward[:, i] = s
+    s = np.zeros(b.shape[0], b.dtype)
+    for i in reversed(range(b.shape[1])):
+        s = b[:, i] + (a[:, i + 1] if i + 1 < b.shape[1] else 0) * s
+        backward[:, i] = s
+    return forward + backward
+
+
 CASES = [
     Case(("neg",), lambda x: -x, [Arg((3, 4))]),
     Case(("exp",), np.exp, [Arg((3, 4))]),
@@ -125,8 +139,11 @@ CASES = [
     Case(("solve",), lambda a, b: np.linalg.solve(a + 3 * np.eye(3), b), [Arg((3, 3)), Arg((3, 2))]),
     Case(("det",), lambda a: np.linalg.det(a + 3 * np.eye(3)), [Arg((2, 3, 3))]),
     Case(("slogdet",), lambda a: np.linalg.slogdet(a + 3 * np.eye(3)).logabsdet, [Arg((3, 3))]),
-    Case(("recurrence",), lambda x: np.cumprod(x, axis=1), [Arg((3, 4))]),
-    Case(("recurrence",), lambda x: x.prod(axis=0) * np.cumprod(x[::-1], axis=0), [Arg((3, 2))]),
+    Case(("cumprod",), lambda x: np.cumprod(x, axis=1), [Arg((3, 4))]),
+    Case(("cumprod",), lambda x: x.prod(axis=0) * np.cumprod(x[::-1], axis=0), [Arg((3, 2))]),
+    # s = b + a s along rows, both directions and readings of a (cumprod's gradient)
+    Case(("recurrence",), lambda a, b: P.recurrence(a, b, 1) + P.recurrence(a, b, 1, True, True),
+         [Arg((2, 4), "unit"), Arg((2, 4))], reference=lambda a, b: _recurrences(a, b)),
     Case(("sum",), lambda x: x.sum(axis=1), [Arg((3, 4))]),
     Case(("sum",), lambda x: np.sum(x, axis=(0, -1), keepdims=True), [Arg((2, 3, 4))]),
     Case(("sum", "numel"), lambda x: x.mean(), [Arg((5, 2))]),

@@ -168,6 +168,7 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.cumprod((x * 50).astype(np.int8), axis=1, dtype=np.int8),   # wraps
     lambda x, v: (np.prod(x > 0, axis=1), np.prod(x[:, :0], axis=1)),   # int64; empty: 1.0
     lambda x, v: np.cumprod(np.where(x > 0, -0.0, x), axis=1),  # signs of zeros, as NumPy
+    lambda x, v: (np.prod(x, axis=0, dtype=bool), np.cumprod(x > 0, axis=1, dtype=bool)),   # and
     lambda x, v: np.count_nonzero(x > 0, axis=1),               # int64
     lambda x, v: (np.any(x > 2, axis=0), np.all(x > -3), x.any(), (x > 0).all(axis=1)),
     lambda x, v: (np.all(x[:, :0], axis=1), np.any(x[:, :0], axis=1)),   # True, False
@@ -320,6 +321,7 @@ def test_isnan_and_isfinite():
     (lambda x: np.diag(x[None]), ValueError, "Input must be 1- or 2-d"),
     (lambda x: np.average(x, weights=x[0]), TypeError, "Axis must be specified"),
     (lambda x: np.select([x > 0], [x, x]), ValueError, "list of cases must be same length"),
+    (lambda x: np.sort(x[0, 0]), ValueError, "axis -1 is out of bounds for array of dimension 0"),
     (lambda x: np.linalg.inv(x), ValueError, "Last 2 dimensions of the array must be square"),
     (lambda x: np.linalg.det(x[0]), ValueError, "1-dimensional array given"),
     (lambda x: np.linalg.solve(x[:4, :4], x[:3]), ValueError, "b's second to last axis must be 4"),
@@ -353,3 +355,10 @@ def test_arctan2_and_hypot_gradients_stay_finite_for_tiny_arguments():
     np.testing.assert_allclose(slope, 1 / (2 * x.astype(np.float64)), rtol=1e-5)
     np.testing.assert_allclose(gc.grad(lambda a: np.sum(np.hypot(a, a)))(x), np.sqrt(2),
                                rtol=1e-5)
+
+
+def test_running_sums_and_products_keep_numpys_signed_zeros():
+    x = np.array([-0.0, -0.0, 1.0, -0.0])
+    f = gc.jit(lambda x: (np.cumsum(x), np.cumprod(x[:2]), np.cumsum(x[::-1])))
+    for got, want in zip(f(x), (np.cumsum(x), np.cumprod(x[:2]), np.cumsum(x[::-1]))):
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
