@@ -2,7 +2,8 @@
 stacking, padding and windowing variants, flip, roll, repeat, tile, tril,
 triu, outer, linalg.norm, reciprocal, argmax, argmin, isnan, isfinite,
 isinf, logical_xor, diff, round, deg2rad, rad2deg, fmax, fmin, any, all,
-count_nonzero, isclose, allclose, heaviside, select and sinc.
+count_nonzero, isclose, allclose, heaviside, select, sinc, convolve, correlate and
+trapezoid.
 Each is written with numpy_api's functions, so it traces, differentiates
 and fuses as they do, and needs no op, kernel or derivative of its own."""
 from __future__ import annotations
@@ -403,6 +404,49 @@ def diff(x, n=1, axis=-1, prepend=None, append=None):
     return x
 
 
+# ------------------------------------------------------------ signals
+def convolve(a, v, mode="full"):
+    """np.convolve of two 1-d arrays: windows of the zero-padded longer one
+    times the shorter one reversed, summed in their dtype; 'same' and 'valid'
+    are slices of the full result, as NumPy's."""
+    if mode not in ("full", "same", "valid"):
+        errors.refuse(errors.GraphcValueError, f"mode must be one of 'full', 'same', or "
+                                               f"'valid' (got {mode!r})")
+    a, v = fnp._promote(*(fnp._as_array(x) for x in (a, v)))
+    if a.ndim != 1 or v.ndim != 1:
+        errors.refuse(errors.ShapeError, "convolve: both arguments must be 1-d")
+    if a.shape[0] == 0 or v.shape[0] == 0:
+        errors.refuse(errors.GraphcValueError, f"{'a' if a.shape[0] == 0 else 'v'} cannot be empty")
+    if v.shape[0] > a.shape[0]:
+        a, v = v, a
+    n, m = a.shape[0], v.shape[0]
+    windows = sliding_window_view(pad(a, m - 1), m)             # (n + m - 1, m)
+    full = fnp.sum(fnp.multiply(windows, flip(v)), axis=1, dtype=fnp.aval_of(a)[1])
+    start, length = {"full": (0, n + m - 1), "same": ((m - 1) // 2, n),
+                     "valid": (m - 1, n - m + 1)}[mode]
+    return fnp.getitem(full, slice(start, start + length))
+
+
+def correlate(a, v, mode="valid"):
+    """np.correlate of real 1-d arrays: convolve with v reversed."""
+    return convolve(a, flip(fnp._as_array(v)), mode)
+
+
+def trapezoid(y, x=None, dx=1.0, axis=-1):
+    """np.trapezoid: the sum of (y[i] + y[i+1]) / 2 times the spacing along `axis`."""
+    y = fnp._as_array(y)
+    axis = fnp._one_axis(axis, y.ndim, "trapezoid")
+    if x is None:
+        spacing = dx
+    else:
+        x = fnp._as_array(x)
+        spacing = diff(x, axis=axis if x.ndim > 1 else 0)
+        if x.ndim == 1 and y.ndim > 1:
+            spacing = fnp.reshape(spacing, (spacing.shape[0],) + (1,) * (y.ndim - axis - 1))
+    later, earlier = (fnp.along(y, axis, slice(1, None)), fnp.along(y, axis, slice(None, -1)))
+    return fnp.sum(fnp.true_divide(fnp.multiply(spacing, fnp.add(later, earlier)), 2.0), axis=axis)
+
+
 # ------------------------------------------------------------ rounding, units
 def around(x, decimals=0, out=None):
     """np.round: to `decimals` places, halves to even, as NumPy computes it
@@ -468,6 +512,7 @@ FUNCTIONS = {
     np.triu: triu, np.argmax: argmax, np.argmin: argmin, np.round: around, np.around: around,
     np.diff: diff, np.count_nonzero: count_nonzero, np.any: any_, np.all: all_,
     np.isclose: isclose, np.allclose: allclose, np.select: select, np.sinc: sinc,
+    np.convolve: convolve, np.correlate: correlate, np.trapezoid: trapezoid,
 }
 UFUNCS = {"isnan": isnan, "isfinite": isfinite, "isinf": isinf, "reciprocal": reciprocal,
           "logical_xor": logical_xor, "deg2rad": deg2rad, "radians": deg2rad,

@@ -1020,6 +1020,8 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
     if method != "__call__":
         if method == "reduce" and name in ("add", "maximum", "minimum", "logaddexp"):
             return _reduce(name, inputs[0], **kwargs)
+        if method == "accumulate" and name in ("add", "multiply"):
+            return _accumulate(name, *inputs, **kwargs)
         raise errors.UnsupportedOpError(f"np.{name}.{method} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}")
     out = kwargs.get("out")
@@ -1045,6 +1047,13 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
         inputs = [cast(x, dtype) for x in inputs]
     result = fn(*inputs)
     return strongly_typed(astype(result, dtype) if dtype is not None else result)
+
+
+def _accumulate(name, x, axis=0, dtype=None, out=None):
+    """np.add.accumulate and np.multiply.accumulate: np.cumsum and np.cumprod
+    (their dtypes too: small integers and booleans in int64), along axis 0
+    by default."""
+    return (cumsum if name == "add" else cumprod)(x, axis, dtype, out)
 
 
 def _reduce(name, x, axis=0, dtype=None, keepdims=False, out=None, where=True, **rest):

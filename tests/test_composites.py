@@ -107,6 +107,12 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.linalg.solve(x[:4, :4] + 3 * np.eye(4), v[:4]),
     lambda x, v: np.linalg.solve(x[:4, :4] + 3 * np.eye(4), x[None, :, :2]),
     lambda x, v: np.linalg.slogdet(x[:4, :4] + 3 * np.eye(4))[1] * np.linalg.inv(x[:2, :2] + 2 * np.eye(2)),
+    # signals and running sums as ufunc methods
+    lambda x, v: np.convolve(x[0], v),
+    compiled(lambda x, v: np.convolve(v, x[1, :3], "same") + np.correlate(v, x[2, :2], "same")),
+    lambda x, v: np.correlate(x[0], v[:3]),
+    lambda x, v: np.trapezoid(x, axis=0).sum() + np.trapezoid(x, np.cumsum(np.arange(1.0, 7.0))),
+    lambda x, v: np.add.accumulate(x) * np.multiply.accumulate(x, axis=1),
     # predicates and pieces
     lambda x, v: np.sinc(x),
     lambda x, v: np.where(np.isclose(x, x[0]), x, 0),
@@ -169,6 +175,8 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: (np.prod(x > 0, axis=1), np.prod(x[:, :0], axis=1)),   # int64; empty: 1.0
     lambda x, v: np.cumprod(np.where(x > 0, -0.0, x), axis=1),  # signs of zeros, as NumPy
     lambda x, v: (np.prod(x, axis=0, dtype=bool), np.cumprod(x > 0, axis=1, dtype=bool)),   # and
+    lambda x, v: np.convolve((x[0] * 5).astype(np.int8), (v * 5).astype(np.int8), "valid"),
+    lambda x, v: np.add.accumulate((x * 50).astype(np.int8)),   # int64, as np.cumsum
     lambda x, v: np.count_nonzero(x > 0, axis=1),               # int64
     lambda x, v: (np.any(x > 2, axis=0), np.all(x > -3), x.any(), (x > 0).all(axis=1)),
     lambda x, v: (np.all(x[:, :0], axis=1), np.any(x[:, :0], axis=1)),   # True, False
@@ -325,6 +333,8 @@ def test_isnan_and_isfinite():
     (lambda x: np.linalg.inv(x), ValueError, "Last 2 dimensions of the array must be square"),
     (lambda x: np.linalg.det(x[0]), ValueError, "1-dimensional array given"),
     (lambda x: np.linalg.solve(x[:4, :4], x[:3]), ValueError, "b's second to last axis must be 4"),
+    (lambda x: np.convolve(x[0], x[1], "middle"), ValueError, "mode must be one of 'full'"),
+    (lambda x: np.convolve(x, x[0]), ValueError, "convolve: both arguments must be 1-d"),
     (lambda x: np.diff(x, -1), ValueError, "diff: order must be non-negative but got -1"),
     (lambda x: np.diff(x, axis=None), TypeError, "diff: axis must be an integer, got None"),
     (lambda x: round(x, 2), TypeError, "ndarray doesn't define __round__ method; use np.round"),
