@@ -138,12 +138,17 @@ def tile(x, reps):
     return x
 
 
+_PAD_MODES = ("constant", "edge", "reflect", "symmetric", "wrap")
+
+
 def pad(x, pad_width, mode="constant", constant_values=0, **kwargs):
-    """np.pad with mode='constant' and one fill value."""
+    """np.pad: mode 'constant' (one fill value), 'edge', 'reflect',
+    'symmetric' or 'wrap' (widths up to the axis's own length)."""
     x = fnp._as_array(x)
-    if mode != "constant" or kwargs:
-        errors.refuse(errors.UnsupportedOpError, f"np.pad(mode={mode!r}) is not supported; only "
-                                          f"mode='constant'")
+    if mode not in _PAD_MODES or kwargs:
+        errors.refuse(errors.UnsupportedOpError, f"np.pad(mode={mode!r}{', ' if kwargs else ''}"
+                                                 f"{', '.join(f'{k}=' for k in kwargs)}) is not "
+                                                 f"supported; graphc has modes {_PAD_MODES}")
     if isinstance(constant_values, fnp.Tracer) or np.ndim(constant_values):
         errors.refuse(errors.UnsupportedOpError, "np.pad: constant_values must be one number (not an "
                                           "array, nor a traced value)")
@@ -158,11 +163,31 @@ def pad(x, pad_width, mode="constant", constant_values=0, **kwargs):
         errors.refuse(errors.GraphcValueError, "pad: index can't contain negative values")
     dtype = fnp.aval_of(x)[1]
     for d, (before, after) in enumerate(widths):
-        pieces = [np.full(x.shape[:d] + (int(w),) + x.shape[d + 1:], constant_values, dtype)
-                  for w in (before, after)]
-        if before or after:
-            x = fnp.concatenate([pieces[0], x, pieces[1]], axis=d)
+        if not (before or after):
+            continue
+        if mode == "constant":
+            pieces = [np.full(x.shape[:d] + (int(w),) + x.shape[d + 1:], constant_values, dtype)
+                      for w in (before, after)]
+        else:
+            pieces = _copied_edges(x, d, int(before), int(after), mode)
+        x = fnp.concatenate([pieces[0], x, pieces[1]], axis=d)
     return x
+
+
+def _copied_edges(x, d, before, after, mode):
+    """The slices np.pad puts before and after axis d, taken from x itself."""
+    n = x.shape[d]
+    # how far the axis's own values reach (reflect leaves the edge out; an edge repeats)
+    reach = {"reflect": n - 1, "edge": max(before, after)}.get(mode, n)
+    if n == 0 or max(before, after) > reach:
+        errors.refuse(errors.UnsupportedOpError, f"np.pad(mode={mode!r}) wider than the axis "
+                                                 f"({max(before, after)} on an axis of {n}) is "
+                                                 f"not supported")
+    index = {"edge": (np.zeros(before, np.int64), np.full(after, n - 1)),
+             "reflect": (np.arange(before, 0, -1), np.arange(n - 2, n - 2 - after, -1)),
+             "symmetric": (np.arange(before - 1, -1, -1), np.arange(n - 1, n - 1 - after, -1)),
+             "wrap": (np.arange(n - before, n), np.arange(after))}[mode]
+    return [fnp.along(x, d, i) for i in index]
 
 
 def sliding_window_view(x, window_shape, axis=None, **kwargs):
