@@ -12,12 +12,14 @@ import builtins
 import operator
 import sys
 import warnings
+import weakref
 
 import numpy as np
 
 from graphc import einsum as _einsum
 from graphc import errors
 from graphc import prims as P
+from graphc import tracing
 from graphc.ops import NEGATIVE_INT_POWER
 from graphc.tracing import Tracer, WeakScalar, aval_of, note_int_bounds, strongly_typed
 
@@ -113,6 +115,17 @@ def _as_float_or_float64(x):
 
 
 # ---------------------------------------------------------------- elementwise
+def _view(function):
+    """A function whose NumPy result is a view of its first argument (reshape,
+    transpose, ...): graphc notes it as one (see setitem)."""
+    def viewing(x, *args, **kwargs):
+        result = function(x, *args, **kwargs)
+        _note_view(x, result)
+        return result
+    viewing.__name__, viewing.__doc__ = function.__name__, function.__doc__
+    return viewing
+
+
 def _binary(prim):
     return lambda x, y: prim(*_promote(x, y))
 
@@ -409,17 +422,90 @@ def astype(x, dtype):
 
 def zeros_like(x, dtype=None):
     shape, xdtype, _ = aval_of(x)
-    return np.zeros(shape, dtype or xdtype)
+    return _assignable(np.zeros(shape, dtype or xdtype), x)
 
 
 def ones_like(x, dtype=None):
     shape, xdtype, _ = aval_of(x)
-    return np.ones(shape, dtype or xdtype)
+    return _assignable(np.ones(shape, dtype or xdtype), x)
 
 
 def full_like(x, fill_value, dtype=None):
     shape, xdtype, _ = aval_of(x)
-    return np.full(shape, fill_value, dtype or xdtype)
+    return _assignable(np.full(shape, fill_value, dtype or xdtype), x)
+
+
+def _assignable(value, like):
+    """np.zeros_like(x) and the others of a traced x: a traced constant, so
+    that `h = np.zeros_like(x); h[:, 0::2] = np.sin(x)` assigns into it."""
+    if not isinstance(like, Tracer):
+        return value
+    graph = tracing.current_graph()
+    return Tracer(graph, tracing.const(graph, value, errors.user_location()))
+
+
+def setitem(x, key, value):
+    """x[key] = value on a traced x: x stands for the updated array from then
+    on (as in NumPy, every name bound to x sees it). The positions must be
+    known when tracing (slices, integers, NumPy index arrays or masks), or be
+    a traced boolean mask of x's shape with one value. Arrays indexed out of
+    x before (views, in NumPy) may not be used after; assigning into such a
+    view is refused (NumPy would change x too)."""
+    if x.base is not None:
+        raise errors.users_error(errors.UnsupportedOpError,
+                                 "assignment into an array indexed out of another (v = x[...]; "
+                                 "v[...] = value): NumPy would change x too, graphc would not; "
+                                 "assign into x with one index, x[i, j] = value")
+    if x.graph is not tracing.current_graph():
+        raise errors.users_error(errors.UnsupportedOpError,
+                                 "assignment into an array of an enclosing traced function")
+    updated = _assigned(x, key, value)
+    _mark_stale(x)
+    x.node = updated.node if isinstance(updated, Tracer) else tracing.const(
+        x.graph, updated, errors.user_location())
+
+
+def _mark_stale(x):
+    for ref in x.views or ():
+        view = ref()
+        if view is not None:
+            view.stale = True
+            _mark_stale(view)
+    x.views = None
+
+
+def _assigned(x, key, value):
+    """x with value at key, as a new traced array."""
+    keys = key if isinstance(key, tuple) else (key,)
+    if any(isinstance(k, Tracer) for k in keys):
+        mask = keys[0]
+        if len(keys) != 1 or aval_of(mask)[1] != np.bool_ or mask.shape != x.shape:
+            raise errors.users_error(errors.UnsupportedOpError,
+                                     "assignment at traced positions: only a boolean mask of the "
+                                     "array's own shape is supported (x[x < 0] = 0); else use "
+                                     "np.where(mask, value, x)")
+        value = _as_array(value)
+        if aval_of(value)[0] not in ((), (1,)):
+            raise errors.users_error(errors.UnsupportedOpError,
+                                     "assignment of an array through a traced mask: how many "
+                                     "elements it selects is only known when the compiled code "
+                                     "runs; use np.where(mask, values, x)")
+        return where(mask, cast(reshape(value, ()), x.dtype), x)
+    try:
+        chosen = np.full(x.shape, -1, np.int64)
+        count = chosen[key].size
+        chosen[key] = np.arange(count).reshape(chosen[key].shape)
+    except IndexError as e:
+        raise errors.users_error(errors.GraphcIndexError, str(e)) from None
+    taken = np.zeros(x.shape, np.int8)[key].shape
+    try:
+        value = broadcast_to(cast(_as_array(value), x.dtype), taken)
+    except errors.ShapeError:
+        raise errors.users_error(errors.ShapeError,
+                                 f"could not broadcast input array from shape "
+                                 f"{aval_of(value)[0]} into shape {taken}") from None
+    placed = reshape(take(ravel(value), np.maximum(chosen, 0).reshape(-1)), x.shape)
+    return where(chosen >= 0, placed, x)
 
 
 # ---------------------------------------------------------------- reductions
@@ -603,6 +689,7 @@ def _as_array(x):
     return x if isinstance(x, Tracer) else np.asarray(x)
 
 
+@_view
 def reshape(x, *newshape, order="C"):
     if order != "C":
         raise errors.UnsupportedOpError(f"reshape(order={order!r}): only order='C' is supported")
@@ -622,6 +709,7 @@ def reshape(x, *newshape, order="C"):
     return P.reshape(x, tuple(newshape))
 
 
+@_view
 def transpose(x, axes=None, *more):
     x = _as_array(x)
     if more:
@@ -634,6 +722,7 @@ def transpose(x, axes=None, *more):
     return P.transpose(x, axes)
 
 
+@_view
 def swapaxes(x, axis1, axis2):
     x = _as_array(x)
     perm = list(range(x.ndim))
@@ -642,6 +731,7 @@ def swapaxes(x, axis1, axis2):
     return P.transpose(x, perm)
 
 
+@_view
 def moveaxis(x, source, destination):
     x = _as_array(x)
     perm = [a for a in range(x.ndim) if a != source % x.ndim]
@@ -649,6 +739,7 @@ def moveaxis(x, source, destination):
     return P.transpose(x, perm)
 
 
+@_view
 def expand_dims(x, axis):
     x = _as_array(x)
     axes = axis if isinstance(axis, (tuple, list)) else (axis,)
@@ -658,6 +749,7 @@ def expand_dims(x, axis):
     return P.reshape(x, tuple(1 if i in axes else next(dims) for i in range(out_ndim)))
 
 
+@_view
 def squeeze(x, axis=None):
     x = _as_array(x)
     axes = tuple(i for i, d in enumerate(x.shape) if d == 1) if axis is None else \
@@ -668,10 +760,12 @@ def squeeze(x, axis=None):
     return P.reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in axes))
 
 
+@_view
 def ravel(x, order="C"):
     return reshape(x, -1, order=order)
 
 
+@_view
 def broadcast_to(x, shape):
     x = _as_array(x)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
@@ -772,6 +866,24 @@ def _from_end(k: slice, n: int, start: int, stop: int, step: int) -> tuple:
 
 
 def getitem(x, key):
+    """x[key]; a result of slices and integers is noted as a view of x, as
+    NumPy's would be one (see setitem)."""
+    result = _getitem(x, key)
+    keys = key if isinstance(key, tuple) else (key,)
+    if all(k is None or k is Ellipsis or isinstance(k, builtins.slice) or (
+            isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)))
+           for k in keys):
+        _note_view(x, result)
+    return result
+
+
+def _note_view(x, result):
+    if isinstance(x, Tracer) and isinstance(result, Tracer) and result is not x and result.ndim:
+        result.base = x
+        x.views = (x.views or []) + [weakref.ref(result)]
+
+
+def _getitem(x, key):
     x = _as_array(x)
     key = key if isinstance(key, tuple) else (key,)
     if any(isinstance(k, (bool, np.bool_)) for k in key):

@@ -69,11 +69,15 @@ def _current_loc() -> str:
 class Tracer:
     """A traced array: shape and dtype are known, the values are not."""
 
-    __slots__ = ("graph", "node")
+    # base: the array a basic index (x[1:], x[0]) took this one from, as NumPy's
+    # views are; views: weak references to this array's own; stale: an
+    # assignment into the base came after (numpy_api.setitem)
+    __slots__ = ("graph", "node", "base", "views", "stale", "__weakref__")
     __array_priority__ = 1000
 
     def __init__(self, graph: ir.Graph, node: ir.Node):
         self.graph, self.node = graph, node
+        self.base, self.views, self.stale = None, None, False
 
     shape = property(lambda self: self.node.shape)
     dtype = property(lambda self: self.node.dtype)
@@ -126,15 +130,15 @@ class Tracer:
         self._concrete_error(
             "converting to a NumPy array", "NumPy converts it for np.asarray(x) or np.array(x) "
             "(drop them: a traced array is an array already); for a[i] = x into a NumPy array "
-            "(collect the pieces in a list and np.stack or np.concatenate them); for np.sum or "
+            "(make a with np.zeros_like(x) of a traced x, which takes assignments, or collect the "
+            "pieces in a list and np.stack or np.concatenate them); for np.sum or "
             "np.mean of a Python list of traced arrays (np.stack the list first); and for "
             "indexing a NumPy array with it (a one-hot as y[:, None] == np.arange(k), not "
             "np.eye(k)[y]). Build the result from traced operations instead")
 
     def __setitem__(self, key, value):
-        raise errors.UnsupportedOpError(
-            f"in-place assignment to a traced array is not supported{errors.at(errors.user_location())}; "
-            f"build a new array with np.where or np.concatenate instead")
+        from graphc import numpy_api      # the front end: it imports this module
+        numpy_api.setitem(self, key, value)
 
     def __hash__(self):
         return id(self)
@@ -205,6 +209,14 @@ def _capture(graph: ir.Graph, tracer: Tracer) -> int:
     return captures[key][0]
 
 
+def _refuse_stale(x) -> None:
+    if isinstance(x, Tracer) and x.stale:
+        raise errors.UnsupportedOpError(
+            f"this array was taken out of another (v = x[...], x.T, x.reshape(...)) before x was "
+            f"assigned into; NumPy's view would show the assignment, graphc's copy does not: "
+            f"take it from x again after assigning{errors.at(errors.user_location())}")
+
+
 def bind(op: str, *operands, **params):
     """Apply primitive `op`: record it when tracing, else run it on NumPy arrays.
     `_weak=False` records a strongly typed result whatever the operands are."""
@@ -230,6 +242,7 @@ def bind(op: str, *operands, **params):
     loc = _current_loc()
     ids = []
     for x in operands:
+        _refuse_stale(x)
         if isinstance(x, Tracer):
             ids.append(x.node.id if x.graph is graph else _capture(graph, x))
         else:
@@ -340,6 +353,7 @@ def trace_fn(fn, args: tuple) -> ir.Graph:
         out_leaves, out_tree = pytree.flatten(out)
         out_ids = []
         for leaf in out_leaves:
+            _refuse_stale(leaf)
             if isinstance(leaf, Tracer):
                 out_ids.append(leaf.node.id if leaf.graph is graph else _capture(graph, leaf))
             else:

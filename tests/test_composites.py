@@ -376,3 +376,46 @@ def test_running_sums_and_products_keep_numpys_signed_zeros():
     f = gc.jit(lambda x: (np.cumsum(x), np.cumprod(x[:2]), np.cumsum(x[::-1])))
     for got, want in zip(f(x), (np.cumsum(x), np.cumprod(x[:2]), np.cumsum(x[::-1]))):
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def _assigned_by_slices(x, v):
+    y = x * 2
+    y[1:3, ::2] = 7.0
+    y[0] = v[:1] * np.arange(6.0)
+    y[[3, 3], [0, 1]] = x[0, :2]          # a repeated position: the last value, as NumPy
+    y[..., -1] = x[:, 0] * 3
+    return y
+
+
+def _assigned_by_masks(x, v):
+    y = x + 0
+    y[y < 0] = 0.0                        # a traced mask of y's shape, one value
+    y[:, np.arange(6) % 2 == 0] = v[0]    # a NumPy mask of the last axis
+    return y
+
+
+def _assigned_into_zeros_like(x, v):
+    h = np.zeros_like(x)
+    h[:, 0::2] = np.sin(x[:, 0::2])
+    h[:, 1::2] = np.cos(x[:, 1::2])
+    return h
+
+
+@pytest.mark.parametrize("fn", [_assigned_by_slices, _assigned_by_masks, _assigned_into_zeros_like])
+def test_assignment_into_traced_arrays_is_numpys(fn):
+    """x[key] = value makes x the updated array; gradients flow to what stays
+    and to the values assigned."""
+    x, v = _values()
+    _same(gc.jit(fn).interpret(x, v), fn(x.copy(), v.copy()), "value")
+
+    def loss(x, v):
+        return np.sum(np.sin(fn(x, v)) * np.arange(1.0, 7.0))
+
+    api.check_grad_values(loss, (x, v), gc.grad(loss, argnums=(0, 1)).interpret(x, v), (0, 1))
+
+
+def test_assignment_compiles():
+    x, v = _values()
+    f = gc.jit(lambda x, v: (_assigned_by_slices(x, v), _assigned_by_masks(x, v)))
+    for got, want in zip(f(x, v), f.interpret(x, v)):
+        np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -66,8 +66,8 @@ def test_numpy_style_writes_into_arrays_say_what_to_write_instead():
                                                     r"\(a \+= x.*write a = a \+ x") as e:
         gc.trace(accumulate, np.ones(3))
     assert _line_of(accumulate, 2) in str(e.value)
-    with pytest.raises(gc.TracerError, match=r"for a\[i\] = x into a NumPy array \(collect the "
-                                             r"pieces in a list and np.stack") as e:
+    with pytest.raises(gc.TracerError, match=r"for a\[i\] = x into a NumPy array \(make a with "
+                                             r"np.zeros_like\(x\) of a traced x.*np.stack") as e:
         gc.trace(fill, np.ones(3))
     assert _line_of(fill, 2) in str(e.value)
     for convert in (np.asarray, lambda x: np.sum([x, x])):
@@ -202,13 +202,36 @@ def test_methods_and_operators_traced_arrays_lack_are_named_with_the_line():
     assert not np.shares_memory(copied[0], x) and not copied[1]
 
 
-def test_in_place_assignment_is_unsupported():
-    def f(x):
-        x[0] = 1.0
+def test_assignment_where_numpy_would_share_memory_is_refused():
+    """graphc's assignment makes a new array; where NumPy's views would see it
+    (or write through to their base), graphc refuses instead of differing."""
+    def view_used_after(x):
+        v = x[0]
+        x[0, 1] = 5.0
+        return v + 1
+
+    def transpose_returned_after(x):
+        t = x.T
+        x[0, 0] = 9.0
+        return t
+
+    def assigned_through_a_view(x):
+        v = x[0]
+        v[1] = 5.0
         return x
 
-    with pytest.raises(gc.UnsupportedOpError, match="in-place"):
-        gc.jit(f)(np.ones(3))
+    def at_traced_positions(x):
+        x[np.argmax(x)] = 1.0
+        return x
+
+    x = np.ones((2, 3))
+    for f, message in ((view_used_after, "taken out of another"),
+                       (transpose_returned_after, "taken out of another"),
+                       (assigned_through_a_view, "assignment into an array indexed out of another"),
+                       (at_traced_positions, "assignment at traced positions")):
+        with pytest.raises(gc.UnsupportedOpError, match=message) as e:
+            gc.jit(f).interpret(x)
+        assert "test_errors.py:" in str(e.value)
 
 
 def test_check_grad_names_the_worst_element():
