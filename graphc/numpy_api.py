@@ -115,17 +115,6 @@ def _as_float_or_float64(x):
 
 
 # ---------------------------------------------------------------- elementwise
-def _view(function):
-    """A function whose NumPy result is a view of its first argument (reshape,
-    transpose, ...): graphc notes it as one (see setitem)."""
-    def viewing(x, *args, **kwargs):
-        result = function(x, *args, **kwargs)
-        _note_view(x, result)
-        return result
-    viewing.__name__, viewing.__doc__ = function.__name__, function.__doc__
-    return viewing
-
-
 def _binary(prim):
     return lambda x, y: prim(*_promote(x, y))
 
@@ -689,7 +678,6 @@ def _as_array(x):
     return x if isinstance(x, Tracer) else np.asarray(x)
 
 
-@_view
 def reshape(x, *newshape, order="C"):
     if order != "C":
         raise errors.UnsupportedOpError(f"reshape(order={order!r}): only order='C' is supported")
@@ -709,7 +697,6 @@ def reshape(x, *newshape, order="C"):
     return P.reshape(x, tuple(newshape))
 
 
-@_view
 def transpose(x, axes=None, *more):
     x = _as_array(x)
     if more:
@@ -722,7 +709,6 @@ def transpose(x, axes=None, *more):
     return P.transpose(x, axes)
 
 
-@_view
 def swapaxes(x, axis1, axis2):
     x = _as_array(x)
     perm = list(range(x.ndim))
@@ -731,7 +717,6 @@ def swapaxes(x, axis1, axis2):
     return P.transpose(x, perm)
 
 
-@_view
 def moveaxis(x, source, destination):
     x = _as_array(x)
     perm = [a for a in range(x.ndim) if a != source % x.ndim]
@@ -739,7 +724,6 @@ def moveaxis(x, source, destination):
     return P.transpose(x, perm)
 
 
-@_view
 def expand_dims(x, axis):
     x = _as_array(x)
     axes = axis if isinstance(axis, (tuple, list)) else (axis,)
@@ -749,7 +733,6 @@ def expand_dims(x, axis):
     return P.reshape(x, tuple(1 if i in axes else next(dims) for i in range(out_ndim)))
 
 
-@_view
 def squeeze(x, axis=None):
     x = _as_array(x)
     axes = tuple(i for i, d in enumerate(x.shape) if d == 1) if axis is None else \
@@ -760,12 +743,10 @@ def squeeze(x, axis=None):
     return P.reshape(x, tuple(d for i, d in enumerate(x.shape) if i not in axes))
 
 
-@_view
 def ravel(x, order="C"):
     return reshape(x, -1, order=order)
 
 
-@_view
 def broadcast_to(x, shape):
     x = _as_array(x)
     shape = (shape,) if isinstance(shape, int) else tuple(shape)
@@ -865,10 +846,10 @@ def _from_end(k: slice, n: int, start: int, stop: int, step: int) -> tuple:
     return start_back, stop_back, stop
 
 
-def getitem(x, key):
-    """x[key]; a result of slices and integers is noted as a view of x, as
-    NumPy's would be one (see setitem)."""
-    result = _getitem(x, key)
+def _indexed(x, key):
+    """x[key] as the user writes it: a result of slices and integers is a view
+    of x in NumPy, and noted as one (see setitem)."""
+    result = getitem(x, key)
     keys = key if isinstance(key, tuple) else (key,)
     if all(k is None or k is Ellipsis or isinstance(k, builtins.slice) or (
             isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)))
@@ -878,12 +859,18 @@ def getitem(x, key):
 
 
 def _note_view(x, result):
-    if isinstance(x, Tracer) and isinstance(result, Tracer) and result is not x and result.ndim:
+    """Note result (or each array in it) as a view of x. Only what the user
+    calls is noted: graphc's own reshapes inside other functions are not views
+    the user holds."""
+    if isinstance(result, (list, tuple)):
+        for r in result:
+            _note_view(x, r)
+    elif isinstance(x, Tracer) and isinstance(result, Tracer) and result is not x and result.ndim:
         result.base = x
         x.views = (x.views or []) + [weakref.ref(result)]
 
 
-def _getitem(x, key):
+def getitem(x, key):
     x = _as_array(x)
     key = key if isinstance(key, tuple) else (key,)
     if any(isinstance(k, (bool, np.bool_)) for k in key):
@@ -1158,7 +1145,8 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
         # and a boolean subtract with dtype=int64 is an integer one
         inputs = [cast(x, dtype) for x in inputs]
     result = fn(*inputs)
-    return strongly_typed(astype(result, dtype) if dtype is not None else result)
+    return _new_arrays(strongly_typed(astype(result, dtype) if dtype is not None else result),
+                       inputs)
 
 
 def _accumulate(name, x, axis=0, dtype=None, out=None):
@@ -1202,7 +1190,74 @@ def array_function(tracer, func, types, args, kwargs):
         raise errors.UnsupportedOpError(f"NumPy function {name} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}; supported: "
                                         f"{', '.join(sorted(names))}")
-    return strongly_typed(fn(*args, **kwargs))
+    result = strongly_typed(fn(*args, **kwargs))
+    if func in _VIEWS:
+        _note_view(args[0], result)
+        return result
+    return _new_arrays(result, args)
+
+
+def _new_arrays(result, inputs):
+    """result, with an input's Tracer object in it replaced by a new Tracer of
+    the same node: where NumPy returns a new array (np.positive(x),
+    x.astype(x.dtype), np.round of integers) and graphc the input itself, a
+    later assignment into x (setitem) must not reach it."""
+    given = {id(x) for x in inputs if isinstance(x, Tracer)}
+
+    def new(r):
+        if isinstance(r, Tracer) and id(r) in given:
+            return Tracer(r.graph, r.node)
+        if isinstance(r, (list, tuple)):
+            values = [new(v) for v in r]
+            return type(r)(*values) if hasattr(r, "_fields") else type(r)(values)
+        return r
+    return new(result)
+
+
+def _returns_new(method):
+    def wrapped(self, *args, **kwargs):
+        return _new_arrays(method(self, *args, **kwargs), (self,) + args)
+    wrapped.__name__ = getattr(method, "__name__", "method")
+    return wrapped
+
+
+# NumPy functions (and Tracer methods) whose results share memory with their
+# first argument; graphc notes them as views (_note_view), and every
+# other result is a new array
+_VIEWS = {np.reshape, np.transpose, np.swapaxes, np.moveaxis, np.squeeze, np.expand_dims,
+          np.ravel, np.broadcast_to, np.split, np.array_split, np.hsplit, np.vsplit,
+          np.atleast_1d, np.atleast_2d, np.atleast_3d, np.diagonal, np.flip,
+          np.lib.stride_tricks.sliding_window_view}
+_VIEW_METHODS = {"reshape", "transpose", "swapaxes", "squeeze", "ravel", "diagonal", "T", "mT"}
+# (x[...]: _indexed notes the views among its results)
+
+
+def _methods_return_new_arrays():
+    """Wrap every Tracer method: the views' note their results as views of
+    self, the others' return new arrays (see _new_arrays)."""
+    for name, value in list(vars(Tracer).items()):
+        if name in _VIEW_METHODS:
+            setattr(Tracer, name, _returns_view(value))
+        elif callable(value) and not isinstance(value, type) and (
+                not name.startswith("_") or name in _OPERATORS):
+            setattr(Tracer, name, _returns_new(value))
+
+
+def _returns_view(method):
+    if isinstance(method, property):
+        return property(_returns_view(method.fget))
+
+    def wrapped(self, *args, **kwargs):
+        result = method(self, *args, **kwargs)
+        _note_view(self, result)
+        return result
+    wrapped.__name__ = getattr(method, "__name__", "method")
+    return wrapped
+
+
+_OPERATORS = {"__pos__", "__neg__", "__abs__", "__add__", "__radd__", "__sub__", "__rsub__",
+              "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__pow__", "__rpow__",
+              "__round__"}
 
 
 # ---------------------------------------------------------------- Tracer methods
@@ -1223,11 +1278,11 @@ def _install_tracer_methods():
     T.__and__ = T.__rand__ = bitwise_and
     T.__or__ = T.__ror__ = bitwise_or
     T.__invert__ = invert
-    T.__getitem__ = getitem
+    T.__getitem__ = _indexed
     T.__floordiv__, T.__rfloordiv__ = floor_divide, rev(floor_divide)
     T.__mod__, T.__rmod__ = remainder, rev(remainder)
     T.__divmod__, T.__rdivmod__ = divmod_, rev(divmod_)
-    T.copy = lambda self, order="K": self       # traced arrays are values: nothing to copy
+    T.copy = lambda self, order="K": self       # a new Tracer: _methods_return_new_arrays
     T.__array_ufunc__ = array_ufunc
     T.__array_function__ = array_function
     T.T = property(lambda self: transpose(self))
@@ -1237,7 +1292,7 @@ def _install_tracer_methods():
     T.swapaxes = swapaxes
     T.squeeze = squeeze
     T.ravel = ravel
-    T.flatten = ravel
+    T.flatten = ravel       # a copy in NumPy, not a view: not in _VIEW_METHODS
     T.astype = astype
     T.sum, T.mean, T.max, T.min, T.var, T.std = sum, mean, max, min, var, std
     T.cumsum, T.argsort, T.cumprod, T.prod = cumsum, argsort, cumprod, prod
@@ -1264,3 +1319,4 @@ Tracer.any, Tracer.all = _composites.any_, _composites.all_
 Tracer.repeat = _composites.repeat
 Tracer.argmax, Tracer.argmin = _composites.argmax, _composites.argmin
 Tracer.round = _composites.around
+_methods_return_new_arrays()

@@ -224,7 +224,16 @@ def test_assignment_where_numpy_would_share_memory_is_refused():
         x[np.argmax(x)] = 1.0
         return x
 
+    def copies_are_copies(x):      # NumPy's copies and new arrays keep their values
+        c, a, p = x.copy(), x.astype(x.dtype), np.positive(x)
+        m = np.median(x, axis=0, keepdims=True)     # graphc's own reshapes are no views
+        x[0, 0] = 9.0
+        m[0, 0] = 1.0
+        return c + a + p, m
+
     x = np.ones((2, 3))
+    for got, want in zip(gc.jit(copies_are_copies).interpret(x), copies_are_copies(x.copy())):
+        np.testing.assert_array_equal(got, want)
     for f, message in ((view_used_after, "taken out of another"),
                        (transpose_returned_after, "taken out of another"),
                        (assigned_through_a_view, "assignment into an array indexed out of another"),
