@@ -445,13 +445,70 @@ def setitem(x, key, value):
                                  "assignment into an array indexed out of another (v = x[...]; "
                                  "v[...] = value): NumPy would change x too, graphc would not; "
                                  "assign into x with one index, x[i, j] = value")
+    _replace(x, _assigned(x, key, value))
+
+
+def _replace(x, updated):
+    """x (the Tracer, so every name bound to it) stands for `updated` from now on."""
     if x.graph is not tracing.current_graph():
         raise errors.users_error(errors.UnsupportedOpError,
                                  "assignment into an array of an enclosing traced function")
-    updated = _assigned(x, key, value)
+    if x.argument:
+        x.argument = False      # once
+        warnings.warn(f"graphc: an argument of the traced function is assigned into "
+                      f"{errors.at(errors.user_location()).strip()}: it changes inside the "
+                      f"function only, and the caller's array keeps its values (NumPy would "
+                      f"change it); assign into x = x.copy() to say so", RuntimeWarning,
+                      stacklevel=4)
     _mark_stale(x)
     x.node = updated.node if isinstance(updated, Tracer) else tracing.const(
         x.graph, updated, errors.user_location())
+
+
+def _in_place(ufunc, operation):
+    """x += y and the other augmented assignments: NumPy's ufunc with out=x, so
+    the result keeps x's dtype (refused where NumPy's same_kind casting refuses
+    it) and every name bound to x sees it. On a view (v = x[i]; v += y) NumPy
+    writes through to x: graphc does too for a view of slices and integers,
+    and refuses it for the others (reshape, .T, ...)."""
+    def update(self, other):
+        result = operation(self, other)
+        target, result_type = np.dtype(self.dtype), aval_of(result)[1]
+        if not np.can_cast(result_type, target, casting="same_kind"):
+            raise errors.users_error(errors.GraphcTypeError,
+                                     f"Cannot cast ufunc '{ufunc}' output from "
+                                     f"dtype('{result_type}') to dtype('{target}') with casting "
+                                     f"rule 'same_kind'")
+        result = astype(result, target)
+        if self.base is None:
+            _replace(self, result)
+            return self
+        base, key = self.base
+        if key is None:
+            raise errors.users_error(errors.UnsupportedOpError,
+                                     f"{ufunc} in place on a view made by reshape, transpose, ...: "
+                                     f"NumPy would change its base too; assign into the base")
+        setitem(base, key, result)              # writes through, as NumPy's view does
+        return base[key]
+    return update
+
+
+def _stored(value, dtype):
+    """value as NumPy stores it into an array of `dtype`: a number it cannot
+    hold (300 into int8, nan into an integer array) refused as NumPy refuses
+    it; arrays converted as astype; a list of traced values stacked."""
+    if isinstance(value, (list, tuple)) and any(isinstance(v, Tracer) for v in value):
+        value = stack(value)
+    if not isinstance(value, Tracer):
+        try:
+            if np.ndim(value) == 0:
+                np.zeros((), dtype)[()] = value
+        except (OverflowError, ValueError, TypeError) as e:
+            raise errors.users_error(errors.GraphcValueError, f"{type(e).__name__}: {e}") from None
+        if _is_weak(value) and isinstance(value, int):
+            return to_operand(value, dtype)
+        return cast(_as_array(value), dtype)
+    return to_operand(value, dtype) if _is_weak(value) else cast(value, dtype)
 
 
 def _mark_stale(x):
@@ -479,7 +536,7 @@ def _assigned(x, key, value):
                                      "assignment of an array through a traced mask: how many "
                                      "elements it selects is only known when the compiled code "
                                      "runs; use np.where(mask, values, x)")
-        return where(mask, cast(reshape(value, ()), x.dtype), x)
+        return where(mask, reshape(_stored(value, x.dtype), ()), x)
     try:
         chosen = np.full(x.shape, -1, np.int64)
         count = chosen[key].size
@@ -487,8 +544,13 @@ def _assigned(x, key, value):
     except IndexError as e:
         raise errors.users_error(errors.GraphcIndexError, str(e)) from None
     taken = np.zeros(x.shape, np.int8)[key].shape
+    value = _stored(value, x.dtype)
+    while value.ndim > len(taken) and value.shape[0] == 1:     # NumPy drops leading 1s
+        value = reshape(value, value.shape[1:])
+    if count == 0:
+        return x
     try:
-        value = broadcast_to(cast(_as_array(value), x.dtype), taken)
+        value = broadcast_to(value, taken)
     except errors.ShapeError:
         raise errors.users_error(errors.ShapeError,
                                  f"could not broadcast input array from shape "
@@ -851,22 +913,24 @@ def _indexed(x, key):
     of x in NumPy, and noted as one (see setitem)."""
     result = getitem(x, key)
     keys = key if isinstance(key, tuple) else (key,)
-    if all(k is None or k is Ellipsis or isinstance(k, builtins.slice) or (
-            isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)))
-           for k in keys):
-        _note_view(x, result)
+    integer = [isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
+               for k in keys]
+    if all(i or k is None or k is Ellipsis or isinstance(k, builtins.slice)
+           for i, k in zip(integer, keys)) and not (all(integer) and len(keys) == x.ndim):
+        _note_view(x, result, key)     # integers alone for every axis: a scalar, a copy
     return result
 
 
-def _note_view(x, result):
-    """Note result (or each array in it) as a view of x. Only what the user
-    calls is noted: graphc's own reshapes inside other functions are not views
-    the user holds."""
+def _note_view(x, result, key=None):
+    """Note result (or each array in it) as a view of x (`key`: the basic
+    index it was taken with, so in-place operators can write through). Only
+    what the user calls is noted: graphc's own reshapes inside other
+    functions are not views the user holds."""
     if isinstance(result, (list, tuple)):
         for r in result:
             _note_view(x, r)
-    elif isinstance(x, Tracer) and isinstance(result, Tracer) and result is not x and result.ndim:
-        result.base = x
+    elif isinstance(x, Tracer) and isinstance(result, Tracer) and result is not x:
+        result.base = (x, key)
         x.views = (x.views or []) + [weakref.ref(result)]
 
 
@@ -1282,6 +1346,12 @@ def _install_tracer_methods():
     T.__floordiv__, T.__rfloordiv__ = floor_divide, rev(floor_divide)
     T.__mod__, T.__rmod__ = remainder, rev(remainder)
     T.__divmod__, T.__rdivmod__ = divmod_, rev(divmod_)
+    for name, ufunc, operation in (("add", "add", add), ("sub", "subtract", subtract),
+                                   ("mul", "multiply", multiply),
+                                   ("truediv", "divide", true_divide), ("pow", "power", power),
+                                   ("floordiv", "floor_divide", floor_divide),
+                                   ("mod", "remainder", remainder)):
+        setattr(T, f"__i{name}__", _in_place(ufunc, operation))
     T.copy = lambda self, order="K": self       # a new Tracer: _methods_return_new_arrays
     T.__array_ufunc__ = array_ufunc
     T.__array_function__ = array_function

@@ -72,12 +72,14 @@ class Tracer:
     # base: the array a basic index (x[1:], x[0]) took this one from, as NumPy's
     # views are; views: weak references to this array's own; stale: an
     # assignment into the base came after (numpy_api.setitem)
-    __slots__ = ("graph", "node", "base", "views", "stale", "__weakref__")
+    # argument: the traced function's own argument object (assigning into it
+    # would change the caller's array in NumPy)
+    __slots__ = ("graph", "node", "base", "views", "stale", "argument", "__weakref__")
     __array_priority__ = 1000
 
     def __init__(self, graph: ir.Graph, node: ir.Node):
         self.graph, self.node = graph, node
-        self.base, self.views, self.stale = None, None, False
+        self.base, self.views, self.stale, self.argument = None, None, False, False
 
     shape = property(lambda self: self.node.shape)
     dtype = property(lambda self: self.node.dtype)
@@ -343,6 +345,7 @@ def trace_fn(fn, args: tuple) -> ir.Graph:
         for leaf in leaves:
             shape, dtype, weak = aval_of(leaf)
             tracers.append(Tracer(graph, graph.add_input(shape, dtype, weak, loc)))
+            tracers[-1].argument = True
         draws = randomness.Draws(fn)
         try:
             out = fn(*pytree.unflatten(in_tree, tracers))

@@ -394,6 +394,14 @@ def _assigned_by_masks(x, v):
     return y
 
 
+def _assigned_nowhere_and_broadcast(x, v):
+    y = x + 0
+    y[2:2] = 5.0                          # an empty selection: nothing changes
+    y[:, :3] = np.ones((1, 1, 3))         # NumPy drops the value's leading 1s
+    y[:2, 0] = [y[0, 1], y[1, 1]]         # a list of traced values
+    return y
+
+
 def _assigned_into_zeros_like(x, v):
     h = np.zeros_like(x)
     h[:, 0::2] = np.sin(x[:, 0::2])
@@ -401,7 +409,8 @@ def _assigned_into_zeros_like(x, v):
     return h
 
 
-@pytest.mark.parametrize("fn", [_assigned_by_slices, _assigned_by_masks, _assigned_into_zeros_like])
+@pytest.mark.parametrize("fn", [_assigned_by_slices, _assigned_by_masks, _assigned_into_zeros_like,
+                                _assigned_nowhere_and_broadcast])
 def test_assignment_into_traced_arrays_is_numpys(fn):
     """x[key] = value makes x the updated array; gradients flow to what stays
     and to the values assigned."""

@@ -206,25 +206,30 @@ def test_assignment_where_numpy_would_share_memory_is_refused():
     """graphc's assignment makes a new array; where NumPy's views would see it
     (or write through to their base), graphc refuses instead of differing."""
     def view_used_after(x):
+        x = x.copy()            # not the caller's array (see the test after)
         v = x[0]
         x[0, 1] = 5.0
         return v + 1
 
     def transpose_returned_after(x):
+        x = x.copy()
         t = x.T
         x[0, 0] = 9.0
         return t
 
     def assigned_through_a_view(x):
+        x = x.copy()
         v = x[0]
         v[1] = 5.0
         return x
 
     def at_traced_positions(x):
+        x = x.copy()
         x[np.argmax(x)] = 1.0
         return x
 
     def copies_are_copies(x):      # NumPy's copies and new arrays keep their values
+        x = x.copy()
         c, a, p = x.copy(), x.astype(x.dtype), np.positive(x)
         m = np.median(x, axis=0, keepdims=True)     # graphc's own reshapes are no views
         x[0, 0] = 9.0
@@ -421,6 +426,67 @@ def test_another_thread_drawing_from_numpys_global_generator_only_warns():
     finally:
         stop.set()
         drawing.join()
+
+
+def test_in_place_operators_update_the_array_as_numpy():
+    """x += y keeps x's dtype and is seen by every name bound to x, and a view
+    of slices writes through to its base (x[1:] += 1, v = x[0]; v *= 2)."""
+    def updated(x):
+        x = x.copy()
+        y = x
+        y += 1.0
+        x[1:] += 2.0
+        v = x[0]
+        v *= 10.0
+        x[:, 0] //= 2.0
+        return x
+
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(gc.jit(updated).interpret(x), updated(x.copy()))
+
+    def loss(w):
+        w = w.copy()
+        v = w[:1]
+        v *= 2.0
+        return np.sum(w ** 2)
+
+    np.testing.assert_allclose(gc.grad(loss).interpret(np.array([1.0, 2.0])), [8.0, 4.0])
+
+
+def test_assignments_numpy_refuses_are_refused():
+    def to_float_in_place(i):
+        i = i.copy()
+        i += 1.5
+        return i
+
+    def out_of_range(i):
+        i = i.astype(np.int8)
+        i[0] = 300
+        return i
+
+    def nan_into_integers(i):
+        i = i.copy()
+        i[0] = np.nan
+        return i
+
+    i = np.arange(3)
+    for fn, error, message in ((to_float_in_place, TypeError, "Cannot cast ufunc 'add' output"),
+                               (out_of_range, ValueError, "300 out of bounds for int8"),
+                               (nan_into_integers, ValueError, "cannot convert float NaN")):
+        with pytest.raises(error, match=message) as e:
+            gc.jit(fn).interpret(i)
+        assert "test_errors.py:" in str(e.value)
+
+
+def test_assigning_into_an_argument_warns_that_the_caller_keeps_its_array():
+    def clip_negatives(x):
+        x[x < 0] = 0.0
+        return x
+
+    x = np.array([-1.0, 2.0])
+    with pytest.warns(RuntimeWarning, match="the caller's array keeps its values"):
+        np.testing.assert_array_equal(gc.jit(clip_negatives).interpret(x), [0.0, 2.0])
+    np.testing.assert_array_equal(x, [-1.0, 2.0])
 
 
 def test_a_generator_seeded_inside_the_function_draws_the_same_numbers_as_numpy():
