@@ -12,7 +12,6 @@ import builtins
 import operator
 import sys
 import warnings
-import weakref
 
 import numpy as np
 
@@ -433,132 +432,6 @@ def _assignable(value, like):
     return Tracer(graph, tracing.const(graph, value, errors.user_location()))
 
 
-def setitem(x, key, value):
-    """x[key] = value on a traced x: x stands for the updated array from then
-    on (as in NumPy, every name bound to x sees it). The positions must be
-    known when tracing (slices, integers, NumPy index arrays or masks), or be
-    a traced boolean mask of x's shape with one value. Arrays indexed out of
-    x before (views, in NumPy) may not be used after; assigning into such a
-    view is refused (NumPy would change x too)."""
-    if x.base is not None:
-        raise errors.users_error(errors.UnsupportedOpError,
-                                 "assignment into an array indexed out of another (v = x[...]; "
-                                 "v[...] = value): NumPy would change x too, graphc would not; "
-                                 "assign into x with one index, x[i, j] = value")
-    _replace(x, _assigned(x, key, value))
-
-
-def _replace(x, updated):
-    """x (the Tracer, so every name bound to it) stands for `updated` from now on."""
-    if x.graph is not tracing.current_graph():
-        raise errors.users_error(errors.UnsupportedOpError,
-                                 "assignment into an array of an enclosing traced function")
-    if x.argument:
-        x.argument = False      # once
-        warnings.warn(f"graphc: an argument of the traced function is assigned into "
-                      f"{errors.at(errors.user_location()).strip()}: it changes inside the "
-                      f"function only, and the caller's array keeps its values (NumPy would "
-                      f"change it); assign into x = x.copy() to say so", RuntimeWarning,
-                      stacklevel=4)
-    _mark_stale(x)
-    x.node = updated.node if isinstance(updated, Tracer) else tracing.const(
-        x.graph, updated, errors.user_location())
-
-
-def _in_place(ufunc, operation):
-    """x += y and the other augmented assignments: NumPy's ufunc with out=x, so
-    the result keeps x's dtype (refused where NumPy's same_kind casting refuses
-    it) and every name bound to x sees it. On a view (v = x[i]; v += y) NumPy
-    writes through to x: graphc does too for a view of slices and integers,
-    and refuses it for the others (reshape, .T, ...)."""
-    def update(self, other):
-        result = operation(self, other)
-        target, result_type = np.dtype(self.dtype), aval_of(result)[1]
-        if not np.can_cast(result_type, target, casting="same_kind"):
-            raise errors.users_error(errors.GraphcTypeError,
-                                     f"Cannot cast ufunc '{ufunc}' output from "
-                                     f"dtype('{result_type}') to dtype('{target}') with casting "
-                                     f"rule 'same_kind'")
-        result = astype(result, target)
-        if self.base is None:
-            _replace(self, result)
-            return self
-        base, key = self.base
-        if key is None:
-            raise errors.users_error(errors.UnsupportedOpError,
-                                     f"{ufunc} in place on a view made by reshape, transpose, ...: "
-                                     f"NumPy would change its base too; assign into the base")
-        setitem(base, key, result)              # writes through, as NumPy's view does
-        return base[key]
-    return update
-
-
-def _stored(value, dtype):
-    """value as NumPy stores it into an array of `dtype`: a number it cannot
-    hold (300 into int8, nan into an integer array) refused as NumPy refuses
-    it; arrays converted as astype; a list of traced values stacked."""
-    if isinstance(value, (list, tuple)) and any(isinstance(v, Tracer) for v in value):
-        value = stack(value)
-    if not isinstance(value, Tracer):
-        try:
-            if np.ndim(value) == 0:
-                np.zeros((), dtype)[()] = value
-        except (OverflowError, ValueError, TypeError) as e:
-            raise errors.users_error(errors.GraphcValueError, f"{type(e).__name__}: {e}") from None
-        if _is_weak(value) and isinstance(value, int):
-            return to_operand(value, dtype)
-        return cast(_as_array(value), dtype)
-    return to_operand(value, dtype) if _is_weak(value) else cast(value, dtype)
-
-
-def _mark_stale(x):
-    for ref in x.views or ():
-        view = ref()
-        if view is not None:
-            view.stale = True
-            _mark_stale(view)
-    x.views = None
-
-
-def _assigned(x, key, value):
-    """x with value at key, as a new traced array."""
-    keys = key if isinstance(key, tuple) else (key,)
-    if any(isinstance(k, Tracer) for k in keys):
-        mask = keys[0]
-        if len(keys) != 1 or aval_of(mask)[1] != np.bool_ or mask.shape != x.shape:
-            raise errors.users_error(errors.UnsupportedOpError,
-                                     "assignment at traced positions: only a boolean mask of the "
-                                     "array's own shape is supported (x[x < 0] = 0); else use "
-                                     "np.where(mask, value, x)")
-        value = _as_array(value)
-        if aval_of(value)[0] not in ((), (1,)):
-            raise errors.users_error(errors.UnsupportedOpError,
-                                     "assignment of an array through a traced mask: how many "
-                                     "elements it selects is only known when the compiled code "
-                                     "runs; use np.where(mask, values, x)")
-        return where(mask, reshape(_stored(value, x.dtype), ()), x)
-    try:
-        chosen = np.full(x.shape, -1, np.int64)
-        count = chosen[key].size
-        chosen[key] = np.arange(count).reshape(chosen[key].shape)
-    except IndexError as e:
-        raise errors.users_error(errors.GraphcIndexError, str(e)) from None
-    taken = np.zeros(x.shape, np.int8)[key].shape
-    value = _stored(value, x.dtype)
-    while value.ndim > len(taken) and value.shape[0] == 1:     # NumPy drops leading 1s
-        value = reshape(value, value.shape[1:])
-    if count == 0:
-        return x
-    try:
-        value = broadcast_to(value, taken)
-    except errors.ShapeError:
-        raise errors.users_error(errors.ShapeError,
-                                 f"could not broadcast input array from shape "
-                                 f"{aval_of(value)[0]} into shape {taken}") from None
-    placed = reshape(take(ravel(value), np.maximum(chosen, 0).reshape(-1)), x.shape)
-    return where(chosen >= 0, placed, x)
-
-
 # ---------------------------------------------------------------- reductions
 def normalize_axes(axis, ndim, op="reduction"):
     if axis is None:
@@ -908,32 +781,6 @@ def _from_end(k: slice, n: int, start: int, stop: int, step: int) -> tuple:
     return start_back, stop_back, stop
 
 
-def _indexed(x, key):
-    """x[key] as the user writes it: a result of slices and integers is a view
-    of x in NumPy, and noted as one (see setitem)."""
-    result = getitem(x, key)
-    keys = key if isinstance(key, tuple) else (key,)
-    integer = [isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
-               for k in keys]
-    if all(i or k is None or k is Ellipsis or isinstance(k, builtins.slice)
-           for i, k in zip(integer, keys)) and not (all(integer) and len(keys) == x.ndim):
-        _note_view(x, result, key)     # integers alone for every axis: a scalar, a copy
-    return result
-
-
-def _note_view(x, result, key=None):
-    """Note result (or each array in it) as a view of x (`key`: the basic
-    index it was taken with, so in-place operators can write through). Only
-    what the user calls is noted: graphc's own reshapes inside other
-    functions are not views the user holds."""
-    if isinstance(result, (list, tuple)):
-        for r in result:
-            _note_view(x, r)
-    elif isinstance(x, Tracer) and isinstance(result, Tracer) and result is not x:
-        result.base = (x, key)
-        x.views = (x.views or []) + [weakref.ref(result)]
-
-
 def getitem(x, key):
     x = _as_array(x)
     key = key if isinstance(key, tuple) else (key,)
@@ -1209,8 +1056,8 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
         # and a boolean subtract with dtype=int64 is an integer one
         inputs = [cast(x, dtype) for x in inputs]
     result = fn(*inputs)
-    return _new_arrays(strongly_typed(astype(result, dtype) if dtype is not None else result),
-                       inputs)
+    return _assignment.new_arrays(
+        strongly_typed(astype(result, dtype) if dtype is not None else result), inputs)
 
 
 def _accumulate(name, x, axis=0, dtype=None, out=None):
@@ -1255,73 +1102,10 @@ def array_function(tracer, func, types, args, kwargs):
                                         f"{errors.at(errors.user_location())}; supported: "
                                         f"{', '.join(sorted(names))}")
     result = strongly_typed(fn(*args, **kwargs))
-    if func in _VIEWS:
-        _note_view(args[0], result)
+    if func in _assignment.VIEWS:
+        _assignment.note_view(args[0], result)
         return result
-    return _new_arrays(result, args)
-
-
-def _new_arrays(result, inputs):
-    """result, with an input's Tracer object in it replaced by a new Tracer of
-    the same node: where NumPy returns a new array (np.positive(x),
-    x.astype(x.dtype), np.round of integers) and graphc the input itself, a
-    later assignment into x (setitem) must not reach it."""
-    given = {id(x) for x in inputs if isinstance(x, Tracer)}
-
-    def new(r):
-        if isinstance(r, Tracer) and id(r) in given:
-            return Tracer(r.graph, r.node)
-        if isinstance(r, (list, tuple)):
-            values = [new(v) for v in r]
-            return type(r)(*values) if hasattr(r, "_fields") else type(r)(values)
-        return r
-    return new(result)
-
-
-def _returns_new(method):
-    def wrapped(self, *args, **kwargs):
-        return _new_arrays(method(self, *args, **kwargs), (self,) + args)
-    wrapped.__name__ = getattr(method, "__name__", "method")
-    return wrapped
-
-
-# NumPy functions (and Tracer methods) whose results share memory with their
-# first argument; graphc notes them as views (_note_view), and every
-# other result is a new array
-_VIEWS = {np.reshape, np.transpose, np.swapaxes, np.moveaxis, np.squeeze, np.expand_dims,
-          np.ravel, np.broadcast_to, np.split, np.array_split, np.hsplit, np.vsplit,
-          np.atleast_1d, np.atleast_2d, np.atleast_3d, np.diagonal, np.flip,
-          np.lib.stride_tricks.sliding_window_view}
-_VIEW_METHODS = {"reshape", "transpose", "swapaxes", "squeeze", "ravel", "diagonal", "T", "mT"}
-# (x[...]: _indexed notes the views among its results)
-
-
-def _methods_return_new_arrays():
-    """Wrap every Tracer method: the views' note their results as views of
-    self, the others' return new arrays (see _new_arrays)."""
-    for name, value in list(vars(Tracer).items()):
-        if name in _VIEW_METHODS:
-            setattr(Tracer, name, _returns_view(value))
-        elif callable(value) and not isinstance(value, type) and (
-                not name.startswith("_") or name in _OPERATORS):
-            setattr(Tracer, name, _returns_new(value))
-
-
-def _returns_view(method):
-    if isinstance(method, property):
-        return property(_returns_view(method.fget))
-
-    def wrapped(self, *args, **kwargs):
-        result = method(self, *args, **kwargs)
-        _note_view(self, result)
-        return result
-    wrapped.__name__ = getattr(method, "__name__", "method")
-    return wrapped
-
-
-_OPERATORS = {"__pos__", "__neg__", "__abs__", "__add__", "__radd__", "__sub__", "__rsub__",
-              "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__pow__", "__rpow__",
-              "__round__"}
+    return _assignment.new_arrays(result, args)
 
 
 # ---------------------------------------------------------------- Tracer methods
@@ -1342,7 +1126,7 @@ def _install_tracer_methods():
     T.__and__ = T.__rand__ = bitwise_and
     T.__or__ = T.__ror__ = bitwise_or
     T.__invert__ = invert
-    T.__getitem__ = _indexed
+    T.__getitem__ = _assignment.indexed
     T.__floordiv__, T.__rfloordiv__ = floor_divide, rev(floor_divide)
     T.__mod__, T.__rmod__ = remainder, rev(remainder)
     T.__divmod__, T.__rdivmod__ = divmod_, rev(divmod_)
@@ -1351,8 +1135,8 @@ def _install_tracer_methods():
                                    ("truediv", "divide", true_divide), ("pow", "power", power),
                                    ("floordiv", "floor_divide", floor_divide),
                                    ("mod", "remainder", remainder)):
-        setattr(T, f"__i{name}__", _in_place(ufunc, operation))
-    T.copy = lambda self, order="K": self       # a new Tracer: _methods_return_new_arrays
+        setattr(T, f"__i{name}__", _assignment.in_place(ufunc, operation))
+    T.copy = lambda self, order="K": self       # a new Tracer: assignment.new_arrays
     T.__array_ufunc__ = array_ufunc
     T.__array_function__ = array_function
     T.T = property(lambda self: transpose(self))
@@ -1371,7 +1155,6 @@ def _install_tracer_methods():
     T.dot = dot
 
 
-_install_tracer_methods()
 
 # functions written with the ones above (split, flip, outer, norm, isnan, ...)
 from graphc import composites as _composites  # noqa: E402  (it uses this module's functions)
@@ -1389,4 +1172,6 @@ Tracer.any, Tracer.all = _composites.any_, _composites.all_
 Tracer.repeat = _composites.repeat
 Tracer.argmax, Tracer.argmin = _composites.argmax, _composites.argmin
 Tracer.round = _composites.around
-_methods_return_new_arrays()
+from graphc import assignment as _assignment  # noqa: E402  (it uses this module's functions)
+_install_tracer_methods()
+_assignment.methods_return_new_arrays()

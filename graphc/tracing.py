@@ -139,8 +139,8 @@ class Tracer:
             "np.eye(k)[y]). Build the result from traced operations instead")
 
     def __setitem__(self, key, value):
-        from graphc import numpy_api      # the front end: it imports this module
-        numpy_api.setitem(self, key, value)
+        from graphc import assignment     # it imports this module
+        assignment.setitem(self, key, value)
 
     def __hash__(self):
         return id(self)
