@@ -65,6 +65,8 @@ def in_place(ufunc, operation):
     and refuses it for the others (reshape, .T, ...)."""
     def update(self, other):
         result = operation(self, other)
+        if self.ndim == 0 and self.base is None:
+            return result       # a NumPy scalar (a sum, x[i], a Python number): rebound
         target, result_type = np.dtype(self.dtype), fnp.aval_of(result)[1]
         if not np.can_cast(result_type, target, casting="same_kind"):
             raise errors.users_error(errors.GraphcTypeError,
@@ -122,13 +124,13 @@ def _assigned(x, key, value):
                                      "assignment at traced positions: only a boolean mask of the "
                                      "array's own shape is supported (x[x < 0] = 0); else use "
                                      "np.where(mask, value, x)")
-        value = fnp._as_array(value)
+        value = _stored(value, x.dtype)
         if fnp.aval_of(value)[0] not in ((), (1,)):
             raise errors.users_error(errors.UnsupportedOpError,
                                      "assignment of an array through a traced mask: how many "
                                      "elements it selects is only known when the compiled code "
                                      "runs; use np.where(mask, values, x)")
-        return fnp.where(mask, fnp.reshape(_stored(value, x.dtype), ()), x)
+        return fnp.where(mask, fnp.reshape(value, ()), x)
     try:
         chosen = np.full(x.shape, -1, np.int64)
         count = chosen[key].size
@@ -147,8 +149,47 @@ def _assigned(x, key, value):
         raise errors.users_error(errors.ShapeError,
                                  f"could not broadcast input array from shape "
                                  f"{fnp.aval_of(value)[0]} into shape {taken}") from None
+    per_axis = _per_axis(x.shape, keys)
+    if per_axis is not None:            # slices and integers: constants per axis, not per element
+        return _placed_per_axis(x, value, per_axis)
     placed = fnp.reshape(fnp.take(fnp.ravel(value), np.maximum(chosen, 0).reshape(-1)), x.shape)
     return fnp.where(chosen >= 0, placed, x)
+
+
+def _per_axis(shape, keys):
+    """For a key of slices and integers (and one Ellipsis): per axis, the
+    positions it writes and whether the axis stays in the selection; else None."""
+    if builtins.sum(k is Ellipsis for k in keys) > 1 or not all(
+            k is Ellipsis or isinstance(k, builtins.slice) or (
+                isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)))
+            for k in keys):
+        return None
+    if any(k is Ellipsis for k in keys):
+        i = next(j for j, k in enumerate(keys) if k is Ellipsis)
+        keys = keys[:i] + (builtins.slice(None),) * (len(shape) - len(keys) + 1) + keys[i + 1:]
+    keys = tuple(keys) + (builtins.slice(None),) * (len(shape) - len(keys))
+    return [(np.arange(n)[k].reshape(-1), isinstance(k, builtins.slice))
+            for n, k in zip(shape, keys)]
+
+
+def _placed_per_axis(x, value, per_axis):
+    """where(mask, value spread to x's shape, x), the mask an and of one 1-d
+    constant per axis and the value spread by a take per axis: no constant of
+    x's size (an RNN's h_all[t] = h in a loop of T steps would hold T of them)."""
+    value = fnp.reshape(value, tuple(len(p) if kept else 1 for p, kept in per_axis))
+    mask = None
+    for d, ((positions, _), n) in enumerate(zip(per_axis, x.shape)):
+        if len(positions) == n and (positions == np.arange(n)).all():
+            continue                    # the whole axis, in order
+        spread = np.zeros(n, np.int64)
+        spread[positions] = np.arange(len(positions))
+        value = fnp.take(value, spread, axis=d)
+        member = np.zeros(n, bool)
+        member[positions] = True
+        member = member.reshape((n,) + (1,) * (x.ndim - d - 1))
+        mask = member if mask is None else fnp.logical_and(mask, member)
+    value = fnp.broadcast_to(value, x.shape)
+    return value if mask is None else fnp.where(mask, value, x)
 
 
 def indexed(x, key):

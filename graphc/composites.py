@@ -453,8 +453,12 @@ def convolve(a, v, mode="full"):
 
 
 def correlate(a, v, mode="valid"):
-    """np.correlate of real 1-d arrays: convolve with v reversed."""
-    return convolve(a, flip(fnp._as_array(v)), mode)
+    """np.correlate of real 1-d arrays: convolve with v reversed (NumPy swaps a
+    shorter a with v, and reverses the result)."""
+    a, v = fnp._as_array(a), fnp._as_array(v)
+    if a.ndim == v.ndim == 1 and v.shape[0] > a.shape[0]:
+        return flip(correlate(v, a, mode))
+    return convolve(a, flip(v), mode)
 
 
 def trapezoid(y, x=None, dx=1.0, axis=-1):

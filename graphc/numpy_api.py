@@ -959,10 +959,9 @@ def sort(x, axis=-1, kind=None, order=None, *, stable=None):
     return take_along_axis(x, indices, axis)
 
 
-def _sort_in_place(self, *args, **kwargs):
-    raise errors.users_error(errors.UnsupportedOpError,
-                             "x.sort() sorts in place, and graphc arrays are immutable; "
-                             "write x = np.sort(x)")
+def _sort_in_place(self, axis=-1, kind=None, order=None, *, stable=None):
+    """x.sort(): x itself sorted, an assignment (graphc/assignment.py)."""
+    _assignment.setitem(self, Ellipsis, sort(self, axis, kind, order))
 
 
 def _python_round(self, ndigits=None):
@@ -1039,14 +1038,15 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
         # `a += x` on a NumPy array `a` with a traced x: NumPy calls np.add(a, x, out=a)
         raise errors.UnsupportedOpError(
             f"in-place np.{name} into a NumPy array (a += x, a *= x, ...) of a traced value is "
-            f"not supported: graphc arrays are immutable; write a = a + x, which makes a new "
+            f"not supported: graphc does not write into given arrays; write a = a + x, which makes a new "
             f"array{errors.at(errors.user_location())}")
     if out is not None or kwargs.get("where", True) is not True:
         raise errors.UnsupportedOpError(f"np.{name}(out=/where=) is not supported; graphc arrays "
                                         f"are immutable{errors.at(errors.user_location())}")
-    fn = UFUNCS.get(name)
+    numpys = getattr(np, name, None) is ufunc
+    fn = UFUNCS.get(name) if numpys else _special.UFUNCS.get(name)    # SciPy's: its own rules
     if fn is None:
-        where = "NumPy ufunc np." if getattr(np, name, None) is ufunc else "ufunc scipy.special." \
+        where = "NumPy ufunc np." if numpys else "ufunc scipy.special." \
             if getattr(sys.modules.get("scipy.special"), name, None) is ufunc else "ufunc "
         raise errors.UnsupportedOpError(f"{where}{name} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}")
@@ -1134,7 +1134,9 @@ def _install_tracer_methods():
                                    ("mul", "multiply", multiply),
                                    ("truediv", "divide", true_divide), ("pow", "power", power),
                                    ("floordiv", "floor_divide", floor_divide),
-                                   ("mod", "remainder", remainder)):
+                                   ("mod", "remainder", remainder),
+                                   ("and", "bitwise_and", bitwise_and),
+                                   ("or", "bitwise_or", bitwise_or)):
         setattr(T, f"__i{name}__", _assignment.in_place(ufunc, operation))
     T.copy = lambda self, order="K": self       # a new Tracer: assignment.new_arrays
     T.__array_ufunc__ = array_ufunc

@@ -10,7 +10,7 @@ It compares the states of the generators the function can reach before and
 after tracing: NumPy's global one (np.random.*), and the Generator and
 RandomState objects in the globals and closures of the traced function and of
 the functions it wraps (graphc's transforms close over the user's function),
-their default arguments, and the objects of bound methods (self.rng).
+their default arguments, and the objects of bound methods (self.rng);
 and one step further: in the modules, objects, classes, containers and
 functions those hold (a dropout layer's self.rng, a helper module's rng).
 A generator made inside the function from a fixed seed draws the same numbers

@@ -1,5 +1,5 @@
 """SciPy's special-function ufuncs that graphc computes: scipy.special.erf,
-expit, log_expit, logit, xlogy and xlog1py. They reach a traced array's
+expit, log_expit, logit, xlogy, xlog1py, expm1, log1p, cbrt and exp2. They reach a traced array's
 __array_ufunc__ as NumPy's ufuncs do, and are written with graphc's ops.
 
 SciPy lists each ufunc's float64 loop first, so it computes integers and
@@ -21,10 +21,6 @@ def _scipy_float(*xs):
     float32 = all(not fnp._is_weak(x) and fnp.aval_of(x)[1] == np.float32 for x in xs)
     dtype = np.dtype(np.float32 if float32 else np.float64)
     return [fnp.to_operand(x, dtype) for x in xs]
-
-
-def erf(x):
-    return P.erf(*_scipy_float(x))
 
 
 def expit(x):
@@ -58,5 +54,10 @@ def _x_log(log, finite_from):
 
 xlogy, xlog1py = _x_log(fnp.log, 0), _x_log(fnp.log1p, -1)
 
-UFUNCS = {"erf": erf, "expit": expit, "log_expit": log_expit, "logit": logit, "xlogy": xlogy,
-          "xlog1py": xlog1py}
+def _scipy_unary(prim):
+    return lambda x: prim(*_scipy_float(x))
+
+
+UFUNCS = {"erf": _scipy_unary(P.erf), "expit": expit, "log_expit": log_expit, "logit": logit,
+          "xlogy": xlogy, "xlog1py": xlog1py, "expm1": _scipy_unary(P.expm1), "log1p": _scipy_unary(P.log1p),
+          "cbrt": _scipy_unary(P.cbrt), "exp2": _scipy_unary(P.exp2)}

@@ -71,7 +71,7 @@ class Tracer:
 
     # base: the array a basic index (x[1:], x[0]) took this one from, as NumPy's
     # views are; views: weak references to this array's own; stale: an
-    # assignment into the base came after (numpy_api.setitem)
+    # assignment into the base came after (graphc/assignment.py)
     # argument: the traced function's own argument object (assigning into it
     # would change the caller's array in NumPy)
     __slots__ = ("graph", "node", "base", "views", "stale", "argument", "__weakref__")
@@ -345,7 +345,7 @@ def trace_fn(fn, args: tuple) -> ir.Graph:
         for leaf in leaves:
             shape, dtype, weak = aval_of(leaf)
             tracers.append(Tracer(graph, graph.add_input(shape, dtype, weak, loc)))
-            tracers[-1].argument = True
+            tracers[-1].argument = isinstance(leaf, np.ndarray)    # a Python number is no array
         draws = randomness.Draws(fn)
         try:
             out = fn(*pytree.unflatten(in_tree, tracers))

@@ -114,6 +114,7 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.convolve(x[0], v),
     compiled(lambda x, v: np.convolve(v, x[1, :3], "same") + np.correlate(v, x[2, :2], "same")),
     lambda x, v: np.correlate(x[0], v[:3]),
+    lambda x, v: np.correlate(v[:2], x[0, :5], "same"),      # the longer second: NumPy swaps
     lambda x, v: np.trapezoid(x, axis=0).sum() + np.trapezoid(x, np.cumsum(np.arange(1.0, 7.0))),
     lambda x, v: np.add.accumulate(x) * np.multiply.accumulate(x, axis=1),
     # predicates and pieces
@@ -428,3 +429,21 @@ def test_assignment_compiles():
     f = gc.jit(lambda x, v: (_assigned_by_slices(x, v), _assigned_by_masks(x, v)))
     for got, want in zip(f(x, v), f.interpret(x, v)):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_assignment_of_slices_holds_no_constant_of_the_arrays_size():
+    """An RNN's h_all[:, t] = h in a loop: per-axis constants, not one of the
+    whole array per step (only the zeros it starts from)."""
+    def rnn(x):
+        states = np.zeros_like(x)
+        h = x[:, 0] * 0
+        for t in range(x.shape[1]):
+            h = np.tanh(h + x[:, t])
+            states[:, t] = h
+        return states
+
+    x, _ = _values()
+    graph = gc.trace(rnn, x)
+    big = [n for n in graph.topo() if n.op == "const" and n.size >= x.size]
+    assert len(big) == 1
+    np.testing.assert_allclose(gc.jit(rnn).interpret(x), rnn(x), rtol=1e-15)
