@@ -424,11 +424,15 @@ _register(OpDef("log_softmax", "row", _log_softmax_infer, _log_softmax_impl, _lo
 # NumPy's order: one running sum in the dtype, so float results are NumPy's
 # to the bit. `reverse` runs from the row's end; each direction's gradient is
 # the other one.
-def _cumsum_infer(avals, params):
-    x = avals[0]
-    if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype) == np.bool_:
-        raise errors.GraphcError("internal: cumsum is over the last axis of a numeric array")
-    return x.shape, np.dtype(x.dtype)
+def _row_rule(op, out_dtype=None):
+    """The shape rule of an op over the last axis of a numeric array (cumsum,
+    cumprod, argsort): the operand's shape, and its dtype or `out_dtype`."""
+    def infer(avals, params):
+        x = avals[0]
+        if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype) == np.bool_:
+            raise errors.GraphcError(f"internal: {op} is over the last axis of a numeric array")
+        return tuple(x.shape), np.dtype(out_dtype or x.dtype)
+    return infer
 
 
 def _cumsum_impl(x, axis, reverse):
@@ -437,7 +441,7 @@ def _cumsum_impl(x, axis, reverse):
     return np.cumsum(x, axis=axis, dtype=x.dtype)
 
 
-_register(OpDef("cumsum", "row", _cumsum_infer, _cumsum_impl,
+_register(OpDef("cumsum", "row", _row_rule("cumsum"), _cumsum_impl,
                 lambda ct, out, x, axis, reverse: [P.cumsum(ct, axis, not reverse)]))
 
 
@@ -496,13 +500,6 @@ _register(OpDef("recurrence", "row", _recurrence_infer, _recurrence_impl, _recur
 # cumprod over the last axis: one running product a row, s = s * x (NumPy's
 # order: its products to the bit). Its gradient is the recurrence's with
 # a = (1, x[1], x[2], ...) and b = (x[0], -0, ...): no division, right at zeros.
-def _cumprod_infer(avals, params):
-    x = avals[0]
-    if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype) == np.bool_:
-        raise errors.GraphcError("internal: cumprod is over the last axis of a numeric array")
-    return tuple(x.shape), np.dtype(x.dtype)
-
-
 def _cumprod_vjp(ct, out, x, axis):
     from graphc import numpy_api as fnp
     first, rest = (Ellipsis, builtins.slice(None, 1)), (Ellipsis, builtins.slice(1, None))
@@ -512,7 +509,7 @@ def _cumprod_vjp(ct, out, x, axis):
     return [fnp.concatenate([fnp.getitem(adjoint, first), fnp.getitem(slope_a, rest)], -1)]
 
 
-_register(OpDef("cumprod", "row", _cumprod_infer,
+_register(OpDef("cumprod", "row", _row_rule("cumprod"),
                 lambda x, axis: np.cumprod(x, axis=axis, dtype=x.dtype), _cumprod_vjp))
 
 
@@ -581,14 +578,7 @@ _register(OpDef("slogdet", "linalg", _det_infer, _slogdet_impl,
 # argsort over the last axis, stable (NumPy's kind="stable": ties keep their
 # order, nan sorts last). np.sort is x taken at these indices, so its
 # gradient is take's: each sorted slot's cotangent goes back to its element.
-def _argsort_infer(avals, params):
-    x = avals[0]
-    if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype) == np.bool_:
-        raise errors.GraphcError("internal: argsort is over the last axis of a numeric array")
-    return x.shape, np.dtype(np.int64)
-
-
-_register(OpDef("argsort", "row", _argsort_infer,
+_register(OpDef("argsort", "row", _row_rule("argsort", np.int64),
                 lambda x, axis: np.argsort(x, axis=axis, kind="stable").astype(np.int64),
                 lambda ct, out, x, axis: [None]))
 
