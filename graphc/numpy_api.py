@@ -508,15 +508,25 @@ def prod(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where
     if dtype is not None and np.dtype(dtype) == np.bool_:     # NumPy: a logical and
         return equal(sum(equal(x, 0), axis, np.int64, keepdims=keepdims), 0)
     x = to_operand(x, _sum_dtype(x, dtype))
-    axes = normalize_axes(axis, x.ndim, "prod")
-    kept = tuple(d for d in range(x.ndim) if d not in axes)
-    size = int(np.prod([x.shape[d] for d in axes]))
-    shape = tuple(1 if d in axes else n for d, n in enumerate(x.shape)) if keepdims else \
-        tuple(x.shape[d] for d in kept)
+    rows, keep = rows_over(x, axis, "prod")
+    shape = keep if keepdims else rows.shape[:-1]
+    size = rows.shape[-1]
     if size == 0:
         return np.ones(shape, aval_of(x)[1])
-    rows = reshape(transpose(x, kept + axes), tuple(x.shape[d] for d in kept) + (size,))
     return reshape(getitem(_running_product(rows), (Ellipsis, size - 1)), shape)
+
+
+def rows_over(x, axis, name):
+    """x with `axis` (a tuple merged into one; all of them if None) moved
+    last, as rows for an op over the last axis; and the shape keepdims= gives
+    a result over them."""
+    x = _as_array(x)
+    axes = normalize_axes(axis, x.ndim, name)
+    keep = tuple(1 if d in axes else n for d, n in enumerate(x.shape))
+    rest = [d for d in range(x.ndim) if d not in axes]
+    size = int(np.prod([x.shape[d] for d in axes]))
+    rows = reshape(transpose(x, rest + list(axes)), tuple(x.shape[d] for d in rest) + (size,))
+    return rows, keep
 
 
 def _sum_dtype(x, dtype) -> np.dtype:

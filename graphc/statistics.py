@@ -16,12 +16,7 @@ from graphc.composites import isnan
 def _sorted_rows(x, axis, name):
     """x sorted along `axis` moved last (several axes merged into one; the
     flattened array if None), and the shape keepdims= gives the result."""
-    x = fnp._as_array(x)
-    axes = tuple(range(x.ndim)) if axis is None else fnp.normalize_axes(axis, x.ndim, name)
-    keep = tuple(1 if d in axes else n for d, n in enumerate(x.shape))
-    rest = [d for d in range(x.ndim) if d not in axes]
-    rows = fnp.transpose(x, rest + list(axes))
-    rows = fnp.reshape(rows, tuple(x.shape[d] for d in rest) + (int(np.prod([x.shape[d] for d in axes])),))
+    rows, keep = fnp.rows_over(x, axis, name)
     return fnp.sort(rows, axis=-1), keep
 
 
