@@ -310,12 +310,23 @@ def _emit_log_softmax(node, operands):
                              f"softmax.log_softmax_{form}, {bool(node.p['finite_peak'])})"]
 
 
+def _arithmetic(dtype, op: str, left: str, right: str) -> str:
+    """left + right or left * right in `dtype` as NumPy computes it: 64-bit
+    integers wrap (vmath.wrapping_*, as _scalar_expr's), narrower ones are
+    cast back (Numba widens them)."""
+    T, symbol = np_dtype(dtype), {"add": "+", "mul": "*"}[op]
+    if dtype.kind == "f":
+        return f"{left} {symbol} {right}"
+    if dtype.itemsize == 8:
+        return f"vmath.wrapping_{op}({left}, {right})"
+    return f"{T}({left} {symbol} {right})"
+
+
 def _emit_cumsum(node, operands):
     """Each row's running sum in one register, element after element (NumPy's
-    order); 64-bit integers wrap as NumPy's, narrower ones are cast back."""
+    order); integers wrap as NumPy's."""
     T, kind = np_dtype(node.dtype), node.dtype.kind
-    add = "s + x[r, j]" if kind == "f" else "vmath.wrapping_add(s, x[r, j])" \
-        if node.dtype.itemsize == 8 else f"{T}(s + x[r, j])"
+    add = _arithmetic(node.dtype, "add", "s", "x[r, j]")
     return _rows_of(node) + [
             "for r in range(rows):",
             f"    s = {T}(-0.0)" if kind == "f" else f"    s = {T}(0)",   # -0 + -0 is -0
@@ -330,9 +341,7 @@ def _emit_recurrence(node, operands):
     a where the step comes from. 64-bit integers wrap as NumPy's."""
     T, kind = np_dtype(node.dtype), node.dtype.kind
     a = "c" if node.p["lagged"] else "x[r, j]"
-    step = f"y[r, j] + {a} * s" if kind == "f" else \
-        f"vmath.wrapping_add(y[r, j], vmath.wrapping_mul({a}, s))" if node.dtype.itemsize == 8 \
-        else f"{T}(y[r, j] + {a} * s)"
+    step = _arithmetic(node.dtype, "add", "y[r, j]", _arithmetic(node.dtype, "mul", a, "s"))
     return _rows_of(node) + [
         "y = alloc.reshape(a1, (rows, n))",
         "for r in range(rows):",
@@ -364,9 +373,8 @@ def _emit_linalg(node, operands):
 
 def _emit_cumprod(node, operands):
     """Each row's running product from 1 (1 * x is x to the bit), in NumPy's order."""
-    T, kind = np_dtype(node.dtype), node.dtype.kind
-    step = "s * x[r, j]" if kind == "f" else "vmath.wrapping_mul(s, x[r, j])" \
-        if node.dtype.itemsize == 8 else f"{T}(s * x[r, j])"
+    T = np_dtype(node.dtype)
+    step = _arithmetic(node.dtype, "mul", "s", "x[r, j]")
     return _rows_of(node) + ["for r in range(rows):", f"    s = {T}(1)",
                              "    for j in range(n):", f"        s = {step}", "        o[r, j] = s"]
 

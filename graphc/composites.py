@@ -526,7 +526,7 @@ def _nan_ignoring(extreme):
         both = extreme(x, y)
         if fnp.aval_of(both)[1].kind != "f":
             return both
-        return fnp.where(fnp.not_equal(y, y), x, fnp.where(fnp.not_equal(x, x), y, both))
+        return fnp.where(isnan(y), x, fnp.where(isnan(x), y, both))
     return pick
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from graphc import errors
 from graphc import numpy_api as fnp
-from graphc.composites import isnan
+from graphc.composites import all_, isnan
 
 
 # ------------------------------------------------------------ order statistics
@@ -178,7 +178,7 @@ def _nan_extreme(extreme, fill):
         if fnp.aval_of(a)[1].kind != "f":
             return value
         # all nan: nan, as NumPy's (which also warns)
-        none = fnp.logical_not(fnp.max(fnp.logical_not(isnan(a)), axis=axis, keepdims=keepdims))
+        none = all_(isnan(a), axis=axis, keepdims=keepdims)
         return fnp.where(none, np.nan, value)
     return reduce
 
