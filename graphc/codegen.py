@@ -360,8 +360,10 @@ def _emit_linalg(node, operands):
     lines = [f"n = a0.shape[{rank - 1}]",
              "batch = a0.size // (n * n) if n else 0",
              "x = alloc.reshape(a0, (batch, n, n))"]
-    if node.op == "inv":
-        return lines + ["o = alloc.reshape(out, (batch, n, n))", "linalg.inv_rows(x, o)"]
+    if node.op in ("inv", "cholesky"):
+        return lines + ["o = alloc.reshape(out, (batch, n, n))", f"linalg.{node.op}_rows(x, o)"]
+    if node.op == "eigh":
+        return lines + ["o = alloc.reshape(out, (batch, n + 1, n))", "linalg.eigh_rows(x, o)"]
     if node.op == "solve":
         return lines + [f"k = out.shape[{rank - 1}]", "y = alloc.reshape(a1, (batch, n, k))",
                         "o = alloc.reshape(out, (batch, n, k))", "linalg.solve_rows(x, y, o)"]
@@ -425,7 +427,7 @@ EMITTERS = {
     "int_range_check": _emit_int_range_check,
     "log_softmax": _emit_log_softmax, "cumsum": _emit_cumsum, "argsort": _emit_argsort,
     "recurrence": _emit_recurrence, "cumprod": _emit_cumprod, "inv": _emit_linalg,
-    "solve": _emit_linalg,
+    "solve": _emit_linalg, "cholesky": _emit_linalg, "eigh": _emit_linalg,
     "det": _emit_linalg, "slogdet": _emit_linalg,
 }
 

@@ -286,6 +286,8 @@ class DimTable:
         ins = [self.graph.node(i) for i in node.inputs]
         if node.op == "concatenate":
             return "(" + " + ".join(self.exprs[x.id][d] for x in ins) + ")"
+        if node.op == "eigh" and d == len(node.shape) - 2:     # a row of eigenvalues on n rows
+            return f"({self.exprs[ins[0].id][d]} + 1)"
         if node.op == "reshape":
             src = ins[0]
             rest = [self._derive_later(node, k) for k in range(d + 1, len(node.shape))]

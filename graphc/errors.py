@@ -10,6 +10,8 @@ import os
 import re
 import sys
 
+import numpy as np
+
 _GRAPHC_DIR = os.path.dirname(os.path.abspath(__file__))
 _KERNELS_DIR = os.path.join(os.path.dirname(_GRAPHC_DIR), "kernels")
 _SKIP_PREFIXES = (_GRAPHC_DIR + os.sep, _KERNELS_DIR + os.sep)   # not graphc_examples/
@@ -49,6 +51,11 @@ class GraphcValueError(GraphcError, ValueError):
     """An invalid argument value (for example an optimizer setting)."""
 
 
+class GraphcLinAlgError(GraphcError, np.linalg.LinAlgError):
+    """LAPACK refused a matrix (singular, not positive definite): NumPy's
+    LinAlgError, so code catching that catches this."""
+
+
 class GraphcOverflowError(GraphcError, OverflowError):
     """A Python integer argument outside the integer type NumPy converts it to."""
 
@@ -59,7 +66,8 @@ class RenderError(GraphcError, RuntimeError):
 
 # What compiled code raises (index checks, codegen.raises_in_loop, the
 # int_range_check op) and NumPy raises in the interpreter -> graphc's type
-_FROM_NATIVE = {IndexError: GraphcIndexError, ValueError: GraphcValueError,
+_FROM_NATIVE = {IndexError: GraphcIndexError, np.linalg.LinAlgError: GraphcLinAlgError,
+                ValueError: GraphcValueError,
                 OverflowError: GraphcOverflowError}
 NATIVE_ERRORS = tuple(_FROM_NATIVE)
 

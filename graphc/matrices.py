@@ -1,6 +1,6 @@
 """NumPy's matrix helpers, written with graphc's functions: diagonal, diag,
 trace, kron, cross and atleast_1d/2d/3d, as graphc.composites; and the front
-of np.linalg's inv, solve, det and slogdet, which are ops of their own
+of np.linalg's inv, solve, det, slogdet, cholesky and eigh, which are ops of their own
 (LAPACK per matrix, kernels/linalg.py)."""
 from __future__ import annotations
 
@@ -159,8 +159,36 @@ def solve(a, b):
     return fnp.reshape(x, stack + (n,)) if vector else x
 
 
+def cholesky(a, *, upper=False):
+    """L (lower) with a = L L^T, from a's lower triangle; `upper=True`: L^T,
+    from a's upper triangle (NumPy's). Not positive definite: LinAlgError."""
+    a = _square_matrices(a, "cholesky")
+    return P.swap_last(P.cholesky(P.swap_last(a))) if upper else P.cholesky(a)
+
+
+def _eigh_blocks(a, UPLO, name):
+    """eigh's (n + 1, n) blocks: eigenvalues in row 0, eigenvectors below."""
+    if UPLO not in ("L", "U"):
+        errors.refuse(ValueError, "UPLO argument must be 'L' or 'U'")
+    a = _square_matrices(a, name)
+    return P.eigh(a if UPLO == "L" else P.swap_last(a))
+
+
+def eigh(a, UPLO="L"):
+    """NumPy's EighResult (eigenvalues ascending, eigenvectors as columns) from
+    the triangle UPLO names. Gradients assume a symmetric a (see ops.py)."""
+    blocks = _eigh_blocks(a, UPLO, "eigh")
+    return np.linalg._linalg.EighResult(fnp.getitem(blocks, (Ellipsis, 0, slice(None))),
+                                        fnp.getitem(blocks, (Ellipsis, slice(1, None), slice(None))))
+
+
+def eigvalsh(a, UPLO="L"):
+    return fnp.getitem(_eigh_blocks(a, UPLO, "eigvalsh"), (Ellipsis, 0, slice(None)))
+
+
 LINALG = {np.linalg.inv: inv, np.linalg.det: det, np.linalg.slogdet: slogdet,
-          np.linalg.solve: solve}
+          np.linalg.solve: solve, np.linalg.cholesky: cholesky, np.linalg.eigh: eigh,
+          np.linalg.eigvalsh: eigvalsh}
 
 FUNCTIONS = {
     np.diagonal: diagonal, np.diag: diag, np.trace: trace, np.kron: kron, np.cross: cross,

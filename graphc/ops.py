@@ -523,7 +523,7 @@ def _square(op, a):
         raise errors.GraphcError(f"internal: {op} takes a stack of square float matrices")
 
 
-def _inv_infer(avals, params):
+def _inv_infer(avals, params):       # inv and cholesky
     _square("inv", avals[0])
     return tuple(avals[0].shape), np.dtype(avals[0].dtype)
 
@@ -573,6 +573,63 @@ def _slogdet_impl(a, logabs):
 _register(OpDef("slogdet", "linalg", _det_infer, _slogdet_impl,
                 lambda ct, out, a, logabs: [P.mul(_per_matrix(ct), _transposed_inverse(a))
                                             if logabs else None]))
+
+
+# cholesky: L with a = L L^T from a's lower triangle, as NumPy's. Its gradient,
+# as JAX's and PyTorch's, is the symmetric one (a perturbation of a symmetric
+# a is symmetric): with P = Phi(L^T ct), Phi the lower triangle with its
+# diagonal halved, a's cotangent is sym(L^-T P L^-1).
+def _lower_with_half_diagonal(n, dtype):
+    return (np.tril(np.ones((n, n)), -1) + 0.5 * np.eye(n)).astype(dtype)
+
+
+def _symmetric_part(x):
+    return P.mul(P.add(x, P.swap_last(x)), P.scalar_like(x, 0.5))
+
+
+def _cholesky_vjp(ct, out, a):
+    inverse = P.inv(out)
+    phi = P.mul(P.matmul(P.swap_last(out), ct), _lower_with_half_diagonal(a.shape[-1], a.dtype))
+    return [_symmetric_part(P.matmul(P.matmul(P.swap_last(inverse), phi), inverse))]
+
+
+_register(OpDef("cholesky", "linalg", _inv_infer, lambda a: np.linalg.cholesky(a), _cholesky_vjp))
+
+
+# eigh: one (n + 1, n) block a matrix, its eigenvalues (ascending) in row 0
+# and its eigenvectors (columns) below: one LAPACK call serves both of
+# np.linalg.eigh's results. With w, V and their cotangents w', V', a's
+# cotangent is sym(V (diag(w') + F * (V^T V')) V^T), F[i, j] = 1 / (w[j] - w[i])
+# off the diagonal and 0 where two eigenvalues are equal (there the
+# eigenvectors are not unique; a loss that does not depend on the choice gets
+# its gradient, one that does gets no slope from that pair).
+def _eigh_infer(avals, params):
+    _square("eigh", avals[0])
+    shape = tuple(avals[0].shape)
+    return shape[:-2] + (shape[-1] + 1, shape[-1]), np.dtype(avals[0].dtype)
+
+
+def _eigh_impl(a):
+    w, v = np.linalg.eigh(a)
+    return np.concatenate([w[..., None, :], v], axis=-2)
+
+
+def _eigh_vjp(ct, out, a):
+    from graphc import numpy_api as fnp
+    every = builtins.slice(None)
+    values, vectors = (Ellipsis, builtins.slice(0, 1), every), (Ellipsis, builtins.slice(1, None), every)
+    w, v = fnp.getitem(out, values), fnp.getitem(out, vectors)
+    w_ct, v_ct = fnp.getitem(ct, values), fnp.getitem(ct, vectors)
+    gap = P.sub(w, P.swap_last(w))                         # [i, j] = w[j] - w[i]
+    tied = P.eq(gap, P.scalar_like(gap, 0))
+    one, zero = P.scalar_like(gap, 1), P.scalar_like(gap, 0)
+    f = P.where(tied, zero, P.div(one, P.where(tied, one, gap)))
+    inner = P.add(P.mul(w_ct, np.eye(a.shape[-1], dtype=a.dtype)),
+                  P.mul(f, P.matmul(P.swap_last(v), v_ct)))
+    return [_symmetric_part(P.matmul(P.matmul(v, inner), P.swap_last(v)))]
+
+
+_register(OpDef("eigh", "linalg", _eigh_infer, _eigh_impl, _eigh_vjp))
 
 
 # argsort over the last axis, stable (NumPy's kind="stable": ties keep their

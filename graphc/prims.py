@@ -80,6 +80,14 @@ def det(a):
     return bind("det", a)
 
 
+def cholesky(a):
+    return bind("cholesky", a)
+
+
+def eigh(a):
+    return bind("eigh", a)
+
+
 def slogdet(a, logabs):
     return bind("slogdet", a, logabs=bool(logabs))
 

@@ -139,6 +139,12 @@ CASES = [
     Case(("solve",), lambda a, b: np.linalg.solve(a + 3 * np.eye(3), b), [Arg((3, 3)), Arg((3, 2))]),
     Case(("det",), lambda a: np.linalg.det(a + 3 * np.eye(3)), [Arg((2, 3, 3))]),
     Case(("slogdet",), lambda a: np.linalg.slogdet(a + 3 * np.eye(3)).logabsdet, [Arg((3, 3))]),
+    # cholesky and eigh of symmetric matrices made from a (their gradients are
+    # the symmetric ones); eigenvectors squared: their signs are LAPACK's choice
+    Case(("cholesky",), lambda a: np.linalg.cholesky(a @ np.swapaxes(a, -1, -2) + np.eye(3)),
+         [Arg((2, 3, 3))]),
+    Case(("eigh",), lambda a: (lambda w, v: w[..., None, :] * v ** 2)(*np.linalg.eigh(a + a.T)),
+         [Arg((3, 3))]),
     Case(("cumprod",), lambda x: np.cumprod(x, axis=1), [Arg((3, 4))]),
     Case(("cumprod",), lambda x: x.prod(axis=0) * np.cumprod(x[::-1], axis=0), [Arg((3, 2))]),
     # s = b + a s along rows, both directions and readings of a (cumprod's gradient)

@@ -110,6 +110,12 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.linalg.solve(x[:4, :4] + 3 * np.eye(4), v[:4]),
     lambda x, v: np.linalg.solve(x[:4, :4] + 3 * np.eye(4), x[None, :, :2]),
     lambda x, v: np.linalg.slogdet(x[:4, :4] + 3 * np.eye(4))[1] * np.linalg.inv(x[:2, :2] + 2 * np.eye(2)),
+    # cholesky and eigh read one triangle; their gradients are the symmetric
+    # ones, so the matrices are made symmetric here (central differences see a's parameters)
+    lambda x, v: np.linalg.cholesky(x @ x.T + np.eye(4), upper=True),
+    lambda x, v: np.linalg.eigvalsh(x[:, :4] + x[:, :4].T, "U") * np.linalg.eigvalsh(x @ x.T),
+    lambda x, v: (lambda r: [r.eigenvalues, r.eigenvectors ** 2])(
+        np.linalg.eigh(np.stack([x[:, :4] + x[:, :4].T, x @ x.T]))),
     # signals and running sums as ufunc methods
     lambda x, v: np.convolve(x[0], v),
     compiled(lambda x, v: np.convolve(v, x[1, :3], "same") + np.correlate(v, x[2, :2], "same")),
@@ -193,6 +199,9 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.heaviside((x * 10).astype(np.int8), 0.5),   # float64: a Python float
     lambda x, v: np.diag(x[0] > 0, 2),                          # bool
     lambda x, v: (np.linalg.det((x[:3, :3] * 3).astype(np.int64)), *np.linalg.slogdet(x[:3, :3] > 0)),
+    lambda x, v: (np.linalg.eigvalsh((x[:3, :3] * 3).astype(np.int64)),
+                  np.linalg.eigh((x[:3, :3] + x[:3, :3].T).astype(np.float32)).eigenvalues,
+                  np.linalg.cholesky((x @ x.T + np.eye(4)).astype(np.float32))),
     # found in review: NumPy's divisor for cov, q's float type, sinc of integers
     lambda x, v: (np.cov(x[:2, :3], ddof=4), np.cov(x[:2, :0])),    # inf; nan
     lambda x, v: np.quantile(x.astype(np.float32), np.float32(0.3), method="midpoint"),
@@ -338,6 +347,8 @@ def test_isnan_and_isfinite():
     (lambda x: np.linalg.inv(x), ValueError, "Last 2 dimensions of the array must be square"),
     (lambda x: np.linalg.det(x[0]), ValueError, "1-dimensional array given"),
     (lambda x: np.linalg.solve(x[:4, :4], x[:3]), ValueError, "b's second to last axis must be 4"),
+    (lambda x: np.linalg.eigh(x[:4, :4], "X"), ValueError, "UPLO argument must be 'L' or 'U'"),
+    (lambda x: np.linalg.cholesky(x), ValueError, "Last 2 dimensions of the array must be square"),
     (lambda x: np.convolve(x[0], x[1], "middle"), ValueError, "mode must be one of 'full'"),
     (lambda x: np.convolve(x, x[0]), ValueError, "convolve: both arguments must be 1-d"),
     (lambda x: np.diff(x, -1), ValueError, "diff: order must be non-negative but got -1"),
@@ -447,3 +458,16 @@ def test_assignment_of_slices_holds_no_constant_of_the_arrays_size():
     big = [n for n in graph.topo() if n.op == "const" and n.size >= x.size]
     assert len(big) == 1
     np.testing.assert_allclose(gc.jit(rnn).interpret(x), rnn(x), rtol=1e-15)
+
+
+def test_eigenvalue_gradients_where_eigenvalues_are_equal():
+    """Equal eigenvalues leave the eigenvectors free; a loss of the eigenvalues
+    alone still has its gradient (the trace's is I), with no nan from the
+    pairs' 1 / (w[j] - w[i]), compiled as interpreted."""
+    g = gc.jit(gc.grad(lambda a: np.sum(np.linalg.eigvalsh(a) * np.array([1.0, 2.0, 3.0]))))
+    a = np.diag([2.0, 2.0, 5.0])
+    for got in (g(a), g.interpret(a)):
+        np.testing.assert_allclose(got[2], [0, 0, 3], atol=1e-12)
+        assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(gc.grad(lambda a: np.sum(np.linalg.eigvalsh(a)))(3 * np.eye(3)),
+                               np.eye(3), atol=1e-12)

@@ -17,8 +17,8 @@ def _run(args, timeout=600):
     return result.stdout
 
 
-def test_there_are_five_examples():
-    assert len(EXAMPLES) == 5
+def test_there_are_six_examples():
+    assert len(EXAMPLES) == 6
 
 
 def test_derivative_example():
@@ -49,6 +49,15 @@ def test_training_example_reaches_95_percent_on_digits():
     out = _run([str(ROOT / "examples/05_train_digits.py")])
     accuracy = float(re.search(r"test accuracy: ([\d.]+)%", out).group(1))
     assert accuracy >= 95.0, out
+
+
+def test_gaussian_process_example_finds_the_noise_and_predicts():
+    out = _run([str(ROOT / "examples/06_gaussian_process.py")])
+    start, end = map(float, re.findall(r"negative log likelihood (-?[\d.]+)", out))
+    assert end < start - 20, out
+    noise = float(re.search(r"noise ([\d.]+)", out).group(1))
+    error = float(re.search(r"new points: ([\d.]+)", out).group(1))
+    assert 0.07 < noise < 0.15 and error < 0.25, out
 
 
 def test_graphc_demo_shortest_settings(tmp_path):

@@ -260,3 +260,16 @@ def test_a_driver_compiles_one_type_and_refuses_others():
     np.testing.assert_allclose(f(frozen), np.tanh(x) * 2.0)
     np.testing.assert_allclose(f(x), np.tanh(x) * 2.0)
     assert len(next(iter(f._cache.values())).driver.signatures) == 1
+
+
+def test_eigh_blocks_take_their_size_from_the_matrices():
+    # eigh's (n + 1, n) blocks: n + 1 is written from a's shape, not a literal
+    # (stacks of b matrices with b != n: the gradient's unslice of v[..., 0, :]
+    # guesses its axis of n, as any unslice, from the first axis of that size)
+    def loss(a):
+        w, v = np.linalg.eigh(a + np.swapaxes(a, -1, -2))
+        return np.sum(w * v[..., 0, :] ** 2)
+    g = gc.jit(gc.grad(loss))
+    sources = {(b, n): _driver_source(g.lower(np.ones((b, n, n))).source)
+               for b in (2, 7) for n in (3, 4, 5)}
+    assert len(set(sources.values())) == 1
