@@ -355,22 +355,31 @@ def _emit_recurrence(node, operands):
 
 
 def _emit_linalg(node, operands):
-    """np.linalg per matrix of the stack (kernels/linalg.py), on (batch, n, n) views."""
+    """np.linalg per matrix of the stack (kernels/linalg.py), on (batch, n, n) views:
+    kernel(a, b, out, flag), b solve's right-hand sides (else a), flag slogdet's
+    logabs (2: det)."""
     rank = len(operands[0].shape)
     lines = [f"n = a0.shape[{rank - 1}]",
              "batch = a0.size // (n * n) if n else 0",
              "x = alloc.reshape(a0, (batch, n, n))"]
+    kernel, y, flag = LINALG_KERNELS[node.op], "x", 0
     if node.op in ("inv", "cholesky"):
-        return lines + ["o = alloc.reshape(out, (batch, n, n))", f"linalg.{node.op}_rows(x, o)"]
-    if node.op == "eigh":
-        return lines + ["o = alloc.reshape(out, (batch, n + 1, n))", "linalg.eigh_rows(x, o)"]
-    if node.op == "solve":
-        return lines + [f"k = out.shape[{rank - 1}]", "y = alloc.reshape(a1, (batch, n, k))",
-                        "o = alloc.reshape(out, (batch, n, k))", "linalg.solve_rows(x, y, o)"]
-    lines.append("o = alloc.reshape(out, (batch,))")
-    if node.op == "det":
-        return lines + ["linalg.det_rows(x, o)"]
-    return lines + [f"linalg.slogdet_rows(x, o, {bool(node.p['logabs'])})"]
+        lines.append("o = alloc.reshape(out, (batch, n, n))")
+    elif node.op == "eigh":
+        lines.append("o = alloc.reshape(out, (batch, n + 1, n))")
+    elif node.op == "solve":
+        lines += [f"k = out.shape[{rank - 1}]", "y = alloc.reshape(a1, (batch, n, k))",
+                  "o = alloc.reshape(out, (batch, n, k))"]
+        y = "y"
+    else:
+        lines.append("o = alloc.reshape(out, (batch,))")
+        flag = 2 if node.op == "det" else int(node.p["logabs"])
+    return lines + [f"linalg.{kernel}_rows(x, {y}, o, {flag})"]
+
+
+# op -> its kernel in kernels/linalg.py (det is slogdet's, sign times exp of log)
+LINALG_KERNELS = {"inv": "inv", "solve": "solve", "cholesky": "cholesky", "eigh": "eigh",
+                  "det": "slogdet", "slogdet": "slogdet"}
 
 
 def _emit_cumprod(node, operands):
@@ -1536,7 +1545,11 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     # `run` is loaded from disk, which never compiles gemm (kernels/blas.py)
     gemm_sizes = sorted({n.dtype.itemsize for n in graph.topo()
                          if n.op == "matmul" and n.dtype.kind == "f"})
-    source = (HEADER + "".join(f"blas.build_gemm({size})\n" for size in gemm_sizes) + "\n\n"
+    # and so are the LAPACK kernels (kernels/linalg.py)
+    lapack = sorted({(LINALG_KERNELS[n.op], n.dtype.itemsize)
+                     for n in graph.topo() if n.op in LINALG_KERNELS})
+    source = (HEADER + "".join(f"blas.build_gemm({size})\n" for size in gemm_sizes)
+              + "".join(f"linalg.build({kernel!r}, {size})\n" for kernel, size in lapack) + "\n\n"
               + "\n\n".join(kernels_src) + "\n\n")
     if plan.slots:
         source += plan.maker_function(inputs + const_args) + "\n\n"

@@ -10,7 +10,6 @@ The GEMM is a CBLAS ?gemm of the library kernels/blas_library.py binds
 (NumPy's own BLAS where it can be found), declared by symbol name, so
 functions calling it can be cached on disk like any other.
 """
-import ctypes
 import platform
 
 import llvmlite.binding as llvm_binding
@@ -205,24 +204,7 @@ def GEMM_SIGNATURE(real):
 # Exported steps embed this module, and one process may hold several copies:
 # give the table a new name whenever GEMM_SIGNATURE changes.
 GEMM_TABLE = "graphc_gemm_table_1"
-_Table = ctypes.c_ssize_t * 2       # intp addresses
-
-
-def _shared_table():
-    """The process's table: this module can be loaded more than once
-    (graphc's, and a copy in each exported step), and the symbol names one
-    table, so a later copy uses the first one's (kept forever: compiled
-    code reads it by address)."""
-    shared = llvm_binding.address_of_symbol(GEMM_TABLE)
-    if shared:
-        return _Table.from_address(shared)
-    table = _Table()
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(table))
-    llvm_binding.add_symbol(GEMM_TABLE, ctypes.addressof(table))
-    return table
-
-
-_table = _shared_table()
+_table = dispatch.shared_address_table(GEMM_TABLE, 2)
 
 
 @intrinsic
@@ -260,28 +242,17 @@ def _call_gemm(typingctx, address, flags, m, n, k, alpha, a, b, beta, c, scratch
     return sig, codegen
 
 
-@intrinsic
-def _as_pointer(typingctx, address, like):
-    """The integer `address` as a pointer to `like`'s type."""
-    sig = types.CPointer(like)(address, like)
-
-    def codegen(context, builder, sig, args):
-        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
-
-    return sig, codegen
-
-
 def _gemm_by_address(flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size):
     """GEMM_SIGNATURE's C function (m, n > 0): small_gemm, BLAS on a copy of
     b.T, or BLAS as it is (see gemm)."""
     transpose_a, transpose_b = (flags & 1) != 0, (flags & 2) != 0
-    a_ = carray(_as_pointer(a, alpha), (k, m) if transpose_a else (m, k))
-    b_ = carray(_as_pointer(b, alpha), (n, k) if transpose_b else (k, n))
-    c_ = carray(_as_pointer(c, alpha), (m, n))
+    a_ = carray(dispatch.as_pointer(a, alpha), (k, m) if transpose_a else (m, k))
+    b_ = carray(dispatch.as_pointer(b, alpha), (n, k) if transpose_b else (k, n))
+    c_ = carray(dispatch.as_pointer(c, alpha), (m, n))
     small = _small_pays(m, n, k, c_.itemsize)
     if transpose_b and not transpose_a and k * n <= scratch_size and (
             _transposing_b_pays(m, n, k) or small and _copy_for_small_pays(n, k, c_.itemsize)):
-        b_t = carray(_as_pointer(scratch, alpha), (k, n))
+        b_t = carray(dispatch.as_pointer(scratch, alpha), (k, n))
         transpose.transpose_into(b_, b_t)
         b_, transpose_b = b_t, False
     if small and not transpose_b:

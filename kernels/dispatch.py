@@ -1,6 +1,11 @@
 """How the kernels' Numba dispatchers are called from generated code, and
 how generated code is compiled."""
+import ctypes
+
+import llvmlite.binding as llvm_binding
+import llvmlite.ir as llvm_ir
 from numba import types
+from numba.extending import intrinsic
 from numba.core.caching import FunctionCache
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import PassManager
@@ -82,3 +87,52 @@ def load_without_refresh(compiled):
     whose load from disk is the first compiled code a process runs."""
     compiled._cache = _LoadWithoutRefresh(getattr(compiled, "py_func", None) or compiled._pyfunc)
     return compiled
+
+
+# ---------------------------------------------------------------------------
+# Kernels called by address. A Numba function calling another links the
+# callee's LLVM IR into its own module, where LLVM optimizes and compiles it
+# again: cached on disk or not, a kernel built on Numba's LAPACK or BLAS
+# wrappers costs every model calling it seconds of compile. Compiled once
+# per install as a C function (a cfunc, cached on disk), its address in a
+# table that compiled code finds by symbol name, it costs a load.
+
+def shared_address_table(symbol: str, size: int):
+    """The process's table of `size` addresses (intp) named `symbol`. A kernel
+    module can be loaded more than once (graphc's, and a copy in each
+    exported step), and the symbol names one table, so a later copy uses the
+    first one's (kept forever: compiled code reads it by address). Give the
+    table a new name whenever the C functions' signature changes."""
+    table_type = ctypes.c_ssize_t * size
+    shared = llvm_binding.address_of_symbol(symbol)
+    if shared:
+        return table_type.from_address(shared)
+    table = table_type()
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(table))
+    llvm_binding.add_symbol(symbol, ctypes.addressof(table))
+    return table
+
+
+def address_reader(symbol: str, size: int):
+    """An intrinsic: `read(i)` is entry i of the table `symbol` (0: not built)."""
+    @intrinsic
+    def read(typingctx, index):
+        def codegen(context, builder, sig, args):
+            entry = context.get_value_type(types.intp)
+            table = context.get_c_value(builder, llvm_ir.ArrayType(entry, size), symbol)
+            position = context.cast(builder, args[0], sig.args[0], types.intp)
+            return builder.load(builder.gep(table, [llvm_ir.Constant(llvm_ir.IntType(32), 0),
+                                                    position]))
+        return types.intp(index), codegen
+    return read
+
+
+@intrinsic
+def as_pointer(typingctx, address, like):
+    """The integer `address` as a pointer to `like`'s type."""
+    sig = types.CPointer(like)(address, like)
+
+    def codegen(context, builder, sig, args):
+        return builder.inttoptr(args[0], context.get_value_type(sig.return_type))
+
+    return sig, codegen

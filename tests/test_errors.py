@@ -533,6 +533,21 @@ def test_a_singular_matrix_raises_and_leaves_the_parameters():
     np.testing.assert_array_equal(singular["a"], np.ones((2, 2)))
 
 
+@pytest.mark.parametrize("fn, matrix, message", [
+    (lambda a: np.linalg.inv(a), [[1.0, 2.0], [2.0, 4.0]], "singular"),
+    (lambda a: np.linalg.solve(a, np.ones(2)), [[1.0, 2.0], [2.0, 4.0]], "singular"),
+    (lambda a: np.linalg.det(a), [[1.0, np.nan], [0.0, 1.0]], "infs or NaNs"),
+    (lambda a: np.linalg.eigh(a)[0], [[np.inf, 0.0], [0.0, 1.0]], "infs or NaNs"),
+])
+def test_lapack_refusals_raise_numpys_linalgerror_from_compiled_code(fn, matrix, message):
+    """The kernels run as C functions (kernels/linalg.py) that return a status:
+    each refusal comes back as the LinAlgError NumPy's code would catch."""
+    f = gc.jit(fn)
+    f(np.eye(2) * 3.0)
+    with pytest.raises(np.linalg.LinAlgError, match=message):
+        f(np.array(matrix))
+
+
 def test_a_matrix_that_is_not_positive_definite_raises_and_leaves_the_parameters():
     step = gc.compile_step(lambda p, x: np.sum(np.linalg.cholesky(p["a"]) @ x), gc.optim.SGD(0.1))
     params = {"a": np.eye(2) * 3.0}

@@ -108,3 +108,21 @@ except TypeError as e:
     # SGD's weight updates accumulate inside the gradient GEMM (beta = 1)
     folded = any("blas.gemm(" in line and " += " in line for line in text.splitlines())
     assert folded == (optimizer == "SGD")
+
+
+def test_the_embedded_kernel_modules_define_each_name_once():
+    """An exported step embeds the kernel modules it calls in one module's
+    namespace: two defining one name (linalg's address table, once named as
+    blas's) would make one of them call the other's."""
+    from graphc.export import _KERNEL_MODULES, _kernel_source
+    defined = collections.defaultdict(list)
+    for module in _KERNEL_MODULES:
+        for node in ast.parse(_kernel_source(module)).body:
+            targets = [node] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else (
+                node.targets if isinstance(node, ast.Assign) else [])
+            for target in targets:
+                names = [target.name] if hasattr(target, "name") else [
+                    n.id for n in ast.walk(target) if isinstance(n, ast.Name)]
+                for name in names:
+                    defined[name].append(module)
+    assert {name: modules for name, modules in defined.items() if len(modules) > 1} == {}
