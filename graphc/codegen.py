@@ -310,6 +310,17 @@ def _emit_log_softmax(node, operands):
                              f"softmax.log_softmax_{form}, {bool(node.p['finite_peak'])})"]
 
 
+def _c_functions_built(graph) -> list[str]:
+    """The module's calls, at its import, that build the C functions its code
+    calls by address (gemm, LAPACK: kernels/blas.py, kernels/linalg.py) for
+    the float types it uses: `run` loaded from disk never compiles them."""
+    gemm = {n.dtype.itemsize for n in graph.topo() if n.op == "matmul" and n.dtype.kind == "f"}
+    lapack = {(LINALG_KERNELS[n.op], n.dtype.itemsize) for n in graph.topo()
+              if n.op in LINALG_KERNELS}
+    return ([f"blas.build_gemm({size})" for size in sorted(gemm)]
+            + [f"linalg.build_lapack({k!r}, {size})" for k, size in sorted(lapack)])
+
+
 def _arithmetic(dtype, op: str, left: str, right: str) -> str:
     """left + right or left * right in `dtype` as NumPy computes it: 64-bit
     integers wrap (vmath.wrapping_*, as _scalar_expr's), narrower ones are
@@ -1541,15 +1552,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
               _njit(),
               f"def run({signature}):"] + _prologue() + shape_check + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
-    # gemm's C function for each float type this module multiplies, built before
-    # `run` is loaded from disk, which never compiles gemm (kernels/blas.py)
-    gemm_sizes = sorted({n.dtype.itemsize for n in graph.topo()
-                         if n.op == "matmul" and n.dtype.kind == "f"})
-    # and so are the LAPACK kernels (kernels/linalg.py)
-    lapack = sorted({(LINALG_KERNELS[n.op], n.dtype.itemsize)
-                     for n in graph.topo() if n.op in LINALG_KERNELS})
-    source = (HEADER + "".join(f"blas.build_gemm({size})\n" for size in gemm_sizes)
-              + "".join(f"linalg.build({kernel!r}, {size})\n" for kernel, size in lapack) + "\n\n"
+    source = (HEADER + "".join(f"{line}\n" for line in _c_functions_built(graph)) + "\n\n"
               + "\n\n".join(kernels_src) + "\n\n")
     if plan.slots:
         source += plan.maker_function(inputs + const_args) + "\n\n"

@@ -127,6 +127,67 @@ def address_reader(symbol: str, size: int):
     return read
 
 
+def C_KERNEL(real):
+    """The signature of a C kernel: status = kernel(like, i0, ..., i6), seven
+    integers (arrays by address, sizes, flags; 0 where unused) and `like`, a
+    zero of its arrays' dtype (it picks the dtype the body is compiled for)."""
+    return types.int32(real, *[types.intp] * 7)
+
+
+class CKernels:
+    """C kernels (Python functions with C_KERNEL's signature, compiled as
+    cfuncs for float32 and float64) in a table named `symbol`: `build(name,
+    itemsize)` fills the kernel's entry once per process, generated code
+    calls it at import; compiled code reads entry `slot(name) + (itemsize ==
+    8)` with `address_reader(symbol, size)` and calls it with call_c_kernel."""
+
+    def __init__(self, symbol: str, bodies: dict):
+        self.symbol, self.bodies, self.size = symbol, bodies, 2 * len(bodies)
+        self.table = shared_address_table(symbol, self.size)
+        self._compiled = []         # their code lives as long as these objects
+
+    def slot(self, name: str) -> int:
+        return 2 * list(self.bodies).index(name)
+
+    def build(self, name: str, itemsize: int) -> None:
+        """Compile (or load from disk) `name`'s C function for float32
+        (itemsize 4) or float64 (8). Under Numba's compiler lock, which a
+        compile calling the kernel already holds (another lock taken inside
+        it could deadlock against a thread importing a module)."""
+        from numba.core import sigutils
+        from numba.core.ccallback import CFunc
+        from numba.core.compiler_lock import global_compiler_lock
+        slot = self.slot(name) + (itemsize == 8)
+        if self.table[slot]:
+            return
+        with global_compiler_lock:
+            if not self.table[slot]:
+                real = types.float32 if itemsize == 4 else types.float64
+                compiled = load_without_refresh(CFunc(
+                    self.bodies[name], sigutils.normalize_signature(C_KERNEL(real)),
+                    locals={}, options={"nopython": True}))
+                compiled.compile()      # loaded from disk after the install's first use
+                self._compiled.append(compiled)
+                self.table[slot] = compiled.address
+
+
+@intrinsic
+def call_c_kernel(typingctx, address, like, i0, i1, i2, i3, i4, i5, i6):
+    """The C_KERNEL function at `address` for the dtype of the array `like`."""
+    sig = types.int32(address, like, i0, i1, i2, i3, i4, i5, i6)
+
+    def codegen(context, builder, sig, args):
+        real = sig.args[1].dtype
+        target = C_KERNEL(real)
+        values = [context.get_constant(real, 0)] + [
+            context.cast(builder, v, t, types.intp) for v, t in zip(args[2:], sig.args[2:])]
+        fnty = llvm_ir.FunctionType(context.get_value_type(types.int32),
+                                    [context.get_value_type(t) for t in target.args])
+        return builder.call(builder.inttoptr(args[0], fnty.as_pointer()), values)
+
+    return sig, codegen
+
+
 @intrinsic
 def as_pointer(typingctx, address, like):
     """The integer `address` as a pointer to `like`'s type."""
