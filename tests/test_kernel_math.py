@@ -255,21 +255,35 @@ def test_loop_vectorizes_and_float32_stays_float32(name):
     assert not [a for a in arith if re.match(r" (fast|reassoc|nnan|ninf|nsz|arcp|contract|afn)", a[1])]
 
 
+def _tool(name):
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_float32_tanh_rational_is_as_accurate_as_fitted():
     """vmath's float32 tanh rational D/E approximates g(z) = (tanh(u)/u - 1)/z
     to under half a float32 ulp (tools/fit_tanh.py: 3.0e-8), so the ulp bound
     above is the evaluation's rounding. `python tools/fit_tanh.py --check`
     re-derives the coefficients themselves (9-13 s, so not here)."""
-    import importlib.util
-    import pathlib
-    path = pathlib.Path(__file__).parents[1] / "tools" / "fit_tanh.py"
-    spec = importlib.util.spec_from_file_location("fit_tanh", path)
-    fit_tanh = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fit_tanh)
+    fit_tanh = _tool("fit_tanh")
     consts = vmath._C[np.float32]
     d, e = [float(v) for v in consts.tanh_d], [float(v) for v in consts.tanh_e]
     assert fit_tanh.relative_error(d, e) < 3.1e-8
     assert fit_tanh.relative_error(d[:-1] + [d[-1] * (1 + 2.0 ** -20)], e) > 3.1e-8
+
+
+def test_float32_log1p_polynomial_is_as_accurate_as_fitted():
+    """Likewise float32 log1p's f + f^2 Q(f) against log1p(f) on [-1/4, 1/2]:
+    1.0e-9 relative (tools/fit_log1p.py; `--check` re-derives it in about 10 s)."""
+    fit_log1p = _tool("fit_log1p")
+    q = [float(v) for v in vmath._C[np.float32].log1p_q]
+    assert fit_log1p.relative_error(q) < 1.05e-9
+    assert fit_log1p.relative_error(q[:-1] + [q[-1] * (1 + 2.0 ** -20)]) > 1.05e-9
 
 
 if __name__ == "__main__":
