@@ -2,9 +2,9 @@
 
 A GP models noisy samples y of a smooth function with the covariance
 K = s^2 exp(-(x_i - x_j)^2 / (2 l^2)) + n^2 I. Its negative log marginal
-likelihood, 0.5 y^T K^-1 y + log|K|^(1/2) + const, is a loss of the three
-partial derivatives' worth of parameters (log l, log s, log n): graphc
-differentiates it through the Cholesky factor L (log|K|^(1/2) is the sum of
+likelihood, 0.5 y^T K^-1 y + log|K|^(1/2) + const, is a loss of three
+parameters (log l, log s, log n). graphc takes its three partial
+derivatives through the Cholesky factor L (log|K|^(1/2) is the sum of
 log diag L) and np.linalg.solve, and Adam walks downhill. The fitted GP's
 mean then predicts the function at points it never saw.
 """

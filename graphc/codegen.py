@@ -366,9 +366,9 @@ def _emit_recurrence(node, operands):
 
 
 def _emit_linalg(node, operands):
-    """np.linalg per matrix of the stack (kernels/linalg.py), on (batch, n, n) views:
-    kernel(a, b, out, flag), b solve's right-hand sides (else a), flag slogdet's
-    logabs (2: det)."""
+    """np.linalg per matrix of the stack (kernels/linalg.py), on (batch, n, n)
+    views, raising NumPy's LinAlgError, with the node's line, where LAPACK
+    refused a matrix."""
     rank = len(operands[0].shape)
     lines = [f"n = a0.shape[{rank - 1}]",
              "batch = a0.size // (n * n) if n else 0",
@@ -384,10 +384,20 @@ def _emit_linalg(node, operands):
         y = "y"
     else:
         lines.append("o = alloc.reshape(out, (batch,))")
-        flag = 2 if node.op == "det" else int(node.p["logabs"])
-    return lines + [f"linalg.{kernel}_rows(x, {y}, o, {flag})"]
+        flag = "linalg.LAPACK_DET" if node.op == "det" else int(node.p["logabs"])
+    lines.append(f"status = linalg.lapack_rows(linalg.LAPACK_{kernel.upper()}, x, {y}, o, {flag})")
+    for status, message in (("NOT_FINITE", "Array must not contain infs or NaNs"),
+                            ("REFUSED", LINALG_REFUSALS[node.op])):
+        if message:
+            lines += [f"if status == linalg.LAPACK_{status}:",
+                      f"    raise np.linalg.LinAlgError({message + errors.at_node(node)!r})"]
+    return lines
 
 
+# NumPy's messages where LAPACK refuses a matrix
+LINALG_REFUSALS = {"inv": "Singular matrix", "solve": "Singular matrix",
+                   "cholesky": "Matrix is not positive definite",
+                   "eigh": "Eigenvalues did not converge", "det": None, "slogdet": None}
 # op -> its kernel in kernels/linalg.py (det is slogdet's, sign times exp of log)
 LINALG_KERNELS = {"inv": "inv", "solve": "solve", "cholesky": "cholesky", "eigh": "eigh",
                   "det": "slogdet", "slogdet": "slogdet"}

@@ -168,6 +168,7 @@ def cholesky(a, *, upper=False):
 
 def _eigh_blocks(a, UPLO, name):
     """eigh's (n + 1, n) blocks: eigenvalues in row 0, eigenvectors below."""
+    UPLO = UPLO.upper() if isinstance(UPLO, str) else UPLO      # as NumPy's
     if UPLO not in ("L", "U"):
         errors.refuse(ValueError, "UPLO argument must be 'L' or 'U'")
     a = _square_matrices(a, name)
@@ -176,7 +177,9 @@ def _eigh_blocks(a, UPLO, name):
 
 def eigh(a, UPLO="L"):
     """NumPy's EighResult (eigenvalues ascending, eigenvectors as columns) from
-    the triangle UPLO names. Gradients assume a symmetric a (see ops.py)."""
+    the triangle UPLO names. Gradients assume a symmetric a (see ops.py).
+    UPLO="U" reads a's upper triangle as the lower one of a^T, so an
+    eigenvector's sign may differ from NumPy's, which asks LAPACK for "U"."""
     blocks = _eigh_blocks(a, UPLO, "eigh")
     return np.linalg._linalg.EighResult(fnp.getitem(blocks, (Ellipsis, 0, slice(None))),
                                         fnp.getitem(blocks, (Ellipsis, slice(1, None), slice(None))))

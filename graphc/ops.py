@@ -523,9 +523,12 @@ def _square(op, a):
         raise errors.GraphcError(f"internal: {op} takes a stack of square float matrices")
 
 
-def _inv_infer(avals, params):       # inv and cholesky
-    _square("inv", avals[0])
-    return tuple(avals[0].shape), np.dtype(avals[0].dtype)
+def _square_infer(op):
+    """The shape rule of an op from a stack of square matrices to another (inv, cholesky)."""
+    def infer(avals, params):
+        _square(op, avals[0])
+        return tuple(avals[0].shape), np.dtype(avals[0].dtype)
+    return infer
 
 
 def _solve_infer(avals, params):
@@ -550,7 +553,7 @@ def _per_matrix(ct):
     return P.reshape(ct, tuple(ct.shape) + (1, 1))
 
 
-_register(OpDef("inv", "linalg", _inv_infer, lambda a: np.linalg.inv(a),
+_register(OpDef("inv", "linalg", _square_infer("inv"), lambda a: np.linalg.inv(a),
                 lambda ct, out, a: [P.neg(P.matmul(P.matmul(P.swap_last(out), ct),
                                                    P.swap_last(out)))]))
 
@@ -593,16 +596,19 @@ def _cholesky_vjp(ct, out, a):
     return [_symmetric_part(P.matmul(P.matmul(P.swap_last(inverse), phi), inverse))]
 
 
-_register(OpDef("cholesky", "linalg", _inv_infer, lambda a: np.linalg.cholesky(a), _cholesky_vjp))
+_register(OpDef("cholesky", "linalg", _square_infer("cholesky"), lambda a: np.linalg.cholesky(a), _cholesky_vjp))
 
 
 # eigh: one (n + 1, n) block a matrix, its eigenvalues (ascending) in row 0
 # and its eigenvectors (columns) below: one LAPACK call serves both of
 # np.linalg.eigh's results. With w, V and their cotangents w', V', a's
 # cotangent is sym(V (diag(w') + F * (V^T V')) V^T), F[i, j] = 1 / (w[j] - w[i])
-# off the diagonal and 0 where two eigenvalues are equal (there the
-# eigenvectors are not unique; a loss that does not depend on the choice gets
-# its gradient, one that does gets no slope from that pair).
+# off the diagonal. Where two eigenvalues are equal the eigenvectors are not
+# unique and F is infinite: a term there is 0 when its (V^T V')[i, j] is 0 (a
+# loss of the eigenvalues alone keeps its gradient) and nan otherwise, as
+# JAX's and PyTorch's are (even a loss that does not depend on the choice of
+# eigenvectors, as a matrix function written with them, has a slope there
+# that V' cannot tell).
 def _eigh_infer(avals, params):
     _square("eigh", avals[0])
     shape = tuple(avals[0].shape)
@@ -620,12 +626,15 @@ def _eigh_vjp(ct, out, a):
     values, vectors = (Ellipsis, builtins.slice(0, 1), every), (Ellipsis, builtins.slice(1, None), every)
     w, v = fnp.getitem(out, values), fnp.getitem(out, vectors)
     w_ct, v_ct = fnp.getitem(ct, values), fnp.getitem(ct, vectors)
+    n = a.shape[-1]
     gap = P.sub(w, P.swap_last(w))                         # [i, j] = w[j] - w[i]
-    tied = P.eq(gap, P.scalar_like(gap, 0))
     one, zero = P.scalar_like(gap, 1), P.scalar_like(gap, 0)
-    f = P.where(tied, zero, P.div(one, P.where(tied, one, gap)))
-    inner = P.add(P.mul(w_ct, np.eye(a.shape[-1], dtype=a.dtype)),
-                  P.mul(f, P.matmul(P.swap_last(v), v_ct)))
+    tied = P.eq(gap, zero)                                 # the diagonal too
+    m = P.matmul(P.swap_last(v), v_ct)
+    at_ties = P.where(P.eq(m, zero), zero, P.scalar_like(gap, np.nan))
+    spread = P.where(tied, at_ties, P.div(m, P.where(tied, one, gap)))
+    spread = P.where(np.eye(n, dtype=bool), zero, spread)  # F's diagonal is 0
+    inner = P.add(P.mul(w_ct, np.eye(n, dtype=a.dtype)), spread)
     return [_symmetric_part(P.matmul(P.matmul(v, inner), P.swap_last(v)))]
 
 

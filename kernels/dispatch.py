@@ -127,7 +127,7 @@ def address_reader(symbol: str, size: int):
     return read
 
 
-def C_KERNEL(real):
+def c_kernel_signature(real):
     """The signature of a C kernel: status = kernel(like, i0, ..., i6), seven
     integers (arrays by address, sizes, flags; 0 where unused) and `like`, a
     zero of its arrays' dtype (it picks the dtype the body is compiled for)."""
@@ -135,15 +135,19 @@ def C_KERNEL(real):
 
 
 class CKernels:
-    """C kernels (Python functions with C_KERNEL's signature, compiled as
-    cfuncs for float32 and float64) in a table named `symbol`: `build(name,
-    itemsize)` fills the kernel's entry once per process, generated code
-    calls it at import; compiled code reads entry `slot(name) + (itemsize ==
-    8)` with `address_reader(symbol, size)` and calls it with call_c_kernel."""
+    """C kernels (Python functions with c_kernel_signature, compiled as cfuncs
+    for float32 and float64) in one table: `build(name, itemsize)` fills the
+    kernel's entry once per process (generated code calls it at its import);
+    compiled code reads entry `slot(name) + (itemsize == 8)` with
+    `address_reader(symbol, size)` and calls it with call_c_kernel. The
+    table's symbol names its kernels in their order, so copies of a kernel
+    module with other kernels (an exported step from another version) never
+    share a table; give `prefix` a new number whenever the signature changes."""
 
-    def __init__(self, symbol: str, bodies: dict):
-        self.symbol, self.bodies, self.size = symbol, bodies, 2 * len(bodies)
-        self.table = shared_address_table(symbol, self.size)
+    def __init__(self, prefix: str, bodies: dict):
+        self.bodies, self.size = bodies, 2 * len(bodies)
+        self.symbol = f"{prefix}_1_" + "_".join(bodies)
+        self.table = shared_address_table(self.symbol, self.size)
         self._compiled = []         # their code lives as long as these objects
 
     def slot(self, name: str) -> int:
@@ -157,6 +161,8 @@ class CKernels:
         from numba.core import sigutils
         from numba.core.ccallback import CFunc
         from numba.core.compiler_lock import global_compiler_lock
+        if itemsize not in (4, 8):
+            raise ValueError(f"{name}: float32 (4) or float64 (8) only, not itemsize {itemsize}")
         slot = self.slot(name) + (itemsize == 8)
         if self.table[slot]:
             return
@@ -164,7 +170,7 @@ class CKernels:
             if not self.table[slot]:
                 real = types.float32 if itemsize == 4 else types.float64
                 compiled = load_without_refresh(CFunc(
-                    self.bodies[name], sigutils.normalize_signature(C_KERNEL(real)),
+                    self.bodies[name], sigutils.normalize_signature(c_kernel_signature(real)),
                     locals={}, options={"nopython": True}))
                 compiled.compile()      # loaded from disk after the install's first use
                 self._compiled.append(compiled)
@@ -173,12 +179,12 @@ class CKernels:
 
 @intrinsic
 def call_c_kernel(typingctx, address, like, i0, i1, i2, i3, i4, i5, i6):
-    """The C_KERNEL function at `address` for the dtype of the array `like`."""
+    """The c_kernel_signature function at `address` for the dtype of the array `like`."""
     sig = types.int32(address, like, i0, i1, i2, i3, i4, i5, i6)
 
     def codegen(context, builder, sig, args):
         real = sig.args[1].dtype
-        target = C_KERNEL(real)
+        target = c_kernel_signature(real)
         values = [context.get_constant(real, 0)] + [
             context.cast(builder, v, t, types.intp) for v, t in zip(args[2:], sig.args[2:])]
         fnty = llvm_ir.FunctionType(context.get_value_type(types.int32),

@@ -5,22 +5,23 @@ into each model as Numba code, inv, solve and cholesky were about 9,000 of
 the 13,800 lines of LLVM IR of examples/06_gaussian_process.py's step, which
 LLVM optimized and compiled again for every model using them.
 
-Generated code calls `inv_rows(a, b, out, flag)` and the others on (batch,
-n, n) views (b: solve's right-hand sides, else a; flag: slogdet's `logabs`,
-2 for det),
-after `build_lapack(kernel, itemsize)` at its import. inv and solve of a singular
-matrix raise NumPy's LinAlgError, from compiled code as from NumPy (det and
-slogdet give 0 and -inf); cholesky of a matrix that is not positive
-definite raises it too. As Numba's wrappers do, a matrix holding nan or inf
-raises it (except in cholesky), where NumPy's LAPACK gives nan for some and
-raises for others. cholesky and eigh read the lower triangle only, as
-NumPy's (its default UPLO)."""
+Generated code calls `lapack_rows(LAPACK_INV, a, b, out, flag)` (and so on) on
+(batch, n, n) views (b: solve's right-hand sides, else a; flag: slogdet's
+`logabs`, or LAPACK_DET), after `build_lapack(kernel, itemsize)` at its
+import, and raises NumPy's LinAlgError, naming the user's line, where the
+status says LAPACK refused a matrix: inv and solve of a singular one (det
+and slogdet give 0 and -inf), cholesky of one that is not positive definite.
+As Numba's wrappers do, a matrix holding nan or inf is refused too (except
+by cholesky, and eigh looks at the triangle it reads only), where NumPy's
+LAPACK gives nan for some and raises for others. cholesky and eigh read the
+lower triangle only, as NumPy's (its default UPLO)."""
 import numpy as np
 from numba import carray, njit
 
 from graphc.kernels import dispatch
 
-_OK, _REFUSED, _NOT_FINITE = 0, 1, 2
+LAPACK_OK, LAPACK_REFUSED, LAPACK_NOT_FINITE = 0, 1, 2      # a kernel's status
+LAPACK_DET = 2                          # slogdet's flag for the determinant
 
 
 @njit(inline="always")
@@ -35,13 +36,13 @@ def _inv(like, a, b, out, batch, n, k, flag):
     x = carray(dispatch.as_pointer(a, like), (batch, n, n))
     o = carray(dispatch.as_pointer(out, like), (batch, n, n))
     if not _finite(x):
-        return _NOT_FINITE
+        return LAPACK_NOT_FINITE
     try:
         for r in range(batch):
             o[r] = np.linalg.inv(x[r])
     except Exception:       # LAPACK's refusal: singular
-        return _REFUSED
-    return _OK
+        return LAPACK_REFUSED
+    return LAPACK_OK
 
 
 def _solve(like, a, b, out, batch, n, k, flag):
@@ -49,13 +50,13 @@ def _solve(like, a, b, out, batch, n, k, flag):
     y = carray(dispatch.as_pointer(b, like), (batch, n, k))
     o = carray(dispatch.as_pointer(out, like), (batch, n, k))
     if not _finite(x):
-        return _NOT_FINITE
+        return LAPACK_NOT_FINITE
     try:
         for r in range(batch):
             o[r] = np.linalg.solve(x[r], y[r])
     except Exception:       # singular
-        return _REFUSED
-    return _OK
+        return LAPACK_REFUSED
+    return LAPACK_OK
 
 
 def _cholesky(like, a, b, out, batch, n, k, flag):
@@ -65,72 +66,66 @@ def _cholesky(like, a, b, out, batch, n, k, flag):
         for r in range(batch):
             o[r] = np.linalg.cholesky(x[r])
     except Exception:       # not positive definite
-        return _REFUSED
-    return _OK
+        return LAPACK_REFUSED
+    return LAPACK_OK
 
 
 def _slogdet(like, a, b, out, batch, n, k, flag):
-    """log|det| into out when `flag`, else the determinant's sign; det: flag 2."""
+    """log|det| into out when `flag` is 1, the determinant's sign when 0, the
+    determinant when LAPACK_DET (as Numba's np.linalg.det: sign * exp(log|det|))."""
     x = carray(dispatch.as_pointer(a, like), (batch, n, n))
     o = carray(dispatch.as_pointer(out, like), (batch,))
     if not _finite(x):
-        return _NOT_FINITE
+        return LAPACK_NOT_FINITE
     for r in range(batch):
         sign, log = np.linalg.slogdet(x[r])
-        o[r] = sign * np.exp(log) if flag == 2 else log if flag else sign
-    return _OK
+        o[r] = sign * np.exp(log) if flag == LAPACK_DET else log if flag else sign
+    return LAPACK_OK
 
 
 def _eigh(like, a, b, out, batch, n, k, flag):
     """Each matrix's eigenvalues (ascending) into out[r, 0] and its eigenvectors,
-    as columns, into out[r, 1:]: one (n + 1, n) block a matrix."""
+    as columns, into out[r, 1:]: one (n + 1, n) block a matrix. From the lower
+    triangle only, as NumPy's: the upper is set to its mirror first, so that
+    a nan there is not seen (LAPACK does not read it)."""
     x = carray(dispatch.as_pointer(a, like), (batch, n, n))
     o = carray(dispatch.as_pointer(out, like), (batch, n + 1, n))
-    if not _finite(x):
-        return _NOT_FINITE
-    try:
-        for r in range(batch):
-            w, v = np.linalg.eigh(x[r])
-            o[r, 0] = w
-            o[r, 1:] = v
-    except Exception:       # no convergence
-        return _REFUSED
-    return _OK
+    for r in range(batch):
+        m = x[r].copy()
+        for i in range(n):
+            for j in range(i + 1, n):
+                m[i, j] = m[j, i]
+        if not _finite(m):
+            return LAPACK_NOT_FINITE
+        try:
+            w, v = np.linalg.eigh(m)
+        except Exception:       # no convergence
+            return LAPACK_REFUSED
+        o[r, 0] = w
+        o[r, 1:] = v
+    return LAPACK_OK
 
 
-# kernel name -> its C function's body (dispatch.C_KERNEL: a, b, out, batch,
-# n, k, flag) and the LinAlgError message of its refusal
-_REFUSALS = {"inv": "Matrix is singular to machine precision.",
-             "solve": "Matrix is singular to machine precision.",
-             "cholesky": "Matrix is not positive definite.", "slogdet": "",
-             "eigh": "Eigenvalues did not converge."}
-# Give the table a new name whenever dispatch.C_KERNEL changes.
-_lapack = dispatch.CKernels("graphc_linalg_table_1", {
+# Each kernel's body (its arguments: dispatch.c_kernel_signature's a, b, out,
+# batch, n, k, flag); generated code names them by their float32 slots in the
+# table (float64's is the next) and raises NumPy's messages for a status.
+_lapack = dispatch.CKernels("graphc_linalg", {
     "inv": _inv, "solve": _solve, "cholesky": _cholesky, "slogdet": _slogdet, "eigh": _eigh})
+LAPACK_INV, LAPACK_SOLVE, LAPACK_CHOLESKY, LAPACK_SLOGDET, LAPACK_EIGH = map(
+    _lapack.slot, _lapack.bodies)
 _read_lapack = dispatch.address_reader(_lapack.symbol, _lapack.size)
 build_lapack = _lapack.build
 
 
-def _lapack_rows(kernel):
-    """The kernel called from compiled code: raises NumPy's LinAlgError where
-    LAPACK (or the finiteness check) refused a matrix."""
-    slot, refusal = _lapack.slot(kernel), _REFUSALS[kernel]
-
-    @dispatch.unliteral_calls
-    @njit(cache=True, nogil=True)
-    def rows(a, b, out, flag):
-        address = _read_lapack(slot + (out.itemsize == 8))
-        if address == 0:
-            raise ValueError("np.linalg: its C function is not built in this process "
-                             "(graphc.kernels.linalg.build_lapack)")
-        status = dispatch.call_c_kernel(address, out,
-                                        a.ctypes.data, b.ctypes.data, out.ctypes.data,
-                                        a.shape[0], a.shape[-1], out.shape[-1], flag)
-        if status == _NOT_FINITE:
-            raise np.linalg.LinAlgError("Array must not contain infs or NaNs.")
-        if status != _OK:
-            raise np.linalg.LinAlgError(refusal)
-    return rows
-
-
-inv_rows, solve_rows, cholesky_rows, slogdet_rows, eigh_rows = map(_lapack_rows, _REFUSALS)
+@dispatch.unliteral_calls
+@njit(cache=True, nogil=True)
+def lapack_rows(slot, a, b, out, flag):
+    """The status (LAPACK_OK, LAPACK_REFUSED, LAPACK_NOT_FINITE) of the kernel
+    at `slot` (LAPACK_INV, ...) on C-contiguous (batch, n, n) a, b and out: generated code raises NumPy's
+    LinAlgError for it, naming the user's line."""
+    address = _read_lapack(slot + (out.itemsize == 8))
+    if address == 0:
+        raise ValueError("np.linalg: its C function is not built in this process "
+                         "(graphc.kernels.linalg.build_lapack)")
+    return dispatch.call_c_kernel(address, out, a.ctypes.data, b.ctypes.data, out.ctypes.data,
+                                  a.shape[0], a.shape[-1], out.shape[-1], flag)

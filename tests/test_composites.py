@@ -471,3 +471,19 @@ def test_eigenvalue_gradients_where_eigenvalues_are_equal():
         assert np.all(np.isfinite(got))
     np.testing.assert_allclose(gc.grad(lambda a: np.sum(np.linalg.eigvalsh(a)))(3 * np.eye(3)),
                                np.eye(3), atol=1e-12)
+
+    # a loss using the eigenvectors of equal eigenvalues gets nan there (as in
+    # JAX and PyTorch), even one that does not depend on their choice: this
+    # one is sum(W * a @ a), whose slope eigh's cotangents cannot tell
+    W = np.arange(9.0).reshape(3, 3)
+    g = gc.jit(gc.grad(lambda a: (lambda w, v: np.sum(W * ((v * w ** 2) @ v.T)))(*np.linalg.eigh(a))))
+    assert np.isnan(g(np.eye(3))).any() and np.isnan(g.interpret(np.eye(3))).any()
+    apart = np.diag([2.0, 2.5, 5.0])
+    slope = W @ apart + apart @ W                           # of sum(W * a @ a) at a diagonal a
+    np.testing.assert_allclose(g(apart), (slope + slope.T) / 2, rtol=1e-12)   # the symmetric one
+
+
+def test_eigh_reads_only_its_triangle_and_takes_lowercase_uplo():
+    lower = np.array([[2.0, np.nan], [1.0, 3.0]])      # NumPy never reads the nan
+    f = gc.jit(lambda a: np.linalg.eigvalsh(a) + np.linalg.eigvalsh(a.T, "u"))
+    np.testing.assert_allclose(f(lower), 2 * np.linalg.eigvalsh(lower), rtol=1e-14)
