@@ -256,12 +256,18 @@ def test_loop_vectorizes_and_float32_stays_float32(name):
 
 
 def _tool(name):
+    """tools/<name>.py as a module (the fitting scripts import tools/minimax.py)."""
     import importlib.util
     import pathlib
-    path = pathlib.Path(__file__).parents[1] / "tools" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
+    import sys
+    tools = pathlib.Path(__file__).parents[1] / "tools"
+    spec = importlib.util.spec_from_file_location(name, tools / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(tools))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(tools))
     return module
 
 
@@ -277,13 +283,17 @@ def test_float32_tanh_rational_is_as_accurate_as_fitted():
     assert fit_tanh.relative_error(d[:-1] + [d[-1] * (1 + 2.0 ** -20)], e) > 3.1e-8
 
 
-def test_float32_log1p_polynomial_is_as_accurate_as_fitted():
-    """Likewise float32 log1p's f + f^2 Q(f) against log1p(f) on [-1/4, 1/2]:
-    1.0e-9 relative (tools/fit_log1p.py; `--check` re-derives it in about 10 s)."""
-    fit_log1p = _tool("fit_log1p")
-    q = [float(v) for v in vmath._C[np.float32].log1p_q]
-    assert fit_log1p.relative_error(q) < 1.05e-9
-    assert fit_log1p.relative_error(q[:-1] + [q[-1] * (1 + 2.0 ** -20)]) > 1.05e-9
+@pytest.mark.parametrize("tool, constant, bound", [
+    ("fit_log1p", "log1p_q", 1.05e-9),  # f + f^2 Q(f) against log1p(f), f in [-1/4, 1/2]
+    ("fit_exp", "exp_q", 3.2e-9),       # 1 + r + r^2 Q(r) against exp(r), |r| <= ln2/2
+])
+def test_float32_polynomials_are_as_accurate_as_fitted(tool, constant, bound):
+    """Likewise float32 log1p's and exp's polynomials, to their fits' relative
+    errors (`python tools/<tool>.py --check` re-derives them in 5-10 s)."""
+    fit = _tool(tool)
+    q = [float(v) for v in getattr(vmath._C[np.float32], constant)]
+    assert fit.relative_error(q) < bound
+    assert fit.relative_error(q[:-1] + [q[-1] * (1 + 2.0 ** -20)]) > bound
 
 
 if __name__ == "__main__":

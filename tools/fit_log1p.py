@@ -10,17 +10,18 @@ same float32 roundings).
 
 The fit minimizes the largest relative error of f + f^2 Q against log1p(f) on
 a dense grid of f in [-1/4, 1/2] (Lawson's iteratively reweighted least
-squares, in long double). The coefficients are then rounded to float32 one at
+squares, in long double: tools/minimax.py). The coefficients are then rounded to float32 one at
 a time, lowest degree first (the constant term matters most; highest first
 lost 5x), refitting the others after each rounding: 1.0e-9 relative against
 7.0e-10 before rounding, far under float32's 6e-8. The result's accuracy in
 float32 arithmetic is measured by tests/test_kernel_math.py, and was
 exhaustively over all 2^32 inputs when this was fitted: 0.957 ulp at most.
 """
-import argparse
 import sys
 
 import numpy as np
+
+import minimax
 
 LD = np.longdouble
 LOW, HIGH = -0.2500001, 0.5000002      # f's range, a hair wider
@@ -43,36 +44,11 @@ def _target(f):
 
 
 def fit(fixed=None, iterations=200):
-    """(max relative error, coefficients of f, low degree first) with the
-    coefficients in `fixed` (index -> value) held."""
+    """(max relative error of f + f^2 Q, Q's coefficients of f, low degree first)."""
     f = _grid()
     q, log1p = _target(f)
-    scale = f * f / np.abs(log1p)           # the result's relative error per unit of Q's
-    powers = np.vander(f, DEGREE + 1, increasing=True)
-    fixed = dict(fixed or {})
-    free = [i for i in range(DEGREE + 1) if i not in fixed]
-    held = sum((LD(v) * powers[:, i] for i, v in fixed.items()), np.zeros_like(f))
-    a = powers[:, free] * scale[:, None]
-    b = (q - held) * scale
-    weights, best = np.ones(f.size), None
-    for _ in range(iterations):
-        rows = np.sqrt(weights)
-        # least squares in float64, refined once in long double
-        c = np.linalg.lstsq((a * rows[:, None]).astype(np.float64),
-                            (b * rows).astype(np.float64), rcond=None)[0].astype(LD)
-        residual = b - a @ c
-        c = c + np.linalg.lstsq((a * rows[:, None]).astype(np.float64),
-                                (residual * rows).astype(np.float64), rcond=None)[0].astype(LD)
-        coef = np.zeros(DEGREE + 1, LD)
-        coef[list(fixed)] = [LD(v) for v in fixed.values()]
-        coef[free] = c
-        error = (powers @ coef - q) * scale
-        worst = float(np.abs(error).max())
-        if best is None or worst < best[0]:
-            best = (worst, coef.copy())
-        weights = weights * np.abs(error).astype(np.float64)
-        weights /= weights.sum()
-    return best
+    # the result's relative error per unit of Q's
+    return minimax.fit_polynomial(f, q, f * f / np.abs(log1p), DEGREE, fixed, iterations)
 
 
 def in_F(coef_f):
@@ -91,32 +67,9 @@ def relative_error(q_F):
 
 def rounded_fit():
     """(max relative error, Q's coefficients in F, float32-exact, highest degree first)."""
-    worst, coef = fit()
-    fixed = {}
-    for i in range(DEGREE + 1):
-        fixed[i] = float(np.float32(coef[i]))
-        if len(fixed) <= DEGREE:
-            worst, coef = fit(fixed, iterations=120)
-    q_F = in_F([fixed[i] for i in range(DEGREE + 1)])
+    q_F = in_F(minimax.rounded_to_float32(fit, DEGREE))
     return relative_error(q_F), q_F
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="compare with the constants in graphc.kernels.vmath")
-    args = parser.parse_args(argv)
-    worst, q_F = rounded_fit()
-    print(f"max relative error of f + f^2 Q against log1p: {worst:.3e}")
-    print("log1p_q =", tuple(v.hex() for v in q_F))
-    if args.check:
-        from graphc.kernels import vmath
-        if [float(v) for v in vmath._C[np.float32].log1p_q] != q_F:
-            print("vmath's float32 log1p coefficients differ from this fit", file=sys.stderr)
-            return 1
-        print("vmath holds these coefficients")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(minimax.main(__doc__, rounded_fit, "log1p_q", "f + f^2 Q against log1p"))
