@@ -533,22 +533,28 @@ def test_a_singular_matrix_raises_and_leaves_the_parameters():
     np.testing.assert_array_equal(singular["a"], np.ones((2, 2)))
 
 
-@pytest.mark.parametrize("fn, matrix, message", [
-    (lambda a: np.linalg.inv(a), [[1.0, 2.0], [2.0, 4.0]], "Singular matrix"),
-    (lambda a: np.linalg.solve(a, np.ones(2)), [[1.0, 2.0], [2.0, 4.0]], "Singular matrix"),
-    (lambda a: np.linalg.det(a), [[1.0, np.nan], [0.0, 1.0]], "infs or NaNs"),
-    (lambda a: np.linalg.eigh(a)[0], [[np.inf, 0.0], [0.0, 1.0]], "infs or NaNs"),
-])
-def test_lapack_refusals_raise_numpys_linalgerror_from_compiled_code(fn, matrix, message):
+def test_lapack_refusals_raise_numpys_linalgerror_from_compiled_code():
     """The kernels run as C functions (kernels/linalg.py) that return a status:
     each refusal comes back as the LinAlgError NumPy's code would catch, with
     NumPy's message and the line that called np.linalg. (A nan or inf is
-    refused as by Numba's wrappers, where NumPy's LAPACK may give nan.)"""
-    f = gc.jit(fn)
-    f(np.eye(2) * 3.0)
-    with pytest.raises(np.linalg.LinAlgError, match=message) as e:
-        f(np.array(matrix))
-    assert f"{__file__}:{fn.__code__.co_firstlineno}" in str(e.value)
+    refused as by Numba's wrappers, where NumPy's LAPACK may give nan.) One
+    module, each call with one matrix LAPACK refuses."""
+    def f(a, b, c, d):
+        x = np.sum(np.linalg.inv(a))
+        x = x + np.sum(np.linalg.solve(b, np.ones(2)))
+        x = x + np.linalg.det(c)
+        return x + np.sum(np.linalg.eigh(d)[0])
+
+    f_jit, good = gc.jit(f), np.eye(2) * 3.0
+    f_jit(good, good, good, good)
+    singular, with_nan = np.array([[1.0, 2.0], [2.0, 4.0]]), np.array([[1.0, np.nan], [0.0, 1.0]])
+    for k, (bad, message) in enumerate([(singular, "Singular matrix"), (singular, "Singular matrix"),
+                                        (with_nan, "infs or NaNs"), (with_nan.T, "infs or NaNs")]):
+        args = [good] * 4
+        args[k] = bad
+        with pytest.raises(np.linalg.LinAlgError, match=message) as e:
+            f_jit(*args)
+        assert _line_of(f, k + 1) in str(e.value)
 
 
 def test_a_matrix_that_is_not_positive_definite_raises_and_leaves_the_parameters():
