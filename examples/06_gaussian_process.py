@@ -35,8 +35,9 @@ def predict(params, x, y, x_new):
     return covariance(params, x_new, x) @ np.linalg.solve(K, y)
 
 
-params = {"log_lengthscale": np.array(0.0), "log_signal": np.array(0.0), "log_noise": np.array(-1.0)}
-gc.check_grad(negative_log_likelihood, params, x, y)     # the chain rule, against central differences
+params = {"log_lengthscale": np.array(0.0), "log_signal": np.array(0.0),
+          "log_noise": np.array(-1.0)}
+gc.check_grad(negative_log_likelihood, params, x, y)     # the chain rule against central differences
 print(f"start: negative log likelihood {negative_log_likelihood(params, x, y):.3f}")
 
 step = gc.compile_step(negative_log_likelihood, gc.optim.Adam(lr=0.05))

@@ -596,7 +596,8 @@ def _cholesky_vjp(ct, out, a):
     return [_symmetric_part(P.matmul(P.matmul(P.swap_last(inverse), phi), inverse))]
 
 
-_register(OpDef("cholesky", "linalg", _square_infer("cholesky"), lambda a: np.linalg.cholesky(a), _cholesky_vjp))
+_register(OpDef("cholesky", "linalg", _square_infer("cholesky"), lambda a: np.linalg.cholesky(a),
+                _cholesky_vjp))
 
 
 # eigh: one (n + 1, n) block a matrix, its eigenvalues (ascending) in row 0
@@ -623,7 +624,8 @@ def _eigh_impl(a):
 def _eigh_vjp(ct, out, a):
     from graphc import numpy_api as fnp
     every = builtins.slice(None)
-    values, vectors = (Ellipsis, builtins.slice(0, 1), every), (Ellipsis, builtins.slice(1, None), every)
+    values = (Ellipsis, builtins.slice(0, 1), every)                # row 0, kept 2-d
+    vectors = (Ellipsis, builtins.slice(1, None), every)
     w, v = fnp.getitem(out, values), fnp.getitem(out, vectors)
     w_ct, v_ct = fnp.getitem(ct, values), fnp.getitem(ct, vectors)
     n = a.shape[-1]

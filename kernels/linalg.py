@@ -121,8 +121,8 @@ build_lapack = _lapack.build
 @njit(cache=True, nogil=True)
 def lapack_rows(slot, a, b, out, flag):
     """The status (LAPACK_OK, LAPACK_REFUSED, LAPACK_NOT_FINITE) of the kernel
-    at `slot` (LAPACK_INV, ...) on C-contiguous (batch, n, n) a, b and out: generated code raises NumPy's
-    LinAlgError for it, naming the user's line."""
+    at `slot` (LAPACK_INV, ...) on C-contiguous (batch, n, n) a, b and out:
+    generated code raises NumPy's LinAlgError for it, naming the user's line."""
     address = _read_lapack(slot + (out.itemsize == 8))
     if address == 0:
         raise ValueError("np.linalg: its C function is not built in this process "
