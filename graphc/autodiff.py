@@ -8,7 +8,6 @@ emit ordinary traced ops, so a backward graph can be differentiated again.
 """
 from __future__ import annotations
 
-import networkx as nx
 import numpy as np
 
 from graphc import pytree, tracing
@@ -40,7 +39,10 @@ def vjp_into(graph: Graph, inputs: list, wrt: list[int], out_cts: list):
     env = {}
     outs = tracing.evaluate(graph, inputs, on_node=lambda n, v: env.__setitem__(n.id, v))
     wrt_ids = [graph.inputs[k] for k in wrt]
-    live = set(wrt_ids).union(*(nx.descendants(graph.nx, w) for w in wrt_ids))
+    live = set(wrt_ids)         # the nodes that depend on some input in `wrt`
+    for node in graph.topo():   # inputs before users: one sweep
+        if not live.isdisjoint(node.inputs):
+            live.add(node.id)
     cts: dict[int, object] = {}
 
     def accumulate(nid, ct):

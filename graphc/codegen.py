@@ -15,11 +15,11 @@ from __future__ import annotations
 import ast
 import collections
 import functools
+import heapq
 import itertools
 import re
 from dataclasses import dataclass, field
 
-import networkx as nx
 import numpy as np
 
 from graphc import errors, threads, workspace
@@ -116,6 +116,7 @@ class ScratchNeed:
     dtype: str
 
 
+@functools.lru_cache(maxsize=None)     # called per operand of every kernel
 def np_dtype(dtype) -> str:
     return f"np.{np.dtype(dtype).name if np.dtype(dtype) != np.bool_ else 'bool_'}"
 
@@ -1248,28 +1249,43 @@ def _emit_parallel(graph: Graph, kname: str, params, body: list[str], externals,
 # --------------------------------------------------------------- the module
 def _units(graph: Graph):
     """The kernels to emit: fused groups (or single nodes), in a valid order
-    with index checks first (so bad indices raise before anything is written)."""
+    with index checks first (so bad indices raise before anything is written).
+
+    Kahn's algorithm over the units, always taking the ready unit with the
+    smallest key (networkx's lexicographical_topological_sort, on plain dicts:
+    a new batch size's re-trace is timed)."""
     groups = getattr(graph, "groups", None) or []
-    unit_of = {}
-    for k, members in enumerate(groups):
-        for m in members:
-            unit_of[m] = ("g", k)
-    for n in graph.topo():
-        unit_of.setdefault(n.id, ("n", n.id))
-    position = {n.id: k for k, n in enumerate(graph.topo())}
-    dag = nx.DiGraph()
-    dag.add_nodes_from(set(unit_of.values()))
-    for a, b in graph.nx.edges:
-        if unit_of[a] != unit_of[b]:
-            dag.add_edge(unit_of[a], unit_of[b])
+    order = graph.topo()
+    position = {n.id: k for k, n in enumerate(order)}
+    unit_of = {m: k for k, members in enumerate(groups) for m in members}
+    members_of = list(groups)
+    for n in order:
+        if n.id not in unit_of:
+            unit_of[n.id] = len(members_of)
+            members_of.append((n.id,))
+    users = [set() for _ in members_of]
+    waiting = [0] * len(members_of)     # how many units each unit still waits for
+    for n in order:
+        b = unit_of[n.id]
+        for a in {unit_of[i] for i in n.inputs} - {b}:
+            if b not in users[a]:
+                users[a].add(b)
+                waiting[b] += 1
 
     def key(unit):
-        members = groups[unit[1]] if unit[0] == "g" else (unit[1],)
-        is_check = unit[0] == "n" and graph.node(unit[1]).op in CHECKS
-        return (not is_check, min(position[m] for m in members))
+        members = members_of[unit]
+        is_check = unit >= len(groups) and graph.node(members[0]).op in CHECKS
+        return (not is_check, min(position[m] for m in members), unit)
 
-    for unit in nx.lexicographical_topological_sort(dag, key=key):
-        yield groups[unit[1]] if unit[0] == "g" else (unit[1],)
+    ready = [key(u) for u, count in enumerate(waiting) if count == 0]
+    heapq.heapify(ready)
+    while ready:
+        unit = heapq.heappop(ready)[-1]
+        yield members_of[unit]
+        for u in users[unit]:
+            waiting[u] -= 1
+            if waiting[u] == 0:
+                heapq.heappush(ready, key(u))
 
 
 def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:

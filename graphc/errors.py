@@ -83,7 +83,7 @@ def from_native(e: Exception, suffix: str = "", graph=None) -> GraphcError:
 def is_internal(filename: str) -> bool:
     if filename.startswith("<"):        # <string>, <stdin>, a notebook cell: the user's
         return filename.startswith("<frozen")
-    if not os.path.isabs(filename):     # relative to the current directory, which may change
+    if filename[:1] != os.sep:          # relative to the current directory, which may change
         return _is_internal_path(os.path.abspath(filename))
     return _is_internal_path(filename)
 

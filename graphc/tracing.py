@@ -253,7 +253,7 @@ def bind(op: str, *operands, **params):
     shape, dtype = _infer(opdef, avals, params, loc)
     weak = all(a.weak for a in avals) if weak_result is None else weak_result
     node = graph.add(op, ids, params, shape, dtype, weak, loc)
-    graph.nx.nodes[node.id].setdefault("role", getattr(_state, "role", "forward"))
+    graph.keep_role(node.id, getattr(_state, "role", "forward"))
     return Tracer(graph, node)
 
 

@@ -43,22 +43,37 @@ def escaping(graph: Graph, members) -> list[int]:
                                   for u in graph.users(m)))]
 
 
-def is_convex(graph: Graph, members: set, position: dict, groups=()) -> bool:
+def successor_table(graph: Graph) -> dict:
+    """Each node id's users' ids, as is_convex reads them (a plain dict walks
+    several times faster than networkx's adjacency views)."""
+    return {nid: tuple(users) for nid, users in graph.nx.succ.items()}
+
+
+def contract(groups, position: dict) -> tuple[dict, list]:
+    """is_convex's view of fused `groups` (node sets): each node's group, and
+    each group's first and last position."""
+    unit_of = {n: g for g in groups for n in g}
+    return unit_of, [(min(map(position.get, g)), max(map(position.get, g))) for g in groups]
+
+
+def is_convex(successors: dict, members: set, position: dict, unit_of: dict, spans) -> bool:
     """True if no path leaves `members` and re-enters it, with the other fused
-    `groups` (node sets) contracted too: a path may enter one of them at any
-    member and leave at any other. (Checking each group alone is not enough:
-    two convex groups can reach each other both ways, and then no kernel
-    order exists.)
+    groups contracted: a path may enter one of them at any member and leave
+    at any other. (Checking each group alone is not enough: two convex groups
+    can reach each other both ways, and then no kernel order exists.)
+
+    `successors` maps each node id to its users' ids; `unit_of` a node of a
+    fused group to the group's node set (a node in none stands alone; the
+    groups inside `members` are never looked up); `spans` are the other
+    groups' (first, last) positions.
     """
-    others = [g for g in groups if not (g & members)]
-    unit_of = {n: g for g in others for n in g}
     # Past `bound` no path can get back to a member: positions only fall by a
     # jump inside a group, and every group that straddles `bound` is inside it.
     bound = max(position[m] for m in members)
-    for lo, hi in sorted((min(map(position.get, g)), max(map(position.get, g))) for g in others):
+    for lo, hi in sorted(spans):
         if lo <= bound:
             bound = max(bound, hi)
-    frontier = [s for m in members for s in graph.nx.successors(m) if s not in members]
+    frontier = [s for m in members for s in successors[m] if s not in members]
     seen = set()
     while frontier:
         n = frontier.pop()
@@ -66,10 +81,10 @@ def is_convex(graph: Graph, members: set, position: dict, groups=()) -> bool:
             continue
         unit = unit_of.get(n, (n,))
         seen.update(unit)
-        if min(position[u] for u in unit) > bound:
+        if (position[n] if len(unit) == 1 else min(map(position.get, unit))) > bound:
             continue
         for u in unit:
-            for s in graph.nx.successors(u):
+            for s in successors[u]:
                 if s in members:
                     return False
                 frontier.append(s)
@@ -80,21 +95,31 @@ def fuse_elementwise(graph: Graph) -> Graph:
     """Partition elementwise nodes and reduction epilogues into convex loop groups."""
     order = graph.topo()
     position = {n.id: k for k, n in enumerate(order)}
+    successors = successor_table(graph)
     group_of: dict[int, int] = {}
-    groups: list[dict] = []          # {"space": shape, "nodes": set, "sinks": set}
+    groups: list[dict] = []     # {"space": shape, "nodes": set, "sinks": set, "span": [lo, hi]}
+    unit_of: dict[int, set] = {}    # each grouped node's group's "nodes" (see is_convex)
 
-    def others():
-        return [g["nodes"] for g in groups if len(g["nodes"]) > 1]
+    def new_group(node, space, sinks):
+        members = {node.id}
+        groups.append({"space": space, "nodes": members, "sinks": sinks,
+                       "span": [position[node.id]] * 2})
+        group_of[node.id], unit_of[node.id] = len(groups) - 1, members
+
+    def convex(trial, *joined):
+        spans = [g["span"] for k, g in enumerate(groups)
+                 if len(g["nodes"]) > 1 and k not in joined]
+        return is_convex(successors, trial, position, unit_of, spans)
 
     def try_join(node, gi, as_sink=False):
         g = groups[gi]
-        trial = g["nodes"] | {node.id}
-        if not is_convex(graph, trial, position, others()):
+        if not convex(g["nodes"] | {node.id}, gi):
             return False
         g["nodes"].add(node.id)
         if as_sink:
             g["sinks"].add(node.id)
-        group_of[node.id] = gi
+        group_of[node.id], unit_of[node.id] = gi, g["nodes"]
+        g["span"][1] = max(g["span"][1], position[node.id])
         return True
 
     def reads_a_sink(members, sinks):
@@ -103,14 +128,14 @@ def fuse_elementwise(graph: Graph) -> Graph:
 
     def merge(into, other):
         g, o = groups[into], groups[other]
-        trial = g["nodes"] | o["nodes"]
-        if (reads_a_sink(trial, g["sinks"] | o["sinks"])
-                or not is_convex(graph, trial, position, others())):
+        if (reads_a_sink(g["nodes"] | o["nodes"], g["sinks"] | o["sinks"])
+                or not convex(g["nodes"] | o["nodes"], into, other)):
             return False
+        g["nodes"] |= o["nodes"]
         for nid in o["nodes"]:
-            group_of[nid] = into
-        g["nodes"] = trial
+            group_of[nid], unit_of[nid] = into, g["nodes"]
         g["sinks"] |= o["sinks"]
+        g["span"] = [min(g["span"][0], o["span"][0]), max(g["span"][1], o["span"][1])]
         o["nodes"], o["sinks"] = set(), set()
         return True
 
@@ -128,8 +153,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
                         if not any(i in groups[gi]["sinks"] for i in node.inputs)]
             home = next((gi for gi in joinable if try_join(node, gi)), None)
             if home is None:
-                groups.append({"space": node.shape, "nodes": {node.id}, "sinks": set()})
-                group_of[node.id] = len(groups) - 1
+                new_group(node, node.shape, set())
                 continue
             for gi in joinable:
                 if gi != home and groups[gi]["nodes"]:
@@ -138,8 +162,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
             x = graph.node(node.inputs[0])
             gi = group_of.get(x.id)
             if gi is None or x.id in groups[gi]["sinks"] or not try_join(node, gi, as_sink=True):
-                groups.append({"space": x.shape, "nodes": {node.id}, "sinks": {node.id}})
-                group_of[node.id] = len(groups) - 1
+                new_group(node, x.shape, {node.id})
     out = graph.subgraph(graph.nx.nodes)
     out.groups = [tuple(sorted(g["nodes"], key=position.get)) for g in groups if g["nodes"]]
     return out

@@ -24,17 +24,26 @@ def rewrite(graph: Graph, rule) -> Graph:
         first_added = out.next_id
         replacement = rule(out, node, inputs) if node.op != "const" else None
         for added in range(first_added, out.next_id):    # nodes the rule built
-            out.nx.nodes[added].setdefault("role", graph.role(node.id))
+            out.keep_role(added, graph.role(node.id))
         if isinstance(replacement, int):
             new_id[node.id] = replacement
             continue
         op, inputs, params = replacement if replacement else (node.op, inputs, node.p)
-        if op == "const":
-            shape, dtype = node.shape, node.dtype
+        if op == "const" or (not replacement and _same_types(graph, node.inputs, out, inputs)):
+            shape, dtype = node.shape, node.dtype   # a shape rule reads its operands' types only
         else:
             with tracing.location(node.loc):
                 shape, dtype = OPS[op].infer([out.node(i) for i in inputs], params)
         new_id[node.id] = out.add(op, inputs, params, shape, dtype, node.weak, node.loc).id
-        out.nx.nodes[new_id[node.id]].setdefault("role", graph.role(node.id))
+        out.keep_role(new_id[node.id], graph.role(node.id))
     out.outputs = [new_id[o] for o in graph.outputs]
     return out
+
+
+def _same_types(graph: Graph, ids, out: Graph, new_ids) -> bool:
+    """Whether the nodes `new_ids` of `out` have the shapes and dtypes of `ids` in `graph`."""
+    for i, j in zip(ids, new_ids):
+        a, b = graph.node(i), out.node(j)
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+    return True
