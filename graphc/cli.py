@@ -1,4 +1,4 @@
-"""The `graphc` command: demo, bench, cache."""
+"""The `graphc` command: demo, bench, cache, warm."""
 from __future__ import annotations
 
 import argparse
@@ -49,11 +49,23 @@ def main(argv=None) -> int:
     bench.add_argument("args", nargs=argparse.REMAINDER)
     cache = sub.add_parser("cache", help="show or empty the compile cache")
     cache.add_argument("action", choices=["info", "clear"])
+    warm = sub.add_parser("warm", help="compile graphc's kernels now, on every core, instead of "
+                                       "at the first model that uses each")
+    warm.add_argument("families", nargs="*", metavar="FAMILY",
+                      help="kernel families to compile (default: all)")
+    warm.add_argument("--processes", type=positive_int, help="default: one per core")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
         from graphc import demo as demo_module
         demo_module.run(epochs=args.epochs, plot=args.plot, progress=not args.no_progress)
+    elif args.command == "warm":
+        from graphc import warm as warm_module
+        unknown = [f for f in args.families if f not in warm_module.FAMILIES]
+        if unknown:
+            parser.error(f"unknown kernel families {unknown}; choose from "
+                         f"{', '.join(warm_module.FAMILIES)}")
+        warm_module.warm(args.families or None, args.processes)
     elif args.command == "cache":
         from graphc import runtime
         directory = runtime.cache_dir()

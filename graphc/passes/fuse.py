@@ -119,7 +119,7 @@ def fuse_elementwise(graph: Graph) -> Graph:
         if as_sink:
             g["sinks"].add(node.id)
         group_of[node.id], unit_of[node.id] = gi, g["nodes"]
-        g["span"][1] = max(g["span"][1], position[node.id])
+        g["span"] = [min(g["span"][0], position[node.id]), max(g["span"][1], position[node.id])]
         return True
 
     def reads_a_sink(members, sinks):
