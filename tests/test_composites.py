@@ -48,7 +48,8 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.pad(x, 1),
     compiled(lambda x, v: np.pad(x, ((0, 2), (1, 0)), constant_values=-1.5)),
     lambda x, v: np.pad(x, ((1, 2), (3, 0)), mode="reflect"),
-    compiled(lambda x, v: np.pad(x, 2, mode="symmetric") + np.pad(x, 2, mode="wrap")),
+    compiled(lambda x, v: np.pad(x, 2, mode="symmetric")),
+    lambda x, v: np.pad(x, 2, mode="wrap"),
     lambda x, v: np.pad(v, (7, 1), mode="edge"),
     lambda x, v: np.lib.stride_tricks.sliding_window_view(v, 3),
     compiled(lambda x, v: np.lib.stride_tricks.sliding_window_view(x, (2, 3))),
@@ -77,7 +78,8 @@ CASES = [   # one a line: a failure names its line
     compiled(lambda x, v: np.diff(x, 2, axis=0, prepend=v[0], append=x[:1])),
     # order statistics: sorted rows taken at NumPy's indices
     lambda x, v: np.median(x, axis=1),
-    compiled(lambda x, v: np.median(x, axis=0, keepdims=True) + np.median(v)),
+    compiled(lambda x, v: np.median(x, axis=0, keepdims=True)),
+    lambda x, v: np.median(v),
     lambda x, v: np.median(x, axis=(0, 1)),
     compiled(lambda x, v: np.quantile(x, [0.1, 0.5, 0.95], axis=1)),
     lambda x, v: np.percentile(v, 37.5),
@@ -118,7 +120,8 @@ CASES = [   # one a line: a failure names its line
         np.linalg.eigh(np.stack([x[:, :4] + x[:, :4].T, x @ x.T]))),
     # signals and running sums as ufunc methods
     lambda x, v: np.convolve(x[0], v),
-    compiled(lambda x, v: np.convolve(v, x[1, :3], "same") + np.correlate(v, x[2, :2], "same")),
+    compiled(lambda x, v: np.convolve(v, x[1, :3], "same")),
+    lambda x, v: np.correlate(v, x[2, :2], "same"),
     lambda x, v: np.correlate(x[0], v[:3]),
     lambda x, v: np.correlate(v[:2], x[0, :5], "same"),      # the longer second: NumPy swaps
     lambda x, v: np.trapezoid(x, axis=0).sum() + np.trapezoid(x, np.cumsum(np.arange(1.0, 7.0))),
