@@ -111,12 +111,12 @@ class Graph:
 
     # -- construction --------------------------------------------------------
     def add(self, op: str, inputs, params: dict, shape, dtype, weak=False, loc="<unknown>") -> Node:
-        params_t = tuple(sorted(params.items()))
-        key = (op, tuple(inputs), params_t, np.dtype(dtype), bool(weak)) if op != "input" else None
+        params_t, inputs, dtype = tuple(sorted(params.items())), tuple(inputs), np.dtype(dtype)
+        key = (op, inputs, params_t, dtype, bool(weak)) if op != "input" else None
         if key is not None and key in self._cse:
             return self.node(self._cse[key])
-        node = Node(self._next_id, op, tuple(inputs), params_t, tuple(int(d) for d in shape),
-                    np.dtype(dtype), bool(weak), loc)
+        node = Node(self._next_id, op, inputs, params_t, tuple(map(int, shape)), dtype, bool(weak),
+                    loc)
         self._next_id += 1
         self._insert(node)
         if key is not None:
