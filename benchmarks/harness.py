@@ -17,9 +17,10 @@ in NumPy (the baseline), compiled by graphc, and, when installed, PyTorch
    "cold" with an empty compile cache and "warm" with the cache filled, each
    measured in a fresh process after `import graphc`, whose time is reported
    as "import" (skipped by --quick, which reports the in-process first call
-   instead); "new batch" is then one step with half
-   the batch in the cold process: a re-trace that re-uses the compiled module
-   (its loop bounds and buffers come from the arrays' shapes).
+   instead); "new batch" is then, in the cold process, the median first
+   step at five new batch sizes (half the batch and just under): a re-trace
+   that re-uses the compiled module (its loop bounds and buffers come from
+   the arrays' shapes).
 """
 from __future__ import annotations
 
@@ -259,16 +260,24 @@ def _first_call(name, dtype) -> dict:
     step(params, *batch)
     first = time.perf_counter() - start
     result = {"first_call_s": first, "compile_s": step.inspect(params, *batch).compile_seconds}
-    # A new batch size for the compiled model: half the rows (W5's data is tied
-    # to the shape of w, so it has no batch size to change).
-    half = tuple(b[: len(b) // 2] for b in batch)
-    start = time.perf_counter()
-    try:
-        step(params, *half)
-        result["new_batch_s"] = time.perf_counter() - start
-    except gc.ShapeError:
-        pass
+    # New batch sizes for the compiled model: half the rows and just under (W5's
+    # data is tied to the shape of w, so it has no batch size to change). Each
+    # is a first call, timed once: the median of NEW_BATCHES of them.
+    times = []
+    for size in range(len(batch[0]) // 2, len(batch[0]) // 2 - NEW_BATCHES, -1):
+        part = tuple(b[:size] for b in batch)
+        start = time.perf_counter()
+        try:
+            step(params, *part)
+        except gc.ShapeError:
+            break
+        times.append(time.perf_counter() - start)
+    if times:
+        result["new_batch_s"], result["new_batches_s"] = float(np.median(times)), times
     return result
+
+
+NEW_BATCHES = 5
 
 
 # The child times `import graphc` first: a new process pays for it before any result.
@@ -509,8 +518,9 @@ def format_table(results, impls) -> str:
         lines.append("graphc 1st call: trace + compile (or cache load) + first step in this "
                      "process; import: `import graphc` in a fresh process (warm); cold / warm: "
                      "the first call in a fresh process, after that import, with an empty / filled "
-                     "compile cache; new batch: then, in the cold process, one step with half "
-                     "the batch (re-traced; the compiled module is re-used)")
+                     "compile cache; new batch: then, in the cold process, the median first step "
+                     "at five new batch sizes from half the batch down (re-traced; the compiled "
+                     "module is re-used)")
     return "\n".join(lines)
 
 
