@@ -17,7 +17,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --no-compile -e ".[test]"
-	$(BIN)/python -m compileall -q -j 0 -x '/(tests|pip|setuptools|pkg_resources)/' $(VENV)/lib \
+	$(BIN)/python -m compileall -q -j 0 -x 'site-packages/(pip|setuptools|pkg_resources|.*/tests)/' $(VENV)/lib \
 		> /dev/null || true
 	touch $(STAMP)
 

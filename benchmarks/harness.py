@@ -264,7 +264,7 @@ def _first_call(name, dtype) -> dict:
     # data is tied to the shape of w, so it has no batch size to change). Each
     # is a first call, timed once: the median of NEW_BATCHES of them.
     times = []
-    for size in range(len(batch[0]) // 2, len(batch[0]) // 2 - NEW_BATCHES, -1):
+    for size in range(len(batch[0]) // 2, max(len(batch[0]) // 2 - NEW_BATCHES, 0), -1):
         part = tuple(b[:size] for b in batch)
         start = time.perf_counter()
         try:

@@ -49,11 +49,10 @@ def main(argv=None) -> int:
     bench.add_argument("args", nargs=argparse.REMAINDER)
     cache = sub.add_parser("cache", help="show or empty the compile cache")
     cache.add_argument("action", choices=["info", "clear"])
-    warm = sub.add_parser("warm", help="compile graphc's kernels now, on every core, instead of "
-                                       "at the first model that uses each")
+    warm = sub.add_parser("warm", help="compile graphc's kernels now instead of at the first "
+                                       "model that uses each")
     warm.add_argument("families", nargs="*", metavar="FAMILY",
                       help="kernel families to compile (default: all)")
-    warm.add_argument("--processes", type=positive_int, help="default: one per core")
     args = parser.parse_args(argv)
 
     if args.command == "demo":
@@ -65,7 +64,7 @@ def main(argv=None) -> int:
         if unknown:
             parser.error(f"unknown kernel families {unknown}; choose from "
                          f"{', '.join(warm_module.FAMILIES)}")
-        warm_module.warm(args.families or None, args.processes)
+        warm_module.warm(args.families or None)
     elif args.command == "cache":
         from graphc import runtime
         directory = runtime.cache_dir()

@@ -1253,7 +1253,8 @@ def _units(graph: Graph):
 
     Kahn's algorithm over the units, always taking the ready unit with the
     smallest key (networkx's lexicographical_topological_sort, on plain dicts:
-    a new batch size's re-trace is timed)."""
+    a new batch size's re-trace is timed). Units' first positions differ, so
+    the unit number in the key only makes it a total order."""
     groups = getattr(graph, "groups", None) or []
     order = graph.topo()
     position = {n.id: k for k, n in enumerate(order)}
@@ -1279,13 +1280,18 @@ def _units(graph: Graph):
 
     ready = [key(u) for u, count in enumerate(waiting) if count == 0]
     heapq.heapify(ready)
+    emitted = 0
     while ready:
         unit = heapq.heappop(ready)[-1]
+        emitted += 1
         yield members_of[unit]
         for u in users[unit]:
             waiting[u] -= 1
             if waiting[u] == 0:
                 heapq.heappush(ready, key(u))
+    if emitted < len(members_of):      # fusion made groups that wait for each other
+        raise errors.GraphcError(f"internal: fused kernels form a cycle; "
+                                 f"{len(members_of) - emitted} cannot be ordered")
 
 
 def _in_place_updates(graph: Graph, units, write_back) -> dict[int, int]:

@@ -1,21 +1,20 @@
-"""`graphc warm`: compile graphc's kernels now, on every core, instead of at
-the first model that needs each.
+"""`graphc warm`: compile graphc's kernels now instead of at the first model
+that needs each.
 
 The kernels in `graphc.kernels` (LAPACK and BLAS calls, the row argsort,
 log-softmax rows, vector math) are compiled by Numba once per install and
 cached on disk, for float32 and float64 apart. Until then the first model
 that uses one waits for it: 8 s for the first np.linalg.inv, 8 s for the
-first argsort, 3 s for the first matrix product (float64, here). A program
-here is a gradient through one family's ops, so its forward and backward
-kernels are built for the argument types compiled models pass; families run
-in separate processes at once (each family's kernels in one process, so no
-two processes write one function's cache index).
+first argsort, 3 s for the first matrix product (float64, here). A family
+here is a gradient through some ops, so its forward and backward kernels
+are built for the argument types compiled models pass. They compile one
+after another in this process: the families share kernels (gemm, the
+allocation helpers, exp), and two processes adding entries to one Numba
+cache index at once can lose one or, worse, leave it naming the other's
+code.
 """
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import time
 
@@ -65,67 +64,32 @@ def _vector_math(x):
                   + scipy.special.expit(x) + np.logaddexp(0, x) + scipy.special.erf(x))
 
 
-# family -> (loss, argument makers, seconds it took cold here, float32 and
-# float64 together): each is compiled as gc.value_and_grad of the loss, for
-# float32 and float64; the seconds share the families among the processes
+# family -> (loss, argument makers): each is compiled as gc.value_and_grad
+# of the loss, for float32 and float64
 FAMILIES = {
-    "inverse_and_solve": (_inverse_and_solve, [_square], 23),
-    "sort": (_sort, [lambda dt: _rows(dt, 4, 8)], 11),
-    "cholesky_and_eigh": (_cholesky_and_eigh, [_square], 9),
-    "products": (_products, [lambda dt: _rows(dt, 8, 16), lambda dt: _rows(dt, 96, 96)], 7),
-    "log_softmax": (_log_softmax, [lambda dt: _rows(dt, 8, 10), lambda dt: _rows(dt, 4, 100)], 5),
-    "vector_math": (_vector_math, [lambda dt: _rows(dt, 4, 8)], 3),
+    "inverse_and_solve": (_inverse_and_solve, [_square]),
+    "sort": (_sort, [lambda dt: _rows(dt, 4, 8)]),
+    "cholesky_and_eigh": (_cholesky_and_eigh, [_square]),
+    "products": (_products, [lambda dt: _rows(dt, 8, 16), lambda dt: _rows(dt, 96, 96)]),
+    "log_softmax": (_log_softmax, [lambda dt: _rows(dt, 8, 10), lambda dt: _rows(dt, 4, 100)]),
+    "vector_math": (_vector_math, [lambda dt: _rows(dt, 4, 8)]),
 }
 
 
-def _shares(names, processes) -> list[list[str]]:
-    """The families split among processes, longest first onto the least loaded."""
-    shares = [[] for _ in range(processes)]
-    load = [0.0] * processes
-    for name in sorted(names, key=lambda n: -FAMILIES[n][2]):
-        k = load.index(min(load))
-        shares[k].append(name)
-        load[k] += FAMILIES[name][2]
-    return [share for share in shares if share]
-
-
-def compile_families(names) -> dict[str, float]:
-    """Compile the named families' kernels in this process: seconds each."""
+def warm(names=None, out=sys.stdout) -> None:
+    """Compile the kernel families `names` (all by default), each once,
+    printing each one's time."""
     import graphc as gc
-    seconds = {}
-    for name in names:
-        loss, makers, _ = FAMILIES[name]
-        start = time.perf_counter()
-        for dtype in (np.float32, np.float64):
-            gc.value_and_grad(loss, argnums=tuple(range(len(makers))))(
-                *[make(dtype) for make in makers])
-        seconds[name] = time.perf_counter() - start
-    return seconds
-
-
-def warm(names=None, processes=None, out=sys.stdout) -> None:
-    """Compile the families `names` (all by default) in up to `processes`
-    processes at once (default: one per core), printing each one's time."""
-    names = list(FAMILIES) if names is None else list(names)
+    names = list(dict.fromkeys(FAMILIES if names is None else names))
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
         raise ValueError(f"unknown kernel families {unknown}; graphc warm knows {list(FAMILIES)}")
-    processes = max(1, min(processes or os.cpu_count() or 1, len(names)))
-    shares = _shares(names, processes)
     start = time.perf_counter()
-    children = [subprocess.Popen(
-        [sys.executable, "-c", "import json, sys; from graphc.warm import compile_families; "
-         "print(json.dumps(compile_families(sys.argv[1:])))", *share],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for share in shares]
-    failed = []
-    for share, child in zip(shares, children):
-        stdout, stderr = child.communicate()
-        if child.returncode:
-            failed.append(f"{', '.join(share)}:\n{stderr}")
-            continue
-        for name, seconds in json.loads(stdout.strip().splitlines()[-1]).items():
-            print(f"{name:12} {seconds:6.1f} s", file=out)
-    print(f"graphc's kernels compiled in {time.perf_counter() - start:.1f} s "
-          f"({len(shares)} process{'es' if len(shares) > 1 else ''})", file=out)
-    if failed:
-        raise RuntimeError("graphc warm: compiling failed for " + "\n".join(failed))
+    for name in names:
+        loss, makers = FAMILIES[name]
+        begun = time.perf_counter()
+        for dtype in (np.float32, np.float64):
+            gc.value_and_grad(loss, argnums=tuple(range(len(makers))))(
+                *[make(dtype) for make in makers])
+        print(f"{name:18} {time.perf_counter() - begun:6.1f} s", file=out, flush=True)
+    print(f"graphc's kernels compiled in {time.perf_counter() - start:.1f} s", file=out)

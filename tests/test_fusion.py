@@ -88,7 +88,7 @@ def test_concatenating_many_arrays_is_one_kernel():
 
 
 def test_groups_are_convex():
-    from graphc.passes.fuse import contract, is_convex, successor_table
+    from graphc.passes.fuse import is_convex, successor_table
 
     def f(x):
         a = np.exp(x)
@@ -101,7 +101,9 @@ def test_groups_are_convex():
     g = info.optimized
     position = {n.id: k for k, n in enumerate(g.topo())}
     for members in g.groups:
-        unit_of, spans = contract([set(o) for o in g.groups if o != members], position)
+        others = [set(o) for o in g.groups if o != members]
+        unit_of = {n: o for o in others for n in o}
+        spans = [(min(map(position.get, o)), max(map(position.get, o))) for o in others]
         assert is_convex(successor_table(g), set(members), position, unit_of, spans)
     assert any(set(g.node(m).op for m in members) == {"exp", "sum"} for members in g.groups)
 
@@ -545,3 +547,21 @@ def test_only_a_transcendental_read_by_another_is_staged(monkeypatch):
     assert re.findall(r"vmath\.\w+\(", first_loop) == ["vmath.exp("]
     assert re.search(rf"{value} = vmath\.exp\(", first_loop)
     np.testing.assert_allclose(f(x)[0], np.log1p(np.exp(x)) + np.tanh(x), rtol=1e-12)
+
+
+def test_kernels_that_wait_for_each_other_are_refused_not_dropped():
+    # fusion never makes such groups; if it did, codegen must not emit a
+    # module without them (exp -> neg -> tanh with exp and tanh in one group)
+    from graphc import codegen
+    from graphc.ir import Graph
+    g = Graph()
+    x = g.add_input((3,), np.float32).id
+    a = g.add("exp", (x,), {}, (3,), np.float32).id
+    b = g.add("neg", (a,), {}, (3,), np.float32).id
+    c = g.add("tanh", (b,), {}, (3,), np.float32).id
+    g.outputs = [c]
+    g.groups = [(a, c)]
+    with pytest.raises(gc.GraphcError, match="internal: fused kernels form a cycle; 2 cannot"):
+        list(codegen._units(g))
+    g.groups = [(a, b, c)]
+    assert [tuple(u) for u in codegen._units(g)] == [(x,), (a, b, c)]

@@ -49,13 +49,6 @@ def successor_table(graph: Graph) -> dict:
     return {nid: tuple(users) for nid, users in graph.nx.succ.items()}
 
 
-def contract(groups, position: dict) -> tuple[dict, list]:
-    """is_convex's view of fused `groups` (node sets): each node's group, and
-    each group's first and last position."""
-    unit_of = {n: g for g in groups for n in g}
-    return unit_of, [(min(map(position.get, g)), max(map(position.get, g))) for g in groups]
-
-
 def is_convex(successors: dict, members: set, position: dict, unit_of: dict, spans) -> bool:
     """True if no path leaves `members` and re-enters it, with the other fused
     groups contracted: a path may enter one of them at any member and leave
