@@ -31,7 +31,7 @@ def _rows(dtype, n, m):
 
 
 def _inverse_and_solve(m):
-    sign, logdet = np.linalg.slogdet(m)
+    _, logdet = np.linalg.slogdet(m)
     return (np.sum(np.linalg.inv(m) ** 2) + np.sum(np.linalg.solve(m, m[:, 0]) ** 2)
             + np.linalg.det(m) + logdet)
 
