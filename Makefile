@@ -33,8 +33,8 @@ demo: $(STAMP)
 
 # One worker per core (a test file stays on one worker, so the functions it
 # compiles are compiled once): Numba's compile time is most of the suite.
-# (Compiling graphc's kernels first with `graphc warm`, 48 s on both cores, did
-# not pay: a new clone's suite took 602 s with it, 578 s without.)
+# (Compiling graphc's kernels first with `graphc warm`, 48 s on both cores,
+# saved the suite 26-62 s in the runs tried: about what it cost, so it is left out.)
 test: $(STAMP)
 	$(BYTECODE)
 	$(BIN)/python -m pytest -n auto --dist loadfile
