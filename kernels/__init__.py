@@ -31,6 +31,11 @@ import pathlib
 
 from numba.core import caching, config
 
+try:
+    import fcntl
+except ImportError:         # Windows: Numba's cache as it is
+    fcntl = None
+
 if config.DISABLE_JIT:      # else the kernels' decorators fail far from the cause
     raise ImportError("graphc compiles with Numba, and NUMBA_DISABLE_JIT is set: "
                       "unset it (or set it to 0) to use graphc")
@@ -69,3 +74,35 @@ class _AllKernelSourcesLocator:
 
 if _AllKernelSourcesLocator not in caching.CacheImpl._locator_classes:
     caching.CacheImpl._locator_classes.insert(0, _AllKernelSourcesLocator)
+
+
+def _under_index_lock(method, mode):
+    """`method` of Numba's IndexDataCacheFile, holding a lock on a file beside
+    the cache index (`mode`: fcntl.LOCK_EX to save, LOCK_SH to load).
+
+    Numba saves an entry by loading the index, taking the first data-file
+    name the index does not use, writing the index, then the data. Two
+    processes adding different signatures of one function at once (two test
+    workers, or a user's worker processes, compiling a kernel for float32 and
+    float64) could each take name N: one entry is lost, or the index names
+    the other process's code for it, and a later load runs the wrong
+    function. Under the lock each save sees the one before it, and no load
+    reads an index whose data is half written."""
+    @functools.wraps(method)
+    def locked(self, *args):
+        try:
+            lock = open(self._index_path + ".lock", "ab")
+        except OSError:     # a read-only cache: Numba's own writes fail there too
+            return method(self, *args)
+        with lock:
+            fcntl.flock(lock, mode)
+            return method(self, *args)
+    locked.graphc_locked = True
+    return locked
+
+
+if fcntl is not None and not getattr(caching.IndexDataCacheFile.save, "graphc_locked", False):
+    caching.IndexDataCacheFile.save = _under_index_lock(caching.IndexDataCacheFile.save,
+                                                        fcntl.LOCK_EX)
+    caching.IndexDataCacheFile.load = _under_index_lock(caching.IndexDataCacheFile.load,
+                                                        fcntl.LOCK_SH)
