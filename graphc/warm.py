@@ -9,9 +9,7 @@ first argsort, 3 s for the first matrix product (float64, here). A family
 here is a gradient through some ops, so its forward and backward kernels
 are built for the argument types compiled models pass. They compile one
 after another in this process: the families share kernels (gemm, the
-allocation helpers, exp), and two processes adding entries to one Numba
-cache index at once can lose one or, worse, leave it naming the other's
-code.
+allocation helpers, exp), which processes side by side would each compile.
 """
 from __future__ import annotations
 
