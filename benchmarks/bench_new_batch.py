@@ -5,7 +5,8 @@ code generation, before the module compiled for the first size runs again.
 
 Per workload (float32): one step at the workload's batch compiles the model;
 then each of `--sizes` smaller batch sizes is a new signature, timed alone as
-its first call (what the harness's "new batch" column measures once) and
+its first call (what the harness's "new batch" column takes the median of,
+over five sizes) and
 again as a second call at the same size (the step itself). Medians over the
 sizes; the phases are timed by wrapping graphc's own functions (tracing with
 the autodiff inside it, the optimizing passes, codegen, loading the module).
