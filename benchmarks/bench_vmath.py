@@ -1,4 +1,4 @@
-"""Time graphc.kernels.vmath against NumPy/SciPy ufuncs and naive Numba loops.
+"""Time graphc's math kernels (vmath; trig's sin, cos) against NumPy ufuncs and naive Numba loops.
 
     python benchmarks/bench_vmath.py [--n 1000000] [--reps 60]
 
@@ -19,7 +19,7 @@ from numba import njit
 
 from graphc import codegen
 from graphc.benchmarks.harness import median_us
-from graphc.kernels import vmath
+from graphc.kernels import trig, vmath
 
 FASTMATH = ast.literal_eval(codegen.FASTMATH)   # graphc's generated-code flags
 
@@ -34,7 +34,10 @@ CASES = {
     "softplus": ((-10, 10), lambda x, out: np.logaddexp(0, x, out=out),
                  lambda v: max(v, 0) + np.log1p(np.exp(-abs(v)))),
     "erf": ((-3, 3), scipy.special.erf, lambda v: math.erf(v)),
+    "sin": ((-100, 100), np.sin, lambda v: np.sin(v)),
+    "cos": ((-100, 100), np.cos, lambda v: np.cos(v)),
 }
+KERNELS = dict(vmath.FUNCTIONS, sin=trig.sin, cos=trig.cos)
 
 
 def _loop(f):
@@ -58,7 +61,7 @@ def main(argv=None):
     print(f"{'function':10s} {'dtype':8s} {'vmath':>8s} {'numpy':>8s} {'naive':>8s}"
           f" {'numpy/vmath':>12s} {'naive/vmath':>12s}")
     for name, ((lo, hi), ufunc, naive) in CASES.items():
-        fast, slow = _loop(vmath.FUNCTIONS[name]), _loop(naive)
+        fast, slow = _loop(KERNELS[name]), _loop(naive)
         for dtype in (np.float32, np.float64):
             x = rng.uniform(lo, hi, args.n).astype(dtype)
             out = np.empty_like(x)

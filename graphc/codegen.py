@@ -61,6 +61,7 @@ from graphc.kernels import shapes  # run's test that its arrays' shapes still fi
 from graphc.kernels import softmax     # log_softmax over the last axis
 from graphc.kernels import sums    # a float32 column sum's float64 totals, folded per block of rows
 from graphc.kernels import transpose   # 2-D transposed copies in vector tiles
+from graphc.kernels import trig    # float32 sin and cos that vector loops call 8 at a time
 from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba has no SVML
 
 FASTMATH = {FASTMATH}

@@ -84,8 +84,8 @@ _unary("log1p", np.log1p, lambda ct, out, x: [P.div(ct, P.add(x, P.scalar_like(x
 _unary("expm1", np.expm1, lambda ct, out, x: [P.mul(ct, P.add(out, P.scalar_like(out, 1)))],
        "vmath.expm1({0})")
 _unary("sqrt", np.sqrt, lambda ct, out, x: [P.div(ct, P.add(out, out))], "np.sqrt({0})")
-_unary("sin", np.sin, lambda ct, out, x: [P.mul(ct, P.cos(x))], "np.sin({0})")
-_unary("cos", np.cos, lambda ct, out, x: [P.neg(P.mul(ct, P.sin(x)))], "np.cos({0})")
+_unary("sin", np.sin, lambda ct, out, x: [P.mul(ct, P.cos(x))], "trig.sin({0})")
+_unary("cos", np.cos, lambda ct, out, x: [P.neg(P.mul(ct, P.sin(x)))], "trig.cos({0})")
 _unary("tanh", np.tanh,
        lambda ct, out, x: [P.mul(ct, P.sub(P.scalar_like(out, 1), P.mul(out, out)))],
        "vmath.tanh({0})")
