@@ -61,11 +61,13 @@ from graphc.kernels import shapes  # run's test that its arrays' shapes still fi
 from graphc.kernels import softmax     # log_softmax over the last axis
 from graphc.kernels import sums    # a float32 column sum's float64 totals, folded per block of rows
 from graphc.kernels import transpose   # 2-D transposed copies in vector tiles
-from graphc.kernels import trig    # float32 sin and cos that vector loops call 8 at a time
 from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba has no SVML
-
-FASTMATH = {FASTMATH}
 '''
+# Only modules calling trig import it: it builds its LLVM functions then
+# (18 ms, loaded from its cache), which every model's first call would pay.
+TRIG_IMPORT = "from graphc.kernels import trig    # float32 sin and cos that vector loops call\n"
+# (export takes what follows this line as the module's own code)
+FASTMATH_LINE = f"\nFASTMATH = {FASTMATH}\n"
 
 
 def _njit(*options: str) -> str:
@@ -1585,7 +1587,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
               _njit(),
               f"def run({signature}):"] + _prologue() + shape_check + body + [
         f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
-    source = (HEADER + "".join(f"{line}\n" for line in _c_functions_built(graph)) + "\n\n"
+    source = ("".join(f"{line}\n" for line in _c_functions_built(graph)) + "\n\n"
               + "\n\n".join(kernels_src) + "\n\n")
     if plan.slots:
         source += plan.maker_function(inputs + const_args) + "\n\n"
@@ -1593,6 +1595,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     if epoch_loop is not None:
         source += "\n\n" + epoch_loop_source(*epoch_loop, const_args + extra, ws_prologue, body,
                                               outs[0])
+    source = (HEADER + (TRIG_IMPORT if re.search(r"\btrig\.", source) else "") + FASTMATH_LINE
+              + source)
     unread = frozenset(k for k, name in enumerate(inputs) if name not in mentioned)
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs),
                   parallel=threaded, unread_inputs=unread, workspace=bool(plan.slots))
