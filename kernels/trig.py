@@ -9,8 +9,8 @@ arguments' exact reduction in every lane; written that way (with a table of
 
 So these are LLVM functions of their own, built when this module is
 imported (compiled the first time, 50-90 ms, then loaded from a cache
-beside Numba's, 18 ms): `graphc_sinf_v8` takes 8 floats, and so on, with a
-scalar `graphc_sinf` beside them. The scalar function's declaration names
+beside Numba's, 18 ms): `graphc_sinf_<hash>_v8` takes 8 floats, and so
+on, with a scalar `graphc_sinf_<hash>` beside them. The scalar function's declaration names
 the vector ones in the "vector-function-abi-variant" attribute, so LLVM's
 loop vectorizer calls a vector function for each vector of elements,
 wherever generated code calls `trig.sin`. Inside, a lane with |x| <= 2^16
@@ -24,6 +24,7 @@ tests/test_trig.py checks a sweep of them against _MAX_ULP.
 Compiled code refers to the functions by name; importing this module
 registers their addresses, so cached code finds them in a new process.
 float64 goes to np.sin / np.cos: NumPy's float64 sin is the same libm call.
+So does float32 on an x86 CPU without FMA, where these would be slower.
 """
 import fractions
 import hashlib
@@ -35,7 +36,8 @@ import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import caching, cgutils
+from numba.core import caching, cgutils, config
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic, overload
 
 from graphc.kernels import vmath
@@ -159,14 +161,35 @@ def _trig_scalar_ir(name: str) -> str:
         "}"])
 
 
-_TRIG_FUNCTIONS = {"graphc_sinf": 0, "graphc_cosf": 1}
+def _trig_text(functions: dict) -> str:
+    """The module defining `functions` (name -> quadrant offset: 0 sin, 1 cos)."""
+    return "\n".join(
+        [_trig_ir(name, lanes, q) for name, q in functions.items() for lanes in _LANES]
+        + [_trig_scalar_ir(name) for name in functions]
+        + [_trig_intrinsics_ir(lanes) for lanes in _LANES]
+        + ["declare float @sinf(float)", "declare float @cosf(float)",
+           "attributes #0 = { nounwind }"])
+
+
+# Symbols are process-wide: their names carry a hash of the code, so an exported
+# module of another graphc version, which builds its own, never replaces these.
+_TRIG_TAG = hashlib.sha256(
+    _trig_text({"graphc_sinf": 0, "graphc_cosf": 1}).encode()).hexdigest()[:10]
+_TRIG_FUNCTIONS = {f"graphc_sinf_{_TRIG_TAG}": 0, f"graphc_cosf_{_TRIG_TAG}": 1}
+# The CPU Numba compiles for (NUMBA_CPU_NAME and _FEATURES included): caller and
+# callee must agree on how a vector argument is passed
+_TRIG_CPU = config.CPU_NAME or llvm.get_host_cpu_name()
+_TRIG_FEATURES = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+# Without FMA, LLVM calls fmaf per lane: 1e6 sines took 34 ms against libm's 14
+_TRIG_VECTOR = ("+fma" in _TRIG_FEATURES.split(",")
+                or not llvm.get_process_triple().startswith(("x86_64", "i386", "i686")))
 
 
 def _trig_cache_anchor():
     """Stands for this file when asking Numba where its cache goes."""
 
 
-def _trig_object_file(text: str, machine) -> pathlib.Path | None:
+def _trig_object_file(text: str) -> pathlib.Path | None:
     """Where the machine code of `text` for this CPU is cached: beside Numba's
     cache of this file's functions (None where there is none to write)."""
     for locator_class in caching.CacheImpl._locator_classes:
@@ -176,11 +199,35 @@ def _trig_object_file(text: str, machine) -> pathlib.Path | None:
                 locator.ensure_cache_path()
             except OSError:
                 return None
-            key = hashlib.sha256("\n".join([text, str(machine.triple), llvm.get_host_cpu_name(),
-                                            llvm.get_host_cpu_features().flatten(),
-                                            str(llvm.llvm_version_info)]).encode())
+            key = hashlib.sha256("\n".join([text, llvm.get_process_triple(), _TRIG_CPU,
+                                            _TRIG_FEATURES, str(llvm.llvm_version_info)]).encode())
             return pathlib.Path(locator.get_cache_path()) / f"trig-{key.hexdigest()[:24]}.o"
     return None
+
+
+def _trig_read_object(path: pathlib.Path | None) -> bytes | None:
+    """The cached machine code, if the file holds all of it: LLVM aborts the
+    process on an object file it cannot read, so a damaged file is ignored
+    (and written again)."""
+    try:
+        data = path.read_bytes() if path else b""
+    except OSError:
+        return None
+    digest, code = data[:32], data[32:]
+    return code if code and hashlib.sha256(code).digest() == digest else None
+
+
+def _trig_write_object(path: pathlib.Path | None, code: bytes) -> None:
+    """Writes the code with its hash: to a temporary file, then renamed, so
+    processes loading at the same time see all of it or none."""
+    if path is None:
+        return
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        temporary.write_bytes(hashlib.sha256(code).digest() + code)
+        os.replace(temporary, path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
 
 
 def _trig_compile():
@@ -189,32 +236,13 @@ def _trig_compile():
     where compiled code, new or cached, finds them by name."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    text = "\n".join(
-        [_trig_ir(name, lanes, q) for name, q in _TRIG_FUNCTIONS.items() for lanes in _LANES]
-        + [_trig_scalar_ir(name) for name in _TRIG_FUNCTIONS]
-        + [_trig_intrinsics_ir(lanes) for lanes in _LANES]
-        + ["declare float @sinf(float)", "declare float @cosf(float)",
-           "attributes #0 = { nounwind }"])
+    text = _trig_text(_TRIG_FUNCTIONS)
     machine = llvm.Target.from_default_triple().create_target_machine(
-        cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3)
+        cpu=_TRIG_CPU, features=_TRIG_FEATURES, opt=3)
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(text), machine)
-    path = _trig_object_file(text, machine)
-
-    def cached(module):
-        try:
-            return path.read_bytes() if path else None
-        except OSError:
-            return None
-
-    def save(module, code):
-        if path is not None:
-            temporary = path.with_suffix(f".{os.getpid()}.tmp")
-            try:
-                temporary.write_bytes(code)
-                os.replace(temporary, path)      # readers see all of it or none
-            except OSError:
-                pass
-    engine.set_object_cache(save, cached)
+    path = _trig_object_file(text)
+    engine.set_object_cache(lambda module, code: _trig_write_object(path, code),
+                            lambda module: _trig_read_object(path))
     engine.finalize_object()
     for name in _TRIG_FUNCTIONS:
         for symbol in [name] + [f"{name}_v{lanes}" for lanes in _LANES]:
@@ -222,15 +250,17 @@ def _trig_compile():
     return engine
 
 
-_TRIG_ENGINE = _trig_compile()     # kept: it owns the machine code
+_TRIG_ENGINE = _trig_compile() if _TRIG_VECTOR else None     # kept: it owns the machine code
 
 
 def _trig_declare(module) -> None:
     """Declares every function here in `module`, the scalar ones naming their
     vector forms, which the vectorizer only uses when they are declared in the
     module: llvm.compiler.used keeps them past the passes that drop unused
-    declarations."""
-    if "llvm.compiler.used" in module.globals:
+    declarations. (Where the module already has an llvm.compiler.used, of
+    other code, the vector forms may be dropped, and loops call the scalar
+    function: the same answers, slower.)"""
+    if next(iter(_TRIG_FUNCTIONS)) in module.globals:
         return
     f32, variants = ir.FloatType(), []
     for name in _TRIG_FUNCTIONS:
@@ -245,6 +275,8 @@ def _trig_declare(module) -> None:
     for f in variants:
         f.attributes.add("nounwind")
         set.add(f.attributes, "memory(none)")      # llvmlite's own list lacks memory()
+    if "llvm.compiler.used" in module.globals:
+        return
     i8p = ir.IntType(8).as_pointer()
     used = ir.GlobalVariable(module, ir.ArrayType(i8p, len(variants)), "llvm.compiler.used")
     used.linkage = "appending"
@@ -265,7 +297,7 @@ def _trig_intrinsic(name: str):
     return call
 
 
-_trig_sinf, _trig_cosf = _trig_intrinsic("graphc_sinf"), _trig_intrinsic("graphc_cosf")
+_trig_sinf, _trig_cosf = map(_trig_intrinsic, _TRIG_FUNCTIONS)
 
 
 def _trig_define(name, vector_call, libm):
@@ -275,7 +307,7 @@ def _trig_define(name, vector_call, libm):
 
     @overload(stub, jit_options=vmath._JIT)
     def _ov(x):
-        if x == types.float32:
+        if x == types.float32 and _TRIG_VECTOR:
             return lambda x: vector_call(x)
         if isinstance(x, (types.Float, types.Integer, types.Boolean)):
             return lambda x: libm(x)
@@ -289,12 +321,12 @@ _trig_cos = _trig_define("cos", _trig_cosf, np.cos)
 
 @njit(cache=True, **vmath._JIT)
 def sin(x):
-    """sin of a scalar; float32 through graphc_sinf (vector loops call its
-    vector form; max err 1.49 ulp), other types through libm."""
+    """sin of a scalar; float32 through graphc_sinf_<hash> (vector loops call
+    its vector form; max err 1.49 ulp), other types through libm."""
     return _trig_sin(x)
 
 
 @njit(cache=True, **vmath._JIT)
 def cos(x):
-    """cos of a scalar; float32 through graphc_cosf, other types through libm."""
+    """cos of a scalar; float32 through graphc_cosf_<hash>, other types through libm."""
     return _trig_cos(x)
