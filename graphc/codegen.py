@@ -65,7 +65,7 @@ from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba h
 '''
 # Only modules calling trig import it: it builds its LLVM functions then
 # (18 ms, loaded from its cache), which every model's first call would pay.
-TRIG_IMPORT = "from graphc.kernels import trig    # float32 sin and cos that vector loops call\n"
+TRIG_IMPORT = "from graphc.kernels import trig    # sin and cos that vector loops call\n"
 # (export takes what follows this line as the module's own code)
 FASTMATH_LINE = f"\nFASTMATH = {FASTMATH}\n"
 

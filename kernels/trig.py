@@ -1,33 +1,37 @@
-"""sin and cos of float32 in vector loops (this Numba has no SVML).
+"""sin and cos in vector loops (this Numba has no SVML).
 
-np.sin in a Numba loop calls libm's sinf once per element: 13 ms per 1e6
-float32 here, against NumPy's own vector loop's 4 ms and these 2.3 ms
-(benchmarks/bench_vmath.py). A vector sin written
-as one Numba function must be branch-free, so it would pay for large
-arguments' exact reduction in every lane; written that way (with a table of
-2/pi's bits), it took 8 ms.
+np.sin in a Numba loop calls libm once per element: per 1e6 elements 13 ms
+in float32 and 27 in float64 here. NumPy's own float32 loop is a vector
+loop (4 ms); its float64 one is the same libm call. These take 2.3 ms and
+5.9 (benchmarks/bench_vmath.py). A vector sin written as one Numba
+function must be branch-free, so it would pay for large arguments' exact
+reduction in every lane; written that way (with a table of 2/pi's bits),
+the float32 one took 8 ms.
 
 So these are LLVM functions of their own, built when this module is
 imported (compiled the first time, 50-90 ms, then loaded from a cache
-beside Numba's, 18 ms): `graphc_sinf_<hash>_v8` takes 8 floats, and so
-on, with a scalar `graphc_sinf_<hash>` beside them. The scalar function's declaration names
-the vector ones in the "vector-function-abi-variant" attribute, so LLVM's
-loop vectorizer calls a vector function for each vector of elements,
-wherever generated code calls `trig.sin`. Inside, a lane with |x| <= 2^16
-(`_FAST_MAX`) is reduced by pi/2 in three float32 steps (Cody-Waite, with
-FMA) and computed with Taylor polynomials; when any lane is larger, or inf
-or nan, libm computes that lane. Every lane gets the same answer as the
-scalar function, at any position in any loop. Max err over all 2^32
-float32 inputs: sin 1.49 ulp (at 625.0518), cos 1.49 (at 32617.71);
-tests/test_trig.py checks a sweep of them against _MAX_ULP.
+beside Numba's, 18 ms): `graphc_sinf_<hash>_v8` takes 8 floats, and so on
+(`graphc_sin_<hash>_v4` 4 doubles), each with a scalar function beside it.
+The scalar function's declaration names the vector ones in the
+"vector-function-abi-variant" attribute, so LLVM's loop vectorizer calls a
+vector function for each vector of elements, wherever generated code calls
+`trig.sin`. Inside, a lane with |x| up to `fast_max` (2^16 in float32, 2^20
+in float64) is reduced by pi/2 in three steps (Cody-Waite, with FMA) and
+computed with Taylor polynomials; when any lane is larger, or inf or nan,
+libm computes that lane. Every lane gets the same answer as the scalar
+function, at any position in any loop. Max err: float32, over all 2^32
+inputs, sin 1.49 ulp (at 625.0518) and cos 1.49 (at 32617.71); float64, over
+8.5M (strided bit patterns, dense ranges, the doubles at and beside k pi/2
+for k < 7e5), 1.45 and 1.48. tests/test_trig.py checks samples of them
+against _MAX_ULP.
 
 Compiled code refers to the functions by name; importing this module
 registers their addresses, so cached code finds them in a new process.
-float64 goes to np.sin / np.cos: NumPy's float64 sin is the same libm call.
-So does float32 on an x86 CPU without FMA, where these would be slower.
+On an x86 CPU without FMA, where these would be slower, libm stays.
 """
 import fractions
 import hashlib
+import math
 import os
 import pathlib
 import struct
@@ -42,9 +46,21 @@ from numba.extending import intrinsic, overload
 
 from graphc.kernels import vmath
 
-_MAX_ULP = 1.5          # the bound tests/test_trig.py holds these to
-_FAST_MAX = 65536.0     # |x| above: libm (where three float32 parts of pi/2 run out)
-_LANES = (4, 8, 16)     # the vector widths LLVM may pick (16: AVX-512)
+_MAX_ULP = {np.float32: 1.5, np.float64: 2.0}    # what tests/test_trig.py holds them to
+
+
+class _TrigType:
+    """What differs between float32's functions and float64's."""
+    def __init__(self, ir_type, dtype, lanes, fast_max, sin_terms, cos_terms, libm):
+        self.ir, self.dtype, self.lanes, self.fast_max = ir_type, dtype, lanes, fast_max
+        self.short = "f32" if dtype == np.float32 else "f64"
+        cast = lambda c: float(dtype(c))       # noqa: E731
+        # Taylor coefficients, highest power first: sin r = r + r z S(z), cos r = 1 + z C(z)
+        self.S = [cast((-1) ** n / math.factorial(2 * n + 1)) for n in range(sin_terms, 0, -1)]
+        self.C = [cast((-1) ** n / math.factorial(2 * n)) for n in range(cos_terms, 0, -1)]
+        self.parts = _trig_float_parts(_trig_pi_over_2(), 3, dtype)
+        self.two_over_pi = cast(2 / np.pi)
+        self.libm = libm
 
 
 def _trig_pi_over_2() -> fractions.Fraction:
@@ -61,37 +77,47 @@ def _trig_pi_over_2() -> fractions.Fraction:
     return fractions.Fraction(16 * atan_inv(5) - 4 * atan_inv(239), 2 * one)
 
 
-def _trig_float_parts(value: fractions.Fraction, count: int) -> list[float]:
-    """`value` as a sum of `count` float32s, each the nearest to what is left."""
+def _trig_float_parts(value: fractions.Fraction, count: int, dtype) -> list[float]:
+    """`value` as a sum of `count` numbers of `dtype`, each the nearest to what is left."""
     parts = []
     for _ in range(count):
-        parts.append(float(np.float32(float(value))))
+        parts.append(float(dtype(float(value))))
         value -= fractions.Fraction(parts[-1])
     return parts
 
 
-def _trig_ir(name: str, lanes: int, quadrant: int) -> str:
+# The fast path's reach: with three parts of pi/2 the reduction is exact to
+# the last bit up to 2^16 in float32 (measured over every float32) and far
+# beyond 2^20 in float64. Taylor terms to r^9 / r^10 (float32) and r^17 /
+# r^16 (float64) leave under 2^-28 and 2^-59 of the value at pi/4.
+_TRIG_TYPES = {
+    "float": _TrigType("float", np.float32, (4, 8, 16), 65536.0, 4, 5, ("sinf", "cosf")),
+    "double": _TrigType("double", np.float64, (2, 4, 8), 2.0 ** 20, 8, 8, ("sin", "cos")),
+}
+
+
+def _trig_ir(name: str, lanes: int, quadrant: int, kind: _TrigType) -> str:
     """The LLVM IR of `<name>_v<lanes>`: sin (quadrant 0) or cos (1) of each lane."""
-    v, iv, bv = f"<{lanes} x float>", f"<{lanes} x i32>", f"<{lanes} x i1>"
+    f = kind.ir
+    v, iv, bv = f"<{lanes} x {f}>", f"<{lanes} x i32>", f"<{lanes} x i1>"
 
     def splat(x):      # an LLVM float constant is written as the double of the same value
-        one = (f"float 0x{struct.unpack('<Q', struct.pack('<d', x))[0]:016X}"
+        one = (f"{f} 0x{struct.unpack('<Q', struct.pack('<d', x))[0]:016X}"
                if isinstance(x, float) else f"i32 {x}")
         return "<" + ", ".join([one] * lanes) + ">"
 
-    P1, P2, P3 = _trig_float_parts(_trig_pi_over_2(), 3)
-    f32 = lambda x: float(np.float32(x))     # noqa: E731
-    S = [f32(c) for c in (1 / 362880, -1 / 5040, 1 / 120, -1 / 6)]        # Taylor, to r^9
-    C = [f32(c) for c in (-1 / 3628800, 1 / 40320, -1 / 720, 1 / 24, -0.5)]   # to r^10
-    fma = f"@llvm.fma.v{lanes}f32"
+    P1, P2, P3 = kind.parts
+    S, C = kind.S, kind.C
+    suffix = f"v{lanes}{kind.short}"
+    fma = f"@llvm.fma.{suffix}"
     lines = [
         f"define {v} @{name}_v{lanes}({v} %x) #0 {{",
         "entry:",
-        f"  %a = call {v} @llvm.fabs.v{lanes}f32({v} %x)",
-        f"  %fast = fcmp ole {v} %a, {splat(_FAST_MAX)}",        # nan: false
+        f"  %a = call {v} @llvm.fabs.{suffix}({v} %x)",
+        f"  %fast = fcmp ole {v} %a, {splat(kind.fast_max)}",        # nan: false
         f"  %xc = select {bv} %fast, {v} %x, {v} zeroinitializer",
-        f"  %t = fmul {v} %xc, {splat(f32(2 / np.pi))}",
-        f"  %k = call {v} @llvm.roundeven.v{lanes}f32({v} %t)",
+        f"  %t = fmul {v} %xc, {splat(kind.two_over_pi)}",
+        f"  %k = call {v} @llvm.roundeven.{suffix}({v} %t)",
         f"  %nk = fneg {v} %k",
         f"  %r1 = call {v} {fma}({v} %nk, {v} {splat(P1)}, {v} %xc)",
         f"  %r2 = call {v} {fma}({v} %nk, {v} {splat(P2)}, {v} %r1)",
@@ -124,12 +150,12 @@ def _trig_ir(name: str, lanes: int, quadrant: int) -> str:
         "  br i1 %all_fast, label %done, label %libm",
         "libm:",
     ]
-    libm = "cosf" if quadrant else "sinf"
+    libm = kind.libm[quadrant]
     previous = f"{v} poison"
     for i in range(lanes):     # rare: every lane through libm, then the slow ones kept
         lines += [f"  %x{i} = extractelement {v} %x, i32 {i}",
-                  f"  %l{i} = call float @{libm}(float %x{i})",
-                  f"  %m{i} = insertelement {previous}, float %l{i}, i32 {i}"]
+                  f"  %l{i} = call {f} @{libm}({f} %x{i})",
+                  f"  %m{i} = insertelement {previous}, {f} %l{i}, i32 {i}"]
         previous = f"{v} %m{i}"
     lines += [f"  %slow = select {bv} %fast, {v} %y, {previous}",
               "  br label %done",
@@ -140,42 +166,45 @@ def _trig_ir(name: str, lanes: int, quadrant: int) -> str:
     return "\n".join(lines)
 
 
-def _trig_intrinsics_ir(lanes: int) -> str:
-    """The declarations of the LLVM intrinsics _trig_ir's functions call."""
-    v, bv = f"<{lanes} x float>", f"<{lanes} x i1>"
-    return "\n".join([f"declare {v} @llvm.fabs.v{lanes}f32({v})",
-                      f"declare {v} @llvm.roundeven.v{lanes}f32({v})",
-                      f"declare {v} @llvm.fma.v{lanes}f32({v}, {v}, {v})",
-                      f"declare i1 @llvm.vector.reduce.and.v{lanes}i1({bv})"])
-
-
-def _trig_scalar_ir(name: str) -> str:
-    """`<name>(float)`: lane 0 of the 4-lane function, so a scalar call and a
-    vector lane agree."""
+def _trig_scalar_ir(name: str, kind: _TrigType) -> str:
+    """`<name>(x)`: lane 0 of the narrowest vector function, so a scalar call
+    and a vector lane agree."""
+    f, n = kind.ir, kind.lanes[0]
     return "\n".join([
-        f"define float @{name}(float %x) #0 {{",
-        "  %v = insertelement <4 x float> zeroinitializer, float %x, i32 0",
-        f"  %y = call <4 x float> @{name}_v4(<4 x float> %v)",
-        "  %out = extractelement <4 x float> %y, i32 0",
-        "  ret float %out",
+        f"define {f} @{name}({f} %x) #0 {{",
+        f"  %v = insertelement <{n} x {f}> zeroinitializer, {f} %x, i32 0",
+        f"  %y = call <{n} x {f}> @{name}_v{n}(<{n} x {f}> %v)",
+        f"  %out = extractelement <{n} x {f}> %y, i32 0",
+        f"  ret {f} %out",
         "}"])
 
 
 def _trig_text(functions: dict) -> str:
-    """The module defining `functions` (name -> quadrant offset: 0 sin, 1 cos)."""
+    """The module defining `functions` (name -> (IR type, quadrant offset: 0
+    sin, 1 cos)), with the declarations of what they call."""
+    declarations = {f"declare i1 @llvm.vector.reduce.and.v{n}i1(<{n} x i1>)"
+                    for kind in _TRIG_TYPES.values() for n in kind.lanes}
+    for kind in _TRIG_TYPES.values():
+        f = kind.ir
+        declarations.update(f"declare {f} @{name}({f})" for name in kind.libm)
+        for n in kind.lanes:
+            v, suffix = f"<{n} x {f}>", f"v{n}{kind.short}"
+            declarations.update([f"declare {v} @llvm.fabs.{suffix}({v})",
+                                 f"declare {v} @llvm.roundeven.{suffix}({v})",
+                                 f"declare {v} @llvm.fma.{suffix}({v}, {v}, {v})"])
     return "\n".join(
-        [_trig_ir(name, lanes, q) for name, q in functions.items() for lanes in _LANES]
-        + [_trig_scalar_ir(name) for name in functions]
-        + [_trig_intrinsics_ir(lanes) for lanes in _LANES]
-        + ["declare float @sinf(float)", "declare float @cosf(float)",
-           "attributes #0 = { nounwind }"])
+        [_trig_ir(name, n, q, _TRIG_TYPES[t]) for name, (t, q) in functions.items()
+         for n in _TRIG_TYPES[t].lanes]
+        + [_trig_scalar_ir(name, _TRIG_TYPES[t]) for name, (t, _) in functions.items()]
+        + sorted(declarations) + ["attributes #0 = { nounwind }"])
 
 
+_TRIG_BASE_NAMES = {"graphc_sinf": ("float", 0), "graphc_cosf": ("float", 1),
+                    "graphc_sin": ("double", 0), "graphc_cos": ("double", 1)}
 # Symbols are process-wide: their names carry a hash of the code, so an exported
 # module of another graphc version, which builds its own, never replaces these.
-_TRIG_TAG = hashlib.sha256(
-    _trig_text({"graphc_sinf": 0, "graphc_cosf": 1}).encode()).hexdigest()[:10]
-_TRIG_FUNCTIONS = {f"graphc_sinf_{_TRIG_TAG}": 0, f"graphc_cosf_{_TRIG_TAG}": 1}
+_TRIG_TAG = hashlib.sha256(_trig_text(_TRIG_BASE_NAMES).encode()).hexdigest()[:10]
+_TRIG_FUNCTIONS = {f"{name}_{_TRIG_TAG}": kind for name, kind in _TRIG_BASE_NAMES.items()}
 # The CPU Numba compiles for (NUMBA_CPU_NAME and _FEATURES included): caller and
 # callee must agree on how a vector argument is passed
 _TRIG_CPU = config.CPU_NAME or llvm.get_host_cpu_name()
@@ -244,8 +273,8 @@ def _trig_compile():
     engine.set_object_cache(lambda module, code: _trig_write_object(path, code),
                             lambda module: _trig_read_object(path))
     engine.finalize_object()
-    for name in _TRIG_FUNCTIONS:
-        for symbol in [name] + [f"{name}_v{lanes}" for lanes in _LANES]:
+    for name, (t, _) in _TRIG_FUNCTIONS.items():
+        for symbol in [name] + [f"{name}_v{lanes}" for lanes in _TRIG_TYPES[t].lanes]:
             llvm.add_symbol(symbol, engine.get_function_address(symbol))
     return engine
 
@@ -262,15 +291,16 @@ def _trig_declare(module) -> None:
     function: the same answers, slower.)"""
     if next(iter(_TRIG_FUNCTIONS)) in module.globals:
         return
-    f32, variants = ir.FloatType(), []
-    for name in _TRIG_FUNCTIONS:
-        for lanes in _LANES:
-            vec = ir.VectorType(f32, lanes)
+    variants = []
+    for name, (t, _) in _TRIG_FUNCTIONS.items():
+        real, lanes = _TRIG_IR_TYPES[t](), _TRIG_TYPES[t].lanes
+        for n in lanes:
+            vec = ir.VectorType(real, n)
             variants.append(cgutils.get_or_insert_function(
-                module, ir.FunctionType(vec, [vec]), f"{name}_v{lanes}"))
-        scalar = cgutils.get_or_insert_function(module, ir.FunctionType(f32, [f32]), name)
+                module, ir.FunctionType(vec, [vec]), f"{name}_v{n}"))
+        scalar = cgutils.get_or_insert_function(module, ir.FunctionType(real, [real]), name)
         set.add(scalar.attributes, '"vector-function-abi-variant"="' + ",".join(
-            f"_ZGV_LLVM_N{lanes}v_{name}({name}_v{lanes})" for lanes in _LANES) + '"')
+            f"_ZGV_LLVM_N{n}v_{name}({name}_v{n})" for n in lanes) + '"')
         variants.append(scalar)
     for f in variants:
         f.attributes.add("nounwind")
@@ -284,49 +314,60 @@ def _trig_declare(module) -> None:
     used.initializer = ir.Constant(used.type.pointee, [f.bitcast(i8p) for f in variants])
 
 
+_TRIG_IR_TYPES = {"float": ir.FloatType, "double": ir.DoubleType}
+_TRIG_NUMBA_TYPES = {"float": types.float32, "double": types.float64}
+
+
 def _trig_intrinsic(name: str):
+    real = _TRIG_NUMBA_TYPES[_TRIG_FUNCTIONS[name][0]]
+
     @intrinsic
     def call(typingctx, x):
-        if x != types.float32:
+        if x != real:
             return None
 
         def codegen(context, builder, sig, args):
             _trig_declare(builder.module)
             return builder.call(builder.module.globals[name], args)
-        return types.float32(x), codegen
+        return real(x), codegen
     return call
 
 
-_trig_sinf, _trig_cosf = map(_trig_intrinsic, _TRIG_FUNCTIONS)
+# name -> (float32 function, float64 function) of the intrinsics above
+_TRIG_CALLS = {base[len("graphc_"):]: _trig_intrinsic(f"{base}_{_TRIG_TAG}")
+               for base in _TRIG_BASE_NAMES}
 
 
-def _trig_define(name, vector_call, libm):
+def _trig_define(name, libm):
     def stub(x):
         raise NotImplementedError("only callable from Numba code")
     stub.__name__ = f"_{name}"
+    to32, to64 = _TRIG_CALLS[name + "f"], _TRIG_CALLS[name]
 
     @overload(stub, jit_options=vmath._JIT)
     def _ov(x):
         if x == types.float32 and _TRIG_VECTOR:
-            return lambda x: vector_call(x)
+            return lambda x: to32(x)
+        if x == types.float64 and _TRIG_VECTOR:
+            return lambda x: to64(x)
         if isinstance(x, (types.Float, types.Integer, types.Boolean)):
             return lambda x: libm(x)
         return None
     return stub
 
 
-_trig_sin = _trig_define("sin", _trig_sinf, np.sin)
-_trig_cos = _trig_define("cos", _trig_cosf, np.cos)
+_trig_sin, _trig_cos = _trig_define("sin", np.sin), _trig_define("cos", np.cos)
 
 
 @njit(cache=True, **vmath._JIT)
 def sin(x):
-    """sin of a scalar; float32 through graphc_sinf_<hash> (vector loops call
-    its vector form; max err 1.49 ulp), other types through libm."""
+    """sin of a scalar: float32 and float64 through graphc_sinf_<hash> and
+    graphc_sin_<hash> (vector loops call their vector forms; max err 1.49
+    ulp), integers through libm."""
     return _trig_sin(x)
 
 
 @njit(cache=True, **vmath._JIT)
 def cos(x):
-    """cos of a scalar; float32 through graphc_cosf_<hash>, other types through libm."""
+    """cos of a scalar, as sin."""
     return _trig_cos(x)
