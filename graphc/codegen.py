@@ -64,7 +64,7 @@ from graphc.kernels import transpose   # 2-D transposed copies in vector tiles
 from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba has no SVML
 '''
 # Only modules calling trig import it: it builds its LLVM functions then
-# (18 ms, loaded from its cache), which every model's first call would pay.
+# (25 ms, loaded from its cache), which every model's first call would pay.
 TRIG_IMPORT = "from graphc.kernels import trig    # sin and cos that vector loops call\n"
 # (export takes what follows this line as the module's own code)
 FASTMATH_LINE = f"\nFASTMATH = {FASTMATH}\n"

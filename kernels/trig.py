@@ -9,8 +9,8 @@ reduction in every lane; written that way (with a table of 2/pi's bits),
 the float32 one took 8 ms.
 
 So these are LLVM functions of their own, built when this module is
-imported (compiled the first time, 50-90 ms, then loaded from a cache
-beside Numba's, 18 ms): `graphc_sinf_<hash>_v8` takes 8 floats, and so on
+imported (compiled the first time, 130 ms here, then loaded from a cache
+beside Numba's, 25 ms): `graphc_sinf_<hash>_v8` takes 8 floats, and so on
 (`graphc_sin_<hash>_v4` 4 doubles), each with a scalar function beside it.
 The scalar function's declaration names the vector ones in the
 "vector-function-abi-variant" attribute, so LLVM's loop vectorizer calls a
@@ -261,7 +261,7 @@ def _trig_write_object(path: pathlib.Path | None, code: bytes) -> None:
 
 def _trig_compile():
     """Compiles the functions for this CPU (or loads their cached machine code:
-    compiling them took 50-90 ms) and registers their addresses with LLVM,
+    compiling them took 130 ms) and registers their addresses with LLVM,
     where compiled code, new or cached, finds them by name."""
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
