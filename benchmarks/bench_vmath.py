@@ -4,7 +4,7 @@
 
 For each function and dtype, over n elements (output preallocated, one
 thread), the median time of:
-  vmath  - @njit loop `out[i] = vmath.f(x[i])` (what graphc generates)
+  vmath  - @njit loop `out[i] = vmath.f(x[i])` (trig.sin, trig.cos: what graphc generates)
   numpy  - the NumPy/SciPy ufunc with out= (np.exp, scipy.special.expit, ...)
   naive  - @njit loop calling np.exp/np.log/math.erf per element (libm, no SVML)
 Ratios > 1 mean vmath is faster.

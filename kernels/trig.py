@@ -52,8 +52,11 @@ _MAX_ULP = {np.float32: 1.5, np.float64: 1.6}    # what tests/test_trig.py holds
 class _TrigType:
     """What differs between float32's functions and float64's."""
     def __init__(self, ir_type, dtype, lanes, fast_max, sin_terms, cos_terms, libm):
-        self.ir, self.dtype, self.lanes, self.fast_max = ir_type, dtype, lanes, fast_max
-        self.short = "f32" if dtype == np.float32 else "f64"
+        self.ir, self.lanes, self.fast_max = ir_type, lanes, fast_max
+        single = dtype == np.float32
+        self.short = "f32" if single else "f64"
+        self.llvm = ir.FloatType() if single else ir.DoubleType()       # for Numba's side
+        self.numba = types.float32 if single else types.float64
         cast = lambda c: float(dtype(c))       # noqa: E731
         # Taylor coefficients, highest power first: sin r = r + r z S(z), cos r = 1 + z C(z)
         self.S = [cast((-1) ** n / math.factorial(2 * n + 1)) for n in range(sin_terms, 0, -1)]
@@ -293,7 +296,7 @@ def _trig_declare(module) -> None:
         return
     variants = []
     for name, (t, _) in _TRIG_FUNCTIONS.items():
-        real, lanes = _TRIG_IR_TYPES[t](), _TRIG_TYPES[t].lanes
+        real, lanes = _TRIG_TYPES[t].llvm, _TRIG_TYPES[t].lanes
         for n in lanes:
             vec = ir.VectorType(real, n)
             variants.append(cgutils.get_or_insert_function(
@@ -314,12 +317,8 @@ def _trig_declare(module) -> None:
     used.initializer = ir.Constant(used.type.pointee, [f.bitcast(i8p) for f in variants])
 
 
-_TRIG_IR_TYPES = {"float": ir.FloatType, "double": ir.DoubleType}
-_TRIG_NUMBA_TYPES = {"float": types.float32, "double": types.float64}
-
-
 def _trig_intrinsic(name: str):
-    real = _TRIG_NUMBA_TYPES[_TRIG_FUNCTIONS[name][0]]
+    real = _TRIG_TYPES[_TRIG_FUNCTIONS[name][0]].numba
 
     @intrinsic
     def call(typingctx, x):
@@ -333,7 +332,7 @@ def _trig_intrinsic(name: str):
     return call
 
 
-# name -> (float32 function, float64 function) of the intrinsics above
+# "sinf", "cosf" (float32), "sin", "cos" (float64) -> the intrinsic calling that function
 _TRIG_CALLS = {base[len("graphc_"):]: _trig_intrinsic(f"{base}_{_TRIG_TAG}")
                for base in _TRIG_BASE_NAMES}
 
