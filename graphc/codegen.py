@@ -596,19 +596,30 @@ def _reduce_lowest(node: Node) -> str:
 
 
 def _is_transcendental(node: Node) -> bool:
-    """A vmath call: tens of instructions an element, worth a vector loop."""
+    """A vmath or trig call: tens of instructions an element, worth a vector loop."""
     return node.op in OPS and bool(VECTOR_MATH.search(OPS[node.op].expr or ""))
 
 
-# vmath's vectorizable functions, vmath.FUNCTIONS (this module does not import
-# the kernels, so Numba, when graphc is imported); its floor_divide and
-# remainder branch, and are not among them
-VECTOR_MATH = re.compile(r"\bvmath\.(exp|log|log1p|expm1|tanh|sigmoid|softplus|erf)\(")
+# The vectorizable functions of the kernel modules: vmath.FUNCTIONS, and
+# trig's sin and cos (this module does not import the kernels, so Numba, when
+# graphc is imported); vmath's floor_divide and remainder branch, and are
+# not among them
+VECTOR_FUNCTIONS = {"vmath": ("exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf"),
+                    "trig": ("sin", "cos")}
+
+
+def _calls_of(modules) -> re.Pattern:
+    return re.compile(r"\b(" + "|".join(
+        rf"{m}\.({'|'.join(VECTOR_FUNCTIONS[m])})" for m in modules) + r")\(")
+
+
+VECTOR_MATH = _calls_of(VECTOR_FUNCTIONS)
+TRIG_CALL = _calls_of(["trig"])
 
 
 def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Node]:
     """The members a short-row loop computes better in a flat loop first:
-    those that call vmath and that, with the members they read, depend only
+    those that call vmath or trig and that, with the members they read, depend only
     on operands of the loop's whole space (or 0-d ones and constants), in
     member order (_flat_block computes them). W1's softmax backward (64
     rows of 10) ran its exp as scalar code inside the rows. For exp and
@@ -628,8 +639,27 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
     # rows of whole vectors vectorize in the rows already: there the extra
     # pass only costs (float64 exp, 300000 rows of 8: 4.0 -> 8.5 ms)
     vector_bytes = 64 if full_width() else 32
-    return [n for n in nodes if n.id in flat and _is_transcendental(n)
-            and space[-1] % (vector_bytes // n.dtype.itemsize)]
+    hoisted = [n for n in nodes if n.id in flat and _is_transcendental(n)
+               and space[-1] % (vector_bytes // n.dtype.itemsize)]
+    hoisted_ids = {n.id for n in hoisted}
+    if hoisted and space[-1] in TRIG_IN_ROWS and any(
+            TRIG_CALL.search(OPS[n.op].expr or "") for n in nodes if n.id not in hoisted_ids):
+        return []
+    return hoisted
+
+
+# A sin or cos that stays in the rows (it reads a column broadcast) keeps
+# rows of 8 to 15 from taking a flat loop: the flat loop's scratch, one more
+# array the rows read, made LLVM ask for 16 iterations (float32) before the
+# rows' vector loop pays for its overlap checks, and below that the rows ran
+# trig's scalar function, which costs as much as its 8-lane one. Over 61440
+# elements, exp(x) * r - cos(x * c) and a column sum, in rows of 10 and 13:
+# 490 and 685 us (float32) with no flat loop, 1043 and 1023 with exp in one
+# (float64: 1036 and 910 against 1528 and 894); with sin(x) for exp the same.
+# Shorter rows vectorize in neither form, and the flat loop pays (sin(x) in
+# rows of 6: 1694 -> 1101 us); longer ones vectorize in both, and it pays
+# a little in float32 (rows of 28: 478 -> 447 us; float64 826 -> 847).
+TRIG_IN_ROWS = range(8, 16)
 
 
 def _staged_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Node]:
@@ -1014,7 +1044,7 @@ def _inner_loop(axis: int, body: list[str], blocked: list[int], laned=()) -> lis
 # ------------------------------------------------------- threads for big loops
 # A fused loop runs on threads (`prange` over ranges of its outermost axis)
 # when its estimated work is at least PARALLEL_MIN_WORK: elements times ops,
-# a transcendental (a vmath call) counting TRANSCENDENTAL_WORK ops (which
+# a transcendental (a vmath or trig call) counting TRANSCENDENTAL_WORK ops (which
 # made the measured cost per unit about equal, 0.12-0.17 ns, for cheap and
 # transcendental loops). Threads broke even near 0.15 M units and ran
 # 1.7-2.5x faster from 1 M on (benchmarks/bench_threads.py). But each
@@ -1024,7 +1054,9 @@ def _inner_loop(axis: int, body: list[str], blocked: list[int], laned=()) -> lis
 # own inlined copy; W3's first call went from 6.9 to 12.4 s with two threaded
 # loops of 2.6 M units that saved nothing measurable in its 60 ms step). So
 # threads are kept to loops of 8 M units or more: a serial time of 1 ms and
-# up, of which they save half.
+# up, of which they save half. (sin and cos count as transcendentals too:
+# the step of sum(sin(w * x)) over 1e6 float32 went from 4.8 to 2.5 ms on
+# two threads, its cold first call from 1.0 to 3.6 s.)
 PARALLEL_MIN_WORK = 8_000_000
 TRANSCENDENTAL_WORK = 10
 

@@ -240,6 +240,31 @@ def test_short_rows_over_several_blocks_of_scratch(shape, dtype):
         np.testing.assert_allclose(got, ref, **tol)
 
 
+def _trig_in_rows_model(x, r, c):
+    h = np.exp(x) * r - np.cos(x * c) + np.sin(x)  # cos reads a column broadcast: in the rows
+    return h, np.sum(h, axis=-2)
+
+
+@pytest.mark.parametrize("cols", [3, 10, 15, 20])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_trig_call_in_rows_of_8_to_15_keeps_them_from_a_flat_loop(cols, dtype):
+    # with sin or cos left in such rows, a flat loop for exp (or sin) first
+    # made LLVM run the rows as scalar code, trig's scalar calls and all
+    rng = np.random.default_rng(cols)
+    args = (rng.standard_normal((700, cols)).astype(dtype),
+            rng.standard_normal((700, 1)).astype(dtype), rng.standard_normal(cols).astype(dtype))
+    f = gc.jit(_trig_in_rows_model)
+    inspection = f.inspect(*args)
+    source = inspection.source
+    assert len(inspection.kernels) == 1
+    assert ("_blk[" in source) == (cols not in codegen.TRIG_IN_ROWS)
+    if cols not in codegen.TRIG_IN_ROWS:    # sin is a transcendental the flat loop computes
+        assert re.search(r"= trig\.sin\(k\d+_a\d+_blk\[", source)
+    tol = dict(rtol=1e-5, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-11)
+    for got, ref in zip(f(*args), f.interpret(*args)):
+        np.testing.assert_allclose(got, ref, **tol)
+
+
 def test_only_the_constants_the_code_reads_are_arguments():
     # scalars are written into the code as literals; passing them anyway cost
     # the dispatcher about 0.25 us each per call (W2 passed 4 it never read)

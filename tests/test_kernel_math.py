@@ -303,11 +303,16 @@ if __name__ == "__main__":
             print(f"{n:9s} {dt.__name__:8s} max {e:6.3f} ulp  at x={at!r}")
 
 
-def test_codegen_knows_which_vmath_functions_vectorize():
+def test_codegen_knows_which_kernel_functions_vectorize():
     from graphc import codegen
-    names = set(codegen.VECTOR_MATH.pattern.split("(")[1].split(")")[0].split("|"))
-    assert names == set(vmath.FUNCTIONS)
+    from graphc.ops import OPS
+    assert set(codegen.VECTOR_FUNCTIONS["vmath"]) == set(vmath.FUNCTIONS)
     assert not codegen.VECTOR_MATH.search("vmath.floor_divide(t1, t2)")
+    # every op calling trig calls a vector function: sin and cos
+    trig_ops = {name for name, op in OPS.items() if "trig." in (op.expr or "")}
+    assert trig_ops == {"sin", "cos"}
+    assert all(codegen.VECTOR_MATH.search(OPS[name].expr) for name in trig_ops)
+    assert codegen.TRIG_CALL.search("trig.cos(t5)") and not codegen.TRIG_CALL.search("vmath.exp(t5)")
 
 
 @njit(error_model="numpy")
