@@ -27,7 +27,7 @@ from graphc.dims import DimTable, slice_start
 from graphc.ir import Graph, Node
 from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, int_out_of_bounds
 from graphc.passes.fuse import escaping, is_index_const, is_scalar_const
-from graphc.target import full_width, vector_registers
+from graphc.target import full_width, vector_bytes, vector_registers
 
 # Generated code has no fast-math: each flag gave answers NumPy does not.
 #  reassoc: let LLVM regroup products and divisions, which moved overflows:
@@ -637,10 +637,14 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
                 for i in n.inputs):
             flat.add(n.id)
     # rows of whole vectors vectorize in the rows already: there the extra
-    # pass only costs (float64 exp, 300000 rows of 8: 4.0 -> 8.5 ms)
-    vector_bytes = 64 if full_width() else 32
+    # pass only costs (float64 exp, 300000 rows of 8: 4.0 -> 8.5 ms). On
+    # AVX2 they are vectors of 32 bytes: tests/test_fusion.py's short-rows model (exp, tanh, log1p) over 245760
+    # elements in rows of 8, 24 and 40 float32 took 2659, 1928 and 1806 us
+    # with a flat loop, 1435, 1401 and 1406 without (float64, rows of 4, 12,
+    # 20 and 28: 8994-6406 us against 5042-5100)
+    lanes = vector_bytes()
     hoisted = [n for n in nodes if n.id in flat and _is_transcendental(n)
-               and space[-1] % (vector_bytes // n.dtype.itemsize)]
+               and space[-1] % (lanes // n.dtype.itemsize)]
     hoisted_ids = {n.id for n in hoisted}
     if hoisted and space[-1] in TRIG_IN_ROWS and any(
             TRIG_CALL.search(OPS[n.op].expr or "") for n in nodes if n.id not in hoisted_ids):

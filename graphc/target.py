@@ -30,11 +30,30 @@ def full_width() -> bool:
 
 def host_has_avx512() -> bool:
     """Whether this CPU has AVX-512 (without importing Numba)."""
+    return _host_has("avx512f")
+
+
+def _host_has(feature: str) -> bool:
     import llvmlite.binding as llvm
     try:
-        return bool(llvm.get_host_cpu_features().get("avx512f"))
+        return bool(llvm.get_host_cpu_features().get(feature))
     except RuntimeError:        # llvmlite cannot read them here
         return False
+
+
+def vector_bytes() -> int:
+    """The width of the vectors generated loops run in, in bytes: 64 with
+    AVX-512 (unless GRAPHC_VECTOR_WIDTH=256), 32 with AVX, 16 on older x86
+    and elsewhere (AArch64's NEON; SVE's wider vectors were never measured).
+    A row of a multiple of it runs as whole vectors (codegen's short rows)."""
+    return 64 if full_width() and _host_vectors() == 64 else min(_host_vectors(), 32)
+
+
+@functools.cache
+def _host_vectors() -> int:
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return 16
+    return 64 if host_has_avx512() else 32 if _host_has("avx") else 16
 
 
 @functools.cache

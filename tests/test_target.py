@@ -2,6 +2,7 @@
 was imported first, without touching Numba's settings."""
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -20,9 +21,11 @@ f(np.ones(1 << 22 if target.host_has_avx512() else 8))
 module = [m for n, m in sys.modules.items() if n.startswith("graphc_generated_")][0]
 asm = "".join(module.run.inspect_asm().values())
 import numba
+widest = 64 if "%zmm" in asm else 32 if "%ymm" in asm else 16
 print(json.dumps({{"zmm": "%zmm" in asm, "features": os.environ.get("NUMBA_CPU_FEATURES"),
                   "numba_features": numba.config.CPU_FEATURES,
-                  "avx512": target.host_has_avx512()}}))
+                  "avx512": target.host_has_avx512(), "widest": widest,
+                  "vector_bytes": target.vector_bytes()}}))
 """
 
 
@@ -41,6 +44,9 @@ def test_full_width_vectors_whatever_was_imported_first(tmp_path, before):
     seen = probe(tmp_path, before=before)
     # Numba's own settings are left as the user had them (none here)
     assert seen["features"] is None and seen["numba_features"] is None
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        # codegen's idea of a whole vector (short rows) is the loop's own
+        assert seen["vector_bytes"] == seen["widest"]
     if not seen["avx512"]:
         pytest.skip("this host has no AVX-512")
     assert seen["zmm"]
@@ -48,6 +54,8 @@ def test_full_width_vectors_whatever_was_imported_first(tmp_path, before):
 
 def test_opt_out_compiles_for_256_bit_vectors(tmp_path):
     seen = probe(tmp_path, GRAPHC_VECTOR_WIDTH="256")
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        assert seen["vector_bytes"] == seen["widest"] <= 32
     if not seen["avx512"]:
         pytest.skip("this host has no AVX-512: nothing to opt out of")
     assert not seen["zmm"]
