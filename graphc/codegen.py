@@ -663,6 +663,7 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
 # Shorter rows vectorize in neither form, and the flat loop pays (sin(x) in
 # rows of 6: 1694 -> 1101 us); longer ones vectorize in both, and it pays
 # a little in float32 (rows of 28: 478 -> 447 us; float64 826 -> 847).
+# benchmarks/bench_short_rows.py measures each form.
 TRIG_IN_ROWS = range(8, 16)
 
 
