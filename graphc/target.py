@@ -30,30 +30,34 @@ def full_width() -> bool:
 
 def host_has_avx512() -> bool:
     """Whether this CPU has AVX-512 (without importing Numba)."""
-    return _host_has("avx512f")
+    return bool((_host_features() or {}).get("avx512f"))
 
 
-def _host_has(feature: str) -> bool:
+@functools.cache
+def _host_features() -> dict | None:
+    """LLVM's names of the host CPU's features; None where llvmlite cannot
+    read them. Cached: the query takes 80 us."""
     import llvmlite.binding as llvm
     try:
-        return bool(llvm.get_host_cpu_features().get(feature))
-    except RuntimeError:        # llvmlite cannot read them here
-        return False
+        return dict(llvm.get_host_cpu_features())
+    except RuntimeError:
+        return None
 
 
 def vector_bytes() -> int:
     """The width of the vectors generated loops run in, in bytes: 64 with
-    AVX-512 (unless GRAPHC_VECTOR_WIDTH=256), 32 with AVX, 16 on older x86
-    and elsewhere (AArch64's NEON; SVE's wider vectors were never measured).
-    A row of a multiple of it runs as whole vectors (codegen's short rows)."""
-    return 64 if full_width() and _host_vectors() == 64 else min(_host_vectors(), 32)
-
-
-@functools.cache
-def _host_vectors() -> int:
+    AVX-512 (unless GRAPHC_VECTOR_WIDTH=256), 32 with AVX (or when the CPU's
+    features cannot be read), 16 on older x86 and elsewhere (AArch64's
+    NEON; SVE's wider vectors were never measured). A row of a multiple of
+    it runs as whole vectors (codegen's short rows)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return 16
-    return 64 if host_has_avx512() else 32 if _host_has("avx") else 16
+    features = _host_features()
+    if features is None:
+        return 32
+    if features.get("avx512f") and full_width():
+        return 64
+    return 32 if features.get("avx") else 16
 
 
 @functools.cache
