@@ -88,6 +88,8 @@ def main():
     parser.add_argument("--cols", default="3,6,8,10,13,20,24,28,40")
     parser.add_argument("--reps", type=int, default=100)
     args = parser.parse_args()
+    if any(int(c) >= codegen.SHORT_ROW for c in args.cols.split(",")):
+        parser.error(f"--cols: rows of {codegen.SHORT_ROW} or more never take a flat loop")
     rng = np.random.default_rng(0)
     print(f"{'model':9} {'dtype':8} {'cols':>4} {'graphc us':>10} {'rows us':>8} {'flat us':>8}")
     for name in args.models.split(","):

@@ -619,9 +619,9 @@ TRIG_CALL = _calls_of(["trig"])
 
 def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Node]:
     """The members a short-row loop computes better in a flat loop first:
-    those that call vmath or trig and that, with the members they read, depend only
-    on operands of the loop's whole space (or 0-d ones and constants), in
-    member order (_flat_block computes them). W1's softmax backward (64
+    those that call vmath or trig and that, with the members they read,
+    depend only on operands of the loop's whole space (or 0-d ones and
+    constants), in member order (_flat_block computes them). W1's softmax backward (64
     rows of 10) ran its exp as scalar code inside the rows. For exp and
     tanh over 40960 float32 elements, rows of 10, 20 and 28 took 190, 75 and
     127 us in the rows and 55-61 us hoisted; rows of 16, 32 and 48, whole
@@ -638,10 +638,11 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
             flat.add(n.id)
     # rows of whole vectors vectorize in the rows already: there the extra
     # pass only costs (float64 exp, 300000 rows of 8: 4.0 -> 8.5 ms). On
-    # AVX2 they are vectors of 32 bytes: tests/test_fusion.py's short-rows model (exp, tanh, log1p) over 245760
-    # elements in rows of 8, 24 and 40 float32 took 2659, 1928 and 1806 us
-    # with a flat loop, 1435, 1401 and 1406 without (float64, rows of 4, 12,
-    # 20 and 28: 8994-6406 us against 5042-5100)
+    # AVX2 they are vectors of 32 bytes: tests/test_fusion.py's short-rows
+    # model (exp, tanh, log1p) over 245760 elements in rows of 8, 24 and 40
+    # float32 took 2659, 1928 and 1806 us with a flat loop, 1435, 1401 and
+    # 1406 without (float64, rows of 4, 12, 20 and 28: 8994-6406 us against
+    # 5042-5100)
     lanes = vector_bytes()
     hoisted = [n for n in nodes if n.id in flat and _is_transcendental(n)
                and space[-1] % (lanes // n.dtype.itemsize)]
@@ -663,7 +664,9 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
 # Shorter rows vectorize in neither form, and the flat loop pays (sin(x) in
 # rows of 6: 1694 -> 1101 us); longer ones vectorize in both, and it pays
 # a little in float32 (rows of 28: 478 -> 447 us; float64 826 -> 847).
-# benchmarks/bench_short_rows.py measures each form.
+# benchmarks/bench_short_rows.py measures each form. Measured on AVX2 only
+# (with 16 float32 lanes the range likely differs); where trig is libm's
+# (x86 without FMA) the rule holds too, and costs the flat loop's gain.
 TRIG_IN_ROWS = range(8, 16)
 
 
@@ -708,7 +711,7 @@ def _with_member_inputs(nodes: list[Node], targets: list[Node], read_ready=()) -
 
 
 def _is_costly(node: Node) -> bool:
-    """A vmath call or a floating-point division or square root: long
+    """A vmath or trig call or a floating-point division or square root: long
     latencies that stall a loop body once its registers run out."""
     return _is_transcendental(node) or (node.op in ("div", "sqrt") and node.dtype.kind == "f")
 

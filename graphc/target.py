@@ -49,7 +49,9 @@ def vector_bytes() -> int:
     AVX-512 (unless GRAPHC_VECTOR_WIDTH=256), 32 with AVX (or when the CPU's
     features cannot be read), 16 on older x86 and elsewhere (AArch64's
     NEON; SVE's wider vectors were never measured). A row of a multiple of
-    it runs as whole vectors (codegen's short rows)."""
+    it runs as whole vectors (codegen's short rows). Numba compiles for the
+    host CPU, so this is the host's width (a NUMBA_CPU_NAME override is
+    not looked at: it changes speed, not results)."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return 16
     features = _host_features()

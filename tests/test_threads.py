@@ -319,7 +319,7 @@ def test_gc_train_runs_threaded_loops_inside_its_native_epoch(low_threshold, ser
 def test_threaded_short_rows_compute_their_transcendentals_first(low_threshold, serial):
     # each range runs the flat loop over its own rows (codegen._flat_block)
     rng = np.random.default_rng(2)
-    x, r = rng.standard_normal((3001, 10)), rng.standard_normal((3001, 1))
+    x, r = rng.standard_normal((3001, 13)), rng.standard_normal((3001, 1))   # not whole vectors
     f = gc.jit(lambda x, r: (np.exp(x) * r, np.sum(np.tanh(x) * r, axis=1)))
     info = f.inspect(x, r)
     assert any(k.parallel for k in info.kernels) and "_blk[" in info.source
