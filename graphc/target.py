@@ -28,6 +28,11 @@ def full_width() -> bool:
     return os.environ.get("GRAPHC_VECTOR_WIDTH", "").strip() != "256"
 
 
+def host_is_x86() -> bool:
+    """Whether this is an x86-64 machine, whose vector widths graphc knows."""
+    return platform.machine().lower() in ("x86_64", "amd64")
+
+
 def host_has_avx512() -> bool:
     """Whether this CPU has AVX-512 (without importing Numba)."""
     return bool((_host_features() or {}).get("avx512f"))
@@ -52,7 +57,7 @@ def vector_bytes() -> int:
     it runs as whole vectors (codegen's short rows). Numba compiles for the
     host CPU, so this is the host's width (a NUMBA_CPU_NAME override is
     not looked at: it changes speed, not results)."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if not host_is_x86():
         return 16
     features = _host_features()
     if features is None:
@@ -71,6 +76,6 @@ def vector_registers() -> int:
     never measured. Numba compiles for the host CPU, so this is the host's
     count (a NUMBA_CPU_NAME override is not looked at). Cached: codegen asks
     for every 1-D loop it emits, and llvmlite's feature query takes 80 us."""
-    if platform.machine().lower() not in ("x86_64", "amd64"):
+    if not host_is_x86():
         return 32
     return 32 if host_has_avx512() else 16

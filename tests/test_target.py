@@ -2,11 +2,12 @@
 was imported first, without touching Numba's settings."""
 import json
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
+
+from graphc import target
 
 PROBE = """
 import json, os, sys
@@ -44,7 +45,7 @@ def test_full_width_vectors_whatever_was_imported_first(tmp_path, before):
     seen = probe(tmp_path, before=before)
     # Numba's own settings are left as the user had them (none here)
     assert seen["features"] is None and seen["numba_features"] is None
-    if platform.machine().lower() in ("x86_64", "amd64"):
+    if target.host_is_x86():
         # codegen's idea of a whole vector (short rows) is the loop's own
         assert seen["vector_bytes"] == seen["widest"]
     if not seen["avx512"]:
@@ -54,7 +55,7 @@ def test_full_width_vectors_whatever_was_imported_first(tmp_path, before):
 
 def test_opt_out_compiles_for_256_bit_vectors(tmp_path):
     seen = probe(tmp_path, GRAPHC_VECTOR_WIDTH="256")
-    if platform.machine().lower() in ("x86_64", "amd64"):
+    if target.host_is_x86():
         assert seen["vector_bytes"] == seen["widest"] <= 32
     if not seen["avx512"]:
         pytest.skip("this host has no AVX-512: nothing to opt out of")
