@@ -27,7 +27,7 @@ from graphc.dims import DimTable, slice_start
 from graphc.ir import Graph, Node
 from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, int_out_of_bounds
 from graphc.passes.fuse import escaping, is_index_const, is_scalar_const
-from graphc.target import full_width, vector_bytes, vector_registers
+from graphc.target import full_width, vector_bytes
 
 # Generated code has no fast-math: each flag gave answers NumPy does not.
 #  reassoc: let LLVM regroup products and divisions, which moved overflows:
@@ -674,14 +674,19 @@ def _staged_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Node
     """The members a 1-D loop computes better in a loop of their own first,
     block by block (_staged_loop): transcendentals that another
     transcendental reads (W5's exp, under its log1p), with no transcendental
-    among the members they read. With 16 vector registers (AVX2) the two in
-    one loop body spill and stall: W5's step, exp + log1p + the gradient's
-    division, took 3.17 ms per 1e6 float32 elements as one loop and 2.33 ms
-    with the exp computed first, 4096 elements at a time, the same within
-    rounding (see _staged_loop; and 2.11 with log1p and the division apart too: see
-    _reductions_apart). Only where the loop has 16 vector registers: with 32
-    (AVX-512) W5's fused loop was not measured to spill."""
-    if len(space) != 1 or vector_registers() > 16:
+    among the members they read. With both in one loop body LLVM runs out of
+    vector registers and the body spills and stalls. With AVX2's 16: W5's
+    step, exp + log1p + the gradient's division, took 3.17 ms per 1e6
+    float32 elements as one loop and 2.33 ms with the exp computed first,
+    4096 elements at a time, the same within rounding (see _staged_loop;
+    and 2.11 with log1p and the division apart too: see _reductions_apart).
+    With AVX-512's 32 as well (an AMD Zen 4; LLVM interleaves the body 4
+    vectors wide and spills there too): W5's float32 step 1055 -> 989 us,
+    float64 3414 -> 3047; sin(exp(0.1 x)) over 1e6, 819 -> 703 us and
+    2789 -> 2368; the gradient of sum(exp(sin(w x))) 1743 -> 1339 and 4735
+    -> 3470 (staged against not, interleaved in one process). Not measured
+    on other CPUs (AArch64), where it is applied the same."""
+    if len(space) != 1:
         return []
     member_ids = {n.id for n in nodes}
     feeds = {n.id: set() for n in nodes}    # member -> the transcendentals it reads, transitively

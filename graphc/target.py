@@ -65,17 +65,3 @@ def vector_bytes() -> int:
     if features.get("avx512f") and full_width():
         return 64
     return 32 if features.get("avx") else 16
-
-
-@functools.cache
-def vector_registers() -> int:
-    """How many vector registers generated loops have: on x86-64, 16 (xmm/ymm
-    0-15) without AVX-512 and 32 with it (for 256-bit vectors too: AVX-512VL
-    gives ymm16-31); elsewhere 32 (AArch64 has v0-v31), which keeps x86's
-    16-register tuning (codegen._staged_transcendentals) off where it was
-    never measured. Numba compiles for the host CPU, so this is the host's
-    count (a NUMBA_CPU_NAME override is not looked at). Cached: codegen asks
-    for every 1-D loop it emits, and llvmlite's feature query takes 80 us."""
-    if not host_is_x86():
-        return 32
-    return 32 if host_has_avx512() else 16

@@ -468,6 +468,11 @@ def test_small_integer_powers_are_products():
     assert powers and all("** np.float64(2.5)" in line for line in powers)
 
 
+def _one_loop(monkeypatch):
+    """Codegen as it was before staging: every 1-D loop body in one loop."""
+    monkeypatch.setattr(codegen, "_staged_transcendentals", lambda graph, nodes, space: [])
+
+
 def _logistic_loss_and_grad(w, x, y):
     z = -y * (w * x)
     e = np.exp(z)
@@ -478,27 +483,26 @@ def _logistic_loss_and_grad(w, x, y):
                                2 * codegen.SUM_BLOCK + 5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_transcendental_under_another_runs_first_block_by_block(n, dtype, monkeypatch):
-    """With 16 vector registers, W5's exp (read by its log1p) gets a loop of
-    its own over each block of SUM_BLOCK elements (the two in one loop body
-    spill): the stored results bit for bit as the one loop's and the sum
+    """W5's exp (read by its log1p) gets a loop of its own over each block
+    of SUM_BLOCK elements (the two in one loop body spill): the stored results bit for bit as the one loop's and the sum
     within rounding (LLVM orders a block's additions by the loop body),
     whole blocks and a partial last one, and the interpreter's within
     rounding."""
     rng = np.random.default_rng(n)
     args = tuple(rng.standard_normal(n).astype(dtype) for _ in range(3))
     results = {}
-    for registers in (16, 32):
-        monkeypatch.setattr(codegen, "vector_registers", lambda registers=registers: registers)
+    for staging in (True, False):
+        if not staging:
+            _one_loop(monkeypatch)
         f = gc.jit(_logistic_loss_and_grad)
         source = f.inspect(*args).source
-        staged = re.search(r"hf\d+\[\w*jb\] = \w*t\d+\n", source)
-        assert bool(staged) == (registers == 16)
-        results[registers] = f(*args)
-    loss, w = results[16]
-    np.testing.assert_array_equal(w, results[32][1])
-    np.testing.assert_allclose(loss, results[32][0], rtol=1e-5 if dtype == np.float32 else 1e-14)
+        assert bool(re.search(r"hf\d+\[\w*jb\] = \w*t\d+\n", source)) == staging
+        results[staging] = f(*args)
+    loss, w = results[True]
+    np.testing.assert_array_equal(w, results[False][1])
+    np.testing.assert_allclose(loss, results[False][0], rtol=1e-5 if dtype == np.float32 else 1e-14)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
-    for got, ref in zip(results[16], gc.jit(_logistic_loss_and_grad).interpret(*args)):
+    for got, ref in zip(results[True], gc.jit(_logistic_loss_and_grad).interpret(*args)):
         np.testing.assert_allclose(got, ref, **tol)
 
 
@@ -514,12 +518,13 @@ def test_a_staged_sgd_step_updates_in_place_as_one_loop_does(n, monkeypatch):
     w, x = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
     y = rng.choice(np.array([-1.0, 1.0], np.float32), n)
     results = {}
-    for registers in (16, 32):
-        monkeypatch.setattr(codegen, "vector_registers", lambda registers=registers: registers)
+    for staging in (True, False):
+        if not staging:
+            _one_loop(monkeypatch)
         params = {"w": w.copy()}
         value = gc.compile_step(loss, gc.optim.SGD(0.1))(params, x, y)
-        results[registers] = (float(value), params["w"])
-    np.testing.assert_array_equal(results[16][1], results[32][1])
+        results[staging] = (float(value), params["w"])
+    np.testing.assert_array_equal(results[True][1], results[False][1])
     reference = loss({"w": w.astype(np.float64)}, x.astype(np.float64), y.astype(np.float64))
     for value, _ in results.values():      # 4095: 3301.0586 split, 3301.0642 one loop
         np.testing.assert_allclose(value, reference, rtol=1e-5)
@@ -531,11 +536,10 @@ def _block_loops(source: str) -> list[str]:
         r"^( *)for \w*jb in range\(.*\):\n((?:\1 +.*\n)+)", source, re.M)]
 
 
-def test_a_staged_blocks_reductions_and_outputs_run_apart(monkeypatch):
+def test_a_staged_blocks_reductions_and_outputs_run_apart():
     """W5's shape: after the staged exp, the loss's log1p and sum run in one
     loop of each block and the gradient's division and the stored update in
     the next, the last (results: the test above)."""
-    monkeypatch.setattr(codegen, "vector_registers", lambda: 16)
     args = tuple(np.linspace(-2, 2, 3 * codegen.SUM_BLOCK, dtype=np.float32) for _ in range(3))
     # the source only: lower(), no Numba compile (the same staged float32 code
     # compiles and runs in the test above)
@@ -548,10 +552,9 @@ def test_a_staged_blocks_reductions_and_outputs_run_apart(monkeypatch):
                    for k, body in enumerate(loops) if k % 3 != 2)
 
 
-def test_a_staged_block_keeps_cheap_outputs_with_its_reductions(monkeypatch):
+def test_a_staged_block_keeps_cheap_outputs_with_its_reductions():
     # the stored output costs a multiply-add: a loop of its own would only
     # read the block again
-    monkeypatch.setattr(codegen, "vector_registers", lambda: 16)
     x = np.linspace(-3, 3, 100)
     f = gc.jit(lambda v: (np.sum(np.log1p(np.exp(v))), 2 * np.exp(v) + 1))
     loops = _block_loops(f.inspect(x).source)
@@ -562,10 +565,9 @@ def test_a_staged_block_keeps_cheap_outputs_with_its_reductions(monkeypatch):
     np.testing.assert_allclose(out, 2 * np.exp(x) + 1, rtol=1e-12)
 
 
-def test_only_a_transcendental_read_by_another_is_staged(monkeypatch):
+def test_only_a_transcendental_read_by_another_is_staged():
     # exp read by log1p is staged; the tanh beside it, read by nothing
     # transcendental, and the log1p itself stay in the loop
-    monkeypatch.setattr(codegen, "vector_registers", lambda: 16)
     x = np.linspace(-3, 3, 100)
     f = gc.jit(lambda v: (np.log1p(np.exp(v)) + np.tanh(v), np.exp(2 * v)))
     source = f.inspect(x).source
@@ -579,10 +581,9 @@ def test_only_a_transcendental_read_by_another_is_staged(monkeypatch):
     np.testing.assert_allclose(f(x)[0], np.log1p(np.exp(x)) + np.tanh(x), rtol=1e-12)
 
 
-def test_a_sine_under_an_exp_is_staged_too(monkeypatch):
+def test_a_sine_under_an_exp_is_staged_too():
     # trig's functions are transcendentals as vmath's are: sin read by exp is
     # computed first (1e6 float32 exp(sin(x)) + cos(x): 6.47 -> 6.25 ms)
-    monkeypatch.setattr(codegen, "vector_registers", lambda: 16)
     x = np.linspace(-3, 3, 5000)
     f = gc.jit(lambda v: np.exp(np.sin(v)) + np.cos(v))
     source = f.inspect(x).source
