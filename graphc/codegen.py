@@ -82,8 +82,9 @@ def _njit(*options: str) -> str:
 
 def _prologue() -> list[str]:
     """The first line of every generated function: its loops vectorize at the
-    CPU's full width (graphc/target.py says why), unless the user opted out."""
-    return ["    vmath.full_width_vectors()"] if full_width() else []
+    CPU's full width (graphc/target.py says why), or at 256 bits at most when
+    the user opted out."""
+    return ["    vmath.full_width_vectors()" if full_width() else "    vmath.vectors_of_256_bits()"]
 
 
 @dataclass

@@ -13,10 +13,13 @@ holds for graphc's code alone, whatever the process's Numba settings and
 whichever of Numba and graphc was imported first. (graphc used to set
 NUMBA_CPU_FEATURES before Numba's import instead: that worked only when
 graphc came first, and reached the user's own Numba code and child
-processes.) GRAPHC_VECTOR_WIDTH=256 opts out: the call is left out of the
-generated source, so the cache keeps the two kinds of modules apart. (vmath's
-array forms, which the reference interpreter uses, are compiled once per
-install and keep the full width.)
+processes.) GRAPHC_VECTOR_WIDTH=256 opts out: generated functions start
+with `vmath.vectors_of_256_bits()` instead, the attribute's "256", so the
+cache keeps the two kinds of modules apart. (Leaving the call out was the
+opt-out until 2026-12-06, which left 512-bit loops on an AMD Zen 4: LLVM's
+tuning for it prefers 512 bits.) vmath's array forms, which the reference
+interpreter uses, and graphc's other kernels are compiled once per install
+and take LLVM's preference for the CPU.
 """
 import functools
 import os

@@ -58,7 +58,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 __all__ = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "radd", "ipow",
-           "full_width_vectors", "floor_divide", "remainder",
+           "full_width_vectors", "vectors_of_256_bits", "floor_divide", "remainder",
            "wrapping_add", "wrapping_sub", "wrapping_mul", "to_int",
            "FUNCTIONS", "apply"]
 
@@ -103,21 +103,34 @@ def radd(typingctx, a, b):
     return a(a, b), codegen
 
 
-@intrinsic
-def full_width_vectors(typingctx):
-    """Called first in a function: LLVM vectorizes that function's loops at the
-    CPU's full width (512 bits on AVX-512) instead of the 256 its tuning for
-    Intel CPUs prefers (older parts lowered their clock for 512-bit code).
-    A function attribute, "prefer-vector-width", so it holds whatever the
-    process's Numba settings and import order, and for this function alone.
-    graphc's loops are arithmetic-bound (exp, log1p): W5's fused loop runs in
-    0.65-0.7 of its 256-bit time. A no-op on CPUs without 512-bit vectors."""
-    def codegen(context, builder, sig, args):
-        # llvmlite's attribute set knows only LLVM's keyword attributes; a
-        # string attribute goes into the set as its text.
-        set.add(builder.function.attributes, '"prefer-vector-width"="512"')
-        return context.get_dummy_value()
-    return types.none(), codegen
+def _prefer_vector_width(bits, name, doc):
+    """An intrinsic that, called first in a function, gives that function
+    LLVM's "prefer-vector-width"="`bits`" attribute: a function attribute, so
+    it holds whatever the process's Numba settings and import order, and for
+    this function alone."""
+    def prefer(typingctx):
+        def codegen(context, builder, sig, args):
+            # llvmlite's attribute set knows only LLVM's keyword attributes; a
+            # string attribute goes into the set as its text.
+            set.add(builder.function.attributes, f'"prefer-vector-width"="{bits}"')
+            return context.get_dummy_value()
+        return types.none(), codegen
+    prefer.__name__ = prefer.__qualname__ = name
+    prefer.__doc__ = doc
+    return intrinsic(prefer)
+
+
+full_width_vectors = _prefer_vector_width(512, "full_width_vectors", """Called first in a
+    function: LLVM vectorizes that function's loops at the CPU's full width
+    (512 bits on AVX-512) instead of the 256 its tuning for Intel CPUs prefers
+    (older parts lowered their clock for 512-bit code). graphc's loops are
+    arithmetic-bound (exp, log1p): W5's fused loop runs in 0.65-0.7 of its
+    256-bit time. A no-op on CPUs without 512-bit vectors.""")
+
+vectors_of_256_bits = _prefer_vector_width(256, "vectors_of_256_bits", """Called first in a
+    function: its loops vectorize at 256 bits at most, on every CPU
+    (GRAPHC_VECTOR_WIDTH=256). Leaving full_width_vectors out is not enough:
+    LLVM's tuning for AMD's Zen 4 prefers 512 bits itself.""")
 
 
 def _wrapping(opname):
