@@ -649,7 +649,8 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
                and space[-1] % (lanes // n.dtype.itemsize)]
     hoisted_ids = {n.id for n in hoisted}
     if hoisted and space[-1] in TRIG_IN_ROWS and any(
-            TRIG_CALL.search(OPS[n.op].expr or "") for n in nodes if n.id not in hoisted_ids):
+            TRIG_CALL.search(OPS[n.op].expr or "") and space[-1] >= lanes // n.dtype.itemsize
+            for n in nodes if n.id not in hoisted_ids):
         return []
     return hoisted
 
@@ -665,9 +666,15 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
 # Shorter rows vectorize in neither form, and the flat loop pays (sin(x) in
 # rows of 6: 1694 -> 1101 us); longer ones vectorize in both, and it pays
 # a little in float32 (rows of 28: 478 -> 447 us; float64 826 -> 847).
-# benchmarks/bench_short_rows.py measures each form. Measured on AVX2 only
-# (with 16 float32 lanes the range likely differs); where trig is libm's
-# (x86 without FMA) the rule holds too, and costs the flat loop's gain.
+# benchmarks/bench_short_rows.py measures each form. Rows shorter than one
+# vector of the trig's dtype run as scalar code in both forms, and there the
+# flat loop pays: with AVX-512's 16 float32 lanes (an AMD Zen 4), exp(x) * r -
+# cos(x * c) in rows of 10, 13 and 15 took 850, 703 and 1145 us with the
+# flat loop against 979, 772 and 1393 without, while float64 (8 lanes) kept
+# the rule's gain (rows of 10: 1124 without against 1980). Rows of 8 float32,
+# half a vector there, lost to the flat loop (688 against 655 us; with sin
+# for exp 761 against 684). Where trig is libm's (x86 without FMA) the rule
+# holds too, and costs the flat loop's gain.
 TRIG_IN_ROWS = range(8, 16)
 
 
