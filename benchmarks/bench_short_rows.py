@@ -31,6 +31,17 @@ first: exp_tanh float32 rows of 10 and 28 (2971 and 2218 against 2618 and
 slower), and exp_cos float64 rows of 6 (6150 against 4795; sin_cos's
 gain there: 6462 against 8312). LLVM decides from its cost model whether
 each loop runs as vectors, so the rule is measured, not derived.
+
+Later on 2026-12-06, on an AMD Zen 4 with AVX-512 (16 float32 lanes), the
+same run put codegen's choice within 1% of the best form in most rows; the
+rows that were not: float32 rows of 10 and 13 with a trig call in them
+(TRIG_IN_ROWS kept the flat loop out; 964 and 730 us against 885 and 671
+with it), which now take it (rows shorter than a vector: see TRIG_IN_ROWS);
+float32 rows of 20 (exp_tanh 575 with the flat loop against 494 in the
+rows, sin_cos 487 against 443); and sin_cos float64 rows of 24 and 40,
+whole vectors of 8 lanes, which skip the flat loop and lose to it (919
+and 918 against 678 and 640), though exp_tanh gains there by skipping it (1158 against
+1465 at 24). Those three are left open.
 """
 import argparse
 import os
