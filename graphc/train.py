@@ -8,9 +8,7 @@ state exactly as they were.
 """
 from __future__ import annotations
 
-import collections
 import operator
-import weakref
 
 import numpy as np
 
@@ -204,7 +202,6 @@ class Step:
         self._slot_names = []             # the optimizer's moment slots, sorted as traced
         self._checked = []                # the state arrays fully checked last (skip re-checks)
         self._last: _LastCall | None = None     # the steady-state fast path
-        self._shared: dict | None = None  # gc.train's: entries shared across its calls
         self._compiled = api.Compiled(self._traced_step,
                                       name=f"step({getattr(loss_fn, '__name__', 'loss')})",
                                       codegen_options=self._codegen_options)
@@ -300,15 +297,7 @@ class Step:
         if entry is None:
             if len(self._entries) >= api.MAX_ENTRIES:
                 self._entries.clear()
-            shared_key = (self._treedef, tuple(self._state_avals), key)
-            shared = self._shared if self._shared is not None else {}
-            entry = shared.get(shared_key)
-            if entry is None:
-                entry = self._compiled._entry(self._args(params, batch))[0]
-                if len(shared) >= api.MAX_ENTRIES:
-                    shared.clear()
-                shared[shared_key] = entry
-            self._entries[key] = entry
+            entry = self._entries[key] = self._compiled._entry(self._args(params, batch))[0]
         return entry, leaves
 
     # -- calls ----------------------------------------------------------------
@@ -380,46 +369,16 @@ def compile_step(loss_fn, optimizer: Optimizer) -> Step:
     return Step(loss_fn, optimizer)
 
 
-# gc.train's compiled entries, per loss function (weakly held) and optimizer
-# settings (its class and repr: settings are frozen), then per signature: each
-# call makes a new step (fresh optimizer state), and tracing, optimizing and
-# generating its two signatures again (the full batches and the short last
-# one) cost every call after the first 35-45 ms, the demo's 30 epochs of 0.8 ms
-# each. As jax.jit's cache, it holds the function's code as first traced.
-_TRAIN_ENTRIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-TRAIN_SETTINGS_KEPT = 4     # optimizer settings kept per loss function (a sweep of rates)
-
-
-def _train_entries(loss_fn, optimizer) -> dict | None:
-    """The shared entries of `loss_fn` under `optimizer`'s settings (None when
-    the function cannot be held weakly: then every call traces, as before)."""
-    try:
-        by_settings = _TRAIN_ENTRIES.get(loss_fn)
-        if by_settings is None:
-            by_settings = _TRAIN_ENTRIES[loss_fn] = collections.OrderedDict()
-    except TypeError:
-        return None
-    settings = (type(optimizer), repr(optimizer))
-    entries = by_settings.pop(settings, None)
-    by_settings[settings] = entries = {} if entries is None else entries
-    while len(by_settings) > TRAIN_SETTINGS_KEPT:
-        by_settings.popitem(last=False)
-    return entries
-
-
 def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=True, seed=0,
           drop_last=False, progress=True) -> np.ndarray:
     """Minibatch gradient descent; each epoch's full batches run as one native call.
 
     Returns each epoch's mean minibatch loss, shape (epochs,).
 
-    Each call makes a new step, so the optimizer's state (momentum, Adam's
+    Each call compiles a new step, so the optimizer's state (momentum, Adam's
     moments and step count) starts from zero, as with a new torch.optim
     optimizer: to continue a run with its state, keep a `compile_step` step
-    and call it (or its `epoch`) yourself. Its compiled code is kept: a later
-    call with the same loss function, optimizer settings and shapes neither
-    traces nor compiles again (as jax.jit, it runs the function as first
-    traced).
+    and call it (or its `epoch`) yourself.
 
     >>> import numpy as np, graphc as gc
     >>> X = np.random.default_rng(0).normal(size=(64, 3)); y = X @ np.array([1., -2., .5])
@@ -451,7 +410,6 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
         raise errors.GraphcValueError(f"train: {n} rows with batch_size={batch_size} and "
                                       f"drop_last={drop_last} leave no batch to train on")
     step = compile_step(loss_fn, optimizer)
-    step._shared = _train_entries(loss_fn, optimizer)
     rng = np.random.default_rng(seed)
     bar = _progress_bar(epochs, progress)
     history = np.zeros(int(epochs))

@@ -279,32 +279,6 @@ def test_train_is_deterministic_per_seed_and_shuffles():
     assert not np.array_equal(runs[0], runs[2])
 
 
-def test_a_second_train_call_reuses_the_compiled_step_with_fresh_state(monkeypatch):
-    # tracing a step's two signatures again cost each later call 35-45 ms
-    from graphc import api
-    traces = []
-    real_trace = api._own_trace
-    monkeypatch.setattr(api, "_own_trace", lambda *a: traces.append(1) or real_trace(*a))
-
-    def loss(p, x, y):      # a function of this test's own: nothing of it is kept yet
-        return np.mean((np.tanh(x @ p["W"] + p["b"]) @ p["v"] - y) ** 2)
-    runs, counts = [], []
-    for lr in (0.05, 0.05, 0.02):
-        params, x, y = make(n=22)
-        history = gc.train(loss, params, (x, y), gc.optim.Adam(lr), batch_size=8, epochs=3,
-                           progress=False)
-        runs.append((history, params))
-        counts.append(len(traces))
-    # batches of 8 and the last one of 6: two traces, then none for the same
-    # settings, and two for a new learning rate
-    assert counts == [2, 2, 4]
-    # Adam's moments and count start from zero in each call: the same run again
-    np.testing.assert_array_equal(runs[0][0], runs[1][0])
-    for name in runs[0][1]:
-        np.testing.assert_array_equal(runs[0][1][name], runs[1][1][name])
-    assert not np.array_equal(runs[0][0], runs[2][0])
-
-
 def test_train_shows_a_progress_bar(capsys):
     params, x, y = make()
     gc.train(loss_fn, params, (x, y), gc.optim.SGD(0.1), batch_size=8, epochs=2, progress=True)
