@@ -1648,8 +1648,9 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     if epoch_loop is not None:
         source += "\n\n" + epoch_loop_source(*epoch_loop, const_args + extra, ws_prologue, body,
                                               outs[0])
-    source = (HEADER + (TRIG_IMPORT if re.search(r"\btrig\.", source) else "") + FASTMATH_LINE
-              + source)
+    # (the substring test first: the regex alone scanned the whole text, 0.85 ms a module)
+    uses_trig = "trig." in source and re.search(r"\btrig\.", source)
+    source = HEADER + (TRIG_IMPORT if uses_trig else "") + FASTMATH_LINE + source
     unread = frozenset(k for k, name in enumerate(inputs) if name not in mentioned)
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs),
                   parallel=threaded, unread_inputs=unread, workspace=bool(plan.slots))
