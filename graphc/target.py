@@ -18,8 +18,10 @@ with `vmath.vectors_of_256_bits()` instead, the attribute's "256", so the
 cache keeps the two kinds of modules apart. (Leaving the call out was the
 opt-out until 2026-12-06, which left 512-bit loops on an AMD Zen 4: LLVM's
 tuning for it prefers 512 bits.) vmath's array forms, which the reference
-interpreter uses, and graphc's other kernels are compiled once per install
-and take LLVM's preference for the CPU.
+interpreter uses, are compiled once per install and keep the full width;
+graphc's other kernels (alloc, sums, softmax, ...) are compiled once per
+install too and take LLVM's preference for the CPU, so on a Zen 4 a few of
+their instructions use zmm registers under the opt-out.
 """
 import functools
 import os

@@ -499,7 +499,8 @@ def _make(T):
         the exponent range) s = 2^(k-J) and the sum is scaled by 2^J after. 1.27x
         (float32) and 1.35x (float64) the speed of the rint form (1e6 elements,
         AVX-512 on a Zen 4), with its accuracy: 1.23 and 1.13 ulp at most over
-        test_kernel_math's sweeps (1.23 and 1.12 before)."""
+        test_kernel_math's sweeps (1.23 and 1.12 before); float32 1.233 over all
+        2^32 inputs, float64 1.158 over 16M against long double."""
         big = x > expm1_big
         xc = expm1_lo if x < expm1_lo else x
         xc = exp_hi if xc > exp_hi else xc     # k <= 128 (1024); inf -> exp(exp_hi) - 1 = inf
@@ -705,13 +706,13 @@ _erf = _define("erf")
 
 @njit(cache=True, **_JIT)
 def exp(x):
-    """e**x.  Max err: float32 0.89 ulp, float64 0.93 ulp."""
+    """e**x.  Max err: float32 0.89 ulp, float64 0.85 ulp."""
     return _exp(x)
 
 
 @njit(cache=True, **_JIT)
 def log(x):
-    """Natural log; log(0) = -inf, log(x < 0) = nan.  Max err: f32 0.84 ulp, f64 0.80 ulp."""
+    """Natural log; log(0) = -inf, log(x < 0) = nan.  Max err: f32 0.96 ulp, f64 0.80 ulp."""
     return _log(x)
 
 
@@ -723,7 +724,7 @@ def log1p(x):
 
 @njit(cache=True, **_JIT)
 def expm1(x):
-    """e**x - 1, accurate near 0.  Max err: f32 1.23 ulp, f64 1.05 ulp."""
+    """e**x - 1, accurate near 0.  Max err: f32 1.23 ulp, f64 1.16 ulp."""
     return _expm1(x)
 
 
