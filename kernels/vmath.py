@@ -454,6 +454,19 @@ def _make(T):
     t_small, t_mid, t_big, t_top = T(0.84375), T(1.25), T(1 / 0.35), T(6.0)
     c9_16 = T(0.5625)
 
+    @njit(inline="always", **_JIT)
+    def _reduced(x, t, shift, q_coeffs):
+        """exp and expm1's reduction: for t = x/ln2 + shift rounded by one fma
+        (k in its low bits), r_hi and c = r_lo + r^2 Q(r), where x = k ln2 + r
+        and r = r_hi + r_lo; then exp(r) - 1 = r_hi + c. r_hi is exact (k ln2_hi
+        has spare zero bits); r's rounding is left out of c."""
+        k = t - shift
+        r_hi = _fma(k, -ln2_hi, x)
+        r_lo = k * -ln2_lo
+        r = r_hi + r_lo
+        r2 = r * r
+        return r_hi, _fma(r2, _poly_pairs(r, r2, q_coeffs), r_lo)
+
     (shift_neg, shift_pos), (scale_neg, scale_pos) = C.exp_shift, C.exp_scale
     # exp(r) = 1 + r + r^2 Q(r): float64 has expm1's r + r^2 P(r), the same form
     exp_q = C.exp_q if T is np.float32 else exp_p
@@ -477,12 +490,8 @@ def _make(T):
         t = _fma(x, log2e, shift)              # shift + k: low bits k - J + bias
         # k <= 128 (1024; vminps): beyond, r > ln2/2 and q (all its terms > 0) overflows
         t = shift_neg if t > shift_neg else t
-        k = t - shift
-        r_hi = _fma(k, -ln2_hi, x)             # exact
-        r_lo = k * -ln2_lo
-        r = r_hi + r_lo
-        r2 = r * r
-        q = _fma(r2, _poly_pairs(r, r2, exp_q), r_lo) + r_hi
+        r_hi, c = _reduced(x, t, shift, exp_q)
+        q = c + r_hi
         s = _pow2_low_bits(t)
         return _fma(s, q, s) * (scale_neg if neg else scale_pos)
 
@@ -506,12 +515,7 @@ def _make(T):
         xc = exp_hi if xc > exp_hi else xc     # k <= 128 (1024); inf -> exp(exp_hi) - 1 = inf
         shift = shift_big if big else shift_small
         t = _fma(xc, log2e, shift)             # shift + k
-        k = t - shift
-        r_hi = _fma(k, -ln2_hi, xc)            # exact
-        r_lo = k * -ln2_lo
-        r = r_hi + r_lo
-        r2 = r * r
-        c = _fma(r2, _poly_pairs(r, r2, exp_p), r_lo)
+        r_hi, c = _reduced(xc, t, shift, exp_p)
         s = _pow2_low_bits(t)
         y = _fma(s, c, _fma(s, r_hi, s - (one_big if big else one)))
         y = y * scale_big if big else y
@@ -555,6 +559,14 @@ def _make(T):
         log1p_q, nln2 = C.log1p_q, -C.log1p_ln2
         four, quarter = T(4.0), T(0.25)
 
+        @njit(inline="always", **_JIT)
+        def _log_of_split(F, kn):
+            """log(2^k (1+f)) from F = 4f (exact) and kn = -k * 2^23: f + f^2 Q(f)
+            + k ln2, for 1+f in [3/4, 3/2) (log1p_poly's and log_poly's)."""
+            F2 = F * F
+            y = _fma(F2, _poly_pairs(F, F2, log1p_q), F * quarter)
+            return _fma(kn, nln2, y)           # + k ln2; kn = +0 keeps y = -0
+
         @njit(**_JIT)
         def log1p_poly(x):
             """No division: 1+x = 2^k (1+f), 1+f in [3/4, 3/2), with f computed
@@ -567,9 +579,7 @@ def _make(T):
             # F = 4((1+x) 2^-k - 1), exact but for x = 0x1.fffffep-2 (F off by 2^-24);
             # -(4 - s) keeps F = -0 for x = -0
             F = _fma(x, s, -(four - s))
-            F2 = F * F
-            y = _fma(F2, _poly_pairs(F, F2, log1p_q), F * quarter)
-            y = _fma(kn, nln2, y)              # + k ln2; kn = +0 keeps y = -0
+            y = _log_of_split(F, kn)
             y = nan if _signbit(u) else y      # x < -1
             return -inf if x == -one else y
         log1p = log1p_poly
@@ -589,10 +599,7 @@ def _make(T):
             xs = x * log_up if sub else x
             s, kn = _split_scale(xs)           # s = 4 * 2^-k, kn = -k * 2^23
             kn = kn + log_kn_up if sub else kn
-            F = _fma(xs, s, -four)
-            F2 = F * F
-            y = _fma(F2, _poly_pairs(F, F2, log1p_q), F * quarter)
-            y = _fma(kn, nln2, y)
+            y = _log_of_split(_fma(xs, s, -four), kn)
             y = nan if x < zero else y
             return -inf if x == zero else y
         log = log_poly
