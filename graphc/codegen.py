@@ -644,12 +644,13 @@ def _hoisted_transcendentals(graph: Graph, nodes: list[Node], space) -> list[Nod
     # float32 took 2659, 1928 and 1806 us with a flat loop, 1435, 1401 and
     # 1406 without (float64, rows of 4, 12, 20 and 28: 8994-6406 us against
     # 5042-5100)
-    lanes = vector_bytes()
+    def lanes(n):   # elements of n's dtype in a vector
+        return vector_bytes() // n.dtype.itemsize
     hoisted = [n for n in nodes if n.id in flat and _is_transcendental(n)
-               and space[-1] % (lanes // n.dtype.itemsize)]
+               and space[-1] % lanes(n)]
     hoisted_ids = {n.id for n in hoisted}
     if hoisted and space[-1] in TRIG_IN_ROWS and any(
-            TRIG_CALL.search(OPS[n.op].expr or "") and space[-1] >= lanes // n.dtype.itemsize
+            TRIG_CALL.search(OPS[n.op].expr or "") and space[-1] >= lanes(n)
             for n in nodes if n.id not in hoisted_ids):
         return []
     return hoisted

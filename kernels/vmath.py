@@ -324,7 +324,8 @@ _C = {
         exp_lo=-104.0, exp_hi=89.0,              # exp underflows / overflows beyond
         expm1_lo=-30.0,                          # expm1(x) == -1 below expm1_lo
         # expm1: 1.5 * 2^23 + 127 + k - J by one fma, J = 0 up to expm1_big and 64 beyond
-        expm1_big=40.0, expm1_shift=(float.fromhex("0x1.8p23") + 127, float.fromhex("0x1.8p23") + 63),
+        expm1_big=40.0,
+        expm1_shift=(float.fromhex("0x1.8p23") + 127, float.fromhex("0x1.8p23") + 63),
         expm1_scale=float.fromhex("0x1p64"),
         # expm1(r) = r + r^2 * P(r) on |r| <= ln2/2
         exp_p=(1.9905467343050987e-04, 1.3941328506916761e-03, 8.3332881331443790e-03,
@@ -389,7 +390,8 @@ _C = {
         ln2_hi=6.93147180369123816490e-01, ln2_lo=1.90821492927058770002e-10,
         exp_lo=-746.0, exp_hi=710.0,
         expm1_lo=-40.0,
-        expm1_big=700.0, expm1_shift=(float.fromhex("0x1.8p52") + 1023, float.fromhex("0x1.8p52") + 511),
+        expm1_big=700.0,
+        expm1_shift=(float.fromhex("0x1.8p52") + 1023, float.fromhex("0x1.8p52") + 511),
         expm1_scale=float.fromhex("0x1p512"),
         # exp as in float32 (see there): J = -512 for x < 0, +512 else
         exp_shift=(float.fromhex("0x1.8p52") + 1535, float.fromhex("0x1.8p52") + 511),

@@ -486,7 +486,8 @@ def _logistic_loss_and_grad(w, x, y):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_transcendental_under_another_runs_first_block_by_block(n, dtype, monkeypatch):
     """W5's exp (read by its log1p) gets a loop of its own over each block
-    of SUM_BLOCK elements (the two in one loop body spill): the stored results bit for bit as the one loop's and the sum
+    of SUM_BLOCK elements (the two in one loop body spill): the stored
+    results bit for bit as the one loop's and the sum
     within rounding (LLVM orders a block's additions by the loop body),
     whole blocks and a partial last one, and the interpreter's within
     rounding."""
