@@ -834,6 +834,118 @@ def _flat_block(graph: Graph, nodes: list[Node], hoisted: list[Node], read, spac
     return setup, block
 
 
+def _one_hots(graph: Graph, nodes: list[Node], space, externals) -> dict[int, int] | None:
+    """For a short-row loop that can run flat (_flat_rows): its one-hot
+    members, eq(labels, the loop index) with `labels` an integer operand of
+    one column, as {member: labels}; None if some member or operand needs
+    the row or column index otherwise (a row or column broadcast, a max, a
+    sum over the rows, a check that raises)."""
+    one_hot, member_ids = {}, {n.id for n in nodes}
+    for n in nodes:
+        kind = OPS[n.op].kind
+        if kind != "reduce" and n.shape != space:
+            return None
+        if kind == "reduce":
+            if n.op != "sum" or n.dtype not in (np.float32, np.float64) or n.p["axes"] != (0,):
+                return None         # only _flat_rows' column sums
+            continue
+        if kind != "elementwise" or raises_in_loop(graph, n):
+            return None
+        if n.op == "eq" and len(space) == 2:
+            a, b = (graph.node(i) for i in n.inputs)
+            labels, index = (a, b) if is_index_const(b) else (b, a)
+            if (is_index_const(index) and labels.id in externals and labels.shape == (space[0], 1)
+                    and labels.dtype.kind in "iu"):
+                one_hot[n.id] = labels.id
+                continue
+        for i in n.inputs:
+            operand = graph.node(i)
+            if not (i in member_ids or is_scalar_const(operand)
+                    or operand.shape == space or all(d == 1 for d in operand.shape)):
+                return None
+    if any(i in one_hot.values() and any(i in n.inputs for n in nodes if n.id not in one_hot)
+           for i in externals):
+        return None                 # labels read as numbers too
+    return one_hot
+
+
+def _flat_rows(graph: Graph, nodes: list[Node], space, stored, one_hot: dict[int, int],
+               read, arg: dict, out: dict) -> tuple[list[str], list[ScratchNeed]]:
+    """A short-row loop's whole body as one flat loop over blocks of rows
+    (lines, scratch), for loops _one_hots accepts: each one-hot is a mask in
+    scratch, False but at each row's label, set before the block; a column
+    sum (a bias's gradient over the batch) adds the block's rows after it, in
+    the row order of the loop it replaces, and a float32 one folds into
+    float64 totals every SUM_ROWS rows as that loop does: the same sums, bit
+    for bit. In the row loop, rows shorter than a vector run as scalar code
+    even with their exp hoisted (_hoisted_transcendentals): W1's softmax
+    cross-entropy backward, 64 rows of 10 float32, took 1.01 us there and
+    0.54 us flat (benchmarks/profile_step.py W1, an Intel Xeon with AVX-512;
+    1.09 and 0.61 in a loop of its own, where the column sums over periods
+    of whole vectors took 0.52: not worth their code)."""
+    member_ids = {n.id for n in nodes}
+    sinks = [n for n in nodes if OPS[n.op].kind == "reduce"]
+    full = [i for i in arg if graph.node(i).shape == space]
+    lines = [f"rb = {SUM_ROWS}",             # rows a block: a power of two, so blocks
+             f"while rb > 1 and rb * n1 > {FLAT_BLOCK}:",     # end where SUM_ROWS do
+             "    rb //= 2"]
+    lines += [f"{arg[i]}_flat = alloc.reshape({arg[i]}, ({arg[i]}.size,))" for i in full]
+    lines += [f"{out[i]}_flat = alloc.reshape({out[i]}, ({out[i]}.size,))" for i in stored]
+    needs = []
+    for k, m in enumerate(one_hot):
+        needs.append(ScratchNeed(f"w{k}", str(FLAT_BLOCK), "np.bool_"))
+        lines.append(f"hot{m} = w{k}")
+    summed = {}         # column-summed value -> where the block holds it
+    for n in sinks:
+        x = n.inputs[0]
+        o = out[n.id]
+        lines += [f"rbf{n.id} = alloc.reshape({o}, ({o}.size,))", f"sums.zero(rbf{n.id})"]
+        if n.dtype == np.float32:
+            lines.append(f"accf{n.id} = alloc.full_if(n0 > {SUM_ROWS}, rbf{n.id}.shape[0], 0, "
+                         "np.float64)")
+        if x in stored:
+            summed[x] = f"{out[x]}_blk"
+        elif x in member_ids and x not in summed:
+            needs.append(ScratchNeed(f"w{len(needs)}", str(FLAT_BLOCK), np_dtype(n.dtype)))
+            summed[x] = f"cs{x}"
+            lines.append(f"cs{x} = {needs[-1].param}")
+        elif x not in member_ids:
+            summed[x] = f"{arg[x]}_blk"
+
+    def flat_read(i):
+        if i in full:
+            return f"{arg[i]}_blk[f]"
+        if i in arg:        # one element: at index 0 on every axis, even one of the space's
+            return f"{arg[i]}[{_tuple(['0'] * graph.node(i).ndim)}]"
+        return read(i)
+
+    block = ["nb = rb if ib + rb <= n0 else n0 - ib", "start = ib * n1"]
+    block += [f"{arg[i]}_blk = {arg[i]}_flat[start:start + nb * n1]" for i in full]
+    block += [f"{out[i]}_blk = {out[i]}_flat[start:start + nb * n1]" for i in stored]
+    for m, labels in one_hot.items():
+        block += ["for f in range(nb * n1):", f"    hot{m}[f] = False",
+                  "for ii in range(nb):", f"    c = {arg[labels]}[ib + ii, 0]",
+                  "    if 0 <= c < n1:", f"        hot{m}[ii * n1 + c] = True"]
+    block.append("for f in range(nb * n1):")
+    for n in nodes:
+        if n.id in one_hot:
+            block.append(f"    t{n.id} = hot{n.id}[f]")
+        elif OPS[n.op].kind != "reduce":
+            expr = _scalar_expr(graph, n, [flat_read(i) for i in n.inputs])
+            block.append(f"    t{n.id} = {expr}")
+    block += [f"    {out[i]}_blk[f] = t{i}" for i in stored]
+    block += [f"    {summed[x]}[f] = t{x}" for x, where in summed.items() if where.startswith("cs")]
+    if sinks:
+        block += ["for ii in range(nb):", "    for j in range(n1):"]
+        block += [f"        rbf{n.id}[j] += {summed[n.inputs[0]]}[ii * n1 + j]" for n in sinks]
+    folded = [n for n in sinks if n.dtype == np.float32]
+    block += [f"sums.fold_rows(accf{n.id}, rbf{n.id}, ib + nb - 1, n0, {SUM_ROWS})"
+              for n in folded]
+    lines += ["for ib in range(0, n0, rb):"] + ["    " + b for b in block]
+    lines += [f"sums.copy_totals(rbf{n.id}, accf{n.id})" for n in folded]
+    return lines, needs
+
+
 def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     """One loop nest computing a fused group.
 
@@ -912,6 +1024,10 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
              for n in laned]
     hoisted = _hoisted_transcendentals(graph, nodes, space)
     staged = [] if laned else _staged_transcendentals(graph, nodes, space)
+    one_hot = _one_hots(graph, nodes, space, externals) if hoisted and r == 2 else None
+    if one_hot is not None:
+        lines, needs = _flat_rows(graph, nodes, space, stored, one_hot, read, arg, out)
+        return externals, outputs, space_node.id, lines, needs
     needs = [ScratchNeed(f"w{k}", f"(n0 if 0 < n0 < {SUM_BLOCK} else {SUM_BLOCK})",
                          np_dtype(n.dtype)) for k, n in enumerate(staged)]
     lines += [f"hf{n.id} = w{k}" for k, n in enumerate(staged)]

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import graphc as gc
 from graphc import codegen, target
+from graphc.benchmarks.workloads import softmax_cross_entropy
 
 
 def test_a_six_op_elementwise_chain_is_one_kernel():
@@ -242,6 +243,65 @@ def test_short_rows_over_several_blocks_of_scratch(shape, dtype):
     for got, ref in zip(f(*args), f.interpret(*args)):
         np.testing.assert_allclose(got, ref, **tol)
 
+
+
+ONE_HOT_SCRATCH = r"\bk\d+_hot\d+\["     # _flat_rows' one-hot mask
+
+
+def _classifier_loss(b, x, y):       # logits plus a bias: its gradient sums over the rows
+    return softmax_cross_entropy(x + b, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_softmax_backward_in_short_rows_runs_flat_with_the_row_loops_sums(dtype, monkeypatch):
+    # rows shorter than a vector, a one-hot and a column sum: one flat loop a
+    # block of rows, its one-hot from scratch, its column sums added row by
+    # row afterwards, so the same sums (bit for bit) as the row loop's
+    grad = gc.grad(_classifier_loss, argnums=(0, 1))
+    rng = np.random.default_rng(5)
+    cases = []
+    # blocks of 256 rows, and of 128 (rows of 20), where the column sums fold as the rows' do
+    for rows, cols in [(1, 10), (7, 10), (300, 10), (1000, 13), (600, 20),
+                       (codegen.SUM_ROWS + 3, 3)]:
+        cases.append((rng.standard_normal(cols).astype(dtype),
+                      (4 * rng.standard_normal((rows, cols))).astype(dtype),
+                      rng.integers(-cols, cols, size=rows)))
+    flat = gc.jit(grad)
+    assert re.search(ONE_HOT_SCRATCH, flat.inspect(*cases[0]).source)
+    got = [flat(*args) for args in cases]
+    monkeypatch.setattr(codegen, "_one_hots", lambda *a: None)     # the row loop
+    rows = gc.jit(grad)
+    assert not re.search(ONE_HOT_SCRATCH, rows.inspect(*cases[0]).source)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    for args, (db, dx) in zip(cases, got):
+        ref_db, ref_dx = rows(*args)
+        np.testing.assert_array_equal(db, ref_db)
+        np.testing.assert_array_equal(dx, ref_dx)
+        for g, ref in zip((db, dx), flat.interpret(*args)):
+            np.testing.assert_allclose(g, ref, **tol)
+
+
+def _one_hot_model(x, y):
+    hot = y[:, None] == np.arange(x.shape[1])
+    e = np.exp(x)
+    h = np.where(hot, e, -0.5 * e)
+    return h, np.sum(h * x, axis=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_one_hot_of_labels_out_of_range_is_false_in_the_flat_loop(dtype):
+    # NumPy compares: -1 and cols match no column (no wrap, no error)
+    rng = np.random.default_rng(6)
+    f = gc.jit(_one_hot_model)
+    for rows, cols in [(5, 10), (600, 7)]:
+        x = rng.standard_normal((rows, cols)).astype(dtype)
+        y = rng.integers(-2, cols + 2, size=rows)
+        assert re.search(ONE_HOT_SCRATCH, f.inspect(x, y).source)
+        tol = dict(rtol=2e-6, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+        exacts = _one_hot_model(x.astype(np.float64), y)
+        for got, ref, exact in zip(f(x, y), f.interpret(x, y), exacts):
+            np.testing.assert_allclose(got, ref, **tol)
+            np.testing.assert_allclose(got, exact, **tol)
 
 def _trig_in_rows_model(x, r, c):
     h = np.exp(x) * r - np.cos(x * c) + np.sin(x)  # cos reads a column broadcast: in the rows

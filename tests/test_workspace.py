@@ -81,7 +81,7 @@ def test_the_workspace_is_sized_from_the_shapes_so_a_new_batch_size_reuses_the_m
 
 def test_a_workspace_not_made_for_the_call_is_refused_not_written_past(rng):
     f = gc.jit(lambda x: np.tanh(x @ x.T) * 2.0)     # the product is an intermediate
-    g = gc.jit(lambda x: np.tanh(np.tanh(x @ x.T) @ x) * 2.0)
+    g = gc.jit(lambda x: np.tanh(np.tanh(x @ x.T) @ x) @ x.T * 2.0)     # more slots
     x = rng.normal(size=(50, 3))
     f(x), g(x)
     entry = _entry(f)
@@ -107,9 +107,9 @@ def test_models_with_different_numbers_of_shape_entries_share_one_header_reader(
     not depend on how many shape entries a model's workspace records."""
     from graphc.kernels import alloc, shapes
     scale = 1.0 + uuid.uuid4().int % 10_000     # new modules: compiled, not loaded from disk
-    f1 = gc.jit(lambda x: np.tanh(x) * scale)
+    f1 = gc.jit(lambda x: np.exp(np.tanh(x) * scale))   # one entry: its staged tanh's scratch
     f3 = gc.jit(lambda x, y, z: np.tanh(x @ y) @ z + scale)
-    f1(rng.normal(size=(5, 3)))
+    f1(rng.normal(size=5000))
     f3(rng.normal(size=(4, 6)), rng.normal(size=(6, 7)), rng.normal(size=(7, 2)))
     # the header items each model's shape test compares (kernels.shapes.differ)
     counts = [sum(left[0] == "item" for spec in re.findall(r"shapes\.differ\('([^']*)'", source)
