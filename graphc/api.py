@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from graphc import autodiff, codegen, errors, passes, pytree, runtime, threads, tracing
+from graphc import autodiff, codegen, errors, lowering, passes, pytree, runtime, threads, tracing
 from graphc import numpy_api as fnp
 from graphc.interpret import interpret
 from graphc.ir import Graph
@@ -427,10 +427,8 @@ class Compiled:
         start = time.perf_counter()
         with runtime.gc_paused():
             graph = _own_trace(call, dynamic, self)
-            optimized = passes.run(graph)
             options = self.codegen_options(len(graph.inputs)) if self.codegen_options else {}
-            module = codegen.generate(optimized, **options)
-            loaded = runtime.load(module.source)
+            optimized, module, loaded = lowering.lower(graph, options)
         entry = _Entry(graph, optimized, module, loaded.run, time.perf_counter() - start,
                        options.get("write_back"), getattr(loaded, "new_workspace", None))
         entry.train_epoch = getattr(loaded, "train_epoch", None)

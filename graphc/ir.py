@@ -8,6 +8,7 @@ elimination for free.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass
@@ -149,9 +150,21 @@ class Graph:
 
     def subgraph(self, keep) -> "Graph":
         """A new graph with the nodes in `keep` (ids, inputs and outputs preserved)."""
-        g = Graph()
         keep = set(keep) | set(self.inputs) | set(self.outputs)
-        kept = [node for node in self.topo() if node.id in keep]
+        return self._copy([node for node in self.topo() if node.id in keep])
+
+    def relocated(self, new_loc: dict) -> "Graph":
+        """A copy whose nodes name the source lines `new_loc` maps theirs to
+        (the same code traced from other lines: graphc.lowering)."""
+        g = self._copy([dataclasses.replace(n, loc=new_loc.get(n.loc, n.loc))
+                        for n in self.topo()])
+        g.groups = self.groups
+        return g
+
+    def _copy(self, kept: list[Node]) -> "Graph":
+        """A new graph of these nodes (in id order) with this one's roles,
+        inputs, outputs and meta."""
+        g = Graph()
         # networkx's bulk adds: a third of the time of one add per node and edge
         g.nx.add_nodes_from((n.id, {"node": n, "role": self.role(n.id)}) for n in kept)
         g.nx.add_edges_from((i, n.id) for n in kept for i in n.inputs)

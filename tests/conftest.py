@@ -20,6 +20,15 @@ settings.register_profile("fuzz", max_examples=500, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
+@pytest.fixture(autouse=True)
+def own_lowerings():
+    """Each test lowers the graphs it traces itself (graphc.lowering shares
+    them between equal traces in a process): a test that switches a code
+    generation rule off then gets code made without it."""
+    from graphc import lowering
+    lowering.forget()
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
