@@ -86,8 +86,11 @@ def lower(graph: Graph, options: dict):
         if kept_lines == lines:
             return optimized, module, loaded
         mapping = _new_lines(kept_lines, lines)
-        if mapping is not None:
-            return optimized.relocated(mapping), module, loaded
+        if mapping is not None:     # kept with these lines: the next trace is likely from here
+            relocated = optimized.relocated(mapping), module, loaded
+            with _lock:
+                _kept[key] = relocated + (lines,)
+            return relocated
     optimized = passes.run(graph)
     module = codegen.generate(optimized, **options)
     loaded = runtime.load(module.source)
