@@ -891,9 +891,9 @@ def _flat_rows(graph: Graph, nodes: list[Node], space, stored, one_hot: dict[int
              "    rb //= 2"]
     lines += [f"{arg[i]}_flat = alloc.reshape({arg[i]}, ({arg[i]}.size,))" for i in full]
     lines += [f"{out[i]}_flat = alloc.reshape({out[i]}, ({out[i]}.size,))" for i in stored]
-    needs = []
+    needs, count = [], f"({FLAT_BLOCK} if n1 <= {FLAT_BLOCK} else n1)"    # a block's elements
     for k, m in enumerate(one_hot):
-        needs.append(ScratchNeed(f"w{k}", str(FLAT_BLOCK), "np.bool_"))
+        needs.append(ScratchNeed(f"w{k}", count, "np.bool_"))
         lines.append(f"hot{m} = w{k}")
     summed = {}         # column-summed value -> where the block holds it
     for n in sinks:
@@ -906,7 +906,7 @@ def _flat_rows(graph: Graph, nodes: list[Node], space, stored, one_hot: dict[int
         if x in stored:
             summed[x] = f"{out[x]}_blk"
         elif x in member_ids and x not in summed:
-            needs.append(ScratchNeed(f"w{len(needs)}", str(FLAT_BLOCK), np_dtype(n.dtype)))
+            needs.append(ScratchNeed(f"w{len(needs)}", count, np_dtype(n.dtype)))
             summed[x] = f"cs{x}"
             lines.append(f"cs{x} = {needs[-1].param}")
         elif x not in member_ids:

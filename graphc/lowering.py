@@ -18,21 +18,50 @@ code from other lines (the demo calls gc.train twice, and an optimizer's ops
 carry the line that called it) shares the code and gets a copy of the
 optimized graph naming its own lines.
 
+The key also holds the identity of every module-level name of the passes
+and code generation (their rules and thresholds): a script or test that
+sets codegen.PARALLEL_MIN_WORK or swaps a rule in a running process gets
+code made under the new one. A graph's constants stay alive while it is
+kept (a loss closing over a data set holds it): graphs with more than
+MAX_CONST_BYTES of them are not kept, and the oldest are dropped past
+MAX_KEPT graphs or MAX_KEPT_CONST_BYTES in all.
+
 The shared objects are read, never changed, by the entries holding them.
 """
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 
-from graphc import codegen, passes, runtime, target, threads
+from graphc import codegen, dims, passes, runtime, target, threads, workspace
 from graphc.ir import Graph
 
-# graphs whose lowering is kept (a few compile_step signatures each)
+# graphs whose lowering is kept (a few compile_step signatures each), and
+# the bytes of constants they may hold: one graph's, all of them
 MAX_KEPT = 64
+MAX_CONST_BYTES = 8 << 20
+MAX_KEPT_CONST_BYTES = 64 << 20
 
-_kept: collections.OrderedDict = collections.OrderedDict()
+_kept: collections.OrderedDict = collections.OrderedDict()   # key -> lowering, lines, bytes
 _lock = threading.Lock()
+
+# the modules whose names decide how a graph is lowered
+_RULES = (codegen, dims, target, workspace)
+
+
+def _rules() -> tuple:
+    """The identity of each module-level value of the passes and code
+    generation, a list's items too (passes.PIPELINE): rebinding any of them
+    (or editing a list of them) gives another tuple."""
+    modules = _RULES + tuple(m for name, m in sys.modules.items()
+                             if name.startswith("graphc.passes") and m is not None)
+    return tuple((id(v), tuple(map(id, v)) if isinstance(v, list) else ())
+                 for m in modules for v in vars(m).values())
+
+
+def _const_bytes(graph: Graph) -> int:
+    return sum(n.p["value"].array.nbytes for n in graph.topo() if n.op == "const")
 
 
 def _frozen(value):
@@ -54,7 +83,8 @@ def _key(graph: Graph, options: dict):
     try:
         key = (tuple((n.op, n.inputs, n.params, n.shape, n.dtype, n.weak) for n in nodes),
                tuple(graph.inputs), tuple(graph.outputs), tuple(graph.role(n.id) for n in nodes),
-               _frozen(graph.meta), _frozen(options), target.full_width(), threads.count())
+               _frozen(graph.meta), _frozen(options), target.full_width(), threads.count(),
+               _rules())
         hash(key)
     except TypeError:
         return None
@@ -82,22 +112,24 @@ def lower(graph: Graph, options: dict):
         if kept is not None:
             _kept.move_to_end(key)
     if kept is not None:
-        optimized, module, loaded, kept_lines = kept
+        optimized, module, loaded, kept_lines, size = kept
         if kept_lines == lines:
             return optimized, module, loaded
         mapping = _new_lines(kept_lines, lines)
         if mapping is not None:     # kept with these lines: the next trace is likely from here
-            relocated = optimized.relocated(mapping), module, loaded
+            optimized = optimized.relocated(mapping)
             with _lock:
-                _kept[key] = relocated + (lines,)
-            return relocated
+                _kept[key] = optimized, module, loaded, lines, size
+            return optimized, module, loaded
     optimized = passes.run(graph)
     module = codegen.generate(optimized, **options)
     loaded = runtime.load(module.source)
-    if key is not None:
+    size = _const_bytes(graph)
+    if key is not None and size <= MAX_CONST_BYTES:
         with _lock:
-            _kept[key] = optimized, module, loaded, lines
-            while len(_kept) > MAX_KEPT:
+            _kept[key] = optimized, module, loaded, lines, size
+            while len(_kept) > MAX_KEPT or sum(k[-1] for k in _kept.values()) > \
+                    MAX_KEPT_CONST_BYTES:
                 _kept.popitem(last=False)
     return optimized, module, loaded
 

@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
-from graphc import codegen, lowering, target
+from graphc import codegen, target
 from graphc.benchmarks.workloads import softmax_cross_entropy
 
 
@@ -270,7 +270,6 @@ def test_a_softmax_backward_in_short_rows_runs_flat_with_the_row_loops_sums(dtyp
     assert re.search(ONE_HOT_SCRATCH, flat.inspect(*cases[0]).source)
     got = [flat(*args) for args in cases]
     monkeypatch.setattr(codegen, "_one_hots", lambda *a: None)     # the row loop
-    lowering.forget()       # not the flat form's code, shared by equal traces
     rows = gc.jit(grad)
     assert not re.search(ONE_HOT_SCRATCH, rows.inspect(*cases[0]).source)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
@@ -534,7 +533,6 @@ def test_small_integer_powers_are_products():
 def _one_loop(monkeypatch):
     """Codegen as it was before staging: every 1-D loop body in one loop."""
     monkeypatch.setattr(codegen, "_staged_transcendentals", lambda graph, nodes, space: [])
-    lowering.forget()       # code made before, shared by equal traces, has staging
 
 
 def _logistic_loss_and_grad(w, x, y):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import lowering
+from graphc import codegen, lowering
 
 
 def _entries(compiled):
@@ -99,3 +99,23 @@ def test_graphs_that_cannot_be_compared_are_lowered_each_time(monkeypatch):
     np.testing.assert_array_equal(f(x), g(x))
     assert _entries(f)[0].optimized is not _entries(g)[0].optimized
     assert not lowering._kept
+
+
+def test_a_code_generation_setting_changed_in_the_process_gets_new_code(monkeypatch):
+    x = np.random.default_rng(1).standard_normal((40, 10))
+    f = gc.jit(lambda x: np.exp(x) * 2.0)
+    assert "_blk[" in f.inspect(x).source            # rows of 10 are short: flat
+    monkeypatch.setattr(codegen, "SHORT_ROW", 8)     # now they are not
+    g = gc.jit(f.fn)
+    assert "_blk[" not in g.inspect(x).source
+    np.testing.assert_allclose(g(x), np.exp(x) * 2.0, rtol=1e-12)
+
+
+def test_graphs_holding_large_constants_are_not_kept():
+    table = np.random.default_rng(2).standard_normal(lowering.MAX_CONST_BYTES // 8 + 1)
+    small = gc.jit(lambda v: np.sum(np.tanh(v) * 3.0))
+    big = gc.jit(lambda v: np.sum(table * v[0]))
+    v = np.ones(4)
+    small(v)
+    np.testing.assert_allclose(big(v), table.sum(), rtol=1e-12)
+    assert len(lowering._kept) == 1     # the small one's
