@@ -80,11 +80,13 @@ def _key(graph: Graph, options: dict):
     """What the lowering of `graph` depends on, or None when some part of it
     cannot be compared (then nothing is shared)."""
     nodes = graph.topo()
+    meta = dict(graph.meta)
+    if "int_bounds" in meta:    # (dtype, the user's line) pairs: the entry reads its own graph's
+        meta["int_bounds"] = {k: [dtype for dtype, _ in v] for k, v in meta["int_bounds"].items()}
     try:
         key = (tuple((n.op, n.inputs, n.params, n.shape, n.dtype, n.weak) for n in nodes),
                tuple(graph.inputs), tuple(graph.outputs), tuple(graph.role(n.id) for n in nodes),
-               _frozen(graph.meta), _frozen(options), target.full_width(), threads.count(),
-               _rules())
+               _frozen(meta), _frozen(options), target.full_width(), threads.count(), _rules())
         hash(key)
     except TypeError:
         return None

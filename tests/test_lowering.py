@@ -119,3 +119,18 @@ def test_graphs_holding_large_constants_are_not_kept():
     small(v)
     np.testing.assert_allclose(big(v), table.sum(), rtol=1e-12)
     assert len(lowering._kept) == 1     # the small one's
+
+
+def test_a_python_int_argument_checked_on_other_lines_shares_the_code():
+    first = gc.jit(lambda x, n: x + n)
+    second = gc.jit(lambda x, n: x + n)
+    x = np.arange(4, dtype=np.uint8)
+    for f in (first, second):
+        np.testing.assert_array_equal(f(x, 3), x + 3)
+    assert _entries(first)[0].module is _entries(second)[0].module
+    lines = []
+    for f in (first, second):       # NumPy refuses -1 for uint8; each names its own line
+        with pytest.raises(OverflowError, match=r"\(at .*:(\d+)\)") as e:
+            f(x, -1)
+        lines.append(int(str(e.value).rsplit(":", 1)[1].rstrip(")")))
+    assert lines[1] == lines[0] + 1
