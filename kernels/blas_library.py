@@ -23,17 +23,12 @@ at this process's library with llvmlite's add_symbol. It takes:
   BLAS, or a platform whose loader does not search that way): two Numba
   cfuncs with those signatures that call Numba's own GEMM, SciPy's
   cython_blas.
-- `mkl`: NumPy's, and for products of LARGE_GEMM_MIN multiply-adds or more
-  Intel's MKL when its wheel is installed (`pip install mkl`), set to its
-  64-bit-integer interface (SGEMM_LARGE, DGEMM_LARGE). Without MKL, a
-  warning and NumPy's for all.
-The environment variable GRAPHC_BLAS chooses (`numpy`, `scipy` or `mkl`).
-For an OpenBLAS or MKL, bind() also runs one small product of each float
-type through the functions it bound (fault_in_buffer): it maps the pages of
+The environment variable GRAPHC_BLAS chooses (`numpy` or `scipy`).
+For an OpenBLAS, bind() also runs one small product of each float type
+through the functions it bound (fault_in_buffer): it maps the pages of
 OpenBLAS's work buffer, which a new process's products otherwise prefetch
 in vain (up to 3.4x the time of a float32 product on this project's VM),
-and checks that the addresses compute a product (for MKL: that its 64-bit
-interface took).
+and checks that the addresses compute a product.
 """
 import contextlib
 import ctypes
@@ -41,9 +36,7 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
-import re
 import sys
-import warnings
 
 import llvmlite.binding as llvm
 from numba import cfunc, types
@@ -51,12 +44,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 SGEMM, DGEMM = "graphc_cblas_sgemm", "graphc_cblas_dgemm"
-# the same for products of at least blas.LARGE_GEMM_MIN multiply-adds: MKL's
-# with GRAPHC_BLAS=mkl (its small products cost more than OpenBLAS's), else
-# the same functions as SGEMM and DGEMM
-SGEMM_LARGE, DGEMM_LARGE = "graphc_cblas_sgemm_large", "graphc_cblas_dgemm_large"
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112      # CBLAS's enum values
-CHOICES = ("numpy", "scipy", "mkl")
+CHOICES = ("numpy", "scipy")
 
 # Exported names of NumPy's CBLAS GEMMs with 64-bit integers: NumPy's wheels
 # from 2.0 (scipy-openblas64), then OpenBLAS built with the 64_ suffix (NumPy
@@ -113,62 +102,6 @@ def numpy_gemms() -> tuple[int, int, str] | None:
             continue
         return (ctypes.cast(s, ctypes.c_void_p).value, ctypes.cast(d, ctypes.c_void_p).value,
                 s_name)
-    return None
-
-
-# Products of at least this many multiply-adds go to MKL under GRAPHC_BLAS=mkl.
-# On an Intel Xeon with AVX-512 (benchmarks/bench_blas_libraries.py, one
-# thread), MKL / OpenBLAS: W2's and W3's products 0.73-0.95; W4's 32x64x64
-# (131,072) 0.65-1.15 by transpose flags; W1's 64x64x10 0.93-1.80.
-LARGE_GEMM_MIN = 1 << 20
-
-# MKL's service constants (mkl_service.h)
-_MKL_ILP64, _MKL_SEQUENTIAL, _MKL_GNU_OPENMP = 1, 1, 3
-
-
-def _mkl_paths() -> list[str]:
-    """Where MKL's single dynamic library may be: the wheel puts it in the
-    environment's lib folder; else the loader's search path."""
-    import ctypes.util
-    import glob
-    paths = []
-    for prefix in dict.fromkeys((sys.prefix, sys.base_prefix)):
-        paths += sorted(glob.glob(os.path.join(prefix, "lib", "libmkl_rt.so*")), reverse=True)
-        paths += glob.glob(os.path.join(prefix, "lib", "libmkl_rt*.dylib"))
-    found = ctypes.util.find_library("mkl_rt")
-    return paths + ([found] if found else [])
-
-
-def _loads(name: str) -> bool:
-    try:
-        ctypes.CDLL(name)
-        return True
-    except OSError:
-        return False
-
-
-def mkl_gemms() -> tuple[int, int, str] | None:
-    """(sgemm address, dgemm address, description) of Intel MKL's CBLAS
-    GEMMs with 64-bit integers, or None when MKL is not installed or already
-    runs with 32-bit ones in this process. Its threads are OpenMP's (GNU's,
-    so OMP_NUM_THREADS counts them, as OpenBLAS's), or none where libgomp is
-    missing: MKL would otherwise end the process at its first product."""
-    for path in _mkl_paths():
-        try:
-            library = ctypes.CDLL(path)
-        except OSError:
-            continue
-        if library.MKL_Set_Interface_Layer(_MKL_ILP64) != _MKL_ILP64:
-            return None
-        library.MKL_Set_Threading_Layer(
-            _MKL_GNU_OPENMP if _loads("libgomp.so.1") else _MKL_SEQUENTIAL)
-        version = ctypes.create_string_buffer(256)
-        library.MKL_Get_Version_String(version, len(version))
-        address = lambda f: ctypes.cast(f, ctypes.c_void_p).value     # noqa: E731
-        text = version.value.decode(errors="replace")
-        number = re.search(r"Version ([0-9.]+)", text)
-        return (address(library.cblas_sgemm), address(library.cblas_dgemm),
-                f"Intel MKL {number[1] if number else text[:40]}")
     return None
 
 
@@ -236,14 +169,7 @@ def bind() -> str:
         else:
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(_copy_transposed_b))
         _load_cython_blas()     # Numba imports it at start-up whichever is used
-        chosen, mkl = choice(), None
-        if chosen == "mkl":
-            mkl = mkl_gemms()
-            if mkl is None:
-                warnings.warn("GRAPHC_BLAS=mkl: Intel MKL was not found with 64-bit integers "
-                              "(pip install mkl); graphc's GEMMs use NumPy's BLAS",
-                              RuntimeWarning, stacklevel=2)
-        found = numpy_gemms() if chosen != "scipy" else None
+        found = numpy_gemms() if choice() == "numpy" else None
         if found is None:
             s, d = scipy_gemms()
             library = _library_of(sys.modules.get(_CYTHON_BLAS))
@@ -256,15 +182,8 @@ def bind() -> str:
         if core:
             bound += f", OpenBLAS core {core}"
             fault_in_buffer(s, d)       # before anything is bound: a failed check binds nothing
-        large = (s, d)
-        if mkl is not None:
-            large = mkl[:2]
-            fault_in_buffer(*large)     # also that MKL's 64-bit interface took
-            bound += f"; from {LARGE_GEMM_MIN:,} multiply-adds {mkl[2]}"
         llvm.add_symbol(SGEMM, s)
         llvm.add_symbol(DGEMM, d)
-        llvm.add_symbol(SGEMM_LARGE, large[0])
-        llvm.add_symbol(DGEMM_LARGE, large[1])
         if not shared:
             _copy_transposed_b.value = bool(core) and core.lower() in _DIRECT_SGEMM_CORES
             llvm.add_symbol(COPY_TRANSPOSED_B, ctypes.addressof(_copy_transposed_b))
