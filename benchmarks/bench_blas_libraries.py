@@ -1,5 +1,6 @@
-"""Which BLAS should graphc's GEMMs call? NumPy's own against SciPy's, the
-data behind graphc.kernels.blas_library.
+"""Which BLAS should graphc's GEMMs call? NumPy's own against SciPy's (and
+Intel's MKL where its wheel is installed), the data behind
+graphc.kernels.blas_library.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_blas_libraries.py [--reps 15]
 
@@ -7,9 +8,18 @@ A NumPy wheel and a SciPy wheel bundle different OpenBLAS builds. This
 times, per shape (the GEMMs of W1-W4's steps, and W3's largest) and dtype,
 a native loop of row-major CBLAS GEMMs through each library, called the same
 way (a ctypes function pointer from Numba code): NumPy's, and the cfunc
-over SciPy's cython_blas that graphc falls back to (GRAPHC_BLAS=scipy).
-The loops alternate over --reps rounds; the medians are reported, with
-SciPy's time as a multiple of NumPy's.
+over SciPy's cython_blas that graphc falls back to (GRAPHC_BLAS=scipy),
+and MKL's CBLAS with 64-bit integers (cblas_sgemm_64, from `pip install
+mkl`; graphc does not use it). The loops alternate over --reps rounds; the
+medians are reported, with the others' times as multiples of NumPy's.
+
+On 2026-12-06 (an Intel Xeon with AVX-512, one thread, MKL 2026.2), MKL /
+NumPy's OpenBLAS: W2's and W3's products 0.73-0.95 (float32) and 0.74-0.92
+(float64); W4's 32x64 @ 64x64 products 0.65-1.15 by their transpose flags;
+W1's 64x64 @ 64x10 0.93 and its (64x64).T @ 64x10 1.6-1.8. Sending graphc's
+large products to MKL (GRAPHC_BLAS=mkl) was tried and reverted: it set
+MKL's process-wide interface and threading layers, which broke other MKL
+users in the process, and MKL's OpenMP threads hung a forked child.
 """
 import argparse
 import ctypes
@@ -53,6 +63,24 @@ def _loop(address, real):
     return run
 
 
+def _mkl_gemms():
+    """(sgemm, dgemm) addresses of MKL's CBLAS GEMMs with 64-bit integers (the
+    _64 names), or None. On one thread: MKL's sequential layer (this
+    process's own setting), which needs no OpenMP runtime."""
+    import glob
+    import sys
+    for path in sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")), reverse=True):
+        try:
+            library = ctypes.CDLL(path)
+            gemms = tuple(ctypes.cast(f, ctypes.c_void_p).value
+                          for f in (library.cblas_sgemm_64, library.cblas_dgemm_64))
+            library.MKL_Set_Threading_Layer(1)      # MKL_THREADING_SEQUENTIAL
+            return gemms
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=15, help="alternating rounds per shape")
@@ -63,12 +91,19 @@ def main():
                          "graphc uses SciPy's BLAS here, there is nothing to compare")
     numpy_s, numpy_d, name = found
     scipy_s, scipy_d = blas_library.scipy_gemms()
-    print(f"NumPy's: {name}; SciPy's: scipy.linalg.cython_blas through Numba")
-    print(f"{'dtype':8} {'product':>22} {'NumPy us':>10} {'SciPy us':>10} {'SciPy/NumPy':>12}")
+    libraries = {"NumPy": (numpy_s, numpy_d), "SciPy": (scipy_s, scipy_d)}
+    mkl = _mkl_gemms()
+    if mkl is not None:
+        libraries["MKL"] = mkl
+    print(f"NumPy's: {name}; SciPy's: scipy.linalg.cython_blas through Numba; MKL: "
+          + ("cblas_?gemm_64" if mkl else "not installed"))
+    others = list(libraries)[1:]
+    print(f"{'dtype':8} {'product':>22} " + " ".join(f"{lib + ' us':>10}" for lib in libraries)
+          + "".join(f" {lib + '/NumPy':>12}" for lib in others))
     rng = np.random.default_rng(0)
-    for dtype, real, addresses in ((np.float32, types.float32, (numpy_s, scipy_s)),
-                                   (np.float64, types.float64, (numpy_d, scipy_d))):
-        loops = [_loop(address, real) for address in addresses]
+    for index, (dtype, real) in enumerate(((np.float32, types.float32),
+                                           (np.float64, types.float64))):
+        loops = [_loop(pair[index], real) for pair in libraries.values()]
         for m, k, n, form in SHAPES:
             ta, tb = (blas_library.TRANS if f == "T" else blas_library.NO_TRANS for f in form)
             a = rng.standard_normal((k, m) if form[0] == "T" else (m, k)).astype(dtype)
@@ -78,12 +113,13 @@ def main():
             medians = interleaved_medians_us(
                 [lambda run=run, c=c: run(a, b, c, ta, tb, times) for run, c in zip(loops, outs)],
                 args.reps)
-            np.testing.assert_allclose(outs[0], outs[1], rtol=1e-3, atol=1e-3)
+            for out in outs[1:]:
+                np.testing.assert_allclose(outs[0], out, rtol=1e-3, atol=1e-3)
             per_call = [t / times for t in medians]
             shape = _LABELS[form].format(m=m, k=k, n=n)
-            print(f"{np.dtype(dtype).name:8} {shape:>22} {per_call[0]:10.2f} {per_call[1]:10.2f} "
-                  f"{per_call[1] / per_call[0]:12.2f}")
-
+            print(f"{np.dtype(dtype).name:8} {shape:>22} "
+                  + " ".join(f"{t:10.2f}" for t in per_call)
+                  + "".join(f" {t / per_call[0]:12.2f}" for t in per_call[1:]))
 
 if __name__ == "__main__":
     main()
