@@ -23,7 +23,9 @@ users in the process, and MKL's OpenMP threads hung a forked child.
 """
 import argparse
 import ctypes
+import glob
 import os
+import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")     # before NumPy loads its BLAS
 
@@ -67,8 +69,6 @@ def _mkl_gemms():
     """(sgemm, dgemm) addresses of MKL's CBLAS GEMMs with 64-bit integers (the
     _64 names), or None. On one thread: MKL's sequential layer (this
     process's own setting), which needs no OpenMP runtime."""
-    import glob
-    import sys
     for path in sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")), reverse=True):
         try:
             library = ctypes.CDLL(path)

@@ -839,7 +839,8 @@ def _one_hots(graph: Graph, nodes: list[Node], space, externals) -> dict[int, in
     members, eq(labels, the loop index) with `labels` an integer operand of
     one column, as {member: labels}; None if some member or operand needs
     the row or column index otherwise (a row or column broadcast, a max, a
-    sum over the rows, a check that raises)."""
+    sum over the rows, a check that raises). Labels read otherwise too are
+    such a row broadcast (or, in one row, a single value, read as one)."""
     one_hot, member_ids = {}, {n.id for n in nodes}
     for n in nodes:
         kind = OPS[n.op].kind
@@ -863,9 +864,6 @@ def _one_hots(graph: Graph, nodes: list[Node], space, externals) -> dict[int, in
             if not (i in member_ids or is_scalar_const(operand)
                     or operand.shape == space or all(d == 1 for d in operand.shape)):
                 return None
-    if any(i in one_hot.values() and any(i in n.inputs for n in nodes if n.id not in one_hot)
-           for i in externals):
-        return None                 # labels read as numbers too
     return one_hot
 
 
@@ -896,6 +894,7 @@ def _flat_rows(graph: Graph, nodes: list[Node], space, stored, one_hot: dict[int
         needs.append(ScratchNeed(f"w{k}", count, "np.bool_"))
         lines.append(f"hot{m} = w{k}")
     summed = {}         # column-summed value -> where the block holds it
+    to_scratch = []     # summed members that are not stored: kept in scratch `cs<id>`
     for n in sinks:
         x = n.inputs[0]
         o = out[n.id]
@@ -908,6 +907,7 @@ def _flat_rows(graph: Graph, nodes: list[Node], space, stored, one_hot: dict[int
         elif x in member_ids and x not in summed:
             needs.append(ScratchNeed(f"w{len(needs)}", count, np_dtype(n.dtype)))
             summed[x] = f"cs{x}"
+            to_scratch.append(x)
             lines.append(f"cs{x} = {needs[-1].param}")
         elif x not in member_ids:
             summed[x] = f"{arg[x]}_blk"
@@ -934,7 +934,7 @@ def _flat_rows(graph: Graph, nodes: list[Node], space, stored, one_hot: dict[int
             expr = _scalar_expr(graph, n, [flat_read(i) for i in n.inputs])
             block.append(f"    t{n.id} = {expr}")
     block += [f"    {out[i]}_blk[f] = t{i}" for i in stored]
-    block += [f"    {summed[x]}[f] = t{x}" for x, where in summed.items() if where.startswith("cs")]
+    block += [f"    cs{x}[f] = t{x}" for x in to_scratch]
     if sinks:
         block += ["for ii in range(nb):", "    for j in range(n1):"]
         block += [f"        rbf{n.id}[j] += {summed[n.inputs[0]]}[ii * n1 + j]" for n in sinks]
