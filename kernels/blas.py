@@ -28,6 +28,11 @@ from graphc.kernels import blas_library, dispatch, small_gemm, transpose
 BLAS = blas_library.bind()     # which library: before any caller is compiled or loaded
 _sgemm = types.ExternalFunction(blas_library.SGEMM, blas_library.CBLAS_SIGNATURE(types.float32))
 _dgemm = types.ExternalFunction(blas_library.DGEMM, blas_library.CBLAS_SIGNATURE(types.float64))
+_sgemm_large = types.ExternalFunction(blas_library.SGEMM_LARGE,
+                                      blas_library.CBLAS_SIGNATURE(types.float32))
+_dgemm_large = types.ExternalFunction(blas_library.DGEMM_LARGE,
+                                      blas_library.CBLAS_SIGNATURE(types.float64))
+_LARGE_GEMM_MIN = blas_library.LARGE_GEMM_MIN
 _ROW_MAJOR, _NO_TRANS, _TRANS = (blas_library.ROW_MAJOR, blas_library.NO_TRANS,
                                  blas_library.TRANS)
 
@@ -275,9 +280,18 @@ def blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
     ta = _TRANS if transpose_a else _NO_TRANS
     tb = _TRANS if transpose_b else _NO_TRANS
     lda, ldb, ldc = max(a.shape[1], 1), max(b.shape[1], 1), max(n, 1)
+    large = m * n * k >= _LARGE_GEMM_MIN     # MKL's with GRAPHC_BLAS=mkl
     if c.itemsize == 4:
-        _sgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float32(alpha), a.ctypes.data, lda,
-               b.ctypes.data, ldb, np.float32(beta), c.ctypes.data, ldc)
+        alpha32, beta32 = np.float32(alpha), np.float32(beta)
+        if large:
+            _sgemm_large(_ROW_MAJOR, ta, tb, m, n, k, alpha32, a.ctypes.data, lda,
+                         b.ctypes.data, ldb, beta32, c.ctypes.data, ldc)
+        else:
+            _sgemm(_ROW_MAJOR, ta, tb, m, n, k, alpha32, a.ctypes.data, lda,
+                   b.ctypes.data, ldb, beta32, c.ctypes.data, ldc)
+    elif large:
+        _dgemm_large(_ROW_MAJOR, ta, tb, m, n, k, np.float64(alpha), a.ctypes.data, lda,
+                     b.ctypes.data, ldb, np.float64(beta), c.ctypes.data, ldc)
     else:
         _dgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float64(alpha), a.ctypes.data, lda,
                b.ctypes.data, ldb, np.float64(beta), c.ctypes.data, ldc)

@@ -22,10 +22,14 @@ at this process's library with llvmlite's add_symbol. It takes:
 - `scipy`, or when NumPy's cannot be found (a NumPy built against another
   BLAS, or a platform whose loader does not search that way): two Numba
   cfuncs with those signatures that call Numba's own GEMM, SciPy's
-  cython_blas.
-The environment variable GRAPHC_BLAS chooses (`numpy` or `scipy`).
-For an OpenBLAS, bind() also runs one small product of each float type
-through the functions it bound (fault_in_buffer): it maps the pages of
+  cython_blas;
+- `mkl`: NumPy's, but for products of LARGE_GEMM_MIN
+  multiply-adds or more, which call Intel's MKL (`pip install mkl`) through
+  SGEMM_LARGE and DGEMM_LARGE (see kernels/mkl_library.py). Without a usable
+  MKL: a warning saying why, and NumPy's for all.
+The environment variable GRAPHC_BLAS chooses (`numpy`, `scipy` or `mkl`).
+For an OpenBLAS or MKL, bind() also runs one small product of each float
+type through the functions it bound (fault_in_buffer): it maps the pages of
 OpenBLAS's work buffer, which a new process's products otherwise prefetch
 in vain (up to 3.4x the time of a float32 product on this project's VM),
 and checks that the addresses compute a product.
@@ -37,15 +41,27 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import warnings
 
 import llvmlite.binding as llvm
 from numba import cfunc, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from graphc.kernels import mkl_library
+
 SGEMM, DGEMM = "graphc_cblas_sgemm", "graphc_cblas_dgemm"
+# the same for products of at least LARGE_GEMM_MIN multiply-adds: MKL's with
+# GRAPHC_BLAS=mkl, else the same functions as SGEMM and DGEMM
+SGEMM_LARGE, DGEMM_LARGE = "graphc_cblas_sgemm_large", "graphc_cblas_dgemm_large"
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112      # CBLAS's enum values
-CHOICES = ("numpy", "scipy")
+CHOICES = ("numpy", "scipy", "mkl")
+
+# Products of at least this many multiply-adds go to MKL under GRAPHC_BLAS=mkl.
+# One thread, MKL 2026.2 / OpenBLAS 0.3.31 (SkylakeX kernels), Intel Xeon:
+# W2's and W3's products (8.4M to 822M) 0.73-0.96; W4's 32x64x64 (131,072)
+# 0.64-1.21 by transpose flags; W1's 64x64x10 0.93-1.80.
+LARGE_GEMM_MIN = 1 << 20
 
 # Exported names of NumPy's CBLAS GEMMs with 64-bit integers: NumPy's wheels
 # from 2.0 (scipy-openblas64), then OpenBLAS built with the 64_ suffix (NumPy
@@ -169,7 +185,14 @@ def bind() -> str:
         else:
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(_copy_transposed_b))
         _load_cython_blas()     # Numba imports it at start-up whichever is used
-        found = numpy_gemms() if choice() == "numpy" else None
+        chosen, mkl = choice(), None
+        if chosen == "mkl":
+            mkl = mkl_library.gemms()
+            if isinstance(mkl, str):
+                warnings.warn(f"GRAPHC_BLAS=mkl: {mkl}; graphc's GEMMs use NumPy's BLAS",
+                              RuntimeWarning, stacklevel=2)
+                mkl = None
+        found = numpy_gemms() if chosen != "scipy" else None
         if found is None:
             s, d = scipy_gemms()
             library = _library_of(sys.modules.get(_CYTHON_BLAS))
@@ -182,8 +205,15 @@ def bind() -> str:
         if core:
             bound += f", OpenBLAS core {core}"
             fault_in_buffer(s, d)       # before anything is bound: a failed check binds nothing
+        large = (s, d)
+        if mkl is not None:
+            large = mkl[:2]
+            fault_in_buffer(*large)
+            bound += f"; from {LARGE_GEMM_MIN:,} multiply-adds {mkl[2]}"
         llvm.add_symbol(SGEMM, s)
         llvm.add_symbol(DGEMM, d)
+        llvm.add_symbol(SGEMM_LARGE, large[0])
+        llvm.add_symbol(DGEMM_LARGE, large[1])
         if not shared:
             _copy_transposed_b.value = bool(core) and core.lower() in _DIRECT_SGEMM_CORES
             llvm.add_symbol(COPY_TRANSPOSED_B, ctypes.addressof(_copy_transposed_b))

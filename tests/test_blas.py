@@ -376,9 +376,127 @@ def test_the_warm_up_product_checks_the_gemms_it_runs():
 
 
 def test_an_unknown_blas_choice_is_named(monkeypatch):
-    monkeypatch.setenv("GRAPHC_BLAS", "mkl")
-    with pytest.raises(ValueError, match=r"GRAPHC_BLAS='mkl': expected one of numpy, scipy"):
+    monkeypatch.setenv("GRAPHC_BLAS", "accelerate")
+    with pytest.raises(ValueError,
+                       match=r"GRAPHC_BLAS='accelerate': expected one of numpy, scipy, mkl"):
         blas_library.choice()
+
+
+# In a new process: MKL's GEMMs replaced by a stand-in (NumPy's own, which
+# records each call's dtype and size), bound as bind() binds MKL's; then
+# products either side of LARGE_GEMM_MIN through blas.gemm
+_LARGE_PRODUCTS_SCRIPT = """if True:
+    import ctypes, numpy as np
+    from graphc.kernels import blas_library, mkl_library
+    calls = []
+    real = blas_library.numpy_gemms()
+    made = []
+    for address, c_real, name in ((real[0], ctypes.c_float, "float32"),
+                                  (real[1], ctypes.c_double, "float64")):
+        proto = blas_library.cblas_ctypes(c_real)
+        inner = proto(address)
+        def recorded(*args, inner=inner, name=name):
+            calls.append(f"{name}:{args[3] * args[4] * args[5]}")
+            inner(*args)
+        made.append(proto(recorded))
+    mkl_library.gemms = lambda: (ctypes.cast(made[0], ctypes.c_void_p).value,
+                                 ctypes.cast(made[1], ctypes.c_void_p).value, "MKL stand-in")
+    from graphc.kernels import blas
+    assert blas.BLAS.endswith("multiply-adds MKL stand-in"), blas.BLAS
+    calls.clear()                       # bind()'s own check products
+    rng = np.random.default_rng(0)
+    for dtype in (np.float32, np.float64):
+        for m, k, n in SHAPES:
+            for ta in (False, True):
+                a = rng.normal(size=(k, m) if ta else (m, k)).astype(dtype)
+                b = rng.normal(size=(k, n)).astype(dtype)
+                c = rng.normal(size=(m, n)).astype(dtype)
+                expected = -0.3 * ((a.T if ta else a) @ b) + 2 * c
+                blas.gemm(a, b, c, ta, False, -0.3, 2.0)
+                np.testing.assert_allclose(c, expected, rtol=1e-4, atol=1e-4)
+    print(*sorted(set(calls)))
+"""
+
+
+def test_large_products_go_to_mkl_when_asked():
+    """GRAPHC_BLAS=mkl: products of LARGE_GEMM_MIN multiply-adds or more, of
+    either float type, call MKL's GEMMs (here a stand-in: CI has no MKL), the
+    others NumPy's."""
+    if blas_library.numpy_gemms() is None:
+        pytest.skip("NumPy's CBLAS GEMMs are not found here")
+    shapes = ((7, 5, 3), (64, 64, 64), (128, 128, 64), (300, 200, 100))
+    large = [m * k * n for m, k, n in shapes if m * k * n >= blas_library.LARGE_GEMM_MIN]
+    assert large == [128 * 128 * 64, 300 * 200 * 100]   # the first at the threshold exactly
+    script = _LARGE_PRODUCTS_SCRIPT.replace("SHAPES", repr(shapes))
+    assert _run_python(script, GRAPHC_BLAS="mkl") == sorted(
+        f"{dtype}:{size}" for dtype in ("float32", "float64") for size in large)
+
+
+def test_without_a_usable_mkl_a_warning_says_why_and_numpys_blas_runs():
+    """In a new process with GRAPHC_BLAS=mkl: MKL's GEMMs where it is usable
+    here, else a warning with the reason and right products on NumPy's BLAS."""
+    script = """if True:
+        import warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            from graphc.kernels import blas, mkl_library
+        import numpy as np, graphc as gc
+        x = np.random.default_rng(0).normal(size=(256, 256)).astype(np.float32)
+        np.testing.assert_allclose(gc.jit(lambda a: a @ a.T)(x), x @ x.T, rtol=1e-4, atol=1e-3)
+        usable = not isinstance(mkl_library.gemms(), str)
+        warned = [str(w.message) for w in caught if "GRAPHC_BLAS=mkl" in str(w.message)]
+        print(usable, "Intel MKL" in blas.BLAS, len(warned))
+        if warned:
+            print(warned[0].endswith("graphc's GEMMs use NumPy's BLAS"))
+    """
+    usable, bound, *warned = _run_python(script, GRAPHC_BLAS="mkl")
+    assert (bound, warned) == (("True", ["0"]) if usable == "True" else ("False", ["1", "True"]))
+
+
+def test_mkl_is_used_only_with_a_threading_layer_that_loads(tmp_path, monkeypatch):
+    """MKL ends the process when its threading layer cannot load, and GNU
+    OpenMP's threads hang a forked child: those are refused with a reason."""
+    from graphc.kernels import mkl_library
+    problem = mkl_library._layer_problem
+    assert "GNU OpenMP's hang a forked child" in problem(str(tmp_path), "GNU")
+    assert "MKL_THREADING_LAYER=TBB" in problem(str(tmp_path), "TBB")
+    assert "(libmkl_sequential) is not in" in problem(str(tmp_path), "SEQUENTIAL")
+    (tmp_path / "libmkl_sequential.so.3").write_bytes(b"")
+    assert problem(str(tmp_path), "SEQUENTIAL") is None
+    (tmp_path / "libmkl_intel_thread.so.3").write_bytes(b"")
+    (tmp_path / "libiomp5.so").write_bytes(b"not a shared object")
+    monkeypatch.setattr(mkl_library, "_loads", lambda path: path.startswith(str(tmp_path)))
+    assert problem(str(tmp_path), "INTEL") is None
+    monkeypatch.setattr(mkl_library, "_loads", lambda path: False)
+    assert "needs libiomp5 (pip install intel-openmp)" in problem(str(tmp_path), "INTEL")
+    monkeypatch.setenv("MKL_THREADING_LAYER", " sequential ")
+    assert mkl_library.threading_layer() == "SEQUENTIAL"
+    monkeypatch.delenv("MKL_THREADING_LAYER")
+    assert mkl_library.threading_layer() == "INTEL"
+
+
+@pytest.mark.skipif(sys.platform == "win32" or not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_after_mkl_products_runs_its_own():
+    """With MKL (where installed): a large product in the parent, then one in
+    a forked child, on MKL's threads; the child must finish (GNU OpenMP's
+    threads hang there, which is why graphc refuses that layer)."""
+    from graphc.kernels import mkl_library
+    if isinstance(mkl_library.gemms(), str):
+        pytest.skip("no usable Intel MKL here")
+    script = """if True:
+        import os, numpy as np, graphc as gc
+        from graphc.kernels import blas
+        assert "Intel MKL" in blas.BLAS, blas.BLAS
+        square = gc.jit(lambda a: a @ a)
+        x = np.random.default_rng(0).normal(size=(400, 400))
+        np.testing.assert_allclose(square(x), x @ x, rtol=1e-10, atol=1e-10)
+        pid = os.fork()
+        if pid == 0:
+            ok = np.allclose(square(2 * x), 4 * (x @ x), rtol=1e-10, atol=1e-10)
+            os._exit(0 if ok else 3)
+        print(os.waitpid(pid, 0)[1])
+    """
+    assert _run_python(script, GRAPHC_BLAS="mkl", MKL_NUM_THREADS="2") == ["0"]
 
 
 @pytest.mark.skipif(not blas._AVX2_FMA, reason="the edit below is in small_gemm's path (AVX2 and FMA)")
