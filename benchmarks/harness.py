@@ -236,15 +236,22 @@ def check(loss, new, ref_loss, ref_new, old, dtype) -> dict:
     rtol, eps = RTOL[dtype], np.finfo(dtype).eps
     worst, ok = {}, abs(loss - ref_loss) <= rtol * max(abs(ref_loss), 1e-30)
     worst["loss"] = abs(loss - ref_loss) / max(abs(ref_loss), 1e-30)
+    off = {"loss": (int(not ok), 1)}        # (elements past the tolerance, elements)
     for k, p0 in old.items():
         p0 = p0.astype(np.float64)
         du, dref = new[k] - p0, ref_new[k] - p0
         allowed = rtol * np.max(np.abs(dref)) + 2 * eps * np.max(np.abs(p0)) + 1e-300
-        err = float(np.max(np.abs(du - dref)))
+        errors = np.abs(du - dref)
+        err = float(np.max(errors))
         worst[k] = err / allowed * rtol           # in units of relative error
+        off[k] = (int(np.count_nonzero(errors > allowed)), errors.size)
         ok = ok and err <= allowed
+    name = max(worst, key=worst.get)
+    # how many elements differ tells a wrong gradient (most of them) from a
+    # rounding that took the other side of a kink: a ReLU whose input is
+    # within float32's rounding of zero flips a unit's row or column
     return {"ok": bool(ok), "loss": float(loss), "ref_loss": float(ref_loss),
-            "worst": max(worst, key=worst.get), "worst_rel": float(max(worst.values()))}
+            "worst": name, "worst_rel": float(worst[name]), "worst_off": off[name]}
 
 
 # ---------------------------------------------------------------------------
@@ -350,7 +357,8 @@ def bench_one(workload, dtype, impls, cfg, cold_cache=None, log=print) -> dict:
         if not r["check"]["ok"]:
             c = r["check"]
             log(f"\n!!!!! MISMATCH: {impl} on {workload.name} {dtype} differs from the NumPy step: "
-                f"worst {c['worst']} relative error {c['worst_rel']:.3g} (rtol {RTOL[dtype]:g}); "
+                f"worst {c['worst']} relative error {c['worst_rel']:.3g} (rtol {RTOL[dtype]:g}) "
+                f"in {c['worst_off'][0]:,} of its {c['worst_off'][1]:,} elements; "
                 f"loss {c['loss']!r} vs {c['ref_loss']!r}\n")
         if impl == "graphc":
             r["first_call_s"] = first

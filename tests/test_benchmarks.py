@@ -94,6 +94,7 @@ def test_check_flags_a_wrong_update():
     bad["W1"][0, 0] += 1e-3 * np.abs(ref["W1"] - params["W1"]).max()     # 0.1% off in one entry
     result = harness.check(ref_loss, bad, ref_loss, ref, params, "float32")
     assert not result["ok"] and result["worst"] == "W1"
+    assert result["worst_off"] == (1, ref["W1"].size)
     assert not harness.check(ref_loss * (1 + 1e-3), ref, ref_loss, ref, params, "float32")["ok"]
 
 
