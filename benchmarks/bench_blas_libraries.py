@@ -10,22 +10,19 @@ a native loop of row-major CBLAS GEMMs through each library, called the same
 way (a ctypes function pointer from Numba code): NumPy's, and the cfunc
 over SciPy's cython_blas that graphc falls back to (GRAPHC_BLAS=scipy),
 and MKL's CBLAS with 64-bit integers (cblas_sgemm_64, from `pip install
-mkl`; graphc does not use it). The loops alternate over --reps rounds; the
-medians are reported, with the others' times as multiples of NumPy's.
+mkl`; graphc's large products with GRAPHC_BLAS=mkl). The loops alternate
+over --reps rounds; the medians are reported, with the others' times as
+multiples of NumPy's.
 
 On 2026-12-06 (an Intel Xeon with AVX-512, one thread, MKL 2026.2), MKL /
 NumPy's OpenBLAS: W2's and W3's products 0.73-0.95 (float32) and 0.74-0.92
 (float64); W4's 32x64 @ 64x64 products 0.65-1.15 by their transpose flags;
-W1's 64x64 @ 64x10 0.93 and its (64x64).T @ 64x10 1.6-1.8. Sending graphc's
-large products to MKL (GRAPHC_BLAS=mkl) was tried and reverted: it set
-MKL's process-wide interface and threading layers, which broke other MKL
-users in the process, and MKL's OpenMP threads hung a forked child.
+W1's 64x64 @ 64x10 0.93 and its (64x64).T @ 64x10 1.6-1.8: hence
+blas_library.LARGE_GEMM_MIN, the size from which GRAPHC_BLAS=mkl calls MKL.
 """
 import argparse
 import ctypes
-import glob
 import os
-import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")     # before NumPy loads its BLAS
 
@@ -33,7 +30,7 @@ import numpy as np  # noqa: E402
 from numba import njit, types  # noqa: E402
 
 from graphc.benchmarks.harness import interleaved_medians_us  # noqa: E402
-from graphc.kernels import blas_library  # noqa: E402
+from graphc.kernels import blas_library, mkl_library  # noqa: E402
 
 # (m, k, n, form) of c[m, n] = op(a) @ op(b) with k the inner size; `form`
 # says which operand is read transposed ("a.T @ b": a is stored k x m), as
@@ -65,22 +62,6 @@ def _loop(address, real):
     return run
 
 
-def _mkl_gemms():
-    """(sgemm, dgemm) addresses of MKL's CBLAS GEMMs with 64-bit integers (the
-    _64 names), or None. On one thread: MKL's sequential layer (this
-    process's own setting), which needs no OpenMP runtime."""
-    for path in sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")), reverse=True):
-        try:
-            library = ctypes.CDLL(path)
-            gemms = tuple(ctypes.cast(f, ctypes.c_void_p).value
-                          for f in (library.cblas_sgemm_64, library.cblas_dgemm_64))
-            library.MKL_Set_Threading_Layer(1)      # MKL_THREADING_SEQUENTIAL
-            return gemms
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reps", type=int, default=15, help="alternating rounds per shape")
@@ -92,11 +73,11 @@ def main():
     numpy_s, numpy_d, name = found
     scipy_s, scipy_d = blas_library.scipy_gemms()
     libraries = {"NumPy": (numpy_s, numpy_d), "SciPy": (scipy_s, scipy_d)}
-    mkl = _mkl_gemms()
-    if mkl is not None:
-        libraries["MKL"] = mkl
+    mkl = mkl_library.gemms()       # what GRAPHC_BLAS=mkl binds, or why it cannot
+    if not isinstance(mkl, str):
+        libraries["MKL"] = mkl[:2]
     print(f"NumPy's: {name}; SciPy's: scipy.linalg.cython_blas through Numba; MKL: "
-          + ("cblas_?gemm_64" if mkl else "not installed"))
+          + (mkl if isinstance(mkl, str) else f"{mkl[2]}, cblas_?gemm_64"))
     others = list(libraries)[1:]
     print(f"{'dtype':8} {'product':>22} " + " ".join(f"{lib + ' us':>10}" for lib in libraries)
           + "".join(f" {lib + '/NumPy':>12}" for lib in others))
