@@ -313,17 +313,21 @@ def test_a_second_copy_of_blas_library_shares_the_copy_flag():
 
 def test_bind_runs_the_warm_up_product_exactly_for_openblas(monkeypatch):
     """bind() maps OpenBLAS's buffer (fault_in_buffer) through the GEMMs it
-    binds; other libraries have no such buffer. Re-bound here with the warm-up
-    recorded: the symbols get the same addresses again."""
+    binds, and checks MKL's the same way when it binds those for large
+    products; other libraries have no such buffer. Re-bound here with the
+    warm-up recorded: the symbols get the same addresses again."""
     import llvmlite.binding as llvm
     monkeypatch.setattr(blas_library, "_bound", None)
     monkeypatch.setattr(blas_library, "_copy_transposed_b", blas_library._copy_transposed_b)
     warmed = []
     monkeypatch.setattr(blas_library, "fault_in_buffer", lambda s, d: warmed.append((s, d)))
     assert blas_library.bind() == blas.BLAS
-    bound = tuple(llvm.address_of_symbol(name) for name in (blas_library.SGEMM,
-                                                            blas_library.DGEMM))
-    assert warmed == ([bound] if "OpenBLAS" in blas.BLAS else [])
+    bound, large = (tuple(llvm.address_of_symbol(name) for name in names) for names in
+                    ((blas_library.SGEMM, blas_library.DGEMM),
+                     (blas_library.SGEMM_LARGE, blas_library.DGEMM_LARGE)))
+    assert warmed == ([bound] if "OpenBLAS" in blas.BLAS else []) + (
+        [large] if "Intel MKL" in blas.BLAS else [])
+    assert (large != bound) == ("Intel MKL" in blas.BLAS)
 
 
 def test_a_blas_that_fails_the_check_is_never_bound(monkeypatch):
