@@ -207,9 +207,14 @@ def bind() -> str:
             fault_in_buffer(s, d)       # before anything is bound: a failed check binds nothing
         large = (s, d)
         if mkl is not None:
-            large = mkl[:2]
-            fault_in_buffer(*large)
-            bound += f"; from {LARGE_GEMM_MIN:,} multiply-adds {mkl[2]}"
+            try:
+                fault_in_buffer(*mkl[:2])
+            except RuntimeError as e:
+                warnings.warn(f"GRAPHC_BLAS=mkl: {e}; graphc's GEMMs use NumPy's BLAS",
+                              RuntimeWarning, stacklevel=2)
+            else:
+                large = mkl[:2]
+                bound += f"; from {LARGE_GEMM_MIN:,} multiply-adds {mkl[2]()}"
         llvm.add_symbol(SGEMM, s)
         llvm.add_symbol(DGEMM, d)
         llvm.add_symbol(SGEMM_LARGE, large[0])

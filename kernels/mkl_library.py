@@ -8,18 +8,26 @@ W3's products in 0.73-0.96 of the time of NumPy's OpenBLAS, but W1's
 products of blas_library.LARGE_GEMM_MIN multiply-adds or more.
 
 MKL's single dynamic library, libmkl_rt, keeps process-wide settings (its
-integer interface, its threading layer) that every other user of it in the
-process shares, so graphc sets none of them:
-- it calls `cblas_sgemm_64` and `cblas_dgemm_64`, the names MKL exports with
-  64-bit integers whatever the interface setting (MKL 2023 and later);
-- it uses the threading layer MKL itself will load (MKL_THREADING_LAYER, else
-  Intel's OpenMP), and only INTEL or SEQUENTIAL: GNU OpenMP's threads hang a
-  child forked after a product in its parent (measured with MKL 2026.2), and
-  MKL ends the whole process when its layer cannot load (its library or
-  libiomp5 missing), so those are looked for here first, where a missing
-  one means a warning and OpenBLAS.
+integer interface, its threading layer), fixed at its first call for every
+user of it in the process. graphc sets none of them, and its check product
+at import is that first call unless another library made one before: set
+MKL_INTERFACE_LAYER or MKL_THREADING_LAYER before importing graphc, not
+through MKL's functions after.
+- graphc calls `cblas_sgemm_64` and `cblas_dgemm_64`, the names MKL exports
+  with 64-bit integers whatever the interface setting (MKL 2023 and later).
+- The threading layer is MKL's own choice: GNU OpenMP's when libgomp is
+  already loaded (Numba's `omp` threads, PyTorch; MKL 2026.2 picks it then
+  whatever MKL_THREADING_LAYER says), else MKL_THREADING_LAYER, else Intel's
+  OpenMP. GNU OpenMP's threads hang a child forked after a product in its
+  parent (measured), so where MKL runs on them a forked child sets MKL to one
+  thread (os.register_at_fork): without that, any MKL product there hangs.
+- MKL ends the whole process when a library it needs cannot load, so the
+  layer's library, MKL's core and its default kernels (of libmkl_rt's
+  version) and the layer's OpenMP runtime are looked for first: a missing
+  one means a warning and OpenBLAS. (Not covered: a second copy of libiomp5
+  already running in the process, which MKL's own OpenMP refuses.)
 The thread count is MKL's own: MKL_NUM_THREADS, else OMP_NUM_THREADS, else
-the physical cores, as NumPy's OpenBLAS counts its own.
+MKL's default (the physical cores).
 """
 
 import ctypes
@@ -30,9 +38,11 @@ import re
 import sys
 
 # The threading layers graphc runs MKL with: the library MKL loads for each
-# from its own folder, and what that one needs loaded (MKL finds libiomp5
+# from its own folder, and the OpenMP runtime that one needs (MKL loads it
 # itself, and without it ends the process at its first threaded call)
-LAYERS = {"INTEL": ("libmkl_intel_thread", "libiomp5"), "SEQUENTIAL": ("libmkl_sequential", None)}
+LAYERS = {"INTEL": ("libmkl_intel_thread", "libiomp5"), "GNU": ("libmkl_gnu_thread", "libgomp"),
+          "SEQUENTIAL": ("libmkl_sequential", None)}
+_RUNTIME_NAMES = {"libiomp5": ("libiomp5.so", "libiomp5.dylib"), "libgomp": ("libgomp.so.1",)}
 
 
 def _library_paths() -> list[str]:
@@ -45,22 +55,44 @@ def _library_paths() -> list[str]:
     return paths + ([found] if found else [])
 
 
-def threading_layer() -> str:
-    """The threading layer MKL will load: MKL_THREADING_LAYER, else INTEL."""
+def _mapped(name: str) -> list[str]:
+    """Paths of the files this process has mapped whose name starts with
+    `name` (Linux's /proc/self/maps; none elsewhere)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = [fields[5].strip() for fields in map(lambda line: line.split(None, 5), maps)
+                     if len(fields) == 6]
+    except OSError:
+        return []
+    return list(dict.fromkeys(p for p in paths if os.path.basename(p).startswith(name)))
+
+
+def expected_layer() -> str:
+    """The threading layer MKL will load at its first call (see above)."""
+    if _mapped("libgomp"):
+        return "GNU"
     return os.environ.get("MKL_THREADING_LAYER", "").strip().upper() or "INTEL"
 
 
-def _layer_problem(folder: str, layer: str) -> str | None:
-    """Why MKL in `folder` cannot run with threading `layer`, or None."""
+def loaded_layer() -> str | None:
+    """The threading layer MKL has loaded, where the process's maps tell."""
+    return next((layer for layer, (library, _) in LAYERS.items() if _mapped(library)), None)
+
+
+def _layer_problem(folder: str, suffix: str, layer: str) -> str | None:
+    """Why MKL in `folder`, its libraries named with `suffix` (".so.3"),
+    cannot run with threading `layer`, or None."""
     if layer not in LAYERS:
-        return (f"MKL_THREADING_LAYER={layer} (graphc runs MKL with "
-                f"{' or '.join(LAYERS)} threads only: GNU OpenMP's hang a forked child)")
+        return f"MKL_THREADING_LAYER={layer} (graphc runs MKL with {', '.join(LAYERS)} threads)"
     library, runtime = LAYERS[layer]
-    if not _files(folder, library):
-        return f"MKL's {layer} threading layer ({library}) is not in {folder}"
-    if runtime is not None and not any(map(_loads, _files(folder, runtime)
-                                           + [runtime + ".so", runtime + ".dylib"])):
-        return f"MKL's {layer} threading layer needs {runtime} (pip install intel-openmp)"
+    for needed in (library, "libmkl_core", "libmkl_def"):
+        if not os.path.exists(os.path.join(folder, needed + suffix)):
+            return (f"{needed}{suffix} is missing from {folder}, where MKL would look for it "
+                    f"(and end the process)")
+    if runtime is not None and not _mapped(runtime) and not any(
+            map(_loads, _files(folder, runtime) + list(_RUNTIME_NAMES[runtime]))):
+        return (f"MKL's {layer} threading layer needs {runtime}"
+                + (" (pip install intel-openmp)" if runtime == "libiomp5" else ""))
     return None
 
 
@@ -78,28 +110,43 @@ def _loads(path: str) -> bool:
         return False
 
 
-def gemms() -> tuple[int, int, str] | str:
-    """(sgemm address, dgemm address, description) of MKL's CBLAS GEMMs with
-    64-bit integers, or why they cannot be used (a sentence for a warning)."""
+def gemms():
+    """(sgemm address, dgemm address, settle) for MKL's CBLAS GEMMs with
+    64-bit integers, or why they cannot be used (a sentence for a warning).
+    settle() is called once a product has run through them (MKL's first
+    call fixes its threading layer): it guards forked children where MKL
+    runs on GNU OpenMP, and returns what runs, for reports."""
     paths = _library_paths()
     if not paths:
         return "Intel MKL is not installed (pip install mkl)"
-    path = paths[0]
-    layer = threading_layer()
-    why_not = _layer_problem(os.path.dirname(os.path.realpath(path)), layer)
-    if why_not:
-        return why_not
     try:
-        library = ctypes.CDLL(path)
-        sgemm, dgemm = library.cblas_sgemm_64, library.cblas_dgemm_64
+        library = ctypes.CDLL(paths[0])
     except OSError as e:
         return f"Intel MKL does not load ({e})"
+    # the file itself, also where the loader found a bare name
+    path = os.path.realpath(paths[0]) if os.path.isabs(paths[0]) else (
+        _mapped("libmkl_rt") or [paths[0]])[0]
+    folder, name = os.path.split(path)
+    layer = expected_layer()
+    problem = _layer_problem(folder, name[len("libmkl_rt"):], layer)
+    if problem:
+        return problem
+    try:
+        sgemm, dgemm = library.cblas_sgemm_64, library.cblas_dgemm_64
     except AttributeError:
         return f"{path} has no cblas_sgemm_64 (MKL 2023 or later has)"
+    address = lambda f: ctypes.cast(f, ctypes.c_void_p).value     # noqa: E731
+    return address(sgemm), address(dgemm), lambda: _settle(library, layer)
+
+
+def _settle(library, expected: str) -> str:
+    layer = loaded_layer() or expected
+    guard = ""
+    if layer == "GNU":
+        os.register_at_fork(after_in_child=lambda: library.MKL_Set_Num_Threads(1))
+        guard = ", one in a forked child"
     version = ctypes.create_string_buffer(256)
     library.MKL_Get_Version_String(version, len(version))
     text = version.value.decode(errors="replace")
     number = re.search(r"Version ([0-9.]+)", text)
-    address = lambda f: ctypes.cast(f, ctypes.c_void_p).value     # noqa: E731
-    return (address(sgemm), address(dgemm),
-            f"Intel MKL {number[1] if number else text[:40]} ({layer} threads)")
+    return f"Intel MKL {number[1] if number else text[:40]} ({layer} threads{guard})"

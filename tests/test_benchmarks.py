@@ -95,6 +95,9 @@ def test_check_flags_a_wrong_update():
     result = harness.check(ref_loss, bad, ref_loss, ref, params, "float32")
     assert not result["ok"] and result["worst"] == "W1"
     assert result["worst_off"] == (1, ref["W1"].size)
+    bad["W1"][1, :] = np.nan                                           # NaN is past any tolerance
+    assert harness.check(ref_loss, bad, ref_loss, ref, params, "float32")["worst_off"] == (
+        1 + bad["W1"].shape[1], ref["W1"].size)
     assert not harness.check(ref_loss * (1 + 1e-3), ref, ref_loss, ref, params, "float32")["ok"]
 
 

@@ -404,7 +404,8 @@ _LARGE_PRODUCTS_SCRIPT = """if True:
             inner(*args)
         made.append(proto(recorded))
     mkl_library.gemms = lambda: (ctypes.cast(made[0], ctypes.c_void_p).value,
-                                 ctypes.cast(made[1], ctypes.c_void_p).value, "MKL stand-in")
+                                 ctypes.cast(made[1], ctypes.c_void_p).value,
+                                 lambda: "MKL stand-in")
     from graphc.kernels import blas
     assert blas.BLAS.endswith("multiply-adds MKL stand-in"), blas.BLAS
     calls.clear()                       # bind()'s own check products
@@ -457,50 +458,89 @@ def test_without_a_usable_mkl_a_warning_says_why_and_numpys_blas_runs():
     assert (bound, warned) == (("True", ["0"]) if usable == "True" else ("False", ["1", "True"]))
 
 
-def test_mkl_is_used_only_with_a_threading_layer_that_loads(tmp_path, monkeypatch):
-    """MKL ends the process when its threading layer cannot load, and GNU
-    OpenMP's threads hang a forked child: those are refused with a reason."""
+def test_mkl_is_used_only_where_what_it_will_load_is_there(tmp_path, monkeypatch):
+    """MKL ends the process when a library it loads is missing: the threading
+    layer's, MKL's core and default kernels of libmkl_rt's version, and the
+    layer's OpenMP runtime are looked for first, each missing one named."""
     from graphc.kernels import mkl_library
-    problem = mkl_library._layer_problem
-    assert "GNU OpenMP's hang a forked child" in problem(str(tmp_path), "GNU")
-    assert "MKL_THREADING_LAYER=TBB" in problem(str(tmp_path), "TBB")
-    assert "(libmkl_sequential) is not in" in problem(str(tmp_path), "SEQUENTIAL")
-    (tmp_path / "libmkl_sequential.so.3").write_bytes(b"")
-    assert problem(str(tmp_path), "SEQUENTIAL") is None
-    (tmp_path / "libmkl_intel_thread.so.3").write_bytes(b"")
-    (tmp_path / "libiomp5.so").write_bytes(b"not a shared object")
+
+    def problem(layer):
+        return mkl_library._layer_problem(str(tmp_path), ".so.3", layer)
+
+    def add(*names):
+        for name in names:
+            (tmp_path / name).write_bytes(b"")
+
+    assert problem("TBB") == "MKL_THREADING_LAYER=TBB (graphc runs MKL with INTEL, GNU, " \
+                             "SEQUENTIAL threads)"
+    assert problem("SEQUENTIAL").startswith("libmkl_sequential.so.3 is missing from ")
+    add("libmkl_sequential.so.3", "libmkl_core.so.2")       # a core of another version
+    assert problem("SEQUENTIAL").startswith("libmkl_core.so.3 is missing")
+    add("libmkl_core.so.3")
+    assert problem("SEQUENTIAL").startswith("libmkl_def.so.3 is missing")
+    add("libmkl_def.so.3")
+    assert problem("SEQUENTIAL") is None
+    add("libmkl_intel_thread.so.3", "libmkl_gnu_thread.so.3", "libiomp5.so")
+    monkeypatch.setattr(mkl_library, "_mapped", lambda name: [])
     monkeypatch.setattr(mkl_library, "_loads", lambda path: path.startswith(str(tmp_path)))
-    assert problem(str(tmp_path), "INTEL") is None
+    assert problem("INTEL") is None
     monkeypatch.setattr(mkl_library, "_loads", lambda path: False)
-    assert "needs libiomp5 (pip install intel-openmp)" in problem(str(tmp_path), "INTEL")
+    assert problem("INTEL") == "MKL's INTEL threading layer needs libiomp5 (pip install intel-openmp)"
+    assert problem("GNU") == "MKL's GNU threading layer needs libgomp"
+    # MKL picks GNU OpenMP's layer when libgomp is loaded, whatever the variable says
     monkeypatch.setenv("MKL_THREADING_LAYER", " sequential ")
-    assert mkl_library.threading_layer() == "SEQUENTIAL"
+    assert mkl_library.expected_layer() == "SEQUENTIAL"
     monkeypatch.delenv("MKL_THREADING_LAYER")
-    assert mkl_library.threading_layer() == "INTEL"
+    assert mkl_library.expected_layer() == "INTEL"
+    monkeypatch.setattr(mkl_library, "_mapped",
+                        lambda name: ["/usr/lib/libgomp.so.1"] if name == "libgomp" else [])
+    monkeypatch.setenv("MKL_THREADING_LAYER", "INTEL")
+    assert mkl_library.expected_layer() == "GNU" and problem("GNU") is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_the_libraries_mapped_are_found_by_name():
+    from graphc.kernels import mkl_library
+    found = mkl_library._mapped("_multiarray_umath")
+    assert found and all(os.path.basename(p).startswith("_multiarray_umath") for p in found)
+    assert mkl_library._mapped("no_such_library_here") == []
 
 
 @pytest.mark.skipif(sys.platform == "win32" or not hasattr(os, "fork"), reason="needs fork")
-def test_a_child_forked_after_mkl_products_runs_its_own():
-    """With MKL (where installed): a large product in the parent, then one in
-    a forked child, on MKL's threads; the child must finish (GNU OpenMP's
-    threads hang there, which is why graphc refuses that layer)."""
+@pytest.mark.parametrize("gomp_first", [False, True], ids=["own-layer", "libgomp-loaded-first"])
+def test_a_child_forked_after_mkl_products_runs_its_own(gomp_first):
+    """With MKL (where installed): training steps with large products in the
+    parent, then one in a forked child and in a thread of that child. MKL
+    runs on GNU OpenMP where libgomp was loaded before it (Numba's omp
+    threads, PyTorch): those threads hang a forked child unless it sets MKL
+    to one thread, which graphc does there."""
     from graphc.kernels import mkl_library
     if isinstance(mkl_library.gemms(), str):
         pytest.skip("no usable Intel MKL here")
     script = """if True:
-        import os, numpy as np, graphc as gc
+        import ctypes, os, threading, numpy as np
+        if GOMP_FIRST:
+            ctypes.CDLL("libgomp.so.1")
+        import graphc as gc
         from graphc.kernels import blas
         assert "Intel MKL" in blas.BLAS, blas.BLAS
-        square = gc.jit(lambda a: a @ a)
-        x = np.random.default_rng(0).normal(size=(400, 400))
-        np.testing.assert_allclose(square(x), x @ x, rtol=1e-10, atol=1e-10)
+        print("GNU threads, one in a forked child" in blas.BLAS)
+        rng = np.random.default_rng(0)
+        p = {"W": rng.normal(size=(300, 400)) * 0.05, "V": rng.normal(size=(400, 3)) * 0.05}
+        x, y = rng.normal(size=(500, 300)), rng.normal(size=(500, 3))
+        step = gc.compile_step(lambda p, x, y: np.mean((np.tanh(x @ p["W"]) @ p["V"] - y) ** 2),
+                               gc.optim.SGD(lr=0.1))
+        losses = [step(p, x, y) for _ in range(3)]
         pid = os.fork()
         if pid == 0:
-            ok = np.allclose(square(2 * x), 4 * (x @ x), rtol=1e-10, atol=1e-10)
-            os._exit(0 if ok else 3)
+            child = [step(p, x, y)]
+            worker = threading.Thread(target=lambda: child.append(step(p, x, y)))
+            worker.start()
+            worker.join()
+            os._exit(0 if len(child) == 2 and child[1] < child[0] < losses[-1] else 3)
         print(os.waitpid(pid, 0)[1])
-    """
-    assert _run_python(script, GRAPHC_BLAS="mkl", MKL_NUM_THREADS="2") == ["0"]
+    """.replace("GOMP_FIRST", str(gomp_first))
+    assert _run_python(script, GRAPHC_BLAS="mkl", MKL_NUM_THREADS="2") == [str(gomp_first), "0"]
 
 
 @pytest.mark.skipif(not blas._AVX2_FMA, reason="the edit below is in small_gemm's path (AVX2 and FMA)")

@@ -1,6 +1,7 @@
 """gc.export: a standalone module that continues an Adam or SGD run exactly."""
 import ast
 import collections
+import os
 import subprocess
 import sys
 
@@ -43,12 +44,14 @@ def test_export_before_any_call_is_a_value_error(tmp_path):
 # SGD updates W inside the BLAS call; float32 sums b's gradient with kernels.sums.
 # The weight of b's penalty is a 0-d array, or a Python float: a scalar argument
 # (np.ascontiguousarray made it 1-d, which no exported signature matched)
-@pytest.mark.parametrize("optimizer, dtype, lam, lam_source, container", [
-    ("Adam", np.float64, np.array(1e-3), "np.array(1e-3)", dict),
-    ("SGD", np.float32, 1e-3, "1e-3", Params)],
-    ids=["Adam-float64-0d-dict", "SGD-float32-float-namedtuple"])
+# The second case asks for MKL (GRAPHC_BLAS=mkl): the module embeds
+# kernels/mkl_library.py, and without MKL warns and runs on NumPy's BLAS
+@pytest.mark.parametrize("optimizer, dtype, lam, lam_source, container, blas", [
+    ("Adam", np.float64, np.array(1e-3), "np.array(1e-3)", dict, "numpy"),
+    ("SGD", np.float32, 1e-3, "1e-3", Params, "mkl")],
+    ids=["Adam-float64-0d-dict", "SGD-float32-float-namedtuple-mkl"])
 def test_exported_step_continues_exactly_without_graphc(tmp_path, optimizer, dtype, lam,
-                                                        lam_source, container):
+                                                        lam_source, container, blas):
     params, x, y = _setup(dtype, container)
     step = gc.compile_step(loss, getattr(gc.optim, optimizer)(lr=0.05))
     for _ in range(3):
@@ -81,7 +84,7 @@ except TypeError as e:
     print(e)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            timeout=300)
+                            timeout=300, env={**os.environ, "GRAPHC_BLAS": blas})
     assert result.returncode == 0, result.stderr
     name = np.dtype(dtype).name
     assert result.stdout.strip() == (
