@@ -140,6 +140,8 @@ def gemms():
 
 
 def _settle(library, expected: str) -> str:
+    """What runs, once MKL's first call has fixed its threading layer; on GNU
+    OpenMP's, a forked child gets one MKL thread (see above)."""
     layer = loaded_layer() or expected
     guard = ""
     if layer == "GNU":
