@@ -10,22 +10,28 @@ products of blas_library.LARGE_GEMM_MIN multiply-adds or more.
 MKL's single dynamic library, libmkl_rt, keeps process-wide settings (its
 integer interface, its threading layer), fixed at its first call for every
 user of it in the process. graphc sets none of them, and its check product
-at import is that first call unless another library made one before: set
-MKL_INTERFACE_LAYER or MKL_THREADING_LAYER before importing graphc, not
-through MKL's functions after.
+when it binds the BLAS is that first call unless another library made one
+before: set MKL_INTERFACE_LAYER or MKL_THREADING_LAYER in the environment,
+not through MKL's functions after importing graphc.
 - graphc calls `cblas_sgemm_64` and `cblas_dgemm_64`, the names MKL exports
   with 64-bit integers whatever the interface setting (MKL 2023 and later).
-- The threading layer is MKL's own choice: GNU OpenMP's when libgomp is
-  already loaded (Numba's `omp` threads, PyTorch; MKL 2026.2 picks it then
-  whatever MKL_THREADING_LAYER says), else MKL_THREADING_LAYER, else Intel's
-  OpenMP. GNU OpenMP's threads hang a child forked after a product in its
-  parent (measured), so where MKL runs on them a forked child sets MKL to one
-  thread (os.register_at_fork): without that, any MKL product there hangs.
-- MKL ends the whole process when a library it needs cannot load, so the
-  layer's library, MKL's core and its default kernels (of libmkl_rt's
-  version) and the layer's OpenMP runtime are looked for first: a missing
-  one means a warning and OpenBLAS. (Not covered: a second copy of libiomp5
-  already running in the process, which MKL's own OpenMP refuses.)
+- The threading layer is MKL's own choice (measured with MKL 2026.2):
+  MKL_THREADING_LAYER's SEQUENTIAL, GNU or TBB as asked; otherwise GNU
+  OpenMP's when libgomp is already loaded, else Intel's OpenMP. In graphc
+  GNU is the usual one: graphc's thread count checks Numba's `omp` layer,
+  which loads libgomp, before its first compile binds the BLAS (PyTorch
+  loads it too). GNU OpenMP's threads hang a child forked after a product
+  in its parent, so where MKL runs on them a child forked through Python
+  (os.fork, multiprocessing's fork) sets MKL to one thread
+  (os.register_at_fork): without that, any MKL product there hangs. A
+  fork() from C code is not covered. TBB is refused.
+- MKL ends the whole process when a library or function it needs cannot
+  load, so what it will load is looked for first, of libmkl_rt's version:
+  the threading layer's library and its OpenMP runtime, the interface
+  library (MKL_INTERFACE_LAYER's: GNU's lack the _64 GEMMs, so that one is
+  refused), MKL's core and its default kernels. A missing one means a
+  warning and OpenBLAS. (Not covered: a second copy of libiomp5 already
+  running in the process, which MKL's own OpenMP refuses.)
 The thread count is MKL's own: MKL_NUM_THREADS, else OMP_NUM_THREADS, else
 MKL's default (the physical cores).
 """
@@ -69,14 +75,28 @@ def _mapped(name: str) -> list[str]:
 
 def expected_layer() -> str:
     """The threading layer MKL will load at its first call (see above)."""
-    if _mapped("libgomp"):
-        return "GNU"
-    return os.environ.get("MKL_THREADING_LAYER", "").strip().upper() or "INTEL"
+    asked = os.environ.get("MKL_THREADING_LAYER", "").strip().upper()
+    if asked in ("SEQUENTIAL", "GNU", "TBB"):
+        return asked
+    return "GNU" if _mapped("libgomp") else "INTEL"    # INTEL, or MKL's default for others
+
+
+def interface_library() -> str:
+    """The interface library MKL loads at its first call (MKL_INTERFACE_LAYER;
+    the _64 functions need one too)."""
+    asked = os.environ.get("MKL_INTERFACE_LAYER", "").upper()
+    return ("libmkl_gf" if "GNU" in asked else "libmkl_intel") + (
+        "_ilp64" if "ILP64" in asked else "_lp64")
+
+
+# where the process's maps tell which layer MKL loaded (TBB only reported)
+_LAYER_LIBRARIES = {**{layer: library for layer, (library, _) in LAYERS.items()},
+                    "TBB": "libmkl_tbb_thread"}
 
 
 def loaded_layer() -> str | None:
     """The threading layer MKL has loaded, where the process's maps tell."""
-    return next((layer for layer, (library, _) in LAYERS.items() if _mapped(library)), None)
+    return next((layer for layer, library in _LAYER_LIBRARIES.items() if _mapped(library)), None)
 
 
 def _layer_problem(folder: str, suffix: str, layer: str) -> str | None:
@@ -84,8 +104,12 @@ def _layer_problem(folder: str, suffix: str, layer: str) -> str | None:
     cannot run with threading `layer`, or None."""
     if layer not in LAYERS:
         return f"MKL_THREADING_LAYER={layer} (graphc runs MKL with {', '.join(LAYERS)} threads)"
+    interface = interface_library()
+    if interface.startswith("libmkl_gf"):       # measured: MKL 2026.2's fatal error
+        return ("MKL_INTERFACE_LAYER names GNU's interface, whose library has no "
+                "cblas_?gemm_64 (MKL would end the process)")
     library, runtime = LAYERS[layer]
-    for needed in (library, "libmkl_core", "libmkl_def"):
+    for needed in (library, interface, "libmkl_core", "libmkl_def"):
         if not os.path.exists(os.path.join(folder, needed + suffix)):
             return (f"{needed}{suffix} is missing from {folder}, where MKL would look for it "
                     f"(and end the process)")

@@ -460,8 +460,9 @@ def test_without_a_usable_mkl_a_warning_says_why_and_numpys_blas_runs():
 
 def test_mkl_is_used_only_where_what_it_will_load_is_there(tmp_path, monkeypatch):
     """MKL ends the process when a library it loads is missing: the threading
-    layer's, MKL's core and default kernels of libmkl_rt's version, and the
-    layer's OpenMP runtime are looked for first, each missing one named."""
+    layer's, the interface library, MKL's core and default kernels of
+    libmkl_rt's version, and the layer's OpenMP runtime are looked for
+    first, each missing one named."""
     from graphc.kernels import mkl_library
 
     def problem(layer):
@@ -471,15 +472,24 @@ def test_mkl_is_used_only_where_what_it_will_load_is_there(tmp_path, monkeypatch
         for name in names:
             (tmp_path / name).write_bytes(b"")
 
+    monkeypatch.delenv("MKL_INTERFACE_LAYER", raising=False)
     assert problem("TBB") == "MKL_THREADING_LAYER=TBB (graphc runs MKL with INTEL, GNU, " \
                              "SEQUENTIAL threads)"
     assert problem("SEQUENTIAL").startswith("libmkl_sequential.so.3 is missing from ")
     add("libmkl_sequential.so.3", "libmkl_core.so.2")       # a core of another version
+    assert problem("SEQUENTIAL").startswith("libmkl_intel_lp64.so.3 is missing")
+    add("libmkl_intel_lp64.so.3")
     assert problem("SEQUENTIAL").startswith("libmkl_core.so.3 is missing")
     add("libmkl_core.so.3")
     assert problem("SEQUENTIAL").startswith("libmkl_def.so.3 is missing")
     add("libmkl_def.so.3")
     assert problem("SEQUENTIAL") is None
+    monkeypatch.setenv("MKL_INTERFACE_LAYER", "ILP64")
+    assert problem("SEQUENTIAL").startswith("libmkl_intel_ilp64.so.3 is missing")
+    for interface in ("GNU,LP64", "gnu,ilp64", "GNU"):      # no cblas_?gemm_64 in MKL's gf_*
+        monkeypatch.setenv("MKL_INTERFACE_LAYER", interface)
+        assert problem("SEQUENTIAL").startswith("MKL_INTERFACE_LAYER names GNU's interface")
+    monkeypatch.delenv("MKL_INTERFACE_LAYER")
     add("libmkl_intel_thread.so.3", "libmkl_gnu_thread.so.3", "libiomp5.so")
     monkeypatch.setattr(mkl_library, "_mapped", lambda name: [])
     monkeypatch.setattr(mkl_library, "_loads", lambda path: path.startswith(str(tmp_path)))
@@ -487,15 +497,23 @@ def test_mkl_is_used_only_where_what_it_will_load_is_there(tmp_path, monkeypatch
     monkeypatch.setattr(mkl_library, "_loads", lambda path: False)
     assert problem("INTEL") == "MKL's INTEL threading layer needs libiomp5 (pip install intel-openmp)"
     assert problem("GNU") == "MKL's GNU threading layer needs libgomp"
-    # MKL picks GNU OpenMP's layer when libgomp is loaded, whatever the variable says
-    monkeypatch.setenv("MKL_THREADING_LAYER", " sequential ")
-    assert mkl_library.expected_layer() == "SEQUENTIAL"
-    monkeypatch.delenv("MKL_THREADING_LAYER")
-    assert mkl_library.expected_layer() == "INTEL"
-    monkeypatch.setattr(mkl_library, "_mapped",
-                        lambda name: ["/usr/lib/libgomp.so.1"] if name == "libgomp" else [])
-    monkeypatch.setenv("MKL_THREADING_LAYER", "INTEL")
-    assert mkl_library.expected_layer() == "GNU" and problem("GNU") is None
+
+
+def test_the_threading_layer_mkl_will_load(monkeypatch):
+    """MKL 2026.2 loads the layer MKL_THREADING_LAYER names when it is
+    SEQUENTIAL, GNU or TBB; otherwise GNU OpenMP's where libgomp is already
+    loaded, else Intel's."""
+    from graphc.kernels import mkl_library
+    for gomp in (False, True):
+        monkeypatch.setattr(mkl_library, "_mapped",
+                            lambda name: ["/usr/lib/libgomp.so.1"] if gomp and name == "libgomp"
+                            else [])
+        for asked, expected in ((" sequential ", "SEQUENTIAL"), ("gnu", "GNU"), ("TBB", "TBB"),
+                                ("INTEL", "GNU" if gomp else "INTEL"),
+                                ("", "GNU" if gomp else "INTEL"),
+                                ("nonsense", "GNU" if gomp else "INTEL")):
+            monkeypatch.setenv("MKL_THREADING_LAYER", asked)
+            assert mkl_library.expected_layer() == expected, (gomp, asked)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
