@@ -17,10 +17,10 @@ not through MKL's functions after importing graphc.
   with 64-bit integers whatever the interface setting (MKL 2023 and later).
 - The threading layer is MKL's own choice (measured with MKL 2026.2):
   MKL_THREADING_LAYER's SEQUENTIAL, GNU or TBB as asked; otherwise GNU
-  OpenMP's when libgomp is already loaded, else Intel's OpenMP. In graphc
-  GNU is the usual one: graphc's thread count checks Numba's `omp` layer,
-  which loads libgomp, before its first compile binds the BLAS (PyTorch
-  loads it too). GNU OpenMP's threads hang a child forked after a product
+  OpenMP's when libgomp is already loaded, else Intel's OpenMP. On more
+  than one thread GNU is graphc's usual one: its thread count checks
+  Numba's `omp` layer, which loads libgomp, before its first compile binds
+  the BLAS (PyTorch loads libgomp too). GNU OpenMP's threads hang a child forked after a product
   in its parent, so where MKL runs on them a child forked through Python
   (os.fork, multiprocessing's fork) sets MKL to one thread
   (os.register_at_fork): without that, any MKL product there hangs. A
@@ -65,11 +65,11 @@ def _mapped(name: str) -> list[str]:
     """Paths of the files this process has mapped whose name starts with
     `name` (Linux's /proc/self/maps; none elsewhere)."""
     try:
-        with open("/proc/self/maps") as maps:
-            paths = [fields[5].strip() for fields in map(lambda line: line.split(None, 5), maps)
-                     if len(fields) == 6]
+        with open("/proc/self/maps") as maps:      # address perms offset device inode path
+            lines = [line.split(None, 5) for line in maps]
     except OSError:
         return []
+    paths = (fields[5].strip() for fields in lines if len(fields) == 6)
     return list(dict.fromkeys(p for p in paths if os.path.basename(p).startswith(name)))
 
 
