@@ -147,8 +147,15 @@ class Adam(Optimizer):
     def update(self, params, grads, slots, count):
         b1, b2 = self.betas
         new_params, ms, vs = [], [], []
+        corrections = {}    # the step's scalars, traced once a dtype rather than once a parameter
         for k, (p, g) in enumerate(zip(params, grads)):
-            t = (count + 1).astype(p.dtype)
+            if p.dtype not in corrections:
+                # PyTorch's arrangement: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps),
+                # with bc = 1 - beta**t; times the scalar 1/sqrt(bc2): a division
+                # per element costs more
+                t = (count + 1).astype(p.dtype)
+                corrections[p.dtype] = (self.lr / (1 - b1 ** t), 1 / np.sqrt(1 - b2 ** t))
+            step_size, inv_sqrt_bc2 = corrections[p.dtype]
             if self.decoupled:
                 p = p * (1 - self.lr * self.weight_decay)
             elif self.weight_decay:
@@ -164,12 +171,8 @@ class Adam(Optimizer):
                 # m / sqrt(v) of subnormals is a full-size step: nothing is flushed.
                 m = np.where(_below_normal(m), 0.0, m)
                 v = np.where((m == 0) & _below_normal(v), 0.0, v)
-            # PyTorch's arrangement: p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
-            bc1 = 1 - b1 ** t
-            bc2 = 1 - b2 ** t
-            # times the scalar 1/sqrt(bc2): a division per element costs more
-            denom = np.sqrt(v) * (1 / np.sqrt(bc2)) + self.eps
-            new_params.append(p - (self.lr / bc1) * m / denom)
+            denom = np.sqrt(v) * inv_sqrt_bc2 + self.eps
+            new_params.append(p - step_size * m / denom)
             ms.append(m)
             vs.append(v)
         return new_params, {"m": ms, "v": vs}
