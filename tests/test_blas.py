@@ -350,6 +350,33 @@ def test_a_blas_that_fails_the_check_is_never_bound(monkeypatch):
     del made
 
 
+def test_an_mkl_that_fails_the_check_is_a_warning_and_numpys_blas(monkeypatch):
+    """GRAPHC_BLAS=mkl with an MKL whose check product is wrong: a warning
+    naming it, and the large products' symbols bound to NumPy's BLAS."""
+    import llvmlite.binding as llvm
+    from graphc.kernels import mkl_library
+    if blas_library.numpy_gemms() is None:
+        pytest.skip("NumPy's CBLAS GEMMs are not found here")
+    names = (blas_library.SGEMM, blas_library.DGEMM, blas_library.SGEMM_LARGE,
+             blas_library.DGEMM_LARGE)
+    before = [llvm.address_of_symbol(name) for name in names]
+    (_, wrong32), (_, wrong64) = made = _cblas_gemm_that_writes(7.0)
+    monkeypatch.setattr(blas_library, "_bound", None)
+    monkeypatch.setattr(blas_library, "_copy_transposed_b", blas_library._copy_transposed_b)
+    monkeypatch.setattr(blas_library, "choice", lambda: "mkl")
+    monkeypatch.setattr(mkl_library, "gemms", lambda: (wrong32, wrong64, lambda: "MKL stand-in"))
+    try:
+        with pytest.warns(RuntimeWarning, match=r"GRAPHC_BLAS=mkl: graphc: the float32 GEMM .* "
+                                                r"gave wrong values.*; graphc's GEMMs use NumPy's"):
+            assert "MKL" not in blas_library.bind()
+        small_s, small_d, large_s, large_d = (llvm.address_of_symbol(name) for name in names)
+        assert (large_s, large_d) == (small_s, small_d) != (wrong32, wrong64)
+    finally:
+        for name, address in zip(names, before):     # as this process had them
+            llvm.add_symbol(name, address)
+    del made
+
+
 def _cblas_gemm_that_writes(value):
     """C functions with CBLAS's GEMM signature (Python callbacks) that fill c
     with `value`, float32's and float64's: a library bound at the wrong
