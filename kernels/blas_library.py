@@ -185,13 +185,7 @@ def bind() -> str:
         else:
             ctypes.pythonapi.Py_IncRef(ctypes.py_object(_copy_transposed_b))
         _load_cython_blas()     # Numba imports it at start-up whichever is used
-        chosen, mkl = choice(), None
-        if chosen == "mkl":
-            mkl = mkl_library.gemms()
-            if isinstance(mkl, str):
-                warnings.warn(f"GRAPHC_BLAS=mkl: {mkl}; graphc's GEMMs use NumPy's BLAS",
-                              RuntimeWarning, stacklevel=2)
-                mkl = None
+        chosen = choice()
         found = numpy_gemms() if chosen != "scipy" else None
         if found is None:
             s, d = scipy_gemms()
@@ -206,15 +200,9 @@ def bind() -> str:
             bound += f", OpenBLAS core {core}"
             fault_in_buffer(s, d)       # before anything is bound: a failed check binds nothing
         large = (s, d)
-        if mkl is not None:
-            try:
-                fault_in_buffer(*mkl[:2])
-            except RuntimeError as e:
-                warnings.warn(f"GRAPHC_BLAS=mkl: {e}; graphc's GEMMs use NumPy's BLAS",
-                              RuntimeWarning, stacklevel=2)
-            else:
-                large = mkl[:2]
-                bound += f"; from {LARGE_GEMM_MIN:,} multiply-adds {mkl[2]()}"
+        if chosen == "mkl":
+            large, described = _mkl_gemms(large)
+            bound += described
         llvm.add_symbol(SGEMM, s)
         llvm.add_symbol(DGEMM, d)
         llvm.add_symbol(SGEMM_LARGE, large[0])
@@ -224,6 +212,21 @@ def bind() -> str:
             llvm.add_symbol(COPY_TRANSPOSED_B, ctypes.addressof(_copy_transposed_b))
         _bound = bound
     return _bound
+
+
+def _mkl_gemms(otherwise: tuple[int, int]) -> tuple[tuple[int, int], str]:
+    """(sgemm, dgemm) for large products under GRAPHC_BLAS=mkl and what to add
+    to bind()'s report: MKL's, checked; else `otherwise`, with a warning why."""
+    mkl = mkl_library.gemms()
+    try:
+        if isinstance(mkl, str):
+            raise RuntimeError(mkl)
+        fault_in_buffer(*mkl[:2])
+    except RuntimeError as e:
+        warnings.warn(f"GRAPHC_BLAS=mkl: {e}; graphc's GEMMs use NumPy's BLAS",
+                      RuntimeWarning, stacklevel=4)      # bind()'s caller's caller: the import
+        return otherwise, ""
+    return mkl[:2], f"; from {LARGE_GEMM_MIN:,} multiply-adds {mkl[2]()}"
 
 
 # One product of each float type, run once per process through the GEMMs
