@@ -226,28 +226,63 @@ def _emit_unslice(node, operands):
                                          [f"out[{_tuple(dst)}] = a0[{_tuple(iv)}]"])
 
 
-def _offset_on(axis: int, iv: list[str]) -> list[str]:
-    """Loop indices `iv` with `offset` added on `axis`: where a concatenation's piece sits."""
-    return [f"{v} + offset" if d == axis else v for d, v in enumerate(iv)]
+def _as_rows(name: str, axis: int, rank: int) -> str:
+    """`name` (C-contiguous, like every operand and output of a kernel) as a
+    2-D view: the axes before `axis` as rows, `axis` and the axes after it
+    flattened into each row, with the trailing sizes read off `out` (a
+    concatenation's pieces share them with it)."""
+    rows = " * ".join(f"out.shape[{d}]" for d in range(axis)) or "1"
+    row = " * ".join([f"{name}.shape[{axis}]"] + [f"out.shape[{d}]" for d in range(axis + 1, rank)])
+    return f"alloc.reshape({name}, ({rows}, {row}))"
+
+
+def _rows_per_element(axis: int, rank: int) -> str:
+    """How many elements of a row (_as_rows) one step along `axis` covers."""
+    return " * ".join(f"out.shape[{d}]" for d in range(axis + 1, rank)) or "1"
+
+
+# A concatenation and its pieces are copied as rows (_as_rows), not by a loop
+# per axis, whose innermost ran over a piece's last axis, often of length 1
+# (np.stack(axis=-1), sliding_window_view's stack of shifted slices): the
+# concatenations of benchmarks/bench_conv.py's 3x3 windows took 128 of its
+# step's 254 us so, 18 as rows. Pieces narrower than NARROW_PIECE go down
+# their columns, so the inner loop runs over the rows (bench_concatenate.py,
+# ns an element along the rows and down the columns, float32: width 1 1.44
+# and 0.23, width 2 0.86 and 0.46, width 3 0.72 and 0.72, width 4 0.62 and
+# 1.03; float64 width 1 1.72 and 0.54, width 2 1.01 and 1.03).
+NARROW_PIECE = 3
+
+
+def _copy_rows(dst: str, dst_col: str, src: str, src_col: str, rows_of: str) -> list[str]:
+    """dst[i0, dst_col + i1] = src[i0, src_col + i1] over `rows_of`'s 2-D shape."""
+    copy = f"{dst}[i0, {dst_col}i1] = {src}[i0, {src_col}i1]"
+    return [f"if {rows_of}.shape[1] < {NARROW_PIECE}:",
+            f"    for i1 in range({rows_of}.shape[1]):",
+            f"        for i0 in range({rows_of}.shape[0]):",
+            f"            {copy}",
+            "else:",
+            f"    for i0 in range({rows_of}.shape[0]):",
+            f"        for i1 in range({rows_of}.shape[1]):",
+            f"            {copy}"]
 
 
 def _emit_concatenate(node, operands):
-    axis, lines = node.p["axis"], ["offset = 0"]
-    for k, x in enumerate(operands):
-        iv = _ivars(len(x.shape))
-        dst = _offset_on(axis, iv)
-        lines += _loop_nest(f"a{k}", len(x.shape), [f"out[{_tuple(dst)}] = a{k}[{_tuple(iv)}]"])
-        lines.append(f"offset += a{k}.shape[{axis}]")
+    axis, rank = node.p["axis"], len(node.shape)
+    lines = [f"whole = {_as_rows('out', axis, rank)}", "offset = 0"]
+    for k in range(len(operands)):
+        lines += [f"part = {_as_rows(f'a{k}', axis, rank)}",
+                  *_copy_rows("whole", "offset + ", "part", "", "part"),
+                  "offset += part.shape[1]"]
     return lines
 
 
 def _emit_concat_piece(node, operands):
-    axis = node.p["axis"]
+    axis, rank = node.p["axis"], len(node.shape)
     before = " + ".join(f"a{k}.shape[{axis}]" for k in range(1, len(operands) - 1))
-    iv = _ivars(len(node.shape))
-    src = _offset_on(axis, iv)
-    return [f"offset = {before or 0}"] + _loop_nest(
-        "out", len(node.shape), [f"out[{_tuple(iv)}] = a0[{_tuple(src)}]"])
+    return [f"whole = {_as_rows('a0', axis, rank)}",
+            f"part = {_as_rows('out', axis, rank)}",
+            f"offset = ({before or 0}) * {_rows_per_element(axis, rank)}",
+            *_copy_rows("part", "", "whole", "offset + ", "part")]
 
 
 def _take_indices(axis, idx_ndim, rank):
