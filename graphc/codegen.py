@@ -285,23 +285,46 @@ def _emit_concat_piece(node, operands):
             *_copy_rows("part", "", "whole", "offset + ", "part")]
 
 
-def _take_indices(axis, idx_ndim, rank):
-    iv = _ivars(rank)
-    pre, mid, post = iv[:axis], iv[axis:axis + idx_ndim], iv[axis + idx_ndim:]
-    return iv, pre + [f"a1[{_tuple(mid)}]"] + post
+def _gather_views(x: str, axis: int, x_rank: int, y: str) -> list[str]:
+    """A take's array `x` as (before, along, after) and its result `y` (or a
+    scatter_add's operand) as (before, the indices, after): `idx` flat, and
+    the axes around `axis` merged (every operand is C-contiguous), so the
+    loops run over the indices as one axis (sliding_window_view's indices
+    are (6, 6, 3, 3) for 8x8 images: a loop per axis ran its innermost over
+    3). Without axes after `axis`, `after` is left out: a loop of length 1
+    innermost."""
+    before = " * ".join(f"{x}.shape[{d}]" for d in range(axis)) or "1"
+    after = " * ".join(f"{x}.shape[{d}]" for d in range(axis + 1, x_rank))
+    tail = f", {after}" if after else ""
+    return ["idx = alloc.reshape(a1, (a1.size,))",
+            f"xs = alloc.reshape({x}, ({before}, {x}.shape[{axis}]{tail}))",
+            f"ys = alloc.reshape({y}, ({before}, idx.shape[0]{tail}))"]
+
+
+def _gather_loops(statement: str, x_rank: int, axis: int) -> list[str]:
+    """`statement` over ys's (before, index, after) loops: i0, i1 (with
+    j = idx[i1]) and i2 where there are axes after."""
+    after = axis + 1 < x_rank
+    lines = ["for i0 in range(ys.shape[0]):",
+             "    for i1 in range(ys.shape[1]):",
+             "        j = idx[i1]"]
+    if after:
+        lines.append("        for i2 in range(ys.shape[2]):")
+    return lines + ["    " * (3 if after else 2) + statement]
 
 
 def _emit_take(node, operands):
-    x, idx = operands
-    iv, src = _take_indices(node.p["axis"], len(idx.shape), len(node.shape))
-    return _loop_nest("out", len(node.shape), [f"out[{_tuple(iv)}] = a0[{_tuple(src)}]"])
+    axis, rank = node.p["axis"], len(operands[0].shape)
+    at = ", i2" if axis + 1 < rank else ""
+    return _gather_views("a0", axis, rank, "out") + _gather_loops(
+        f"ys[i0, i1{at}] = xs[i0, j{at}]", rank, axis)
 
 
 def _emit_scatter_add(node, operands):
-    u, idx = operands
-    iv, dst = _take_indices(node.p["axis"], len(idx.shape), len(u.shape))
-    return ["out[...] = 0"] + _loop_nest("a0", len(u.shape),
-                                         [f"out[{_tuple(dst)}] += a0[{_tuple(iv)}]"])
+    axis, rank = node.p["axis"], len(node.shape)
+    at = ", i2" if axis + 1 < rank else ""
+    return ["out[...] = 0"] + _gather_views("out", axis, rank, "a0") + \
+        _gather_loops(f"xs[i0, j{at}] += ys[i0, i1{at}]", rank, axis)
 
 
 def _checking_copy(node, refused: str, error: str, msg: str, value: str = "v") -> list[str]:

@@ -64,6 +64,11 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.roll(x, (1, 2), axis=1),
     lambda x, v: np.tile(v, np.array([2, 1])),
     lambda x, v: np.lib.stride_tricks.sliding_window_view(v, 0),
+    # windows over the last axes are one gather; over others, out of order or an
+    # axis twice, a stack of shifted slices (test_windows_over_the_last_axes_are_one_gather)
+    compiled(lambda x, v: np.lib.stride_tricks.sliding_window_view(x, 2, axis=0)),
+    lambda x, v: np.lib.stride_tricks.sliding_window_view(x, (3, 2), axis=(1, 0)),
+    lambda x, v: np.lib.stride_tricks.sliding_window_view(x, (2, 3), axis=(1, 1)),
     # where= of sum and mean: a masked mean, as over padding tokens
     lambda x, v: np.sum(x, axis=0, where=x > 0.5),
     compiled(lambda x, v: np.mean(x, axis=1, where=np.array([1, 1, 0, 1, 0, 1], bool))),
@@ -269,6 +274,28 @@ ARG_EXTREMES = [   # ties, nan (its first index wins), keepdims, axis None, ints
     lambda x: np.argmax(x[2].astype(np.int64)),
     lambda x: np.argmin(x[0] > 1),
 ]
+
+
+def _ops_of(fn, *args):
+    return {d["node"].op for d in gc.trace(fn, *args).nx.nodes.values()}
+
+
+def test_windows_over_the_last_axes_are_one_gather(monkeypatch):
+    from graphc import composites
+    swv = np.lib.stride_tricks.sliding_window_view
+    x = np.random.default_rng(0).normal(size=(2, 5, 6))
+
+    def windows(x):
+        return swv(x, (3, 2), axis=(1, 2))
+    assert "take" in _ops_of(windows, x) and "concatenate" not in _ops_of(windows, x)
+    assert "concatenate" in _ops_of(lambda x: swv(x, 2, axis=1), x)     # not the last axis
+    f = gc.jit(windows)
+    gathered = f(x)
+    monkeypatch.setattr(composites, "WINDOW_INDICES_MAX", 3 * 5 * 3 * 2 - 1)   # one too many
+    assert "take" not in _ops_of(windows, x)
+    stacked = gc.jit(windows)(x)
+    np.testing.assert_array_equal(gathered, swv(x, (3, 2), axis=(1, 2)))
+    np.testing.assert_array_equal(stacked, gathered)
 
 
 def test_argmax_and_argmin_pick_numpys_index():
