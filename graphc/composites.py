@@ -8,6 +8,7 @@ Each is written with numpy_api's functions, so it traces, differentiates
 and fuses as they do, and needs no op, kernel or derivative of its own."""
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -215,7 +216,8 @@ def _windows_taken(x, windows: tuple, axes: tuple):
     at = np.indices(outs + windows, dtype=np.int64)
     strides = np.cumprod((1,) + sizes[:0:-1])[::-1]     # of the merged axes, C order
     index = sum((at[d] + at[len(axes) + d]) * strides[d] for d in range(len(axes)))
-    merged = fnp.reshape(x, x.shape[:x.ndim - len(axes)] + (-1,))
+    # the merged size written out: -1 is refused for a reshape of no elements (an empty batch)
+    merged = fnp.reshape(x, x.shape[:x.ndim - len(axes)] + (math.prod(sizes),))
     return P.take(merged, index, x.ndim - len(axes))
 
 

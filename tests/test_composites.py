@@ -69,6 +69,7 @@ CASES = [   # one a line: a failure names its line
     compiled(lambda x, v: np.lib.stride_tricks.sliding_window_view(x, 2, axis=0)),
     lambda x, v: np.lib.stride_tricks.sliding_window_view(x, (3, 2), axis=(1, 0)),
     lambda x, v: np.lib.stride_tricks.sliding_window_view(x, (2, 3), axis=(1, 1)),
+    lambda x, v: np.lib.stride_tricks.sliding_window_view(x[:0], 2, axis=-1),   # no rows
     # where= of sum and mean: a masked mean, as over padding tokens
     lambda x, v: np.sum(x, axis=0, where=x > 0.5),
     compiled(lambda x, v: np.mean(x, axis=1, where=np.array([1, 1, 0, 1, 0, 1], bool))),
