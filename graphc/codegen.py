@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc import errors, threads, workspace
+from graphc import errors, merged_axes, threads, workspace
 from graphc.dims import DimTable, slice_start
 from graphc.ir import Graph, Node
 from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, int_out_of_bounds
@@ -1004,6 +1004,14 @@ def _flat_rows(graph: Graph, nodes: list[Node], space, stored, one_hot: dict[int
     return lines, needs
 
 
+def _space_of(graph: Graph, members) -> int:
+    """The node whose shape a fused group loops over: its first elementwise
+    member, or with only reductions, the first one's operand."""
+    nodes = [graph.node(m) for m in members]
+    first = next((n for n in nodes if OPS[n.op].kind != "reduce"), None)
+    return first.id if first is not None else nodes[0].inputs[0]
+
+
 def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     """One loop nest computing a fused group.
 
@@ -1018,9 +1026,7 @@ def emit_group(graph: Graph, members: tuple[int, ...], stored: list[int]):
     member_set = set(members)
     nodes = [graph.node(m) for m in members]
     sinks = [n for n in nodes if OPS[n.op].kind == "reduce"]
-    space_node = graph.node(sinks[0].inputs[0]) if all(
-        OPS[n.op].kind == "reduce" for n in nodes) else next(
-        n for n in nodes if OPS[n.op].kind != "reduce")
+    space_node = graph.node(_space_of(graph, members))
     space = space_node.shape
 
     def loop_index(node) -> bool:
@@ -1683,10 +1689,13 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             continue
         kname = f"k{len(kernels)}_{node.op}" + ("_fused" if len(members) > 1 else "")
         loop_dims = []
+        merged = None
         if OPS[node.op].kind in ("elementwise", "reduce"):
-            externals, outs, space, lines, needs = emit_group(graph, members,
-                                                              escaping(graph, members))
-            loop_dims = dims[space]
+            stored = escaping(graph, members)
+            merged = merged_axes.plan(graph, members, _space_of(graph, members))
+            externals, outs, space, lines, needs = emit_group(
+                merged.view if merged else graph, members, stored)
+            loop_dims = merged.merged_dims(space, dims) if merged else dims[space]
         else:
             externals, outs, space = list(node.inputs), [node.id], None
             lines = EMITTERS[node.op](node, [graph.node(i) for i in node.inputs])
@@ -1705,9 +1714,15 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             candidate = workspace.scratch(var[o], line, dims[o], np_dtype(graph.node(o).dtype))
             if candidate is not None:
                 scratch[var[o]] = candidate
-        args = [var[i] for i in externals] + [var[o] for o in outs] + loop_dims
+        view = merged.view if merged else graph
+
+        def arg_of(i):      # merged axes: the kernel takes a view in their shape
+            if view.node(i).shape == graph.node(i).shape:
+                return var[i]
+            return f"alloc.reshape({var[i]}, ({_tuple(merged.merged_dims(i, dims))}))"
+        args = [arg_of(i) for i in externals] + [arg_of(o) for o in outs] + loop_dims
         # per array argument, what Numba types it by (see _KernelUse.code)
-        kind_of = {var[i]: (graph.node(i).dtype.str, graph.node(i).ndim, graph.node(i).op == "const")
+        kind_of = {arg_of(i): (view.node(i).dtype.str, view.node(i).ndim, view.node(i).op == "const")
                    for i in list(externals) + list(outs)}
         if group:
             alias = _shared_buffers(params, args)
@@ -1718,7 +1733,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                 params = [p for p in params if p not in alias]
         work = _work_per_element(graph, members) if group else 0
         split = (group and graph.node(space).size * work >= PARALLEL_MIN_WORK
-                 and _splittable(graph, members, graph.node(space).shape)
+                 and _splittable(view, members, view.node(space).shape)
                  and not any(f"o{outs.index(o)}" in alias for o in outs
                              if OPS[graph.node(o).op].kind == "reduce")
                  and may_split())
@@ -1738,8 +1753,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             kind_of[name] = (np.dtype(need.dtype.removeprefix("np.")).str, 1, False)
         body.append(f"    # {kname}{comment}")
         if split:
-            kernels_src.append(_emit_parallel(graph, kname, params, lines, externals, outs,
-                                              graph.node(space)))
+            kernels_src.append(_emit_parallel(view, kname, params, lines, externals, outs,
+                                              view.node(space)))
             body += [f"    if threads > 1 and {' * '.join(loop_dims)} >= {-(-PARALLEL_MIN_WORK // work)}:",
                      f"        {kname}_par({', '.join(args)}, threads)",
                      "    else:"]
