@@ -1,5 +1,5 @@
 """How a concatenation copies its pieces: along each row of a piece, or down
-its columns. The data behind graphc.codegen.NARROW_PIECE.
+its columns. The data behind graphc.kernels.pieces.NARROW_PIECE.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_concatenate.py [--dtype float64]
 

@@ -57,6 +57,7 @@ from graphc.kernels import blas    # GEMM with alpha/beta: SGD updates accumulat
 from graphc.kernels import dispatch    # how Numba compiles these functions (GeneratedCode)
 from graphc.kernels import linalg  # np.linalg per matrix, compiled once per install
 from graphc.kernels import order   # a stable argsort of each row, compiled once per install
+from graphc.kernels import pieces  # a concatenation's pieces copied in and out, compiled once per install
 from graphc.kernels import shapes  # run's test that its arrays' shapes still fit together
 from graphc.kernels import softmax     # log_softmax over the last axis
 from graphc.kernels import sums    # a float32 column sum's float64 totals, folded per block of rows
@@ -241,37 +242,14 @@ def _rows_per_element(axis: int, rank: int) -> str:
     return " * ".join(f"out.shape[{d}]" for d in range(axis + 1, rank)) or "1"
 
 
-# A concatenation and its pieces are copied as rows (_as_rows), not by a loop
-# per axis, whose innermost ran over a piece's last axis, often of length 1
-# (np.stack(axis=-1), sliding_window_view's stack of shifted slices): the
-# concatenations of benchmarks/bench_conv.py's 3x3 windows took 128 of its
-# step's 254 us so, 18 as rows. Pieces narrower than NARROW_PIECE go down
-# their columns, so the inner loop runs over the rows (bench_concatenate.py,
-# ns an element along the rows and down the columns, float32: width 1 1.44
-# and 0.23, width 2 0.86 and 0.46, width 3 0.72 and 0.72, width 4 0.62 and
-# 1.03; float64 width 1 1.72 and 0.54, width 2 1.01 and 1.03).
-NARROW_PIECE = 3
-
-
-def _copy_rows(dst: str, dst_col: str, src: str, src_col: str, rows_of: str) -> list[str]:
-    """dst[i0, dst_col + i1] = src[i0, src_col + i1] over `rows_of`'s 2-D shape."""
-    copy = f"{dst}[i0, {dst_col}i1] = {src}[i0, {src_col}i1]"
-    return [f"if {rows_of}.shape[1] < {NARROW_PIECE}:",
-            f"    for i1 in range({rows_of}.shape[1]):",
-            f"        for i0 in range({rows_of}.shape[0]):",
-            f"            {copy}",
-            "else:",
-            f"    for i0 in range({rows_of}.shape[0]):",
-            f"        for i1 in range({rows_of}.shape[1]):",
-            f"            {copy}"]
-
-
+# A concatenation and its pieces are copied as rows (_as_rows) by the calls
+# of kernels/pieces.py, compiled once per install (which says why).
 def _emit_concatenate(node, operands):
     axis, rank = node.p["axis"], len(node.shape)
     lines = [f"whole = {_as_rows('out', axis, rank)}", "offset = 0"]
     for k in range(len(operands)):
         lines += [f"part = {_as_rows(f'a{k}', axis, rank)}",
-                  *_copy_rows("whole", "offset + ", "part", "", "part"),
+                  "pieces.copy_columns(whole, offset, part, 0, part.shape[1])",
                   "offset += part.shape[1]"]
     return lines
 
@@ -279,10 +257,9 @@ def _emit_concatenate(node, operands):
 def _emit_concat_piece(node, operands):
     axis, rank = node.p["axis"], len(node.shape)
     before = " + ".join(f"a{k}.shape[{axis}]" for k in range(1, len(operands) - 1))
-    return [f"whole = {_as_rows('a0', axis, rank)}",
-            f"part = {_as_rows('out', axis, rank)}",
-            f"offset = ({before or 0}) * {_rows_per_element(axis, rank)}",
-            *_copy_rows("part", "", "whole", "offset + ", "part")]
+    return [f"part = {_as_rows('out', axis, rank)}",
+            f"pieces.copy_columns(part, 0, {_as_rows('a0', axis, rank)}, "
+            f"({before or 0}) * {_rows_per_element(axis, rank)}, part.shape[1])"]
 
 
 def _gather_views(x: str, axis: int, x_rank: int, y: str) -> list[str]:

@@ -151,7 +151,8 @@ def _renamed(source: str, k: int) -> str:
 
 # the graphc.kernels modules an exported step may call, each after those it imports
 _KERNEL_MODULES = ("dispatch", "vmath", "trig", "transpose", "mkl_library", "blas_library",
-                   "small_gemm", "blas", "alloc", "sums", "softmax", "shapes", "order", "linalg")
+                   "small_gemm", "blas", "alloc", "sums", "softmax", "shapes", "order", "linalg",
+                   "pieces")
 _KERNEL_IMPORT = re.compile(r"^from graphc\.kernels import (\w+(?:, \w+)*)\n", re.M)
 
 
