@@ -2,9 +2,11 @@
 
 Generated code views a concatenation along an axis as rows: the axes before
 it are the rows, the axis and those after it one row (codegen._as_rows), so
-each piece is a block of columns. The copies are calls of these functions,
-compiled once per install and dtype, not loops in every model's `run`: a
-stack of 40 column slices, 40 loop nests there, took 32 s to compile.
+each piece is a block of columns. A concatenation of more pieces than
+graphc.codegen.INLINE_PIECES copies them by calls of copy_columns, compiled
+once per install and dtype, not loops in every model's `run`: a stack of 40
+column slices, 40 loop nests there, took 32 s to compile, 5 with calls.
+Fewer pieces take the same loops inline (a call costs run time).
 
 A piece narrower than NARROW_PIECE columns is copied down its columns, so
 the inner loop runs over the rows; wider ones along the rows. Measured

@@ -179,6 +179,9 @@ CASES = [
          [Arg((2, 3, 4)), Arg((2, 3, 4))]),
     Case(("concatenate", "concat_piece"), lambda x, y: np.concatenate([x, y[:, :0], y], axis=1),
          [Arg((2, 1, 3)), Arg((2, 4, 3))]),
+    # more pieces than codegen.INLINE_PIECES: copied by calls of kernels/pieces.py
+    Case(("concatenate", "concat_piece"), lambda x, y: np.stack([x, y, x * y, x - y, y, x], axis=1),
+         [Arg((2, 3)), Arg((2, 3))]),
     Case(("take", "scatter_add", "index_check"), lambda x, i: x[i], [Arg((5, 3)), Arg((7,), "int:5")]),
     Case(("take", "scatter_add", "index_check"), lambda x, i: x[:, i], [Arg((2, 4)), Arg((2, 3), "int:4")]),
     Case(("take", "index_check"), lambda x, i: x[np.arange(4), i], [Arg((4, 3)), Arg((4,), "int:3")]),
