@@ -1,4 +1,4 @@
-"""Fewer loops for an elementwise kernel: its leading axes merged where every
+"""Fewer loops for a fused kernel: its leading axes merged where every
 array it reads broadcasts along them alike.
 
 A fused elementwise group over (128, 6, 6, 16), a convolution's activations
@@ -53,7 +53,7 @@ class MergedAxes:
         return [True if g[0] not in axes else 1 if keep else None for g in self.groups]
 
     def _merged(self, node: Node, per_axis: list) -> list:
-        """`per_axis` (one entry a axis of `node`, ints or expressions) merged:
+        """`per_axis` (one entry an axis of `node`, ints or expressions) merged:
         a group's product (a list of its entries) where `node` spans it, 1
         where it is broadcast along it or a reduction keeps it as 1, nothing
         where it lacks the group or a reduction drops it."""
