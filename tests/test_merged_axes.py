@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import merged_axes, threads
+from graphc import codegen, merged_axes, threads
 from test_threads import _threaded_from
 
 SPACE = (4, 3, 5, 6)
@@ -22,7 +22,6 @@ def _groups(*operand_shapes, space=SPACE, reduce_axes=None):
         return y if reduce_axes is None else np.sum(y, axis=reduce_axes)
     args = [np.ones(space)] + [np.ones(s) for s in operand_shapes]
     graph = gc.jit(f).lower(*args).optimized
-    from graphc import codegen
     units = [u for u in codegen._units(graph) if graph.node(u[0]).op not in ("input", "const")]
     (members,) = [u for u in units if len(u) > 1 or graph.node(u[0]).op != "reshape"]
     plan = merged_axes.plan(graph, members, codegen._space_of(graph, members))
