@@ -193,32 +193,38 @@ def _copied_edges(x, d, before, after, mode):
 
 
 # sliding_window_view takes its windows as one gather (_windows_taken) while its
-# constant index array has at most this many elements (512 KiB of int64)
-WINDOW_INDICES_MAX = 1 << 16
+# constant index array has at most this many elements (2 MiB of int64: 3x3
+# windows of 28x28 images of 32 channels take 194688)
+WINDOW_INDICES_MAX = 1 << 18
 
 
 def _windows_taken(x, windows: tuple, axes: tuple):
-    """sliding_window_view of traced `x` over its last axes, each once and in
-    order (an image's (1, 2), a sequence's -1): one `take` of the windowed
-    axes merged into one, at a constant index array, whose gradient is one
-    scatter_add. The stack of shifted slices otherwise built copies each
-    windowed axis's windows apart and then stacks them (benchmarks/bench_conv.py's
-    3x3 windows of 128 8x8 images: 30 us of slices and stacks, 17 as a gather;
-    its step 156 -> 129 us). None where that does not apply or the index
-    array would be large."""
-    sizes = x.shape[x.ndim - len(axes):]
-    if not isinstance(x, fnp.Tracer) or axes != tuple(range(x.ndim - len(axes), x.ndim)) \
-            or not all(0 < w <= n for w, n in zip(windows, sizes)):
+    """sliding_window_view of traced `x` over axes each given once and in
+    order (an image's (1, 2), also with channels after them; a sequence's
+    -1): one `take`, at a constant index array, of the axes from the first
+    windowed one on merged into one, whose gradient is one scatter_add. The
+    index array's shape is the result's from that axis on (windowed axes
+    shortened, the window axes last, as NumPy's). The stack of shifted
+    slices otherwise built copies each windowed axis's windows apart and then
+    stacks them (benchmarks/bench_conv.py's 3x3 windows of 128 8x8 images:
+    30 us of slices and stacks, 17 as a gather; its step 156 -> 129 us).
+    None where that does not apply or the index array would be large."""
+    if not isinstance(x, fnp.Tracer) or not axes or axes != tuple(sorted(set(axes))) \
+            or not all(0 < w <= x.shape[a] for w, a in zip(windows, axes)):
         return None     # (the stack of slices refuses windows that do not fit)
-    outs = tuple(n - w + 1 for n, w in zip(sizes, windows))
+    first = axes[0]
+    sizes = x.shape[first:]
+    window_of = dict(zip(axes, windows))
+    outs = tuple(n - window_of.get(first + k, 1) + 1 for k, n in enumerate(sizes))
     if np.prod(outs + windows, dtype=np.int64) > WINDOW_INDICES_MAX:
         return None
     at = np.indices(outs + windows, dtype=np.int64)
     strides = np.cumprod((1,) + sizes[:0:-1])[::-1]     # of the merged axes, C order
-    index = sum((at[d] + at[len(axes) + d]) * strides[d] for d in range(len(axes)))
+    shift = {a - first: at[len(sizes) + k] for k, a in enumerate(axes)}
+    index = sum((at[k] + shift.get(k, 0)) * strides[k] for k in range(len(sizes)))
     # the merged size written out: -1 is refused for a reshape of no elements (an empty batch)
-    merged = fnp.reshape(x, x.shape[:x.ndim - len(axes)] + (math.prod(sizes),))
-    return P.take(merged, index, x.ndim - len(axes))
+    merged = fnp.reshape(x, x.shape[:first] + (math.prod(sizes),))
+    return P.take(merged, index, first)
 
 
 def sliding_window_view(x, window_shape, axis=None, **kwargs):
