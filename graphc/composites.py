@@ -229,8 +229,9 @@ def _windows_taken(x, windows: tuple, axes: tuple):
 
 def sliding_window_view(x, window_shape, axis=None, **kwargs):
     """Windows as a new trailing axis per windowed axis: one gather where the
-    windowed axes are the last ones (_windows_taken), else a stack of shifted
-    slices (a copy where NumPy gives a view; traced arrays are immutable)."""
+    windowed axes are given once and in order (_windows_taken), else a stack
+    of shifted slices (a copy where NumPy gives a view; traced arrays are
+    immutable)."""
     x = fnp._as_array(x)
     windows = _ints(window_shape, "sliding_window_view: window_shape")
     # against the input's axes (each window adds one at the end)
