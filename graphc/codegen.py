@@ -252,16 +252,21 @@ def _rows_per_element(axis: int, rank: int) -> str:
 INLINE_PIECES = 4
 
 
-def _copy_columns(dst: str, dst_col: str, src: str, src_col: str, width: str) -> list[str]:
-    """pieces.copy_columns's call, or its loops where they are inlined."""
+def _piece_copy(dst: str, dst_col: str, src: str, src_col: str, count: int) -> list[str]:
+    """dst[:, dst_col:dst_col + w] = src[:, src_col:src_col + w], w the piece's
+    width (`part`'s, which is one side), for a concatenation of `count`
+    pieces: pieces.copy_columns's loops inlined up to INLINE_PIECES, a call
+    of it past them."""
+    if count > INLINE_PIECES:
+        return [f"pieces.copy_columns({dst}, {dst_col}, {src}, {src_col}, part.shape[1])"]
     copy = f"{dst}[i0, {dst_col} + i1] = {src}[i0, {src_col} + i1]"
-    return [f"if {width} < pieces.NARROW_PIECE:",
-            f"    for i1 in range({width}):",
+    return ["if part.shape[1] < pieces.NARROW_PIECE:",
+            "    for i1 in range(part.shape[1]):",
             f"        for i0 in range({dst}.shape[0]):",
             f"            {copy}",
             "else:",
             f"    for i0 in range({dst}.shape[0]):",
-            f"        for i1 in range({width}):",
+            "        for i1 in range(part.shape[1]):",
             f"            {copy}"]
 
 
@@ -269,22 +274,18 @@ def _emit_concatenate(node, operands):
     axis, rank = node.p["axis"], len(node.shape)
     lines = [f"whole = {_as_rows('out', axis, rank)}", "offset = 0"]
     for k in range(len(operands)):
-        lines += [f"part = {_as_rows(f'a{k}', axis, rank)}"]
-        lines += (_copy_columns("whole", "offset", "part", "0", "part.shape[1]")
-                  if len(operands) <= INLINE_PIECES else
-                  ["pieces.copy_columns(whole, offset, part, 0, part.shape[1])"])
-        lines += ["offset += part.shape[1]"]
+        lines += [f"part = {_as_rows(f'a{k}', axis, rank)}",
+                  *_piece_copy("whole", "offset", "part", "0", len(operands)),
+                  "offset += part.shape[1]"]
     return lines
 
 
 def _emit_concat_piece(node, operands):
     axis, rank = node.p["axis"], len(node.shape)
     before = " + ".join(f"a{k}.shape[{axis}]" for k in range(1, len(operands) - 1))
-    lines = [f"part = {_as_rows('out', axis, rank)}", f"whole = {_as_rows('a0', axis, rank)}",
-             f"offset = ({before or 0}) * {_rows_per_element(axis, rank)}"]
-    return lines + (_copy_columns("part", "0", "whole", "offset", "part.shape[1]")
-                    if len(operands) - 1 <= INLINE_PIECES else
-                    ["pieces.copy_columns(part, 0, whole, offset, part.shape[1])"])
+    return [f"part = {_as_rows('out', axis, rank)}", f"whole = {_as_rows('a0', axis, rank)}",
+            f"offset = ({before or 0}) * {_rows_per_element(axis, rank)}",
+            *_piece_copy("part", "0", "whole", "offset", len(operands) - 1)]
 
 
 def _gather_views(x: str, axis: int, x_rank: int, y: str) -> list[str]:

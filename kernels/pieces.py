@@ -29,7 +29,8 @@ NARROW_PIECE = 3
 def copy_columns(dst, dst_col, src, src_col, width):
     """dst[:, dst_col:dst_col + width] = src[:, src_col:src_col + width] for 2-D
     C-contiguous arrays of the same number of rows: a piece into its
-    concatenation (src_col 0) or out of it (dst_col 0)."""
+    concatenation (src_col 0) or out of it (dst_col 0). codegen._piece_copy
+    writes these loops inline for concatenations of few pieces."""
     rows = dst.shape[0]
     if width < NARROW_PIECE:
         for j in range(width):
