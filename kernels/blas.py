@@ -63,16 +63,28 @@ def _host_has_avx2_fma() -> bool:
 _AVX2_FMA = _host_has_avx2_fma()
 
 
-@intrinsic
-def _copying_transposed_b_may_pay(typingctx):
-    """Whether the BLAS in use has small-matrix kernels that make a copy of
-    b.T pay (blas_library.COPY_TRANSPOSED_B, read at run time: cached code
-    follows the library of the process running it)."""
-    def codegen(context, builder, sig, args):
-        flag = context.get_c_value(builder, llvm_ir.IntType(32), blas_library.COPY_TRANSPOSED_B)
-        return builder.icmp_unsigned("!=", builder.load(flag), llvm_ir.Constant(flag.type.pointee, 0))
+def _blas_flag(bit: int, doc: str):
+    """An intrinsic: whether `bit` of blas_library.COPY_TRANSPOSED_B is set,
+    read at run time (cached code follows the BLAS of the process running it)."""
+    @intrinsic
+    def flag_set(typingctx):
+        def codegen(context, builder, sig, args):
+            flag = context.get_c_value(builder, llvm_ir.IntType(32), blas_library.COPY_TRANSPOSED_B)
+            value = builder.and_(builder.load(flag), llvm_ir.Constant(flag.type.pointee, bit))
+            return builder.icmp_unsigned("!=", value, llvm_ir.Constant(flag.type.pointee, 0))
 
-    return types.boolean(), codegen
+        return types.boolean(), codegen
+
+    flag_set.__doc__ = doc
+    return flag_set
+
+
+_copying_transposed_b_may_pay = _blas_flag(blas_library.SMALL_KERNELS, """Whether the BLAS in
+    use has small-matrix kernels that make a copy of b.T pay.""")
+# (SGEMM_LARGE's address against SGEMM's would be no test: LLVM takes two
+# symbols for two addresses)
+_large_products_elsewhere = _blas_flag(blas_library.LARGE_TO_MKL, """Whether products of
+    LARGE_GEMM_MIN or more go to MKL's GEMMs (GRAPHC_BLAS=mkl).""")
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -93,6 +105,39 @@ def _transposing_b_pays(m, n, k):
     """
     return (m >= 16 and n >= 16 and k * n <= TRANSPOSED_MAX and m * n * k < 1 << 20
             and _copying_transposed_b_may_pay())
+
+
+# OpenBLAS's small-matrix kernels take products of up to this many
+# multiply-adds (its bound, 100**3, as measured: 12 against 16 ps a
+# multiply-add for float32 64 x 64 columns at 786432 and 1044480)
+SMALL_KERNELS_MAX = 1_000_000
+# and a product past it runs faster in blocks they take, of at least this
+# many rows (see _block_rows)
+BLOCK_ROWS_MIN = 64
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _block_rows(rows, per_row):
+    """How many rows (of a, for a @ b; of the summed axis, for a.T @ b) each
+    BLAS call of a product takes, `per_row` multiply-adds a row: all of
+    them (0) unless OpenBLAS's small-matrix kernels are in use
+    (_copying_transposed_b_may_pay) and blocks under SMALL_KERNELS_MAX have
+    BLOCK_ROWS_MIN rows or more. On this project's Xeon (OpenBLAS SkylakeX,
+    one thread, benchmarks/bench_gemm_blocks.py), one call's time against
+    the blocks', float32 and float64: 512x64 @ 64x64 1.30 and 1.35 (its
+    weight gradient, summing the 512 rows: 1.21 and 1.45), 4096x32 @ 32x32
+    1.53 and 1.52, 1024x100 @ 100x100 1.19 and 1.47, 512x784 @ 784x16 1.43
+    and 1.86; 512x64 @ 64x128 1.20 and 0.99. Blocks of 56 rows lost
+    (2048x128 @ 128x128: 461 against 548 us). a @ b.T in blocks lost
+    everywhere (its small kernel is the slow one: see _transposing_b_pays),
+    so it is blocked only as a copy of b.T.
+    Not where products past LARGE_GEMM_MIN go to MKL (GRAPHC_BLAS=mkl):
+    blocks would go to OpenBLAS instead."""
+    if (rows * per_row <= SMALL_KERNELS_MAX or not _copying_transposed_b_may_pay()
+            or _large_products_elsewhere()):
+        return 0
+    block = SMALL_KERNELS_MAX // per_row // 8 * 8
+    return block if block >= BLOCK_ROWS_MIN else 0
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -247,16 +292,31 @@ def _call_gemm(typingctx, address, flags, m, n, k, alpha, a, b, beta, c, scratch
     return sig, codegen
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _plan(m, n, k, transpose_a, transpose_b, scratch_size, itemsize):
+    """How gemm runs c = op(a) @ op(b), m x n summing k: (small_gemm's
+    kernel instead of the BLAS, b.T copied into the scratch first, rows
+    each BLAS call takes: of a, or of the summed axis for a.T @ b; 0 for
+    one call). a @ b.T is blocked only once b.T is copied, and a product
+    with both operands transposed never."""
+    small = _small_pays(m, n, k, itemsize)
+    rows = 0 if small or (transpose_a and transpose_b) else (
+        _block_rows(k, m * n) if transpose_a else _block_rows(m, n * k))
+    copy_b = transpose_b and not transpose_a and k * n <= scratch_size and (
+        _transposing_b_pays(rows if rows else m, n, k)
+        or small and _copy_for_small_pays(n, k, itemsize))
+    return small, copy_b, rows if copy_b or not transpose_b else 0
+
+
 def _gemm_by_address(flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size):
-    """GEMM_SIGNATURE's C function (m, n > 0): small_gemm, BLAS on a copy of
-    b.T, or BLAS as it is (see gemm)."""
+    """GEMM_SIGNATURE's C function (m, n > 0): small_gemm, or BLAS (on a copy
+    of b.T, in blocks of rows) as _plan says (see gemm)."""
     transpose_a, transpose_b = (flags & 1) != 0, (flags & 2) != 0
     a_ = carray(dispatch.as_pointer(a, alpha), (k, m) if transpose_a else (m, k))
     b_ = carray(dispatch.as_pointer(b, alpha), (n, k) if transpose_b else (k, n))
     c_ = carray(dispatch.as_pointer(c, alpha), (m, n))
-    small = _small_pays(m, n, k, c_.itemsize)
-    if transpose_b and not transpose_a and k * n <= scratch_size and (
-            _transposing_b_pays(m, n, k) or small and _copy_for_small_pays(n, k, c_.itemsize)):
+    small, copy_b, rows = _plan(m, n, k, transpose_a, transpose_b, scratch_size, c_.itemsize)
+    if copy_b:
         b_t = carray(dispatch.as_pointer(scratch, alpha), (k, n))
         transpose.transpose_into(b_, b_t)
         b_, transpose_b = b_t, False
@@ -267,6 +327,12 @@ def _gemm_by_address(flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size
         # install and dtype: about a tenth of a new install's first model)
         a_any = a_.T[::1] if transpose_a else a_[::1]
         small_gemm.gemm_in_registers(a_any, b_, c_, alpha, beta)
+    elif rows and transpose_a:      # c = beta c + alpha sum of a[s:].T @ b[s:] block by block
+        for s in range(0, k, rows):
+            blas_gemm(a_[s:s + rows], b_[s:s + rows], c_, True, False, alpha, beta if s == 0 else 1.0)
+    elif rows:
+        for s in range(0, m, rows):
+            blas_gemm(a_[s:s + rows], b_, c_[s:s + rows], False, False, alpha, beta)
     else:
         blas_gemm(a_, b_, c_, transpose_a, transpose_b, alpha, beta)
 

@@ -125,6 +125,10 @@ def numpy_gemms() -> tuple[int, int, str] | None:
 # compiled code reads this int at run time, bound by name like the GEMMs.
 COPY_TRANSPOSED_B = "graphc_blas_copy_transposed_b"
 _copy_transposed_b = ctypes.c_int32(0)
+# its bits: OpenBLAS's small-matrix kernels are in use (b.T is copied, and
+# products past them run in blocks: blas._block_rows); products of
+# LARGE_GEMM_MIN or more go to MKL (never in blocks)
+SMALL_KERNELS, LARGE_TO_MKL = 1, 2
 
 # OpenBLAS cores with small-matrix GEMM kernels (and a "direct" sgemm for
 # float32 a @ b with alpha 1 and beta 0). With them, on this project's Xeon
@@ -150,7 +154,7 @@ def openblas_core(library: ctypes.CDLL) -> str | None:
 
 def copies_transposed_b() -> bool:
     """Whether blas.gemm copies b.T for small a @ b.T products now."""
-    return bool(_copy_transposed_b.value)
+    return bool(_copy_transposed_b.value & SMALL_KERNELS)
 
 
 @contextlib.contextmanager
@@ -158,7 +162,7 @@ def copying_transposed_b(copy: bool):
     """Within the block, blas.gemm copies b.T for small a @ b.T products, or
     not (bind() chooses by the BLAS in use; tests force both ways)."""
     previous = _copy_transposed_b.value
-    _copy_transposed_b.value = int(copy)
+    _copy_transposed_b.value = (previous & ~SMALL_KERNELS) | (SMALL_KERNELS if copy else 0)
     try:
         yield
     finally:
@@ -208,7 +212,9 @@ def bind() -> str:
         llvm.add_symbol(SGEMM_LARGE, large[0])
         llvm.add_symbol(DGEMM_LARGE, large[1])
         if not shared:
-            _copy_transposed_b.value = bool(core) and core.lower() in _DIRECT_SGEMM_CORES
+            _copy_transposed_b.value = (
+                (SMALL_KERNELS if core and core.lower() in _DIRECT_SGEMM_CORES else 0)
+                | (LARGE_TO_MKL if large != (s, d) else 0))
             llvm.add_symbol(COPY_TRANSPOSED_B, ctypes.addressof(_copy_transposed_b))
         _bound = bound
     return _bound

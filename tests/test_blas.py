@@ -47,6 +47,34 @@ def test_gemm_matches_numpy(dtype, transpose_a, transpose_b, m, k, n, copy_trans
             assert (not np.isnan(scratch[:b.size]).any()) == (copies and transpose_b and not transpose_a)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose_a, transpose_b", [(False, False), (True, False),
+                                                      (False, True), (True, True)])
+@pytest.mark.parametrize("m, k, n", [(600, 64, 64), (64, 600, 64), (300, 100, 100),
+                                     (300, 128, 128)])
+def test_products_past_the_small_kernels_in_blocks_match_numpy(dtype, transpose_a, transpose_b,
+                                                                m, k, n, copy_transposed_b):
+    """Products past OpenBLAS's small kernels run in blocks of rows (of a, or
+    of the summed axis for a.T @ b) where those kernels are in use: 240-row
+    blocks (600 rows: the last of 120), 96-row ones; blocks of 56 would be
+    too few rows. beta scales c once, whichever block comes first."""
+    small_kernels = copy_transposed_b
+    rng = np.random.default_rng(m + k + n)
+    a = rng.normal(size=(k, m) if transpose_a else (m, k)).astype(dtype)
+    b = rng.normal(size=(n, k) if transpose_b else (k, n)).astype(dtype)
+    c = rng.normal(size=(m, n)).astype(dtype)
+    per_row = m * n if transpose_a else n * k
+    rows = blas._plan(m, n, k, transpose_a, transpose_b, b.size, np.dtype(dtype).itemsize)[2]
+    expected_rows = {4096: 240, 10000: 96}.get(per_row, 0)
+    # a @ b.T only once b.T is copied (up to TRANSPOSED_MAX), never both transposed
+    blocked = small_kernels and not (transpose_b and (transpose_a or b.size > TRANSPOSED_MAX))
+    assert rows == (expected_rows if blocked else 0)
+    expected = 0.5 * ((a.T if transpose_a else a) @ (b.T if transpose_b else b)) - 2.0 * c
+    gemm(a, b, c, transpose_a, transpose_b, 0.5, -2.0, np.empty(b.size, dtype))
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
+
+
 @given(m=st.integers(0, 80), k=st.integers(0, 80), n=st.integers(0, 140),
        transpose_a=st.booleans(), transpose_b=st.booleans(),
        dtype=st.sampled_from([np.float32, np.float64]), with_scratch=st.booleans(),
