@@ -9,6 +9,7 @@ NumPy arrays and Python scalars alike.
 from __future__ import annotations
 
 import builtins
+import math
 import operator
 import sys
 import warnings
@@ -747,15 +748,30 @@ def matmul(a, b):
                                 f"({a.shape[-1]} != {b2.shape[-2]}){errors.at(errors.user_location())}")
     batch = tuple(np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])) if (
         a2.ndim > 2 or b2.ndim > 2) else ()
-    a2 = P.broadcast_to(a2, batch + a2.shape[-2:])
-    b2 = P.broadcast_to(b2, batch + b2.shape[-2:])
-    out = P.matmul(a2, b2)
+    if a2.ndim > 2 and b2.shape[:-2] == (1,) * (b2.ndim - 2) and a2.shape[:-2] == batch:
+        out = _rows_times_matrix(a2, P.reshape(b2, b2.shape[-2:]))
+    else:
+        a2 = P.broadcast_to(a2, batch + a2.shape[-2:])
+        b2 = P.broadcast_to(b2, batch + b2.shape[-2:])
+        out = P.matmul(a2, b2)
     shape = out.shape
     if a.ndim == 1:
         shape = shape[:-2] + shape[-1:]
     if b.ndim == 1:
         shape = shape[:-1]
     return P.reshape(out, shape)
+
+
+def _rows_times_matrix(a, b):
+    """a (..., m, k) @ b (k, n) as one GEMM over all of a's rows, (... * m,
+    k) @ (k, n), reshaped back: a batch of activations times a weight matrix.
+    As a batched matmul it was one small GEMM per batch entry against b
+    copied to each, and b's gradient one GEMM per entry and a sum over them
+    (a transformer block's SGD step, 16 sequences of 32 tokens by 64, four
+    such products and two of 64 by 128: 1450-1475 -> 1239-1321 us, both with
+    blas.gemm's blocks)."""
+    rows = P.reshape(a, (math.prod(a.shape[:-1]), a.shape[-1]))
+    return P.reshape(P.matmul(rows, b), a.shape[:-1] + b.shape[-1:])
 
 
 def dot(a, b, out=None):

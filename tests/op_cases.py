@@ -159,6 +159,12 @@ CASES = [
     Case(("matmul",), lambda a, b: a @ b, [Arg((3, 4)), Arg((4, 2))]),
     Case(("matmul",), lambda a, b: a @ b, [Arg((4,)), Arg((4, 2))]),
     Case(("matmul",), lambda a, b: np.matmul(a, b), [Arg((2, 3, 4)), Arg((4, 5))]),
+    # a stack times one matrix (a batch of 1, or a vector): one GEMM over all rows
+    Case(("matmul",), lambda a, b: a @ b, [Arg((2, 1, 3, 4)), Arg((1, 4, 2))]),
+    Case(("matmul",), lambda a, b: a @ b, [Arg((3, 2, 4)), Arg((4,))]),
+    # one matrix times a stack, and a batch of 1 broadcast on the left: a GEMM per matrix
+    Case(("matmul",), lambda a, b: a @ b, [Arg((3, 4)), Arg((2, 4, 5))]),
+    Case(("matmul",), lambda a, b: a @ b, [Arg((1, 3, 4)), Arg((2, 4, 5))]),
     # stacks of matrices on both sides, one broadcast: a GEMM per matrix
     Case(("matmul",), lambda a, b: a @ np.swapaxes(b, -1, -2),
          [Arg((2, 1, 3, 4)), Arg((3, 5, 4))]),

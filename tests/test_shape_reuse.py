@@ -69,6 +69,25 @@ def test_a_new_batch_size_reuses_the_compiled_driver(rng):
     assert len(runtime._modules) == modules     # no new module was imported
 
 
+def test_a_stack_of_rows_times_a_weight_is_one_gemm_for_every_batch_size(rng):
+    """(B, T, D) @ (D, F): one GEMM over B*T rows, forward and for the
+    weight's gradient (no batch of GEMMs, no copies of w), one module."""
+    def loss(w, x):
+        return np.sum(np.tanh(x @ w) ** 2)
+    w = rng.normal(size=(4, 3))
+    graph = gc.trace(gc.grad(loss), w, rng.normal(size=(2, 5, 4)))
+    products = [n for n in graph.topo() if n.op == "matmul"]
+    assert len(products) >= 2 and all(len(n.shape) == 2 for n in products)
+    assert not [n for n in graph.topo() if len(n.shape) > 2 and n.shape[-2:] == w.shape]
+    f = gc.jit(gc.grad(loss))
+    for batch in (2, 7, 1):     # 1: a broadcast pattern of its own
+        x = rng.normal(size=(batch, 5, 4))
+        expected = np.einsum("btd,btf->df", x, 2 * np.tanh(x @ w) / np.cosh(x @ w) ** 2)
+        np.testing.assert_allclose(f(w, x), expected, rtol=1e-12)
+        if batch == 7:
+            assert len({entry.driver for entry in f._cache.values()}) == 1
+
+
 def test_a_training_step_with_megabyte_buffers_reuses_its_module_at_half_the_batch(rng):
     # no decision in the generated code may depend on the traced batch size
     # (an epoch loop hoisting buffers up to a byte budget at the traced shapes
