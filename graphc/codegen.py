@@ -59,7 +59,7 @@ from graphc.kernels import linalg  # np.linalg per matrix, compiled once per ins
 from graphc.kernels import order   # a stable argsort of each row, compiled once per install
 from graphc.kernels import pieces  # a concatenation's pieces copied in and out, compiled once per install
 from graphc.kernels import shapes  # run's test that its arrays' shapes still fit together
-from graphc.kernels import softmax     # log_softmax over the last axis
+from graphc.kernels import softmax     # log_softmax and softmax over the last axis
 from graphc.kernels import sums    # a float32 column sum's float64 totals, folded per block of rows
 from graphc.kernels import transpose   # 2-D transposed copies in vector tiles
 from graphc.kernels import vmath   # vectorizable exp/log/tanh/...: this Numba has no SVML
@@ -361,19 +361,35 @@ def _emit_int_range_check(node, operands):
                           f"{errors.at_node(node)}")
 
 
-# Rows shorter than this when traced (classes of a classifier) take their exps
-# over the whole array in one flat loop (kernels/softmax.py: both forms are
-# right for any length; the traced one only picks the faster). Longer rows
-# run row by row instead.
+# Rows shorter than this when traced (classes of a classifier) are short rows
+# to a fused loop: too short for vectors, so their transcendentals may run
+# in a flat loop first (_hoisted_transcendentals).
 SHORT_ROW = 64
 
 
-def _emit_log_softmax(node, operands):
-    """Per row: the peak, the sum of exp(x - peak), then x - peak - log(sum),
-    in one call of kernels/softmax.py instead of four kernels."""
-    form = "short_rows(x, o, w0, w1" if node.shape[-1] < SHORT_ROW else "long_rows(x, o"
+# Rows of up to this many when traced take the softmaxes' flat form (their
+# exps in one loop over the whole array); longer ones run row by row
+# (kernels/softmax.py: both forms are right for any length). The flat form
+# was measured faster up to rows of 256 while the array stays in cache (us,
+# flat against row by row, one thread, float32; float64 in brackets):
+# log_softmax 2048x64 117 / 212 (257 / 349), 1024x128 103 / 164 (246 /
+# 302), 512x256 97 / 118 (252 / 265); softmax 122 / 223, 109 / 159, 104 /
+# 122; and slower past it: log_softmax 512x1000 523 / 464, 4096x512 2106
+# / 2028, softmax 2220 / 1818.
+FLAT_SOFTMAX_ROWS = 256
+
+
+def _flat_softmax(node) -> bool:
+    return node.shape[-1] <= FLAT_SOFTMAX_ROWS
+
+
+def _emit_softmaxes(node, operands):
+    """Per row: the peak, the sum of exp(x - peak), then x - peak - log(sum)
+    (log_softmax) or exp(x - peak) / sum (softmax), in one call of
+    kernels/softmax.py instead of four kernels."""
+    form = "short_rows(x, o, w0, w1" if _flat_softmax(node) else "long_rows(x, o"
     return _rows_of(node) + ["n1 = n",
-                             f"softmax.log_softmax_{form}, {bool(node.p['finite_peak'])})"]
+                             f"softmax.{node.op}_{form}, {bool(node.p['finite_peak'])})"]
 
 
 def _c_functions_built(graph) -> list[str]:
@@ -490,9 +506,9 @@ def _rows_of(node) -> list[str]:
             "o = alloc.reshape(out, (rows, n))"]
 
 
-def _log_softmax_scratch(node) -> list[ScratchNeed]:
-    """The short-row form's exps (one per element) and row sums (one per row)."""
-    if node.shape[-1] >= SHORT_ROW:
+def _softmaxes_scratch(node) -> list[ScratchNeed]:
+    """The flat forms' exps (one per element) and row sums (one per row)."""
+    if not _flat_softmax(node):
         return []
     T, rank = np_dtype(node.dtype), len(node.shape)
     rows = " * ".join(f"out.shape[{d}]" for d in range(rank - 1)) or "1"
@@ -513,7 +529,8 @@ def _matmul_scratch(node) -> list[ScratchNeed]:
 
 
 # kernels of EMITTERS that take scratch buffers: node -> its ScratchNeeds
-SCRATCH = {"log_softmax": _log_softmax_scratch, "matmul": _matmul_scratch}
+SCRATCH = {"log_softmax": _softmaxes_scratch, "softmax": _softmaxes_scratch,
+           "matmul": _matmul_scratch}
 
 EMITTERS = {
     "matmul": _emit_matmul, "transpose": _emit_transpose,
@@ -521,7 +538,8 @@ EMITTERS = {
     "concat_piece": _emit_concat_piece,
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
     "int_range_check": _emit_int_range_check,
-    "log_softmax": _emit_log_softmax, "cumsum": _emit_cumsum, "argsort": _emit_argsort,
+    "log_softmax": _emit_softmaxes, "softmax": _emit_softmaxes,
+    "cumsum": _emit_cumsum, "argsort": _emit_argsort,
     "recurrence": _emit_recurrence, "cumprod": _emit_cumprod, "inv": _emit_linalg,
     "solve": _emit_linalg, "cholesky": _emit_linalg, "eigh": _emit_linalg,
     "det": _emit_linalg, "slogdet": _emit_linalg,
@@ -533,8 +551,8 @@ def _flops(node: Node, operands: list[Node]) -> int:
         return 2 * node.size * operands[0].shape[-2 if node.p.get("transpose_a") else -1]
     if OPS[node.op].kind in ("elementwise", "reduce"):
         return max(node.size, max((o.size for o in operands), default=0))
-    if node.op == "log_softmax":        # max, sub, exp, add; sub, sub
-        return 6 * node.size
+    if node.op in ("log_softmax", "softmax"):   # max, sub, exp, add; sub, sub (div)
+        return (6 if node.op == "log_softmax" else 5) * node.size
     if node.op in ("cumsum", "cumprod", "recurrence"):
         return node.size * (2 if node.op == "recurrence" else 1)
     return 0

@@ -387,22 +387,29 @@ def exp_floor(dtype) -> float:
 # JAX: a row of -inf gives nan, not an error); without it, the peak is the
 # row's max as users write it. Codegen gives it one kernel that makes three
 # passes over each row while the row is in cache.
-def _log_softmax_infer(avals, params):
-    x = avals[0]
-    if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype).kind != "f":
-        raise errors.GraphcError("internal: log_softmax is over the last axis of a float array")
-    if x.shape[-1] == 0:
-        raise errors.ShapeError("log_softmax: the axis is empty (zero-size), so it has no maximum")
-    return x.shape, np.dtype(x.dtype)
+def _softmaxes_infer(name):
+    def infer(avals, params):
+        x = avals[0]
+        if params["axis"] != len(x.shape) - 1 or np.dtype(x.dtype).kind != "f":
+            raise errors.GraphcError(f"internal: {name} is over the last axis of a float array")
+        if x.shape[-1] == 0:
+            raise errors.ShapeError(f"{name}: the axis is empty (zero-size), so it has no maximum")
+        return x.shape, np.dtype(x.dtype)
+    return infer
 
 
-def _log_softmax_impl(x, axis, finite_peak):
+def _shifted_terms(x, axis, finite_peak):
+    """(x - peak, exp(x - peak) with terms below e**exp_floor as 0)."""
     peak = np.max(x, axis=axis, keepdims=True)
     if finite_peak:
         peak = np.where(np.isfinite(peak), peak, 0).astype(x.dtype)
     z = x - peak
     with np.errstate(under="ignore"):
-        terms = np.where(z < exp_floor(x.dtype), 0, np.exp(z)).astype(x.dtype)
+        return z, np.where(z < exp_floor(x.dtype), 0, np.exp(z)).astype(x.dtype)
+
+
+def _log_softmax_impl(x, axis, finite_peak):
+    z, terms = _shifted_terms(x, axis, finite_peak)
     return z - np.log(np.sum(terms, axis=axis, keepdims=True, dtype=x.dtype))
 
 
@@ -417,7 +424,24 @@ def _log_softmax_vjp(ct, out, x, axis, finite_peak):
     return [P.sub(ct, P.mul(probs, P.reduce_sum(ct, (axis,), True)))]
 
 
-_register(OpDef("log_softmax", "row", _log_softmax_infer, _log_softmax_impl, _log_softmax_vjp))
+_register(OpDef("log_softmax", "row", _softmaxes_infer("log_softmax"), _log_softmax_impl,
+                _log_softmax_vjp))
+
+
+# softmax over the last axis, exp(x - peak) / sum(exp(x - peak)), as users
+# write it for attention: log_softmax's peak and floor, one kernel
+def _softmax_impl(x, axis, finite_peak):
+    _, terms = _shifted_terms(x, axis, finite_peak)
+    return terms / np.sum(terms, axis=axis, keepdims=True, dtype=x.dtype)
+
+
+def _softmax_vjp(ct, out, x, axis, finite_peak):
+    # d out_i / d x_j = out_i ([i == j] - out_j): the peak's terms cancel, so
+    # no max (and no tie handling) appears in the gradient
+    return [P.mul(out, P.sub(ct, P.reduce_sum(P.mul(ct, out), (axis,), True)))]
+
+
+_register(OpDef("softmax", "row", _softmaxes_infer("softmax"), _softmax_impl, _softmax_vjp))
 
 
 # cumsum over the last axis (the front end moves another axis there), in

@@ -121,6 +121,10 @@ def log_softmax(x, axis, finite_peak=True):
     return bind("log_softmax", x, axis=int(axis), finite_peak=bool(finite_peak))
 
 
+def softmax(x, axis, finite_peak=True):
+    return bind("softmax", x, axis=int(axis), finite_peak=bool(finite_peak))
+
+
 def matmul(a, b):
     return bind("matmul", a, b)
 

@@ -50,9 +50,10 @@ def _products(small, large):
 
 def _log_softmax(short, long):
     def loss(z):
-        return -np.sum(z - np.max(z, axis=1, keepdims=True)
-                       - np.log(np.sum(np.exp(z - np.max(z, axis=1, keepdims=True)), axis=1,
-                                       keepdims=True)))
+        peak = np.max(z, axis=1, keepdims=True)
+        log_p = z - peak - np.log(np.sum(np.exp(z - peak), axis=1, keepdims=True))
+        e = np.exp(z - peak)
+        return -np.sum(log_p) + np.sum(np.sin(e / np.sum(e, axis=1, keepdims=True)))
     return loss(short) + loss(long)
 
 
@@ -70,7 +71,7 @@ FAMILIES = {
     "sort": (_sort, [lambda dt: _rows(dt, 4, 8)]),
     "cholesky_and_eigh": (_cholesky_and_eigh, [_square]),
     "products": (_products, [lambda dt: _rows(dt, 8, 16), lambda dt: _rows(dt, 96, 96)]),
-    "log_softmax": (_log_softmax, [lambda dt: _rows(dt, 8, 10), lambda dt: _rows(dt, 4, 100)]),
+    "log_softmax": (_log_softmax, [lambda dt: _rows(dt, 8, 10), lambda dt: _rows(dt, 4, 300)]),
     "vector_math": (_vector_math, [lambda dt: _rows(dt, 4, 8)]),
 }
 

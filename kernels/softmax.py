@@ -1,14 +1,15 @@
-"""log_softmax over the last axis, compiled once per install.
+"""log_softmax and softmax over the last axis, compiled once per install.
 
 Written into each model's module, log_softmax's loop nests cost Numba and
 LLVM about 0.4 s of W2's cold first call (4.59 -> 4.17 s), and 1 s of a
 1000-class classifier's (3.82 -> 2.78 s); called, Numba compiles them here
 once per dtype and each model holds one call.
-graphc.codegen picks the form by the row length it traced (SHORT_ROW): short
-rows (a classifier's classes) take their exps in one flat loop over the
-whole array, long rows run row by row. They share the peak, the floored exp
-and the shift below; their sums add in different orders (up to 2 ulp apart
-in float32).
+graphc.codegen picks the form by the row length it traced
+(FLAT_SOFTMAX_ROWS): short rows (a classifier's classes, attention over a
+few hundred tokens) take their exps in one flat loop over the whole array,
+long rows run row by row. They share the peak, the floored exp and the
+shift below; their sums add in different orders (up to 2 ulp apart in
+float32).
 
 Unlike `run`, they do not ask LLVM for 512-bit vectors
 (vmath.full_width_vectors): compiled once per install, they could not
@@ -29,6 +30,14 @@ from graphc.kernels import dispatch, vmath
 # running max is one compare-and-select chain LLVM does not vectorize (NaN
 # must win). As graphc.codegen.MAX_LANES for generated max reductions.
 LANES = 64
+# Rows of this many or more (but under LANES) find their peak with vmath.nan_max,
+# a reduction LLVM vectorizes; shorter ones in a compare-and-select chain.
+# log_softmax_short_rows over 65536 float32 elements (float64 in brackets),
+# us with the chain against nan_max: rows of 10 89 against 131 (132 / 167),
+# 16 76 / 79 (117 / 128), 24 76 / 78 (118 / 124), 32 72 / 58 (121 / 112),
+# 48 76 / 71 (124 / 104). Its -0.0 < +0.0 is no concern here: the peak is
+# subtracted, never seen.
+VECTOR_PEAK_MIN = 32
 # A long row's exps are summed in the row's dtype within blocks of this many
 # elements and the block sums in float64: a float64 register halves exp's
 # vector width. As graphc.codegen.SUM_BLOCK.
@@ -73,6 +82,74 @@ def _shift_by_peak(x, out, i, peak, zero, finite_peak):
         out[i, j] = x[i, j] - peak
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _shift_short_rows(x, out, zero, finite_peak):
+    """out[i] = x[i] - its peak (NaN wins) for every row (_shift_by_peak).
+    Rows of VECTOR_PEAK_MIN or more reduce with vmath.nan_max, which LLVM
+    vectorizes; shorter ones run the compare-and-select chain, faster
+    there. The test is made once, outside the rows: made in each row, it
+    tripled log_softmax_short_rows' time over rows of 10 (92 -> 268 us)."""
+    rows, n = x.shape
+    lowest = out.dtype.type(-np.inf)
+    if n >= VECTOR_PEAK_MIN:
+        for i in range(rows):
+            peak = lowest
+            for j in range(n):
+                peak = vmath.nan_max(peak, x[i, j])
+            _shift_by_peak(x, out, i, peak, zero, finite_peak)
+    else:
+        for i in range(rows):
+            peak = lowest
+            for j in range(n):
+                peak = _later_max(peak, x[i, j])
+            _shift_by_peak(x, out, i, peak, zero, finite_peak)
+
+
+@njit(cache=True, nogil=True, inline="always", error_model="numpy")
+def _exps_and_sums(x, out, exps, sums, finite_peak):
+    """The short-row forms' first passes: out = x - peak row by row
+    (_shift_short_rows), exps[k] = exp(out.flat[k]) floored in one flat loop,
+    and each row's sum of them, added in float64, into sums[i]. `exps` is
+    an array of its own: as a view of `out` the function took 3x as long."""
+    rows, n = x.shape
+    zero, floor = out.dtype.type(0), _exp_floor(out)
+    _shift_short_rows(x, out, zero, finite_peak)
+    flat = out.reshape(rows * n)
+    for k in range(rows * n):
+        exps[k] = _floored_exp(flat[k], floor, zero)
+    for i in range(rows):
+        s = np.float64(0)
+        for j in range(n):
+            s = vmath.radd(s, np.float64(exps[i * n + j]))
+        sums[i] = s
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _long_row_peak(x, i, lanes, lowest):
+    """Row i's max (NaN wins), in LANES running maxima for rows of LANES or
+    more (`lanes`: scratch of LANES)."""
+    n = x.shape[1]
+    if n < LANES:
+        peak = lowest
+        for j in range(n):
+            peak = _later_max(peak, x[i, j])
+        return peak
+    whole = n - n % LANES
+    for jb in range(LANES):
+        lanes[jb] = lowest
+    for blk in range(n // LANES):
+        for jb in range(LANES):
+            lanes[jb] = _later_max(lanes[jb], x[i, blk * LANES + jb])
+    for jb in range(n - whole):
+        lanes[jb] = _later_max(lanes[jb], x[i, whole + jb])
+    width = LANES // 2
+    while width:
+        for jb in range(width):
+            lanes[jb] = _later_max(lanes[jb], lanes[jb + width])
+        width //= 2
+    return lanes[0]
+
+
 @dispatch.unliteral_calls
 @njit(cache=True, nogil=True, error_model="numpy")
 def log_softmax_short_rows(x, out, exps, shifts, finite_peak):
@@ -88,20 +165,7 @@ def log_softmax_short_rows(x, out, exps, shifts, finite_peak):
     loop over the rows, which LLVM vectorizes (64 rows of 10: 2.8 against
     2.3 us)."""
     rows, n = x.shape
-    zero, floor = out.dtype.type(0), _exp_floor(out)
-    for i in range(rows):
-        peak = out.dtype.type(-np.inf)
-        for j in range(n):
-            peak = _later_max(peak, x[i, j])
-        _shift_by_peak(x, out, i, peak, zero, finite_peak)
-    flat = out.reshape(rows * n)
-    for k in range(rows * n):
-        exps[k] = _floored_exp(flat[k], floor, zero)
-    for i in range(rows):
-        s = np.float64(0)
-        for j in range(n):
-            s = vmath.radd(s, np.float64(exps[i * n + j]))
-        shifts[i] = s
+    _exps_and_sums(x, out, exps, shifts, finite_peak)
     for i in range(rows):
         shifts[i] = vmath.log(shifts[i])
     for i in range(rows):
@@ -129,28 +193,9 @@ def log_softmax_long_rows(x, out, finite_peak):
     (410 -> 650 us)."""
     rows, n = x.shape
     zero, floor = out.dtype.type(0), _exp_floor(out)
-    lowest = out.dtype.type(-np.inf)
-    whole = n - n % LANES
     lanes = np.empty(LANES, out.dtype)      # as the generated form: one per call
     for i in range(rows):
-        peak = lowest
-        if n >= LANES:
-            for jb in range(LANES):
-                lanes[jb] = lowest
-            for blk in range(n // LANES):
-                for jb in range(LANES):
-                    lanes[jb] = _later_max(lanes[jb], x[i, blk * LANES + jb])
-            for jb in range(n - whole):
-                lanes[jb] = _later_max(lanes[jb], x[i, whole + jb])
-            width = LANES // 2
-            while width:
-                for jb in range(width):
-                    lanes[jb] = _later_max(lanes[jb], lanes[jb + width])
-                width //= 2
-            peak = lanes[0]
-        else:
-            for j in range(n):
-                peak = _later_max(peak, x[i, j])
+        peak = _long_row_peak(x, i, lanes, out.dtype.type(-np.inf))
         _shift_by_peak(x, out, i, peak, zero, finite_peak)
     for i in range(rows):
         s = np.float64(0)
@@ -167,3 +212,44 @@ def log_softmax_long_rows(x, out, finite_peak):
         shift = vmath.log(out.dtype.type(s))
         for j in range(n):
             out[i, j] -= shift
+
+
+@dispatch.unliteral_calls
+@njit(cache=True, nogil=True, error_model="numpy")
+def softmax_short_rows(x, out, exps, sums, finite_peak):
+    """out[i] = exp(x[i] - peak) / sum(exp(x[i] - peak)) for each row of the
+    2-D C-contiguous `x`: softmax as users write it, with
+    log_softmax_short_rows' peak, floor, scratch and first passes; each row
+    then divided by its sum, as e / e.sum() does."""
+    rows, n = x.shape
+    _exps_and_sums(x, out, exps, sums, finite_peak)
+    for i in range(rows):
+        total = sums[i]
+        for j in range(n):
+            out[i, j] = exps[i * n + j] / total
+
+
+@dispatch.unliteral_calls
+@njit(cache=True, nogil=True, error_model="numpy")
+def softmax_long_rows(x, out, finite_peak):
+    """softmax_short_rows' result (to rounding), a row at a time while it is
+    in cache: its peak (as log_softmax_long_rows'), its exps summed within
+    blocks of SUM_BLOCK in its dtype and the blocks in float64, its division."""
+    rows, n = x.shape
+    zero, floor = out.dtype.type(0), _exp_floor(out)
+    lanes = np.empty(LANES, out.dtype)
+    for i in range(rows):
+        peak = _long_row_peak(x, i, lanes, out.dtype.type(-np.inf))
+        _shift_by_peak(x, out, i, peak, zero, finite_peak)
+        s = np.float64(0)
+        for j0 in range(0, n, SUM_BLOCK):
+            block = out[i, j0:j0 + SUM_BLOCK]
+            b = zero
+            for j in range(block.shape[0]):
+                e = _floored_exp(block[j], floor, zero)
+                block[j] = e
+                b = vmath.radd(b, e)
+            s += b
+        total = out.dtype.type(s)
+        for j in range(n):
+            out[i, j] /= total

@@ -87,6 +87,20 @@ def _fma(typingctx, a, b, c):
 
 
 @intrinsic
+def nan_max(typingctx, a, b):
+    """max(a, b) with a NaN winning, as np.max, by llvm.maximum, which LLVM
+    vectorizes as a reduction (a compare-and-select chain it does not: NaN
+    must win). Unlike np.max, -0.0 < +0.0 whichever comes first: for a peak
+    that is subtracted (softmax), not for values users see."""
+    if not (isinstance(a, types.Float) and a == b):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return _llvm_intrinsic(builder, "maximum", args[0].type, list(args))
+    return a(a, b), codegen
+
+
+@intrinsic
 def radd(typingctx, a, b):
     """a + b, an addition LLVM may reorder with the others of its sum (fast-math
     reassoc on this instruction alone): a sum written with it vectorizes, in

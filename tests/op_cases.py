@@ -107,6 +107,10 @@ CASES = [
          reference=lambda x: scipy.special.log_softmax(x, axis=-1)),
     Case(("log_softmax",), lambda x: gc.nn.log_softmax(x, axis=2), [Arg((2, 3, 5))],
          reference=lambda x: scipy.special.log_softmax(x, axis=2)),
+    Case(("softmax",), lambda x: gc.nn.softmax(x), [Arg((3, 4))],
+         reference=lambda x: scipy.special.softmax(x, axis=-1)),
+    Case(("softmax",), lambda x: gc.nn.softmax(x, axis=2), [Arg((2, 3, 5))],
+         reference=lambda x: scipy.special.softmax(x, axis=2)),
     Case(("max",), lambda x: gc.nn.log_softmax(x, axis=0), [Arg((3, 4))],   # not the last axis
          reference=lambda x: scipy.special.log_softmax(x, axis=0)),
     Case(("add",), lambda x, y: x + y, [Arg((3, 4)), Arg((4,))]),

@@ -13,7 +13,8 @@
 - The stable log-softmax as users write it, z - log(sum(exp(z))) with
   z = x - max(x) over the last axis, is the `log_softmax` primitive: one
   kernel instead of four, and, run before autodiff, a gradient without the
-  max's tie handling (the peak's terms cancel exactly).
+  max's tie handling (the peak's terms cancel exactly). The stable softmax,
+  exp(z) / sum(exp(z)), is the `softmax` primitive for the same reasons.
 """
 from __future__ import annotations
 
@@ -45,6 +46,23 @@ def _log_softmax_operand(graph: Graph, inputs):
     e = graph.node(total.inputs[0])
     if e.op != "exp" or e.inputs[0] != z.id:
         return None
+    return _shifted_by_peak(graph, z)
+
+
+def _softmax_operand(graph: Graph, inputs):
+    """x when `e / s` is exp(x - max(x)) / sum(exp(x - max(x))) over the last axis."""
+    e, total = (graph.node(i) for i in inputs)
+    if not e.shape or e.op != "exp" or not _over_last_axis(total, "sum", len(e.shape)) \
+            or total.inputs[0] != e.id:
+        return None
+    return _shifted_by_peak(graph, graph.node(e.inputs[0]))
+
+
+def _shifted_by_peak(graph: Graph, z):
+    """x when z is x - max(x) over the last axis (the max maybe under stop_gradient)."""
+    if z.op != "sub":
+        return None
+    rank = len(z.shape)
     x, peak = z.inputs
     peak = graph.node(peak)
     if peak.op == "stop_gradient":
@@ -91,10 +109,13 @@ def _rule(graph: Graph, node, inputs, original: Graph):
         unbroadcast = _unbroadcast(graph, node, inputs)
         if unbroadcast is not None:
             return unbroadcast
-    if node.op == "sub":
-        x = _log_softmax_operand(graph, inputs)
-        if x is not None:
-            return ("log_softmax", (x,), {"axis": len(node.shape) - 1, "finite_peak": False})
+    if node.op in ("sub", "div"):
+        log, x = node.op == "sub", (_log_softmax_operand if node.op == "sub" else
+                                    _softmax_operand)(graph, inputs)
+        # (not where a sum's dtype= made the result another dtype than x's)
+        if x is not None and graph.node(x).dtype == node.dtype:
+            return ("log_softmax" if log else "softmax", (x,),
+                    {"axis": len(node.shape) - 1, "finite_peak": False})
     if node.op == "matmul":
         folded = _matmul_reading_transposes(graph, inputs, node.p)
         return folded if folded[1:] != (tuple(inputs), node.p) else None
