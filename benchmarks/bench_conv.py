@@ -16,7 +16,6 @@ Threads are pinned to 1 unless OMP_NUM_THREADS is set.
 """
 import argparse
 import os
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
@@ -25,7 +24,7 @@ import numpy as np  # noqa: E402  (after pinning threads)
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import graphc as gc  # noqa: E402
-from graphc.benchmarks.harness import interleaved_medians_us  # noqa: E402
+from graphc.benchmarks.harness import print_race, race_sgd_steps  # noqa: E402
 
 SIDE, WINDOW, CHANNELS, CHANNELS2, CLASSES, LR = 8, 3, 16, 32, 10, 0.05
 
@@ -133,27 +132,11 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, default=1, choices=[1, 2])
     args = ap.parse_args(argv)
     params, x, y = make(args.batch, layers=args.layers)
-    mine, theirs = ({k: v.copy() for k, v in params.items()} for _ in range(2))
-    step = gc.compile_step(loss, gc.optim.SGD(lr=LR))
-    steps = {"graphc": lambda: step(params, x, y), "NumPy": lambda: numpy_step(mine, x, y)}
-    torch_call = torch_step(theirs, x, y)
-    if torch_call is not None:
-        steps["PyTorch"] = torch_call
-    start = time.perf_counter()
-    first = {"graphc": steps["graphc"]()}          # trace, compile (or load), first step
-    compile_s = time.perf_counter() - start
-    first.update({name: call() for name, call in steps.items() if name != "graphc"})
-    for name in first:
-        np.testing.assert_allclose(first[name], first["NumPy"], rtol=1e-5, err_msg=name)
-    for name in params:
-        np.testing.assert_allclose(params[name], mine[name], rtol=1e-4, atol=1e-6)
-    times = dict(zip(steps, interleaved_medians_us(list(steps.values()), args.reps)))
+    compile_s, first, times = race_sgd_steps(loss, params, (x, y), numpy_step, torch_step, LR,
+                                             args.reps)
     print(f"{args.layers} convolution(s), batch {args.batch}: graphc's first call {compile_s:.2f} s, "
-          f"loss {first['graphc']:.6f}; "
-          f"µs per step (median of {args.reps}), and NumPy's time / its")
-    for name, us in times.items():
-        print(f"  {name:8s} {us:9.1f}  {times['NumPy'] / us:5.2f}x")
-
+          f"loss {first:.6f}; µs per step (median of {args.reps}), and NumPy's time / its")
+    print_race(times)
 
 if __name__ == "__main__":
     main()

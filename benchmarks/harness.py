@@ -335,6 +335,44 @@ def median_us(call, reps) -> float:
     return interleaved_medians_us([call], reps)[0]
 
 
+def race_sgd_steps(loss, params, batch, numpy_step, torch_step, lr, reps,
+                   loss_rtol=1e-5, params_atol=1e-6):
+    """One model's SGD step three ways, for the models of benchmarks/bench_*.py:
+    graphc's compile_step of `loss` on `params` itself, `numpy_step(params,
+    *batch)` by hand (forward, backward and update in place, returning the
+    loss before it) and `torch_step(params, *batch)`, PyTorch's step (None
+    where it is not installed), each on a copy of the parameters. Their
+    first steps' losses must agree with NumPy's (loss_rtol), and graphc's
+    parameters after it with NumPy's (rtol 1e-4); then interleaved medians.
+    Returns (graphc's first call in s: trace, compile or load, first step;
+    its first loss; {name: median us a step})."""
+    import graphc as gc
+    mine, theirs = ({k: v.copy() for k, v in params.items()} for _ in range(2))
+    step = gc.compile_step(loss, gc.optim.SGD(lr=lr))
+    steps = {"graphc": lambda: step(params, *batch),
+             "NumPy": lambda: numpy_step(mine, *batch)}
+    torch_call = torch_step(theirs, *batch)
+    if torch_call is not None:
+        steps["PyTorch"] = torch_call
+    start = time.perf_counter()
+    first = {"graphc": steps["graphc"]()}          # trace, compile (or load), first step
+    compile_s = time.perf_counter() - start
+    first.update({name: call() for name, call in steps.items() if name != "graphc"})
+    for name in first:
+        np.testing.assert_allclose(first[name], first["NumPy"], rtol=loss_rtol, err_msg=name)
+    for name in params:
+        np.testing.assert_allclose(params[name], mine[name], rtol=1e-4, atol=params_atol,
+                                   err_msg=name)
+    times = dict(zip(steps, interleaved_medians_us(list(steps.values()), reps)))
+    return compile_s, float(first["graphc"]), times
+
+
+def print_race(times: dict) -> None:
+    """race_sgd_steps' medians, and NumPy's time over each."""
+    for name, us in times.items():
+        print(f"  {name:8s} {us:9.1f}  {times['NumPy'] / us:5.2f}x")
+
+
 def bench_one(workload, dtype, impls, cfg, cold_cache=None, log=print) -> dict:
     """Check and time every implementation on one workload and dtype."""
     params0, batch = workload.make(dtype, seed=0)
