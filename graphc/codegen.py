@@ -367,20 +367,19 @@ def _emit_int_range_check(node, operands):
 SHORT_ROW = 64
 
 
-# Rows of up to this many when traced take the softmaxes' flat form (their
+# Rows shorter than this when traced take the softmaxes' flat form (their
 # exps in one loop over the whole array); longer ones run row by row
-# (kernels/softmax.py: both forms are right for any length). The flat form
-# was measured faster up to rows of 256 while the array stays in cache (us,
-# flat against row by row, one thread, float32; float64 in brackets):
-# log_softmax 2048x64 117 / 212 (257 / 349), 1024x128 103 / 164 (246 /
-# 302), 512x256 97 / 118 (252 / 265); softmax 122 / 223, 109 / 159, 104 /
-# 122; and slower past it: log_softmax 512x1000 523 / 464, 4096x512 2106
-# / 2028, softmax 2220 / 1818.
-FLAT_SOFTMAX_ROWS = 256
+# (kernels/softmax.py: both forms are right for any length). Row by row
+# against flat (us, one thread, float32; float64 in brackets): softmax
+# 2048x64 118 / 119 (217 / 290), 1365x96 98 / 109 (217 / 287), 1024x128 87
+# / 111, 4096x512 1407 / 2346; log_softmax 2048x64 115 / 109 (242 / 247),
+# 1024x128 100 / 98, 512x1000 404 / 488 (1034 / 1099), 4096x512 1659 /
+# 2031; rows of 32 are flat's (softmax 4096x32 134 / 176).
+FLAT_SOFTMAX_BELOW = 64
 
 
 def _flat_softmax(node) -> bool:
-    return node.shape[-1] <= FLAT_SOFTMAX_ROWS
+    return node.shape[-1] < FLAT_SOFTMAX_BELOW
 
 
 def _emit_softmaxes(node, operands):

@@ -71,7 +71,7 @@ FAMILIES = {
     "sort": (_sort, [lambda dt: _rows(dt, 4, 8)]),
     "cholesky_and_eigh": (_cholesky_and_eigh, [_square]),
     "products": (_products, [lambda dt: _rows(dt, 8, 16), lambda dt: _rows(dt, 96, 96)]),
-    "log_softmax": (_log_softmax, [lambda dt: _rows(dt, 8, 10), lambda dt: _rows(dt, 4, 300)]),
+    "log_softmax": (_log_softmax, [lambda dt: _rows(dt, 8, 10), lambda dt: _rows(dt, 4, 100)]),
     "vector_math": (_vector_math, [lambda dt: _rows(dt, 4, 8)]),
 }
 

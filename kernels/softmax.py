@@ -5,9 +5,8 @@ LLVM about 0.4 s of W2's cold first call (4.59 -> 4.17 s), and 1 s of a
 1000-class classifier's (3.82 -> 2.78 s); called, Numba compiles them here
 once per dtype and each model holds one call.
 graphc.codegen picks the form by the row length it traced
-(FLAT_SOFTMAX_ROWS): short rows (a classifier's classes, attention over a
-few hundred tokens) take their exps in one flat loop over the whole array,
-long rows run row by row. They share the peak, the floored exp and the
+(FLAT_SOFTMAX_BELOW): short rows (a classifier's classes) take their exps
+in one flat loop over the whole array, long rows run row by row. They share the peak, the floored exp and the
 shift below; their sums add in different orders (up to 2 ulp apart in
 float32).
 
@@ -25,18 +24,17 @@ from numba.extending import intrinsic
 
 from graphc.kernels import dispatch, vmath
 
-# A long row's peak is found in this many running maxima, one for each
-# position in a block of the row, folded at the end of the row: a single
-# running max is one compare-and-select chain LLVM does not vectorize (NaN
-# must win). As graphc.codegen.MAX_LANES for generated max reductions.
-LANES = 64
-# Rows of this many or more (but under LANES) find their peak with vmath.nan_max,
-# a reduction LLVM vectorizes; shorter ones in a compare-and-select chain.
+# A row's peak: rows of this many or more reduce with vmath.nan_max
+# (llvm.maximum), which LLVM vectorizes; shorter ones run a compare-and-select
+# chain, which it does not (NaN must win), faster there.
 # log_softmax_short_rows over 65536 float32 elements (float64 in brackets),
 # us with the chain against nan_max: rows of 10 89 against 131 (132 / 167),
 # 16 76 / 79 (117 / 128), 24 76 / 78 (118 / 124), 32 72 / 58 (121 / 112),
-# 48 76 / 71 (124 / 104). Its -0.0 < +0.0 is no concern here: the peak is
-# subtracted, never seen.
+# 48 76 / 71 (124 / 104). The long forms take nan_max for every row: against
+# the 64 running maxima folded at each row's end they had before, softmax over
+# 512 rows of 1000 float32 425 -> 343 us, 4096 of 512 1818 -> 1407,
+# log_softmax 464 -> 404 and 2028 -> 1659, 2048 of 64 212 -> 117. Its -0.0 <
+# +0.0 is no concern here: the peak is subtracted, never seen.
 VECTOR_PEAK_MIN = 32
 # A long row's exps are summed in the row's dtype within blocks of this many
 # elements and the block sums in float64: a float64 register halves exp's
@@ -125,29 +123,12 @@ def _exps_and_sums(x, out, exps, sums, finite_peak):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _long_row_peak(x, i, lanes, lowest):
-    """Row i's max (NaN wins), in LANES running maxima for rows of LANES or
-    more (`lanes`: scratch of LANES)."""
-    n = x.shape[1]
-    if n < LANES:
-        peak = lowest
-        for j in range(n):
-            peak = _later_max(peak, x[i, j])
-        return peak
-    whole = n - n % LANES
-    for jb in range(LANES):
-        lanes[jb] = lowest
-    for blk in range(n // LANES):
-        for jb in range(LANES):
-            lanes[jb] = _later_max(lanes[jb], x[i, blk * LANES + jb])
-    for jb in range(n - whole):
-        lanes[jb] = _later_max(lanes[jb], x[i, whole + jb])
-    width = LANES // 2
-    while width:
-        for jb in range(width):
-            lanes[jb] = _later_max(lanes[jb], lanes[jb + width])
-        width //= 2
-    return lanes[0]
+def _row_peak(x, i, lowest):
+    """Row i's max (NaN wins), by the vectorized vmath.nan_max reduction."""
+    peak = lowest
+    for j in range(x.shape[1]):
+        peak = vmath.nan_max(peak, x[i, j])
+    return peak
 
 
 @dispatch.unliteral_calls
@@ -181,9 +162,8 @@ def log_softmax_long_rows(x, out, finite_peak):
     long enough that its flat exp loop over the whole array would read each
     row from memory once more.
 
-    Measured on the generated form this replaced, whose loops it keeps:
-    rows of LANES or more find their peak in lanes (512 rows of 1000: 0.95
-    ms, NumPy 0.88). The sum goes over views of SUM_BLOCK elements indexed
+    Measured on the generated form this replaced, whose loops it keeps
+    (but for the peak: see VECTOR_PEAK_MIN): the sum goes over views of SUM_BLOCK elements indexed
     from 0, non-negative as LLVM sees it (512 rows of 1000: 180 us, against
     312 with Numba's negative-index select in the loop; rows of 30000: 603
     against 1167). The peak's own terms (exactly 1) are counted apart: in a
@@ -193,9 +173,8 @@ def log_softmax_long_rows(x, out, finite_peak):
     (410 -> 650 us)."""
     rows, n = x.shape
     zero, floor = out.dtype.type(0), _exp_floor(out)
-    lanes = np.empty(LANES, out.dtype)      # as the generated form: one per call
     for i in range(rows):
-        peak = _long_row_peak(x, i, lanes, out.dtype.type(-np.inf))
+        peak = _row_peak(x, i, out.dtype.type(-np.inf))
         _shift_by_peak(x, out, i, peak, zero, finite_peak)
     for i in range(rows):
         s = np.float64(0)
@@ -237,9 +216,8 @@ def softmax_long_rows(x, out, finite_peak):
     blocks of SUM_BLOCK in its dtype and the blocks in float64, its division."""
     rows, n = x.shape
     zero, floor = out.dtype.type(0), _exp_floor(out)
-    lanes = np.empty(LANES, out.dtype)
     for i in range(rows):
-        peak = _long_row_peak(x, i, lanes, out.dtype.type(-np.inf))
+        peak = _row_peak(x, i, out.dtype.type(-np.inf))
         _shift_by_peak(x, out, i, peak, zero, finite_peak)
         s = np.float64(0)
         for j0 in range(0, n, SUM_BLOCK):
