@@ -6,9 +6,9 @@ LLVM about 0.4 s of W2's cold first call (4.59 -> 4.17 s), and 1 s of a
 once per dtype and each model holds one call.
 graphc.codegen picks the form by the row length it traced
 (FLAT_SOFTMAX_BELOW): short rows (a classifier's classes) take their exps
-in one flat loop over the whole array, long rows run row by row. They share the peak, the floored exp and the
-shift below; their sums add in different orders (up to 2 ulp apart in
-float32).
+in one flat loop over the whole array, long rows run row by row. They
+share the peak, the floored exp and the shift below; their sums add in
+different orders (up to 2 ulp apart in float32).
 
 Unlike `run`, they do not ask LLVM for 512-bit vectors
 (vmath.full_width_vectors): compiled once per install, they could not
@@ -81,6 +81,15 @@ def _shift_by_peak(x, out, i, peak, zero, finite_peak):
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _row_peak(x, i, lowest):
+    """Row i's max (NaN wins), by the vectorized vmath.nan_max reduction."""
+    peak = lowest
+    for j in range(x.shape[1]):
+        peak = vmath.nan_max(peak, x[i, j])
+    return peak
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _shift_short_rows(x, out, zero, finite_peak):
     """out[i] = x[i] - its peak (NaN wins) for every row (_shift_by_peak).
     Rows of VECTOR_PEAK_MIN or more reduce with vmath.nan_max, which LLVM
@@ -91,10 +100,7 @@ def _shift_short_rows(x, out, zero, finite_peak):
     lowest = out.dtype.type(-np.inf)
     if n >= VECTOR_PEAK_MIN:
         for i in range(rows):
-            peak = lowest
-            for j in range(n):
-                peak = vmath.nan_max(peak, x[i, j])
-            _shift_by_peak(x, out, i, peak, zero, finite_peak)
+            _shift_by_peak(x, out, i, _row_peak(x, i, lowest), zero, finite_peak)
     else:
         for i in range(rows):
             peak = lowest
@@ -120,15 +126,6 @@ def _exps_and_sums(x, out, exps, sums, finite_peak):
         for j in range(n):
             s = vmath.radd(s, np.float64(exps[i * n + j]))
         sums[i] = s
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _row_peak(x, i, lowest):
-    """Row i's max (NaN wins), by the vectorized vmath.nan_max reduction."""
-    peak = lowest
-    for j in range(x.shape[1]):
-        peak = vmath.nan_max(peak, x[i, j])
-    return peak
 
 
 @dispatch.unliteral_calls
@@ -163,8 +160,8 @@ def log_softmax_long_rows(x, out, finite_peak):
     row from memory once more.
 
     Measured on the generated form this replaced, whose loops it keeps
-    (but for the peak: see VECTOR_PEAK_MIN): the sum goes over views of SUM_BLOCK elements indexed
-    from 0, non-negative as LLVM sees it (512 rows of 1000: 180 us, against
+    (but for the peak: see VECTOR_PEAK_MIN): the sum goes over views of
+    SUM_BLOCK elements indexed from 0, non-negative as LLVM sees it (512 rows of 1000: 180 us, against
     312 with Numba's negative-index select in the loop; rows of 30000: 603
     against 1167). The peak's own terms (exactly 1) are counted apart: in a
     lane with them, the small terms of a confident row would each round
