@@ -1,5 +1,7 @@
 """Equal traces share their optimized graph and generated module
 (graphc.lowering); any difference in what the code depends on keeps them apart."""
+import re
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,24 @@ def test_a_python_int_argument_checked_on_other_lines_shares_the_code():
             f(x, -1)
         lines.append(int(str(e.value).rsplit(":", 1)[1].rstrip(")")))
     assert lines[1] == lines[0] + 1
+
+
+def test_slices_at_different_places_are_one_compiled_kernel():
+    """An unrolled loop's x[t] (and the gradient's scatter back) differ only
+    in where they start: passed at run time, so one function serves them."""
+    def loss(w, xs):
+        h = np.zeros(xs.shape[1:])
+        for t in range(1, 6):
+            h = np.tanh(xs[t] * w + h[::-1] + xs[t, :, 5::-2].sum())
+        return np.sum(h ** 2)
+    rng = np.random.default_rng(0)
+    w, xs = rng.normal(size=9), rng.normal(size=(6, 4, 9))
+    f = gc.jit(gc.value_and_grad(loss))
+    source = f.lower(w, xs).source
+    run = source[source.index("def run("):]
+    calls = re.findall(r"(k\d+_(?:un)?slice)\(", run)
+    assert len(calls) >= 15 and len(set(calls)) <= 4       # 5 of each of three kinds
+    assert "np.uintp(5)" in run and "np.uintp(1)" in run
+    value, grad = f(w, xs)
+    np.testing.assert_allclose(value, loss(w, xs), rtol=1e-12)
+    gc.check_grad(loss, w, xs)
