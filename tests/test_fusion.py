@@ -417,8 +417,9 @@ def test_an_outlined_kernel_compiles_once(tmp_path, monkeypatch):
     entry = next(iter(jitted._cache.values()))
     module = entry.driver.py_func.__globals__
     outlined = _outlined_kernels(entry.module.source)
-    # tanh of float32, of float64, of a sum with a constant, of a sum of inputs
-    assert len(outlined) == 4
+    # tanh of float32, of float64, of a sum with a constant, of a sum of inputs,
+    # and the slices starting at columns 2, 5 and 9 (their starts passed at run time)
+    assert len(outlined) == 5 and sum("_slice" in name for name in outlined) == 1
     for name in outlined:
         assert len(module[name].signatures) == 1, (name, module[name].signatures)
 
