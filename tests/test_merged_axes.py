@@ -2,6 +2,8 @@
 where every operand broadcasts along them alike (graphc/merged_axes.py):
 which axes merge, and compiled results (values, gradients, new batch sizes,
 threads) equal the interpreter's."""
+import re
+
 import numpy as np
 import pytest
 
@@ -37,8 +39,33 @@ def test_axes_merge_where_every_operand_spans_them_or_is_broadcast_along_them():
     assert _groups((6,), space=(5, 6)) is None               # two axes: nothing to merge
     assert _groups((6,), reduce_axes=-1) == [[0, 1, 2], [3]]
     assert _groups((6,), reduce_axes=(1, 2)) == [[0], [1, 2], [3]]
-    # sums over axis 0 would become the column-sum form, slower for short rows
+    # sums over axis 0 become the column-sum form: slower for short rows, not for long
     assert _groups((6,), reduce_axes=(0, 1, 2)) is None
+    long_rows = (4, 3, merged_axes.COLUMN_SUM_ROWS_MIN)
+    assert _groups(long_rows[-1:], space=long_rows, reduce_axes=(0, 1)) == [[0, 1], [2]]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_bias_gradient_over_long_rows_is_a_column_sum_over_the_merged_rows(dtype):
+    """A transformer's bias and layer-norm gradients: sums over (batch,
+    tokens) of rows of 64 or more, as one column sum over batch x tokens
+    rows (float32's in blocks folded into float64 totals), at batches 2, 9, 1."""
+    rng = np.random.default_rng(3)
+    b = rng.normal(size=96).astype(dtype)
+    c = rng.normal(size=96).astype(dtype)
+
+    def loss(b, x):
+        return np.sum(np.tanh(x * c + b) ** 2)
+    f = gc.jit(gc.grad(loss))
+    for batch in (2, 9, 1):
+        x = rng.normal(size=(batch, 300, 96)).astype(dtype)       # 2700 rows: several blocks
+        got, want = f(b, x), f.interpret(b, x)
+        assert got.dtype == dtype
+        tol = 2e-4 if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.abs(want).max())
+    run = f.lower(b, x[[0, 0]]).source.split("def run(")[1]     # (batch 1: a pattern of its own)
+    assert ("sums.fold_rows" in run) == (dtype == np.float32)
+    assert re.search(r"k\d+_i1 in", run) and not re.search(r"k\d+_i2 in", run)   # 2 loops, not 3
 
 
 CASES = [   # one a line: a failure names its line
