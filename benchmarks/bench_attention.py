@@ -3,6 +3,7 @@ after a layer norm, with residuals): graphc's SGD step against the same step
 by hand in NumPy, and PyTorch's when installed.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_attention.py [--reps 200] [--batch 16]
+        [--tokens 32] [--width 64] [--lr 0.05]
 
 The model takes sequences of 32 tokens of width 64: layer norm, 4 heads of
 width 16 (queries, keys and values from three 64x64 weights, softmax over
@@ -160,10 +161,17 @@ def torch_step(params, x, y):
 
 
 def main(argv=None):
+    global T, D, F, LR
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=200)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--tokens", type=int, default=T)
+    ap.add_argument("--width", type=int, default=D, help="a multiple of the 4 heads; the MLP's is twice it")
+    ap.add_argument("--lr", type=float, default=LR, help="smaller for larger models, which diverge")
     args = ap.parse_args(argv)
+    if args.width % H:
+        ap.error(f"--width must be a multiple of the {H} heads")
+    T, D, F, LR = args.tokens, args.width, 2 * args.width, args.lr     # read by loss and the steps
     params, x, y = make(args.batch)
     compile_s, first, times = race_sgd_steps(loss, params, (x, y), numpy_step, torch_step, LR,
                                              args.reps, loss_rtol=1e-4, params_atol=1e-5)
@@ -173,6 +181,7 @@ def main(argv=None):
     print_race(times)
     if "PyTorch" in times:
         print(f"  PyTorch / NumPy {times['PyTorch'] / times['NumPy']:.2f}")
+
 
 if __name__ == "__main__":
     main()
