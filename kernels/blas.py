@@ -63,10 +63,9 @@ def _host_has_avx2_fma() -> bool:
 _AVX2_FMA = _host_has_avx2_fma()
 
 
-def _blas_flag(bit: int, doc: str):
-    """An intrinsic: whether `bit` of blas_library.COPY_TRANSPOSED_B is set,
-    read at run time (cached code follows the BLAS of the process running it)."""
-    @intrinsic
+def _blas_flag(name: str, bit: int, doc: str):
+    """An intrinsic `name`: whether `bit` of blas_library.COPY_TRANSPOSED_B is
+    set, read at run time (cached code follows the BLAS of the process running it)."""
     def flag_set(typingctx):
         def codegen(context, builder, sig, args):
             flag = context.get_c_value(builder, llvm_ir.IntType(32), blas_library.COPY_TRANSPOSED_B)
@@ -75,16 +74,19 @@ def _blas_flag(bit: int, doc: str):
 
         return types.boolean(), codegen
 
+    flag_set.__name__ = flag_set.__qualname__ = name
     flag_set.__doc__ = doc
-    return flag_set
+    return intrinsic(flag_set)
 
 
-_copying_transposed_b_may_pay = _blas_flag(blas_library.SMALL_KERNELS, """Whether the BLAS in
-    use has small-matrix kernels that make a copy of b.T pay.""")
+_copying_transposed_b_may_pay = _blas_flag(
+    "_copying_transposed_b_may_pay", blas_library.SMALL_KERNELS,
+    """Whether the BLAS in use has small-matrix kernels that make a copy of b.T pay.""")
 # (SGEMM_LARGE's address against SGEMM's would be no test: LLVM takes two
 # symbols for two addresses)
-_large_products_elsewhere = _blas_flag(blas_library.LARGE_TO_MKL, """Whether products of
-    LARGE_GEMM_MIN or more go to MKL's GEMMs (GRAPHC_BLAS=mkl).""")
+_large_products_elsewhere = _blas_flag(
+    "_large_products_elsewhere", blas_library.LARGE_TO_MKL,
+    """Whether products of LARGE_GEMM_MIN or more go to MKL's GEMMs (GRAPHC_BLAS=mkl).""")
 
 
 @njit(cache=True, nogil=True, inline="always")
