@@ -110,12 +110,12 @@ def _rule(graph: Graph, node, inputs, original: Graph):
         if unbroadcast is not None:
             return unbroadcast
     if node.op in ("sub", "div"):
-        log, x = node.op == "sub", (_log_softmax_operand if node.op == "sub" else
-                                    _softmax_operand)(graph, inputs)
+        op, operand = (("log_softmax", _log_softmax_operand) if node.op == "sub"
+                       else ("softmax", _softmax_operand))
+        x = operand(graph, inputs)
         # (not where a sum's dtype= made the result another dtype than x's)
         if x is not None and graph.node(x).dtype == node.dtype:
-            return ("log_softmax" if log else "softmax", (x,),
-                    {"axis": len(node.shape) - 1, "finite_peak": False})
+            return (op, (x,), {"axis": len(node.shape) - 1, "finite_peak": False})
     if node.op == "matmul":
         folded = _matmul_reading_transposes(graph, inputs, node.p)
         return folded if folded[1:] != (tuple(inputs), node.p) else None
