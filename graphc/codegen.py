@@ -213,15 +213,15 @@ def _slice_starts(node, base: str) -> list:
     return [slice_start(f"{base}.shape[{d}]", node.p, d) for d in range(len(node.p["starts"]))]
 
 
-def _slice_offsets(node) -> list[tuple[str, int]]:
+def _slice_offsets(node) -> dict[int, int]:
     """A slice's (or unslice's) starts counted from the front, but 0, as
-    (the kernel's parameter, its value), passed at run time: the slices of
-    one array at different places (an unrolled RNN's x[t] and y[t]) are then
-    one kernel's code, which _outline_repeats compiles once. Written into
-    each, they took 12 of the 28 s a 25-step RNN's first call took."""
+    {axis: start}: the kernel's parameters `s<axis>`, passed at run time, so
+    the slices of one array at different places (an unrolled RNN's x[t] and
+    y[t]) are one kernel's code, which _outline_repeats compiles once.
+    Written into each, they took 12 of the 28 s a 25-step RNN's first call
+    took."""
     starts = _slice_starts(node, "out" if node.op == "unslice" else "a0")
-    return [(f"s{d}", start) for d, start in enumerate(starts)
-            if isinstance(start, int) and start != 0]
+    return {d: start for d, start in enumerate(starts) if isinstance(start, int) and start != 0}
 
 
 def _sliced_indices(node, iv: list[str], base: str) -> list[str]:
@@ -232,9 +232,9 @@ def _sliced_indices(node, iv: list[str], base: str) -> list[str]:
     test for negative indices in the loop, which kept a copy with its offset
     on the last axis from vectorizing (256x256 float32: 16.0 against 6.2 us
     with the offset written in; unsigned, 5.6)."""
-    offsets = dict((int(p[1:]), p) for p, _ in _slice_offsets(node))
+    offsets = _slice_offsets(node)
     plain = _strided(iv, _slice_starts(node, base), node.p["steps"])
-    return [f"{offsets[d]} + np.uintp({i} * {t})" if d in offsets else index
+    return [f"s{d} + np.uintp({i} * {t})" if d in offsets else index
             for d, (i, t, index) in enumerate(zip(iv, node.p["steps"], plain))]
 
 
@@ -319,8 +319,8 @@ def _gather_views(x: str, axis: int, x_rank: int, y: str) -> list[str]:
     the axes around `axis` merged (every operand is C-contiguous), so the
     loops run over the indices as one axis (sliding_window_view's indices
     are (6, 6, 3, 3) for 8x8 images: a loop per axis ran its innermost over
-    3). Without axes after `axis`, `after` is left out: a loop of length 1
-    innermost."""
+    3). Without axes after `axis`, `after` is left out (rather than a loop
+    of length 1 innermost)."""
     before = " * ".join(f"{x}.shape[{d}]" for d in range(axis)) or "1"
     after = " * ".join(f"{x}.shape[{d}]" for d in range(axis + 1, x_rank))
     tail = f", {after}" if after else ""
@@ -1750,10 +1750,10 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             lines = EMITTERS[node.op](node, [graph.node(i) for i in node.inputs])
             needs = SCRATCH[node.op](node) if node.op in SCRATCH else []
         group, alias = OPS[node.op].kind in ("elementwise", "reduce"), {}
-        offsets = _slice_offsets(node) if node.op in ("slice", "unslice") else []
+        offsets = _slice_offsets(node) if node.op in ("slice", "unslice") else {}
         params = [f"a{k}" for k in range(len(externals))] + (
             [f"o{k}" for k in range(len(outs))] if group
-            else ["out"]) + [f"n{d}" for d in range(len(loop_dims))] + [p for p, _ in offsets]
+            else ["out"]) + [f"n{d}" for d in range(len(loop_dims))] + [f"s{d}" for d in offsets]
         for o in outs:
             if o in in_place:
                 var[o] = inputs[in_place[o]]
@@ -1772,7 +1772,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             return f"alloc.reshape({var[i]}, ({_tuple(merged.merged_dims(i, dims))}))"
         # (an offset as np.uintp(...), not a literal: see _KernelUse.code)
         args = [arg_of(i) for i in externals] + [arg_of(o) for o in outs] + loop_dims + [
-            f"np.uintp({start})" for _, start in offsets]
+            f"np.uintp({start})" for start in offsets.values()]
         # per array argument, what Numba types it by (see _KernelUse.code)
         kind_of = {arg_of(i): (view.node(i).dtype.str, view.node(i).ndim, view.node(i).op == "const")
                    for i in list(externals) + list(outs)}
