@@ -29,7 +29,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 import numpy as np  # noqa: E402  (after pinning threads)
 
 import graphc as gc  # noqa: E402
-from graphc.benchmarks.harness import print_race, race_sgd_steps  # noqa: E402
+from graphc.benchmarks.harness import print_race, race_sgd_steps, torch_sgd  # noqa: E402
 
 T, D, H, F, LR = 32, 64, 4, 128, 0.05          # tokens, width, heads, MLP width; batch: --batch
 
@@ -134,14 +134,11 @@ def make(batch, seed=0):
 
 def torch_step(params, x, y):
     """The same step in PyTorch, or None where it is not installed."""
-    try:
-        import torch
-    except ImportError:
+    made = torch_sgd(params, LR)
+    if made is None:
         return None
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    torch, p, opt = made
     inputs, targets = torch.tensor(x), torch.tensor(y)
-    opt = torch.optim.SGD(p.values(), lr=LR)
     norm = torch.nn.functional.layer_norm
 
     def step():

@@ -24,7 +24,7 @@ import numpy as np  # noqa: E402  (after pinning threads)
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 import graphc as gc  # noqa: E402
-from graphc.benchmarks.harness import print_race, race_sgd_steps  # noqa: E402
+from graphc.benchmarks.harness import print_race, race_sgd_steps, torch_sgd  # noqa: E402
 
 SIDE, WINDOW, CHANNELS, CHANNELS2, CLASSES, LR = 8, 3, 16, 32, 10, 0.05
 
@@ -101,14 +101,11 @@ def make(batch, seed=0, layers=1):
 
 def torch_step(params, x, y):
     """The same step in PyTorch (conv2d), or None where it is not installed."""
-    try:
-        import torch
-    except ImportError:
+    made = torch_sgd(params, LR)
+    if made is None:
         return None
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    torch, p, opt = made
     images, labels = torch.tensor(x)[:, None], torch.tensor(y)
-    opt = torch.optim.SGD(p.values(), lr=LR)
 
     def step():
         opt.zero_grad()

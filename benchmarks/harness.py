@@ -367,6 +367,19 @@ def race_sgd_steps(loss, params, batch, numpy_step, torch_step, lr, reps,
     return compile_s, float(first["graphc"]), times
 
 
+def torch_sgd(params, lr):
+    """(torch, `params` as PyTorch leaf tensors, SGD over them) for a
+    benchmark's PyTorch step, on OMP_NUM_THREADS threads; None where PyTorch
+    is not installed."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    p = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    return torch, p, torch.optim.SGD(p.values(), lr=lr)
+
+
 def print_race(times: dict) -> None:
     """race_sgd_steps' medians, and NumPy's time over each."""
     for name, us in times.items():
