@@ -57,8 +57,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "radd", "nan_max", "ipow",
-           "full_width_vectors", "vectors_of_256_bits", "floor_divide", "remainder",
+__all__ = ["exp", "log", "log1p", "expm1", "tanh", "sigmoid", "softplus", "erf", "radd", "nan_max",
+           "ipow", "full_width_vectors", "vectors_of_256_bits", "floor_divide", "remainder",
            "wrapping_add", "wrapping_sub", "wrapping_mul", "to_int",
            "FUNCTIONS", "apply"]
 
