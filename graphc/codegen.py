@@ -81,6 +81,27 @@ def _njit(*options: str) -> str:
             + "no_cfunc_wrapper=True, pipeline_class=dispatch.GeneratedCode)")
 
 
+# A string literal (left as it is: an error message may quote the user's
+# code), or an argument's `x.shape[d]`
+_STRING_OR_SHAPE_READ = re.compile(r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|\b(\w+)\.shape\[(\d+)\]""")
+
+
+def shapes_read_once(lines: list[str], arrays: list[str]) -> tuple[list[str], list[str]]:
+    """(definitions, lines): each `x.shape[d]` of the `arrays` (a function's
+    arguments) in `lines` replaced by a variable `x_shape<d>`, which the
+    definitions read once. A driver writes each dim hundreds of times (loop
+    bounds, views' shapes, sizes passed to kernels), and every read is Numba IR
+    and LLVM code of its own: a transformer block's first call 6.4 -> 5.3 s."""
+    names, reads = set(arrays), {}
+
+    def read(m):
+        if m[1] is None or m[1] not in names:
+            return m[0]
+        return reads.setdefault((m[1], m[2]), f"{m[1]}_shape{m[2]}")
+    lines = [_STRING_OR_SHAPE_READ.sub(read, line) for line in lines]
+    return [f"    {var} = {x}.shape[{d}]" for (x, d), var in reads.items()], lines
+
+
 def _prologue() -> list[str]:
     """The first line of every generated function: its loops vectorize at the
     CPU's full width (graphc/target.py says why), or at 256 bits at most when
@@ -1880,12 +1901,13 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                  for name, i in zip(inputs + const_args, list(graph.inputs) + [n.id for n in consts])]
     differs = _shapes_differ(graph, inputs, dict(zip(const_args, consts)), dims, mentioned)
     shape_check = ws_read + _raise_if(differs + ws_differs) + ws_offsets
+    returned = f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"
+    dim_reads, run_body = shapes_read_once(shape_check + body + [returned], inputs + const_args)
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@dispatch.load_without_refresh    # called from Python: loads fast from disk",
               _njit(),
-              f"def run({signature}):"] + _prologue() + shape_check + body + [
-        f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"]
+              f"def run({signature}):"] + _prologue() + dim_reads + run_body
     source = ("".join(f"{line}\n" for line in _c_functions_built(graph)) + "\n\n"
               + "\n\n".join(kernels_src) + "\n\n")
     if plan.slots:
@@ -1997,13 +2019,17 @@ def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: l
     lines += [f"    {b}_rows = alloc.reshape({b}, (batch_size, {b}.size // batch_size))\n"
               f"    {d}_rows = alloc.reshape({d}, ({d}.shape[0], {b}_rows.shape[1]))"
               for b, d in zip(batch, data)]
-    lines += ws_prologue     # the workspace's slots, once: every step has the same shapes
+    # the workspace's slots and the dims, once: every step has the same shapes
+    step_inputs = [f"in{k}" for k in range(n_state + 1 + n_data)] + tail
+    dim_reads, once_and_step = shapes_read_once(
+        ws_prologue + ["    " + line for chunk in step for line in chunk.split("\n")], step_inputs)
+    lines += dim_reads + once_and_step[:len(ws_prologue)]
     lines += ["    for step in range(num_batches):",
               "        for r in range(batch_size):",
               "            row = perm[step * batch_size + r]"]
     lines += [f"            for j in range({b}_rows.shape[1]):\n"
               f"                {b}_rows[r, j] = {d}_rows[row, j]" for b, d in zip(batch, data)]
-    lines += ["    " + line for chunk in step for line in chunk.split("\n")]
+    lines += once_and_step[len(ws_prologue):]
     lines += [f"        losses[step] = {loss}",
               "        count[()] += 1"]
     return "\n".join(lines) + "\n"

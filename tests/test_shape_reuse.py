@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
-from graphc import dims, runtime
+from graphc import codegen, dims, runtime
 from graphc.benchmarks import workloads
 
 
@@ -25,6 +25,26 @@ def test_the_generated_code_holds_no_batch_size():
     # 37 appears nowhere: loop bounds, buffers and the mean's divisor come from shapes
     assert "37" not in info.source
     assert "numel" in [n.op for n in info.optimized.topo()]
+
+
+def test_the_driver_reads_each_dim_of_its_arguments_once_at_the_top():
+    f = gc.jit(lambda x, w: np.mean(np.tanh(x @ w), axis=0) + x.sum() / x.size)
+    run = _driver_source(f.lower(np.ones((37, 3)), np.ones((3, 5))).source)
+    reads = [line.strip() for line in run.splitlines() if ".shape[" in line]
+    assert reads and all(r.split(" = ")[0] == r.split(" = ")[1].replace(".shape[", "_shape")[:-1]
+                         for r in reads), reads
+    assert len(set(reads)) == len(reads)
+
+
+def test_shape_reads_are_named_only_for_arguments_and_outside_strings():
+    defs, lines = codegen.shapes_read_once(
+        ["    n = in0.shape[1] * (in0.shape[1] + c2.shape[0])",
+         "    k = v5.shape[0]",
+         "    raise ValueError('in0.shape[1] of ' + \"in0.shape[0]\")"], ["in0", "c2"])
+    assert defs == ["    in0_shape1 = in0.shape[1]", "    c2_shape0 = c2.shape[0]"]
+    assert lines == ["    n = in0_shape1 * (in0_shape1 + c2_shape0)",
+                     "    k = v5.shape[0]",
+                     "    raise ValueError('in0.shape[1] of ' + \"in0.shape[0]\")"]
 
 
 def _colliding(x, w, idx):
