@@ -128,6 +128,24 @@ def test_transposes_around_a_product_are_blas_flags(fn, b_shape, transposes, pro
             np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("fn, transposes", [
+    (lambda x: x.transpose(1, 2, 0).transpose(2, 0, 1) * 2, 0),      # back as it was
+    (lambda x: np.swapaxes(x.transpose(1, 0, 2), 1, 2) * 2, 1),
+    (lambda x: x.T.transpose(0, 2, 1).T * 2, 1),
+], ids=["cancel", "compose", "three"])
+def test_a_transpose_of_a_transpose_is_one_transpose_or_none(fn, transposes):
+    x = np.arange(24.0).reshape(2, 3, 4)
+    f = gc.jit(fn)
+    assert [n.op for n in f.lower(x).optimized.topo()].count("transpose") == transposes
+    np.testing.assert_array_equal(f(x), fn(x))
+    w = np.sin(np.arange(24.0)).reshape(fn(x).shape)
+    # linear: the gradient is w moved back to where each element came from
+    moved = fn(np.arange(24.0).reshape(x.shape)) / 2
+    want = np.zeros(24)
+    want[moved.astype(int).ravel()] = 2 * w.ravel()
+    np.testing.assert_array_equal(gc.grad(lambda x: np.sum(fn(x) * w))(x), want.reshape(x.shape))
+
+
 @pytest.mark.parametrize("fn", [lambda g, x: g.T @ x, lambda g, x: (x.T @ g).T],
                          ids=["flag", "transposed-product"])
 def test_a_products_flops_count_its_inner_axis_through_the_flags(fn):

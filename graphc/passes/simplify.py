@@ -4,7 +4,8 @@
   matmul: BLAS reads the operand as a transposed view, no copy. A transpose
   of a matmul's result that nothing else reads is the product of the
   transposed operands, swapped.
-- reshape(reshape(x)) is one reshape.
+- reshape(reshape(x)) is one reshape; transpose(transpose(x)) one transpose, or
+  none (sliding windows whose einsum reads them in the order they were taken).
 - An elementwise op reads a broadcast_to operand's source, broadcasting it itself.
 - An index_check of an index_check's output with the same bound is dropped.
 - Indices that pick one column per row (`logp[np.arange(n), y]`): the
@@ -119,6 +120,12 @@ def _rule(graph: Graph, node, inputs, original: Graph):
     if node.op == "matmul":
         folded = _matmul_reading_transposes(graph, inputs, node.p)
         return folded if folded[1:] != (tuple(inputs), node.p) else None
+    if node.op == "transpose" and graph.node(inputs[0]).op == "transpose":
+        inner = graph.node(inputs[0])   # (axis j of the result is axis p1[p2[j]] of the source)
+        perm = tuple(inner.p["perm"][j] for j in node.p["perm"])
+        if perm == tuple(range(len(perm))):
+            return inner.inputs[0]
+        return ("transpose", inner.inputs, {"perm": perm})
     if node.op == "transpose" and _swaps_last_two(node):
         product = graph.node(inputs[0])
         # Readers are counted in the original graph: the new one's are not
