@@ -21,6 +21,7 @@ import string
 import numpy as np
 
 from graphc import errors
+from graphc import prims as P
 
 
 def _refuse(message: str):
@@ -140,10 +141,15 @@ def _pair(fnp, a, ta: str, b, tb: str, later: str, sizes: dict):
     not need, as (array, its letters)."""
     a, ta = _sum_out(fnp, a, ta, keep=later + tb)
     b, tb = _sum_out(fnp, b, tb, keep=later + ta)
-    batch = [c for c in ta if c in tb and c in later]
-    contract = [c for c in ta if c in tb and c not in later]
-    rows = [c for c in ta if c not in tb]
-    cols = [c for c in tb if c not in ta]
+    # Letters in the order the operands store them: each reads its own in
+    # that order without a copy. The contracted ones, shared, take the
+    # larger operand's order, so that only the smaller is copied.
+    sa, sb = _stored_order(a, ta), _stored_order(b, tb)
+    batch = [c for c in sa if c in tb and c in later]
+    contract = [c for c in (sa if math.prod(a.shape) >= math.prod(b.shape) else sb)
+                if c in ta and c in tb and c not in later]
+    rows = [c for c in sa if c not in tb]
+    cols = [c for c in sb if c not in ta]
     if not contract:    # nothing to add up: a broadcast product
         order = batch + rows + cols
         return fnp.multiply(_arranged(fnp, a, ta, order), _arranged(fnp, b, tb, order)), \
@@ -155,6 +161,17 @@ def _pair(fnp, a, ta: str, b, tb: str, later: str, sizes: dict):
     return fnp.reshape(product, shape), "".join(batch + rows + cols)
 
 
+def _stored_order(x, term: str) -> str:
+    """x's letters in the order of the array a traced transpose made x from
+    (sliding windows with channels: composites._windows_taken), else `term`.
+    A transpose into that order cancels with x's own (passes/simplify.py)."""
+    node = getattr(x, "node", None)
+    if node is None or node.op != "transpose":
+        return term
+    perm = node.p["perm"]
+    return "".join(term[perm.index(k)] for k in range(len(perm)))
+
+
 def _arranged(fnp, x, term: str, order: list[str]):
     """x's axes in `order`, with a size-1 axis for each letter x lacks."""
     own = [c for c in order if c in term]
@@ -163,14 +180,20 @@ def _arranged(fnp, x, term: str, order: list[str]):
 
 
 def _grouped(fnp, x, term: str, batch, first, second, sizes: dict):
-    """x as batch dims + (prod first, prod second), broadcast to the sizes."""
-    order = batch + first + second
+    """x as batch dims + (prod first, prod second), broadcast to the sizes.
+    Where x is stored as batch + second + first, it is grouped that way and
+    its last two axes swapped: the matmul reads that as a transposed operand
+    (passes/simplify.py), no copy."""
+    swapped = _stored_order(x, term) == "".join(batch + second + first)
+    order = batch + (second + first if swapped else first + second)
     x = fnp.transpose(x, [term.index(c) for c in order])
     full = tuple(sizes[c] for c in order)
     if tuple(x.shape) != full:
         x = fnp.broadcast_to(x, full)
-    return fnp.reshape(x, tuple(sizes[c] for c in batch) + (
-        math.prod(sizes[c] for c in first), math.prod(sizes[c] for c in second)))
+    groups = (second, first) if swapped else (first, second)
+    x = fnp.reshape(x, tuple(sizes[c] for c in batch) + tuple(
+        math.prod(sizes[c] for c in group) for group in groups))
+    return P.swap_last(x) if swapped else x
 
 
 def tensordot(a, b, axes=2):

@@ -100,6 +100,41 @@ def test_model_forms_compile_to_numpys_values_and_gradients():
             np.testing.assert_allclose(gj, wj, **tol, err_msg=f"{form[0]} operand {j}")
 
 
+TRANSPOSED = [   # (subscripts, the operands' shapes before, the transposes applied in the trace)
+    ("ijk,kj->i", (4, 3, 5), (3, 5), ((0, 2, 1), None)),          # the larger operand transposed
+    ("ij,jki->k", (3, 2), (4, 3, 2), (None, (2, 0, 1))),          # the larger one second
+    ("abc,cab->", (4, 2, 3), (2, 3, 4), ((1, 2, 0), (2, 0, 1))),   # both (the first is read as stored)
+    ("bij,bjk->bik", (2, 4, 3), (2, 4, 5), ((0, 2, 1), None)),     # a batch letter
+]
+
+
+@pytest.mark.parametrize("subscripts, shapes, perms", [(t[0], t[1:3], t[3]) for t in TRANSPOSED],
+                         ids=[t[0] for t in TRANSPOSED])
+def test_operands_transposed_in_the_trace_equal_numpy_and_are_read_as_stored(
+        subscripts, shapes, perms):
+    rng = np.random.default_rng(1)
+    operands = [rng.normal(size=s) for s in shapes]
+
+    def f(*ops):
+        return np.einsum(subscripts, *(o if p is None else o.transpose(p)
+                                       for o, p in zip(ops, perms)))
+    np.testing.assert_allclose(gc.jit(f)(*operands), f(*operands), rtol=1e-12, atol=1e-12)
+    grads = gc.grad(lambda *ops: np.sum(np.sin(f(*ops))), argnums=(0, 1))(*operands)
+    for k, (x, g) in enumerate(zip(operands, grads)):
+        numeric = np.zeros_like(x)
+        for i in np.ndindex(x.shape):
+            hi, lo = [o.copy() for o in operands], [o.copy() for o in operands]
+            hi[k][i] += 1e-6
+            lo[k][i] -= 1e-6
+            numeric[i] = (np.sum(np.sin(f(*hi))) - np.sum(np.sin(f(*lo)))) / 2e-6
+        np.testing.assert_allclose(g, numeric, rtol=1e-6, atol=1e-8, err_msg=f"operand {k}")
+    # the larger operand's transpose cancels with the one into the contraction's order
+    larger = int(np.prod(shapes[1]) > np.prod(shapes[0]))
+    optimized = gc.jit(f).lower(*operands).optimized
+    assert not any(n.op == "transpose" and n.inputs[0] == optimized.inputs[larger]
+                   for n in optimized.topo())
+
+
 DIAGONALS = [("ii->", (3, 3)), ("ii->i", (3, 3)), ("ii", (3, 3)), ("iij->j", (2, 2, 4)),
              ("ij,jj->i", (2, 3), (3, 3)), ("iji->j", (3, 2, 3)), ("iii->i", (2, 2, 2)),
              ("...ii->...i", (2, 3, 3)), ("ijij->ij", (2, 3, 2, 3))]
