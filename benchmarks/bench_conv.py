@@ -9,9 +9,11 @@ as `einsum` over `sliding_window_view` windows, a bias, relu (with
 `--layers 2`, a second 3x3 convolution to 32 channels over those
 channels-last activations, windows over their axes 1 and 2), then a dense
 layer to 10 classes and softmax cross-entropy. graphc copies the windows
-(traced arrays are not views) in one gather, so its step is that gather, small
-GEMMs and elementwise loops over rows of 16 channels. All steps start from
-the same parameters and must agree on the loss; medians of interleaved rounds.
+(traced arrays are not views) in one gather (the second layer's as rows of
+16 channels, in the order its einsum reads them), so its step is that gather,
+small GEMMs and elementwise loops over rows of 16 channels. All steps start
+from the same parameters and must agree on the loss; medians of interleaved
+rounds.
 Threads are pinned to 1 unless OMP_NUM_THREADS is set.
 """
 import argparse

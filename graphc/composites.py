@@ -194,26 +194,43 @@ def _copied_edges(x, d, before, after, mode):
 
 # sliding_window_view takes its windows as one gather (_windows_taken) while its
 # constant index array has at most this many elements (2 MiB of int64: 3x3
-# windows of 28x28 images of 32 channels take 194688)
+# windows of 28x28 images of 3 channels take 18252; of 32 channels, taken as
+# rows, 6084)
 WINDOW_INDICES_MAX = 1 << 18
+# ... and takes the axes after the windowed ones (channels) whole, as rows,
+# where a row has at least this many elements (see _windows_taken). A 3x3
+# convolution's SGD step (as einsum, batch 128 of 8x8 images, 16 filters),
+# one element per index against rows, us: 2 channels 126/165, 4 194/222,
+# 6 264/270, 7 320/320, 8 340-377/294-320, 16 723/614.
+WINDOW_ROWS_MIN = 8
 
 
 def _windows_taken(x, windows: tuple, axes: tuple):
     """sliding_window_view of traced `x` over axes each given once and in
     order (an image's (1, 2), also with channels after them; a sequence's
     -1): one `take`, at a constant index array, of the axes from the first
-    windowed one on merged into one, whose gradient is one scatter_add. The
-    index array's shape is the result's from that axis on (windowed axes
-    shortened, the window axes last, as NumPy's). The stack of shifted
-    slices otherwise built copies each windowed axis's windows apart and then
-    stacks them (benchmarks/bench_conv.py's 3x3 windows of 128 8x8 images:
-    30 us of slices and stacks, 17 as a gather; its step 156 -> 129 us).
+    windowed one to the last merged into one, whose gradient is one
+    scatter_add. The index array's shape is the result's over those axes
+    (windowed axes shortened, the window axes last, as NumPy's). The stack
+    of shifted slices otherwise built copies each windowed axis's windows
+    apart and then stacks them (benchmarks/bench_conv.py's 3x3 windows of
+    128 8x8 images: 30 us of slices and stacks, 17 as a gather; its step
+    156 -> 129 us).
+
+    Axes after the last windowed one (an image's channels) are taken whole,
+    as rows of the gather: its result then holds the window axes before
+    them, and a transpose puts them last, as NumPy's. An einsum over the
+    windows contracts them in the order taken (einsum's _pair), so the
+    transpose cancels with its own; the gather and its gradient copy and
+    add rows of channels, in vectors, instead of an element per index.
     None where that does not apply or the index array would be large."""
     if not isinstance(x, fnp.Tracer) or not axes or axes != tuple(sorted(set(axes))) \
             or not all(0 < w <= x.shape[a] for w, a in zip(windows, axes)):
         return None     # (the stack of slices refuses windows that do not fit)
-    first = axes[0]
-    sizes = x.shape[first:]
+    first, last = axes[0], axes[-1]
+    sizes, rows = x.shape[first:last + 1], x.shape[last + 1:]
+    if math.prod(rows) < WINDOW_ROWS_MIN:
+        sizes, rows = x.shape[first:], ()
     window_of = dict(zip(axes, windows))
     outs = tuple(n - window_of.get(first + k, 1) + 1 for k, n in enumerate(sizes))
     if np.prod(outs + windows, dtype=np.int64) > WINDOW_INDICES_MAX:
@@ -223,8 +240,13 @@ def _windows_taken(x, windows: tuple, axes: tuple):
     shift = {a - first: at[len(sizes) + k] for k, a in enumerate(axes)}
     index = sum((at[k] + shift.get(k, 0)) * strides[k] for k in range(len(sizes)))
     # the merged size written out: -1 is refused for a reshape of no elements (an empty batch)
-    merged = fnp.reshape(x, x.shape[:first] + (math.prod(sizes),))
-    return P.take(merged, index, first)
+    merged = fnp.reshape(x, x.shape[:first] + (math.prod(sizes),) + rows)
+    taken = P.take(merged, index, first)    # before, outs, windows, rows
+    if not rows:
+        return taken
+    k = first + len(outs)
+    return P.transpose(taken, tuple(range(k)) + tuple(range(k + len(windows), taken.ndim))
+                       + tuple(range(k, k + len(windows))))
 
 
 def sliding_window_view(x, window_shape, axis=None, **kwargs):

@@ -302,6 +302,63 @@ def test_windows_over_axes_in_order_are_one_gather(monkeypatch):
     np.testing.assert_array_equal(stacked, gathered)
 
 
+WINDOWS_WITH_ROWS = [   # (input shape, window_shape, axis): the axes after the windowed ones hold 8+
+    ((2, 5, 6, 8), (3, 2), (1, 2)),      # an image's channels
+    ((5, 3, 6, 8), (2, 3), (0, 2)),      # an axis between the windowed ones
+    ((2, 6, 4, 2), (3,), (1,)),          # two axes after
+]
+
+
+@pytest.mark.parametrize("shape, window, axis", WINDOWS_WITH_ROWS)
+def test_windows_over_channels_equal_numpys_with_their_gradient(shape, window, axis):
+    swv = np.lib.stride_tricks.sliding_window_view
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=shape)
+    weights = rng.normal(size=swv(x, window, axis=axis).shape)
+
+    def f(x):
+        return swv(x, window, axis=axis)
+    assert "take" in _ops_of(f, x) and "transpose" in _ops_of(f, x)     # channels as rows
+    np.testing.assert_array_equal(gc.jit(f)(x), f(x))
+    np.testing.assert_array_equal(gc.jit(f).interpret(x), f(x))
+    grad = gc.grad(lambda x: np.sum(f(x) * weights))(x)
+    numeric = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        hi, lo = x.copy(), x.copy()
+        hi[i] += 1e-6
+        lo[i] -= 1e-6
+        numeric[i] = (np.sum(f(hi) * weights) - np.sum(f(lo) * weights)) / 2e-6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-7, atol=1e-7)
+
+
+def test_a_convolution_as_einsum_over_windows_copies_no_windows():
+    """The windows' channels are taken as rows (vectors), and the einsum reads
+    them in that order: no transpose is left in the step, forward or backward.
+    Fewer channels than WINDOW_ROWS_MIN keep the one-element-per-index gather
+    and NumPy's order; then the kernel is copied into that order (and its
+    gradient back)."""
+    swv = np.lib.stride_tricks.sliding_window_view
+    rng = np.random.default_rng(3)
+
+    def loss(k, h):
+        return np.sum(np.einsum("bijckl,klcd->bijd", swv(h, (3, 3), axis=(1, 2)), k) ** 2)
+    for channels in (composites.WINDOW_ROWS_MIN, composites.WINDOW_ROWS_MIN - 1):
+        h, k = rng.normal(size=(2, 5, 6, channels)), rng.normal(size=(3, 3, channels, 4))
+        step = gc.jit(gc.value_and_grad(loss, argnums=(0, 1)))
+        graph = step.lower(k, h).optimized
+        transposed = [n.size for n in graph.topo() if n.op == "transpose"]
+        take = next(n for n in graph.topo() if n.op == "take")
+        if channels >= composites.WINDOW_ROWS_MIN:     # k too is read as stored, (k, l, c, d)
+            assert take.shape[-1] == channels and not transposed
+        else:       # the windows in NumPy's order, (c, k, l): k and its gradient copied
+            assert take.shape[-1] == 3 and transposed == [k.size, k.size]
+        value, grads = step(k, h)
+        want, want_grads = step.interpret(k, h)
+        np.testing.assert_allclose(value, want, rtol=1e-12)
+        for g, w in zip(grads, want_grads):
+            np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
 def test_argmax_and_argmin_pick_numpys_index():
     x = np.array([[1.0, 3.0, 3.0, 0.0], [np.nan, 2.0, np.nan, 5.0], [-1.0, -1.0, -2.0, -2.0]])
     f = gc.jit(lambda x: [case(x) for case in ARG_EXTREMES])
