@@ -66,20 +66,17 @@ def _aligned(out_rank: int, operand: Node, d: int) -> int | None:
     return j if j >= 0 else None
 
 
-def _kept_axes(src: tuple, out: tuple) -> list[tuple[int, int]]:
-    """(out axis, src axis) pairs a reshape carries over whole: the axes
-    left alone when the others are merged, split, or are 1s added or
-    dropped. (4, n) -> (1, 4, n, 1) keeps both; (n, 3) -> (3n,) keeps none.
-    A gradient's reshape to keepdims form, (n,) -> (1, n), would otherwise
-    cut n off from its class, and a guess could give it another input's
-    axis of the same size, different text at the next batch size."""
+def _runs(src: tuple, out: tuple) -> list[tuple[list[int], list[int]]]:
+    """A reshape's axes in the smallest runs of equal products on each side,
+    as (src axes, out axes), size-1 axes left out: (n, 6, 6, 9) -> (36n, 9)
+    is ([0, 1, 2], [0]), ([3], [1]). None where a size is 0 (any grouping
+    fits it)."""
     if 0 in src or 0 in out:
-        return []       # any grouping fits a size of 0
+        return []
     a = [j for j, s in enumerate(src) if s != 1]
     b = [d for d, s in enumerate(out) if s != 1]
-    pairs, i, k = [], 0, 0
+    runs, i, k = [], 0, 0
     while i < len(a) and k < len(b):
-        # the smallest run of axes on each side with equal products
         i0, k0, pa, pb = i, k, src[a[i]], out[b[k]]
         i, k = i + 1, k + 1
         while pa != pb:
@@ -87,9 +84,18 @@ def _kept_axes(src: tuple, out: tuple) -> list[tuple[int, int]]:
                 pa, i = pa * src[a[i]], i + 1
             else:
                 pb, k = pb * out[b[k]], k + 1
-        if (i - i0, k - k0) == (1, 1):
-            pairs.append((b[k0], a[i0]))
-    return pairs
+        runs.append((a[i0:i], b[k0:k]))
+    return runs
+
+
+def _kept_axes(src: tuple, out: tuple) -> list[tuple[int, int]]:
+    """(out axis, src axis) pairs a reshape carries over whole: the axes
+    left alone when the others are merged, split, or are 1s added or
+    dropped. (4, n) -> (1, 4, n, 1) keeps both; (n, 3) -> (3n,) keeps none.
+    A gradient's reshape to keepdims form, (n,) -> (1, n), would otherwise
+    cut n off from its class, and a guess could give it another input's
+    axis of the same size, different text at the next batch size."""
+    return [(outs[0], axes[0]) for axes, outs in _runs(src, out) if len(axes) == len(outs) == 1]
 
 
 def _full_range(start, step, n, size) -> bool:
@@ -290,6 +296,9 @@ class DimTable:
             return f"({self.exprs[ins[0].id][d]} + 1)"
         if node.op == "reshape":
             src = ins[0]
+            for axes, outs in _runs(src.shape, node.shape):
+                if outs == [d]:     # axes merged: their product (a convolution's rows)
+                    return _product([self.exprs[src.id][j] for j in axes])
             rest = [self._derive_later(node, k) for k in range(d + 1, len(node.shape))]
             others = node.shape[:d] + node.shape[d + 1:]
             # the one axis left: the size over the others (unless one is 0:

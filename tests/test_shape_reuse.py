@@ -108,6 +108,28 @@ def test_a_stack_of_rows_times_a_weight_is_one_gemm_for_every_batch_size(rng):
             assert len({entry.driver for entry in f._cache.values()}) == 1
 
 
+@pytest.mark.parametrize("channels", [1, 8])      # an element per index; rows of channels
+def test_a_convolution_over_windows_reuses_its_module_at_a_new_batch_size(channels, rng):
+    """einsum merges the batch and window positions into a GEMM's rows,
+    (n, 6, 6, ...) -> (36n, ...): that size is the product of the axes
+    merged, not the traced number (a new module at every batch size)."""
+    swv = np.lib.stride_tricks.sliding_window_view
+
+    def loss(k, x):
+        h = np.einsum("bijckl,klcd->bijd", swv(x, (3, 3), axis=(1, 2)), k)
+        return np.mean(np.maximum(h, 0).reshape(x.shape[0], -1) ** 2)
+    k = rng.normal(size=(3, 3, channels, 4))
+    f = gc.jit(gc.value_and_grad(loss))
+    for batch in (5, 2):     # (a batch of 6, the windows' rows, may share their class)
+        x = rng.normal(size=(batch, 8, 8, channels))
+        value, grad = f(k, x)
+        want, want_grad = f.interpret(k, x)
+        np.testing.assert_allclose(value, want, rtol=1e-12)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-12)
+    first, second = (entry.driver for entry in f._cache.values())
+    assert first is second and len(first.signatures) == 1
+
+
 def test_a_training_step_with_megabyte_buffers_reuses_its_module_at_half_the_batch(rng):
     # no decision in the generated code may depend on the traced batch size
     # (an epoch loop hoisting buffers up to a byte budget at the traced shapes
