@@ -86,7 +86,7 @@ def instrumented(source: str) -> tuple[str, list[str]]:
 def kind_of(label: str) -> str:
     """A statement with its variables' numbers and comments taken out, so the
     same kind of statement at each layer adds up."""
-    return re.sub(r"\s+#.*", "", re.sub(r"\b(v|in)\d+\b|ws_o\[\d+\]", "_", label))
+    return re.sub(r"\s+#.*", "", re.sub(r"\b(v|in|ws_o)\d+\b", "_", label))
 
 
 def cycles_per_second(seconds=0.2) -> float:

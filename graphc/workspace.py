@@ -76,7 +76,7 @@ class Plan:
         dims = self.dims_read()
         return ([f"    ws_h = alloc.workspace_header(ws, {len(self.slots)}, {len(dims)})"],
                 [f"ws_h[{k}] != {d}" for k, d in enumerate(dims)],
-                [f"    ws_o = ws_h[{len(dims)}:]"])
+                [f"    ws_o = ws_h[{len(dims)}:]"] + [f"    ws_o{k} = ws_o[{k}]" for k in range(len(self.slots))])
 
     def carved(self, body: list[str]) -> list[str]:
         """`body` with each planned allocation carved from its slot. A shape
@@ -98,7 +98,7 @@ class Plan:
             out += named        # before the first carve
             named = []
             s = self.scratch[name]
-            out.append(f"    {name} = alloc.carve(ws, ws_o[{self.slot_of[name]}], "
+            out.append(f"    {name} = alloc.carve(ws, ws_o{self.slot_of[name]}, "
                        f"{shapes.get(s.shape, s.shape)}, {s.dtype})"
                        f"  # workspace slot {self.slot_of[name]}")
         return out

@@ -167,8 +167,13 @@ def carve(typingctx, ws, offset, shape, dtype):
     carved = types.Array(elem, len(shape), "C")
 
     def codegen(context, builder, sig, args):
-        source = make_array(sig.args[0])(context, builder, args[0])
+        # Built as an SSA value (extract_value, insert_value), not through
+        # make_array's stack slots: LLVM's SROA pass, which turns those back
+        # into values, took time growing with the square of their number,
+        # seconds for a driver that carves hundreds of intermediates.
         intp = context.get_value_type(types.intp)
+        source_model = context.data_model_manager[sig.args[0]]
+        model = context.data_model_manager[carved]
         dims = [context.cast(builder, d, t, types.intp)
                 for d, t in zip(cgutils.unpack_tuple(builder, args[2]), sig.args[2])]
         itemsize = context.get_abi_sizeof(context.get_data_type(elem))
@@ -176,11 +181,19 @@ def carve(typingctx, ws, offset, shape, dtype):
         for d in reversed(dims):            # C order: the last axis is contiguous
             strides.insert(0, stride)
             stride = builder.mul(stride, d)
-        start = builder.gep(source.data, [context.cast(builder, args[1], sig.args[1], types.intp)])
-        out = make_array(carved)(context, builder)
-        populate_array(out, data=builder.bitcast(start, context.get_data_type(elem).as_pointer()),
-                       shape=dims, strides=strides, itemsize=llvm_ir.Constant(intp, itemsize),
-                       meminfo=None)
-        return out._getvalue()      # no meminfo, so nothing to count
+        data = builder.extract_value(args[0], source_model.get_field_position("data"))
+        start = builder.gep(data, [context.cast(builder, args[1], sig.args[1], types.intp)])
+        nitems = llvm_ir.Constant(intp, 1)
+        for d in dims:
+            nitems = builder.mul(nitems, d)
+        fields = {"nitems": nitems,
+                  "itemsize": llvm_ir.Constant(intp, itemsize),
+                  "data": builder.bitcast(start, context.get_data_type(elem).as_pointer()),
+                  "shape": cgutils.pack_array(builder, dims, intp),
+                  "strides": cgutils.pack_array(builder, strides, intp)}
+        out = llvm_ir.Constant(model.get_value_type(), None)   # no meminfo, no parent
+        for name, value in fields.items():
+            out = builder.insert_value(out, value, model.get_field_position(name))
+        return out      # no meminfo, so nothing to count
 
     return carved(ws, offset, shape, dtype), codegen

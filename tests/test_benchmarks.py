@@ -223,7 +223,7 @@ def test_profile_step_counts_every_statement_of_run_and_adds_up_each_kind():
     source = '''FASTMATH = False
 def run(in0, ws):
     # k0
-    v1 = alloc.carve(ws, ws_o[0], (3,), np.float32)  # slot 0
+    v1 = alloc.carve(ws, ws_o0, (3,), np.float32)  # slot 0
     for k0_i in range(3):
         v1[k0_i] = in0[k0_i]
     blas.gemm(v1, in0, v1, False, False, 1.0, 0.0)
@@ -233,7 +233,7 @@ def run(in0, ws):
 def new_workspace(in0):
     pass'''
     text, labels = profile_step.instrumented(source)
-    assert labels == ["v1 = alloc.carve(ws, ws_o[0], (3,), np.float32)  # slot 0",
+    assert labels == ["v1 = alloc.carve(ws, ws_o0, (3,), np.float32)  # slot 0",
                       "for k0_i in range(3):", "blas.gemm(v1, in0, v1, False, False, 1.0, 0.0)",
                       "return v1"]
     assert "def run(in0, ws, _spent):" in text and text.count("_spent[") == 3

@@ -32,7 +32,30 @@ def _flat(layers):
 def _carved_slots(source):
     """Per carved intermediate of `run`, the slot it takes."""
     run = source[source.index("def run("):]
-    return re.findall(r"= alloc\.carve\(ws, ws_o\[(\d+)\],", run)
+    return re.findall(r"= alloc\.carve\(ws, ws_o(\d+),", run)
+
+
+@pytest.mark.parametrize("shape", [(), (5,), (3, 4), (2, 3, 4)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64, np.bool_])
+def test_a_carved_array_is_a_c_ordered_view_of_the_workspace_bytes(shape, dtype):
+    from numba import njit
+
+    from graphc.kernels import alloc
+
+    @njit
+    def carve_and_fill(ws, offset, shape, value):
+        out = alloc.carve(ws, offset, shape, value.dtype)
+        out[...] = value
+        return out, out.size, out.strides
+    ws = np.zeros(512, np.uint8)
+    value = (np.arange(int(np.prod(shape))) % 3 + 1).astype(dtype).reshape(shape)    # no zeros
+    out, size, strides = carve_and_fill(ws, 64, shape, value)
+    itemsize = np.dtype(dtype).itemsize
+    assert out.shape == shape and out.dtype == dtype and out.flags.c_contiguous
+    assert size == value.size and strides == value.strides
+    assert out.ctypes.data == ws.ctypes.data + 64
+    np.testing.assert_array_equal(ws[64:64 + value.nbytes].view(dtype).reshape(shape), value)
+    assert not ws[:64].any() and not ws[64 + value.size * itemsize:].any()
 
 
 def test_calls_reuse_one_workspace_and_never_overwrite_earlier_results(kept_workspaces, rng):
