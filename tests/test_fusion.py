@@ -409,6 +409,45 @@ def test_a_kernel_repeated_in_several_layers_is_compiled_once(layers, dtype):
         np.testing.assert_allclose(got, ref, **tol)
 
 
+def test_a_kernel_writing_many_arrays_is_a_function_of_its_own_whose_arrays_do_not_overlap():
+    """A fused loop storing OUTLINE_WRITES arrays or more is compiled apart
+    (dispatch.GeneratedKernel: its arrays noalias, so LLVM vectorizes it with
+    no overlap tests), even where it runs once; so is an LSTM's gate kernel,
+    whose step and gradient equal the interpreter's."""
+    def chain(x, n):        # one fused loop storing each of its n steps (all returned)
+        steps = [np.tanh(x)]
+        for k in range(1, n):
+            steps.append(np.tanh(steps[-1] * k + x))
+        return steps
+    x = np.linspace(-2.0, 2.0, 24).reshape(4, 6)
+    many = gc.jit(lambda x: chain(x, codegen.OUTLINE_WRITES))
+    source = many.inspect(x).source
+    (kernel,) = _outlined_kernels(source)
+    assert re.search(rf"pipeline_class=dispatch.GeneratedKernel\)\ndef {kernel}\(", source)
+    assert not _outlined_kernels(gc.jit(lambda x: chain(x, codegen.OUTLINE_WRITES - 1)).inspect(x).source)
+    for got, want in zip(many(x), chain(x, codegen.OUTLINE_WRITES)):
+        np.testing.assert_allclose(got, want, rtol=1e-14)
+
+    def lstm(p, xs):
+        h = c = np.zeros((xs.shape[1], 3))
+        for x in xs:
+            z = x @ p["W"] + h @ p["U"]
+            i, f, o = (1 / (1 + np.exp(-z[:, k * 3:(k + 1) * 3])) for k in range(3))
+            c = f * c + i * np.tanh(z[:, 9:])
+            h = o * np.tanh(c)
+        return np.sum(h ** 2)
+    rng = np.random.default_rng(4)
+    p = {"W": rng.normal(size=(2, 12)), "U": rng.normal(size=(3, 12))}
+    xs = rng.normal(size=(2, 5, 2))
+    step = gc.jit(gc.value_and_grad(lstm))
+    assert _outlined_kernels(step.inspect(p, xs).source)
+    value, grads = step(p, xs)
+    want, want_grads = step.interpret(p, xs)
+    np.testing.assert_allclose(value, want, rtol=1e-13)
+    for name in p:
+        np.testing.assert_allclose(grads[name], want_grads[name], rtol=1e-12, atol=1e-13)
+
+
 def test_an_outlined_kernel_compiles_once(tmp_path, monkeypatch):
     # Numba compiles a function again for each literal int and each argument
     # type it is passed, so those keep kernels of the same code apart: sizes
