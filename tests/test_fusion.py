@@ -146,6 +146,30 @@ def test_a_transpose_of_a_transpose_is_one_transpose_or_none(fn, transposes):
     np.testing.assert_array_equal(gc.grad(lambda x: np.sum(fn(x) * w))(x), want.reshape(x.shape))
 
 
+@pytest.mark.parametrize("pieces, tiled", [
+    ([(None, 2), (2, 5), (5, None)], True),      # z[:, :2], z[:, 2:5], z[:, 5:]: an LSTM's gates
+    ([(5, None), (None, 2), (2, 5)], True),      # summed in another order
+    ([(None, 2), (3, None)], False),             # a gap
+    ([(None, 3), (2, None)], False),             # an overlap
+], ids=["tiled", "reordered", "gap", "overlap"])
+def test_gradients_of_slices_tiling_an_array_are_their_concatenation(pieces, tiled):
+    z = np.linspace(-1.0, 1.0, 21).reshape(3, 7)
+
+    def loss(z):
+        return sum(np.sum(np.tanh(z[:, a:b] * (k + 1)) ** 2) for k, (a, b) in enumerate(pieces))
+    grad = gc.jit(gc.grad(loss))
+    ops = [n.op for n in grad.lower(z).optimized.topo()]
+    assert ("concatenate" in ops and "unslice" not in ops) == tiled, ops
+    numeric = np.zeros_like(z)
+    for i in np.ndindex(z.shape):
+        hi, lo = z.copy(), z.copy()
+        hi[i] += 1e-6
+        lo[i] -= 1e-6
+        numeric[i] = (loss(hi) - loss(lo)) / 2e-6
+    np.testing.assert_allclose(grad(z), numeric, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(grad(z), grad.interpret(z), rtol=1e-12)
+
+
 @pytest.mark.parametrize("fn", [lambda g, x: g.T @ x, lambda g, x: (x.T @ g).T],
                          ids=["flag", "transposed-product"])
 def test_a_products_flops_count_its_inner_axis_through_the_flags(fn):

@@ -8,6 +8,8 @@
   none (sliding windows whose einsum reads them in the order they were taken).
 - An elementwise op reads a broadcast_to operand's source, broadcasting it itself.
 - An index_check of an index_check's output with the same bound is dropped.
+- A sum of slices' gradients (unslices) that tile an array along one axis is
+  the concatenation of the slices' gradients.
 - Indices that pick one column per row (`logp[np.arange(n), y]`): the
   gradient's scatter becomes a one-hot where(), and a row sum of a one-hot
   where() its value (passes/picks.py).
@@ -105,11 +107,55 @@ def _sole_user(graph: Graph, nid: int):
     return users[0] if len(users) == 1 and nid not in graph.outputs else None
 
 
+def _unslice_leaves(graph: Graph, nid: int, shape) -> list | None:
+    """The unslices an add tree of `shape` sums, or None where a leaf is not one."""
+    node = graph.node(nid)
+    if node.op == "add" and node.shape == shape:
+        leaves = [_unslice_leaves(graph, i, shape) for i in node.inputs]
+        return None if None in leaves else [leaf for part in leaves for leaf in part]
+    return [node] if node.op == "unslice" else None
+
+
+def _tiling_unslices(graph: Graph, node, inputs):
+    """A sum of unslices whose pieces tile their base along one axis (the
+    gradient of an LSTM's gates, z[:, :H] ... z[:, 3H:]) as the pieces'
+    concatenation: one copy, not a zero-padded array per piece and their
+    sums. None where the sum is not that."""
+    pieces = [_unslice_leaves(graph, i, node.shape) for i in inputs]
+    if None in pieces:
+        return None
+    pieces = [p for part in pieces for p in part]
+    base = node.shape
+    if any(p.p["base_shape"] != base or p.dtype != node.dtype or set(p.p["steps"]) != {1}
+           for p in pieces):
+        return None
+    sizes = {p.id: graph.node(p.inputs[0]).shape for p in pieces}
+    partial = {d for p in pieces for d, n in enumerate(sizes[p.id]) if n != base[d]}
+    if len(partial) != 1:
+        return None
+    (axis,) = partial
+    if any(s for p in pieces for d, s in enumerate(p.p["starts"]) if d != axis):
+        return None
+    pieces.sort(key=lambda p: p.p["starts"][axis])
+    end = 0
+    for p in pieces:
+        if p.p["starts"][axis] != end:
+            return None         # a gap or an overlap
+        end += sizes[p.id][axis]
+    if end != base[axis]:
+        return None
+    return ("concatenate", tuple(p.inputs[0] for p in pieces), {"axis": axis})
+
+
 def _rule(graph: Graph, node, inputs, original: Graph):
     if OPS[node.op].kind == "elementwise" and node.op != "broadcast_to":
         unbroadcast = _unbroadcast(graph, node, inputs)
         if unbroadcast is not None:
             return unbroadcast
+    if node.op == "add":
+        tiled = _tiling_unslices(graph, node, inputs)
+        if tiled is not None:
+            return tiled
     if node.op in ("sub", "div"):
         op, operand = (("log_softmax", _log_softmax_operand) if node.op == "sub"
                        else ("softmax", _softmax_operand))
