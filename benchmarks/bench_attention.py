@@ -170,15 +170,10 @@ def main(argv=None):
         ap.error(f"--width must be a multiple of the {H} heads")
     T, D, F, LR = args.tokens, args.width, 2 * args.width, args.lr     # read by loss and the steps
     params, x, y = make(args.batch)
-    compile_s, first, times = race_sgd_steps(loss, params, (x, y), numpy_step, torch_step, LR,
-                                             args.reps, loss_rtol=1e-4, params_atol=1e-5)
-    print(f"transformer block, batch {args.batch} x {T} tokens, width {D}, {H} heads, float32: "
-          f"graphc's first call {compile_s:.2f} s, loss {first:.6f}; "
-          f"µs per step (median of {args.reps}), and NumPy's time / its")
-    print_race(times)
-    if "PyTorch" in times:
-        print(f"  PyTorch / NumPy {times['PyTorch'] / times['NumPy']:.2f}")
-
+    race = race_sgd_steps(loss, params, (x, y), numpy_step, torch_step, LR, args.reps,
+                          loss_rtol=1e-4, params_atol=1e-5)
+    print_race(f"transformer block, batch {args.batch} x {T} tokens, width {D}, {H} heads, float32",
+               race, args.reps)
 
 if __name__ == "__main__":
     main()

@@ -131,11 +131,8 @@ def main(argv=None):
     ap.add_argument("--layers", type=int, default=1, choices=[1, 2])
     args = ap.parse_args(argv)
     params, x, y = make(args.batch, layers=args.layers)
-    compile_s, first, times = race_sgd_steps(loss, params, (x, y), numpy_step, torch_step, LR,
-                                             args.reps)
-    print(f"{args.layers} convolution(s), batch {args.batch}: graphc's first call {compile_s:.2f} s, "
-          f"loss {first:.6f}; µs per step (median of {args.reps}), and NumPy's time / its")
-    print_race(times)
+    race = race_sgd_steps(loss, params, (x, y), numpy_step, torch_step, LR, args.reps)
+    print_race(f"{args.layers} convolution(s), batch {args.batch}", race, args.reps)
 
 if __name__ == "__main__":
     main()

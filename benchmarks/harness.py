@@ -380,10 +380,17 @@ def torch_sgd(params, lr):
     return torch, p, torch.optim.SGD(p.values(), lr=lr)
 
 
-def print_race(times: dict) -> None:
-    """race_sgd_steps' medians, and NumPy's time over each."""
+def print_race(model: str, race: tuple, reps: int) -> None:
+    """race_sgd_steps' result for `model` (its description): graphc's first
+    call and loss, each step's median, NumPy's time over each, and
+    PyTorch's time over NumPy's where it ran."""
+    compile_s, first, times = race
+    print(f"{model}: graphc's first call {compile_s:.2f} s, loss {first:.6f}; "
+          f"µs per step (median of {reps}), and NumPy's time / its")
     for name, us in times.items():
         print(f"  {name:8s} {us:9.1f}  {times['NumPy'] / us:5.2f}x")
+    if "PyTorch" in times:
+        print(f"  PyTorch / NumPy {times['PyTorch'] / times['NumPy']:.2f}")
 
 
 def bench_one(workload, dtype, impls, cfg, cold_cache=None, log=print) -> dict:
