@@ -175,5 +175,6 @@ def main(argv=None):
     print_race(f"transformer block, batch {args.batch} x {T} tokens, width {D}, {H} heads, float32",
                race, args.reps)
 
+
 if __name__ == "__main__":
     main()

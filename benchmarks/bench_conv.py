@@ -134,5 +134,6 @@ def main(argv=None):
     race = race_sgd_steps(loss, params, (x, y), numpy_step, torch_step, LR, args.reps)
     print_race(f"{args.layers} convolution(s), batch {args.batch}", race, args.reps)
 
+
 if __name__ == "__main__":
     main()

@@ -178,5 +178,6 @@ def main(argv=None):
     print_race(f"LSTM, batch {args.batch} x {T} steps, {H} hidden units, vocabulary {V}, float32",
                race, args.reps)
 
+
 if __name__ == "__main__":
     main()
