@@ -148,6 +148,24 @@ def workspace_header(ws, n, m):
 
 
 @intrinsic
+def header_item(typingctx, header, k):
+    """header[k] (an entry workspace_header returned, k within it), loaded
+    through the data pointer: Numba's getitem goes through a stack copy of
+    the array, and LLVM's SROA pass takes time growing with the square of
+    their number to remove them (a 16-step LSTM reads 320 slots' offsets)."""
+    if not (isinstance(header, types.Array) and header.dtype == types.int64 and header.ndim == 1
+            and isinstance(k, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        model = context.data_model_manager[sig.args[0]]
+        data = builder.extract_value(args[0], model.get_field_position("data"))
+        return builder.load(builder.gep(data, [context.cast(builder, args[1], sig.args[1], types.intp)]))
+
+    return types.int64(header, k), codegen
+
+
+@intrinsic
 def carve(typingctx, ws, offset, shape, dtype):
     """A C-ordered array of `shape` and `dtype` over ws[offset:], owning nothing.
 

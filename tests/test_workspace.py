@@ -58,6 +58,20 @@ def test_a_carved_array_is_a_c_ordered_view_of_the_workspace_bytes(shape, dtype)
     assert not ws[:64].any() and not ws[64 + value.size * itemsize:].any()
 
 
+def test_a_slot_offset_is_read_from_the_header_workspace_header_returns():
+    from numba import njit
+
+    from graphc.kernels import alloc
+
+    @njit
+    def offsets(ws, n, m):
+        header = alloc.workspace_header(ws, n, m)
+        return [alloc.header_item(header, k) for k in range(n + m)]
+    ws = alloc.make_workspace([100, 3, 70], [7, 9])
+    header = ws[:8 * 9].view(np.int64)
+    assert offsets(ws, 3, 2) == list(header[3:8])       # the shape entries, then the offsets
+
+
 def test_calls_reuse_one_workspace_and_never_overwrite_earlier_results(kept_workspaces, rng):
     def f(x, y):
         h = np.tanh(x) * y + 1.0
