@@ -170,6 +170,41 @@ def test_gradients_of_slices_tiling_an_array_are_their_concatenation(pieces, til
     np.testing.assert_allclose(grad(z), grad.interpret(z), rtol=1e-12)
 
 
+@pytest.mark.parametrize("readers", [1, 2, 4])
+def test_a_matrix_several_products_read_transposed_is_transposed_once(readers):
+    """h @ W.T at every step of an unrolled loop (and an RNN's backward
+    through h @ W): one copy of W.T that every product reads, not a BLAS
+    flag on each, where the GEMM copied W.T at every call; one reader keeps
+    the flag."""
+    rng = np.random.default_rng(5)
+    w, h0 = rng.normal(size=(6, 6)) / 3, rng.normal(size=(4, 6))
+
+    def loss(w, h):
+        for _ in range(readers):
+            h = np.tanh(h @ w.T)
+        return np.sum(h ** 2)
+    f = gc.jit(gc.value_and_grad(loss))
+    graph = f.lower(w, h0).optimized
+    products = [n for n in graph.topo() if n.op == "matmul"]
+    copies = [n for n in graph.topo() if n.op == "transpose"]
+    if readers >= 2:
+        assert len(copies) == 1 and graph.node(copies[0].inputs[0]).op == "input"
+        assert not any(n.p.get("transpose_b") for n in products)
+    else:
+        assert not copies and any(n.p.get("transpose_b") for n in products)
+    value, grad = f(w, h0)
+    want, want_grad = f.interpret(w, h0)
+    np.testing.assert_allclose(value, loss(w, h0), rtol=1e-13)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-14)
+    numeric = np.zeros_like(w)
+    for i in np.ndindex(w.shape):
+        hi, lo = w.copy(), w.copy()
+        hi[i] += 1e-6
+        lo[i] -= 1e-6
+        numeric[i] = (loss(hi, h0) - loss(lo, h0)) / 2e-6
+    np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("fn", [lambda g, x: g.T @ x, lambda g, x: (x.T @ g).T],
                          ids=["flag", "transposed-product"])
 def test_a_products_flops_count_its_inner_axis_through_the_flags(fn):

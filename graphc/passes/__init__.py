@@ -12,10 +12,11 @@ from graphc.ir import Graph
 from graphc.passes.dce import eliminate_dead_code
 from graphc.passes.fuse import fuse_elementwise
 from graphc.passes.simplify import simplify
+from graphc.passes.transposed_once import transpose_once
 
 log = logging.getLogger("graphc.passes")
 
-PIPELINE = [simplify, eliminate_dead_code, fuse_elementwise]
+PIPELINE = [simplify, transpose_once, eliminate_dead_code, fuse_elementwise]
 
 
 def run(graph: Graph, pipeline=None, verify=False) -> Graph:
