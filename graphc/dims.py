@@ -69,8 +69,8 @@ def _aligned(out_rank: int, operand: Node, d: int) -> int | None:
 def _runs(src: tuple, out: tuple) -> list[tuple[list[int], list[int]]]:
     """A reshape's axes in the smallest runs of equal products on each side,
     as (src axes, out axes), size-1 axes left out: (n, 6, 6, 9) -> (36n, 9)
-    is ([0, 1, 2], [0]), ([3], [1]). None where a size is 0 (any grouping
-    fits it)."""
+    is ([0, 1, 2], [0]), ([3], [1]). No runs where a size is 0 (any
+    grouping fits it)."""
     if 0 in src or 0 in out:
         return []
     a = [j for j, s in enumerate(src) if s != 1]

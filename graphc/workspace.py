@@ -70,9 +70,9 @@ class Plan:
         (alloc.workspace_header checks it was made for this many slots and
         shape entries), the conditions under which it was made for other
         shapes than `run`'s (codegen raises on them together with its own
-        shape tests), and the lines binding the slots' offsets, one a slot. The sizes
-        are computed in Python when the workspace is made: in `run` their
-        arithmetic doubled a cold compile (W4: 6.7 s to 12.5 s)."""
+        shape tests), and the lines binding the slots' offsets, one a slot.
+        The sizes are computed in Python when the workspace is made: in `run`
+        their arithmetic doubled a cold compile (W4: 6.7 s to 12.5 s)."""
         dims = self.dims_read()
         return ([f"    ws_h = alloc.workspace_header(ws, {len(self.slots)}, {len(dims)})"],
                 [f"ws_h[{k}] != {d}" for k, d in enumerate(dims)],
