@@ -147,6 +147,14 @@ def workspace_header(ws, n, m):
     return header[3:3 + m + n]
 
 
+def _element_pointer(context, builder, array_type, array, index, index_type):
+    """A pointer to element `index` of 1-D `array`, from its data field read
+    as a value (not through make_array's stack copy: see carve)."""
+    model = context.data_model_manager[array_type]
+    data = builder.extract_value(array, model.get_field_position("data"))
+    return builder.gep(data, [context.cast(builder, index, index_type, types.intp)])
+
+
 @intrinsic
 def header_item(typingctx, header, k):
     """header[k] (an entry workspace_header returned, k within it), loaded
@@ -158,9 +166,8 @@ def header_item(typingctx, header, k):
         return None
 
     def codegen(context, builder, sig, args):
-        model = context.data_model_manager[sig.args[0]]
-        data = builder.extract_value(args[0], model.get_field_position("data"))
-        return builder.load(builder.gep(data, [context.cast(builder, args[1], sig.args[1], types.intp)]))
+        return builder.load(_element_pointer(context, builder, sig.args[0], args[0], args[1],
+                                             sig.args[1]))
 
     return types.int64(header, k), codegen
 
@@ -190,7 +197,6 @@ def carve(typingctx, ws, offset, shape, dtype):
         # into values, took time growing with the square of their number,
         # seconds for a driver that carves hundreds of intermediates.
         intp = context.get_value_type(types.intp)
-        source_model = context.data_model_manager[sig.args[0]]
         model = context.data_model_manager[carved]
         dims = [context.cast(builder, d, t, types.intp)
                 for d, t in zip(cgutils.unpack_tuple(builder, args[2]), sig.args[2])]
@@ -199,8 +205,7 @@ def carve(typingctx, ws, offset, shape, dtype):
         for d in reversed(dims):            # C order: the last axis is contiguous
             strides.insert(0, stride)
             stride = builder.mul(stride, d)
-        data = builder.extract_value(args[0], source_model.get_field_position("data"))
-        start = builder.gep(data, [context.cast(builder, args[1], sig.args[1], types.intp)])
+        start = _element_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
         nitems = llvm_ir.Constant(intp, 1)
         for d in dims:
             nitems = builder.mul(nitems, d)

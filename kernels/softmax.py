@@ -161,9 +161,9 @@ def log_softmax_long_rows(x, out, finite_peak):
 
     Measured on the generated form this replaced, whose loops it keeps
     (but for the peak: see VECTOR_PEAK_MIN): the sum goes over views of
-    SUM_BLOCK elements indexed from 0, non-negative as LLVM sees it (512 rows of 1000: 180 us, against
-    312 with Numba's negative-index select in the loop; rows of 30000: 603
-    against 1167). The peak's own terms (exactly 1) are counted apart: in a
+    SUM_BLOCK elements indexed from 0, non-negative as LLVM sees it (512
+    rows of 1000: 180 us, against 312 with Numba's negative-index select in
+    the loop; rows of 30000: 603 against 1167). The peak's own terms (exactly 1) are counted apart: in a
     lane with them, the small terms of a confident row would each round
     against 1 (cross-entropy of a row of 4096: 9x NumPy's error). They are
     counted in the row's dtype: an integer count halved the vector width
