@@ -758,3 +758,79 @@ def test_a_param_tied_only_to_a_constant_is_refused_when_reshaped_in_place():
     with pytest.raises(TypeError, match=r"\['W'\] is float64\[6, 2\]"):
         step(params, x)
     _assert_unchanged(before, params, step)
+
+
+# ---- a batch that shares memory with the state the step writes in place ----
+def elementwise_tie_loss(p, x):
+    return np.sum(x * p["A"]) + np.sum(p["B"] ** 2)
+
+
+def gemm_tie_loss(p, x):
+    return np.sum(np.tanh(x @ p["A"])) + np.sum(p["B"] ** 2)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("loss, a_shape, b_shape, view", [
+    (elementwise_tie_loss, (6,), (6,), lambda b: b),
+    (elementwise_tie_loss, (6,), (6,), lambda b: b[::-1]),
+    (elementwise_tie_loss, (5,), (6,), lambda b: b[1:]),
+    (gemm_tie_loss, (6, 6), (6, 6), lambda b: b),
+    (gemm_tie_loss, (6, 6), (6, 6), lambda b: b.T),
+], ids=["itself", "reversed", "shifted", "gemm-itself", "gemm-transposed"])
+def test_a_batch_sharing_memory_with_a_param_is_read_as_it_was_when_called(
+        loss, a_shape, b_shape, view, optimizer):
+    # The step writes params in place; a batch that is (a view of) one is read
+    # as if copied at the call, as gc.grad and PyTorch read it. In place, the
+    # update of B overwrote x before A's update read it (itself, shifted, gemm).
+    rng = np.random.default_rng(0)
+    params = {"A": rng.normal(size=a_shape), "B": rng.normal(size=b_shape)}
+    reference = copy.deepcopy(params)
+
+    def new_step():
+        return gc.compile_step(loss, gc.optim.SGD(0.1) if optimizer == "sgd"
+                               else gc.optim.Adam(0.05))
+    step, fresh = new_step(), new_step()
+    plain = view(rng.normal(size=b_shape))
+    tied = view(params["B"])
+    # plain calls first: the steady-state path must not pass a tied batch either
+    for x, ref_x in [(plain, plain), (plain, plain), (tied, None), (tied, None),
+                     (view(params["B"]), None), (plain, plain)]:
+        ref_x = view(reference["B"]).copy() if ref_x is None else ref_x
+        assert step(params, x) == fresh(reference, ref_x)
+        for k in params:
+            np.testing.assert_array_equal(params[k], reference[k])
+
+
+def test_a_batch_that_is_an_optimizer_slot_is_read_as_it_was():
+    params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6)}
+    reference = copy.deepcopy(params)
+    step, fresh = (gc.compile_step(elementwise_tie_loss, gc.optim.Adam(0.1)) for _ in range(2))
+    step(params, np.ones(6))
+    fresh(reference, np.ones(6))
+    for _ in range(3):
+        moment = step.state["m"]["A"]
+        assert step(params, moment) == fresh(reference, fresh.state["m"]["A"].copy())
+        for k in params:
+            np.testing.assert_array_equal(params[k], reference[k])
+            np.testing.assert_array_equal(step.state["m"][k], fresh.state["m"][k])
+
+
+def test_memory_mapped_batches_keep_the_fast_path_unless_they_map_a_param(tmp_path):
+    mapped = np.memmap(tmp_path / "rows.bin", dtype=np.float64, mode="w+", shape=(3, 6))
+    mapped[:] = np.arange(18.0).reshape(3, 6) / 18
+    rows = np.asarray(mapped)       # ndarrays whose memory a file mapping owns
+    params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6)}
+    step = gc.compile_step(elementwise_tie_loss, gc.optim.SGD(0.1))
+    step(params, rows[0])
+    step(params, rows[1])
+    assert step._last is not None and step._last.memory.all_owned
+    # a param in the same file as the batch: the batch is copied
+    tied = {"A": rows[2], "B": np.linspace(2, 3, 6)}
+    reference = copy.deepcopy(tied)
+    for _ in range(3):
+        x = rows[2][::-1]
+        expected = elementwise_tie_loss(reference, x.copy())
+        reference = {"A": reference["A"] - 0.1 * x, "B": 0.8 * reference["B"]}
+        assert step(tied, x) == pytest.approx(expected, rel=1e-15)
+        for k in tied:
+            np.testing.assert_allclose(tied[k], reference[k], rtol=1e-15)
