@@ -97,6 +97,35 @@ def _contiguous(b):
     return b if b.flags.c_contiguous else np.ascontiguousarray(b)
 
 
+def _owner(a):
+    """The object that owns `a`'s memory: the end of its chain of `.base`s."""
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return a
+
+
+def _unaliased(data, state):
+    """`data` with a copy of each array that shares memory with a state array
+    (params and moment slots: `run` writes those in place, and the batch is
+    read as it was at the call); two state arrays sharing memory are refused.
+    Arrays whose owners differ and are arrays share no memory: only arrays
+    of one owner, or of other buffers (memory-mapped files), are compared."""
+    owners = [_owner(s) for s in state]
+    ids = {{id(o) for o in owners}}
+    arrays_own = all(type(o) is np.ndarray for o in owners)
+    if len(ids) < len(state) or not arrays_own:
+        for k, leaf in enumerate(state):
+            if any(np.may_share_memory(leaf, other) for other in state[:k]):
+                raise ValueError("two parameters or moment slots share memory; the step "
+                                 "writes each one in place, pass separate arrays (x.copy())")
+    for k, b in enumerate(data):
+        owner = _owner(b)
+        if (id(owner) in ids or not (arrays_own or type(owner) is np.ndarray)) and any(
+                np.may_share_memory(b, s) for s in state):
+            data[k] = b.copy()
+    return data
+
+
 def step(params, *batch):
     """One fused forward + backward + update; returns the loss before the update."""
     if _shape_of(params) != _STRUCTURE:
@@ -119,6 +148,8 @@ def step(params, *batch):
     for leaf in leaves:
         if not leaf.flags.writeable or not leaf.flags.c_contiguous:
             raise ValueError("parameters must be writable C-contiguous arrays")
+    data = _unaliased(data, leaves + slot_leaves)
+    inputs = leaves + slot_leaves + [count] + data
     consts = [_ARRAYS[c] for c in consts]
     # `run` writes the new params and moment slots into their arrays itself
     if new_workspace is None:

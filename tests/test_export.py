@@ -130,3 +130,31 @@ def test_the_embedded_kernel_modules_define_each_name_once():
                 for name in names:
                     defined[name].append(module)
     assert {name: modules for name, modules in defined.items() if len(modules) > 1} == {}
+
+
+def tied_loss(p, x):
+    return np.sum(x * p["A"]) + np.sum(p["B"] ** 2)
+
+
+def test_an_exported_step_copies_a_batch_sharing_a_params_memory(tmp_path, monkeypatch):
+    # as graphc's own step: `run` writes params in place, and a batch that is
+    # a param read in place gave A an update from B's new values
+    params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6)}
+    step = gc.compile_step(tied_loss, gc.optim.Adam(0.1))
+    step(params, np.ones(6))
+    gc.export(step, tmp_path / "tied_step.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import tied_step
+    exported = {k: v.copy() for k, v in params.items()}
+    for x_of in [lambda p: p["B"], lambda p: p["B"][::-1], lambda p: np.ones(6)]:
+        assert tied_step.step(exported, x_of(exported)) == step(params, x_of(params))
+        for k in params:
+            np.testing.assert_array_equal(exported[k], params[k])
+    before = {k: v.copy() for k, v in exported.items()}
+    with pytest.raises(ValueError, match="share memory"):
+        tied_step.step({"A": exported["A"], "B": exported["A"]}, np.ones(6))
+    with pytest.raises(ValueError, match="share memory"):
+        tied_step.state["m"]["B"] = tied_step.state["v"]["B"]
+        tied_step.step(exported, np.ones(6))
+    for k in before:
+        np.testing.assert_array_equal(exported[k], before[k])
