@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphc import errors, merged_axes, threads, workspace
+from graphc import errors, merged_axes, repeats, threads, workspace
 from graphc.dims import DimTable, slice_start
 from graphc.ir import Graph, Node
 from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, int_out_of_bounds
@@ -80,6 +80,26 @@ def _njit(*options: str, pipeline: str = "GeneratedCode") -> str:
     return ("@njit(cache=True, nogil=True, fastmath=FASTMATH, error_model='numpy', "
             + "".join(f"{o}, " for o in options)
             + f"no_cfunc_wrapper=True, pipeline_class=dispatch.{pipeline})")
+
+
+_IMPORTED = re.compile(r"^(?:import \w+ as (\w+)|import (\w+)|from \S+ import (\w+)(?:, (\w+))?)",
+                       re.M)
+
+
+def _outlined_repeats(lines: list[str], indent: int, module_names: set[str], prefix: str):
+    """repeats.outline for a driver's body (`run`'s, train_epoch's step). A
+    part's constants that differ between its calls are typed as ints, not as
+    the literal each call passes: one compile of it."""
+    return repeats.outline(lines, indent, module_names, prefix,
+                           "@dispatch.unliteral_calls\n" + _njit("no_cpython_wrapper=True"),
+                           _prologue())
+
+
+def _module_names(kernels_src: list[str]) -> set[str]:
+    """The generated module's own names: its imports, FASTMATH, its kernels."""
+    text = HEADER + TRIG_IMPORT
+    names = {n for m in _IMPORTED.findall(text) for n in m if n} | {"FASTMATH"}
+    return names | set(re.findall(r"^def (\w+)", "\n".join(kernels_src), re.M))
 
 
 # A string literal (left as it is: an error message may quote the user's
@@ -1920,19 +1940,21 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     shape_check = ws_read + _raise_if(differs + ws_differs) + ws_offsets
     returned = f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"
     dim_reads, run_body = shapes_read_once(shape_check + body + [returned], inputs + const_args)
+    module_names = _module_names(kernels_src)
+    parts, run_body = _outlined_repeats(run_body, 4, module_names, "run")
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@dispatch.load_without_refresh    # called from Python: loads fast from disk",
               _njit(),
               f"def run({signature}):"] + _prologue() + dim_reads + run_body
     source = ("".join(f"{line}\n" for line in _c_functions_built(graph)) + "\n\n"
-              + "\n\n".join(kernels_src) + "\n\n")
+              + "\n\n".join(kernels_src + parts) + "\n\n")
     if plan.slots:
         source += plan.maker_function(inputs + const_args) + "\n\n"
     source += "\n".join(driver) + "\n"
     if epoch_loop is not None:
         source += "\n\n" + epoch_loop_source(*epoch_loop, const_args + extra, ws_prologue, body,
-                                              outs[0])
+                                              outs[0], module_names)
     # (the substring test first: the regex alone scanned the whole text, 0.85 ms a module)
     uses_trig = "trig." in source and re.search(r"\btrig\.", source)
     source = HEADER + (TRIG_IMPORT if uses_trig else "") + FASTMATH_LINE + source
@@ -2006,7 +2028,7 @@ def _shapes_differ(graph: Graph, inputs: list[str], consts: dict[str, Node], dim
 
 
 def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: list[str],
-                      step: list[str], loss: str) -> str:
+                      step: list[str], loss: str, module_names: set[str]) -> str:
     """`train_epoch`: the minibatch loop around the step, as one native call.
 
     It gathers each batch's rows through `perm`, runs the step (`run`'s body
@@ -2046,7 +2068,9 @@ def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: l
               "            row = perm[step * batch_size + r]"]
     lines += [f"            for j in range({b}_rows.shape[1]):\n"
               f"                {b}_rows[r, j] = {d}_rows[row, j]" for b, d in zip(batch, data)]
-    lines += once_and_step[len(ws_prologue):]
-    lines += [f"        losses[step] = {loss}",
-              "        count[()] += 1"]
-    return "\n".join(lines) + "\n"
+    step_lines = once_and_step[len(ws_prologue):] + [f"        losses[step] = {loss}",
+                                                     "        count[()] += 1"]
+    parts, step_lines = _outlined_repeats(step_lines, 8, module_names, "epoch")
+    lines += step_lines
+    # its parts after it: gc.export keeps what comes before train_epoch
+    return "\n\n\n".join(["\n".join(lines)] + parts) + "\n"

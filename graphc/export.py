@@ -171,10 +171,12 @@ def step(params, *batch):
 
 
 def _renamed(source: str, k: int) -> str:
-    """Module source with `run` and the kernels renamed for signature k, imports dropped."""
+    """Module source with `run`, its parts and the kernels renamed for signature k,
+    imports dropped."""
     body = source.split("FASTMATH = ", 1)[1].split("\n", 1)[1]
     body = re.split(r"^(?:@.*\n)+def train_epoch\(", body, maxsplit=1, flags=re.M)[0]   # and its decorators
     body = re.sub(r"\bk(\d+)_", rf"s{k}_k\1_", body)
+    body = re.sub(r"\brun_part(\d+)\b", rf"s{k}_run_part\1", body)     # graphc.repeats
     body = body.replace("def run(", f"def run_{k}(")
     body = body.replace("def new_workspace(", f"def new_workspace_{k}(")
     return body

@@ -1,0 +1,225 @@
+"""graphc.repeats: repeated stretches of a driver outlined as one function.
+
+Outlining must not change what the driver computes: the driver bodies here
+run as plain Python, outlined and not, and must agree; compiled models with
+a Python loop must still equal the interpreter and central differences."""
+import re
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import graphc as gc
+from graphc import repeats
+
+
+def _driver(lines, functions=()):
+    """`run(a, w)` with the body `lines` (and the parts `functions`) as plain Python."""
+    source = "\n\n".join(functions) + "\n\ndef run(a, w):\n" + "\n".join(lines) + "\n"
+    scope = {"np": np}
+    exec(source, scope)
+    return scope["run"]
+
+
+def _outlined(lines):
+    return repeats.outline(lines, 4, {"np"}, "run", "", [])
+
+
+@pytest.fixture
+def small_limits(monkeypatch):
+    monkeypatch.setattr(repeats, "MIN_STATEMENTS", 2)
+    monkeypatch.setattr(repeats, "MIN_SAVED", 4)
+
+
+def _step(t, h, out, message_node=None):
+    """One repeat: a state carried from `h`, a step constant, a loop, an output."""
+    check = (f"    if v{t}a[0] > 1e300:\n        raise ValueError('too large (at node {message_node})')"
+             if message_node is not None else "    v{t}a[0] = v{t}a[0]".format(t=t))
+    return [f"    v{t}a = np.tanh({h} * w) + np.uintp({t})",
+            f"    v{t}b = v{t}a * 2.0",
+            f"    for i{t} in range(3):",
+            f"        v{t}b[i{t}] += a[i{t}]",
+            check,
+            f"    {out} = v{t}b - v{t}a"]
+
+
+def test_a_loop_body_becomes_one_function_called_once_a_step(small_limits):
+    lines = ["    h0 = a + 0.0"]
+    for t in range(6):
+        lines += _step(t, f"h{t}", f"h{t + 1}", message_node=100 + t)
+    lines += ["    return (h6, v2a, v5b)"]
+    functions, outlined = _outlined(lines)
+    assert len(functions) == 1 and functions[0].count("\ndef run_part0(") == 1
+    calls = [line for line in outlined if "run_part0(" in line]
+    assert len(calls) >= 5
+    # the step constant is a parameter; the first repeat's error message is kept
+    assert re.search(r"np\.uintp\(step__0\)", functions[0])
+    assert "(at node 100)" in functions[0] or "(at node 101)" in functions[0]
+    a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
+    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_short_or_unequal_stretches_stay_as_they_are(small_limits, monkeypatch):
+    lines = ["    h0 = a + 0.0"] + _step(0, "h0", "h1") + _step(1, "h1", "h2") + ["    return h2"]
+    assert len(_outlined(lines)[0]) == 1
+    monkeypatch.setattr(repeats, "MIN_SAVED", 20)     # 2 repeats of 5 statements save 5
+    assert _outlined(lines) == ([], lines)
+    # a constant that is not a typed integer must be equal in every repeat
+    lines = ["    h0 = a + 0.0"]
+    for t in range(6):
+        lines += [f"    h{t + 1} = h{t} * w + {t}.5", f"    g{t} = h{t + 1} * 2.0",
+                  f"    k{t} = g{t} - h{t}"]
+    lines += ["    return (h6, k3)"]
+    assert _outlined(lines) == ([], lines)
+
+
+def test_a_name_assigned_only_inside_a_loop_is_not_handed_out(small_limits):
+    lines = ["    h0 = a + 0.0"]
+    for t in range(6):
+        lines += [f"    for i{t} in range(2):", f"        u{t} = h{t} + i{t}",
+                  f"    h{t + 1} = h{t} * w", f"    z{t} = h{t + 1} + 1.0"]
+    lines += ["    return (h6, u4)"]
+    functions, outlined = _outlined(lines)
+    a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
+    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
+        np.testing.assert_array_equal(got, want)
+
+
+# Random straight-line drivers: repeats of a random step, each reading the
+# step before it, names the first repeat's code reads from before the
+# stretch, and its own earlier results; statements after the stretch read
+# random results of any repeat.
+_TEMPLATES = [
+    "    {new} = {x} * w + {y}",
+    "    {new} = np.tanh({x}) + np.uintp({t})",
+    "    {new} = {x} + a\n    for i{new} in range(2):\n        {new}[i{new}] += {y}[i{new}]",
+    "    {new} = {x}.copy()\n    {new}[0] = {y}[1]",
+    "    {x}[1] += 0.5",
+    "    c0 = c0 * 0.5 + {x}",           # a name from before the stretch, read and rebound
+]
+
+
+@st.composite
+def _programs(draw):
+    n_steps = draw(st.integers(3, 6))
+    template = draw(st.lists(st.tuples(st.integers(0, len(_TEMPLATES) - 1),
+                                       st.integers(0, 8), st.integers(0, 8)),
+                             min_size=2, max_size=6))
+    lines, names = ["    s0 = a + 0.0", "    c0 = w * 2.0"], ["s0", "c0"]
+    carried = "s0"
+    for t in range(n_steps):
+        local = [carried, "c0"]
+        for j, (kind, x, y) in enumerate(template):
+            new = f"v{t}_{j}"
+            code = _TEMPLATES[kind].format(new=new, x=local[x % len(local)],
+                                           y=local[y % len(local)], t=t)
+            lines += code.split("\n")
+            if "{new}" in _TEMPLATES[kind]:
+                local.append(new)
+        carried = local[-1]
+        names += local[2:]
+    reads = draw(st.lists(st.sampled_from(names), min_size=1, max_size=4))
+    lines.append(f"    return ({', '.join(reads)},)")
+    return lines
+
+
+@settings(max_examples=60, deadline=None)
+@given(_programs())
+def test_random_drivers_compute_the_same_outlined(lines):
+    import graphc.repeats as r
+    saved = r.MIN_STATEMENTS, r.MIN_SAVED
+    r.MIN_STATEMENTS, r.MIN_SAVED = 2, 4
+    try:
+        functions, outlined = _outlined(lines)
+    finally:
+        r.MIN_STATEMENTS, r.MIN_SAVED = saved
+    a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
+    want = _driver(lines)(a.copy(), w.copy())
+    got = _driver(outlined, functions)(a.copy(), w.copy())
+    for g, e in zip(got, want):
+        np.testing.assert_array_equal(g, e)
+
+
+# ---- compiled models with a Python loop ----
+T, B, H, V = 8, 4, 5, 3
+
+
+def rnn_loss(p, xs, ys):
+    h = np.zeros((xs.shape[1], H))
+    total = 0.0
+    for t in range(T):
+        h = np.tanh(xs[t] @ p["Wx"] + h @ p["Wh"] + p["b"])
+        total = total + gc.nn.cross_entropy(h @ p["Wy"], ys[t])
+    return total / T
+
+
+def _rnn(seed=0):
+    rng = np.random.default_rng(seed)
+    params = {"Wx": rng.normal(size=(V, H)) * 0.5, "Wh": rng.normal(size=(H, H)) * 0.5,
+              "b": np.zeros(H), "Wy": rng.normal(size=(H, V)) * 0.5}
+    return params, rng.normal(size=(T, B, V)), rng.integers(0, V, size=(T, B))
+
+
+def test_an_unrolled_rnn_step_calls_one_part_per_time_step_and_equals_the_interpreter():
+    params, xs, ys = _rnn()
+    step = gc.compile_step(rnn_loss, gc.optim.SGD(0.1))
+    source = step.lower(params, xs, ys).source
+    run = source[source.index("\ndef run("):source.index("\ndef train_epoch(")]
+    assert "run_part0(" in run and "epoch_part0(" in source
+    assert run.count("run_part") >= T - 2
+    loss, grads = gc.value_and_grad(rnn_loss)(params, xs, ys)
+    expected = {k: v - 0.1 * grads[k] for k, v in params.items()}
+    assert step(params, xs, ys) == pytest.approx(float(loss), rel=1e-12)
+    for k in params:
+        np.testing.assert_allclose(params[k], expected[k], rtol=1e-12, atol=1e-14)
+    gc.check_grad(rnn_loss, *_rnn(1))
+
+
+def test_gc_train_of_an_unrolled_rnn_equals_its_steps_by_hand():
+    params, xs, ys = _rnn()
+    by_hand = {k: v.copy() for k, v in params.items()}
+    X, Y = np.ascontiguousarray(xs.transpose(1, 0, 2)), np.ascontiguousarray(ys.T)
+
+    def loss_rows(p, x, y):
+        return rnn_loss(p, x.transpose(1, 0, 2), y.T)
+    history = gc.train(loss_rows, params, (X, Y), gc.optim.SGD(0.1), batch_size=2, epochs=2,
+                       shuffle=False, progress=False)
+    step = gc.compile_step(loss_rows, gc.optim.SGD(0.1))
+    losses = [step(by_hand, X[i:i + 2], Y[i:i + 2]) for _ in range(2) for i in (0, 2)]
+    np.testing.assert_allclose(history, [np.mean(losses[:2]), np.mean(losses[2:])], rtol=1e-12)
+    for k in params:
+        np.testing.assert_allclose(params[k], by_hand[k], rtol=1e-12)
+
+
+def test_an_error_inside_a_part_names_the_loops_line():
+    params, xs, ys = _rnn()
+    step = gc.compile_step(rnn_loss, gc.optim.SGD(0.1))
+    step(params, xs, ys)
+    before = {k: v.copy() for k, v in params.items()}
+    bad = ys.copy()
+    bad[5, 1] = V + 4               # a label out of range at a later time step
+    line = rnn_loss.__code__.co_firstlineno + 5
+    with pytest.raises(IndexError, match=rf"test_repeats.py:{line}\b"):
+        step(params, xs, bad)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+
+
+def test_an_exported_rnn_step_carries_each_signatures_parts(tmp_path, monkeypatch):
+    params, xs, ys = _rnn()
+    step = gc.compile_step(rnn_loss, gc.optim.SGD(0.1))
+    step(params, xs, ys)
+    step(params, xs[:, :2], ys[:, :2])      # a second signature: its parts renamed apart
+    gc.export(step, tmp_path / "exported_rnn_step.py")
+    text = (tmp_path / "exported_rnn_step.py").read_text()
+    assert "def s0_run_part0(" in text and "def s1_run_part0(" in text
+    assert "epoch_part" not in text         # train_epoch is not exported, nor its parts
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import exported_rnn_step
+    exported = {k: v.copy() for k, v in params.items()}
+    for b in (4, 2, 4):
+        assert exported_rnn_step.step(exported, xs[:, :b], ys[:, :b]) == step(
+            params, xs[:, :b], ys[:, :b])
+        for k in params:
+            np.testing.assert_array_equal(exported[k], params[k])
