@@ -50,6 +50,7 @@ class _Statement:
     targets: set            # local names its top level assigns
     nested_targets: set     # local names assigned inside its blocks (loops, branches)
     shape: tuple = ()       # its tokens with names and numbers as their kinds only
+    opaque: bool = False    # binds names in ways not followed here (a comprehension, `with`)
 
 
 @dataclass
@@ -148,6 +149,8 @@ def _message(text: str) -> str:
     return _NODE.sub("(at node)", text)
 
 
+# statements that bind names otherwise than `a, b = ...`, `for a in ...`
+_OPAQUE = {"lambda", "with", "global", "nonlocal", "del", "import", ":=", "try", "def", "class"}
 _ASSIGN = {"=", "+=", "-=", "*=", "/=", "//=", "%=", "**=", "|=", "&="}
 _OPEN, _CLOSE = {"(", "[", "{"}, {")", "]", "}"}
 
@@ -161,6 +164,7 @@ def _classified(group, raw, global_names) -> _Statement:
         if tok.string in _OPEN:
             depth += 1
     tokens, targets, nested, line, level, previous = [], set(), set(), [], 0, None
+    opaque = False
     for j, tok in enumerate(raw):
         if tok.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
             tokens.append(("T", tokenize.tok_name[tok.type]))
@@ -183,8 +187,9 @@ def _classified(group, raw, global_names) -> _Statement:
             kind = "T"
         tokens.append((kind, text))
         line.append((kind, text, depths[j]))
+        opaque = opaque or text in _OPAQUE or (text == "for" and depths[j] > 0)
         previous = text
-    return _Statement(group, tokens, targets, nested)
+    return _Statement(group, tokens, targets, nested, opaque=opaque)
 
 
 def _assigned(line, where, nested):
@@ -268,6 +273,8 @@ def _plan(statements, uses, start, period, count):
     reps = [statements[start + r * period:start + (r + 1) * period] for r in range(count)]
     if any(s.shape != s0.shape for rep in reps[1:] for s, s0 in zip(rep, reps[0])):
         return None             # (their hashes met)
+    if any(s.opaque for s in reps[0]):
+        return None
     tokens = [[t for s in rep for t in s.tokens] for rep in reps]
     first = tokens[0]
     renamed, groups = {}, {}            # (rep0's name, the names in every repeat) -> positions

@@ -223,3 +223,13 @@ def test_an_exported_rnn_step_carries_each_signatures_parts(tmp_path, monkeypatc
             params, xs[:, :b], ys[:, :b])
         for k in params:
             np.testing.assert_array_equal(exported[k], params[k])
+
+
+def test_statements_binding_names_otherwise_are_left_in_place(small_limits):
+    # a comprehension's variable is not a name the part could be passed
+    lines = ["    h0 = a + 0.0"]
+    for t in range(6):
+        lines += [f"    h{t + 1} = h{t} * w", f"    g{t} = sum([q * 2.0 for q in h{t + 1}])",
+                  f"    k{t} = h{t + 1} + g{t}"]
+    lines += ["    return (h6, k3)"]
+    assert _outlined(lines) == ([], lines)
