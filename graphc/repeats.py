@@ -58,6 +58,7 @@ class _Plan:
     params: list[tuple[int, str]]       # (a token position in a repeat, the part's name)
     results: list[tuple[int, str]]      # what the part returns, likewise
     renamed: dict[int, str]             # token positions the part's code names otherwise
+    views: list[int] = None             # statements (in a repeat) the caller runs again after it
 
 
 def outline(lines: list[str], indent: int, global_names: set, prefix: str,
@@ -322,10 +323,44 @@ def _plan(statements, uses, start, period, count):
                     return None         # assigned only in a loop or branch: maybe not at all
                 result_roles.add(role)
 
+    views, made = _views(reps[0], owned0, {first[k][1] for k in result_roles})
+    result_roles = {k for k in result_roles if first[k][1] not in made}
+
     def part_name(k):
         return renamed.get(k, first[k][1])
     return _Plan([(k, part_name(k)) for k in sorted(k for k, p in param_roles.items() if p)],
-                 [(k, part_name(k)) for k in sorted(result_roles)], renamed)
+                 [(k, part_name(k)) for k in sorted(result_roles)], renamed, views)
+
+
+def _views(rep, owned, wanted) -> tuple[list[int], set[str]]:
+    """The repeat's statements `name = alloc.carve(...)` or `alloc.reshape(...)`
+    that make the `wanted` names, and those they read, from names the repeat
+    does not assign (the workspace, offsets, dims) or that such statements
+    made; and the names they make. The caller makes these arrays again after
+    the call (a view of the same memory, a few instructions) rather than
+    take them back from the part: returned, each is a struct of 7-9 values
+    that Numba and LLVM pass and unpack."""
+    assigned = defaultdict(int)
+    for s in rep:
+        for name in s.targets | s.nested_targets:
+            assigned[name] += 1
+    views, made = {}, set()
+    for i, s in enumerate(rep):
+        t = s.tokens
+        if (len(s.lines) == 1 and len(t) > 6 and t[0][0] == "L" and assigned[t[0][1]] == 1
+                and t[1:4] == [("T", "="), ("T", "alloc"), ("T", ".")]
+                and t[4][1] in ("carve", "reshape")
+                and all(text not in owned or text in made for kind, text in t[5:] if kind == "L")):
+            views[t[0][1]] = i
+            made.add(t[0][1])
+    needed, stack = set(), [name for name in wanted if name in views]
+    while stack:
+        name = stack.pop()
+        if name not in needed:
+            needed.add(name)
+            stack += [text for kind, text in rep[views[name]].tokens[1:]
+                      if kind == "L" and text in views]
+    return sorted(views[name] for name in needed), needed
 
 
 def _outlined(statements, start, period, count, plan, indent, prologue, decorator, prefix,
@@ -348,10 +383,11 @@ def _outlined(statements, start, period, count, plan, indent, prologue, decorato
         name = by_source[key] = f"{prefix}_part{len(functions)}"
         functions.append(key.replace("{name}", name))
     calls = []
-    for tok in tokens:
+    for rep, tok in zip(reps, tokens):
         args = [tok[k][1] for k, _ in plan.params]
         lhs = f"{_tuple([tok[k][1] for k, _ in plan.results])} = " if plan.results else ""
         calls.append(f"{pad}{lhs}{name}({', '.join(args)})")
+        calls += [rep[i].lines[0] for i in plan.views]
     return calls
 
 

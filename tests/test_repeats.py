@@ -13,16 +13,30 @@ import graphc as gc
 from graphc import repeats
 
 
+class _Alloc:
+    """kernels.alloc's carve and reshape, as the drivers here call them."""
+
+    @staticmethod
+    def carve(ws, offset, shape, dtype):
+        return ws[offset:offset + int(np.prod(shape))].reshape(shape)
+
+    @staticmethod
+    def reshape(x, shape):
+        return x.reshape(shape)
+
+
 def _driver(lines, functions=()):
-    """`run(a, w)` with the body `lines` (and the parts `functions`) as plain Python."""
-    source = "\n\n".join(functions) + "\n\ndef run(a, w):\n" + "\n".join(lines) + "\n"
-    scope = {"np": np}
+    """`run(a, w)` with the body `lines` (and the parts `functions`) as plain
+    Python; `ws`, a workspace it may carve at offsets o0-o4."""
+    source = ("\n\n".join(functions) + "\n\ndef run(a, w):\n    ws = np.zeros(64)\n"
+              + "".join(f"    o{k} = {8 * k}\n" for k in range(5)) + "\n".join(lines) + "\n")
+    scope = {"np": np, "alloc": _Alloc}
     exec(source, scope)
     return scope["run"]
 
 
 def _outlined(lines):
-    return repeats.outline(lines, 4, {"np"}, "run", "", [])
+    return repeats.outline(lines, 4, {"np", "alloc"}, "run", "", [])
 
 
 @pytest.fixture
@@ -97,6 +111,10 @@ _TEMPLATES = [
     "    {new} = {x}.copy()\n    {new}[0] = {y}[1]",
     "    {x}[1] += 0.5",
     "    c0 = c0 * 0.5 + {x}",           # a name from before the stretch, read and rebound
+    # a workspace slot (the caller carves it again), one slot for several steps
+    "    {new} = alloc.carve(ws, o{slot}, (4,), np.float64)\n    {new}[:] = {x} * 2.0",
+    "    {new} = alloc.reshape({x}, (4,))",
+    "    c0 = alloc.reshape({x}, (4,))",     # a view bound to a name rebound elsewhere
 ]
 
 
@@ -109,16 +127,16 @@ def _programs(draw):
     lines, names = ["    s0 = a + 0.0", "    c0 = w * 2.0"], ["s0", "c0"]
     carried = "s0"
     for t in range(n_steps):
-        local = [carried, "c0"]
+        local = [carried, "c0", "a"]     # a: read, never assigned
         for j, (kind, x, y) in enumerate(template):
             new = f"v{t}_{j}"
             code = _TEMPLATES[kind].format(new=new, x=local[x % len(local)],
-                                           y=local[y % len(local)], t=t)
+                                           y=local[y % len(local)], t=t, slot=(t + j) % 5)
             lines += code.split("\n")
             if "{new}" in _TEMPLATES[kind]:
                 local.append(new)
         carried = local[-1]
-        names += local[2:]
+        names += local[3:]
     reads = draw(st.lists(st.sampled_from(names), min_size=1, max_size=4))
     lines.append(f"    return ({', '.join(reads)},)")
     return lines
@@ -233,3 +251,20 @@ def test_statements_binding_names_otherwise_are_left_in_place(small_limits):
                   f"    k{t} = h{t + 1} + g{t}"]
     lines += ["    return (h6, k3)"]
     assert _outlined(lines) == ([], lines)
+
+
+def test_the_caller_makes_again_only_views_nothing_rebinds(small_limits):
+    # c is a view made from read-only names, then rebound: the caller must take
+    # the part's c back rather than make the view again; u is a view it makes again
+    lines = ["    c = a + 0.0", "    h0 = a + 0.0"]
+    for t in range(6):
+        lines += [f"    c = alloc.reshape(a, (4,))", f"    u{t} = alloc.carve(ws, o{t % 3}, (4,), np.float64)",
+                  f"    u{t}[:] = h{t} * 2.0", f"    c = c * 0.5 + u{t}", f"    h{t + 1} = np.tanh(c) * w"]
+    lines += ["    return (h6, c, u2, u5)"]
+    functions, outlined = _outlined(lines)
+    assert len(functions) == 1
+    remade = [line.strip() for line in outlined if "alloc." in line]
+    assert remade and all(line.startswith("u") for line in remade)
+    a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
+    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
+        np.testing.assert_array_equal(got, want)
