@@ -4,26 +4,31 @@ called once per repeat.
 A model written with a Python loop (an RNN over its time steps) traces into
 a graph that repeats the step's nodes, and `run` repeats their statements: a
 16-step LSTM's `run` held about 2400 lines, and Numba typed and lowered each
-one, and LLVM optimized it (20-25 s of its first call; 12.5-14 s outlined).
+one, and LLVM optimized it (20-25 s of its first call; 11 s outlined).
 Statements that repeat, the same code but for the names of their buffers
 and the integer constants that pick the step (`np.uintp(3)`, a slice's
 start), become one function of the first repeat's code, `<prefix>_part<k>`;
-each repeat is a call of it with its own names, which returns what later
-statements read. The calls cost next to nothing (outlined against unrolled,
-in one process, interleaved: the LSTM's step 1022 against 1012 us, a
-25-step RNN's 245 against 255).
+each repeat is a call of it with its own names. What later statements read
+it returns, or, for views of the workspace (`alloc.carve`, `alloc.reshape`
+of names the repeat does not assign), the caller makes them again. The
+calls cost next to nothing (outlined against unrolled, in one process,
+interleaved: the LSTM's step 1018 against 999 us, a 25-step RNN's 245
+against 255).
 
 A repeat must be the first one's code renamed: a name it assigns one to one,
 names it only reads as they come (two workspace offsets may be one in another
 repeat). Names the code reads before it assigns them, or that exist before
 it, are parameters; only names assigned at a statement's top level (not in
-a loop or branch) are handed to later code.
+a loop or branch) are handed to later code. Its error messages must name
+the same lines of the user's code (the part raises the first repeat's).
+Other constants (a float that changes a step) keep the stretch unrolled.
 """
 from __future__ import annotations
 
 import builtins
 import io
 import keyword
+import heapq
 import re
 import tokenize
 from collections import defaultdict
@@ -37,6 +42,8 @@ from dataclasses import dataclass
 # a handful of identical layers) keep their drivers as they were.
 MIN_STATEMENTS = 8
 MIN_SAVED = 100
+# stretches _repeats checks at most (each a pass over its tokens)
+_MAX_TRIED = 2000
 # constants that may differ between repeats: typed integers' values
 _VARYING_CALLS = {"uintp", "intp", "int64"}
 _SKIPPED = {tokenize.COMMENT, tokenize.NL, tokenize.ENCODING, tokenize.ENDMARKER}
@@ -50,6 +57,7 @@ class _Statement:
     targets: set            # local names its top level assigns
     nested_targets: set     # local names assigned inside its blocks (loops, branches)
     shape: tuple = ()       # its tokens with names and numbers as their kinds only
+    strings: list = None    # its string literals
     opaque: bool = False    # binds names in ways not followed here (a comprehension, `with`)
 
 
@@ -62,15 +70,20 @@ class _Plan:
 
 
 def outline(lines: list[str], indent: int, global_names: set, prefix: str,
-            decorator: str, prologue: list[str]) -> tuple[list[str], list[str]]:
+            decorator: str, prologue: list[str],
+            same_line=lambda a, b: a == b) -> tuple[list[str], list[str]]:
     """(functions, lines): the driver body `lines` (statements at `indent`
     spaces) with its repeated stretches replaced by calls of `functions`
     (sources, each under `decorator`, its body starting with `prologue`).
-    `global_names`: the module's names (kernels, imports), never renamed."""
+    `global_names`: the module's names (kernels, imports), never renamed.
+    `same_line(a, b)`: whether error marks `(at node a)` and `(at node b)`
+    name one source line (graphc.errors.at_node): repeats whose messages
+    differ only so share the first's."""
     groups = _groups(lines, indent)
-    # names and numbers aside, a first test that every trace of a model makes:
-    # 0.3 ms where tokenizing W2's driver took 7
-    rough = [hash(tuple(_NUMBERED.sub("#", line) for line in g)) for g in groups]
+    # names, numbers and comments aside, a first test that every trace of a
+    # model makes: 0.3 ms where tokenizing W2's driver took 7
+    rough = [hash(tuple(_NUMBERED.sub("#", line.split("#", 1)[0]) for line in g))
+             for g in groups]
     if not _candidates(rough):
         return [], lines
     statements = _statements(groups, indent, global_names | _BUILTIN)
@@ -78,7 +91,8 @@ def outline(lines: list[str], indent: int, global_names: set, prefix: str,
         return [], lines
     uses = _Uses(statements)
     functions, out, done, by_source = [], [], 0, {}
-    for start, period, count, plan in sorted(_repeats(statements, uses), key=lambda c: c[0]):
+    for start, period, count, plan in sorted(_repeats(statements, uses, same_line),
+                                             key=lambda c: c[0]):
         out += [line for s in statements[done:start] for line in s.lines]
         out += _outlined(statements, start, period, count, plan, indent, prologue,
                          decorator, prefix, functions, by_source)
@@ -102,6 +116,9 @@ class _Uses:
                     self.last[text] = i
 
 
+_CONTINUED = re.compile(r"(else|elif|except|finally)\b")     # a clause of the statement before
+
+
 def _groups(lines, indent) -> list[list[str]]:
     """The body's top-level statements, each as its lines."""
     pad = " " * indent
@@ -109,7 +126,7 @@ def _groups(lines, indent) -> list[list[str]]:
     for physical in (part for line in lines for part in line.split("\n")):
         code = physical.strip()
         top = physical.startswith(pad) and not physical.startswith(pad + " ")
-        if top and code and not code.startswith(("#", "else", "elif", "except", "finally")):
+        if top and code and not code.startswith("#") and not _CONTINUED.match(code):
             groups.append([physical])
         elif groups:
             groups[-1].append(physical)
@@ -128,6 +145,7 @@ def _statements(groups, indent, global_names):
         statements.append(_classified(group, raw, global_names))
     for s in statements:
         s.shape = tuple(t if k == "T" else _message(t) if k == "S" else k for k, t in s.tokens)
+        s.strings = [t for k, t in s.tokens if k == "S"]
     return statements
 
 
@@ -140,19 +158,25 @@ def _tokens(group, indent):
         return None
 
 
-_NODE = re.compile(r"\(at node \d+\)")
+_NODE = re.compile(r"\(at node (\d+)\)")
 
 
 def _message(text: str) -> str:
-    """A string as repeats must agree on it: an error message's node (which
-    graphc maps to the user's line) may be any repeat's; the part raises the
-    first's, made by the same line of the user's loop."""
+    """A string as repeats must agree on it but for its error marks' nodes
+    (then _same_messages decides)."""
     return _NODE.sub("(at node)", text)
+
+
+def _same_messages(a: str, b: str, same_line) -> bool:
+    """Whether strings `a` and `b` (equal but for their marks' nodes) name
+    the same source lines: then a part may raise `a` for both."""
+    return a == b or all(same_line(int(x), int(y))
+                         for x, y in zip(_NODE.findall(a), _NODE.findall(b)))
 
 
 # statements that bind names otherwise than `a, b = ...`, `for a in ...`
 _OPAQUE = {"lambda", "with", "global", "nonlocal", "del", "import", ":=", "try", "def", "class"}
-_ASSIGN = {"=", "+=", "-=", "*=", "/=", "//=", "%=", "**=", "|=", "&="}
+_ASSIGN = {"=", "+=", "-=", "*=", "/=", "//=", "%=", "**=", "|=", "&=", "^=", "@=", "<<=", ">>="}
 _OPEN, _CLOSE = {"(", "[", "{"}, {")", "]", "}"}
 
 
@@ -170,7 +194,7 @@ def _classified(group, raw, global_names) -> _Statement:
         if tok.type in (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT):
             tokens.append(("T", tokenize.tok_name[tok.type]))
             if tok.type == tokenize.NEWLINE:
-                _assigned(line, targets if level == 0 else nested, nested)
+                opaque = _assigned(line, targets if level == 0 else nested, nested) or opaque
                 line = []
             level += {tokenize.INDENT: 1, tokenize.DEDENT: -1}.get(tok.type, 0)
             previous = None
@@ -193,24 +217,32 @@ def _classified(group, raw, global_names) -> _Statement:
     return _Statement(group, tokens, targets, nested, opaque=opaque)
 
 
-def _assigned(line, where, nested):
+def _assigned(line, where, nested) -> bool:
     """Add the names a logical line assigns (`a, b = ...`, `a += ...`) to
-    `where`, a `for` loop's variables to `nested`."""
+    `where`, a `for` loop's variables to `nested`; True when it binds names
+    otherwise (`a = b = ...`, `(a, b) = ...`, a builtin's name as a local):
+    the statement is opaque."""
     if not line:
-        return
+        return False
     texts = [t for _, t, _ in line]
     if texts[0] == "for" and "in" in texts:
-        nested.update(t for k, t, _ in line[1:texts.index("in")] if k == "L")
-        return
+        variables = line[1:texts.index("in")]
+        nested.update(t for k, t, _ in variables if k == "L")
+        return not all(k == "L" or t == "," for k, t, _ in variables)
     for j, (kind, text, depth) in enumerate(line):
         if depth == 0 and kind == "T" and text in _ASSIGN:
             # after a one-line `if ...:`, `for ...:` the assignment is conditional
             colon = max((i for i, (_, t, d) in enumerate(line[:j]) if t == ":" and d == 0),
                         default=-1)
             lhs = line[colon + 1:j]
+            if any(t in _ASSIGN and d == 0 for _, t, d in line[j + 1:]):
+                return True         # a = b = ...
             if lhs and all(k == "L" or t == "," for k, t, _ in lhs):
                 (where if colon < 0 else nested).update(t for k, t, _ in lhs if k == "L")
-            return
+                return False
+            # a store into an item or attribute (x[i] = ..., x.a = ...) binds no name
+            return not (len(lhs) > 1 and lhs[0][0] == "L" and lhs[1][1] in ("[", "."))
+    return False
 
 
 def _candidates(sigs: list[int]) -> list[tuple[int, int, int, int]]:
@@ -226,13 +258,16 @@ def _candidates(sigs: list[int]) -> list[tuple[int, int, int, int]]:
 
     def block(i, length):
         return (prefix[i + length] - prefix[i] * power[length]) % mod
-    # candidate periods: the gaps between a rarer statement's occurrences
+    # candidate periods: the gaps between the occurrences of a statement that
+    # is not among the most common (a carve of the same dtype, some every
+    # step); a loop's statement occurs once a step, up to n // MIN_STATEMENTS
     where = defaultdict(list)
     for i, s in enumerate(sigs):
         where[s].append(i)
+    rare = max(256, n // MIN_STATEMENTS)
     periods = set()
     for places in where.values():
-        if 2 <= len(places) <= 256:
+        if 2 <= len(places) <= rare:
             periods.update(b - a for a, b in zip(places, places[1:])
                            if MIN_STATEMENTS <= b - a <= n // 2)
     candidates = []
@@ -248,25 +283,50 @@ def _candidates(sigs: list[int]) -> list[tuple[int, int, int, int]]:
     return sorted(candidates, key=lambda c: (-c[0], c[1]))
 
 
-def _repeats(statements, uses) -> list[tuple]:
+def _repeats(statements, uses, same_line) -> list[tuple]:
     """Non-overlapping (start, period, count, plan): `count` repeats of
     `period` statements, each the first renamed, the most statements saved
-    first."""
-    chosen = []
-    for saved, start, period, count in _candidates([hash(s.shape) for s in statements]):
+    first. A stretch that is not, from some repeat on (its first repeat
+    makes what later ones take from before, two loops traced from other
+    lines), is tried again as the stretches either side of that repeat."""
+    heap = [(-saved, start, period, count)
+            for saved, start, period, count in _candidates([hash(s.shape) for s in statements])]
+    heapq.heapify(heap)
+    chosen, tried = [], set()
+    while heap and len(tried) < _MAX_TRIED:
+        _, start, period, count = heapq.heappop(heap)
         end = start + period * count
-        if any(start < s + p * c and s < end for s, p, c, _ in chosen):
+        if (start, period, count) in tried or any(
+                start < s + p * c and s < end for s, p, c, _ in chosen):
             continue
-        plan = _plan(statements, uses, start, period, count)
-        if plan is not None:
+        tried.add((start, period, count))
+        plan = _plan(statements, uses, start, period, count, same_line)
+        if isinstance(plan, _Plan):
             chosen.append((start, period, count, plan))
+        elif plan is not None:          # repeats [0, plan) and [plan, count) apart
+            for sub in ((start, plan), (start + period * plan, count - plan)):
+                if period * (sub[1] - 1) >= MIN_SAVED:
+                    heapq.heappush(heap, (-period * (sub[1] - 1), sub[0], period, sub[1]))
     return chosen
 
 
-def _plan(statements, uses, start, period, count):
-    """The part's parameters and results, or None when a repeat is not the
-    first one renamed, a number differs that may not, or a name is defined
-    before some repeats but made by others. A name a repeat assigns must be
+def _plan(statements, uses, start, period, count, same_line=lambda a, b: a == b):
+    """_planned, first for the first two repeats alone: most stretches that
+    fail do at their second repeat, and a long one costs a pass over all
+    its tokens (a 262-step RNN's candidates took 6 s so)."""
+    if count > 2:
+        probe = _planned(statements, uses, start, period, 2, same_line)
+        if not isinstance(probe, _Plan):
+            return probe
+    return _planned(statements, uses, start, period, count, same_line)
+
+
+def _planned(statements, uses, start, period, count, same_line):
+    """The part's parameters and results; or the first repeat r > 0 that does
+    not go with those before it (repeats [0, r) and [r, count) may each make
+    a part), or None, when a repeat is not the first one renamed, a number
+    differs that may not, a name is defined before some repeats but made by
+    others, or an error names another line. A name a repeat assigns must be
     renamed one to one; one it only reads may differ from place to place
     (a workspace offset the first repeat reads twice, another repeat reads
     two of): each set of places with the same names in every repeat is a
@@ -276,6 +336,11 @@ def _plan(statements, uses, start, period, count):
         return None             # (their hashes met)
     if any(s.opaque for s in reps[0]):
         return None
+    for r, rep in enumerate(reps[1:], 1):
+        for s, s0 in zip(rep, reps[0]):
+            if s.strings != s0.strings and not all(
+                    _same_messages(a, b, same_line) for a, b in zip(s0.strings, s.strings)):
+                return r        # the same code from another line of the user's
     tokens = [[t for s in rep for t in s.tokens] for rep in reps]
     first = tokens[0]
     renamed, groups = {}, {}            # (rep0's name, the names in every repeat) -> positions
@@ -284,7 +349,7 @@ def _plan(statements, uses, start, period, count):
         column = tuple(tok[k][1] for tok in tokens)
         if kind == "N" and len(set(column)) > 1:
             if not (k >= 2 and first[k - 1] == ("T", "(") and first[k - 2][1] in _VARYING_CALLS):
-                return None
+                return next(r for r, value in enumerate(column) if value != text)
             renamed[k] = f"step__{len(numbers)}"       # generated names have no "__"
             numbers.add(k)
             groups[(renamed[k], column)] = [k]
@@ -311,16 +376,16 @@ def _plan(statements, uses, start, period, count):
         for (name0, column), places in groups.items():
             role, name = places[0], column[r]
             if name in owned and len(sources[name]) > 1:
-                return None             # two of the part's names are one the repeat assigns
+                return r or None        # two of the part's names are one the repeat assigns
             if role in numbers:
                 param_roles[role] = True
                 continue
             passed = name not in owned or uses.first[name] < begin
             if param_roles.setdefault(role, passed) != passed:
-                return None     # defined before some repeats, made by others
+                return r        # defined before some repeats, made by others
             if name in owned and uses.last[name] >= end:
                 if name not in assigned:
-                    return None         # assigned only in a loop or branch: maybe not at all
+                    return r or None    # assigned only in a loop or branch: maybe not at all
                 result_roles.add(role)
 
     views, made = _views(reps[0], owned0, {first[k][1] for k in result_roles})

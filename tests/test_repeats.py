@@ -35,8 +35,8 @@ def _driver(lines, functions=()):
     return scope["run"]
 
 
-def _outlined(lines):
-    return repeats.outline(lines, 4, {"np", "alloc"}, "run", "", [])
+def _outlined(lines, same_line=lambda a, b: a == b):
+    return repeats.outline(lines, 4, {"np", "alloc"}, "run", "", [], same_line)
 
 
 @pytest.fixture
@@ -62,7 +62,8 @@ def test_a_loop_body_becomes_one_function_called_once_a_step(small_limits):
     for t in range(6):
         lines += _step(t, f"h{t}", f"h{t + 1}", message_node=100 + t)
     lines += ["    return (h6, v2a, v5b)"]
-    functions, outlined = _outlined(lines)
+    # error marks of nodes 100-105, all of one source line
+    functions, outlined = _outlined(lines, same_line=lambda a, b: True)
     assert len(functions) == 1 and functions[0].count("\ndef run_part0(") == 1
     calls = [line for line in outlined if "run_part0(" in line]
     assert len(calls) >= 5
@@ -72,6 +73,20 @@ def test_a_loop_body_becomes_one_function_called_once_a_step(small_limits):
     a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
     for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_repeats_whose_errors_name_other_lines_stay_apart(small_limits):
+    # the same code traced from two loops: each keeps the line its error names
+    lines = ["    h0 = a + 0.0"]
+    for t in range(8):
+        lines += _step(t, f"h{t}", f"h{t + 1}", message_node=100 if t < 4 else 200)
+    lines += ["    return (h8,)"]
+    functions, outlined = _outlined(lines, same_line=lambda a, b: a == b)
+    assert 1 <= len(functions) <= 2
+    assert "(at node 100)" in "\n".join(functions + outlined)
+    assert "(at node 200)" in "\n".join(functions + outlined)
+    a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
+    np.testing.assert_array_equal(_driver(outlined, functions)(a, w)[0], _driver(lines)(a, w)[0])
 
 
 def test_short_or_unequal_stretches_stay_as_they_are(small_limits, monkeypatch):
@@ -268,3 +283,30 @@ def test_the_caller_makes_again_only_views_nothing_rebinds(small_limits):
     a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
     for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
         np.testing.assert_array_equal(got, want)
+
+
+def two_loops_loss(p, xs, ys):
+    h = np.zeros((xs.shape[1], H))
+    total = 0.0
+    for t in range(T):
+        h = np.tanh(xs[t] @ p["Wx"] + h @ p["Wh"])
+        total = total + gc.nn.cross_entropy(h @ p["Wy"], ys[t])
+    for t in range(T, 2 * T):       # the same cell, traced from other lines
+        h = np.tanh(xs[t] @ p["Wx"] + h @ p["Wh"])
+        total = total + gc.nn.cross_entropy(h @ p["Wy"], ys[t])
+    return total
+
+
+def test_the_same_cell_in_two_loops_names_the_line_of_the_loop_that_failed():
+    rng = np.random.default_rng(0)
+    params = {"Wx": rng.normal(size=(V, H)), "Wh": rng.normal(size=(H, H)) * 0.3,
+              "Wy": rng.normal(size=(H, V))}
+    xs, ys = rng.normal(size=(2 * T, B, V)), rng.integers(0, V, size=(2 * T, B))
+    f = gc.jit(two_loops_loss)
+    assert "run_part" in f.lower(params, xs, ys).source
+    first = two_loops_loss.__code__.co_firstlineno
+    for step, line in [(2, first + 5), (T + 4, first + 8)]:
+        bad = ys.copy()
+        bad[step, 1] = V + 2
+        with pytest.raises(IndexError, match=rf"test_repeats.py:{line}\)"):
+            f(params, xs, bad)
