@@ -310,3 +310,19 @@ def test_the_same_cell_in_two_loops_names_the_line_of_the_loop_that_failed():
         bad[step, 1] = V + 2
         with pytest.raises(IndexError, match=rf"test_repeats.py:{line}\)"):
             f(params, xs, bad)
+
+
+@pytest.mark.parametrize("binding, followed", [
+    (lambda t: f"g{t} = q{t} = h{t + 1} * 2.0", False),         # chained
+    (lambda t: f"(g{t}, q{t}) = h{t + 1}, h{t}", False),        # parenthesized
+    (lambda t: f"g{t} = h{t + 1} * 2.0; q{t} = g{t}", False)])  # two on one line
+def test_assignments_it_cannot_follow_keep_the_stretch_unrolled(small_limits, binding, followed):
+    lines = ["    h0 = a + 0.0"]
+    for t in range(6):
+        lines += [f"    h{t + 1} = h{t} * w", "    " + binding(t), f"    k{t} = q{t} + g{t}"]
+    lines += ["    return (h6, k3, q5)"]
+    functions, outlined = _outlined(lines)
+    a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
+    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
+        np.testing.assert_array_equal(got, want)
+    assert (functions != []) == followed
