@@ -100,7 +100,9 @@ def _outlined_repeats(lines: list[str], indent: int, module_names: set[str], pre
 
 
 def _module_names(kernels_src: list[str]) -> set[str]:
-    """The generated module's own names: its imports, FASTMATH, its kernels."""
+    """The generated module's own names: its imports, FASTMATH, its kernels.
+    (graphc.repeats takes any other name a driver reads for a local one,
+    which a part is passed: a new module-level name belongs here.)"""
     text = HEADER + TRIG_IMPORT
     names = {n for m in _IMPORTED.findall(text) for n in m if n} | {"FASTMATH"}
     return names | set(re.findall(r"^def (\w+)", "\n".join(kernels_src), re.M))

@@ -66,7 +66,7 @@ class _Plan:
     params: list[tuple[int, str]]       # (a token position in a repeat, the part's name)
     results: list[tuple[int, str]]      # what the part returns, likewise
     renamed: dict[int, str]             # token positions the part's code names otherwise
-    views: list[int] = None             # statements (in a repeat) the caller runs again after it
+    views: list[int]                    # statements (in a repeat) the caller runs again after it
 
 
 def outline(lines: list[str], indent: int, global_names: set, prefix: str,
@@ -437,16 +437,15 @@ def _outlined(statements, start, period, count, plan, indent, prologue, decorato
     tokens = [[t for s in rep for t in s.tokens] for rep in reps]
     params = [name for _, name in plan.params]
     results = [name for _, name in plan.results]
-    body = _renamed_code(reps[0], indent, plan.renamed)
-    source = [decorator, f"def {{name}}({', '.join(params)}):"] + prologue
-    source += ["    " + line if line.strip() else "" for line in body]
+    body = prologue + ["    " + line if line.strip() else ""
+                       for line in _renamed_code(reps[0], indent, plan.renamed)]
     if results:
-        source.append(f"    return {_tuple(results)}")
-    key = "\n".join(source)
+        body.append(f"    return {_tuple(results)}")
+    key = (tuple(params), tuple(body))
     name = by_source.get(key)
     if name is None:
         name = by_source[key] = f"{prefix}_part{len(functions)}"
-        functions.append(key.replace("{name}", name))
+        functions.append("\n".join([decorator, f"def {name}({', '.join(params)}):"] + body))
     calls = []
     for rep, tok in zip(reps, tokens):
         args = [tok[k][1] for k, _ in plan.params]
