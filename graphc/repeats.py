@@ -4,16 +4,16 @@ called once per repeat.
 A model written with a Python loop (an RNN over its time steps) traces into
 a graph that repeats the step's nodes, and `run` repeats their statements: a
 16-step LSTM's `run` held about 2400 lines, and Numba typed and lowered each
-one, and LLVM optimized it (20-25 s of its first call; 11 s outlined).
+one, and LLVM optimized it (20-25 s of its first call; 9.2 s outlined).
 Statements that repeat, the same code but for the names of their buffers
 and the integer constants that pick the step (`np.uintp(3)`, a slice's
 start), become one function of the first repeat's code, `<prefix>_part<k>`;
 each repeat is a call of it with its own names. What later statements read
 it returns, or, for views of the workspace (`alloc.carve`, `alloc.reshape`
-of names the repeat does not assign), the caller makes them again. The
-calls cost next to nothing (outlined against unrolled, in one process,
-interleaved: the LSTM's step 1018 against 999 us, a 25-step RNN's 245
-against 255).
+of names the repeat does not assign), the caller makes them again; views
+the caller made it reads, the part makes itself from their offsets. The
+calls cost little (outlined against unrolled, in one process, interleaved:
+the LSTM's step 982 against 964 us, a 25-step RNN's 274 against 282).
 
 A repeat must be the first one's code renamed: a name it assigns one to one,
 names it only reads as they come (two workspace offsets may be one in another
@@ -63,10 +63,11 @@ class _Statement:
 
 @dataclass
 class _Plan:
-    params: list[tuple[int, str]]       # (a token position in a repeat, the part's name)
-    results: list[tuple[int, str]]      # what the part returns, likewise
+    params: list[tuple[str, tuple]]     # (the part's name, the name or number each repeat passes)
+    results: list[tuple[str, tuple]]    # what the part returns, likewise
     renamed: dict[int, str]             # token positions the part's code names otherwise
     views: list[int]                    # statements (in a repeat) the caller runs again after it
+    remade: list[str]                   # the part's first lines: views it makes of its parameters
 
 
 def outline(lines: list[str], indent: int, global_names: set, prefix: str,
@@ -105,15 +106,23 @@ _NUMBERED = re.compile(r"\b\w*\d\w*\b")      # v12, ws_o3, k4_n0, 64
 
 
 class _Uses:
-    """The first and last statement that mentions each local name."""
+    """The first and last statement that mentions each local name, and the
+    statements that assign it."""
 
     def __init__(self, statements):
-        self.first, self.last = {}, {}
+        self.first, self.last, self.made_by = {}, {}, defaultdict(list)
         for i, s in enumerate(statements):
             for kind, text in s.tokens:
                 if kind == "L":
                     self.first.setdefault(text, i)
                     self.last[text] = i
+            for name in s.targets | s.nested_targets:
+                self.made_by[name].append(i)
+
+    def stable(self, name: str, before: int) -> bool:
+        """Whether `name` holds one value from before statement `before` on."""
+        made = self.made_by.get(name, ())
+        return len(made) == 0 or len(made) == 1 and made[0] < before
 
 
 _CONTINUED = re.compile(r"(else|elif|except|finally)\b")     # a clause of the statement before
@@ -393,8 +402,66 @@ def _planned(statements, uses, start, period, count, same_line):
 
     def part_name(k):
         return renamed.get(k, first[k][1])
-    return _Plan([(k, part_name(k)) for k in sorted(k for k, p in param_roles.items() if p)],
-                 [(k, part_name(k)) for k in sorted(result_roles)], renamed, views)
+
+    def column(k):
+        return tuple(tok[k][1] for tok in tokens)
+    params = {}             # two numbers every repeat has equal are one parameter
+    for k in sorted(k for k, p in param_roles.items() if p):
+        name = params.setdefault(column(k), part_name(k))
+        if k in numbers:
+            renamed[k] = name
+    remade = _remade_params(statements, uses, start, period, params, owned0, renamed)
+    return _Plan([(name, col) for col, name in params.items()],
+                 [(part_name(k), column(k)) for k in sorted(result_roles)], renamed, views, remade)
+
+
+def _remade_params(statements, uses, start, period, params, owned, renamed) -> list[str]:
+    """The lines that make, in the part, the array parameters every repeat
+    passes as a workspace view made before it (`v = alloc.carve(ws, ws_o3,
+    ws_shape1, np.float32)`, of names that hold one value): the part takes
+    the view's offset and shape instead, few values, where each array is a
+    struct of 7-9 that Numba and LLVM pass (an LSTM backward step's part
+    took 23 arrays). `params` (column of names -> the part's name) loses
+    those arrays and gains the views' names."""
+    lines = []
+    for col, name in list(params.items()):
+        if name in owned or name in renamed.values():
+            continue
+        made = [uses.made_by.get(n, ()) for n in col]
+        if any(len(m) != 1 or m[0] >= start + r * period for r, m in enumerate(made)):
+            continue
+        defs = [statements[m[0]] for m in made]
+        if not all(_is_carve(d, uses, m[0]) and d.shape == defs[0].shape
+                   for d, m in zip(defs, made)):
+            continue
+        places = [j for j, (kind, _) in enumerate(defs[0].tokens) if kind == "L" and j > 0]
+        names = {}
+        for j in places:
+            view_col = tuple(d.tokens[j][1] for d in defs)
+            names[j] = params.get(view_col) or params.setdefault(view_col, f"{name}__{j}")
+        del params[col]
+        first_line = defs[0].lines[0]
+        line = _renamed_code(defs[:1], len(first_line) - len(first_line.lstrip()), names)[0]
+        lines.append("    " + line.split("#", 1)[0].rstrip())
+    return lines
+
+
+def _is_carve(s, uses, at) -> bool:
+    """Whether statement `s` (number `at`) is `name = alloc.carve(...)` of names
+    that hold one value from before it on."""
+    return _view_kind(s) == "carve" and all(
+        uses.stable(text, at) for kind, text in s.tokens[5:] if kind == "L")
+
+
+def _view_kind(s) -> str | None:
+    """"carve" or "reshape" when statement `s` is `name = alloc.carve(...)` or
+    `name = alloc.reshape(...)` on one line (a view of memory, made anew cheaply)."""
+    t = s.tokens
+    if (len(s.lines) == 1 and len(t) > 6 and t[0][0] == "L"
+            and t[1:4] == [("T", "="), ("T", "alloc"), ("T", ".")]
+            and t[4][1] in ("carve", "reshape")):
+        return t[4][1]
+    return None
 
 
 def _views(rep, owned, wanted) -> tuple[list[int], set[str]]:
@@ -412,9 +479,7 @@ def _views(rep, owned, wanted) -> tuple[list[int], set[str]]:
     views, made = {}, set()
     for i, s in enumerate(rep):
         t = s.tokens
-        if (len(s.lines) == 1 and len(t) > 6 and t[0][0] == "L" and assigned[t[0][1]] == 1
-                and t[1:4] == [("T", "="), ("T", "alloc"), ("T", ".")]
-                and t[4][1] in ("carve", "reshape")
+        if (_view_kind(s) is not None and assigned[t[0][1]] == 1
                 and all(text not in owned or text in made for kind, text in t[5:] if kind == "L")):
             views[t[0][1]] = i
             made.add(t[0][1])
@@ -434,11 +499,10 @@ def _outlined(statements, start, period, count, plan, indent, prologue, decorato
     there) and return the driver's lines calling it, one a repeat."""
     pad = " " * indent
     reps = [statements[start + r * period:start + (r + 1) * period] for r in range(count)]
-    tokens = [[t for s in rep for t in s.tokens] for rep in reps]
-    params = [name for _, name in plan.params]
-    results = [name for _, name in plan.results]
-    body = prologue + ["    " + line if line.strip() else ""
-                       for line in _renamed_code(reps[0], indent, plan.renamed)]
+    params = [name for name, _ in plan.params]
+    results = [name for name, _ in plan.results]
+    body = prologue + plan.remade + ["    " + line if line.strip() else ""
+                                     for line in _renamed_code(reps[0], indent, plan.renamed)]
     if results:
         body.append(f"    return {_tuple(results)}")
     key = (tuple(params), tuple(body))
@@ -447,9 +511,9 @@ def _outlined(statements, start, period, count, plan, indent, prologue, decorato
         name = by_source[key] = f"{prefix}_part{len(functions)}"
         functions.append("\n".join([decorator, f"def {name}({', '.join(params)}):"] + body))
     calls = []
-    for rep, tok in zip(reps, tokens):
-        args = [tok[k][1] for k, _ in plan.params]
-        lhs = f"{_tuple([tok[k][1] for k, _ in plan.results])} = " if plan.results else ""
+    for r, rep in enumerate(reps):
+        args = [col[r] for _, col in plan.params]
+        lhs = f"{_tuple([col[r] for _, col in plan.results])} = " if plan.results else ""
         calls.append(f"{pad}{lhs}{name}({', '.join(args)})")
         calls += [rep[i].lines[0] for i in plan.views]
     return calls

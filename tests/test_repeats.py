@@ -326,3 +326,23 @@ def test_assignments_it_cannot_follow_keep_the_stretch_unrolled(small_limits, bi
     for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
         np.testing.assert_array_equal(got, want)
     assert (functions != []) == followed
+
+
+def test_a_part_makes_the_workspace_views_it_reads_from_their_offsets(small_limits):
+    # the state lives in two workspace buffers used in turn; each repeat reads
+    # the view the one before carved: the part carves it from its offset too
+    lines = ["    h0 = alloc.carve(ws, o0, (4,), np.float64)", "    h0[:] = a"]
+    for t in range(6):
+        lines += [f"    h{t + 1} = alloc.carve(ws, o{(t + 1) % 2}, (4,), np.float64)",
+                  f"    h{t + 1}[:] = np.tanh(h{t} * w)", f"    g{t} = h{t + 1} * 2.0",
+                  f"    k{t} = g{t} + h{t}"]
+    lines += ["    return (h6.copy(), k2, k5)"]
+    functions, outlined = _outlined(lines)
+    assert len(functions) == 1
+    header, body = functions[0].split("\n", 2)[1:]
+    assert re.match(r"\s*h0 = alloc\.carve\(ws, h0__\d+, \(4,\), np\.float64\)", body)
+    params = header.split("(", 1)[1].rstrip("):").split(", ")
+    assert "h0" not in params and any(p.startswith("h0__") for p in params)   # its offset
+    a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
+    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
+        np.testing.assert_array_equal(got, want)
