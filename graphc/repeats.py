@@ -249,8 +249,10 @@ def _assigned(line, where, nested) -> bool:
             if lhs and all(k == "L" or t == "," for k, t, _ in lhs):
                 (where if colon < 0 else nested).update(t for k, t, _ in lhs if k == "L")
                 return False
-            # a store into an item or attribute (x[i] = ..., x.a = ...) binds no name
-            return not (len(lhs) > 1 and lhs[0][0] == "L" and lhs[1][1] in ("[", "."))
+            # a store into an item or attribute (x[i] = ..., x.a = ...) binds no
+            # name; with more targets (x[0], y = ...) it may
+            return not (len(lhs) > 1 and lhs[0][0] == "L" and lhs[1][1] in ("[", ".")
+                        and not any(t == "," and d == 0 for _, t, d in lhs))
     return False
 
 
@@ -431,7 +433,7 @@ def _remade_params(statements, uses, start, period, params, owned, renamed) -> l
         if any(len(m) != 1 or m[0] >= start + r * period for r, m in enumerate(made)):
             continue
         defs = [statements[m[0]] for m in made]
-        if not all(_is_carve(d, uses, m[0]) and d.shape == defs[0].shape
+        if not all(_is_carve(d, uses, m[0]) and _same_but_names(d, defs[0])
                    for d, m in zip(defs, made)):
             continue
         places = [j for j, (kind, _) in enumerate(defs[0].tokens) if kind == "L" and j > 0]
@@ -453,11 +455,20 @@ def _is_carve(s, uses, at) -> bool:
         uses.stable(text, at) for kind, text in s.tokens[5:] if kind == "L")
 
 
+def _same_but_names(a, b) -> bool:
+    """Whether statements `a` and `b` are the same code but for local names
+    (their numbers too: a carve's shape may be written out, `(2, in3_shape1)`)."""
+    return a.shape == b.shape and all(
+        x == y for x, y in zip(a.tokens, b.tokens) if x[0] != "L")
+
+
 def _view_kind(s) -> str | None:
     """"carve" or "reshape" when statement `s` is `name = alloc.carve(...)` or
-    `name = alloc.reshape(...)` on one line (a view of memory, made anew cheaply)."""
+    `name = alloc.reshape(...)` on one line (a view of memory, made anew cheaply;
+    comment lines after it aside)."""
     t = s.tokens
-    if (len(s.lines) == 1 and len(t) > 6 and t[0][0] == "L"
+    code = [line for line in s.lines if line.strip() and not line.lstrip().startswith("#")]
+    if (len(code) == 1 and len(t) > 6 and t[0][0] == "L"
             and t[1:4] == [("T", "="), ("T", "alloc"), ("T", ".")]
             and t[4][1] in ("carve", "reshape")):
         return t[4][1]

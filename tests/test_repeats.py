@@ -346,3 +346,30 @@ def test_a_part_makes_the_workspace_views_it_reads_from_their_offsets(small_limi
     a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
     for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_views_with_other_shapes_are_passed_not_remade(small_limits):
+    # carves of one offset pattern but shapes written out: the part must not
+    # carve every repeat's array with the first's shape
+    lines = [f"    p{t} = alloc.carve(ws, o{t}, ({t + 2},), np.float64)" for t in range(4)]
+    lines += ["    ws[:] = np.arange(64.0)", "    h0 = a + 0.0"]
+    for t in range(4):
+        lines += [f"    x{t} = np.sum(p{t}) * w", f"    h{t + 1} = h{t} + x{t}",
+                  f"    y{t} = h{t + 1} * 2.0"]
+    lines += ["    return (h4,)"]
+    functions, outlined = _outlined(lines)
+    assert functions
+    a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
+    np.testing.assert_array_equal(_driver(outlined, functions)(a, w)[0], _driver(lines)(a, w)[0])
+
+
+def test_an_item_store_beside_a_name_binds_the_name(small_limits):
+    lines = ["    buf = np.zeros(4)", "    h0 = a + 0.0"]
+    for t in range(4):
+        lines += [f"    x{t} = h{t} * w", f"    buf[0], y{t} = x{t}[0], x{t} + 1.0",
+                  f"    h{t + 1} = y{t} * 0.5"]
+    lines += ["    return (h4, y3, buf)"]
+    functions, outlined = _outlined(lines)
+    a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
+    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
+        np.testing.assert_array_equal(got, want)
