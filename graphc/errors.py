@@ -154,7 +154,7 @@ def at(loc: str | None) -> str:
 # module whose text held file:line was a new module, compiled anew (seconds),
 # whenever the loss moved in its file or a notebook cell ran again. The line
 # is put back when the error reaches Python (from_native) or is exported.
-_NODE_MARK = re.compile(r" \(at node (\d+)\)")
+NODE_MARK = re.compile(r" \(at node (\d+)\)")     # at_node's mark; graphc.repeats reads it too
 
 
 def at_node(node) -> str:
@@ -176,4 +176,4 @@ def with_locations(text: str, graph, in_literals: bool = False) -> str:
             suffix = suffix.encode("unicode_escape").decode("ascii")
             suffix = suffix.replace("'", "\\'").replace('"', '\\"')
         return suffix
-    return _NODE_MARK.sub(located, text)
+    return NODE_MARK.sub(located, text)

@@ -34,6 +34,8 @@ import tokenize
 from collections import defaultdict
 from dataclasses import dataclass
 
+from graphc import errors
+
 # A part has at least this many statements, and outlining a stretch must
 # take at least MIN_SAVED statements out of the driver: a part is a function
 # Numba compiles (0.6-1.1 s for an LSTM step's), which a few repeats do not
@@ -167,20 +169,17 @@ def _tokens(group, indent):
         return None
 
 
-_NODE = re.compile(r"\(at node (\d+)\)")
-
-
 def _message(text: str) -> str:
     """A string as repeats must agree on it but for its error marks' nodes
     (then _same_messages decides)."""
-    return _NODE.sub("(at node)", text)
+    return errors.NODE_MARK.sub(" (at node)", text)
 
 
 def _same_messages(a: str, b: str, same_line) -> bool:
     """Whether strings `a` and `b` (equal but for their marks' nodes) name
     the same source lines: then a part may raise `a` for both."""
-    return a == b or all(same_line(int(x), int(y))
-                         for x, y in zip(_NODE.findall(a), _NODE.findall(b)))
+    return a == b or all(same_line(int(x), int(y)) for x, y in
+                         zip(errors.NODE_MARK.findall(a), errors.NODE_MARK.findall(b)))
 
 
 # statements that bind names otherwise than `a, b = ...`, `for a in ...`
