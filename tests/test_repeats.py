@@ -2,7 +2,7 @@
 
 Outlining must not change what the driver computes: the driver bodies here
 run as plain Python, outlined and not, and must agree; compiled models with
-a Python loop must still equal the interpreter and central differences."""
+a Python loop must still equal the NumPy reference interpreter."""
 import re
 
 import numpy as np
@@ -39,6 +39,25 @@ def _outlined(lines, same_line=lambda a, b: a == b):
     return repeats.outline(lines, 4, {"np", "alloc"}, "run", "", [], same_line)
 
 
+def _loop(step, returned: str, steps=6, before=("    h0 = a + 0.0",)) -> list[str]:
+    """A driver body: the lines `before`, `step(t)`'s lines for t in
+    range(steps), then `return (returned,)`."""
+    lines = list(before)
+    for t in range(steps):
+        lines += step(t)
+    return lines + [f"    return ({returned},)"]
+
+
+def _assert_same_results(lines, functions, outlined):
+    """The driver `lines` and its outlined form return the same arrays."""
+    a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
+    want = _driver(lines)(a.copy(), w.copy())
+    got = _driver(outlined, functions)(a.copy(), w.copy())
+    assert len(got) == len(want)
+    for g, e in zip(got, want):
+        np.testing.assert_array_equal(g, e)
+
+
 @pytest.fixture
 def small_limits(monkeypatch):
     monkeypatch.setattr(repeats, "MIN_STATEMENTS", 2)
@@ -58,10 +77,8 @@ def _step(t, h, out, message_node=None):
 
 
 def test_a_loop_body_becomes_one_function_called_once_a_step(small_limits):
-    lines = ["    h0 = a + 0.0"]
-    for t in range(6):
-        lines += _step(t, f"h{t}", f"h{t + 1}", message_node=100 + t)
-    lines += ["    return (h6, v2a, v5b)"]
+    lines = _loop(lambda t: _step(t, f"h{t}", f"h{t + 1}", message_node=100 + t),
+                  "h6, v2a, v5b")
     # error marks of nodes 100-105, all of one source line
     functions, outlined = _outlined(lines, same_line=lambda a, b: True)
     assert len(functions) == 1 and functions[0].count("\ndef run_part0(") == 1
@@ -70,23 +87,18 @@ def test_a_loop_body_becomes_one_function_called_once_a_step(small_limits):
     # the step constant is a parameter; the first repeat's error message is kept
     assert re.search(r"np\.uintp\(step__0\)", functions[0])
     assert "(at node 100)" in functions[0] or "(at node 101)" in functions[0]
-    a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
-    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
-        np.testing.assert_array_equal(got, want)
+    _assert_same_results(lines, functions, outlined)
 
 
 def test_repeats_whose_errors_name_other_lines_stay_apart(small_limits):
     # the same code traced from two loops: each keeps the line its error names
-    lines = ["    h0 = a + 0.0"]
-    for t in range(8):
-        lines += _step(t, f"h{t}", f"h{t + 1}", message_node=100 if t < 4 else 200)
-    lines += ["    return (h8,)"]
+    lines = _loop(lambda t: _step(t, f"h{t}", f"h{t + 1}", message_node=100 if t < 4 else 200),
+                  "h8", steps=8)
     functions, outlined = _outlined(lines, same_line=lambda a, b: a == b)
     assert 1 <= len(functions) <= 2
     assert "(at node 100)" in "\n".join(functions + outlined)
     assert "(at node 200)" in "\n".join(functions + outlined)
-    a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
-    np.testing.assert_array_equal(_driver(outlined, functions)(a, w)[0], _driver(lines)(a, w)[0])
+    _assert_same_results(lines, functions, outlined)
 
 
 def test_short_or_unequal_stretches_stay_as_they_are(small_limits, monkeypatch):
@@ -95,24 +107,15 @@ def test_short_or_unequal_stretches_stay_as_they_are(small_limits, monkeypatch):
     monkeypatch.setattr(repeats, "MIN_SAVED", 20)     # 2 repeats of 5 statements save 5
     assert _outlined(lines) == ([], lines)
     # a constant that is not a typed integer must be equal in every repeat
-    lines = ["    h0 = a + 0.0"]
-    for t in range(6):
-        lines += [f"    h{t + 1} = h{t} * w + {t}.5", f"    g{t} = h{t + 1} * 2.0",
-                  f"    k{t} = g{t} - h{t}"]
-    lines += ["    return (h6, k3)"]
+    lines = _loop(lambda t: [f"    h{t + 1} = h{t} * w + {t}.5", f"    g{t} = h{t + 1} * 2.0",
+                             f"    k{t} = g{t} - h{t}"], "h6, k3")
     assert _outlined(lines) == ([], lines)
 
 
 def test_a_name_assigned_only_inside_a_loop_is_not_handed_out(small_limits):
-    lines = ["    h0 = a + 0.0"]
-    for t in range(6):
-        lines += [f"    for i{t} in range(2):", f"        u{t} = h{t} + i{t}",
-                  f"    h{t + 1} = h{t} * w", f"    z{t} = h{t + 1} + 1.0"]
-    lines += ["    return (h6, u4)"]
-    functions, outlined = _outlined(lines)
-    a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
-    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
-        np.testing.assert_array_equal(got, want)
+    lines = _loop(lambda t: [f"    for i{t} in range(2):", f"        u{t} = h{t} + i{t}",
+                             f"    h{t + 1} = h{t} * w", f"    z{t} = h{t + 1} + 1.0"], "h6, u4")
+    _assert_same_results(lines, *_outlined(lines))
 
 
 # Random straight-line drivers: repeats of a random step, each reading the
@@ -167,11 +170,7 @@ def test_random_drivers_compute_the_same_outlined(lines):
         functions, outlined = _outlined(lines)
     finally:
         r.MIN_STATEMENTS, r.MIN_SAVED = saved
-    a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
-    want = _driver(lines)(a.copy(), w.copy())
-    got = _driver(outlined, functions)(a.copy(), w.copy())
-    for g, e in zip(got, want):
-        np.testing.assert_array_equal(g, e)
+    _assert_same_results(lines, functions, outlined)
 
 
 # ---- compiled models with a Python loop ----
@@ -259,29 +258,25 @@ def test_an_exported_rnn_step_carries_each_signatures_parts(tmp_path, monkeypatc
 
 def test_statements_binding_names_otherwise_are_left_in_place(small_limits):
     # a comprehension's variable is not a name the part could be passed
-    lines = ["    h0 = a + 0.0"]
-    for t in range(6):
-        lines += [f"    h{t + 1} = h{t} * w", f"    g{t} = sum([q * 2.0 for q in h{t + 1}])",
-                  f"    k{t} = h{t + 1} + g{t}"]
-    lines += ["    return (h6, k3)"]
+    lines = _loop(lambda t: [f"    h{t + 1} = h{t} * w",
+                             f"    g{t} = sum([q * 2.0 for q in h{t + 1}])",
+                             f"    k{t} = h{t + 1} + g{t}"], "h6, k3")
     assert _outlined(lines) == ([], lines)
 
 
 def test_the_caller_makes_again_only_views_nothing_rebinds(small_limits):
     # c is a view made from read-only names, then rebound: the caller must take
     # the part's c back rather than make the view again; u is a view it makes again
-    lines = ["    c = a + 0.0", "    h0 = a + 0.0"]
-    for t in range(6):
-        lines += [f"    c = alloc.reshape(a, (4,))", f"    u{t} = alloc.carve(ws, o{t % 3}, (4,), np.float64)",
-                  f"    u{t}[:] = h{t} * 2.0", f"    c = c * 0.5 + u{t}", f"    h{t + 1} = np.tanh(c) * w"]
-    lines += ["    return (h6, c, u2, u5)"]
+    lines = _loop(lambda t: ["    c = alloc.reshape(a, (4,))",
+                             f"    u{t} = alloc.carve(ws, o{t % 3}, (4,), np.float64)",
+                             f"    u{t}[:] = h{t} * 2.0", f"    c = c * 0.5 + u{t}",
+                             f"    h{t + 1} = np.tanh(c) * w"],
+                  "h6, c, u2, u5", before=("    c = a + 0.0", "    h0 = a + 0.0"))
     functions, outlined = _outlined(lines)
     assert len(functions) == 1
     remade = [line.strip() for line in outlined if "alloc." in line]
     assert remade and all(line.startswith("u") for line in remade)
-    a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
-    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
-        np.testing.assert_array_equal(got, want)
+    _assert_same_results(lines, functions, outlined)
 
 
 def two_loops_loss(p, xs, ys):
@@ -311,64 +306,47 @@ def test_the_same_cell_in_two_loops_names_the_line_of_the_loop_that_failed():
             f(params, xs, bad)
 
 
-@pytest.mark.parametrize("binding, followed", [
-    (lambda t: f"g{t} = q{t} = h{t + 1} * 2.0", False),         # chained
-    (lambda t: f"(g{t}, q{t}) = h{t + 1}, h{t}", False),        # parenthesized
-    (lambda t: f"g{t} = h{t + 1} * 2.0; q{t} = g{t}", False)])  # two on one line
-def test_assignments_it_cannot_follow_keep_the_stretch_unrolled(small_limits, binding, followed):
-    lines = ["    h0 = a + 0.0"]
-    for t in range(6):
-        lines += [f"    h{t + 1} = h{t} * w", "    " + binding(t), f"    k{t} = q{t} + g{t}"]
-    lines += ["    return (h6, k3, q5)"]
-    functions, outlined = _outlined(lines)
-    a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
-    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
-        np.testing.assert_array_equal(got, want)
-    assert (functions != []) == followed
+@pytest.mark.parametrize("binding", [
+    lambda t: f"g{t} = q{t} = h{t + 1} * 2.0",          # chained
+    lambda t: f"(g{t}, q{t}) = h{t + 1}, h{t}",         # parenthesized
+    lambda t: f"g{t} = h{t + 1} * 2.0; q{t} = g{t}"])   # two on one line
+def test_assignments_it_cannot_follow_keep_the_stretch_unrolled(small_limits, binding):
+    lines = _loop(lambda t: [f"    h{t + 1} = h{t} * w", "    " + binding(t),
+                             f"    k{t} = q{t} + g{t}"], "h6, k3, q5")
+    assert _outlined(lines) == ([], lines)
 
 
 def test_a_part_makes_the_workspace_views_it_reads_from_their_offsets(small_limits):
     # the state lives in two workspace buffers used in turn; each repeat reads
     # the view the one before carved: the part carves it from its offset too
-    lines = ["    h0 = alloc.carve(ws, o0, (4,), np.float64)", "    h0[:] = a"]
-    for t in range(6):
-        lines += [f"    h{t + 1} = alloc.carve(ws, o{(t + 1) % 2}, (4,), np.float64)",
-                  f"    h{t + 1}[:] = np.tanh(h{t} * w)", f"    g{t} = h{t + 1} * 2.0",
-                  f"    k{t} = g{t} + h{t}"]
-    lines += ["    return (h6.copy(), k2, k5)"]
+    lines = _loop(lambda t: [f"    h{t + 1} = alloc.carve(ws, o{(t + 1) % 2}, (4,), np.float64)",
+                             f"    h{t + 1}[:] = np.tanh(h{t} * w)", f"    g{t} = h{t + 1} * 2.0",
+                             f"    k{t} = g{t} + h{t}"],
+                  "h6.copy(), k2, k5",
+                  before=("    h0 = alloc.carve(ws, o0, (4,), np.float64)", "    h0[:] = a"))
     functions, outlined = _outlined(lines)
     assert len(functions) == 1
     header, body = functions[0].split("\n", 2)[1:]
     assert re.match(r"\s*h0 = alloc\.carve\(ws, h0__\d+, \(4,\), np\.float64\)", body)
     params = header.split("(", 1)[1].rstrip("):").split(", ")
     assert "h0" not in params and any(p.startswith("h0__") for p in params)   # its offset
-    a, w = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
-    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
-        np.testing.assert_array_equal(got, want)
+    _assert_same_results(lines, functions, outlined)
 
 
 def test_views_with_other_shapes_are_passed_not_remade(small_limits):
     # carves of one offset pattern but shapes written out: the part must not
     # carve every repeat's array with the first's shape
-    lines = [f"    p{t} = alloc.carve(ws, o{t}, ({t + 2},), np.float64)" for t in range(4)]
-    lines += ["    ws[:] = np.arange(64.0)", "    h0 = a + 0.0"]
-    for t in range(4):
-        lines += [f"    x{t} = np.sum(p{t}) * w", f"    h{t + 1} = h{t} + x{t}",
-                  f"    y{t} = h{t + 1} * 2.0"]
-    lines += ["    return (h4,)"]
+    carves = tuple(f"    p{t} = alloc.carve(ws, o{t}, ({t + 2},), np.float64)" for t in range(4))
+    lines = _loop(lambda t: [f"    x{t} = np.sum(p{t}) * w", f"    h{t + 1} = h{t} + x{t}",
+                             f"    y{t} = h{t + 1} * 2.0"],
+                  "h4", steps=4, before=carves + ("    ws[:] = np.arange(64.0)", "    h0 = a + 0.0"))
     functions, outlined = _outlined(lines)
     assert functions
-    a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
-    np.testing.assert_array_equal(_driver(outlined, functions)(a, w)[0], _driver(lines)(a, w)[0])
+    _assert_same_results(lines, functions, outlined)
 
 
 def test_an_item_store_beside_a_name_binds_the_name(small_limits):
-    lines = ["    buf = np.zeros(4)", "    h0 = a + 0.0"]
-    for t in range(4):
-        lines += [f"    x{t} = h{t} * w", f"    buf[0], y{t} = x{t}[0], x{t} + 1.0",
-                  f"    h{t + 1} = y{t} * 0.5"]
-    lines += ["    return (h4, y3, buf)"]
-    functions, outlined = _outlined(lines)
-    a, w = np.linspace(-1, 1, 4), np.full(4, 0.5)
-    for got, want in zip(_driver(outlined, functions)(a, w), _driver(lines)(a, w)):
-        np.testing.assert_array_equal(got, want)
+    lines = _loop(lambda t: [f"    x{t} = h{t} * w", f"    buf[0], y{t} = x{t}[0], x{t} + 1.0",
+                             f"    h{t + 1} = y{t} * 0.5"],
+                  "h4, y3, buf", steps=4, before=("    buf = np.zeros(4)", "    h0 = a + 0.0"))
+    _assert_same_results(lines, *_outlined(lines))
