@@ -95,7 +95,8 @@ def _outlined_repeats(lines: list[str], indent: int, module_names: set[str], pre
     def same_line(a: int, b: int) -> bool:
         return a in graph.nx and b in graph.nx and graph.node(a).loc == graph.node(b).loc
     return repeats.outline(lines, indent, module_names, prefix,
-                           "@dispatch.unliteral_calls\n" + _njit("no_cpython_wrapper=True"),
+                           "@dispatch.unliteral_calls\n@dispatch.called_by_symbol\n"
+                           + _njit("no_cpython_wrapper=True"),
                            _prologue(), same_line)
 
 
@@ -1500,7 +1501,8 @@ def _outline_repeats(body: list, kernels_src: list[str]) -> list[str]:
             outlined[key] = u.name
             # no_cpython_wrapper: called only from run, never from Python (20 ms less)
             kernels_src.append("\n".join(
-                [_njit("no_cpython_wrapper=True", pipeline="GeneratedKernel"),
+                ["@dispatch.called_by_symbol",
+                 _njit("no_cpython_wrapper=True", pipeline="GeneratedKernel"),
                  f"def {u.name}({', '.join(params)}):"] + _prologue()
                 + ["    " + line for line in lines]) + "\n")
     lines = []

@@ -1,11 +1,14 @@
 """How the kernels' Numba dispatchers are called from generated code, and
 how generated code is compiled."""
 import ctypes
+import functools
+import importlib
 
 import llvmlite.binding as llvm_binding
 import llvmlite.ir as llvm_ir
 from numba import types
 from numba.extending import intrinsic
+from numba.core import cgutils, imputils
 from numba.core.caching import FunctionCache
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import PassManager
@@ -101,6 +104,85 @@ def load_without_refresh(compiled):
     whose load from disk is the first compiled code a process runs."""
     compiled._cache = _LoadWithoutRefresh(getattr(compiled, "py_func", None) or compiled._pyfunc)
     return compiled
+
+
+# ---------------------------------------------------------------------------
+# Generated functions called by symbol. When compiled code calls a Numba
+# function, Numba links the callee's LLVM IR into the caller's module, where
+# LLVM optimizes and compiles it again: each kernel `run` calls was compiled
+# twice, and a part of an unrolled loop (repeats.py) three times (itself, in
+# run, and its kernels in it). A callee made `called_by_symbol` is compiled
+# once; callers declare it under a name of its own (`_alias`) that the
+# process's symbol table resolves to the callee's code when the caller is
+# loaded. A caller loaded from Numba's disk cache is not typed again, so it
+# carries (in Numba's reload hooks, run before its code is loaded) how to
+# load or compile each callee and register its name first.
+
+_CALLEE_LIBRARIES = []      # callees' code lives as long as the process: callers jump into it
+
+
+def load_callee(module: str, qualname: str, argtypes: tuple, alias: str) -> None:
+    """Make `alias` name the code of `module.qualname` compiled for `argtypes`
+    (loaded from Numba's disk cache, or compiled). A reload hook of callers."""
+    dispatcher = getattr(importlib.import_module(module), qualname)   # as Numba finds its globals
+    dispatcher.compile(argtypes)
+    compiled = dispatcher.overloads[argtypes]
+    address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+    if llvm_binding.address_of_symbol(alias) != address:
+        llvm_binding.add_symbol(alias, address)
+        _CALLEE_LIBRARIES.append(compiled.library)
+
+
+def _alias(fndesc) -> str:
+    """The name callers call `fndesc`'s code by: Numba's own symbol for it
+    (module, function and argument types; unique within a process), marked
+    so it never names a function a module defines."""
+    return "graphc.callee." + fndesc.mangled_name
+
+
+def _call_by_symbol(dispatcher, compiled):
+    """Numba's lowering of a call of `compiled` (imputils.user_function),
+    calling its code by `_alias` instead of linking its IR in."""
+    fndesc = compiled.fndesc
+    alias = _alias(fndesc)
+    reload_hook = functools.partial(load_callee, dispatcher.py_func.__module__,
+                                    dispatcher.py_func.__qualname__, tuple(fndesc.argtypes), alias)
+
+    def call(context, builder, sig, args):
+        reload_hook()      # already compiled: registers the name for the caller being lowered
+        context.active_code_library._reload_init.add(reload_hook)
+        function_type = context.call_conv.get_function_type(fndesc.restype, fndesc.argtypes)
+        callee = cgutils.get_or_insert_function(builder.module, function_type, alias)
+        context.call_conv.decorate_function(callee, fndesc.args, fndesc.argtypes,
+                                            noalias=fndesc.noalias)
+        status, result = context.call_conv.call_function(builder, callee, fndesc.restype,
+                                                         fndesc.argtypes, args)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        result = imputils.fix_returning_optional(context, builder, sig, status, result)
+        return imputils.impl_ret_new_ref(context, builder, fndesc.restype, result)
+
+    call.signature = fndesc.argtypes
+    return call
+
+
+def called_by_symbol(dispatcher):
+    """Make compiled callers of `dispatcher` call its code by symbol, not
+    link it in (above). Its compile results, fresh or loaded from disk, get
+    that lowering in place of Numba's. It loads from disk without the registry
+    refresh (load_without_refresh): a caller loaded from disk loads it."""
+    load_without_refresh(dispatcher)
+    add_overload = dispatcher.add_overload
+
+    def add_overload_called_by_symbol(compiled):
+        add_overload(compiled)
+        context = dispatcher.targetctx
+        context.remove_user_function(compiled.entry_point)
+        call = _call_by_symbol(dispatcher, compiled)
+        context.insert_func_defn([(call, compiled.entry_point, call.signature)])
+
+    dispatcher.add_overload = add_overload_called_by_symbol
+    return dispatcher
 
 
 # ---------------------------------------------------------------------------

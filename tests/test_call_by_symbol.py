@@ -1,0 +1,136 @@
+"""Generated kernels and loop parts are called by symbol (kernels/dispatch.py,
+called_by_symbol), not linked into each caller: their code is compiled once,
+and a caller loaded from Numba's disk cache in a new process first loads (or
+compiles) each callee and names it."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphc as gc
+
+_MODULE = '''
+import numpy as np
+from numba import njit
+from graphc.kernels import dispatch
+
+
+@dispatch.called_by_symbol
+@njit(cache=True, no_cpython_wrapper=True)
+def scale(x, out, factor):
+    for i in range(x.shape[0]):
+        out[i] = x[i] * factor
+
+
+@njit(cache=True)
+def caller(x):
+    out = np.empty_like(x)
+    scale(x, out, 3.0)
+    scale(out, out, 0.5)
+    return out
+'''
+
+_SCRIPT = '''
+import numpy as np, callees
+result = callees.caller(np.arange(4.0))
+library = next(iter(callees.caller.overloads.values())).library
+linked = any(any(f.name.startswith("_ZN7callees5scale") for f in linked.get_defined_functions())
+             for linked in library._linking_libraries)
+hits = lambda d: sum(d.stats.cache_hits.values())
+misses = lambda d: sum(d.stats.cache_misses.values())
+print(result.tolist(), linked, hits(callees.caller), misses(callees.caller),
+      hits(callees.scale), misses(callees.scale))
+'''
+
+
+def _in_new_process(script, env):
+    done = subprocess.run([sys.executable, "-c", script], env=dict(os.environ, **env),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_a_caller_does_not_link_its_callee_and_loads_it_from_disk_first(tmp_path):
+    (tmp_path / "callees.py").write_text(_MODULE)
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path)] + sys.path)}
+    right = "[0.0, 1.5, 3.0, 4.5]"
+    # first process: both compiled, the callee's code not copied into the caller's
+    assert _in_new_process(_SCRIPT, env) == f"{right} False 0 1 0 1"
+    # second: the caller from disk, which loads the callee from disk before its own code
+    assert _in_new_process(_SCRIPT, env) == f"{right} False 1 0 1 0"
+    # the callee's entry lost: loading the caller compiles it again (a new symbol)
+    lost = [os.path.join(root, f) for root, _, files in os.walk(tmp_path / "numba")
+            for f in files if f.startswith("callees.scale-") and f.endswith((".nbi", ".nbc"))]
+    assert len(lost) == 2       # its index and its data
+    for path in lost:
+        os.remove(path)
+    assert _in_new_process(_SCRIPT, env) == f"{right} False 1 0 0 1"
+
+
+_STEP_SCRIPT = """
+import re, sys, numpy as np, graphc as gc
+sys.path.insert(0, {tests!r})
+from test_repeats import _rnn, rnn_loss
+params, xs, ys = _rnn()
+step = gc.compile_step(rnn_loss, gc.optim.SGD(0.1))
+loss = step(params, xs, ys)
+entry = next(iter(step._entries.values()))
+source = open(sys.modules[entry.driver.py_func.__module__].__file__).read()
+library = next(iter(entry.driver.overloads.values())).library
+callees = re.findall(r"^def ((?:k[0-9]+_|run_part)[a-z0-9_]*)[(]", source, re.M)
+defined = [f.name for f in library._final_module.functions if not f.is_declaration]
+linked = [c for c in callees if any(f"{{len(c)}}{{c}}B" in name for name in defined)]
+print(repr(loss), repr(float(params["Wh"].sum())), "run_part0" in callees,
+      any(c.startswith("k") for c in callees), bool(linked),
+      sum(entry.driver.stats.cache_hits.values()))
+"""
+
+
+def test_a_step_with_parts_and_kernels_runs_the_same_from_the_disk_cache(tmp_path):
+    """An unrolled RNN, its loop's parts and kernels called by symbol: a second
+    process loads it from disk and computes the same loss and update, bit for
+    bit, equal to the NumPy reference interpreter's."""
+    script = _STEP_SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)))
+    env = {"GRAPHC_CACHE_DIR": str(tmp_path / "graphc")}
+    first, second = (_in_new_process(script, env).split() for _ in range(2))
+    assert first[2:] == ["True", "True", "False", "0"]        # parts, kernels, none linked
+    assert second[2:] == ["True", "True", "False", "1"]       # loaded from disk (its IR is not)
+    assert first[:2] == second[:2]
+    from test_repeats import _rnn, rnn_loss
+    params, xs, ys = _rnn()
+    loss, grads = gc.jit(gc.value_and_grad(rnn_loss)).interpret(params, xs, ys)
+    assert float(first[0]) == pytest.approx(float(loss), rel=1e-12)
+    assert float(first[1]) == pytest.approx(float(np.sum(params["Wh"] - 0.1 * grads["Wh"])),
+                                            rel=1e-12)
+
+
+_EXPORTED_SCRIPT = """
+import sys
+sys.modules["graphc"] = None          # an exported step runs without graphc
+sys.path.insert(0, {directory!r})
+import numpy as np, exported_rnn_step
+data = np.load({data!r})
+params = {{k: data[k].copy() for k in ("Wx", "Wh", "b", "Wy")}}
+print(repr(exported_rnn_step.step(params, data["xs"], data["ys"])), repr(float(params["Wh"].sum())),
+      sum(exported_rnn_step.run_0.stats.cache_hits.values()))
+"""
+
+
+def test_an_exported_step_loads_its_parts_and_kernels_from_the_disk_cache(tmp_path):
+    """The exported module carries its own copy of dispatch (it cannot import
+    graphc): a second process loads its `run` from Numba's cache, callees first."""
+    from test_repeats import _rnn, rnn_loss
+    params, xs, ys = _rnn()
+    step = gc.compile_step(rnn_loss, gc.optim.SGD(0.1))
+    step(params, xs, ys)
+    gc.export(step, tmp_path / "exported_rnn_step.py")
+    np.savez(tmp_path / "data.npz", xs=xs, ys=ys, **params)
+    assert "@dispatch.called_by_symbol" in (tmp_path / "exported_rnn_step.py").read_text()
+    expected = [repr(step(params, xs, ys)), repr(float(params["Wh"].sum()))]
+    script = _EXPORTED_SCRIPT.format(directory=str(tmp_path), data=str(tmp_path / "data.npz"))
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    assert _in_new_process(script, env).split() == expected + ["0"]
+    assert _in_new_process(script, env).split() == expected + ["1"]
