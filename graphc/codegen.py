@@ -1462,10 +1462,13 @@ class _KernelUse:
 
 # A kernel whose code appears this many times in a graph (the layers of a
 # deep MLP) is compiled once, as a function each place calls, instead of
-# being inlined at every place. A separate function costs Numba about 70 ms
-# of fixed work; an inlined copy of a fused loop 50-90 ms: so two copies
-# inlined still compile faster. W4 (8 tanh layers): cold 4.1-4.3 -> 2.1 s.
-OUTLINE_REPEATS = 3
+# being inlined at every place. W4 (8 tanh layers): cold 4.1-4.3 -> 2.1 s.
+# A separate function costs Numba about 70 ms of fixed work, an inlined copy
+# of a fused loop 50-90 ms; it was 3 while `run` compiled its callees again
+# (before dispatch.called_by_symbol). At 2, cold first calls: W2 2.04-2.26
+# -> 1.88-2.07 s, a transformer block 6.0-6.6 -> 5.4-5.9 s, steps the same;
+# at 1 (every loop a function) a 16-step LSTM took 10.7-11.9 s, not 9.2-9.6.
+OUTLINE_REPEATS = 2
 # A kernel writing many arrays is compiled as a function of its own too. In
 # `run`, where its arrays are carved from one workspace at offsets read at
 # run time, LLVM vectorizes its loop only behind a runtime test of each

@@ -435,7 +435,7 @@ def _outlined_kernels(source):
             if not name.endswith(("_chunk", "_par"))]
 
 
-@pytest.mark.parametrize("layers", [2, codegen.OUTLINE_REPEATS, 5])
+@pytest.mark.parametrize("layers", [codegen.OUTLINE_REPEATS - 1, codegen.OUTLINE_REPEATS, 5])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_a_kernel_repeated_in_several_layers_is_compiled_once(layers, dtype):
     # identical layers fuse to kernels that differ only in their node ids:
