@@ -170,7 +170,11 @@ def called_by_symbol(dispatcher):
     """Make compiled callers of `dispatcher` call its code by symbol, not
     link it in (above). Its compile results, fresh or loaded from disk, get
     that lowering in place of Numba's. It loads from disk without the registry
-    refresh (load_without_refresh): a caller loaded from disk loads it."""
+    refresh (load_without_refresh): a caller loaded from disk loads it.
+    Only for functions njit functions call: a C callback (Numba's cfunc,
+    compiled with no_compile) does not keep the reload hooks, so its cached
+    code would name a symbol nothing defines, and LLVM aborts the process
+    loading it (seen with transpose_into, which gemm's C function calls)."""
     load_without_refresh(dispatcher)
     add_overload = dispatcher.add_overload
 
