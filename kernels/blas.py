@@ -189,6 +189,7 @@ def _building_its_c_function(dispatcher):
 
 @_building_its_c_function
 @dispatch.unliteral_calls
+@dispatch.called_by_symbol
 @njit(cache=True, nogil=True)
 def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     """c = alpha * op(a) @ op(b) + beta * c, in place, for 2-D float32/float64 arrays.

@@ -97,6 +97,15 @@ class _LoadWithoutRefresh(FunctionCache):
         with guard():
             return load(sig, target_context)
 
+    def save_overload(self, sig, data):
+        # A cfunc compiles with Numba's no_compile flag, which leaves its
+        # library's reload hooks (called_by_symbol's) out of the result saved
+        # (tests/test_call_by_symbol.py: a C function calling one)
+        reload_init = getattr(data, "reload_init", None)
+        if isinstance(reload_init, list):
+            reload_init.extend(h for h in data.library._reload_init if h not in reload_init)
+        return super().save_overload(sig, data)
+
 
 def load_without_refresh(compiled):
     """Give an njit dispatcher or a CFunc made with cache=True (not compiled
@@ -171,10 +180,10 @@ def called_by_symbol(dispatcher):
     link it in (above). Its compile results, fresh or loaded from disk, get
     that lowering in place of Numba's. It loads from disk without the registry
     refresh (load_without_refresh): a caller loaded from disk loads it.
-    Only for functions njit functions call: a C callback (Numba's cfunc,
-    compiled with no_compile) does not keep the reload hooks, so its cached
-    code would name a symbol nothing defines, and LLVM aborts the process
-    loading it (seen with transpose_into, which gemm's C function calls)."""
+    A C function calling it must be cached through load_without_refresh too:
+    Numba's own cache of a cfunc drops the reload hooks, so its code would
+    name a symbol nothing defines, and LLVM aborts the process loading it
+    (seen with transpose_into, which gemm's C function calls)."""
     load_without_refresh(dispatcher)
     add_overload = dispatcher.add_overload
 

@@ -12,6 +12,7 @@ from graphc.kernels import dispatch
 
 
 @dispatch.unliteral_calls
+@dispatch.called_by_symbol
 @njit(cache=True, nogil=True, error_model="numpy")
 def argsort_rows(x, out):
     for r in range(x.shape[0]):

@@ -25,6 +25,7 @@ NARROW_PIECE = 3
 
 
 @dispatch.unliteral_calls
+@dispatch.called_by_symbol
 @njit(cache=True, nogil=True, error_model="numpy")
 def copy_columns(dst, dst_col, src, src_col, width):
     """dst[:, dst_col:dst_col + width] = src[:, src_col:src_col + width] for 2-D

@@ -129,6 +129,7 @@ def _exps_and_sums(x, out, exps, sums, finite_peak):
 
 
 @dispatch.unliteral_calls
+@dispatch.called_by_symbol
 @njit(cache=True, nogil=True, error_model="numpy")
 def log_softmax_short_rows(x, out, exps, shifts, finite_peak):
     """out[i] = x[i] - peak - log(sum(exp(x[i] - peak))) for each row of the
@@ -153,6 +154,7 @@ def log_softmax_short_rows(x, out, exps, shifts, finite_peak):
 
 
 @dispatch.unliteral_calls
+@dispatch.called_by_symbol
 @njit(cache=True, nogil=True, error_model="numpy")
 def log_softmax_long_rows(x, out, finite_peak):
     """log_softmax_short_rows' result (to rounding), row by row, for rows
@@ -191,6 +193,7 @@ def log_softmax_long_rows(x, out, finite_peak):
 
 
 @dispatch.unliteral_calls
+@dispatch.called_by_symbol
 @njit(cache=True, nogil=True, error_model="numpy")
 def softmax_short_rows(x, out, exps, sums, finite_peak):
     """out[i] = exp(x[i] - peak) / sum(exp(x[i] - peak)) for each row of the
@@ -206,6 +209,7 @@ def softmax_short_rows(x, out, exps, sums, finite_peak):
 
 
 @dispatch.unliteral_calls
+@dispatch.called_by_symbol
 @njit(cache=True, nogil=True, error_model="numpy")
 def softmax_long_rows(x, out, finite_peak):
     """softmax_short_rows' result (to rounding), a row at a time while it is

@@ -22,6 +22,7 @@ def zero(block):
 
 
 @dispatch.unliteral_calls
+@dispatch.called_by_symbol
 @njit(cache=True, nogil=True)
 def fold_rows(totals, block, row, num_rows, rows_per_fold):
     """After row `row` of `num_rows`: at the end of every `rows_per_fold` rows

@@ -68,6 +68,7 @@ def _transpose_tile(typingctx, src, src_row_bytes, dst, dst_row_bytes, dtype):
 
 
 @dispatch.unliteral_calls
+@dispatch.called_by_symbol
 @njit(cache=True, nogil=True)
 def transpose_into(b, out):
     """out[...] = b.T for a 2-D float32/float64 `b` and a C-contiguous `out` of
@@ -99,6 +100,7 @@ def transpose_into(b, out):
 
 
 @dispatch.unliteral_calls
+@dispatch.called_by_symbol
 @njit(cache=True, nogil=True)
 def transposed(b):
     """A new C-contiguous copy of b.T (2-D float32/float64)."""

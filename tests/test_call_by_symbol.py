@@ -14,6 +14,8 @@ import graphc as gc
 _MODULE = '''
 import numpy as np
 from numba import njit
+from numba.core import sigutils
+from numba.core.ccallback import CFunc
 from graphc.kernels import dispatch
 
 
@@ -30,6 +32,21 @@ def caller(x):
     scale(x, out, 3.0)
     scale(out, out, 0.5)
     return out
+
+
+@dispatch.called_by_symbol
+@njit(cache=True, no_cpython_wrapper=True)
+def square(x):
+    return x * x
+
+
+def _cube(x):
+    return square(x) * x
+
+
+# a C function, cached as graphc's are (gemm's), calling a function by symbol
+cube = dispatch.load_without_refresh(CFunc(_cube, sigutils.normalize_signature("float64(float64)"),
+                                           locals={}, options={"nopython": True}))
 '''
 
 _SCRIPT = '''
@@ -50,6 +67,25 @@ def _in_new_process(script, env):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
+
+
+_C_SCRIPT = """
+import ctypes, callees
+callees.cube.compile()
+print(ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)(callees.cube.address)(3.0),
+      sum(callees.square.stats.cache_hits.values()))
+"""
+
+
+def test_a_c_function_loaded_from_disk_names_its_callee_first(tmp_path):
+    """Numba's cfunc compile leaves the reload hooks out of what it saves;
+    load_without_refresh's cache puts them back (without: LLVM aborts the
+    second process, the callee's symbol undefined)."""
+    (tmp_path / "callees.py").write_text(_MODULE)
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba"),
+           "PYTHONPATH": os.pathsep.join([str(tmp_path)] + sys.path)}
+    assert _in_new_process(_C_SCRIPT, env) == "27.0 0"
+    assert _in_new_process(_C_SCRIPT, env) == "27.0 1"     # square loaded from disk first
 
 
 def test_a_caller_does_not_link_its_callee_and_loads_it_from_disk_first(tmp_path):
