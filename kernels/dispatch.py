@@ -3,6 +3,7 @@ how generated code is compiled."""
 import ctypes
 import functools
 import importlib
+import warnings
 
 import llvmlite.binding as llvm_binding
 import llvmlite.ir as llvm_ir
@@ -95,7 +96,13 @@ class _LoadWithoutRefresh(FunctionCache):
             return super().load_overload(sig, target_context)
         rtsys.initialize(target_context)
         with guard():
-            return load(sig, target_context)
+            try:
+                return load(sig, target_context)
+            except Exception as error:      # Numba's own raises: a damaged entry stops every process
+                warnings.warn(f"graphc: Numba's cached code of {self._name} could not be loaded "
+                              f"({type(error).__name__}: {error}); compiling it again",
+                              RuntimeWarning, stacklevel=2)
+                return None                 # compiled, and saved over the entry
 
     def save_overload(self, sig, data):
         # A cfunc compiles with Numba's no_compile flag, which leaves its
@@ -128,12 +135,20 @@ def load_without_refresh(compiled):
 # load or compile each callee and register its name first.
 
 _CALLEE_LIBRARIES = []      # callees' code lives as long as the process: callers jump into it
+# callees by (source file, name): two exported steps imported one after the
+# other under one module name each find their own
+_CALLEES = {}
 
 
-def load_callee(module: str, qualname: str, argtypes: tuple, alias: str) -> None:
-    """Make `alias` name the code of `module.qualname` compiled for `argtypes`
-    (loaded from Numba's disk cache, or compiled). A reload hook of callers."""
-    dispatcher = getattr(importlib.import_module(module), qualname)   # as Numba finds its globals
+def _source(dispatcher) -> tuple:
+    return dispatcher.py_func.__code__.co_filename, dispatcher.py_func.__qualname__
+
+
+def load_callee(module: str, source: tuple, argtypes: tuple, alias: str) -> None:
+    """Make `alias` name the code of the function `source` (file, name) of
+    `module` compiled for `argtypes` (loaded from Numba's disk cache, or
+    compiled). A reload hook of callers."""
+    dispatcher = _CALLEES.get(source) or getattr(importlib.import_module(module), source[1])
     dispatcher.compile(argtypes)
     compiled = dispatcher.overloads[argtypes]
     address = compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
@@ -155,7 +170,7 @@ def _call_by_symbol(dispatcher, compiled):
     fndesc = compiled.fndesc
     alias = _alias(fndesc)
     reload_hook = functools.partial(load_callee, dispatcher.py_func.__module__,
-                                    dispatcher.py_func.__qualname__, tuple(fndesc.argtypes), alias)
+                                    _source(dispatcher), tuple(fndesc.argtypes), alias)
 
     def call(context, builder, sig, args):
         reload_hook()      # already compiled: registers the name for the caller being lowered
@@ -185,6 +200,7 @@ def called_by_symbol(dispatcher):
     name a symbol nothing defines, and LLVM aborts the process loading it
     (seen with transpose_into, which gemm's C function calls)."""
     load_without_refresh(dispatcher)
+    _CALLEES[_source(dispatcher)] = dispatcher
     add_overload = dispatcher.add_overload
 
     def add_overload_called_by_symbol(compiled):

@@ -18,12 +18,14 @@ from numba.core import sigutils
 from numba.core.ccallback import CFunc
 from graphc.kernels import dispatch
 
+OFFSET = 0.0
+
 
 @dispatch.called_by_symbol
 @njit(cache=True, no_cpython_wrapper=True)
 def scale(x, out, factor):
     for i in range(x.shape[0]):
-        out[i] = x[i] * factor
+        out[i] = x[i] * factor + OFFSET
 
 
 @njit(cache=True)
@@ -77,33 +79,77 @@ print(ctypes.CFUNCTYPE(ctypes.c_double, ctypes.c_double)(callees.cube.address)(3
 """
 
 
+def _callees(directory, offset=0.0):
+    """callees.py (_MODULE, its `scale` adding `offset`) in `directory`, and
+    the environment of a process importing it with its own Numba cache."""
+    directory.mkdir(exist_ok=True)
+    (directory / "callees.py").write_text(_MODULE.replace("OFFSET = 0.0", f"OFFSET = {offset}"))
+    return {"NUMBA_CACHE_DIR": str(directory / "numba"),
+            "PYTHONPATH": os.pathsep.join([str(directory)] + sys.path)}
+
+
+def _scale_entries(env):
+    return [os.path.join(root, f) for root, _, files in os.walk(env["NUMBA_CACHE_DIR"])
+            for f in files if f.startswith("callees.scale-") and f.endswith((".nbi", ".nbc"))]
+
+
 def test_a_c_function_loaded_from_disk_names_its_callee_first(tmp_path):
     """Numba's cfunc compile leaves the reload hooks out of what it saves;
     load_without_refresh's cache puts them back (without: LLVM aborts the
     second process, the callee's symbol undefined)."""
-    (tmp_path / "callees.py").write_text(_MODULE)
-    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba"),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path)] + sys.path)}
+    env = _callees(tmp_path)
     assert _in_new_process(_C_SCRIPT, env) == "27.0 0"
     assert _in_new_process(_C_SCRIPT, env) == "27.0 1"     # square loaded from disk first
 
 
 def test_a_caller_does_not_link_its_callee_and_loads_it_from_disk_first(tmp_path):
-    (tmp_path / "callees.py").write_text(_MODULE)
-    env = {"NUMBA_CACHE_DIR": str(tmp_path / "numba"),
-           "PYTHONPATH": os.pathsep.join([str(tmp_path)] + sys.path)}
+    env = _callees(tmp_path)
     right = "[0.0, 1.5, 3.0, 4.5]"
     # first process: both compiled, the callee's code not copied into the caller's
     assert _in_new_process(_SCRIPT, env) == f"{right} False 0 1 0 1"
     # second: the caller from disk, which loads the callee from disk before its own code
     assert _in_new_process(_SCRIPT, env) == f"{right} False 1 0 1 0"
     # the callee's entry lost: loading the caller compiles it again (a new symbol)
-    lost = [os.path.join(root, f) for root, _, files in os.walk(tmp_path / "numba")
-            for f in files if f.startswith("callees.scale-") and f.endswith((".nbi", ".nbc"))]
+    lost = _scale_entries(env)
     assert len(lost) == 2       # its index and its data
     for path in lost:
         os.remove(path)
     assert _in_new_process(_SCRIPT, env) == f"{right} False 1 0 0 1"
+
+
+def test_a_damaged_cache_entry_is_compiled_again(tmp_path):
+    env = _callees(tmp_path)
+    right = "[0.0, 1.5, 3.0, 4.5]"
+    _in_new_process(_SCRIPT, env)
+    for path in _scale_entries(env):
+        if path.endswith(".nbc"):
+            with open(path, "r+b") as f:
+                f.truncate(f.seek(0, os.SEEK_END) // 2)
+    assert _in_new_process(_SCRIPT, env) == f"{right} False 1 0 0 1"     # compiled, saved over it
+    assert _in_new_process(_SCRIPT, env) == f"{right} False 1 0 1 0"
+
+
+_TWO_FILES_SCRIPT = """
+import importlib.util, sys, numpy as np
+def load(path):         # as a user loading exported steps one by one under one name
+    spec = importlib.util.spec_from_file_location("callees", path)
+    module = sys.modules["callees"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+a, b = load({a!r}), load({b!r})
+print(b.caller(np.arange(4.0)).tolist(), a.caller(np.arange(4.0)).tolist())
+"""
+
+
+def test_callers_of_two_files_loaded_under_one_module_name_find_their_own_callees(tmp_path):
+    envs = [_callees(tmp_path / name, offset) for name, offset in (("a", 1.0), ("b", 2.0))]
+    for env in envs:
+        _in_new_process(_SCRIPT, env)
+    script = _TWO_FILES_SCRIPT.format(a=str(tmp_path / "a" / "callees.py"),
+                                      b=str(tmp_path / "b" / "callees.py"))
+    both = {"NUMBA_CACHE_DIR": envs[0]["NUMBA_CACHE_DIR"]}
+    for _ in range(2):      # the second process loads both callers from disk
+        assert _in_new_process(script, both) == "[3.0, 4.5, 6.0, 7.5] [1.5, 3.0, 4.5, 6.0]"
 
 
 _STEP_SCRIPT = """
