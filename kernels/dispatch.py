@@ -123,11 +123,12 @@ def load_without_refresh(compiled):
 
 
 # ---------------------------------------------------------------------------
-# Generated functions called by symbol. When compiled code calls a Numba
-# function, Numba links the callee's LLVM IR into the caller's module, where
-# LLVM optimizes and compiles it again: each kernel `run` calls was compiled
-# twice, and a part of an unrolled loop (repeats.py) three times (itself, in
-# run, and its kernels in it). A callee made `called_by_symbol` is compiled
+# Functions called by symbol (generated kernels and loop parts, and the
+# kernels here with loops). When compiled code calls a Numba function, Numba
+# links the callee's LLVM IR into the caller's module, where LLVM optimizes
+# and compiles it again: each kernel `run` calls was compiled twice, and a
+# part of an unrolled loop (repeats.py) three times (itself, in run, and
+# its kernels in it). A callee made `called_by_symbol` is compiled
 # once; callers declare it under a name of its own (`_alias`) that the
 # process's symbol table resolves to the callee's code when the caller is
 # loaded. A caller loaded from Numba's disk cache is not typed again, so it
