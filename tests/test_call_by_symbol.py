@@ -1,8 +1,7 @@
 """Generated kernels, loop parts and graphc's own loop kernels are called by
 symbol (kernels/dispatch.py, called_by_symbol), not linked into each caller:
-their code is compiled once,
-and a caller loaded from Numba's disk cache in a new process first loads (or
-compiles) each callee and names it."""
+their code is compiled once, and a caller loaded from Numba's disk cache in
+a new process first loads (or compiles) each callee and names it."""
 import os
 import subprocess
 import sys
