@@ -3,7 +3,9 @@
 Outlining must not change what the driver computes: the driver bodies here
 run as plain Python, outlined and not, and must agree; compiled models with
 a Python loop must still equal the NumPy reference interpreter."""
+import io
 import re
+import tokenize
 
 import numpy as np
 import pytest
@@ -171,6 +173,66 @@ def test_random_drivers_compute_the_same_outlined(lines):
     finally:
         r.MIN_STATEMENTS, r.MIN_SAVED = saved
     _assert_same_results(lines, functions, outlined)
+
+
+def _tokenized(text):
+    """The standard library's tokens of `text`, as repeats compares them."""
+    tokens = tokenize.generate_tokens(io.StringIO(text).readline)
+    return [(t.type, t.string, t.start, t.end) for t in tokens if t.type not in repeats._SKIPPED]
+
+
+def _scan(text):
+    scanned = repeats._scanned(text)
+    return None if scanned is None else [(t.type, t.string, t.start, t.end) for t in scanned]
+
+
+@pytest.mark.parametrize("text", [
+    "v1 = alloc.carve(ws, ws_o3, (n, 4), np.float32)  # workspace slot 3\n",
+    "raise IndexError('index out of range [-10, 10) (at node 8)')\n",
+    "m = \"it's \\\"quoted\\\" \\\\\" + 'a\\'b'\n",
+    "x **= 2; y //= 3; z @= w; q = a != b >= c <= d == e << 1 >> 2\n",
+    "t = 1e-05 + 9.999999747378752e-06 * 1. - .5 + 4096 + 0 + 10E+3\n",
+    "for i in range(n):\n    for j in range(m):\n        s += a[i, j]\n    b[i] = s\n",
+    "if x:\n\n    # a comment line\n    y = f(a,\n          b)  # trailing\n        \nz = 0\n",
+    "def f(a, *b, **c) -> None:\n    return a[...]\n",
+    "k = [x for x in (1, 2)] if not a else {1: 2}\n",
+])
+def test_the_driver_scan_reads_as_tokenize_does(text):
+    assert _scan(text) == _tokenized(text)
+
+
+@pytest.mark.parametrize("text", [
+    "x = 1\n\ty = 2\n",              # a tab
+    "x = 1 + \\\n    2\n",           # a backslash continuation
+    "s = f'{x}'\n", "s = b'x'\n", "s = '''x'''\n",
+    "n = 0x1f\n", "n = 1_000\n", "n = 06\n", "n = 1j\n",
+    "x = (1,\n", "x = 1)\n",         # unbalanced
+    "if x:\n    y = 1\n  z = 2\n",   # a dedent to no level
+    "é = 1\n", "x = a $ b\n",
+])
+def test_the_driver_scan_leaves_what_it_is_not_sure_of_to_tokenize(text):
+    assert _scan(text) is None
+
+
+def test_generated_drivers_scan_as_tokenize_does():
+    """Every statement of a compiled RNN's `run` and train_epoch, and of W2's."""
+    from graphc.benchmarks import workloads
+    params, xs, ys = _rnn()
+    sources = [gc.compile_step(rnn_loss, gc.optim.SGD(0.1)).lower(params, xs, ys).source]
+    w = workloads.WORKLOADS["W2"]
+    w_params, batch = w.make(np.float32)
+    sources.append(gc.compile_step(w.loss_fn, gc.optim.SGD(w.lr)).lower(w_params, *batch).source)
+    scanned = 0
+    for source in sources:
+        lines = source.split("\n")
+        for indent in (4, 8):
+            for group in repeats._groups(lines, indent):
+                text = "\n".join(line[indent:] for line in group) + "\n"
+                tokens = _scan(text)
+                if tokens is not None:
+                    assert tokens == _tokenized(text), text
+                    scanned += 1
+    assert scanned > 1000
 
 
 # ---- compiled models with a Python loop ----
