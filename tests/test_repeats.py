@@ -235,6 +235,32 @@ def test_generated_drivers_scan_as_tokenize_does():
     assert scanned > 1000
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 6), max_size=120), st.lists(st.integers(1, 40), max_size=6),
+       st.integers(1, 12))
+def test_runs_are_the_longest_repeats_of_each_period(sigs, periods, planted):
+    """_runs against its definition, by brute force: signatures with a
+    block repeated five times planted in them, then each period asked for."""
+    sigs = sigs[:len(sigs) // 2] + sigs[:planted] * 5 + sigs[len(sigs) // 2:]
+    n = len(sigs)
+    periods = {p for p in periods + [planted] if p <= n // 2}
+
+    def count(i, p):        # how many equal blocks of p follow from i
+        c = 1
+        while i + (c + 1) * p <= n and sigs[i + (c - 1) * p:i + c * p] == sigs[i + c * p:i + (c + 1) * p]:
+            c += 1
+        return c
+    min_saved = 4           # (MIN_SAVED's own 100 would leave most examples without a run)
+    want = sorted((p * (count(i, p) - 1), i, p, count(i, p)) for p in periods
+                  for i in range(n - p + 1)
+                  if p * (count(i, p) - 1) >= min_saved and (i < p or count(i - p, p) == 1))
+    saved, repeats.MIN_SAVED = repeats.MIN_SAVED, min_saved
+    try:
+        assert sorted(repeats._runs(sigs, periods)) == want
+    finally:
+        repeats.MIN_SAVED = saved
+
+
 # ---- compiled models with a Python loop ----
 T, B, H, V = 8, 4, 5, 3
 
