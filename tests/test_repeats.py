@@ -235,6 +235,14 @@ def test_generated_drivers_scan_as_tokenize_does():
     assert scanned > 1000
 
 
+def test_a_statement_read_before_under_other_module_names_is_read_again():
+    groups = [["    k1(a, np.float32(2))"]]
+    as_local = repeats._statements(groups, 4, {"np"})[0].tokens
+    as_module = repeats._statements(groups, 4, {"np", "k1"})[0].tokens
+    assert as_local[0] == ("L", "k1") and as_module[0] == ("T", "k1")
+    assert repeats._statements(groups, 4, {"np"})[0].tokens == as_local
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 6), max_size=120), st.lists(st.integers(1, 40), max_size=6),
        st.integers(1, 12))
