@@ -1,6 +1,7 @@
 """Issue 6: the compile cache as imported code, threads, memory, recompiles, interrupts."""
 import collections
 import os
+import pathlib
 import stat
 import subprocess
 import sys
@@ -67,6 +68,70 @@ def test_a_damaged_entry_is_rebuilt_with_a_warning(private_cache, damage):
         module = runtime.load(source)
     assert module.VALUE == f"damaged-{damage}"
     assert runtime._intact(path)
+
+
+def _no_compiling(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("compiled the module's source again")
+    monkeypatch.setattr(runtime, "compile", refuse, raising=False)    # before the builtin
+
+
+def test_a_module_loaded_again_runs_its_kept_bytecode(private_cache, monkeypatch):
+    """Whether or not Python writes .pyc files (PYTHONDONTWRITEBYTECODE), a
+    module is compiled once: later loads run graphc's bytecode file."""
+    source = _fresh_source("bytecode")
+    runtime.load(source)
+    path = private_cache / f"graphc_{runtime.module_key(source)}.py"
+    assert runtime._bytecode_path(path).is_file()
+    runtime._modules.clear()
+    _no_compiling(monkeypatch)
+    assert runtime.load(source).VALUE == "bytecode"
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_damaged_bytecode_is_rebuilt_with_a_warning(private_cache, monkeypatch, damage):
+    source = _fresh_source(f"bytecode-{damage}")
+    runtime.load(source)
+    code = runtime._bytecode_path(private_cache / f"graphc_{runtime.module_key(source)}.py")
+    data = code.read_bytes()
+    middle = len(data) // 2
+    code.write_bytes(data[:len(data) - 7] if damage == "truncate" else
+                     data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1:])
+    runtime._modules.clear()
+    with pytest.warns(runtime.CacheWarning, match="corrupted"):
+        assert runtime.load(source).VALUE == f"bytecode-{damage}"
+    runtime._modules.clear()
+    _no_compiling(monkeypatch)      # rebuilt whole
+    assert runtime.load(source).VALUE == f"bytecode-{damage}"
+
+
+def test_a_damaged_pyc_of_pythons_own_does_not_stop_the_load(private_cache):
+    """Python's .pyc beside a cache entry (written by the import system where
+    PYTHONDONTWRITEBYTECODE is not set) with a valid header and cut marshal
+    data made the import raise EOFError in every later process."""
+    import importlib.util
+    import py_compile
+    source = _fresh_source("pyc")
+    runtime.load(source)
+    path = private_cache / f"graphc_{runtime.module_key(source)}.py"
+    pyc = py_compile.compile(str(path), cfile=importlib.util.cache_from_source(str(path)))
+    data = pathlib.Path(pyc).read_bytes()
+    pathlib.Path(pyc).write_bytes(data[:20])
+    runtime._modules.clear()
+    assert runtime.load(source).VALUE == "pyc"
+
+
+def test_bytecode_of_another_source_is_replaced_quietly(private_cache):
+    first, second = _fresh_source("first"), _fresh_source("second")
+    runtime.load(first)
+    runtime.load(second)
+    paths = [private_cache / f"graphc_{runtime.module_key(s)}.py" for s in (first, second)]
+    codes = [runtime._bytecode_path(p) for p in paths]
+    codes[1].write_bytes(codes[0].read_bytes())     # valid bytecode, of the other module
+    runtime._modules.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert runtime.load(second).VALUE == "second"
 
 
 def test_an_unusable_cache_directory_falls_back_with_a_warning(tmp_path, monkeypatch):
