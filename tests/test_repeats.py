@@ -209,6 +209,8 @@ def test_the_driver_scan_reads_as_tokenize_does(text):
     "x = (1,\n", "x = 1)\n",         # unbalanced
     "if x:\n    y = 1\n  z = 2\n",   # a dedent to no level
     "é = 1\n", "x = a $ b\n",
+    # found by a fuzzing review: digits other than 0-9, a carriage return after a comment
+    "x = 1\u0661\n", "x = \uff11\n", "x.\u0661\n", "x  # c\r\n", "f(  # a\rb\n)\n",
 ])
 def test_the_driver_scan_leaves_what_it_is_not_sure_of_to_tokenize(text):
     assert _scan(text) is None
