@@ -165,9 +165,13 @@ def _code(path: pathlib.Path, text: str):
     header = importlib.util.MAGIC_NUMBER + hashlib.sha256(text.encode()).digest()
     try:
         data = code_path.read_bytes()
+        reason = unsafe_reason(code_path.parent) or unsafe_reason(code_path)
     except OSError:
-        data = b""      # none yet
-    if data.startswith(header):     # else none, or another Python's or source's: replaced
+        data, reason = b"", None        # none yet
+    if reason is not None:      # code that another user could have written: never run
+        warnings.warn(f"graphc refuses to import cached code: {reason}; rebuilding it",
+                      CacheWarning, stacklevel=4)
+    elif data.startswith(header):       # else none, or another Python's or source's: replaced
         digest, body = data[len(header):len(header) + 32], data[len(header) + 32:]
         if digest == hashlib.sha256(body).digest():
             try:
@@ -175,7 +179,7 @@ def _code(path: pathlib.Path, text: str):
             except (EOFError, ValueError, TypeError):
                 pass
         warnings.warn(f"graphc cache entry {code_path.name} is corrupted (checksum mismatch); "
-                      f"rebuilding it", CacheWarning, stacklevel=3)
+                      f"rebuilding it", CacheWarning, stacklevel=4)
     code = compile(text, str(path), "exec")
     body = marshal.dumps(code)
     try:

@@ -121,6 +121,26 @@ def test_a_damaged_pyc_of_pythons_own_does_not_stop_the_load(private_cache):
     assert runtime.load(source).VALUE == "pyc"
 
 
+def test_bytecode_others_can_write_is_not_run(private_cache):
+    import hashlib
+    import importlib.util
+    import marshal
+    source = _fresh_source("kept")
+    runtime.load(source)
+    path = private_cache / f"graphc_{runtime.module_key(source)}.py"
+    code = runtime._bytecode_path(path)
+    # valid for the entry's text, but of other code, and writable by anyone
+    text = path.read_text()
+    body = marshal.dumps(compile("VALUE = 'planted'\n", str(path), "exec"))
+    code.write_bytes(importlib.util.MAGIC_NUMBER + hashlib.sha256(text.encode()).digest()
+                     + hashlib.sha256(body).digest() + body)
+    code.chmod(0o666)
+    runtime._modules.clear()
+    with pytest.warns(runtime.CacheWarning, match="refuses"):
+        assert runtime.load(source).VALUE == "kept"
+    assert stat.S_IMODE(code.stat().st_mode) & 0o022 == 0       # replaced by graphc's own
+
+
 def test_bytecode_of_another_source_is_replaced_quietly(private_cache):
     first, second = _fresh_source("first"), _fresh_source("second")
     runtime.load(first)
