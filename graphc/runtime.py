@@ -151,6 +151,15 @@ def _bytecode_path(path: pathlib.Path) -> pathlib.Path:
     return path.parent / "__pycache__" / f"{path.stem}.{sys.implementation.cache_tag}.code"
 
 
+def _private(directory: pathlib.Path) -> None:
+    """Make our own `directory` writable by us alone: Numba or Python creates
+    __pycache__ with the umask's mode (0775 under umask 002), and the
+    bytecode (and Numba's pickles) there is code that gets run."""
+    st = directory.stat()
+    if hasattr(os, "getuid") and st.st_uid == os.getuid() and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        directory.chmod(stat.S_IMODE(st.st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
+
+
 def _code(path: pathlib.Path, text: str):
     """The code object of the cache entry at `path`, whose checked text is
     `text`: from graphc's own bytecode file in __pycache__ (beside Numba's
@@ -159,11 +168,17 @@ def _code(path: pathlib.Path, text: str):
     Python never writes one, and every process compiled the module again (a
     16-step LSTM's 250 KB: 50 ms of a 0.8 s warm first call); and a damaged
     .pyc stops the import (EOFError), where this file is checked (a header
-    of Python's magic number, the source's hash and its own body's) and
-    rebuilt with a warning."""
+    of Python's magic number, a hash of what it was made from and one of its
+    body) and, damaged past its header, rebuilt with a warning; one whose
+    header is not this module's is replaced."""
     code_path = _bytecode_path(path)
-    header = importlib.util.MAGIC_NUMBER + hashlib.sha256(text.encode()).digest()
+    # what the code object depends on: the text, and the file name compiled
+    # into it (Numba finds its cache from that name: a cache directory moved
+    # or reached by another path needs code naming the new one), and -O
+    made_from = f"{sys.flags.optimize}\n{path}\n{text}"
+    header = importlib.util.MAGIC_NUMBER + hashlib.sha256(made_from.encode()).digest()
     try:
+        _private(code_path.parent)
         data = code_path.read_bytes()
         reason = unsafe_reason(code_path.parent) or unsafe_reason(code_path)
     except OSError:
@@ -171,7 +186,7 @@ def _code(path: pathlib.Path, text: str):
     if reason is not None:      # code that another user could have written: never run
         warnings.warn(f"graphc refuses to import cached code: {reason}; rebuilding it",
                       CacheWarning, stacklevel=4)
-    elif data.startswith(header):       # else none, or another Python's or source's: replaced
+    elif data.startswith(header):       # else none, or made from other things: replaced
         digest, body = data[len(header):len(header) + 32], data[len(header) + 32:]
         if digest == hashlib.sha256(body).digest():
             try:
@@ -180,7 +195,7 @@ def _code(path: pathlib.Path, text: str):
                 pass
         warnings.warn(f"graphc cache entry {code_path.name} is corrupted (checksum mismatch); "
                       f"rebuilding it", CacheWarning, stacklevel=4)
-    code = compile(text, str(path), "exec")
+    code = compile(text, str(path), "exec", dont_inherit=True)    # not this module's __future__
     body = marshal.dumps(code)
     try:
         code_path.parent.mkdir(mode=0o700, exist_ok=True)

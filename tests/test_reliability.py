@@ -141,6 +141,35 @@ def test_bytecode_others_can_write_is_not_run(private_cache):
     assert stat.S_IMODE(code.stat().st_mode) & 0o022 == 0       # replaced by graphc's own
 
 
+def test_a_moved_cache_runs_code_naming_its_new_place(private_cache, tmp_path, monkeypatch):
+    """Numba finds a function's cache from the file name compiled into its
+    code: bytecode kept from the old place stopped every process (a review's
+    finding)."""
+    source = _fresh_source("moved") + "def f():\n    return 1\n"
+    runtime.load(source)
+    moved = tmp_path / "moved"
+    private_cache.rename(moved)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(moved))
+    runtime._modules.clear()
+    module = runtime.load(source)
+    assert module.f.__code__.co_filename == str(moved / f"graphc_{runtime.module_key(source)}.py")
+
+
+def test_a_pycache_the_group_can_write_is_made_private_not_refused(private_cache, monkeypatch):
+    """Under umask 002 Numba makes __pycache__ 0775: ours, so only we may write it, and
+    its bytecode still runs (every process refused it and compiled again)."""
+    source = _fresh_source("umask")
+    runtime.load(source)
+    pycache = private_cache / "__pycache__"
+    pycache.chmod(0o775)
+    runtime._modules.clear()
+    _no_compiling(monkeypatch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert runtime.load(source).VALUE == "umask"
+    assert stat.S_IMODE(pycache.stat().st_mode) == 0o755
+
+
 def test_bytecode_of_another_source_is_replaced_quietly(private_cache):
     first, second = _fresh_source("first"), _fresh_source("second")
     runtime.load(first)
