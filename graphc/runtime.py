@@ -151,13 +151,23 @@ def _bytecode_path(path: pathlib.Path) -> pathlib.Path:
     return path.parent / "__pycache__" / f"{path.stem}.{sys.implementation.cache_tag}.code"
 
 
+def _bytecode_header(path: pathlib.Path, text: str) -> bytes:
+    """Python's magic number and a hash of what the code object depends on:
+    the text, the file name compiled into it (Numba finds its cache from that
+    name: a cache directory moved or reached by another path needs code naming
+    the new one), and -O."""
+    made_from = f"{sys.flags.optimize}\n{path}\n{text}"
+    return importlib.util.MAGIC_NUMBER + hashlib.sha256(made_from.encode()).digest()
+
+
 def _private(directory: pathlib.Path) -> None:
     """Make our own `directory` writable by us alone: Numba or Python creates
     __pycache__ with the umask's mode (0775 under umask 002), and the
     bytecode (and Numba's pickles) there is code that gets run."""
     st = directory.stat()
-    if hasattr(os, "getuid") and st.st_uid == os.getuid() and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        directory.chmod(stat.S_IMODE(st.st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
+    others_write = stat.S_IWGRP | stat.S_IWOTH
+    if hasattr(os, "getuid") and st.st_uid == os.getuid() and st.st_mode & others_write:
+        directory.chmod(stat.S_IMODE(st.st_mode) & ~others_write)
 
 
 def _code(path: pathlib.Path, text: str):
@@ -172,11 +182,7 @@ def _code(path: pathlib.Path, text: str):
     body) and, damaged past its header, rebuilt with a warning; one whose
     header is not this module's is replaced."""
     code_path = _bytecode_path(path)
-    # what the code object depends on: the text, and the file name compiled
-    # into it (Numba finds its cache from that name: a cache directory moved
-    # or reached by another path needs code naming the new one), and -O
-    made_from = f"{sys.flags.optimize}\n{path}\n{text}"
-    header = importlib.util.MAGIC_NUMBER + hashlib.sha256(made_from.encode()).digest()
+    header = _bytecode_header(path, text)
     try:
         _private(code_path.parent)
         data = code_path.read_bytes()

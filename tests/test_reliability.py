@@ -1,7 +1,11 @@
 """Issue 6: the compile cache as imported code, threads, memory, recompiles, interrupts."""
 import collections
+import hashlib
+import importlib.util
+import marshal
 import os
 import pathlib
+import py_compile
 import stat
 import subprocess
 import sys
@@ -109,8 +113,6 @@ def test_a_damaged_pyc_of_pythons_own_does_not_stop_the_load(private_cache):
     """Python's .pyc beside a cache entry (written by the import system where
     PYTHONDONTWRITEBYTECODE is not set) with a valid header and cut marshal
     data made the import raise EOFError in every later process."""
-    import importlib.util
-    import py_compile
     source = _fresh_source("pyc")
     runtime.load(source)
     path = private_cache / f"graphc_{runtime.module_key(source)}.py"
@@ -122,17 +124,13 @@ def test_a_damaged_pyc_of_pythons_own_does_not_stop_the_load(private_cache):
 
 
 def test_bytecode_others_can_write_is_not_run(private_cache):
-    import hashlib
-    import importlib.util
-    import marshal
     source = _fresh_source("kept")
     runtime.load(source)
     path = private_cache / f"graphc_{runtime.module_key(source)}.py"
     code = runtime._bytecode_path(path)
-    # valid for the entry's text, but of other code, and writable by anyone
-    text = path.read_text()
+    # valid for the entry, but of other code, and writable by anyone
     body = marshal.dumps(compile("VALUE = 'planted'\n", str(path), "exec"))
-    code.write_bytes(importlib.util.MAGIC_NUMBER + hashlib.sha256(text.encode()).digest()
+    code.write_bytes(runtime._bytecode_header(path, path.read_text(encoding="utf-8"))
                      + hashlib.sha256(body).digest() + body)
     code.chmod(0o666)
     runtime._modules.clear()
