@@ -257,7 +257,8 @@ def test_runs_are_the_longest_repeats_of_each_period(sigs, periods, planted):
 
     def count(i, p):        # how many equal blocks of p follow from i
         c = 1
-        while i + (c + 1) * p <= n and sigs[i + (c - 1) * p:i + c * p] == sigs[i + c * p:i + (c + 1) * p]:
+        while (i + (c + 1) * p <= n
+               and sigs[i + (c - 1) * p:i + c * p] == sigs[i + c * p:i + (c + 1) * p]):
             c += 1
         return c
     min_saved = 4           # (MIN_SAVED's own 100 would leave most examples without a run)
