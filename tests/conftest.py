@@ -35,6 +35,27 @@ def rng():
 
 
 @pytest.fixture
+def private_cache(tmp_path, monkeypatch):
+    """A compile cache directory of the test's own (not yet created)."""
+    from graphc import runtime
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(directory))
+    monkeypatch.setattr(runtime, "_fallback_dir", None)
+    return directory
+
+
+@pytest.fixture
+def raised_line():
+    """raised_line(call, error, match): the line number of the user's line
+    that the `error` raised by call() names ("... (at file:line)")."""
+    def line(call, error, match):
+        with pytest.raises(error, match=match + r".*\(at .*:(\d+)\)") as e:
+            call()
+        return int(str(e.value).rsplit(":", 1)[1].rstrip(")"))
+    return line
+
+
+@pytest.fixture
 def run_concurrently():
     """run(work, n): call work(0) ... work(n - 1) on n threads at once, then
     re-raise the first exception any of them raised."""

@@ -67,7 +67,7 @@ def test_a_new_constant_or_output_structure_gets_its_own_lowering():
     assert _entries(again)[0].module is modules[0]
 
 
-def test_the_same_code_on_other_lines_shares_the_code_and_names_its_own_lines():
+def test_the_same_code_on_other_lines_shares_the_code_and_names_its_own_lines(raised_line):
     first = gc.jit(lambda x, i: x[i] * 2.0)
     second = gc.jit(lambda x, i: x[i] * 2.0)
     x = np.arange(5.0)
@@ -75,12 +75,10 @@ def test_the_same_code_on_other_lines_shares_the_code_and_names_its_own_lines():
         np.testing.assert_array_equal(f(x, np.array([1, -2])), [2.0, 6.0])
     a, b = _entries(first)[0], _entries(second)[0]
     assert a.module is b.module and a.optimized is not b.optimized
-    lines = []
-    for f in (first, second):
-        with pytest.raises(IndexError, match=r"index out of range \[-5, 5\) \(at .*:(\d+)\)") as e:
-            f(x, np.array([1, 7]))
-        lines.append(int(str(e.value).rsplit(":", 1)[1].rstrip(")")))
-    assert lines[1] == lines[0] + 1
+    first_line, second_line = (
+        raised_line(lambda: f(x, np.array([1, 7])), IndexError, r"index out of range \[-5, 5\)")
+        for f in (first, second))
+    assert second_line == first_line + 1
 
 
 def test_another_vector_width_gets_its_own_lowering(monkeypatch):
@@ -123,19 +121,17 @@ def test_graphs_holding_large_constants_are_not_kept():
     assert len(lowering._kept) == 1     # the small one's
 
 
-def test_a_python_int_argument_checked_on_other_lines_shares_the_code():
+def test_a_python_int_argument_checked_on_other_lines_shares_the_code(raised_line):
     first = gc.jit(lambda x, n: x + n)
     second = gc.jit(lambda x, n: x + n)
     x = np.arange(4, dtype=np.uint8)
     for f in (first, second):
         np.testing.assert_array_equal(f(x, 3), x + 3)
     assert _entries(first)[0].module is _entries(second)[0].module
-    lines = []
-    for f in (first, second):       # NumPy refuses -1 for uint8; each names its own line
-        with pytest.raises(OverflowError, match=r"\(at .*:(\d+)\)") as e:
-            f(x, -1)
-        lines.append(int(str(e.value).rsplit(":", 1)[1].rstrip(")")))
-    assert lines[1] == lines[0] + 1
+    # NumPy refuses -1 for uint8; each names its own line
+    first_line, second_line = (raised_line(lambda: f(x, -1), OverflowError, "")
+                               for f in (first, second))
+    assert second_line == first_line + 1
 
 
 def test_slices_at_different_places_are_one_compiled_kernel():

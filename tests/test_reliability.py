@@ -19,14 +19,6 @@ from graphc import runtime
 from graphc.api import RecompileWarning
 
 
-@pytest.fixture
-def private_cache(tmp_path, monkeypatch):
-    directory = tmp_path / "cache"
-    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(directory))
-    monkeypatch.setattr(runtime, "_fallback_dir", None)
-    return directory
-
-
 def _fresh_source(tag):
     # a tiny module source unique to the test, so the in-process module table misses
     return f"VALUE = {tag!r}\n"
