@@ -15,6 +15,10 @@ from graphc.train import compile_step, train
 from graphc.api import (check_grad, grad, hessian, jacobian, jit, trace, value_and_grad, vjp)
 from graphc.errors import (GraphcError, ShapeError, TracerError, UnsupportedOpError)
 from graphc.ir import Graph
+from graphc import lowering as _lowering, stored_lowerings as _stored_lowerings
+
+_stored_lowerings.note_shipped_rules(_lowering._rules())    # see graphc/stored_lowerings.py
+del _lowering, _stored_lowerings
 
 __all__ = [
     "jit", "grad", "value_and_grad", "vjp", "jacobian", "hessian", "trace", "check_grad",

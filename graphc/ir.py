@@ -45,6 +45,9 @@ class ConstValue:
     def __hash__(self):
         return hash(self._key)
 
+    def __reduce__(self):       # pickled (graphc.stored_lowerings): read-only again when read
+        return ConstValue, (self.array,)
+
     def __eq__(self, other):
         return isinstance(other, ConstValue) and self._key == other._key
 

@@ -27,6 +27,8 @@ MAX_CONST_BYTES of them are not kept, and the oldest are dropped past
 MAX_KEPT graphs or MAX_KEPT_CONST_BYTES in all.
 
 The shared objects are read, never changed, by the entries holding them.
+A lowering made under the rules graphc was imported with is also kept on
+disk for later processes (graphc/stored_lowerings.py).
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ import collections
 import sys
 import threading
 
-from graphc import codegen, dims, passes, runtime, target, threads, workspace
+from graphc import (codegen, dims, passes, repeats, runtime, stored_lowerings, target, threads,
+                    workspace)
 from graphc.ir import Graph
 
 # graphs whose lowering is kept (a few compile_step signatures each), and
@@ -47,7 +50,7 @@ _kept: collections.OrderedDict = collections.OrderedDict()   # key -> lowering, 
 _lock = threading.Lock()
 
 # the modules whose names decide how a graph is lowered
-_RULES = (codegen, dims, target, workspace)
+_RULES = (codegen, dims, repeats, target, workspace)
 
 
 def _rules() -> tuple:
@@ -77,8 +80,8 @@ def _frozen(value):
 
 
 def _key(graph: Graph, options: dict):
-    """What the lowering of `graph` depends on, or None when some part of it
-    cannot be compared (then nothing is shared)."""
+    """What the lowering of `graph` depends on besides the rules, or None
+    when some part of it cannot be compared (then nothing is shared)."""
     nodes = graph.topo()
     meta = dict(graph.meta)
     if "int_bounds" in meta:    # (dtype, the user's line) pairs: the entry reads its own graph's
@@ -86,7 +89,7 @@ def _key(graph: Graph, options: dict):
     try:
         key = (tuple((n.op, n.inputs, n.params, n.shape, n.dtype, n.weak) for n in nodes),
                tuple(graph.inputs), tuple(graph.outputs), tuple(graph.role(n.id) for n in nodes),
-               _frozen(meta), _frozen(options), target.full_width(), threads.count(), _rules())
+               _frozen(meta), _frozen(options), target.full_width(), threads.count())
         hash(key)
     except TypeError:
         return None
@@ -104,10 +107,22 @@ def _new_lines(old: tuple, new: tuple) -> dict | None:
     return mapping
 
 
+def _relocated(optimized: Graph, kept_lines: tuple, lines: tuple) -> Graph | None:
+    """`optimized`, made from a trace with `kept_lines`, for an equal trace
+    with `lines`; None where its lines cannot be renamed."""
+    if kept_lines == lines:
+        return optimized
+    mapping = _new_lines(kept_lines, lines)
+    return optimized.relocated(mapping) if mapping is not None else None
+
+
 def lower(graph: Graph, options: dict):
     """(optimized graph, codegen.Module, loaded module) for `graph` compiled
-    with codegen `options`: kept from an equal graph's, or made now."""
-    key = _key(graph, options)
+    with codegen `options`: kept from an equal graph's in this process or
+    on disk (graphc.stored_lowerings), or made now."""
+    rules, key = _rules(), _key(graph, options)
+    if key is not None:
+        key = key + (rules,)
     lines = tuple(n.loc for n in graph.topo())
     with _lock:
         kept = _kept.get(key) if key is not None else None
@@ -115,18 +130,24 @@ def lower(graph: Graph, options: dict):
             _kept.move_to_end(key)
     if kept is not None:
         optimized, module, loaded, kept_lines, size = kept
-        if kept_lines == lines:
+        optimized = _relocated(optimized, kept_lines, lines)
+        if optimized is not None:
+            if optimized is not kept[0]:    # kept with these lines: the next trace is likely here
+                with _lock:
+                    _kept[key] = optimized, module, loaded, lines, size
             return optimized, module, loaded
-        mapping = _new_lines(kept_lines, lines)
-        if mapping is not None:     # kept with these lines: the next trace is likely from here
-            optimized = optimized.relocated(mapping)
-            with _lock:
-                _kept[key] = optimized, module, loaded, lines, size
-            return optimized, module, loaded
-    optimized = passes.run(graph)
-    module = codegen.generate(optimized, **options)
-    loaded = runtime.load(module.source)
     size = _const_bytes(graph)
+    stored = stored_lowerings.name(key[:-1], rules, size) if key is not None else None
+    found = stored_lowerings.read(stored, graph.meta) if stored is not None else None
+    optimized = _relocated(found[0], found[2], lines) if found is not None else None
+    if optimized is not None:
+        module = found[1]
+    else:
+        optimized = passes.run(graph)
+        module = codegen.generate(optimized, **options)
+        if stored is not None:
+            stored_lowerings.write(stored, optimized, module, lines)
+    loaded = runtime.load(module.source)
     if key is not None and size <= MAX_CONST_BYTES:
         with _lock:
             _kept[key] = optimized, module, loaded, lines, size

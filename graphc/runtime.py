@@ -20,6 +20,7 @@ Numba's `cache=True` works across processes (it cannot cache code made with
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import hashlib
 import importlib.util
@@ -64,23 +65,20 @@ def cache_files(directory: pathlib.Path) -> tuple[list[pathlib.Path], list[pathl
         return [], []
     modules = sorted(f for f in directory.glob("graphc_*.py") if f.is_file())
     extra = sorted(directory.glob(".tmp_*.py"))
+    extra += sorted(directory.glob("graphc_*.lowered")) + sorted(directory.glob("graphc_*.tmp"))
     extra += sorted((directory / "__pycache__").glob("graphc_*"))
     return modules, modules + [f for f in extra if f.is_file()]
 
 
-def _kernels_fingerprint() -> str:
+@functools.cache
+def kernels_fingerprint() -> str:
     import graphc.kernels as kernels
     return kernels.sources_fingerprint()
 
 
-_FINGERPRINT = None
-
-
 def module_key(source: str) -> str:
-    global _FINGERPRINT
-    if _FINGERPRINT is None:
-        _FINGERPRINT = _kernels_fingerprint()
-    h = hashlib.sha256(f"{graphc.__version__}\n{_FINGERPRINT}\n".encode() + source.encode())
+    prefix = f"{graphc.__version__}\n{kernels_fingerprint()}\n"
+    h = hashlib.sha256(prefix.encode() + source.encode())
     return h.hexdigest()[:24]
 
 
@@ -94,7 +92,7 @@ def unsafe_reason(path: pathlib.Path) -> str | None:
     return None
 
 
-def _usable_dir() -> pathlib.Path:
+def usable_dir() -> pathlib.Path:
     """The configured cache directory if it is private and writable, else a fallback."""
     global _fallback_dir
     directory = cache_dir()
@@ -170,6 +168,44 @@ def _private(directory: pathlib.Path) -> None:
         directory.chmod(stat.S_IMODE(st.st_mode) & ~others_write)
 
 
+def checked_body(path: pathlib.Path, header: bytes, stacklevel: int = 5) -> bytes | None:
+    """The body of a binary cache file written by `write_checked` with this
+    `header`; None where there is none, it was made from other things (its
+    header differs: replaced quietly), another user could have written it
+    or its directory (a warning: it may be code, never run), or its body's
+    hash does not hold (a warning: damaged, rebuilt)."""
+    try:
+        data = path.read_bytes()
+        reason = unsafe_reason(path.parent) or unsafe_reason(path)
+    except OSError:
+        return None     # none yet
+    if reason is not None:
+        warnings.warn(f"graphc refuses to import cached code: {reason}; rebuilding it",
+                      CacheWarning, stacklevel=stacklevel)
+        return None
+    if not data.startswith(header):
+        return None
+    digest, body = data[len(header):len(header) + 32], data[len(header) + 32:]
+    if digest == hashlib.sha256(body).digest():
+        return body
+    _warn_corrupted(path, stacklevel + 1)
+    return None
+
+
+def _warn_corrupted(path: pathlib.Path, stacklevel: int) -> None:
+    warnings.warn(f"graphc cache entry {path.name} is corrupted (checksum mismatch); "
+                  f"rebuilding it", CacheWarning, stacklevel=stacklevel)
+
+
+def write_checked(path: pathlib.Path, header: bytes, body: bytes) -> None:
+    """Write `path` for `checked_body` (nothing where the cache cannot be written)."""
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        _write_atomic(path, header + hashlib.sha256(body).digest() + body, f"{path.stem}.", ".tmp")
+    except OSError:
+        pass        # an unwritable cache: made again next time, as without this file
+
+
 def _code(path: pathlib.Path, text: str):
     """The code object of the cache entry at `path`, whose checked text is
     `text`: from graphc's own bytecode file in __pycache__ (beside Numba's
@@ -178,37 +214,21 @@ def _code(path: pathlib.Path, text: str):
     Python never writes one, and every process compiled the module again (a
     16-step LSTM's 250 KB: 50 ms of a 0.8 s warm first call); and a damaged
     .pyc stops the import (EOFError), where this file is checked (a header
-    of Python's magic number, a hash of what it was made from and one of its
-    body) and, damaged past its header, rebuilt with a warning; one whose
-    header is not this module's is replaced."""
+    of Python's magic number and a hash of what it was made from, then one
+    of its body) and, damaged past its header, rebuilt with a warning; one
+    whose header is not this module's is replaced."""
     code_path = _bytecode_path(path)
     header = _bytecode_header(path, text)
-    try:
+    with contextlib.suppress(OSError):
         _private(code_path.parent)
-        data = code_path.read_bytes()
-        reason = unsafe_reason(code_path.parent) or unsafe_reason(code_path)
-    except OSError:
-        data, reason = b"", None        # none yet
-    if reason is not None:      # code that another user could have written: never run
-        warnings.warn(f"graphc refuses to import cached code: {reason}; rebuilding it",
-                      CacheWarning, stacklevel=4)
-    elif data.startswith(header):       # else none, or made from other things: replaced
-        digest, body = data[len(header):len(header) + 32], data[len(header) + 32:]
-        if digest == hashlib.sha256(body).digest():
-            try:
-                return marshal.loads(body)
-            except (EOFError, ValueError, TypeError):
-                pass
-        warnings.warn(f"graphc cache entry {code_path.name} is corrupted (checksum mismatch); "
-                      f"rebuilding it", CacheWarning, stacklevel=4)
+    body = checked_body(code_path, header)
+    if body is not None:
+        try:
+            return marshal.loads(body)
+        except (EOFError, ValueError, TypeError):
+            _warn_corrupted(code_path, 5)
     code = compile(text, str(path), "exec", dont_inherit=True)    # not this module's __future__
-    body = marshal.dumps(code)
-    try:
-        code_path.parent.mkdir(mode=0o700, exist_ok=True)
-        _write_atomic(code_path, header + hashlib.sha256(body).digest() + body,
-                      f"{path.stem}.", ".tmp")
-    except OSError:
-        pass        # an unwritable cache: compiled again next time, as without this file
+    write_checked(code_path, header, marshal.dumps(code))
     return code
 
 
@@ -218,7 +238,7 @@ def load(source: str):
     with _lock:
         if key in _modules:
             return _modules[key]
-        directory = _usable_dir()
+        directory = usable_dir()
         path = directory / f"graphc_{key}.py"
         text = None
         if path.exists():

@@ -40,11 +40,11 @@ def host_is_x86() -> bool:
 
 def host_has_avx512() -> bool:
     """Whether this CPU has AVX-512 (without importing Numba)."""
-    return bool((_host_features() or {}).get("avx512f"))
+    return bool((host_features() or {}).get("avx512f"))
 
 
 @functools.cache
-def _host_features() -> dict | None:
+def host_features() -> dict | None:
     """LLVM's names of the host CPU's features; None where llvmlite cannot
     read them. Cached: the query takes 80 us."""
     import llvmlite.binding as llvm
@@ -64,7 +64,7 @@ def vector_bytes() -> int:
     not looked at: it changes speed, not results)."""
     if not host_is_x86():
         return 16
-    features = _host_features()
+    features = host_features()
     if features is None:
         return 32
     if features.get("avx512f") and full_width():

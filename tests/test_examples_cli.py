@@ -78,7 +78,8 @@ def test_graphc_cache_clear_removes_only_graphcs_files(tmp_path, monkeypatch, ca
     # GRAPHC_CACHE_DIR may name a directory that holds other files too
     from graphc import cli
     (tmp_path / "__pycache__").mkdir()
-    ours = [tmp_path / "graphc_0123.py", tmp_path / ".tmp_x.py",
+    ours = [tmp_path / "graphc_0123.py", tmp_path / ".tmp_x.py", tmp_path / "graphc_4567.lowered",
+            tmp_path / "graphc_4567.x1y2.tmp",
             tmp_path / "__pycache__" / "graphc_0123.run-40.py311.nbi",
             tmp_path / "__pycache__" / "graphc_0123.run-40.py311.1.nbc"]
     theirs = [tmp_path / "notes.txt", tmp_path / "__pycache__" / "notes.cpython-311.pyc"]
@@ -86,7 +87,7 @@ def test_graphc_cache_clear_removes_only_graphcs_files(tmp_path, monkeypatch, ca
         f.write_text("x" * 100_000)
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     assert cli.main(["cache", "info"]) == 0
-    assert "modules: 1\nsize: 0.4 MB" in capsys.readouterr().out    # its own 4 files only
+    assert "modules: 1\nsize: 0.6 MB" in capsys.readouterr().out    # its own 6 files only
     assert cli.main(["cache", "clear"]) == 0
     assert f"removed 1 cached modules from {tmp_path}" in capsys.readouterr().out
     assert not any(f.exists() for f in ours) and all(f.exists() for f in theirs)
