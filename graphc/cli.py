@@ -70,7 +70,10 @@ def main(argv=None) -> int:
         directory = runtime.cache_dir()
         modules, files = runtime.cache_files(directory)
         if args.action == "info":
-            size = sum(f.stat().st_size for f in files)
+            size = 0
+            for f in files:
+                with contextlib.suppress(FileNotFoundError):    # another process's write, renamed
+                    size += f.stat().st_size
             print(f"cache directory: {directory}\nmodules: {len(modules)}\n"
                   f"size: {size / 1e6:.1f} MB")
         else:

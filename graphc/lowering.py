@@ -36,8 +36,8 @@ import collections
 import sys
 import threading
 
-from graphc import (codegen, dims, passes, repeats, runtime, stored_lowerings, target, threads,
-                    workspace)
+from graphc import (codegen, dims, errors, ir, merged_axes, ops, passes, prims, pytree, randomness,
+                    repeats, runtime, stored_lowerings, target, threads, tracing, workspace)
 from graphc.ir import Graph
 
 # graphs whose lowering is kept (a few compile_step signatures each), and
@@ -50,16 +50,34 @@ _kept: collections.OrderedDict = collections.OrderedDict()   # key -> lowering, 
 _lock = threading.Lock()
 
 # the modules whose names decide how a graph is lowered
-_RULES = (codegen, dims, repeats, target, workspace)
+_RULES = (codegen, dims, errors, ir, merged_axes, ops, prims, pytree, randomness, repeats, target,
+          tracing, workspace)
+
+
+class _Same:
+    """A value compared by identity, and held: an id alone could be reused
+    by a new object once the old one is freed (a rule rebound twice)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return type(other) is _Same and other.value is self.value
+
+    def __hash__(self):
+        return id(self.value)
 
 
 def _rules() -> tuple:
-    """The identity of each module-level value of the passes and code
-    generation, a list's items too (passes.PIPELINE): rebinding any of them
-    (or editing a list of them) gives another tuple."""
+    """Each module-level value of the passes and code generation by
+    identity, a list's items too (passes.PIPELINE): rebinding any of them
+    (or editing a list of them) gives another tuple. Tables edited in place
+    (ops.OPS) are not seen."""
     modules = _RULES + tuple(m for name, m in sys.modules.items()
                              if name.startswith("graphc.passes") and m is not None)
-    return tuple((id(v), tuple(map(id, v)) if isinstance(v, list) else ())
+    return tuple((_Same(v), tuple(map(_Same, v)) if isinstance(v, list) else ())
                  for m in modules for v in vars(m).values())
 
 

@@ -14,9 +14,9 @@ value by value (`_encoded`: types and values, never `hash()`, which differs
 between processes), and of what a process gets from elsewhere: graphc's and
 its kernels' sources, the Python, NumPy and Numba versions, and the CPU's
 features. Only the rules graphc was imported with count: after a test or
-script rebinds a name of the passes or code generation
-(`codegen.SHORT_ROW = 8`), its lowerings are made in the process and kept
-there alone. A graph whose key holds a value `_encoded` does not know (a
+script rebinds a name of a module the passes and code generation read
+(lowering._RULES; `codegen.SHORT_ROW = 8`), its lowerings are made in the
+process and kept there alone. A graph whose key holds a value `_encoded` does not know (a
 Python object of the user's) or more than MAX_CONST_BYTES of constants is
 not kept either: a data set the loss closes over would be written again for
 every new draw.
@@ -41,8 +41,8 @@ import sys
 import numpy as np
 
 import graphc
-from graphc import pytree, runtime, target
-from graphc.ir import ConstValue
+from graphc import codegen, pytree, runtime, target
+from graphc.ir import ConstValue, Graph
 
 MAX_CONST_BYTES = 1 << 20
 _FORMAT = b"graphc-lowering 1\n"
@@ -108,14 +108,13 @@ def _encoded(value, out: list) -> None:
 @functools.cache
 def _environment() -> bytes:
     """What a lowering depends on beyond the graph, for this process."""
+    import networkx
     import numba
-    here = pathlib.Path(graphc.__file__).resolve().parent
-    sources = hashlib.sha256()
-    for path in sorted(here.rglob("*.py")):
-        sources.update(str(path.relative_to(here)).encode() + b"\0" + path.read_bytes())
+    from graphc import kernels
+    sources = kernels.files_fingerprint(pathlib.Path(graphc.__file__).resolve().parent, "**/*.py")
     out: list = []
-    _encoded((graphc.__version__, sources.hexdigest(), runtime.kernels_fingerprint(),
-              sys.version, np.__version__, numba.__version__, platform.machine(),
+    _encoded((graphc.__version__, sources, runtime.kernels_fingerprint(), sys.version,
+              np.__version__, numba.__version__, networkx.__version__, platform.machine(),
               sorted((target.host_features() or {}).items())), out)
     return b"".join(out)
 
@@ -124,7 +123,7 @@ def name(key: tuple, rules: tuple, const_bytes: int) -> str | None:
     """The file name of the lowering of a graph with the in-process key
     `key` made under `rules` (lowering._rules()), or None when it is not
     kept on disk."""
-    if rules != _shipped_rules or const_bytes > MAX_CONST_BYTES:
+    if rules != _shipped_rules or const_bytes > MAX_CONST_BYTES:     # by identity: lowering._Same
         return None
     out = [_environment()]
     try:
@@ -142,7 +141,10 @@ def read(file_name: str, meta: dict):
         return None
     try:
         optimized, module, lines = pickle.loads(body)
-    except Exception:   # noqa: BLE001 - written by another graphc: made again
+    except Exception:   # noqa: BLE001 - not one graphc wrote as this key says: made again
+        return None
+    if not (isinstance(optimized, Graph) and isinstance(module, codegen.Module)
+            and isinstance(lines, tuple)):
         return None
     optimized.meta = dict(meta)
     return optimized, module, lines

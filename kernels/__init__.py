@@ -43,13 +43,24 @@ if config.DISABLE_JIT:      # else the kernels' decorators fail far from the cau
 _HERE = pathlib.Path(__file__).resolve().parent
 
 
+def files_fingerprint(directory: pathlib.Path, pattern: str) -> str:
+    """A hash of the paths (from `directory`) and contents of the files
+    matching `pattern` there. One that cannot be read is left out: an
+    editor's lock file (`.#blas.py`, a dangling link) is not a module."""
+    h = hashlib.sha256()
+    for path in sorted(directory.glob(pattern)):
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        h.update(str(path.relative_to(directory)).encode() + data)
+    return h.hexdigest()
+
+
 @functools.cache
 def sources_fingerprint() -> str:
     """A hash of every kernel module's name and source."""
-    h = hashlib.sha256()
-    for path in sorted(_HERE.glob("*.py")):
-        h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()
+    return files_fingerprint(_HERE, "*.py")
 
 
 class _AllKernelSourcesLocator:

@@ -211,3 +211,46 @@ def test_two_values_are_written_out_alike_exactly_when_they_are_the_same(a, b):
         return b"".join(out)
     assert (encoded(a) == encoded(b)) == (_typed(a) == _typed(b))
     assert encoded(pickle.loads(pickle.dumps(a))) == encoded(a)     # as another process has it
+
+
+def test_a_rule_is_held_while_compared_so_its_id_is_not_reused():
+    value = object()
+    same, freed_id = lowering._Same(value), id(value)
+    del value       # alive in `same`: a new object cannot take its id and pass for it
+    assert all(id(object()) != freed_id for _ in range(1000)) and same == same
+
+
+def test_every_graphc_module_the_lowering_reads_is_a_rule_module():
+    import types
+    rule_modules = set(lowering._RULES) | {m for name, m in sys.modules.items()
+                                           if name.startswith("graphc.passes")}
+    in_key = {"graphc.threads"}     # its count is in the key itself
+    read = set()
+    for m in rule_modules:
+        for value in vars(m).values():
+            name = value.__name__ if isinstance(value, types.ModuleType) else \
+                getattr(value, "__module__", None)
+            if isinstance(name, str) and name.startswith("graphc") and name not in in_key:
+                read.add(sys.modules[name])
+    assert read <= rule_modules, sorted(m.__name__ for m in read - rule_modules)
+
+
+def test_a_stored_file_of_other_contents_is_made_again(private_cache, passes_ran):
+    x = np.linspace(-1, 1, 12).reshape(3, 4)
+    want = gc.jit(_model)(x)
+    (path,) = _stored(private_cache)
+    runtime.write_checked(path, stored_lowerings._FORMAT, pickle.dumps("not a lowering"))
+    lowering.forget()
+    passes_ran()
+    np.testing.assert_array_equal(gc.jit(_model)(x), want)
+    assert passes_ran() > 0
+
+
+def test_a_source_file_that_cannot_be_read_is_left_out_of_the_fingerprint(tmp_path):
+    from graphc import kernels
+    (tmp_path / "a.py").write_text("A = 1\n")
+    before = kernels.files_fingerprint(tmp_path, "**/*.py")
+    (tmp_path / ".#a.py").symlink_to(tmp_path / "gone")     # an editor's lock file
+    assert kernels.files_fingerprint(tmp_path, "**/*.py") == before
+    (tmp_path / "a.py").write_text("A = 2\n")
+    assert kernels.files_fingerprint(tmp_path, "**/*.py") != before
