@@ -82,6 +82,18 @@ def _njit(*options: str, pipeline: str = "GeneratedCode") -> str:
             + f"no_cfunc_wrapper=True, pipeline_class=dispatch.{pipeline})")
 
 
+# A driver (`run`, `train_epoch`) of more lines than this is compiled
+# without LLVM's function passes (kernels/dispatch.py's GeneratedDriver).
+# W1-W5's runs are 78-346 lines and keep the code they were measured with.
+LARGE_DRIVER_LINES = 500
+
+
+def _driver_njit(body: list[str]) -> str:
+    """The decorator of a driver whose body is `body` (items may hold several lines)."""
+    lines = sum(chunk.count("\n") + 1 for chunk in body)
+    return _njit(pipeline="GeneratedDriver" if lines > LARGE_DRIVER_LINES else "GeneratedCode")
+
+
 _IMPORTED = re.compile(r"^(?:import \w+ as (\w+)|import (\w+)|from \S+ import (\w+)(?:, (\w+))?)",
                        re.M)
 
@@ -1956,7 +1968,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@dispatch.load_without_refresh    # called from Python: loads fast from disk",
-              _njit(),
+              _driver_njit(dim_reads + run_body),
               f"def run({signature}):"] + _prologue() + dim_reads + run_body
     source = ("".join(f"{line}\n" for line in _c_functions_built(graph)) + "\n\n"
               + "\n\n".join(kernels_src + parts) + "\n\n")
@@ -2057,7 +2069,7 @@ def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: l
     # `tail`: run's arguments after its inputs (constants, then ws and threads if it takes them)
     batch = [f"b{k}" for k in range(n_data)]
     lines = ["@dispatch.load_without_refresh",
-             _njit(),
+             None,      # the decorator, once the body is known
              f"def train_epoch({', '.join(state + ['count'] + data + ['perm', 'batch_size', 'losses'] + tail)}):",
              *_prologue(), "    num_batches = losses.shape[0]"]
     lines += [f"    {b} = alloc.empty((batch_size,) + {d}.shape[1:], {d}.dtype)" for b, d in zip(batch, data)]
@@ -2083,5 +2095,6 @@ def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: l
                                                      "        count[()] += 1"]
     parts, step_lines = _outlined_repeats(step_lines, 8, module_names, "epoch", graph)
     lines += step_lines
+    lines[1] = _driver_njit(lines[3:])
     # its parts after it: gc.export keeps what comes before train_epoch
     return "\n\n\n".join(["\n".join(lines)] + parts) + "\n"

@@ -45,6 +45,35 @@ def test_generated_functions_skip_the_passes_that_find_nothing_in_them():
     assert set(dispatch.GeneratedCode.SKIPPED) <= set(default)     # what is skipped still exists
 
 
+def test_a_large_driver_is_compiled_without_llvms_function_passes(monkeypatch):
+    """A driver (`run`, `train_epoch`) of more than LARGE_DRIVER_LINES lines
+    compiles with dispatch.GeneratedDriver: LLVM's module passes alone, not
+    the function passes before them (four transformer blocks' `run`: 1.4 s),
+    and computes the same."""
+    import uuid
+
+    from numba.core import config
+    monkeypatch.setattr(config, "LLVM_PASS_TIMINGS", True)
+    x = np.linspace(-1, 1, 12).reshape(3, 4)
+    passes = {}
+    for lines, pipeline in ((10_000, "GeneratedCode"), (20, "GeneratedDriver")):
+        monkeypatch.setattr(codegen, "LARGE_DRIVER_LINES", lines)
+        scale = 1.0 + uuid.uuid4().int % 10_000     # a new module: compiled, not loaded from disk
+        f = gc.jit(lambda x: np.sum(np.tanh(x * scale) ** 2) + np.max(x))
+        np.testing.assert_allclose(f(x), np.sum(np.tanh(x * scale) ** 2) + np.max(x), rtol=1e-14)
+        assert re.search(rf"pipeline_class=dispatch.{pipeline}\)\ndef run\(", f.inspect(x).source)
+        (entry,) = f._cache.values()
+        (compiled,) = entry.driver.overloads.values()
+        passes[pipeline] = [name.split(" (")[0].split(" on ")[0]
+                            for name in (r.name for r in compiled.metadata["llvm_pass_timings"])]
+    assert "Function passes" in passes["GeneratedCode"]
+    assert "Function passes" not in passes["GeneratedDriver"]
+    assert "Module passes" in passes["GeneratedDriver"]
+    step = gc.compile_step(lambda p, x: np.sum(np.tanh(x * p) ** 2), gc.optim.SGD(0.1))
+    assert re.search(r"pipeline_class=dispatch.GeneratedDriver\)\ndef train_epoch\(",
+                     step.inspect(np.ones(4), x).source)
+
+
 def test_reduction_is_fused_as_the_groups_epilogue():
     f = gc.jit(lambda x: np.sum(np.exp(x - 1.0), axis=1))
     # never run: lower(), no Numba compile (a fused row sum compiles and runs
