@@ -16,10 +16,10 @@ its kernels' sources, the Python, NumPy and Numba versions, and the CPU's
 features. Only the rules graphc was imported with count: after a test or
 script rebinds a name of a module the passes and code generation read
 (lowering._RULES; `codegen.SHORT_ROW = 8`), its lowerings are made in the
-process and kept there alone. A graph whose key holds a value `_encoded` does not know (a
-Python object of the user's) or more than MAX_CONST_BYTES of constants is
-not kept either: a data set the loss closes over would be written again for
-every new draw.
+process and kept there alone. Nor is a graph kept whose key holds a value
+`_encoded` does not know (a Python object of the user's), or one with more
+than MAX_CONST_BYTES of constants: a data set the loss closes over would be
+written again for every new draw.
 
 The file is a pickle, which runs code when read, so it is read only from
 the private cache directory and only if no other user could have written it
@@ -156,6 +156,6 @@ def write(file_name: str, optimized, module, lines: tuple) -> None:
     bare.meta = {}
     try:
         body = pickle.dumps((bare, module, lines), protocol=pickle.HIGHEST_PROTOCOL)
-    except (pickle.PicklingError, TypeError, AttributeError):
+    except Exception:   # noqa: BLE001 - a value pickle cannot take: this lowering stays in the process
         return
     runtime.write_checked(runtime.usable_dir() / file_name, _FORMAT, body)
