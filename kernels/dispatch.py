@@ -86,21 +86,28 @@ class GeneratedDriver(GeneratedCode):
     whole optimization pipeline over the final module again. On a driver's
     glue (calls, views of the workspace) the module passes alone give as
     fast a step: four transformer blocks' `run` spent 1.4 s in its function
-    passes; cold first call 9.2-9.7 -> 8.4-8.8 s, step 4.9-5.1 ms either way.
-    The library is made here, of a class without them, where Numba's
-    lowering would make one of its own."""
+    passes; its cold first call about 1 s shorter (9.0-9.7 -> 8.0-8.8 s in
+    two sets of runs), its step 4.9-5.1 ms either way. The library is made
+    here, of a class without them, where Numba's lowering would make one of
+    its own; a Numba whose library class is not as this one's gets its own."""
 
     def define_pipelines(self):
         if self.state.library is None:
             codegen = self.state.targetctx.codegen()
-            library_class = _without_function_passes(codegen._library_class)
-            self.state.library = library_class(codegen, self.state.func_id.func_qualname)
-            self.state.library.enable_object_caching()     # as Numba's lowering does
+            library_class = _without_function_passes(getattr(codegen, "_library_class", None))
+            if library_class is not None:
+                self.state.library = library_class(codegen, self.state.func_id.func_qualname)
+                self.state.library.enable_object_caching()     # as Numba's lowering does
         return super().define_pipelines()
 
 
 @functools.cache
 def _without_function_passes(library_class):
+    """A subclass of Numba's library class running no function passes, or
+    None where that class has no `_optimize_functions` to replace."""
+    if library_class is None or not hasattr(library_class, "_optimize_functions"):
+        return None
+
     class LibraryWithoutFunctionPasses(library_class):
         def _optimize_functions(self, ll_module):
             ll_module.data_layout = self._codegen._data_layout      # all Numba's did but passes

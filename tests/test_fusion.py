@@ -69,9 +69,16 @@ def test_a_large_driver_is_compiled_without_llvms_function_passes(monkeypatch):
     assert "Function passes" in passes["GeneratedCode"]
     assert "Function passes" not in passes["GeneratedDriver"]
     assert "Module passes" in passes["GeneratedDriver"]
-    step = gc.compile_step(lambda p, x: np.sum(np.tanh(x * p) ** 2), gc.optim.SGD(0.1))
-    assert re.search(r"pipeline_class=dispatch.GeneratedDriver\)\ndef train_epoch\(",
-                     step.inspect(np.ones(4), x).source)
+    histories = []
+    for lines, pipeline in ((10_000, "GeneratedCode"), (20, "GeneratedDriver")):
+        monkeypatch.setattr(codegen, "LARGE_DRIVER_LINES", lines)
+        loss = lambda p, x: np.sum(np.tanh(x * p) ** 2)     # noqa: E731
+        step = gc.compile_step(loss, gc.optim.SGD(0.1))
+        assert re.search(rf"pipeline_class=dispatch.{pipeline}\)\ndef train_epoch\(",
+                         step.inspect(np.ones(4), x).source)
+        histories.append(gc.train(loss, np.ones(4), (x,), gc.optim.SGD(0.1), batch_size=2,
+                                  epochs=2, seed=0, progress=False))
+    np.testing.assert_array_equal(histories[0], histories[1])
 
 
 def test_reduction_is_fused_as_the_groups_epilogue():
