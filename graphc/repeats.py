@@ -163,7 +163,7 @@ def _statements(groups, indent, global_names):
     names = _NAMES.setdefault(names, names)     # one object: equal keys compare by identity
     statements = []
     for group in groups:
-        key = (names, "\n".join(line[indent:] for line in group) + "\n")
+        key = (names, _dedented(group, indent))
         read = _READ.get(key)
         if read is None:
             raw = _text_tokens(key[1])
@@ -181,8 +181,12 @@ def _statements(groups, indent, global_names):
     return statements
 
 
+def _dedented(group, indent) -> str:
+    return "\n".join(line[indent:] for line in group) + "\n"
+
+
 def _tokens(group, indent):
-    return _text_tokens("\n".join(line[indent:] for line in group) + "\n")
+    return _text_tokens(_dedented(group, indent))
 
 
 def _text_tokens(text):

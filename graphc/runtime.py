@@ -180,8 +180,7 @@ def checked_body(path: pathlib.Path, header: bytes, stacklevel: int = 5) -> byte
     except OSError:
         return None     # none yet
     if reason is not None:
-        warnings.warn(f"graphc refuses to import cached code: {reason}; rebuilding it",
-                      CacheWarning, stacklevel=stacklevel)
+        _warn_refused(reason, stacklevel + 1)
         return None
     if not data.startswith(header):
         return None
@@ -190,6 +189,11 @@ def checked_body(path: pathlib.Path, header: bytes, stacklevel: int = 5) -> byte
         return body
     _warn_corrupted(path, stacklevel + 1)
     return None
+
+
+def _warn_refused(reason: str, stacklevel: int) -> None:
+    warnings.warn(f"graphc refuses to import cached code: {reason}; rebuilding it",
+                  CacheWarning, stacklevel=stacklevel)
 
 
 def _warn_corrupted(path: pathlib.Path, stacklevel: int) -> None:
@@ -244,14 +248,12 @@ def load(source: str):
         if path.exists():
             reason = unsafe_reason(path)
             if reason is not None:
-                warnings.warn(f"graphc refuses to import cached code: {reason}; rebuilding it",
-                              CacheWarning, stacklevel=3)
+                _warn_refused(reason, 4)
                 path.unlink()
             else:
                 text = _checked_text(path)
                 if text is None:
-                    warnings.warn(f"graphc cache entry {path.name} is corrupted (checksum "
-                                  f"mismatch); rebuilding it", CacheWarning, stacklevel=3)
+                    _warn_corrupted(path, 4)
                     path.unlink()
         if text is None:
             _write(path, source)
