@@ -18,6 +18,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (megabytes)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
 def output_path(text: str) -> str:
     """argparse type: a file to write at the end of a run, whose directory must
     exist now (not after minutes of training or benchmarking)."""
@@ -47,8 +58,12 @@ def main(argv=None) -> int:
     bench = sub.add_parser("bench", help="run the benchmark harness against NumPy",
                            add_help=False)
     bench.add_argument("args", nargs=argparse.REMAINDER)
-    cache = sub.add_parser("cache", help="show or empty the compile cache")
-    cache.add_argument("action", choices=["info", "clear"])
+    cache = sub.add_parser("cache", help="show, trim or empty the compile cache")
+    cache.add_argument("action", choices=["info", "prune", "clear"],
+                       help="prune: remove the entries used least recently until the cache "
+                            "is within its bound (GRAPHC_CACHE_MAX_MB)")
+    cache.add_argument("--max-mb", type=non_negative_float, metavar="MB",
+                       help="prune to this many megabytes instead of GRAPHC_CACHE_MAX_MB")
     warm = sub.add_parser("warm", help="compile graphc's kernels now instead of at the first "
                                        "model that uses each")
     warm.add_argument("families", nargs="*", metavar="FAMILY",
@@ -66,7 +81,7 @@ def main(argv=None) -> int:
                          f"{', '.join(warm_module.FAMILIES)}")
         warm_module.warm(args.families or None)
     elif args.command == "cache":
-        from graphc import runtime
+        from graphc import cache_limit, runtime
         directory = runtime.cache_dir()
         modules, files = runtime.cache_files(directory)
         if args.action == "info":
@@ -74,8 +89,20 @@ def main(argv=None) -> int:
             for f in files:
                 with contextlib.suppress(FileNotFoundError):    # another process's write, renamed
                     size += f.stat().st_size
+            limit = cache_limit.max_bytes()
+            bound = "none" if limit is None else f"{limit / 1e6:.0f} MB"
             print(f"cache directory: {directory}\nmodules: {len(modules)}\n"
-                  f"size: {size / 1e6:.1f} MB")
+                  f"size: {size / 1e6:.1f} MB\nbound: {bound} (GRAPHC_CACHE_MAX_MB)")
+        elif args.action == "prune":
+            limit = cache_limit.max_bytes() if args.max_mb is None else int(args.max_mb * 1e6)
+            if limit is None:
+                print("the cache has no bound (GRAPHC_CACHE_MAX_MB=0): nothing pruned")
+                return 0
+            removed, freed = cache_limit.prune(directory, limit)
+            kept = sum(e.size for e in cache_limit.entries(directory))
+            print(f"removed {removed} entries ({freed / 1e6:.1f} MB) from {directory}; "
+                  f"{kept / 1e6:.1f} MB kept (entries used in the last "
+                  f"{cache_limit.RECENT_SECONDS / 60:.0f} minutes are never removed)")
         else:
             for f in files:
                 f.unlink(missing_ok=True)

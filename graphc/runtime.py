@@ -34,6 +34,7 @@ import threading
 import warnings
 
 import graphc
+from graphc import cache_limit
 
 
 class CacheWarning(UserWarning):
@@ -258,13 +259,30 @@ def load(source: str):
         if text is None:
             _write(path, source)
             text = _checksummed(source)
-        name = f"graphc_generated_{key}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        exec(_code(path, text), module.__dict__)
+            cache_limit.after_write(directory)
+        else:
+            cache_limit.mark_used(path)
+        try:
+            module = _imported(key, path, text)
+        except RuntimeError:
+            if path.exists():
+                raise
+            # Another process's pruning removed the file just now (an entry
+            # unused for ten minutes, see cache_limit.py), before Numba's
+            # decorators could find it: write it again.
+            _write(path, source)
+            module = _imported(key, path, text)
         _modules[key] = module
         return module
+
+
+def _imported(key: str, path: pathlib.Path, text: str):
+    name = f"graphc_generated_{key}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    exec(_code(path, text), module.__dict__)
+    return module
 
 
 _heap_settled = False      # the full GC pass after this process's first compile ran

@@ -41,7 +41,7 @@ import sys
 import numpy as np
 
 import graphc
-from graphc import codegen, pytree, runtime, target
+from graphc import cache_limit, codegen, pytree, runtime, target
 from graphc.ir import ConstValue, Graph
 
 MAX_CONST_BYTES = 1 << 20
@@ -136,9 +136,11 @@ def name(key: tuple, rules: tuple, const_bytes: int) -> str | None:
 def read(file_name: str, meta: dict):
     """(optimized graph, codegen.Module, the trace's lines) stored under
     `file_name`, the graph given `meta`; None if there is none to use."""
-    body = runtime.checked_body(runtime.usable_dir() / file_name, _FORMAT)
+    path = runtime.usable_dir() / file_name
+    body = runtime.checked_body(path, _FORMAT)
     if body is None:
         return None
+    cache_limit.mark_used(path)
     try:
         optimized, module, lines = pickle.loads(body)
     except Exception:   # noqa: BLE001 - not one graphc wrote as this key says: made again
@@ -158,4 +160,6 @@ def write(file_name: str, optimized, module, lines: tuple) -> None:
         body = pickle.dumps((bare, module, lines), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:   # noqa: BLE001 - a value pickle cannot take: this lowering stays in the process
         return
-    runtime.write_checked(runtime.usable_dir() / file_name, _FORMAT, body)
+    directory = runtime.usable_dir()
+    runtime.write_checked(directory / file_name, _FORMAT, body)
+    cache_limit.after_write(directory)

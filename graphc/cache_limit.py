@@ -1,0 +1,148 @@
+"""The compile cache's size bound: the entries used least recently go first.
+
+Every model graphc compiles adds an entry to the cache directory (runtime.py):
+its module, the bytecode and Numba's compiled code for it in __pycache__, and
+its stored lowering (stored_lowerings.py). Editing a model, changing a shape
+rank or upgrading graphc makes new entries and leaves the old ones unused,
+so without a bound the directory only grows (3.4 GB in this project's own
+test cache after a few weeks). As with JAX's persistent compilation cache
+and ccache, the directory is kept near a size (`GRAPHC_CACHE_MAX_MB`,
+default 1024; 0 for no bound) by removing whole entries, least recently
+used first.
+
+- An entry is every file whose name starts `graphc_<key>.` (its module or
+  lowering, and their files in __pycache__); an unfinished write is an entry
+  of its own. Its last use is the latest access or modification time of its
+  files. Reading an entry marks its main file used (`mark_used`: the access
+  time only, since Numba keys its cache on the module's modification time).
+- Entries used in the last `RECENT_SECONDS` are never removed: another
+  process may have just found one and be about to import it (a module whose
+  file vanishes before Numba's decorators run cannot be cached; runtime.load
+  writes it again). So the bound is soft: a session that compiles more than
+  the bound in ten minutes keeps it all until later.
+- A process checks after it writes an entry, at most once a minute
+  (`CHECK_SECONDS`): listing a cache of 27,000 files costs about 70 ms.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import time
+import warnings
+
+from graphc import runtime
+
+DEFAULT_MAX_MB = 1024
+RECENT_SECONDS = 600.0
+CHECK_SECONDS = 60.0
+_last_check: float | None = None     # time.monotonic() of this process's last check
+
+
+@dataclasses.dataclass
+class Entry:
+    name: str                   # graphc_<key>, or an unfinished write's file name
+    files: list[pathlib.Path]
+    size: int                   # bytes
+    last_used: float            # seconds since the epoch
+
+
+def max_bytes() -> int | None:
+    """The bound from `GRAPHC_CACHE_MAX_MB` (megabytes, 10**6 bytes), None for no bound."""
+    text = os.environ.get("GRAPHC_CACHE_MAX_MB", "").strip()
+    megabytes = DEFAULT_MAX_MB
+    if text:
+        try:
+            megabytes = float(text)
+            if not megabytes >= 0 or megabytes == float("inf"):
+                raise ValueError
+        except ValueError:
+            warnings.warn(f"GRAPHC_CACHE_MAX_MB={text!r} is not a number of megabytes (0 for no "
+                          f"bound); bounding the compile cache at {DEFAULT_MAX_MB} MB",
+                          runtime.CacheWarning, stacklevel=3)
+            megabytes = DEFAULT_MAX_MB
+    return None if megabytes == 0 else int(megabytes * 1e6)
+
+
+def mark_used(path: pathlib.Path) -> None:
+    """Record that the entry whose main file is `path` was just used."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+        os.utime(path, ns=(time.time_ns(), mtime))
+    except OSError:
+        pass        # gone or not ours to touch: its age is then its modification time
+
+
+def _entry_name(path: pathlib.Path) -> str:
+    return path.name.split(".")[0] if path.name.startswith("graphc_") else path.name
+
+
+def entries(directory: pathlib.Path) -> list[Entry]:
+    """The cache entries in `directory`, least recently used first."""
+    grouped: dict[str, Entry] = {}
+    for path in runtime.cache_files(directory)[1]:
+        try:
+            st = path.stat()
+        except OSError:
+            continue        # removed meanwhile by another process
+        entry = grouped.setdefault(_entry_name(path), Entry(_entry_name(path), [], 0, 0.0))
+        entry.files.append(path)
+        entry.size += st.st_size
+        entry.last_used = max(entry.last_used, st.st_atime, st.st_mtime)
+    return sorted(grouped.values(), key=lambda e: e.last_used)
+
+
+def _used_since(entry: Entry, since: float) -> bool:
+    for path in entry.files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if max(st.st_atime, st.st_mtime) >= since:
+            return True
+    return False
+
+
+def _removed(entry: Entry) -> bool:
+    """Remove `entry`'s files, its module first; False if any stays."""
+    gone = True
+    for path in sorted(entry.files, key=lambda p: p.suffix != ".py"):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            gone = False        # not ours to remove
+    return gone
+
+
+def prune(directory: pathlib.Path, limit: int) -> tuple[int, int]:
+    """Remove the least recently used entries of `directory` until its files
+    take at most `limit` bytes, keeping those used in the last RECENT_SECONDS.
+    Returns (entries removed, bytes removed)."""
+    found = entries(directory)
+    total = sum(e.size for e in found)
+    recent = time.time() - RECENT_SECONDS
+    removed = freed = 0
+    for entry in found:
+        if total <= limit or entry.last_used >= recent:
+            break
+        if _used_since(entry, recent):      # looked at again: used since it was listed
+            continue
+        if not _removed(entry):
+            continue
+        removed += 1
+        freed += entry.size
+        total -= entry.size
+    return removed, freed
+
+
+def after_write(directory: pathlib.Path) -> None:
+    """Keep `directory` within its bound after this process added an entry
+    (checked at most once every CHECK_SECONDS)."""
+    global _last_check
+    now = time.monotonic()
+    if _last_check is not None and now - _last_check < CHECK_SECONDS:
+        return
+    _last_check = now
+    limit = max_bytes()
+    if limit is not None:
+        prune(directory, limit)
