@@ -10,28 +10,39 @@ and ccache, the directory is kept near a size (`GRAPHC_CACHE_MAX_MB`,
 default 1024; 0 for no bound) by removing whole entries, least recently
 used first.
 
-- An entry is every file whose name starts `graphc_<key>.` (its module or
-  lowering, and their files in __pycache__); an unfinished write is an entry
-  of its own. Its last use is the latest access or modification time of its
-  files. Reading an entry marks its main file used (`mark_used`: the access
-  time only, since Numba keys its cache on the module's modification time).
+- An entry is every file named `graphc_<key>.*` (its module or lowering, and
+  their files in __pycache__); a module's unfinished write (`.tmp_*.py`) is
+  an entry of its own. Other files, and symbolic links, are left alone. An
+  entry's last use is the latest access or modification time of its files.
+  Reading an entry marks its main file used (`mark_used`: the access time
+  only; older Numbas key their cache on the module's modification time).
 - Entries used in the last `RECENT_SECONDS` are never removed: another
-  process may have just found one and be about to import it (a module whose
-  file vanishes before Numba's decorators run cannot be cached; runtime.load
-  writes it again). So the bound is soft: a session that compiles more than
-  the bound in ten minutes keeps it all until later.
+  process may have just found one and be about to import it (runtime.load
+  writes a module again if its file vanishes all the same). Nor is an entry
+  whose Numba index lock another process holds (it is loading or saving
+  code there); the entry's files go while this process holds those locks
+  (see kernels/__init__.py, _under_index_lock). So the bound is soft: a
+  session that compiles more than the bound in ten minutes keeps it all
+  until later.
 - A process checks after it writes an entry, at most once a minute
   (`CHECK_SECONDS`): listing a cache of 27,000 files costs about 70 ms.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
+import re
 import time
 import warnings
 
 from graphc import runtime
+
+try:
+    import fcntl
+except ImportError:        # Windows: no index locks (kernels/__init__.py)
+    fcntl = None
 
 DEFAULT_MAX_MB = 1024
 RECENT_SECONDS = 600.0
@@ -73,19 +84,37 @@ def mark_used(path: pathlib.Path) -> None:
         pass        # gone or not ours to touch: its age is then its modification time
 
 
-def _entry_name(path: pathlib.Path) -> str:
-    return path.name.split(".")[0] if path.name.startswith("graphc_") else path.name
+_ENTRY_FILE = re.compile(r"(graphc_(?:[0-9a-f]{24}|[0-9a-f]{32}))\.")   # runtime, stored_lowerings
+_UNFINISHED = re.compile(r"\.tmp_[a-z0-9_]{8}\.py")                     # tempfile's names
+
+
+def _files(directory: pathlib.Path):
+    """(entry name, path, os.stat_result) of graphc's regular files in
+    `directory` and its __pycache__, not through symbolic links."""
+    for folder in (directory, directory / "__pycache__"):
+        if folder.is_symlink():
+            continue
+        try:
+            listing = list(os.scandir(folder))
+        except OSError:
+            continue        # none yet
+        for item in listing:
+            match = _ENTRY_FILE.match(item.name)
+            name = match.group(1) if match else item.name
+            if not (match or _UNFINISHED.fullmatch(item.name)):
+                continue
+            try:
+                if item.is_file(follow_symlinks=False):
+                    yield name, pathlib.Path(item.path), item.stat(follow_symlinks=False)
+            except OSError:
+                continue        # removed meanwhile by another process
 
 
 def entries(directory: pathlib.Path) -> list[Entry]:
     """The cache entries in `directory`, least recently used first."""
     grouped: dict[str, Entry] = {}
-    for path in runtime.cache_files(directory)[1]:
-        try:
-            st = path.stat()
-        except OSError:
-            continue        # removed meanwhile by another process
-        entry = grouped.setdefault(_entry_name(path), Entry(_entry_name(path), [], 0, 0.0))
+    for name, path, st in _files(directory):
+        entry = grouped.setdefault(name, Entry(name, [], 0, 0.0))
         entry.files.append(path)
         entry.size += st.st_size
         entry.last_used = max(entry.last_used, st.st_atime, st.st_mtime)
@@ -103,15 +132,26 @@ def _used_since(entry: Entry, since: float) -> bool:
     return False
 
 
-def _removed(entry: Entry) -> bool:
-    """Remove `entry`'s files, its module first; False if any stays."""
-    gone = True
-    for path in sorted(entry.files, key=lambda p: p.suffix != ".py"):
+def _removed(entry: Entry) -> tuple[int, int]:
+    """Remove `entry`'s files while holding the Numba index locks among them
+    (nothing if another process holds one: it is loading or saving code
+    there); (files, bytes) removed."""
+    with contextlib.ExitStack() as held:
         try:
-            path.unlink(missing_ok=True)
+            for path in entry.files:
+                if path.name.endswith(".lock") and fcntl is not None:
+                    fcntl.flock(held.enter_context(open(path, "ab")), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            gone = False        # not ours to remove
-    return gone
+            return 0, 0
+        files = freed = 0
+        for path in entry.files:
+            try:
+                size = path.stat().st_size
+                path.unlink()
+            except OSError:
+                continue        # removed meanwhile, or not ours to remove
+            files, freed = files + 1, freed + size
+        return files, freed
 
 
 def prune(directory: pathlib.Path, limit: int) -> tuple[int, int]:
@@ -127,11 +167,10 @@ def prune(directory: pathlib.Path, limit: int) -> tuple[int, int]:
             break
         if _used_since(entry, recent):      # looked at again: used since it was listed
             continue
-        if not _removed(entry):
-            continue
-        removed += 1
-        freed += entry.size
-        total -= entry.size
+        files, gone = _removed(entry)
+        removed += files > 0
+        freed += gone
+        total -= gone
     return removed, freed
 
 

@@ -18,14 +18,14 @@ def positive_int(text: str) -> int:
     return value
 
 
-def non_negative_float(text: str) -> float:
-    """argparse type: a finite number >= 0 (megabytes)."""
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (megabytes; `graphc cache clear` empties the cache)."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
 
 
@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     cache.add_argument("action", choices=["info", "prune", "clear"],
                        help="prune: remove the entries used least recently until the cache "
                             "is within its bound (GRAPHC_CACHE_MAX_MB)")
-    cache.add_argument("--max-mb", type=non_negative_float, metavar="MB",
+    cache.add_argument("--max-mb", type=positive_float, metavar="MB",
                        help="prune to this many megabytes instead of GRAPHC_CACHE_MAX_MB")
     warm = sub.add_parser("warm", help="compile graphc's kernels now instead of at the first "
                                        "model that uses each")
@@ -90,7 +90,7 @@ def main(argv=None) -> int:
                 with contextlib.suppress(FileNotFoundError):    # another process's write, renamed
                     size += f.stat().st_size
             limit = cache_limit.max_bytes()
-            bound = "none" if limit is None else f"{limit / 1e6:.0f} MB"
+            bound = "none" if limit is None else f"{limit / 1e6:g} MB"
             print(f"cache directory: {directory}\nmodules: {len(modules)}\n"
                   f"size: {size / 1e6:.1f} MB\nbound: {bound} (GRAPHC_CACHE_MAX_MB)")
         elif args.action == "prune":

@@ -245,35 +245,44 @@ def load(source: str):
             return _modules[key]
         directory = usable_dir()
         path = directory / f"graphc_{key}.py"
-        text = None
-        if path.exists():
-            reason = unsafe_reason(path)
-            if reason is not None:
-                _warn_refused(reason, 4)
-                path.unlink()
-            else:
-                text = _checked_text(path)
-                if text is None:
-                    _warn_corrupted(path, 4)
-                    path.unlink()
-        if text is None:
-            _write(path, source)
-            text = _checksummed(source)
-            cache_limit.after_write(directory)
-        else:
-            cache_limit.mark_used(path)
         try:
-            module = _imported(key, path, text)
-        except RuntimeError:
+            module, written = _found_or_written(key, path, source)
+        except (FileNotFoundError, RuntimeError):
             if path.exists():
                 raise
-            # Another process's pruning removed the file just now (an entry
-            # unused for ten minutes, see cache_limit.py), before Numba's
-            # decorators could find it: write it again.
+            # Another process's cache bound (cache_limit.py: an entry unused
+            # for ten minutes) removed the file after it was found, before
+            # Numba's decorators read it (they raise RuntimeError where it is
+            # missing): write it again.
             _write(path, source)
-            module = _imported(key, path, text)
+            module, written = _imported(key, path, _checksummed(source)), True
         _modules[key] = module
-        return module
+    if written:
+        cache_limit.after_write(directory)
+    return module
+
+
+def _found_or_written(key: str, path: pathlib.Path, source: str):
+    """(The module at `path`, imported, whether it had to be written first:
+    missing, refused or damaged)."""
+    text = None
+    if path.exists():
+        reason = unsafe_reason(path)
+        if reason is not None:
+            _warn_refused(reason, 5)
+            path.unlink()
+        else:
+            text = _checked_text(path)
+            if text is None:
+                _warn_corrupted(path, 5)
+                path.unlink()
+    written = text is None
+    if written:
+        _write(path, source)
+        text = _checksummed(source)
+    else:
+        cache_limit.mark_used(path)
+    return _imported(key, path, text), written
 
 
 def _imported(key: str, path: pathlib.Path, text: str):

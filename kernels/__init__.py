@@ -26,6 +26,7 @@ tenth or more, and generated code already avoids them:
     converted to the dtype.
 """
 import functools
+import os
 import hashlib
 import pathlib
 
@@ -98,18 +99,36 @@ def _under_index_lock(method, mode):
     float64) could each take name N: one entry is lost, or the index names
     the other process's code for it, and a later load runs the wrong
     function. Under the lock each save sees the one before it, and no load
-    reads an index whose data is half written."""
+    reads an index whose data is half written.
+
+    graphc's cache bound (graphc/cache_limit.py) removes an unused entry's
+    files, lock files too, while holding their locks. A process that opened
+    a lock file before its removal and locks it after holds a lock nobody
+    else can take, so it locks the file now at that path instead."""
     @functools.wraps(method)
     def locked(self, *args):
-        try:
-            lock = open(self._index_path + ".lock", "ab")
-        except OSError:     # a read-only cache: Numba's own writes fail there too
-            return method(self, *args)
-        with lock:
-            fcntl.flock(lock, mode)
-            return method(self, *args)
+        path = self._index_path + ".lock"
+        while True:
+            try:
+                lock = open(path, "ab")
+            except OSError:     # a read-only cache: Numba's own writes fail there too
+                return method(self, *args)
+            with lock:
+                fcntl.flock(lock, mode)
+                if _still_at(lock, path):
+                    return method(self, *args)
     locked.graphc_locked = True
     return locked
+
+
+def _still_at(opened, path: str) -> bool:
+    """Whether the file `opened` is still the one at `path`."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(opened.fileno())
+    return (mine.st_dev, mine.st_ino) == (here.st_dev, here.st_ino)
 
 
 if fcntl is not None and not getattr(caching.IndexDataCacheFile.save, "graphc_locked", False):

@@ -62,6 +62,78 @@ def test_entries_used_in_the_last_ten_minutes_are_kept_over_the_bound(tmp_path):
     assert not any(f.exists() for f in old) and all(f.exists() for f in recent)
 
 
+def test_an_entry_marked_used_outlives_one_written_later(tmp_path):
+    read = _entry(tmp_path, "a" * 24, 1000, 3 * HOUR)
+    written = _entry(tmp_path, "b" * 24, 1000, 2 * HOUR)
+    cache_limit.mark_used(read[0])
+    os.utime(read[0], (time.time() - HOUR, read[0].stat().st_mtime))   # used an hour ago
+    assert cache_limit.prune(tmp_path, 3000) == (1, 3000)
+    assert all(f.exists() for f in read) and not any(f.exists() for f in written)
+
+
+def test_only_graphcs_own_files_are_removed(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "big.bin").write_bytes(b"x" * 100_000)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    theirs = [cache / "graphc_helpers.py", cache / ".tmp_editor_backup.py",
+              cache / "graphc_weights.lowered", cache / "graphc_report.tmp"]
+    for f in theirs:
+        f.write_bytes(b"x" * 1000)
+        os.utime(f, (time.time() - HOUR,) * 2)
+    link = cache / f"graphc_{'a' * 24}.py"
+    link.symlink_to(outside / "big.bin")
+    (cache / "__pycache__").symlink_to(outside)
+    (outside / f"graphc_{'b' * 24}.run-40.py311.nbi").write_bytes(b"x")
+    assert cache_limit.entries(cache) == [] and cache_limit.prune(cache, 0) == (0, 0)
+    assert all(f.exists() for f in theirs) and link.is_symlink() and len(list(outside.iterdir())) == 2
+
+
+def test_an_entry_whose_index_lock_another_process_holds_is_kept(tmp_path):
+    import fcntl
+    files = _entry(tmp_path, "a" * 24, 1000, HOUR,
+                   extra=(".run-40.py311.nbi", ".run-40.py311.nbi.lock"))
+    with open(files[-1], "ab") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)        # loading from Numba's cache
+        assert cache_limit.prune(tmp_path, 0) == (0, 0)
+        assert all(f.exists() for f in files)
+    assert cache_limit.prune(tmp_path, 0) == (1, 3000)
+    assert not any(f.exists() for f in files)
+
+
+def test_a_numba_index_lock_removed_before_it_was_taken_is_taken_again(tmp_path):
+    # a process opens the lock file, the cache bound removes it (holding it),
+    # then the process locks the removed file: it must lock the new one
+    import fcntl
+    import threading
+
+    from graphc.kernels import _under_index_lock
+    path = tmp_path / "f.nbi.lock"
+    held = open(path, "ab")
+    fcntl.flock(held, fcntl.LOCK_EX)
+    seen = []
+
+    class Index:
+        _index_path = str(tmp_path / "f.nbi")
+
+        def save(self):
+            with open(path, "ab") as other:     # the lock at the path is taken: by us
+                try:
+                    fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    seen.append("not held")
+                except BlockingIOError:
+                    seen.append("held")
+
+    saving = threading.Thread(target=_under_index_lock(Index.save, fcntl.LOCK_EX), args=(Index(),))
+    saving.start()
+    time.sleep(0.2)             # it has opened the file and waits for the lock
+    path.unlink()
+    held.close()
+    saving.join(10)
+    assert seen == ["held"]
+
+
 def test_an_entry_is_as_recent_as_its_latest_file(tmp_path):
     # Numba writes a new signature's code into an old module's entry
     files = _entry(tmp_path, "a" * 24, 1000, HOUR)
@@ -72,7 +144,7 @@ def test_an_entry_is_as_recent_as_its_latest_file(tmp_path):
 
 def test_an_unfinished_write_is_an_entry_of_its_own(tmp_path):
     module = _entry(tmp_path, "a" * 24, 1000, 2 * HOUR, extra=())
-    abandoned = tmp_path / ".tmp_k2j3.py"
+    abandoned = tmp_path / ".tmp_k2j3x_9q.py"          # tempfile.mkstemp's name
     abandoned.write_bytes(b"x" * 1000)
     os.utime(abandoned, (time.time() - 3 * HOUR,) * 2)
     assert cache_limit.prune(tmp_path, 1000) == (1, 1000)
@@ -132,24 +204,45 @@ def test_a_process_checks_the_bound_at_most_once_a_minute(private_cache, monkeyp
     assert not any(f.exists() for f in old)
 
 
-def test_a_module_removed_by_another_process_before_its_import_is_written_again(
-        private_cache, monkeypatch):
-    # Numba cannot cache a function whose file is gone when its decorator runs
+@pytest.mark.parametrize("when", ["_checked_text", "_code"])
+def test_a_module_removed_by_another_process_while_loading_is_written_again(
+        private_cache, monkeypatch, when):
+    # removed before it is read, or before Numba's decorators find it (they
+    # cannot cache a function whose file is gone)
     source = "import numba\n\n@numba.njit(cache=True)\ndef f(x):\n    return x + 1\n"
     runtime.load(source)
     runtime._modules.clear()
     path = private_cache / f"graphc_{runtime.module_key(source)}.py"
-    code, calls = runtime._code, []
+    original, calls = getattr(runtime, when), []
 
-    def pruned_meanwhile(path, text):
+    def pruned_meanwhile(*args):
         if not calls:
             path.unlink()
-        calls.append(path)
-        return code(path, text)
+        calls.append(args)
+        return original(*args)
 
-    monkeypatch.setattr(runtime, "_code", pruned_meanwhile)
+    monkeypatch.setattr(runtime, when, pruned_meanwhile)
     assert runtime.load(source).f(1) == 2
-    assert len(calls) == 2 and runtime._checked_text(path) is not None
+    assert runtime._checked_text(path) is not None
+
+
+def test_a_module_raising_on_import_is_imported_once(private_cache):
+    source = "RUNS.append(1)\nraise RuntimeError('made by the module')\n"
+    import builtins
+    builtins.RUNS = []
+    try:
+        with pytest.raises(RuntimeError, match="made by the module"):
+            runtime.load(source)
+        assert builtins.RUNS == [1]
+    finally:
+        del builtins.RUNS
+
+
+def test_both_kinds_of_entries_check_the_bound_after_a_write(private_cache, monkeypatch):
+    checked = []
+    monkeypatch.setattr(cache_limit, "after_write", checked.append)
+    assert gc.jit(lambda x: (x * 5.0).sum())(np.arange(4.0)) == 30.0
+    assert checked == [private_cache, private_cache]     # the module, then the lowering
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -180,7 +273,7 @@ def test_graphc_cache_prune_and_info(tmp_path, monkeypatch, capsys):
     assert cli.main(["cache", "prune"]) == 0
     assert f"removed 1 entries (3.0 MB) from {tmp_path}; 3.0 MB kept" in capsys.readouterr().out
     assert not any(f.exists() for f in old) and all(f.exists() for f in new)
-    assert cli.main(["cache", "prune", "--max-mb", "0"]) == 0
+    assert cli.main(["cache", "prune", "--max-mb", "0.5"]) == 0
     assert "removed 1 entries (3.0 MB)" in capsys.readouterr().out
     monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "0")
     assert cli.main(["cache", "prune"]) == 0
@@ -189,5 +282,5 @@ def test_graphc_cache_prune_and_info(tmp_path, monkeypatch, capsys):
 
 def test_graphc_cache_prune_refuses_a_bad_bound(capsys):
     with pytest.raises(SystemExit):
-        cli.main(["cache", "prune", "--max-mb", "-1"])
-    assert "argument --max-mb: must be a finite number >= 0, got -1" in capsys.readouterr().err
+        cli.main(["cache", "prune", "--max-mb", "0"])
+    assert "argument --max-mb: must be a finite number > 0, got 0" in capsys.readouterr().err
