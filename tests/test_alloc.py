@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from numba import njit
 
 from graphc.kernels import alloc
 
@@ -21,14 +22,77 @@ def test_empty_and_full_make_the_shape_and_dtype_asked_for(dtype):
     assert zero_d.shape == () and zero_d == np.asarray(7, dtype)
 
 
+@njit
+def _reshaped(x, shape):
+    return alloc.reshape(x, shape)
+
+
+@njit
+def _reshaped_sum(x, shape):
+    return alloc.reshape(x, shape).sum()
+
+
 def test_reshape_views_contiguous_arrays_and_copies_strided_ones():
     x = np.arange(6.0).reshape(2, 3)
-    view = alloc.reshape(x, (3, 2))
+    view = _reshaped(x, (3, 2))
     assert np.shares_memory(view, x)
     np.testing.assert_array_equal(view, x.reshape(3, 2))
-    strided = alloc.reshape(x.T, (6,))
+    strided = _reshaped(x.T, (6,))
     assert not np.shares_memory(strided, x)
     np.testing.assert_array_equal(strided, x.T.reshape(6))
+
+
+@pytest.mark.parametrize("shape", [(4, -1), (-1, 3), (2, -1, 2), (12,), (1, 12, 1)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_reshape_infers_one_unknown_axis_as_numpy_does(shape, transposed):
+    x = np.arange(12.0).reshape(3, 4)
+    x = x.T if transposed else x
+    np.testing.assert_array_equal(_reshaped(x, shape), x.reshape(shape))
+    assert _reshaped(x, shape).flags.c_contiguous
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (-1, 5), (-1, -1), (-2, -6), (0, -1)])
+@pytest.mark.parametrize("transposed", [False, True])
+def test_reshape_refuses_a_shape_of_another_size(shape, transposed):
+    x = np.arange(12.0).reshape(3, 4)
+    with pytest.raises(ValueError, match="cannot reshape an array into a shape of another size"):
+        _reshaped(x.T if transposed else x, shape)
+
+
+def test_reshape_refuses_two_unknown_axes():
+    with pytest.raises(ValueError, match="cannot reshape"):
+        _reshaped(np.ones((1, 1)), (-1, -1))       # 1 x 1 would fit: NumPy refuses it too
+
+
+def test_a_reshaped_view_keeps_its_array_alive():
+    view = _reshaped(np.arange(12.0).reshape(3, 4), (6, 2))    # its array is dropped
+    np.testing.assert_array_equal(view, np.arange(12.0).reshape(6, 2))
+    assert _reshaped(np.zeros((0, 3)), (-1, 3)).shape == (0, 3)
+
+
+def test_reshape_frees_the_copy_it_makes():
+    script = """
+import numpy as np
+from numba import njit
+from numba.core.runtime import rtsys
+from graphc.kernels import alloc
+
+@njit
+def total(x):
+    return alloc.reshape(x, (6, 2)).sum() + alloc.reshape(x.T, (2, 6)).sum()
+
+x = np.arange(12.0).reshape(3, 4)
+total(x)
+before = rtsys.get_allocation_stats()
+for _ in range(50):
+    total(x)
+after = rtsys.get_allocation_stats()
+print(after.alloc - before.alloc, after.free - before.free)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "NUMBA_NRT_STATS": "1"}, timeout=300)
+    allocated, freed = map(int, out.stdout.split())
+    assert allocated == freed == 100, out.stderr      # the argument's and the copy's, each call
 
 
 def test_generated_code_allocates_through_the_wrappers():
@@ -74,7 +138,7 @@ def test_helpers_compile_for_the_types_of_constants_not_their_values():
     a, c = np.arange(4.0).reshape(2, 2), np.zeros((2, 2))
     assert calls(a, c) == ((a.T @ a).sum(), a.sum())
     np.testing.assert_allclose(c, a @ a.T)
-    for helper in (blas.gemm, alloc.reshape):
+    for helper in (blas.gemm,):        # (alloc.reshape is built in place: nothing compiles)
         literal = [sig for sig in helper.signatures
                    if any(types.unliteral(t) != t for t in sig)]
         assert not literal, f"{helper.__name__} compiled for constants' values: {literal}"
