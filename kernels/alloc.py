@@ -97,7 +97,7 @@ def reshape(typingctx, x, shape):
     contiguous = x.copy(layout="C")
 
     def codegen(context, builder, sig, args):
-        if x.layout == "C":
+        if x.layout == "C" or x.ndim == 0:      # (a 0-d array is C-ordered whatever its type says)
             return _view(context, builder, x, args[0], sig.args[1], args[1], viewed)
         # (Numba's own ascontiguousarray, built in this process; generated
         # code reshapes C-ordered arrays: workspace views and inputs made C-ordered)
@@ -110,6 +110,16 @@ def reshape(typingctx, x, shape):
     return viewed(x, shape), codegen
 
 
+def _product(builder, intp, values, overflowed):
+    """(The product of `values`, `overflowed` or'd with whether it overflowed.)"""
+    total = llvm_ir.Constant(intp, 1)
+    for v in values:
+        result = builder.smul_with_overflow(total, v)
+        total = builder.extract_value(result, 0)
+        overflowed = builder.or_(overflowed, builder.extract_value(result, 1))
+    return total, overflowed
+
+
 def _view(context, builder, array_type, array, shape_type, shape, viewed, owned=False):
     """The view of C-ordered `array` in `shape` (see reshape); an `owned` array
     is released before its ValueError."""
@@ -120,23 +130,23 @@ def _view(context, builder, array_type, array, shape_type, shape, viewed, owned=
     dims = [context.cast(builder, d, t, types.intp)
             for d, t in zip(cgutils.unpack_tuple(builder, shape), shape_type)]
     unknown = [builder.icmp_signed("==", d, minus_one) for d in dims]
-    known, n_unknown = one, zero
-    for d, is_unknown in zip(dims, unknown):
-        known = builder.mul(known, builder.select(is_unknown, one, d))
+    n_unknown = zero
+    for is_unknown in unknown:
         n_unknown = builder.add(n_unknown, builder.zext(is_unknown, intp))
+    bad = builder.icmp_signed(">", n_unknown, one)
+    known, bad = _product(builder, intp, [builder.select(u, one, d) for d, u in zip(dims, unknown)], bad)
     rest = builder.sdiv(nitems, builder.select(builder.icmp_signed("==", known, zero), one, known))
     dims = [builder.select(is_unknown, rest, d) for d, is_unknown in zip(dims, unknown)]
-    total = one
-    bad = builder.icmp_signed(">", n_unknown, one)
     for d in dims:
-        total = builder.mul(total, d)
         bad = builder.or_(bad, builder.icmp_signed("<", d, zero))
+    total, bad = _product(builder, intp, dims, bad)
     bad = builder.or_(bad, builder.icmp_signed("!=", total, nitems))
     with cgutils.if_unlikely(builder, bad):
         if owned:
             context.nrt.decref(builder, array_type, array)
         context.call_conv.return_user_exc(
-            builder, ValueError, ("graphc: cannot reshape an array into a shape of another size",))
+            builder, ValueError, ("graphc: cannot reshape an array into this shape: its size "
+                                  "differs, or it has a negative or a second -1 entry",))
     strides, stride = [], builder.extract_value(array, model.get_field_position("itemsize"))
     for d in reversed(dims):            # C order: the last axis is contiguous
         strides.insert(0, stride)
