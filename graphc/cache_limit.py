@@ -1,31 +1,30 @@
-"""The compile cache's size bound: the entries used least recently go first.
+"""The compile cache's files, and its size bound: the entries used least recently go first.
 
-Every model graphc compiles adds an entry to the cache directory (runtime.py):
-its module, the bytecode and Numba's compiled code for it in __pycache__, and
-its stored lowering (stored_lowerings.py). Editing a model, changing a shape
-rank or upgrading graphc makes new entries and leaves the old ones unused,
-so without a bound the directory only grows (3.4 GB in this project's own
-test cache after a few weeks). As with JAX's persistent compilation cache
-and ccache, the directory is kept near a size (`GRAPHC_CACHE_MAX_MB`,
-default 1024; 0 for no bound) by removing whole entries, least recently
-used first.
+Every model graphc compiles adds an entry to the cache directory: its module,
+the bytecode and Numba's compiled code for it in __pycache__ (runtime.py), and
+its stored lowering (stored_lowerings.py). Edited models and new graphc
+versions leave entries nothing uses again, so the directory is kept near a
+size (`GRAPHC_CACHE_MAX_MB`, default 1024; 0 for no bound) by removing whole
+entries, least recently used first.
 
-- An entry is every file named `graphc_<key>.*` (its module or lowering, and
-  their files in __pycache__); a module's unfinished write (`.tmp_*.py`) is
-  an entry of its own. Other files, and symbolic links, are left alone. An
-  entry's last use is the latest access or modification time of its files.
-  Reading an entry marks its main file used (`mark_used`: the access time
-  only; older Numbas key their cache on the module's modification time).
-- Entries used in the last `RECENT_SECONDS` are never removed: another
-  process may have just found one and be about to import it (runtime.load
-  writes a module again if its file vanishes all the same). Nor is an entry
-  whose Numba index lock another process holds (it is loading or saving
-  code there); the entry's files go while this process holds those locks
-  (see kernels/__init__.py, _under_index_lock). So the bound is soft: a
-  session that compiles more than the bound in ten minutes keeps it all
-  until later.
-- A process checks after it writes an entry, at most once a minute
-  (`CHECK_SECONDS`): listing a cache of 27,000 files costs about 70 ms.
+- An entry is every file named `graphc_<hex key>.*` (its module or lowering,
+  and their files in __pycache__); a module's unfinished write (`.tmp_*.py`)
+  is an entry of its own. Nothing else is graphc's (GRAPHC_CACHE_DIR may be
+  shared), symbolic links included. Where NUMBA_CACHE_DIR is set, Numba keeps
+  its files there instead, outside the bound.
+- An entry's last use is the latest access or modification time of its
+  files. Reading an entry marks it used (`mark_used`): its access time only,
+  since older Numbas key their cache on the module's modification time.
+- Never removed: entries used in the last RECENT_SECONDS (another process may
+  have just found one and be about to import it; runtime.load writes a module
+  again if it vanishes all the same), and entries whose Numba index lock
+  another process holds (it is loading or saving code there). An entry's
+  files go while its locks are held here (kernels/__init__.py,
+  _under_index_lock). So the bound is soft: what a session compiles in ten
+  minutes stays until later.
+- A process checks after it writes an entry, at most once every
+  CHECK_SECONDS: listing the directory is not free (tens of milliseconds for
+  tens of thousands of files).
 """
 from __future__ import annotations
 
@@ -37,7 +36,7 @@ import re
 import time
 import warnings
 
-from graphc import runtime
+from graphc.errors import CacheWarning
 
 try:
     import fcntl
@@ -49,6 +48,10 @@ RECENT_SECONDS = 600.0
 CHECK_SECONDS = 60.0
 _last_check: float | None = None     # time.monotonic() of this process's last check
 
+# names are hashes: runtime.module_key (24 hex digits), stored_lowerings.name (32)
+_ENTRY_FILE = re.compile(r"(graphc_[0-9a-f]{16,64})\.")
+_UNFINISHED = re.compile(r"\.tmp_[a-z0-9_]{8}\.py")            # tempfile.mkstemp's names
+
 
 @dataclasses.dataclass
 class Entry:
@@ -56,6 +59,11 @@ class Entry:
     files: list[pathlib.Path]
     size: int                   # bytes
     last_used: float            # seconds since the epoch
+
+    @property
+    def is_module(self) -> bool:
+        return any(f.name == f"{self.name}.py" and f.parent.name != "__pycache__"
+                   for f in self.files)
 
 
 def max_bytes() -> int | None:
@@ -70,7 +78,7 @@ def max_bytes() -> int | None:
         except ValueError:
             warnings.warn(f"GRAPHC_CACHE_MAX_MB={text!r} is not a number of megabytes (0 for no "
                           f"bound); bounding the compile cache at {DEFAULT_MAX_MB} MB",
-                          runtime.CacheWarning, stacklevel=3)
+                          CacheWarning, stacklevel=3)
             megabytes = DEFAULT_MAX_MB
     return None if megabytes == 0 else int(megabytes * 1e6)
 
@@ -82,10 +90,6 @@ def mark_used(path: pathlib.Path) -> None:
         os.utime(path, ns=(time.time_ns(), mtime))
     except OSError:
         pass        # gone or not ours to touch: its age is then its modification time
-
-
-_ENTRY_FILE = re.compile(r"(graphc_(?:[0-9a-f]{24}|[0-9a-f]{32}))\.")   # runtime, stored_lowerings
-_UNFINISHED = re.compile(r"\.tmp_[a-z0-9_]{8}\.py")                     # tempfile's names
 
 
 def _files(directory: pathlib.Path):
@@ -100,12 +104,12 @@ def _files(directory: pathlib.Path):
             continue        # none yet
         for item in listing:
             match = _ENTRY_FILE.match(item.name)
-            name = match.group(1) if match else item.name
             if not (match or _UNFINISHED.fullmatch(item.name)):
                 continue
             try:
                 if item.is_file(follow_symlinks=False):
-                    yield name, pathlib.Path(item.path), item.stat(follow_symlinks=False)
+                    yield (match.group(1) if match else item.name, pathlib.Path(item.path),
+                           item.stat(follow_symlinks=False))
             except OSError:
                 continue        # removed meanwhile by another process
 
@@ -132,7 +136,7 @@ def _used_since(entry: Entry, since: float) -> bool:
     return False
 
 
-def _removed(entry: Entry) -> tuple[int, int]:
+def remove_entry(entry: Entry) -> tuple[int, int]:
     """Remove `entry`'s files while holding the Numba index locks among them
     (nothing if another process holds one: it is loading or saving code
     there); (files, bytes) removed."""
@@ -154,10 +158,10 @@ def _removed(entry: Entry) -> tuple[int, int]:
         return files, freed
 
 
-def prune(directory: pathlib.Path, limit: int) -> tuple[int, int]:
+def prune(directory: pathlib.Path, limit: int) -> tuple[int, int, int]:
     """Remove the least recently used entries of `directory` until its files
     take at most `limit` bytes, keeping those used in the last RECENT_SECONDS.
-    Returns (entries removed, bytes removed)."""
+    Returns (entries removed, bytes removed, bytes kept)."""
     found = entries(directory)
     total = sum(e.size for e in found)
     recent = time.time() - RECENT_SECONDS
@@ -167,11 +171,11 @@ def prune(directory: pathlib.Path, limit: int) -> tuple[int, int]:
             break
         if _used_since(entry, recent):      # looked at again: used since it was listed
             continue
-        files, gone = _removed(entry)
+        files, gone = remove_entry(entry)
         removed += files > 0
         freed += gone
         total -= gone
-    return removed, freed
+    return removed, freed, total
 
 
 def after_write(directory: pathlib.Path) -> None:

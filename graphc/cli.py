@@ -18,14 +18,15 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a finite number > 0 (megabytes; `graphc cache clear` empties the cache)."""
+def cache_megabytes(text: str) -> float:
+    """argparse type: a finite number of megabytes > 0."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid number: {text!r}") from None
     if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text} "
+                                         f"(`graphc cache clear` empties the cache)")
     return value
 
 
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     cache.add_argument("action", choices=["info", "prune", "clear"],
                        help="prune: remove the entries used least recently until the cache "
                             "is within its bound (GRAPHC_CACHE_MAX_MB)")
-    cache.add_argument("--max-mb", type=positive_float, metavar="MB",
+    cache.add_argument("--max-mb", type=cache_megabytes, metavar="MB",
                        help="prune to this many megabytes instead of GRAPHC_CACHE_MAX_MB")
     warm = sub.add_parser("warm", help="compile graphc's kernels now instead of at the first "
                                        "model that uses each")
@@ -81,35 +82,40 @@ def main(argv=None) -> int:
                          f"{', '.join(warm_module.FAMILIES)}")
         warm_module.warm(args.families or None)
     elif args.command == "cache":
-        from graphc import cache_limit, runtime
-        directory = runtime.cache_dir()
-        modules, files = runtime.cache_files(directory)
-        if args.action == "info":
-            size = 0
-            for f in files:
-                with contextlib.suppress(FileNotFoundError):    # another process's write, renamed
-                    size += f.stat().st_size
-            limit = cache_limit.max_bytes()
-            bound = "none" if limit is None else f"{limit / 1e6:g} MB"
-            print(f"cache directory: {directory}\nmodules: {len(modules)}\n"
-                  f"size: {size / 1e6:.1f} MB\nbound: {bound} (GRAPHC_CACHE_MAX_MB)")
-        elif args.action == "prune":
-            limit = cache_limit.max_bytes() if args.max_mb is None else int(args.max_mb * 1e6)
-            if limit is None:
-                print("the cache has no bound (GRAPHC_CACHE_MAX_MB=0): nothing pruned")
-                return 0
-            removed, freed = cache_limit.prune(directory, limit)
-            kept = sum(e.size for e in cache_limit.entries(directory))
-            print(f"removed {removed} entries ({freed / 1e6:.1f} MB) from {directory}; "
-                  f"{kept / 1e6:.1f} MB kept (entries used in the last "
-                  f"{cache_limit.RECENT_SECONDS / 60:.0f} minutes are never removed)")
-        else:
-            for f in files:
-                f.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):     # only if nothing else is in it
-                (directory / "__pycache__").rmdir()
-            print(f"removed {len(modules)} cached modules from {directory}")
+        if args.max_mb is not None and args.action != "prune":
+            parser.error("--max-mb goes with `graphc cache prune`")
+        _cache(args.action, args.max_mb)
     return 0
+
+
+def _cache(action: str, max_mb: float | None) -> None:
+    from graphc import cache_limit, runtime
+    directory = runtime.cache_dir()
+    found = cache_limit.entries(directory)
+    size = sum(e.size for e in found)
+    if action == "info":
+        limit = cache_limit.max_bytes()
+        bound = "none" if limit is None else f"{limit / 1e6:g} MB"
+        print(f"cache directory: {directory}\nmodules: {sum(e.is_module for e in found)}\n"
+              f"size: {size / 1e6:.1f} MB\nbound: {bound} (GRAPHC_CACHE_MAX_MB)")
+    elif action == "prune":
+        limit = cache_limit.max_bytes() if max_mb is None else int(max_mb * 1e6)
+        if limit is None:
+            print("the cache has no bound (GRAPHC_CACHE_MAX_MB=0): nothing pruned")
+            return
+        removed, freed, kept = cache_limit.prune(directory, limit)
+        print(f"removed {_count(removed, 'entry', 'entries')} ({freed / 1e6:.1f} MB) from "
+              f"{directory}; {kept / 1e6:.1f} MB kept (entries used in the last "
+              f"{cache_limit.RECENT_SECONDS / 60:.0f} minutes are never removed)")
+    else:
+        modules = sum(e.is_module for e in found if cache_limit.remove_entry(e)[0])
+        with contextlib.suppress(OSError):     # only if nothing else is in it
+            (directory / "__pycache__").rmdir()
+        print(f"removed {_count(modules, 'cached module', 'cached modules')} from {directory}")
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
 
 
 if __name__ == "__main__":

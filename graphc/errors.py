@@ -22,6 +22,10 @@ class GraphcError(Exception):
     """Base class of every error graphc raises."""
 
 
+class CacheWarning(UserWarning):
+    """The compile cache could not be used as configured; graphc carried on without it."""
+
+
 class TracerError(GraphcError, TypeError):
     """Python control flow or float()/bool()/int() on a traced value."""
 

@@ -35,10 +35,7 @@ import warnings
 
 import graphc
 from graphc import cache_limit
-
-
-class CacheWarning(UserWarning):
-    """The compile cache could not be used as configured; graphc carried on without it."""
+from graphc.errors import CacheWarning
 
 
 _modules: dict[str, object] = {}
@@ -54,21 +51,6 @@ def cache_dir() -> pathlib.Path:
         return pathlib.Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return pathlib.Path(base) / "graphc"
-
-
-def cache_files(directory: pathlib.Path) -> tuple[list[pathlib.Path], list[pathlib.Path]]:
-    """graphc's own files in a cache directory: (generated modules, all of
-    them), the second with Numba's compiled code and bytecode for those
-    modules in __pycache__ and unfinished writes. Nothing else there is
-    graphc's, so `graphc cache clear` leaves it alone (GRAPHC_CACHE_DIR may
-    name a directory shared with other files)."""
-    if not directory.is_dir():
-        return [], []
-    modules = sorted(f for f in directory.glob("graphc_*.py") if f.is_file())
-    extra = sorted(directory.glob(".tmp_*.py"))
-    extra += sorted(directory.glob("graphc_*.lowered")) + sorted(directory.glob("graphc_*.tmp"))
-    extra += sorted((directory / "__pycache__").glob("graphc_*"))
-    return modules, modules + [f for f in extra if f.is_file()]
 
 
 @functools.cache
@@ -202,13 +184,15 @@ def _warn_corrupted(path: pathlib.Path, stacklevel: int) -> None:
                   f"rebuilding it", CacheWarning, stacklevel=stacklevel)
 
 
-def write_checked(path: pathlib.Path, header: bytes, body: bytes) -> None:
-    """Write `path` for `checked_body` (nothing where the cache cannot be written)."""
+def write_checked(path: pathlib.Path, header: bytes, body: bytes) -> bool:
+    """Write `path` for `checked_body`; False where the cache cannot be written
+    (made again next time, as without this file)."""
     try:
         path.parent.mkdir(mode=0o700, exist_ok=True)
         _write_atomic(path, header + hashlib.sha256(body).digest() + body, f"{path.stem}.", ".tmp")
     except OSError:
-        pass        # an unwritable cache: made again next time, as without this file
+        return False
+    return True
 
 
 def _code(path: pathlib.Path, text: str):
@@ -253,9 +237,8 @@ def load(source: str):
             # Another process's cache bound (cache_limit.py: an entry unused
             # for ten minutes) removed the file after it was found, before
             # Numba's decorators read it (they raise RuntimeError where it is
-            # missing): write it again.
-            _write(path, source)
-            module, written = _imported(key, path, _checksummed(source)), True
+            # missing): written again.
+            module, written = _found_or_written(key, path, source)
         _modules[key] = module
     if written:
         cache_limit.after_write(directory)

@@ -161,5 +161,5 @@ def write(file_name: str, optimized, module, lines: tuple) -> None:
     except Exception:   # noqa: BLE001 - a value pickle cannot take: this lowering stays in the process
         return
     directory = runtime.usable_dir()
-    runtime.write_checked(directory / file_name, _FORMAT, body)
-    cache_limit.after_write(directory)
+    if runtime.write_checked(directory / file_name, _FORMAT, body):
+        cache_limit.after_write(directory)

@@ -26,8 +26,8 @@ tenth or more, and generated code already avoids them:
     converted to the dtype.
 """
 import functools
-import os
 import hashlib
+import os
 import pathlib
 
 from numba.core import caching, config
@@ -103,8 +103,8 @@ def _under_index_lock(method, mode):
 
     graphc's cache bound (graphc/cache_limit.py) removes an unused entry's
     files, lock files too, while holding their locks. A process that opened
-    a lock file before its removal and locks it after holds a lock nobody
-    else can take, so it locks the file now at that path instead."""
+    a lock file before its removal and locks it after has locked a removed
+    file, which excludes no one, so it locks the file now at that path."""
     @functools.wraps(method)
     def locked(self, *args):
         path = self._index_path + ".lock"

@@ -85,11 +85,11 @@ def reshape(typingctx, x, shape):
     view of a C-ordered x, else of a contiguous copy; ValueError where the
     sizes differ.
 
-    Built in place, as `carve` is, rather than a call of a function doing
-    `np.ascontiguousarray(x).reshape(shape)`: each call passed its array as
-    its fields one by one and took one back, and Numba's reshape checks its
-    shape through its own error paths. Four transformer blocks' `run`
-    reshapes 132 times: their cold first call was about 1 s longer."""
+    Built in place, as `carve` is: a function doing
+    `np.ascontiguousarray(x).reshape(shape)` took each call's array field by
+    field, and Numba's reshape checks through error paths of its own, code
+    that a driver reshaping a hundred times made its cold compile slower
+    with (README, "How it works")."""
     if not (isinstance(x, types.Array) and isinstance(shape, types.BaseTuple)
             and all(isinstance(d, types.Integer) for d in shape)):
         return None

@@ -1,5 +1,6 @@
 """The compile cache's size bound (graphc/cache_limit.py): least recently used entries go first."""
 import os
+import pathlib
 import time
 
 import numpy as np
@@ -49,25 +50,25 @@ def test_prune_removes_whole_entries_least_recently_used_first(tmp_path):
     for f in others:
         f.write_bytes(b"x" * 100_000)
 
-    assert cache_limit.prune(tmp_path, 4500) == (2, 6000)     # 10,000 bytes of graphc's -> 4,000
+    assert cache_limit.prune(tmp_path, 4500)[:2] == (2, 6000)     # 10,000 bytes of graphc's -> 4,000
     assert not any(f.exists() for f in oldest + older)
     assert lowered.exists() and all(f.exists() for f in newest + others)
-    assert cache_limit.prune(tmp_path, 4000) == (0, 0)      # within the bound: nothing more
+    assert cache_limit.prune(tmp_path, 4000)[:2] == (0, 0)      # within the bound: nothing more
 
 
 def test_entries_used_in_the_last_ten_minutes_are_kept_over_the_bound(tmp_path):
     old = _entry(tmp_path, "a" * 24, 1000, HOUR)
     recent = _entry(tmp_path, "b" * 24, 1000, cache_limit.RECENT_SECONDS - 60)
-    assert cache_limit.prune(tmp_path, 0) == (1, 3000)
+    assert cache_limit.prune(tmp_path, 0)[:2] == (1, 3000)
     assert not any(f.exists() for f in old) and all(f.exists() for f in recent)
 
 
-def test_an_entry_marked_used_outlives_one_written_later(tmp_path):
+def test_an_entry_read_later_outlives_one_written_later(tmp_path):
+    # an entry's access time counts as its use
     read = _entry(tmp_path, "a" * 24, 1000, 3 * HOUR)
     written = _entry(tmp_path, "b" * 24, 1000, 2 * HOUR)
-    cache_limit.mark_used(read[0])
-    os.utime(read[0], (time.time() - HOUR, read[0].stat().st_mtime))   # used an hour ago
-    assert cache_limit.prune(tmp_path, 3000) == (1, 3000)
+    os.utime(read[0], (time.time() - HOUR, read[0].stat().st_mtime))   # read an hour ago
+    assert cache_limit.prune(tmp_path, 3000)[:2] == (1, 3000)
     assert all(f.exists() for f in read) and not any(f.exists() for f in written)
 
 
@@ -86,7 +87,7 @@ def test_only_graphcs_own_files_are_removed(tmp_path):
     link.symlink_to(outside / "big.bin")
     (cache / "__pycache__").symlink_to(outside)
     (outside / f"graphc_{'b' * 24}.run-40.py311.nbi").write_bytes(b"x")
-    assert cache_limit.entries(cache) == [] and cache_limit.prune(cache, 0) == (0, 0)
+    assert cache_limit.entries(cache) == [] and cache_limit.prune(cache, 0)[:2] == (0, 0)
     assert all(f.exists() for f in theirs) and link.is_symlink() and len(list(outside.iterdir())) == 2
 
 
@@ -96,12 +97,19 @@ def test_an_entry_whose_index_lock_another_process_holds_is_kept(tmp_path):
                    extra=(".run-40.py311.nbi", ".run-40.py311.nbi.lock"))
     with open(files[-1], "ab") as held:
         fcntl.flock(held, fcntl.LOCK_SH)        # loading from Numba's cache
-        assert cache_limit.prune(tmp_path, 0) == (0, 0)
+        assert cache_limit.prune(tmp_path, 0)[:2] == (0, 0)
         assert all(f.exists() for f in files)
-    assert cache_limit.prune(tmp_path, 0) == (1, 3000)
+    assert cache_limit.prune(tmp_path, 0)[:2] == (1, 3000)
     assert not any(f.exists() for f in files)
 
 
+def _times_open(path) -> int:
+    """How many of this process's file descriptors are open on `path`."""
+    fds = pathlib.Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path)) if fds.is_dir() else 2
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to see the open file")
 def test_a_numba_index_lock_removed_before_it_was_taken_is_taken_again(tmp_path):
     # a process opens the lock file, the cache bound removes it (holding it),
     # then the process locks the removed file: it must lock the new one
@@ -127,7 +135,8 @@ def test_a_numba_index_lock_removed_before_it_was_taken_is_taken_again(tmp_path)
 
     saving = threading.Thread(target=_under_index_lock(Index.save, fcntl.LOCK_EX), args=(Index(),))
     saving.start()
-    time.sleep(0.2)             # it has opened the file and waits for the lock
+    while _times_open(path) < 2:    # until the thread has opened it too (and waits for the lock)
+        time.sleep(0.01)
     path.unlink()
     held.close()
     saving.join(10)
@@ -138,7 +147,7 @@ def test_an_entry_is_as_recent_as_its_latest_file(tmp_path):
     # Numba writes a new signature's code into an old module's entry
     files = _entry(tmp_path, "a" * 24, 1000, HOUR)
     os.utime(files[-1])         # now
-    assert cache_limit.prune(tmp_path, 0) == (0, 0)
+    assert cache_limit.prune(tmp_path, 0)[:2] == (0, 0)
     assert all(f.exists() for f in files)
 
 
@@ -147,7 +156,7 @@ def test_an_unfinished_write_is_an_entry_of_its_own(tmp_path):
     abandoned = tmp_path / ".tmp_k2j3x_9q.py"          # tempfile.mkstemp's name
     abandoned.write_bytes(b"x" * 1000)
     os.utime(abandoned, (time.time() - 3 * HOUR,) * 2)
-    assert cache_limit.prune(tmp_path, 1000) == (1, 1000)
+    assert cache_limit.prune(tmp_path, 1000)[:2] == (1, 1000)
     assert not abandoned.exists() and module[0].exists()
 
 
@@ -271,10 +280,10 @@ def test_graphc_cache_prune_and_info(tmp_path, monkeypatch, capsys):
     assert cli.main(["cache", "info"]) == 0
     assert "size: 6.0 MB\nbound: 5 MB (GRAPHC_CACHE_MAX_MB)" in capsys.readouterr().out
     assert cli.main(["cache", "prune"]) == 0
-    assert f"removed 1 entries (3.0 MB) from {tmp_path}; 3.0 MB kept" in capsys.readouterr().out
+    assert f"removed 1 entry (3.0 MB) from {tmp_path}; 3.0 MB kept" in capsys.readouterr().out
     assert not any(f.exists() for f in old) and all(f.exists() for f in new)
     assert cli.main(["cache", "prune", "--max-mb", "0.5"]) == 0
-    assert "removed 1 entries (3.0 MB)" in capsys.readouterr().out
+    assert "removed 1 entry (3.0 MB)" in capsys.readouterr().out
     monkeypatch.setenv("GRAPHC_CACHE_MAX_MB", "0")
     assert cli.main(["cache", "prune"]) == 0
     assert "has no bound" in capsys.readouterr().out
@@ -283,4 +292,27 @@ def test_graphc_cache_prune_and_info(tmp_path, monkeypatch, capsys):
 def test_graphc_cache_prune_refuses_a_bad_bound(capsys):
     with pytest.raises(SystemExit):
         cli.main(["cache", "prune", "--max-mb", "0"])
-    assert "argument --max-mb: must be a finite number > 0, got 0" in capsys.readouterr().err
+    assert ("argument --max-mb: must be a finite number > 0, got 0 (`graphc cache clear` empties "
+            "the cache)") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action", ["info", "clear"])
+def test_graphc_cache_max_mb_goes_with_prune_only(tmp_path, monkeypatch, capsys, action):
+    files = _entry(tmp_path, "a" * 24, 1000, HOUR)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    with pytest.raises(SystemExit):
+        cli.main(["cache", action, "--max-mb", "100"])
+    assert "--max-mb goes with `graphc cache prune`" in capsys.readouterr().err
+    assert all(f.exists() for f in files)
+
+
+def test_graphc_cache_clear_keeps_an_entry_being_loaded(tmp_path, monkeypatch, capsys):
+    import fcntl
+    loading = _entry(tmp_path, "a" * 24, 1000, 0, extra=(".run-40.py311.nbi.lock",))
+    idle = _entry(tmp_path, "b" * 24, 1000, 0)
+    monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
+    with open(loading[-1], "ab") as held:
+        fcntl.flock(held, fcntl.LOCK_SH)
+        assert cli.main(["cache", "clear"]) == 0
+    assert f"removed 1 cached module from {tmp_path}" in capsys.readouterr().out
+    assert all(f.exists() for f in loading) and not any(f.exists() for f in idle)

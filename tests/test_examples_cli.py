@@ -78,18 +78,20 @@ def test_graphc_cache_clear_removes_only_graphcs_files(tmp_path, monkeypatch, ca
     # GRAPHC_CACHE_DIR may name a directory that holds other files too
     from graphc import cli
     (tmp_path / "__pycache__").mkdir()
-    ours = [tmp_path / "graphc_0123.py", tmp_path / ".tmp_x.py", tmp_path / "graphc_4567.lowered",
-            tmp_path / "graphc_4567.x1y2.tmp",
-            tmp_path / "__pycache__" / "graphc_0123.run-40.py311.nbi",
-            tmp_path / "__pycache__" / "graphc_0123.run-40.py311.1.nbc"]
-    theirs = [tmp_path / "notes.txt", tmp_path / "__pycache__" / "notes.cpython-311.pyc"]
+    module, lowering = "graphc_" + "0123" * 6, "graphc_" + "4567" * 8     # keys: hashes
+    ours = [tmp_path / f"{module}.py", tmp_path / ".tmp_x1y2z3w4.py",
+            tmp_path / f"{lowering}.lowered", tmp_path / f"{lowering}.x1y2.tmp",
+            tmp_path / "__pycache__" / f"{module}.run-40.py311.nbi",
+            tmp_path / "__pycache__" / f"{module}.run-40.py311.1.nbc"]
+    theirs = [tmp_path / "notes.txt", tmp_path / "__pycache__" / "notes.cpython-311.pyc",
+              tmp_path / "graphc_helpers.py"]
     for f in ours + theirs:
         f.write_text("x" * 100_000)
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     assert cli.main(["cache", "info"]) == 0
     assert "modules: 1\nsize: 0.6 MB" in capsys.readouterr().out    # its own 6 files only
     assert cli.main(["cache", "clear"]) == 0
-    assert f"removed 1 cached modules from {tmp_path}" in capsys.readouterr().out
+    assert f"removed 1 cached module from {tmp_path}" in capsys.readouterr().out
     assert not any(f.exists() for f in ours) and all(f.exists() for f in theirs)
 
 
