@@ -92,12 +92,12 @@ def _cache(action: str, max_mb: float | None) -> None:
     from graphc import cache_limit, runtime
     directory = runtime.cache_dir()
     found = cache_limit.entries(directory)
-    size = sum(e.size for e in found)
     if action == "info":
         limit = cache_limit.max_bytes()
         bound = "none" if limit is None else f"{limit / 1e6:g} MB"
         print(f"cache directory: {directory}\nmodules: {sum(e.is_module for e in found)}\n"
-              f"size: {size / 1e6:.1f} MB\nbound: {bound} (GRAPHC_CACHE_MAX_MB)")
+              f"size: {sum(e.size for e in found) / 1e6:.1f} MB\n"
+              f"bound: {bound} (GRAPHC_CACHE_MAX_MB)")
     elif action == "prune":
         limit = cache_limit.max_bytes() if max_mb is None else int(max_mb * 1e6)
         if limit is None:
@@ -108,7 +108,8 @@ def _cache(action: str, max_mb: float | None) -> None:
               f"{directory}; {kept / 1e6:.1f} MB kept (entries used in the last "
               f"{cache_limit.RECENT_SECONDS / 60:.0f} minutes are never removed)")
     else:
-        modules = sum(e.is_module for e in found if cache_limit.remove_entry(e)[0])
+        removed = [e for e in found if cache_limit.remove_entry(e)[0]]   # (not one being loaded)
+        modules = sum(e.is_module for e in removed)
         with contextlib.suppress(OSError):     # only if nothing else is in it
             (directory / "__pycache__").rmdir()
         print(f"removed {_count(modules, 'cached module', 'cached modules')} from {directory}")
