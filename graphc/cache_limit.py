@@ -11,7 +11,7 @@ entries, least recently used first.
   and their files in __pycache__); a module's unfinished write (`.tmp_*.py`)
   is an entry of its own. Nothing else is graphc's (GRAPHC_CACHE_DIR may be
   shared), symbolic links included. Where NUMBA_CACHE_DIR is set, Numba keeps
-  its files there instead, outside the bound.
+  its files in a folder of its own there (`_numba_folder`), listed too.
 - An entry's last use is the latest access or modification time of its
   files. Reading an entry marks it used (`mark_used`): its access time only,
   since older Numbas key their cache on the module's modification time.
@@ -92,11 +92,22 @@ def mark_used(path: pathlib.Path) -> None:
         pass        # gone or not ours to touch: its age is then its modification time
 
 
+def _numba_folder(directory: pathlib.Path) -> pathlib.Path | None:
+    """Where Numba keeps the compiled code of the modules in `directory` when
+    NUMBA_CACHE_DIR is set (its UserProvidedCacheLocator), else None."""
+    from numba.core import caching, config
+    subpath = getattr(getattr(caching, "_CacheLocator", None), "get_suitable_cache_subpath", None)
+    if not config.CACHE_DIR or subpath is None:
+        return None
+    return pathlib.Path(config.CACHE_DIR) / subpath(str(directory / "graphc_.py"))
+
+
 def _files(directory: pathlib.Path):
     """(entry name, path, os.stat_result) of graphc's regular files in
-    `directory` and its __pycache__, not through symbolic links."""
-    for folder in (directory, directory / "__pycache__"):
-        if folder.is_symlink():
+    `directory`, its __pycache__ and Numba's folder for it, not through
+    symbolic links."""
+    for folder in (directory, directory / "__pycache__", _numba_folder(directory)):
+        if folder is None or folder.is_symlink():
             continue
         try:
             listing = list(os.scandir(folder))

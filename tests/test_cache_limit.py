@@ -151,6 +151,21 @@ def test_an_entry_is_as_recent_as_its_latest_file(tmp_path):
     assert all(f.exists() for f in files)
 
 
+def test_numbas_files_under_numba_cache_dir_belong_to_their_entry(private_cache, tmp_path,
+                                                                    monkeypatch):
+    from numba.core import config
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path / "numba"))
+    assert gc.jit(lambda x: (x * 7.0).sum())(np.arange(4.0)) == 42.0
+    numbas = [f for e in cache_limit.entries(private_cache) for f in e.files
+              if f.is_relative_to(tmp_path / "numba")]
+    assert any(f.suffix == ".nbc" for f in numbas)
+    assert not list(private_cache.glob("__pycache__/*.nbc"))      # (graphc's bytecode is there)
+    for f in numbas + list(private_cache.rglob("*")):
+        os.utime(f, (time.time() - HOUR,) * 2)
+    cache_limit.prune(private_cache, 0)
+    assert not any(f.exists() for f in numbas)
+
+
 def test_an_unfinished_write_is_an_entry_of_its_own(tmp_path):
     module = _entry(tmp_path, "a" * 24, 1000, 2 * HOUR, extra=())
     abandoned = tmp_path / ".tmp_k2j3x_9q.py"          # tempfile.mkstemp's name
