@@ -83,7 +83,7 @@ def main(argv=None) -> int:
         warm_module.warm(args.families or None)
     elif args.command == "cache":
         if args.max_mb is not None and args.action != "prune":
-            parser.error("--max-mb goes with `graphc cache prune`")
+            cache.error("--max-mb goes with `graphc cache prune`")
         _cache(args.action, args.max_mb)
     return 0
 
