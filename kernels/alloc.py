@@ -127,8 +127,7 @@ def _view(context, builder, array_type, array, shape_type, shape, viewed, owned=
     model = context.data_model_manager[array_type]
     zero, one, minus_one = (llvm_ir.Constant(intp, k) for k in (0, 1, -1))
     nitems = builder.extract_value(array, model.get_field_position("nitems"))
-    dims = [context.cast(builder, d, t, types.intp)
-            for d, t in zip(cgutils.unpack_tuple(builder, shape), shape_type)]
+    dims = _dims(context, builder, shape_type, shape)
     unknown = [builder.icmp_signed("==", d, minus_one) for d in dims]
     n_unknown = zero
     for is_unknown in unknown:
@@ -147,19 +146,37 @@ def _view(context, builder, array_type, array, shape_type, shape, viewed, owned=
         context.call_conv.return_user_exc(
             builder, ValueError, ("graphc: cannot reshape an array into this shape: its size "
                                   "differs, or it has a negative or a second -1 entry",))
-    strides, stride = [], builder.extract_value(array, model.get_field_position("itemsize"))
+    kept = {name: builder.extract_value(array, model.get_field_position(name))
+            for name in ("meminfo", "parent", "nitems", "itemsize", "data")}
+    out = _c_array(context, builder, viewed, dims, kept.pop("itemsize"), kept)
+    return impl_ret_borrowed(context, builder, viewed, out)     # shares x's owner
+
+
+def _dims(context, builder, shape_type, shape) -> list:
+    """The entries of the shape tuple `shape` as intp values."""
+    return [context.cast(builder, d, t, types.intp)
+            for d, t in zip(cgutils.unpack_tuple(builder, shape), shape_type)]
+
+
+def _c_array(context, builder, array_type, dims, itemsize, fields: dict):
+    """The value of C-ordered `array_type` of shape `dims`, with C strides for
+    `itemsize` and the other `fields` (data, nitems, ...), built as an SSA
+    value (extract_value, insert_value), not through make_array's stack
+    slots: LLVM's SROA pass, which turns those back into values, took time
+    growing with the square of their number, seconds for a driver that
+    carves hundreds of intermediates."""
+    intp = context.get_value_type(types.intp)
+    strides, stride = [], itemsize
     for d in reversed(dims):            # C order: the last axis is contiguous
         strides.insert(0, stride)
         stride = builder.mul(stride, d)
-    out_model = context.data_model_manager[viewed]
-    out = llvm_ir.Constant(out_model.get_value_type(), None)
-    for name in ("meminfo", "parent", "nitems", "itemsize", "data"):
-        value = builder.extract_value(array, model.get_field_position(name))
-        out = builder.insert_value(out, value, out_model.get_field_position(name))
-    for name, values in (("shape", dims), ("strides", strides)):
-        out = builder.insert_value(out, cgutils.pack_array(builder, values, intp),
-                                   out_model.get_field_position(name))
-    return impl_ret_borrowed(context, builder, viewed, out)     # shares x's owner
+    fields = {**fields, "itemsize": itemsize, "shape": cgutils.pack_array(builder, dims, intp),
+              "strides": cgutils.pack_array(builder, strides, intp)}
+    model = context.data_model_manager[array_type]
+    out = llvm_ir.Constant(model.get_value_type(), None)
+    for name, value in fields.items():
+        out = builder.insert_value(out, value, model.get_field_position(name))
+    return out
 
 
 @dispatch.unliteral_calls
@@ -226,7 +243,7 @@ def workspace_header(ws, n, m):
 
 def _element_pointer(context, builder, array_type, array, index, index_type):
     """A pointer to element `index` of 1-D `array`, from its data field read
-    as a value (not through make_array's stack copy: see carve)."""
+    as a value (not through make_array's stack copy: see _c_array)."""
     model = context.data_model_manager[array_type]
     data = builder.extract_value(array, model.get_field_position("data"))
     return builder.gep(data, [context.cast(builder, index, index_type, types.intp)])
@@ -269,31 +286,15 @@ def carve(typingctx, ws, offset, shape, dtype):
     carved = types.Array(elem, len(shape), "C")
 
     def codegen(context, builder, sig, args):
-        # Built as an SSA value (extract_value, insert_value), not through
-        # make_array's stack slots: LLVM's SROA pass, which turns those back
-        # into values, took time growing with the square of their number,
-        # seconds for a driver that carves hundreds of intermediates.
         intp = context.get_value_type(types.intp)
-        model = context.data_model_manager[carved]
-        dims = [context.cast(builder, d, t, types.intp)
-                for d, t in zip(cgutils.unpack_tuple(builder, args[2]), sig.args[2])]
-        itemsize = context.get_abi_sizeof(context.get_data_type(elem))
-        strides, stride = [], llvm_ir.Constant(intp, itemsize)
-        for d in reversed(dims):            # C order: the last axis is contiguous
-            strides.insert(0, stride)
-            stride = builder.mul(stride, d)
+        dims = _dims(context, builder, sig.args[2], args[2])
         start = _element_pointer(context, builder, sig.args[0], args[0], args[1], sig.args[1])
         nitems = llvm_ir.Constant(intp, 1)
         for d in dims:
             nitems = builder.mul(nitems, d)
-        fields = {"nitems": nitems,
-                  "itemsize": llvm_ir.Constant(intp, itemsize),
-                  "data": builder.bitcast(start, context.get_data_type(elem).as_pointer()),
-                  "shape": cgutils.pack_array(builder, dims, intp),
-                  "strides": cgutils.pack_array(builder, strides, intp)}
-        out = llvm_ir.Constant(model.get_value_type(), None)   # no meminfo, no parent
-        for name, value in fields.items():
-            out = builder.insert_value(out, value, model.get_field_position(name))
-        return out      # no meminfo, so nothing to count
+        itemsize = llvm_ir.Constant(intp, context.get_abi_sizeof(context.get_data_type(elem)))
+        data = builder.bitcast(start, context.get_data_type(elem).as_pointer())
+        # no meminfo, no parent: nothing to count
+        return _c_array(context, builder, carved, dims, itemsize, {"nitems": nitems, "data": data})
 
     return carved(ws, offset, shape, dtype), codegen
