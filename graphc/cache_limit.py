@@ -132,18 +132,19 @@ def entries(directory: pathlib.Path) -> list[Entry]:
         entry = grouped.setdefault(name, Entry(name, [], 0, 0.0))
         entry.files.append(path)
         entry.size += st.st_size
-        entry.last_used = max(entry.last_used, st.st_atime, st.st_mtime)
+        entry.last_used = max(entry.last_used, _use_time(st))
     return sorted(grouped.values(), key=lambda e: e.last_used)
+
+
+def _use_time(st: os.stat_result) -> float:
+    return max(st.st_atime, st.st_mtime)
 
 
 def _used_since(entry: Entry, since: float) -> bool:
     for path in entry.files:
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        if max(st.st_atime, st.st_mtime) >= since:
-            return True
+        with contextlib.suppress(OSError):     # removed meanwhile
+            if _use_time(path.stat()) >= since:
+                return True
     return False
 
 

@@ -105,8 +105,8 @@ def test_an_entry_whose_index_lock_another_process_holds_is_kept(tmp_path):
 
 def _times_open(path) -> int:
     """How many of this process's file descriptors are open on `path`."""
-    fds = pathlib.Path("/proc/self/fd")
-    return sum(1 for fd in fds.iterdir() if os.path.realpath(fd) == str(path)) if fds.is_dir() else 2
+    return sum(1 for fd in pathlib.Path("/proc/self/fd").iterdir()
+               if os.path.realpath(fd) == str(path))
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to see the open file")
@@ -135,7 +135,9 @@ def test_a_numba_index_lock_removed_before_it_was_taken_is_taken_again(tmp_path)
 
     saving = threading.Thread(target=_under_index_lock(Index.save, fcntl.LOCK_EX), args=(Index(),))
     saving.start()
+    deadline = time.monotonic() + 30
     while _times_open(path) < 2:    # until the thread has opened it too (and waits for the lock)
+        assert time.monotonic() < deadline, "the locking thread never opened the lock file"
         time.sleep(0.01)
     path.unlink()
     held.close()
