@@ -95,15 +95,48 @@ def outline(lines: list[str], indent: int, global_names: set, prefix: str,
     if statements is None:
         return [], lines
     uses = _Uses(statements)
-    functions, out, done, by_source = [], [], 0, {}
+    functions, out, done, by_source, remade = [], [], 0, {}, set()
     for start, period, count, plan in sorted(_repeats(statements, uses, same_line),
                                              key=lambda c: c[0]):
         out += [line for s in statements[done:start] for line in s.lines]
-        out += _outlined(statements, start, period, count, plan, indent, prologue,
-                         decorator, prefix, functions, by_source)
+        calls, views = _outlined(statements, start, period, count, plan, indent, prologue,
+                                 decorator, prefix, functions, by_source)
+        remade.update(len(out) + k for k in views)
+        out += calls
         done = start + period * count
     out += [line for s in statements[done:] for line in s.lines]
-    return functions, out
+    return functions, _without_unread(out, remade, indent)
+
+
+def _without_unread(lines: list[str], views: set[int], indent: int) -> list[str]:
+    """`lines` less the views the caller made again (`views`, their indices)
+    that no line reads. A repeat's views are made again for the statements
+    after it that read them, as the driver was before outlining; when those
+    are the next repeat, now a call passed their offsets, nothing reads them
+    (273 of the 518 views in a 16-step LSTM's `run`, each typed and lowered
+    by Numba before LLVM drops it). A view that only a dropped view read is
+    dropped too."""
+    tokens = _tokens(lines, indent) if views else None
+    if tokens is None:
+        return lines
+    names_at = defaultdict(list)            # row -> the names it mentions
+    for tok in tokens:
+        if tok.type == tokenize.NAME:
+            names_at[tok.start[0] - 1].append(tok.string)
+    reads = defaultdict(int)
+    for row_names in names_at.values():
+        for name in row_names:
+            reads[name] += 1
+    made = {names_at[k][0]: k for k in views}   # a view's first name is the one it makes
+    dropped, stack = set(), [name for name in made if reads[name] == 1]
+    while stack:
+        k = made[stack.pop()]
+        dropped.add(k)
+        for name in names_at[k][1:]:
+            reads[name] -= 1
+            if reads[name] == 1 and name in made and made[name] not in dropped:
+                stack.append(name)
+    return [line for k, line in enumerate(lines) if k not in dropped]
 
 
 _NUMBERED = re.compile(r"\b\w*\d\w*\b")      # v12, ws_o3, k4_n0, 64
@@ -619,7 +652,8 @@ def _views(rep, owned, wanted) -> tuple[list[int], set[str]]:
 def _outlined(statements, start, period, count, plan, indent, prologue, decorator, prefix,
               functions, by_source) -> list[str]:
     """Add the part's function to `functions` (unless one with its source is
-    there) and return the driver's lines calling it, one a repeat."""
+    there) and return the driver's lines calling it, one a repeat, each
+    followed by the views the caller makes again; and those views' indices."""
     pad = " " * indent
     reps = [statements[start + r * period:start + (r + 1) * period] for r in range(count)]
     params = [name for name, _ in plan.params]
@@ -633,13 +667,14 @@ def _outlined(statements, start, period, count, plan, indent, prologue, decorato
     if name is None:
         name = by_source[key] = f"{prefix}_part{len(functions)}"
         functions.append("\n".join([decorator, f"def {name}({', '.join(params)}):"] + body))
-    calls = []
+    calls, views = [], []
     for r, rep in enumerate(reps):
         args = [col[r] for _, col in plan.params]
         lhs = f"{_tuple([col[r] for _, col in plan.results])} = " if plan.results else ""
         calls.append(f"{pad}{lhs}{name}({', '.join(args)})")
+        views += range(len(calls), len(calls) + len(plan.views))
         calls += [rep[i].lines[0] for i in plan.views]
-    return calls
+    return calls, views
 
 
 def _tuple(names):

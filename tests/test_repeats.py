@@ -432,6 +432,23 @@ def test_a_part_makes_the_workspace_views_it_reads_from_their_offsets(small_limi
     _assert_same_results(lines, functions, outlined)
 
 
+def test_the_caller_makes_again_only_the_views_later_lines_read(small_limits):
+    # each repeat's views are read by the next repeat, which is a call passed
+    # their offsets: the caller makes again only the last repeat's, which the
+    # return reads (its carve because its reshape does), none of the others
+    lines = _loop(lambda t: [f"    h{t + 1} = alloc.carve(ws, o{(t + 1) % 2}, (4,), np.float64)",
+                             f"    r{t + 1} = alloc.reshape(h{t + 1}, (2, 2))",
+                             f"    r{t + 1}[:] = np.tanh(h{t}.reshape(2, 2) * w[0])",
+                             f"    k{t} = h{t + 1} * 2.0 + h{t}"],
+                  "r6.copy(), k2, k5",
+                  before=("    h0 = alloc.carve(ws, o0, (4,), np.float64)", "    h0[:] = a"))
+    functions, outlined = _outlined(lines)
+    assert len(functions) == 1
+    views = [line.split("=")[0].strip() for line in outlined if "alloc." in line]
+    assert views == ["h0", "h6", "r6"]
+    _assert_same_results(lines, functions, outlined)
+
+
 def test_views_with_other_shapes_are_passed_not_remade(small_limits):
     # carves of one offset pattern but shapes written out: the part must not
     # carve every repeat's array with the first's shape
