@@ -99,17 +99,18 @@ _IMPORTED = re.compile(r"^(?:import \w+ as (\w+)|import (\w+)|from \S+ import (\
 
 
 def _outlined_repeats(lines: list[str], indent: int, module_names: set[str], prefix: str,
-                      graph: Graph):
+                      graph: Graph, parts: dict):
     """repeats.outline for a driver's body (`run`'s, train_epoch's step). A
     part's constants that differ between its calls are typed as ints, not as
     the literal each call passes: one compile of it. Its error marks may
-    name any node of the same source line (errors.at_node)."""
+    name any node of the same source line (errors.at_node). `parts`: the
+    module's parts so far (repeats.outline), shared by its drivers."""
     def same_line(a: int, b: int) -> bool:
         return a in graph.nx and b in graph.nx and graph.node(a).loc == graph.node(b).loc
     return repeats.outline(lines, indent, module_names, prefix,
                            "@dispatch.unliteral_calls\n@dispatch.called_by_symbol\n"
                            + _njit("no_cpython_wrapper=True"),
-                           _prologue(), same_line)
+                           _prologue(), same_line, parts)
 
 
 def _module_names(kernels_src: list[str]) -> set[str]:
@@ -1964,7 +1965,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     returned = f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"
     dim_reads, run_body = shapes_read_once(shape_check + body + [returned], inputs + const_args)
     module_names = _module_names(kernels_src)
-    parts, run_body = _outlined_repeats(run_body, 4, module_names, "run", graph)
+    shared_parts = {}
+    parts, run_body = _outlined_repeats(run_body, 4, module_names, "run", graph, shared_parts)
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@dispatch.load_without_refresh    # called from Python: loads fast from disk",
@@ -1977,7 +1979,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     source += "\n".join(driver) + "\n"
     if epoch_loop is not None:
         source += "\n\n" + epoch_loop_source(*epoch_loop, const_args + extra, ws_prologue, body,
-                                              outs[0], module_names, graph)
+                                              outs[0], module_names, graph, shared_parts)
     # (the substring test first: the regex alone scanned the whole text, 0.85 ms a module)
     uses_trig = "trig." in source and re.search(r"\btrig\.", source)
     source = HEADER + (TRIG_IMPORT if uses_trig else "") + FASTMATH_LINE + source
@@ -2051,7 +2053,8 @@ def _shapes_differ(graph: Graph, inputs: list[str], consts: dict[str, Node], dim
 
 
 def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: list[str],
-                      step: list[str], loss: str, module_names: set[str], graph: Graph) -> str:
+                      step: list[str], loss: str, module_names: set[str], graph: Graph,
+                      run_parts: dict) -> str:
     """`train_epoch`: the minibatch loop around the step, as one native call.
 
     It gathers each batch's rows through `perm`, runs the step (`run`'s body
@@ -2093,7 +2096,8 @@ def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: l
               f"                {b}_rows[r, j] = {d}_rows[row, j]" for b, d in zip(batch, data)]
     step_lines = once_and_step[len(ws_prologue):] + [f"        losses[step] = {loss}",
                                                      "        count[()] += 1"]
-    parts, step_lines = _outlined_repeats(step_lines, 8, module_names, "epoch", graph)
+    # run_parts: a stretch with the code of one of run's calls it (compiled once)
+    parts, step_lines = _outlined_repeats(step_lines, 8, module_names, "epoch", graph, run_parts)
     lines += step_lines
     lines[1] = _driver_njit(lines[3:])
     # its parts after it: gc.export keeps what comes before train_epoch

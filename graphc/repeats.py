@@ -76,14 +76,17 @@ class _Plan:
 
 def outline(lines: list[str], indent: int, global_names: set, prefix: str,
             decorator: str, prologue: list[str],
-            same_line=lambda a, b: a == b) -> tuple[list[str], list[str]]:
+            same_line=lambda a, b: a == b, parts=None) -> tuple[list[str], list[str]]:
     """(functions, lines): the driver body `lines` (statements at `indent`
     spaces) with its repeated stretches replaced by calls of `functions`
     (sources, each under `decorator`, its body starting with `prologue`).
     `global_names`: the module's names (kernels, imports), never renamed.
     `same_line(a, b)`: whether error marks `(at node a)` and `(at node b)`
     name one source line (graphc.errors.at_node): repeats whose messages
-    differ only so share the first's."""
+    differ only so share the first's. `parts`: the parts another driver of
+    the module defined, by their code (a dict outline fills); a stretch with
+    the same code calls that part rather than define one: `train_epoch`
+    repeats `run`'s step, whose parts Numba would otherwise compile twice."""
     groups = _groups(lines, indent)
     # names, numbers and comments aside, a first test that every trace of a
     # model makes: 0.3 ms where tokenizing W2's driver took 7
@@ -95,7 +98,8 @@ def outline(lines: list[str], indent: int, global_names: set, prefix: str,
     if statements is None:
         return [], lines
     uses = _Uses(statements)
-    functions, out, done, by_source, remade = [], [], 0, {}, set()
+    functions, out, done, remade = [], [], 0, set()
+    by_source = {} if parts is None else parts
     for start, period, count, plan in sorted(_repeats(statements, uses, same_line),
                                              key=lambda c: c[0]):
         out += [line for s in statements[done:start] for line in s.lines]
@@ -650,9 +654,9 @@ def _views(rep, owned, wanted) -> tuple[list[int], set[str]]:
 
 
 def _outlined(statements, start, period, count, plan, indent, prologue, decorator, prefix,
-              functions, by_source) -> list[str]:
-    """Add the part's function to `functions` (unless one with its source is
-    there) and return the driver's lines calling it, one a repeat, each
+              functions, by_source) -> tuple[list[str], list[int]]:
+    """Add the part's function to `functions` (unless one with its code is
+    in `by_source`) and return the driver's lines calling it, one a repeat, each
     followed by the views the caller makes again; and those views' indices."""
     pad = " " * indent
     reps = [statements[start + r * period:start + (r + 1) * period] for r in range(count)]
