@@ -88,24 +88,37 @@ def _run(tree: str, names: list[str], dtype: str, cpu: int, scale: int) -> dict:
     return times
 
 
+def two_trees_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line this script and compare_first_calls.py share: the
+    two trees, --rounds and --cpu."""
+    p = argparse.ArgumentParser(description=doc.split("\n")[0])
+    p.add_argument("base", help="the tree to compare against (say, a worktree of the parent)")
+    p.add_argument("other", nargs="?", default=".", help="the tree with the change (default: .)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)),
+                   help="the CPU both run on (default: the highest this process may use)")
+    return p
+
+
+def chosen(p: argparse.ArgumentParser, text: str, known, what: str) -> list[str]:
+    """The comma-separated names of `text`, each one of `known` (else p's usage error)."""
+    names = text.split(",")
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        p.error(f"unknown {what} {unknown}; choose from {', '.join(sorted(known))}")
+    return names
+
+
 def main(argv=None) -> None:
     if argv is None and sys.argv[1:2] == ["--child"]:
         _child(sys.argv[2], sys.argv[3].split(","), sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
         return
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("base", help="the tree to compare against (say, a worktree of the parent)")
-    p.add_argument("other", nargs="?", default=".", help="the tree with the change (default: .)")
+    p = two_trees_parser(__doc__)
     p.add_argument("--workloads", default="W1,W4", help="comma-separated (default: W1,W4)")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="a tenth of the steps (a smoke test)")
-    p.add_argument("--cpu", type=int, default=max(os.sched_getaffinity(0)),
-                   help="the CPU both run on (default: the highest this process may use)")
     args = p.parse_args(argv)
-    names = args.workloads.split(",")
-    unknown = [n for n in names if n not in _STEPS]
-    if unknown:
-        p.error(f"unknown workloads {unknown}; choose from {sorted(_STEPS)}")
+    names = chosen(p, args.workloads, _STEPS, "workloads")
     trees = [os.path.abspath(args.base), os.path.abspath(args.other)]
     print(f"graphc / NumPy per step, {args.dtype}, one thread on CPU {args.cpu}; "
           f"graphc µs and NumPy µs in brackets")

@@ -218,6 +218,34 @@ def test_compare_trees_alternates_the_trees_and_prints_each_rounds_ratios(monkey
     assert medians == {"/x/old": ["0.250", "0.250"], "/x/new": ["0.125", "0.250"]}
 
 
+def test_compare_first_calls_times_a_tree_cold_then_warm_in_fresh_processes():
+    from graphc.benchmarks import compare_first_calls
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(compare_first_calls.__file__)))
+    cold, warm, loss = compare_first_calls._run(checkout, "W1", max(os.sched_getaffinity(0)))
+    assert cold > 0 and warm > 0 and np.isfinite(float(loss))     # seconds (not judged)
+
+
+def test_compare_first_calls_alternates_the_trees_after_a_call_each_and_prints_medians(
+        monkeypatch, capsys):
+    from graphc.benchmarks import compare_first_calls
+    runs = []
+
+    def fake_run(tree, name, cpu):
+        runs.append((os.path.basename(tree), name))
+        return (2.0 if tree.endswith("new") else 3.0), 0.25, "1.5"
+    monkeypatch.setattr(compare_first_calls, "_run", fake_run)
+    compare_first_calls.main(["/x/old", "/x/new", "--models", "lstm,W2", "--rounds", "2"])
+    # one untimed call a tree first (its own kernels), then the trees in turn, model by model
+    assert runs == [("old", "lstm"), ("new", "lstm")] + [
+        (tree, name) for _ in range(2) for name in ("lstm", "W2") for tree in ("old", "new")]
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    medians = {tuple(row[1:3]): row[3:] for row in rows if row[0] == "median"}
+    assert medians[("lstm", "/x/old")] == ["3.00", "0.25"]
+    assert medians[("W2", "/x/new")] == ["2.00", "0.25"]
+    with pytest.raises(SystemExit):
+        compare_first_calls.main(["/x/old", "--models", "W9"])
+
+
 def test_profile_step_counts_every_statement_of_run_and_adds_up_each_kind():
     from graphc.benchmarks import profile_step
     source = '''FASTMATH = False
