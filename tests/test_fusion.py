@@ -829,3 +829,23 @@ def test_kernels_that_wait_for_each_other_are_refused_not_dropped():
         list(codegen._units(g))
     g.groups = [(a, b, c)]
     assert [tuple(u) for u in codegen._units(g)] == [(x,), (a, b, c)]
+
+
+def test_a_few_pieces_are_copied_each_in_the_loop_order_of_its_traced_width():
+    # a piece of 8 columns along its rows, one of 1 down its column: one loop
+    # nest a piece (both orders are right for any width; each costs a compile)
+    def f(x, y):
+        return np.concatenate([x * 2, y * 3], axis=1)
+    x, y = np.ones((5, 8)), np.arange(5.0).reshape(5, 1)
+    source = gc.jit(f).lower(x, y).source
+    along_rows = r"for (\w+)_i0 in range\(\1_whole\.shape\[0\]\):\n\s+for \1_i1 in range\(\1_part"
+    down_columns = r"for (\w+)_i1 in range\(\1_part\.shape\[1\]\):\n\s+for \1_i0 in range\(\1_whole"
+    assert len(re.findall(along_rows, source)) == 1 and len(re.findall(down_columns, source)) == 1
+    assert re.search(along_rows, source).start() < re.search(down_columns, source).start()
+    assert "NARROW_PIECE" not in source
+    np.testing.assert_array_equal(gc.jit(f)(x, y), f(x, y))
+    # the pieces of its gradient (concat_piece), narrow and wide, likewise
+    w = np.arange(45.0).reshape(5, 9)
+    gx, gy = gc.grad(lambda x, y: np.sum(f(x, y) * w), argnums=(0, 1))(x, y)
+    np.testing.assert_array_equal(gx, 2 * w[:, :8])
+    np.testing.assert_array_equal(gy, 3 * w[:, 8:])
