@@ -100,18 +100,19 @@ _IMPORTED = re.compile(r"^(?:import \w+ as (\w+)|import (\w+)|from \S+ import (\
 
 
 def _outlined_repeats(lines: list[str], indent: int, module_names: set[str], prefix: str,
-                      graph: Graph, parts: dict):
+                      graph: Graph, part_names: dict):
     """repeats.outline for a driver's body (`run`'s, train_epoch's step). A
     part's constants that differ between its calls are typed as ints, not as
     the literal each call passes: one compile of it. Its error marks may
-    name any node of the same source line (errors.at_node). `parts`: the
-    module's parts so far (repeats.outline), shared by its drivers."""
+    name any node of the same source line (errors.at_node). `part_names`:
+    the module's parts so far, by their code (repeats.outline's `parts`),
+    shared by its drivers."""
     def same_line(a: int, b: int) -> bool:
         return a in graph.nx and b in graph.nx and graph.node(a).loc == graph.node(b).loc
     return repeats.outline(lines, indent, module_names, prefix,
                            "@dispatch.unliteral_calls\n@dispatch.called_by_symbol\n"
                            + _njit("no_cpython_wrapper=True"),
-                           _prologue(), same_line, parts)
+                           _prologue(), same_line, part_names)
 
 
 def _module_names(kernels_src: list[str]) -> set[str]:
@@ -351,7 +352,7 @@ def _piece_copy(dst: str, dst_col: str, src: str, src_col: str, count: int,
     four gates' concatenation took 0.39 s with both)."""
     if count > INLINE_PIECES:
         return [f"pieces.copy_columns({dst}, {dst_col}, {src}, {src_col}, part.shape[1])"]
-    from graphc.kernels.pieces import NARROW_PIECE
+    from graphc.kernels.pieces import NARROW_PIECE   # here: `import graphc` loads no Numba
     copy = f"{dst}[i0, {dst_col} + i1] = {src}[i0, {src_col} + i1]"
     if math.prod(piece) < NARROW_PIECE:
         return ["for i1 in range(part.shape[1]):",
@@ -1972,8 +1973,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     returned = f"    return ({', '.join(outs)}{',' if len(outs) == 1 else ''})"
     dim_reads, run_body = shapes_read_once(shape_check + body + [returned], inputs + const_args)
     module_names = _module_names(kernels_src)
-    shared_parts = {}
-    parts, run_body = _outlined_repeats(run_body, 4, module_names, "run", graph, shared_parts)
+    part_names = {}
+    parts, run_body = _outlined_repeats(run_body, 4, module_names, "run", graph, part_names)
     driver = [f"# run's argument types (C-ordered; inputs writable, constants read-only): "
               f"{', '.join(arg_types)}",
               "@dispatch.load_without_refresh    # called from Python: loads fast from disk",
@@ -1986,7 +1987,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     source += "\n".join(driver) + "\n"
     if epoch_loop is not None:
         source += "\n\n" + epoch_loop_source(*epoch_loop, const_args + extra, ws_prologue, body,
-                                              outs[0], module_names, graph, shared_parts)
+                                              outs[0], module_names, graph, part_names)
     # (the substring test first: the regex alone scanned the whole text, 0.85 ms a module)
     uses_trig = "trig." in source and re.search(r"\btrig\.", source)
     source = HEADER + (TRIG_IMPORT if uses_trig else "") + FASTMATH_LINE + source
@@ -2061,7 +2062,7 @@ def _shapes_differ(graph: Graph, inputs: list[str], consts: dict[str, Node], dim
 
 def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: list[str],
                       step: list[str], loss: str, module_names: set[str], graph: Graph,
-                      run_parts: dict) -> str:
+                      part_names: dict) -> str:
     """`train_epoch`: the minibatch loop around the step, as one native call.
 
     It gathers each batch's rows through `perm`, runs the step (`run`'s body
@@ -2103,8 +2104,8 @@ def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: l
               f"                {b}_rows[r, j] = {d}_rows[row, j]" for b, d in zip(batch, data)]
     step_lines = once_and_step[len(ws_prologue):] + [f"        losses[step] = {loss}",
                                                      "        count[()] += 1"]
-    # run_parts: a stretch with the code of one of run's calls it (compiled once)
-    parts, step_lines = _outlined_repeats(step_lines, 8, module_names, "epoch", graph, run_parts)
+    # a stretch whose code is one of run's parts calls that part (compiled once)
+    parts, step_lines = _outlined_repeats(step_lines, 8, module_names, "epoch", graph, part_names)
     lines += step_lines
     lines[1] = _driver_njit(lines[3:])
     # its parts after it: gc.export keeps what comes before train_epoch

@@ -31,7 +31,7 @@ import keyword
 import heapq
 import re
 import tokenize
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import numpy as np
@@ -83,10 +83,11 @@ def outline(lines: list[str], indent: int, global_names: set, prefix: str,
     `global_names`: the module's names (kernels, imports), never renamed.
     `same_line(a, b)`: whether error marks `(at node a)` and `(at node b)`
     name one source line (graphc.errors.at_node): repeats whose messages
-    differ only so share the first's. `parts`: the parts another driver of
-    the module defined, by their code (a dict outline fills); a stretch with
-    the same code calls that part rather than define one: `train_epoch`
-    repeats `run`'s step, whose parts Numba would otherwise compile twice."""
+    differ only so share the first's. `parts`: the names of the parts an
+    earlier outline of the module defined, by their code (outline adds its
+    own); a stretch with the same code calls that part rather than define
+    one: `train_epoch` repeats `run`'s step, whose parts Numba would
+    otherwise compile twice."""
     groups = _groups(lines, indent)
     # names, numbers and comments aside, a first test that every trace of a
     # model makes: 0.3 ms where tokenizing W2's driver took 7
@@ -98,51 +99,46 @@ def outline(lines: list[str], indent: int, global_names: set, prefix: str,
     if statements is None:
         return [], lines
     uses = _Uses(statements)
-    functions, out, done, remade = [], [], 0, set()
+    functions, out, done, view_rows = [], [], 0, set()
     by_source = {} if parts is None else parts
     for start, period, count, plan in sorted(_repeats(statements, uses, same_line),
                                              key=lambda c: c[0]):
         out += [line for s in statements[done:start] for line in s.lines]
         calls, views = _outlined(statements, start, period, count, plan, indent, prologue,
                                  decorator, prefix, functions, by_source)
-        remade.update(len(out) + k for k in views)
+        view_rows.update(len(out) + k for k in views)
         out += calls
         done = start + period * count
     out += [line for s in statements[done:] for line in s.lines]
-    return functions, _without_unread(out, remade, indent)
+    return functions, _without_unread(out, view_rows)
 
 
-def _without_unread(lines: list[str], views: set[int], indent: int) -> list[str]:
-    """`lines` less the views the caller made again (`views`, their indices)
-    that no line reads. A repeat's views are made again for the statements
-    after it that read them, as the driver was before outlining; when those
-    are the next repeat, now a call passed their offsets, nothing reads them
-    (273 of the 518 views in a 16-step LSTM's `run`, each typed and lowered
-    by Numba before LLVM drops it). A view that only a dropped view read is
-    dropped too."""
-    tokens = _tokens(lines, indent) if views else None
-    if tokens is None:
+def _without_unread(lines: list[str], view_rows: set[int]) -> list[str]:
+    """`lines` less the views the caller made again (`view_rows`, their
+    indices) that no line reads. A repeat's views are made again for the
+    statements after it that read them, as the driver was before outlining;
+    when those are the next repeat, now a call passed their offsets, nothing
+    reads them (273 of the 518 views in a 16-step LSTM's `run`, each typed and
+    lowered by Numba before LLVM drops it). A view that only a dropped view
+    read is dropped too. Names are counted in the whole text, comments and
+    strings too, which can only keep a view: one regular expression, where
+    the token scan took 30 ms of the LSTM's every process."""
+    if not view_rows:
         return lines
-    names_at = defaultdict(list)            # row -> the names it mentions
-    for tok in tokens:
-        if tok.type == tokenize.NAME:
-            names_at[tok.start[0] - 1].append(tok.string)
-    reads = defaultdict(int)
-    for row_names in names_at.values():
-        for name in row_names:
-            reads[name] += 1
-    made = {names_at[k][0]: k for k in views}   # a view's first name is the one it makes
+    reads = Counter(_IDENTIFIER.findall("\n".join(lines)))
+    made = {_IDENTIFIER.search(lines[k]).group(): k for k in view_rows}  # `name = alloc...`
     dropped, stack = set(), [name for name in made if reads[name] == 1]
     while stack:
         k = made[stack.pop()]
         dropped.add(k)
-        for name in names_at[k][1:]:
+        for name in _IDENTIFIER.findall(lines[k])[1:]:
             reads[name] -= 1
             if reads[name] == 1 and name in made and made[name] not in dropped:
                 stack.append(name)
     return [line for k, line in enumerate(lines) if k not in dropped]
 
 
+_IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 _NUMBERED = re.compile(r"\b\w*\d\w*\b")      # v12, ws_o3, k4_n0, 64
 
 
@@ -666,7 +662,7 @@ def _outlined(statements, start, period, count, plan, indent, prologue, decorato
                                      for line in _renamed_code(reps[0], indent, plan.renamed)]
     if results:
         body.append(f"    return {_tuple(results)}")
-    key = (tuple(params), tuple(body))
+    key = (decorator, tuple(params), tuple(body))
     name = by_source.get(key)
     if name is None:
         name = by_source[key] = f"{prefix}_part{len(functions)}"
