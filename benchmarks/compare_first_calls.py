@@ -19,9 +19,10 @@ run this checkout's models (graphc.benchmarks), so only graphc differs; a
 tree is a checkout of this repository, imported as compare_trees.py does.
 
 graphc's own kernels compile once per checkout, into its kernels/__pycache__,
-on their first use there (a second or so): each tree runs one untimed first
-call before the rounds, so that a new worktree's first round is not charged
-for them. Each row prints the first loss too: the trees must agree on it.
+on their first use there (a second or more): each tree runs each model once,
+untimed, before the rounds, so that a new worktree's first round is not
+charged for them. Each row prints the first loss too: the trees must agree
+on it.
 """
 import importlib
 import os
@@ -66,11 +67,10 @@ def _child(tree: str, name: str, cpu: int) -> None:
 def _first_call(tree: str, name: str, cpu: int, cache: str) -> tuple[float, bool, str]:
     """(seconds, whether `run` was loaded from the cache, the loss as printed)
     of one first call in a fresh process on `cache`."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1", GRAPHC_NUM_THREADS="1",
-               GRAPHC_CACHE_DIR=cache)
+    from graphc.benchmarks.compare_trees import one_thread_env     # (not in --child)
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", tree, name,
-                          str(cpu)], env=env, capture_output=True, text=True, check=False)
+                          str(cpu)], env=one_thread_env(GRAPHC_CACHE_DIR=cache),
+                         capture_output=True, text=True, check=False)
     if out.returncode:
         raise SystemExit(f"{tree}: the process timing {name} failed:\n{out.stderr}")
     seconds, hits, loss = out.stdout.split()[-3:]
@@ -103,8 +103,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     names = chosen(p, args.models, MODELS, "models")
     trees = [os.path.abspath(args.base), os.path.abspath(args.other)]
-    for tree in trees:          # graphc's own kernels, compiled once per checkout
-        _run(tree, names[0], args.cpu)
+    for tree in trees:          # graphc's own kernels each model uses, compiled once per checkout
+        for n in names:
+            _run(tree, n, args.cpu)
     print(f"first calls (trace, compile or cache load, first step), seconds, one thread "
           f"on CPU {args.cpu}; cold: an empty compile cache, warm: the one it filled")
     print(f"{'round':6} {'model':10} {'tree':40} {'cold':>7} {'warm':>7}  first loss")

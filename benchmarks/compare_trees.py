@@ -73,11 +73,15 @@ def _child(tree: str, names: list[str], dtype: str, scale: int, cpu: int) -> Non
         print(f"{name} {ours:.2f} {numpy:.2f}", flush=True)
 
 
+def one_thread_env(**more) -> dict:
+    """This process's environment, with every library on one thread (and `more`)."""
+    return dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1", GRAPHC_NUM_THREADS="1", **more)
+
+
 def _run(tree: str, names: list[str], dtype: str, cpu: int, scale: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", NUMBA_NUM_THREADS="1", GRAPHC_NUM_THREADS="1")
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", tree,
-                          ",".join(names), dtype, str(scale), str(cpu)], env=env,
+                          ",".join(names), dtype, str(scale), str(cpu)], env=one_thread_env(),
                          capture_output=True, text=True, check=False)
     if out.returncode:
         raise SystemExit(f"{tree}: the measuring process failed:\n{out.stderr}")

@@ -225,7 +225,18 @@ def test_compare_first_calls_times_a_tree_cold_then_warm_in_fresh_processes():
     assert cold > 0 and warm > 0 and np.isfinite(float(loss))     # seconds (not judged)
 
 
-def test_compare_first_calls_alternates_the_trees_after_a_call_each_and_prints_medians(
+@pytest.mark.parametrize("cold_loaded, warm_loaded", [(True, True), (False, False)])
+def test_compare_first_calls_refuses_a_cold_call_that_loaded_or_a_warm_one_that_compiled(
+        monkeypatch, cold_loaded, warm_loaded):
+    from graphc.benchmarks import compare_first_calls
+    loaded = iter([cold_loaded, warm_loaded])
+    monkeypatch.setattr(compare_first_calls, "_first_call",
+                        lambda tree, name, cpu, cache: (1.0, next(loaded), "1.5"))
+    with pytest.raises(SystemExit, match="W1's cold call"):
+        compare_first_calls._run("/x/tree", "W1", 0)
+
+
+def test_compare_first_calls_alternates_the_trees_after_each_model_once_and_prints_medians(
         monkeypatch, capsys):
     from graphc.benchmarks import compare_first_calls
     runs = []
@@ -235,8 +246,8 @@ def test_compare_first_calls_alternates_the_trees_after_a_call_each_and_prints_m
         return (2.0 if tree.endswith("new") else 3.0), 0.25, "1.5"
     monkeypatch.setattr(compare_first_calls, "_run", fake_run)
     compare_first_calls.main(["/x/old", "/x/new", "--models", "lstm,W2", "--rounds", "2"])
-    # one untimed call a tree first (its own kernels), then the trees in turn, model by model
-    assert runs == [("old", "lstm"), ("new", "lstm")] + [
+    # each model once a tree, untimed (its own kernels), then the trees in turn, model by model
+    assert runs == [("old", "lstm"), ("old", "W2"), ("new", "lstm"), ("new", "W2")] + [
         (tree, name) for _ in range(2) for name in ("lstm", "W2") for tree in ("old", "new")]
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     medians = {tuple(row[1:3]): row[3:] for row in rows if row[0] == "median"}
