@@ -837,15 +837,16 @@ def test_a_few_pieces_are_copied_each_in_the_loop_order_of_its_traced_width():
     def f(x, y):
         return np.concatenate([x * 2, y * 3], axis=1)
     x, y = np.ones((5, 8)), np.arange(5.0).reshape(5, 1)
-    source = gc.jit(f).lower(x, y).source
-    along_rows = r"for (\w+)_i0 in range\(\1_whole\.shape\[0\]\):\n\s+for \1_i1 in range\(\1_part"
-    down_columns = r"for (\w+)_i1 in range\(\1_part\.shape\[1\]\):\n\s+for \1_i0 in range\(\1_whole"
-    assert len(re.findall(along_rows, source)) == 1 and len(re.findall(down_columns, source)) == 1
-    assert re.search(along_rows, source).start() < re.search(down_columns, source).start()
-    assert "NARROW_PIECE" not in source
-    np.testing.assert_array_equal(gc.jit(f)(x, y), f(x, y))
-    # the pieces of its gradient (concat_piece), narrow and wide, likewise
     w = np.arange(45.0).reshape(5, 9)
-    gx, gy = gc.grad(lambda x, y: np.sum(f(x, y) * w), argnums=(0, 1))(x, y)
+    grad = gc.jit(gc.grad(lambda x, y: np.sum(f(x, y) * w), argnums=(0, 1)))
+    along_rows = r"for (\w+)_i0 in range\(\1_\w+\.shape\[0\]\):\n\s+for \1_i1 in range"
+    down_columns = r"for (\w+)_i1 in range\(\1_part\.shape\[1\]\):\n\s+for \1_i0 in range"
+    # the concatenation's pieces, and its gradient's (concat_piece), wide one first
+    for source in (gc.jit(f).lower(x, y).source, grad.lower(x, y).source):
+        assert len(re.findall(along_rows, source)) == 1 and len(re.findall(down_columns, source)) == 1
+        assert re.search(along_rows, source).start() < re.search(down_columns, source).start()
+        assert "NARROW_PIECE" not in source
+    np.testing.assert_array_equal(gc.jit(f)(x, y), f(x, y))
+    gx, gy = grad(x, y)
     np.testing.assert_array_equal(gx, 2 * w[:, :8])
     np.testing.assert_array_equal(gy, 3 * w[:, 8:])
