@@ -13,10 +13,10 @@ The key is a hash of everything the in-process key compares, written out
 value by value (`_encoded`: types and values, never `hash()`, which differs
 between processes), and of what a process gets from elsewhere: graphc's and
 its kernels' sources, the Python, NumPy, Numba and networkx versions, and
-the CPU's features. Only the rules graphc was imported with count: after a test or
-script rebinds a name of a module the passes and code generation read
-(lowering._RULES; `codegen.SHORT_ROW = 8`), its lowerings are made in the
-process and kept there alone. Nor is a graph kept whose key holds a value
+the CPU's features. Only the rules graphc was imported with count: after a
+test or script rebinds a name of a module the passes and code generation
+read (lowering._RULES; `codegen.SHORT_ROW = 8`), its lowerings are made in
+the process and kept there alone. Nor is a graph kept whose key holds a value
 `_encoded` does not know (a Python object of the user's), or one with more
 than MAX_CONST_BYTES of constants: a data set the loss closes over would be
 written again for every new draw.

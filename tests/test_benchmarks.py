@@ -222,7 +222,9 @@ def test_compare_first_calls_times_a_tree_cold_then_warm_in_fresh_processes():
     from graphc.benchmarks import compare_first_calls
     checkout = os.path.dirname(os.path.dirname(os.path.abspath(compare_first_calls.__file__)))
     cold, warm, loss = compare_first_calls._run(checkout, "W1", max(os.sched_getaffinity(0)))
-    assert cold > 0 and warm > 0 and np.isfinite(float(loss))     # seconds (not judged)
+    # _run refuses a cold call that loaded its code or a warm one that compiled
+    # it, so this checks the cache is used as it says; the seconds are not judged
+    assert cold > 0 and warm > 0 and np.isfinite(float(loss))
 
 
 @pytest.mark.parametrize("cold_loaded, warm_loaded", [(True, True), (False, False)])
