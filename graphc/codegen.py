@@ -231,7 +231,11 @@ def _reduce_out_index(node: Node, x: Node, iv):
 
 
 def _emit_matmul(node, operands):
-    a, b = operands
+    """a @ b, and matmul_add's c + a @ b: the same GEMM with beta = 1 into
+    `out`, which holds c already (_accumulated_in_place) or is given it as
+    a third operand (a2) and copies it first."""
+    accumulates, copied = node.op == "matmul_add", len(operands) == 3
+    beta = "1.0" if accumulates else "0.0"
     ta, tb = node.p.get("transpose_a", False), node.p.get("transpose_b", False)
     rank = len(node.shape)
     k = f"a0.shape[{rank - 2 if ta else rank - 1}]"
@@ -240,20 +244,22 @@ def _emit_matmul(node, operands):
             f"B = alloc.reshape(a1, (-1, a1.shape[{rank - 2}], a1.shape[{rank - 1}]))",
             f"C = alloc.reshape(out, (-1, out.shape[{rank - 2}], out.shape[{rank - 1}]))",
             "for t in range(C.shape[0]):"]
+    first = ["out[:] = a2"] if copied else []
     if node.dtype.kind != "f":      # BLAS is float-only: integer matmul by loops
-        return body + ["    for i in range(C.shape[1]):",
-                       "        for j in range(C.shape[2]):",
-                       "            s = C.dtype.type(0)",
-                       f"            for q in range({k}):",
-                       f"                s += {A}[i, q] * {B}[q, j]",
-                       "            C[t, i, j] = s"]
+        return first + body + ["    for i in range(C.shape[1]):",
+                               "        for j in range(C.shape[2]):",
+                               "            s = C[t, i, j]" if accumulates
+                               else "            s = C.dtype.type(0)",
+                               f"            for q in range({k}):",
+                               f"                s += {A}[i, q] * {B}[q, j]",
+                               "            C[t, i, j] = s"]
     # transposed operands are BLAS flags: no copy; b.T's copy, when BLAS is faster so
     scratch = ", w0" if _matmul_scratch(node) else ""
     if len(node.shape) == 2:
-        return [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, 0.0{scratch})"]
+        return first + [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, {beta}{scratch})"]
     # one GEMM per matrix of the stack (np.dot's own typing and BLAS binding
     # would be compiled afresh in every process), each copy of b.T in one scratch
-    return body + [f"    blas.gemm(A[t], B[t], C[t], {ta}, {tb}, 1.0, 0.0{scratch})"]
+    return first + body + [f"    blas.gemm(A[t], B[t], C[t], {ta}, {tb}, 1.0, {beta}{scratch})"]
 
 
 def _emit_transpose(node, operands):
@@ -490,7 +496,8 @@ def _c_functions_built(graph) -> list[str]:
     """The module's calls, at its import, that build the C functions its code
     calls by address (gemm, LAPACK: kernels/blas.py, kernels/linalg.py) for
     the float types it uses: `run` loaded from disk never compiles them."""
-    gemm = {n.dtype.itemsize for n in graph.topo() if n.op == "matmul" and n.dtype.kind == "f"}
+    gemm = {n.dtype.itemsize for n in graph.topo()
+            if n.op in ("matmul", "matmul_add") and n.dtype.kind == "f"}
     lapack = {(LINALG_KERNELS[n.op], n.dtype.itemsize) for n in graph.topo()
               if n.op in LINALG_KERNELS}
     return ([f"blas.build_gemm({size})" for size in sorted(gemm)]
@@ -624,10 +631,10 @@ def _matmul_scratch(node) -> list[ScratchNeed]:
 
 # kernels of EMITTERS that take scratch buffers: node -> its ScratchNeeds
 SCRATCH = {"log_softmax": _softmaxes_scratch, "softmax": _softmaxes_scratch,
-           "matmul": _matmul_scratch}
+           "matmul": _matmul_scratch, "matmul_add": _matmul_scratch}
 
 EMITTERS = {
-    "matmul": _emit_matmul, "transpose": _emit_transpose,
+    "matmul": _emit_matmul, "matmul_add": _emit_matmul, "transpose": _emit_transpose,
     "slice": _emit_slice, "unslice": _emit_unslice, "concatenate": _emit_concatenate,
     "concat_piece": _emit_concat_piece,
     "take": _emit_take, "scatter_add": _emit_scatter_add, "index_check": _emit_index_check,
@@ -641,8 +648,9 @@ EMITTERS = {
 
 
 def _flops(node: Node, operands: list[Node]) -> int:
-    if node.op == "matmul":      # 2 m n k, k read through the transpose flag
-        return 2 * node.size * operands[0].shape[-2 if node.p.get("transpose_a") else -1]
+    if node.op in ("matmul", "matmul_add"):  # 2 m n k, k read through the transpose flag
+        k = operands[-2].shape[-2 if node.p.get("transpose_a") else -1]
+        return 2 * node.size * k + (node.size if node.op == "matmul_add" else 0)
     if OPS[node.op].kind in ("elementwise", "reduce"):
         return max(node.size, max((o.size for o in operands), default=0))
     if node.op in ("log_softmax", "softmax"):   # max, sub, exp, add; sub, sub (div)
@@ -1757,6 +1765,27 @@ def _gemm_updates(graph: Graph, units, in_place) -> dict:
     return fused
 
 
+def _accumulated_in_place(graph: Graph, in_place) -> dict:
+    """matmul_add nodes whose GEMM accumulates into their addend's own buffer:
+    node -> addend. The addend must own its buffer (not an input, a constant,
+    a view or a parameter's new value) and be read by this product alone, so
+    that nothing reads it after the GEMM has added to it."""
+    return {n.id: c for n in graph.topo() if n.op == "matmul_add"
+            for c in n.inputs[:1]
+            if graph.users(c) == [n.id] and c not in graph.outputs and c not in in_place
+            and graph.node(c).op not in ("input", "const", "reshape")}
+
+
+def _kernel_operands(node: Node, accumulated: dict) -> list[int]:
+    """The arrays the kernel of an EMITTERS op reads: its node's inputs, but
+    matmul_add's addend last (a2), and not at all where the GEMM accumulates
+    into the addend's buffer."""
+    if node.op != "matmul_add":
+        return list(node.inputs)
+    c, a, b = node.inputs
+    return [a, b] + ([] if node.id in accumulated else [c])
+
+
 def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> Module:
     """The Numba source for `graph`: kernels, then the driver `run`.
 
@@ -1790,6 +1819,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     scratch_ids = itertools.count(max(n.id for n in graph.topo()) + 1)    # kernels' scratch: v<id>
     in_place = _in_place_updates(graph, units, write_back)
     gemm_updates = _gemm_updates(graph, units, in_place)
+    accumulated = _accumulated_in_place(graph, in_place)
     folded = {product for product, _ in gemm_updates.values()}
     for members in units:
         node = graph.node(members[0])
@@ -1836,8 +1866,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                 merged.view if merged else graph, members, stored)
             loop_dims = merged.merged_dims(space, dims) if merged else dims[space]
         else:
-            externals, outs, space = list(node.inputs), [node.id], None
-            lines = EMITTERS[node.op](node, [graph.node(i) for i in node.inputs])
+            externals, outs, space = _kernel_operands(node, accumulated), [node.id], None
+            lines = EMITTERS[node.op](node, [graph.node(i) for i in externals])
             needs = SCRATCH[node.op](node) if node.op in SCRATCH else []
         group, alias = OPS[node.op].kind in ("elementwise", "reduce"), {}
         offsets = _slice_offsets(node) if node.op in ("slice", "unslice") else {}
@@ -1847,6 +1877,9 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         for o in outs:
             if o in in_place:
                 var[o] = inputs[in_place[o]]
+                continue
+            if o in accumulated:    # the GEMM adds to the addend's buffer
+                var[o] = var[accumulated[o]]
                 continue
             var[o] = f"v{o}"
             line = f"    v{o} = alloc.empty({dims.shape(o)}, {np_dtype(graph.node(o).dtype)})"
@@ -1911,7 +1944,8 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             operands = operands[:1]     # the others give their shapes only
         kernels.append(KernelInfo(
             kname, [graph.node(m).op for m in members],
-            sum(map(_nbytes, operands)) + sum(_nbytes(graph.node(o)) for o in outs),
+            sum(map(_nbytes, operands)) + sum(_nbytes(graph.node(o)) for o in outs)
+            + (_nbytes(node) if node.id in accumulated else 0),   # (read, then written)
             sum(_flops(graph.node(m), [graph.node(i) for i in graph.node(m).inputs])
                 for m in members), parallel=split))
     body = _outline_repeats(body, kernels_src)

@@ -190,8 +190,11 @@ class DimTable:
                 self._union((a, i), (b, j))
 
         rank = len(node.shape)
-        if node.op == "matmul":
-            a, b = ins
+        if node.op in ("matmul", "matmul_add"):
+            *addend, a, b = ins         # matmul_add's addend: the product's shape
+            for c in addend:
+                for d in range(rank):
+                    same(n, d, c.id, d)
             ta, tb = p.get("transpose_a", False), p.get("transpose_b", False)
             for d in range(rank - 2):
                 same(n, d, a.id, d)

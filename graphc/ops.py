@@ -710,6 +710,27 @@ def _matmul_vjp(ct, out, a, b, transpose_a=False, transpose_b=False):
 _register(OpDef("matmul", "matmul", _matmul_infer, _matmul_impl, _matmul_vjp))
 
 
+# matmul_add(c, a, b) = c + a @ b, c of the product's shape and dtype: one GEMM
+# accumulating into c's buffer (BLAS's beta = 1). passes/accumulate.py makes
+# it of a sum of products (an unrolled RNN's weight gradients, a residual's
+# backward), so that no product needs a buffer and no loop adds them up.
+def _matmul_add_infer(avals, params):
+    shape, dtype = _matmul_infer(avals[1:], params)
+    c = avals[0]
+    if tuple(c.shape) != shape or np.dtype(c.dtype) != dtype:
+        raise errors.ShapeError(f"matmul_add: the addend is {tuple(c.shape)} {np.dtype(c.dtype)}, "
+                                f"the product {shape} {dtype}: they must be equal")
+    return shape, dtype
+
+
+def _matmul_add_vjp(ct, out, c, a, b, **flags):
+    return [ct] + _matmul_vjp(ct, out, a, b, **flags)
+
+
+_register(OpDef("matmul_add", "matmul", _matmul_add_infer,
+                lambda c, a, b, **flags: c + _matmul_impl(a, b, **flags), _matmul_add_vjp))
+
+
 # ---------------------------------------------------------------- layout
 def _reshape_infer(avals, params):
     x, shape = avals[0], params["shape"]

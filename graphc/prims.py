@@ -129,6 +129,10 @@ def matmul(a, b):
     return bind("matmul", a, b)
 
 
+def matmul_add(c, a, b):
+    return bind("matmul_add", c, a, b)
+
+
 def reshape(x, shape):
     shape = tuple(int(d) for d in shape)
     return x if tuple(x.shape) == shape else bind("reshape", x, shape=shape)

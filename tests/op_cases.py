@@ -173,6 +173,18 @@ CASES = [
     Case(("matmul",), lambda a, b: a @ np.swapaxes(b, -1, -2),
          [Arg((2, 1, 3, 4)), Arg((3, 5, 4))]),
     Case(("matmul",), lambda a, b: np.dot(a, b), [Arg((4,)), Arg((4,))]),
+    # c + a @ b as one GEMM adding into c: into c's own buffer where only the
+    # sum reads it (a tanh's), else into a copy of c (an input's)
+    Case(("matmul_add",), lambda c, a, b: P.matmul_add(np.tanh(c), a, b),
+         [Arg((3, 2)), Arg((3, 4)), Arg((4, 2))], reference=lambda c, a, b: np.tanh(c) + a @ b),
+    Case(("matmul_add",), lambda c, a, b: P.matmul_add(c, a, b),
+         [Arg((3, 2)), Arg((3, 4)), Arg((4, 2))], reference=lambda c, a, b: c + a @ b),
+    Case(("matmul_add",), lambda c, a, b: P.matmul_add(np.tanh(c), a, b),
+         [Arg((2, 3, 2)), Arg((2, 3, 4)), Arg((2, 4, 2))],
+         reference=lambda c, a, b: np.tanh(c) + a @ b),
+    Case(("matmul_add",), lambda c, a, b: P.matmul_add(c * 2, a, b),
+         [Arg((3, 2), "int:5"), Arg((3, 4), "int:5"), Arg((4, 2), "int:5")],
+         grad=False, f32=False, reference=lambda c, a, b: c * 2 + a @ b),
     Case(("reshape",), lambda x: x.reshape(6, -1), [Arg((2, 3, 2))]),
     Case(("transpose",), lambda x: x.T, [Arg((3, 4))]),
     Case(("transpose",), lambda x: np.exp(x).T + 1, [Arg((19, 10))]),    # whole tiles and edges

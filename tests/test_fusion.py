@@ -221,7 +221,7 @@ def test_a_matrix_several_products_read_transposed_is_transposed_once(readers):
         return np.sum(h ** 2)
     f = gc.jit(gc.value_and_grad(loss))
     graph = f.lower(w, h0).optimized
-    products = [n for n in graph.topo() if n.op == "matmul"]
+    products = [n for n in graph.topo() if n.op in ("matmul", "matmul_add")]
     copies = [n for n in graph.topo() if n.op == "transpose"]
     if readers >= 2:
         assert len(copies) == 1 and graph.node(copies[0].inputs[0]).op == "input"
@@ -239,6 +239,67 @@ def test_a_matrix_several_products_read_transposed_is_transposed_once(readers):
         lo[i] -= 1e-6
         numeric[i] = (loss(hi, h0) - loss(lo, h0)) / 2e-6
     np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_a_sum_of_products_is_one_buffer_that_each_gemm_adds_into(steps):
+    """An unrolled RNN's weight gradient sums one product h_t.T @ dz_t per
+    step: matmul_add nodes (passes/accumulate.py), whose GEMMs add into the
+    first product's buffer (beta = 1); no buffer per product, no loop adding
+    them up. The forward's h @ w + x[t] @ u is one too."""
+    rng = np.random.default_rng(7)
+    w, u = rng.normal(size=(6, 6)) / 3, rng.normal(size=(3, 6)) / 3
+    h0, x = rng.normal(size=(4, 6)), rng.normal(size=(steps, 4, 3))
+
+    def loss(w, u, h, x):
+        for t in range(steps):
+            h = np.tanh(h @ w + x[t] @ u)
+        return np.sum(h ** 2)
+    f = gc.jit(gc.value_and_grad(loss, argnums=(0, 1)))
+    info = f.lower(w, u, h0, x)
+    graph = info.optimized
+    ops = [n.op for n in graph.topo()]
+    # per step the forward's sum; from the second step on, each weight's gradient's
+    assert ops.count("matmul_add") == steps + 2 * (steps - 1)
+    assert not any(n.op == "add" and "matmul" in graph.node(i).op
+                   for n in graph.topo() for i in n.inputs)
+    gemms = [line.split("(")[1].split(", ") for line in info.source.splitlines()
+             if "blas.gemm(" in line]
+    adding = [args[2] for args in gemms if args[6].startswith("1.0")]
+    assert len(adding) == ops.count("matmul_add")
+    # the products of w's gradient, h_t.T @ dz_t, go into one buffer, and u's, x_t.T @ dz_t
+    into = [args[2] for args in gemms if args[3] == "True"]
+    assert len(into) == 2 * steps and len(set(into)) == 2
+    value, (gw, gu) = f(w, u, h0, x)
+    want, (want_w, want_u) = f.interpret(w, u, h0, x)
+    np.testing.assert_allclose(value, want, rtol=1e-13)
+    for got, expected, at in ((gw, want_w, 0), (gu, want_u, 1)):
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+        numeric = np.zeros_like(got)
+        for i in np.ndindex(got.shape):
+            hi, lo = [w.copy(), u.copy()], [w.copy(), u.copy()]
+            hi[at][i] += 1e-6
+            lo[at][i] -= 1e-6
+            numeric[i] = (loss(*hi, h0, x) - loss(*lo, h0, x)) / 2e-6
+        np.testing.assert_allclose(got, numeric, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("fn, folded", [
+    (lambda c, a, b: c + a @ b, 0),                               # c is the caller's
+    (lambda c, a, b: (np.tanh(c) + a @ b) * np.tanh(c), 0),       # tanh(c) is read again
+    (lambda c, a, b: np.tanh(c.reshape(6)).reshape(2, 3) + a @ b, 0),   # a view
+    (lambda c, a, b: np.tanh(c) + a @ b, 1),
+    (lambda c, a, b: a @ b + (2 * a) @ b, 1),                     # into the first product
+], ids=["input", "read-again", "a-view", "owned", "two-products"])
+def test_a_product_is_added_into_an_addend_only_where_nothing_else_reads_it(fn, folded):
+    """The GEMM overwrites its addend's buffer: the pass folds `c + a @ b`
+    only where the sum alone reads c and c owns its buffer."""
+    rng = np.random.default_rng(3)
+    c, a, b = rng.normal(size=(2, 3)), rng.normal(size=(2, 4)), rng.normal(size=(4, 3))
+    f = gc.jit(fn)
+    ops = [n.op for n in f.lower(c, a, b).optimized.topo()]
+    assert ops.count("matmul_add") == folded and ops.count("add") == 1 - folded
+    np.testing.assert_allclose(f(c, a, b), fn(c, a, b), rtol=1e-13)
 
 
 @pytest.mark.parametrize("fn", [lambda g, x: g.T @ x, lambda g, x: (x.T @ g).T],

@@ -9,6 +9,7 @@ import logging
 import time
 
 from graphc.ir import Graph
+from graphc.passes.accumulate import accumulate_products
 from graphc.passes.dce import eliminate_dead_code
 from graphc.passes.fuse import fuse_elementwise
 from graphc.passes.simplify import simplify
@@ -16,7 +17,7 @@ from graphc.passes.transposed_once import transpose_once
 
 log = logging.getLogger("graphc.passes")
 
-PIPELINE = [simplify, transpose_once, eliminate_dead_code, fuse_elementwise]
+PIPELINE = [simplify, transpose_once, accumulate_products, eliminate_dead_code, fuse_elementwise]
 
 
 def run(graph: Graph, pipeline=None, verify=False) -> Graph:
