@@ -24,19 +24,17 @@ def relu(x):
 
 def _magnitude(x):
     """|x| with gradient sign(x), and 1 at 0 (abs has 0 there): the smooth
-    functions written with it (sigmoid, softplus) keep their slope at 0."""
+    function written with it (softplus) keeps its slope at 0."""
     return fnp.where(fnp.greater_equal(x, 0), x, fnp.negative(x))
 
 
 def sigmoid(x):
-    """1 / (1 + exp(-x)), as 1 / (1 + e) for x >= 0 and e / (1 + e) below, with
-    e = exp(-|x|) <= 1: no overflow, and full relative accuracy in the left
-    tail (0.5 tanh(x/2) + 0.5, the old form, cancelled there: 0 at x = -40 in
-    float64, so -log(sigmoid(x)) was inf with a nan gradient). sigmoid'(0) is
-    1/4 (see _magnitude)."""
-    x = fnp._as_float_or_float64(x)
-    e = fnp.exp(fnp.negative(_magnitude(x)))
-    return fnp.true_divide(fnp.where(fnp.greater_equal(x, 0), 1, e), fnp.add(e, 1))
+    """1 / (1 + exp(-x)), the `sigmoid` primitive: 1 / (1 + e) for x >= 0 and
+    e / (1 + e) below, with e = exp(-|x|) <= 1, so no overflow and full
+    relative accuracy in the left tail; its gradient s (1 - s) is 1/4 at 0, as
+    PyTorch's and JAX's. (1 / (1 + np.exp(-x)) written by hand compiles to the
+    same primitive: passes/simplify.py.)"""
+    return P.sigmoid(fnp._as_float_or_float64(x))
 
 
 def softplus(x):

@@ -103,6 +103,31 @@ _unary("erf", _erf_reference,
        lambda ct, out, x: [P.mul(ct, P.mul(P.scalar_like(x, 2 / math.sqrt(math.pi)),
                                            P.exp(P.neg(P.mul(x, x)))))],
        "vmath.erf({0})")
+
+
+def _sigmoid_reference(x):
+    """1 / (1 + exp(-x)) as 1 / (1 + e) for x >= 0 and e / (1 + e) below,
+    e = exp(-|x|): no overflow, full relative accuracy in the left tail."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1, e) / (1 + e)
+
+
+def _sigmoid_vjp(ct, out, x):
+    """s'(x) = s(x) s(-x), accurate in both tails and without a division (a
+    gate's backward is bound by its divisions): s (1 - s) for x <= 0, where
+    s <= 1/2 and 1 - s is exact; s^2 exp(-x) above, where 1 - s cancels
+    (PyTorch's and JAX's s (1 - s) is 0 once s rounds to 1, and so was
+    -log(s)'s gradient -s(-x) past x = 37 in float64). exp(-|x|): no inf
+    in the branch not taken, whose derivatives a Hessian would multiply by 0."""
+    right = P.mul(P.mul(out, out), P.exp(P.neg(P.abs(x))))
+    left = P.mul(out, P.sub(P.scalar_like(out, 1), out))
+    return [P.mul(ct, P.where(P.gt(x, P.scalar_like(x, 0)), right, left))]
+
+
+# The logistic sigmoid: gc.nn.sigmoid, and 1 / (1 + exp(-x)) written by hand
+# (passes/simplify.py), whose chain rule gives inf / inf (nan) where exp(-x)
+# overflows.
+_unary("sigmoid", _sigmoid_reference, _sigmoid_vjp, "vmath.sigmoid({0})")
 _unary("stop_gradient", lambda x: x.copy(), lambda ct, out, x: [None], "{0}")
 
 

@@ -33,6 +33,7 @@ sin, cos, tanh, abs, sign, erf = map(_unary, ["sin", "cos", "tanh", "abs", "sign
 stop_gradient, logical_not = _unary("stop_gradient"), _unary("logical_not")
 tan, arcsin, arccos, arctan = map(_unary, ["tan", "arcsin", "arccos", "arctan"])
 sinh, cosh, arcsinh, arccosh, arctanh = map(_unary, ["sinh", "cosh", "arcsinh", "arccosh", "arctanh"])
+sigmoid = _unary("sigmoid")
 log2, log10, exp2, cbrt = map(_unary, ["log2", "log10", "exp2", "cbrt"])
 floor, ceil, trunc, rint = map(_unary, ["floor", "ceil", "trunc", "rint"])
 add, sub, mul, div, pow = map(_binary, ["add", "sub", "mul", "div", "pow"])

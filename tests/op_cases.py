@@ -81,6 +81,7 @@ CASES = [
     Case(("abs",), np.abs, [Arg((7,), "separated")]),
     Case(("sign",), np.sign, [Arg((7,), "separated")]),
     Case(("erf",), scipy.special.erf, [Arg((5,))]),
+    Case(("sigmoid",), gc.nn.sigmoid, [Arg((3, 4))], reference=scipy.special.expit),
     Case(("tan",), np.tan, [Arg((6,), "unit")]),
     Case(("arcsin", "arccos"), lambda x: np.arcsin(x) * np.arccos(x), [Arg((6,), "unit")]),
     Case(("arctan",), np.arctan, [Arg((2, 3))]),

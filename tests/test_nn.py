@@ -114,6 +114,25 @@ def test_sigmoid_is_accurate_in_its_left_tail_with_finite_log_gradients():
     np.testing.assert_array_equal(slope, [0.25])
 
 
+@pytest.mark.parametrize("written", [lambda z: 1 / (1 + np.exp(-z)),
+                                     lambda z: 1.0 / (np.exp(-z) + 1.0)], ids=["1+e", "e+1"])
+def test_a_sigmoid_written_by_hand_is_the_primitive_with_an_accurate_gradient(written):
+    """1 / (1 + exp(-z)) compiles to the sigmoid primitive (passes/simplify.py,
+    before autodiff): the chain rule through the written form gives inf / inf
+    (nan) where exp(-z) overflows, z < -88 in float32; the primitive's
+    s(z) s(-z) is right in both tails, in both float types."""
+    z = np.array([-800.0, -100.0, -20.0, -1.0, -0.0, 0.0, 1.0, 20.0, 50.0, 800.0])
+    f = gc.jit(gc.value_and_grad(lambda v: np.sum(written(v))))
+    ops = [n.op for n in f.lower(z).optimized.topo()]
+    assert "sigmoid" in ops and "div" not in ops, ops
+    want = sp.expit(z) * sp.expit(-z)
+    for dtype, rtol in ((np.float64, 1e-15), (np.float32, 1e-6)):
+        value, grad = f(z.astype(dtype))
+        assert grad.dtype == dtype
+        np.testing.assert_allclose(value, np.sum(sp.expit(z)), rtol=rtol)
+        np.testing.assert_allclose(grad, want.astype(dtype), rtol=rtol, atol=0)
+
+
 def test_smooth_functions_keep_their_slope_at_zero_and_relu_keeps_nan():
     """softplus'(0) = 1/2 and softplus''(0) = 1/4 (its max(x, 0) and |x|
     had slope 0 there: a scale initialised at 0 never moved), sigmoid'(0) =

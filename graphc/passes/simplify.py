@@ -18,6 +18,10 @@
   kernel instead of four, and, run before autodiff, a gradient without the
   max's tie handling (the peak's terms cancel exactly). The stable softmax,
   exp(z) / sum(exp(z)), is the `softmax` primitive for the same reasons.
+- The sigmoid as users write it, 1 / (1 + exp(-x)), is the `sigmoid`
+  primitive: one vector call, and, run before autodiff, a gradient s (1 - s)
+  without a division, which is 0 where exp(-x) overflows (the chain rule
+  through the written form gives inf / inf there, nan).
 """
 from __future__ import annotations
 
@@ -74,6 +78,24 @@ def _shifted_by_peak(graph: Graph, z):
             or graph.node(x).shape != z.shape:
         return None
     return x
+
+
+def _is_one(node) -> bool:
+    return node.op == "const" and node.shape == () and node.p["value"].array == 1
+
+
+def _sigmoid_operand(graph: Graph, node, inputs):
+    """x when `node`, a division, is 1 / (1 + exp(-x)) in x's shape and dtype."""
+    one, total = (graph.node(i) for i in inputs)
+    if not _is_one(one) or total.op != "add":
+        return None
+    for e, other in (total.inputs, total.inputs[::-1]):
+        e, other = graph.node(e), graph.node(other)
+        if _is_one(other) and e.op == "exp" and graph.node(e.inputs[0]).op == "neg":
+            x = graph.node(graph.node(e.inputs[0]).inputs[0])
+            if x.shape == node.shape and x.dtype == node.dtype:
+                return x.id
+    return None
 
 
 def _unbroadcast(graph: Graph, node, inputs):
@@ -156,6 +178,8 @@ def _rule(graph: Graph, node, inputs, original: Graph):
         tiled = _tiling_unslices(graph, node, inputs)
         if tiled is not None:
             return tiled
+    if node.op == "div" and (x := _sigmoid_operand(graph, node, inputs)) is not None:
+        return ("sigmoid", (x,), {})
     if node.op in ("sub", "div"):
         op, operand = (("log_softmax", _log_softmax_operand) if node.op == "sub"
                        else ("softmax", _softmax_operand))
