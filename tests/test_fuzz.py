@@ -34,6 +34,7 @@ UNARY = {
     "log2": lambda a: np.log2(np.abs(a) + 1.0),
     "square": np.square, "cube": lambda a: a ** 3.0,
     "sigmoid": gc.nn.sigmoid, "softplus": gc.nn.softplus, "relu": gc.nn.relu,
+    "sigmoid_by_hand": lambda a: 1 / (1 + np.exp(-a)),      # the sigmoid op (simplify)
     "scale": lambda a: 0.5 * a + 1.0,
     "sum_keep": lambda a: np.sum(a, axis=-1, keepdims=True),
     "max_keep": lambda a: np.max(a, axis=0, keepdims=True),
@@ -43,6 +44,8 @@ UNARY = {
     "flip": lambda a: a[..., ::-1],
     "transpose": lambda a: a.T,
     "gram": lambda a: a @ a.T if a.ndim == 2 else a * a,
+    # a product added to a value nothing else reads: one GEMM adding into it
+    "plus_gram": lambda a: np.tanh(a) + a @ a.T if a.ndim == 2 and a.shape[0] == a.shape[1] else a,
     "concat": lambda a: np.concatenate([a, a * 2.0], axis=-1)[..., : a.shape[-1]],
 }
 # Each example compiles a new module (4-8 s for a random gradient program on
