@@ -302,6 +302,36 @@ def test_a_product_is_added_into_an_addend_only_where_nothing_else_reads_it(fn, 
     np.testing.assert_allclose(f(c, a, b), fn(c, a, b), rtol=1e-13)
 
 
+@pytest.mark.parametrize("pieces, copied, read_again", [
+    (lambda x, h: [x * 2, x * x, h - 1, h + 1], [], False),
+    (lambda x, h: [np.tanh(x) * 2, x * x, np.sin(h), h + 1], ["0", "2"], False),
+    (lambda x, h: [x * 2, x * x, h - 1, h + 1], None, True),
+], ids=["written", "some-copied", "a-piece-read-again"])
+def test_fused_loops_write_their_pieces_of_a_concatenation_into_it(pieces, copied, read_again):
+    """An LSTM's backward concatenates its gates' gradients for the GEMMs:
+    the fused loops making the pieces write each straight into the
+    concatenation's columns, and no loop copies them. A loop over flat
+    blocks (a transcendental one) keeps its piece, which is copied in; and
+    where another node reads a piece, the concatenation copies them all."""
+    rng = np.random.default_rng(4)
+    x, w, v = rng.normal(size=(3, 5)), rng.normal(size=(5, 5)), rng.normal(size=(20, 3))
+
+    def f(x, w, v):
+        parts = pieces(x, x @ w)
+        return np.concatenate(parts, axis=1) @ v + (parts[1][:, 1:4] if read_again else 0)
+    jitted = gc.jit(f)
+    source = jitted.lower(x, w, v).source
+    assert bool(re.search(r"# k\d+_concatenate", source)) == read_again
+    written = re.findall(r"\[\w+, \w+ \+ (\d) \* \w+\] = ", source)
+    if read_again:      # the concatenation's kernel copies them all
+        assert not written and "copy_columns(" not in source
+    else:
+        assert sorted(re.findall(r"pieces\.copy_columns\(\w+, (\d) \*", source)) == copied
+        assert sorted(written + copied) == ["0", "1", "2", "3"]
+    np.testing.assert_allclose(jitted(x, w, v), f(x, w, v), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(jitted(x, w, v), jitted.interpret(x, w, v), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("fn", [lambda g, x: g.T @ x, lambda g, x: (x.T @ g).T],
                          ids=["flag", "transposed-product"])
 def test_a_products_flops_count_its_inner_axis_through_the_flags(fn):
