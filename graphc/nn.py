@@ -31,9 +31,9 @@ def _magnitude(x):
 def sigmoid(x):
     """1 / (1 + exp(-x)), the `sigmoid` primitive: 1 / (1 + e) for x >= 0 and
     e / (1 + e) below, with e = exp(-|x|) <= 1, so no overflow and full
-    relative accuracy in the left tail; its gradient s (1 - s) is 1/4 at 0, as
-    PyTorch's and JAX's. (1 / (1 + np.exp(-x)) written by hand compiles to the
-    same primitive: passes/simplify.py.)"""
+    relative accuracy in the left tail; its gradient s(x) s(-x) is 1/4 at 0
+    and accurate in both tails (ops._sigmoid_vjp). (1 / (1 + np.exp(-x))
+    written by hand compiles to the same primitive: passes/simplify.py.)"""
     return P.sigmoid(fnp._as_float_or_float64(x))
 
 

@@ -7,7 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
-from graphc import codegen, target
+from graphc import codegen, pytree, target
 from graphc.benchmarks.workloads import softmax_cross_entropy
 
 
@@ -330,6 +330,44 @@ def test_fused_loops_write_their_pieces_of_a_concatenation_into_it(pieces, copie
         assert sorted(written + copied) == ["0", "1", "2", "3"]
     np.testing.assert_allclose(jitted(x, w, v), f(x, w, v), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(jitted(x, w, v), jitted.interpret(x, w, v), rtol=1e-12, atol=1e-12)
+
+
+# pieces of a concatenation: arithmetic loops write theirs in place, loops
+# over flat blocks (transcendental, rows shorter than SHORT_ROW) have theirs copied
+_PIECES = [lambda t: t * 2, lambda t: t - 1, np.tanh, np.exp]
+
+
+@settings(max_examples=6, deadline=None)
+@given(products=st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=4),
+       pieces=st.lists(st.integers(0, len(_PIECES) - 1), min_size=1, max_size=4),
+       read_again=st.integers(-1, 3), seed=st.integers(0, 2 ** 16))
+def test_random_sums_of_products_and_concatenations_equal_the_interpreter(
+        products, pieces, read_again, seed):
+    """matmul_add adds into its addend's buffer, and fused loops write into a
+    concatenation's: both reuse memory, where a wrong choice computes garbage
+    quietly. Sums of products (each operand maybe transposed), concatenated
+    functions of the sum, one maybe read again, and their gradients (sums
+    of products and concatenations again), against NumPy and the interpreter."""
+    rng = np.random.default_rng(seed)
+    m, k, n = 3, 4, 5
+    x = rng.normal(size=(m, n))
+    mats = [(rng.normal(size=(k, m) if ta else (m, k)), rng.normal(size=(n, k) if tb else (k, n)))
+            for ta, tb in products]
+
+    def f(x, mats):
+        total = np.tanh(x)
+        for (a, b), (ta, tb) in zip(mats, products):
+            total = total + (a.T if ta else a) @ (b.T if tb else b)
+        parts = [_PIECES[p](total) for p in pieces]
+        again = np.sum(parts[read_again] ** 2) if read_again < len(parts) else 0.0
+        return np.sum(np.sin(np.concatenate(parts, axis=1))) + again
+    g = gc.jit(gc.value_and_grad(f, argnums=(0, 1)))
+    value, grads = g(x, mats)
+    want, want_grads = g.interpret(x, mats)
+    np.testing.assert_allclose(value, f(x, mats), rtol=1e-12)
+    np.testing.assert_allclose(value, want, rtol=1e-12)
+    for got, expected in zip(pytree.flatten(grads)[0], pytree.flatten(want_grads)[0]):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("fn", [lambda g, x: g.T @ x, lambda g, x: (x.T @ g).T],
