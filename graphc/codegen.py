@@ -27,6 +27,7 @@ from graphc import errors, merged_axes, repeats, threads, workspace
 from graphc.dims import DimTable, slice_start
 from graphc.ir import Graph, Node
 from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, int_out_of_bounds
+from graphc.passes.accumulate import may_add_into
 from graphc.passes.fuse import escaping, is_index_const, is_scalar_const
 from graphc.target import full_width, vector_bytes
 
@@ -1803,13 +1804,11 @@ def _written_into_concatenation(lines: list[str], out_param: str, position: int,
 
 def _accumulated_in_place(graph: Graph, in_place) -> dict:
     """matmul_add nodes whose GEMM accumulates into their addend's own buffer:
-    node -> addend. The addend must own its buffer (not an input, a constant,
-    a view or a parameter's new value) and be read by this product alone, so
-    that nothing reads it after the GEMM has added to it."""
+    node -> addend. The pass folded only such sums (may_add_into), asked
+    again of the graph as it reaches codegen; and no parameter's new value
+    is the addend."""
     return {n.id: c for n in graph.topo() if n.op == "matmul_add"
-            for c in n.inputs[:1]
-            if graph.users(c) == [n.id] and c not in graph.outputs and c not in in_place
-            and graph.node(c).op not in ("input", "const", "reshape")}
+            for c in n.inputs[:1] if may_add_into(graph, c, n.id) and c not in in_place}
 
 
 def _kernel_operands(node: Node, accumulated: dict) -> list[int]:
@@ -1912,18 +1911,19 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
         kname = f"k{len(kernels)}_{node.op}" + ("_fused" if len(members) > 1 else "")
         loop_dims = []
         merged = None
+        written_into = {}       # output -> the concatenation this loop writes it into
         if OPS[node.op].kind in ("elementwise", "reduce"):
             stored = escaping(graph, members)
             merged = merged_axes.plan(graph, members, _space_of(graph, members))
             externals, outs, space, lines, needs = emit_group(
                 merged.view if merged else graph, members, stored)
             loop_dims = merged.merged_dims(space, dims) if merged else dims[space]
-            written_into = {}       # output -> the concatenation this loop writes it into
             if merged is None and (graph.node(space).size * _work_per_element(graph, members)
-                                   < PARALLEL_MIN_WORK):     # (a threaded loop: not so)
+                                   < PARALLEL_MIN_WORK or not may_split()):  # (not threaded)
                 for k, o in enumerate(outs):
                     if o in into_concatenation and graph.node(o).shape == graph.node(space).shape:
                         whole, position = into_concatenation[o]
+                        # the piece is the loop's 2-D space, columns n1 (all pieces are as wide)
                         moved = _written_into_concatenation(lines, f"o{k}", position, "n1")
                         if moved is not None:
                             lines, written_into[o] = moved, whole
@@ -1943,7 +1943,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
             if o in accumulated:    # the GEMM adds to the addend's buffer
                 var[o] = var[accumulated[o]]
                 continue
-            if group and o in written_into:
+            if o in written_into:
                 if written_into[o] not in var:
                     allocate(written_into[o])
                 var[o] = var[written_into[o]]

@@ -183,6 +183,9 @@ CASES = [
     Case(("matmul_add",), lambda c, a, b: P.matmul_add(np.tanh(c), a, b),
          [Arg((2, 3, 2)), Arg((2, 3, 4)), Arg((2, 4, 2))],
          reference=lambda c, a, b: np.tanh(c) + a @ b),
+    # the addend is also the product's operand: a copy (the GEMM reads it)
+    Case(("matmul_add",), lambda c, b: (lambda t: P.matmul_add(t, t, b))(np.tanh(c)),
+         [Arg((3, 3)), Arg((3, 3))], reference=lambda c, b: np.tanh(c) + np.tanh(c) @ b),
     Case(("matmul_add",), lambda c, a, b: P.matmul_add(c * 2, a, b),
          [Arg((3, 2), "int:5"), Arg((3, 4), "int:5"), Arg((4, 2), "int:5")],
          grad=False, f32=False, reference=lambda c, a, b: c * 2 + a @ b),

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import graphc as gc
 from graphc import codegen, pytree, target
+from graphc import prims as P
 from graphc.benchmarks.workloads import softmax_cross_entropy
 
 
@@ -330,6 +331,16 @@ def test_fused_loops_write_their_pieces_of_a_concatenation_into_it(pieces, copie
         assert sorted(written + copied) == ["0", "1", "2", "3"]
     np.testing.assert_allclose(jitted(x, w, v), f(x, w, v), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(jitted(x, w, v), jitted.interpret(x, w, v), rtol=1e-12, atol=1e-12)
+
+
+def test_a_gemm_never_adds_into_its_own_operand():
+    """matmul_add(t, t, w): t is both the addend and the product's left
+    operand, and graph.users names the reader once: codegen must copy t
+    (accumulate.may_add_into), not have the GEMM write into what it reads."""
+    rng = np.random.default_rng(5)
+    x, w = rng.normal(size=(64, 64)), rng.normal(size=(64, 64))
+    f = gc.jit(lambda x, w: (lambda t: P.matmul_add(t, t, w))(np.tanh(x)))
+    np.testing.assert_allclose(f(x, w), np.tanh(x) + np.tanh(x) @ w, rtol=1e-12, atol=1e-12)
 
 
 # pieces of a concatenation: arithmetic loops write theirs in place, loops

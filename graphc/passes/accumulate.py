@@ -9,10 +9,9 @@ Each product had a buffer of its own, and one loop then read them all:
 is the sum's, and each further GEMM adds into it (BLAS's beta = 1), in the
 same order: no other buffer, and no loop over them.
 
-Only where codegen can add in place (codegen._accumulated_in_place): the
-addend is read by the sum alone, is not an output, and owns its buffer (not
-an input, a constant or a reshape's view). Elsewhere the copy matmul_add
-would make first costs what the add did.
+Only where codegen can add in place (`may_add_into`, which codegen asks
+again of the matmul_add): elsewhere the copy matmul_add would make first
+costs what the add did.
 """
 from __future__ import annotations
 
@@ -28,6 +27,15 @@ def _sole_reader(graph: Graph, nid: int, reader: int) -> bool:
     return graph.users(nid) == [reader] and nid not in graph.outputs
 
 
+def may_add_into(graph: Graph, addend: int, reader: int) -> bool:
+    """Whether `reader` may write into `addend`'s buffer: the addend owns one,
+    no output is it, and `reader` alone reads it, once (graph.users names a
+    reader once however many of its operands are the addend: in
+    matmul_add(t, t, w) the GEMM would write into its own operand)."""
+    return (graph.node(addend).op not in _NOT_OWNED and _sole_reader(graph, addend, reader)
+            and graph.node(reader).inputs.count(addend) == 1)
+
+
 def _product_folded(original: Graph, node) -> tuple[int, int] | None:
     """(addend position, product position) in `node`'s inputs: an add of a
     2-D float product and an addend, both of its shape and dtype and both
@@ -35,11 +43,12 @@ def _product_folded(original: Graph, node) -> tuple[int, int] | None:
     if node.op != "add" or node.dtype.kind != "f" or len(node.shape) != 2:
         return None
     operands = [original.node(i) for i in node.inputs]
-    if any(o.shape != node.shape or o.dtype != node.dtype
-           or not _sole_reader(original, o.id, node.id) for o in operands):
+    if any(o.shape != node.shape or o.dtype != node.dtype for o in operands):
         return None
     for addend, product in ((0, 1), (1, 0)):
-        if operands[product].op == "matmul" and operands[addend].op not in _NOT_OWNED:
+        if (operands[product].op == "matmul"
+                and _sole_reader(original, operands[product].id, node.id)
+                and may_add_into(original, operands[addend].id, node.id)):
             return addend, product
     return None
 
