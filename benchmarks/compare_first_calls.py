@@ -38,7 +38,7 @@ MODELS = ("W1", "W2", "W3", "W4", "W5", "lstm", "attention")
 _BATCH = {"lstm": 32, "attention": 16}      # the benchmark scripts' defaults
 
 
-def _model(name: str):
+def model(name: str):
     """(loss, params, batch, lr) of a workload or of a benchmark script's model."""
     if name in _BATCH:
         module = importlib.import_module(f"graphc.benchmarks.bench_{name}")
@@ -55,7 +55,7 @@ def _child(tree: str, name: str, cpu: int) -> None:
     # this script's directory is sys.path[0]: graphc must come from `tree` first
     from compare_trees import import_tree
     gc = import_tree(tree)
-    loss, params, batch, lr = _model(name)
+    loss, params, batch, lr = model(name)
     start = time.perf_counter()
     step = gc.compile_step(loss, gc.optim.SGD(lr))
     value = step(params, *batch)

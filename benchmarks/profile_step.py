@@ -1,8 +1,10 @@
 """Where does a compiled step's time go? Cycles per statement of its `run`.
 
     OMP_NUM_THREADS=1 python benchmarks/profile_step.py W4 [--dtype float64] [--calls 3000]
+    OMP_NUM_THREADS=1 python benchmarks/profile_step.py lstm --unrolled
 
-Compiles a workload's SGD step, then a copy of its generated module whose
+Compiles a model's SGD step (a workload W1-W5, or compare_first_calls.py's
+`lstm` and `attention`, float32), then a copy of its generated module whose
 `run` reads the CPU's cycle counter (llvm.readcyclecounter: the TSC on
 x86) after every top-level statement: a kernel's loop nest, a GEMM call, a
 call of an outlined kernel. It calls that copy with the step's own
@@ -10,10 +12,15 @@ arguments (the parameters keep training) and prints each kind of
 statement's median cycles per call, summed over the places it occurs,
 largest first, with the µs the counter's rate makes of them. The counter
 reads cost about 25 cycles a statement, so statements that cheap show only
-that. It is a tool for finding the next thing to speed up, not a
-benchmark: compare steps with compare_trees.py.
+that. A Python loop over time steps is outlined (graphc/repeats.py): its
+statements are then one call a step, `run_part<k>(...)`; `--unrolled`
+compiles the step without outlining, so that each kernel is counted where
+it runs, at every step (a 16-step LSTM takes about 20 s to compile so).
+It is a tool for finding the next thing to speed up, not a benchmark:
+compare steps with compare_trees.py.
 """
 import argparse
+import contextlib
 import importlib.util
 import os
 import re
@@ -102,15 +109,36 @@ def cycles_per_second(seconds=0.2) -> float:
     return (now() - c0) / (time.perf_counter() - t0)
 
 
-def profile(name: str, dtype: str, calls: int) -> tuple[list[tuple[str, float, int]], float]:
-    """(kind, median cycles per call summed over its places, places) of a workload's
+def profile(name: str, dtype: str, calls: int,
+            unrolled: bool = False) -> tuple[list[tuple[str, float, int]], float]:
+    """(kind, median cycles per call summed over its places, places) of a model's
     step, largest first; and the median cycles of a whole call."""
+    from graphc.benchmarks.compare_first_calls import model
+    if name.startswith("W"):
+        from graphc.benchmarks.workloads import WORKLOADS
+        w = WORKLOADS[name]
+        (params, batch), loss, lr = w.make(dtype, seed=0), w.loss_fn, w.lr
+    elif dtype != "float32":
+        raise SystemExit(f"profile_step: {name} is float32 only")
+    else:
+        loss, params, batch, lr = model(name)
+    return profile_step_of(loss, params, batch, lr, calls, unrolled)
+
+
+def unrolled_steps():
+    """While it lasts, steps compile without graphc/repeats.py's outlining."""
+    from unittest import mock
+
+    from graphc import codegen
+    return mock.patch.object(codegen, "_outlined_repeats", lambda lines, *a, **k: ([], lines))
+
+
+def profile_step_of(loss, params, batch, lr, calls: int, unrolled: bool = False):
+    """profile's rows and whole call for the SGD step of `loss` at (params, *batch)."""
     import graphc as gc
-    from graphc.benchmarks.workloads import WORKLOADS
-    w = WORKLOADS[name]
-    params, batch = w.make(dtype, seed=0)
-    step = gc.compile_step(w.loss_fn, gc.optim.SGD(lr=w.lr))
-    step(params, *batch)
+    step = gc.compile_step(loss, gc.optim.SGD(lr=lr))
+    with unrolled_steps() if unrolled else contextlib.nullcontext():
+        step(params, *batch)
     entry = step._last.entry
     arguments = {}
     driver = entry.driver
@@ -151,12 +179,14 @@ def profile(name: str, dtype: str, calls: int) -> tuple[list[tuple[str, float, i
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("workload")
+    parser.add_argument("workload", help="W1-W5, lstm or attention")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--unrolled", action="store_true",
+                        help="compile without outlining repeated stretches (time steps)")
     args = parser.parse_args(argv)
-    rows, whole = profile(args.workload, args.dtype, args.calls)
+    rows, whole = profile(args.workload, args.dtype, args.calls, args.unrolled)
     rate = cycles_per_second()
     print(f"{args.workload} {args.dtype}: {whole:,.0f} cycles a call ({whole / rate * 1e6:.1f} us "
           f"at the counter's {rate / 1e9:.2f} GHz), median of {args.calls} calls")

@@ -284,3 +284,28 @@ def new_workspace(in0):
     kinds = [kind for kind, _, _ in rows]
     assert any(kind.startswith("blas.gemm(") for kind in kinds) and len(set(kinds)) == len(kinds)
     assert whole > 0 and all(cycles >= 0 for _, cycles, _ in rows)
+
+
+def test_profile_step_unrolled_compiles_every_time_step_into_run_itself():
+    """A Python loop over time steps is outlined into one call a step
+    (`run_part0`); profile_step's unrolled=True compiles each step's
+    statements into `run`, so that each is counted where it runs."""
+    import graphc as gc
+    from graphc.benchmarks import profile_step
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=(6, 6)) / 3, "u": rng.normal(size=(3, 6)) / 3,
+              "b": np.zeros(6), "v": rng.normal(size=(6, 3))}
+    xs, ys = rng.normal(size=(12, 4, 3)), rng.integers(0, 3, size=(12, 4))
+
+    def loss(p, xs, ys):
+        h, total = np.zeros((4, 6)), 0.0
+        for x, y in zip(xs, ys):
+            h = np.tanh(x @ p["u"] + h @ p["w"] + p["b"])
+            total = total + gc.nn.cross_entropy(h @ p["v"], y)
+        return total
+    outlined = gc.compile_step(loss, gc.optim.SGD(0.1)).lower(params, xs, ys).source
+    with profile_step.unrolled_steps():
+        unrolled = gc.compile_step(loss, gc.optim.SGD(0.1)).lower(params, xs, ys).source
+    assert "def run_part0(" in outlined and "run_part" not in unrolled
+    gemms = [source.count("blas.gemm(") for source in (outlined, unrolled)]
+    assert gemms[1] > gemms[0] + 10
