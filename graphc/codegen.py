@@ -1857,6 +1857,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     accumulated = _accumulated_in_place(graph, in_place)
     into_concatenation = _pieces_written_in_place(graph, units, in_place)
     folded = {product for product, _ in gemm_updates.values()}
+
     def allocate(o):
         """Give node `o` a new array (carved from the workspace where it can be)."""
         var[o] = f"v{o}"

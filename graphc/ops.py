@@ -125,8 +125,8 @@ def _sigmoid_vjp(ct, out, x):
 
 
 # The logistic sigmoid: gc.nn.sigmoid, and 1 / (1 + exp(-x)) written by hand
-# (passes/simplify.py), whose chain rule gives inf / inf (nan) where exp(-x)
-# overflows.
+# (passes/simplify.py; the written form's chain rule gives inf / inf, nan,
+# where exp(-x) overflows).
 _unary("sigmoid", _sigmoid_reference, _sigmoid_vjp, "vmath.sigmoid({0})")
 _unary("stop_gradient", lambda x: x.copy(), lambda ct, out, x: [None], "{0}")
 

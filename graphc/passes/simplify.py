@@ -19,15 +19,16 @@
   max's tie handling (the peak's terms cancel exactly). The stable softmax,
   exp(z) / sum(exp(z)), is the `softmax` primitive for the same reasons.
 - The sigmoid as users write it, 1 / (1 + exp(-x)), is the `sigmoid`
-  primitive: one vector call, and, run before autodiff, a gradient s (1 - s)
-  without a division, which is 0 where exp(-x) overflows (the chain rule
-  through the written form gives inf / inf there, nan).
+  primitive: one vector call, and, run before autodiff, its gradient
+  s(x) s(-x) without a division, finite where exp(-x) overflows (the chain
+  rule through the written form gives inf / inf there, nan).
 """
 from __future__ import annotations
 
 from graphc.ir import Graph
 from graphc.ops import OPS, broadcast_shapes
 from graphc.passes import picks
+from graphc.passes.fuse import is_scalar_const
 from graphc.passes.rewrite import rewrite
 
 
@@ -81,7 +82,7 @@ def _shifted_by_peak(graph: Graph, z):
 
 
 def _is_one(node) -> bool:
-    return node.op == "const" and node.shape == () and node.p["value"].array == 1
+    return is_scalar_const(node) and node.p["value"].array == 1
 
 
 def _sigmoid_operand(graph: Graph, node, inputs):
