@@ -194,14 +194,17 @@ def _building_its_c_function(dispatcher):
 def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     """c = alpha * op(a) @ op(b) + beta * c, in place, for 2-D float32/float64 arrays.
 
-    op(x) is x.T when its flag is set. `c` must be C-contiguous and share no
-    memory with `a` or `b`; `a` and `b` are copied first if they are not
-    C-contiguous. b.T is copied too when that is faster (never past
-    TRANSPOSED_MAX elements), into `scratch` (1-D, C-contiguous, c's dtype,
-    at least b.size elements: generated code passes a workspace slot);
-    without room there BLAS reads b.T as it is. Small products run in
-    small_gemm instead of the BLAS where that is faster (_small_pays,
-    _copy_for_small_pays).
+    op(x) is x.T when its flag is set. Each array is read with its rows as
+    they lie when BLAS can (the elements of a row adjacent, rows evenly
+    spaced forward: a C-contiguous array, or a view of a block of one, such
+    as one head's matrix of a (batch, tokens, heads, width) array); `a` and
+    `b` are copied first where it cannot, and `c` must be so. `c` shares no
+    memory with `a` or `b`. b.T is copied too when that is faster (never
+    past TRANSPOSED_MAX elements, and only of C-contiguous operands), into
+    `scratch` (1-D, C-contiguous, c's dtype, at least b.size elements:
+    generated code passes a workspace slot); without room there BLAS reads
+    b.T as it is. Small products run in small_gemm instead of the BLAS where
+    that is faster (_small_pays, _copy_for_small_pays).
 
     The choice and the work run in a C function compiled once per install
     and dtype (_gemm_by_address, build_gemm), called by its address from
@@ -210,10 +213,37 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     of gemm that each model's module holds. A C function cannot raise, so
     everything it relies on is checked here first, and it allocates nothing.
     """
-    if not c.flags.c_contiguous:
-        raise ValueError("gemm: the output must be C-contiguous")
-    _gemm_contiguous(np.ascontiguousarray(a), np.ascontiguousarray(b), c,
+    if not _rows_as_they_lie(c):
+        raise ValueError("gemm: the output's rows must be contiguous and evenly spaced")
+    _gemm_contiguous(_rows_readable(a), _rows_readable(b), c,
                      transpose_a, transpose_b, alpha, beta, scratch)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rows_as_they_lie(x):
+    """Whether BLAS reads 2-D `x` in place, by a leading dimension: the
+    elements of each row adjacent, the rows a whole number of elements
+    apart, forward, and no closer than a row's length (any empty array:
+    NumPy gives some zero strides)."""
+    rows, cols = x.shape
+    return x.size == 0 or ((cols <= 1 or x.strides[1] == x.itemsize)
+            and (rows <= 1 or (x.strides[0] % x.itemsize == 0
+                               and x.strides[0] >= max(cols, 1) * x.itemsize)))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rows_readable(x):
+    """x, or a C-contiguous copy of it where BLAS cannot read it in place."""
+    return x if _rows_as_they_lie(x) else np.ascontiguousarray(x)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _leading_dimension(x):
+    """BLAS's lda of a row-major x that _rows_as_they_lie: the distance
+    between its rows in elements, at least its row's length and 1 (BLAS
+    refuses less, and computes nothing)."""
+    rows, cols = x.shape
+    return max(x.strides[0] // x.itemsize, cols, 1) if rows > 1 else max(cols, 1)
 
 
 @njit(cache=True, nogil=True)
@@ -239,15 +269,18 @@ def _gemm_contiguous(a, b, c, transpose_a, transpose_b, alpha, beta, scratch):
     scratch_at, scratch_size = (0, 0) if scratch is None else (scratch.ctypes.data, scratch.size)
     flags = (1 if transpose_a else 0) | (2 if transpose_b else 0)
     _call_gemm(address, flags, m, n, k, alpha, a.ctypes.data, b.ctypes.data, beta,
-               c.ctypes.data, scratch_at, scratch_size, c)
+               c.ctypes.data, scratch_at, scratch_size, _leading_dimension(a),
+               _leading_dimension(b), _leading_dimension(c), c)
 
 
 def GEMM_SIGNATURE(real):
-    """c = alpha * op(a) @ op(b) + beta * c for C-contiguous a, b and c given by
+    """c = alpha * op(a) @ op(b) + beta * c for row-major a, b and c given by
     address: (flags: 1 transposes a, 2 transposes b; m, n, k, alpha, a, b,
-    beta, c, scratch's address and size in elements, 0 and 0 for none)."""
+    beta, c, scratch's address and size in elements, 0 and 0 for none, then
+    the leading dimensions of a, b and c: BLAS's lda, ldb and ldc)."""
     return types.void(types.intp, types.intp, types.intp, types.intp, real, types.intp,
-                      types.intp, real, types.intp, types.intp, types.intp)
+                      types.intp, real, types.intp, types.intp, types.intp,
+                      types.intp, types.intp, types.intp)
 
 
 # The addresses of gemm's C functions, float32's then float64's (0 until
@@ -256,7 +289,7 @@ def GEMM_SIGNATURE(real):
 # float32 model never builds the float64 one (2.8 s on a new install).
 # Exported steps embed this module, and one process may hold several copies:
 # give the table a new name whenever GEMM_SIGNATURE changes.
-GEMM_TABLE = "graphc_gemm_table_1"
+GEMM_TABLE = "graphc_gemm_table_2"
 _table = dispatch.shared_address_table(GEMM_TABLE, 2)
 
 
@@ -278,11 +311,12 @@ def _built_gemm(typingctx, c):
 
 @intrinsic
 def _call_gemm(typingctx, address, flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size,
-               like):
+               lda, ldb, ldc, like):
     """Call the GEMM_SIGNATURE C function at `address` for `like`'s dtype,
     each argument converted to the signature's type."""
     target = GEMM_SIGNATURE(like.dtype)
-    sig = types.void(address, flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size, like)
+    sig = types.void(address, flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size,
+                     lda, ldb, ldc, like)
 
     def codegen(context, builder, sig, args):
         values = [context.cast(builder, v, t, want)
@@ -311,13 +345,24 @@ def _plan(m, n, k, transpose_a, transpose_b, scratch_size, itemsize):
     return small, copy_b, rows if copy_b or not transpose_b else 0
 
 
-def _gemm_by_address(flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size):
+def _gemm_by_address(flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size, lda, ldb, ldc):
     """GEMM_SIGNATURE's C function (m, n > 0): small_gemm, or BLAS (on a copy
-    of b.T, in blocks of rows) as _plan says (see gemm)."""
+    of b.T, in blocks of rows) as _plan says, for C-contiguous operands;
+    others (views of blocks) go to BLAS as they are (see gemm)."""
     transpose_a, transpose_b = (flags & 1) != 0, (flags & 2) != 0
     a_ = carray(dispatch.as_pointer(a, alpha), (k, m) if transpose_a else (m, k))
     b_ = carray(dispatch.as_pointer(b, alpha), (n, k) if transpose_b else (k, n))
     c_ = carray(dispatch.as_pointer(c, alpha), (m, n))
+    if (lda != max(a_.shape[1], 1) or ldb != max(b_.shape[1], 1) or ldc != max(n, 1)):
+        # blocks of larger arrays (attention's heads): BLAS by leading
+        # dimensions, after a copy of b.T where that pays as it does below
+        if (transpose_b and not transpose_a and k * n <= scratch_size
+                and _transposing_b_pays(m, n, k)):
+            b_t = carray(dispatch.as_pointer(scratch, alpha), (k, n))
+            transpose.transpose_into(carray(dispatch.as_pointer(b, alpha), (n, ldb))[:, :k], b_t)
+            b, ldb, transpose_b = scratch, max(n, 1), False
+        _blas_call(c_, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+        return
     small, copy_b, rows = _plan(m, n, k, transpose_a, transpose_b, scratch_size, c_.itemsize)
     if copy_b:
         b_t = carray(dispatch.as_pointer(scratch, alpha), (k, n))
@@ -346,24 +391,29 @@ def blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
     """gemm's BLAS call as it is, for C-contiguous a, b and c with m, n > 0."""
     m, n = c.shape
     k = a.shape[0] if transpose_a else a.shape[1]
+    _blas_call(c, transpose_a, transpose_b, m, n, k, alpha, a.ctypes.data, max(a.shape[1], 1),
+               b.ctypes.data, max(b.shape[1], 1), beta, c.ctypes.data, max(n, 1))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _blas_call(like, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """The row-major ?gemm of like's dtype on a, b and c given by address,
+    with their leading dimensions (m, n > 0)."""
     ta = _TRANS if transpose_a else _NO_TRANS
     tb = _TRANS if transpose_b else _NO_TRANS
-    lda, ldb, ldc = max(a.shape[1], 1), max(b.shape[1], 1), max(n, 1)
     large = m * n * k >= _LARGE_GEMM_MIN     # MKL's with GRAPHC_BLAS=mkl
-    if c.itemsize == 4:
+    if like.itemsize == 4:
         alpha32, beta32 = np.float32(alpha), np.float32(beta)
         if large:
-            _sgemm_large(_ROW_MAJOR, ta, tb, m, n, k, alpha32, a.ctypes.data, lda,
-                         b.ctypes.data, ldb, beta32, c.ctypes.data, ldc)
+            _sgemm_large(_ROW_MAJOR, ta, tb, m, n, k, alpha32, a, lda, b, ldb, beta32, c, ldc)
         else:
-            _sgemm(_ROW_MAJOR, ta, tb, m, n, k, alpha32, a.ctypes.data, lda,
-                   b.ctypes.data, ldb, beta32, c.ctypes.data, ldc)
+            _sgemm(_ROW_MAJOR, ta, tb, m, n, k, alpha32, a, lda, b, ldb, beta32, c, ldc)
     elif large:
-        _dgemm_large(_ROW_MAJOR, ta, tb, m, n, k, np.float64(alpha), a.ctypes.data, lda,
-                     b.ctypes.data, ldb, np.float64(beta), c.ctypes.data, ldc)
+        _dgemm_large(_ROW_MAJOR, ta, tb, m, n, k, np.float64(alpha), a, lda, b, ldb,
+                     np.float64(beta), c, ldc)
     else:
-        _dgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float64(alpha), a.ctypes.data, lda,
-               b.ctypes.data, ldb, np.float64(beta), c.ctypes.data, ldc)
+        _dgemm(_ROW_MAJOR, ta, tb, m, n, k, np.float64(alpha), a, lda, b, ldb,
+               np.float64(beta), c, ldc)
 
 
 _gemm_cfuncs = []       # their code lives as long as these objects

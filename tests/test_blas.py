@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from graphc.kernels import blas, blas_library, small_gemm
@@ -211,8 +211,48 @@ def test_gemm_copies_strided_operands_and_handles_empty_sizes():
     c = np.ones((6, 3))
     gemm(np.zeros((6, 0)), np.zeros((0, 3)), c, False, False, 1.0, 2.0)   # k = 0: c = 2c
     np.testing.assert_array_equal(c, 2.0)
-    with pytest.raises(ValueError, match="C-contiguous"):
+    with pytest.raises(ValueError, match="rows must be contiguous"):
         gemm(a, b, np.zeros((3, 6)).T, False, False, 1.0, 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(0, 40), k=st.integers(0, 40), n=st.integers(0, 40),
+       transpose_a=st.booleans(), transpose_b=st.booleans(),
+       dtype=st.sampled_from([np.float32, np.float64]), copy=st.booleans(),
+       pads=st.tuples(*[st.integers(0, 3)] * 3), seed=st.integers(0, 2 ** 16))
+@example(m=32, k=16, n=32, transpose_a=False, transpose_b=True, dtype=np.float32, copy=True,
+         pads=(2, 3, 1), seed=0)       # q @ k.T of two heads: b.T copied from its block
+@example(m=32, k=16, n=32, transpose_a=True, transpose_b=False, dtype=np.float64, copy=True,
+         pads=(2, 3, 0), seed=0)
+def test_gemm_reads_and_writes_blocks_of_larger_arrays_in_place(
+        m, k, n, transpose_a, transpose_b, dtype, copy, pads, seed):
+    """Blocks of rows and columns of larger arrays (an attention head of a
+    (tokens, heads x width) array) go to BLAS by their leading dimensions:
+    each operand with `pad` more columns in its array (0: the block is the
+    whole width), c's around it left as they were. A small a @ b.T copies
+    b.T into the scratch first where that pays for C-contiguous ones."""
+    rng = np.random.default_rng(seed)
+
+    def block(rows, cols, pad):     # rows x cols inside a (rows + 2) x (cols + pad) array
+        whole = rng.normal(size=(rows + 2, cols + pad)).astype(dtype)
+        return whole, whole[1:rows + 1, pad:]
+    _, a = block(*((k, m) if transpose_a else (m, k)), pads[0])
+    _, b = block(*((n, k) if transpose_b else (k, n)), pads[1])
+    whole_c, c = block(m, n, pads[2])
+    outside = whole_c.copy()
+    expected = 0.5 * ((a.T if transpose_a else a) @ (b.T if transpose_b else b)) - 2.0 * c
+    scratch = np.full(b.size + 5, np.nan, dtype)
+    with blas_library.copying_transposed_b(copy):
+        gemm(a, b, c, transpose_a, transpose_b, 0.5, -2.0, scratch)
+        copied = (transpose_b and not transpose_a and m > 0 and n > 0
+                  and _transposing_b_pays(m, n, k))
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
+    outside[1:m + 1, pads[2]:] = c
+    np.testing.assert_array_equal(whole_c, outside)     # nothing written around the block
+    assert np.isnan(scratch[b.size:]).all()
+    written = b.size > 0 and not np.isnan(scratch[:b.size]).any()
+    assert written == (copied and b.size > 0)
 
 
 def _run_python(script, **env):
