@@ -26,7 +26,7 @@ import numpy as np
 from graphc import errors, merged_axes, repeats, threads, workspace
 from graphc.dims import DimTable, slice_start
 from graphc.ir import Graph, Node
-from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, int_out_of_bounds
+from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, int_out_of_bounds, matmul_operand_shapes
 from graphc.passes.accumulate import may_add_into
 from graphc.passes.fuse import escaping, is_index_const, is_scalar_const
 from graphc.target import full_width, vector_bytes
@@ -258,6 +258,16 @@ def _emit_matmul(node, operands):
     scratch = ", w0" if _matmul_scratch(node) else ""
     if len(node.shape) == 2:
         return first + [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, {beta}{scratch})"]
+    if "perm_a" in node.p or "perm_b" in node.p:
+        # views of the operands' sources: each matrix a block BLAS reads in place
+        batch = _ivars(rank - 2)
+        at = ", ".join(batch)
+        views = [f"{v} = a{k}.transpose({tuple(node.p[f'perm_{n}'])})" if f"perm_{n}" in node.p
+                 else f"{v} = a{k}" for k, (v, n) in enumerate((("A", "a"), ("B", "b")))]
+        loops = [f"{'    ' * d}for {i} in range(out.shape[{d}]):" for d, i in enumerate(batch)]
+        return first + views + loops + [
+            f"{'    ' * len(batch)}blas.gemm(A[{at}], B[{at}], out[{at}], {ta}, {tb}, 1.0, "
+            f"{beta}{scratch})"]
     # one GEMM per matrix of the stack (np.dot's own typing and BLAS binding
     # would be compiled afresh in every process), each copy of b.T in one scratch
     return first + body + [f"    blas.gemm(A[t], B[t], C[t], {ta}, {tb}, 1.0, {beta}{scratch})"]
@@ -624,8 +634,9 @@ def _matmul_scratch(node) -> list[ScratchNeed]:
             or node.p.get("transpose_a", False)):
         return []
     rank = len(node.shape)      # b's too: matmul's operands have the same batch axes
+    pb = node.p.get("perm_b") or range(rank)
     # none past blas.TRANSPOSED_MAX: it is not made then
-    size = f"a1.shape[{rank - 2}] * a1.shape[{rank - 1}]"
+    size = f"a1.shape[{pb[rank - 2]}] * a1.shape[{pb[rank - 1]}]"
     return [ScratchNeed("w0", f"({size} if {size} <= blas.TRANSPOSED_MAX else 1)",
                         np_dtype(node.dtype))]
 
@@ -649,8 +660,8 @@ EMITTERS = {
 
 
 def _flops(node: Node, operands: list[Node]) -> int:
-    if node.op in ("matmul", "matmul_add"):  # 2 m n k, k read through the transpose flag
-        k = operands[-2].shape[-2 if node.p.get("transpose_a") else -1]
+    if node.op in ("matmul", "matmul_add"):  # 2 m n k, k as the product reads a
+        k = matmul_operand_shapes(operands[-2].shape, operands[-1].shape, node.p)[0][-1]
         return 2 * node.size * k + (node.size if node.op == "matmul_add" else 0)
     if OPS[node.op].kind in ("elementwise", "reduce"):
         return max(node.size, max((o.size for o in operands), default=0))

@@ -196,12 +196,14 @@ class DimTable:
                 for d in range(rank):
                     same(n, d, c.id, d)
             ta, tb = p.get("transpose_a", False), p.get("transpose_b", False)
+            # (axis d of an operand as the product reads it is its axis perm[d])
+            pa, pb = p.get("perm_a") or range(rank), p.get("perm_b") or range(rank)
             for d in range(rank - 2):
-                same(n, d, a.id, d)
-                same(n, d, b.id, d)
-            same(n, rank - 2, a.id, rank - 1 if ta else rank - 2)
-            same(n, rank - 1, b.id, rank - 2 if tb else rank - 1)
-            same(a.id, rank - 2 if ta else rank - 1, b.id, rank - 1 if tb else rank - 2)
+                same(n, d, a.id, pa[d])
+                same(n, d, b.id, pb[d])
+            same(n, rank - 2, a.id, pa[rank - 1 if ta else rank - 2])
+            same(n, rank - 1, b.id, pb[rank - 2 if tb else rank - 1])
+            same(a.id, pa[rank - 2 if ta else rank - 1], b.id, pb[rank - 1 if tb else rank - 2])
         elif node.op in ("sum", "max"):
             kept = [d for d in range(len(ins[0].shape)) if p["keepdims"] or d not in p["axes"]]
             for out_axis, d in enumerate(kept):

@@ -703,16 +703,26 @@ _register(OpDef("argsort", "row", _row_rule("argsort", np.int64),
 # ---------------------------------------------------------------- matmul
 # matmul(a, b) of operands with equal batch dims. The passes may set
 # transpose_a/transpose_b: the operand is then read transposed in its last two
-# axes (a strided view handed to BLAS instead of a copy).
+# axes (a strided view handed to BLAS instead of a copy); and perm_a/perm_b,
+# on stacks: the operand is read as np.transpose(x, perm) first (a view whose
+# matrices BLAS reads by their leading dimension: passes/strided_stacks.py).
 def _swapped(shape, flag):
     return shape[:-2] + (shape[-1], shape[-2]) if flag else shape
+
+
+def matmul_operand_shapes(a_shape, b_shape, params) -> tuple[tuple, tuple]:
+    """The shapes of a and b as the product reads them: permuted, then
+    transposed in their last two axes, as its params say."""
+    def read(shape, perm, flag):
+        return _swapped(tuple(shape[p] for p in perm) if perm else tuple(shape), flag)
+    return (read(a_shape, params.get("perm_a"), params.get("transpose_a", False)),
+            read(b_shape, params.get("perm_b"), params.get("transpose_b", False)))
 
 
 def _matmul_infer(avals, params):
     a, b = avals
     dtype = _same_dtype("matmul", avals)
-    sa = _swapped(a.shape, params.get("transpose_a", False))
-    sb = _swapped(b.shape, params.get("transpose_b", False))
+    sa, sb = matmul_operand_shapes(a.shape, b.shape, params)
     if len(sa) < 2 or len(sb) < 2 or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
         raise errors.ShapeError(f"matmul: shapes {sa} and {sb} do not line up: "
                                 f"the last axis of the first must equal the second-to-last "
@@ -720,16 +730,23 @@ def _matmul_infer(avals, params):
     return sa[:-1] + (sb[-1],), dtype
 
 
-def _matmul_impl(a, b, transpose_a=False, transpose_b=False):
+def _matmul_impl(a, b, transpose_a=False, transpose_b=False, perm_a=None, perm_b=None):
+    a, b = (np.transpose(x, perm) if perm else x for x, perm in ((a, perm_a), (b, perm_b)))
     return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
                      np.swapaxes(b, -1, -2) if transpose_b else b)
 
 
-def _matmul_vjp(ct, out, a, b, transpose_a=False, transpose_b=False):
+def _matmul_vjp(ct, out, a, b, transpose_a=False, transpose_b=False, perm_a=None, perm_b=None):
+    a = P.transpose(a, perm_a) if perm_a else a
+    b = P.transpose(b, perm_b) if perm_b else b
     a = P.swap_last(a) if transpose_a else a
     b = P.swap_last(b) if transpose_b else b
     ga, gb = P.matmul(ct, P.swap_last(b)), P.matmul(P.swap_last(a), ct)
-    return [P.swap_last(ga) if transpose_a else ga, P.swap_last(gb) if transpose_b else gb]
+    ga = P.swap_last(ga) if transpose_a else ga
+    gb = P.swap_last(gb) if transpose_b else gb
+    # (axis perm[j] of x is axis j of its transpose: argsort inverts perm)
+    return [P.transpose(ga, np.argsort(perm_a)) if perm_a else ga,
+            P.transpose(gb, np.argsort(perm_b)) if perm_b else gb]
 
 
 _register(OpDef("matmul", "matmul", _matmul_infer, _matmul_impl, _matmul_vjp))

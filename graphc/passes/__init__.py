@@ -13,11 +13,13 @@ from graphc.passes.accumulate import accumulate_products
 from graphc.passes.dce import eliminate_dead_code
 from graphc.passes.fuse import fuse_elementwise
 from graphc.passes.simplify import simplify
+from graphc.passes.strided_stacks import read_stacks_by_strides
 from graphc.passes.transposed_once import transpose_once
 
 log = logging.getLogger("graphc.passes")
 
-PIPELINE = [simplify, transpose_once, accumulate_products, eliminate_dead_code, fuse_elementwise]
+PIPELINE = [simplify, read_stacks_by_strides, transpose_once, accumulate_products,
+            eliminate_dead_code, fuse_elementwise]
 
 
 def run(graph: Graph, pipeline=None, verify=False) -> Graph:

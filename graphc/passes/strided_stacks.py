@@ -1,0 +1,59 @@
+"""`read_stacks_by_strides`: a product of stacks of matrices reads a
+transposed operand where it lies, not a copy of the transpose.
+
+Multi-head attention writes `(x @ Wq).reshape(n, T, H, d).transpose(0, 2, 1, 3)`:
+head h of sequence i is the (T, d) block of rows [i, :, h, :], each row d
+adjacent elements, the rows H * d apart. BLAS reads such a block in place by
+its leading dimension (kernels/blas.py gemm), so the product takes the
+transpose's source with the permutation as a parameter (ops.py perm_a,
+perm_b) and no kernel copies it. A transpose moving the source's last axis
+to second-to-last is read the same way, transposed (transpose_a/_b): keys
+in `q @ k.transpose(0, 1, 3, 2)`. One whose matrices' rows would not be
+adjacent elements is left, copied as before.
+"""
+from __future__ import annotations
+
+from graphc.ir import Graph
+from graphc.passes.rewrite import rewrite
+
+
+def _read_in_place(perm: tuple, transposed: bool) -> tuple[tuple, bool] | None:
+    """(the product's perm, its transpose flag) for an operand read through a
+    transpose `perm` of its source, or None where its matrices' rows are not
+    the source's last axis."""
+    last = len(perm) - 1
+    if perm[-1] == last:
+        return perm, transposed
+    if perm[-2] == last:        # the source's matrices read transposed
+        return perm[:-2] + (perm[-1], perm[-2]), not transposed
+    return None
+
+
+def _folded(graph: Graph, node, inputs):
+    inputs, params = list(inputs), dict(node.p)
+    for k, name in enumerate("ab"):
+        source = graph.node(inputs[k])
+        if source.op != "transpose" or f"perm_{name}" in params:
+            continue
+        read = _read_in_place(tuple(source.p["perm"]), params.get(f"transpose_{name}", False))
+        if read is None:
+            continue
+        inputs[k] = source.inputs[0]
+        params[f"perm_{name}"], params[f"transpose_{name}"] = read
+        if not params[f"transpose_{name}"]:
+            del params[f"transpose_{name}"]     # one spelling of "not transposed"
+    return ("matmul", tuple(inputs), params) if params != node.p else None
+
+
+def _reads_a_stack_transposed(graph: Graph, node) -> bool:
+    return (node.op == "matmul" and len(node.shape) >= 3 and node.dtype.kind == "f"
+            and any(graph.node(i).op == "transpose" for i in node.inputs))
+
+
+def read_stacks_by_strides(graph: Graph) -> Graph:
+    if not any(_reads_a_stack_transposed(graph, n) for n in graph.topo()):
+        return graph        # (a rebuild for nothing would cost every trace 1-2 ms)
+
+    def rule(new: Graph, node, inputs):
+        return _folded(new, node, inputs) if _reads_a_stack_transposed(new, node) else None
+    return rewrite(graph, rule)

@@ -1,0 +1,127 @@
+"""Products of stacks read transposed operands where they lie
+(passes/strided_stacks.py): no kernel copies them, and the results and
+gradients equal NumPy's and the interpreter's."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import graphc as gc
+from graphc import passes, pytree
+from graphc import prims as P
+from graphc.passes.strided_stacks import read_stacks_by_strides
+
+N, T, H, D = 2, 5, 3, 4     # sequences, tokens, heads, head width
+
+
+def _attention(x, wq, wk, wv):
+    def heads(t):
+        return (x @ t).reshape(N, T, H, D).transpose(0, 2, 1, 3)
+    q, k, v = heads(wq), heads(wk), heads(wv)
+    a = np.tanh(q @ k.transpose(0, 1, 3, 2))
+    o = (a @ v).transpose(0, 2, 1, 3).reshape(N * T, H * D)
+    return np.sum(o * o)
+
+
+def _weights(dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(N * T, 6)).astype(dtype)] + [
+        (0.4 * rng.normal(size=(6, H * D))).astype(dtype) for _ in range(3)]
+
+
+def _transposes(f, args, monkeypatch=None) -> int:
+    """The transpose kernels of the code of f's value and gradient for args
+    (lowered, not compiled); without the pass when given a monkeypatch."""
+    if monkeypatch is not None:
+        monkeypatch.setattr(passes, "PIPELINE",
+                            [p for p in passes.PIPELINE if p is not read_stacks_by_strides])
+    g = gc.jit(gc.value_and_grad(f, argnums=tuple(range(len(args)))))
+    return sum(k.ops == ["transpose"] for k in g.lower(*args).kernels)
+
+
+def _assert_equal_to_the_interpreter(g, args, rtol):
+    value, grads = g(*args)
+    want, want_grads = g.interpret(*args)
+    np.testing.assert_allclose(value, want, rtol=rtol)
+    for got, expected in zip(pytree.flatten(grads)[0], pytree.flatten(want_grads)[0]):
+        np.testing.assert_allclose(got, expected, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_attention_heads_are_read_in_place_by_their_products(dtype, monkeypatch):
+    """Queries, keys (read transposed) and values go to their products as
+    the dense layers wrote them, in the forward and in the backward; only
+    products' results are still copied into another order."""
+    args = _weights(dtype)
+    g = gc.jit(gc.value_and_grad(_attention, argnums=(1, 2, 3)))
+    _assert_equal_to_the_interpreter(g, args, 1e-12 if dtype == np.float64 else 2e-5)
+    np.testing.assert_allclose(g(*args)[0], _attention(*args), rtol=1e-12 if dtype == np.float64
+                               else 1e-6)
+    # 4 of 11 copies left, each of a product's result: the forward's heads'
+    # outputs, and the backward's gradients of q, k and v
+    assert "a0.transpose((0, 2, 1, 3))" in g.inspect(*args).source
+    assert (_transposes(_attention, args), _transposes(_attention, args, monkeypatch)) == (4, 11)
+    if dtype == np.float64:
+        gc.check_grad(_attention, *args, argnums=(1, 2, 3))
+
+
+@settings(max_examples=8, deadline=None)
+@given(perm=st.permutations(range(4)).map(tuple), other=st.sampled_from(["plain", "flag"]),
+       side=st.sampled_from("ab"), dtype=st.sampled_from([np.float64, np.float32]),
+       seed=st.integers(0, 2 ** 16))
+def test_a_product_reading_any_transpose_of_a_stack_equals_numpy(perm, other, side, dtype, seed):
+    """Any permutation of a 4-D stack as either operand of a product: those
+    keeping the source's last axis among the last two are read in place
+    (transposed where it is second to last), the rest copied as before."""
+    rng = np.random.default_rng(seed)
+    sizes = (2, 3, 4, 5)        # the stack as the product reads it: (2, 3) of 4 x 5 matrices
+    source_shape = tuple(sizes[perm.index(d)] for d in range(4))
+    source = rng.normal(size=source_shape).astype(dtype)
+    partner_rows = 6
+    if side == "a":     # (2, 3, 4, 5) @ (2, 3, 5, 6)
+        partner = rng.normal(size=(2, 3, partner_rows, 5) if other == "flag"
+                             else (2, 3, 5, partner_rows)).astype(dtype)
+    else:               # (2, 3, 6, 4) @ (2, 3, 4, 5)
+        partner = rng.normal(size=(2, 3, 4, partner_rows) if other == "flag"
+                             else (2, 3, partner_rows, 4)).astype(dtype)
+
+    def f(s, p):
+        stack = np.tanh(s).transpose(perm)
+        p = np.swapaxes(p, -1, -2) if other == "flag" else p
+        return np.sum(np.sin(stack @ p if side == "a" else p @ stack))
+    g = gc.jit(gc.value_and_grad(f, argnums=(0, 1)))
+    tol = 1e-11 if dtype == np.float64 else 2e-4
+    _assert_equal_to_the_interpreter(g, (source, partner), tol)
+    np.testing.assert_allclose(g(source, partner)[0], f(source, partner), rtol=tol)
+    with pytest.MonkeyPatch.context() as without_the_pass:
+        copies = _transposes(f, (source, partner)), _transposes(f, (source, partner),
+                                                                without_the_pass)
+    # (simplify reads a transpose of the last two axes alone as the flag)
+    copied = tuple(perm[:2]) != (0, 1)
+    in_place = copied and 3 in perm[-2:]
+    # the forward's copy, and the backward's of the source for the partner's gradient
+    assert copies[0] == copies[1] - (2 if in_place else 0), (copies, perm)
+
+
+def test_a_products_permuted_operands_have_its_shape_rule_reference_and_gradient():
+    """matmul's perm_a / perm_b (which only the pass writes) as a traced
+    function binds them: the shape rule, the interpreter, the compiled code
+    and the vjp against central differences."""
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(4, 2, 3, 5))       # read as (2, 3, 4, 5)
+    b = rng.normal(size=(6, 2, 3, 5))       # read as (2, 3, 5, 6) transposed: (2, 3, 6, 5).T
+
+    def f(a, b):
+        product = P.bind("matmul", np.tanh(a), b, perm_a=(1, 2, 0, 3), perm_b=(1, 2, 0, 3),
+                         transpose_b=True)
+        return np.sum(np.sin(product))
+
+    def reference(a, b):
+        return np.sum(np.sin(np.tanh(a).transpose(1, 2, 0, 3)
+                             @ np.swapaxes(b.transpose(1, 2, 0, 3), -1, -2)))
+    g = gc.jit(gc.value_and_grad(f, argnums=(0, 1)))
+    np.testing.assert_allclose(g(a, b)[0], reference(a, b), rtol=1e-12)
+    _assert_equal_to_the_interpreter(g, (a, b), 1e-12)
+    gc.check_grad(f, a, b, argnums=(0, 1))
+    with pytest.raises(gc.errors.ShapeError, match="do not line up"):
+        gc.jit(lambda a, b: P.bind("matmul", a, b, perm_a=(0, 1, 3, 2)))(a, b)
