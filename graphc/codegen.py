@@ -258,15 +258,18 @@ def _emit_matmul(node, operands):
     scratch = ", w0" if _matmul_scratch(node) else ""
     if len(node.shape) == 2:
         return first + [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, {beta}{scratch})"]
-    if "perm_a" in node.p or "perm_b" in node.p:
-        # views of the operands' sources: each matrix a block BLAS reads in place
+    if any(f"perm_{x}" in node.p for x in ("a", "b", "out")):
+        # views of the operands' sources and of the result: each matrix a block
+        # BLAS reads or writes in place
         batch = _ivars(rank - 2)
         at = ", ".join(batch)
-        views = [f"{v} = a{k}.transpose({tuple(node.p[f'perm_{n}'])})" if f"perm_{n}" in node.p
-                 else f"{v} = a{k}" for k, (v, n) in enumerate((("A", "a"), ("B", "b")))]
-        loops = [f"{'    ' * d}for {i} in range(out.shape[{d}]):" for d, i in enumerate(batch)]
+        out_perm = node.p.get("perm_out")
+        views = [f"{v} = {x}.transpose({perm})" if perm else f"{v} = {x}" for v, x, perm in (
+            ("A", "a0", node.p.get("perm_a")), ("B", "a1", node.p.get("perm_b")),
+            ("C", "out", out_perm and tuple(int(d) for d in np.argsort(out_perm))))]
+        loops = [f"{'    ' * d}for {i} in range(C.shape[{d}]):" for d, i in enumerate(batch)]
         return first + views + loops + [
-            f"{'    ' * len(batch)}blas.gemm(A[{at}], B[{at}], out[{at}], {ta}, {tb}, 1.0, "
+            f"{'    ' * len(batch)}blas.gemm(A[{at}], B[{at}], C[{at}], {ta}, {tb}, 1.0, "
             f"{beta}{scratch})"]
     # one GEMM per matrix of the stack (np.dot's own typing and BLAS binding
     # would be compiled afresh in every process), each copy of b.T in one scratch

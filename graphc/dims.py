@@ -196,13 +196,16 @@ class DimTable:
                 for d in range(rank):
                     same(n, d, c.id, d)
             ta, tb = p.get("transpose_a", False), p.get("transpose_b", False)
-            # (axis d of an operand as the product reads it is its axis perm[d])
+            # (axis d of an operand as the product reads it is its axis perm[d];
+            # axis d of the product is the result's axis argsort(perm_out)[d])
             pa, pb = p.get("perm_a") or range(rank), p.get("perm_b") or range(rank)
+            po = (sorted(range(rank), key=p["perm_out"].__getitem__) if p.get("perm_out")
+                  else range(rank))
             for d in range(rank - 2):
-                same(n, d, a.id, pa[d])
-                same(n, d, b.id, pb[d])
-            same(n, rank - 2, a.id, pa[rank - 1 if ta else rank - 2])
-            same(n, rank - 1, b.id, pb[rank - 2 if tb else rank - 1])
+                same(n, po[d], a.id, pa[d])
+                same(n, po[d], b.id, pb[d])
+            same(n, po[rank - 2], a.id, pa[rank - 1 if ta else rank - 2])
+            same(n, po[rank - 1], b.id, pb[rank - 2 if tb else rank - 1])
             same(a.id, pa[rank - 2 if ta else rank - 1], b.id, pb[rank - 1 if tb else rank - 2])
         elif node.op in ("sum", "max"):
             kept = [d for d in range(len(ins[0].shape)) if p["keepdims"] or d not in p["axes"]]

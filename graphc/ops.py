@@ -703,9 +703,10 @@ _register(OpDef("argsort", "row", _row_rule("argsort", np.int64),
 # ---------------------------------------------------------------- matmul
 # matmul(a, b) of operands with equal batch dims. The passes may set
 # transpose_a/transpose_b: the operand is then read transposed in its last two
-# axes (a strided view handed to BLAS instead of a copy); and perm_a/perm_b,
-# on stacks: the operand is read as np.transpose(x, perm) first (a view whose
-# matrices BLAS reads by their leading dimension: passes/strided_stacks.py).
+# axes (a strided view handed to BLAS instead of a copy); and, on stacks,
+# perm_a/perm_b: the operand is read as np.transpose(x, perm) first (a view
+# whose matrices BLAS reads by their leading dimension), and perm_out: the
+# result is np.transpose(a @ b, perm_out), written so (passes/strided_stacks.py).
 def _swapped(shape, flag):
     return shape[:-2] + (shape[-1], shape[-2]) if flag else shape
 
@@ -727,16 +728,23 @@ def _matmul_infer(avals, params):
         raise errors.ShapeError(f"matmul: shapes {sa} and {sb} do not line up: "
                                 f"the last axis of the first must equal the second-to-last "
                                 f"of the second")
-    return sa[:-1] + (sb[-1],), dtype
+    shape = sa[:-1] + (sb[-1],)
+    perm = params.get("perm_out")
+    return (tuple(shape[p] for p in perm) if perm else shape), dtype
 
 
-def _matmul_impl(a, b, transpose_a=False, transpose_b=False, perm_a=None, perm_b=None):
+def _matmul_impl(a, b, transpose_a=False, transpose_b=False, perm_a=None, perm_b=None,
+                 perm_out=None):
     a, b = (np.transpose(x, perm) if perm else x for x, perm in ((a, perm_a), (b, perm_b)))
-    return np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
-                     np.swapaxes(b, -1, -2) if transpose_b else b)
+    product = np.matmul(np.swapaxes(a, -1, -2) if transpose_a else a,
+                        np.swapaxes(b, -1, -2) if transpose_b else b)
+    return np.transpose(product, perm_out) if perm_out else product
 
 
-def _matmul_vjp(ct, out, a, b, transpose_a=False, transpose_b=False, perm_a=None, perm_b=None):
+def _matmul_vjp(ct, out, a, b, transpose_a=False, transpose_b=False, perm_a=None, perm_b=None,
+                perm_out=None):
+    # (axis perm[j] of x is axis j of its transpose: argsort inverts perm)
+    ct = P.transpose(ct, np.argsort(perm_out)) if perm_out else ct
     a = P.transpose(a, perm_a) if perm_a else a
     b = P.transpose(b, perm_b) if perm_b else b
     a = P.swap_last(a) if transpose_a else a
@@ -744,7 +752,6 @@ def _matmul_vjp(ct, out, a, b, transpose_a=False, transpose_b=False, perm_a=None
     ga, gb = P.matmul(ct, P.swap_last(b)), P.matmul(P.swap_last(a), ct)
     ga = P.swap_last(ga) if transpose_a else ga
     gb = P.swap_last(gb) if transpose_b else gb
-    # (axis perm[j] of x is axis j of its transpose: argsort inverts perm)
     return [P.transpose(ga, np.argsort(perm_a)) if perm_a else ga,
             P.transpose(gb, np.argsort(perm_b)) if perm_b else gb]
 
