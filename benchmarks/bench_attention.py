@@ -14,8 +14,9 @@ activations and on (batch, heads, tokens, 16) stacks, `reshape` and
 `transpose` for the heads. The NumPy step by hand runs the dense layers as
 (batch x tokens, 64) GEMMs and the attention products as `np.matmul` over
 the stacks. graphc's step is GEMMs too (a dense layer's one over all the
-tokens' rows, an attention product's a loop of one per sequence and head),
-copies for the heads' transposes, and fused loops for the rest. All steps
+tokens' rows, an attention product's a loop of one per sequence and head,
+each head read and written in place as a block of its (tokens, width)
+array) and fused loops for the rest. All steps
 start from the same parameters and must agree on the loss, and graphc's
 parameters after one step must equal NumPy's; medians of interleaved
 rounds. Threads are pinned to 1 unless OMP_NUM_THREADS is set.
