@@ -67,6 +67,27 @@ def test_attention_heads_are_read_in_place_by_their_products(dtype, monkeypatch)
         gc.check_grad(_attention, *args, argnums=(1, 2, 3))
 
 
+def test_new_batch_sizes_reuse_the_code_and_read_their_heads_right():
+    """The heads' blocks are found from the shapes at run time: a compiled
+    step called with other numbers of sequences reads and writes them
+    right, without compiling again. (Sizes equal to another axis's, or a
+    batch axis split by a reshape, make a new module: dims.py.)"""
+    def attention(x, wq, wk, wv):      # x: (sequences, T, 6)
+        def heads(t):
+            return (x @ t).reshape(x.shape[0], T, H, D).transpose(0, 2, 1, 3)
+        a = np.tanh(heads(wq) @ heads(wk).transpose(0, 1, 3, 2))
+        return np.sum(np.sin((a @ heads(wv)).transpose(0, 2, 1, 3).reshape(x.shape[0], T, H * D)))
+    rng = np.random.default_rng(4)
+    _, *ws = _weights(np.float64)
+    g = gc.jit(gc.value_and_grad(attention, argnums=(0, 1, 2, 3)))
+    for sequences in (2, 7, 11):
+        args = (rng.normal(size=(sequences, T, 6)), *ws)
+        _assert_equal_to_the_interpreter(g, args, 1e-12)
+        np.testing.assert_allclose(g(*args)[0], attention(*args), rtol=1e-12)
+    drivers = {entry.driver for entry in g._cache.values()}
+    assert len(drivers) == 1 and len(drivers.pop().signatures) == 1    # compiled once
+
+
 @settings(max_examples=6, deadline=None)
 @given(perm=st.permutations(range(4)).map(tuple), out_perm=st.permutations(range(4)).map(tuple),
        other=st.sampled_from(["plain", "flag"]), side=st.sampled_from("ab"),
