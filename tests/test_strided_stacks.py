@@ -156,3 +156,37 @@ def test_a_products_permutations_have_its_shape_rule_reference_and_gradient():
     gc.check_grad(f, a, b, argnums=(0, 1))
     with pytest.raises(gc.errors.ShapeError, match="do not line up"):
         gc.jit(lambda a, b: P.bind("matmul", a, b, perm_a=(0, 1, 3, 2)))(a, b)
+
+
+def test_a_product_merged_with_an_equal_one_leaves_the_others_read_in_place():
+    """Two spellings of one product become one node in the rebuilt graph,
+    whose node ids then run behind the old graph's: the pass asks about the
+    new graph's operands, not the old ids (a KeyError, or a fold skipped)."""
+    rng = np.random.default_rng(5)
+    x, z = rng.normal(size=(2, 5, 3, 4)), rng.normal(size=(2, 5, 3, 4))
+    u, w = rng.normal(size=(2, 3, 6, 4)), rng.normal(size=(2, 3, 4, 6))
+
+    def f(x, u, z, w):
+        m1 = x.transpose(0, 2, 1, 3) @ np.swapaxes(u, -1, -2)
+        m2 = np.swapaxes(u @ x.transpose(0, 2, 3, 1), -1, -2)      # m1 spelled otherwise
+        m3 = np.tanh(z).transpose(0, 2, 1, 3) @ w
+        return np.sum(m1) + np.sum(2 * m2) + np.sum(np.sin(m3))
+    g = gc.jit(f)
+    np.testing.assert_allclose(g(x, u, z, w), f(x, u, z, w), rtol=1e-12)
+    assert ".transpose((0, 2, 1, 3))" in g.inspect(x, u, z, w).source
+    assert not [k for k in g.lower(x, u, z, w).kernels if k.ops == ["transpose"]]
+
+
+def test_simplify_leaves_a_permuted_operand_and_its_product_whole():
+    """simplify's matmul rules (a swapped operand read as a flag; a swapped
+    product computed as the swapped operands' product) do not apply where
+    perm_a or perm_b reorders the operand first: the flag follows it."""
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(3, 3, 3, 3)), rng.normal(size=(3, 3, 3, 3))
+    f = gc.jit(lambda x, y: P.bind("matmul", np.swapaxes(x, -1, -2), y, perm_a=(0, 2, 1, 3)))
+    np.testing.assert_allclose(f(x, y), np.swapaxes(x, -1, -2).transpose(0, 2, 1, 3) @ y,
+                               rtol=1e-12)
+    a, b = rng.normal(size=(2, 5, 3, 4)), rng.normal(size=(2, 3, 4, 6))
+    g = gc.jit(lambda a, b: np.swapaxes(P.bind("matmul", a, b, perm_a=(0, 2, 1, 3)), -1, -2))
+    np.testing.assert_allclose(g(a, b), np.swapaxes(a.transpose(0, 2, 1, 3) @ b, -1, -2),
+                               rtol=1e-12)

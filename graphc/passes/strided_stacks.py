@@ -83,18 +83,21 @@ def _written_in_place(graph: Graph, node) -> bool:
             and graph.users(product.id) == [node.id] and product.id not in graph.outputs)
 
 
-def _reads_a_stack_transposed(graph: Graph, node) -> bool:
-    return _product_of_stacks(node) and any(graph.node(i).op == "transpose"
-                                            for i in node.inputs)
+def _reads_a_stack_transposed(graph: Graph, node, inputs) -> bool:
+    """Whether `node` is a product of stacks reading a transpose among its
+    `inputs`, node ids of `graph`."""
+    return _product_of_stacks(node) and any(graph.node(i).op == "transpose" for i in inputs)
 
 
 def read_stacks_by_strides(graph: Graph) -> Graph:
-    if not any(_reads_a_stack_transposed(graph, n) or _written_in_place(graph, n)
+    if not any(_reads_a_stack_transposed(graph, n, n.inputs) or _written_in_place(graph, n)
                for n in graph.topo()):
         return graph        # (a rebuild for nothing would cost every trace 1-2 ms)
 
     def rule(new: Graph, node, inputs):
-        if _written_in_place(graph, node):      # (read in the graph as it was)
+        # (node and its ids are the graph's as it was; inputs are new's ids,
+        # which differ once the rebuild has merged two equal nodes)
+        if _written_in_place(graph, node):
             return _writing_in_order(new.node(inputs[0]), tuple(node.p["perm"]))
-        return _folded(new, node, inputs) if _reads_a_stack_transposed(new, node) else None
+        return _folded(new, node, inputs) if _reads_a_stack_transposed(new, node, inputs) else None
     return rewrite(graph, rule)
