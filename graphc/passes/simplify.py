@@ -113,9 +113,13 @@ def _unbroadcast(graph: Graph, node, inputs):
 
 def _matmul_reading_transposes(graph: Graph, inputs, params):
     """matmul(a, b) with each operand that transposes its last two axes
-    replaced by its source and that operand's flag toggled: no copy."""
+    replaced by its source and that operand's flag toggled: no copy. (Not
+    an operand read through a permutation, perm_a or perm_b, which the flag
+    follows.)"""
     inputs, params = list(inputs), dict(params)
     for k, flag in ((0, "transpose_a"), (1, "transpose_b")):
+        if f"perm_{'ab'[k]}" in params:
+            continue
         while _swaps_last_two(src := graph.node(inputs[k])):
             inputs[k], params[flag] = src.inputs[0], not params.get(flag, False)
         if not params.get(flag, True):
@@ -203,7 +207,8 @@ def _rule(graph: Graph, node, inputs, original: Graph):
         # built yet. (Two original nodes the rebuild makes one, such as a @ b
         # and a.T.T @ b, can still leave the product read twice: correct, one
         # GEMM more.)
-        if product.op == "matmul" and _sole_user(original, node.inputs[0]) == node.id:
+        if (product.op == "matmul" and _sole_user(original, node.inputs[0]) == node.id
+                and not any(k.startswith("perm_") for k in product.p)):
             # (op(a) @ op(b)).T = op(b).T @ op(a).T: the gradient of x @ W.T
             # (a PyTorch-style layer) for W is g.T @ x, not a copy of x.T @ g
             a, b = product.inputs
