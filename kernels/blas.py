@@ -347,25 +347,15 @@ def _plan(m, n, k, transpose_a, transpose_b, scratch_size, itemsize):
 
 def _gemm_by_address(flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size, lda, ldb, ldc):
     """GEMM_SIGNATURE's C function (m, n > 0): small_gemm, or BLAS (on a copy
-    of b.T, in blocks of rows) as _plan says, for C-contiguous operands;
-    others (views of blocks) go to BLAS as they are (see gemm)."""
+    of b.T, in blocks of rows) as _plan says (see gemm), on each array as
+    the block of rows its leading dimension spaces."""
     transpose_a, transpose_b = (flags & 1) != 0, (flags & 2) != 0
-    a_ = carray(dispatch.as_pointer(a, alpha), (k, m) if transpose_a else (m, k))
-    b_ = carray(dispatch.as_pointer(b, alpha), (n, k) if transpose_b else (k, n))
-    c_ = carray(dispatch.as_pointer(c, alpha), (m, n))
-    if (lda != max(a_.shape[1], 1) or ldb != max(b_.shape[1], 1) or ldc != max(n, 1)):
-        # blocks of larger arrays (attention's heads): BLAS by leading
-        # dimensions, after a copy of b.T where that pays as it does below
-        if (transpose_b and not transpose_a and k * n <= scratch_size
-                and _transposing_b_pays(m, n, k)):
-            b_t = carray(dispatch.as_pointer(scratch, alpha), (k, n))
-            transpose.transpose_into(carray(dispatch.as_pointer(b, alpha), (n, ldb))[:, :k], b_t)
-            b, ldb, transpose_b = scratch, max(n, 1), False
-        _blas_call(c_, transpose_a, transpose_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-        return
+    a_ = _rows_at(a, alpha, (k, m) if transpose_a else (m, k), lda)
+    b_ = _rows_at(b, alpha, (n, k) if transpose_b else (k, n), ldb)
+    c_ = _rows_at(c, alpha, (m, n), ldc)
     small, copy_b, rows = _plan(m, n, k, transpose_a, transpose_b, scratch_size, c_.itemsize)
     if copy_b:
-        b_t = carray(dispatch.as_pointer(scratch, alpha), (k, n))
+        b_t = _rows_at(scratch, alpha, (k, n), max(n, 1))
         transpose.transpose_into(b_, b_t)
         b_, transpose_b = b_t, False
     if small and not transpose_b:
@@ -385,14 +375,24 @@ def _gemm_by_address(flags, m, n, k, alpha, a, b, beta, c, scratch, scratch_size
         blas_gemm(a_, b_, c_, transpose_a, transpose_b, alpha, beta)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _rows_at(address, like, shape, ld):
+    """The (rows, cols) array of like's dtype at `address` whose rows are `ld`
+    elements apart: a view of the (rows, ld) block they lie in (read no
+    further than its rows' ends)."""
+    rows, cols = shape
+    return carray(dispatch.as_pointer(address, like), (rows, ld))[:, :cols]
+
+
 @dispatch.unliteral_calls
 @njit(cache=True, nogil=True)
 def blas_gemm(a, b, c, transpose_a, transpose_b, alpha, beta):
-    """gemm's BLAS call as it is, for C-contiguous a, b and c with m, n > 0."""
+    """gemm's BLAS call as it is, for a, b and c whose rows BLAS reads in
+    place (_rows_as_they_lie), with m, n > 0."""
     m, n = c.shape
     k = a.shape[0] if transpose_a else a.shape[1]
-    _blas_call(c, transpose_a, transpose_b, m, n, k, alpha, a.ctypes.data, max(a.shape[1], 1),
-               b.ctypes.data, max(b.shape[1], 1), beta, c.ctypes.data, max(n, 1))
+    _blas_call(c, transpose_a, transpose_b, m, n, k, alpha, a.ctypes.data, _leading_dimension(a),
+               b.ctypes.data, _leading_dimension(b), beta, c.ctypes.data, _leading_dimension(c))
 
 
 @njit(cache=True, nogil=True, inline="always")
