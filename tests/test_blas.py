@@ -215,6 +215,28 @@ def test_gemm_copies_strided_operands_and_handles_empty_sizes():
         gemm(a, b, np.zeros((3, 6)).T, False, False, 1.0, 0.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("transpose_a", [False, True])
+def test_products_past_the_small_kernels_in_blocks_of_larger_arrays(dtype, transpose_a):
+    """The blocks of rows a large product runs in (of a and c, or of a.T and
+    b) step through operands that are blocks of larger arrays by their
+    leading dimensions."""
+    m, k, n = (64, 600, 64) if transpose_a else (600, 64, 64)
+    rng = np.random.default_rng(7)
+    a_whole = rng.normal(size=(k, m + 3) if transpose_a else (m, k + 3)).astype(dtype)
+    b_whole = rng.normal(size=(k, n + 5)).astype(dtype)
+    c_whole = rng.normal(size=(m, n + 2)).astype(dtype)
+    a, b, c = a_whole[:, 3:], b_whole[:, 5:], c_whole[:, 2:]
+    outside = c_whole[:, :2].copy()
+    expected = 0.5 * ((a.T if transpose_a else a) @ b) - 2.0 * c
+    with blas_library.copying_transposed_b(True):
+        assert blas._plan(m, n, k, transpose_a, False, 0, np.dtype(dtype).itemsize)[2] > 0
+        gemm(a, b, c, transpose_a, False, 0.5, -2.0)
+    tol = 1e-4 if dtype == np.float32 else 1e-11
+    np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(c_whole[:, :2], outside)
+
+
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(0, 40), k=st.integers(0, 40), n=st.integers(0, 40),
        transpose_a=st.booleans(), transpose_b=st.booleans(),
@@ -230,7 +252,8 @@ def test_gemm_reads_and_writes_blocks_of_larger_arrays_in_place(
     (tokens, heads x width) array) go to BLAS by their leading dimensions:
     each operand with `pad` more columns in its array (0: the block is the
     whole width), c's around it left as they were. A small a @ b.T copies
-    b.T into the scratch first where that pays for C-contiguous ones."""
+    b.T from its block into the scratch first where that pays, as it does
+    for a whole array."""
     rng = np.random.default_rng(seed)
 
     def block(rows, cols, pad):     # rows x cols inside a (rows + 2) x (cols + pad) array
@@ -244,8 +267,8 @@ def test_gemm_reads_and_writes_blocks_of_larger_arrays_in_place(
     scratch = np.full(b.size + 5, np.nan, dtype)
     with blas_library.copying_transposed_b(copy):
         gemm(a, b, c, transpose_a, transpose_b, 0.5, -2.0, scratch)
-        copied = (transpose_b and not transpose_a and m > 0 and n > 0
-                  and _transposing_b_pays(m, n, k))
+        copied = m > 0 and n > 0 and blas._plan(m, n, k, transpose_a, transpose_b, scratch.size,
+                                                np.dtype(dtype).itemsize)[1]
     tol = 1e-4 if dtype == np.float32 else 1e-11
     np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
     outside[1:m + 1, pads[2]:] = c
