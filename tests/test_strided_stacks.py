@@ -1,6 +1,8 @@
 """Products of stacks read transposed operands where they lie
 (passes/strided_stacks.py): no kernel copies them, and the results and
 gradients equal NumPy's and the interpreter's."""
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -27,6 +29,16 @@ def _weights(dtype, seed=0):
     rng = np.random.default_rng(seed)
     return [rng.normal(size=(N * T, 6)).astype(dtype)] + [
         (0.4 * rng.normal(size=(6, H * D))).astype(dtype) for _ in range(3)]
+
+
+# a block of a (n, T, H, d) array: one sequence's, one head's rows
+_head_block = re.compile(r"\w+\[\w+, :, \w+, :\]$")
+
+
+def _gemms(source: str) -> list[tuple[str, str, str]]:
+    """The (a, b, c) operands of each blas.gemm call in generated code."""
+    return [tuple(op.strip() for op in re.split(r",\s*(?![^\[]*\])", m)[:3])
+            for m in re.findall(r"blas\.gemm\((.*)\)", source)]
 
 
 def _transposes(f, args, monkeypatch=None) -> int:
@@ -60,8 +72,13 @@ def test_attention_heads_are_read_in_place_by_their_products(dtype, monkeypatch)
     # of 11 copies none left: q, k and v read where the dense layers wrote
     # them, the heads' output written where the next one reads it, and so
     # their gradients in the backward
-    assert "a0.transpose((0, 2, 1, 3))" in g.inspect(*args).source
-    assert "out.transpose((0, 2, 1, 3))" in g.inspect(*args).source
+    source = g.inspect(*args).source
+    gemms = _gemms(source)
+    assert any(_head_block.match(a) for a, _, _ in gemms)       # a head of q read in place
+    assert any(_head_block.match(c) for _, _, c in gemms)       # the heads' output written so
+    # blocks indexed, not Numba's .transpose(axes) views, whose checks compile
+    # its error formatting (the transformer block's cold first call 4.1 -> 6.9 s)
+    assert ".transpose((" not in source
     assert (_transposes(_attention, args), _transposes(_attention, args, monkeypatch)) == (0, 11)
     if dtype == np.float64:
         gc.check_grad(_attention, *args, argnums=(1, 2, 3))
@@ -173,7 +190,7 @@ def test_a_product_merged_with_an_equal_one_leaves_the_others_read_in_place():
         return np.sum(m1) + np.sum(2 * m2) + np.sum(np.sin(m3))
     g = gc.jit(f)
     np.testing.assert_allclose(g(x, u, z, w), f(x, u, z, w), rtol=1e-12)
-    assert ".transpose((0, 2, 1, 3))" in g.inspect(x, u, z, w).source
+    assert any(_head_block.match(a) for a, _, _ in _gemms(g.inspect(x, u, z, w).source))
     assert not [k for k in g.lower(x, u, z, w).kernels if k.ops == ["transpose"]]
 
 
