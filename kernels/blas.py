@@ -200,10 +200,9 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     as one head's matrix of a (batch, tokens, heads, width) array); `a` and
     `b` are copied first where it cannot, and `c` must be so. `c` shares no
     memory with `a` or `b`. b.T is copied too when that is faster (never
-    past TRANSPOSED_MAX elements, and only of C-contiguous operands), into
-    `scratch` (1-D, C-contiguous, c's dtype, at least b.size elements:
-    generated code passes a workspace slot); without room there BLAS reads
-    b.T as it is. Small products run in small_gemm instead of the BLAS where
+    past TRANSPOSED_MAX elements), into `scratch` (1-D, C-contiguous, c's
+    dtype, at least b.size elements: generated code passes a workspace
+    slot); without room there BLAS reads b.T as it is. Small products run in small_gemm instead of the BLAS where
     that is faster (_small_pays, _copy_for_small_pays).
 
     The choice and the work run in a C function compiled once per install
