@@ -26,9 +26,11 @@ import numpy as np
 from graphc import errors, merged_axes, repeats, threads, workspace
 from graphc.dims import DimTable, slice_start
 from graphc.ir import Graph, Node
-from graphc.ops import CHECKS, NEGATIVE_INT_POWER, OPS, int_out_of_bounds, matmul_operand_shapes
+from graphc.ops import (CHECKS, NEGATIVE_INT_POWER, OPS, int_out_of_bounds, inverse_permutation,
+                        matmul_operand_shapes)
 from graphc.passes.accumulate import may_add_into
 from graphc.passes.fuse import escaping, is_index_const, is_scalar_const
+from graphc.passes.rewrite import sole_user
 from graphc.target import full_width, vector_bytes
 
 # Generated code has no fast-math: each flag gave answers NumPy does not.
@@ -265,7 +267,7 @@ def _emit_matmul(node, operands):
         # Numba's error formatting into each such kernel: 0.3-0.7 s)
         batch = _ivars(rank - 2)
         # (axis d of the product is axis q[d] of the result)
-        q = [int(d) for d in np.argsort(node.p["perm_out"])] if "perm_out" in node.p else None
+        q = inverse_permutation(node.p["perm_out"]) if "perm_out" in node.p else None
         blocks = [_block_of_stack(x, perm, batch) for x, perm in (
             ("a0", node.p.get("perm_a")), ("a1", node.p.get("perm_b")), ("out", q))]
         loops = [f"{'    ' * d}for {i} in range(out.shape[{q[d] if q else d}]):"
@@ -1811,7 +1813,7 @@ def _pieces_written_in_place(graph: Graph, units, in_place) -> dict:
                 or len(set(pieces)) != len(pieces)):
             continue
         first = graph.node(pieces[0])
-        if all(p in grouped and graph.users(p) == [node.id] and p not in graph.outputs
+        if all(p in grouped and sole_user(graph, p) == node.id
                and p not in in_place and graph.node(p).shape == first.shape
                and OPS[graph.node(p).op].kind == "elementwise" for p in pieces):
             moved.update((p, (node.id, k)) for k, p in enumerate(pieces))

@@ -24,7 +24,7 @@ stay literals, so a gather or slice along the batch axis is one of those.
 from __future__ import annotations
 
 from graphc.ir import Graph, Node
-from graphc.ops import CHECKS
+from graphc.ops import CHECKS, inverse_permutation
 
 
 def _product(exprs: list[str]) -> str:
@@ -197,10 +197,9 @@ class DimTable:
                     same(n, d, c.id, d)
             ta, tb = p.get("transpose_a", False), p.get("transpose_b", False)
             # (axis d of an operand as the product reads it is its axis perm[d];
-            # axis d of the product is the result's axis argsort(perm_out)[d])
+            # axis d of the product is the result's axis inverse(perm_out)[d])
             pa, pb = p.get("perm_a") or range(rank), p.get("perm_b") or range(rank)
-            po = (sorted(range(rank), key=p["perm_out"].__getitem__) if p.get("perm_out")
-                  else range(rank))
+            po = inverse_permutation(p["perm_out"]) if p.get("perm_out") else range(rank)
             for d in range(rank - 2):
                 same(n, po[d], a.id, pa[d])
                 same(n, po[d], b.id, pb[d])

@@ -711,6 +711,12 @@ def _swapped(shape, flag):
     return shape[:-2] + (shape[-1], shape[-2]) if flag else shape
 
 
+def inverse_permutation(perm) -> tuple:
+    """The permutation undoing np.transpose(x, perm): axis perm[j] of x is
+    axis j of its transpose."""
+    return tuple(sorted(range(len(perm)), key=lambda d: perm[d]))
+
+
 def matmul_operand_shapes(a_shape, b_shape, params) -> tuple[tuple, tuple]:
     """The shapes of a and b as the product reads them: permuted, then
     transposed in their last two axes, as its params say."""
@@ -743,8 +749,7 @@ def _matmul_impl(a, b, transpose_a=False, transpose_b=False, perm_a=None, perm_b
 
 def _matmul_vjp(ct, out, a, b, transpose_a=False, transpose_b=False, perm_a=None, perm_b=None,
                 perm_out=None):
-    # (axis perm[j] of x is axis j of its transpose: argsort inverts perm)
-    ct = P.transpose(ct, np.argsort(perm_out)) if perm_out else ct
+    ct = P.transpose(ct, inverse_permutation(perm_out)) if perm_out else ct
     a = P.transpose(a, perm_a) if perm_a else a
     b = P.transpose(b, perm_b) if perm_b else b
     a = P.swap_last(a) if transpose_a else a
@@ -752,8 +757,8 @@ def _matmul_vjp(ct, out, a, b, transpose_a=False, transpose_b=False, perm_a=None
     ga, gb = P.matmul(ct, P.swap_last(b)), P.matmul(P.swap_last(a), ct)
     ga = P.swap_last(ga) if transpose_a else ga
     gb = P.swap_last(gb) if transpose_b else gb
-    return [P.transpose(ga, np.argsort(perm_a)) if perm_a else ga,
-            P.transpose(gb, np.argsort(perm_b)) if perm_b else gb]
+    return [P.transpose(ga, inverse_permutation(perm_a)) if perm_a else ga,
+            P.transpose(gb, inverse_permutation(perm_b)) if perm_b else gb]
 
 
 _register(OpDef("matmul", "matmul", _matmul_infer, _matmul_impl, _matmul_vjp))
@@ -804,7 +809,7 @@ _register(OpDef("reshape", "layout", _reshape_infer, lambda x, shape: x.reshape(
                 lambda ct, out, x, shape: [P.reshape(ct, x.shape)]))
 _register(OpDef("transpose", "layout", _transpose_infer,
                 lambda x, perm: np.ascontiguousarray(np.transpose(x, perm)),
-                lambda ct, out, x, perm: [P.transpose(ct, tuple(np.argsort(perm)))]))
+                lambda ct, out, x, perm: [P.transpose(ct, inverse_permutation(perm))]))
 # broadcast_to is elementwise: a copy with the broadcast index pattern.
 _register(OpDef("broadcast_to", "elementwise", _broadcast_infer,
                 lambda x, shape: np.ascontiguousarray(np.broadcast_to(x, shape)),

@@ -16,15 +16,11 @@ costs what the add did.
 from __future__ import annotations
 
 from graphc.ir import Graph
-from graphc.passes.rewrite import rewrite
+from graphc.passes.rewrite import rewrite, sole_user
 
 # ops whose result is not a buffer of its own (inputs and constants are the
 # user's; a reshape is a view of its operand)
 _NOT_OWNED = ("input", "const", "reshape")
-
-
-def _sole_reader(graph: Graph, nid: int, reader: int) -> bool:
-    return graph.users(nid) == [reader] and nid not in graph.outputs
 
 
 def may_add_into(graph: Graph, addend: int, reader: int) -> bool:
@@ -32,7 +28,7 @@ def may_add_into(graph: Graph, addend: int, reader: int) -> bool:
     no output is it, and `reader` alone reads it, once (graph.users names a
     reader once however many of its operands are the addend: in
     matmul_add(t, t, w) the GEMM would write into its own operand)."""
-    return (graph.node(addend).op not in _NOT_OWNED and _sole_reader(graph, addend, reader)
+    return (graph.node(addend).op not in _NOT_OWNED and sole_user(graph, addend) == reader
             and graph.node(reader).inputs.count(addend) == 1)
 
 
@@ -47,7 +43,7 @@ def _product_folded(original: Graph, node) -> tuple[int, int] | None:
         return None
     for addend, product in ((0, 1), (1, 0)):
         if (operands[product].op == "matmul"
-                and _sole_reader(original, operands[product].id, node.id)
+                and sole_user(original, operands[product].id) == node.id
                 and may_add_into(original, operands[addend].id, node.id)):
             return addend, product
     return None

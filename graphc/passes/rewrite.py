@@ -40,6 +40,14 @@ def rewrite(graph: Graph, rule) -> Graph:
     return out
 
 
+def sole_user(graph: Graph, nid: int) -> int | None:
+    """The one node reading node `nid`, if exactly one does and `nid` is not
+    a graph output; else None. (graph.users names a reader once however
+    many of its operands are `nid`.)"""
+    users = graph.users(nid)
+    return users[0] if len(users) == 1 and nid not in graph.outputs else None
+
+
 def _same_types(graph: Graph, ids, out: Graph, new_ids) -> bool:
     """Whether the nodes `new_ids` of `out` have the shapes and dtypes of `ids` in `graph`."""
     for i, j in zip(ids, new_ids):

@@ -29,7 +29,7 @@ from graphc.ir import Graph
 from graphc.ops import OPS, broadcast_shapes
 from graphc.passes import picks
 from graphc.passes.fuse import is_scalar_const
-from graphc.passes.rewrite import rewrite
+from graphc.passes.rewrite import rewrite, sole_user
 
 
 def _swaps_last_two(node) -> bool:
@@ -127,13 +127,6 @@ def _matmul_reading_transposes(graph: Graph, inputs, params):
     return ("matmul", tuple(inputs), params)
 
 
-def _sole_user(graph: Graph, nid: int):
-    """The one node reading node `nid`, if exactly one does and `nid` is not
-    a graph output; else None."""
-    users = graph.users(nid)
-    return users[0] if len(users) == 1 and nid not in graph.outputs else None
-
-
 def _unslice_leaves(graph: Graph, nid: int, shape) -> list | None:
     """The unslices an add tree of `shape` sums, or None where a leaf is not one."""
     node = graph.node(nid)
@@ -207,7 +200,7 @@ def _rule(graph: Graph, node, inputs, original: Graph):
         # built yet. (Two original nodes the rebuild makes one, such as a @ b
         # and a.T.T @ b, can still leave the product read twice: correct, one
         # GEMM more.)
-        if (product.op == "matmul" and _sole_user(original, node.inputs[0]) == node.id
+        if (product.op == "matmul" and sole_user(original, node.inputs[0]) == node.id
                 and not any(k.startswith("perm_") for k in product.p)):
             # (op(a) @ op(b)).T = op(b).T @ op(a).T: the gradient of x @ W.T
             # (a PyTorch-style layer) for W is g.T @ x, not a copy of x.T @ g

@@ -19,7 +19,7 @@ transpose: the backward's gradient of the keys).
 from __future__ import annotations
 
 from graphc.ir import Graph
-from graphc.passes.rewrite import rewrite
+from graphc.passes.rewrite import rewrite, sole_user
 
 
 def _read_in_place(perm: tuple, transposed: bool) -> tuple[tuple, bool] | None:
@@ -80,7 +80,7 @@ def _written_in_place(graph: Graph, node) -> bool:
         return False
     product = graph.node(node.inputs[0])
     return (_product_of_stacks(product) and "perm_out" not in product.p
-            and graph.users(product.id) == [node.id] and product.id not in graph.outputs)
+            and sole_user(graph, product.id) == node.id)
 
 
 def _reads_a_stack_transposed(graph: Graph, node, inputs) -> bool:
