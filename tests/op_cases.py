@@ -174,6 +174,18 @@ CASES = [
     Case(("matmul",), lambda a, b: a @ np.swapaxes(b, -1, -2),
          [Arg((2, 1, 3, 4)), Arg((3, 5, 4))]),
     Case(("matmul",), lambda a, b: np.dot(a, b), [Arg((4,)), Arg((4,))]),
+    # heads of (n, T, H, d) arrays read where they lie, one transposed, and the
+    # product written back in that order (passes/strided_stacks.py)
+    Case(("matmul",), lambda a, b: (a.transpose(0, 2, 1, 3)
+                                    @ b.transpose(0, 2, 3, 1)).transpose(0, 2, 1, 3),
+         [Arg((2, 3, 2, 4)), Arg((2, 5, 2, 4))]),
+    # the permutations as the pass binds them
+    Case(("matmul",), lambda a, b: P.bind("matmul", a, b, perm_a=(1, 2, 0, 3),
+                                          perm_b=(1, 2, 0, 3), transpose_b=True,
+                                          perm_out=(2, 0, 1, 3)),
+         [Arg((4, 2, 3, 5)), Arg((6, 2, 3, 5))],
+         reference=lambda a, b: (a.transpose(1, 2, 0, 3) @ np.swapaxes(
+             b.transpose(1, 2, 0, 3), -1, -2)).transpose(2, 0, 1, 3)),
     # c + a @ b as one GEMM adding into c: into c's own buffer where only the
     # sum reads it (a tanh's), else into a copy of c (an input's)
     Case(("matmul_add",), lambda c, a, b: P.matmul_add(np.tanh(c), a, b),
