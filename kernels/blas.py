@@ -214,7 +214,7 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     """
     if not _rows_as_they_lie(c):
         raise ValueError("gemm: the output's rows must be contiguous and evenly spaced")
-    _gemm_contiguous(_rows_readable(a), _rows_readable(b), c,
+    _checked_gemm(_rows_readable(a), _rows_readable(b), c,
                      transpose_a, transpose_b, alpha, beta, scratch)
 
 
@@ -246,7 +246,7 @@ def _leading_dimension(x):
 
 
 @njit(cache=True, nogil=True)
-def _gemm_contiguous(a, b, c, transpose_a, transpose_b, alpha, beta, scratch):
+def _checked_gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch):
     """gemm's call of its C function. A function of its own so that `a` and
     `b`, copies gemm may have made, outlive the call that reads them by address."""
     m, n = c.shape
