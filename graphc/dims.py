@@ -11,8 +11,10 @@ that is not broadcast along it, a matmul's inner axes equal each other, a
 reduction keeps its other axes, ...), and union-find merges them into
 classes. A class containing an axis of a graph input is written as that
 input's `.shape[j]`; a class made by a reshape as a product or quotient of
-other classes; what no rule reaches (a `broadcast_to` target, a scatter's
-size) takes the first class of the same value, else the literal.
+other classes (a split of merged axes as their factors); what no rule
+reaches (a `broadcast_to` target, a scatter's size) takes a class of the
+same value, preferring an argument's axis at the same place, else the
+literal.
 
 Every class holds axes of one value in the traced shapes, so every
 expression is right for the trace it came from. Reusing a compiled module
@@ -144,9 +146,13 @@ class DimTable:
         self._sliced: dict = {}
         for node in graph.topo():
             self._equate(node)
+        # an argument's axis expression -> (the argument's rank, the axis): _guess's tie-break
+        self._argument_axes: dict[str, tuple[int, int]] = {}
         for i, name in list(zip(graph.inputs, input_names)) + list(const_names.items()):
-            for j in range(len(graph.node(i).shape)):
+            rank = len(graph.node(i).shape)
+            for j in range(rank):
                 self._name(i, j, f"{name}.shape[{j}]")
+                self._argument_axes[f"{name}.shape[{j}]"] = (rank, j)
         self.exprs: dict[int, list[str]] = {}
         for node in graph.topo():
             self.exprs[node.id] = self._derive(node)
@@ -260,13 +266,36 @@ class DimTable:
                         same(n, d, x.id, j)
 
     # -- expressions -----------------------------------------------------------
-    def _guess(self, value: int) -> str:
-        """A dim no rule reaches: the first named class of that value, else the literal."""
-        if value != 1:
-            for (nid, axis), expr in self._expr.items():
-                if self.graph.node(nid).shape[axis] == value:
-                    return expr
-        return str(value)
+    def _named_of_size(self, value: int) -> list[str]:
+        """The expressions of the named classes of this size, in naming order."""
+        return [expr for (nid, axis), expr in self._expr.items()
+                if self.graph.node(nid).shape[axis] == value]
+
+    def _guess(self, node: Node, d: int) -> str:
+        """Axis d of `node`, which no rule reaches: a named class of its size,
+        else the literal. Where several classes have that size (a batch as long
+        as the sequence), the one holding an argument's axis d, in an argument
+        of the node's rank (a mean's gradient broadcast back to x's shape takes
+        x's axes), else the first: the choice made at batch sizes where the
+        sizes differ, so that those share one module."""
+        value = node.shape[d]
+        named = self._named_of_size(value) if value != 1 else []
+        for expr in named:
+            if self._argument_axes.get(expr) == (len(node.shape), d):
+                return expr
+        return named[0] if named else str(value)
+
+    def _split(self, merged: str, sizes: list[int]) -> list[str] | None:
+        """The factors of `merged` (an axis made by merging others, a product)
+        when they have these sizes in this order, else None: (n*T, D) -> (n, T, D)
+        takes n and T back by structure, not by a guess among axes of one size."""
+        factors = _factors(merged)
+        if len(factors) != len(sizes):
+            return None
+        for factor, size in zip(factors, sizes):
+            if factor != str(size) and factor not in self._named_of_size(size):
+                return None
+        return factors
 
     def _derive(self, node: Node) -> list[str]:
         dims = []
@@ -302,17 +331,44 @@ class DimTable:
         if node.op == "eigh" and d == len(node.shape) - 2:     # a row of eigenvalues on n rows
             return f"({self.exprs[ins[0].id][d]} + 1)"
         if node.op == "reshape":
-            src = ins[0]
-            for axes, outs in _runs(src.shape, node.shape):
-                if outs == [d]:     # axes merged: their product (a convolution's rows)
-                    return _product([self.exprs[src.id][j] for j in axes])
-            rest = [self._derive_later(node, k) for k in range(d + 1, len(node.shape))]
-            others = node.shape[:d] + node.shape[d + 1:]
-            # the one axis left: the size over the others (unless one is 0:
-            # then any size fits the trace's, and the quotient would be 0)
-            if None not in rest and 0 not in others:
-                return _quotient(self.exprs[src.id], before + rest)
-        return self._guess(node.shape[d])
+            reshaped = self._reshaped(node, d, before)
+            if reshaped is not None:
+                return reshaped
+        return self._guess(node, d)
+
+    def _reshaped(self, node: Node, d: int, before: list[str]) -> str | None:
+        """Axis d of a reshape, by the run of axes it belongs to (see _runs): a
+        merged run's product; a split axis's factors (_split); else what is left
+        when the other axes are named. An axis split otherwise takes its traced
+        size, but the run's first, which is what is left over the run's others
+        ((n*T,) -> (n, T): the batch leads): guessing among classes of one size
+        gave H = 4 heads the batch's class in a batch of 4."""
+        src = self.graph.node(node.inputs[0])
+        runs = _runs(src.shape, node.shape)
+        for axes, outs in runs:
+            if outs == [d]:     # axes merged: their product (a convolution's rows)
+                return _product([self.exprs[src.id][j] for j in axes])
+            if d in outs and len(axes) == 1:    # one axis split: its factors, if a product
+                factors = self._split(self.exprs[src.id][axes[0]], [node.shape[k] for k in outs])
+                if factors is not None:
+                    return factors[outs.index(d)]
+        rest = [self._derive_later(node, k) for k in range(d + 1, len(node.shape))]
+        others = node.shape[:d] + node.shape[d + 1:]
+        # the one axis left: the size over the others (unless one is 0:
+        # then any size fits the trace's, and the quotient would be 0)
+        if None not in rest and 0 not in others:
+            return _quotient(self.exprs[src.id], before + rest)
+        axes, outs = next(((a, o) for a, o in runs if d in o), (None, None))
+        if outs is None or len(outs) < 2:
+            return None
+        named = [before[k] if k < d else self._derive_later(node, k) for k in outs if k != d]
+        if None in named:
+            if d != outs[0]:
+                return str(node.shape[d])
+            for k in outs[1:]:
+                self._expr.setdefault(self._find((node.id, k)), str(node.shape[k]))
+            named = [self._expr[self._find((node.id, k))] for k in outs[1:]]
+        return _quotient([self.exprs[src.id][j] for j in axes], named)
 
     def _derive_later(self, node: Node, k: int) -> str | None:
         """Axis k's expression if its class is already named (or is 1), else None."""

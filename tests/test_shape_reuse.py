@@ -64,6 +64,44 @@ def test_a_batch_as_long_as_another_axis_gives_the_same_gradient_module():
         [n for n in sources if sources[n] != sources[7]])
 
 
+_D, _H = 8, 2      # width, heads (of width 4)
+
+
+def _attention(p, x, y):
+    """Heads split off the dense layers' (n*t, D) rows and merged back, and
+    a mean over the tokens, whose gradient is broadcast to x's shape."""
+    n, t = x.shape[:2]
+    q, k, v = ((x @ p[w]).reshape(n, t, _H, _D // _H).transpose(0, 2, 1, 3)
+               for w in ("Wq", "Wk", "Wv"))
+    a = gc.nn.softmax(q @ k.transpose(0, 1, 3, 2), axis=-1)
+    o = (a @ v).transpose(0, 2, 1, 3).reshape(n, t, _D) @ p["Wo"]
+    return np.mean(((x + o).mean(axis=1) @ p["Wout"] - y) ** 2)
+
+
+def test_an_attention_step_is_one_module_for_batches_as_long_as_its_other_axes(rng):
+    # batches of 2 (heads), 4 (a head's width), 6 (tokens) and 8 (the width),
+    # and other numbers of tokens: the split (n*t, D) -> (n, t, H, D/H) and the
+    # broadcast (n, D) -> (n, t, D) once took another axis's class for an axis
+    # of the batch's size, or the batch's for the heads, and compiled a module
+    # of their own; the tokens were the traced number
+    params = {w: rng.normal(size=(_D, _D)) for w in ("Wq", "Wk", "Wv", "Wo")}
+    params["Wout"] = rng.normal(size=(_D, 1))
+    sizes = [(2, 6), (3, 6), (4, 6), (5, 6), (6, 6), (8, 6), (5, 3), (5, 7)]
+    sources = {(n, t): _driver_source(gc.compile_step(_attention, gc.optim.SGD(lr=0.1)).lower(
+        params, rng.normal(size=(n, t, _D)), rng.normal(size=(n, 1))).source) for n, t in sizes}
+    assert len(set(sources.values())) == 1, "sizes with their own module: " + str(
+        [nt for nt in sources if sources[nt] != sources[5, 6]])
+    # and that one module is right at sizes other than its trace's
+    f = gc.jit(gc.value_and_grad(_attention))
+    for n, t in [(6, 6), (5, 7), (2, 3)]:
+        x, y = rng.normal(size=(n, t, _D)), rng.normal(size=(n, 1))
+        (value, grads), (want, want_grads) = f(params, x, y), f.interpret(params, x, y)
+        np.testing.assert_allclose(value, want, rtol=1e-12)
+        for w in params:
+            np.testing.assert_allclose(grads[w], want_grads[w], rtol=1e-10, atol=1e-12)
+    assert len({entry.driver for entry in f._cache.values()}) == 1
+
+
 @pytest.mark.parametrize("src, out, kept", [
     ((4, 6), (1, 4, 6, 1), [(1, 0), (2, 1)]),        # 1s added
     ((1, 5), (5,), [(0, 1)]),                        # 1s dropped
