@@ -226,9 +226,15 @@ def bind(op: str, *operands, **params):
     opdef = _ops.OPS[op]
     graph = current_graph()
     has_tracer = any(isinstance(x, Tracer) for x in operands)
-    if not has_tracer and graph is not None and _expands(opdef, operands, params):
+    if not has_tracer and graph is not None and (
+            _expands(opdef, operands, params) or _transposes_a_matrix(op, operands)):
         # Constant folding that would materialize a bigger array (a gradient seed
         # broadcast over the batch): record it instead, as a cheap broadcast read.
+        # A matrix's transpose too: folded, a square one is the same constant
+        # (equal constants are one node), so an RNN's zero state np.zeros((n, k))
+        # read as h and as h.T in the gradient was one node at n == k only: a
+        # graph, and a module, of its own at that batch size. Recorded, the
+        # product reads it with its transpose flag, at every size alike.
         has_tracer = True
     if not has_tracer:
         arrays = [np.asarray(x) for x in operands]
@@ -268,6 +274,10 @@ def strongly_typed(x):
     if isinstance(x, WeakScalar):
         return np.asarray(x)
     return x
+
+
+def _transposes_a_matrix(op: str, operands) -> bool:
+    return op == "transpose" and np.ndim(operands[0]) >= 2 and np.size(operands[0]) > 1
 
 
 def _expands(opdef, operands, params) -> bool:

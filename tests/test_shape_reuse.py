@@ -102,6 +102,34 @@ def test_an_attention_step_is_one_module_for_batches_as_long_as_its_other_axes(r
     assert len({entry.driver for entry in f._cache.values()}) == 1
 
 
+def _recurrent(p, xs, y):
+    """A step from a zero state: h @ Wh, whose gradient reads h.T."""
+    h = np.zeros((xs.shape[1], p["Wh"].shape[0]))
+    for x in xs:
+        h = np.tanh(x @ p["Wx"] + h @ p["Wh"])
+    return np.mean((h @ p["Wy"] - y) ** 2)
+
+
+def test_a_recurrent_step_is_one_module_for_a_batch_as_wide_as_its_state(rng):
+    # the zero state (n, 4) and its transpose in Wh's gradient were one
+    # constant at n == 4 only (equal constants are one node): a graph of
+    # its own at that batch size
+    params = {"Wx": rng.normal(size=(3, 4)), "Wh": rng.normal(size=(4, 4)),
+              "Wy": rng.normal(size=(4, 1))}
+    sources = {n: _driver_source(gc.compile_step(_recurrent, gc.optim.SGD(lr=0.1)).lower(
+        params, rng.normal(size=(2, n, 3)), rng.normal(size=(n, 1))).source) for n in (3, 4, 5)}
+    assert len(set(sources.values())) == 1, "batch sizes with their own module: " + str(
+        [n for n in sources if sources[n] != sources[5]])
+    f = gc.jit(gc.value_and_grad(_recurrent))
+    for n in (4, 5):
+        xs, y = rng.normal(size=(2, n, 3)), rng.normal(size=(n, 1))
+        (value, grads), (want, want_grads) = f(params, xs, y), f.interpret(params, xs, y)
+        np.testing.assert_allclose(value, want, rtol=1e-12)
+        for w in params:
+            np.testing.assert_allclose(grads[w], want_grads[w], rtol=1e-10, atol=1e-12)
+    assert len({entry.driver for entry in f._cache.values()}) == 1
+
+
 @pytest.mark.parametrize("src, out, kept", [
     ((4, 6), (1, 4, 6, 1), [(1, 0), (2, 1)]),        # 1s added
     ((1, 5), (5,), [(0, 1)]),                        # 1s dropped
