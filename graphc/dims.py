@@ -25,8 +25,13 @@ stay literals, so a gather or slice along the batch axis is one of those.
 """
 from __future__ import annotations
 
+import re
+
 from graphc.ir import Graph, Node
 from graphc.ops import CHECKS, inverse_permutation
+
+
+_SHAPE_READ = re.compile(r"\b\w+\.shape\[\d+\]")     # an argument's axis in an expression
 
 
 def _product(exprs: list[str]) -> str:
@@ -47,7 +52,19 @@ def _factors(expr: str) -> list[str]:
             pieces.append(inner[start:k])
             start = k + 3
     pieces.append(inner[start:])
-    return pieces if len(pieces) > 1 and not any(" // " in p for p in pieces) else [expr]
+    # a piece with a quotient of its own is one factor only within parentheses of its own
+    atomic = all(" // " not in p or _wrapped(p) for p in pieces)
+    return pieces if len(pieces) > 1 and atomic else [expr]
+
+
+def _wrapped(expr: str) -> bool:
+    """Whether `expr` is all within one pair of parentheses: "(a // b)", not "(a) // (b)"."""
+    depth = 0
+    for k, ch in enumerate(expr):
+        depth += (ch in "([") - (ch in ")]")
+        if depth == 0:
+            return k == len(expr) - 1 and ch == ")"
+    return False
 
 
 def _quotient(numerator: list[str], denominator: list[str]) -> str:
@@ -339,10 +356,10 @@ class DimTable:
     def _reshaped(self, node: Node, d: int, before: list[str]) -> str | None:
         """Axis d of a reshape, by the run of axes it belongs to (see _runs): a
         merged run's product; a split axis's factors (_split); else what is left
-        when the other axes are named. An axis split otherwise takes its traced
-        size, but the run's first, which is what is left over the run's others
-        ((n*T,) -> (n, T): the batch leads): guessing among classes of one size
-        gave H = 4 heads the batch's class in a batch of 4."""
+        when the other axes are named. In a split run with axes still unnamed
+        after d, a class of d's size that the source could hold (_could_split),
+        else the traced size: a batch of 4 took the batch's class for 4 heads
+        split off the width, and compiled a module of its own."""
         src = self.graph.node(node.inputs[0])
         runs = _runs(src.shape, node.shape)
         for axes, outs in runs:
@@ -361,14 +378,18 @@ class DimTable:
         axes, outs = next(((a, o) for a, o in runs if d in o), (None, None))
         if outs is None or len(outs) < 2:
             return None
-        named = [before[k] if k < d else self._derive_later(node, k) for k in outs if k != d]
-        if None in named:
-            if d != outs[0]:
-                return str(node.shape[d])
-            for k in outs[1:]:
-                self._expr.setdefault(self._find((node.id, k)), str(node.shape[k]))
-            named = [self._expr[self._find((node.id, k))] for k in outs[1:]]
-        return _quotient([self.exprs[src.id][j] for j in axes], named)
+        source = [self.exprs[src.id][j] for j in axes]
+        later = [self._derive_later(node, k) for k in outs if k > d]
+        if None in later:
+            named = [e for e in self._named_of_size(node.shape[d]) if self._could_split(source, e)]
+            return named[0] if named else str(node.shape[d])
+        return _quotient(source, [before[k] for k in outs if k < d] + later)
+
+    def _could_split(self, source: list[str], expr: str) -> bool:
+        """Whether `expr` may name an axis split off axes named `source`: made
+        of the arguments' axes they are made of (the batch, where the axes
+        split are a product or quotient of it)."""
+        return set(_SHAPE_READ.findall(expr)) <= {r for e in source for r in _SHAPE_READ.findall(e)}
 
     def _derive_later(self, node: Node, k: int) -> str | None:
         """Axis k's expression if its class is already named (or is 1), else None."""

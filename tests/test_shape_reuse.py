@@ -102,6 +102,37 @@ def test_an_attention_step_is_one_module_for_batches_as_long_as_its_other_axes(r
     assert len({entry.driver for entry in f._cache.values()}) == 1
 
 
+def _time_major(y):
+    """(t*n, 3) rows, time-major, split into (4, n, 3): the batch is not first."""
+    return np.sum(np.tanh(y.reshape(4, -1, 3)).sum(axis=0) ** 2)
+
+
+def _heads_of_the_batch(x, w):
+    """(n, 4, 6) to (4, n, 2, 3): the product runs on (8n, 3) rows, split back."""
+    return np.sum(np.tanh(x.transpose(1, 0, 2).reshape(4, -1, 2, 3) @ w) ** 2)
+
+
+@pytest.mark.parametrize("fn, args", [
+    (_time_major, lambda n, rng: (rng.normal(size=(4 * n, 3)),)),
+    (_heads_of_the_batch, lambda n, rng: (rng.normal(size=(n, 4, 6)), rng.normal(size=(3, 3)))),
+])
+def test_a_batch_split_off_as_a_later_axis_is_one_module(fn, args, rng):
+    # an axis split with no structure to follow keeps its traced size, unless a
+    # class of its size is made of the same arguments' axes as the axis split:
+    # the batch here, which a literal gave a module per batch size
+    f = gc.jit(gc.value_and_grad(fn, argnums=tuple(range(len(args(2, rng))))))
+    sources = {n: _driver_source(f.lower(*args(n, rng)).source) for n in (2, 3, 5, 6, 7)}
+    assert len(set(sources.values())) == 1, "batch sizes with their own module: " + str(
+        [n for n in sources if sources[n] != sources[5]])
+    for n in (2, 5):
+        a = args(n, rng)
+        (value, grads), (want, want_grads) = f(*a), f.interpret(*a)
+        np.testing.assert_allclose(value, want, rtol=1e-12)
+        for g, w in zip(grads, want_grads):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    assert len({entry.driver for entry in f._cache.values()}) == 1
+
+
 def _recurrent(p, xs, y):
     """A step from a zero state: h @ Wh, whose gradient reads h.T."""
     h = np.zeros((xs.shape[1], p["Wh"].shape[0]))
@@ -128,6 +159,19 @@ def test_a_recurrent_step_is_one_module_for_a_batch_as_wide_as_its_state(rng):
         for w in params:
             np.testing.assert_allclose(grads[w], want_grads[w], rtol=1e-10, atol=1e-12)
     assert len({entry.driver for entry in f._cache.values()}) == 1
+
+
+@pytest.mark.parametrize("expr, factors", [
+    ("(in0.shape[0] * in0.shape[1])", ["in0.shape[0]", "in0.shape[1]"]),
+    ("(3 * (in2.shape[2] // 3) * (in2.shape[0] + in2.shape[0]))",
+     ["3", "(in2.shape[2] // 3)", "(in2.shape[0] + in2.shape[0])"]),   # a quotient within its own
+    ("((in0.shape[0] * in0.shape[1]) // 2)", ["((in0.shape[0] * in0.shape[1]) // 2)"]),   # a quotient
+    ("(in0.shape[0] * in0.shape[1] // 2)", ["(in0.shape[0] * in0.shape[1] // 2)"]),
+    ("((a) // (b) * c)", ["((a) // (b) * c)"]),        # "(a) // (b)" is no factor of its own
+    ("in0.shape[0]", ["in0.shape[0]"]),
+])
+def test_the_factors_of_a_merged_axis(expr, factors):
+    assert dims._factors(expr) == factors
 
 
 @pytest.mark.parametrize("src, out, kept", [
