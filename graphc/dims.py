@@ -13,8 +13,8 @@ classes. A class containing an axis of a graph input is written as that
 input's `.shape[j]`; a class made by a reshape as a product or quotient of
 other classes (a split of merged axes as their factors); what no rule
 reaches (a `broadcast_to` target, a scatter's size) takes a class of the
-same value, preferring an argument's axis at the same place, else the
-literal.
+same value, preferring an argument's axis at the same place, then an
+earlier node's of the same shape, else the literal.
 
 Every class holds axes of one value in the traced shapes, so every
 expression is right for the trace it came from. Reusing a compiled module
@@ -293,13 +293,18 @@ class DimTable:
         else the literal. Where several classes have that size (a batch as long
         as the sequence), the one holding an argument's axis d, in an argument
         of the node's rank (a mean's gradient broadcast back to x's shape takes
-        x's axes), else the first: the choice made at batch sizes where the
-        sizes differ, so that those share one module."""
+        x's axes), else axis d of the first node of this shape (the forward
+        value such a gradient is broadcast back to), else the first: the choice
+        made at batch sizes where the sizes differ, so that those share one
+        module."""
         value = node.shape[d]
         named = self._named_of_size(value) if value != 1 else []
         for expr in named:
             if self._argument_axes.get(expr) == (len(node.shape), d):
                 return expr
+        for nid, exprs in self.exprs.items():      # an earlier node of this shape's axis d
+            if self.graph.node(nid).shape == node.shape and exprs[d] in named:
+                return exprs[d]
         return named[0] if named else str(value)
 
     def _split(self, merged: str, sizes: list[int]) -> list[str] | None:
