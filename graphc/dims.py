@@ -307,17 +307,31 @@ class DimTable:
                 return exprs[d]
         return named[0] if named else str(value)
 
-    def _split(self, merged: str, sizes: list[int]) -> list[str] | None:
-        """The factors of `merged` (an axis made by merging others, a product)
-        when they have these sizes in this order, else None: (n*T, D) -> (n, T, D)
-        takes n and T back by structure, not by a guess among axes of one size."""
-        factors = _factors(merged)
-        if len(factors) != len(sizes):
-            return None
-        for factor, size in zip(factors, sizes):
-            if factor != str(size) and factor not in self._named_of_size(size):
+    def _split(self, source: list[str], sizes: list[int]) -> list[str] | None:
+        """The factors of the axes named `source` (products, of axes merged
+        before), grouped in order into axes of these sizes, else None:
+        (n*T, D) -> (n, T, D) takes n and T back, and (2n, 3) -> (n, 6) takes n
+        and 2*3, by structure, not by a guess among axes of one size."""
+        factors, groups = [f for e in source for f in _factors(e)], []
+        for size in sizes:
+            group, product = [], 1
+            while product < size and factors:
+                value = self._value_of(factors[0])
+                if value is None:
+                    return None
+                group.append(factors.pop(0))
+                product *= value
+            if product != size:
                 return None
-        return factors
+            groups.append(_product(group))
+        return groups if not factors else None
+
+    def _value_of(self, expr: str) -> int | None:
+        """The traced size of a literal or of a named class's expression."""
+        if expr.isdigit():
+            return int(expr)
+        return next((self.graph.node(nid).shape[axis] for (nid, axis), e in self._expr.items()
+                     if e == expr), None)
 
     def _derive(self, node: Node) -> list[str]:
         dims = []
@@ -370,8 +384,9 @@ class DimTable:
         for axes, outs in runs:
             if outs == [d]:     # axes merged: their product (a convolution's rows)
                 return _product([self.exprs[src.id][j] for j in axes])
-            if d in outs and len(axes) == 1:    # one axis split: its factors, if a product
-                factors = self._split(self.exprs[src.id][axes[0]], [node.shape[k] for k in outs])
+            if d in outs:       # axes split: their factors, where they are products
+                factors = self._split([self.exprs[src.id][j] for j in axes],
+                                      [node.shape[k] for k in outs])
                 if factors is not None:
                     return factors[outs.index(d)]
         rest = [self._derive_later(node, k) for k in range(d + 1, len(node.shape))]

@@ -112,9 +112,19 @@ def _heads_of_the_batch(x, w):
     return np.sum(np.tanh(x.transpose(1, 0, 2).reshape(4, -1, 2, 3) @ w) ** 2)
 
 
+def _rows_regrouped(w, x):
+    """(n, 2, 3) @ (3, 3) runs on (2n, 3) rows; (n, 6) regroups them. w comes
+    first, so its axes of 3 are named before the batch's."""
+    n = x.shape[0]
+    h = (x @ w).reshape(n, 6)
+    h = (h + h.mean(axis=0, keepdims=True))[:, 1:].transpose(1, 0).reshape(5 * n)
+    return np.sum(np.tanh(h) ** 2)
+
+
 @pytest.mark.parametrize("fn, args", [
     (_time_major, lambda n, rng: (rng.normal(size=(4 * n, 3)),)),
     (_heads_of_the_batch, lambda n, rng: (rng.normal(size=(n, 4, 6)), rng.normal(size=(3, 3)))),
+    (_rows_regrouped, lambda n, rng: (rng.normal(size=(3, 3)), rng.normal(size=(n, 2, 3)))),
 ])
 def test_a_batch_split_off_as_a_later_axis_is_one_module(fn, args, rng):
     # an axis split with no structure to follow keeps its traced size, unless a
