@@ -202,8 +202,9 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     memory with `a` or `b`. b.T is copied too when that is faster (never
     past TRANSPOSED_MAX elements), into `scratch` (1-D, C-contiguous, c's
     dtype, at least b.size elements: generated code passes a workspace
-    slot); without room there BLAS reads b.T as it is. Small products run in small_gemm instead of the BLAS where
-    that is faster (_small_pays, _copy_for_small_pays).
+    slot); without room there BLAS reads b.T as it is. Small products run
+    in small_gemm instead of the BLAS where that is faster (_small_pays,
+    _copy_for_small_pays).
 
     The choice and the work run in a C function compiled once per install
     and dtype (_gemm_by_address, build_gemm), called by its address from
@@ -215,7 +216,7 @@ def gemm(a, b, c, transpose_a, transpose_b, alpha, beta, scratch=None):
     if not _rows_as_they_lie(c):
         raise ValueError("gemm: the output's rows must be contiguous and evenly spaced")
     _checked_gemm(_rows_readable(a), _rows_readable(b), c,
-                     transpose_a, transpose_b, alpha, beta, scratch)
+                  transpose_a, transpose_b, alpha, beta, scratch)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -206,7 +206,8 @@ def test_a_recurrent_step_is_one_module_for_a_batch_as_wide_as_its_state(rng):
     ("(in0.shape[0] * in0.shape[1])", ["in0.shape[0]", "in0.shape[1]"]),
     ("(3 * (in2.shape[2] // 3) * (in2.shape[0] + in2.shape[0]))",
      ["3", "(in2.shape[2] // 3)", "(in2.shape[0] + in2.shape[0])"]),   # a quotient within its own
-    ("((in0.shape[0] * in0.shape[1]) // 2)", ["((in0.shape[0] * in0.shape[1]) // 2)"]),   # a quotient
+    ("((in0.shape[0] * in0.shape[1]) // 2)",     # a quotient: one factor
+     ["((in0.shape[0] * in0.shape[1]) // 2)"]),
     ("(in0.shape[0] * in0.shape[1] // 2)", ["(in0.shape[0] * in0.shape[1] // 2)"]),
     ("((a) // (b) * c)", ["((a) // (b) * c)"]),        # "(a) // (b)" is no factor of its own
     ("in0.shape[0]", ["in0.shape[0]"]),

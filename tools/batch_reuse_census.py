@@ -73,7 +73,8 @@ class Gen:
     # ---- ops ----
     def op_factor(self):
         # split a literal token into two factors (no code)
-        cands = [(i, j) for i, a in enumerate(self.shape) for j, t in enumerate(a) if t != "n" and factor_pairs(t)]
+        cands = [(i, j) for i, a in enumerate(self.shape) for j, t in enumerate(a)
+                 if t != "n" and factor_pairs(t)]
         if not cands: return False
         i, j = self.r.choice(cands)
         a, b = self.r.choice(factor_pairs(self.shape[i][j]))
@@ -144,7 +145,8 @@ class Gen:
         ax = self.r.randrange(len(self.shape))
         kind = self.r.choice(["mean", "sum", "max"])
         comb = self.r.choice(["-", "*", "+"])
-        red = f"h.{kind}(axis={ax}, keepdims=True)" if kind != "max" else f"np.max(h, axis={ax}, keepdims=True)"
+        red = (f"h.{kind}(axis={ax}, keepdims=True)" if kind != "max"
+               else f"np.max(h, axis={ax}, keepdims=True)")
         self.emit(f"h = h {comb} {red}")
         return True
 
@@ -160,7 +162,8 @@ class Gen:
         # reduce then broadcast back via broadcast_to
         if len(self.shape) < 2: return False
         ax = self.r.randrange(len(self.shape))
-        self.emit(f"h = np.broadcast_to(h.mean(axis={ax}, keepdims=True), h.shape) * 0.5 + np.tanh(h)")
+        self.emit(f"h = np.broadcast_to(h.mean(axis={ax}, keepdims=True), h.shape) * 0.5"
+                  f" + np.tanh(h)")
         return True
 
     def op_dense(self):
@@ -242,10 +245,10 @@ class Gen:
         self.shape = [["n"], [self.T] if self.T != 1 else [], [self.D]]
         return True
 
-    OPS = ["op_merge", "op_merge", "op_split", "op_split", "op_split", "op_regroup", "op_unit",
-           "op_transpose", "op_transpose", "op_reduce_keep", "op_reduce_drop", "op_reduce_broadcast",
-           "op_dense", "op_dense", "op_bias", "op_bmm", "op_softmax", "op_slice", "op_slice_broadcast",
-           "op_concat", "op_einsum", "op_x_residual"]
+    OPS = ["op_merge", "op_merge", "op_split", "op_split", "op_split", "op_regroup",
+           "op_unit", "op_transpose", "op_transpose", "op_reduce_keep", "op_reduce_drop",
+           "op_reduce_broadcast", "op_dense", "op_dense", "op_bias", "op_bmm", "op_softmax",
+           "op_slice", "op_slice_broadcast", "op_concat", "op_einsum", "op_x_residual"]
 
     def build(self, nops):
         self.emit("n = x.shape[0]")
