@@ -12,7 +12,7 @@ import operator
 
 import numpy as np
 
-from graphc import api, codegen, errors, pytree, runtime, threads, tracing
+from graphc import api, errors, pytree, runtime, steady_call, threads, tracing
 from graphc.optim import Optimizer
 
 
@@ -123,19 +123,23 @@ class _LastCall:
     def __init__(self, step: Step, state: list, entry):
         td = step._treedef
         keys = td.keys if td.kind == "dict" else range(len(td.children))
-        n = len(keys)
         self.container = {"dict": dict, "tuple": tuple, "list": list}.get(td.kind, td.node_type)
         self.leaves = state                     # held: an id cannot be reused meanwhile
-        # per container (the params, then each optimizer slot): (key or index, array)
-        self.dicts = [(name, list(zip(keys, state[s * n:(s + 1) * n])))
-                      for s, name in enumerate((None, *step._slot_names))]
-        self.first = len(state) + 1             # the batch's first input position
-        self.batch_shapes = [shape for shape, _ in entry.in_avals[self.first:]]
+        first = len(state) + 1                  # the batch's first input position
+        self.batch_shapes = [shape for shape, _ in entry.in_avals[first:]]
         self.entry = entry
         self.count_unread = len(state) in entry.unread
-        self.unread_batch = any(k >= self.first for k in entry.unread)
         self.memory = _StateMemory(state)
-        self.loss = self._steady_call()
+        self.layout = steady_call.Layout(
+            n_keys=len(keys), n_slots=len(step._slot_names), n_batch=len(self.batch_shapes),
+            unread_batch=tuple(sorted(k - first for k in entry.unread if k >= first)),
+            count_unread=self.count_unread, workspace=entry.workspace_size is not None,
+            parallel=entry.parallel, n_consts=len(entry.consts))
+        # loss(params, step_state, batch): the step's loss when these are the
+        # same arrays as last time, else None (see steady_call.source)
+        self.loss = steady_call.factory(self.layout)(
+            self.container, step._slot_names, list(keys), state, self.batch_shapes,
+            entry.consts, entry, self.memory)
 
     @staticmethod
     def of(step: Step, state: list, entry, batch: tuple, passed: list):
@@ -146,84 +150,6 @@ class _LastCall:
             c.kind == "leaf" for c in td.children)
         as_is = entry.passed_as_is(passed, batch, first=len(state) + 1)
         return _LastCall(step, state, entry) if flat and as_is else None
-
-    def _steady_call(self):
-        """loss(params, step_state, batch): the step's loss when these are the
-        same arrays as last time, else None; also None when the driver
-        refused them (a dtype, rank, layout or read-only array it was not
-        compiled for; an array reshaped in place, which `run` tests first),
-        and then nothing has run or been written: the checked path converts
-        or explains. One function with what it reads bound as locals, which
-        does inline what _Entry.run_unconverted, take_workspace and
-        give_back do: through those methods W1's steady call spent 5.4 us in
-        Python around a 13.5 us step (3.5 us so; a busy machine)."""
-        dicts, batch_shapes, leaves = self.dicts, self.batch_shapes, self.leaves
-        container = self.container
-        n_batch, count_unread, entry = len(batch_shapes), self.count_unread, self.entry
-        with_unread = ((lambda batch: entry.with_unread(batch, self.first))
-                       if self.unread_batch else None)
-        driver, consts, pool = entry.driver, tuple(entry.consts), entry.workspaces
-        uses_workspace, parallel = entry.workspace_size is not None, entry.parallel
-        ndarray, unread, keep = np.ndarray, api.UNREAD, api.KEEP_WORKSPACE_BYTES
-        reshaped = codegen.SHAPES_CHANGED     # what `run` raises first then
-        may_alias, roots = self.memory.may_alias, self.memory.roots
-
-        def loss(params, step_state, batch):
-            if len(batch) != n_batch:
-                return None
-            # the same objects: then `leaves` is the state. The driver refuses
-            # another dtype, rank or layout, and `run` tests that the shapes
-            # still fit together (codegen._shapes_differ: a shape test here took
-            # 4.3 of W4's 18 identity tests' 6 us on a busy machine).
-            try:
-                for name, checks in dicts:
-                    d = params if name is None else step_state.get(name)
-                    if type(d) is not container or len(d) != len(checks):
-                        return None
-                    for k, old in checks:
-                        if d[k] is not old:
-                            return None
-                count = step_state["count"]
-            except KeyError:
-                return None
-            for x, shape in zip(batch, batch_shapes):
-                if type(x) is not ndarray or x.shape != shape:
-                    return None
-                # may_alias's common cases inlined (0.4 us of W1's 6.5 so):
-                # an array that owns its memory, a view of one
-                base = x.base
-                if base is None:
-                    if id(x) in roots:
-                        return None     # the checked path copies it
-                elif type(base) is not ndarray or base.base is not None or id(base) in roots:
-                    if may_alias(x):
-                        return None
-            if type(count) is not int or not 0 <= count < 2 ** 63:
-                return None         # the checked path says what is wrong with it
-            if with_unread is not None:     # a batch array the loss never reads
-                batch = with_unread(batch)
-            count = unread if count_unread else np.array(count, np.int64)
-            ws = None
-            if uses_workspace:
-                try:
-                    ws = pool.pop()
-                except IndexError:
-                    ws = entry.new_workspace()
-            tail = (ws, threads.count()) if parallel else (ws,) if uses_workspace else ()
-            try:
-                outs = driver(*leaves, count, *batch, *consts, *tail)
-            except TypeError as e:
-                if api.refused_type(e):
-                    return None
-                raise
-            except errors.NATIVE_ERRORS as e:
-                if str(e).startswith(reshaped):     # nothing ran: the checked path explains
-                    return None
-                raise errors.from_native(e, graph=entry.optimized) from None
-            if uses_workspace and ws.size <= keep:     # not after an error: see _Entry.give_back
-                pool.append(ws)
-            return outs[0]
-        return loss
 
 
 class Step:

@@ -6,7 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["graphc", "graphc.api", "graphc.autodiff", "graphc.datasets", "graphc.interpret",
-           "graphc.optim", "graphc.train"]
+           "graphc.optim", "graphc.steady_call", "graphc.train"]
 
 
 @pytest.mark.parametrize("name", MODULES)
