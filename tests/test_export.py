@@ -1,5 +1,6 @@
 """gc.export: a standalone module that continues an Adam or SGD run exactly."""
 import ast
+import importlib
 import collections
 import os
 import subprocess
@@ -146,7 +147,9 @@ def test_an_exported_step_copies_a_batch_sharing_a_params_memory(tmp_path, monke
     monkeypatch.syspath_prepend(str(tmp_path))
     import tied_step
     exported = {k: v.copy() for k, v in params.items()}
-    for x_of in [lambda p: p["B"], lambda p: p["B"][::-1], lambda p: np.ones(6)]:
+    # the last two after a call whose arrays the next call's fast path takes
+    for x_of in [lambda p: p["B"], lambda p: p["B"][::-1], lambda p: np.ones(6),
+                 lambda p: p["B"], lambda p: np.ones(6), lambda p: p["A"]]:
         assert tied_step.step(exported, x_of(exported)) == step(params, x_of(params))
         for k in params:
             np.testing.assert_array_equal(exported[k], params[k])
@@ -158,3 +161,60 @@ def test_an_exported_step_copies_a_batch_sharing_a_params_memory(tmp_path, monke
         tied_step.step(exported, np.ones(6))
     for k in before:
         np.testing.assert_array_equal(exported[k], before[k])
+
+
+@pytest.mark.parametrize("container", [dict, Params], ids=["dict", "namedtuple"])
+def test_an_exported_steady_step_skips_the_checks_and_any_change_is_checked(tmp_path,
+                                                                           monkeypatch, container):
+    """The same arrays as the call before skip the signature lookup; each
+    array swapped for a copy of equal values (one the fast path must not
+    mistake for the old one, which it would update instead) is checked
+    again, and every step equals graphc's."""
+    params, x, y = _setup(np.float64, container)
+    lam = np.array(1e-3)
+    step = gc.compile_step(loss, gc.optim.Adam(0.05))
+    step(params, x, y, lam)
+    name = f"steady_step_{container.__name__}"
+    gc.export(step, tmp_path / f"{name}.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    m = importlib.import_module(name)
+    checked = []
+    check = m._checked_inputs
+    monkeypatch.setattr(m, "_checked_inputs", lambda *a: checked.append(1) or check(*a))
+    exported = {k: v.copy() for k, v in _by_name(params).items()}
+    exported = exported if container is dict else Params(**exported)
+
+    def both(*batch, fast):
+        before = len(checked)
+        assert m.step(exported, *batch) == step(params, *batch)
+        for k, v in _by_name(params).items():
+            np.testing.assert_array_equal(_by_name(exported)[k], v)
+        assert len(checked) == before + (not fast)
+
+    both(x, y, lam, fast=False)
+    both(x, y, lam, fast=True)
+    both(x.copy(), y.copy(), lam.copy(), fast=True)         # a new batch of one signature
+    for k in "WbV":
+        if container is dict:
+            exported[k] = exported[k].copy()
+        else:
+            exported = exported._replace(**{k: getattr(exported, k).copy()})
+        both(x, y, lam, fast=False)
+        both(x, y, lam, fast=True)
+    for slot in ("m", "v"):
+        for i in range(3):
+            leaves = list(m.state[slot].values() if container is dict else m.state[slot])
+            leaves[i] = leaves[i].copy()
+            m.state[slot] = (dict(zip(m.state[slot], leaves)) if container is dict
+                             else tuple(leaves))
+            both(x, y, lam, fast=False)
+    both(np.asfortranarray(x), y, lam, fast=False)          # copied to C order
+    both(x, y, float(lam), fast=False)                      # a float for the 0-d array
+    W = _by_name(exported)["W"]
+    W.setflags(write=False)                                 # frozen in place
+    with pytest.raises(ValueError, match="writable"):
+        m.step(exported, x, y, lam)
+    W.setflags(write=True)
+    both(x, y, lam, fast=True)                              # as the last step that ran
+    with pytest.raises(TypeError, match="no exported signature"):
+        m.step(exported, x[:3], y[:3], lam)
