@@ -9,7 +9,9 @@ calls it, and the module's `run` called directly with the same arguments.
 The difference is what graphc's Python costs each call (the identity tests,
 the workspace taken and given back, Numba's dispatch is in both). The last
 column is the same step exported (`gc.export`) and called from its module,
-on its own copy of the params.
+on its own copy of the params. A second table does the same for
+`gc.jit(gc.value_and_grad(loss))(params, *batch)`, a call that flattens its
+arguments and returns new arrays.
 """
 import argparse
 import copy
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import graphc as gc
-from graphc import api
+from graphc import api, pytree
 from graphc.benchmarks import harness, workloads
 
 
@@ -41,6 +43,27 @@ def _exported(step, name):
     module = sys.modules[path.stem] = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _rounds(fns: dict, rounds: int, calls: int) -> dict:
+    """Median µs per call of each of `fns`, interleaved over `rounds`."""
+    times = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            times[k].append(_per_call_us(fn, calls))
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def _value_and_grad_calls(w, params, batch, rounds):
+    """gc.jit(gc.value_and_grad(loss)) called as a user calls it, and its driver alone."""
+    fn = gc.jit(gc.value_and_grad(w.loss_fn))
+    fn(params, *batch)
+    (entry,) = fn._cache.values()
+    leaves = entry.inputs(pytree.flatten((params, *batch))[0])
+    run_args = (*leaves, *entry.consts, *entry.tail_args(entry.take_workspace()))
+    return _rounds({"call": lambda: fn(params, *batch),
+                    "driver": lambda: entry.driver(*run_args)},
+                   rounds, max(1, int(2000 / len(run_args))))
 
 
 def main():
@@ -62,18 +85,17 @@ def main():
         driver = entry.driver
         exported, exported_params = _exported(step.compiled, name), copy.deepcopy(params)
         exported.step(exported_params, *batch)
-        calls = max(1, int(2000 / len(run_args)))
-        times = {"step": [], "driver": [], "exported": []}
-        for _ in range(args.rounds):
-            times["step"].append(_per_call_us(step, calls))
-            times["driver"].append(_per_call_us(lambda: driver(*run_args), calls))
-            times["exported"].append(_per_call_us(
-                lambda: exported.step(exported_params, *batch), calls))
-        step_us, driver_us, exported_us = (float(np.median(times[k]))
-                                           for k in ("step", "driver", "exported"))
-        print(f"{name:8} {step_us:8.2f} {driver_us:9.2f} {step_us - driver_us:9.2f} "
-              f"{exported_us:11.2f}")
-
+        t = _rounds({"step": step, "driver": lambda: driver(*run_args),
+                     "exported": lambda: exported.step(exported_params, *batch)},
+                    args.rounds, max(1, int(2000 / len(run_args))))
+        print(f"{name:8} {t['step']:8.2f} {t['driver']:9.2f} {t['step'] - t['driver']:9.2f} "
+              f"{t['exported']:11.2f}")
+    print(f"\n{'workload':8} {'value_and_grad us':>17} {'driver us':>9} {'Python us':>9}")
+    for name in args.workloads.split(","):
+        w = workloads.WORKLOADS[name]
+        params, batch = w.make(np.float32)
+        t = _value_and_grad_calls(w, params, batch, args.rounds)
+        print(f"{name:8} {t['call']:17.2f} {t['driver']:9.2f} {t['call'] - t['driver']:9.2f}")
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,54 @@
+"""pytree.flatten's cached fast paths (a dict of arrays, a call's arguments
+of arrays and such dicts) against the general, uncached flattening."""
+import collections
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from graphc import pytree
+
+Pair = collections.namedtuple("Pair", "a b")
+KEYS = ["W", "b", "v", "W2", 3]
+
+
+def _general(tree):
+    leaves = []
+    return leaves, pytree._flatten_into(tree, leaves)
+
+
+# leaves: arrays mostly, sometimes a float or None; containers: dicts (of a few
+# keys, in any insertion order), tuples, lists, namedtuples
+leaves = st.one_of(st.just(np.zeros(2)), st.just(np.ones(()))).map(np.copy) | st.sampled_from(
+    [1.5, None])
+trees = st.recursive(
+    leaves,
+    lambda children: (
+        st.dictionaries(st.sampled_from(KEYS), children, min_size=1, max_size=4)
+        | st.lists(children, max_size=3).map(tuple)
+        | st.lists(children, max_size=3)
+        | st.tuples(children, children).map(lambda ab: Pair(*ab))),
+    max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(trees, min_size=1, max_size=4).map(tuple))
+def test_flatten_equals_the_general_flattening_every_call(args):
+    for _ in range(3):      # the first call fills the caches, the next ones read them
+        for tree in (args, *args):
+            got_leaves, got_def = pytree.flatten(tree)
+            want_leaves, want_def = _general(tree)
+            assert got_def == want_def and hash(got_def) == hash(want_def)
+            assert len(got_leaves) == len(want_leaves)
+            assert all(a is b for a, b in zip(got_leaves, want_leaves))
+
+
+def test_a_cached_dict_whose_values_change_kind_is_flattened_as_it_is_now():
+    arrays = {"W": np.zeros(2), "b": np.ones(2)}
+    nested = {"W": {"x": np.zeros(1)}, "b": np.ones(2)}
+    for tree in [arrays, nested, arrays, {"W": 1.0, "b": np.ones(2)}, nested, arrays]:
+        for args in [tree, (tree, np.zeros(3))]:
+            got_leaves, got_def = pytree.flatten(args)
+            want_leaves, want_def = _general(args)
+            assert got_def == want_def
+            assert [id(x) for x in got_leaves] == [id(x) for x in want_leaves]
