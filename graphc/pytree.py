@@ -164,9 +164,45 @@ def _flatten_into(tree: Any, leaves: list) -> TreeDef:
 
 
 def unflatten(treedef: TreeDef, leaves) -> Any:
-    it = iter(leaves)
-    out = _build(treedef, it)
-    return out
+    if type(leaves) is not list and type(leaves) is not tuple:
+        leaves = list(leaves)
+    return _builder(treedef)(leaves)
+
+
+@functools.lru_cache(maxsize=256)
+def _builder(treedef: TreeDef):
+    """A function of the leaves that builds `treedef`'s tree, one expression
+    written out: every compiled call rebuilds its outputs' tree, and a walk
+    of the TreeDef took 1.36 us for (loss, {"W": g, "b": g}), this 0.14.
+    Trees nested deeper than Python's parser takes are walked."""
+    if _depth(treedef) > 50:
+        return lambda leaves: _build(treedef, iter(leaves))
+    names: dict[str, Any] = {}
+    count = iter(range(treedef.num_leaves))
+
+    def expression(td: TreeDef) -> str:
+        if td.kind == "leaf":
+            return f"x[{next(count)}]"
+        if td.kind == "none":
+            return "None"
+        items = [expression(c) for c in td.children]
+        if td.kind == "dict":
+            name = f"k{len(names)}"
+            names[name] = td.keys
+            return "{" + ", ".join(f"{name}[{i}]: {e}" for i, e in enumerate(items)) + "}"
+        if td.kind == "namedtuple":
+            name = f"c{len(names)}"
+            names[name] = td.node_type
+            return f"{name}({', '.join(items)})"
+        if td.kind == "list":
+            return "[" + ", ".join(items) + "]"
+        return "(" + "".join(e + ", " for e in items) + ")"
+
+    return eval(f"lambda x: {expression(treedef)}", names)
+
+
+def _depth(td: TreeDef) -> int:
+    return 1 + max((_depth(c) for c in td.children), default=0)
 
 
 def _build(td: TreeDef, it) -> Any:

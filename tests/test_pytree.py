@@ -1,5 +1,6 @@
 """pytree.flatten's cached fast paths (a dict of arrays, a call's arguments
-of arrays and such dicts) against the general, uncached flattening."""
+of arrays and such dicts) against the general, uncached flattening, and
+unflatten's written-out builders against it too."""
 import collections
 
 import numpy as np
@@ -41,6 +42,9 @@ def test_flatten_equals_the_general_flattening_every_call(args):
             assert got_def == want_def and hash(got_def) == hash(want_def)
             assert len(got_leaves) == len(want_leaves)
             assert all(a is b for a, b in zip(got_leaves, want_leaves))
+            rebuilt_leaves, rebuilt_def = _general(pytree.unflatten(got_def, got_leaves))
+            assert rebuilt_def == want_def
+            assert all(a is b for a, b in zip(rebuilt_leaves, want_leaves))
 
 
 def test_a_cached_dict_whose_values_change_kind_is_flattened_as_it_is_now():
@@ -52,3 +56,13 @@ def test_a_cached_dict_whose_values_change_kind_is_flattened_as_it_is_now():
             want_leaves, want_def = _general(args)
             assert got_def == want_def
             assert [id(x) for x in got_leaves] == [id(x) for x in want_leaves]
+
+
+def test_unflatten_rebuilds_a_tree_nested_deeper_than_an_expression_can_be():
+    tree = leaf = np.zeros(1)
+    for depth in range(220):     # past the parser's 200 nested brackets
+        tree = {"child": tree} if depth % 3 else ([tree, None] if depth % 2 else (tree,))
+    leaves, treedef = pytree.flatten(tree)
+    assert len(leaves) == 1 and leaves[0] is leaf
+    assert _general(pytree.unflatten(treedef, leaves))[1] == treedef
+    assert _general(pytree.unflatten(treedef, iter(leaves)))[1] == treedef     # any iterable
