@@ -57,6 +57,18 @@ def _factors(expr: str) -> list[str]:
     return pieces if len(pieces) > 1 and atomic else [expr]
 
 
+def _fraction(expr: str) -> tuple[list[str], list[str]]:
+    """The factors above and below a quotient made by `_quotient`, else
+    (`_factors(expr)`, [])."""
+    if _wrapped(expr):
+        inner, depth = expr[1:-1], 0
+        for k, ch in enumerate(inner):
+            depth += (ch in "([") - (ch in ")]")
+            if depth == 0 and inner.startswith(" // ", k):
+                return _factors(inner[:k]), _factors(inner[k + 4:])
+    return _factors(expr), []
+
+
 def _wrapped(expr: str) -> bool:
     """Whether `expr` is all within one pair of parentheses: "(a // b)", not "(a) // (b)"."""
     depth = 0
@@ -311,20 +323,47 @@ class DimTable:
         """The factors of the axes named `source` (products, of axes merged
         before), grouped in order into axes of these sizes, else None:
         (n*T, D) -> (n, T, D) takes n and T back, and (2n, 3) -> (n, 6) takes n
-        and 2*3, by structure, not by a guess among axes of one size."""
-        factors, groups = [f for e in source for f in _factors(e)], []
-        for size in sizes:
+        and 2*3, by structure, not by a guess among axes of one size. Failing
+        that, a quotient's factors above are grouped and its divisors divide
+        the last axis: (n*T*D // 2, 2) -> (n, T, D // 2, 2), the rows of a
+        product over a reshaped input, split back."""
+        grouped = self._grouped([f for e in source for f in _factors(e)], sizes, [])
+        if grouped is not None:
+            return grouped
+        above, below = [], []
+        for e in source:
+            factors, divisors = _fraction(e)
+            above += factors
+            below += divisors
+        return self._grouped(above, sizes, below) if below else None
+
+    def _grouped(self, factors: list[str], sizes: list[int], divisors: list[str]):
+        """`factors` grouped in order into products of these sizes, the last
+        one divided by `divisors`; None where they do not fit."""
+        divided = 1
+        for d in divisors:
+            value = self._value_of(d)
+            if value is None:
+                return None
+            divided *= value
+        factors, groups = list(factors), []
+        for k, size in enumerate(sizes):
+            target = size * divided if k == len(sizes) - 1 else size
             group, product = [], 1
-            while product < size and factors:
+            while product < target and factors:
                 value = self._value_of(factors[0])
                 if value is None:
                     return None
                 group.append(factors.pop(0))
                 product *= value
-            if product != size:
+            if product != target:
                 return None
             groups.append(_product(group))
-        return groups if not factors else None
+        if factors or not groups:
+            return None
+        if divisors:
+            groups[-1] = _quotient([groups[-1]], divisors)
+        return groups
 
     def _value_of(self, expr: str) -> int | None:
         """The traced size of a literal or of a named class's expression."""

@@ -121,8 +121,18 @@ def _rows_regrouped(w, x):
     return np.sum(np.tanh(h) ** 2)
 
 
+def _product_over_a_reshaped_input(w, x):
+    """(n, 2, 4) read as (n, 2, 2, 2) @ (2, 2): the product runs on the input's
+    rows divided by w's 2, (4n, 2), and splits back, the batch first; at n = 2
+    the batch took w's axis of 2 there."""
+    h = x.reshape(x.shape[0], 2, 2, 2) @ w
+    return np.sum(np.tanh(np.concatenate([h, np.tanh(h)], axis=0)) ** 2)
+
+
 @pytest.mark.parametrize("fn, args", [
     (_time_major, lambda n, rng: (rng.normal(size=(4 * n, 3)),)),
+    (_product_over_a_reshaped_input,
+     lambda n, rng: (rng.normal(size=(2, 2)), rng.normal(size=(n, 2, 4)))),
     (_heads_of_the_batch, lambda n, rng: (rng.normal(size=(n, 4, 6)), rng.normal(size=(3, 3)))),
     (_rows_regrouped, lambda n, rng: (rng.normal(size=(3, 3)), rng.normal(size=(n, 2, 3)))),
 ])
