@@ -46,7 +46,7 @@ _BLOB = (
 # (45 of W1's 64 us a step, when `step` looked its constants up there)
 with np.load(io.BytesIO(base64.b64decode(_BLOB))) as _npz:
     _ARRAYS = dict(_npz)
-_STRUCTURE = {structure!r}      # the params pytree, None at each leaf
+_STRUCTURE = {structure!r}      # the params pytree: 1 at each leaf, None where params hold None
 _SLOTS = {slots!r}
 _SIGNATURES = {{
 {signatures}
@@ -74,7 +74,7 @@ def _shape_of(tree):
         return {{k: _shape_of(v) for k, v in tree.items()}}
     if isinstance(tree, (list, tuple)):
         return (list if isinstance(tree, list) else tuple)(_shape_of(v) for v in tree)
-    return None
+    return None if tree is None else 1
 
 
 def _unflatten(structure, leaves):
@@ -82,14 +82,15 @@ def _unflatten(structure, leaves):
         return {{k: _unflatten(structure[k], leaves) for k in sorted(structure, key=repr)}}
     if isinstance(structure, (list, tuple)):
         return type(structure)(_unflatten(c, leaves) for c in structure)
-    return leaves.pop(0)
+    return None if structure is None else leaves.pop(0)
 
 
 _NUM_PARAMS = {num_params}
-# a container of arrays (not nested): the keys its leaves are flattened in
-if isinstance(_STRUCTURE, dict) and all(v is None for v in _STRUCTURE.values()):
+_SLOT_ORDER = sorted(_SLOTS)    # the state's order: params, then each slot's arrays
+# params in one container of arrays: the keys its leaves are flattened in
+if isinstance(_STRUCTURE, dict) and all(v == 1 for v in _STRUCTURE.values()):
     _FLAT_KEYS = sorted(_STRUCTURE, key=repr)
-elif isinstance(_STRUCTURE, (list, tuple)) and all(v is None for v in _STRUCTURE):
+elif isinstance(_STRUCTURE, (list, tuple)) and all(v == 1 for v in _STRUCTURE):
     _FLAT_KEYS = range(_NUM_PARAMS)
 else:
     _FLAT_KEYS = None
@@ -143,6 +144,10 @@ def _unaliased(data, state):
 # The last checked call: a training loop passes the same params and state
 # arrays each step, and batches of one signature; such a call skips the
 # flattening into a signature key and the lookup (W1: 64 -> 9 us a step).
+# One entry, (state arrays, their (shape, dtype)s, the batch's, the ids of
+# the state arrays' memory owners, the signature's (run, consts,
+# new_workspace, free workspaces)); it holds the state arrays, as graphc's
+# step does, so that their ids stay theirs.
 _LAST = []
 
 
@@ -157,11 +162,13 @@ def _steady_inputs(params, batch):
     n = _NUM_PARAMS
     if not _holds_leaves(params, state_leaves[:n]):
         return None
-    for k, name in enumerate(sorted(_SLOTS), 1):
+    for k, name in enumerate(_SLOT_ORDER, 1):
         if not _holds_leaves(state[name], state_leaves[k * n:(k + 1) * n]):
             return None
+    # each can change in place; the slots too (the checked path's signature
+    # lookup covers their shapes and dtypes, and `run` writes them)
     for leaf, (shape, dtype) in zip(state_leaves, state_avals):
-        flags = leaf.flags      # each can change in place
+        flags = leaf.flags
         if leaf.shape != shape or leaf.dtype != dtype or not (
                 flags.writeable and flags.c_contiguous):
             return None
@@ -175,7 +182,10 @@ def _steady_inputs(params, batch):
         owner = _owner(b)
         if type(owner) is not np.ndarray or id(owner) in state_owners:
             return None     # may share memory with the state: copied on the checked path
-    return state_leaves + [np.asarray(state["count"], np.int64)] + data, entry
+    count = np.asarray(state["count"], np.int64)
+    if count.shape:
+        return None     # the checked path says no signature takes it
+    return state_leaves + [count] + data, entry
 
 
 def _holds_leaves(tree, leaves):
@@ -186,7 +196,7 @@ def _holds_leaves(tree, leaves):
         if len(tree) != _NUM_PARAMS:
             return False
         for key, leaf in zip(_FLAT_KEYS, leaves):
-            if tree[key] is not leaf:
+            if tree.get(key) is not leaf if type(tree) is dict else tree[key] is not leaf:
                 return False
         return True
     return _shape_of(tree) == _STRUCTURE and all(
@@ -198,7 +208,7 @@ def _checked_inputs(params, batch):
     if _shape_of(params) != _STRUCTURE:
         raise TypeError(f"params have structure {{_shape_of(params)}}, expected {{_STRUCTURE}}")
     leaves = _flatten(params, [])
-    slot_leaves = [leaf for name in sorted(_SLOTS) for leaf in _flatten(state[name], [])]
+    slot_leaves = [leaf for name in _SLOT_ORDER for leaf in _flatten(state[name], [])]
     count = np.asarray(state["count"], np.int64)
     data = [_contiguous(b) for b in _flatten(list(batch), [])]
     inputs = leaves + slot_leaves + [count] + data
@@ -333,7 +343,7 @@ def export(step, path) -> None:
     np.savez(buffer, **arrays)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     blob = "\n".join(f'    "{encoded[i:i + 96]}"' for i in range(0, len(encoded), 96)) or '    ""'
-    structure = pytree.unflatten(pytree.without_namedtuples(treedef), [None] * treedef.num_leaves)
+    structure = pytree.unflatten(pytree.without_namedtuples(treedef), [1] * treedef.num_leaves)
     source = _TEMPLATE.format(
         version=graphc.__version__, embedded=embedded,
         kernels="FASTMATH = " + codegen.FASTMATH + "\n" + "\n".join(kernels), blob=blob,

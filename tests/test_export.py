@@ -218,3 +218,47 @@ def test_an_exported_steady_step_skips_the_checks_and_any_change_is_checked(tmp_
     both(x, y, lam, fast=True)                              # as the last step that ran
     with pytest.raises(TypeError, match="no exported signature"):
         m.step(exported, x[:3], y[:3], lam)
+
+
+def test_an_exported_step_after_fast_calls_refuses_what_the_checked_path_refuses(
+        tmp_path, monkeypatch):
+    """Each follows fast calls: a params dict with a key renamed, a moment
+    dict with one (the checked path takes its arrays in order, as it did
+    before the fast path existed), a count of the wrong shape."""
+    params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6)}
+    step = gc.compile_step(tied_loss, gc.optim.Adam(0.1))
+    step(params, np.ones(6))
+    gc.export(step, tmp_path / "refusing_step.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import refusing_step as m
+    exported = {k: v.copy() for k, v in params.items()}
+    for _ in range(2):
+        assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
+    before = {k: v.copy() for k, v in exported.items()}
+    with pytest.raises(TypeError, match="structure"):
+        m.step({"A": exported["A"], "C": exported["B"]}, np.ones(6))
+    count = m.state["count"]
+    m.state["count"] = np.array([count])
+    with pytest.raises(TypeError, match="no exported signature"):
+        m.step(exported, np.ones(6))
+    m.state["count"] = count
+    for k in before:
+        np.testing.assert_array_equal(exported[k], before[k])
+    m.state["m"] = {"A": m.state["m"]["A"], "C": m.state["m"]["B"]}
+    assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
+
+
+def test_an_exported_step_of_params_holding_a_none(tmp_path, monkeypatch):
+    # the module's structure tells a None from a leaf: its moment slots were
+    # built with an array popped for the None, and the import failed
+    params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6), "none": None}
+    step = gc.compile_step(tied_loss, gc.optim.Adam(0.1))
+    step(params, np.ones(6))
+    gc.export(step, tmp_path / "none_step.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import none_step as m
+    exported = dict(params, A=params["A"].copy(), B=params["B"].copy())
+    for _ in range(3):
+        assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
+    with pytest.raises(TypeError, match="structure"):
+        m.step({"A": exported["A"], "B": None, "none": exported["B"]}, np.ones(6))
