@@ -55,9 +55,9 @@ LEAF = TreeDef("leaf")
 
 
 # A flat dict of arrays (the usual params) is flattened on every training step:
-# remember its sorted key order and TreeDef (None for a dict of dicts), keyed
-# by its keys in insertion order.
-_FLAT_DICTS: dict[tuple, tuple[tuple, TreeDef | None]] = {}
+# remember its sorted key order, TreeDef (None for a dict of dicts) and key
+# types (_key_types), keyed by its keys in insertion order.
+_FLAT_DICTS: dict[tuple, tuple[tuple, TreeDef | None, tuple | None]] = {}
 _FLAT_DICTS_MAX = 256
 
 
@@ -88,29 +88,40 @@ def _flat_dict(tree: dict, leaves: list) -> TreeDef | None:
     """`tree`'s TreeDef, its arrays appended to `leaves`, when it is a dict of
     arrays (cached by its keys, in their order); else None, leaves untouched.
     A dict of dicts is remembered as such (None), so that its general
-    flattening is not done twice each call."""
-    hit = _FLAT_DICTS.get(tuple(tree))
+    flattening is not done twice each call. Keys that are not all strings
+    are matched by type too: True == 1, but they sort apart."""
+    keys = tuple(tree)
+    hit = _FLAT_DICTS.get(keys)
     if hit is None:
         found: list = []
         treedef = _flatten_into(tree, found)
         nested = not all(c.kind == "leaf" for c in treedef.children)
-        if len(_FLAT_DICTS) < _FLAT_DICTS_MAX:
-            _FLAT_DICTS[tuple(tree)] = (treedef.keys, None if nested else treedef)
+        if len(_FLAT_DICTS) >= _FLAT_DICTS_MAX:
+            _FLAT_DICTS.clear()
+        _FLAT_DICTS[keys] = (treedef.keys, None if nested else treedef, _key_types(keys))
         if nested or not _all_arrays(found):
             return None
         leaves += found
         return treedef
-    keys, treedef = hit
-    if treedef is None:
+    sorted_keys, treedef, key_types = hit
+    if treedef is None or key_types is not None and _key_types(keys) != key_types:
         return None
     start = len(leaves)
-    for k in keys:
+    for k in sorted_keys:
         leaf = tree[k]
         if type(leaf) is not np.ndarray:
             del leaves[start:]
             return None
         leaves.append(leaf)
     return treedef
+
+
+def _key_types(keys: tuple) -> tuple | None:
+    """None for string keys (which only strings equal), else each key's type."""
+    for k in keys:
+        if type(k) is not str:
+            return tuple(map(type, keys))
+    return None
 
 
 # A call's arguments, f(params, x, y): a tuple of arrays and dicts of arrays,

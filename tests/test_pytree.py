@@ -66,3 +66,15 @@ def test_unflatten_rebuilds_a_tree_nested_deeper_than_an_expression_can_be():
     assert len(leaves) == 1 and leaves[0] is leaf
     assert _general(pytree.unflatten(treedef, leaves))[1] == treedef
     assert _general(pytree.unflatten(treedef, iter(leaves)))[1] == treedef     # any iterable
+
+
+def test_keys_equal_across_types_are_not_taken_for_each_other():
+    # True == 1 and 1.0 == 1, but they are different keys that sort apart
+    a, b = np.zeros(1), np.ones(1)
+    for keys in [(1, 5), (True, 5), (1.0, 5), (5, 1), (5, True)]:
+        tree = dict(zip(keys, (a, b)))
+        for args in [tree, (tree, a)]:
+            got_leaves, got_def = pytree.flatten(args)
+            want_leaves, want_def = _general(args)
+            assert repr(got_def) == repr(want_def)
+            assert [id(x) for x in got_leaves] == [id(x) for x in want_leaves]
