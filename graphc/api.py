@@ -188,6 +188,8 @@ class _Entry:
                 self.driver.disable_compile()
                 self.one_type = True
 
+    # (graphc/steady_call.py writes out what _call, take_workspace, give_back
+    # and tail_args do, for a training step's steady calls: change both)
     def _call(self, inputs):
         try:
             if self.workspace_size is None:

@@ -10,8 +10,10 @@ keys and shapes are the factory's arguments, so a layout compiles once per
 process and binding a new set of arrays costs a call.
 
 Each test is written out: through loops over the containers and the batch,
-W1's call spent 1.55 us in Python around its driver, 0.98 us so
-(benchmarks/bench_call_overhead.py).
+W1's call spent 1.55 us in Python around its driver, 0.95 us so
+(benchmarks/bench_call_overhead.py). It writes out what api._Entry's
+`_call`, `take_workspace`, `give_back` and `tail_args` do: a change there
+belongs here too.
 
     >>> print(source(Layout(n_keys=1, n_slots=0, n_batch=1, unread_batch=(),
     ...                     count_unread=True, workspace=False, parallel=False, n_consts=0)))
@@ -26,13 +28,14 @@ W1's call spent 1.55 us in Python around its driver, 0.98 us so
 from __future__ import annotations
 
 import functools
+import linecache
 from typing import NamedTuple
 
 import numpy as np
 
 from graphc import api, codegen, errors, threads
 
-_COUNT_END = 2 ** 63    # the step count is an int64 in the driver
+COUNT_END = 2 ** 63     # the step count is an int64 in the driver
 
 
 class Layout(NamedTuple):
@@ -50,7 +53,8 @@ def _names(prefix: str, n: int) -> list[str]:
     return [f"{prefix}{i}" for i in range(n)]
 
 
-def _unpack(names: list[str], value: str, indent: int = 4) -> str:
+def _unpack(names: list[str], value: str, indent: int = 4) -> str | None:
+    """`a, b = value` (None, a line left out, when there are no names)."""
     targets = ", ".join(names) + ("," if len(names) == 1 else "")
     return f"{' ' * indent}{targets} = {value}" if names else None
 
@@ -107,7 +111,7 @@ def source(layout: Layout) -> str:
         lines += _batch_test(b, shape)
     lines += ["        if type(count) is not int or not 0 <= count < COUNT_END:",
               "            return None         # the checked path says what is wrong with it"]
-    count = "unread" if layout.count_unread else "np.array(count, np.int64)"
+    count_arg = "unread" if layout.count_unread else "np.array(count, np.int64)"
     passed = ["unread" if i in layout.unread_batch else b for i, b in enumerate(batch)]
     tail = ["ws"] * layout.workspace + ["threads.count()"] * layout.parallel
     if layout.workspace:
@@ -116,7 +120,7 @@ def source(layout: Layout) -> str:
                   "        except IndexError:",
                   "            ws = entry.new_workspace()"]
     lines += ["        try:",
-              f"            outs = driver({', '.join(state + [count] + passed + consts + tail)})",
+              f"            outs = driver({', '.join(state + [count_arg] + passed + consts + tail)})",
               "        except TypeError as e:",
               "            if refused_type(e):",
               "                return None",
@@ -139,6 +143,8 @@ def factory(layout: Layout):
     namespace = {"np": np, "ndarray": np.ndarray, "api": api, "threads": threads,
                  "refused_type": api.refused_type, "NATIVE_ERRORS": errors.NATIVE_ERRORS,
                  "from_native": errors.from_native, "SHAPES_CHANGED": codegen.SHAPES_CHANGED,
-                 "unread": api.UNREAD, "COUNT_END": _COUNT_END}
-    exec(compile(source(layout), f"<graphc steady call {tuple(layout)}>", "exec"), namespace)
+                 "unread": api.UNREAD, "COUNT_END": COUNT_END}
+    text, filename = source(layout), f"<graphc steady call {tuple(layout)}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)  # tracebacks
+    exec(compile(text, filename, "exec"), namespace)
     return namespace["make"]

@@ -101,7 +101,7 @@ def _checked_count(state: dict) -> int:
     except TypeError:
         raise errors.GraphcTypeError(f"step.state['count'] is {count!r}; it counts the steps "
                                      f"taken, an int >= 0") from None
-    if not 0 <= count < 2 ** 63:
+    if not 0 <= count < steady_call.COUNT_END:
         raise errors.GraphcValueError(f"step.state['count'] is {count}; it counts the steps "
                                       f"taken, an int >= 0")
     return count
@@ -124,7 +124,7 @@ class _LastCall:
         td = step._treedef
         keys = td.keys if td.kind == "dict" else range(len(td.children))
         self.container = {"dict": dict, "tuple": tuple, "list": list}.get(td.kind, td.node_type)
-        self.leaves = state                     # held: an id cannot be reused meanwhile
+        self.leaves = state                     # the state arrays, in the driver's order
         first = len(state) + 1                  # the batch's first input position
         self.batch_shapes = [shape for shape, _ in entry.in_avals[first:]]
         self.entry = entry
