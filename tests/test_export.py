@@ -137,16 +137,22 @@ def tied_loss(p, x):
     return np.sum(x * p["A"]) + np.sum(p["B"] ** 2)
 
 
+def _tied_step_exported(tmp_path, monkeypatch, name, params):
+    """A tied_loss Adam step called once on `params`, exported as module `name`
+    and imported, with a copy of params for the module to update."""
+    step = gc.compile_step(tied_loss, gc.optim.Adam(0.1))
+    step(params, np.ones(6))
+    gc.export(step, tmp_path / f"{name}.py")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module(name)
+    return step, module, {k: (v.copy() if v is not None else None) for k, v in params.items()}
+
+
 def test_an_exported_step_copies_a_batch_sharing_a_params_memory(tmp_path, monkeypatch):
     # as graphc's own step: `run` writes params in place, and a batch that is
     # a param read in place gave A an update from B's new values
     params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6)}
-    step = gc.compile_step(tied_loss, gc.optim.Adam(0.1))
-    step(params, np.ones(6))
-    gc.export(step, tmp_path / "tied_step.py")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import tied_step
-    exported = {k: v.copy() for k, v in params.items()}
+    step, tied_step, exported = _tied_step_exported(tmp_path, monkeypatch, "tied_step", params)
     # the last two after a call whose arrays the next call's fast path takes
     for x_of in [lambda p: p["B"], lambda p: p["B"][::-1], lambda p: np.ones(6),
                  lambda p: p["B"], lambda p: np.ones(6), lambda p: p["A"]]:
@@ -226,12 +232,7 @@ def test_an_exported_step_after_fast_calls_refuses_what_the_checked_path_refuses
     dict with one (the checked path takes its arrays in order, as it did
     before the fast path existed), a count of the wrong shape."""
     params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6)}
-    step = gc.compile_step(tied_loss, gc.optim.Adam(0.1))
-    step(params, np.ones(6))
-    gc.export(step, tmp_path / "refusing_step.py")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import refusing_step as m
-    exported = {k: v.copy() for k, v in params.items()}
+    step, m, exported = _tied_step_exported(tmp_path, monkeypatch, "refusing_step", params)
     for _ in range(2):
         assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
     before = {k: v.copy() for k, v in exported.items()}
@@ -252,12 +253,7 @@ def test_an_exported_step_of_params_holding_a_none(tmp_path, monkeypatch):
     # the module's structure tells a None from a leaf: its moment slots were
     # built with an array popped for the None, and the import failed
     params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6), "none": None}
-    step = gc.compile_step(tied_loss, gc.optim.Adam(0.1))
-    step(params, np.ones(6))
-    gc.export(step, tmp_path / "none_step.py")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import none_step as m
-    exported = dict(params, A=params["A"].copy(), B=params["B"].copy())
+    step, m, exported = _tied_step_exported(tmp_path, monkeypatch, "none_step", params)
     for _ in range(3):
         assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
     with pytest.raises(TypeError, match="structure"):
