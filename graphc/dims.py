@@ -346,15 +346,26 @@ class DimTable:
             if value is None:
                 return None
             divided *= value
-        factors, groups = list(factors), []
+        factors, groups, parts = list(factors), [], {}     # parts: a factor's part left
         for k, size in enumerate(sizes):
             target = size * divided if k == len(sizes) - 1 else size
             group, product = [], 1
             while product < target and factors:
-                value = self._value_of(factors[0])
+                value = parts.get(factors[0]) or self._value_of(factors[0])
                 if value is None:
                     return None
-                group.append(factors.pop(0))
+                need = target // product
+                if group and value > need and target % product == 0 and value % need == 0:
+                    # a factor shared by two axes (2n from n and T's 2): the
+                    # group takes the part it needs, the next axis the rest
+                    rest = (str(value // need) if factors[0].isdigit()
+                            else _quotient([factors[0]], [str(need)]))
+                    parts[rest] = value // need
+                    factors[0] = rest
+                    value = need
+                    group.append(str(need))
+                else:
+                    group.append(factors.pop(0))
                 product *= value
             if product != target:
                 return None

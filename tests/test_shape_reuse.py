@@ -129,8 +129,18 @@ def _product_over_a_reshaped_input(w, x):
     return np.sum(np.tanh(np.concatenate([h, np.tanh(h)], axis=0)) ** 2)
 
 
+def _pairs_of_tokens(x):
+    """(n, 4, 6) as (4n, 6) rows, then (2n, 2, 6) pairs of them: 2n takes n
+    and a 2 of the tokens' 4, the next axis the other 2; a literal 2n was
+    every batch's own module."""
+    n = x.shape[0]
+    h = x.reshape(n * 4, 6).reshape(n * 2, 2, 6)
+    return np.sum((h + np.max(h, axis=2, keepdims=True)) ** 2)
+
+
 @pytest.mark.parametrize("fn, args", [
     (_time_major, lambda n, rng: (rng.normal(size=(4 * n, 3)),)),
+    (_pairs_of_tokens, lambda n, rng: (rng.normal(size=(n, 4, 6)),)),
     (_product_over_a_reshaped_input,
      lambda n, rng: (rng.normal(size=(2, 2)), rng.normal(size=(n, 2, 4)))),
     (_heads_of_the_batch, lambda n, rng: (rng.normal(size=(n, 4, 6)), rng.normal(size=(3, 3)))),
