@@ -60,7 +60,7 @@ def _unpack(names: list[str], value: str, indent: int = 4) -> str | None:
 
 
 def _container_test(value: str, state: list[str], keys: list[str]) -> list[str]:
-    tests = [f"type(d) is not container", f"len(d) != {len(keys)}"] + [
+    tests = ["type(d) is not container", f"len(d) != {len(keys)}"] + [
         f"d[{k}] is not {s}" for k, s in zip(keys, state)]
     return [f"            d = {value}",
             f"            if {' or '.join(tests)}:",
@@ -80,7 +80,7 @@ def _batch_test(b: str, shape: str) -> list[str]:
             "                return None"]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=256)
 def source(layout: Layout) -> str:
     """The factory `make(...)` for `layout`: it returns loss(params,
     step_state, batch), the step's loss when these are the arrays it was
@@ -137,7 +137,7 @@ def source(layout: Layout) -> str:
     return "\n".join(line for line in lines if line is not None) + "\n"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=256)
 def factory(layout: Layout):
     """`source(layout)`'s make, compiled once per process."""
     namespace = {"np": np, "ndarray": np.ndarray, "api": api, "threads": threads,

@@ -12,7 +12,7 @@ import operator
 
 import numpy as np
 
-from graphc import api, errors, pytree, runtime, steady_call, threads, tracing
+from graphc import api, errors, pytree, runtime, steady_call, tracing
 from graphc.optim import Optimizer
 
 
