@@ -220,13 +220,14 @@ class _Entry:
         else:
             inputs = leaves
         if self.scalar_dtypes:  # 0-d results come back as scalars: a 0-d array each, as documented
-            outs = [np.array(v, self.scalar_dtypes[k]) if k in self.scalar_dtypes else v
-                    for k, v in enumerate(outs)]
+            outs = list(outs)
+            for k, dtype in self.scalar_dtypes.items():
+                outs[k] = np.array(outs[k], dtype)
         if self.write_back:     # outputs the driver wrote into input arrays
             returned = iter(outs)
             outs = [inputs[self.write_back[k]] if k in self.write_back else next(returned)
                     for k in range(len(self.graph.outputs))]
-        return pytree.unflatten(self.graph.meta["out_tree"], list(outs))
+        return pytree.unflatten(self.graph.meta["out_tree"], outs)
 
     def run_unconverted(self, leaves):
         """The driver's outputs for `leaves` (arrays) passed unconverted, or None
