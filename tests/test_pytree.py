@@ -78,3 +78,13 @@ def test_keys_equal_across_types_are_not_taken_for_each_other():
             want_leaves, want_def = _general(args)
             assert repr(got_def) == repr(want_def)
             assert [id(x) for x in got_leaves] == [id(x) for x in want_leaves]
+
+
+def test_unflatten_gives_back_each_tree_s_own_keys():
+    # builders are cached by TreeDef, and a TreeDef of {1: .} must not equal {True: .}'s
+    a = np.zeros(1)
+    for tree in [{1: a}, {True: a}, {1.0: a}, {0: a, 1: a}, {False: a, True: a}, ({1: a}, a)]:
+        leaves, treedef = pytree.flatten(tree)
+        rebuilt = pytree.unflatten(treedef, leaves)
+        inner, outer = (rebuilt[0], tree[0]) if isinstance(tree, tuple) else (rebuilt, tree)
+        assert [(type(k), k) for k in inner] == [(type(k), k) for k in outer]
