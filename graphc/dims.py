@@ -32,6 +32,7 @@ from graphc.ops import CHECKS, inverse_permutation
 
 
 _SHAPE_READ = re.compile(r"\b\w+\.shape\[\d+\]")     # an argument's axis in an expression
+_FIRST_AXIS = re.compile(r"\w+\.shape\[0\]")           # an argument's first axis, alone
 
 
 def _product(exprs: list[str]) -> str:
@@ -355,7 +356,8 @@ class DimTable:
                 if value is None:
                     return None
                 need = target // product
-                if group and value > need and target % product == 0 and value % need == 0:
+                if (value > need and target % product == 0 and value % need == 0
+                        and self._may_share(group, factors[0])):
                     # a factor shared by two axes (2n from n and T's 2): the
                     # group takes the part it needs, the next axis the rest
                     rest = (str(value // need) if factors[0].isdigit()
@@ -375,6 +377,15 @@ class DimTable:
         if divisors:
             groups[-1] = _quotient([groups[-1]], divisors)
         return groups
+
+    @staticmethod
+    def _may_share(group: list[str], factor: str) -> bool:
+        """Whether `factor` may be split between `group` and the next axis: only
+        after an axis read from an argument (as n in 2n), and never an
+        argument's first axis, the batch by convention. Split by a literal, the
+        batch would give that literal's batch sizes modules of their own:
+        (3, n) -> (n, 3) took 3 * 2 and n // 2 at n = 6."""
+        return any(_SHAPE_READ.search(f) for f in group) and not _FIRST_AXIS.fullmatch(factor)
 
     def _value_of(self, expr: str) -> int | None:
         """The traced size of a literal or of a named class's expression."""

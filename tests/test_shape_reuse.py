@@ -163,6 +163,27 @@ def test_a_batch_split_off_as_a_later_axis_is_one_module(fn, args, rng):
     assert len({entry.driver for entry in f._cache.values()}) == 1
 
 
+def _batch_after_tokens(x):
+    """(n, 4, 8) -> (4, n, 3) rows -> (12n,) -> (4, n, 3) -> (n, 12): no axis
+    of the last split is 4 * 2 with n // 2 (which every even batch would
+    write as its own literal): the batch is an argument's first axis."""
+    n = x.shape[0]
+    h = np.tanh(x @ np.swapaxes(x, -1, -2)).transpose(1, 0, 2)[:, :, 1:]
+    return np.sum(h.reshape(4 * n * 3).reshape(-1, n, 3).reshape(n, -1) ** 2)
+
+
+def test_the_batch_is_not_split_by_a_literal(rng):
+    f = gc.jit(gc.value_and_grad(_batch_after_tokens))
+    sources = {n: _driver_source(f.lower(rng.normal(size=(n, 4, 8))).source)
+               for n in (3, 5, 6, 7, 8)}
+    assert len(set(sources.values())) == 1, "batch sizes with their own module: " + str(
+        [n for n in sources if sources[n] != sources[5]])
+    x = rng.normal(size=(6, 4, 8))
+    (value, grad), (want, want_grad) = f(x), f.interpret(x)
+    np.testing.assert_allclose(value, want, rtol=1e-12)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-12)
+
+
 def _mean_over_a_head_s_tokens(x, w):
     n, t, d = x.shape           # (n, 4, 4): heads of (n, 2, 4, 2)
     h = (x.reshape(n * t, d) @ w).reshape(n, t, 2, d // 2).transpose(0, 2, 1, 3)
