@@ -340,7 +340,9 @@ class DimTable:
 
     def _grouped(self, factors: list[str], sizes: list[int], divisors: list[str]):
         """`factors` grouped in order into products of these sizes, the last
-        one divided by `divisors`; None where they do not fit."""
+        one divided by `divisors`; None where they do not fit. Grouped by
+        the traced values: a factor may be split between two axes
+        (_may_share), and `parts` holds the value of the part left of it."""
         divided = 1
         for d in divisors:
             value = self._value_of(d)
