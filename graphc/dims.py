@@ -386,7 +386,8 @@ class DimTable:
         after an axis read from an argument (as n in 2n), and never an
         argument's first axis, the batch by convention. Split by a literal, the
         batch would give that literal's batch sizes modules of their own:
-        (3, n) -> (n, 3) took 3 * 2 and n // 2 at n = 6."""
+        (4, n, 3) -> (n, 12) took 4 * 2 and n // 2 at n = 8. (A batch that
+        is not first still can be: (3, n) -> (n, 3) takes 3 * 2 at n = 6.)"""
         return any(_SHAPE_READ.search(f) for f in group) and not _FIRST_AXIS.fullmatch(factor)
 
     def _value_of(self, expr: str) -> int | None:
