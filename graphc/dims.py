@@ -40,33 +40,34 @@ def _product(exprs: list[str]) -> str:
     return exprs[0] if len(exprs) == 1 else "(" + " * ".join(exprs) + ")" if exprs else "1"
 
 
-def _factors(expr: str) -> list[str]:
-    """The factors of a product made by `_product`, else [expr]."""
-    if not (expr.startswith("(") and expr.endswith(")")):
-        return [expr]
+def _pieces(expr: str, operator: str) -> list[str]:
+    """The operands of `operator` (" * ", " // ") at the top level within
+    `expr`'s outer parentheses, else [expr]."""
+    if not _wrapped(expr):
+        return [expr]               # no outer pair: "a", or "(a) * (b)"
     pieces, depth, start, inner = [], 0, 0, expr[1:-1]
     for k, ch in enumerate(inner):
         depth += (ch in "([") - (ch in ")]")
-        if depth < 0:
-            return [expr]           # "(a) * (b)": the outer parentheses do not pair
-        if depth == 0 and inner.startswith(" * ", k):
+        if depth == 0 and inner.startswith(operator, k):
             pieces.append(inner[start:k])
-            start = k + 3
+            start = k + len(operator)
     pieces.append(inner[start:])
+    return pieces if len(pieces) > 1 else [expr]
+
+
+def _factors(expr: str) -> list[str]:
+    """The factors of a product made by `_product`, else [expr]."""
+    pieces = _pieces(expr, " * ")
     # a piece with a quotient of its own is one factor only within parentheses of its own
-    atomic = all(" // " not in p or _wrapped(p) for p in pieces)
-    return pieces if len(pieces) > 1 and atomic else [expr]
+    return pieces if all(" // " not in p or _wrapped(p) for p in pieces) else [expr]
 
 
 def _fraction(expr: str) -> tuple[list[str], list[str]]:
     """The factors above and below a quotient made by `_quotient`, else
     (`_factors(expr)`, [])."""
-    if _wrapped(expr):
-        inner, depth = expr[1:-1], 0
-        for k, ch in enumerate(inner):
-            depth += (ch in "([") - (ch in ")]")
-            if depth == 0 and inner.startswith(" // ", k):
-                return _factors(inner[:k]), _factors(inner[k + 4:])
+    pieces = _pieces(expr, " // ")
+    if len(pieces) == 2:
+        return _factors(pieces[0]), _factors(pieces[1])
     return _factors(expr), []
 
 
