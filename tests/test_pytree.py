@@ -1,6 +1,7 @@
 """pytree.flatten's cached fast paths (a dict of arrays, a call's arguments
 of arrays and such dicts) against the general, uncached flattening, and
-unflatten's written-out builders against it too."""
+unflatten's written-out builders and the written-out flatteners of one tree
+(pytree.flattener) against it too."""
 import collections
 
 import numpy as np
@@ -20,8 +21,8 @@ def _general(tree):
 
 # leaves: arrays mostly, sometimes a float or None; containers: dicts (of a few
 # keys, in any insertion order), tuples, lists, namedtuples
-leaves = st.one_of(st.just(np.zeros(2)), st.just(np.ones(()))).map(np.copy) | st.sampled_from(
-    [1.5, None])
+leaves = st.sampled_from([np.zeros(2), np.ones(()), np.zeros(2, np.float32)]).map(
+    np.copy) | st.sampled_from([1.5, None])
 trees = st.recursive(
     leaves,
     lambda children: (
@@ -88,3 +89,59 @@ def test_unflatten_gives_back_each_tree_s_own_keys():
         rebuilt = pytree.unflatten(treedef, leaves)
         inner, outer = (rebuilt[0], tree[0]) if isinstance(tree, tuple) else (rebuilt, tree)
         assert [(type(k), k) for k in inner] == [(type(k), k) for k in outer]
+
+
+def _avals(leaves):
+    return [(np.shape(x), np.asarray(x).dtype) for x in leaves]
+
+
+def _all_keys(treedef):
+    inner = [k for c in treedef.children for k in _all_keys(c)]
+    return [*treedef.keys, *inner] if treedef.kind == "dict" else inner
+
+
+@settings(max_examples=300, deadline=None)
+@given(trees, st.lists(trees, max_size=6))
+def test_a_flattener_flattens_its_own_tree_and_refuses_any_other(tree, others):
+    want_leaves, want_def = _general(tree)
+    flatten_tree = pytree.flattener(want_def, _avals(want_leaves))
+    if flatten_tree is None:    # made for all but dicts with keys that are not strings
+        assert any(type(k) is not str for k in _all_keys(want_def))
+        return
+    for other in [tree, *others]:
+        got = flatten_tree(other)
+        other_leaves, other_def = _general(other)
+        same = (other_def == want_def and _avals(other_leaves) == _avals(want_leaves)
+                and all(type(x) is np.ndarray for x in other_leaves))
+        if not same:
+            assert got is None
+        else:
+            assert [id(x) for x in got] == [id(x) for x in other_leaves]
+
+
+def test_a_flattener_refuses_each_near_miss():
+    W, b = np.zeros((2, 3)), np.zeros(3)
+    tree = ({"W": W, "b": b}, [W, None], Pair(b, (b,)))
+    leaves, treedef = pytree.flatten(tree)
+    flatten_tree = pytree.flattener(treedef, _avals(leaves))
+    assert [id(x) for x in flatten_tree(tree)] == [id(x) for x in leaves]
+    reordered = ({"b": b, "W": W}, [W, None], Pair(b, (b,)))
+    assert [id(x) for x in flatten_tree(reordered)] == [id(x) for x in leaves]
+    misses = [
+        ({"W": W, "c": b}, [W, None], Pair(b, (b,))),                  # a key renamed
+        ({"W": W, "b": b, "c": b}, [W, None], Pair(b, (b,))),          # a key added
+        ({"W": W}, [W, None], Pair(b, (b,))),                          # a key dropped
+        ({"W": W, "b": W}, [W, None], Pair(b, (b,))),                  # a shape
+        ({"W": W, "b": b.astype(np.float32)}, [W, None], Pair(b, (b,))),   # a dtype
+        ({"W": W, "b": 1.0}, [W, None], Pair(b, (b,))),                # a float for an array
+        ({"W": W, "b": b}, [W, b], Pair(b, (b,))),                     # an array for None
+        ({"W": W, "b": b}, (W, None), Pair(b, (b,))),                  # a tuple for a list
+        ({"W": W, "b": b}, [W, None], (b, (b,))),                      # a tuple for a namedtuple
+        ({"W": W, "b": b}, [W, None], Pair(b, [b])),                   # a list for a tuple
+        (collections.OrderedDict(W=W, b=b), [W, None], Pair(b, (b,))),   # a dict's subclass
+        ({"W": W, "b": b}, [W, None], Pair(b, (b,)), b),               # one argument more
+        ({"W": W, "b": b}, [W, None]),                                 # one fewer
+        ({"W": W, "b": np.ma.masked_array(b)}, [W, None], Pair(b, (b,))),   # an array's subclass
+    ]
+    for other in misses:
+        assert flatten_tree(other) is None, other
