@@ -108,7 +108,7 @@ def _flat_dict(tree: dict, leaves: list) -> TreeDef | None:
         leaves += found
         return treedef
     sorted_keys, treedef, key_types = hit
-    if treedef is None or key_types is not None and _key_types(keys) != key_types:
+    if treedef is None or _key_types(keys) != key_types:    # ("a",) == (np.str_("a"),)
         return None
     start = len(leaves)
     for k in sorted_keys:

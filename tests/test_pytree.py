@@ -81,6 +81,18 @@ def test_keys_equal_across_types_are_not_taken_for_each_other():
             assert [id(x) for x in got_leaves] == [id(x) for x in want_leaves]
 
 
+def test_keys_equal_to_strings_are_not_taken_for_them():
+    # np.str_("a") == "a" and hashes alike: a dict cached with one is not the other
+    a = np.zeros(1)
+    for key in ["a", np.str_("a"), "a", np.str_("a")]:
+        for args in [{key: a}, ({key: a}, a)]:
+            got_leaves, got_def = pytree.flatten(args)
+            want_leaves, want_def = _general(args)
+            assert got_def == want_def and repr(got_def) == repr(want_def)
+            inner = got_def.children[0] if isinstance(args, tuple) else got_def
+            assert inner._key_types == (type(key),)
+
+
 def test_unflatten_gives_back_each_tree_s_own_keys():
     # builders are cached by TreeDef, and a TreeDef of {1: .} must not equal {True: .}'s
     a = np.zeros(1)
