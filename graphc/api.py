@@ -106,9 +106,10 @@ class _Entry:
         self.int_checks = int_argument_checks(graph)
         self.outputs = _outputs_function(graph.meta["out_tree"], len(graph.outputs),
                                          self.write_back, self.scalar_dtypes)
-        # pytree.flattener of the call's arguments (None: none could be made),
-        # made at the first call that finds this entry by its arrays' signature
-        self.flatten_arguments = _NOT_YET
+        # pytree.flattener of the call's arguments for Compiled._hot (None:
+        # none could be made), made at the first call that finds this entry
+        # by its arrays' signature
+        self.hot_flattener = _NOT_YET
         # The driver's workspace (graphc.workspace): the ones free for a call
         # to take (one per call running at once), and their size in bytes
         self.workspaces = _workspace_pool()
@@ -247,15 +248,14 @@ class _Entry:
                           self.compile_seconds if self.called else None)
 
 
-OUTPUTS_WRITTEN_OUT_AT_MOST = 1000     # as pytree's builders
-
-
 def _outputs_function(out_tree, n_outputs: int, write_back: dict, scalar_dtypes: dict):
     """A function of the driver's raw outputs and its inputs that returns the
     user's output tree: the outputs the driver wrote into an input array
     (`write_back`) are those inputs, 0-d results (returned as scalars) are 0-d
     arrays, as documented. Written out as one expression: a loop over the
-    outputs took 0.8 us of a small function's 10 us call, this 0.3."""
+    outputs took 0.8 us of a small function's 10 us call, this 0.4."""
+    if n_outputs > pytree.WRITTEN_OUT_AT_MOST:
+        return functools.partial(_outputs_walked, out_tree, n_outputs, write_back, scalar_dtypes)
     returned = iter(range(n_outputs - len(write_back)))
     leaves = []
     for k in range(n_outputs):
@@ -266,8 +266,6 @@ def _outputs_function(out_tree, n_outputs: int, write_back: dict, scalar_dtypes:
         leaves.append(f"array(outs[{r}], d{r})" if r in scalar_dtypes else f"outs[{r}]")
     names = {"array": np.array, "build": pytree.builder(out_tree),
              **{f"d{r}": dtype for r, dtype in scalar_dtypes.items()}}
-    if n_outputs > OUTPUTS_WRITTEN_OUT_AT_MOST:     # compiling it would cost more than it saves
-        return functools.partial(_outputs_walked, out_tree, n_outputs, write_back, scalar_dtypes)
     return eval(f"lambda outs, inputs: build([{', '.join(leaves)}])", names)
 
 
@@ -379,8 +377,11 @@ class Compiled:
         self._graphs: dict = {}       # traced only, for interpret()
         self._signatures_seen = 0
         self._lock = threading.Lock()
-        # (flatten_arguments, entry) of the last call found by its arrays'
-        # signature: a call of the same is flattened and checked in one go
+        # (entry.hot_flattener, entry) of the last call that found its entry
+        # by its arrays' signature (a new signature's first call does not),
+        # while that entry is in _cache: a call of the same is flattened and
+        # checked in one go. (One: signatures that take turns call by call
+        # pay a failed flattening each, about 0.5 us.)
         self._hot = None
 
     def _static_positions(self, n: int) -> tuple:
@@ -464,6 +465,7 @@ class Compiled:
                 RecompileWarning, stacklevel=4)
         while len(self._cache) > MAX_ENTRIES:
             self._cache.popitem(last=False)
+            self._hot = None    # (perhaps the one it held: only cached entries run)
 
     def _compile(self, call, dynamic, leaves) -> _Entry:
         start = time.perf_counter()
@@ -506,25 +508,25 @@ class Compiled:
     def __call__(self, *args, **kwargs):
         if kwargs:
             args = self._positional(args, kwargs)
+        # (the two fast paths below cannot meet a function that reads an
+        # enclosing trace: such a one was inlined, never compiled)
         hot = self._hot
         if hot is not None:     # the arrays' signature of the last call that had one
             leaves = hot[0](args)
             if leaves is not None:
                 return hot[1](leaves, plain_arrays=True)
         leaves, treedef = pytree.flatten(args)
-        # (the fast path below cannot meet a function that reads an enclosing
-        # trace: such a one was inlined, never compiled)
         if not self.static_argnums:
             # plain arrays of a signature compiled before: straight to its entry
             # (the general path below costs ~20 us of Python per call)
             key = _array_signature_key(leaves)
             entry = self._cache.get((treedef, key, ())) if key is not None else None
             if entry is not None:
-                if entry.flatten_arguments is _NOT_YET:
-                    entry.flatten_arguments = pytree.flattener(
+                if entry.hot_flattener is _NOT_YET:
+                    entry.hot_flattener = pytree.flattener(
                         treedef, [(shape, dtype) for shape, dtype, _ in key])
-                if entry.flatten_arguments is not None:
-                    self._hot = (entry.flatten_arguments, entry)
+                if entry.hot_flattener is not None:
+                    self._hot = (entry.hot_flattener, entry)
                 return entry(leaves, plain_arrays=True)
         if any(isinstance(leaf, tracing.Tracer) for leaf in leaves):
             if self.static_argnums:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphc as gc
-from graphc import api
+from graphc import api, pytree
 
 Params = collections.namedtuple("Params", "W b")
 
@@ -88,10 +88,10 @@ def test_the_last_signature_s_flattener_is_taken_and_left_for_another():
 
 
 def test_outputs_are_built_the_same_by_a_walk(monkeypatch):
-    """Past OUTPUTS_WRITTEN_OUT_AT_MOST outputs they are built by a walk, not
+    """Past pytree.WRITTEN_OUT_AT_MOST outputs they are built by a walk, not
     one written-out expression: the same results, and a step's inspect (whose
     outputs include those written back) runs."""
-    monkeypatch.setattr(api, "OUTPUTS_WRITTEN_OUT_AT_MOST", 0)
+    monkeypatch.setattr(pytree, "WRITTEN_OUT_AT_MOST", 0)
     p, x = {"W": W, "b": B}, np.ones((4, 3))
     loss, outs = gc.jit(model)(p, x)
     want_loss, want = model(p, x)
@@ -102,3 +102,27 @@ def test_outputs_are_built_the_same_by_a_walk(monkeypatch):
     lowered = step.inspect(params, x)
     assert lowered.compile_seconds is not None
     np.testing.assert_array_equal(params["W"], W)     # inspect never updates the caller's
+
+
+def test_keys_equal_to_strings_are_not_taken_for_them():
+    # np.str_("a") == "a", with the same hash: the TreeDefs differ by key type
+    f = gc.jit(lambda d: {k: v * 2.0 for k, v in d.items()})
+    a = np.ones(2)
+    for key in [np.str_("a"), "a", "a", np.str_("a"), np.str_("a"), "a"]:
+        (out_key,) = f({key: a})
+        assert type(out_key) is type(key)
+
+
+@pytest.mark.filterwarnings("ignore::graphc.api.RecompileWarning")
+def test_an_entry_dropped_from_the_cache_is_not_called_any_more():
+    f = gc.jit(lambda x: x + 1.0)
+    x = np.zeros(1)
+    f(x)
+    f(x)                # found by its signature: the hot entry
+    for n in range(2, api.MAX_ENTRIES + 3):
+        f(np.zeros(n))
+    assert all(k[1] != api._array_signature_key([x]) for k in f._cache)    # x's dropped
+    np.testing.assert_array_equal(f(x), x + 1.0)
+    f(x)
+    assert f._hot[1] is f._cache[next(reversed(f._cache))]
+    assert len(f._cache) == api.MAX_ENTRIES

@@ -154,6 +154,19 @@ def test_a_flattener_refuses_each_near_miss():
         ({"W": W, "b": b}, [W, None], Pair(b, (b,)), b),               # one argument more
         ({"W": W, "b": b}, [W, None]),                                 # one fewer
         ({"W": W, "b": np.ma.masked_array(b)}, [W, None], Pair(b, (b,))),   # an array's subclass
+        ({np.str_("W"): W, "b": b}, [W, None], Pair(b, (b,))),         # a key equal to a str
     ]
     for other in misses:
         assert flatten_tree(other) is None, other
+
+
+def test_a_flattener_is_written_out_up_to_so_many_nodes():
+    x = np.zeros(1)
+    most = pytree.WRITTEN_OUT_AT_MOST
+    for nones, made in [(most - 3, True), (most, False)]:
+        tree = (x, [None] * nones)      # nodes: the tuple, x, the list and the Nones
+        leaves, treedef = pytree.flatten(tree)
+        flatten_tree = pytree.flattener(treedef, _avals(leaves))
+        assert (flatten_tree is not None) == made
+        if made:
+            assert flatten_tree(tree)[0] is x
