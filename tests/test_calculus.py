@@ -119,6 +119,30 @@ def test_jacobian_of_a_vector_function():
     np.testing.assert_allclose(J, expected, rtol=1e-12)
 
 
+def test_vjp_pulls_cotangents_back_through_the_transposed_jacobian(monkeypatch):
+    # vjp_fn(ct) = J.T ct for each primal; traced once, then called as compiled
+    W = np.array([[1.0, 2.0, 0.0], [0.0, -1.0, 3.0]])
+    x, s = np.array([0.1, 0.2, -0.3]), np.array(1.5)
+
+    def f(x, s):
+        return np.tanh(W @ x) * s, np.sum(x ** 2)
+
+    out, vjp_fn = gc.vjp(f, x, s)
+    np.testing.assert_allclose(out[0], np.tanh(W @ x) * s, rtol=1e-14)
+    slope = (1 - np.tanh(W @ x) ** 2) * s
+    traces = []
+    real = gc.api.tracing.trace_fn
+    monkeypatch.setattr(gc.api.tracing, "trace_fn", lambda *a, **k: traces.append(1) or real(
+        *a, **k))
+    for k, ct in enumerate(([1.0, 0.0], [0.5, -2.0], [0.0, 3.0])):
+        ct = (np.array(ct), np.array(0.25))
+        dx, ds = vjp_fn(ct)
+        np.testing.assert_allclose(dx, W.T @ (slope * ct[0]) + 0.25 * 2 * x, rtol=1e-12)
+        np.testing.assert_allclose(ds, np.tanh(W @ x) @ ct[0], rtol=1e-12)
+        traced_first = traced_first if k else len(traces)
+    assert traced_first and len(traces) == traced_first     # the first call's traces only
+
+
 def test_jacobian_of_an_empty_output_is_empty():
     # as JAX: output shape + input shape, no rows; not an error
     x = np.arange(3.0)
