@@ -338,13 +338,21 @@ def hypot(x, y):
 
 
 def logaddexp(x, y):
-    """log(exp(x) + exp(y)) without overflow: max + log1p(exp(-|x - y|)).
-    Equal arguments take a difference of 0, so two infinities of one sign
-    give that infinity (x - y alone is nan there), as in NumPy."""
+    """log(exp(x) + exp(y)) without overflow, as NumPy: the larger argument
+    plus log1p(exp(smaller - larger)). Each side of the choice is the whole
+    function, analytic everywhere (x + log1p(exp(y - x)) is logaddexp), so
+    its derivatives of every order are right, at x == y too. (Written
+    max(x, y) + log1p(exp(-|x - y|)), its two kinks at x == y cancel in the
+    value and the first derivative only: logaddexp(0, z)'' at z = 0 was 0,
+    not 1/4.) Two infinities of one sign give that infinity, as in NumPy,
+    where x - y is nan."""
     x, y = _float_pair(x, y)
-    big = P.maximum(x, y)
-    diff = P.where(P.eq(x, y), P.scalar_like(x, 0), P.sub(x, y))
-    return P.add(big, P.log1p(P.exp(P.neg(P.abs(diff)))))
+    x_larger = P.ge(x, y)
+    larger = P.where(x_larger, x, y)
+    below = P.where(x_larger, P.sub(y, x), P.sub(x, y))
+    both_infinite = P.logical_and(P.eq(x, y), P.eq(P.abs(x), P.scalar_like(x, np.inf)))
+    below = P.where(both_infinite, P.scalar_like(x, 0), below)
+    return P.add(larger, P.log1p(P.exp(below)))
 
 
 def where(cond, x=None, y=None):

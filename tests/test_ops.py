@@ -101,6 +101,19 @@ def test_special_values_of_logaddexp_and_sign_match_numpy(dtype):
                   np.array([1.0, 0.5, -3.0]))
 
 
+def test_logaddexp_has_its_second_derivatives_where_its_arguments_are_equal():
+    # with p = sigmoid(x - y): the Hessian of logaddexp(x, y) is p (1 - p) [[1, -1], [-1, 1]],
+    # 1/4 at a tie (where a logistic loss's Newton step starts, at w = 0)
+    for x, y in [(0.0, 0.0), (1.5, 1.5), (-2.0, -2.0), (0.3, -1.0), (-4.0, 2.0)]:
+        H = gc.hessian(lambda v: np.logaddexp(v[0], v[1]))(np.array([x, y]))
+        p = 1 / (1 + np.exp(y - x))
+        np.testing.assert_allclose(H, p * (1 - p) * np.array([[1, -1], [-1, 1]]), rtol=1e-12)
+    z = np.linspace(-3, 3, 7)       # 0 among them
+    d2 = gc.jit(gc.grad(lambda z: np.sum(gc.grad(lambda t: np.sum(np.logaddexp(0.0, t)))(z))))
+    np.testing.assert_allclose(d2(z.astype(np.float32)), np.exp(z) / (1 + np.exp(z)) ** 2,
+                               rtol=2e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_maximum_minimum_and_max_keep_numpys_choice_between_zeros(dtype):
     # of 0.0 and -0.0 NumPy keeps the second operand, and a reduction the later
