@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 from graphc import nn, optim
 from graphc.export import export
 from graphc.train import compile_step, train
-from graphc.api import (check_grad, grad, hessian, jacobian, jit, trace, value_and_grad, vjp)
+from graphc.api import check_grad, grad, jit, trace, value_and_grad, vjp
+from graphc.jacobians import hessian, jacobian
 from graphc.errors import (GraphcError, ShapeError, TracerError, UnsupportedOpError)
 from graphc.ir import Graph
 from graphc import lowering as _lowering, stored_lowerings as _stored_lowerings

@@ -1,4 +1,4 @@
-"""The public transformations: jit, grad, value_and_grad, vjp, jacobian, hessian.
+"""The public transformations: jit, grad, value_and_grad, vjp (jacobian and hessian: jacobians).
 
 `grad` is built on `value_and_grad`, built on `autodiff.vjp_into`. Each
 returns a `Compiled` callable: called with NumPy values it traces, optimizes
@@ -20,7 +20,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from graphc import autodiff, codegen, errors, lowering, passes, pytree, runtime, threads, tracing
-from graphc import numpy_api as fnp
 from graphc.interpret import interpret
 from graphc.ir import Graph
 
@@ -734,67 +733,6 @@ def vjp(fn, *primals):
     def vjp_fn(ct):
         return pulled(*primals, ct)
     return out, vjp_fn
-
-
-def jacobian(fn, argnums=0):
-    """The full Jacobian, shape `out.shape + arg.shape` (reverse mode, one row per output).
-
-    Pytrees as in JAX: for each output leaf, the argument's structure holding
-    `out_leaf.shape + arg_leaf.shape` blocks (a tuple of them for a tuple of
-    argnums), all in the output's structure.
-
-    >>> import numpy as np, graphc as gc
-    >>> gc.jacobian(lambda x: x * x)(np.array([1.0, 2.0]))
-    array([[2., 0.],
-           [0., 4.]])
-    """
-    def jacobian_fn(*args):
-        nums = _argnums_tuple(argnums, len(args))
-        graph = tracing.trace_fn(fn, args)
-        outs = [graph.node(o) for o in graph.outputs]
-        for out in outs:
-            if out.dtype.kind != "f":
-                raise errors.GraphcTypeError(f"jacobian: the output must be float, got {out.type}"
-                                             f"{errors.at(out.loc)}")
-        arg_trees = [pytree.flatten(args[a]) for a in nums]
-        blocks = []
-        for j, out in enumerate(outs):
-            rows = [_vjp_traced(fn, args, nums, _unit_cotangent(j, i), fn_name="jacobian")[1]
-                    for i in range(max(out.size, 1))]     # one row even for no output: its dtype
-            per_arg = []
-            for k, (leaves, treedef) in enumerate(arg_trees):
-                row_leaves = [pytree.flatten(row[k])[0] for row in rows]
-                per_arg.append(pytree.unflatten(treedef, [
-                    _stack_rows([r[li] for r in row_leaves], out,
-                                tuple(tracing.aval_of(leaf)[0]))
-                    for li, leaf in enumerate(leaves)]))
-            blocks.append(per_arg[0] if isinstance(argnums, int) else tuple(per_arg))
-        return pytree.unflatten(graph.meta["out_tree"], blocks)
-    return Compiled(jacobian_fn, name=f"jacobian({getattr(fn, '__name__', 'fn')})", user_fn=fn)
-
-
-def _unit_cotangent(j, i):
-    """Cotangents selecting element i of output j (none for the other outputs)."""
-    def cts(out_nodes):
-        out = out_nodes[j]
-        onehot = np.zeros(out.size, out.dtype)
-        onehot[i:i + 1] = 1
-        return [onehot.reshape(out.shape) if k == j else None for k in range(len(out_nodes))]
-    return cts
-
-
-def _stack_rows(rows, out, arg_shape):
-    """One Jacobian block, out.shape + arg_shape, from its rows (one per output element)."""
-    stacked = fnp.stack(rows, axis=0)
-    if not out.size:
-        stacked = fnp.getitem(stacked, slice(0, 0))
-    return fnp.reshape(stacked, out.shape + arg_shape)
-
-
-def hessian(fn, argnums=0):
-    """`jacobian(grad(fn))`: second derivatives, shape `arg.shape + arg.shape`;
-    pytrees and a tuple of argnums nest as in JAX (`H[i][j]`: d/d arg_i, then d/d arg_j)."""
-    return jacobian(grad(fn, argnums), argnums)
 
 
 def check_grad(fn, *args, argnums=0, eps=None, rtol=None, atol=None):

@@ -6,6 +6,7 @@ import importlib
 import pytest
 
 MODULES = ["graphc", "graphc.api", "graphc.autodiff", "graphc.datasets", "graphc.interpret",
+           "graphc.jacobians",
            "graphc.optim", "graphc.steady_call", "graphc.train"]
 
 
