@@ -644,9 +644,13 @@ def _check_differentiable(args, nums, fn_name):
 def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
     """Trace `fn(*args)` and pull cotangents back to `args[nums]` (inside a trace)."""
     _check_differentiable(args, nums, fn_name)
+    leaves = pytree.flatten(tuple(args))[0]
+    ranges = _leaf_ranges(args)
+    wrt = [i for a in nums for i in ranges[a]]
     # simplified before differentiating: a recognised log-softmax gets its own
     # compact gradient (see passes.simplify)
-    graph = passes.run(tracing.trace_fn(fn, args), [passes.simplify, passes.eliminate_dead_code])
+    graph = passes.run(tracing.trace_fn(fn, args, _static_values(leaves, wrt)),
+                       [passes.simplify, passes.eliminate_dead_code])
     out_tree = graph.meta["out_tree"]
     n_out = len(graph.outputs)
     primal_ids = list(range(n_out))
@@ -655,9 +659,6 @@ def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
             raise errors.GraphcTypeError(f"{fn_name}(has_aux=True): the function must return a "
                                          f"pair (value, aux), got structure {out_tree}")
         primal_ids = list(range(out_tree.children[0].num_leaves))
-    leaves = pytree.flatten(tuple(args))[0]
-    ranges = _leaf_ranges(args)
-    wrt = [i for a in nums for i in ranges[a]]
     out_nodes = [graph.node(graph.outputs[i]) for i in primal_ids]
     cts = out_cts_fn(out_nodes) + [None] * (n_out - len(primal_ids))
     outs, grads = autodiff.vjp_into(graph, tracing.bound_values(graph, leaves), wrt, cts)
@@ -667,6 +668,19 @@ def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
         grad_trees.append(pytree.unflatten(treedef, grads[k:k + treedef.num_leaves]))
         k += treedef.num_leaves
     return pytree.unflatten(out_tree, outs), grad_trees
+
+
+def _static_values(leaves, wrt) -> frozenset:
+    """Inside another trace, the positions of the Python numbers among
+    `leaves` that are not differentiated: that trace's dynamic values are
+    tracers, so these are its static ones (jit(value_and_grad(loss),
+    static_argnums=...), a `train` flag), and reach the function as they are,
+    as NumPy's values, for Python's `if` to read."""
+    if tracing.current_graph() is None:
+        return frozenset()
+    differentiated = set(wrt)
+    return frozenset(k for k, leaf in enumerate(leaves) if k not in differentiated
+                     and isinstance(leaf, (bool, int, float, complex, np.generic)))
 
 
 def _scalar_cotangent(fn_name):

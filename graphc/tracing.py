@@ -341,11 +341,13 @@ def _pass_int_bounds_out(graph: ir.Graph, leaves: list) -> None:
                 checked[k] = value
 
 
-def trace_fn(fn, args: tuple) -> ir.Graph:
+def trace_fn(fn, args: tuple, as_they_are=frozenset()) -> ir.Graph:
     """Trace `fn(*args)` into a new Graph.
 
     graph.meta holds `in_tree`, `out_tree`, `num_args` (explicit input leaves)
     and `captures` (outer tracers that became extra inputs, in input order).
+    The leaves at positions `as_they_are` reach `fn` as they are, not as
+    tracers (each still has its input, which nothing reads).
     """
     leaves, in_tree = pytree.flatten(tuple(args))
     graph = ir.Graph()
@@ -356,9 +358,11 @@ def trace_fn(fn, args: tuple) -> ir.Graph:
             shape, dtype, weak = aval_of(leaf)
             tracers.append(Tracer(graph, graph.add_input(shape, dtype, weak, loc)))
             tracers[-1].argument = isinstance(leaf, np.ndarray)    # a Python number is no array
+        passed = [leaf if k in as_they_are else tracer
+                  for k, (leaf, tracer) in enumerate(zip(leaves, tracers))]
         draws = randomness.Draws(fn)
         try:
-            out = fn(*pytree.unflatten(in_tree, tracers))
+            out = fn(*pytree.unflatten(in_tree, passed))
         except errors.GraphcError as e:
             errors.name_users_line(e)
             raise

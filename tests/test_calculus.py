@@ -193,6 +193,28 @@ def test_jacobian_and_hessian_of_pytrees_have_jaxs_nesting():
         gc.jacobian(lambda p, c: (p["w"] * c, c > 0))({"w": w, "b": b}, x[0])
 
 
+def test_a_static_argument_reaches_a_differentiated_function_as_a_python_value():
+    # JAX's way with a train flag: jit(value_and_grad(loss), static_argnums=...);
+    # inside jit, a Python number is static, and Python's `if` reads it
+    def loss(w, x, train):
+        h = x * w
+        if train:
+            h = h * 0.5
+        return np.sum(h ** 2)
+
+    w, x = np.array([1.0, -2.0]), np.array([3.0, 0.5])
+    with pytest.raises(gc.TracerError, match="static_argnums"):
+        gc.value_and_grad(loss)(w, x, True)         # traced: the error says what to do
+    step = gc.jit(gc.value_and_grad(loss), static_argnums=2)
+    for train, scale in [(True, 0.25), (False, 1.0), (True, 0.25)]:
+        value, g = step(w, x, train)
+        np.testing.assert_allclose(value, scale * np.sum((x * w) ** 2), rtol=1e-14)
+        np.testing.assert_allclose(g, scale * 2 * x ** 2 * w, rtol=1e-14)
+    # a Python number that is differentiated stays a traced value
+    dk = gc.jit(lambda x: gc.grad(lambda x, k: np.sum(x * k ** 2), argnums=1)(x, 2.0))
+    np.testing.assert_allclose(dk(x), 4.0 * np.sum(x), rtol=1e-14)
+
+
 def test_keyword_arguments_take_the_places_of_the_functions_parameters():
     # as in JAX: bound by the user's function's signature, statics by place
     def f(w, x, lam=0.1):
