@@ -314,14 +314,28 @@ def _signature_key(leaves) -> tuple:
     return tuple(tracing.aval_of(leaf) for leaf in leaves)
 
 
+_PYTHON_FLOAT = ((), np.dtype(np.float64), True)      # tracing.aval_of(1.5)
+
+
 def _array_signature_key(leaves) -> tuple | None:
-    """`_signature_key` when every leaf is a plain ndarray (the per-call fast path), else None."""
+    """`_signature_key` when every leaf is a plain ndarray or a Python float
+    (a learning rate: the per-call fast path), else None."""
     key = []
     for leaf in leaves:
-        if type(leaf) is not np.ndarray:
+        kind = type(leaf)
+        if kind is np.ndarray:
+            key.append((leaf.shape, leaf.dtype, False))
+        elif kind is float:
+            key.append(_PYTHON_FLOAT)
+        else:
             return None
-        key.append((leaf.shape, leaf.dtype, False))
     return tuple(key)
+
+
+def _as_arrays(leaves, key) -> list:
+    """`leaves` of `key` (_array_signature_key's) with each Python float a 0-d
+    array, the type the driver takes (a float it refuses: 30-40 us)."""
+    return [np.array(leaf) if aval is _PYTHON_FLOAT else leaf for leaf, aval in zip(leaves, key)]
 
 
 def _static_key(value):
@@ -523,9 +537,11 @@ class Compiled:
             if entry is not None:
                 if entry.hot_flattener is _NOT_YET:
                     entry.hot_flattener = pytree.flattener(
-                        treedef, [(shape, dtype) for shape, dtype, _ in key])
+                        treedef, [float if aval is _PYTHON_FLOAT else aval[:2] for aval in key])
                 if entry.hot_flattener is not None:
                     self._hot = (entry.hot_flattener, entry)
+                if _PYTHON_FLOAT in key:
+                    leaves = _as_arrays(leaves, key)
                 return entry(leaves, plain_arrays=True)
         if any(isinstance(leaf, tracing.Tracer) for leaf in leaves):
             if self.static_argnums:

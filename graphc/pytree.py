@@ -229,8 +229,9 @@ def builder(treedef: TreeDef):
 
 def flattener(treedef: TreeDef, avals) -> Any:
     """A function that flattens a tree of `treedef` whose leaves are arrays of
-    `avals` ((shape, dtype) each), as `flatten` would, and returns None for
-    any other tree: `flatten`, then a signature key of the leaves and its
+    `avals` ((shape, dtype) each; `float` for a Python float, which comes
+    back a 0-d float64 array), as `flatten` would, and returns None for any
+    other tree: `flatten`, then a signature key of the leaves and its
     look-up, cost a jitted function's call 2.1 us, this 0.6. The keys of a
     dict must be strings, not merely equal to them (np.str_("W") == "W", but
     a TreeDef keeps key types). None for a tree whose dicts have other keys
@@ -238,11 +239,15 @@ def flattener(treedef: TreeDef, avals) -> Any:
     WRITTEN_OUT_AT_MOST nodes."""
     if num_nodes(treedef) > WRITTEN_OUT_AT_MOST:
         return None
-    names: dict[str, Any] = {"nd": np.ndarray}
+    names: dict[str, Any] = {"nd": np.ndarray, "array": np.array}
     lines: list[str] = []
     leaves: list[str] = []
 
     def visit(td: TreeDef, var: str) -> bool:
+        if td.kind == "leaf" and avals[len(leaves)] is float:
+            leaves.append(f"array({var})")
+            lines.append(f"if type({var}) is not float: return None")  # (np.float64 is strong)
+            return True
         if td.kind == "leaf":
             k = len(leaves)
             leaves.append(var)

@@ -126,3 +126,25 @@ def test_an_entry_dropped_from_the_cache_is_not_called_any_more():
     f(x)
     assert f._hot[1] is f._cache[next(reversed(f._cache))]
     assert len(f._cache) == api.MAX_ENTRIES
+
+
+@pytest.mark.filterwarnings("ignore::graphc.api.RecompileWarning")
+def test_a_python_float_takes_the_fast_paths_and_keeps_its_weak_type():
+    # a functional update with its learning rate a Python float: NumPy keeps
+    # float32 params float32 with it, and promotes them with an np.float64 or
+    # a 0-d float64 array, which must not take the float's compiled signature
+    def update(p, lr):
+        return {k: v - lr * 2 * v for k, v in p.items()}
+
+    f = gc.jit(update)
+    p = {"w": np.ones(3, np.float32), "b": np.ones((), np.float32)}
+    for lr in [0.1, 0.1, 0.25, np.float64(0.1), 0.1, np.array(0.1), 0.5, 0.5, np.float32(0.1),
+               0.1, 1, 0.1]:
+        got, want = f(p, lr), update(p, lr)
+        for k in p:
+            assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape, (lr, k)
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-6)
+    hot_entry = f._hot[1]
+    f._hot = None               # the look-up by signature, which converts the float too
+    f(p, 0.1)
+    assert f._hot[1] is hot_entry and not hot_entry.convert_next   # (not refused by Numba)

@@ -170,3 +170,14 @@ def test_a_flattener_is_written_out_up_to_so_many_nodes():
         assert (flatten_tree is not None) == made
         if made:
             assert flatten_tree(tree)[0] is x
+
+
+def test_a_flattener_takes_a_python_float_where_told_and_nothing_else():
+    x = np.zeros(2)
+    leaves, treedef = pytree.flatten((x, 0.5))
+    flatten_tree = pytree.flattener(treedef, [(x.shape, x.dtype), float])
+    got = flatten_tree((x, 0.25))
+    assert got[0] is x and type(got[1]) is np.ndarray and got[1].dtype == np.float64
+    assert got[1] == 0.25 and got[1].shape == ()
+    for other in [np.float64(0.25), np.array(0.25), 1, True, np.float32(0.25), None]:
+        assert flatten_tree((x, other)) is None, other
