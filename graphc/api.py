@@ -471,9 +471,10 @@ class Compiled:
         self._signatures_seen += 1
         if self._signatures_seen == WARN_AFTER_SIGNATURES:
             warnings.warn(
-                f"{self.__name__} has been compiled for {WARN_AFTER_SIGNATURES} different "
-                f"signatures (shapes, dtypes or static values); each new one traces and compiles "
-                f"again. Keep shapes fixed (pad the last batch, or drop_last=True) or pass Python "
+                f"{self.__name__} has been called with {WARN_AFTER_SIGNATURES} different "
+                f"signatures (shapes, dtypes or static values); each new one is traced again, "
+                f"and compiled again unless a module compiled before fits it (most new batch "
+                f"sizes do not compile). Keep shapes fixed (pad the last batch, or drop_last=True) or pass Python "
                 f"values that change as array arguments instead of static ones.",
                 RecompileWarning, stacklevel=4)
         while len(self._cache) > MAX_ENTRIES:

@@ -108,6 +108,13 @@ class Tracer:
     def __bool__(self):
         self._concrete_error("Python control flow (if/while/and/or/bool())")
 
+    def __format__(self, spec):
+        if not spec:        # f"{x}", print: the tracer's type, as repr
+            return repr(self)
+        self._concrete_error(f"formatting it (f\"{{x:{spec}}}\")",
+                             instead="Return the value (gc.value_and_grad(fn, has_aux=True) for "
+                                     "a loss) and format it after the call")
+
     def __float__(self):
         self._concrete_error("float()")
 

@@ -36,6 +36,18 @@ def test_float_int_bool_of_a_traced_value(convert):
         gc.jit(lambda x: convert(x))(np.ones(()))
 
 
+def test_formatting_a_traced_value_says_when_its_value_is_known():
+    def loss(w):
+        z = np.sum(w ** 2)
+        shown = f"{z}"                  # the tracer's type, as print shows it
+        return z, f"{z:.3f}" + shown
+
+    with pytest.raises(gc.TracerError) as e:
+        gc.grad(loss, has_aux=True)(np.ones(3))
+    assert "formatting" in str(e.value) and "has_aux" in str(e.value)
+    assert _line_of(loss, 3) in str(e.value)
+
+
 def test_indexing_a_numpy_array_with_a_traced_one_says_what_to_write():
     def one_hot(y):
         return np.eye(4)[y]
