@@ -9,7 +9,11 @@ in float32 (Adam at its defaults).
 same graph as the forward and backward passes, so the update is fused into
 the compiled step instead of running as a Python loop over parameters.
 Hyperparameters are Python floats (weakly typed), so a float32 model's
-update stays float32.
+update stays float32. A learning rate may also be a schedule: a function
+of the count of steps taken before this one (a 0-d int64 array), written
+in NumPy, traced into the update as optax's are, e.g. a warmup
+`lambda t: 1e-3 * np.minimum(1.0, (t + 1) / 100)`; its value is cast to
+each parameter's dtype.
 """
 from __future__ import annotations
 
@@ -67,6 +71,15 @@ class Optimizer:
         before this step (0 on the first). Traced: write it with NumPy ops."""
         raise NotImplementedError
 
+    def rate(self, count, dtype):
+        """This step's learning rate for parameters of `dtype`: `lr`, or a
+        schedule's `lr(count)` in that dtype (a float64 value would promote a
+        float32 model's update)."""
+        if not callable(self.lr):
+            return self.lr
+        value = self.lr(count)
+        return value.astype(dtype) if hasattr(value, "astype") else value
+
     def __repr__(self):
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "_frozen")
         return f"{type(self).__name__}({fields})"
@@ -94,6 +107,14 @@ def _check(name, value, low=0.0):
         raise errors.GraphcValueError(f"invalid {name}: {value!r} (must be >= {low})")
 
 
+def _learning_rate(lr):
+    """A float >= 0, or a schedule (a function of the step count) as it is."""
+    if callable(lr):
+        return lr
+    _check("lr", lr)
+    return float(lr)
+
+
 class SGD(Optimizer):
     """p -= lr * g, with PyTorch's momentum, dampening, Nesterov and L2 weight decay.
 
@@ -103,12 +124,13 @@ class SGD(Optimizer):
     """
 
     def __init__(self, lr, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
-        for name, v in [("lr", lr), ("momentum", momentum), ("weight_decay", weight_decay)]:
+        for name, v in [("momentum", momentum), ("weight_decay", weight_decay)]:
             _check(name, v)
         if nesterov and (momentum <= 0 or dampening != 0):
             raise errors.GraphcValueError("Nesterov momentum requires a momentum > 0 and zero "
                                           "dampening")
-        self.lr, self.momentum, self.dampening = float(lr), float(momentum), float(dampening)
+        self.lr, self.momentum = _learning_rate(lr), float(momentum)
+        self.dampening = float(dampening)
         self.nesterov, self.weight_decay = bool(nesterov), float(weight_decay)
         self.slots = ("momentum",) if self.momentum else ()
 
@@ -125,7 +147,7 @@ class SGD(Optimizer):
                 buf = np.where(_below_normal(buf), 0.0, buf)
                 new_bufs.append(buf)
                 g = g + self.momentum * buf if self.nesterov else buf
-            new_params.append(p - self.lr * g)
+            new_params.append(p - self.rate(count, p.dtype) * g)
         return new_params, ({"momentum": new_bufs} if self.momentum else {})
 
 
@@ -136,12 +158,11 @@ class Adam(Optimizer):
     decoupled = False
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        _check("lr", lr)
         _check("eps", eps)
         _check("weight_decay", weight_decay)
         if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
             raise errors.GraphcValueError(f"invalid betas {betas!r}: each must be in [0, 1)")
-        self.lr, self.betas = float(lr), (float(betas[0]), float(betas[1]))
+        self.lr, self.betas = _learning_rate(lr), (float(betas[0]), float(betas[1]))
         self.eps, self.weight_decay = float(eps), float(weight_decay)
 
     def update(self, params, grads, slots, count):
@@ -154,10 +175,11 @@ class Adam(Optimizer):
                 # with bc = 1 - beta**t; times the scalar 1/sqrt(bc2): a division
                 # per element costs more
                 t = (count + 1).astype(p.dtype)
-                corrections[p.dtype] = (self.lr / (1 - b1 ** t), 1 / np.sqrt(1 - b2 ** t))
-            step_size, inv_sqrt_bc2 = corrections[p.dtype]
+                lr = self.rate(count, p.dtype)
+                corrections[p.dtype] = (lr, lr / (1 - b1 ** t), 1 / np.sqrt(1 - b2 ** t))
+            lr, step_size, inv_sqrt_bc2 = corrections[p.dtype]
             if self.decoupled:
-                p = p * (1 - self.lr * self.weight_decay)
+                p = p * (1 - lr * self.weight_decay)
             elif self.weight_decay:
                 g = g + self.weight_decay * p
             m = b1 * slots["m"][k] + (1 - b1) * g
