@@ -214,10 +214,19 @@ class Step:
         leaves, treedef = pytree.flatten(params)
         if self._treedef is None:
             _leaf_check(leaves, [f"params{path}" for path in pytree.leaf_paths(treedef)])
+            slots = self.optimizer.init(leaves)
+            if self.state is None:
+                self.state = {"count": 0,
+                              **{k: pytree.unflatten(treedef, v) for k, v in slots.items()}}
+            else:   # set before the first call (another step's, to continue it): checked below
+                missing = sorted({"count", *slots} - set(self.state))
+                if missing:
+                    raise errors.GraphcValueError(
+                        f"step.state, set before the first call, has no {', '.join(missing)}: "
+                        f"{type(self.optimizer).__name__} needs 'count' and one entry per "
+                        f"moment ({', '.join(sorted(slots)) or 'none'}), each like the params")
             self._treedef = treedef
             self._avals = [(leaf.shape, leaf.dtype) for leaf in leaves]
-            slots = self.optimizer.init(leaves)
-            self.state = {"count": 0, **{k: pytree.unflatten(treedef, v) for k, v in slots.items()}}
             self._slot_names = sorted(slots)
             self._n_state = len(leaves) * (1 + len(slots))
             self._state_avals = self._avals * (1 + len(slots))

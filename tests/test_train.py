@@ -139,6 +139,33 @@ def test_state_slots_follow_pytorch_names():
         assert set(step.state) == {"count"} | slots
 
 
+def test_a_state_set_before_the_first_call_is_continued_from():
+    # a new step (new settings, a schedule) continuing another's run: its
+    # moments and count, not fresh ones
+    params, x, y = make()
+    first = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
+    for _ in range(3):
+        first(params, x, y)
+    copied = {k: v.copy() for k, v in params.items()}
+    second = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
+    second.state = copy.deepcopy(first.state)
+    for _ in range(2):
+        assert second(copied, x, y) == first(params, x, y)
+    assert second.state["count"] == first.state["count"] == 5
+    for k in params:
+        np.testing.assert_array_equal(copied[k], params[k])
+    for state, error in [({"count": 3, "m": first.state["m"]}, "has no v"),
+                         ({**first.state, "v": {k: v[:1] for k, v in first.state["v"].items()}},
+                          "step.state\\['v'\\]")]:
+        third = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
+        third.state = state
+        before = {k: v.copy() for k, v in copied.items()}
+        with pytest.raises((ValueError, TypeError), match=error):
+            third(copied, x, y)
+        for k in copied:
+            np.testing.assert_array_equal(copied[k], before[k])
+
+
 def test_optimizer_settings_cannot_change_under_a_compiled_step():
     # they are compiled in: a changed lr would reach only steps traced later
     # (a new batch shape), so the step would run with two rates
