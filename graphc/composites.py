@@ -1,6 +1,6 @@
 """NumPy functions that are other NumPy functions graphc has: splitting,
 stacking, padding and windowing variants, flip, roll, repeat, tile, tril,
-triu, outer, linalg.norm, reciprocal, argmax, argmin, isnan, isfinite,
+triu, outer, linalg.norm, nan_to_num, reciprocal, argmax, argmin, isnan, isfinite,
 isinf, logical_xor, diff, round, deg2rad, rad2deg, fmax, fmin, any, all,
 count_nonzero, isclose, allclose, heaviside, select, sinc, convolve, correlate and
 trapezoid.
@@ -303,21 +303,53 @@ def outer(a, b, out=None):
 
 
 def norm(x, ord=None, axis=None, keepdims=False):
-    """np.linalg.norm: the 2-norm of vectors and the Frobenius norm of matrices
-    (ord None, 2 on one axis, 'fro' on two). Its gradient at 0 is nan, as
-    sqrt's slope there is infinite (as in JAX)."""
+    """np.linalg.norm. Over one axis, any order: 2 (the default), 1, inf and
+    -inf (max and min of |x|), 0 (the count of nonzeros) and p (sum |x|^p
+    to the 1/p). Over two, the Frobenius norm (the default) and 1, -1, inf,
+    -inf (the largest or smallest sum of |x| down a column or along a row);
+    2, -2 and 'nuc' need singular values, not built. The 2-norm's gradient
+    at 0 is nan, as sqrt's slope there is infinite (as in JAX)."""
     x = fnp._as_array(x)
+    if axis is None and ord is not None and x.ndim > 2:
+        errors.refuse(errors.GraphcValueError, "norm: improper number of dimensions to norm")
     axes = tuple(range(x.ndim)) if axis is None else fnp.normalize_axes(axis, x.ndim, "norm")
     if len(axes) > 2:
         errors.refuse(errors.GraphcValueError, "norm: improper number of dimensions to norm")
-    euclidean = ord is None or (ord == 2 and len(axes) == 1) or (
-        ord in ("fro", "f") and len(axes) == 2)
-    if not euclidean:
-        errors.refuse(errors.UnsupportedOpError, f"np.linalg.norm(ord={ord!r}) over {len(axes)} axes "
-                                          f"is not supported; only the 2-norm of vectors and "
-                                          f"the Frobenius norm of matrices")
     x = fnp._as_float_or_float64(x)      # as NumPy's norm: float64 for integers
-    return fnp.sqrt(fnp.sum(fnp.square(x), axis=axes, keepdims=keepdims))
+    if ord is None or (ord in ("fro", "f") and len(axes) == 2) or (ord == 2 and len(axes) == 1):
+        return fnp.sqrt(fnp.sum(fnp.square(x), axis=axes, keepdims=keepdims))
+    if isinstance(ord, str) or (len(axes) == 2 and ord not in (1, -1, np.inf, -np.inf)):
+        errors.refuse(errors.UnsupportedOpError if len(axes) == 2 and ord in (2, -2, "nuc")
+                      else errors.GraphcValueError,
+                      f"np.linalg.norm(ord={ord!r}) over {len(axes)} axes is not supported" + (
+                          ": it needs singular values" if ord in (2, -2, "nuc") else ""))
+    magnitude = fnp.absolute(x)
+    if len(axes) == 2:      # sums down columns (ord +-1) or along rows (+-inf), then their extreme
+        rows, columns = (0, 1) if axis is None else (a % x.ndim for a in axis)  # in the given order
+        summed, across = (rows, columns) if ord in (1, -1) else (columns, rows)
+        sums = fnp.sum(magnitude, axis=summed, keepdims=True)
+        out = (fnp.max if ord > 0 else fnp.min)(sums, axis=across, keepdims=True)
+        return out if keepdims else fnp.squeeze(out, axis=axes)
+    if ord in (np.inf, -np.inf):
+        return (fnp.max if ord > 0 else fnp.min)(magnitude, axis=axes, keepdims=keepdims)
+    if ord == 0:
+        return fnp.sum(fnp.not_equal(x, 0).astype(magnitude.dtype), axis=axes, keepdims=keepdims)
+    if ord == 1:
+        return fnp.sum(magnitude, axis=axes, keepdims=keepdims)
+    return fnp.power(fnp.sum(fnp.power(magnitude, ord), axis=axes, keepdims=keepdims), 1 / ord)
+
+
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    """np.nan_to_num: nan to `nan`, infinities to `posinf` and `neginf`
+    (the dtype's largest and smallest floats by default); integers as they are."""
+    x = fnp._as_array(x)
+    dtype = fnp.aval_of(x)[1]
+    if dtype.kind != "f":
+        return x
+    info = np.finfo(dtype)
+    x = fnp.where(isnan(x), nan, x)
+    x = fnp.where(fnp.equal(x, np.inf), info.max if posinf is None else posinf, x)
+    return fnp.where(fnp.equal(x, -np.inf), info.min if neginf is None else neginf, x)
 
 
 def reciprocal(x):
@@ -606,6 +638,7 @@ FUNCTIONS = {
     np.diff: diff, np.count_nonzero: count_nonzero, np.any: any_, np.all: all_,
     np.isclose: isclose, np.allclose: allclose, np.select: select, np.sinc: sinc,
     np.convolve: convolve, np.correlate: correlate, np.trapezoid: trapezoid,
+    np.nan_to_num: nan_to_num,
 }
 UFUNCS = {"isnan": isnan, "isfinite": isfinite, "isinf": isinf, "reciprocal": reciprocal,
           "logical_xor": logical_xor, "deg2rad": deg2rad, "radians": deg2rad,

@@ -38,6 +38,13 @@ CASES = [   # one a line: a failure names its line
     compiled(lambda x, v: np.linalg.norm(x, axis=1)),
     lambda x, v: np.linalg.norm(x, "fro"),
     lambda x, v: np.linalg.norm(x, axis=0, keepdims=True),
+    lambda x, v: np.linalg.norm(v, 1) + np.linalg.norm(v, np.inf) + np.linalg.norm(v, -np.inf),
+    lambda x, v: np.linalg.norm(x, 3, axis=1, keepdims=True),
+    lambda x, v: np.linalg.norm(np.where(x > 1, 0, x), 0, axis=0),      # a count of nonzeros
+    lambda x, v: np.linalg.norm(x, 1) + np.linalg.norm(x, -np.inf),     # max column, min row sum
+    compiled(lambda x, v: np.linalg.norm(x, np.inf, axis=(1, 0), keepdims=True)),   # axes turned
+    lambda x, v: np.linalg.norm(x.reshape(2, 3, 4), -1, axis=(2, 0)),
+    lambda x, v: np.nan_to_num(x * 2),         # the gradient of the finite (test_result_types...)
     lambda x, v: np.roll(x, 2, axis=1),
     compiled(lambda x, v: np.roll(x, (1, -2), axis=(0, 1))),
     lambda x, v: np.roll(v, 7),                        # more than the length; axis None
@@ -149,6 +156,11 @@ CASES = [   # one a line: a failure names its line
 ]
 
 DTYPE_CASES = [   # result types (values only: float32 and bools have no useful gradient check)
+    lambda x, v: np.nan_to_num(np.where(x > 1, np.inf, np.where(x < 0.2, -np.inf, np.where(
+        x < 0.4, np.nan, x)))),
+    lambda x, v: np.nan_to_num(np.where(x > 1, np.inf, np.where(x < 0.2, -np.inf, np.where(
+        x < 0.4, np.nan, x))).astype(np.float32), nan=-1.0, posinf=2.0, neginf=-2.0),
+    lambda x, v: np.nan_to_num((x > 1).astype(np.int8)),
     lambda x, v: np.hstack([x[0], [1.0, 2.0]], dtype=np.float32),
     lambda x, v: np.tril(x > 0),
     lambda x, v: np.linalg.norm(x > 0, axis=1),         # float64, as NumPy's norm
@@ -396,7 +408,9 @@ def test_isnan_and_isfinite():
     (lambda x: np.split(x, 5, axis=1), ValueError, "an axis of 6 does not divide into 5"),
     (lambda x: np.split(x, 0), ValueError, "number of sections must be larger than 0"),
     (lambda x: np.vsplit(x[0], 2), ValueError, "vsplit only works on arrays of 2 or more"),
-    (lambda x: np.linalg.norm(x, 1), gc.UnsupportedOpError, r"norm\(ord=1\) over 2 axes"),
+    (lambda x: np.linalg.norm(x, 2), gc.UnsupportedOpError,
+     r"norm\(ord=2\) over 2 axes is not supported: it needs singular values"),
+    (lambda x: np.linalg.norm(x[0], "fro"), ValueError, r"norm\(ord='fro'\) over 1 axes"),
     (lambda x: np.pad(x, 1, mode="mean"), gc.UnsupportedOpError, r"np.pad\(mode='mean'\)"),
     (lambda x: np.pad(x, 4, mode="reflect"), gc.UnsupportedOpError, "wider than the axis"),
     (lambda x: np.repeat(x, [1, 2, 1, 1], axis=0), gc.UnsupportedOpError, "a count per element"),
