@@ -33,6 +33,37 @@ def _stack() -> list:
     return _state.graphs
 
 
+# Why NumPy converts a traced array, each with what to write instead; the
+# user's line picks one when it shows the pattern (re.search), else all are said
+_CONVERSIONS = [
+    (r"\bnp\.(asarray|array|asanyarray|ascontiguousarray)\(",
+     "np.asarray(x) or np.array(x) (drop them: a traced array is an array already)"),
+    (r"\bnp\.(sum|mean|max|min|prod|average)\(\s*\[",
+     "np.sum or np.mean of a Python list of traced arrays (np.stack the list first)"),
+    (r"\bnp\.eye\(.*\)\s*\[",
+     "indexing a NumPy array with it (a one-hot as y[:, None] == np.arange(k), not "
+     "np.eye(k)[y])"),
+    (r"\]\s*([-+*/@%]|//|\*\*)?=(?!=)",
+     "a[i] = x into a NumPy array (make a with np.zeros_like(x) of a traced x, which takes "
+     "assignments, or collect the pieces in a list and np.stack or np.concatenate them)"),
+    (r"\w\s*\[", "indexing a NumPy array with it (pass that array as an argument: a traced "
+     "one takes traced indices; a one-hot is y[:, None] == np.arange(k))"),
+]
+
+
+def _conversion_advice() -> str:
+    import linecache
+    import re
+    file, _, line = errors.user_location().rpartition(":")
+    text = linecache.getline(file, int(line)) if line.isdigit() else ""
+    for pattern, advice in _CONVERSIONS:
+        if text and re.search(pattern, text):
+            return f"Here NumPy converts it for {advice}"
+    return ("NumPy converts it for " + "; for ".join(
+        advice for _, advice in _CONVERSIONS[:4]) + ". Build the result from traced operations "
+        "instead")
+
+
 def current_graph():
     stack = _stack()
     return stack[-1] if stack else None
@@ -136,14 +167,7 @@ class Tracer:
                 "ufuncs (scipy.special.expit, xlogy, erf, ...) trace as NumPy's do")
         # NumPy also asks for it when a traced array indexes a NumPy array
         # (np.eye(k)[y]): NumPy does not dispatch on an index
-        self._concrete_error(
-            "converting to a NumPy array", "NumPy converts it for np.asarray(x) or np.array(x) "
-            "(drop them: a traced array is an array already); for a[i] = x into a NumPy array "
-            "(make a with np.zeros_like(x) of a traced x, which takes assignments, or collect the "
-            "pieces in a list and np.stack or np.concatenate them); for np.sum or "
-            "np.mean of a Python list of traced arrays (np.stack the list first); and for "
-            "indexing a NumPy array with it (a one-hot as y[:, None] == np.arange(k), not "
-            "np.eye(k)[y]). Build the result from traced operations instead")
+        self._concrete_error("converting to a NumPy array", _conversion_advice())
 
     def __setitem__(self, key, value):
         from graphc import assignment     # it imports this module

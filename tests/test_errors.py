@@ -82,9 +82,27 @@ def test_numpy_style_writes_into_arrays_say_what_to_write_instead():
                                              r"np.zeros_like\(x\) of a traced x.*np.stack") as e:
         gc.trace(fill, np.ones(3))
     assert _line_of(fill, 2) in str(e.value)
-    for convert in (np.asarray, lambda x: np.sum([x, x])):
-        with pytest.raises(gc.TracerError, match=r"np.asarray\(x\).*np.stack the list first"):
+
+    def converted(x):
+        return np.asarray(x) * 2
+
+    def listed(x):
+        return np.sum([x, x])
+
+    # the user's line says which conversion it is: that advice alone
+    for convert, advice in [(converted, r"Here NumPy converts it for np.asarray\(x\) or "
+                                        r"np.array\(x\) \(drop them"),
+                            (listed, r"Here NumPy converts it for np.sum or np.mean of a Python "
+                                     r"list of traced arrays \(np.stack the list first\)")]:
+        with pytest.raises(gc.TracerError, match=advice) as e:
             gc.trace(convert, np.ones(3))
+        assert "np.eye(k)[y]" not in str(e.value) and _line_of(convert, 1) in str(e.value)
+    # a line that cannot be read (made by exec): every conversion is named
+    namespace = {"np": np}
+    exec("def hidden(x):\n    return np.asarray(x)\n", namespace)
+    with pytest.raises(gc.TracerError, match=r"np.asarray\(x\).*np.stack the list first.*"
+                                             r"np.eye\(k\)\[y\].*a\[i\] = x"):
+        gc.trace(namespace["hidden"], np.ones(3))
 
 
 def test_unsupported_numpy_function_names_it():
