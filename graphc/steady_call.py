@@ -47,6 +47,7 @@ class Layout(NamedTuple):
     workspace: bool             # the driver takes a workspace
     parallel: bool              # ... and a thread count
     n_consts: int               # constant arrays after the batch
+    aux: bool = False           # return all the driver's outputs (loss, aux), not the loss
 
 
 def _names(prefix: str, n: int) -> list[str]:
@@ -82,10 +83,11 @@ def _batch_test(b: str, shape: str) -> list[str]:
 
 @functools.lru_cache(maxsize=256)
 def source(layout: Layout) -> str:
-    """The factory `make(...)` for `layout`: it returns loss(params,
-    step_state, batch), the step's loss when these are the arrays it was
-    made with, else None, and then nothing has run or been written (the
-    checked path converts or explains)."""
+    """The factory `make(...)` for `layout`: it returns call(params,
+    step_state, batch), the step's loss (with layout.aux, all the driver's
+    outputs: the loss, then the aux) when these are the arrays it was made
+    with, else None, and then nothing has run or been written (the checked
+    path converts or explains)."""
     keys = _names("k", layout.n_keys)
     state = _names("s", layout.n_keys * (1 + layout.n_slots))
     slots, batch = _names("slot", layout.n_slots), _names("b", layout.n_batch)
@@ -95,7 +97,7 @@ def source(layout: Layout) -> str:
              _unpack(shapes, "shapes"), _unpack(consts, "consts"),
              "    driver, pool, keep = entry.driver, entry.workspaces, api.KEEP_WORKSPACE_BYTES",
              "    roots, may_alias = memory.roots, memory.may_alias",
-             "    def loss(params, step_state, batch):",
+             "    def call(params, step_state, batch):",
              f"        if len(batch) != {layout.n_batch}:",
              "            return None",
              _unpack(batch, "batch", indent=8),
@@ -132,8 +134,8 @@ def source(layout: Layout) -> str:
     if layout.workspace:    # not after an error: see _Entry.give_back
         lines += ["        if ws.size <= keep:",
                   "            pool.append(ws)"]
-    lines += ["        return outs[0]",
-              "    return loss"]
+    lines += ["        return outs" if layout.aux else "        return outs[0]",
+              "    return call"]
     return "\n".join(line for line in lines if line is not None) + "\n"
 
 

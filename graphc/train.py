@@ -134,10 +134,11 @@ class _LastCall:
             n_keys=len(keys), n_slots=len(step._slot_names), n_batch=len(self.batch_shapes),
             unread_batch=tuple(sorted(k - first for k in entry.unread if k >= first)),
             count_unread=self.count_unread, workspace=entry.workspace_size is not None,
-            parallel=entry.parallel, n_consts=len(entry.consts))
-        # loss(params, step_state, batch): the step's loss when these are the
-        # same arrays as last time, else None (see steady_call.source)
-        self.loss = steady_call.factory(self.layout)(
+            parallel=entry.parallel, n_consts=len(entry.consts), aux=step.has_aux)
+        # call(params, step_state, batch): the step's loss (a has_aux step's:
+        # the driver's outputs) when these are the same arrays as last time,
+        # else None (see steady_call.source)
+        self.call = steady_call.factory(self.layout)(
             self.container, step._slot_names, list(keys), state, self.batch_shapes,
             entry.consts, entry, self.memory)
 
@@ -168,11 +169,11 @@ class Step:
     (1, array([0.067, 0.067, 0.067]))
     """
 
-    def __init__(self, loss_fn, optimizer: Optimizer):
+    def __init__(self, loss_fn, optimizer: Optimizer, has_aux: bool = False):
         if not isinstance(optimizer, Optimizer):
             raise errors.GraphcTypeError(f"compile_step needs a gc.optim optimizer, got "
                                          f"{type(optimizer).__name__}")
-        self.loss_fn, self.optimizer = loss_fn, optimizer
+        self.loss_fn, self.optimizer, self.has_aux = loss_fn, optimizer, bool(has_aux)
         self.state: dict | None = None
         self._treedef = None
         self._avals = None
@@ -188,8 +189,9 @@ class Step:
 
     def _traced_step(self, params, slots, count, *batch):
         # the traced value_and_grad, with errors that name compile_step
-        loss, grads = api._value_and_grad_fn(self.loss_fn, 0, False, "compile_step")(
+        loss, grads = api._value_and_grad_fn(self.loss_fn, 0, self.has_aux, "compile_step")(
             params, *batch)
+        loss, aux = loss if self.has_aux else (loss, None)
         loss = loss.reshape(())     # a size-1 loss is allowed; the driver returns a scalar
         leaves, treedef = pytree.flatten(params)
         slot_leaves = {k: pytree.flatten(v)[0] for k, v in slots.items()}
@@ -199,13 +201,16 @@ class Step:
         new_params = [p.astype(leaf.dtype) for p, leaf in zip(new_params, leaves)]
         return (loss, pytree.unflatten(treedef, new_params),
                 {k: pytree.unflatten(treedef, [s.astype(l.dtype) for s, l in zip(v, leaves)])
-                 for k, v in new_slots.items()})
+                 for k, v in new_slots.items()}) + ((aux,) if self.has_aux else ())
 
     def _codegen_options(self, n_inputs):
         # Inputs are (*state, count, *batch) and outputs (loss, *new_state): the
         # driver writes the new state into the state arrays once all checks passed.
         n = self._n_state
-        return {"write_back": {k + 1: k for k in range(n)}, "epoch_loop": (n, n_inputs - n - 1)}
+        options = {"write_back": {k + 1: k for k in range(n)}}
+        if not self.has_aux:    # (the epoch loop keeps each step's loss alone)
+            options["epoch_loop"] = (n, n_inputs - n - 1)
+        return options
 
     # -- state ----------------------------------------------------------------
     def _bind(self, params) -> list:
@@ -290,20 +295,25 @@ class Step:
         return entry, leaves
 
     # -- calls ----------------------------------------------------------------
-    def __call__(self, params, *batch) -> float:
+    def __call__(self, params, *batch):
         last = self._last
-        loss = last.loss(params, self.state, batch) if last is not None else None
-        if loss is None:
-            self._last = None
-            state = self._bind(params)
-            entry, leaves = self._entry_for(params, batch)
-            n = len(state)
-            state.append((_unread_count if n in entry.unread else _step_count)(self.state))
-            passed = _StateMemory(state[:n]).unaliased(entry.inputs(leaves, first=n + 1))
-            loss = entry.run(state + passed)[0]
-            self._last = _LastCall.of(self, state[:n], entry, batch, passed)
+        out = last.call(params, self.state, batch) if last is not None else None
+        if out is None:
+            return self._checked_call(params, batch)
         self.state["count"] += 1
-        return float(loss)
+        return (float(out[0]), _aux(last.entry, out)) if self.has_aux else float(out)
+
+    def _checked_call(self, params, batch):
+        self._last = None
+        state = self._bind(params)
+        entry, leaves = self._entry_for(params, batch)
+        n = len(state)
+        state.append((_unread_count if n in entry.unread else _step_count)(self.state))
+        passed = _StateMemory(state[:n]).unaliased(entry.inputs(leaves, first=n + 1))
+        outs = entry.run(state + passed)
+        self._last = _LastCall.of(self, state[:n], entry, batch, passed)
+        self.state["count"] += 1
+        return (float(outs[0]), _aux(entry, outs)) if self.has_aux else float(outs[0])
 
     def inspect(self, params, *batch):
         self._bind(params)
@@ -316,6 +326,11 @@ class Step:
 
     def epoch(self, params, data, perm, batch_size, num_batches) -> np.ndarray:
         """Run `num_batches` steps over `data[perm]` as one native call; the batch losses."""
+        if self.has_aux:
+            raise errors.GraphcValueError(
+                "epoch: a step made with has_aux=True returns each step's aux, which the "
+                "native epoch loop would drop; call the step in a loop of your own"
+                + errors.at(errors.user_location()))
         perm = np.ascontiguousarray(perm, np.int64)
         data = tuple(np.asarray(d) for d in data)
         if not data or any(d.ndim == 0 for d in data):
@@ -353,9 +368,22 @@ class Step:
         return f"<graphc step of {getattr(self.loss_fn, '__name__', 'loss')} with {self.optimizer}>"
 
 
-def compile_step(loss_fn, optimizer: Optimizer) -> Step:
-    """One fused forward + backward + update call; params are updated in place."""
-    return Step(loss_fn, optimizer)
+def compile_step(loss_fn, optimizer: Optimizer, has_aux: bool = False) -> Step:
+    """One fused forward + backward + update call; params are updated in place.
+
+    With has_aux=True, loss_fn returns (loss, aux), as for gc.value_and_grad,
+    and the step returns (loss, aux): aux a pytree of new arrays computed
+    before the update (an accuracy, an RNN's last state for truncated
+    backpropagation through time)."""
+    return Step(loss_fn, optimizer, has_aux)
+
+
+def _aux(entry, outs):
+    """The aux tree of a has_aux step's driver outputs (the loss, then the aux
+    leaves: the new state is written in place), 0-d results as 0-d arrays."""
+    leaves = [np.array(out, entry.scalar_dtypes[k]) if k in entry.scalar_dtypes else out
+              for k, out in enumerate(outs) if k]
+    return pytree.unflatten(entry.graph.meta["out_tree"].children[3], leaves)
 
 
 def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=True, seed=0,

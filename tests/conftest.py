@@ -30,6 +30,20 @@ def own_lowerings():
 
 
 @pytest.fixture
+def import_exported(tmp_path, monkeypatch):
+    """import_exported(step, name): `step` exported as module `name` and imported."""
+    import importlib
+
+    import graphc as gc
+
+    def exported(step, name):
+        gc.export(step, tmp_path / f"{name}.py")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        return importlib.import_module(name)
+    return exported
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

@@ -1,6 +1,5 @@
 """gc.export: a standalone module that continues an Adam or SGD run exactly."""
 import ast
-import importlib
 import collections
 import os
 import subprocess
@@ -137,22 +136,20 @@ def tied_loss(p, x):
     return np.sum(x * p["A"]) + np.sum(p["B"] ** 2)
 
 
-def _tied_step_exported(tmp_path, monkeypatch, name, params):
+def _tied_step_exported(import_exported, name, params):
     """A tied_loss Adam step called once on `params`, exported as module `name`
     and imported, with a copy of params for the module to update."""
     step = gc.compile_step(tied_loss, gc.optim.Adam(0.1))
     step(params, np.ones(6))
-    gc.export(step, tmp_path / f"{name}.py")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    module = importlib.import_module(name)
+    module = import_exported(step, name)
     return step, module, {k: (v.copy() if v is not None else None) for k, v in params.items()}
 
 
-def test_an_exported_step_copies_a_batch_sharing_a_params_memory(tmp_path, monkeypatch):
+def test_an_exported_step_copies_a_batch_sharing_a_params_memory(import_exported):
     # as graphc's own step: `run` writes params in place, and a batch that is
     # a param read in place gave A an update from B's new values
     params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6)}
-    step, tied_step, exported = _tied_step_exported(tmp_path, monkeypatch, "tied_step", params)
+    step, tied_step, exported = _tied_step_exported(import_exported, "tied_step", params)
     # the last two after a call whose arrays the next call's fast path takes
     for x_of in [lambda p: p["B"], lambda p: p["B"][::-1], lambda p: np.ones(6),
                  lambda p: p["B"], lambda p: np.ones(6), lambda p: p["A"]]:
@@ -170,8 +167,8 @@ def test_an_exported_step_copies_a_batch_sharing_a_params_memory(tmp_path, monke
 
 
 @pytest.mark.parametrize("container", [dict, Params], ids=["dict", "namedtuple"])
-def test_an_exported_steady_step_skips_the_checks_and_any_change_is_checked(tmp_path,
-                                                                           monkeypatch, container):
+def test_an_exported_steady_step_skips_the_checks_and_any_change_is_checked(
+        import_exported, monkeypatch, container):
     """The same arrays as the call before skip the signature lookup; each
     array swapped for a copy of equal values (one the fast path must not
     mistake for the old one, which it would update instead) is checked
@@ -180,10 +177,7 @@ def test_an_exported_steady_step_skips_the_checks_and_any_change_is_checked(tmp_
     lam = np.array(1e-3)
     step = gc.compile_step(loss, gc.optim.Adam(0.05))
     step(params, x, y, lam)
-    name = f"steady_step_{container.__name__}"
-    gc.export(step, tmp_path / f"{name}.py")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    m = importlib.import_module(name)
+    m = import_exported(step, f"steady_step_{container.__name__}")
     checked = []
     check = m._checked_inputs
     monkeypatch.setattr(m, "_checked_inputs", lambda *a: checked.append(1) or check(*a))
@@ -227,12 +221,12 @@ def test_an_exported_steady_step_skips_the_checks_and_any_change_is_checked(tmp_
 
 
 def test_an_exported_step_after_fast_calls_refuses_what_the_checked_path_refuses(
-        tmp_path, monkeypatch):
+        import_exported):
     """Each follows fast calls: a params dict with a key renamed, a moment
     dict with one (the checked path takes its arrays in order, as it did
     before the fast path existed), a count of the wrong shape."""
     params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6)}
-    step, m, exported = _tied_step_exported(tmp_path, monkeypatch, "refusing_step", params)
+    step, m, exported = _tied_step_exported(import_exported, "refusing_step", params)
     for _ in range(2):
         assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
     before = {k: v.copy() for k, v in exported.items()}
@@ -249,11 +243,11 @@ def test_an_exported_step_after_fast_calls_refuses_what_the_checked_path_refuses
     assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
 
 
-def test_an_exported_step_of_params_holding_a_none(tmp_path, monkeypatch):
+def test_an_exported_step_of_params_holding_a_none(import_exported):
     # the module's structure tells a None from a leaf: its moment slots were
     # built with an array popped for the None, and the import failed
     params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6), "none": None}
-    step, m, exported = _tied_step_exported(tmp_path, monkeypatch, "none_step", params)
+    step, m, exported = _tied_step_exported(import_exported, "none_step", params)
     for _ in range(3):
         assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
     with pytest.raises(TypeError, match="structure"):

@@ -1,8 +1,6 @@
 """Learning-rate schedules: `lr` a function of the steps taken before this one,
 traced into the compiled update. Checked against NumPy replays of SGD and
 Adam with the same rates, through compile_step, gc.train and gc.export."""
-import importlib
-
 import numpy as np
 import pytest
 
@@ -77,14 +75,12 @@ def test_train_counts_the_steps_for_the_schedule_as_the_steps_do():
         np.testing.assert_allclose(p1[k], p2[k], rtol=1e-12)
 
 
-def test_an_exported_step_continues_the_schedule(tmp_path, monkeypatch):
+def test_an_exported_step_continues_the_schedule(import_exported):
     p = {"w": np.zeros(4), "b": np.zeros(())}
     step = gc.compile_step(loss, gc.optim.SGD(decay))
     for _ in range(3):
         step(p, X, Y)
-    gc.export(step, tmp_path / "scheduled_step.py")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    module = importlib.import_module("scheduled_step")
+    module = import_exported(step, "scheduled_step")
     exported = {k: v.copy() for k, v in p.items()}
     for _ in range(3):
         assert module.step(exported, X, Y) == step(p, X, Y)
