@@ -661,9 +661,7 @@ def _check_differentiable(args, nums, fn_name):
 def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
     """Trace `fn(*args)` and pull cotangents back to `args[nums]` (inside a trace)."""
     _check_differentiable(args, nums, fn_name)
-    leaves = pytree.flatten(tuple(args))[0]
-    ranges = _leaf_ranges(args)
-    wrt = [i for a in nums for i in ranges[a]]
+    leaves, wrt = _leaves_and_wrt(args, nums)
     # simplified before differentiating: a recognised log-softmax gets its own
     # compact gradient (see passes.simplify)
     graph = passes.run(tracing.trace_fn(fn, args, _static_values(leaves, wrt)),
@@ -678,13 +676,24 @@ def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
         primal_ids = list(range(out_tree.children[0].num_leaves))
     out_nodes = [graph.node(graph.outputs[i]) for i in primal_ids]
     cts = out_cts_fn(out_nodes) + [None] * (n_out - len(primal_ids))
-    outs, grads = autodiff.vjp_into(graph, tracing.bound_values(graph, leaves), wrt, cts)
+    values = tracing.bound_values(graph, leaves)
+    for k in wrt:   # a Python number differentiated inside a trace (a literal): its vjp takes dtypes
+        if not isinstance(values[k], (tracing.Tracer, np.ndarray)):
+            values[k] = np.asarray(values[k], graph.node(graph.inputs[k]).dtype).view(
+                tracing.WeakScalar)
+    outs, grads = autodiff.vjp_into(graph, values, wrt, cts)
     grad_trees, k = [], 0
     for a in nums:
         treedef = pytree.flatten(args[a])[1]
         grad_trees.append(pytree.unflatten(treedef, grads[k:k + treedef.num_leaves]))
         k += treedef.num_leaves
     return pytree.unflatten(out_tree, outs), grad_trees
+
+
+def _leaves_and_wrt(args, nums) -> tuple[list, list]:
+    """The leaves of `args` and the positions among them of args[nums]'s."""
+    ranges = _leaf_ranges(args)
+    return pytree.flatten(tuple(args))[0], [i for a in nums for i in ranges[a]]
 
 
 def _static_values(leaves, wrt) -> frozenset:

@@ -18,8 +18,8 @@ import numpy as np
 
 from graphc import errors, pytree, tracing
 from graphc import numpy_api as fnp
-from graphc.api import (MAX_ENTRIES, Compiled, _argnums_tuple, _signature_key, _vjp_traced,
-                        grad, jit)
+from graphc.api import (MAX_ENTRIES, Compiled, _argnums_tuple, _leaves_and_wrt, _signature_key,
+                        _static_values, _vjp_traced, grad, jit)
 
 # A Jacobian of more rows than this (output elements, all outputs together)
 # is computed a row per call of a compiled VJP; see the module's docstring
@@ -40,7 +40,8 @@ def jacobian(fn, argnums=0):
     """
     def jacobian_fn(*args):
         nums = _argnums_tuple(argnums, len(args))
-        graph = tracing.trace_fn(fn, args)
+        # (inside a trace, a static Python number reaches fn as it is, as in _vjp_traced)
+        graph = tracing.trace_fn(fn, args, _static_values(*_leaves_and_wrt(args, nums)))
         outs = [graph.node(o) for o in graph.outputs]
         _check_float(outs)
         blocks = []
@@ -154,10 +155,10 @@ class _Jacobian(Compiled):
         for j, (shape, dtype) in enumerate(outputs):
             pull, size = self._pull(j), math.prod(shape)
             rows, unit = [], np.zeros(size, dtype)
-            for i in range(size):   # (a compiled call's outputs are new arrays, never unit)
-                unit[i] = 1
+            for i in range(max(size, 1)):   # one row for no output too: its dtype
+                unit[i:i + 1] = 1       # (a compiled call's outputs are new arrays, never unit)
                 rows.append(pull(*args, unit.reshape(shape)))
-                unit[i] = 0
+                unit[i:i + 1] = 0
             blocks.append(_blocks(rows, args, self._argnums, lambda rows_of_leaf, leaf: np.stack(
-                rows_of_leaf).reshape(shape + np.shape(leaf))))
+                rows_of_leaf)[:size].reshape(shape + np.shape(leaf))))
         return pytree.unflatten(out_tree, blocks)

@@ -210,9 +210,12 @@ def test_a_static_argument_reaches_a_differentiated_function_as_a_python_value()
         value, g = step(w, x, train)
         np.testing.assert_allclose(value, scale * np.sum((x * w) ** 2), rtol=1e-14)
         np.testing.assert_allclose(g, scale * 2 * x ** 2 * w, rtol=1e-14)
-    # a Python number that is differentiated stays a traced value
+    # a Python number that is differentiated stays a traced value (with float32
+    # x it is converted, and its derivative needs its dtype)
     dk = gc.jit(lambda x: gc.grad(lambda x, k: np.sum(x * k ** 2), argnums=1)(x, 2.0))
     np.testing.assert_allclose(dk(x), 4.0 * np.sum(x), rtol=1e-14)
+    ds = gc.jit(lambda x: gc.grad(lambda x, s: np.sum(x ** 2) * s, argnums=1)(x, 2.0))
+    np.testing.assert_allclose(ds(x.astype(np.float32)), np.sum(x ** 2), rtol=1e-6)
 
 
 def test_keyword_arguments_take_the_places_of_the_functions_parameters():

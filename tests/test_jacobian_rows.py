@@ -71,3 +71,23 @@ def test_the_same_errors_as_unrolled_rows():
         with pytest.raises(TypeError, match="jacobian") as raised:
             gc.jacobian(lambda x, k: x * k, argnums=1)(x[:n], np.arange(n))
         assert "integer" in str(raised.value) or "int64" in str(raised.value)
+
+
+def test_an_empty_output_among_many_rows_has_an_empty_block():
+    x = np.arange(float(ROWS))
+    J = gc.jacobian(lambda x: (x * 2, x[:0], (x * x)[:0].reshape(0, 1)))(x)
+    assert [b.shape for b in J] == [(ROWS, ROWS), (0, ROWS), (0, 1, ROWS)]
+    assert all(b.dtype == np.float64 for b in J)
+    np.testing.assert_array_equal(J[0], 2 * np.eye(ROWS))
+
+
+def test_a_static_flag_reaches_a_hessian_inside_jit():
+    def loss(x, train):
+        value = np.sum(np.tanh(x) ** 2)
+        return value * 2.0 if train else value
+
+    x = np.linspace(-1, 1, ROWS)
+    H = gc.jit(gc.hessian(loss), static_argnums=1)
+    plain = gc.hessian(lambda x: loss(x, False))(x)
+    np.testing.assert_allclose(H(x, False), plain, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(H(x, True), 2 * plain, rtol=1e-12, atol=1e-14)
