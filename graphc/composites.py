@@ -307,13 +307,15 @@ def norm(x, ord=None, axis=None, keepdims=False):
     -inf (max and min of |x|), 0 (the count of nonzeros) and p (sum |x|^p
     to the 1/p). Over two, the Frobenius norm (the default) and 1, -1, inf,
     -inf (the largest or smallest sum of |x| down a column or along a row);
-    2, -2 and 'nuc' need singular values, not built. The 2-norm's gradient
-    at 0 is nan, as sqrt's slope there is infinite (as in JAX)."""
+    2, -2 and 'nuc' need singular values, not built. Without ord and axis,
+    the 2-norm of all elements. The 2-norm's gradient at 0 is nan, as
+    sqrt's slope there is infinite (as in JAX); so are those of p < 1 at a
+    0, and a tie for the largest |x| shares the inf-norm's slope."""
     x = fnp._as_array(x)
-    if axis is None and ord is not None and x.ndim > 2:
-        errors.refuse(errors.GraphcValueError, "norm: improper number of dimensions to norm")
+    ord = ord.item() if isinstance(ord, np.generic) else ord   # np.float64(3) promotes nothing
+    every_element = axis is None and ord is None        # whatever the rank
     axes = tuple(range(x.ndim)) if axis is None else fnp.normalize_axes(axis, x.ndim, "norm")
-    if len(axes) > 2:
+    if not every_element and len(axes) not in (1, 2):
         errors.refuse(errors.GraphcValueError, "norm: improper number of dimensions to norm")
     x = fnp._as_float_or_float64(x)      # as NumPy's norm: float64 for integers
     if ord is None or (ord in ("fro", "f") and len(axes) == 2) or (ord == 2 and len(axes) == 1):
@@ -328,15 +330,22 @@ def norm(x, ord=None, axis=None, keepdims=False):
         rows, columns = (0, 1) if axis is None else (a % x.ndim for a in axis)  # in the given order
         summed, across = (rows, columns) if ord in (1, -1) else (columns, rows)
         sums = fnp.sum(magnitude, axis=summed, keepdims=True)
-        out = (fnp.max if ord > 0 else fnp.min)(sums, axis=across, keepdims=True)
+        out = (_largest if ord > 0 else fnp.min)(sums, axis=across, keepdims=True)
         return out if keepdims else fnp.squeeze(out, axis=axes)
     if ord in (np.inf, -np.inf):
-        return (fnp.max if ord > 0 else fnp.min)(magnitude, axis=axes, keepdims=keepdims)
+        return (_largest if ord > 0 else fnp.min)(magnitude, axis=axes, keepdims=keepdims)
     if ord == 0:
         return fnp.sum(fnp.not_equal(x, 0).astype(magnitude.dtype), axis=axes, keepdims=keepdims)
     if ord == 1:
         return fnp.sum(magnitude, axis=axes, keepdims=keepdims)
     return fnp.power(fnp.sum(fnp.power(magnitude, ord), axis=axes, keepdims=keepdims), 1 / ord)
+
+
+def _largest(x, axis, keepdims):
+    """The max of |x| values, 0 over no elements (NumPy's norm: initial=0)."""
+    if any(fnp.aval_of(x)[0][a] == 0 for a in fnp.normalize_axes(axis, fnp.ndim(x), "norm")):
+        return fnp.sum(x, axis=axis, keepdims=keepdims)
+    return fnp.max(x, axis=axis, keepdims=keepdims)
 
 
 def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
@@ -346,10 +355,10 @@ def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
     dtype = fnp.aval_of(x)[1]
     if dtype.kind != "f":
         return x
-    info = np.finfo(dtype)
-    x = fnp.where(isnan(x), nan, x)
-    x = fnp.where(fnp.equal(x, np.inf), info.max if posinf is None else posinf, x)
-    return fnp.where(fnp.equal(x, -np.inf), info.min if neginf is None else neginf, x)
+    info = np.finfo(dtype)      # (the replacements as Python floats: in x's dtype, as NumPy)
+    x = fnp.where(isnan(x), float(nan), x)
+    x = fnp.where(fnp.equal(x, np.inf), float(info.max if posinf is None else posinf), x)
+    return fnp.where(fnp.equal(x, -np.inf), float(info.min if neginf is None else neginf), x)
 
 
 def reciprocal(x):

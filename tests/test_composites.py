@@ -161,6 +161,11 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.nan_to_num(np.where(x > 1, np.inf, np.where(x < 0.2, -np.inf, np.where(
         x < 0.4, np.nan, x))).astype(np.float32), nan=-1.0, posinf=2.0, neginf=-2.0),
     lambda x, v: np.nan_to_num((x > 1).astype(np.int8)),
+    lambda x, v: np.nan_to_num(np.where(x > 1, np.nan, x).astype(np.float32), nan=np.float64(3)),
+    lambda x, v: np.linalg.norm(x.astype(np.float32), ord=np.float64(3), axis=1),   # float32
+    lambda x, v: np.linalg.norm(x[:0], ord=np.inf, axis=0) + np.linalg.norm(v[:0], np.inf),
+    lambda x, v: np.linalg.norm(x[:, :0], ord=1) + np.linalg.norm(x[:0], ord=np.inf),
+    lambda x, v: np.linalg.norm(x.reshape(2, 3, 4), keepdims=True),     # every element
     lambda x, v: np.hstack([x[0], [1.0, 2.0]], dtype=np.float32),
     lambda x, v: np.tril(x > 0),
     lambda x, v: np.linalg.norm(x > 0, axis=1),         # float64, as NumPy's norm
@@ -411,6 +416,7 @@ def test_isnan_and_isfinite():
     (lambda x: np.linalg.norm(x, 2), gc.UnsupportedOpError,
      r"norm\(ord=2\) over 2 axes is not supported: it needs singular values"),
     (lambda x: np.linalg.norm(x[0], "fro"), ValueError, r"norm\(ord='fro'\) over 1 axes"),
+    (lambda x: np.linalg.norm(x[0, 0], 1), ValueError, "improper number of dimensions"),
     (lambda x: np.pad(x, 1, mode="mean"), gc.UnsupportedOpError, r"np.pad\(mode='mean'\)"),
     (lambda x: np.pad(x, 4, mode="reflect"), gc.UnsupportedOpError, "wider than the axis"),
     (lambda x: np.repeat(x, [1, 2, 1, 1], axis=0), gc.UnsupportedOpError, "a count per element"),
