@@ -99,9 +99,11 @@ def _stack_rows(rows, out, arg_shape):
 
 
 class _Jacobian(Compiled):
-    """jacobian's compiled function: unrolled rows (Compiled's own path), or
-    past ROWS_UNROLLED_AT_MOST rows, a call of a compiled VJP per row.
-    inspect(), lower() and interpret() show the unrolled rows."""
+    """jacobian's compiled function: unrolled rows (Compiled's own path), or,
+    past ROWS_UNROLLED_AT_MOST rows and called with no tracers, a call of a
+    compiled VJP per row. Which one is decided at a signature's first call
+    (a new ROWS_UNROLLED_AT_MOST reaches new signatures). inspect(), lower()
+    and interpret() show the unrolled rows."""
 
     def __init__(self, jacobian_fn, fn, argnums):
         super().__init__(jacobian_fn, name=f"jacobian({getattr(fn, '__name__', 'fn')})",

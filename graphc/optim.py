@@ -13,7 +13,8 @@ update stays float32. A learning rate may also be a schedule: a function
 of the count of steps taken before this one (a 0-d int64 array), written
 in NumPy, traced into the update as optax's are, e.g. a warmup
 `lambda t: 1e-3 * np.minimum(1.0, (t + 1) / 100)`; its value is cast to
-each parameter's dtype.
+each parameter's dtype. (Its values are not checked at run time: one
+below 0 steps uphill, where a constant lr must be >= 0.)
 """
 from __future__ import annotations
 
@@ -78,6 +79,15 @@ class Optimizer:
         if not callable(self.lr):
             return self.lr
         value = self.lr(count)
+        if isinstance(value, (bool, str)) or not (isinstance(value, (int, float)) or (
+                hasattr(value, "astype") and np.shape(value) == ())):
+            code = getattr(self.lr, "__code__", None)
+            where = f" (at {code.co_filename}:{code.co_firstlineno})" if code else ""
+            what = (f"an array of shape {value.shape}" if hasattr(value, "shape")
+                    else f"a {type(value).__name__}")
+            raise errors.GraphcValueError(
+                f"the learning-rate schedule returned {what}; it must return one number (a "
+                f"Python float or a 0-d array) for the step count it is given{where}")
         return value.astype(dtype) if hasattr(value, "astype") else value
 
     def __repr__(self):
@@ -135,7 +145,7 @@ class SGD(Optimizer):
         self.slots = ("momentum",) if self.momentum else ()
 
     def update(self, params, grads, slots, count):
-        new_params, new_bufs = [], []
+        new_params, new_bufs, rates = [], [], {}
         for k, (p, g) in enumerate(zip(params, grads)):
             if self.weight_decay:
                 g = g + self.weight_decay * p
@@ -147,7 +157,9 @@ class SGD(Optimizer):
                 buf = np.where(_below_normal(buf), 0.0, buf)
                 new_bufs.append(buf)
                 g = g + self.momentum * buf if self.nesterov else buf
-            new_params.append(p - self.rate(count, p.dtype) * g)
+            if p.dtype not in rates:      # (traced once a dtype, as Adam's corrections)
+                rates[p.dtype] = self.rate(count, p.dtype)
+            new_params.append(p - rates[p.dtype] * g)
         return new_params, ({"momentum": new_bufs} if self.momentum else {})
 
 

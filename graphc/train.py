@@ -217,9 +217,14 @@ class Step:
         """The state leaves (params, then each moment slot) in the driver's order,
         checked against what this step was built for; the state is made on first sight."""
         leaves, treedef = pytree.flatten(params)
+        if self.state is None:      # never made, or reset by the user: a fresh one
+            self._treedef, self._checked = None, []
         if self._treedef is None:
             _leaf_check(leaves, [f"params{path}" for path in pytree.leaf_paths(treedef)])
             slots = self.optimizer.init(leaves)
+            if not isinstance(self.state, (dict, type(None))):
+                raise errors.GraphcTypeError(f"step.state is a {type(self.state).__name__}; "
+                                             f"it is a dict (or None for a fresh one)")
             if self.state is None:
                 self.state = {"count": 0,
                               **{k: pytree.unflatten(treedef, v) for k, v in slots.items()}}
@@ -244,7 +249,7 @@ class Step:
         for k in self._slot_names:
             slot, slot_def = pytree.flatten(self.state[k])
             if slot_def is not self._treedef and slot_def != self._treedef:
-                raise errors.GraphcTypeError(f"step.state[{k!r}] no longer has the structure "
+                raise errors.GraphcTypeError(f"step.state[{k!r}] does not have the structure "
                                              f"of the params {self._treedef}")
             state = state + slot
         checked = self._checked

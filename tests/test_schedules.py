@@ -94,3 +94,15 @@ def test_a_rate_is_a_number_at_least_zero_or_a_schedule():
     assert opt.lr is decay and "decay" in repr(opt)
     with pytest.raises(ValueError, match="cannot change"):
         opt.lr = warmup
+
+
+@pytest.mark.parametrize("schedule, what", [
+    (lambda t: None, "a NoneType"), (lambda t: "0.1", "a str"),
+    (lambda t: np.full((1, 1), 0.1), r"an array of shape \(1, 1\)"),
+    (lambda t: np.ones((2, 1)) * t, r"an array of shape \(2, 1\)")])
+def test_a_schedule_returns_one_number_or_is_refused_before_anything_runs(schedule, what):
+    p = {"w": np.zeros(4), "b": np.zeros(())}
+    with pytest.raises(ValueError, match=f"schedule returned {what}; it must return one number.*"
+                                         f"test_schedules.py"):
+        gc.compile_step(loss, gc.optim.SGD(schedule))(p, X, Y)
+    assert not p["w"].any() and not p["b"].any()

@@ -164,6 +164,13 @@ def test_a_state_set_before_the_first_call_is_continued_from():
             third(copied, x, y)
         for k in copied:
             np.testing.assert_array_equal(copied[k], before[k])
+        third.state = None      # a fresh state after all
+        third(copied, x, y)
+        assert third.state["count"] == 1
+    not_a_dict = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
+    not_a_dict.state = [first.state]
+    with pytest.raises(TypeError, match="step.state is a list"):
+        not_a_dict(copied, x, y)
 
 
 def test_optimizer_settings_cannot_change_under_a_compiled_step():
@@ -559,7 +566,7 @@ def test_steady_state_steps_skip_the_checks_and_any_change_is_checked_again(monk
     same_as_fresh(x, y)
     moments = step.state["m"]
     step.state["m"] = {("u" if k == "v" else k): a for k, a in moments.items()}
-    with pytest.raises(TypeError, match=r"step.state\['m'\] no longer has the structure"):
+    with pytest.raises(TypeError, match=r"step.state\['m'\] does not have the structure"):
         step(params, x, y)
     step.state["m"] = moments
     same_as_fresh(x, y)
