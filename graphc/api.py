@@ -474,8 +474,9 @@ class Compiled:
                 f"{self.__name__} has been called with {WARN_AFTER_SIGNATURES} different "
                 f"signatures (shapes, dtypes or static values); each new one is traced again, "
                 f"and compiled again unless a module compiled before fits it (most new batch "
-                f"sizes do not compile). Keep shapes fixed (pad the last batch, or drop_last=True) or pass Python "
-                f"values that change as array arguments instead of static ones.",
+                f"sizes do not compile). Keep shapes fixed (pad the last batch, or "
+                f"drop_last=True) or pass Python values that change as array arguments "
+                f"instead of static ones.",
                 RecompileWarning, stacklevel=4)
         while len(self._cache) > MAX_ENTRIES:
             self._cache.popitem(last=False)
@@ -677,7 +678,7 @@ def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
     out_nodes = [graph.node(graph.outputs[i]) for i in primal_ids]
     cts = out_cts_fn(out_nodes) + [None] * (n_out - len(primal_ids))
     values = tracing.bound_values(graph, leaves)
-    for k in wrt:   # a Python number differentiated inside a trace (a literal): its vjp takes dtypes
+    for k in wrt:   # a Python number differentiated inside a trace (a literal): VJPs read dtypes
         if not isinstance(values[k], (tracing.Tracer, np.ndarray)):
             values[k] = np.asarray(values[k], graph.node(graph.inputs[k]).dtype).view(
                 tracing.WeakScalar)
