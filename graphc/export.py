@@ -48,7 +48,7 @@ with np.load(io.BytesIO(base64.b64decode(_BLOB))) as _npz:
     _ARRAYS = dict(_npz)
 _STRUCTURE = {structure!r}      # the params pytree: 1 at each leaf, None where params hold None
 _SLOTS = {slots!r}
-_AUX = {aux!r}      # a has_aux step's aux pytree (as _STRUCTURE), else None
+_HAS_AUX = {has_aux!r}      # the step returns (loss, aux): aux trees per signature, as _STRUCTURE
 _SIGNATURES = {{
 {signatures}
 }}
@@ -222,14 +222,14 @@ def _checked_inputs(params, batch):
                 else f"the batch {{_shapes(batch)}}")
         raise TypeError(f"no exported signature matches {{what}}; exported batches: "
                         + "; ".join(_shapes(b) for b in batches))
-    run, consts, new_workspace, aux_dtypes = _SIGNATURES[key]
+    run, consts, new_workspace, aux = _SIGNATURES[key]
     for leaf in leaves:
         if not leaf.flags.writeable or not leaf.flags.c_contiguous:
             raise ValueError("parameters must be writable C-contiguous arrays")
     state_leaves = leaves + slot_leaves
     data = _unaliased(data, state_leaves)
     entry = (run, [_ARRAYS[c] for c in consts], new_workspace, _WORKSPACES.setdefault(key, []),
-             aux_dtypes)
+             aux)
     owners = [_owner(s) for s in state_leaves]
     if all(type(o) is np.ndarray for o in owners):
         _LAST[:] = [(state_leaves, [(s.shape, s.dtype) for s in state_leaves],
@@ -240,7 +240,7 @@ def _checked_inputs(params, batch):
 def step(params, *batch):
     """One fused forward + backward + update; returns the loss before the update
     (with the aux, computed before it too, for a step made with has_aux=True)."""
-    inputs, (run, consts, new_workspace, free, aux_dtypes) = (
+    inputs, (run, consts, new_workspace, free, aux) = (
         _steady_inputs(params, batch) or _checked_inputs(params, batch))
     # `run` writes the new params and moment slots into their arrays itself
     if new_workspace is None:
@@ -256,11 +256,12 @@ def step(params, *batch):
         if ws.size <= _KEEP_WORKSPACE_BYTES:
             free.append(ws)
     state["count"] += 1
-    if _AUX is None:
+    if not _HAS_AUX:
         return float(outs[0])
-    # has_aux: the loss and the aux tree (its 0-d results come back as scalars)
-    return float(outs[0]), _unflatten(_AUX, [out if dtype is None else np.array(out, dtype)
-                                             for out, dtype in zip(outs[1:], aux_dtypes)])
+    # the loss and the aux tree, whose 0-d results come back as scalars
+    structure, dtypes = aux
+    return float(outs[0]), _unflatten(structure, [out if dtype is None else np.array(out, dtype)
+                                                  for out, dtype in zip(outs[1:], dtypes)])
 '''
 
 
@@ -348,10 +349,13 @@ def export(step, path) -> None:
             const_names.append(f"c{k}_{j}")
         key = tuple((tuple(shape), np.dtype(dtype).str) for shape, dtype in entry.in_avals)
         maker = f"new_workspace_{k}" if module.workspace else None
-        # a has_aux step's aux outputs follow the loss: the dtypes of its 0-d ones
-        aux_dtypes = [entry.scalar_dtypes[r].str if r in entry.scalar_dtypes else None
-                      for r in range(1, len(entry.graph.outputs) - len(entry.write_back))]
-        signatures.append(f"    {key!r}: (run_{k}, {const_names!r}, {maker}, {aux_dtypes!r}),")
+        # a has_aux step's aux outputs follow the loss: their tree (which may
+        # differ by signature) and the dtypes of its 0-d ones
+        aux = (_structure(entry.graph.meta["out_tree"].children[3]),
+               [entry.scalar_dtypes[r].str if r in entry.scalar_dtypes else None
+                for r in range(1, len(entry.graph.outputs) - len(entry.write_back))]
+               ) if step.has_aux else None
+        signatures.append(f"    {key!r}: (run_{k}, {const_names!r}, {maker}, {aux!r}),")
     # the graphc.kernels modules the kernels call (vmath.exp, blas.gemm, alloc.empty),
     # carried along so graphc is not needed
     embedded = "".join(_embedded(name) for name in _kernels_needed(kernels))
@@ -360,11 +364,10 @@ def export(step, path) -> None:
     encoded = base64.b64encode(buffer.getvalue()).decode()
     blob = "\n".join(f'    "{encoded[i:i + 96]}"' for i in range(0, len(encoded), 96)) or '    ""'
     structure = _structure(treedef)
-    aux = _structure(entries[0].graph.meta["out_tree"].children[3]) if step.has_aux else None
     source = _TEMPLATE.format(
         version=graphc.__version__, embedded=embedded,
         kernels="FASTMATH = " + codegen.FASTMATH + "\n" + "\n".join(kernels), blob=blob,
-        structure=structure, slots=tuple(step.optimizer.slots), aux=aux,
+        structure=structure, slots=tuple(step.optimizer.slots), has_aux=step.has_aux,
         signatures="\n".join(signatures), count=int(step.state["count"]),
         num_params=treedef.num_leaves, keep_bytes=api.KEEP_WORKSPACE_BYTES)
     with open(path, "w") as f:

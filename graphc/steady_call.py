@@ -107,7 +107,7 @@ def source(layout: Layout) -> str:
     for i, slot in enumerate(slots):
         lines += _container_test(f"step_state.get({slot})", state[(i + 1) * n:(i + 2) * n], keys)
     lines += ['            count = step_state["count"]',
-              "        except KeyError:",
+              "        except (KeyError, TypeError, AttributeError):    # (step.state not a dict)",
               "            return None"]
     for b, shape in zip(batch, shapes):
         lines += _batch_test(b, shape)

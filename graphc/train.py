@@ -219,12 +219,12 @@ class Step:
         leaves, treedef = pytree.flatten(params)
         if self.state is None:      # never made, or reset by the user: a fresh one
             self._treedef, self._checked = None, []
+        elif not isinstance(self.state, dict):
+            raise errors.GraphcTypeError(f"step.state is a {type(self.state).__name__}; "
+                                         f"it is a dict (or None for a fresh one)")
         if self._treedef is None:
             _leaf_check(leaves, [f"params{path}" for path in pytree.leaf_paths(treedef)])
             slots = self.optimizer.init(leaves)
-            if not isinstance(self.state, (dict, type(None))):
-                raise errors.GraphcTypeError(f"step.state is a {type(self.state).__name__}; "
-                                             f"it is a dict (or None for a fresh one)")
             if self.state is None:
                 self.state = {"count": 0,
                               **{k: pytree.unflatten(treedef, v) for k, v in slots.items()}}

@@ -75,3 +75,25 @@ def test_an_aux_step_has_no_epoch_loop_and_a_plain_loss_is_refused():
     plain = gc.compile_step(lambda p, x, y: loss(p, x, y)[0], gc.optim.SGD(0.1), has_aux=True)
     with pytest.raises(TypeError, match="pair"):
         plain(_params(), X, Y)
+
+
+def test_an_exported_step_keeps_each_signature_s_aux_and_a_none_aux(import_exported):
+    def by_rows(p, x, y):       # a list as long as the batch: its tree differs by signature
+        value, metrics = loss(p, x, y)
+        return value, ([metrics.logits[i].sum() for i in range(len(x))], None)
+
+    p = _params()
+    step = gc.compile_step(by_rows, gc.optim.SGD(0.1), has_aux=True)
+    step(p, X, Y)
+    step(p, X[:3], Y[:3])
+    module = import_exported(step, "rows_aux_step")
+    exported = {k: v.copy() for k, v in p.items()}
+    for rows in (16, 3, 16):
+        got, want = module.step(exported, X[:rows], Y[:rows]), step(p, X[:rows], Y[:rows])
+        assert got[0] == want[0] and len(got[1][0]) == rows and got[1][1] is None
+        np.testing.assert_array_equal(got[1][0], want[1][0])
+    none_aux = gc.compile_step(lambda p, x, y: (loss(p, x, y)[0], None), gc.optim.SGD(0.1),
+                               has_aux=True)
+    none_aux(p, X, Y)
+    module = import_exported(none_aux, "none_aux_step")
+    assert module.step(exported, X, Y)[1] is None

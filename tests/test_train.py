@@ -171,6 +171,16 @@ def test_a_state_set_before_the_first_call_is_continued_from():
     not_a_dict.state = [first.state]
     with pytest.raises(TypeError, match="step.state is a list"):
         not_a_dict(copied, x, y)
+    for opt in (gc.optim.SGD(0.1), gc.optim.Adam(0.01)):   # after steady calls too
+        step = gc.compile_step(loss_fn, opt)
+        for _ in range(3):
+            step(copied, x, y)
+        step.state = None
+        step(copied, x, y)
+        assert step.state["count"] == 1
+        step.state = [1]
+        with pytest.raises(TypeError, match="step.state is a list"):
+            step(copied, x, y)
 
 
 def test_optimizer_settings_cannot_change_under_a_compiled_step():
