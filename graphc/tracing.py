@@ -397,6 +397,9 @@ def trace_fn(fn, args: tuple, as_they_are=frozenset()) -> ir.Graph:
         except errors.GraphcError as e:
             errors.name_users_line(e)
             raise
+        except ValueError as e:
+            _refuse_a_stored_tracer(e)
+            raise
         draws.check()
         out_leaves, out_tree = pytree.flatten(out)
         out_ids = []
@@ -413,6 +416,27 @@ def trace_fn(fn, args: tuple, as_they_are=frozenset()) -> ir.Graph:
                                                     key=lambda p: p[0])]
     _pass_int_bounds_out(graph, leaves)
     return graph
+
+
+def _refuse_a_stored_tracer(e: ValueError) -> None:
+    """NumPy's own error for `a[i] = x` of a 0-d traced x into a NumPy array
+    (it asks x for a float, which Tracer refuses, then takes it for a
+    sequence), which names no line: a TracerError that does, with the advice
+    for a[i] = x."""
+    if "setting an array element with a sequence" not in str(e):
+        return
+    frame, line = e.__traceback__, None
+    while frame is not None:
+        code = frame.tb_frame.f_code
+        if not errors.is_internal(code.co_filename):
+            line = f"{code.co_filename}:{frame.tb_lineno}"
+        frame = frame.tb_next
+    raise errors.TracerError(
+        f"NumPy could not store a value in a NumPy array ({str(e).rstrip('.')}){errors.at(line)}"
+        f": a traced value cannot be stored in one, as its value is only known when the "
+        f"compiled code runs. Make the array with np.zeros_like(x) of a traced x, which takes "
+        f"assignments, or collect the pieces in a list and np.stack or np.concatenate them"
+        ) from e
 
 
 def capture_values(graph: ir.Graph) -> list:

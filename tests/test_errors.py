@@ -74,6 +74,11 @@ def test_numpy_style_writes_into_arrays_say_what_to_write_instead():
         hs[0] = x
         return hs
 
+    def fill_one(x):
+        hs = np.empty(3)
+        hs[0] = x[0]        # a 0-d tracer: NumPy's own ValueError, named and explained
+        return hs
+
     with pytest.raises(gc.UnsupportedOpError, match=r"in-place np.add into a NumPy array "
                                                     r"\(a \+= x.*write a = a \+ x") as e:
         gc.trace(accumulate, np.ones(3))
@@ -82,6 +87,11 @@ def test_numpy_style_writes_into_arrays_say_what_to_write_instead():
                                              r"np.zeros_like\(x\) of a traced x.*np.stack") as e:
         gc.trace(fill, np.ones(3))
     assert _line_of(fill, 2) in str(e.value)
+    with pytest.raises(gc.TracerError, match=r"NumPy could not store a value in a NumPy array "
+                                             r"\(setting an array element with a sequence\).*"
+                                             r"np.zeros_like\(x\)") as e:
+        gc.trace(fill_one, np.ones(3))
+    assert _line_of(fill_one, 2) in str(e.value)
 
     def converted(x):
         return np.asarray(x) * 2
