@@ -1054,6 +1054,35 @@ FUNCTIONS = {
 }
 
 
+def _add_at(a, indices, b, negate=False):
+    """np.add.at(a, indices, b) (np.subtract.at with negate): a[indices] += b
+    where repeated indices add up, in place on a traced `a`. The sum is the
+    transpose of the gather a[indices] (a scatter that adds) applied to b,
+    so any index a[indices] takes, takes; b is cast to a's dtype as NumPy's
+    same_kind casting allows."""
+    from graphc import autodiff     # it imports this module
+    if not isinstance(a, Tracer):
+        raise errors.UnsupportedOpError(
+            f"np.add.at into a NumPy array of a traced value: NumPy arrays cannot take traced "
+            f"values; make a with np.zeros_like(x) of a traced x"
+            f"{errors.at(errors.user_location())}")
+    if a.dtype.kind != "f":     # (its scatter is a VJP's, which integers do not have)
+        raise errors.UnsupportedOpError(
+            f"np.add.at into a {a.dtype} array is not supported, only into float arrays; "
+            f"count with np.sum(y[:, None] == np.arange(k), axis=0)"
+            f"{errors.at(errors.user_location())}")
+    gather = tracing.trace_fn(lambda z: getitem(z, indices), (a,))
+    picked = gather.node(gather.outputs[0])
+    b = _as_array(b)
+    if not np.can_cast(aval_of(b)[1], a.dtype, casting="same_kind") and not aval_of(b)[2]:
+        raise errors.GraphcTypeError(f"np.add.at: cannot add {aval_of(b)[1]} values into a "
+                                     f"{a.dtype} array{errors.at(errors.user_location())}")
+    b = astype(broadcast_to(b, picked.shape), a.dtype)
+    _, (scattered,) = autodiff.vjp_into(gather, tracing.bound_values(gather, [a]), [0],
+                                        [negative(b) if negate else b])
+    _assignment.setitem(a, Ellipsis, add(a, scattered))
+
+
 def _ufunc_name(ufunc):
     return getattr(ufunc, "__name__", str(ufunc))
 
@@ -1065,6 +1094,8 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
             return _reduce(name, inputs[0], **kwargs)
         if method == "accumulate" and name in ("add", "multiply"):
             return _accumulate(name, *inputs, **kwargs)
+        if method == "at" and name in ("add", "subtract") and len(inputs) == 3 and not kwargs:
+            return _add_at(*inputs, negate=name == "subtract")
         raise errors.UnsupportedOpError(f"np.{name}.{method} is not supported by graphc"
                                         f"{errors.at(errors.user_location())}")
     out = kwargs.get("out")

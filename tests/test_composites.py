@@ -20,6 +20,15 @@ def compiled(case):
     return case
 
 
+def _added_at(x, v):
+    """np.add.at and np.subtract.at into a traced array: repeated indices add up."""
+    out = np.zeros_like(x)
+    np.add.at(out, np.array([0, 2, 2, 0]), x[::-1] * 2)
+    np.subtract.at(out, (np.array([1, 1, -1]), np.array([3, 3, 0])), v[:3])
+    np.add.at(out, (slice(None), 5), 1.5)
+    return out
+
+
 CASES = [   # one a line: a failure names its line
     lambda x, v: np.split(x, 2, axis=1),
     compiled(lambda x, v: np.split(x, [1, 3])),
@@ -64,6 +73,7 @@ CASES = [   # one a line: a failure names its line
     compiled(lambda x, v: np.tril(x)),
     lambda x, v: np.triu(x, 1),
     compiled(lambda x, v: np.logaddexp.reduce(x, axis=1)),
+    compiled(lambda x, v: _added_at(x, v)),
     lambda x, v: np.reciprocal(v),
     # found in review: axes against the input (-1 was the new window axis),
     # shifts on one axis add up, arrays as counts, dtypes kept or honoured
@@ -417,6 +427,10 @@ def test_isnan_and_isfinite():
      r"norm\(ord=2\) over 2 axes is not supported: it needs singular values"),
     (lambda x: np.linalg.norm(x[0], "fro"), ValueError, r"norm\(ord='fro'\) over 1 axes"),
     (lambda x: np.linalg.norm(x[0, 0], 1), ValueError, "improper number of dimensions"),
+    (lambda x: np.add.at(np.zeros(3), [0], x[0, 0]), gc.UnsupportedOpError,
+     "np.add.at into a NumPy array of a traced value"),
+    (lambda x: np.add.at(x.astype(np.int64), [0], 1), gc.UnsupportedOpError,
+     "np.add.at into a int64 array is not supported"),
     (lambda x: np.pad(x, 1, mode="mean"), gc.UnsupportedOpError, r"np.pad\(mode='mean'\)"),
     (lambda x: np.pad(x, 4, mode="reflect"), gc.UnsupportedOpError, "wider than the axis"),
     (lambda x: np.repeat(x, [1, 2, 1, 1], axis=0), gc.UnsupportedOpError, "a count per element"),
