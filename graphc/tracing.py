@@ -388,7 +388,9 @@ def trace_fn(fn, args: tuple, as_they_are=frozenset()) -> ir.Graph:
         for leaf in leaves:
             shape, dtype, weak = aval_of(leaf)
             tracers.append(Tracer(graph, graph.add_input(shape, dtype, weak, loc)))
-            tracers[-1].argument = isinstance(leaf, np.ndarray)    # a Python number is no array
+            # a Python number is no array; an outer trace's argument (through grad) still is
+            tracers[-1].argument = isinstance(leaf, np.ndarray) or (
+                isinstance(leaf, Tracer) and leaf.argument)
         passed = [leaf if k in as_they_are else tracer
                   for k, (leaf, tracer) in enumerate(zip(leaves, tracers))]
         draws = randomness.Draws(fn)

@@ -551,6 +551,11 @@ def test_assigning_into_an_argument_warns_that_the_caller_keeps_its_array():
     with pytest.warns(RuntimeWarning, match="the caller's array keeps its values"):
         np.testing.assert_array_equal(gc.jit(clip_negatives).interpret(x), [0.0, 2.0])
     np.testing.assert_array_equal(x, [-1.0, 2.0])
+    # through gc.grad too, whose function is traced inside grad's own trace
+    with pytest.warns(RuntimeWarning, match="the caller's array keeps its values"):
+        g = gc.grad(lambda x: np.sum(clip_negatives(x) ** 2))(x)
+    np.testing.assert_array_equal(g, [0.0, 4.0])
+    np.testing.assert_array_equal(x, [-1.0, 2.0])
 
 
 def test_a_generator_seeded_inside_the_function_draws_the_same_numbers_as_numpy():
