@@ -1,9 +1,9 @@
 """NumPy functions that are other NumPy functions graphc has: splitting,
 stacking, padding and windowing variants, flip, roll, repeat, tile, tril,
-triu, outer, linalg.norm, nan_to_num, reciprocal, argmax, argmin, isnan, isfinite,
-isinf, logical_xor, diff, round, deg2rad, rad2deg, fmax, fmin, any, all,
-count_nonzero, isclose, allclose, heaviside, select, sinc, convolve, correlate and
-trapezoid.
+triu, outer, linalg.norm, nan_to_num, searchsorted, interp, reciprocal,
+argmax, argmin, isnan, isfinite, isinf, logical_xor, diff, round, deg2rad,
+rad2deg, fmax, fmin, any, all, count_nonzero, isclose, allclose, heaviside,
+select, sinc, convolve, correlate and trapezoid.
 Each is written with numpy_api's functions, so it traces, differentiates
 and fuses as they do, and needs no op, kernel or derivative of its own."""
 from __future__ import annotations
@@ -501,6 +501,54 @@ def sinc(x):
     return fnp.true_divide(fnp.sin(y), y)
 
 
+def searchsorted(a, v, side="left", sorter=None):
+    """np.searchsorted of a sorted 1-d `a`: where each v would go, the count of
+    a's elements below it (side='left') or at most it ('right'), an int64
+    array. Counted by comparing every pair (len(a) * v.size), not bisected;
+    nan goes last, as in NumPy's sort order."""
+    if sorter is not None or side not in ("left", "right"):
+        errors.refuse(errors.UnsupportedOpError if sorter is not None else errors.GraphcValueError,
+                      f"np.searchsorted(side={side!r}, sorter=...) is not supported: a sorted "
+                      f"array, side 'left' or 'right'" if sorter is not None else
+                      f"np.searchsorted: side must be 'left' or 'right', got {side!r}")
+    a, v = fnp._as_array(a), fnp._as_array(v)
+    if fnp.ndim(a) != 1:
+        errors.refuse(errors.GraphcValueError, "np.searchsorted: a must be 1-d")
+    v = fnp.expand_dims(v, -1)          # pairs: v's shape + (len(a),)
+    before = (fnp.less if side == "left" else fnp.less_equal)(a, v)
+    # nan sorts last: a nan in a comes after every number, and a nan v after
+    # every number in a, and after a's nans too for side='right'
+    a_number = fnp.logical_not(isnan(a))
+    after_numbers = a_number if side == "left" else fnp.ones_like(a_number)
+    pairs = fnp.logical_or(fnp.logical_and(before, a_number),
+                           fnp.logical_and(isnan(v), after_numbers))
+    return fnp.sum(pairs.astype(np.int64), axis=-1)
+
+
+def interp(x, xp, fp, left=None, right=None, period=None):
+    """np.interp: piecewise-linear through (xp, fp), xp increasing; fp[0] (or
+    `left`) before xp[0], fp[-1] (or `right`) after xp[-1]. Differentiable in
+    x, xp and fp (the slope at a knot is the segment's to its right)."""
+    if period is not None:
+        errors.refuse(errors.UnsupportedOpError, "np.interp(period=) is not supported")
+    # NumPy's interp computes in float64, whatever its arguments' types
+    x, xp, fp = (fnp.astype(fnp._as_array(a), np.float64) for a in (x, xp, fp))
+    n = fnp.aval_of(xp)[0][0] if fnp.ndim(xp) == 1 else 0
+    if fnp.ndim(xp) != 1 or fnp.ndim(fp) != 1 or fnp.aval_of(fp)[0][0] != n or n == 0:
+        errors.refuse(errors.GraphcValueError, "np.interp: xp and fp must be 1-d, of one "
+                                               "nonzero length")
+    if n == 1:
+        inside = fnp.multiply(fnp.ones_like(x), fp[0])
+    else:
+        j = fnp.clip(searchsorted(xp, x, side="right") - 1, 0, n - 2)
+        x0, x1 = fnp.take(xp, j), fnp.take(xp, j + 1)     # (xp may be a NumPy array)
+        y0, y1 = fnp.take(fp, j), fnp.take(fp, j + 1)
+        inside = y0 + (x - x0) * ((y1 - y0) / (x1 - x0))
+    below = fp[0] if left is None else left
+    above = fp[-1] if right is None else right
+    return fnp.where(fnp.less(x, xp[0]), below, fnp.where(fnp.greater(x, xp[-1]), above, inside))
+
+
 def logical_xor(x, y):
     x, y = fnp._arrays_of_lists(x, y)
     return fnp.not_equal(fnp.astype(x, np.bool_), fnp.astype(y, np.bool_))
@@ -647,7 +695,7 @@ FUNCTIONS = {
     np.diff: diff, np.count_nonzero: count_nonzero, np.any: any_, np.all: all_,
     np.isclose: isclose, np.allclose: allclose, np.select: select, np.sinc: sinc,
     np.convolve: convolve, np.correlate: correlate, np.trapezoid: trapezoid,
-    np.nan_to_num: nan_to_num,
+    np.nan_to_num: nan_to_num, np.searchsorted: searchsorted, np.interp: interp,
 }
 UFUNCS = {"isnan": isnan, "isfinite": isfinite, "isinf": isinf, "reciprocal": reciprocal,
           "logical_xor": logical_xor, "deg2rad": deg2rad, "radians": deg2rad,

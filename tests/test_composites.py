@@ -74,6 +74,8 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.triu(x, 1),
     compiled(lambda x, v: np.logaddexp.reduce(x, axis=1)),
     compiled(lambda x, v: _added_at(x, v)),
+    compiled(lambda x, v: np.interp(x, np.cumsum(np.abs(v) + 0.1) - 1.0, np.sin(v))),
+    lambda x, v: np.interp(x[0], np.arange(5.0) - 2, v, left=-3.0, right=3.0),  # NumPy's knots
     lambda x, v: np.reciprocal(v),
     # found in review: axes against the input (-1 was the new window axis),
     # shifts on one axis add up, arrays as counts, dtypes kept or honoured
@@ -171,6 +173,12 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.nan_to_num(np.where(x > 1, np.inf, np.where(x < 0.2, -np.inf, np.where(
         x < 0.4, np.nan, x))).astype(np.float32), nan=-1.0, posinf=2.0, neginf=-2.0),
     lambda x, v: np.nan_to_num((x > 1).astype(np.int8)),
+    lambda x, v: np.searchsorted(np.sort(v), x),
+    lambda x, v: np.searchsorted(np.concatenate([np.sort(v), [np.nan]]),
+                                 np.where(x > 1, np.nan, x), side="right"),    # nan last
+    lambda x, v: np.searchsorted(np.concatenate([np.sort(v), [np.nan]]),
+                                 np.where(x > 1, np.nan, x)),
+    lambda x, v: np.interp(x.astype(np.float32), np.float32([0, 1]), np.float32([1, 3])),  # f8
     lambda x, v: np.nan_to_num(np.where(x > 1, np.nan, x).astype(np.float32), nan=np.float64(3)),
     lambda x, v: np.linalg.norm(x.astype(np.float32), ord=np.float64(3), axis=1),   # float32
     lambda x, v: np.linalg.norm(x[:0], ord=np.inf, axis=0) + np.linalg.norm(v[:0], np.inf),
@@ -427,6 +435,9 @@ def test_isnan_and_isfinite():
      r"norm\(ord=2\) over 2 axes is not supported: it needs singular values"),
     (lambda x: np.linalg.norm(x[0], "fro"), ValueError, r"norm\(ord='fro'\) over 1 axes"),
     (lambda x: np.linalg.norm(x[0, 0], 1), ValueError, "improper number of dimensions"),
+    (lambda x: np.searchsorted(x, x), ValueError, "np.searchsorted: a must be 1-d"),
+    (lambda x: np.searchsorted(x[0], x, side="middle"), ValueError, "side must be 'left' or"),
+    (lambda x: np.interp(x, x[0], x[1, :5]), ValueError, "xp and fp must be 1-d, of one"),
     (lambda x: np.add.at(np.zeros(3), [0], x[0, 0]), gc.UnsupportedOpError,
      "np.add.at into a NumPy array of a traced value"),
     (lambda x: np.add.at(x.astype(np.int64), [0], 1), gc.UnsupportedOpError,
