@@ -131,12 +131,17 @@ def name_users_line(e: GraphcError) -> None:
     that do not (an axis given twice, np.stack of unequal shapes, ...)."""
     if not e.args or not isinstance(e.args[0], str) or " (at " in e.args[0]:
         return
-    loc, tb = None, e.__traceback__
+    e.args = (e.args[0] + at(users_line_in(e.__traceback__)),) + e.args[1:]
+
+
+def users_line_in(tb) -> str | None:
+    """`file:line` of the innermost frame of traceback `tb` that is the user's code."""
+    loc = None
     while tb is not None:
         if not is_internal(tb.tb_frame.f_code.co_filename):
             loc = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
         tb = tb.tb_next
-    e.args = (e.args[0] + at(loc),) + e.args[1:]
+    return loc
 
 
 def users_error(kind: type, message: str) -> GraphcError:

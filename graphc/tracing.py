@@ -12,6 +12,8 @@ among the operands the op simply runs eagerly on NumPy arrays.
 from __future__ import annotations
 
 import contextlib
+import linecache
+import re
 import threading
 
 import numpy as np
@@ -33,6 +35,8 @@ def _stack() -> list:
     return _state.graphs
 
 
+_INSTEAD_OF_STORING = ("make a with np.zeros_like(x) of a traced x, which takes assignments, "
+                       "or collect the pieces in a list and np.stack or np.concatenate them")
 # Why NumPy converts a traced array, each with what to write instead; the
 # user's line picks one when it shows the pattern (re.search), else all are said
 _CONVERSIONS = [
@@ -43,17 +47,13 @@ _CONVERSIONS = [
     (r"\bnp\.eye\(.*\)\s*\[",
      "indexing a NumPy array with it (a one-hot as y[:, None] == np.arange(k), not "
      "np.eye(k)[y])"),
-    (r"\]\s*([-+*/@%]|//|\*\*)?=(?!=)",
-     "a[i] = x into a NumPy array (make a with np.zeros_like(x) of a traced x, which takes "
-     "assignments, or collect the pieces in a list and np.stack or np.concatenate them)"),
+    (r"\]\s*([-+*/@%]|//|\*\*)?=(?!=)", f"a[i] = x into a NumPy array ({_INSTEAD_OF_STORING})"),
     (r"\w\s*\[", "indexing a NumPy array with it (pass that array as an argument: a traced "
      "one takes traced indices; a one-hot is y[:, None] == np.arange(k))"),
 ]
 
 
 def _conversion_advice() -> str:
-    import linecache
-    import re
     file, _, line = errors.user_location().rpartition(":")
     text = linecache.getline(file, int(line)) if line.isdigit() else ""
     for pattern, advice in _CONVERSIONS:
@@ -427,18 +427,11 @@ def _refuse_a_stored_tracer(e: ValueError) -> None:
     for a[i] = x."""
     if "setting an array element with a sequence" not in str(e):
         return
-    frame, line = e.__traceback__, None
-    while frame is not None:
-        code = frame.tb_frame.f_code
-        if not errors.is_internal(code.co_filename):
-            line = f"{code.co_filename}:{frame.tb_lineno}"
-        frame = frame.tb_next
     raise errors.TracerError(
-        f"NumPy could not store a value in a NumPy array ({str(e).rstrip('.')}){errors.at(line)}"
-        f": a traced value cannot be stored in one, as its value is only known when the "
-        f"compiled code runs. Make the array with np.zeros_like(x) of a traced x, which takes "
-        f"assignments, or collect the pieces in a list and np.stack or np.concatenate them"
-        ) from e
+        f"NumPy could not store a value in a NumPy array ({str(e).rstrip('.')})"
+        f"{errors.at(errors.users_line_in(e.__traceback__))}: a traced value cannot be stored "
+        f"in one, as its value is only known when the compiled code runs; "
+        f"{_INSTEAD_OF_STORING}") from e
 
 
 def capture_values(graph: ir.Graph) -> list:
