@@ -506,10 +506,11 @@ def searchsorted(a, v, side="left", sorter=None):
     a's elements below it (side='left') or at most it ('right'), an int64
     array. Counted by comparing every pair (len(a) * v.size), not bisected;
     nan goes last, as in NumPy's sort order."""
-    if sorter is not None or side not in ("left", "right"):
-        errors.refuse(errors.UnsupportedOpError if sorter is not None else errors.GraphcValueError,
-                      f"np.searchsorted(side={side!r}, sorter=...) is not supported: a sorted "
-                      f"array, side 'left' or 'right'" if sorter is not None else
+    if sorter is not None:
+        errors.refuse(errors.UnsupportedOpError, "np.searchsorted(sorter=) is not supported: "
+                                                 "pass a sorted array")
+    if side not in ("left", "right"):
+        errors.refuse(errors.GraphcValueError,
                       f"np.searchsorted: side must be 'left' or 'right', got {side!r}")
     a, v = fnp._as_array(a), fnp._as_array(v)
     if fnp.ndim(a) != 1:

@@ -319,7 +319,7 @@ def export(step, path) -> None:
     """Write `step` as a standalone module at `path` (see the module docstring)."""
     import graphc
 
-    from graphc.train import Step
+    from graphc.train import Step, aux_tree
     if not isinstance(step, Step):
         raise errors.GraphcTypeError(f"export takes a step made by gc.compile_step, got "
                                      f"{type(step).__name__}")
@@ -351,7 +351,7 @@ def export(step, path) -> None:
         maker = f"new_workspace_{k}" if module.workspace else None
         # a has_aux step's aux outputs follow the loss: their tree (which may
         # differ by signature) and the dtypes of its 0-d ones
-        aux = (_structure(entry.graph.meta["out_tree"].children[3]),
+        aux = (_structure(aux_tree(entry)),
                [entry.scalar_dtypes[r].str if r in entry.scalar_dtypes else None
                 for r in range(1, len(entry.graph.outputs) - len(entry.write_back))]
                ) if step.has_aux else None

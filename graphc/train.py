@@ -383,12 +383,18 @@ def compile_step(loss_fn, optimizer: Optimizer, has_aux: bool = False) -> Step:
     return Step(loss_fn, optimizer, has_aux)
 
 
+def aux_tree(entry) -> pytree.TreeDef:
+    """A has_aux step's aux TreeDef: its traced outputs are (loss, new params,
+    new slots, aux)."""
+    return entry.graph.meta["out_tree"].children[3]
+
+
 def _aux(entry, outs):
     """The aux tree of a has_aux step's driver outputs (the loss, then the aux
     leaves: the new state is written in place), 0-d results as 0-d arrays."""
     leaves = [np.array(out, entry.scalar_dtypes[k]) if k in entry.scalar_dtypes else out
               for k, out in enumerate(outs) if k]
-    return pytree.unflatten(entry.graph.meta["out_tree"].children[3], leaves)
+    return pytree.unflatten(aux_tree(entry), leaves)
 
 
 def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=True, seed=0,

@@ -437,6 +437,8 @@ def test_isnan_and_isfinite():
     (lambda x: np.linalg.norm(x[0, 0], 1), ValueError, "improper number of dimensions"),
     (lambda x: np.searchsorted(x, x), ValueError, "np.searchsorted: a must be 1-d"),
     (lambda x: np.searchsorted(x[0], x, side="middle"), ValueError, "side must be 'left' or"),
+    (lambda x: np.searchsorted(x[0], x, sorter=np.arange(6)), gc.UnsupportedOpError,
+     r"np.searchsorted\(sorter=\) is not supported"),
     (lambda x: np.interp(x, x[0], x[1, :5]), ValueError, "xp and fp must be 1-d, of one"),
     (lambda x: np.add.at(np.zeros(3), [0], x[0, 0]), gc.UnsupportedOpError,
      "np.add.at into a NumPy array of a traced value"),
