@@ -3,11 +3,13 @@
 A training loop passes the same parameter and moment arrays every step and
 batches of one shape. train._LastCall binds that step's arrays to a function
 made here, which tests them by identity and calls the driver. The function's
-source depends only on the layout: how many arrays each container holds,
-how many optimizer slots and batch arrays there are, which inputs the driver
-never reads, whether it takes a workspace and a thread count. The arrays,
-keys and shapes are the factory's arguments, so a layout compiles once per
-process and binding a new set of arrays costs a call.
+source depends only on the layout: the shape of the params' tree (see
+tree_shape), how many optimizer slots and batch arrays there are, which
+inputs the driver never reads, whether it takes a workspace and a thread
+count. The arrays, container types, keys and shapes are the factory's
+arguments, so a layout compiles once per process and binding a new set of
+arrays costs a call. Exported steps (graphc/export.py) carry the factory's
+source for their layouts.
 
 Each test is written out: through loops over the containers and the batch,
 W1's call spent 1.55 us in Python around its driver, 0.95 us so
@@ -15,31 +17,36 @@ W1's call spent 1.55 us in Python around its driver, 0.95 us so
 `_call`, `take_workspace`, `give_back` and `tail_args` do: a change there
 belongs here too.
 
-    >>> print(source(Layout(n_keys=1, n_slots=0, n_batch=1, unread_batch=(),
+    >>> print(source(Layout(tree=(True, LEAF, LEAF), n_slots=0, n_batch=1, unread_batch=(),
     ...                     count_unread=True, workspace=False, parallel=False, n_consts=0)))
     ... # doctest: +ELLIPSIS
-    def make(container, slots, keys, state, shapes, consts, entry, memory):
-        k0, = keys
-        s0, = state
+    def make(types, slots, keys, state, shapes, consts, entry, memory):
+        t0, = types
+        k0, k1 = keys
+        s0, s1 = state
     ...
-            outs = driver(s0, unread, b0)
+            if type(d) is not t0 or len(d) != 2 or d[k0] is not s0 or d[k1] is not s1:
+                return None
+    ...
+            outs = driver(s0, s1, unread, b0)
     ...
 """
 from __future__ import annotations
 
 import functools
+import itertools
 import linecache
 from typing import NamedTuple
 
 import numpy as np
 
-from graphc import api, codegen, errors, threads
+from graphc import api, codegen, errors, pytree, threads
 
 COUNT_END = 2 ** 63     # the step count is an int64 in the driver
 
 
 class Layout(NamedTuple):
-    n_keys: int                 # arrays in the params' container (and in each slot's)
+    tree: object                # the params' tree_shape (each slot's is the same)
     n_slots: int                # optimizer moment slots (step.state[name]), sorted
     n_batch: int                # batch arrays after (params, step_state)
     unread_batch: tuple         # batch positions the driver never reads
@@ -48,6 +55,45 @@ class Layout(NamedTuple):
     parallel: bool              # ... and a thread count
     n_consts: int               # constant arrays after the batch
     aux: bool = False           # return all the driver's outputs (loss, aux), not the loss
+
+
+LEAF, NONE = "leaf", "none"
+
+
+def tree_shape(treedef: pytree.TreeDef):
+    """What the written-out tests of a params tree depend on: LEAF, NONE, or
+    for a container (whether it is a dict, its children's shapes...). The
+    containers' types and the dicts' keys are the factory's arguments (see
+    containers), so trees of one shape share a layout."""
+    if treedef.kind in (LEAF, NONE):
+        return treedef.kind
+    return (treedef.kind == "dict", *map(tree_shape, treedef.children))
+
+
+def containers(treedef: pytree.TreeDef, types: list, keys: list) -> tuple[list, list]:
+    """The factory's `types` and `keys` for `treedef`: each container's type
+    and each dict's keys, in the order the tests name them (a container, then
+    its keys, then the containers among its children)."""
+    if treedef.kind not in (LEAF, NONE):
+        types.append({"dict": dict, "tuple": tuple, "list": list}.get(treedef.kind,
+                                                                      treedef.node_type))
+        keys.extend(treedef.keys if treedef.kind == "dict" else ())
+        for child in treedef.children:
+            containers(child, types, keys)
+    return types, keys
+
+
+def num_leaves(shape) -> int:
+    return 1 if shape == LEAF else 0 if shape == NONE else sum(map(num_leaves, shape[1:]))
+
+
+def num_names(shape) -> tuple[int, int]:
+    """How many containers and dict keys a tree of `shape` has."""
+    if shape in (LEAF, NONE):
+        return 0, 0
+    inner = [num_names(child) for child in shape[1:]]
+    return (1 + sum(t for t, _ in inner),
+            (len(shape) - 1 if shape[0] else 0) + sum(k for _, k in inner))
 
 
 def _names(prefix: str, n: int) -> list[str]:
@@ -60,12 +106,40 @@ def _unpack(names: list[str], value: str, indent: int = 4) -> str | None:
     return f"{' ' * indent}{targets} = {value}" if names else None
 
 
-def _container_test(value: str, state: list[str], keys: list[str]) -> list[str]:
-    tests = ["type(d) is not container", f"len(d) != {len(keys)}"] + [
-        f"d[{k}] is not {s}" for k, s in zip(keys, state)]
-    return [f"            d = {value}",
-            f"            if {' or '.join(tests)}:",
-            "                return None"]
+def _tree_test(value: str, shape, state: list[str]) -> list[str]:
+    """Lines (in the call's `try`) that return None unless `value` is a tree
+    of `shape` with the containers' types t<i>, the dicts' keys k<j> and the
+    leaves `state` (the same objects), in the order of `containers`."""
+    lines: list[str] = []
+    types, keys = itertools.count(), itertools.count()
+
+    def visit(var: str, shape, leaves: list[str]) -> None:
+        if shape in (LEAF, NONE):      # the params are one array, or None
+            held = leaves[0] if shape == LEAF else "None"
+            lines.extend([f"            if {var} is not {held}:", "                return None"])
+            return
+        children = shape[1:]
+        tests = [f"type({var}) is not t{next(types)}", f"len({var}) != {len(children)}"]
+        indices = [f"k{next(keys)}" if shape[0] else str(i) for i in range(len(children))]
+        inner, first = [], 0
+        for index, child in zip(indices, children):
+            own = leaves[first:first + num_leaves(child)]     # the leaves in flatten order
+            first += len(own)
+            if child == LEAF:
+                tests.append(f"{var}[{index}] is not {own[0]}")
+            elif child == NONE:
+                tests.append(f"{var}[{index}] is not None")
+            else:
+                inner.append((f"{var}[{index}]", child, own))
+        lines.extend([f"            if {' or '.join(tests)}:", "                return None"])
+        for item, child, own in inner:
+            name = f"d{len(lines)}"
+            lines.append(f"            {name} = {item}")
+            visit(name, child, own)
+
+    lines.append(f"            d = {value}")
+    visit("d", shape, state)
+    return lines
 
 
 def _batch_test(b: str, shape: str) -> list[str]:
@@ -88,24 +162,25 @@ def source(layout: Layout) -> str:
     outputs: the loss, then the aux) when these are the arrays it was made
     with, else None, and then nothing has run or been written (the checked
     path converts or explains)."""
-    keys = _names("k", layout.n_keys)
-    state = _names("s", layout.n_keys * (1 + layout.n_slots))
+    n = num_leaves(layout.tree)
+    n_types, n_keys = num_names(layout.tree)
+    types, keys = _names("t", n_types), _names("k", n_keys)
+    state = _names("s", n * (1 + layout.n_slots))
     slots, batch = _names("slot", layout.n_slots), _names("b", layout.n_batch)
     shapes, consts = _names("shape", layout.n_batch), _names("c", layout.n_consts)
-    lines = ["def make(container, slots, keys, state, shapes, consts, entry, memory):",
-             _unpack(keys, "keys"), _unpack(state, "state"), _unpack(slots, "slots"),
-             _unpack(shapes, "shapes"), _unpack(consts, "consts"),
-             "    driver, pool, keep = entry.driver, entry.workspaces, api.KEEP_WORKSPACE_BYTES",
+    lines = ["def make(types, slots, keys, state, shapes, consts, entry, memory):",
+             _unpack(types, "types"), _unpack(keys, "keys"), _unpack(state, "state"),
+             _unpack(slots, "slots"), _unpack(shapes, "shapes"), _unpack(consts, "consts"),
+             "    driver, pool, keep = entry.driver, entry.workspaces, KEEP_WORKSPACE_BYTES",
              "    roots, may_alias = memory.roots, memory.may_alias",
              "    def call(params, step_state, batch):",
              f"        if len(batch) != {layout.n_batch}:",
              "            return None",
              _unpack(batch, "batch", indent=8),
              "        try:"]
-    n = layout.n_keys
-    lines += _container_test("params", state[:n], keys)
+    lines += _tree_test("params", layout.tree, state[:n])
     for i, slot in enumerate(slots):
-        lines += _container_test(f"step_state.get({slot})", state[(i + 1) * n:(i + 2) * n], keys)
+        lines += _tree_test(f"step_state.get({slot})", layout.tree, state[(i + 1) * n:(i + 2) * n])
     lines += ['            count = step_state["count"]',
               "        except (KeyError, TypeError, AttributeError):    # (step.state not a dict)",
               "            return None"]
@@ -142,7 +217,8 @@ def source(layout: Layout) -> str:
 @functools.lru_cache(maxsize=256)
 def factory(layout: Layout):
     """`source(layout)`'s make, compiled once per process."""
-    namespace = {"np": np, "ndarray": np.ndarray, "api": api, "threads": threads,
+    namespace = {"np": np, "ndarray": np.ndarray, "threads": threads,
+                 "KEEP_WORKSPACE_BYTES": api.KEEP_WORKSPACE_BYTES,
                  "refused_type": api.refused_type, "NATIVE_ERRORS": errors.NATIVE_ERRORS,
                  "from_native": errors.from_native, "SHAPES_CHANGED": codegen.SHAPES_CHANGED,
                  "unread": api.UNREAD, "COUNT_END": COUNT_END}

@@ -114,16 +114,14 @@ class _LastCall:
     rank, layout or a read-only array (see `_Entry.run_unconverted`), and
     shapes that no longer fit together (codegen._shapes_differ).
 
-    Only for params in one flat container (a dict, namedtuple, tuple or list
-    of arrays) and a batch of plain arrays, which is what a training loop
+    For params in a tree of dicts, lists, tuples and namedtuples (nested
+    layers too) and a batch of plain arrays, which is what a training loop
     passes; anything else, or anything that differs, takes the checked path,
     which then records itself here.
     """
 
     def __init__(self, step: Step, state: list, entry):
-        td = step._treedef
-        keys = td.keys if td.kind == "dict" else range(len(td.children))
-        self.container = {"dict": dict, "tuple": tuple, "list": list}.get(td.kind, td.node_type)
+        types, keys = steady_call.containers(step._treedef, [], [])
         self.leaves = state                     # the state arrays, in the driver's order
         first = len(state) + 1                  # the batch's first input position
         self.batch_shapes = [shape for shape, _ in entry.in_avals[first:]]
@@ -131,7 +129,8 @@ class _LastCall:
         self.count_unread = len(state) in entry.unread
         self.memory = _StateMemory(state)
         self.layout = steady_call.Layout(
-            n_keys=len(keys), n_slots=len(step._slot_names), n_batch=len(self.batch_shapes),
+            tree=steady_call.tree_shape(step._treedef), n_slots=len(step._slot_names),
+            n_batch=len(self.batch_shapes),
             unread_batch=tuple(sorted(k - first for k in entry.unread if k >= first)),
             count_unread=self.count_unread, workspace=entry.workspace_size is not None,
             parallel=entry.parallel, n_consts=len(entry.consts), aux=step.has_aux)
@@ -139,18 +138,17 @@ class _LastCall:
         # the driver's outputs) when these are the same arrays as last time,
         # else None (see steady_call.source)
         self.call = steady_call.factory(self.layout)(
-            self.container, step._slot_names, list(keys), state, self.batch_shapes,
-            entry.consts, entry, self.memory)
+            types, step._slot_names, keys, state, self.batch_shapes, entry.consts, entry,
+            self.memory)
 
     @staticmethod
     def of(step: Step, state: list, entry, batch: tuple, passed: list):
         """For a call whose batch went to the driver as it was (`passed`): a batch
-        that needed converting would only meet the driver's TypeError next time."""
-        td = step._treedef
-        flat = td.kind in ("dict", "namedtuple", "tuple", "list") and all(
-            c.kind == "leaf" for c in td.children)
+        that needed converting would only meet the driver's TypeError next time.
+        Not for params trees too large to write out."""
+        small = pytree.num_nodes(step._treedef) <= pytree.WRITTEN_OUT_AT_MOST
         as_is = entry.passed_as_is(passed, batch, first=len(state) + 1)
-        return _LastCall(step, state, entry) if flat and as_is else None
+        return _LastCall(step, state, entry) if small and as_is else None
 
 
 class Step:

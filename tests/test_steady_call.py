@@ -7,18 +7,22 @@ import numpy as np
 import pytest
 
 import graphc as gc
-from graphc import steady_call
+from graphc import pytree, steady_call
 
 Params = collections.namedtuple("Params", "W b v")
+Layer = collections.namedtuple("Layer", "W b")
 
 
 def loss_fn(p, x, y, unused):
-    W, b, v = (p["W"], p["b"], p["v"]) if isinstance(p, dict) else p
+    W, b, v = pytree.flatten(p)[0]
     return np.mean((np.tanh(x @ W + b) @ v - y) ** 2)
 
 
+# W, b and v in flatten order, in trees of each kind of container, nested too
 CONTAINERS = {"dict": lambda a: dict(zip("Wbv", a)), "tuple": tuple, "list": list,
-              "namedtuple": lambda a: Params(*a)}
+              "namedtuple": lambda a: Params(*a),
+              "nested": lambda a: {"hidden": [{"W": a[0], "b": a[1]}], "out": (a[2], None)},
+              "nested namedtuple": lambda a: [Layer(*a[:2]), {"v": a[2]}]}
 OPTIMIZERS = {"sgd": lambda: gc.optim.SGD(0.1), "adam": lambda: gc.optim.Adam(1e-2)}
 
 
@@ -29,8 +33,30 @@ def make(kind, seed=0):
     return CONTAINERS[kind](arrays), batch
 
 
-def keys_of(params):
-    return list(params) if isinstance(params, dict) else list(range(len(params)))
+def leaf_paths(tree, path=()):
+    """The keys that lead to each array of `tree`, in flatten order."""
+    if isinstance(tree, np.ndarray):
+        return [path]
+    keys = sorted(tree, key=repr) if isinstance(tree, dict) else range(len(tree))
+    return [p for k in keys if tree[k] is not None for p in leaf_paths(tree[k], path + (k,))]
+
+
+def with_copied_leaf(tree, path):
+    """`tree` with a copy of its array at `path`: put into its dict or list,
+    or into new tuples up to the first container that takes it in place."""
+    child = tree[path[0]]
+    new = child.copy() if len(path) == 1 else with_copied_leaf(child, path[1:])
+    if isinstance(tree, tuple):
+        items = list(tree)
+        items[path[0]] = new
+        return type(tree)(*items) if hasattr(tree, "_fields") else tuple(items)
+    tree[path[0]] = new
+    return tree
+
+
+def copied(tree):
+    leaves, treedef = pytree.flatten(tree)
+    return pytree.unflatten(treedef, [leaf.copy() for leaf in leaves])
 
 
 class Checked:
@@ -41,28 +67,23 @@ class Checked:
         self.params, self.batch = make(kind)
         self.step = gc.compile_step(loss_fn, OPTIMIZERS[optimizer]())
         self.ref = gc.compile_step(loss_fn, OPTIMIZERS[optimizer]())
-        self.ref_params = self.copy(self.params)
+        self.ref_params = copied(self.params)
         self.checked = 0
         bind = self.step._bind
         monkeypatch.setattr(self.step, "_bind", lambda p: setattr(
             self, "checked", self.checked + 1) or bind(p))
 
-    def copy(self, params):
-        return type(params)(**{k: v.copy() for k, v in params.items()}) if isinstance(
-            params, dict) else type(params)(*(v.copy() for v in params)) if isinstance(
-            params, Params) else type(params)(v.copy() for v in params)
-
     def __call__(self, *batch):
         batch = batch or self.batch
         if self.step.state is not None:     # the reference starts from the same state
-            self.ref.state = {k: v if k == "count" else self.copy(v)
+            self.ref.state = {k: v if k == "count" else copied(v)
                               for k, v in self.step.state.items()}
         loss = self.step(self.params, *batch)
         self.ref._last = None               # the reference takes the checked path
         assert loss == self.ref(self.ref_params, *batch)
-        for k in keys_of(self.params):
-            np.testing.assert_array_equal(self.params[k], self.ref_params[k])
-        self.ref_params = self.copy(self.params)
+        for a, b in zip(pytree.flatten(self.params)[0], pytree.flatten(self.ref_params)[0]):
+            np.testing.assert_array_equal(a, b)
+        self.ref_params = copied(self.params)
         return loss
 
 
@@ -75,29 +96,22 @@ def test_steady_calls_take_the_fast_path_and_every_swapped_array_leaves_it(kind,
     run()
     assert run.checked == 1                                     # the second call was fast
     layout = run.step._last.layout
-    assert layout.n_keys == 3 and layout.n_batch == 3
+    assert layout.tree == steady_call.tree_shape(pytree.flatten(run.params)[1])
+    assert layout.n_batch == 3
     assert layout.count_unread == (optimizer == "sgd")
     assert layout.n_slots == (2 if optimizer == "adam" else 0)
     assert layout.unread_batch == (2,)                          # `unused`
-    containers = [None] + sorted(k for k in run.step.state if k != "count")
-    for name in containers:
-        for k in keys_of(run.params):
-            holder = run.params if name is None else run.step.state[name]
-            if isinstance(holder, tuple):   # a tuple's arrays are swapped by replacing it
-                items = list(holder)
-                items[k] = items[k].copy()
-                holder = type(holder)(*items) if isinstance(holder, Params) else tuple(items)
-                if name is None:
-                    run.params = holder
-                else:
-                    run.step.state[name] = holder
+    for name in [None] + sorted(k for k in run.step.state if k != "count"):
+        for path in leaf_paths(run.params):
+            if name is None:
+                run.params = with_copied_leaf(run.params, path)
             else:
-                holder[k] = holder[k].copy()
+                run.step.state[name] = with_copied_leaf(run.step.state[name], path)
             before = run.checked
             run()
-            assert run.checked == before + 1, (name, k)         # checked again
+            assert run.checked == before + 1, (name, path)      # checked again
             run()
-            assert run.checked == before + 1, (name, k)         # then fast again
+            assert run.checked == before + 1, (name, path)      # then fast again
     x, y, unused = run.batch
     longer = lambda a: np.concatenate([a, a[:1]])              # noqa: E731
     for batch in [(longer(x), longer(y), unused), (x, y, longer(unused))]:
@@ -106,6 +120,34 @@ def test_steady_calls_take_the_fast_path_and_every_swapped_array_leaves_it(kind,
         assert run.checked == before + 1                        # a new batch shape
         run()
         assert run.checked == before + 2
+
+
+def test_an_array_in_place_of_a_none_in_the_params_leaves_the_fast_path(monkeypatch):
+    run = Checked("nested", "sgd", monkeypatch)
+    run()
+    run()
+    v = run.params["out"][0]
+    run.params["out"] = (v, np.zeros(1))
+    with pytest.raises(gc.errors.GraphcTypeError, match="structure"):
+        run.step(run.params, *run.batch)
+
+
+def test_params_that_are_one_array_or_none_take_the_fast_path_only_as_they_were():
+    x = np.arange(3.0)
+    step = gc.compile_step(lambda w, x: np.sum((w * x) ** 2), gc.optim.SGD(0.1))
+    w, other = np.ones(3), np.ones(3)
+    shrink = 1 - 0.2 * x ** 2                   # SGD's factor: the gradient is 2 w x**2
+    step(w, x)
+    assert step(w, x) == pytest.approx(np.sum((shrink * x) ** 2))
+    np.testing.assert_allclose(w, shrink ** 2)
+    assert step(other, x) == pytest.approx(np.sum(x ** 2))    # updates other, not w
+    np.testing.assert_allclose([w, other], [shrink ** 2, shrink])
+    step = gc.compile_step(lambda p, x: np.sum(x ** 2), gc.optim.SGD(0.1))
+    step(None, x)
+    step(None, x)
+    assert step._last is not None
+    with pytest.raises(gc.errors.GraphcTypeError, match="structure"):
+        step(w, x)
 
 
 def test_a_bad_count_in_a_steady_call_is_explained_by_the_checked_path(monkeypatch):
@@ -117,8 +159,9 @@ def test_a_bad_count_in_a_steady_call_is_explained_by_the_checked_path(monkeypat
 
 
 def test_a_layout_compiles_once_per_process():
-    layout = steady_call.Layout(n_keys=2, n_slots=1, n_batch=2, unread_batch=(1,),
-                                count_unread=False, workspace=True, parallel=True, n_consts=1)
+    layout = steady_call.Layout(tree=(False, "leaf", "leaf"), n_slots=1, n_batch=2,
+                                unread_batch=(1,), count_unread=False, workspace=True,
+                                parallel=True, n_consts=1)
     assert steady_call.factory(layout) is steady_call.factory(layout)
     text = steady_call.source(layout)
     assert "driver(s0, s1, s2, s3, np.array(count, np.int64), b0, unread, c0, ws, " \
