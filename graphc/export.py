@@ -5,7 +5,9 @@ called with (renamed so they can sit side by side), the constants and the
 optimizer state at export time (as an embedded .npz), and a small `step`
 function with the same semantics as graphc's: validate, run, copy in place.
 As graphc's step, it tests a call with the arrays of the call before by
-identity and skips the rest of the validation.
+identity and skips the rest of the validation, in the function
+graphc.steady_call writes out for the signature's layout (the module
+carries its source, and graphc.state_memory's).
 """
 from __future__ import annotations
 
@@ -17,25 +19,55 @@ import re
 
 import numpy as np
 
-from graphc import api, codegen, errors, pytree
+from graphc import api, codegen, errors, pytree, state_memory, steady_call
 
 _TEMPLATE = '''\
-"""Standalone training step exported by graphc {version}.
+\"\"\"Standalone training step exported by graphc {version}.
 
 Needs only NumPy and Numba. `step(params, *batch) -> loss` updates `params`
 in place and continues from `state` (the optimizer state at export time).
 Supported signatures (parameter and batch shapes) are those the step was
 called with before export.
-"""
+\"\"\"
 import base64
+import functools
 import io
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 from numba import njit
 
 {embedded}
 {kernels}
+
+# ---- graphc.state_memory, embedded -------------------------------------
+{state_memory}
+# ---- end of graphc.state_memory ----------------------------------------
+
+# ---------------------------------------------------------------- steady calls
+# graphc.steady_call's factories for this step's layouts: a call with the
+# arrays of the checked call before it (a training loop's steady state)
+# tests them by identity and calls `run` (W1: 9.3 -> 7 us a step). The
+# names they read:
+ndarray = np.ndarray
+unread = 0      # passed for an input `run` never reads: it was compiled for an int there
+COUNT_END = 2 ** 63     # the step count is an int64 in `run`
+KEEP_WORKSPACE_BYTES = {keep_bytes}   # only workspaces this small are kept between calls
+SHAPES_CHANGED = {shapes_changed!r}
+NATIVE_ERRORS = (IndexError, ValueError, OverflowError, np.linalg.LinAlgError)
+
+
+def refused_type(e):
+    \"\"\"Whether `run` raised `e` for an argument of a type it was not compiled for.\"\"\"
+    return str(e).startswith("No matching definition")
+
+
+def from_native(e, graph=None):
+    return e
+
+
+{steady}
 
 # ---------------------------------------------------------------- data
 # The optimizer state and constants at export time, as an embedded .npz.
@@ -49,11 +81,24 @@ with np.load(io.BytesIO(base64.b64decode(_BLOB))) as _npz:
 _STRUCTURE = {structure!r}      # the params pytree: 1 at each leaf, None where params hold None
 _SLOTS = {slots!r}
 _HAS_AUX = {has_aux!r}      # the step returns (loss, aux): aux trees per signature, as _STRUCTURE
+
+
+class _Signature:
+    \"\"\"One exported signature: its `run` and what calling it takes.\"\"\"
+
+    def __init__(self, run, consts, maker, aux, unread_inputs, make_steady):
+        self.driver, self.maker, self.make_steady = run, maker, make_steady
+        self.consts = [_ARRAYS[c] for c in consts]
+        self.aux = aux                  # (structure, dtypes) of a has_aux step's aux
+        self.unread = unread_inputs     # input positions passed as `unread`
+        self.workspaces = []            # free ones: list.pop/append are atomic
+        self.new_workspace = None       # a workspace for the last checked call's shapes
+        self.optimized = None           # (graphc's errors name its graph here)
+
+
 _SIGNATURES = {{
 {signatures}
 }}
-_WORKSPACES = {{}}
-_KEEP_WORKSPACE_BYTES = {keep_bytes}   # only workspaces this small are kept between calls
 
 
 def _flatten(tree, out):
@@ -86,15 +131,23 @@ def _unflatten(structure, leaves):
     return None if structure is None else leaves.pop(0)
 
 
+def _containers(tree, types, keys):
+    \"\"\"A steady call's container types and dict keys of `tree`, in the order
+    of graphc.steady_call.containers.\"\"\"
+    if isinstance(tree, (dict, list, tuple)):
+        types.append(type(tree))
+        children = tree
+        if isinstance(tree, dict):
+            children = sorted(tree, key=repr)
+            keys.extend(children)
+            children = [tree[k] for k in children]
+        for child in children:
+            _containers(child, types, keys)
+    return types, keys
+
+
 _NUM_PARAMS = {num_params}
 _SLOT_ORDER = sorted(_SLOTS)    # the state's order: params, then each slot's arrays
-# params in one container of arrays: the keys its leaves are flattened in
-if isinstance(_STRUCTURE, dict) and all(v == 1 for v in _STRUCTURE.values()):
-    _FLAT_KEYS = sorted(_STRUCTURE, key=repr)
-elif isinstance(_STRUCTURE, (list, tuple)) and all(v == 1 for v in _STRUCTURE):
-    _FLAT_KEYS = range(_NUM_PARAMS)
-else:
-    _FLAT_KEYS = None
 
 state = {{"count": {count}}}
 for _name in _SLOTS:
@@ -107,159 +160,93 @@ def _shapes(signature):
                            for shape, dtype in signature) + ")"
 
 
-def _contiguous(b):
-    # not np.ascontiguousarray alone: it makes a 0-d array (a scalar argument) 1-d
+def _as_input(b):
+    # C-contiguous, aligned and writable: the one type `run` was compiled for
+    # (not np.ascontiguousarray alone: it makes a 0-d array, a scalar argument, 1-d)
     b = np.asarray(b)
-    return b if b.flags.c_contiguous else np.ascontiguousarray(b)
+    return b if b.flags.c_contiguous and b.flags.behaved else np.array(b, order="C")
 
 
-def _owner(a):
-    """The object that owns `a`'s memory: the end of its chain of `.base`s."""
-    while getattr(a, "base", None) is not None:
-        a = a.base
-    return a
+def _refuse_shared(state_leaves):
+    for k, leaf in enumerate(state_leaves):
+        if any(np.may_share_memory(leaf, other) for other in state_leaves[:k]):
+            raise ValueError("two parameters or moment slots share memory; the step "
+                             "writes each one in place, pass separate arrays (x.copy())")
 
 
-def _unaliased(data, state):
-    """`data` with a copy of each array that shares memory with a state array
-    (params and moment slots: `run` writes those in place, and the batch is
-    read as it was at the call); two state arrays sharing memory are refused.
-    Arrays whose owners differ and are arrays share no memory: only arrays
-    of one owner, or of other buffers (memory-mapped files), are compared."""
-    owners = [_owner(s) for s in state]
-    ids = {{id(o) for o in owners}}
-    arrays_own = all(type(o) is np.ndarray for o in owners)
-    if len(ids) < len(state) or not arrays_own:
-        for k, leaf in enumerate(state):
-            if any(np.may_share_memory(leaf, other) for other in state[:k]):
-                raise ValueError("two parameters or moment slots share memory; the step "
-                                 "writes each one in place, pass separate arrays (x.copy())")
-    for k, b in enumerate(data):
-        owner = _owner(b)
-        if (id(owner) in ids or not (arrays_own or type(owner) is np.ndarray)) and any(
-                np.may_share_memory(b, s) for s in state):
-            data[k] = b.copy()
-    return data
-
-
-# The last checked call: a training loop passes the same params and state
-# arrays each step, and batches of one signature; such a call skips the
-# flattening into a signature key and the lookup (W1: 64 -> 9 us a step).
-# One entry, (state arrays, their (shape, dtype)s, the batch's, the ids of
-# the state arrays' memory owners, the signature's (run, consts,
-# new_workspace, free workspaces)); it holds the state arrays, as graphc's
-# step does, so that their ids stay theirs.
+# The steady call made by the last checked call for its arrays, and its signature
 _LAST = []
 
 
-def _steady_inputs(params, batch):
-    """The inputs for `run` when params and state hold the arrays of the last
-    checked call, unchanged in shape, dtype and layout, and the batch is
-    arrays of that call's batch signature owning memory apart from the
-    state's; else None (the checked path converts, copies or explains)."""
-    if not _LAST:
-        return None
-    state_leaves, state_avals, batch_avals, state_owners, entry = _LAST[0]
-    n = _NUM_PARAMS
-    if not _holds_leaves(params, state_leaves[:n]):
-        return None
-    for k, name in enumerate(_SLOT_ORDER, 1):
-        if not _holds_leaves(state[name], state_leaves[k * n:(k + 1) * n]):
-            return None
-    # each can change in place; the slots too (the checked path's signature
-    # lookup covers their shapes and dtypes, and `run` writes them)
-    for leaf, (shape, dtype) in zip(state_leaves, state_avals):
-        flags = leaf.flags
-        if leaf.shape != shape or leaf.dtype != dtype or not (
-                flags.writeable and flags.c_contiguous):
-            return None
-    data = _flatten(list(batch), [])
-    if len(data) != len(batch_avals):
-        return None
-    for b, (shape, dtype) in zip(data, batch_avals):
-        if type(b) is not np.ndarray or b.shape != shape or b.dtype != dtype or not (
-                b.flags.c_contiguous):
-            return None
-        owner = _owner(b)
-        if type(owner) is not np.ndarray or id(owner) in state_owners:
-            return None     # may share memory with the state: copied on the checked path
-    count = np.asarray(state["count"], np.int64)
-    if count.shape:
-        return None     # the checked path says no signature takes it
-    return state_leaves + [count] + data, entry
-
-
-def _holds_leaves(tree, leaves):
-    """Whether `tree` has the params' structure and `leaves` as its leaves, the
-    same objects; a container of arrays is tested by key, without flattening."""
-    if _FLAT_KEYS is not None and (type(tree) is type(_STRUCTURE) or (
-            type(_STRUCTURE) is tuple and isinstance(tree, tuple))):    # a namedtuple too
-        if len(tree) != _NUM_PARAMS:
-            return False
-        for key, leaf in zip(_FLAT_KEYS, leaves):
-            if tree.get(key) is not leaf if type(tree) is dict else tree[key] is not leaf:
-                return False
-        return True
-    return _shape_of(tree) == _STRUCTURE and all(
-        a is b for a, b in zip(_flatten(tree, []), leaves))
-
-
-def _checked_inputs(params, batch):
-    """The inputs for `run` and its signature's entry, every argument checked."""
+def _checked_step(params, batch):
+    \"\"\"The step's outputs and signature, every argument checked and converted;
+    then the steady call for these arrays is made, for the next call (an
+    error leaves the last one: it tests the arrays it was made for).\"\"\"
     if _shape_of(params) != _STRUCTURE:
         raise TypeError(f"params have structure {{_shape_of(params)}}, expected {{_STRUCTURE}}")
     leaves = _flatten(params, [])
     slot_leaves = [leaf for name in _SLOT_ORDER for leaf in _flatten(state[name], [])]
     count = np.asarray(state["count"], np.int64)
-    data = [_contiguous(b) for b in _flatten(list(batch), [])]
+    batch_leaves = _flatten(list(batch), [])
+    data = [_as_input(b) for b in batch_leaves]
     inputs = leaves + slot_leaves + [count] + data
     key = tuple((tuple(a.shape), np.asarray(a).dtype.str) for a in inputs)
     if key not in _SIGNATURES:
         # name the part that differs: the batch (most often), else the params
         batches = [k[len(k) - len(data):] for k in _SIGNATURES]
-        batch = key[len(key) - len(data):]
-        what = ("the params' shapes or dtypes" if batch in batches
-                else f"the batch {{_shapes(batch)}}")
+        batch_key = key[len(key) - len(data):]
+        what = ("the params' shapes or dtypes" if batch_key in batches
+                else f"the batch {{_shapes(batch_key)}}")
         raise TypeError(f"no exported signature matches {{what}}; exported batches: "
                         + "; ".join(_shapes(b) for b in batches))
-    run, consts, new_workspace, aux = _SIGNATURES[key]
+    sig = _SIGNATURES[key]
     for leaf in leaves:
         if not leaf.flags.writeable or not leaf.flags.c_contiguous:
             raise ValueError("parameters must be writable C-contiguous arrays")
     state_leaves = leaves + slot_leaves
-    data = _unaliased(data, state_leaves)
-    entry = (run, [_ARRAYS[c] for c in consts], new_workspace, _WORKSPACES.setdefault(key, []),
-             aux)
-    owners = [_owner(s) for s in state_leaves]
-    if all(type(o) is np.ndarray for o in owners):
-        _LAST[:] = [(state_leaves, [(s.shape, s.dtype) for s in state_leaves],
-                     [(b.shape, b.dtype) for b in data], {{id(o) for o in owners}}, entry)]
-    return state_leaves + [count] + data, entry
+    _refuse_shared(state_leaves)
+    memory = StateMemory(state_leaves)
+    data = memory.unaliased(data)
+    args = [unread if k in sig.unread else a
+            for k, a in enumerate(state_leaves + [count] + data)]
+    if sig.maker is None:
+        outs = sig.driver(*args, *sig.consts)
+    else:
+        # the scratch memory `run` carves its intermediates from, kept for the next call
+        sig.new_workspace = functools.partial(
+            sig.maker, *(SimpleNamespace(shape=a.shape) for a in inputs), *sig.consts)
+        try:
+            ws = sig.workspaces.pop()
+        except IndexError:
+            ws = sig.new_workspace()
+        outs = sig.driver(*args, *sig.consts, ws)
+        if ws.size <= KEEP_WORKSPACE_BYTES:
+            sig.workspaces.append(ws)
+    # any other type is a TypeError now, never a silent second compile
+    sig.driver.disable_compile()
+    # (a batch converted here fails the steady call's tests, or `run`'s types, next time)
+    kinds, keys = _containers(params, [], [])
+    for name in _SLOT_ORDER:
+        _containers(state[name], kinds, keys)
+    _LAST[:] = [(sig.make_steady(kinds, _SLOT_ORDER, keys, state_leaves, [b.shape for b in data],
+                                 sig.consts, sig, memory), sig)]
+    return outs, sig
 
 
 def step(params, *batch):
-    """One fused forward + backward + update; returns the loss before the update
-    (with the aux, computed before it too, for a step made with has_aux=True)."""
-    inputs, (run, consts, new_workspace, free, aux) = (
-        _steady_inputs(params, batch) or _checked_inputs(params, batch))
-    # `run` writes the new params and moment slots into their arrays itself
-    if new_workspace is None:
-        outs = run(*inputs, *consts)
-    else:
-        # the scratch memory `run` carves its intermediates from, kept for the
-        # next call (one per call running at once: list.pop/append are atomic)
-        try:
-            ws = free.pop()
-        except IndexError:
-            ws = new_workspace(*inputs, *consts)
-        outs = run(*inputs, *consts, ws)
-        if ws.size <= _KEEP_WORKSPACE_BYTES:
-            free.append(ws)
+    \"\"\"One fused forward + backward + update; returns the loss before the update
+    (with the aux, computed before it too, for a step made with has_aux=True).\"\"\"
+    outs = None
+    if _LAST:
+        call, sig = _LAST[0]
+        outs = call(params, state, batch)
+    if outs is None:
+        outs, sig = _checked_step(params, batch)
     state["count"] += 1
     if not _HAS_AUX:
         return float(outs[0])
     # the loss and the aux tree, whose 0-d results come back as scalars
-    structure, dtypes = aux
+    structure, dtypes = sig.aux
     return float(outs[0]), _unflatten(structure, [out if dtype is None else np.array(out, dtype)
                                                   for out, dtype in zip(outs[1:], dtypes)])
 '''
@@ -315,6 +302,19 @@ def _structure(treedef):
     return pytree.unflatten(pytree.without_namedtuples(treedef), [1] * treedef.num_leaves)
 
 
+def _steady_layout(treedef, n_slots: int, n_state: int, n_inputs: int, module,
+                   n_consts: int) -> steady_call.Layout:
+    """The steady call's layout for an exported signature: its inputs are the
+    state arrays, the count and the batch; its code is serial; it returns all
+    of `run`'s outputs (the exported step makes a has_aux step's aux)."""
+    first = n_state + 1             # the batch's first input position
+    return steady_call.Layout(
+        tree=steady_call.tree_shape(treedef), n_slots=n_slots, n_batch=n_inputs - first,
+        unread_batch=tuple(sorted(k - first for k in module.unread_inputs if k >= first)),
+        count_unread=n_state in module.unread_inputs, workspace=bool(module.workspace),
+        parallel=False, n_consts=n_consts, aux=True)
+
+
 def export(step, path) -> None:
     """Write `step` as a standalone module at `path` (see the module docstring)."""
     import graphc
@@ -333,7 +333,8 @@ def export(step, path) -> None:
     for name, leaves in leaves_by_slot.items():
         for i, leaf in enumerate(leaves):
             arrays[f"{name}_{i}"] = leaf
-    kernels, signatures = [], []
+    kernels, signatures, layouts = [], [], {}
+    n_state = treedef.num_leaves * (1 + len(step.optimizer.slots))
     for k, entry in enumerate(entries):
         # serial code: a standalone module cannot know when threads are safe
         # (graphc.threads); threaded kernels would also slow its first compile
@@ -355,7 +356,13 @@ def export(step, path) -> None:
                [entry.scalar_dtypes[r].str if r in entry.scalar_dtypes else None
                 for r in range(1, len(entry.graph.outputs) - len(entry.write_back))]
                ) if step.has_aux else None
-        signatures.append(f"    {key!r}: (run_{k}, {const_names!r}, {maker}, {aux!r}),")
+        layout = _steady_layout(treedef, len(step.optimizer.slots), n_state, len(entry.in_avals),
+                                module, len(const_names))
+        make_steady = layouts.setdefault(layout, f"_make_steady_{len(layouts)}")
+        signatures.append(f"    {key!r}: _Signature(run_{k}, {const_names!r}, {maker}, {aux!r}, "
+                          f"{sorted(module.unread_inputs)!r}, {make_steady}),")
+    steady = "\n\n".join(steady_call.source(layout).replace("def make(", f"def {name}(")
+                          for layout, name in layouts.items())
     # the graphc.kernels modules the kernels call (vmath.exp, blas.gemm, alloc.empty),
     # carried along so graphc is not needed
     embedded = "".join(_embedded(name) for name in _kernels_needed(kernels))
@@ -369,6 +376,8 @@ def export(step, path) -> None:
         kernels="FASTMATH = " + codegen.FASTMATH + "\n" + "\n".join(kernels), blob=blob,
         structure=structure, slots=tuple(step.optimizer.slots), has_aux=step.has_aux,
         signatures="\n".join(signatures), count=int(step.state["count"]),
-        num_params=treedef.num_leaves, keep_bytes=api.KEEP_WORKSPACE_BYTES)
+        num_params=treedef.num_leaves, keep_bytes=api.KEEP_WORKSPACE_BYTES,
+        state_memory=inspect.getsource(state_memory), steady=steady,
+        shapes_changed=codegen.SHAPES_CHANGED)
     with open(path, "w") as f:
         f.write(source)

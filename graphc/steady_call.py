@@ -71,9 +71,11 @@ def tree_shape(treedef: pytree.TreeDef):
 
 
 def containers(treedef: pytree.TreeDef, types: list, keys: list) -> tuple[list, list]:
-    """The factory's `types` and `keys` for `treedef`: each container's type
-    and each dict's keys, in the order the tests name them (a container, then
-    its keys, then the containers among its children)."""
+    """Each container's type and each dict's keys in `treedef`, in the order
+    the tests name them (a container, then its keys, then the containers
+    among its children). The factory's `types` and `keys` are these of the
+    params' tree, then of each slot's (an exported step's slots are tuples
+    where its params are namedtuples)."""
     if treedef.kind not in (LEAF, NONE):
         types.append({"dict": dict, "tuple": tuple, "list": list}.get(treedef.kind,
                                                                       treedef.node_type))
@@ -106,12 +108,12 @@ def _unpack(names: list[str], value: str, indent: int = 4) -> str | None:
     return f"{' ' * indent}{targets} = {value}" if names else None
 
 
-def _tree_test(value: str, shape, state: list[str]) -> list[str]:
+def _tree_test(value: str, shape, state: list[str], types, keys) -> list[str]:
     """Lines (in the call's `try`) that return None unless `value` is a tree
-    of `shape` with the containers' types t<i>, the dicts' keys k<j> and the
-    leaves `state` (the same objects), in the order of `containers`."""
+    of `shape` with the containers' types t<i>, the dicts' keys k<j> (i and j
+    taken from the counters `types` and `keys`) and the leaves `state` (the
+    same objects), in the order of `containers`."""
     lines: list[str] = []
-    types, keys = itertools.count(), itertools.count()
 
     def visit(var: str, shape, leaves: list[str]) -> None:
         if shape in (LEAF, NONE):      # the params are one array, or None
@@ -162,9 +164,9 @@ def source(layout: Layout) -> str:
     outputs: the loss, then the aux) when these are the arrays it was made
     with, else None, and then nothing has run or been written (the checked
     path converts or explains)."""
-    n = num_leaves(layout.tree)
+    n, trees = num_leaves(layout.tree), 1 + layout.n_slots
     n_types, n_keys = num_names(layout.tree)
-    types, keys = _names("t", n_types), _names("k", n_keys)
+    types, keys = _names("t", n_types * trees), _names("k", n_keys * trees)
     state = _names("s", n * (1 + layout.n_slots))
     slots, batch = _names("slot", layout.n_slots), _names("b", layout.n_batch)
     shapes, consts = _names("shape", layout.n_batch), _names("c", layout.n_consts)
@@ -178,9 +180,9 @@ def source(layout: Layout) -> str:
              "            return None",
              _unpack(batch, "batch", indent=8),
              "        try:"]
-    lines += _tree_test("params", layout.tree, state[:n])
-    for i, slot in enumerate(slots):
-        lines += _tree_test(f"step_state.get({slot})", layout.tree, state[(i + 1) * n:(i + 2) * n])
+    type_count, key_count = itertools.count(), itertools.count()
+    for i, tree in enumerate(["params"] + [f"step_state.get({slot})" for slot in slots]):
+        lines += _tree_test(tree, layout.tree, state[i * n:(i + 1) * n], type_count, key_count)
     lines += ['            count = step_state["count"]',
               "        except (KeyError, TypeError, AttributeError):    # (step.state not a dict)",
               "            return None"]

@@ -13,6 +13,7 @@ import operator
 import numpy as np
 
 from graphc import api, errors, pytree, runtime, steady_call, tracing
+from graphc.state_memory import StateMemory
 from graphc.optim import Optimizer
 
 
@@ -38,46 +39,6 @@ def _leaf_check(leaves, paths):
                     f"{other_path} and {path} are the same array or share memory; "
                     f"the step writes each one in place, pass separate arrays (x.copy())")
         seen.append((leaf, path))
-
-
-def _memory_root(a):
-    """The object that owns `a`'s memory: the end of its chain of `.base`s."""
-    while (base := getattr(a, "base", None)) is not None:
-        a = base
-    return a
-
-
-def _owns_alone(root) -> bool:
-    """Whether `root`, the end of a chain of `.base`s, is an array: then it
-    allocated its memory (or was made from a raw pointer, which nothing
-    checks) and every other array on that memory leads to it through
-    `.base`. Memory-mapped files and other buffers need not."""
-    return type(root) is np.ndarray
-
-
-class _StateMemory:
-    """Which batch arrays may share memory with the state arrays (parameters
-    and moment slots), which the step writes in place: such a batch is
-    copied first, so the step reads the batch as it was when called, as
-    gc.grad and PyTorch do (read in place, a batch that is a parameter
-    itself gave a wrong update). `may_alias` is the fast test, by the
-    arrays' memory owners; `unaliased` the exact one by address."""
-
-    def __init__(self, state):
-        self.state = state
-        roots = [_memory_root(leaf) for leaf in state]
-        self.roots = {id(r) for r in roots}     # held by the state: ids stay unique
-        self.all_owned = all(_owns_alone(r) for r in roots)
-
-    def may_alias(self, x) -> bool:
-        root = _memory_root(x)
-        return id(root) in self.roots or not (self.all_owned or _owns_alone(root))
-
-    def unaliased(self, batch: list) -> list:
-        """`batch` with a copy of each array sharing memory with a state array."""
-        return [np.array(x) if isinstance(x, np.ndarray) and self.may_alias(x) and any(
-                    np.may_share_memory(x, leaf) for leaf in self.state) else x
-                for x in batch]
 
 
 def _step_count(state: dict) -> np.ndarray:
@@ -122,12 +83,13 @@ class _LastCall:
 
     def __init__(self, step: Step, state: list, entry):
         types, keys = steady_call.containers(step._treedef, [], [])
+        trees = 1 + len(step._slot_names)       # the params', then each slot's, all alike
         self.leaves = state                     # the state arrays, in the driver's order
         first = len(state) + 1                  # the batch's first input position
         self.batch_shapes = [shape for shape, _ in entry.in_avals[first:]]
         self.entry = entry
         self.count_unread = len(state) in entry.unread
-        self.memory = _StateMemory(state)
+        self.memory = StateMemory(state)
         self.layout = steady_call.Layout(
             tree=steady_call.tree_shape(step._treedef), n_slots=len(step._slot_names),
             n_batch=len(self.batch_shapes),
@@ -138,8 +100,8 @@ class _LastCall:
         # the driver's outputs) when these are the same arrays as last time,
         # else None (see steady_call.source)
         self.call = steady_call.factory(self.layout)(
-            types, step._slot_names, keys, state, self.batch_shapes, entry.consts, entry,
-            self.memory)
+            types * trees, step._slot_names, keys * trees, state, self.batch_shapes,
+            entry.consts, entry, self.memory)
 
     @staticmethod
     def of(step: Step, state: list, entry, batch: tuple, passed: list):
@@ -312,7 +274,7 @@ class Step:
         entry, leaves = self._entry_for(params, batch)
         n = len(state)
         state.append((_unread_count if n in entry.unread else _step_count)(self.state))
-        passed = _StateMemory(state[:n]).unaliased(entry.inputs(leaves, first=n + 1))
+        passed = StateMemory(state[:n]).unaliased(entry.inputs(leaves, first=n + 1))
         outs = entry.run(state + passed)
         self._last = _LastCall.of(self, state[:n], entry, batch, passed)
         self.state["count"] += 1

@@ -1,6 +1,7 @@
 """gc.export: a standalone module that continues an Adam or SGD run exactly."""
 import ast
 import collections
+import copy
 import os
 import subprocess
 import sys
@@ -179,8 +180,8 @@ def test_an_exported_steady_step_skips_the_checks_and_any_change_is_checked(
     step(params, x, y, lam)
     m = import_exported(step, f"steady_step_{container.__name__}")
     checked = []
-    check = m._checked_inputs
-    monkeypatch.setattr(m, "_checked_inputs", lambda *a: checked.append(1) or check(*a))
+    check = m._checked_step
+    monkeypatch.setattr(m, "_checked_step", lambda *a: checked.append(1) or check(*a))
     exported = {k: v.copy() for k, v in _by_name(params).items()}
     exported = exported if container is dict else Params(**exported)
 
@@ -252,3 +253,66 @@ def test_an_exported_step_of_params_holding_a_none(import_exported):
         assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
     with pytest.raises(TypeError, match="structure"):
         m.step({"A": exported["A"], "B": None, "none": exported["B"]}, np.ones(6))
+
+
+def nested_loss(p, x, y):
+    layer, = p["layers"]
+    return gc.nn.cross_entropy(np.tanh(x @ layer["W"] + layer["b"]) @ p["head"][0], y)
+
+
+def test_an_exported_step_of_nested_params_takes_the_steady_path_as_graphc_s_does(
+        import_exported, monkeypatch):
+    """Params of nested containers: steady calls skip the checks; a copy of
+    equal values swapped in for any array, in the params or in a moment
+    slot's tree, is checked again; the step goes on equal to graphc's."""
+    flat, x, y = _setup()
+    params = {"layers": [{"W": flat["W"], "b": flat["b"]}], "head": (flat["V"],)}
+    step = gc.compile_step(nested_loss, gc.optim.Adam(0.05))
+    step(params, x, y)
+    m = import_exported(step, "nested_step")
+    exported = copy.deepcopy(params)
+    checked = []
+    check = m._checked_step
+    monkeypatch.setattr(m, "_checked_step", lambda *a: checked.append(1) or check(*a))
+
+    def both(fast):
+        before = len(checked)
+        assert m.step(exported, x, y) == step(params, x, y)
+        for a, b in zip(gc.pytree.flatten(exported)[0], gc.pytree.flatten(params)[0]):
+            np.testing.assert_array_equal(a, b)
+        assert len(checked) == before + (not fast)
+
+    both(fast=False)
+    both(fast=True)
+    for tree in (exported, m.state["m"], m.state["v"]):
+        layer = tree["layers"][0]
+        layer["b"] = layer["b"].copy()
+        both(fast=False)
+        both(fast=True)
+        tree["head"] = (tree["head"][0].copy(),)
+        both(fast=False)
+        both(fast=True)
+
+
+def test_an_exported_step_converts_what_its_run_was_not_compiled_for(import_exported):
+    """`run` compiles once: after it, a batch of another dtype is refused by
+    name, never compiled again, and a read-only batch is copied."""
+    params, x, y = _setup()
+    step = gc.compile_step(loss, gc.optim.SGD(0.1))
+    step(params, x, y, 1e-3)
+    m = import_exported(step, "one_type_step")
+    exported = {k: v.copy() for k, v in params.items()}
+    lam = np.array(1e-3)
+    for _ in range(2):
+        assert m.step(exported, x, y, lam) == step(params, x, y, lam)
+    before = {k: v.copy() for k, v in exported.items()}
+    with pytest.raises(TypeError, match="no exported signature matches the batch"):
+        m.step(exported, x.astype(np.float32), y, lam)
+    for k in before:
+        np.testing.assert_array_equal(exported[k], before[k])
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    for _ in range(2):
+        assert m.step(exported, frozen, y, lam) == step(params, frozen, y, lam)
+    (run,) = {sig.driver for sig in m._SIGNATURES.values()}
+    assert len(run.signatures) == 1
