@@ -445,17 +445,23 @@ def _assignable(value, like):
 def normalize_axes(axis, ndim, op="reduction"):
     if axis is None:
         return tuple(range(ndim))
-    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    return tuple(sorted(_axes_in(axis, ndim, op)))
+
+
+def _axes_in(axis, ndim, op) -> list[int]:
+    """An axis or a sequence of them (negative ones counting from the end), in
+    their order, each checked against `ndim` as NumPy does (AxisError)."""
     out = []
-    for a in axes:
+    for a in axis if isinstance(axis, (tuple, list)) else (axis,):
         a = operator.index(a)
         if not -ndim <= a < ndim:
             raise errors.ShapeError(f"{op}: axis {a} is out of bounds for an array of "
                                     f"dimension {ndim}{errors.at(errors.user_location())}")
         out.append(a % ndim if ndim else 0)
     if len(set(out)) != len(out):
-        raise errors.ShapeError(f"{op}: repeated axis in {axis}")
-    return tuple(sorted(out))
+        raise errors.ShapeError(f"{op}: repeated axis in {axis}"
+                                f"{errors.at(errors.user_location())}")
+    return out
 
 
 def _check_no_out(kwargs, name):
@@ -657,24 +663,33 @@ def transpose(x, axes=None, *more):
         axes = (axes,) + more
     if axes is None:
         axes = tuple(reversed(range(x.ndim)))
-    axes = tuple(operator.index(a) % builtins.max(x.ndim, 1) for a in axes)
-    if sorted(axes) != list(range(x.ndim)):
-        raise errors.ShapeError(f"transpose: axes {axes} are not a permutation of {x.ndim} axes")
-    return P.transpose(x, axes)
+    if len(axes) != x.ndim:
+        raise errors.ShapeError(f"transpose: axes {tuple(axes)} are not a permutation of the "
+                                f"{x.ndim} axes of {x.shape}{errors.at(errors.user_location())}")
+    return P.transpose(x, tuple(_axes_in(tuple(axes), x.ndim, "transpose")))
 
 
 def swapaxes(x, axis1, axis2):
     x = _as_array(x)
     perm = list(range(x.ndim))
-    a, b = axis1 % x.ndim, axis2 % x.ndim
+    (a,), (b,) = _axes_in(axis1, x.ndim, "swapaxes"), _axes_in(axis2, x.ndim, "swapaxes")
     perm[a], perm[b] = perm[b], perm[a]
     return P.transpose(x, perm)
 
 
 def moveaxis(x, source, destination):
+    """np.moveaxis: each axis of `source` (an axis or a sequence) to its place in
+    `destination`, the others in their order."""
     x = _as_array(x)
-    perm = [a for a in range(x.ndim) if a != source % x.ndim]
-    perm.insert(destination % x.ndim, source % x.ndim)
+    source = _axes_in(source, x.ndim, "moveaxis")
+    destination = _axes_in(destination, x.ndim, "moveaxis")
+    if len(source) != len(destination):
+        raise errors.ShapeError(f"moveaxis: source and destination need as many axes, got "
+                                f"{len(source)} and {len(destination)}"
+                                f"{errors.at(errors.user_location())}")
+    perm = [a for a in range(x.ndim) if a not in source]
+    for to, axis in sorted(zip(destination, source)):
+        perm.insert(to, axis)
     return P.transpose(x, perm)
 
 

@@ -38,6 +38,8 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.vsplit(x, [2]),
     lambda x, v: np.vstack([x, x[:1]]),
     lambda x, v: np.vstack([v, v]),                    # 1-d rows
+    lambda x, v: np.moveaxis(np.stack([x, 2 * x]), [0, -1], [1, 0]),    # axes in sequences
+    lambda x, v: np.moveaxis(x[None], -1, 0) + np.swapaxes(x, -1, 0)[:, None],
     lambda x, v: np.hstack([x, x]),
     lambda x, v: np.hstack([v, v[:2]]),
     lambda x, v: np.flip(x),
@@ -494,6 +496,14 @@ def test_isnan_and_isfinite():
     (lambda x: round(x, 2), TypeError, "ndarray doesn't define __round__ method; use np.round"),
     (lambda x: np.diff(x[0, 0]), ValueError, "diff requires input that is at least one dim"),
     (lambda x: np.cumsum(x, axis=2), ValueError, "axis 2 is out of bounds"),
+    (lambda x: x.transpose(0, 3), ValueError, "transpose: axis 3 is out of bounds"),
+    (lambda x: x.transpose(-3, 0), ValueError, "transpose: axis -3 is out of bounds"),
+    (lambda x: x.transpose(0, -2), ValueError, r"transpose: repeated axis in \(0, -2\)"),
+    (lambda x: x.transpose(1, 0, 2), ValueError,
+     r"axes \(1, 0, 2\) are not a permutation of the 2 axes of \(4, 6\)"),
+    (lambda x: np.swapaxes(x, 0, 2), ValueError, "swapaxes: axis 2 is out of bounds"),
+    (lambda x: np.moveaxis(x, 3, 0), ValueError, "moveaxis: axis 3 is out of bounds"),
+    (lambda x: np.moveaxis(x, [0, 1], 0), ValueError, "need as many axes, got 2 and 1"),
     (lambda x: np.round(x.astype(np.int64), -1, out=x), gc.UnsupportedOpError,
      r"np.round\(out=\) is not supported"),
 ])
