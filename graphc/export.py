@@ -33,10 +33,31 @@ import base64
 import functools
 import io
 import sys
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 from numba import njit
+
+
+
+class _Names(ModuleType):
+    """A module whose attributes are this module's names: the embedded kernels
+    call <module>.<function>(...) on this module, which importlib's spec
+    recipe (module_from_spec, exec_module) puts in no sys.modules. It goes
+    there in its place: Numba's cache pickles functions by their module."""
+
+    def __getattr__(self, name):
+        try:
+            return globals()[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_SELF = sys.modules.get(__name__)
+if _SELF is None or vars(_SELF) is not globals():     # not imported
+    _THERE, _SELF = _SELF, _Names(__name__)
+    if _THERE is None or type(_THERE).__name__ == "_Names":   # (an earlier load's)
+        sys.modules[__name__] = _SELF
 
 {embedded}
 {kernels}
@@ -249,6 +270,7 @@ def step(params, *batch):
     structure, dtypes = sig.aux
     return float(outs[0]), _unflatten(structure, [out if dtype is None else np.array(out, dtype)
                                                   for out, dtype in zip(outs[1:], dtypes)])
+
 '''
 
 
@@ -292,7 +314,7 @@ def _embedded(name: str) -> str:
     bound to their names the same way)."""
     return (f"# ---- graphc.kernels.{name}, embedded " + "-" * 40 + "\n"
             + _KERNEL_IMPORT.sub("", _kernel_source(name))
-            + f"\n{name} = sys.modules[__name__]   # the kernels call {name}.<function>(...)\n"
+            + f"\n{name} = _SELF   # the kernels call {name}.<function>(...)\n"
             + f"# ---- end of graphc.kernels.{name} " + "-" * 43 + "\n")
 
 

@@ -316,3 +316,23 @@ def test_an_exported_step_converts_what_its_run_was_not_compiled_for(import_expo
         assert m.step(exported, frozen, y, lam) == step(params, frozen, y, lam)
     (run,) = {sig.driver for sig in m._SIGNATURES.values()}
     assert len(run.signatures) == 1
+
+
+def test_an_exported_module_loads_by_importlibs_spec_recipe(tmp_path):
+    """module_from_spec and exec_module put the module in no sys.modules: its
+    kernels call functions on it all the same, and Numba caches them."""
+    import importlib.util
+
+    params, x, y = _setup()
+    step = gc.compile_step(loss, gc.optim.SGD(0.1))
+    step(params, x, y, 1e-3)
+    gc.export(step, tmp_path / "by_spec.py")
+    exported = {k: v.copy() for k, v in params.items()}
+    try:
+        for _ in range(2):      # a second load takes the first one's place (SGD: no state)
+            spec = importlib.util.spec_from_file_location("by_spec", tmp_path / "by_spec.py")
+            m = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(m)
+            assert m.step(exported, x, y, 1e-3) == step(params, x, y, 1e-3)
+    finally:
+        sys.modules.pop("by_spec", None)
