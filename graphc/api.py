@@ -698,16 +698,16 @@ def _leaves_and_wrt(args, nums) -> tuple[list, list]:
 
 
 def _static_values(leaves, wrt) -> frozenset:
-    """Inside another trace, the positions of the Python numbers among
-    `leaves` that are not differentiated: that trace's dynamic values are
-    tracers, so these are its static ones (jit(value_and_grad(loss),
-    static_argnums=...), a `train` flag), and reach the function as they are,
-    as NumPy's values, for Python's `if` to read."""
+    """Inside another trace, the positions of the leaves that are neither
+    arrays nor differentiated: that trace's dynamic values are tracers, so
+    these are its static ones (jit(value_and_grad(loss), static_argnums=...):
+    a `train` flag, a mode string), and reach the function as they are, for
+    Python's `if` to read."""
     if tracing.current_graph() is None:
         return frozenset()
     differentiated = set(wrt)
     return frozenset(k for k, leaf in enumerate(leaves) if k not in differentiated
-                     and isinstance(leaf, (bool, int, float, complex, np.generic)))
+                     and not isinstance(leaf, (tracing.Tracer, np.ndarray)))
 
 
 def _scalar_cotangent(fn_name):

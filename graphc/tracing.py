@@ -221,7 +221,9 @@ def aval_of(x):
         return tuple(np.shape(x)), dtype, False
     raise errors.GraphcTypeError(
         f"cannot use an argument of type {type(x).__name__} in a traced function; pass NumPy "
-        f"arrays or Python numbers, or mark it static with static_argnums")
+        f"arrays or Python numbers, or make it static: gc.jit(fn, static_argnums=...), or "
+        f"functools.partial(fn, ...) bound before gc.grad or compile_step, which have no "
+        f"static arguments{errors.at(errors.user_location())}")
 
 
 def const(graph: ir.Graph, value, loc) -> ir.Node:
@@ -385,8 +387,8 @@ def trace_fn(fn, args: tuple, as_they_are=frozenset()) -> ir.Graph:
     loc = errors.user_location()
     with _tracing(graph):
         tracers = []
-        for leaf in leaves:
-            shape, dtype, weak = aval_of(leaf)
+        for k, leaf in enumerate(leaves):
+            shape, dtype, weak = _input_aval(leaf, k in as_they_are)
             tracers.append(Tracer(graph, graph.add_input(shape, dtype, weak, loc)))
             # a Python number is no array; an outer trace's argument (through grad) still is
             tracers[-1].argument = isinstance(leaf, np.ndarray) or (
@@ -437,6 +439,17 @@ def _refuse_a_stored_tracer(e: ValueError) -> None:
 def capture_values(graph: ir.Graph) -> list:
     """The outer values bound to `graph`'s captured inputs, in input order."""
     return list(graph.meta.get("captures", []))
+
+
+def _input_aval(leaf, as_it_is: bool):
+    """aval_of(leaf); for a leaf passed as it is that has none (a static str),
+    that of a bool: its input is never read."""
+    try:
+        return aval_of(leaf)
+    except errors.GraphcTypeError:
+        if not as_it_is:
+            raise
+        return (), np.dtype(np.bool_), True
 
 
 def bound_values(graph: ir.Graph, leaves) -> list:

@@ -218,6 +218,26 @@ def test_a_static_argument_reaches_a_differentiated_function_as_a_python_value()
     np.testing.assert_allclose(ds(x.astype(np.float32)), np.sum(x ** 2), rtol=1e-6)
 
 
+def test_a_static_string_or_function_reaches_a_differentiated_function_inside_jit():
+    # a mode string and an activation: static arguments of no array type
+    def loss(w, x, mode, activation):
+        h = activation(x * w)
+        return np.sum(h ** 2) * (0.5 if mode == "train" else 1.0)
+
+    w, x = np.array([1.0, -2.0]), np.array([0.3, 0.5])
+    step = gc.jit(gc.value_and_grad(loss), static_argnums=(2, 3))
+    for mode, scale in [("train", 0.5), ("eval", 1.0)]:
+        for activation, slope in [(np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+                                  (np.sin, np.cos)]:
+            value, g = step(w, x, mode, activation)
+            np.testing.assert_allclose(value, scale * np.sum(activation(x * w) ** 2), rtol=1e-14)
+            np.testing.assert_allclose(g, scale * 2 * activation(x * w) * slope(x * w) * x,
+                                       rtol=1e-14)
+    with pytest.raises(TypeError, match=r"type str .* functools.partial\(fn, ...\) "
+                                        r"bound before gc.grad .*test_calculus.py:"):
+        gc.grad(loss)(w, x, "train", np.tanh)
+
+
 def test_keyword_arguments_take_the_places_of_the_functions_parameters():
     # as in JAX: bound by the user's function's signature, statics by place
     def f(w, x, lam=0.1):
