@@ -366,7 +366,8 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
     Each call compiles a new step, so the optimizer's state (momentum, Adam's
     moments and step count) starts from zero, as with a new torch.optim
     optimizer: to continue a run with its state, keep a `compile_step` step
-    and call it (or its `epoch`) yourself.
+    and call it (or its `epoch`) yourself. A batch that raises (a label out
+    of range) leaves the params as they were before the call.
 
     >>> import numpy as np, graphc as gc
     >>> X = np.random.default_rng(0).normal(size=(64, 3)); y = X @ np.array([1., -2., .5])
@@ -401,20 +402,40 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
     rng = np.random.default_rng(seed)
     bar = _progress_bar(epochs, progress)
     history = np.zeros(int(epochs))
-    for epoch in range(int(epochs)):
-        perm = rng.permutation(n) if shuffle else np.arange(n)
-        losses = list(step.epoch(params, data, perm, batch_size, full)) if full else []
-        if rest and not drop_last:
-            # the short last batch through the same native loop: calling the
-            # step would compile `run` too, as much again as the epoch loop
-            losses += list(step.epoch(params, data, perm[full * batch_size:], rest, 1))
-        history[epoch] = np.mean(losses)
+    # a batch that raises (a label out of range) stops a native epoch loop
+    # after the batches before it were applied: the params go back to these
+    before = [np.array(leaf) if isinstance(leaf, np.ndarray) else leaf
+              for leaf in pytree.flatten(params)[0]]
+    try:
+        for epoch in range(int(epochs)):
+            perm = rng.permutation(n) if shuffle else np.arange(n)
+            losses = list(step.epoch(params, data, perm, batch_size, full)) if full else []
+            if rest and not drop_last:
+                # the short last batch through the same native loop: calling the
+                # step would compile `run` too, as much again as the epoch loop
+                losses += list(step.epoch(params, data, perm[full * batch_size:], rest, 1))
+            history[epoch] = np.mean(losses)
+            if bar is not None:
+                bar.set_postfix(loss=f"{history[epoch]:.4g}", refresh=False)  # update(1) redraws
+                bar.update(1)
+    except Exception as e:      # (not KeyboardInterrupt: an interrupted run keeps its progress)
+        _restore(params, before)
+        e.add_note(f"gc.train: raised in epoch {epoch + 1} of {epochs}; the params are as "
+                   f"they were before train")
+        raise
+    finally:
         if bar is not None:
-            bar.set_postfix(loss=f"{history[epoch]:.4g}", refresh=False)   # update(1) redraws it
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+            bar.close()
     return history
+
+
+def _restore(params, before: list) -> None:
+    """Write `before`'s values back into the params' arrays (those that are
+    arrays still: the error may be that one is not)."""
+    for leaf, old in zip(pytree.flatten(params)[0], before):
+        if isinstance(leaf, np.ndarray) and isinstance(old, np.ndarray) and (
+                leaf.shape == old.shape and leaf.flags.writeable):
+            np.copyto(leaf, old, casting="unsafe")
 
 
 def _progress_bar(epochs, progress):

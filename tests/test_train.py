@@ -642,6 +642,26 @@ def test_an_epoch_with_bad_row_indices_is_refused_before_any_write():
     assert step.epoch(params, (x, y), np.arange(10)[::-1], 5, 2).shape == (2,)
 
 
+def test_train_that_raises_in_a_later_batch_leaves_the_params_as_they_were():
+    """A bad label in the first epoch's last batch: the native epoch loop ran
+    the batches before it; train puts the params back, and says so."""
+    params, x, _ = make(n=40)
+    labels = np.arange(40) % 3
+    labels[37] = 3
+    before = copy.deepcopy(params)
+
+    def classify(p, x, y):
+        return gc.nn.cross_entropy(np.tanh(x @ p["W"] + p["b"])[:, :3], y) + np.sum(p["v"] ** 2)
+
+    with pytest.raises(IndexError, match="label out of range") as e:
+        gc.train(classify, params, (x[:, :3], labels), gc.optim.Adam(0.1), batch_size=10,
+                 epochs=3, shuffle=False, progress=False)
+    assert e.value.__notes__ == ["gc.train: raised in epoch 1 of 3; the params are as they "
+                                 "were before train"]
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+
+
 def test_train_rejects_mismatched_data_lengths():
     params, x, y = make()
     with pytest.raises(ValueError, match="same length"):
