@@ -53,6 +53,12 @@ _CONVERSIONS = [
 ]
 
 
+# a list of numbers passed as an argument is a pytree: NumPy cannot convert its tracers
+_LISTED_NUMBERS = ("a list (or tuple) of numbers passed as an argument is a pytree, traced a "
+                   "number at a time, which NumPy cannot make an array of; pass np.asarray(the "
+                   "list) instead")
+
+
 def _conversion_advice() -> str:
     file, _, line = errors.user_location().rpartition(":")
     text = linecache.getline(file, int(line)) if line.isdigit() else ""
@@ -165,6 +171,10 @@ class Tracer:
                 f"scipy's {scipy_function}, which converts its arguments to NumPy arrays,",
                 "graphc has gc.nn.logsumexp, softmax, log_softmax, sigmoid and softplus; SciPy's "
                 "ufuncs (scipy.special.expit, xlogy, erf, ...) trace as NumPy's do")
+        if self.node.op == "input" and self.node.weak:
+            # a Python number among the arguments: NumPy makes an array of a list of them
+            self._concrete_error("converting to a NumPy array",
+                                 f"It is a Python number from the arguments: {_LISTED_NUMBERS}")
         # NumPy also asks for it when a traced array indexes a NumPy array
         # (np.eye(k)[y]): NumPy does not dispatch on an index
         self._concrete_error("converting to a NumPy array", _conversion_advice())
@@ -219,6 +229,10 @@ def aval_of(x):
                 f"arrays of dtype {dtype} are not supported; use float32/float64 for values "
                 f"and integer or bool arrays for labels and masks")
         return tuple(np.shape(x)), dtype, False
+    if isinstance(x, (list, tuple)):
+        raise errors.GraphcTypeError(
+            f"a Python {type(x).__name__} where an array goes: np.stack a list of traced arrays; "
+            f"{_LISTED_NUMBERS}{errors.at(errors.user_location())}")
     raise errors.GraphcTypeError(
         f"cannot use an argument of type {type(x).__name__} in a traced function; pass NumPy "
         f"arrays or Python numbers, or make it static: gc.jit(fn, static_argnums=...), or "

@@ -610,3 +610,18 @@ def test_a_matrix_that_is_not_positive_definite_raises_and_leaves_the_parameters
     with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
         step(indefinite, np.ones(2))
     np.testing.assert_array_equal(indefinite["a"], [[1.0, 2.0], [2.0, 1.0]])
+
+
+def test_a_list_of_numbers_where_an_array_goes_says_to_pass_an_array():
+    # a list argument is a pytree of numbers: NumPy cannot convert its tracers
+    X, y = np.ones((4, 3)), np.array([0, 1, 2, 0])
+    loss = lambda p, x, y: gc.nn.cross_entropy(x @ p["W"], y)       # noqa: E731
+    step = gc.compile_step(loss, gc.optim.SGD(0.1))
+    params = {"W": np.ones((3, 3))}
+    for batch, error in [((X.tolist(), y), gc.TracerError), ((X, y.tolist()), TypeError)]:
+        with pytest.raises(error, match=r"^(?=.*test_errors.py:).*a list \(or tuple\) of numbers "
+                                        r"passed as an argument is a pytree.*np.asarray\(the list"):
+            step(params, *batch)
+        np.testing.assert_array_equal(params["W"], 1.0)
+    with pytest.raises(gc.TracerError, match="It is a Python number from the arguments"):
+        gc.jit(lambda x: np.tanh(x) * 2)([0.1, 0.2])
