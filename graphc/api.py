@@ -494,31 +494,12 @@ class Compiled:
         return entry
 
     def _positional(self, args, kwargs) -> tuple:
-        """Keyword arguments put in their places among the user function's
-        parameters (JAX's transforms take them too); statics count by place.
-        A parameter skipped before a later keyword takes its default."""
         try:
             if self._signature is None:
                 self._signature = inspect.signature(self.user_fn)
-            bound = self._signature.bind(*args, **kwargs)
         except (TypeError, ValueError) as e:
             raise errors.GraphcTypeError(f"{self.__name__}: {e}") from None
-        params = self._signature.parameters
-        places = [n for n, p in params.items()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        given = bound.arguments
-        if not any(n in bound.kwargs for n in places):
-            positional, rest = bound.args, bound.kwargs
-        else:   # BoundArguments.args stops at the first parameter not given
-            last = max(places.index(n) for n in given if n in places)
-            positional = tuple(given[n] if n in given else params[n].default
-                               for n in places[:last + 1])
-            rest = {n: v for n, v in given.items() if n not in places}
-        if rest:
-            raise errors.GraphcTypeError(f"{self.__name__}: keyword-only and **kwargs "
-                                         f"parameters ({', '.join(rest)}) are not supported; "
-                                         f"pass their values as positional parameters")
-        return positional
+        return positional(self._signature, self.__name__, args, kwargs)
 
     def __call__(self, *args, **kwargs):
         if kwargs:
@@ -635,6 +616,33 @@ def _argnums_tuple(argnums, nargs):
             raise errors.GraphcValueError(f"argnums {a} is out of range for {nargs} arguments"
                                           f"{errors.at(errors.user_location())}")
     return tuple(a % nargs for a in nums)
+
+
+def positional(signature: inspect.Signature, name: str, args: tuple, kwargs: dict) -> tuple:
+    """Keyword arguments put in their places among a user function's
+    parameters (JAX's transforms take them too); statics count by place. A
+    parameter skipped before a later keyword takes its default. `name` is
+    the caller's, for errors."""
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as e:
+        raise errors.GraphcTypeError(f"{name}: {e}") from None
+    params = signature.parameters
+    places = [n for n, p in params.items()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    given = bound.arguments
+    if not any(n in bound.kwargs for n in places):
+        positional, rest = bound.args, bound.kwargs
+    else:   # BoundArguments.args stops at the first parameter not given
+        last = max(places.index(n) for n in given if n in places)
+        positional = tuple(given[n] if n in given else params[n].default
+                           for n in places[:last + 1])
+        rest = {n: v for n, v in given.items() if n not in places}
+    if rest:
+        raise errors.GraphcTypeError(f"{name}: keyword-only and **kwargs parameters "
+                                     f"({', '.join(rest)}) are not supported; pass their "
+                                     f"values as positional parameters")
+    return positional
 
 
 def _leaf_ranges(args):

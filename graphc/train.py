@@ -8,6 +8,7 @@ state exactly as they were.
 """
 from __future__ import annotations
 
+import inspect
 import operator
 
 import numpy as np
@@ -260,13 +261,23 @@ class Step:
         return entry, leaves
 
     # -- calls ----------------------------------------------------------------
-    def __call__(self, params, *batch):
+    def __call__(self, params, *batch, **kwargs):
+        if kwargs:      # step(params, x=xb, y=yb): in their places among the loss's parameters
+            params, *batch = api.positional(self._loss_signature(), self._compiled.__name__,
+                                            (params, *batch), kwargs)
         last = self._last
         out = last.call(params, self.state, batch) if last is not None else None
         if out is None:
             return self._checked_call(params, batch)
         self.state["count"] += 1
         return (float(out[0]), _aux(last.entry, out)) if self.has_aux else float(out)
+
+    def _loss_signature(self) -> inspect.Signature:
+        try:
+            return inspect.signature(self.loss_fn)
+        except (TypeError, ValueError) as e:
+            raise errors.GraphcTypeError(f"{self._compiled.__name__}: keyword arguments need "
+                                         f"the loss's signature: {e}") from None
 
     def _checked_call(self, params, batch):
         self._last = None

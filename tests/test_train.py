@@ -662,6 +662,23 @@ def test_train_that_raises_in_a_later_batch_leaves_the_params_as_they_were():
         np.testing.assert_array_equal(params[k], before[k])
 
 
+def test_a_step_takes_its_batch_by_the_loss_s_parameter_names():
+    def loss(p, x, y, lam=0.5):
+        return loss_fn(p, x, y) + lam * np.sum(p["v"] ** 2)
+
+    params, x, y = make()
+    by_place = copy.deepcopy(params)
+    step, ref = gc.compile_step(loss, gc.optim.Adam(0.1)), gc.compile_step(loss, gc.optim.Adam(0.1))
+    for given, kwargs, args in [((), dict(x=x, y=y), (x, y)),
+                                ((x,), dict(y=y, lam=0.0), (x, y, 0.0)),
+                                ((), dict(y=y, x=x), (x, y, 0.5))]:
+        assert step(params, *given, **kwargs) == ref(by_place, *args)
+        for k in params:
+            np.testing.assert_array_equal(params[k], by_place[k])
+    with pytest.raises(TypeError, match=r"step\(loss\): got an unexpected keyword argument 'z'"):
+        step(params, x, y, z=1.0)
+
+
 def test_train_rejects_mismatched_data_lengths():
     params, x, y = make()
     with pytest.raises(ValueError, match="same length"):
