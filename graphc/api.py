@@ -722,10 +722,13 @@ def _scalar_cotangent(fn_name):
     def cts(out_nodes):
         if len(out_nodes) != 1 or out_nodes[0].size != 1 or out_nodes[0].dtype.kind != "f":
             desc = ", ".join(n.type for n in out_nodes) or "nothing"
+            pair = (f"; a function that returns (loss, aux) takes {fn_name}(..., has_aux=True)"
+                    if len(out_nodes) > 1 else "")
             raise errors.GraphcTypeError(
                 f"{fn_name}: the function must return a float scalar (0-d or size 1) to be "
                 f"differentiated, but it returned {desc}; reduce it first (e.g. .sum() or "
-                f".mean()), or use gc.jacobian for vector outputs{errors.at(out_nodes[0].loc if out_nodes else None)}")
+                f".mean()), or use gc.jacobian for vector outputs{pair}"
+                f"{errors.at(out_nodes[0].loc if out_nodes else None)}")
         return [np.ones(out_nodes[0].shape, out_nodes[0].dtype)]
     return cts
 

@@ -172,9 +172,14 @@ class Adam(Optimizer):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         _check("eps", eps)
         _check("weight_decay", weight_decay)
-        if not (0.0 <= betas[0] < 1.0 and 0.0 <= betas[1] < 1.0):
+        try:
+            b1, b2 = (float(b) for b in betas)
+        except (TypeError, ValueError):
+            raise errors.GraphcTypeError(f"betas must be a pair of numbers (beta1, beta2), as "
+                                         f"(0.9, 0.999); got {betas!r}") from None
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
             raise errors.GraphcValueError(f"invalid betas {betas!r}: each must be in [0, 1)")
-        self.lr, self.betas = _learning_rate(lr), (float(betas[0]), float(betas[1]))
+        self.lr, self.betas = _learning_rate(lr), (b1, b2)
         self.eps, self.weight_decay = float(eps), float(weight_decay)
 
     def update(self, params, grads, slots, count):

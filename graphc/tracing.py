@@ -53,6 +53,8 @@ _CONVERSIONS = [
 ]
 
 
+_MAKE_STATIC = ("make it static: gc.jit(fn, static_argnums=...), or functools.partial(fn, ...) "
+                "bound before gc.grad or compile_step, which have no static arguments")
 # a list of numbers passed as an argument is a pytree: NumPy cannot convert its tracers
 _LISTED_NUMBERS = ("a list (or tuple) of numbers passed as an argument is a pytree, traced a "
                    "number at a time, which NumPy cannot make an array of; pass np.asarray(the "
@@ -139,8 +141,8 @@ class Tracer:
                                              "array values", error=errors.TracerError):
         raise error(
             f"{what} needs the value of a traced array {self.node.type}, which is only known "
-            f"when the compiled code runs{errors.at(errors.user_location())}. {instead}, or mark "
-            f"the argument static with gc.jit(fn, static_argnums=...) if it is a Python constant.")
+            f"when the compiled code runs{errors.at(errors.user_location())}. {instead}; or, "
+            f"for a Python constant, {_MAKE_STATIC}.")
 
     def __bool__(self):
         self._concrete_error("Python control flow (if/while/and/or/bool())")
@@ -153,7 +155,9 @@ class Tracer:
                                      "a loss) and format it after the call")
 
     def __float__(self):
-        self._concrete_error("float()")
+        self._concrete_error("float() (which math.cos and math's other functions call)",
+                             "Use NumPy's functions (np.cos for math.cos), and np.where(cond, a, "
+                             "b) instead of if/else on array values")
 
     def __int__(self):
         self._concrete_error("int()")
@@ -235,9 +239,7 @@ def aval_of(x):
             f"{_LISTED_NUMBERS}{errors.at(errors.user_location())}")
     raise errors.GraphcTypeError(
         f"cannot use an argument of type {type(x).__name__} in a traced function; pass NumPy "
-        f"arrays or Python numbers, or make it static: gc.jit(fn, static_argnums=...), or "
-        f"functools.partial(fn, ...) bound before gc.grad or compile_step, which have no "
-        f"static arguments{errors.at(errors.user_location())}")
+        f"arrays or Python numbers, or {_MAKE_STATIC}{errors.at(errors.user_location())}")
 
 
 def const(graph: ir.Graph, value, loc) -> ir.Node:

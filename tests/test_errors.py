@@ -157,6 +157,20 @@ def test_grad_of_a_non_scalar_output_is_a_type_error():
     assert isinstance(e.value, gc.GraphcError)
     with pytest.raises(TypeError, match="float"):
         gc.grad(lambda x: np.sum(x > 0))(np.ones(3))
+    pair = lambda p, x: (np.sum(p["w"] * x), x.sum())      # noqa: E731
+    with pytest.raises(TypeError, match=r"returns \(loss, aux\) takes grad\(..., has_aux=True"):
+        gc.grad(pair)({"w": np.ones(3)}, np.ones(3))
+    with pytest.raises(TypeError, match=r"takes compile_step\(..., has_aux=True"):
+        gc.compile_step(pair, gc.optim.SGD(0.1))({"w": np.ones(3)}, np.ones(3))
+    with pytest.raises(TypeError) as e:
+        gc.grad(lambda x: x * 2.0)(np.ones(2))
+    assert "has_aux" not in str(e.value)
+
+
+def test_math_functions_on_traced_values_name_numpys():
+    import math
+    with pytest.raises(gc.TracerError, match=r"float\(\) \(which math.cos .*np.cos for math.cos"):
+        gc.grad(lambda x: math.cos(x))(1.0)
 
 
 def test_index_out_of_range_is_an_index_error_at_run_time():

@@ -219,6 +219,9 @@ def test_optimizer_argument_checks():
         gc.optim.Adam(lr=-1.0)
     with pytest.raises(ValueError, match="betas"):
         gc.optim.Adam(betas=(1.0, 0.9))
+    for betas in (0.9, (0.9,), ("a", 0.9)):
+        with pytest.raises(TypeError, match=r"betas must be a pair of numbers"):
+            gc.optim.Adam(betas=betas)
     assert gc.optim.AdamW().weight_decay == 1e-2 and gc.optim.Adam().lr == 1e-3
 
 
