@@ -239,7 +239,8 @@ def aval_of(x):
             f"{_LISTED_NUMBERS}{errors.at(errors.user_location())}")
     raise errors.GraphcTypeError(
         f"cannot use an argument of type {type(x).__name__} in a traced function; pass NumPy "
-        f"arrays or Python numbers, or {_MAKE_STATIC}{errors.at(errors.user_location())}")
+        f"arrays or Python numbers (in dicts, lists, tuples or namedtuples: an object's "
+        f"attributes are not traced), or {_MAKE_STATIC}{errors.at(errors.user_location())}")
 
 
 def const(graph: ir.Graph, value, loc) -> ir.Node:

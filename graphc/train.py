@@ -22,8 +22,9 @@ def _leaf_check(leaves, paths):
     seen: list = []
     for leaf, path in zip(leaves, paths):
         if not isinstance(leaf, np.ndarray):
-            raise errors.GraphcTypeError(f"{path} is a {type(leaf).__name__}; "
-                                         f"parameters must be NumPy float arrays (updated in place)")
+            raise errors.GraphcTypeError(f"{path} is a {type(leaf).__name__}; parameters must "
+                                         f"be NumPy float arrays (updated in place), in dicts, "
+                                         f"lists, tuples or namedtuples")
         if leaf.dtype.kind != "f" or leaf.dtype not in tracing.SUPPORTED_DTYPES:
             raise errors.GraphcTypeError(f"{path} has dtype {leaf.dtype}; parameters "
                                          f"must be float32 or float64 arrays")
@@ -40,6 +41,11 @@ def _leaf_check(leaves, paths):
                     f"{other_path} and {path} are the same array or share memory; "
                     f"the step writes each one in place, pass separate arrays (x.copy())")
         seen.append((leaf, path))
+
+
+def _leaf_paths(treedef) -> list[str]:
+    """pytree.leaf_paths, with params that are one array named `params` alone."""
+    return ["" if path == "<root>" else path for path in pytree.leaf_paths(treedef)]
 
 
 def _step_count(state: dict) -> np.ndarray:
@@ -184,7 +190,7 @@ class Step:
             raise errors.GraphcTypeError(f"step.state is a {type(self.state).__name__}; "
                                          f"it is a dict (or None for a fresh one)")
         if self._treedef is None:
-            _leaf_check(leaves, [f"params{path}" for path in pytree.leaf_paths(treedef)])
+            _leaf_check(leaves, [f"params{path}" for path in _leaf_paths(treedef)])
             slots = self.optimizer.init(leaves)
             if self.state is None:
                 self.state = {"count": 0,
@@ -230,7 +236,7 @@ class Step:
         return state
 
     def _check_state(self, state):
-        paths = pytree.leaf_paths(self._treedef)
+        paths = _leaf_paths(self._treedef)
         paths = [f"params{path}" for path in paths] + [f"step.state[{k!r}]{path}"
                                                        for k in self._slot_names for path in paths]
         for leaf, path, (shape, dtype) in zip(state, paths, self._state_avals):
@@ -389,6 +395,13 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
     (True, array([ 1. , -2. ,  0.5]))
     """
     data = tuple(data) if isinstance(data, (tuple, list)) else (data,)
+    for d in data:      # (a list of numbers is data, converted below)
+        if isinstance(d, dict) or isinstance(d, (tuple, list)) and any(
+                isinstance(e, (np.ndarray, dict, tuple)) for e in d):
+            raise errors.GraphcTypeError(
+                f"train: data is an array or a tuple of arrays, each of the same number of rows "
+                f"(the loss takes one batch of each, in order), not a {type(d).__name__}: pass "
+                f"(x, y), or call a compile_step step on your own batches")
     data = tuple(np.asarray(d) for d in data)
     n = len(data[0]) if data and data[0].ndim else 0
     for k, d in enumerate(data):

@@ -639,3 +639,16 @@ def test_a_list_of_numbers_where_an_array_goes_says_to_pass_an_array():
         np.testing.assert_array_equal(params["W"], 1.0)
     with pytest.raises(gc.TracerError, match="It is a Python number from the arguments"):
         gc.jit(lambda x: np.tanh(x) * 2)([0.1, 0.2])
+
+
+def test_an_object_as_params_or_argument_names_the_containers_that_are_traced():
+    class Model:
+        W = np.ones((3, 2))
+
+    loss = lambda m, x: np.sum(x @ m.W)     # noqa: E731
+    with pytest.raises(TypeError, match=r"^params is a Model; parameters must be NumPy float "
+                                        r"arrays .* in dicts, lists, tuples or namedtuples"):
+        gc.compile_step(loss, gc.optim.SGD(0.1))(Model(), np.ones(3))
+    with pytest.raises(TypeError, match=r"type Model .* \(in dicts, lists, tuples or namedtuples: "
+                                        r"an object's attributes are not traced"):
+        gc.grad(loss)(Model(), np.ones(3))
