@@ -491,13 +491,14 @@ def _masked(x, where, name):
 
 
 # The reductions take NumPy's positional order (x.sum(1, None, None, True) is
-# keepdims), out= and initial= refused
+# keepdims), out= refused
 def sum(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=True, **kwargs):
-    _check_no_out({"out": out, "initial": initial, **kwargs}, "sum")
+    _check_no_out({"out": out, **kwargs}, "sum")
     if where is not True:
         x = _masked(x, where, "sum")[0]
     x = to_operand(x, _sum_dtype(x, dtype))
-    return P.reduce_sum(x, normalize_axes(axis, x.ndim, "sum"), keepdims)
+    total = P.reduce_sum(x, normalize_axes(axis, x.ndim, "sum"), keepdims)
+    return total if initial is None else add(total, to_operand(initial, x.dtype))
 
 
 def cumprod(x, axis=None, dtype=None, out=None):
@@ -582,29 +583,46 @@ def mean(x, axis=None, dtype=None, out=None, keepdims=False, *, where=True, **kw
 
 
 def max(x, axis=None, out=None, keepdims=False, initial=None, where=True, **kwargs):
-    _check_no_out({"out": out, "initial": initial,
-                   "where": None if where is True else where, **kwargs}, "max")
+    """np.max; `initial` takes part as one more element, and where= leaves
+    out elements, which NumPy allows only with an initial."""
+    _check_no_out({"out": out, **kwargs}, "max")
     x = to_operand(x, aval_of(x)[1])
     axes = normalize_axes(axis, x.ndim, "max")
+    if initial is None:
+        if where is not True:
+            raise errors.GraphcValueError(
+                f"np.max: where= leaves an empty selection possible, so it needs initial= (as "
+                f"NumPy's: the maximum has no identity){errors.at(errors.user_location())}")
+        if any(x.shape[a] == 0 for a in axes):
+            raise errors.ShapeError(f"max of an empty array has no identity; pass initial="
+                                    f"{errors.at(errors.user_location())}")
+        return P.reduce_max(x, axes, keepdims)
+    initial = to_operand(initial, x.dtype)
+    if where is not True:
+        x = P.where(_masked(x, where, "max")[1], x, initial)
     if any(x.shape[a] == 0 for a in axes):
-        raise errors.ShapeError("max of an empty array has no identity")
-    return P.reduce_max(x, axes, keepdims)
+        shape = tuple(1 if a in axes else n for a, n in enumerate(x.shape)) if keepdims else \
+            tuple(n for a, n in enumerate(x.shape) if a not in axes)
+        return broadcast_to(initial, shape)
+    return maximum(P.reduce_max(x, axes, keepdims), initial)
 
 
 def min(x, axis=None, out=None, keepdims=False, initial=None, where=True, **kwargs):
     """max of an order-reversed x: -x for floats, and for integers ~x (-x - 1,
     which wraps without collisions: -x alone maps int8 -128 and uint8 0 to
     themselves)."""
-    _check_no_out({"out": out, "initial": initial,
-                   "where": None if where is True else where, **kwargs}, "min")
+    _check_no_out({"out": out, **kwargs}, "min")
     kind = aval_of(x)[1].kind
     if kind == "b":
-        return logical_not(max(logical_not(x), axis=axis, keepdims=keepdims, **kwargs))
-    if kind in "iu":
+        flip = logical_not
+    elif kind in "iu":
         def flip(v):
             return subtract(negative(v), 1)
-        return flip(max(flip(x), axis=axis, keepdims=keepdims, **kwargs))
-    return negative(max(negative(x), axis=axis, keepdims=keepdims, **kwargs))
+    else:
+        flip = negative
+    if initial is not None:
+        initial = flip(to_operand(initial, aval_of(x)[1]))
+    return flip(max(flip(x), axis=axis, keepdims=keepdims, initial=initial, where=where))
 
 
 def var(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
@@ -1066,6 +1084,7 @@ FUNCTIONS = {
     np.take: take, np.take_along_axis: take_along_axis,
     np.einsum: _einsum.einsum, np.tensordot: _einsum.tensordot, np.cumsum: cumsum,
     np.argsort: argsort, np.sort: sort, np.cumprod: cumprod, np.prod: prod,
+    np.copy: lambda a, order="K", subok=False: _as_array(a),     # a new array: see new_arrays
 }
 
 

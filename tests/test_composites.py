@@ -96,6 +96,11 @@ CASES = [   # one a line: a failure names its line
     compiled(lambda x, v: np.mean(x, axis=1, where=np.array([1, 1, 0, 1, 0, 1], bool))),
     lambda x, v: x.mean(where=x < 0),
     lambda x, v: np.sum(np.ones((4, 6)), where=x > 0),  # a traced mask on a NumPy array
+    # initial= takes part as one more element; with where=, the chosen ones' and it
+    lambda x, v: np.sum(x, axis=0, initial=1.5) + np.max(x, axis=0, initial=0.9),
+    lambda x, v: np.min(x, axis=1, initial=-0.3, where=x > 0.1),
+    lambda x, v: x.max(axis=0, initial=-0.2, where=x < 0.7, keepdims=True),
+    lambda x, v: np.copy(x) * np.max(x[:, :0], axis=1, initial=2.0, keepdims=True),
     # NumPy's positional order (keepdims after out; ddof after out)
     lambda x, v: np.sum(x, 1, None, None, True),
     lambda x, v: x.mean(0, None, None, True),
@@ -175,6 +180,9 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.nan_to_num(np.where(x > 1, np.inf, np.where(x < 0.2, -np.inf, np.where(
         x < 0.4, np.nan, x))).astype(np.float32), nan=-1.0, posinf=2.0, neginf=-2.0),
     lambda x, v: np.nan_to_num((x > 1).astype(np.int8)),
+    lambda x, v: np.min((x * 10).astype(np.int8), axis=0, initial=-3, where=x > 0),
+    lambda x, v: np.max(x > 0, axis=1, initial=True) & np.min(x > 0, axis=1, initial=False),
+    lambda x, v: np.sum((x > 0).astype(np.int16), initial=np.int16(3)),
     lambda x, v: np.searchsorted(np.sort(v), x),
     lambda x, v: np.searchsorted(np.concatenate([np.sort(v), [np.nan]]),
                                  np.where(x > 1, np.nan, x), side="right"),    # nan last
@@ -496,6 +504,8 @@ def test_isnan_and_isfinite():
     (lambda x: round(x, 2), TypeError, "ndarray doesn't define __round__ method; use np.round"),
     (lambda x: np.diff(x[0, 0]), ValueError, "diff requires input that is at least one dim"),
     (lambda x: np.cumsum(x, axis=2), ValueError, "axis 2 is out of bounds"),
+    (lambda x: np.max(x, where=x > 0), ValueError, r"np.max: where= .* needs initial="),
+    (lambda x: np.min(x[:0], axis=0), ValueError, "empty array has no identity; pass initial="),
     (lambda x: x.transpose(0, 3), ValueError, "transpose: axis 3 is out of bounds"),
     (lambda x: x.transpose(-3, 0), ValueError, "transpose: axis -3 is out of bounds"),
     (lambda x: x.transpose(0, -2), ValueError, r"transpose: repeated axis in \(0, -2\)"),
@@ -566,7 +576,9 @@ def _assigned_into_zeros_like(x, v):
     h = np.zeros_like(x)
     h[:, 0::2] = np.sin(x[:, 0::2])
     h[:, 1::2] = np.cos(x[:, 1::2])
-    return h
+    c = np.copy(h)
+    c[0] = 0.0                            # a copy's assignment reaches only the copy
+    return h + 2 * c
 
 
 @pytest.mark.parametrize("fn", [_assigned_by_slices, _assigned_by_masks, _assigned_into_zeros_like,
