@@ -631,8 +631,9 @@ def var(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):
     axes = normalize_axes(axis, x.ndim, "var")
     centered = subtract(x, mean(x, axis=axes, keepdims=True))
     count = P.numel(x, axes, x.dtype)
+    # NumPy divides by max(n - ddof, 0): more ddof than elements gives inf, not a negative
     return true_divide(sum(square(centered), axis=axes, keepdims=keepdims),
-                       subtract(count, ddof) if ddof else count)
+                       maximum(subtract(count, ddof), 0) if ddof else count)
 
 
 def std(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):

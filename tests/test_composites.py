@@ -180,6 +180,7 @@ DTYPE_CASES = [   # result types (values only: float32 and bools have no useful 
     lambda x, v: np.nan_to_num(np.where(x > 1, np.inf, np.where(x < 0.2, -np.inf, np.where(
         x < 0.4, np.nan, x))).astype(np.float32), nan=-1.0, posinf=2.0, neginf=-2.0),
     lambda x, v: np.nan_to_num((x > 1).astype(np.int8)),
+    lambda x, v: (np.var(x, axis=0, ddof=5), np.std(x, ddof=24), np.var(x, ddof=30)),   # inf
     lambda x, v: np.min((x * 10).astype(np.int8), axis=0, initial=-3, where=x > 0),
     lambda x, v: np.max(x > 0, axis=1, initial=True) & np.min(x > 0, axis=1, initial=False),
     lambda x, v: np.sum((x > 0).astype(np.int16), initial=np.int16(3)),

@@ -114,6 +114,24 @@ def test_logaddexp_has_its_second_derivatives_where_its_arguments_are_equal():
                                rtol=2e-6)
 
 
+def test_sinc_has_every_derivative_at_zero_and_numpys_values_near_it():
+    # sinc(x) = 1 - (pi x)^2 / 6 + (pi x)^4 / 120 - ...: its second derivative
+    # at 0 is -pi^2/3, its fourth pi^4/5 (a Newton step from 0 read 0), odd ones 0
+    d = lambda f: gc.grad(lambda x: f(x))       # noqa: E731
+    derivatives = [np.sinc]
+    for _ in range(4):
+        derivatives.append(d(derivatives[-1]))
+    np.testing.assert_allclose([float(f(0.0)) for f in derivatives],
+                               [1.0, 0.0, -np.pi ** 2 / 3, 0.0, np.pi ** 4 / 5],
+                               rtol=1e-14, atol=1e-14)
+    H = gc.hessian(lambda x: np.sum(np.sinc(x)))(np.array([0.0, 0.1, 1.0, 2.0]))
+    np.testing.assert_allclose(np.diag(H)[0], -np.pi ** 2 / 3, rtol=1e-14)
+    for dtype in (np.float32, np.float64):      # where the series and sin(y) / y meet
+        x = np.array([0.0, -1e-5, 3e-3, 0.01 / np.pi, 3.2e-3, 0.25, 2.0], dtype)
+        np.testing.assert_allclose(gc.jit(np.sinc)(x), np.sinc(x),
+                                   rtol=2 * np.finfo(dtype).eps, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_maximum_minimum_and_max_keep_numpys_choice_between_zeros(dtype):
     # of 0.0 and -0.0 NumPy keeps the second operand, and a reduction the later
