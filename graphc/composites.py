@@ -552,7 +552,12 @@ def interp(x, xp, fp, left=None, right=None, period=None):
         j = fnp.clip(searchsorted(xp, x, side="right") - 1, 0, n - 2)
         x0, x1 = fnp.take(xp, j), fnp.take(xp, j + 1)     # (xp may be a NumPy array)
         y0, y1 = fnp.take(fp, j), fnp.take(fp, j + 1)
-        inside = y0 + (x - x0) * ((y1 - y0) / (x1 - x0))
+        # a repeated knot (NumPy takes them) is a segment of width 0: x lands
+        # on one only at xp[-1], where NumPy gives fp[-1]; elsewhere it is
+        # not chosen, and divides by 1, so its derivatives stay finite
+        flat = fnp.equal(x1, x0)
+        slope = (y1 - y0) / fnp.where(flat, 1.0, x1 - x0)
+        inside = fnp.where(flat, y1, y0 + (x - x0) * slope)
     below = fp[0] if left is None else left
     above = fp[-1] if right is None else right
     return fnp.where(fnp.less(x, xp[0]), below, fnp.where(fnp.greater(x, xp[-1]), above, inside))

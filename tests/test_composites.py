@@ -78,6 +78,9 @@ CASES = [   # one a line: a failure names its line
     compiled(lambda x, v: _added_at(x, v)),
     compiled(lambda x, v: np.interp(x, np.cumsum(np.abs(v) + 0.1) - 1.0, np.sin(v))),
     lambda x, v: np.interp(x[0], np.arange(5.0) - 2, v, left=-3.0, right=3.0),  # NumPy's knots
+    lambda x, v: np.interp(x, np.array([-1.0, -1.0, 0.0, 0.5, 0.5]), v),     # repeated knots
+    lambda x, v: np.interp(np.concatenate([x[0], [-1.0, 0.5, 0.0]]),       # at them
+                           np.array([-1.0, -1.0, 0.0, 0.5, 0.5]), v),
     lambda x, v: np.reciprocal(v),
     # found in review: axes against the input (-1 was the new window axis),
     # shifts on one axis add up, arrays as counts, dtypes kept or honoured
