@@ -7,9 +7,10 @@ Per workload (float32), interleaved over many rounds of short batches of
 calls (the medians reported): `step(params, *batch)` as a training loop
 calls it, and the module's `run` called directly with the same arguments.
 The difference is what graphc's Python costs each call (the identity tests,
-the workspace taken and given back, Numba's dispatch is in both). The last
-column is the same step exported (`gc.export`) and called from its module,
-on its own copy of the params. A second table does the same for
+the workspace taken and given back, Numba's dispatch is in both). Then the
+same model with its params nested as layers are, `[{"W": ..., "b": ...}]`
+(a list of the workload's dict), and the step exported (`gc.export`) and
+called from its module, on its own copy of the params. A second table does the same for
 `gc.jit(gc.value_and_grad(loss))(params, *batch)`, a call that flattens its
 arguments and returns new arrays, and times `gc.grad(loss)` (compiled the
 same way) beside it. The last line is a small jitted function,
@@ -90,7 +91,8 @@ def main():
     parser.add_argument("--workloads", default="W1,W4")
     parser.add_argument("--rounds", type=int, default=300)
     args = parser.parse_args()
-    print(f"{'workload':8} {'step us':>8} {'driver us':>9} {'Python us':>9} {'exported us':>11}")
+    print(f"{'workload':8} {'step us':>8} {'driver us':>9} {'Python us':>9} {'nested us':>9} "
+          f"{'exported us':>11}")
     for name in args.workloads.split(","):
         w = workloads.WORKLOADS[name]
         params, batch = w.make(np.float32)
@@ -104,11 +106,15 @@ def main():
         driver = entry.driver
         exported, exported_params = _exported(step.compiled, name), copy.deepcopy(params)
         exported.step(exported_params, *batch)
+        nested_params = [copy.deepcopy(params)]
+        nested = gc.compile_step(lambda p, *b: w.loss_fn(p[0], *b), gc.optim.SGD(lr=w.lr))
+        nested(nested_params, *batch)
         t = _rounds({"step": step, "driver": lambda: driver(*run_args),
+                     "nested": lambda: nested(nested_params, *batch),
                      "exported": lambda: exported.step(exported_params, *batch)},
                     args.rounds, max(1, int(2000 / len(run_args))))
         print(f"{name:8} {t['step']:8.2f} {t['driver']:9.2f} {t['step'] - t['driver']:9.2f} "
-              f"{t['exported']:11.2f}")
+              f"{t['nested']:9.2f} {t['exported']:11.2f}")
     print(f"\n{'workload':8} {'value_and_grad us':>17} {'driver us':>9} {'Python us':>9} "
           f"{'grad us':>8}")
     for name in args.workloads.split(","):
