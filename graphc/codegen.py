@@ -172,6 +172,9 @@ class Module:
     outputs: list[int] = field(default_factory=list)
     parallel: bool = False               # some kernel may run on threads: `run` takes `threads`
     unread_inputs: frozenset = frozenset()   # positions of inputs `run` never reads
+    # positions of inputs of 2 or more dims with a dim `run`'s shape test
+    # compares with nothing: reshaped in place (a.shape = ...), it passes
+    untied_inputs: frozenset = frozenset()
     workspace: bool = False              # `run` carves intermediates from `ws` (graphc.workspace)
 
 
@@ -2120,7 +2123,9 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     source = HEADER + (TRIG_IMPORT if uses_trig else "") + FASTMATH_LINE + source
     unread = frozenset(k for k, name in enumerate(inputs) if name not in mentioned)
     return Module(source, kernels, [n.id for n in consts], list(graph.outputs),
-                  parallel=threaded, unread_inputs=unread, workspace=bool(plan.slots))
+                  parallel=threaded, unread_inputs=unread, workspace=bool(plan.slots),
+                  untied_inputs=_untied_inputs(graph, inputs, dict(zip(const_args, consts)),
+                                               dims, mentioned))
 
 
 # What `run` raises when its inputs' shapes no longer fit together, or no
@@ -2185,6 +2190,25 @@ def _shapes_differ(graph: Graph, inputs: list[str], consts: dict[str, Node], dim
         conditions += [f"{expr} != {name}.shape[{d}]" for d, expr in enumerate(dims[const.id])
                        if re.search(r"\bin\d+\b", expr) and passed(expr)]
     return list(dict.fromkeys(conditions))
+
+
+def _untied_inputs(graph: Graph, inputs: list[str], consts: dict[str, Node], dims: DimTable,
+                   mentioned: set) -> frozenset:
+    """Module.untied_inputs: a dim is compared when it is a number, or when
+    its class (graphc/dims.py), named by a passed input's or constant's dim,
+    has another member among them (see _shapes_differ). An array of one dim
+    cannot be reshaped in place to another shape of its rank."""
+    def passed(expr):
+        return all(n in mentioned for n in re.findall(r"\b(?:in|c)\d+\b", expr))
+
+    members = collections.Counter(expr for name, i in zip(inputs, graph.inputs)
+                                  if name in mentioned for expr in dims[i])
+    members.update(expr for const in consts.values() for expr in dims[const.id])
+    return frozenset(
+        k for k, (name, i) in enumerate(zip(inputs, graph.inputs))
+        if name in mentioned and len(dims[i]) >= 2 and any(
+            not expr.lstrip("-").isdigit() and (members[expr] < 2 or not passed(expr))
+            for expr in dims[i]))
 
 
 def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: list[str],

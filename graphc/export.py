@@ -32,6 +32,7 @@ called with before export.
 import base64
 import functools
 import io
+import operator
 import sys
 from types import ModuleType, SimpleNamespace
 
@@ -51,6 +52,9 @@ class _Names(ModuleType):
             return globals()[name]
         except KeyError:
             raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):     # (module.state = ...)
+        globals()[name] = value
 
 
 _SELF = sys.modules.get(__name__)
@@ -136,11 +140,11 @@ def _flatten(tree, out):
 
 # a namedtuple's fields are compared, and rebuilt, as a plain tuple's: this
 # module cannot import the class it was exported with
-def _shape_of(tree):
+def _shape_of(tree, key=lambda k: k):
     if isinstance(tree, dict):
-        return {{k: _shape_of(v) for k, v in tree.items()}}
+        return {{key(k): _shape_of(v, key) for k, v in tree.items()}}
     if isinstance(tree, (list, tuple)):
-        return (list if isinstance(tree, list) else tuple)(_shape_of(v) for v in tree)
+        return (list if isinstance(tree, list) else tuple)(_shape_of(v, key) for v in tree)
     return None if tree is None else 1
 
 
@@ -152,23 +156,14 @@ def _unflatten(structure, leaves):
     return None if structure is None else leaves.pop(0)
 
 
-def _containers(tree, types, keys):
-    \"\"\"A steady call's container types and dict keys of `tree`, in the order
-    of graphc.steady_call.containers.\"\"\"
-    if isinstance(tree, (dict, list, tuple)):
-        types.append(type(tree))
-        children = tree
-        if isinstance(tree, dict):
-            children = sorted(tree, key=repr)
-            keys.extend(children)
-            children = [tree[k] for k in children]
-        for child in children:
-            _containers(child, types, keys)
-    return types, keys
-
+# graphc.steady_call.containers, for the steady calls' types and keys
+{containers}
 
 _NUM_PARAMS = {num_params}
 _SLOT_ORDER = sorted(_SLOTS)    # the state's order: params, then each slot's arrays
+# the structure with the keys' reprs: 1, 1.0 and True (or 'a' and np.str_('a'))
+# are equal keys, but _flatten orders them by their reprs
+_STRUCTURE_BY_REPR = _shape_of(_STRUCTURE, repr)
 
 state = {{"count": {count}}}
 for _name in _SLOTS:
@@ -177,8 +172,26 @@ for _name in _SLOTS:
 
 
 def _shapes(signature):
-    return "(" + ", ".join(f"{{np.dtype(dtype).name}}{{list(shape)}}"
+    return "(" + ", ".join(f"{{_dtype_name(dtype)}}{{list(shape)}}"
                            for shape, dtype in signature) + ")"
+
+
+def _dtype_name(dtype):
+    dtype = np.dtype(dtype)
+    return dtype.name if dtype.isnative else dtype.str     # >f8: float64 of the other order
+
+
+def _checked_count():
+    \"\"\"state["count"] as `run`'s 0-d int64, refused before anything runs as graphc does.\"\"\"
+    count = state["count"]
+    try:
+        count = operator.index(count)
+    except TypeError:
+        raise TypeError(f"state['count'] is {{count!r}}; it counts the steps taken, an int "
+                        f">= 0") from None
+    if not 0 <= count < COUNT_END:
+        raise ValueError(f"state['count'] is {{count}}; it counts the steps taken, an int >= 0")
+    return np.asarray(count, np.int64)
 
 
 def _as_input(b):
@@ -203,11 +216,14 @@ def _checked_step(params, batch):
     \"\"\"The step's outputs and signature, every argument checked and converted;
     then the steady call for these arrays is made, for the next call (an
     error leaves the last one: it tests the arrays it was made for).\"\"\"
-    if _shape_of(params) != _STRUCTURE:
+    if _shape_of(params, repr) != _STRUCTURE_BY_REPR:
         raise TypeError(f"params have structure {{_shape_of(params)}}, expected {{_STRUCTURE}}")
+    for name in _SLOT_ORDER:
+        if _shape_of(state[name], repr) != _STRUCTURE_BY_REPR:
+            raise TypeError(f"state[{{name!r}}] does not have the params' structure {{_STRUCTURE}}")
     leaves = _flatten(params, [])
     slot_leaves = [leaf for name in _SLOT_ORDER for leaf in _flatten(state[name], [])]
-    count = np.asarray(state["count"], np.int64)
+    count = _checked_count()
     batch_leaves = _flatten(list(batch), [])
     data = [_as_input(b) for b in batch_leaves]
     inputs = leaves + slot_leaves + [count] + data
@@ -221,10 +237,10 @@ def _checked_step(params, batch):
         raise TypeError(f"no exported signature matches {{what}}; exported batches: "
                         + "; ".join(_shapes(b) for b in batches))
     sig = _SIGNATURES[key]
-    for leaf in leaves:
-        if not leaf.flags.writeable or not leaf.flags.c_contiguous:
-            raise ValueError("parameters must be writable C-contiguous arrays")
     state_leaves = leaves + slot_leaves
+    for leaf in state_leaves:
+        if not leaf.flags.writeable or not leaf.flags.c_contiguous:
+            raise ValueError("parameters and moment slots must be writable C-contiguous arrays")
     _refuse_shared(state_leaves)
     memory = StateMemory(state_leaves)
     data = memory.unaliased(data)
@@ -246,11 +262,14 @@ def _checked_step(params, batch):
     # any other type is a TypeError now, never a silent second compile
     sig.driver.disable_compile()
     # (a batch converted here fails the steady call's tests, or `run`'s types, next time)
-    kinds, keys = _containers(params, [], [])
-    for name in _SLOT_ORDER:
-        _containers(state[name], kinds, keys)
-    _LAST[:] = [(sig.make_steady(kinds, _SLOT_ORDER, keys, state_leaves, [b.shape for b in data],
-                                 sig.consts, sig, memory), sig)]
+    kinds, keys = [], []
+    for tree in [params] + [state[name] for name in _SLOT_ORDER]:
+        containers(tree, kinds, keys)
+    first = len(state_leaves) + 1       # the batch's first input
+    unread_dtypes = [data[k - first].dtype for k in sorted(sig.unread) if k >= first]
+    _LAST[:] = [(sig.make_steady(kinds, _SLOT_ORDER, keys, state_leaves,
+                                 [leaf.shape for leaf in state_leaves], [b.shape for b in data],
+                                 unread_dtypes, sig.consts, sig, memory), sig)]
     return outs, sig
 
 
@@ -334,7 +353,8 @@ def _steady_layout(treedef, n_slots: int, n_state: int, n_inputs: int, module,
         tree=steady_call.tree_shape(treedef), n_slots=n_slots, n_batch=n_inputs - first,
         unread_batch=tuple(sorted(k - first for k in module.unread_inputs if k >= first)),
         count_unread=n_state in module.unread_inputs, workspace=bool(module.workspace),
-        parallel=False, n_consts=n_consts, aux=True)
+        parallel=False, n_consts=n_consts, aux=True,
+        untied=tuple(sorted(k for k in module.untied_inputs if k < n_state)))
 
 
 def export(step, path) -> None:
@@ -400,6 +420,7 @@ def export(step, path) -> None:
         signatures="\n".join(signatures), count=int(step.state["count"]),
         num_params=treedef.num_leaves, keep_bytes=api.KEEP_WORKSPACE_BYTES,
         state_memory=inspect.getsource(state_memory), steady=steady,
+        containers=inspect.getsource(steady_call.containers),
         shapes_changed=codegen.SHAPES_CHANGED)
     with open(path, "w") as f:
         f.write(source)

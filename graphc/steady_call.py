@@ -20,7 +20,7 @@ belongs here too.
     >>> print(source(Layout(tree=(True, LEAF, LEAF), n_slots=0, n_batch=1, unread_batch=(),
     ...                     count_unread=True, workspace=False, parallel=False, n_consts=0)))
     ... # doctest: +ELLIPSIS
-    def make(types, slots, keys, state, shapes, consts, entry, memory):
+    def make(types, slots, keys, state, state_shapes, shapes, dtypes, consts, entry, memory):
         t0, = types
         k0, k1 = keys
         s0, s1 = state
@@ -55,6 +55,7 @@ class Layout(NamedTuple):
     parallel: bool              # ... and a thread count
     n_consts: int               # constant arrays after the batch
     aux: bool = False           # return all the driver's outputs (loss, aux), not the loss
+    untied: tuple = ()          # state arrays whose shapes the driver cannot see change
 
 
 LEAF, NONE = "leaf", "none"
@@ -70,19 +71,26 @@ def tree_shape(treedef: pytree.TreeDef):
     return (treedef.kind == "dict", *map(tree_shape, treedef.children))
 
 
-def containers(treedef: pytree.TreeDef, types: list, keys: list) -> tuple[list, list]:
-    """Each container's type and each dict's keys in `treedef`, in the order
-    the tests name them (a container, then its keys, then the containers
-    among its children). The factory's `types` and `keys` are these of the
-    params' tree, then of each slot's (an exported step's slots are tuples
-    where its params are namedtuples)."""
-    if treedef.kind not in (LEAF, NONE):
-        types.append({"dict": dict, "tuple": tuple, "list": list}.get(treedef.kind,
-                                                                      treedef.node_type))
-        keys.extend(treedef.keys if treedef.kind == "dict" else ())
-        for child in treedef.children:
+def containers(tree, types: list, keys: list) -> None:
+    """Append each container's type and each dict's keys (sorted by repr, as
+    pytree flattens them) in `tree`, in the order the tests name them (a
+    container, then its keys, then the containers among its children): the
+    factory's `types` and `keys` are these of the params, then of each slot's
+    tree. A key equal to one of these but of another type (np.str_("W") for
+    "W") finds the same array, which the step then updates: the call stays
+    steady, though the checked path refuses such a tree (it flattens in
+    another order); a test of every key's type cost W4's call 0.45 us.
+    Plain Python: exported steps carry its source."""
+    if isinstance(tree, dict):
+        types.append(type(tree))
+        ordered = sorted(tree, key=repr)
+        keys.extend(ordered)
+        for key in ordered:
+            containers(tree[key], types, keys)
+    elif isinstance(tree, (list, tuple)):
+        types.append(type(tree))
+        for child in tree:
             containers(child, types, keys)
-    return types, keys
 
 
 def num_leaves(shape) -> int:
@@ -144,9 +152,11 @@ def _tree_test(value: str, shape, state: list[str], types, keys) -> list[str]:
     return lines
 
 
-def _batch_test(b: str, shape: str) -> list[str]:
+def _batch_test(b: str, shape: str, dtype: str | None) -> list[str]:
+    # `dtype` for an input the driver never reads, which cannot refuse another;
     # may_alias's common cases written out: an array owning its memory, a view of one
-    return [f"        if type({b}) is not ndarray or {b}.shape != {shape}:",
+    of_dtype = f" or {b}.dtype != {dtype}" if dtype else ""
+    return [f"        if type({b}) is not ndarray or {b}.shape != {shape}{of_dtype}:",
             "            return None",
             f"        base = {b}.base",
             "        if base is None:",
@@ -169,10 +179,14 @@ def source(layout: Layout) -> str:
     types, keys = _names("t", n_types * trees), _names("k", n_keys * trees)
     state = _names("s", n * (1 + layout.n_slots))
     slots, batch = _names("slot", layout.n_slots), _names("b", layout.n_batch)
+    state_shapes = _names("z", len(state))
     shapes, consts = _names("shape", layout.n_batch), _names("c", layout.n_consts)
-    lines = ["def make(types, slots, keys, state, shapes, consts, entry, memory):",
+    dtypes = [f"dtype{i}" for i in layout.unread_batch]
+    lines = ["def make(types, slots, keys, state, state_shapes, shapes, dtypes, consts, entry, "
+             "memory):",
              _unpack(types, "types"), _unpack(keys, "keys"), _unpack(state, "state"),
-             _unpack(slots, "slots"), _unpack(shapes, "shapes"), _unpack(consts, "consts"),
+             _unpack(state_shapes, "state_shapes"), _unpack(slots, "slots"),
+             _unpack(shapes, "shapes"), _unpack(dtypes, "dtypes"), _unpack(consts, "consts"),
              "    driver, pool, keep = entry.driver, entry.workspaces, KEEP_WORKSPACE_BYTES",
              "    roots, may_alias = memory.roots, memory.may_alias",
              "    def call(params, step_state, batch):",
@@ -181,13 +195,19 @@ def source(layout: Layout) -> str:
              _unpack(batch, "batch", indent=8),
              "        try:"]
     type_count, key_count = itertools.count(), itertools.count()
-    for i, tree in enumerate(["params"] + [f"step_state.get({slot})" for slot in slots]):
+    for i, tree in enumerate(["params"] + [f"step_state[{slot}]" for slot in slots]):
         lines += _tree_test(tree, layout.tree, state[i * n:(i + 1) * n], type_count, key_count)
     lines += ['            count = step_state["count"]',
               "        except (KeyError, TypeError, AttributeError):    # (step.state not a dict)",
               "            return None"]
-    for b, shape in zip(batch, shapes):
-        lines += _batch_test(b, shape)
+    # an array reshaped in place (a.shape = ...) whose dims the driver compares
+    # with no other's (codegen.Module.untied_inputs): 50 ns a test
+    for first in range(0, len(layout.untied), 4):
+        tests = [f"{state[k]}.shape != {state_shapes[k]}" for k in layout.untied[first:first + 4]]
+        lines += [f"        if {' or '.join(tests)}:", "            return None"]
+    unread = dict(zip(layout.unread_batch, dtypes))
+    for i, (b, shape) in enumerate(zip(batch, shapes)):
+        lines += _batch_test(b, shape, unread.get(i))
     lines += ["        if type(count) is not int or not 0 <= count < COUNT_END:",
               "            return None         # the checked path says what is wrong with it"]
     count_arg = "unread" if layout.count_unread else "np.array(count, np.int64)"

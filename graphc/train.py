@@ -88,9 +88,7 @@ class _LastCall:
     which then records itself here.
     """
 
-    def __init__(self, step: Step, state: list, entry):
-        types, keys = steady_call.containers(step._treedef, [], [])
-        trees = 1 + len(step._slot_names)       # the params', then each slot's, all alike
+    def __init__(self, step: Step, state: list, entry, types: list, keys: list):
         self.leaves = state                     # the state arrays, in the driver's order
         first = len(state) + 1                  # the batch's first input position
         self.batch_shapes = [shape for shape, _ in entry.in_avals[first:]]
@@ -102,22 +100,28 @@ class _LastCall:
             n_batch=len(self.batch_shapes),
             unread_batch=tuple(sorted(k - first for k in entry.unread if k >= first)),
             count_unread=self.count_unread, workspace=entry.workspace_size is not None,
-            parallel=entry.parallel, n_consts=len(entry.consts), aux=step.has_aux)
+            parallel=entry.parallel, n_consts=len(entry.consts), aux=step.has_aux,
+            untied=tuple(sorted(k for k in entry.module.untied_inputs if k < len(state))))
         # call(params, step_state, batch): the step's loss (a has_aux step's:
         # the driver's outputs) when these are the same arrays as last time,
         # else None (see steady_call.source)
         self.call = steady_call.factory(self.layout)(
-            types * trees, step._slot_names, keys * trees, state, self.batch_shapes,
+            types, step._slot_names, keys, state, [leaf.shape for leaf in state],
+            self.batch_shapes, [entry.in_avals[first + i][1] for i in self.layout.unread_batch],
             entry.consts, entry, self.memory)
 
     @staticmethod
-    def of(step: Step, state: list, entry, batch: tuple, passed: list):
+    def of(step: Step, params, state: list, entry, batch: tuple, passed: list):
         """For a call whose batch went to the driver as it was (`passed`): a batch
         that needed converting would only meet the driver's TypeError next time.
         Not for params trees too large to write out."""
-        small = pytree.num_nodes(step._treedef) <= pytree.WRITTEN_OUT_AT_MOST
-        as_is = entry.passed_as_is(passed, batch, first=len(state) + 1)
-        return _LastCall(step, state, entry) if small and as_is else None
+        if pytree.num_nodes(step._treedef) > pytree.WRITTEN_OUT_AT_MOST or not (
+                entry.passed_as_is(passed, batch, first=len(state) + 1)):
+            return None
+        types, keys = [], []
+        for tree in [params] + [step.state[name] for name in step._slot_names]:
+            steady_call.containers(tree, types, keys)
+        return _LastCall(step, state, entry, types, keys)
 
 
 class Step:
@@ -196,12 +200,7 @@ class Step:
                 self.state = {"count": 0,
                               **{k: pytree.unflatten(treedef, v) for k, v in slots.items()}}
             else:   # set before the first call (another step's, to continue it): checked below
-                missing = sorted({"count", *slots} - set(self.state))
-                if missing:
-                    raise errors.GraphcValueError(
-                        f"step.state, set before the first call, has no {', '.join(missing)}: "
-                        f"{type(self.optimizer).__name__} needs 'count' and one entry per "
-                        f"moment ({', '.join(sorted(slots)) or 'none'}), each like the params")
+                self._check_entries(sorted(slots), ", set before the first call,")
             self._treedef = treedef
             self._avals = [(leaf.shape, leaf.dtype) for leaf in leaves]
             self._slot_names = sorted(slots)
@@ -212,6 +211,8 @@ class Step:
                          if str(treedef) == str(self._treedef) else "")
             raise errors.GraphcTypeError(f"params have structure {treedef}, but this step was "
                                          f"built for {self._treedef}{same_look}")
+        else:
+            self._check_entries(self._slot_names)
         state = leaves
         for k in self._slot_names:
             slot, slot_def = pytree.flatten(self.state[k])
@@ -234,6 +235,14 @@ class Step:
         self._check_state(state)
         self._checked = state[:]
         return state
+
+    def _check_entries(self, slots: list, when: str = "") -> None:
+        missing = sorted({"count", *slots} - set(self.state))
+        if missing:
+            raise errors.GraphcValueError(
+                f"step.state{when} has no {', '.join(missing)}: "
+                f"{type(self.optimizer).__name__} needs 'count' and one entry per "
+                f"moment ({', '.join(slots) or 'none'}), each like the params")
 
     def _check_state(self, state):
         paths = _leaf_paths(self._treedef)
@@ -293,7 +302,7 @@ class Step:
         state.append((_unread_count if n in entry.unread else _step_count)(self.state))
         passed = StateMemory(state[:n]).unaliased(entry.inputs(leaves, first=n + 1))
         outs = entry.run(state + passed)
-        self._last = _LastCall.of(self, state[:n], entry, batch, passed)
+        self._last = _LastCall.of(self, params, state[:n], entry, batch, passed)
         self.state["count"] += 1
         return (float(outs[0]), _aux(entry, outs)) if self.has_aux else float(outs[0])
 

@@ -223,24 +223,44 @@ def test_an_exported_steady_step_skips_the_checks_and_any_change_is_checked(
 
 def test_an_exported_step_after_fast_calls_refuses_what_the_checked_path_refuses(
         import_exported):
-    """Each follows fast calls: a params dict with a key renamed, a moment
-    dict with one (the checked path takes its arrays in order, as it did
-    before the fast path existed), a count of the wrong shape."""
+    """Each follows fast calls and is refused before anything is written, as
+    graphc refuses it: a params dict with a key renamed, or, on the checked
+    path, with a key equal to its own but of another type (which sorts
+    elsewhere: the arrays went to each other's updates; a steady call finds
+    the same arrays by it), a moment dict with a key renamed, a read-only
+    moment, a step count of the wrong shape, type or sign, and params
+    reshaped in place."""
     params = {"A": np.linspace(-1, 1, 6), "B": np.linspace(2, 3, 6)}
     step, m, exported = _tied_step_exported(import_exported, "refusing_step", params)
     for _ in range(2):
         assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
     before = {k: v.copy() for k, v in exported.items()}
-    with pytest.raises(TypeError, match="structure"):
-        m.step({"A": exported["A"], "C": exported["B"]}, np.ones(6))
-    count = m.state["count"]
-    m.state["count"] = np.array([count])
-    with pytest.raises(TypeError, match="no exported signature"):
+    moment = m.state["m"]
+    frozen = moment["B"].copy()
+    frozen.setflags(write=False)
+    for name, tree, error, message in [
+            ("params", {"A": exported["A"], "C": exported["B"]}, TypeError, "structure"),
+            ("params", {np.str_("A"): exported["A"], "B": exported["B"]}, TypeError, "structure"),
+            ("m", {"A": moment["A"], "C": moment["B"]}, TypeError, r"state\['m'\] does not"),
+            ("m", {"A": moment["A"], "B": frozen}, ValueError, "writable C-contiguous"),
+            ("count", np.array([3]), TypeError, r"state\['count'\] is array\(\[3\]\)"),
+            ("count", 2.5, TypeError, r"state\['count'\] is 2.5; it counts the steps"),
+            ("count", -1, ValueError, r"state\['count'\] is -1")]:
+        kept = m.state[name] if name != "params" else None
+        if name != "params":
+            m.state[name] = tree
+        elif any(type(key) is not str for key in tree):
+            m._LAST.clear()             # the checked path
+        with pytest.raises(error, match=message):
+            m.step(tree if name == "params" else exported, np.ones(6))
+        if name != "params":
+            m.state[name] = kept
+    exported["A"].shape = (2, 3)        # in place: the same array
+    with pytest.raises(TypeError, match="no exported signature matches the params"):
         m.step(exported, np.ones(6))
-    m.state["count"] = count
+    exported["A"].shape = (6,)
     for k in before:
         np.testing.assert_array_equal(exported[k], before[k])
-    m.state["m"] = {"A": m.state["m"]["A"], "C": m.state["m"]["B"]}
     assert m.step(exported, np.ones(6)) == step(params, np.ones(6))
 
 
@@ -321,6 +341,7 @@ def test_an_exported_step_converts_what_its_run_was_not_compiled_for(import_expo
 def test_an_exported_module_loads_by_importlibs_spec_recipe(tmp_path):
     """module_from_spec and exec_module put the module in no sys.modules: its
     kernels call functions on it all the same, and Numba caches them."""
+    import importlib
     import importlib.util
 
     params, x, y = _setup()
@@ -334,5 +355,9 @@ def test_an_exported_module_loads_by_importlibs_spec_recipe(tmp_path):
             m = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(m)
             assert m.step(exported, x, y, 1e-3) == step(params, x, y, 1e-3)
+        again = importlib.import_module("by_spec")      # what the spec recipe left there
+        again.state = {"count": 0}                       # takes effect
+        m.step(exported, x, y, 1e-3)
+        assert again.state == {"count": 1} and m.state is again.state
     finally:
         sys.modules.pop("by_spec", None)

@@ -166,3 +166,46 @@ def test_a_layout_compiles_once_per_process():
     text = steady_call.source(layout)
     assert "driver(s0, s1, s2, s3, np.array(count, np.int64), b0, unread, c0, ws, " \
            "threads.count())" in text
+
+
+def test_what_the_checked_path_refuses_or_retraces_is_never_a_steady_call(monkeypatch):
+    """An unread batch input of another dtype (the driver, which never reads
+    it, cannot refuse it), a parameter reshaped in place (its dims are tied to
+    nothing the driver compares), a moment slot deleted. A dict key equal to
+    its own but of another type (np.str_) finds the same array: that call
+    stays steady, though the checked path refuses such a tree."""
+    run = Checked("nested", "adam", monkeypatch)
+    run()
+    run()
+    x, y, unused = run.batch
+    before = run.checked
+    run(x, y, unused.astype(np.float32))        # a signature of its own: checked
+    run(x, y, unused.astype(np.float32))
+    assert run.checked == before + 1
+    run()
+    layer = run.params["hidden"][0]
+    layer[np.str_("b")] = layer.pop("b")
+    before = run.checked
+    assert np.isfinite(run.step(run.params, *run.batch)) and run.checked == before
+    layer["b"] = layer.pop("b")
+    run.ref_params = copied(run.params)
+    run()
+    v = run.params["out"][0]
+    v.shape = (2, 2)
+    with pytest.raises(gc.errors.GraphcTypeError, match=r"\['out'\]\[0\] is float64\[2, 2\]"):
+        run.step(run.params, *run.batch)
+    v.shape = (4,)
+    run()
+    free = {"w": np.ones((2, 3))}       # dims tied to nothing the driver compares
+    step = gc.compile_step(lambda p, x: np.sum(p["w"] ** 2) * np.sum(x), gc.optim.SGD(0.1))
+    step(free, x)
+    step(free, x)
+    free["w"].shape = (3, 2)
+    with pytest.raises(gc.errors.GraphcTypeError, match=r"float64\[3, 2\], but this step"):
+        step(free, x)
+    step = gc.compile_step(lambda p, x: np.sum(x ** 2), gc.optim.Adam(0.1))
+    step(None, x)
+    step(None, x)
+    del step.state["m"]
+    with pytest.raises(gc.errors.GraphcValueError, match="has no m"):
+        step(None, x)
