@@ -20,6 +20,7 @@ def loss_fn(p, x, y, unused):
 
 # W, b and v in flatten order, in trees of each kind of container, nested too
 CONTAINERS = {"dict": lambda a: dict(zip("Wbv", a)), "tuple": tuple, "list": list,
+              "OrderedDict": lambda a: collections.OrderedDict(zip("Wbv", a)),
               "namedtuple": lambda a: Params(*a),
               "nested": lambda a: {"hidden": [{"W": a[0], "b": a[1]}], "out": (a[2], None)},
               "nested namedtuple": lambda a: [Layer(*a[:2]), {"v": a[2]}]}
