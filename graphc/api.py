@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import functools
 import inspect
+import operator
 import threading
 import time
 import warnings
@@ -610,7 +611,12 @@ def trace(fn, *args) -> Graph:
 
 # --------------------------------------------------------------- differentiation
 def _argnums_tuple(argnums, nargs):
-    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    try:
+        nums = (operator.index(argnums),) if not isinstance(argnums, (tuple, list)) else tuple(
+            operator.index(a) for a in argnums)
+    except TypeError:
+        raise errors.GraphcTypeError(f"argnums must be an int or a tuple of ints, got "
+                                     f"{argnums!r}{errors.at(errors.user_location())}") from None
     for a in nums:
         if not -nargs <= a < nargs:
             raise errors.GraphcValueError(f"argnums {a} is out of range for {nargs} arguments"
@@ -723,11 +729,12 @@ def _scalar_cotangent(fn_name):
         if len(out_nodes) != 1 or out_nodes[0].size != 1 or out_nodes[0].dtype.kind != "f":
             desc = ", ".join(n.type for n in out_nodes) or "nothing"
             pair = (f"; a function that returns (loss, aux) takes {fn_name}(..., has_aux=True)"
-                    if len(out_nodes) > 1 else "")
+                    if len(out_nodes) > 1 and fn_name != "hessian" else "")
+            vector = "" if fn_name == "hessian" else ", or use gc.jacobian for vector outputs"
             raise errors.GraphcTypeError(
                 f"{fn_name}: the function must return a float scalar (0-d or size 1) to be "
                 f"differentiated, but it returned {desc}; reduce it first (e.g. .sum() or "
-                f".mean()), or use gc.jacobian for vector outputs{pair}"
+                f".mean()){vector}{pair}"
                 f"{errors.at(out_nodes[0].loc if out_nodes else None)}")
         return [np.ones(out_nodes[0].shape, out_nodes[0].dtype)]
     return cts
@@ -763,7 +770,12 @@ def grad(fn, argnums=0, has_aux=False):
     >>> float(gc.grad(lambda q: 0.5 * q**2 + 3 * q + 10)(4.0))
     7.0
     """
-    value_and_grad_fn = _value_and_grad_fn(fn, argnums, has_aux, "grad")
+    return _grad(fn, argnums, has_aux, "grad")
+
+
+def _grad(fn, argnums, has_aux, fn_name):
+    """grad, whose errors name `fn_name` (gc.hessian's are its own)."""
+    value_and_grad_fn = _value_and_grad_fn(fn, argnums, has_aux, fn_name)
 
     def grad_fn(*args):
         (value, g) = value_and_grad_fn(*args)
@@ -781,8 +793,22 @@ def vjp(fn, *primals):
                                lambda nodes: list(ct_leaves), fn_name="vjp")
         return tuple(grads)
     pulled = jit(pulled)    # one for every call of vjp_fn (a new one traced each call: 1.6 ms)
+    out_leaves, out_tree = pytree.flatten(out)
 
     def vjp_fn(ct):
+        # as JAX: the output's structure and shapes (a missing leaf was taken
+        # as 0, an extra axis summed away by the broadcast's pullback)
+        ct_leaves, ct_tree = pytree.flatten(ct)
+        if ct_tree != out_tree:
+            raise errors.GraphcTypeError(
+                f"vjp: the cotangent has structure {ct_tree}, but the function's output has "
+                f"{out_tree}: pass one of the output's structure{errors.at(errors.user_location())}")
+        for path, c, o in zip(pytree.leaf_paths(out_tree), ct_leaves, out_leaves):
+            if np.shape(c) != np.shape(o):
+                where = "" if path == "<root>" else f" at {path}"
+                raise errors.ShapeError(
+                    f"vjp: the cotangent{where} has shape {np.shape(c)}, but the output's is "
+                    f"{np.shape(o)}{errors.at(errors.user_location())}")
         return pulled(*primals, ct)
     return out, vjp_fn
 

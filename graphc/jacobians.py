@@ -19,7 +19,7 @@ import numpy as np
 from graphc import errors, pytree, tracing
 from graphc import numpy_api as fnp
 from graphc.api import (MAX_ENTRIES, Compiled, _argnums_tuple, _leaves_and_wrt, _signature_key,
-                        _static_values, _vjp_traced, grad, jit)
+                        _grad, _static_values, _vjp_traced, jit)
 
 # A Jacobian of more rows than this (output elements, all outputs together)
 # is computed a row per call of a compiled VJP; see the module's docstring
@@ -57,7 +57,7 @@ def jacobian(fn, argnums=0):
 def hessian(fn, argnums=0):
     """`jacobian(grad(fn))`: second derivatives, shape `arg.shape + arg.shape`;
     pytrees and a tuple of argnums nest as in JAX (`H[i][j]`: d/d arg_i, then d/d arg_j)."""
-    return jacobian(grad(fn, argnums), argnums)
+    return jacobian(_grad(fn, argnums, False, "hessian"), argnums)
 
 
 def _check_float(outs):

@@ -849,6 +849,36 @@ def _from_end(k: slice, n: int, start: int, stop: int, step: int) -> tuple:
     return start_back, stop_back, stop
 
 
+def _is_constant_mask(k) -> bool:
+    return isinstance(k, (np.ndarray, list)) and np.ndim(k) > 0 and (
+        np.asarray(k).dtype == np.bool_)
+
+
+def _constant_masks(x, key: tuple) -> tuple:
+    """`key` with each NumPy bool mask (known when tracing, so its result's
+    shape is too) as NumPy reads it, mask.nonzero(): a k-d mask becomes k
+    integer index arrays, its shape checked against the axes it takes."""
+    if not any(_is_constant_mask(k) for k in key):
+        return key
+    width = [np.ndim(k) if _is_constant_mask(k) else int(k is not None and k is not Ellipsis)
+             for k in key]
+    ellipsis = next((i for i, k in enumerate(key) if k is Ellipsis), len(key))
+    out = []
+    for i, k in enumerate(key):
+        if not _is_constant_mask(k):
+            out.append(k)
+            continue
+        mask = np.asarray(k)
+        first = builtins.sum(width[:i]) if i < ellipsis else x.ndim - builtins.sum(width[i:])
+        sizes = x.shape[first:first + mask.ndim] if first >= 0 else ()
+        if sizes != mask.shape:
+            raise errors.GraphcIndexError(
+                f"boolean index of shape {mask.shape} does not match the indexed array's "
+                f"axes {sizes} (of {x.shape}){errors.at(errors.user_location())}")
+        out.extend(np.nonzero(mask))
+    return tuple(out)
+
+
 def getitem(x, key):
     x = _as_array(x)
     key = key if isinstance(key, tuple) else (key,)
@@ -859,6 +889,7 @@ def getitem(x, key):
             "np.where(mask, x, 0) for a mask" + errors.at(errors.user_location()))
     if builtins.sum(k is Ellipsis for k in key) > 1:
         raise IndexError("an index can only have a single ellipsis ('...')")
+    key = _constant_masks(x, key)
     consumed = builtins.sum(1 for k in key if k is not None and k is not Ellipsis)
     if consumed > x.ndim:
         raise errors.GraphcIndexError(f"too many indices ({consumed}) for an array of "
@@ -872,7 +903,9 @@ def getitem(x, key):
         if isinstance(k, (Tracer, np.ndarray)) and aval_of(k)[1] == np.bool_ or (
                 isinstance(k, list) and np.asarray(k).dtype == np.bool_):
             raise errors.UnsupportedOpError(
-                "boolean mask indexing has a data-dependent shape; use np.where(mask, x, 0)")
+                "indexing with a traced boolean mask has a data-dependent shape; use "
+                "np.where(mask, x, 0), or pass the mask as a NumPy array known when tracing"
+                + errors.at(errors.user_location()))
         if isinstance(k, (Tracer, np.ndarray)) and aval_of(k)[1].kind not in "iu":
             raise errors.GraphcIndexError("arrays used as indices must be of integer type")
     has_array = any(_is_int_array(k) for k in key)

@@ -35,8 +35,9 @@ def _stack() -> list:
     return _state.graphs
 
 
-_INSTEAD_OF_STORING = ("make a with np.zeros_like(x) of a traced x, which takes assignments, "
-                       "or collect the pieces in a list and np.stack or np.concatenate them")
+_INSTEAD_OF_STORING = ("make the array with np.zeros_like(x) of a traced x, which takes "
+                       "assignments, or collect the pieces in a list and np.stack or "
+                       "np.concatenate them")
 # Why NumPy converts a traced array, each with what to write instead; the
 # user's line picks one when it shows the pattern (re.search), else all are said
 _CONVERSIONS = [
@@ -53,8 +54,9 @@ _CONVERSIONS = [
 ]
 
 
-_MAKE_STATIC = ("make it static: gc.jit(fn, static_argnums=...), or functools.partial(fn, ...) "
-                "bound before gc.grad or compile_step, which have no static arguments")
+_MAKE_STATIC = ("make it static: gc.jit(fn, static_argnums=...) (outermost: "
+                "gc.jit(gc.grad(fn), static_argnums=...)), or functools.partial(fn, ...) bound "
+                "before gc.grad or compile_step, which have no static arguments")
 # a list of numbers passed as an argument is a pytree: NumPy cannot convert its tracers
 _LISTED_NUMBERS = ("a list (or tuple) of numbers passed as an argument is a pytree, traced a "
                    "number at a time, which NumPy cannot make an array of; pass np.asarray(the "
@@ -229,9 +231,14 @@ def aval_of(x):
     if isinstance(x, (np.ndarray, np.generic)):
         dtype = np.dtype(x.dtype)
         if dtype not in SUPPORTED_DTYPES:
+            other_order = (f" ({dtype.newbyteorder('=').name} of the other byte order: "
+                           f"x.astype(np.{dtype.newbyteorder('=').name}))"
+                           if not dtype.isnative and dtype.newbyteorder("=") in SUPPORTED_DTYPES
+                           else "")
             raise errors.GraphcTypeError(
-                f"arrays of dtype {dtype} are not supported; use float32/float64 for values "
-                f"and integer or bool arrays for labels and masks")
+                f"arrays of dtype {dtype}{other_order} are not supported; use float32/float64 "
+                f"for values and integer or bool arrays for labels and masks"
+                f"{errors.at(errors.user_location())}")
         return tuple(np.shape(x)), dtype, False
     if isinstance(x, (list, tuple)):
         raise errors.GraphcTypeError(

@@ -141,6 +141,15 @@ def test_vjp_pulls_cotangents_back_through_the_transposed_jacobian(monkeypatch):
         np.testing.assert_allclose(ds, np.tanh(W @ x) @ ct[0], rtol=1e-12)
         traced_first = traced_first if k else len(traces)
     assert traced_first and len(traces) == traced_first     # the first call's traces only
+    # a cotangent not of the output's structure and shapes is refused, as in JAX
+    # (a missing leaf was taken as 0, an extra axis summed away)
+    for ct, error, message in [((np.ones(2),), TypeError, r"structure \(\*,\), but .* \(\*, \*\)"),
+                               (np.ones(2), TypeError, "structure"),
+                               ((np.ones((3, 2)), 1.0), ValueError,
+                                r"at \[0\] has shape \(3, 2\), but the output's is \(2,\)"),
+                               ((np.ones(2), np.ones(2)), ValueError, r"at \[1\] has shape")]:
+        with pytest.raises(error, match=message):
+            vjp_fn(ct)
 
 
 def test_jacobian_of_an_empty_output_is_empty():

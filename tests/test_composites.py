@@ -38,6 +38,9 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: np.vsplit(x, [2]),
     lambda x, v: np.vstack([x, x[:1]]),
     lambda x, v: np.vstack([v, v]),                    # 1-d rows
+    # NumPy bool masks, known when tracing: their nonzero() indices
+    lambda x, v: x[:, np.arange(6) % 3 == 0] * 2 + x[np.array([True, False, True, False])].sum(),
+    lambda x, v: x[x.shape[0] * np.eye(4, 6, dtype=bool) > 0] + v[[False, True] * 2 + [True]][0],
     lambda x, v: np.moveaxis(np.stack([x, 2 * x]), [0, -1], [1, 0]),    # axes in sequences
     lambda x, v: np.moveaxis(x[None], -1, 0) + np.swapaxes(x, -1, 0)[:, None],
     lambda x, v: np.hstack([x, x]),
@@ -508,6 +511,9 @@ def test_isnan_and_isfinite():
     (lambda x: round(x, 2), TypeError, "ndarray doesn't define __round__ method; use np.round"),
     (lambda x: np.diff(x[0, 0]), ValueError, "diff requires input that is at least one dim"),
     (lambda x: np.cumsum(x, axis=2), ValueError, "axis 2 is out of bounds"),
+    (lambda x: x[..., np.ones(4, bool)], IndexError,
+     r"boolean index of shape \(4,\) does not match the indexed array's axes \(6,\)"),
+    (lambda x: x[x > 0], gc.UnsupportedOpError, "traced boolean mask has a data-dependent"),
     (lambda x: np.max(x, where=x > 0), ValueError, r"np.max: where= .* needs initial="),
     (lambda x: np.min(x[:0], axis=0), ValueError, "empty array has no identity; pass initial="),
     (lambda x: x.transpose(0, 3), ValueError, "transpose: axis 3 is out of bounds"),

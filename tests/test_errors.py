@@ -83,8 +83,9 @@ def test_numpy_style_writes_into_arrays_say_what_to_write_instead():
                                                     r"\(a \+= x.*write a = a \+ x") as e:
         gc.trace(accumulate, np.ones(3))
     assert _line_of(accumulate, 2) in str(e.value)
-    with pytest.raises(gc.TracerError, match=r"for a\[i\] = x into a NumPy array \(make a with "
-                                             r"np.zeros_like\(x\) of a traced x.*np.stack") as e:
+    with pytest.raises(gc.TracerError, match=r"for a\[i\] = x into a NumPy array \(make the "
+                                             r"array with np.zeros_like\(x\) of a traced x.*"
+                                             r"np.stack") as e:
         gc.trace(fill, np.ones(3))
     assert _line_of(fill, 2) in str(e.value)
     with pytest.raises(gc.TracerError, match=r"NumPy could not store a value in a NumPy array "
@@ -652,3 +653,21 @@ def test_an_object_as_params_or_argument_names_the_containers_that_are_traced():
     with pytest.raises(TypeError, match=r"type Model .* \(in dicts, lists, tuples or namedtuples: "
                                         r"an object's attributes are not traced"):
         gc.grad(loss)(Model(), np.ones(3))
+
+
+def test_argnums_big_endian_arrays_and_python_m_graphc():
+    for argnums in ("w", 1.0, ("w",)):
+        with pytest.raises(TypeError, match=r"argnums must be an int or a tuple of ints.*"
+                                            r"test_errors.py:"):
+            gc.grad(lambda x: x.sum(), argnums=argnums)(np.ones(2))
+    with pytest.raises(TypeError, match=r"^hessian: the function must return a float scalar .*"
+                                        r"\.mean\(\)\) \(at"):
+        gc.hessian(lambda x: x * 2.0)(np.ones(2))
+    with pytest.raises(TypeError, match=r"dtype >f8 \(float64 of the other byte order: "
+                                        r"x.astype\(np.float64\)\)"):
+        gc.jit(lambda x: x * 2)(np.ones(3, ">f8"))
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-m", "graphc", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "usage: graphc" in done.stdout
