@@ -667,10 +667,12 @@ def _check_differentiable(args, nums, fn_name):
             dtype = tracing.aval_of(leaf)[1]
             if dtype.kind != "f":
                 where = "" if path == "<root>" else f" at {path}"
+                instead = ("close over it (functools.partial(fn, ...)): vjp differentiates "
+                           "every primal" if fn_name == "vjp" else "leave it out of argnums")
                 raise errors.GraphcTypeError(
                     f"{fn_name}: argument {a}{where} has dtype {dtype}; only float arrays can be "
-                    f"differentiated. Pass it as float (x.astype(np.float32)) or leave it out "
-                    f"of argnums{errors.at(errors.user_location())}")
+                    f"differentiated. Pass it as float (x.astype(np.float32)) or {instead}"
+                    f"{errors.at(errors.user_location())}")
 
 
 def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):

@@ -150,6 +150,9 @@ def test_vjp_pulls_cotangents_back_through_the_transposed_jacobian(monkeypatch):
                                ((np.ones(2), np.ones(2)), ValueError, r"at \[1\] has shape")]:
         with pytest.raises(error, match=message):
             vjp_fn(ct)
+    _, of_labels = gc.vjp(lambda x, k: x * k, x, np.arange(3))
+    with pytest.raises(TypeError, match=r"close over it \(functools.partial"):
+        of_labels(np.ones(3))
 
 
 def test_jacobian_of_an_empty_output_is_empty():
