@@ -610,10 +610,18 @@ def trace(fn, *args) -> Graph:
 
 
 # --------------------------------------------------------------- differentiation
+def one_argnum(argnums) -> bool:
+    """Whether `argnums` names one argument (an int: the gradient is its
+    own, not a tuple of one)."""
+    return not isinstance(argnums, (tuple, list))
+
+
 def _argnums_tuple(argnums, nargs):
+    given = (argnums,) if one_argnum(argnums) else argnums
     try:
-        nums = (operator.index(argnums),) if not isinstance(argnums, (tuple, list)) else tuple(
-            operator.index(a) for a in argnums)
+        if any(isinstance(a, (bool, np.bool_)) for a in given):
+            raise TypeError         # (True is an int: argnum 1)
+        nums = tuple(operator.index(a) for a in given)
     except TypeError:
         raise errors.GraphcTypeError(f"argnums must be an int or a tuple of ints, got "
                                      f"{argnums!r}{errors.at(errors.user_location())}") from None
@@ -760,7 +768,7 @@ def _value_and_grad_fn(fn, argnums, has_aux, fn_name):
     def value_and_grad_fn(*args):
         nums = _argnums_tuple(argnums, len(args))
         out, grads = _vjp_traced(fn, args, nums, _scalar_cotangent(fn_name), has_aux, fn_name)
-        g = grads[0] if isinstance(argnums, int) else tuple(grads)
+        g = grads[0] if one_argnum(argnums) else tuple(grads)
         return (out, g)
     return value_and_grad_fn
 

@@ -2167,6 +2167,11 @@ _SHAPE_TERM = re.compile(r"(?P<array>\w+)\.shape\[(?P<dim>\d+)\]|(?P<header>ws_h
                          r"|(?P<int>-?\d+)")
 
 
+def _passed(expr: str, mentioned: set) -> bool:
+    """Whether `run` is passed every input and constant a dim expression reads."""
+    return all(n in mentioned for n in re.findall(r"\b(?:in|c)\d+\b", expr))
+
+
 def _shapes_differ(graph: Graph, inputs: list[str], consts: dict[str, Node], dims: DimTable,
                    mentioned: set) -> list[str]:
     """`run`'s first test, before anything is written (only the workspace's
@@ -2178,17 +2183,14 @@ def _shapes_differ(graph: Graph, inputs: list[str], consts: dict[str, Node], dim
     one reshaped in place since then fails here (train.py's steady-state
     call relies on it). Inputs `run` never reads are not passed as arrays,
     so neither they nor dims named after them are tested."""
-    def passed(expr):
-        return all(n in mentioned for n in re.findall(r"\b(?:in|c)\d+\b", expr))
-
     conditions = []
     for name, i in zip(inputs, graph.inputs):
         if name in mentioned:
             conditions += [f"{name}.shape[{d}] != {expr}" for d, expr in enumerate(dims[i])
-                           if expr != f"{name}.shape[{d}]" and passed(expr)]
+                           if expr != f"{name}.shape[{d}]" and _passed(expr, mentioned)]
     for name, const in consts.items():      # the ones `run` is passed
         conditions += [f"{expr} != {name}.shape[{d}]" for d, expr in enumerate(dims[const.id])
-                       if re.search(r"\bin\d+\b", expr) and passed(expr)]
+                       if re.search(r"\bin\d+\b", expr) and _passed(expr, mentioned)]
     return list(dict.fromkeys(conditions))
 
 
@@ -2198,17 +2200,14 @@ def _untied_inputs(graph: Graph, inputs: list[str], consts: dict[str, Node], dim
     its class (graphc/dims.py), named by a passed input's or constant's dim,
     has another member among them (see _shapes_differ). An array of one dim
     cannot be reshaped in place to another shape of its rank."""
-    def passed(expr):
-        return all(n in mentioned for n in re.findall(r"\b(?:in|c)\d+\b", expr))
-
     members = collections.Counter(expr for name, i in zip(inputs, graph.inputs)
                                   if name in mentioned for expr in dims[i])
     members.update(expr for const in consts.values() for expr in dims[const.id])
     return frozenset(
         k for k, (name, i) in enumerate(zip(inputs, graph.inputs))
         if name in mentioned and len(dims[i]) >= 2 and any(
-            not expr.lstrip("-").isdigit() and (members[expr] < 2 or not passed(expr))
-            for expr in dims[i]))
+            not expr.lstrip("-").isdigit() and (
+                members[expr] < 2 or not _passed(expr, mentioned)) for expr in dims[i]))
 
 
 def epoch_loop_source(n_state: int, n_data: int, tail: list[str], ws_prologue: list[str],

@@ -19,7 +19,7 @@ import numpy as np
 from graphc import errors, pytree, tracing
 from graphc import numpy_api as fnp
 from graphc.api import (MAX_ENTRIES, Compiled, _argnums_tuple, _leaves_and_wrt, _signature_key,
-                        _grad, _static_values, _vjp_traced, jit)
+                        _grad, _static_values, _vjp_traced, jit, one_argnum)
 
 # A Jacobian of more rows than this (output elements, all outputs together)
 # is computed a row per call of a compiled VJP; see the module's docstring
@@ -77,7 +77,7 @@ def _blocks(rows, args, argnums, stack):
         row_leaves = [pytree.flatten(row[k])[0] for row in rows]
         per_arg.append(pytree.unflatten(treedef, [
             stack([r[li] for r in row_leaves], leaf) for li, leaf in enumerate(leaves)]))
-    return per_arg[0] if isinstance(argnums, int) else tuple(per_arg)
+    return per_arg[0] if one_argnum(argnums) else tuple(per_arg)
 
 
 def _unit_cotangent(j, i):

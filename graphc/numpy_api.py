@@ -582,24 +582,27 @@ def mean(x, axis=None, dtype=None, out=None, keepdims=False, *, where=True, **kw
     return true_divide(P.reduce_sum(x, axes, keepdims), P.numel(x, axes, x.dtype))
 
 
-def max(x, axis=None, out=None, keepdims=False, initial=None, where=True, **kwargs):
+def max(x, axis=None, out=None, keepdims=False, initial=None, where=True, *, _name="max",
+        **kwargs):
     """np.max; `initial` takes part as one more element, and where= leaves
-    out elements, which NumPy allows only with an initial."""
-    _check_no_out({"out": out, **kwargs}, "max")
+    out elements, which NumPy allows only with an initial. (`_name`: np.min's
+    errors, of the max it is written as.)"""
+    _check_no_out({"out": out, **kwargs}, _name)
     x = to_operand(x, aval_of(x)[1])
-    axes = normalize_axes(axis, x.ndim, "max")
+    axes = normalize_axes(axis, x.ndim, _name)
     if initial is None:
         if where is not True:
             raise errors.GraphcValueError(
-                f"np.max: where= leaves an empty selection possible, so it needs initial= (as "
-                f"NumPy's: the maximum has no identity){errors.at(errors.user_location())}")
+                f"np.{_name}: where= leaves an empty selection possible, so it needs initial= "
+                f"(as NumPy's: the {_name}imum has no identity)"
+                f"{errors.at(errors.user_location())}")
         if any(x.shape[a] == 0 for a in axes):
-            raise errors.ShapeError(f"max of an empty array has no identity; pass initial="
+            raise errors.ShapeError(f"{_name} of an empty array has no identity; pass initial="
                                     f"{errors.at(errors.user_location())}")
         return P.reduce_max(x, axes, keepdims)
     initial = to_operand(initial, x.dtype)
     if where is not True:
-        x = P.where(_masked(x, where, "max")[1], x, initial)
+        x = P.where(_masked(x, where, _name)[1], x, initial)
     if any(x.shape[a] == 0 for a in axes):
         shape = tuple(1 if a in axes else n for a, n in enumerate(x.shape)) if keepdims else \
             tuple(n for a, n in enumerate(x.shape) if a not in axes)
@@ -622,7 +625,8 @@ def min(x, axis=None, out=None, keepdims=False, initial=None, where=True, **kwar
         flip = negative
     if initial is not None:
         initial = flip(to_operand(initial, aval_of(x)[1]))
-    return flip(max(flip(x), axis=axis, keepdims=keepdims, initial=initial, where=where))
+    return flip(max(flip(x), axis=axis, keepdims=keepdims, initial=initial, where=where,
+                    _name="min"))
 
 
 def var(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kwargs):

@@ -61,6 +61,20 @@ class Layout(NamedTuple):
 LEAF, NONE = "leaf", "none"
 
 
+def layout_of(treedef: pytree.TreeDef, n_slots: int, module: codegen.Module, n_inputs: int,
+              n_consts: int, aux: bool) -> Layout:
+    """The layout of a step whose driver is `module`'s `run`, of `n_inputs`
+    inputs: the state arrays (params, then each slot's), the count, the batch."""
+    n_state = treedef.num_leaves * (1 + n_slots)
+    first = n_state + 1             # the batch's first input position
+    return Layout(
+        tree=tree_shape(treedef), n_slots=n_slots, n_batch=n_inputs - first,
+        unread_batch=tuple(sorted(k - first for k in module.unread_inputs if k >= first)),
+        count_unread=n_state in module.unread_inputs, workspace=bool(module.workspace),
+        parallel=module.parallel, n_consts=n_consts, aux=aux,
+        untied=tuple(sorted(k for k in module.untied_inputs if k < n_state)))
+
+
 def tree_shape(treedef: pytree.TreeDef):
     """What the written-out tests of a params tree depend on: LEAF, NONE, or
     for a container (whether it is a dict, its children's shapes...). The

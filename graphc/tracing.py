@@ -177,8 +177,8 @@ class Tracer:
                 f"scipy's {scipy_function}, which converts its arguments to NumPy arrays,",
                 "graphc has gc.nn.logsumexp, softmax, log_softmax, sigmoid and softplus; SciPy's "
                 "ufuncs (scipy.special.expit, xlogy, erf, ...) trace as NumPy's do")
-        if self.node.op == "input" and self.node.weak:
-            # a Python number among the arguments: NumPy makes an array of a list of them
+        if self.node.id in self.graph.meta.get("listed_numbers", ()):
+            # a number of a list argument: NumPy makes an array of the list
             self._concrete_error("converting to a NumPy array",
                                  f"It is a Python number from the arguments: {_LISTED_NUMBERS}")
         # NumPy also asks for it when a traced array indexes a NumPy array
@@ -417,6 +417,12 @@ def trace_fn(fn, args: tuple, as_they_are=frozenset()) -> ir.Graph:
             # a Python number is no array; an outer trace's argument (through grad) still is
             tracers[-1].argument = isinstance(leaf, np.ndarray) or (
                 isinstance(leaf, Tracer) and leaf.argument)
+        # the inputs of Python numbers in a list or tuple (see Tracer.__array__),
+        # an outer trace's too (through grad)
+        graph.meta["listed_numbers"] = {
+            tracer.node.id for tracer, leaf, listed in zip(tracers, leaves, _in_sequences(in_tree))
+            if listed and isinstance(leaf, (int, float)) or isinstance(leaf, Tracer) and (
+                leaf.node.id in leaf.graph.meta.get("listed_numbers", ()))}
         passed = [leaf if k in as_they_are else tracer
                   for k, (leaf, tracer) in enumerate(zip(leaves, tracers))]
         draws = randomness.Draws(fn)
@@ -463,6 +469,22 @@ def _refuse_a_stored_tracer(e: ValueError) -> None:
 def capture_values(graph: ir.Graph) -> list:
     """The outer values bound to `graph`'s captured inputs, in input order."""
     return list(graph.meta.get("captures", []))
+
+
+def _in_sequences(in_tree) -> list[bool]:
+    """For each leaf of a call's arguments (`in_tree`, their tuple), whether
+    it sits in a list or tuple (not a namedtuple) inside an argument."""
+    out: list[bool] = []
+
+    def visit(td, in_sequence):
+        if td.kind == "leaf":
+            out.append(in_sequence)
+        for child in td.children:
+            visit(child, td.kind in ("list", "tuple"))
+
+    for argument in in_tree.children:
+        visit(argument, False)
+    return out
 
 
 def _input_aval(leaf, as_it_is: bool):

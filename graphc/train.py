@@ -95,13 +95,8 @@ class _LastCall:
         self.entry = entry
         self.count_unread = len(state) in entry.unread
         self.memory = StateMemory(state)
-        self.layout = steady_call.Layout(
-            tree=steady_call.tree_shape(step._treedef), n_slots=len(step._slot_names),
-            n_batch=len(self.batch_shapes),
-            unread_batch=tuple(sorted(k - first for k in entry.unread if k >= first)),
-            count_unread=self.count_unread, workspace=entry.workspace_size is not None,
-            parallel=entry.parallel, n_consts=len(entry.consts), aux=step.has_aux,
-            untied=tuple(sorted(k for k in entry.module.untied_inputs if k < len(state))))
+        self.layout = steady_call.layout_of(step._treedef, len(step._slot_names), entry.module,
+                                            len(entry.in_avals), len(entry.consts), step.has_aux)
         # call(params, step_state, batch): the step's loss (a has_aux step's:
         # the driver's outputs) when these are the same arrays as last time,
         # else None (see steady_call.source)
@@ -154,6 +149,7 @@ class Step:
         self._slot_names = []             # the optimizer's moment slots, sorted as traced
         self._checked = []                # the state arrays fully checked last (skip re-checks)
         self._last: _LastCall | None = None     # the steady-state fast path
+        self._signature = None            # the loss's, for keyword arguments
         self._compiled = api.Compiled(self._traced_step,
                                       name=f"step({getattr(loss_fn, '__name__', 'loss')})",
                                       codegen_options=self._codegen_options)
@@ -289,7 +285,9 @@ class Step:
 
     def _loss_signature(self) -> inspect.Signature:
         try:
-            return inspect.signature(self.loss_fn)
+            if self._signature is None:
+                self._signature = inspect.signature(self.loss_fn)
+            return self._signature
         except (TypeError, ValueError) as e:
             raise errors.GraphcTypeError(f"{self._compiled.__name__}: keyword arguments need "
                                          f"the loss's signature: {e}") from None
@@ -404,14 +402,7 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
     (True, array([ 1. , -2. ,  0.5]))
     """
     data = tuple(data) if isinstance(data, (tuple, list)) else (data,)
-    for d in data:      # (a list of numbers is data, converted below)
-        if isinstance(d, dict) or isinstance(d, (tuple, list)) and any(
-                isinstance(e, (np.ndarray, dict, tuple)) for e in d):
-            raise errors.GraphcTypeError(
-                f"train: data is an array or a tuple of arrays, each of the same number of rows "
-                f"(the loss takes one batch of each, in order), not a {type(d).__name__}: pass "
-                f"(x, y), or call a compile_step step on your own batches")
-    data = tuple(np.asarray(d) for d in data)
+    data = tuple(_data_array(d) for d in data)
     n = len(data[0]) if data and data[0].ndim else 0
     for k, d in enumerate(data):
         if d.ndim == 0 or len(d) != n:
@@ -469,6 +460,21 @@ def _restore(params, before: list) -> None:
         if isinstance(leaf, np.ndarray) and isinstance(old, np.ndarray) and (
                 leaf.shape == old.shape and leaf.flags.writeable):
             np.copyto(leaf, old, casting="unsafe")
+
+
+def _data_array(d) -> np.ndarray:
+    """One of train's data arrays: what NumPy makes an array of (a list of
+    rows too), not a dict or a ragged nest of them."""
+    try:
+        array = None if isinstance(d, dict) else np.asarray(d)
+    except ValueError:      # ragged
+        array = None
+    if array is None or array.dtype == object:
+        raise errors.GraphcTypeError(
+            f"train: data is an array or a tuple of arrays, each of the same number of rows "
+            f"(the loss takes one batch of each, in order), not a {type(d).__name__} NumPy "
+            f"makes no array of: pass (x, y), or call a compile_step step on your own batches")
+    return array
 
 
 def _progress_bar(epochs, progress):

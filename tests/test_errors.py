@@ -640,6 +640,9 @@ def test_a_list_of_numbers_where_an_array_goes_says_to_pass_an_array():
         np.testing.assert_array_equal(params["W"], 1.0)
     with pytest.raises(gc.TracerError, match="It is a Python number from the arguments"):
         gc.jit(lambda x: np.tanh(x) * 2)([0.1, 0.2])
+    with pytest.raises(gc.TracerError) as e:    # a number alone: what its line does
+        gc.jit(lambda x, k: np.eye(3)[k] @ x)(np.ones(3), 1)
+    assert "one-hot" in str(e.value) and "list" not in str(e.value)
 
 
 def test_an_object_as_params_or_argument_names_the_containers_that_are_traced():
@@ -656,7 +659,9 @@ def test_an_object_as_params_or_argument_names_the_containers_that_are_traced():
 
 
 def test_argnums_big_endian_arrays_and_python_m_graphc():
-    for argnums in ("w", 1.0, ("w",)):
+    np.testing.assert_array_equal(gc.grad(lambda x: x @ x, argnums=np.int64(0))(np.ones(2)),
+                                  [2.0, 2.0])         # one argument's, not a tuple of one
+    for argnums in ("w", 1.0, ("w",), True):
         with pytest.raises(TypeError, match=r"argnums must be an int or a tuple of ints.*"
                                             r"test_errors.py:"):
             gc.grad(lambda x: x.sum(), argnums=argnums)(np.ones(2))

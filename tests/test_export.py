@@ -340,7 +340,9 @@ def test_an_exported_step_converts_what_its_run_was_not_compiled_for(import_expo
 
 def test_an_exported_module_loads_by_importlibs_spec_recipe(tmp_path):
     """module_from_spec and exec_module put the module in no sys.modules: its
-    kernels call functions on it all the same, and Numba caches them."""
+    kernels call functions on it all the same: Numba's cache, which pickles
+    functions by their module, takes them (it failed to before the stand-in
+    was registered)."""
     import importlib
     import importlib.util
 

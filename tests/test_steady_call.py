@@ -113,6 +113,13 @@ def test_steady_calls_take_the_fast_path_and_every_swapped_array_leaves_it(kind,
             assert run.checked == before + 1, (name, path)      # checked again
             run()
             assert run.checked == before + 1, (name, path)      # then fast again
+    params, extra = run.params, np.ones(2)      # the same arrays and one more: refused
+    grown = ({**params, "extra": extra} if isinstance(params, dict) else params + [extra]
+             if isinstance(params, list) else None if hasattr(params, "_fields") else
+             params + (extra,))
+    if grown is not None:
+        with pytest.raises(gc.errors.GraphcTypeError, match="structure"):
+            run.step(grown, *run.batch)
     x, y, unused = run.batch
     longer = lambda a: np.concatenate([a, a[:1]])              # noqa: E731
     for batch in [(longer(x), longer(y), unused), (x, y, longer(unused))]:

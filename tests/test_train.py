@@ -236,14 +236,16 @@ def test_train_argument_checks_come_before_any_compile():
             gc.train(loss_fn, p, (x, y), sgd, progress=False, **sizes)
     with pytest.raises(errors.GraphcValueError, match="batch_size must be >= 1"):
         gc.train(loss_fn, p, (x, y), sgd, batch_size=0, progress=False)
-    for data in ({"x": x, "y": y}, ((x, y), y), [{"x": x}, y]):
+    for data in ({"x": x, "y": y}, ((x, y[:3]), y), [{"x": x}, y]):
         with pytest.raises(TypeError, match=r"data is an array or a tuple of arrays, .* not a"):
             gc.train(loss_fn, p, data, sgd, progress=False)
-    lists = copy.deepcopy(p)    # lists of numbers are data
-    gc.train(loss_fn, lists, [x.tolist(), y.tolist()], sgd, epochs=1, progress=False)
-    gc.train(loss_fn, p, (x, y), sgd, epochs=1, progress=False)
-    for k in p:
-        np.testing.assert_array_equal(lists[k], p[k])
+    for rows in ([x.tolist(), y.tolist()], (list(x), y), (tuple(map(tuple, x)), list(y))):
+        as_rows = copy.deepcopy(p)          # what NumPy makes an array of is data
+        gc.train(loss_fn, as_rows, rows, sgd, epochs=1, progress=False, shuffle=False)
+        as_arrays = copy.deepcopy(p)
+        gc.train(loss_fn, as_arrays, (x, y), sgd, epochs=1, progress=False, shuffle=False)
+        for k in p:
+            np.testing.assert_array_equal(as_rows[k], as_arrays[k])
 
 
 @pytest.mark.parametrize("drop_last", [False, True])
