@@ -105,6 +105,7 @@ with np.load(io.BytesIO(base64.b64decode(_BLOB))) as _npz:
     _ARRAYS = dict(_npz)
 _STRUCTURE = {structure!r}      # the params pytree: 1 at each leaf, None where params hold None
 _SLOTS = {slots!r}
+_PATHS = {paths!r}      # each params leaf's, as graphc names them
 _HAS_AUX = {has_aux!r}      # the step returns (loss, aux): aux trees per signature, as _STRUCTURE
 
 
@@ -207,6 +208,18 @@ def _refuse_shared(state_leaves):
                              "writes each one in place, pass separate arrays (x.copy())")
 
 
+def _state_differs(key, batch_key):
+    \"\"\"Which params or moment array differs from every signature of the batch's.\"\"\"
+    names = [f"params{{path}}" for path in _PATHS] + [
+        f"state[{{name!r}}]{{path}}" for name in _SLOT_ORDER for path in _PATHS]
+    exported = [k for k in _SIGNATURES if k[len(k) - len(batch_key):] == batch_key]
+    for i, name in enumerate(names):
+        if all(k[i] != key[i] for k in exported):
+            return (f"{{name}}, {{_shapes([key[i]])[1:-1]}} (exported: "
+                    f"{{', '.join(sorted({{_shapes([k[i]])[1:-1] for k in exported}}))}})")
+    return "the params' shapes or dtypes"
+
+
 # The steady call made by the last checked call for its arrays, and its signature
 _LAST = []
 
@@ -231,7 +244,7 @@ def _checked_step(params, batch):
         # name the part that differs: the batch (most often), else the params
         batches = [k[len(k) - len(data):] for k in _SIGNATURES]
         batch_key = key[len(key) - len(data):]
-        what = ("the params' shapes or dtypes" if batch_key in batches
+        what = (_state_differs(key, batch_key) if batch_key in batches
                 else f"the batch {{_shapes(batch_key)}}")
         raise TypeError(f"no exported signature matches {{what}}; exported batches: "
                         + "; ".join(_shapes(b) for b in batches))
@@ -406,6 +419,7 @@ def export(step, path) -> None:
         num_params=treedef.num_leaves, keep_bytes=api.KEEP_WORKSPACE_BYTES,
         state_memory=inspect.getsource(state_memory), steady=steady,
         containers=inspect.getsource(steady_call.containers),
+        paths=["" if path == "<root>" else path for path in pytree.leaf_paths(treedef)],
         shapes_changed=codegen.SHAPES_CHANGED)
     with open(path, "w") as f:
         f.write(source)

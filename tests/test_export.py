@@ -243,6 +243,8 @@ def test_an_exported_step_after_fast_calls_refuses_what_the_checked_path_refuses
             ("params", {np.str_("A"): exported["A"], "B": exported["B"]}, TypeError, "structure"),
             ("m", {"A": moment["A"], "C": moment["B"]}, TypeError, r"state\['m'\] does not"),
             ("m", {"A": moment["A"], "B": frozen}, ValueError, "writable C-contiguous"),
+            ("v", {"A": m.state["v"]["A"], "B": np.ones(3)}, TypeError,
+             r"matches state\['v'\]\['B'\], float64\[3\] \(exported: float64\[6\]\)"),
             ("count", np.array([3]), TypeError, r"state\['count'\] is array\(\[3\]\)"),
             ("count", 2.5, TypeError, r"state\['count'\] is 2.5; it counts the steps"),
             ("count", -1, ValueError, r"state\['count'\] is -1")]:
@@ -256,7 +258,8 @@ def test_an_exported_step_after_fast_calls_refuses_what_the_checked_path_refuses
         if name != "params":
             m.state[name] = kept
     exported["A"].shape = (2, 3)        # in place: the same array
-    with pytest.raises(TypeError, match="no exported signature matches the params"):
+    with pytest.raises(TypeError, match=r"no exported signature matches params\['A'\], "
+                                        r"float64\[2, 3\] \(exported: float64\[6\]\)"):
         m.step(exported, np.ones(6))
     exported["A"].shape = (6,)
     for k in before:
