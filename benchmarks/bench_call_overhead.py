@@ -10,10 +10,11 @@ The difference is what graphc's Python costs each call (the identity tests,
 the workspace taken and given back, Numba's dispatch is in both). Then the
 same model with its params nested as layers are, `[{"W": ..., "b": ...}]`
 (a list of the workload's dict), and the step exported (`gc.export`) and
-called from its module, on its own copy of the params. A second table does the same for
-`gc.jit(gc.value_and_grad(loss))(params, *batch)`, a call that flattens its
-arguments and returns new arrays, and times `gc.grad(loss)` (compiled the
-same way) beside it. The last line is a small jitted function,
+called from its module, on its own copy of the params. A second table does
+the same for `gc.jit(gc.value_and_grad(loss))(params, *batch)`, a call that
+flattens its arguments and returns new arrays, and times `gc.grad(loss)`
+(compiled the same way) and the jitted value_and_grad with a static train
+flag beside it. The last line is a small jitted function,
 `argmax(x @ W + b)` over 64 rows of 64 to 10 classes, against NumPy.
 """
 import argparse
@@ -66,9 +67,14 @@ def _value_and_grad_calls(w, params, batch, rounds):
     run_args = (*leaves, *entry.consts, *entry.tail_args(entry.take_workspace()))
     grad = gc.grad(w.loss_fn)
     grad(params, *batch)
+    # with a static train flag, as JAX's users write one
+    static = gc.jit(gc.value_and_grad(lambda p, *b_and_train: w.loss_fn(p, *b_and_train[:-1])),
+                    static_argnums=len(batch) + 1)
+    static(params, *batch, True)
     return _rounds({"call": lambda: fn(params, *batch),
                     "driver": lambda: entry.driver(*run_args),
-                    "grad": lambda: grad(params, *batch)},
+                    "grad": lambda: grad(params, *batch),
+                    "static": lambda: static(params, *batch, True)},
                    rounds, max(1, int(2000 / len(run_args))))
 
 
@@ -116,13 +122,13 @@ def main():
         print(f"{name:8} {t['step']:8.2f} {t['driver']:9.2f} {t['step'] - t['driver']:9.2f} "
               f"{t['nested']:9.2f} {t['exported']:11.2f}")
     print(f"\n{'workload':8} {'value_and_grad us':>17} {'driver us':>9} {'Python us':>9} "
-          f"{'grad us':>8}")
+          f"{'grad us':>8} {'static flag us':>14}")
     for name in args.workloads.split(","):
         w = workloads.WORKLOADS[name]
         params, batch = w.make(np.float32)
         t = _value_and_grad_calls(w, params, batch, args.rounds)
         print(f"{name:8} {t['call']:17.2f} {t['driver']:9.2f} {t['call'] - t['driver']:9.2f} "
-              f"{t['grad']:8.2f}")
+              f"{t['grad']:8.2f} {t['static']:14.2f}")
     t = _predict_calls(args.rounds)
     print(f"\ngc.jit(predict) {t['graphc']:.2f} us, NumPy {t['numpy']:.2f} us")
 

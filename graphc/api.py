@@ -110,6 +110,7 @@ class _Entry:
         # none could be made), made at the first call that finds this entry
         # by its arrays' signature
         self.hot_flattener = _NOT_YET
+        self.hot_key = None     # the _array_signature_key the flattener was made for
         # The driver's workspace (graphc.workspace): the ones free for a call
         # to take (one per call running at once), and their size in bytes
         self.workspaces = _workspace_pool()
@@ -333,6 +334,11 @@ def _array_signature_key(leaves) -> tuple | None:
     return tuple(key)
 
 
+def _plain(leaves, key) -> list:
+    """`leaves` as the driver takes them: _as_arrays when a Python float is among them."""
+    return _as_arrays(leaves, key) if _PYTHON_FLOAT in key else leaves
+
+
 def _as_arrays(leaves, key) -> list:
     """`leaves` of `key` (_array_signature_key's) with each Python float a 0-d
     array, the type the driver takes (a float it refuses: 30-40 us)."""
@@ -397,6 +403,11 @@ class Compiled:
         # checked in one go. (One: signatures that take turns call by call
         # pay a failed flattening each, about 0.5 us.)
         self._hot = None
+        # (static values, flattener of the other arguments, entry): _hot for a
+        # function with static arguments, whose calls' general path cost 18 us
+        self._hot_static = None
+        self._place_list = _NOT_YET   # _places(), once
+        self._positions = {}          # count of arguments -> (static positions, the others)
 
     def _static_positions(self, n: int) -> tuple:
         """The static argnums among a call's n arguments; a negative one counts
@@ -415,22 +426,35 @@ class Compiled:
 
     def _places(self):
         """The user function's positional parameters (None without a signature,
-        or with *args)."""
-        if self._signature is None:
-            try:
-                self._signature = inspect.signature(self.user_fn)
-            except (TypeError, ValueError):
-                return None
-        params = self._signature.parameters.values()
-        if any(p.kind == p.VAR_POSITIONAL for p in params):
-            return None
-        return [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        or with *args); read at the first call."""
+        if self._place_list is _NOT_YET:
+            self._place_list = None
+            if self._signature is None:
+                try:
+                    self._signature = inspect.signature(self.user_fn)
+                except (TypeError, ValueError):
+                    return None
+            params = self._signature.parameters.values()
+            if not any(p.kind == p.VAR_POSITIONAL for p in params):
+                self._place_list = [p for p in params
+                                    if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return self._place_list
+
+    def _statics_of(self, args) -> tuple[tuple, tuple]:
+        """(the static arguments' key, the others)."""
+        positions = self._positions.get(len(args))
+        if positions is None:       # (a call's count of arguments: once each)
+            static = self._static_positions(len(args))
+            positions = self._positions[len(args)] = (
+                sorted(static), [i for i in range(len(args)) if i not in static])
+        static, others = positions
+        return (tuple([(i, _static_key(args[i])) for i in static]),
+                tuple([args[i] for i in others]))
 
     def _split(self, args):
         n = len(args)
         static = self._static_positions(n)
-        statics = tuple((i, _static_key(args[i])) for i in sorted(static))
-        dynamic = tuple(a for i, a in enumerate(args) if i not in static)
+        statics, dynamic = self._statics_of(args)
 
         def call(*dyn):
             it = iter(dyn)
@@ -481,7 +505,8 @@ class Compiled:
                 RecompileWarning, stacklevel=4)
         while len(self._cache) > MAX_ENTRIES:
             self._cache.popitem(last=False)
-            self._hot = None    # (perhaps the one it held: only cached entries run)
+            self._hot = self._hot_static = None   # (perhaps the one it held: only cached
+            # entries run)
 
     def _compile(self, call, dynamic, leaves) -> _Entry:
         start = time.perf_counter()
@@ -512,21 +537,49 @@ class Compiled:
             leaves = hot[0](args)
             if leaves is not None:
                 return hot[1](leaves, plain_arrays=True)
+        if self.static_argnums:
+            return self._call_with_statics(args)
         leaves, treedef = pytree.flatten(args)
-        if not self.static_argnums:
-            # plain arrays of a signature compiled before: straight to its entry
-            # (the general path below costs ~20 us of Python per call)
-            key = _array_signature_key(leaves)
-            entry = self._cache.get((treedef, key, ())) if key is not None else None
-            if entry is not None:
-                if entry.hot_flattener is _NOT_YET:
-                    entry.hot_flattener = pytree.flattener(
-                        treedef, [float if aval is _PYTHON_FLOAT else aval[:2] for aval in key])
-                if entry.hot_flattener is not None:
-                    self._hot = (entry.hot_flattener, entry)
-                if _PYTHON_FLOAT in key:
-                    leaves = _as_arrays(leaves, key)
-                return entry(leaves, plain_arrays=True)
+        # plain arrays of a signature compiled before: straight to its entry
+        # (the general path below costs ~20 us of Python per call)
+        entry = self._entry_of_arrays(leaves, treedef, ())
+        if entry is not None:
+            self._hot = (entry.hot_flattener, entry) if entry.hot_flattener else None
+            return entry(_plain(leaves, entry.hot_key), plain_arrays=True)
+        return self._general_call(args, leaves)
+
+    def _entry_of_arrays(self, leaves, treedef, statics):
+        """The entry compiled before for these leaves, when they are arrays (or
+        Python floats) of a signature it has; its flattener made on the way."""
+        key = _array_signature_key(leaves)
+        entry = self._cache.get((treedef, key, statics)) if key is not None else None
+        if entry is not None and entry.hot_flattener is _NOT_YET:
+            entry.hot_key = key
+            entry.hot_flattener = pytree.flattener(
+                treedef, [float if aval is _PYTHON_FLOAT else aval[:2] for aval in key])
+        return entry
+
+    def _call_with_statics(self, args):
+        """A call of a function with static arguments: _hot_static's entry
+        when they equal its statics and the others fit its flattener."""
+        try:
+            statics, dynamic = self._statics_of(args)
+        except errors.GraphcTypeError:      # unhashable: inlined in a trace, else explained
+            return self._general_call(args, pytree.flatten(args)[0])
+        hot = self._hot_static
+        if hot is not None and hot[0] == statics:
+            leaves = hot[1](dynamic)
+            if leaves is not None:
+                return hot[2](leaves, plain_arrays=True)
+        leaves, treedef = pytree.flatten(dynamic)
+        entry = self._entry_of_arrays(leaves, treedef, statics)
+        if entry is not None:
+            self._hot_static = (statics, entry.hot_flattener, entry) if (
+                entry.hot_flattener) else None
+            return entry(_plain(leaves, entry.hot_key), plain_arrays=True)
+        return self._general_call(args, pytree.flatten(args)[0])
+
+    def _general_call(self, args, leaves):
         if any(isinstance(leaf, tracing.Tracer) for leaf in leaves):
             if self.static_argnums:
                 self._static_positions(len(args))      # its range check

@@ -72,6 +72,28 @@ def test_each_call_equals_numpy_whichever_way_it_goes(sequence):
             np.testing.assert_allclose(outs[name], want[name], **tol)
 
 
+def moded(p, x, mode):
+    """Static values equal across types (1, True, 1.0) trace apart."""
+    scale = {bool: 2.0, int: 3.0, float: 4.0, str: 5.0}[type(mode)]
+    return (x @ p["W"] + p["b"]) * scale * (1.0 if mode in ("train", 1) else -1.0)
+
+
+STATIC = gc.jit(moded, static_argnums=2)
+
+
+@pytest.mark.filterwarnings("ignore::graphc.api.RecompileWarning")
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([True, False, 1, 1.0, "train", "eval"]),
+                          st.sampled_from([4, 5]), st.sampled_from(["dict", "float bias"])),
+                min_size=2, max_size=8))
+def test_calls_with_static_arguments_take_their_own_signature(sequence):
+    # the last static values' entry (Compiled._hot_static) only for equal ones of one type
+    for mode, rows, kind in sequence:
+        p, x = _params(kind, np.float64), _batch(rows, "C", np.float64)
+        np.testing.assert_allclose(STATIC(p, x, mode), moded(p, x, mode), rtol=1e-12)
+    assert STATIC._hot_static is None or STATIC._hot_static[2] in STATIC._cache.values()
+
+
 def test_the_last_signature_s_flattener_is_taken_and_left_for_another():
     f = gc.jit(lambda p, x: x @ p["W"] + p["b"])
     p, x = {"W": W, "b": B}, np.ones((4, 3))
