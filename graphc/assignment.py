@@ -7,7 +7,8 @@ value placed. Where NumPy would share memory, graphc cannot, so it keeps
 track: results the user takes with a basic index or a view function
 (reshape, .T, split, ...) are noted as views of their base; once the base is
 assigned into, using such a view is refused (NumPy's would show the
-change), and so is assigning through one, except in place through a view of
+change), unless both are indexes of slices and integers that provably miss
+each other (_disjoint), and so is assigning through one, except in place through a view of
 slices and integers, which writes through to the base as NumPy's does. Every
 other function and method returns a new Tracer even where graphc computes
 nothing (x.copy(), x.astype(x.dtype)), as NumPy returns a new array.
@@ -30,17 +31,18 @@ def setitem(x, key, value):
     on (as in NumPy, every name bound to x sees it). The positions must be
     known when tracing (slices, integers, NumPy index arrays or masks), or be
     a traced boolean mask of x's shape with one value. Arrays indexed out of
-    x before (views, in NumPy) may not be used after; assigning into such a
-    view is refused (NumPy would change x too)."""
+    x before (views, in NumPy) may not be used after, unless the assignment
+    missed them; assigning into such a view is refused (NumPy would change
+    x too)."""
     if x.base is not None:
         raise errors.users_error(errors.UnsupportedOpError,
                                  "assignment into an array indexed out of another (v = x[...]; "
                                  "v[...] = value): NumPy would change x too, graphc would not; "
                                  "assign into x with one index, x[i, j] = value")
-    _replace(x, _assigned(x, key, value))
+    _replace(x, _assigned(x, key, value), key)
 
 
-def _replace(x, updated):
+def _replace(x, updated, key=None):
     """x (the Tracer, so every name bound to it) stands for `updated` from now on."""
     if x.graph is not tracing.current_graph():
         raise errors.users_error(errors.UnsupportedOpError,
@@ -52,7 +54,7 @@ def _replace(x, updated):
                       f"function only, and the caller's array keeps its values (NumPy would "
                       f"change it); assign into x = x.copy() to say so", RuntimeWarning,
                       stacklevel=4)
-    _mark_stale(x)
+    _mark_stale(x, key)
     x.node = updated.node if isinstance(updated, fnp.Tracer) else tracing.const(
         x.graph, updated, errors.user_location())
 
@@ -105,13 +107,70 @@ def _stored(value, dtype):
     return fnp.to_operand(value, dtype) if fnp._is_weak(value) else fnp.cast(value, dtype)
 
 
-def _mark_stale(x):
+def _mark_stale(x, key=None):
+    """x's views (and theirs) are stale: x is assigned into (at `key`, None:
+    everywhere). A view of slices and integers that `key` misses keeps its
+    values, as NumPy's does, and stays."""
+    kept = []
     for ref in x.views or ():
         view = ref()
-        if view is not None:
-            view.stale = True
-            _mark_stale(view)
-    x.views = None
+        if view is None:
+            continue
+        if key is not None and view.base[1] is not None and _disjoint(
+                x.shape, key, view.base[1]):
+            kept.append(ref)
+            continue
+        view.stale = True
+        _mark_stale(view)
+    x.views = kept or None
+
+
+# an axis's positions are compared as sets up to this many (beyond: as intervals
+# when both steps are 1, else taken to overlap)
+_SET_COMPARED_AT_MOST = 1 << 16
+
+
+def _disjoint(shape, key_a, key_b) -> bool:
+    """Whether two basic indexes of an array of `shape` provably select no
+    element in common: on some axis their positions do not meet."""
+    a, b = _positions(shape, key_a), _positions(shape, key_b)
+    if a is None or b is None:
+        return False
+    for ra, rb in zip(a, b):
+        if not ra or not rb:
+            return True
+        if ra.step == rb.step == 1:
+            if max(ra.start, rb.start) >= min(ra.stop, rb.stop):
+                return True
+        elif len(ra) <= _SET_COMPARED_AT_MOST and len(rb) <= _SET_COMPARED_AT_MOST:
+            if not set(ra) & set(rb):
+                return True
+    return False
+
+
+def _positions(shape, key) -> list[range] | None:
+    """Each axis's positions a basic index (integers, slices, None, one
+    Ellipsis) selects, as ranges; None for any other index."""
+    keys = key if isinstance(key, tuple) else (key,)
+    keys = [k for k in keys if k is not None]
+    if not all(k is Ellipsis or isinstance(k, builtins.slice) or (
+            isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)))
+            for k in keys):
+        return None
+    if keys.count(Ellipsis) > 1 or len(keys) - keys.count(Ellipsis) > len(shape):
+        return None
+    if Ellipsis in keys:
+        i = keys.index(Ellipsis)
+        keys = keys[:i] + [builtins.slice(None)] * (len(shape) - len(keys) + 1) + keys[i + 1:]
+    keys += [builtins.slice(None)] * (len(shape) - len(keys))
+    out = []
+    for k, n in zip(keys, shape):
+        if isinstance(k, builtins.slice):
+            out.append(range(*k.indices(n)))
+        else:
+            i = int(k) + n if k < 0 else int(k)
+            out.append(range(i, i + 1))
+    return out
 
 
 def _assigned(x, key, value):

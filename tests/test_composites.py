@@ -3,6 +3,8 @@ equal NumPy's, gradients equal central differences, and one compiled module
 agrees with the interpreter."""
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import graphc as gc
 from graphc import api, composites
@@ -593,8 +595,16 @@ def _assigned_into_zeros_like(x, v):
     return h + 2 * c
 
 
+def _assigned_beside_views(x, v):
+    y = x + 0
+    first, rest, odd = y[:, 0], y[1:, 3:], y[::2, 1::2]     # views that keep their values:
+    y[:, 2] = v[0]                                          # neither assignment reaches them
+    y[0, -2] = 7.0
+    return y + first[:, None] * 2 + np.sum(rest * 3) - np.sum(odd ** 2)
+
+
 @pytest.mark.parametrize("fn", [_assigned_by_slices, _assigned_by_masks, _assigned_into_zeros_like,
-                                _assigned_nowhere_and_broadcast])
+                                _assigned_nowhere_and_broadcast, _assigned_beside_views])
 def test_assignment_into_traced_arrays_is_numpys(fn):
     """x[key] = value makes x the updated array; gradients flow to what stays
     and to the values assigned."""
@@ -659,3 +669,22 @@ def test_eigh_reads_only_its_triangle_and_takes_lowercase_uplo():
     lower = np.array([[2.0, np.nan], [1.0, 3.0]])      # NumPy never reads the nan
     f = gc.jit(lambda a: np.linalg.eigvalsh(a) + np.linalg.eigvalsh(a.T, "u"))
     np.testing.assert_allclose(f(lower), 2 * np.linalg.eigvalsh(lower), rtol=1e-14)
+
+
+def _basic_keys(n_axes_at_most=2, shape=(4, 5)):
+    def entry(n):
+        return st.one_of(st.integers(-n, n - 1), st.builds(
+            slice, st.none() | st.integers(-n - 1, n + 1), st.none() | st.integers(-n - 1, n + 1),
+            st.none() | st.sampled_from([1, 2, 3, -1, -2])))
+    return st.integers(0, n_axes_at_most).flatmap(
+        lambda k: st.tuples(*(entry(n) for n in shape[:k])))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_basic_keys(), _basic_keys())
+def test_a_view_is_kept_exactly_when_an_assignment_misses_it(key_a, key_b):
+    # graphc.assignment._disjoint against NumPy's own selections
+    from graphc import assignment
+    a, b = np.zeros((4, 5), bool), np.zeros((4, 5), bool)
+    a[key_a], b[key_b] = True, True
+    assert assignment._disjoint((4, 5), key_a, key_b) == (not (a & b).any())

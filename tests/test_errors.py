@@ -265,6 +265,12 @@ def test_assignment_where_numpy_would_share_memory_is_refused():
         x[0, 1] = 5.0
         return v + 1
 
+    def strided_view_used_after(x):
+        x = x.copy()
+        v = x[:, ::2]           # columns 0 and 2
+        x[1, 2:] = 5.0          # meets it at [1, 2]
+        return v + 1
+
     def transpose_returned_after(x):
         x = x.copy()
         t = x.T
@@ -294,6 +300,7 @@ def test_assignment_where_numpy_would_share_memory_is_refused():
     for got, want in zip(gc.jit(copies_are_copies).interpret(x), copies_are_copies(x.copy())):
         np.testing.assert_array_equal(got, want)
     for f, message in ((view_used_after, "taken out of another"),
+                       (strided_view_used_after, "taken out of another"),
                        (transpose_returned_after, "taken out of another"),
                        (assigned_through_a_view, "assignment into an array indexed out of another"),
                        (at_traced_positions, "assignment at traced positions")):
