@@ -150,6 +150,7 @@ class Step:
         self._checked = []                # the state arrays fully checked last (skip re-checks)
         self._last: _LastCall | None = None     # the steady-state fast path
         self._signature = None            # the loss's, for keyword arguments
+        self._keyword_plans = {}          # see api.positional
         self._compiled = api.Compiled(self._traced_step,
                                       name=f"step({getattr(loss_fn, '__name__', 'loss')})",
                                       codegen_options=self._codegen_options)
@@ -275,7 +276,7 @@ class Step:
     def __call__(self, params, *batch, **kwargs):
         if kwargs:      # step(params, x=xb, y=yb): in their places among the loss's parameters
             params, *batch = api.positional(self._loss_signature(), self._compiled.__name__,
-                                            (params, *batch), kwargs)
+                                            (params, *batch), kwargs, self._keyword_plans)
         last = self._last
         out = last.call(params, self.state, batch) if last is not None else None
         if out is None:

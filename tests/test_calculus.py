@@ -264,6 +264,11 @@ def test_keyword_arguments_take_the_places_of_the_functions_parameters():
     def skipped(w, x=None, lam=0.1):        # x keeps its default when lam is given
         return np.sum(w * w) * lam + (0.0 if x is None else np.sum(x))
     np.testing.assert_allclose(gc.grad(skipped)(w, lam=2.0), 4 * w)
+    jf = gc.jit(f)      # calls of one keyword plan, with new values each time
+    for lam, xs in [(1.0, x), (3.0, 2 * x), (0.5, -x)]:
+        np.testing.assert_allclose(jf(w, x=xs, lam=lam), f(w, xs, lam), rtol=1e-14)
+        np.testing.assert_allclose(jf(w, lam=lam, x=xs), f(w, xs, lam), rtol=1e-14)
+        np.testing.assert_allclose(jf(w, xs, lam=lam), f(w, xs, lam), rtol=1e-14)
     with pytest.raises(gc.GraphcError, match="f: got an unexpected keyword argument 'y'"):
         gc.jit(f)(w, x, y=1.0)
     with pytest.raises(gc.GraphcError, match=r"^grad\(f\): got an unexpected keyword argument"):
