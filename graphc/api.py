@@ -354,7 +354,8 @@ def _static_key(value):
         hash(value)
     except TypeError:
         raise errors.GraphcTypeError(
-            f"static argument {value!r} must be hashable (a number, string or tuple)") from None
+            f"static argument {value!r} must be hashable (a number, string or tuple: "
+            f"tuple(...) of a list){errors.at(errors.user_location())}") from None
     if isinstance(value, (tuple, frozenset)):
         return type(value), type(value)(_static_key(v) for v in value)
     if isinstance(value, (float, np.floating)):

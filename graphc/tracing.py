@@ -442,7 +442,14 @@ def trace_fn(fn, args: tuple, as_they_are=frozenset()) -> ir.Graph:
             if isinstance(leaf, Tracer):
                 out_ids.append(leaf.node.id if leaf.graph is graph else _capture(graph, leaf))
             else:
-                aval_of(leaf)
+                try:
+                    aval_of(leaf)
+                except errors.GraphcTypeError:
+                    raise errors.GraphcTypeError(
+                        f"the function returned a {type(leaf).__name__} ({leaf!r:.40}): a traced "
+                        f"function returns arrays and Python numbers (in dicts, lists, tuples or "
+                        f"namedtuples); return the rest from a function around it"
+                        f"{errors.at(errors.user_location())}") from None
                 out_ids.append(const(graph, leaf, loc).id)
     graph.outputs = out_ids
     graph.meta.update(in_tree=in_tree, out_tree=out_tree, num_args=len(leaves))

@@ -683,3 +683,12 @@ def test_argnums_big_endian_arrays_and_python_m_graphc():
     done = subprocess.run([sys.executable, "-m", "graphc", "--help"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "usage: graphc" in done.stdout
+
+
+def test_a_returned_string_and_an_unhashable_static_name_what_they_are():
+    with pytest.raises(TypeError, match=r"^the function returned a str \('done'\): .*"
+                                        r"test_errors.py:"):
+        gc.jit(lambda x: (x * 2, "done"))(np.ones(2))
+    with pytest.raises(TypeError, match=r"static argument \[1, 2\] must be hashable .*"
+                                        r"tuple\(...\) of a list\) \(at .*test_errors.py:"):
+        gc.jit(lambda x, n: x * len(n), static_argnums=1)(np.ones(2), [1, 2])
