@@ -748,10 +748,10 @@ def _leaf_ranges(args):
 def _check_differentiable(args, nums, fn_name):
     for a in nums:
         leaves, treedef = pytree.flatten(args[a])
-        for leaf, path in zip(leaves, pytree.leaf_paths(treedef)):
+        for leaf, path in zip(leaves, pytree.leaf_suffixes(treedef)):
             dtype = tracing.aval_of(leaf)[1]
             if dtype.kind != "f":
-                where = "" if path == "<root>" else f" at {path}"
+                where = f" at {path}" if path else ""
                 instead = ("close over it (functools.partial(fn, ...)): vjp differentiates "
                            "every primal" if fn_name == "vjp" else "leave it out of argnums")
                 raise errors.GraphcTypeError(
@@ -890,9 +890,9 @@ def vjp(fn, *primals):
             raise errors.GraphcTypeError(
                 f"vjp: the cotangent has structure {ct_tree}, but the function's output has "
                 f"{out_tree}: pass one of the output's structure{errors.at(errors.user_location())}")
-        for path, c, o in zip(pytree.leaf_paths(out_tree), ct_leaves, out_leaves):
+        for path, c, o in zip(pytree.leaf_suffixes(out_tree), ct_leaves, out_leaves):
             if np.shape(c) != np.shape(o):
-                where = "" if path == "<root>" else f" at {path}"
+                where = f" at {path}" if path else ""
                 raise errors.ShapeError(
                     f"vjp: the cotangent{where} has shape {np.shape(c)}, but the output's is "
                     f"{np.shape(o)}{errors.at(errors.user_location())}")
@@ -932,7 +932,7 @@ def check_grad_values(fn, args, analytic, argnums, eps=None, rtol=None, atol=Non
         h = eps or (1e-3 if low_precision else 1e-6)
         r_tol = rtol if rtol is not None else (2e-2 if low_precision else 1e-5)
         a_tol = atol if atol is not None else (2e-3 if low_precision else 1e-7)
-        for li, (leaf, path) in enumerate(zip(leaves, pytree.leaf_paths(treedef))):
+        for li, (leaf, path) in enumerate(zip(leaves, pytree.leaf_suffixes(treedef))):
             numeric = np.zeros(np.shape(leaf))
             base = np.array(leaf, np.float64)
             for idx in np.ndindex(base.shape):
@@ -948,7 +948,7 @@ def check_grad_values(fn, args, analytic, argnums, eps=None, rtol=None, atol=Non
             if err.size and np.max(err) > 0 or not np.all(np.isfinite(got) == np.isfinite(numeric)):
                 worst = np.unravel_index(int(np.nanargmax(np.where(np.isnan(err), np.inf, err))),
                                          err.shape) if err.ndim else ()
-                where = "" if path == "<root>" else f" leaf {path}"
+                where = f" leaf {path}" if path else ""
                 raise AssertionError(
                     f"check_grad: argument {a}{where} index {tuple(int(i) for i in worst)}: "
                     f"analytic {float(got[worst])!r} vs numeric {float(numeric[worst])!r} "

@@ -419,7 +419,7 @@ def export(step, path) -> None:
         num_params=treedef.num_leaves, keep_bytes=api.KEEP_WORKSPACE_BYTES,
         state_memory=inspect.getsource(state_memory), steady=steady,
         containers=inspect.getsource(steady_call.containers),
-        paths=["" if path == "<root>" else path for path in pytree.leaf_paths(treedef)],
+        paths=pytree.leaf_suffixes(treedef),
         shapes_changed=codegen.SHAPES_CHANGED)
     with open(path, "w") as f:
         f.write(source)

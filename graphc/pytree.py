@@ -312,6 +312,12 @@ def without_namedtuples(treedef: TreeDef) -> TreeDef:
     return TreeDef(kind, keys, tuple(without_namedtuples(c) for c in treedef.children))
 
 
+def leaf_suffixes(treedef: TreeDef) -> list[str]:
+    """leaf_paths to write after a name (`params['W']`): "" for a tree that
+    is one leaf."""
+    return ["" if path == "<root>" else path for path in leaf_paths(treedef)]
+
+
 def leaf_paths(treedef: TreeDef, prefix: str = "") -> list[str]:
     """Human-readable paths of the leaves, e.g. `['W1']`, `[0][1]`, `.w`."""
     if treedef.kind == "leaf":

@@ -43,11 +43,6 @@ def _leaf_check(leaves, paths):
         seen.append((leaf, path))
 
 
-def _leaf_paths(treedef) -> list[str]:
-    """pytree.leaf_paths, with params that are one array named `params` alone."""
-    return ["" if path == "<root>" else path for path in pytree.leaf_paths(treedef)]
-
-
 def _step_count(state: dict) -> np.ndarray:
     """`state["count"]` as the driver's 0-d int64 input (a fresh one per call),
     checked before anything runs: a bad count used to fail only after the update."""
@@ -191,7 +186,7 @@ class Step:
             raise errors.GraphcTypeError(f"step.state is a {type(self.state).__name__}; "
                                          f"it is a dict (or None for a fresh one)")
         if self._treedef is None:
-            _leaf_check(leaves, [f"params{path}" for path in _leaf_paths(treedef)])
+            _leaf_check(leaves, [f"params{path}" for path in pytree.leaf_suffixes(treedef)])
             slots = self.optimizer.init(leaves)
             if self.state is None:
                 self.state = {"count": 0,
@@ -242,7 +237,7 @@ class Step:
                 f"moment ({', '.join(slots) or 'none'}), each like the params")
 
     def _check_state(self, state):
-        paths = _leaf_paths(self._treedef)
+        paths = pytree.leaf_suffixes(self._treedef)
         paths = [f"params{path}" for path in paths] + [f"step.state[{k!r}]{path}"
                                                        for k in self._slot_names for path in paths]
         for leaf, path, (shape, dtype) in zip(state, paths, self._state_avals):
