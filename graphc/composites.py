@@ -330,10 +330,10 @@ def norm(x, ord=None, axis=None, keepdims=False):
         rows, columns = (0, 1) if axis is None else (a % x.ndim for a in axis)  # in the given order
         summed, across = (rows, columns) if ord in (1, -1) else (columns, rows)
         sums = fnp.sum(magnitude, axis=summed, keepdims=True)
-        out = (_largest if ord > 0 else fnp.min)(sums, axis=across, keepdims=True)
+        out = _extreme(ord)(sums, axis=across, keepdims=True)
         return out if keepdims else fnp.squeeze(out, axis=axes)
     if ord in (np.inf, -np.inf):
-        return (_largest if ord > 0 else fnp.min)(magnitude, axis=axes, keepdims=keepdims)
+        return _extreme(ord)(magnitude, axis=axes, keepdims=keepdims)
     if ord == 0:
         return fnp.sum(fnp.not_equal(x, 0).astype(magnitude.dtype), axis=axes, keepdims=keepdims)
     if ord == 1:
@@ -341,11 +341,12 @@ def norm(x, ord=None, axis=None, keepdims=False):
     return fnp.power(fnp.sum(fnp.power(magnitude, ord), axis=axes, keepdims=keepdims), 1 / ord)
 
 
-def _largest(x, axis, keepdims):
-    """The max of |x| values, 0 over no elements (NumPy's norm: initial=0)."""
-    if any(fnp.aval_of(x)[0][a] == 0 for a in fnp.normalize_axes(axis, fnp.ndim(x), "norm")):
-        return fnp.sum(x, axis=axis, keepdims=keepdims)
-    return fnp.max(x, axis=axis, keepdims=keepdims)
+def _extreme(ord):
+    """The largest of |x| values (0 over none, as NumPy's norm: initial=0) for
+    a positive order, else the smallest."""
+    if ord > 0:
+        return lambda x, axis, keepdims: fnp.max(x, axis=axis, keepdims=keepdims, initial=0.0)
+    return fnp.min
 
 
 def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
