@@ -455,14 +455,12 @@ class Compiled:
                 tuple([args[i] for i in others]))
 
     def _split(self, args):
-        n = len(args)
-        static = self._static_positions(n)
         statics, dynamic = self._statics_of(args)
+        static = {i for i, _ in statics}
 
-        def call(*dyn):
+        def call(*dyn):     # fn of the others, the statics put back in their places
             it = iter(dyn)
-            full = [args[i] if i in static else next(it) for i in range(n)]
-            return self.fn(*full)
+            return self.fn(*[args[i] if i in static else next(it) for i in range(len(args))])
 
         return statics, dynamic, call
 
