@@ -583,24 +583,32 @@ def _emit_recurrence(node, operands):
 
 def _emit_linalg(node, operands):
     """np.linalg per matrix of the stack (kernels/linalg.py), on (batch, n, n)
-    views, raising NumPy's LinAlgError, with the node's line, where LAPACK
-    refused a matrix."""
+    views ((batch, m, n) for svd and qr), raising NumPy's LinAlgError, with
+    the node's line, where LAPACK refused a matrix."""
     rank = len(operands[0].shape)
-    lines = [f"n = a0.shape[{rank - 1}]",
-             "batch = a0.size // (n * n) if n else 0",
-             "x = alloc.reshape(a0, (batch, n, n))"]
     kernel, y, flag = LINALG_KERNELS[node.op], "x", 0
-    if node.op in ("inv", "cholesky"):
-        lines.append("o = alloc.reshape(out, (batch, n, n))")
-    elif node.op == "eigh":
-        lines.append("o = alloc.reshape(out, (batch, n + 1, n))")
-    elif node.op == "solve":
-        lines += [f"k = out.shape[{rank - 1}]", "y = alloc.reshape(a1, (batch, n, k))",
-                  "o = alloc.reshape(out, (batch, n, k))"]
-        y = "y"
+    if node.op in ("svd", "qr"):    # (m, n) matrices into blocks of (m + 1 + n, k), (m + n, k)
+        batch = " * ".join(f"a0.shape[{d}]" for d in range(rank - 2)) or "1"
+        lines = [f"m, n = a0.shape[{rank - 2}], a0.shape[{rank - 1}]",
+                 f"batch = {batch}",
+                 "x = alloc.reshape(a0, (batch, m, n))",
+                 f"o = alloc.reshape(out, (batch, out.shape[{rank - 2}], out.shape[{rank - 1}]))"]
+        flag = "m"
     else:
-        lines.append("o = alloc.reshape(out, (batch,))")
-        flag = "linalg.LAPACK_DET" if node.op == "det" else int(node.p["logabs"])
+        lines = [f"n = a0.shape[{rank - 1}]",
+                 "batch = a0.size // (n * n) if n else 0",
+                 "x = alloc.reshape(a0, (batch, n, n))"]
+        if node.op in ("inv", "cholesky"):
+            lines.append("o = alloc.reshape(out, (batch, n, n))")
+        elif node.op == "eigh":
+            lines.append("o = alloc.reshape(out, (batch, n + 1, n))")
+        elif node.op == "solve":
+            lines += [f"k = out.shape[{rank - 1}]", "y = alloc.reshape(a1, (batch, n, k))",
+                      "o = alloc.reshape(out, (batch, n, k))"]
+            y = "y"
+        else:
+            lines.append("o = alloc.reshape(out, (batch,))")
+            flag = "linalg.LAPACK_DET" if node.op == "det" else int(node.p["logabs"])
     lines.append(f"status = linalg.lapack_rows(linalg.LAPACK_{kernel.upper()}, x, {y}, o, {flag})")
     for status, message in (("NOT_FINITE", "Array must not contain infs or NaNs"),
                             ("REFUSED", LINALG_REFUSALS[node.op])):
@@ -613,10 +621,11 @@ def _emit_linalg(node, operands):
 # NumPy's messages where LAPACK refuses a matrix
 LINALG_REFUSALS = {"inv": "Singular matrix", "solve": "Singular matrix",
                    "cholesky": "Matrix is not positive definite",
-                   "eigh": "Eigenvalues did not converge", "det": None, "slogdet": None}
+                   "eigh": "Eigenvalues did not converge", "svd": "SVD did not converge",
+                   "qr": None, "det": None, "slogdet": None}
 # op -> its kernel in kernels/linalg.py (det is slogdet's, sign times exp of log)
 LINALG_KERNELS = {"inv": "inv", "solve": "solve", "cholesky": "cholesky", "eigh": "eigh",
-                  "det": "slogdet", "slogdet": "slogdet"}
+                  "svd": "svd", "qr": "qr", "det": "slogdet", "slogdet": "slogdet"}
 
 
 def _emit_cumprod(node, operands):
@@ -677,7 +686,7 @@ EMITTERS = {
     "cumsum": _emit_cumsum, "argsort": _emit_argsort,
     "recurrence": _emit_recurrence, "cumprod": _emit_cumprod, "inv": _emit_linalg,
     "solve": _emit_linalg, "cholesky": _emit_linalg, "eigh": _emit_linalg,
-    "det": _emit_linalg, "slogdet": _emit_linalg,
+    "svd": _emit_linalg, "qr": _emit_linalg, "det": _emit_linalg, "slogdet": _emit_linalg,
 }
 
 

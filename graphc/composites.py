@@ -306,8 +306,9 @@ def norm(x, ord=None, axis=None, keepdims=False):
     """np.linalg.norm. Over one axis, any order: 2 (the default), 1, inf and
     -inf (max and min of |x|), 0 (the count of nonzeros) and p (sum |x|^p
     to the 1/p). Over two, the Frobenius norm (the default) and 1, -1, inf,
-    -inf (the largest or smallest sum of |x| down a column or along a row);
-    2, -2 and 'nuc' need singular values, not built. Without ord and axis,
+    -inf (the largest or smallest sum of |x| down a column or along a row),
+    2, -2 and 'nuc' (the largest, the smallest and the sum of the singular
+    values: np.linalg.svdvals's gradients). Without ord and axis,
     the 2-norm of all elements. The 2-norm's gradient at 0 is nan, as
     sqrt's slope there is infinite (as in JAX); so are those of p < 1 at a
     0, and a tie for the largest |x| shares the inf-norm's slope."""
@@ -320,11 +321,11 @@ def norm(x, ord=None, axis=None, keepdims=False):
     x = fnp._as_float_or_float64(x)      # as NumPy's norm: float64 for integers
     if ord is None or (ord in ("fro", "f") and len(axes) == 2) or (ord == 2 and len(axes) == 1):
         return fnp.sqrt(fnp.sum(fnp.square(x), axis=axes, keepdims=keepdims))
+    if len(axes) == 2 and ord in (2, -2, "nuc"):
+        return _spectral_norm(x, ord, axes, keepdims)
     if isinstance(ord, str) or (len(axes) == 2 and ord not in (1, -1, np.inf, -np.inf)):
-        errors.refuse(errors.UnsupportedOpError if len(axes) == 2 and ord in (2, -2, "nuc")
-                      else errors.GraphcValueError,
-                      f"np.linalg.norm(ord={ord!r}) over {len(axes)} axes is not supported" + (
-                          ": it needs singular values" if ord in (2, -2, "nuc") else ""))
+        errors.refuse(errors.GraphcValueError,
+                      f"np.linalg.norm(ord={ord!r}) over {len(axes)} axes is not supported")
     magnitude = fnp.absolute(x)
     if len(axes) == 2:      # sums down columns (ord +-1) or along rows (+-inf), then their extreme
         rows, columns = (0, 1) if axis is None else (a % x.ndim for a in axis)  # in the given order
@@ -339,6 +340,36 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if ord == 1:
         return fnp.sum(magnitude, axis=axes, keepdims=keepdims)
     return fnp.power(fnp.sum(fnp.power(magnitude, ord), axis=axes, keepdims=keepdims), 1 / ord)
+
+
+def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
+    """np.linalg.vector_norm: norm's vector orders over `axis` (every axis
+    by default) taken as one vector."""
+    x = fnp._as_array(x)
+    axes = tuple(range(x.ndim)) if axis is None else fnp.normalize_axes(axis, x.ndim, "norm")
+    rest = [d for d in range(x.ndim) if d not in axes]
+    flat = fnp.reshape(fnp.transpose(x, rest + list(axes)), tuple(x.shape[d] for d in rest) + (-1,))
+    out = norm(flat, ord, axis=-1)
+    if keepdims:
+        out = fnp.reshape(out, tuple(1 if d in axes else x.shape[d] for d in range(x.ndim)))
+    return out
+
+
+def matrix_norm(x, /, *, keepdims=False, ord="fro"):
+    """np.linalg.matrix_norm: norm's matrix orders over the last two axes."""
+    return norm(x, ord, axis=(-2, -1), keepdims=keepdims)
+
+
+def _spectral_norm(x, ord, axes, keepdims):
+    """The matrix norms of singular values: the largest (ord 2), the smallest
+    (-2) or their sum ('nuc'), of the matrices over `axes`."""
+    from graphc.matrices import svdvals
+    rest = [d for d in range(x.ndim) if d not in axes]
+    values = svdvals(fnp.transpose(x, rest + list(axes)))
+    out = (fnp.sum if ord == "nuc" else _extreme(ord))(values, axis=-1, keepdims=False)
+    if keepdims:
+        out = fnp.expand_dims(out, tuple(sorted(axes)))
+    return out
 
 
 def _extreme(ord):
@@ -704,7 +735,8 @@ fmax, fmin = _nan_ignoring(fnp.maximum), _nan_ignoring(fnp.minimum)
 FUNCTIONS = {
     np.split: split, np.array_split: array_split, np.hsplit: hsplit, np.vsplit: vsplit,
     np.vstack: vstack, np.hstack: hstack, np.flip: flip, np.outer: outer,
-    np.linalg.norm: norm, np.roll: roll, np.repeat: repeat, np.tile: tile, np.pad: pad,
+    np.linalg.norm: norm, np.linalg.vector_norm: vector_norm,
+    np.linalg.matrix_norm: matrix_norm, np.roll: roll, np.repeat: repeat, np.tile: tile, np.pad: pad,
     np.lib.stride_tricks.sliding_window_view: sliding_window_view, np.tril: tril,
     np.triu: triu, np.argmax: argmax, np.argmin: argmin, np.round: around, np.around: around,
     np.diff: diff, np.count_nonzero: count_nonzero, np.any: any_, np.all: all_,

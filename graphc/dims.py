@@ -254,6 +254,11 @@ class DimTable:
         elif node.op in ("solve", "det", "slogdet"):    # b's shape; the matrices' stack
             for d in range(rank):
                 same(n, d, ins[-1].id if node.op == "solve" else ins[0].id, d)
+        elif node.op in ("svd", "qr"):  # the stack's axes; k = min(m, n), one of the matrix's
+            for d in range(rank - 2):
+                same(n, d, ins[0].id, d)
+            rows, columns = ins[0].shape[-2:]
+            same(n, rank - 1, ins[0].id, rank - 2 if rows < columns else rank - 1)
         elif node.op in CHECKS:         # the operand's shape
             for d in range(rank):
                 same(n, d, ins[0].id, d)
@@ -431,6 +436,9 @@ class DimTable:
             return "(" + " + ".join(self.exprs[x.id][d] for x in ins) + ")"
         if node.op == "eigh" and d == len(node.shape) - 2:     # a row of eigenvalues on n rows
             return f"({self.exprs[ins[0].id][d]} + 1)"
+        if node.op in ("svd", "qr") and d == len(node.shape) - 2:  # m + 1 + n or m + n rows
+            m, n = self.exprs[ins[0].id][-2:]
+            return f"({m} + {'1 + ' if node.op == 'svd' else ''}{n})"
         if node.op == "reshape":
             reshaped = self._reshaped(node, d, before)
             if reshaped is not None:

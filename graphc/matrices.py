@@ -1,6 +1,6 @@
 """NumPy's matrix helpers, written with graphc's functions: diagonal, diag,
 trace, kron, cross and atleast_1d/2d/3d, as graphc.composites; and the front
-of np.linalg's inv, solve, det, slogdet, cholesky and eigh, which are ops of their own
+of np.linalg's inv, solve, det, slogdet, cholesky, eigh, svd and qr, which are ops of their own
 (LAPACK per matrix, kernels/linalg.py)."""
 from __future__ import annotations
 
@@ -113,16 +113,22 @@ def _at_least(ndim):
 atleast_1d, atleast_2d, atleast_3d = _at_least(1), _at_least(2), _at_least(3)
 
 # ------------------------------------------------------------ np.linalg
-def _square_matrices(a, name):
-    """a as a stack of square float matrices: integers in float64, as NumPy's."""
+def _matrices(a, name):
+    """a as a stack of float matrices: integers in float64, as NumPy's."""
     a = fnp._as_array(a)
     if a.ndim < 2:
         errors.refuse(errors.ShapeError, f"np.linalg.{name}: {a.ndim}-dimensional array given. "
                                          f"Array must be at least two-dimensional")
+    return fnp.astype(a, fnp._float_dtype(a))
+
+
+def _square_matrices(a, name):
+    """a as a stack of square float matrices: integers in float64, as NumPy's."""
+    a = _matrices(a, name)
     if a.shape[-1] != a.shape[-2]:
         errors.refuse(errors.ShapeError, f"np.linalg.{name}: Last 2 dimensions of the array "
                                          f"must be square")
-    return fnp.astype(a, fnp._float_dtype(a))
+    return a
 
 
 def inv(a):
@@ -189,9 +195,66 @@ def eigvalsh(a, UPLO="L"):
     return fnp.getitem(_eigh_blocks(a, UPLO, "eigvalsh"), (Ellipsis, 0, slice(None)))
 
 
+def _svd_parts(a, name):
+    """(U, s, Vh) of a's reduced SVD, from one (m + 1 + n, k) block a matrix."""
+    a = _matrices(a, name)
+    m = a.shape[-2]
+    blocks = P.svd(a)
+    rows = lambda start, stop: fnp.getitem(blocks, (Ellipsis, slice(start, stop), slice(None)))  # noqa: E731
+    return rows(0, m), fnp.getitem(blocks, (Ellipsis, m, slice(None))), P.swap_last(rows(m + 1, None))
+
+
+def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    """NumPy's SVDResult (U, S descending, Vh) with a = (U * S) @ Vh, or S alone
+    (`compute_uv=False`). U and Vh of a matrix that is not square are the
+    reduced ones (`full_matrices=False`, as a model asks for): the columns
+    the full ones add are not unique, and have no gradient. A singular
+    vector's sign is LAPACK's choice, as NumPy's (the same LAPACK routine)."""
+    if hermitian:
+        errors.refuse(errors.UnsupportedOpError,
+                      "np.linalg.svd(hermitian=True) is not supported: pass hermitian=False "
+                      "(the same singular values; the vectors' signs may differ)")
+    u, s, vh = _svd_parts(a, "svd")
+    if not compute_uv:
+        return s
+    if full_matrices and u.shape[-2] != vh.shape[-1]:
+        errors.refuse(errors.UnsupportedOpError,
+                      f"np.linalg.svd(full_matrices=True) of {u.shape[-2]} x {vh.shape[-1]} "
+                      f"matrices is not supported: pass full_matrices=False (the full U or Vh's "
+                      f"extra columns are not unique, and have no gradient)")
+    return np.linalg._linalg.SVDResult(u, s, vh)
+
+
+def svdvals(x, /):
+    """np.linalg.svdvals: the singular values, descending. Their gradient is
+    U diag(s') V^T, also where some are 0 or equal."""
+    return _svd_parts(x, "svdvals")[1]
+
+
+def qr(a, mode="reduced"):
+    """NumPy's QRResult (Q, R), or R alone (mode "r"), of the reduced QR
+    (mode "complete" where it is the same: a with no more rows than
+    columns). The gradient needs R invertible (a of full rank)."""
+    if mode not in ("reduced", "complete", "r", "raw"):
+        errors.refuse(ValueError, f"Unrecognized mode '{mode}'")
+    a = _matrices(a, "qr")
+    m, n = a.shape[-2:]
+    if mode == "raw" or (mode == "complete" and m > n):
+        errors.refuse(errors.UnsupportedOpError,
+                      f"np.linalg.qr(mode={mode!r}) is not supported" + (
+                          f" for {m} x {n} matrices (more rows than columns): pass "
+                          f"mode='reduced'" if mode == "complete" else
+                          ": pass mode='reduced' (Q and R) or 'r'"))
+    blocks = P.qr(a)
+    rows = lambda start, stop: fnp.getitem(blocks, (Ellipsis, slice(start, stop), slice(None)))  # noqa: E731
+    r = P.swap_last(rows(m, None))
+    return r if mode == "r" else np.linalg._linalg.QRResult(rows(0, m), r)
+
+
 LINALG = {np.linalg.inv: inv, np.linalg.det: det, np.linalg.slogdet: slogdet,
           np.linalg.solve: solve, np.linalg.cholesky: cholesky, np.linalg.eigh: eigh,
-          np.linalg.eigvalsh: eigvalsh}
+          np.linalg.eigvalsh: eigvalsh, np.linalg.svd: svd, np.linalg.svdvals: svdvals,
+          np.linalg.qr: qr}
 
 FUNCTIONS = {
     np.diagonal: diagonal, np.diag: diag, np.trace: trace, np.kron: kron, np.cross: cross,

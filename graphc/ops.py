@@ -670,26 +670,143 @@ def _eigh_impl(a):
     return np.concatenate([w[..., None, :], v], axis=-2)
 
 
-def _eigh_vjp(ct, out, a):
+def _rows(x, start, stop):
+    """Rows start:stop of each matrix of the stack x (a block's part)."""
     from graphc import numpy_api as fnp
-    every = builtins.slice(None)
-    values = (Ellipsis, builtins.slice(0, 1), every)                # row 0, kept 2-d
-    vectors = (Ellipsis, builtins.slice(1, None), every)
-    w, v = fnp.getitem(out, values), fnp.getitem(out, vectors)
-    w_ct, v_ct = fnp.getitem(ct, values), fnp.getitem(ct, vectors)
-    n = a.shape[-1]
-    gap = P.sub(w, P.swap_last(w))                         # [i, j] = w[j] - w[i]
+    return fnp.getitem(x, (Ellipsis, builtins.slice(start, stop), builtins.slice(None)))
+
+
+def _over_gaps(m, gap):
+    """F * m, F[i, j] = 1 / gap[i, j] off the diagonal and 0 on it, where a
+    gap of 0 (equal eigenvalues or singular values) gives 0 where m is 0 and
+    nan elsewhere: the derivative of vectors that are not unique there."""
     one, zero = P.scalar_like(gap, 1), P.scalar_like(gap, 0)
     tied = P.eq(gap, zero)                                 # the diagonal too
-    m = P.matmul(P.swap_last(v), v_ct)
     at_ties = P.where(P.eq(m, zero), zero, P.scalar_like(gap, np.nan))
     spread = P.where(tied, at_ties, P.div(m, P.where(tied, one, gap)))
-    spread = P.where(np.eye(n, dtype=bool), zero, spread)  # F's diagonal is 0
-    inner = P.add(P.mul(w_ct, np.eye(n, dtype=a.dtype)), spread)
+    return P.where(np.eye(gap.shape[-1], dtype=bool), zero, spread)
+
+
+def _eigh_vjp(ct, out, a):
+    w, v = _rows(out, 0, 1), _rows(out, 1, None)           # w kept 2-d: one row
+    w_ct, v_ct = _rows(ct, 0, 1), _rows(ct, 1, None)
+    gap = P.sub(w, P.swap_last(w))                         # [i, j] = w[j] - w[i]
+    spread = _over_gaps(P.matmul(P.swap_last(v), v_ct), gap)
+    inner = P.add(P.mul(w_ct, np.eye(a.shape[-1], dtype=a.dtype)), spread)
     return [_symmetric_part(P.matmul(P.matmul(v, inner), P.swap_last(v)))]
 
 
 _register(OpDef("eigh", "linalg", _eigh_infer, _eigh_impl, _eigh_vjp))
+
+
+def _matrices(op, a):
+    if len(a.shape) < 2 or np.dtype(a.dtype).kind != "f":
+        raise errors.GraphcError(f"internal: {op} takes a stack of float matrices")
+
+
+# svd: a's reduced SVD, a = U diag(s) V^T with k = min(m, n) singular values
+# (descending), in one (m + 1 + n, k) block a matrix: U's m rows, s, then
+# V's n rows (np.linalg.svd's Vh transposed). With S = diag(s), the
+# cotangents U', s', V' and F[i, j] = 1 / (s[j]^2 - s[i]^2) off the diagonal,
+# a's cotangent is
+#   U (diag(s') + F * (U^T U' - U'^T U) S + S F * (V^T V' - V'^T V)) V^T
+#   + (I - U U^T) U' S^-1 V^T + U S^-1 V'^T (I - V V^T),
+# the last two terms where a is not square. Equal singular values are
+# handled as eigh's equal eigenvalues; 1 / s is taken as 0 where s is 0 (as
+# JAX's), so a loss of the singular values alone keeps its gradient
+# U diag(s') V^T at a matrix of lower rank.
+def _svd_infer(avals, params):
+    _matrices("svd", avals[0])
+    shape = tuple(avals[0].shape)
+    m, n = shape[-2:]
+    return shape[:-2] + (m + 1 + n, min(m, n)), np.dtype(avals[0].dtype)
+
+
+def _svd_impl(a):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    return np.concatenate([u, s[..., None, :], np.swapaxes(vh, -1, -2)], axis=-2)
+
+
+def _skew(x):
+    return P.sub(x, P.swap_last(x))
+
+
+def _svd_vjp(ct, out, a):
+    m, n = a.shape[-2:]
+    u, s, v = _rows(out, 0, m), _rows(out, m, m + 1), _rows(out, m + 1, None)
+    u_ct, s_ct, v_ct = _rows(ct, 0, m), _rows(ct, m, m + 1), _rows(ct, m + 1, None)
+    k = min(m, n)
+    squares = P.mul(s, s)
+    gap = P.sub(squares, P.swap_last(squares))             # [i, j] = s[j]^2 - s[i]^2
+    left = P.mul(_over_gaps(_skew(P.matmul(P.swap_last(u), u_ct)), gap), s)       # J S
+    right = P.mul(P.swap_last(s), _over_gaps(_skew(P.matmul(P.swap_last(v), v_ct)), gap))
+    inner = P.add(P.add(P.mul(s_ct, np.eye(k, dtype=a.dtype)), left), right)
+    grad = P.matmul(P.matmul(u, inner), P.swap_last(v))
+    zero = P.scalar_like(s, 0)
+    at_zero = P.eq(s, zero)
+    s_inv = P.where(at_zero, zero, P.div(P.scalar_like(s, 1), P.where(at_zero, P.scalar_like(s, 1), s)))
+    if m > k:       # (I - U U^T) U' S^-1 V^T
+        scaled = P.mul(u_ct, s_inv)
+        outside = P.sub(scaled, P.matmul(u, P.matmul(P.swap_last(u), scaled)))
+        grad = P.add(grad, P.matmul(outside, P.swap_last(v)))
+    if n > k:       # U S^-1 V'^T (I - V V^T)
+        scaled = P.mul(v_ct, s_inv)
+        outside = P.sub(scaled, P.matmul(v, P.matmul(P.swap_last(v), scaled)))
+        grad = P.add(grad, P.matmul(u, P.swap_last(outside)))
+    return [grad]
+
+
+_register(OpDef("svd", "linalg", _svd_infer, _svd_impl, _svd_vjp))
+
+
+# qr: a's reduced QR, a = Q R with k = min(m, n), in one (m + n, k) block a
+# matrix: Q's m rows, then R^T's n rows. For m >= n, with the cotangents Q'
+# and R' (its upper triangle: R's lower one is 0 whatever a is) and
+# M = R R'^T - Q'^T Q, a's cotangent is (Q' + Q copyltu(M)) R^-T, copyltu(M)
+# the symmetric matrix of M's lower triangle. A wide a = [X | Y] (m < n) is
+# Q [R_X | R_Y]: X's cotangent is that of a square QR, with Q' + Y R_Y'^T
+# for Q' (Y = Q R_Y reads Q too), and Y's is Q R_Y'. R must be invertible
+# (a of full rank), as for these formulas in JAX and PyTorch.
+def _qr_infer(avals, params):
+    _matrices("qr", avals[0])
+    shape = tuple(avals[0].shape)
+    m, n = shape[-2:]
+    return shape[:-2] + (m + n, min(m, n)), np.dtype(avals[0].dtype)
+
+
+def _qr_impl(a):
+    q, r = np.linalg.qr(a)
+    return np.concatenate([q, np.swapaxes(r, -1, -2)], axis=-2)
+
+
+def _square_qr_vjp(q, r, q_ct, r_ct):
+    """The cotangent of a in a = Q R, R square and invertible."""
+    m = P.sub(P.matmul(r, P.swap_last(r_ct)), P.matmul(P.swap_last(q_ct), q))
+    k = r.shape[-1]
+    symmetric = P.where(np.tril(np.ones((k, k), bool)), m, P.swap_last(m))   # copyltu(M)
+    b = P.add(q_ct, P.matmul(q, symmetric))
+    return P.swap_last(P.solve(r, P.swap_last(b)))          # b R^-T
+
+
+def _qr_vjp(ct, out, a):
+    from graphc import numpy_api as fnp
+    m, n = a.shape[-2:]
+    k = min(m, n)
+    q, r = _rows(out, 0, m), P.swap_last(_rows(out, m, None))
+    upper = np.triu(np.ones((k, n), bool))
+    q_ct = _rows(ct, 0, m)
+    r_ct = P.where(upper, P.swap_last(_rows(ct, m, None)), P.scalar_like(r, 0))
+    if m >= n:
+        return [_square_qr_vjp(q, r, q_ct, r_ct)]
+    columns = lambda x, start, stop: fnp.getitem(     # noqa: E731
+        x, (Ellipsis, builtins.slice(start, stop)))
+    y, r_y_ct = columns(a, m, None), columns(r_ct, m, None)
+    x_ct = _square_qr_vjp(q, columns(r, 0, m), P.add(q_ct, P.matmul(y, P.swap_last(r_y_ct))),
+                          columns(r_ct, 0, m))
+    return [P.concatenate([x_ct, P.matmul(q, r_y_ct)], len(a.shape) - 1)]
+
+
+_register(OpDef("qr", "linalg", _qr_infer, _qr_impl, _qr_vjp))
 
 
 # argsort over the last axis, stable (NumPy's kind="stable": ties keep their

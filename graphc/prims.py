@@ -89,6 +89,14 @@ def eigh(a):
     return bind("eigh", a)
 
 
+def svd(a):
+    return bind("svd", a)
+
+
+def qr(a):
+    return bind("qr", a)
+
+
 def slogdet(a, logabs):
     return bind("slogdet", a, logabs=bool(logabs))
 

@@ -1,5 +1,5 @@
-"""np.linalg's inv, solve, det, slogdet, cholesky and eigh over a stack of
-matrices, each a C function compiled once per install and dtype and called
+"""np.linalg's inv, solve, det, slogdet, cholesky, eigh, svd and qr over a
+stack of matrices, each a C function compiled once per install and dtype and called
 by address (kernels/dispatch.py). Numba's LAPACK wrappers are large: linked
 into each model as Numba code, inv, solve and cholesky were about 9,000 of
 the 13,800 lines of LLVM IR of examples/06_gaussian_process.py's step, which
@@ -7,7 +7,7 @@ LLVM optimized and compiled again for every model using them.
 
 Generated code calls `lapack_rows(LAPACK_INV, a, b, out, flag)` (and so on) on
 (batch, n, n) views (b: solve's right-hand sides, else a; flag: slogdet's
-`logabs`, or LAPACK_DET), after `build_lapack(kernel, itemsize)` at its
+`logabs`, or LAPACK_DET; svd and qr take (batch, m, n) views, m the flag), after `build_lapack(kernel, itemsize)` at its
 import, and raises NumPy's LinAlgError, naming the user's line, where the
 status says LAPACK refused a matrix: inv and solve of a singular one (det
 and slogdet give 0 and -inf), cholesky of one that is not positive definite.
@@ -106,12 +106,53 @@ def _eigh(like, a, b, out, batch, n, k, flag):
     return LAPACK_OK
 
 
+def _svd(like, a, b, out, batch, n, k, flag):
+    """Each (m, n) matrix's reduced SVD (m: `flag`, k = min(m, n)) into one
+    (m + 1 + n, k) block: U in its first m rows, the singular values
+    (descending) in row m, V (Vh^T) below."""
+    m = flag
+    x = carray(dispatch.as_pointer(a, like), (batch, m, n))
+    o = carray(dispatch.as_pointer(out, like), (batch, m + 1 + n, k))
+    if not _finite(x):
+        return LAPACK_NOT_FINITE
+    if k == 0:      # nothing to write (Numba's svd refuses an empty matrix)
+        return LAPACK_OK
+    for r in range(batch):
+        try:
+            u, s, vh = np.linalg.svd(x[r], full_matrices=False)
+        except Exception:       # no convergence
+            return LAPACK_REFUSED
+        o[r, :m] = u
+        o[r, m] = s
+        o[r, m + 1:] = vh.T
+    return LAPACK_OK
+
+
+def _qr(like, a, b, out, batch, n, k, flag):
+    """Each (m, n) matrix's reduced QR (m: `flag`, k = min(m, n)) into one
+    (m + n, k) block: Q in its first m rows, R^T (upper R: zeros above
+    the diagonal of R^T) below."""
+    m = flag
+    x = carray(dispatch.as_pointer(a, like), (batch, m, n))
+    o = carray(dispatch.as_pointer(out, like), (batch, m + n, k))
+    if not _finite(x):
+        return LAPACK_NOT_FINITE
+    if k == 0:
+        return LAPACK_OK
+    for r in range(batch):
+        q, upper = np.linalg.qr(x[r])
+        o[r, :m] = q
+        o[r, m:] = upper.T
+    return LAPACK_OK
+
+
 # Each kernel's body (its arguments: dispatch.c_kernel_signature's a, b, out,
 # batch, n, k, flag); generated code names them by their float32 slots in the
 # table (float64's is the next) and raises NumPy's messages for a status.
 _lapack = dispatch.CKernels("graphc_linalg", {
-    "inv": _inv, "solve": _solve, "cholesky": _cholesky, "slogdet": _slogdet, "eigh": _eigh})
-LAPACK_INV, LAPACK_SOLVE, LAPACK_CHOLESKY, LAPACK_SLOGDET, LAPACK_EIGH = map(
+    "inv": _inv, "solve": _solve, "cholesky": _cholesky, "slogdet": _slogdet, "eigh": _eigh,
+    "svd": _svd, "qr": _qr})
+LAPACK_INV, LAPACK_SOLVE, LAPACK_CHOLESKY, LAPACK_SLOGDET, LAPACK_EIGH, LAPACK_SVD, LAPACK_QR = map(
     _lapack.slot, _lapack.bodies)
 _read_lapack = dispatch.address_reader(_lapack.symbol, _lapack.size)
 build_lapack = _lapack.build

@@ -150,6 +150,18 @@ CASES = [
          [Arg((2, 3, 3))]),
     Case(("eigh",), lambda a: (lambda w, v: w[..., None, :] * v ** 2)(*np.linalg.eigh(a + a.T)),
          [Arg((3, 3))]),
+    # svd and qr of tall, wide and stacked matrices; singular vectors squared
+    # (their signs are LAPACK's choice), all of each result seen
+    Case(("svd",), lambda a: (lambda u, s, vh: np.concatenate(
+        [(u ** 2).ravel(), s.ravel(), (vh ** 2).ravel()]))(*np.linalg.svd(a, full_matrices=False)),
+         [Arg((4, 3))]),
+    Case(("svd",), lambda a: (lambda u, s, vh: np.concatenate(
+        [(u ** 2).ravel(), s.ravel(), (vh ** 2).ravel()]))(*np.linalg.svd(a, full_matrices=False)),
+         [Arg((2, 2, 4))]),
+    Case(("qr",), lambda a: (lambda q, r: np.concatenate([q.ravel(), r.ravel()]))(*np.linalg.qr(a)),
+         [Arg((2, 4, 3))]),
+    Case(("qr",), lambda a: (lambda q, r: np.concatenate([q.ravel(), r.ravel()]))(*np.linalg.qr(a)),
+         [Arg((3, 5))]),
     Case(("cumprod",), lambda x: np.cumprod(x, axis=1), [Arg((3, 4))]),
     Case(("cumprod",), lambda x: x.prod(axis=0) * np.cumprod(x[::-1], axis=0), [Arg((3, 2))]),
     # s = b + a s along rows, both directions and readings of a (cumprod's gradient)

@@ -1,0 +1,165 @@
+"""np.linalg.svd, svdvals and qr, and the matrix norms of singular values:
+values against NumPy (stacks of tall, wide and square matrices, float32 and
+float64), compiled against the interpreter, gradients against central
+finite differences, and the gradients where singular values are equal or 0.
+(tests/test_ops.py has their rows too.)"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import graphc as gc
+
+
+def _factorizations(a):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    q, r = np.linalg.qr(a)
+    return u, s, vh, q, r
+
+
+def _same_up_to_signs(got, want, a, rtol):
+    """The factors of `a` equal NumPy's up to the signs of singular vector
+    pairs and of Q's columns (with R's rows): both are LAPACK's choice."""
+    u, s, vh, q, r = got
+    atol = rtol * max(1.0, float(np.abs(a).max(initial=0)))
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == w.dtype
+        np.testing.assert_allclose(np.abs(g), np.abs(w), rtol=rtol, atol=atol)
+    np.testing.assert_allclose((u * s[..., None, :]) @ vh, a, atol=atol * 10)
+    np.testing.assert_allclose(q @ r, a, atol=atol * 10)
+    np.testing.assert_array_equal(np.tril(r, -1), 0)
+
+
+_SHAPES = st.tuples(st.lists(st.integers(1, 3), max_size=2), st.integers(1, 5), st.integers(1, 5))
+
+
+@settings(max_examples=15, deadline=None)
+@given(_SHAPES, st.sampled_from([np.float32, np.float64]), st.integers(0, 2 ** 16))
+def test_svd_and_qr_of_any_stack_equal_numpy_and_the_interpreter(shape, dtype, seed):
+    batch, m, n = shape
+    a = np.random.default_rng(seed).normal(size=(*batch, m, n)).astype(dtype)
+    f = gc.jit(_factorizations)
+    rtol = 2e-4 if dtype == np.float32 else 1e-10
+    _same_up_to_signs(f(a), _factorizations(a), a, rtol)
+    _same_up_to_signs(f.interpret(a), _factorizations(a), a, rtol)
+
+
+def _sign_free_loss(weights):
+    """A loss of every factor that does not change with LAPACK's choice of
+    signs (singular vectors squared; Q R's own signs are a smooth choice)."""
+    def loss(a):
+        u, s, vh, q, r = _factorizations(a)
+        w = iter(weights)
+        return (np.sum(next(w) * u ** 2) + np.sum(next(w) * s) + np.sum(next(w) * vh ** 2)
+                + np.sum(next(w) * q) + np.sum(next(w) * r))
+    return loss
+
+
+def test_svd_and_qr_gradients_match_finite_differences():
+    # square, a stack of two axes, one row and one column, in one module
+    # (tests/test_ops.py's rows: tall, wide and a stack of each)
+    shapes = [(3, 3), (2, 1, 3, 2), (1, 4), (4, 1)]
+    rng = np.random.default_rng(0)
+    arrays = [rng.normal(size=shape) for shape in shapes]
+    losses = [_sign_free_loss([rng.normal(size=x.shape) for x in _factorizations(a)])
+              for a in arrays]
+
+    def loss(*arrays):
+        return sum(f(a) for f, a in zip(losses, arrays))
+    nums = tuple(range(len(arrays)))
+    g = gc.jit(gc.grad(loss, argnums=nums))
+    got = g(*arrays)
+    gc.check_grad(loss, *arrays, argnums=nums)
+    for compiled, interpreted in zip(got, g.interpret(*arrays)):
+        np.testing.assert_allclose(compiled, interpreted, rtol=1e-9, atol=1e-9)
+
+
+NORMS = [
+    lambda x: np.linalg.norm(x[0], 2),
+    lambda x: np.linalg.norm(x[0], -2),
+    lambda x: np.linalg.norm(x[0], "nuc"),
+    lambda x: np.linalg.norm(x, 2, axis=(0, 2)),
+    lambda x: np.linalg.norm(x, "nuc", axis=(2, 0), keepdims=True),
+    lambda x: np.linalg.matrix_norm(x, ord=2, keepdims=True),
+    lambda x: np.linalg.matrix_norm(x, ord="nuc"),
+    lambda x: np.linalg.matrix_norm(x),
+    lambda x: np.linalg.matrix_norm(x, ord=-np.inf),
+    lambda x: np.linalg.vector_norm(x),
+    lambda x: np.linalg.vector_norm(x, ord=1, axis=(0, 2), keepdims=True),
+    lambda x: np.linalg.vector_norm(x, axis=1, ord=np.inf),
+    lambda x: np.linalg.vector_norm(x, ord=3, keepdims=True),
+    lambda x: np.linalg.svdvals(x),
+    lambda x: np.linalg.svd(x, compute_uv=False),
+    lambda x: np.linalg.qr(x, mode="r"),
+    lambda x: np.linalg.qr(x[:, :3], mode="complete").R,
+    lambda x: np.linalg.svd(x[:, :3, :3]).U ** 2,         # square: full matrices are the reduced
+]
+
+
+def test_norms_and_partial_results_equal_numpy_with_their_gradients():
+    x = np.random.default_rng(1).normal(size=(2, 3, 4))
+    f = gc.jit(lambda x: [norm(x) for norm in NORMS])
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 2e-5)):
+        for norm, got in zip(NORMS, f(x.astype(dtype))):
+            want = norm(x.astype(dtype))
+            assert got.shape == want.shape and got.dtype == want.dtype
+            np.testing.assert_allclose(np.abs(got), np.abs(want), rtol=rtol, atol=rtol)
+    weights = [np.random.default_rng(2).normal(size=np.shape(norm(x))) for norm in NORMS]
+    gc.check_grad(lambda x: sum(np.sum(w * norm(x)) for w, norm in zip(weights, NORMS)), x)
+
+
+def test_singular_value_gradients_where_they_are_equal_or_zero():
+    """A loss of the singular values alone keeps its gradient U diag(s') V^T
+    where singular values are equal (the nuclear norm of I is I's) or 0 (a
+    matrix of lower rank), compiled as interpreted; one using the singular
+    vectors of equal singular values gets nan there, as in JAX and PyTorch."""
+    nuclear = gc.jit(gc.grad(lambda a: np.linalg.norm(a, "nuc")))
+    for a, want in [(np.eye(3), np.eye(3)),
+                    (np.array([[3.0, 0], [0, 3], [0, 0]]), np.array([[1.0, 0], [0, 1], [0, 0]])),
+                    (np.array([[2.0, 0, 0], [0, 0, 0]]), None)]:
+        for got in (nuclear(a), nuclear.interpret(a)):
+            assert np.all(np.isfinite(got))
+            if want is not None:
+                np.testing.assert_allclose(got, want, atol=1e-12)
+    u, v = np.array([1.0, 2.0, 2.0]) / 3, np.array([0.6, 0.8])
+    spectral = gc.jit(gc.grad(lambda a: np.linalg.norm(a, 2)))
+    np.testing.assert_allclose(spectral(5 * np.outer(u, v)), np.outer(u, v), atol=1e-12)
+    vectors = gc.jit(gc.grad(lambda a: np.sum(np.linalg.svd(a).U * np.arange(4.0).reshape(2, 2))))
+    assert np.isnan(vectors(np.eye(2))).any() and np.isnan(vectors.interpret(np.eye(2))).any()
+
+
+def test_a_batch_size_on_either_side_of_the_columns_is_right():
+    # k = min(m, n) is the rows' count or the columns', by the traced sizes
+    f = gc.jit(lambda x: np.linalg.svdvals(x) * np.linalg.qr(x).R[..., 0])
+    rng = np.random.default_rng(0)
+    for rows in (5, 2, 3, 7, 1):
+        x = rng.normal(size=(rows, 3))
+        np.testing.assert_allclose(np.abs(f(x)), np.abs(np.linalg.svdvals(x)
+                                                        * np.linalg.qr(x).R[..., 0]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda a: np.linalg.svd(a), gc.UnsupportedOpError,
+     r"np.linalg.svd\(full_matrices=True\) of 4 x 3 matrices is not supported: pass "
+     r"full_matrices=False"),
+    (lambda a: np.linalg.svd(a, full_matrices=False, hermitian=True), gc.UnsupportedOpError,
+     r"hermitian=True\) is not supported"),
+    (lambda a: np.linalg.qr(a, mode="raw"), gc.UnsupportedOpError,
+     r"np.linalg.qr\(mode='raw'\) is not supported: pass mode='reduced'"),
+    (lambda a: np.linalg.qr(a, mode="complete"), gc.UnsupportedOpError,
+     r"np.linalg.qr\(mode='complete'\) is not supported for 4 x 3 matrices"),
+    (lambda a: np.linalg.qr(a, mode="full"), ValueError, "Unrecognized mode 'full'"),
+    (lambda a: np.linalg.svdvals(a[0]), gc.ShapeError, "1-dimensional array given"),
+])
+def test_refusals_name_the_problem_and_the_line(call, error, message):
+    with pytest.raises(error, match=message) as e:
+        gc.trace(call, np.ones((4, 3)))
+    assert "test_factorizations.py:" in str(e.value)
+
+
+def test_a_matrix_holding_nan_raises_numpys_linalgerror_with_the_line():
+    a = np.ones((3, 2))
+    a[1, 1] = np.nan
+    for f in (lambda a: np.linalg.svdvals(a), lambda a: np.linalg.qr(a).Q):
+        with pytest.raises(np.linalg.LinAlgError, match=r"infs or NaNs.*test_factorizations.py:"):
+            gc.jit(f)(a)
