@@ -364,7 +364,7 @@ def export(step, path) -> None:
         raise errors.GraphcTypeError(f"export takes a step made by gc.compile_step, got "
                                      f"{type(step).__name__}")
     entries = list(step._compiled._cache.values())
-    if not entries or step.state is None:
+    if not entries or step._state is None:
         raise errors.GraphcValueError("export: this step has never been called, so there is no "
                                       "compiled signature to export; call it once first")
     arrays = {}

@@ -43,6 +43,39 @@ def _leaf_check(leaves, paths):
         seen.append((leaf, path))
 
 
+def _copied_state(value):
+    """A state set by the user, as the step keeps it: a dict's moments copied
+    (C-ordered) and a count that is an integer as an int (np.load gives a 0-d
+    array); what is not a dict stays, for _bind to refuse."""
+    if not isinstance(value, dict):
+        return value
+    state = {}
+    for key, tree in value.items():
+        leaves, treedef = pytree.flatten(tree)
+        state[key] = pytree.unflatten(treedef, [
+            np.array(leaf, order="C") if isinstance(leaf, np.ndarray) else leaf
+            for leaf in leaves])
+    try:
+        state["count"] = operator.index(state["count"])
+    except (KeyError, TypeError):
+        pass            # (refused, naming it, at the next call)
+    return state
+
+
+def _cast_moments(state: dict, slots: list, treedef, avals: list) -> None:
+    """Moments of float arrays shaped as the params, in the params' float
+    dtypes (a float64 checkpoint into a float32 model, as PyTorch's
+    load_state_dict casts); anything else is left for _check_state to name."""
+    for k in slots:
+        leaves, slot_def = pytree.flatten(state[k])
+        if slot_def is not treedef and slot_def != treedef:
+            continue
+        state[k] = pytree.unflatten(treedef, [
+            leaf.astype(dtype) if isinstance(leaf, np.ndarray) and leaf.dtype.kind == "f"
+            and leaf.shape == shape and dtype.kind == "f" and leaf.dtype != dtype else leaf
+            for leaf, (shape, dtype) in zip(leaves, avals)])
+
+
 def _step_count(state: dict) -> np.ndarray:
     """`state["count"]` as the driver's 0-d int64 input (a fresh one per call),
     checked before anything runs: a bad count used to fail only after the update."""
@@ -135,7 +168,7 @@ class Step:
             raise errors.GraphcTypeError(f"compile_step needs a gc.optim optimizer, got "
                                          f"{type(optimizer).__name__}")
         self.loss_fn, self.optimizer, self.has_aux = loss_fn, optimizer, bool(has_aux)
-        self.state: dict | None = None
+        self._state: dict | None = None   # step.state: None until made (the first call)
         self._treedef = None
         self._avals = None
         self._state_avals = None          # (shape, dtype) of each state leaf, in driver order
@@ -176,25 +209,49 @@ class Step:
         return options
 
     # -- state ----------------------------------------------------------------
+    @property
+    def state(self) -> dict:
+        """The optimizer state: "count" (steps taken) and one tree like the
+        params per moment slot, which the step updates in place. Before the
+        first call it holds the count alone; the moments are made (zeros) at
+        the first call, from the params."""
+        if self._state is None:
+            self._state = {"count": 0}
+        return self._state
+
+    @state.setter
+    def state(self, value):
+        """A state to continue from (a checkpoint's, another step's), copied as
+        PyTorch's load_state_dict copies: the step then writes into its own
+        arrays, never the checkpoint's. Moments are cast to the params' dtypes
+        at the next call; None starts a fresh state."""
+        self._state = _copied_state(value)
+        self._treedef, self._checked, self._last = None, [], None
+
     def _bind(self, params) -> list:
         """The state leaves (params, then each moment slot) in the driver's order,
         checked against what this step was built for; the state is made on first sight."""
         leaves, treedef = pytree.flatten(params)
-        if self.state is None:      # never made, or reset by the user: a fresh one
-            self._treedef, self._checked = None, []
-        elif not isinstance(self.state, dict):
-            raise errors.GraphcTypeError(f"step.state is a {type(self.state).__name__}; "
+        if self._state is not None and not isinstance(self._state, dict):
+            raise errors.GraphcTypeError(f"step.state is a {type(self._state).__name__}; "
                                          f"it is a dict (or None for a fresh one)")
         if self._treedef is None:
             _leaf_check(leaves, [f"params{path}" for path in pytree.leaf_suffixes(treedef)])
             slots = self.optimizer.init(leaves)
-            if self.state is None:
-                self.state = {"count": 0,
-                              **{k: pytree.unflatten(treedef, v) for k, v in slots.items()}}
-            else:   # set before the first call (another step's, to continue it): checked below
+            avals = [(leaf.shape, leaf.dtype) for leaf in leaves]
+            state = self.state
+            if set(state) <= {"count"} and state.get("count", 0) == 0:
+                # fresh (never set, or a count of 0 alone): the moments are made here,
+                # into the dict the user may already hold
+                state.update({"count": 0}, **{k: pytree.unflatten(treedef, v)
+                                              for k, v in slots.items()})
+            else:   # set (another step's, to continue it): checked below
                 self._check_entries(sorted(slots), ", set before the first call,")
+                _cast_moments(state, sorted(slots), treedef, avals)
+            if avals != self._avals:    # entries compiled for other params' shapes
+                self._entries.clear()
             self._treedef = treedef
-            self._avals = [(leaf.shape, leaf.dtype) for leaf in leaves]
+            self._avals = avals
             self._slot_names = sorted(slots)
             self._n_state = len(leaves) * (1 + len(slots))
             self._state_avals = self._avals * (1 + len(slots))
@@ -273,10 +330,10 @@ class Step:
             params, *batch = api.positional(self._loss_signature(), self._compiled.__name__,
                                             (params, *batch), kwargs, self._keyword_plans)
         last = self._last
-        out = last.call(params, self.state, batch) if last is not None else None
+        out = last.call(params, self._state, batch) if last is not None else None
         if out is None:
             return self._checked_call(params, batch)
-        self.state["count"] += 1
+        self._state["count"] += 1
         return (float(out[0]), _aux(last.entry, out)) if self.has_aux else float(out)
 
     def _loss_signature(self) -> inspect.Signature:
@@ -297,7 +354,8 @@ class Step:
         passed = StateMemory(state[:n]).unaliased(entry.inputs(leaves, first=n + 1))
         outs = entry.run(state + passed)
         self._last = _LastCall.of(self, params, state[:n], entry, batch, passed)
-        self.state["count"] += 1
+        self.state["count"] = _checked_count(self.state) + 1    # an int (not a checkpoint's
+        # np.int64 or 0-d array, which += would keep, or change in place)
         return (float(outs[0]), _aux(entry, outs)) if self.has_aux else float(outs[0])
 
     def inspect(self, params, *batch):

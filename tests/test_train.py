@@ -183,6 +183,54 @@ def test_a_state_set_before_the_first_call_is_continued_from():
             step(copied, x, y)
 
 
+def test_a_state_set_is_copied_so_one_checkpoint_restores_two_runs_alike():
+    # as PyTorch's load_state_dict: the step writes into its own arrays, and
+    # the checkpoint (its count too: np.load gives a 0-d array) stays as saved
+    params, x, y = make()
+    base = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
+    for _ in range(3):
+        base(params, x, y)
+    saved_params, saved = copy.deepcopy(params), copy.deepcopy(base.state)
+    saved["count"] = np.array(saved["count"])
+    snapshot = copy.deepcopy(saved)
+    runs = []
+    for _ in range(2):
+        step, p = gc.compile_step(loss_fn, gc.optim.Adam(0.01)), copy.deepcopy(saved_params)
+        step.state = saved
+        for _ in range(3):
+            step(p, x, y)
+        assert step.state["count"] == 6 and type(step.state["count"]) is int
+        runs.append(p)
+    for k in params:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+    assert saved["count"] == 3
+    for slot in ("m", "v"):
+        for k in params:
+            np.testing.assert_array_equal(saved[slot][k], snapshot[slot][k])
+
+
+def test_a_fresh_step_s_state_is_a_dict_and_a_float64_checkpoint_fits_a_float32_model():
+    params, x, y = make()
+    step = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
+    held = step.state                       # a dict before the first call, as API.md has it
+    assert held == {"count": 0}
+    step(params, x, y)
+    assert held is step.state and set(held) == {"count", "m", "v"} and held["count"] == 1
+    # moments of float64 restored into float32 params are cast (as PyTorch's)
+    p32 = {k: v.astype(np.float32) for k, v in params.items()}
+    x32, y32 = x.astype(np.float32), y.astype(np.float32)
+    reference = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
+    reference.state = {"count": held["count"],
+                       **{s: {k: v.astype(np.float32) for k, v in held[s].items()} for s in "mv"}}
+    restored = gc.compile_step(loss_fn, gc.optim.Adam(0.01))
+    restored.state = held
+    q32 = copy.deepcopy(p32)
+    assert restored(q32, x32, y32) == reference(p32, x32, y32)
+    assert all(restored.state[s][k].dtype == np.float32 for s in "mv" for k in params)
+    for k in params:
+        np.testing.assert_array_equal(q32[k], p32[k])
+
+
 def test_optimizer_settings_cannot_change_under_a_compiled_step():
     # they are compiled in: a changed lr would reach only steps traced later
     # (a new batch shape), so the step would run with two rates
