@@ -119,17 +119,79 @@ def one_hot(labels, num_classes, dtype=np.float32):
     return fnp.astype(fnp.equal(fnp.expand_dims(checked, -1), classes), dtype)
 
 
-def cross_entropy(logits, labels):
-    """Mean over the batch of -log softmax(logits)[label]; logits (N, C), labels (N,)."""
+def cross_entropy(logits, labels, weight=None, ignore_index=None, reduction="mean",
+                  label_smoothing=0.0):
+    """-log softmax(logits)[label], averaged over the batch; logits (N, C),
+    labels (N,) in [0, C). PyTorch's options: `weight` per class (the mean is
+    then over the labels' weights), `ignore_index` (a label that adds nothing;
+    None here by default, so that every label out of range raises, where
+    PyTorch's -100 is ignored), `reduction` ("mean", "sum" or "none": the
+    (N,) losses) and `label_smoothing` (eps: the target is (1 - eps) at the
+    label and eps / C everywhere). Float `labels` of the logits' shape are
+    class probabilities, as in PyTorch."""
     shape = aval_of(logits)[0]
-    if len(shape) != 2 or tuple(aval_of(labels)[0]) != (shape[0],):
-        raise errors.ShapeError(f"cross_entropy: expected logits (N, C) and labels (N,), got "
-                                f"{tuple(shape)} and {tuple(aval_of(labels)[0])}"
-                                f"{errors.at(errors.user_location())}")
-    checked = _check_labels(labels, shape[1], "cross_entropy")
+    if reduction not in ("mean", "sum", "none"):
+        raise errors.GraphcValueError(f"cross_entropy: reduction is 'mean', 'sum' or 'none', "
+                                      f"not {reduction!r}{errors.at(errors.user_location())}")
+    if not (isinstance(label_smoothing, (int, float, np.floating, np.integer))
+            and 0.0 <= label_smoothing <= 1.0):
+        raise errors.GraphcValueError(f"cross_entropy: label_smoothing must be a number in "
+                                      f"[0, 1], got {label_smoothing!r}"
+                                      f"{errors.at(errors.user_location())}")
+    # float labels of the logits' shape are probabilities (others: refused as not integers)
+    soft = aval_of(labels)[1].kind == "f" and tuple(aval_of(labels)[0]) == tuple(shape)
+    if len(shape) != 2 or tuple(aval_of(labels)[0]) != (tuple(shape) if soft else (shape[0],)):
+        raise errors.ShapeError(f"cross_entropy: expected logits (N, C) and labels (N,) (or "
+                                f"class probabilities (N, C)), got {tuple(shape)} and "
+                                f"{tuple(aval_of(labels)[0])}{errors.at(errors.user_location())}")
+    if (weight is None and ignore_index is None and reduction == "mean" and not label_smoothing
+            and not soft):
+        # the plain mean: one pick a row (the benchmarks' losses fuse it with the softmax)
+        checked = _check_labels(labels, shape[1], "cross_entropy")
+        picked = fnp.getitem(log_softmax(logits, axis=-1), (np.arange(shape[0]), checked))
+        return fnp.negative(fnp.mean(picked))
     logp = log_softmax(logits, axis=-1)
-    picked = fnp.getitem(logp, (np.arange(shape[0]), checked))
-    return fnp.negative(fnp.mean(picked))
+    n, classes = shape
+    if weight is not None:
+        weight = fnp.astype(fnp._as_array(weight), aval_of(logp)[1])
+        if tuple(aval_of(weight)[0]) != (classes,):
+            raise errors.ShapeError(f"cross_entropy: weight has one entry per class ({classes},), "
+                                    f"got {tuple(aval_of(weight)[0])}"
+                                    f"{errors.at(errors.user_location())}")
+    weighted = logp if weight is None else fnp.multiply(logp, weight)
+    # each row's cross-entropy with the smoothed target spread evenly over all classes
+    spread = fnp.negative(fnp.sum(weighted, axis=1))
+    if soft:
+        labels = fnp.astype(labels, aval_of(logp)[1])       # (as weight: the logits' type)
+        target = labels if not label_smoothing else fnp.add(
+            fnp.multiply(labels, 1.0 - label_smoothing), label_smoothing / classes)
+        losses = fnp.negative(fnp.sum(fnp.multiply(weighted, target), axis=1))
+        return _reduced(losses, reduction, float(n))
+    kept = None
+    if ignore_index is not None:
+        kept = fnp.not_equal(labels, ignore_index)
+        labels = fnp.where(kept, labels, 0)
+    checked = _check_labels(labels, classes, "cross_entropy")
+    rows = np.arange(n)
+    picked = fnp.negative(fnp.getitem(weighted, (rows, checked)))
+    scale = np.ones((), aval_of(logp)[1]) if weight is None else fnp.getitem(weight, checked)
+    if kept is not None:
+        zero = np.zeros((), aval_of(logp)[1])
+        picked, spread = fnp.where(kept, picked, zero), fnp.where(kept, spread, zero)
+        scale = fnp.where(kept, scale, zero)
+    losses = picked if not label_smoothing else fnp.add(
+        fnp.multiply(picked, 1.0 - label_smoothing),
+        fnp.multiply(spread, label_smoothing / classes))
+    # PyTorch's mean: over the weights of the labels counted (their number unweighted)
+    total = fnp.sum(fnp.broadcast_to(scale, (n,))) if reduction == "mean" else None
+    return _reduced(losses, reduction, total)
+
+
+def _reduced(losses, reduction, total):
+    if reduction == "none":
+        return losses
+    summed = fnp.sum(losses)
+    return summed if reduction == "sum" else fnp.true_divide(summed, total)
 
 
 def mse(pred, target):

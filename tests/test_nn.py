@@ -198,6 +198,63 @@ def test_cross_entropy_rejects_float_labels_and_bad_shapes():
         gc.jit(lambda x, y: gc.nn.cross_entropy(x, y))(np.zeros((2, 3)), np.zeros(3, int))
 
 
+def _torch_cross_entropy(logits, labels, weight=None, ignore_index=None, reduction="mean",
+                         label_smoothing=0.0):
+    """PyTorch's F.cross_entropy, by its definition, in NumPy."""
+    n, classes = logits.shape
+    logp, eps = sp.log_softmax(logits, axis=1), label_smoothing
+    w = np.ones(classes) if weight is None else weight
+    if labels.dtype.kind == "f":     # class probabilities
+        losses = -(w * logp * (labels * (1 - eps) + eps / classes)).sum(1)
+        return {"none": losses, "sum": losses.sum(), "mean": losses.sum() / n}[reduction]
+    kept = labels != ignore_index
+    safe = np.where(kept, labels, 0)
+    nll = -w[safe] * logp[np.arange(n), safe] * kept
+    smooth = -(w * logp).sum(1) * kept
+    if reduction == "none":
+        return (1 - eps) * nll + eps / classes * smooth
+    total = 1 if reduction == "sum" else (w[safe] * kept).sum()
+    return ((1 - eps) * nll.sum() + eps / classes * smooth.sum()) / total
+
+
+def test_cross_entropy_takes_pytorchs_weight_ignore_index_reduction_and_label_smoothing():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(6, 4))
+    indices = np.array([0, 3, -100, 2, 1, -100])
+    probabilities = rng.dirichlet(np.ones(4), size=6)
+    options = [dict(ignore_index=-100), dict(ignore_index=-100, reduction="sum"),
+               dict(ignore_index=-100, reduction="none", label_smoothing=0.1),
+               dict(weight=np.array([1.0, 2.0, 0.5, 3.0]), ignore_index=-100),
+               dict(weight=np.array([1.0, 2.0, 0.5, 3.0]), ignore_index=-100, label_smoothing=0.2),
+               dict(label_smoothing=0.1), dict(reduction="none")]
+    cases = [(indices if "ignore_index" in o else np.abs(indices) % 4, o) for o in options]
+    cases += [(probabilities, dict(weight=np.arange(1.0, 5.0), label_smoothing=0.1)),
+              (probabilities, dict(reduction="none"))]
+    f = gc.jit(lambda z: [gc.nn.cross_entropy(z, labels, **o) for labels, o in cases])
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-5)):
+        for (labels, o), got in zip(cases, f(logits.astype(dtype))):
+            assert got.dtype == dtype      # weights and probabilities take the logits' type
+            np.testing.assert_allclose(got, _torch_cross_entropy(logits, labels, **o), rtol=rtol)
+    weights = [rng.normal(size=np.shape(_torch_cross_entropy(logits, labels, **o)))
+               for labels, o in cases]
+    gc.check_grad(lambda z: sum(np.sum(w * gc.nn.cross_entropy(z, labels, **o))
+                                for w, (labels, o) in zip(weights, cases)), logits)
+    # every label ignored: a mean over nothing, nan (as PyTorch's)
+    assert np.isnan(gc.jit(lambda z: gc.nn.cross_entropy(z, np.full(6, -1), ignore_index=-1))(
+        logits))
+
+
+@pytest.mark.parametrize("options, error, message", [
+    (dict(reduction="avg"), ValueError, "reduction is 'mean', 'sum' or 'none', not 'avg'"),
+    (dict(label_smoothing=1.5), ValueError, r"label_smoothing must be a number in \[0, 1\]"),
+    (dict(weight=np.ones(3)), gc.ShapeError, r"one entry per class \(4,\), got \(3,\)"),
+    (dict(ignore_index=-1), IndexError, r"\[0, 4\)"),         # -100 is not ignored
+])
+def test_cross_entropy_refuses_bad_options_naming_them(options, error, message):
+    with pytest.raises(error, match=message):
+        gc.jit(lambda z: gc.nn.cross_entropy(z, np.array([0, -100]), **options))(np.zeros((2, 4)))
+
+
 def test_nn_functions_work_eagerly_on_numpy_arrays():
     np.testing.assert_allclose(gc.nn.softmax(X), sp.softmax(X, axis=-1))
     assert gc.nn.cross_entropy(X, LABELS) == pytest.approx(_cross_entropy(X, LABELS))
