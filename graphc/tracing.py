@@ -41,6 +41,8 @@ _INSTEAD_OF_STORING = ("make the array with np.zeros_like(x) of a traced x, whic
 # Why NumPy converts a traced array, each with what to write instead; the
 # user's line picks one when it shows the pattern (re.search), else all are said
 _CONVERSIONS = [
+    (r"\bnp\.(asarray|array|asanyarray)\(\s*[\[(]",
+     "np.array([...]) of traced values (np.stack([...]) them instead)"),
     (r"\bnp\.(asarray|array|asanyarray|ascontiguousarray)\(",
      "np.asarray(x) or np.array(x) (drop them: a traced array is an array already)"),
     (r"\bnp\.(sum|mean|max|min|prod|average)\(\s*\[",
@@ -50,7 +52,8 @@ _CONVERSIONS = [
      "np.eye(k)[y])"),
     (r"\]\s*([-+*/@%]|//|\*\*)?=(?!=)", f"a[i] = x into a NumPy array ({_INSTEAD_OF_STORING})"),
     (r"\w\s*\[", "indexing a NumPy array with it (pass that array as an argument: a traced "
-     "one takes traced indices; a one-hot is y[:, None] == np.arange(k))"),
+     "one takes traced indices; a 1-d table is np.take_along_axis(table, y, axis=0); a "
+     "one-hot is y[:, None] == np.arange(k))"),
 ]
 
 
@@ -70,7 +73,7 @@ def _conversion_advice() -> str:
         if text and re.search(pattern, text):
             return f"Here NumPy converts it for {advice}"
     return ("NumPy converts it for " + "; for ".join(
-        advice for _, advice in _CONVERSIONS[:4]) + ". Build the result from traced operations "
+        advice for _, advice in _CONVERSIONS[:-1]) + ". Build the result from traced operations "
         "instead")
 
 

@@ -100,9 +100,20 @@ def test_numpy_style_writes_into_arrays_say_what_to_write_instead():
     def listed(x):
         return np.sum([x, x])
 
+    def stacked(x):
+        return np.array([x, 2 * x])
+
+    table = np.arange(3.0)
+
+    def looked_up(x):
+        return table[x.astype(np.int64)]
+
     # the user's line says which conversion it is: that advice alone
     for convert, advice in [(converted, r"Here NumPy converts it for np.asarray\(x\) or "
                                         r"np.array\(x\) \(drop them"),
+                            (stacked, r"Here NumPy converts it for np.array\(\[...\]\) of "
+                                      r"traced values \(np.stack\(\[...\]\) them instead\)"),
+                            (looked_up, r"a 1-d table is np.take_along_axis\(table, y, axis=0\)"),
                             (listed, r"Here NumPy converts it for np.sum or np.mean of a Python "
                                      r"list of traced arrays \(np.stack the list first\)")]:
         with pytest.raises(gc.TracerError, match=advice) as e:
