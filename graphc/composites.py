@@ -302,6 +302,29 @@ def outer(a, b, out=None):
     return fnp.multiply(fnp.reshape(a, (-1, 1)), fnp.reshape(b, (1, -1)))
 
 
+def inner(a, b):
+    """np.inner: sums of products over the last axes, shape a.shape[:-1] +
+    b.shape[:-1] (a product where one is a scalar)."""
+    a, b = fnp._as_array(a), fnp._as_array(b)
+    if a.ndim == 0 or b.ndim == 0:
+        return fnp.multiply(a, b)
+    if a.shape[-1] != b.shape[-1]:
+        errors.refuse(errors.ShapeError, f"np.inner: shapes {a.shape} and {b.shape} not aligned: "
+                                         f"{a.shape[-1]} != {b.shape[-1]} (their last axes)")
+    rows = fnp.matmul(fnp.reshape(a, (-1, a.shape[-1])),
+                      fnp.transpose(fnp.reshape(b, (-1, b.shape[-1]))))
+    return fnp.reshape(rows, a.shape[:-1] + b.shape[:-1])
+
+
+def vdot(a, b, /):
+    """np.vdot of real arrays: the dot product of both flattened."""
+    a, b = fnp._as_array(a), fnp._as_array(b)
+    if fnp.size(a) != fnp.size(b):
+        errors.refuse(errors.ShapeError, f"np.vdot: a has {fnp.size(a)} elements and b "
+                                         f"{fnp.size(b)}: they must have as many")
+    return fnp.dot(fnp.reshape(a, (-1,)), fnp.reshape(b, (-1,)))
+
+
 def norm(x, ord=None, axis=None, keepdims=False):
     """np.linalg.norm. Over one axis, any order: 2 (the default), 1, inf and
     -inf (max and min of |x|), 0 (the count of nonzeros) and p (sum |x|^p
@@ -734,7 +757,8 @@ fmax, fmin = _nan_ignoring(fnp.maximum), _nan_ignoring(fnp.minimum)
 
 FUNCTIONS = {
     np.split: split, np.array_split: array_split, np.hsplit: hsplit, np.vsplit: vsplit,
-    np.vstack: vstack, np.hstack: hstack, np.flip: flip, np.outer: outer,
+    np.vstack: vstack, np.hstack: hstack, np.flip: flip, np.outer: outer, np.inner: inner,
+    np.vdot: vdot,
     np.linalg.norm: norm, np.linalg.vector_norm: vector_norm,
     np.linalg.matrix_norm: matrix_norm, np.roll: roll, np.repeat: repeat, np.tile: tile, np.pad: pad,
     np.lib.stride_tricks.sliding_window_view: sliding_window_view, np.tril: tril,
