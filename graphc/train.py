@@ -457,6 +457,7 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
     """
     data = tuple(data) if isinstance(data, (tuple, list)) else (data,)
     data = tuple(_data_array(d) for d in data)
+    _check_data_count(loss_fn, len(data))
     n = len(data[0]) if data and data[0].ndim else 0
     for k, d in enumerate(data):
         if d.ndim == 0 or len(d) != n:
@@ -514,6 +515,27 @@ def _restore(params, before: list) -> None:
         if isinstance(leaf, np.ndarray) and isinstance(old, np.ndarray) and (
                 leaf.shape == old.shape and leaf.flags.writeable):
             np.copyto(leaf, old, casting="unsafe")
+
+
+def _check_data_count(loss_fn, count: int) -> None:
+    """Refuse data that is not one array per batch argument of the loss (a
+    list of rows, X.tolist(), is as many arrays as rows), before it is read."""
+    try:
+        parameters = list(inspect.signature(loss_fn).parameters.values())
+    except (TypeError, ValueError):
+        return
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    batch = positional[1:]
+    needed = sum(p.default is p.empty for p in batch)
+    if not needed <= count <= len(batch):
+        names = ", ".join(p.name for p in batch)
+        raise errors.GraphcTypeError(
+            f"train: data holds {count} arrays, but the loss takes {len(batch)} batch "
+            f"argument{'s' if len(batch) != 1 else ''} after the params ({names}): pass one "
+            f"array each, as a tuple (a list of rows is one array: np.asarray it)"
+            + errors.at(errors.user_location()))
 
 
 def _data_array(d) -> np.ndarray:

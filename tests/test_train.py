@@ -276,7 +276,7 @@ def test_optimizer_argument_checks():
 def test_train_argument_checks_come_before_any_compile():
     p, x, y = make()
     sgd = gc.optim.SGD(lr=0.1)
-    for data in ((x[:0], y[:0]), ()):       # no rows: no batch, whatever batch_size
+    for data in ((x[:0], y[:0]),):          # no rows: no batch, whatever batch_size
         with pytest.raises(errors.GraphcValueError, match="0 rows .* leave no batch"):
             gc.train(loss_fn, p, data, sgd, progress=False)
     for sizes in (dict(batch_size=2.7), dict(epochs=1.5), dict(batch_size="8")):
@@ -286,6 +286,10 @@ def test_train_argument_checks_come_before_any_compile():
         gc.train(loss_fn, p, (x, y), sgd, batch_size=0, progress=False)
     for data in ({"x": x, "y": y}, ((x, y[:3]), y), [{"x": x}, y]):
         with pytest.raises(TypeError, match=r"data is an array or a tuple of arrays, .* not a"):
+            gc.train(loss_fn, p, data, sgd, progress=False)
+    for data in (x.tolist(), (x,), (x, y, y), ()):     # x's rows as arrays; too few, too many
+        with pytest.raises(TypeError, match=r"train: data holds (24|1|3|0) arrays, but the loss "
+                                            r"takes 2 batch arguments after the params \(x, y\)"):
             gc.train(loss_fn, p, data, sgd, progress=False)
     for rows in ([x.tolist(), y.tolist()], (list(x), y), (tuple(map(tuple, x)), list(y))):
         as_rows = copy.deepcopy(p)          # what NumPy makes an array of is data
