@@ -271,6 +271,33 @@ def test_optimizer_argument_checks():
         with pytest.raises(TypeError, match=r"betas must be a pair of numbers"):
             gc.optim.Adam(betas=betas)
     assert gc.optim.AdamW().weight_decay == 1e-2 and gc.optim.Adam().lr == 1e-3
+    with pytest.raises(TypeError, match="ClipGradNorm wraps a gc.optim optimizer, got float"):
+        gc.optim.ClipGradNorm(0.1, 1.0)
+    with pytest.raises(ValueError, match="invalid max_norm"):
+        gc.optim.ClipGradNorm(gc.optim.SGD(0.1), -1.0)
+    with pytest.raises(ValueError, match="norm_type is 2 or inf, not 1"):
+        gc.optim.ClipGradNorm(gc.optim.SGD(0.1), 1.0, norm_type=1)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, np.inf])
+def test_clip_grad_norm_scales_every_gradient_as_pytorch_before_the_step(norm_type):
+    # steps with large gradients (clipped) and a small one (left as it is)
+    params, x, y = make()
+    y = y * 10
+    expected, buf = copy.deepcopy(params), None
+    step = gc.compile_step(loss_fn, gc.optim.ClipGradNorm(gc.optim.SGD(0.1, momentum=0.9), 0.5,
+                                                          norm_type))
+    for batch in (slice(None), slice(None), slice(0, 1)):
+        step(params, x[batch], y[batch] / (100 if batch.stop == 1 else 1))
+        g = gc.grad(loss_fn)(expected, x[batch], y[batch] / (100 if batch.stop == 1 else 1))
+        flat = np.concatenate([v.ravel() for v in g.values()])
+        norm = np.sqrt(np.sum(flat ** 2)) if norm_type == 2 else np.max(np.abs(flat))
+        g = {k: v * min(0.5 / (norm + 1e-6), 1.0) for k, v in g.items()}
+        buf = g if buf is None else {k: 0.9 * buf[k] + g[k] for k in g}
+        expected = {k: expected[k] - 0.1 * buf[k] for k in expected}
+        for k in params:
+            np.testing.assert_allclose(params[k], expected[k], rtol=1e-12)
+    assert set(step.state) == {"count", "momentum"}
 
 
 def test_train_argument_checks_come_before_any_compile():
