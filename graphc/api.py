@@ -723,7 +723,8 @@ def positional(signature: inspect.Signature, name: str, args: tuple, kwargs: dic
     if rest:
         raise errors.GraphcTypeError(f"{name}: keyword-only and **kwargs parameters "
                                      f"({', '.join(rest)}) are not supported; pass their "
-                                     f"values as positional parameters")
+                                     f"values as positional parameters, or bind them first "
+                                     f"with functools.partial{errors.at(errors.user_location())}")
     return in_places
 
 
@@ -771,8 +772,10 @@ def _vjp_traced(fn, args, nums, out_cts_fn, has_aux=False, fn_name="grad"):
     primal_ids = list(range(n_out))
     if has_aux:
         if out_tree.kind not in ("tuple", "list", "namedtuple") or len(out_tree.children) != 2:
+            got = "one array" if out_tree.kind == "leaf" else f"structure {out_tree}"
             raise errors.GraphcTypeError(f"{fn_name}(has_aux=True): the function must return a "
-                                         f"pair (value, aux), got structure {out_tree}")
+                                         f"pair (value, aux), got {got}"
+                                         f"{errors.at(errors.user_location())}")
         primal_ids = list(range(out_tree.children[0].num_leaves))
     out_nodes = [graph.node(graph.outputs[i]) for i in primal_ids]
     cts = out_cts_fn(out_nodes) + [None] * (n_out - len(primal_ids))

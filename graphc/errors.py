@@ -134,6 +134,13 @@ def name_users_line(e: GraphcError) -> None:
     e.args = (e.args[0] + at(users_line_in(e.__traceback__)),) + e.args[1:]
 
 
+def name_callers_line(e: GraphcError) -> None:
+    """Give `e` the line of the user's code calling into graphc, if its
+    message names none (a step's checks of its params and state)."""
+    if e.args and isinstance(e.args[0], str) and " (at " not in e.args[0]:
+        e.args = (e.args[0] + at(user_location()),) + e.args[1:]
+
+
 def users_line_in(tb) -> str | None:
     """`file:line` of the innermost frame of traceback `tb` that is the user's code."""
     loc = None

@@ -332,7 +332,11 @@ class Step:
         last = self._last
         out = last.call(params, self._state, batch) if last is not None else None
         if out is None:
-            return self._checked_call(params, batch)
+            try:
+                return self._checked_call(params, batch)
+            except errors.GraphcError as e:     # the params' and state's checks: name the line
+                errors.name_callers_line(e)
+                raise
         self._state["count"] += 1
         return (float(out[0]), _aux(last.entry, out)) if self.has_aux else float(out)
 
@@ -388,7 +392,11 @@ class Step:
                 f"in [0, {n}); perm has {len(perm)}"
                 + (f" in [{perm.min()}, {perm.max()}]" if len(perm) else "")
                 + errors.at(errors.user_location()))
-        state = self._bind(params)
+        try:
+            state = self._bind(params)
+        except errors.GraphcError as e:
+            errors.name_callers_line(e)
+            raise
         if num_batches == 0:    # nothing to run (and perm may hold less than a batch)
             return np.empty(0, np.float64)
         entry = self._entry_for(params, tuple(d[perm[:batch_size]] for d in data))[0]

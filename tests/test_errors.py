@@ -684,6 +684,24 @@ def test_an_object_as_params_or_argument_names_the_containers_that_are_traced():
         gc.grad(loss)(Model(), np.ones(3))
 
 
+def test_a_step_s_checks_and_misused_functions_name_the_calling_line():
+    step = gc.compile_step(lambda p, x: np.sum(x * p["w"]), gc.optim.SGD(0.1))
+    step({"w": np.ones(2)}, np.ones(2))
+    for call, message in [
+            (lambda: gc.compile_step(lambda p, x: p * x, gc.optim.SGD(0.1))(0.0, 1.0),
+             "params is a float"),
+            (lambda: step(0.0, np.ones(2)), r"params have structure \*, but this step was built "
+                                            r"for \{'w': \*\}"),
+            (lambda: step({"w": np.ones(2, np.float32)}, np.ones(2)),
+             r"params\['w'\] is float32\[2\], but this step was built for float64\[2\]"),
+            (lambda: gc.value_and_grad(lambda x: x * x, has_aux=True)(3.0),
+             r"must return a pair \(value, aux\), got one array"),
+            (lambda: gc.jit(lambda x, *, k: x * k)(1.0, k=2.0),
+             r"keyword-only .* or bind them first with functools.partial")]:
+        with pytest.raises(TypeError, match=message + r".*\(at .*test_errors.py:\d+\)"):
+            call()
+
+
 def test_argnums_big_endian_arrays_and_python_m_graphc():
     np.testing.assert_array_equal(gc.grad(lambda x: x @ x, argnums=np.int64(0))(np.ones(2)),
                                   [2.0, 2.0])         # one argument's, not a tuple of one
