@@ -364,12 +364,13 @@ def export(step, path) -> None:
         raise errors.GraphcTypeError(f"export takes a step made by gc.compile_step, got "
                                      f"{type(step).__name__}")
     entries = list(step._compiled._cache.values())
-    if not entries or step._state is None:
+    if not entries or step._treedef is None:
         raise errors.GraphcValueError("export: this step has never been called, so there is no "
                                       "compiled signature to export; call it once first")
     arrays = {}
     treedef = step._treedef
-    leaves_by_slot = {name: pytree.flatten(step.state[name])[0] for name in step.optimizer.slots}
+    state = step._settled_state()       # (one set since the last call: as that call would take it)
+    leaves_by_slot = {name: pytree.flatten(state[name])[0] for name in step.optimizer.slots}
     for name, leaves in leaves_by_slot.items():
         for i, leaf in enumerate(leaves):
             arrays[f"{name}_{i}"] = leaf
@@ -415,7 +416,7 @@ def export(step, path) -> None:
         version=graphc.__version__, embedded=embedded,
         kernels="FASTMATH = " + codegen.FASTMATH + "\n" + "\n".join(kernels), blob=blob,
         structure=structure, slots=tuple(step.optimizer.slots), has_aux=step.has_aux,
-        signatures="\n".join(signatures), count=int(step.state["count"]),
+        signatures="\n".join(signatures), count=int(state["count"]),
         num_params=treedef.num_leaves, keep_bytes=api.KEEP_WORKSPACE_BYTES,
         state_memory=inspect.getsource(state_memory), steady=steady,
         containers=inspect.getsource(steady_call.containers),

@@ -62,6 +62,12 @@ def _copied_state(value):
     return state
 
 
+def _fresh(state: dict) -> bool:
+    """Whether a state is a fresh one's: never set, or set to a count of 0 alone."""
+    count = state.get("count", 0)
+    return set(state) <= {"count"} and type(count) is int and count == 0
+
+
 def _cast_moments(state: dict, slots: list, treedef, avals: list) -> None:
     """Moments of float arrays shaped as the params, in the params' float
     dtypes (a float64 checkpoint into a float32 model, as PyTorch's
@@ -170,6 +176,7 @@ class Step:
         self.loss_fn, self.optimizer, self.has_aux = loss_fn, optimizer, bool(has_aux)
         self._state: dict | None = None   # step.state: None until made (the first call)
         self._treedef = None
+        self._rebind = False              # step.state was set: bind it at the next call
         self._avals = None
         self._state_avals = None          # (shape, dtype) of each state leaf, in driver order
         self._n_state = 0                 # parameter leaves + moment-slot leaves
@@ -226,7 +233,7 @@ class Step:
         arrays, never the checkpoint's. Moments are cast to the params' dtypes
         at the next call; None starts a fresh state."""
         self._state = _copied_state(value)
-        self._treedef, self._checked, self._last = None, [], None
+        self._checked, self._last, self._rebind = [], None, True
 
     def _bind(self, params) -> list:
         """The state leaves (params, then each moment slot) in the driver's order,
@@ -235,22 +242,21 @@ class Step:
         if self._state is not None and not isinstance(self._state, dict):
             raise errors.GraphcTypeError(f"step.state is a {type(self._state).__name__}; "
                                          f"it is a dict (or None for a fresh one)")
-        if self._treedef is None:
+        if self._treedef is None or self._rebind:     # first sight, or a state set since
             _leaf_check(leaves, [f"params{path}" for path in pytree.leaf_suffixes(treedef)])
             slots = self.optimizer.init(leaves)
             avals = [(leaf.shape, leaf.dtype) for leaf in leaves]
             state = self.state
-            if set(state) <= {"count"} and state.get("count", 0) == 0:
-                # fresh (never set, or a count of 0 alone): the moments are made here,
-                # into the dict the user may already hold
+            if _fresh(state):
+                # the moments are made here, into the dict the user may already hold
                 state.update({"count": 0}, **{k: pytree.unflatten(treedef, v)
                                               for k, v in slots.items()})
             else:   # set (another step's, to continue it): checked below
-                self._check_entries(sorted(slots), ", set before the first call,")
+                self._check_entries(sorted(slots), ", as set,")
                 _cast_moments(state, sorted(slots), treedef, avals)
             if avals != self._avals:    # entries compiled for other params' shapes
                 self._entries.clear()
-            self._treedef = treedef
+            self._treedef, self._rebind = treedef, False
             self._avals = avals
             self._slot_names = sorted(slots)
             self._n_state = len(leaves) * (1 + len(slots))
@@ -262,13 +268,7 @@ class Step:
                                          f"built for {self._treedef}{same_look}")
         else:
             self._check_entries(self._slot_names)
-        state = leaves
-        for k in self._slot_names:
-            slot, slot_def = pytree.flatten(self.state[k])
-            if slot_def is not self._treedef and slot_def != self._treedef:
-                raise errors.GraphcTypeError(f"step.state[{k!r}] does not have the structure "
-                                             f"of the params {self._treedef}")
-            state = state + slot
+        state = leaves + self._slot_leaves(self.state)
         checked = self._checked
         if len(state) == len(checked):
             # The same array objects as last time (held, so an id cannot be
@@ -285,8 +285,35 @@ class Step:
         self._checked = state[:]
         return state
 
-    def _check_entries(self, slots: list, when: str = "") -> None:
-        missing = sorted({"count", *slots} - set(self.state))
+    def _slot_leaves(self, state: dict) -> list:
+        """The moment slots' leaves, in the driver's order, each slot of the params' structure."""
+        leaves = []
+        for k in self._slot_names:
+            slot, slot_def = pytree.flatten(state[k])
+            if slot_def is not self._treedef and slot_def != self._treedef:
+                raise errors.GraphcTypeError(f"step.state[{k!r}] does not have the structure "
+                                             f"of the params {self._treedef}")
+            leaves += slot
+        return leaves
+
+    def _settled_state(self) -> dict:
+        """The state the next call starts from, checked (and its moments cast)
+        as that call would: for export, which has no params to bind it with."""
+        if not self._rebind:
+            return self.state
+        like = [np.zeros(shape, dtype) for shape, dtype in self._avals]
+        if _fresh(self.state):
+            return {"count": 0, **{k: pytree.unflatten(self._treedef, v)
+                                   for k, v in self.optimizer.init(like).items()}}
+        state = dict(self.state)
+        self._check_entries(self._slot_names, ", as set,", state)
+        _cast_moments(state, self._slot_names, self._treedef, self._avals)
+        self._check_state(like + self._slot_leaves(state))
+        _checked_count(state)
+        return state
+
+    def _check_entries(self, slots: list, when: str = "", state: dict | None = None) -> None:
+        missing = sorted({"count", *slots} - set(self.state if state is None else state))
         if missing:
             raise errors.GraphcValueError(
                 f"step.state{when} has no {', '.join(missing)}: "
@@ -540,7 +567,8 @@ def _check_data_count(loss_fn, count: int) -> None:
     if not needed <= count <= len(batch):
         names = ", ".join(p.name for p in batch)
         raise errors.GraphcTypeError(
-            f"train: data holds {count} arrays, but the loss takes {len(batch)} batch "
+            f"train: data holds {count} array{'s' if count != 1 else ''}, but the loss takes "
+            f"{len(batch)} batch "
             f"argument{'s' if len(batch) != 1 else ''} after the params ({names}): pass one "
             f"array each, as a tuple (a list of rows is one array: np.asarray it)"
             + errors.at(errors.user_location()))

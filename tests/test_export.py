@@ -42,6 +42,30 @@ def test_export_before_any_call_is_a_value_error(tmp_path):
         gc.export(gc.jit(lambda a: a * 2), tmp_path / "m.py")
 
 
+def test_a_state_set_after_the_last_call_is_exported_as_the_next_call_would_take_it(
+        import_exported):
+    # a checkpoint's float64 moments into a float32 step, then export: the
+    # module continues from them, cast, as graphc's step does; a reset is fresh
+    params, x, y = _setup(np.float32)
+    step = gc.compile_step(loss, gc.optim.Adam(0.01))
+    step(params, x, y, 1e-3)
+    saved = {"count": 7, **{s: {k: v.astype(np.float64) + 0.5 for k, v in step.state[s].items()}
+                            for s in "mv"}}
+    step.state = saved
+    module = import_exported(step, "restored_step")
+    exported = copy.deepcopy(params)
+    assert module.step(exported, x, y, 1e-3) == step(params, x, y, 1e-3)
+    assert module.state["count"] == step.state["count"] == 8
+    for k in params:
+        np.testing.assert_array_equal(exported[k], params[k])
+    step.state = None
+    fresh = import_exported(step, "reset_step")
+    assert fresh.state["count"] == 0 and not any(np.any(v) for v in fresh.state["m"].values())
+    step.state = {"count": 3}
+    with pytest.raises(ValueError, match=r"step.state, as set, has no m, v"):
+        gc.export(step, "unused.py")
+
+
 # SGD updates W inside the BLAS call; float32 sums b's gradient with kernels.sums.
 # The weight of b's penalty is a 0-d array, or a Python float: a scalar argument
 # (np.ascontiguousarray made it 1-d, which no exported signature matched)

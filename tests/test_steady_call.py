@@ -76,9 +76,8 @@ class Checked:
 
     def __call__(self, *batch):
         batch = batch or self.batch
-        if self.step.state is not None:     # the reference starts from the same state
-            self.ref.state = {k: v if k == "count" else copied(v)
-                              for k, v in self.step.state.items()}
+        self.ref.state = {k: v if k == "count" else copied(v)   # the reference starts from
+                          for k, v in self.step.state.items()}      # the same state
         loss = self.step(self.params, *batch)
         self.ref._last = None               # the reference takes the checked path
         assert loss == self.ref(self.ref_params, *batch)
