@@ -311,8 +311,9 @@ def inner(a, b):
     if a.shape[-1] != b.shape[-1]:
         errors.refuse(errors.ShapeError, f"np.inner: shapes {a.shape} and {b.shape} not aligned: "
                                          f"{a.shape[-1]} != {b.shape[-1]} (their last axes)")
-    rows = fnp.matmul(fnp.reshape(a, (-1, a.shape[-1])),
-                      fnp.transpose(fnp.reshape(b, (-1, b.shape[-1]))))
+    k = a.shape[-1]     # (sizes, not -1: an axis may be 0)
+    rows = fnp.matmul(fnp.reshape(a, (math.prod(a.shape[:-1]), k)),
+                      fnp.transpose(fnp.reshape(b, (math.prod(b.shape[:-1]), k))))
     return fnp.reshape(rows, a.shape[:-1] + b.shape[:-1])
 
 
@@ -322,7 +323,7 @@ def vdot(a, b, /):
     if fnp.size(a) != fnp.size(b):
         errors.refuse(errors.ShapeError, f"np.vdot: a has {fnp.size(a)} elements and b "
                                          f"{fnp.size(b)}: they must have as many")
-    return fnp.dot(fnp.reshape(a, (-1,)), fnp.reshape(b, (-1,)))
+    return fnp.dot(fnp.reshape(a, (fnp.size(a),)), fnp.reshape(b, (fnp.size(b),)))
 
 
 def norm(x, ord=None, axis=None, keepdims=False):
@@ -371,7 +372,8 @@ def vector_norm(x, /, *, axis=None, keepdims=False, ord=2):
     x = fnp._as_array(x)
     axes = tuple(range(x.ndim)) if axis is None else fnp.normalize_axes(axis, x.ndim, "norm")
     rest = [d for d in range(x.ndim) if d not in axes]
-    flat = fnp.reshape(fnp.transpose(x, rest + list(axes)), tuple(x.shape[d] for d in rest) + (-1,))
+    flat = fnp.reshape(fnp.transpose(x, rest + list(axes)),
+                       tuple(x.shape[d] for d in rest) + (math.prod(x.shape[d] for d in axes),))
     out = norm(flat, ord, axis=-1)
     if keepdims:
         out = fnp.reshape(out, tuple(1 if d in axes else x.shape[d] for d in range(x.ndim)))
@@ -760,7 +762,8 @@ FUNCTIONS = {
     np.vstack: vstack, np.hstack: hstack, np.flip: flip, np.outer: outer, np.inner: inner,
     np.vdot: vdot,
     np.linalg.norm: norm, np.linalg.vector_norm: vector_norm,
-    np.linalg.matrix_norm: matrix_norm, np.roll: roll, np.repeat: repeat, np.tile: tile, np.pad: pad,
+    np.linalg.matrix_norm: matrix_norm, np.roll: roll, np.repeat: repeat, np.tile: tile,
+    np.pad: pad,
     np.lib.stride_tricks.sliding_window_view: sliding_window_view, np.tril: tril,
     np.triu: triu, np.argmax: argmax, np.argmin: argmin, np.round: around, np.around: around,
     np.diff: diff, np.count_nonzero: count_nonzero, np.any: any_, np.all: all_,

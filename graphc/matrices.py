@@ -12,6 +12,7 @@ from graphc import errors
 from graphc import numpy_api as fnp
 from graphc import prims as P
 from graphc.composites import pad
+from graphc.ops import rows
 
 
 def diagonal(a, offset=0, axis1=0, axis2=1):
@@ -154,12 +155,15 @@ def solve(a, b):
     a, b = fnp.astype(a, dtype), fnp.astype(b, dtype)
     n = a.shape[-1]
     vector = b.ndim == 1
-    if vector:
-        b = fnp.reshape(b, (n, 1))
-    if b.shape[-2] != n:
+    if b.ndim == 0:
+        errors.refuse(errors.ShapeError, "np.linalg.solve: b is 0-dimensional; it is a vector "
+                                         "(n,) or a stack of matrices (..., n, k)")
+    if b.shape[-1 if vector else -2] != n:
         errors.refuse(errors.ShapeError, f"np.linalg.solve: a is {a.shape} and b {b.shape}: b's "
                                          f"{'length' if vector else 'second to last axis'} must "
                                          f"be {n}")
+    if vector:
+        b = fnp.reshape(b, (n, 1))
     stack = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
     x = P.solve(fnp.broadcast_to(a, stack + (n, n)), fnp.broadcast_to(b, stack + b.shape[-2:]))
     return fnp.reshape(x, stack + (n,)) if vector else x
@@ -200,8 +204,8 @@ def _svd_parts(a, name):
     a = _matrices(a, name)
     m = a.shape[-2]
     blocks = P.svd(a)
-    rows = lambda start, stop: fnp.getitem(blocks, (Ellipsis, slice(start, stop), slice(None)))  # noqa: E731
-    return rows(0, m), fnp.getitem(blocks, (Ellipsis, m, slice(None))), P.swap_last(rows(m + 1, None))
+    return (rows(blocks, 0, m), fnp.getitem(blocks, (Ellipsis, m, slice(None))),
+            P.swap_last(rows(blocks, m + 1, None)))
 
 
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
@@ -246,17 +250,128 @@ def qr(a, mode="reduced"):
                           f"mode='reduced'" if mode == "complete" else
                           ": pass mode='reduced' (Q and R) or 'r'"))
     blocks = P.qr(a)
-    rows = lambda start, stop: fnp.getitem(blocks, (Ellipsis, slice(start, stop), slice(None)))  # noqa: E731
-    r = P.swap_last(rows(m, None))
-    return r if mode == "r" else np.linalg._linalg.QRResult(rows(0, m), r)
+    r = P.swap_last(rows(blocks, m, None))
+    return r if mode == "r" else np.linalg._linalg.QRResult(rows(blocks, 0, m), r)
+
+
+# NumPy 2's array-API names in np.linalg: the functions above over the last
+# axes (the matrices of a stack), and a few compositions
+def _vectors_only(name, *arrays):
+    for x in arrays:
+        if fnp._as_array(x).ndim != 1:
+            errors.refuse(errors.ShapeError, f"np.linalg.{name}: both arguments must be 1-d "
+                                             f"vectors, got {fnp._as_array(x).ndim}-d")
+
+
+def linalg_outer(x1, x2, /):
+    from graphc.composites import outer
+    _vectors_only("outer", x1, x2)
+    return outer(x1, x2)
+
+
+def vecdot(x1, x2, /, *, axis=-1):
+    """np.linalg.vecdot (and the np.vecdot ufunc): sum(x1 * x2) over `axis`, broadcast."""
+    product = fnp.multiply(x1, x2)
+    if fnp.ndim(product) == 0:
+        errors.refuse(errors.ShapeError, "vecdot: the arguments need at least one axis")
+    return fnp.sum(product, axis=axis)
+
+
+def matrix_transpose(x, /):
+    x = fnp._as_array(x)
+    if x.ndim < 2:
+        errors.refuse(errors.ShapeError, f"matrix_transpose: the array must be at least 2-d, "
+                                         f"got {x.ndim}-d")
+    return fnp.swapaxes(x, -1, -2)
+
+
+def linalg_trace(x, /, *, offset=0, dtype=None):
+    return trace(x, offset, -2, -1, dtype)
+
+
+def linalg_diagonal(x, /, *, offset=0):
+    return diagonal(x, offset, -2, -1)
+
+
+def linalg_cross(x1, x2, /, *, axis=-1):
+    if any(fnp._as_array(x).ndim and fnp._as_array(x).shape[axis] != 3 for x in (x1, x2)):
+        errors.refuse(errors.ShapeError, "np.linalg.cross: both arguments need 3 elements "
+                                         "along the axis")
+    if axis not in (-1, max(fnp._as_array(x1).ndim, fnp._as_array(x2).ndim) - 1):
+        x1, x2 = (fnp.moveaxis(x, axis, -1) for x in (x1, x2))
+        return fnp.moveaxis(cross(x1, x2), -1, axis)
+    return cross(x1, x2)
+
+
+def multi_dot(arrays, *, out=None):
+    """np.linalg.multi_dot: the products in order, left to right (NumPy picks
+    the cheapest order; the result is the same up to rounding). A first 1-d
+    array is a row, a last one a column, as np.matmul takes them."""
+    if out is not None:
+        errors.refuse(errors.UnsupportedOpError, "np.linalg.multi_dot(out=) is not supported")
+    arrays = list(arrays)
+    if len(arrays) < 2:
+        errors.refuse(errors.GraphcValueError, "Expecting at least two arrays.")
+    result = arrays[0]
+    for x in arrays[1:]:
+        result = fnp.matmul(result, x)
+    return result
+
+
+def matrix_power(a, n):
+    """np.linalg.matrix_power: products of squares of a (n >= 0), or of inv(a) (n < 0)."""
+    a = fnp._as_array(a)
+    try:
+        n = operator.index(n)
+    except TypeError:
+        errors.refuse(errors.GraphcTypeError, "exponent must be an integer")
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        errors.refuse(errors.ShapeError, "np.linalg.matrix_power: Last 2 dimensions of the "
+                                         "array must be square")
+    if n == 0:
+        return fnp.broadcast_to(np.eye(a.shape[-1], dtype=fnp.aval_of(a)[1]), a.shape)
+    base, result = (inv(a) if n < 0 else a), None
+    n = abs(n)
+    while n:        # binary powering: one product a bit
+        if n & 1:
+            result = base if result is None else fnp.matmul(result, base)
+        n >>= 1
+        if n:
+            base = fnp.matmul(base, base)
+    return result
+
+
+def fill_diagonal(a, val, wrap=False):
+    """np.fill_diagonal into a traced array: an assignment (a[i, i, ...] = val),
+    which every name bound to `a` then stands for. 2-d arrays of any shape
+    (without wrap) and arrays whose axes are all as long."""
+    a = fnp._as_array(a)
+    if a.ndim < 2:
+        errors.refuse(errors.GraphcValueError, "array must be at least 2-d")
+    if a.ndim > 2 and len(set(a.shape)) != 1:
+        errors.refuse(errors.GraphcValueError, "All dimensions of input must be of equal length")
+    if wrap and a.ndim == 2 and a.shape[0] > a.shape[1] + 1:
+        errors.refuse(errors.UnsupportedOpError, "np.fill_diagonal(wrap=True) of a tall "
+                                                 "matrix is not supported")
+    index = np.arange(min(a.shape))
+    value = fnp._as_array(val)
+    if fnp.ndim(value) > 0:     # NumPy repeats a sequence of values along the diagonal
+        value = fnp.reshape(value, (-1,))
+        value = fnp.getitem(value, np.arange(len(index)) % fnp.size(value))
+    a[(index,) * a.ndim] = value
 
 
 LINALG = {np.linalg.inv: inv, np.linalg.det: det, np.linalg.slogdet: slogdet,
           np.linalg.solve: solve, np.linalg.cholesky: cholesky, np.linalg.eigh: eigh,
           np.linalg.eigvalsh: eigvalsh, np.linalg.svd: svd, np.linalg.svdvals: svdvals,
-          np.linalg.qr: qr}
+          np.linalg.qr: qr, np.linalg.matmul: fnp.matmul, np.linalg.outer: linalg_outer,
+          np.linalg.vecdot: vecdot, np.linalg.matrix_transpose: matrix_transpose,
+          np.linalg.trace: linalg_trace, np.linalg.diagonal: linalg_diagonal,
+          np.linalg.cross: linalg_cross, np.linalg.multi_dot: multi_dot,
+          np.linalg.matrix_power: matrix_power}
 
 FUNCTIONS = {
     np.diagonal: diagonal, np.diag: diag, np.trace: trace, np.kron: kron, np.cross: cross,
     np.atleast_1d: atleast_1d, np.atleast_2d: atleast_2d, np.atleast_3d: atleast_3d, **LINALG,
+    np.matrix_transpose: matrix_transpose, np.fill_diagonal: fill_diagonal,
 }

@@ -417,19 +417,39 @@ def astype(x, dtype):
     return P.convert(to_operand(x, aval_of(x)[1]), dtype)
 
 
-def zeros_like(x, dtype=None):
-    shape, xdtype, _ = aval_of(x)
-    return _assignable(np.zeros(shape, dtype or xdtype), x)
+def _filled_like(x, fill_value, dtype, order, shape, device, name):
+    """np.zeros_like and the others: NumPy's arguments, C order only."""
+    if order not in ("K", "A", "C"):
+        raise errors.users_error(errors.UnsupportedOpError,
+                                 f"np.{name}(order={order!r}) is not supported: graphc's "
+                                 f"arrays are C-ordered")
+    if device not in (None, "cpu"):
+        raise errors.users_error(errors.GraphcValueError,
+                                 f"np.{name}: device must be 'cpu' or None, not {device!r}")
+    own_shape, own_dtype, _ = aval_of(x)
+    if shape is not None:
+        shape = tuple(shape) if isinstance(shape, (tuple, list)) else (operator.index(shape),)
+    shape, dtype = own_shape if shape is None else shape, dtype or own_dtype
+    if isinstance(fill_value, Tracer):      # a traced fill (full_like): broadcast
+        return astype(broadcast_to(fill_value, shape), dtype)
+    return _assignable(np.full(shape, fill_value, dtype), x)
 
 
-def ones_like(x, dtype=None):
-    shape, xdtype, _ = aval_of(x)
-    return _assignable(np.ones(shape, dtype or xdtype), x)
+def zeros_like(x, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    return _filled_like(x, 0, dtype, order, shape, device, "zeros_like")
 
 
-def full_like(x, fill_value, dtype=None):
-    shape, xdtype, _ = aval_of(x)
-    return _assignable(np.full(shape, fill_value, dtype or xdtype), x)
+def empty_like(x, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    """np.empty_like: zeros (an empty array's values are whatever was there)."""
+    return _filled_like(x, 0, dtype, order, shape, device, "empty_like")
+
+
+def ones_like(x, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    return _filled_like(x, 1, dtype, order, shape, device, "ones_like")
+
+
+def full_like(x, fill_value, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    return _filled_like(x, fill_value, dtype, order, shape, device, "full_like")
 
 
 def _assignable(value, like):
@@ -1116,11 +1136,12 @@ FUNCTIONS = {
     np.var: var, np.std: std, np.dot: dot, np.matmul: matmul, np.transpose: transpose,
     np.reshape: reshape, np.ravel: ravel, np.concatenate: concatenate, np.stack: stack,
     np.broadcast_to: broadcast_to, np.expand_dims: expand_dims, np.squeeze: squeeze,
-    np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.zeros_like: zeros_like,
+    np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.zeros_like: zeros_like, np.empty_like: empty_like,
     np.ones_like: ones_like, np.full_like: full_like, np.where: where, np.clip: clip,
     np.shape: shape, np.ndim: ndim, np.size: size, np.square: square,
     np.take: take, np.take_along_axis: take_along_axis,
-    np.einsum: _einsum.einsum, np.tensordot: _einsum.tensordot, np.cumsum: cumsum,
+    np.einsum: _einsum.einsum, np.tensordot: _einsum.tensordot,
+    np.linalg.tensordot: _einsum.tensordot, np.cumsum: cumsum,
     np.argsort: argsort, np.sort: sort, np.cumprod: cumprod, np.prod: prod,
     np.copy: lambda a, order="K", subok=False: _as_array(a),     # a new array: see new_arrays
 }
@@ -1181,6 +1202,9 @@ def array_ufunc(tracer, ufunc, method, *inputs, **kwargs):
         raise errors.UnsupportedOpError(f"np.{name}(out=/where=) is not supported; graphc arrays "
                                         f"are immutable{errors.at(errors.user_location())}")
     numpys = getattr(np, name, None) is ufunc
+    if numpys and name == "vecdot":     # a gufunc: its axis is a keyword
+        from graphc.matrices import vecdot
+        return vecdot(*inputs, **kwargs)
     fn = UFUNCS.get(name) if numpys else _special.UFUNCS.get(name)    # SciPy's: its own rules
     if fn is None:
         where = "NumPy ufunc np." if numpys else "ufunc scipy.special." \

@@ -670,8 +670,9 @@ def _eigh_impl(a):
     return np.concatenate([w[..., None, :], v], axis=-2)
 
 
-def _rows(x, start, stop):
-    """Rows start:stop of each matrix of the stack x (a block's part)."""
+def rows(x, start, stop):
+    """Rows start:stop of each matrix of the stack x (a part of eigh's, svd's or qr's
+    blocks)."""
     from graphc import numpy_api as fnp
     return fnp.getitem(x, (Ellipsis, builtins.slice(start, stop), builtins.slice(None)))
 
@@ -688,8 +689,8 @@ def _over_gaps(m, gap):
 
 
 def _eigh_vjp(ct, out, a):
-    w, v = _rows(out, 0, 1), _rows(out, 1, None)           # w kept 2-d: one row
-    w_ct, v_ct = _rows(ct, 0, 1), _rows(ct, 1, None)
+    w, v = rows(out, 0, 1), rows(out, 1, None)           # w kept 2-d: one row
+    w_ct, v_ct = rows(ct, 0, 1), rows(ct, 1, None)
     gap = P.sub(w, P.swap_last(w))                         # [i, j] = w[j] - w[i]
     spread = _over_gaps(P.matmul(P.swap_last(v), v_ct), gap)
     inner = P.add(P.mul(w_ct, np.eye(a.shape[-1], dtype=a.dtype)), spread)
@@ -733,8 +734,8 @@ def _skew(x):
 
 def _svd_vjp(ct, out, a):
     m, n = a.shape[-2:]
-    u, s, v = _rows(out, 0, m), _rows(out, m, m + 1), _rows(out, m + 1, None)
-    u_ct, s_ct, v_ct = _rows(ct, 0, m), _rows(ct, m, m + 1), _rows(ct, m + 1, None)
+    u, s, v = rows(out, 0, m), rows(out, m, m + 1), rows(out, m + 1, None)
+    u_ct, s_ct, v_ct = rows(ct, 0, m), rows(ct, m, m + 1), rows(ct, m + 1, None)
     k = min(m, n)
     squares = P.mul(s, s)
     gap = P.sub(squares, P.swap_last(squares))             # [i, j] = s[j]^2 - s[i]^2
@@ -744,7 +745,8 @@ def _svd_vjp(ct, out, a):
     grad = P.matmul(P.matmul(u, inner), P.swap_last(v))
     zero = P.scalar_like(s, 0)
     at_zero = P.eq(s, zero)
-    s_inv = P.where(at_zero, zero, P.div(P.scalar_like(s, 1), P.where(at_zero, P.scalar_like(s, 1), s)))
+    one = P.scalar_like(s, 1)
+    s_inv = P.where(at_zero, zero, P.div(one, P.where(at_zero, one, s)))
     if m > k:       # (I - U U^T) U' S^-1 V^T
         scaled = P.mul(u_ct, s_inv)
         outside = P.sub(scaled, P.matmul(u, P.matmul(P.swap_last(u), scaled)))
@@ -792,10 +794,10 @@ def _qr_vjp(ct, out, a):
     from graphc import numpy_api as fnp
     m, n = a.shape[-2:]
     k = min(m, n)
-    q, r = _rows(out, 0, m), P.swap_last(_rows(out, m, None))
+    q, r = rows(out, 0, m), P.swap_last(rows(out, m, None))
     upper = np.triu(np.ones((k, n), bool))
-    q_ct = _rows(ct, 0, m)
-    r_ct = P.where(upper, P.swap_last(_rows(ct, m, None)), P.scalar_like(r, 0))
+    q_ct = rows(ct, 0, m)
+    r_ct = P.where(upper, P.swap_last(rows(ct, m, None)), P.scalar_like(r, 0))
     if m >= n:
         return [_square_qr_vjp(q, r, q_ct, r_ct)]
     columns = lambda x, start, stop: fnp.getitem(     # noqa: E731

@@ -7,10 +7,11 @@ LLVM optimized and compiled again for every model using them.
 
 Generated code calls `lapack_rows(LAPACK_INV, a, b, out, flag)` (and so on) on
 (batch, n, n) views (b: solve's right-hand sides, else a; flag: slogdet's
-`logabs`, or LAPACK_DET; svd and qr take (batch, m, n) views, m the flag), after `build_lapack(kernel, itemsize)` at its
-import, and raises NumPy's LinAlgError, naming the user's line, where the
-status says LAPACK refused a matrix: inv and solve of a singular one (det
-and slogdet give 0 and -inf), cholesky of one that is not positive definite.
+`logabs`, or LAPACK_DET; svd and qr take (batch, m, n) views, m the flag),
+after `build_lapack(kernel, itemsize)` at its import, and raises NumPy's
+LinAlgError, naming the user's line, where the status says LAPACK refused
+a matrix: inv and solve of a singular one (det and slogdet give 0 and
+-inf), cholesky of one that is not positive definite.
 As Numba's wrappers do, a matrix holding nan or inf is refused too (except
 by cholesky, and eigh looks at the triangle it reads only), where NumPy's
 LAPACK gives nan for some and raises for others. cholesky and eigh read the
@@ -152,8 +153,8 @@ def _qr(like, a, b, out, batch, n, k, flag):
 _lapack = dispatch.CKernels("graphc_linalg", {
     "inv": _inv, "solve": _solve, "cholesky": _cholesky, "slogdet": _slogdet, "eigh": _eigh,
     "svd": _svd, "qr": _qr})
-LAPACK_INV, LAPACK_SOLVE, LAPACK_CHOLESKY, LAPACK_SLOGDET, LAPACK_EIGH, LAPACK_SVD, LAPACK_QR = map(
-    _lapack.slot, _lapack.bodies)
+(LAPACK_INV, LAPACK_SOLVE, LAPACK_CHOLESKY, LAPACK_SLOGDET, LAPACK_EIGH, LAPACK_SVD,
+ LAPACK_QR) = map(_lapack.slot, _lapack.bodies)
 _read_lapack = dispatch.address_reader(_lapack.symbol, _lapack.size)
 build_lapack = _lapack.build
 

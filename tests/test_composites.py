@@ -455,6 +455,14 @@ def test_isnan_and_isfinite():
     (lambda x: np.linalg.norm(x, 3), ValueError, r"norm\(ord=3\) over 2 axes is not supported"),
     (lambda x: np.inner(x, x.T), ValueError, r"np.inner: shapes \(4, 6\) and \(6, 4\) not aligned"),
     (lambda x: np.vdot(x, x[0]), ValueError, "np.vdot: a has 24 elements and b 6"),
+    (lambda x: np.linalg.outer(x, x[0]), ValueError, "np.linalg.outer: both arguments must be 1-d"),
+    (lambda x: np.linalg.matrix_power(x, 2), ValueError, "Last 2 dimensions of the array must be"),
+    (lambda x: np.linalg.matrix_power(x[:, :4], 1.5), TypeError, "exponent must be an integer"),
+    (lambda x: np.fill_diagonal(x[0], 1.0), ValueError, "array must be at least 2-d"),
+    (lambda x: np.zeros_like(x, order="F"), gc.UnsupportedOpError,
+     r"np.zeros_like\(order='F'\) is not supported"),
+    (lambda x: np.linalg.solve(x[:, :4], x[0]), ValueError,
+     r"np.linalg.solve: a is \(4, 4\) and b \(6,\): b's length must be 4"),
     (lambda x: np.linalg.norm(x[0], "fro"), ValueError, r"norm\(ord='fro'\) over 1 axes"),
     (lambda x: np.linalg.norm(x[0, 0], 1), ValueError, "improper number of dimensions"),
     (lambda x: np.searchsorted(x, x), ValueError, "np.searchsorted: a must be 1-d"),
@@ -538,6 +546,58 @@ def test_refusals_name_the_problem_and_the_line(call, error, message):
     with pytest.raises(error, match=message) as e:
         gc.trace(call, _values()[0])
     assert "test_composites.py:" in str(e.value)
+
+
+_X3, _Y3, _M3 = (np.random.default_rng(3).normal(size=shape) for shape in
+                 ((2, 3, 4), (2, 3, 4), (3, 3)))
+
+
+def _filled_diagonals(x):
+    a = x[0].copy()
+    np.fill_diagonal(a, 7.0)
+    b = np.zeros_like(x[0])
+    np.fill_diagonal(b, x[1, 0, :3])
+    return a + b
+
+
+ARRAY_API = [       # NumPy 2's np.linalg names, and the *_like functions' shape=
+    lambda x: np.linalg.matmul(x, np.swapaxes(x, -1, -2)),
+    lambda x: np.linalg.outer(x[0, 0], x[1, 1]),
+    lambda x: np.linalg.vecdot(x, _Y3) + np.vecdot(x, _Y3),
+    lambda x: np.linalg.vecdot(x, _Y3, axis=1) + np.vecdot(x, _Y3, axis=-2),
+    lambda x: np.linalg.matrix_transpose(x) + np.matrix_transpose(x),
+    lambda x: np.linalg.trace(x) + np.linalg.trace(x, offset=1),
+    lambda x: np.linalg.diagonal(x, offset=-1),
+    lambda x: np.linalg.cross(x[..., :3], _Y3[..., :3]),
+    lambda x: np.linalg.cross(x[:, :, 0], _Y3[:, :, 1], axis=1),
+    lambda x: np.linalg.tensordot(x, _Y3, axes=([1, 2], [1, 2])),
+    lambda x: np.linalg.multi_dot([x[0, :, 0], x[0, :, :3], _M3, x[1, :, 0]]),
+    lambda x: np.linalg.matrix_power(x[:, :3, :3], 5) + np.linalg.matrix_power(x[:, :3, :3], 0),
+    lambda x: np.linalg.matrix_power(x[0, :3, :3] + 3 * np.eye(3), -2),
+    lambda x: np.zeros_like(x, shape=(3, 3)) + np.full_like(x, 2.0, shape=3) + x[0, :, :3],
+    lambda x: np.ones_like(x, order="C", dtype=np.float32) * 0 + np.empty_like(x, shape=4) * 0,
+    _filled_diagonals,
+]
+
+
+def test_numpy_2_linalg_names_and_like_shapes_equal_numpy_with_their_gradients():
+    got = gc.jit(lambda x: [f(x) for f in ARRAY_API])(_X3)
+    for f, value in zip(ARRAY_API, got):
+        want = f(_X3)
+        assert value.shape == want.shape and value.dtype == want.dtype
+        np.testing.assert_allclose(value, want, rtol=1e-10, atol=1e-12)
+    weights = [np.random.default_rng(4).normal(size=np.shape(f(_X3))) for f in ARRAY_API]
+    gc.check_grad(lambda x: sum(np.sum(w * f(x)) for w, f in zip(weights, ARRAY_API)), _X3)
+
+
+def test_products_and_norms_over_an_axis_of_size_0_are_numpys():
+    fs = [lambda x: np.linalg.vector_norm(x, axis=1), lambda x: np.linalg.vector_norm(x.T, axis=0),
+          lambda x: np.inner(x.T[:2], x.T), lambda x: np.vdot(x, x)]
+    x = np.zeros((0, 3))
+    for f, got in zip(fs, gc.jit(lambda x: [f(x) for f in fs])(x)):
+        want = f(x)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
 
 
 def test_degrees_and_radians_scale_by_numpys_float32_ratio():
