@@ -39,9 +39,14 @@ _INSTEAD_OF_STORING = ("make the array with np.zeros_like(x) of a traced x, whic
                        "assignments, or collect the pieces in a list and np.stack or "
                        "np.concatenate them")
 # Why NumPy converts a traced array, each with what to write instead; the
-# user's line picks one when it shows the pattern (re.search), else all are said
+# user's line picks one when it shows the pattern (re.search), else all are
+# said (but the first: the last's advice, for a table made and indexed on one line)
+_INDEXING = ("indexing a NumPy array with it (pass that array as an argument: a traced "
+             "one takes traced indices; a 1-d table is np.take_along_axis(table, y, axis=0); a "
+             "one-hot is y[:, None] == np.arange(k))")
 _CONVERSIONS = [
-    (r"\bnp\.(asarray|array|asanyarray)\(\s*[\[(]",
+    (r"\bnp\.(asarray|array|asanyarray)\(.*\)\s*\[", _INDEXING),
+    (r"\bnp\.(asarray|array|asanyarray)\(\s*\[",
      "np.array([...]) of traced values (np.stack([...]) them instead)"),
     (r"\bnp\.(asarray|array|asanyarray|ascontiguousarray)\(",
      "np.asarray(x) or np.array(x) (drop them: a traced array is an array already)"),
@@ -51,9 +56,7 @@ _CONVERSIONS = [
      "indexing a NumPy array with it (a one-hot as y[:, None] == np.arange(k), not "
      "np.eye(k)[y])"),
     (r"\]\s*([-+*/@%]|//|\*\*)?=(?!=)", f"a[i] = x into a NumPy array ({_INSTEAD_OF_STORING})"),
-    (r"\w\s*\[", "indexing a NumPy array with it (pass that array as an argument: a traced "
-     "one takes traced indices; a 1-d table is np.take_along_axis(table, y, axis=0); a "
-     "one-hot is y[:, None] == np.arange(k))"),
+    (r"\w\s*\[", _INDEXING),
 ]
 
 
@@ -73,7 +76,7 @@ def _conversion_advice() -> str:
         if text and re.search(pattern, text):
             return f"Here NumPy converts it for {advice}"
     return ("NumPy converts it for " + "; for ".join(
-        advice for _, advice in _CONVERSIONS[:-1]) + ". Build the result from traced operations "
+        advice for _, advice in _CONVERSIONS[1:-1]) + ". Build the result from traced operations "
         "instead")
 
 

@@ -108,12 +108,16 @@ def test_numpy_style_writes_into_arrays_say_what_to_write_instead():
     def looked_up(x):
         return table[x.astype(np.int64)]
 
+    def listed_table(x):
+        return np.array([1.0, 2.0, 3.0])[x.astype(np.int64)]
+
     # the user's line says which conversion it is: that advice alone
     for convert, advice in [(converted, r"Here NumPy converts it for np.asarray\(x\) or "
                                         r"np.array\(x\) \(drop them"),
                             (stacked, r"Here NumPy converts it for np.array\(\[...\]\) of "
                                       r"traced values \(np.stack\(\[...\]\) them instead\)"),
                             (looked_up, r"a 1-d table is np.take_along_axis\(table, y, axis=0\)"),
+                            (listed_table, r"a 1-d table is np.take_along_axis"),
                             (listed, r"Here NumPy converts it for np.sum or np.mean of a Python "
                                      r"list of traced arrays \(np.stack the list first\)")]:
         with pytest.raises(gc.TracerError, match=advice) as e:
