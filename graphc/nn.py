@@ -139,7 +139,14 @@ def cross_entropy(logits, labels, weight=None, ignore_index=None, reduction="mea
                                       f"[0, 1], got {label_smoothing!r}"
                                       f"{errors.at(errors.user_location())}")
     # float labels of the logits' shape are probabilities (others: refused as not integers)
-    soft = aval_of(labels)[1].kind == "f" and tuple(aval_of(labels)[0]) == tuple(shape)
+    soft = tuple(aval_of(labels)[0]) == tuple(shape) and len(shape) == 2
+    if soft and aval_of(labels)[1].kind != "f":
+        raise errors.GraphcTypeError(f"cross_entropy: labels of the logits' shape {tuple(shape)} "
+                                     f"are class probabilities, a float array, not "
+                                     f"{aval_of(labels)[1]}{errors.at(errors.user_location())}")
+    if soft and ignore_index is not None:
+        raise errors.GraphcValueError(f"cross_entropy: ignore_index is for class indices, not "
+                                      f"class probabilities{errors.at(errors.user_location())}")
     if len(shape) != 2 or tuple(aval_of(labels)[0]) != (tuple(shape) if soft else (shape[0],)):
         raise errors.ShapeError(f"cross_entropy: expected logits (N, C) and labels (N,) (or "
                                 f"class probabilities (N, C)), got {tuple(shape)} and "

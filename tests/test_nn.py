@@ -249,10 +249,15 @@ def test_cross_entropy_takes_pytorchs_weight_ignore_index_reduction_and_label_sm
     (dict(label_smoothing=1.5), ValueError, r"label_smoothing must be a number in \[0, 1\]"),
     (dict(weight=np.ones(3)), gc.ShapeError, r"one entry per class \(4,\), got \(3,\)"),
     (dict(ignore_index=-1), IndexError, r"\[0, 4\)"),         # -100 is not ignored
+    (dict(labels=np.ones((2, 4)), ignore_index=0), ValueError,
+     "ignore_index is for class indices, not class probabilities"),
+    (dict(labels=np.ones((2, 4), int)), TypeError,
+     r"labels of the logits' shape \(2, 4\) are class probabilities, a float array, not int64"),
 ])
 def test_cross_entropy_refuses_bad_options_naming_them(options, error, message):
-    with pytest.raises(error, match=message):
-        gc.jit(lambda z: gc.nn.cross_entropy(z, np.array([0, -100]), **options))(np.zeros((2, 4)))
+    labels = options.pop("labels", np.array([0, -100]))
+    with pytest.raises(error, match=message + r".*test_nn.py:"):
+        gc.jit(lambda z: gc.nn.cross_entropy(z, labels, **options))(np.zeros((2, 4)))
 
 
 def test_nn_functions_work_eagerly_on_numpy_arrays():
