@@ -243,6 +243,7 @@ class ClipGradNorm(Optimizer):
             raise errors.GraphcTypeError(f"ClipGradNorm wraps a gc.optim optimizer, got "
                                          f"{type(optimizer).__name__}")
         _check("max_norm", max_norm)
+        norm_type = np.inf if norm_type == "inf" else norm_type      # (PyTorch's spelling too)
         if norm_type not in (2, 2.0, np.inf):
             raise errors.GraphcValueError(f"ClipGradNorm: norm_type is 2 or inf, not "
                                           f"{norm_type!r}")
