@@ -348,8 +348,9 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if len(axes) == 2 and ord in (2, -2, "nuc"):
         return _spectral_norm(x, ord, axes, keepdims)
     if isinstance(ord, str) or (len(axes) == 2 and ord not in (1, -1, np.inf, -np.inf)):
-        errors.refuse(errors.GraphcValueError,
-                      f"np.linalg.norm(ord={ord!r}) over {len(axes)} axes is not supported")
+        errors.refuse(errors.GraphcValueError,      # NumPy's messages
+                      f"Invalid norm order {ord!r} for vectors" if len(axes) == 1
+                      else "Invalid norm order for matrices.")
     magnitude = fnp.absolute(x)
     if len(axes) == 2:      # sums down columns (ord +-1) or along rows (+-inf), then their extreme
         rows, columns = (0, 1) if axis is None else (a % x.ndim for a in axis)  # in the given order

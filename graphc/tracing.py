@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import linecache
+import os
 import re
+import sys
 import threading
 
 import numpy as np
@@ -78,6 +80,22 @@ def _conversion_advice() -> str:
     return ("NumPy converts it for " + "; for ".join(
         advice for _, advice in _CONVERSIONS[1:-1]) + ". Build the result from traced operations "
         "instead")
+
+
+def _scipy_linalg_function() -> str | None:
+    """The name of the scipy.linalg function on the stack: its own frame, or
+    one a SciPy wrapper holds (which converts the arguments before calling it)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if f"{os.sep}scipy{os.sep}" in frame.f_code.co_filename:
+            if f"{os.sep}scipy{os.sep}linalg{os.sep}" in frame.f_code.co_filename:
+                return frame.f_code.co_name
+            for value in frame.f_locals.values():
+                if callable(value) and str(getattr(value, "__module__", "")).startswith(
+                        "scipy.linalg"):
+                    return getattr(value, "__name__", None)
+        frame = frame.f_back
+    return None
 
 
 def current_graph():
@@ -179,8 +197,12 @@ class Tracer:
     def __array__(self, dtype=None, copy=None):
         scipy_function = errors.outermost_call_into("scipy")
         if scipy_function:
+            linalg = _scipy_linalg_function()
             self._concrete_error(
-                f"scipy's {scipy_function}, which converts its arguments to NumPy arrays,",
+                f"scipy's {linalg or scipy_function}, which converts its arguments to NumPy "
+                f"arrays,",
+                "graphc has np.linalg's solve, cholesky, inv, det, slogdet, eigh, svd and qr "
+                "(a triangular solve is np.linalg.solve of the factor)" if linalg else
                 "graphc has gc.nn.logsumexp, softmax, log_softmax, sigmoid and softplus; SciPy's "
                 "ufuncs (scipy.special.expit, xlogy, erf, ...) trace as NumPy's do")
         if self.node.id in self.graph.meta.get("listed_numbers", ()):

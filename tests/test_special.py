@@ -71,3 +71,7 @@ def test_what_scipy_graphc_lacks_is_named_with_the_line():
     # SciPy's Python functions convert their arguments: graphc names the function and its own
     with pytest.raises(gc.TracerError, match=r"scipy's logsumexp, which converts .*gc.nn.logsumexp"):
         gc.jit(lambda x: sp.logsumexp(x)).interpret(X)
+    import scipy.linalg
+    with pytest.raises(gc.TracerError, match=r"scipy's solve_triangular, which converts .*"
+                                             r"np.linalg's solve, cholesky"):
+        gc.jit(lambda x: scipy.linalg.solve_triangular(x[:4].reshape(2, 2), x[:2])).interpret(X)
