@@ -587,13 +587,16 @@ def _emit_linalg(node, operands):
     the node's line, where LAPACK refused a matrix."""
     rank = len(operands[0].shape)
     kernel, y, flag = LINALG_KERNELS[node.op], "x", 0
-    if node.op in ("svd", "qr"):    # (m, n) matrices into blocks of (m + 1 + n, k), (m + n, k)
-        batch = " * ".join(f"a0.shape[{d}]" for d in range(rank - 2)) or "1"
+    if node.op in ("svd", "qr", "pinv"):   # (m, n) matrices into (m + 1 + n, k), (m + n, k),
+        batch = " * ".join(f"a0.shape[{d}]" for d in range(rank - 2)) or "1"    # (n, m)
         lines = [f"m, n = a0.shape[{rank - 2}], a0.shape[{rank - 1}]",
                  f"batch = {batch}",
                  "x = alloc.reshape(a0, (batch, m, n))",
                  f"o = alloc.reshape(out, (batch, out.shape[{rank - 2}], out.shape[{rank - 1}]))"]
         flag = "m"
+        if node.op == "pinv":   # its rcond, read by address
+            lines += [f"rcond = alloc.full((1,), {node.p['rcond']!r}, {np_dtype(node.dtype)})"]
+            y = "rcond"
     else:
         lines = [f"n = a0.shape[{rank - 1}]",
                  "batch = a0.size // (n * n) if n else 0",
@@ -622,10 +625,10 @@ def _emit_linalg(node, operands):
 LINALG_REFUSALS = {"inv": "Singular matrix", "solve": "Singular matrix",
                    "cholesky": "Matrix is not positive definite",
                    "eigh": "Eigenvalues did not converge", "svd": "SVD did not converge",
-                   "qr": None, "det": None, "slogdet": None}
+                   "pinv": "SVD did not converge", "qr": None, "det": None, "slogdet": None}
 # op -> its kernel in kernels/linalg.py (det is slogdet's, sign times exp of log)
 LINALG_KERNELS = {"inv": "inv", "solve": "solve", "cholesky": "cholesky", "eigh": "eigh",
-                  "svd": "svd", "qr": "qr", "det": "slogdet", "slogdet": "slogdet"}
+                  "svd": "svd", "qr": "qr", "pinv": "pinv", "det": "slogdet", "slogdet": "slogdet"}
 
 
 def _emit_cumprod(node, operands):
@@ -686,7 +689,8 @@ EMITTERS = {
     "cumsum": _emit_cumsum, "argsort": _emit_argsort,
     "recurrence": _emit_recurrence, "cumprod": _emit_cumprod, "inv": _emit_linalg,
     "solve": _emit_linalg, "cholesky": _emit_linalg, "eigh": _emit_linalg,
-    "svd": _emit_linalg, "qr": _emit_linalg, "det": _emit_linalg, "slogdet": _emit_linalg,
+    "svd": _emit_linalg, "qr": _emit_linalg, "pinv": _emit_linalg, "det": _emit_linalg,
+    "slogdet": _emit_linalg,
 }
 
 

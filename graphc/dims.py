@@ -254,11 +254,15 @@ class DimTable:
         elif node.op in ("solve", "det", "slogdet"):    # b's shape; the matrices' stack
             for d in range(rank):
                 same(n, d, ins[-1].id if node.op == "solve" else ins[0].id, d)
-        elif node.op in ("svd", "qr"):  # the stack's axes; k = min(m, n), one of the matrix's
-            for d in range(rank - 2):
+        elif node.op in ("svd", "qr", "pinv"):  # the stack's axes; k = min(m, n), one of
+            for d in range(rank - 2):           # the matrix's; pinv's (n, m)
                 same(n, d, ins[0].id, d)
             rows, columns = ins[0].shape[-2:]
-            same(n, rank - 1, ins[0].id, rank - 2 if rows < columns else rank - 1)
+            if node.op == "pinv":
+                same(n, rank - 2, ins[0].id, rank - 1)
+                same(n, rank - 1, ins[0].id, rank - 2)
+            else:
+                same(n, rank - 1, ins[0].id, rank - 2 if rows < columns else rank - 1)
         elif node.op in CHECKS:         # the operand's shape
             for d in range(rank):
                 same(n, d, ins[0].id, d)

@@ -1,7 +1,7 @@
 """NumPy's matrix helpers, written with graphc's functions: diagonal, diag,
 trace, kron, cross and atleast_1d/2d/3d, as graphc.composites; and the front
-of np.linalg's inv, solve, det, slogdet, cholesky, eigh, svd and qr, which are ops of their own
-(LAPACK per matrix, kernels/linalg.py)."""
+of np.linalg's inv, solve, det, slogdet, cholesky, eigh, svd, qr and pinv, which are
+ops of their own (LAPACK per matrix, kernels/linalg.py)."""
 from __future__ import annotations
 
 import operator
@@ -254,6 +254,53 @@ def qr(a, mode="reduced"):
     return r if mode == "r" else np.linalg._linalg.QRResult(rows(blocks, 0, m), r)
 
 
+def pinv(a, rcond=None, hermitian=False, *, rtol=np._NoValue):
+    """np.linalg.pinv (NumPy's cutoff: rcond, else rtol, times the largest
+    singular value; hermitian=True gives the same matrix). Its gradient holds
+    at any rank, as long as the rank does not change (see ops.py)."""
+    a = _matrices(a, "pinv")
+    if rcond is None:
+        rcond = (1e-15 if rtol is np._NoValue else
+                 max(a.shape[-2:]) * float(np.finfo(fnp.aval_of(a)[1]).eps) if rtol is None
+                 else rtol)
+    elif rtol is not np._NoValue:
+        errors.refuse(errors.GraphcValueError, "`rtol` and `rcond` can't be both set.")
+    if isinstance(rcond, fnp.Tracer) or np.ndim(rcond) != 0:
+        errors.refuse(errors.UnsupportedOpError, "np.linalg.pinv: rcond (or rtol) must be one "
+                                                 "number known when tracing")
+    return P.pinv(a, float(rcond))
+
+
+def lstsq(a, b, rcond=None):
+    """np.linalg.lstsq: (x, residuals, rank, s), x the least-squares solution
+    of least norm, pinv(a, rcond) @ b (rcond: eps times max(m, n) by
+    default, as NumPy's), differentiable in a and b. The residuals (the
+    squared norm of each column of a @ x - b) are given whenever a has more
+    rows than columns; NumPy gives none when a's rank is lower than its
+    columns, a number known only when the code runs."""
+    a, b = _matrices(a, "lstsq"), fnp._as_array(b)
+    if a.ndim != 2 or b.ndim not in (1, 2):
+        errors.refuse(errors.ShapeError, f"np.linalg.lstsq: a is 2-d and b 1-d or 2-d, got "
+                                         f"{a.ndim}-d and {b.ndim}-d")
+    m, n = a.shape
+    if b.shape[0] != m:
+        errors.refuse(errors.GraphcLinAlgError, "Incompatible dimensions")
+    dtype = np.result_type(fnp.aval_of(a)[1], fnp._float_dtype(b))
+    a, b = fnp.astype(a, dtype), fnp.astype(b, dtype)
+    if rcond is None:
+        rcond = float(np.finfo(dtype).eps) * max(m, n)
+    x = fnp.matmul(pinv(a, rcond), b)
+    s = svdvals(a)
+    largest = fnp.max(s, initial=0.0)
+    rank = fnp.astype(fnp.sum(fnp.greater(s, fnp.multiply(rcond, largest))), np.int32)
+    if m > n:
+        misfit = fnp.subtract(fnp.matmul(a, x), b)
+        residuals = fnp.sum(fnp.square(fnp.reshape(misfit, (m, -1))), axis=0)
+    else:
+        residuals = np.zeros(0, dtype)
+    return x, residuals, rank, s
+
+
 # NumPy 2's array-API names in np.linalg: the functions above over the last
 # axes (the matrices of a stack), and a few compositions
 def _vectors_only(name, *arrays):
@@ -368,7 +415,7 @@ LINALG = {np.linalg.inv: inv, np.linalg.det: det, np.linalg.slogdet: slogdet,
           np.linalg.vecdot: vecdot, np.linalg.matrix_transpose: matrix_transpose,
           np.linalg.trace: linalg_trace, np.linalg.diagonal: linalg_diagonal,
           np.linalg.cross: linalg_cross, np.linalg.multi_dot: multi_dot,
-          np.linalg.matrix_power: matrix_power}
+          np.linalg.matrix_power: matrix_power, np.linalg.pinv: pinv, np.linalg.lstsq: lstsq}
 
 FUNCTIONS = {
     np.diagonal: diagonal, np.diag: diag, np.trace: trace, np.kron: kron, np.cross: cross,

@@ -811,6 +811,32 @@ def _qr_vjp(ct, out, a):
 _register(OpDef("qr", "linalg", _qr_infer, _qr_impl, _qr_vjp))
 
 
+# pinv: a's pseudo-inverse X (n, m), singular values at most rcond times the
+# largest taken as 0 (NumPy's). Its derivative at a constant rank (Golub and
+# Pereyra) gives a's cotangent from X's, C:
+#   -X^T C X^T + (I - a X) C^T X X^T + X^T X C^T (I - X a),
+# written with X itself, so it holds where singular values are equal or 0
+# (the SVD's gradient is nan there), to every order.
+def _pinv_infer(avals, params):
+    _matrices("pinv", avals[0])
+    shape = tuple(avals[0].shape)
+    return shape[:-2] + (shape[-1], shape[-2]), np.dtype(avals[0].dtype)
+
+
+def _pinv_vjp(ct, out, a, rcond):
+    x, x_t, ct_t = out, P.swap_last(out), P.swap_last(ct)
+    first = P.neg(P.matmul(P.matmul(x_t, ct), x_t))
+    left = P.matmul(ct_t, P.matmul(x, x_t))                    # C^T X X^T, then (I - a X) of it
+    left = P.sub(left, P.matmul(a, P.matmul(x, left)))
+    right = P.matmul(P.matmul(x_t, x), ct_t)                  # X^T X C^T, then of it (I - X a)
+    right = P.sub(right, P.matmul(P.matmul(right, x), a))
+    return [P.add(P.add(first, left), right)]
+
+
+_register(OpDef("pinv", "linalg", _pinv_infer,
+                lambda a, rcond: np.linalg.pinv(a, rcond).astype(a.dtype), _pinv_vjp))
+
+
 # argsort over the last axis, stable (NumPy's kind="stable": ties keep their
 # order, nan sorts last). np.sort is x taken at these indices, so its
 # gradient is take's: each sorted slot's cotangent goes back to its element.

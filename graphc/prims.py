@@ -97,6 +97,10 @@ def qr(a):
     return bind("qr", a)
 
 
+def pinv(a, rcond):
+    return bind("pinv", a, rcond=float(rcond))
+
+
 def slogdet(a, logabs):
     return bind("slogdet", a, logabs=bool(logabs))
 

@@ -39,10 +39,10 @@ def _cholesky_and_eigh(m):
     return np.sum(np.linalg.cholesky(m) ** 2) + np.sum(w ** 2) + np.sum(v ** 2)
 
 
-def _svd_and_qr(a):
+def _svd_qr_and_pinv(a):
     u, s, vh = np.linalg.svd(a, full_matrices=False)
     q, r = np.linalg.qr(a)
-    return np.sum(u ** 2 * s) + np.sum(vh ** 2) + np.sum(q) + np.sum(r)
+    return np.sum(u ** 2 * s) + np.sum(vh ** 2) + np.sum(q) + np.sum(r) + np.sum(np.linalg.pinv(a))
 
 
 def _sort(x):
@@ -76,7 +76,7 @@ FAMILIES = {
     "inverse_and_solve": (_inverse_and_solve, [_square]),
     "sort": (_sort, [lambda dt: _rows(dt, 4, 8)]),
     "cholesky_and_eigh": (_cholesky_and_eigh, [_square]),
-    "svd_and_qr": (_svd_and_qr, [lambda dt: _rows(dt, 5, 3)]),
+    "svd_qr_and_pinv": (_svd_qr_and_pinv, [lambda dt: _rows(dt, 5, 3)]),
     "products": (_products, [lambda dt: _rows(dt, 8, 16), lambda dt: _rows(dt, 96, 96)]),
     "log_softmax": (_log_softmax, [lambda dt: _rows(dt, 8, 10), lambda dt: _rows(dt, 4, 100)]),
     "vector_math": (_vector_math, [lambda dt: _rows(dt, 4, 8)]),

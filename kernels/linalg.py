@@ -1,5 +1,5 @@
-"""np.linalg's inv, solve, det, slogdet, cholesky, eigh, svd and qr over a
-stack of matrices, each a C function compiled once per install and dtype and called
+"""np.linalg's inv, solve, det, slogdet, cholesky, eigh, svd, qr and pinv over
+a stack of matrices, each a C function compiled once per install and dtype and called
 by address (kernels/dispatch.py). Numba's LAPACK wrappers are large: linked
 into each model as Numba code, inv, solve and cholesky were about 9,000 of
 the 13,800 lines of LLVM IR of examples/06_gaussian_process.py's step, which
@@ -7,7 +7,8 @@ LLVM optimized and compiled again for every model using them.
 
 Generated code calls `lapack_rows(LAPACK_INV, a, b, out, flag)` (and so on) on
 (batch, n, n) views (b: solve's right-hand sides, else a; flag: slogdet's
-`logabs`, or LAPACK_DET; svd and qr take (batch, m, n) views, m the flag),
+`logabs`, or LAPACK_DET; svd, qr and pinv take (batch, m, n) views, m the
+flag, and pinv's b holds its rcond),
 after `build_lapack(kernel, itemsize)` at its import, and raises NumPy's
 LinAlgError, naming the user's line, where the status says LAPACK refused
 a matrix: inv and solve of a singular one (det and slogdet give 0 and
@@ -147,14 +148,33 @@ def _qr(like, a, b, out, batch, n, k, flag):
     return LAPACK_OK
 
 
+def _pinv(like, a, b, out, batch, n, k, flag):
+    """Each (m, n) matrix's pseudo-inverse (m: `flag`) into out (batch, n, m),
+    singular values at most b[0] (rcond) times the largest taken as 0."""
+    m = flag
+    x = carray(dispatch.as_pointer(a, like), (batch, m, n))
+    rcond = carray(dispatch.as_pointer(b, like), (1,))[0]
+    o = carray(dispatch.as_pointer(out, like), (batch, n, m))
+    if not _finite(x):
+        return LAPACK_NOT_FINITE
+    if m == 0 or n == 0:
+        return LAPACK_OK
+    for r in range(batch):
+        try:
+            o[r] = np.linalg.pinv(x[r], rcond)
+        except Exception:       # the SVD did not converge
+            return LAPACK_REFUSED
+    return LAPACK_OK
+
+
 # Each kernel's body (its arguments: dispatch.c_kernel_signature's a, b, out,
 # batch, n, k, flag); generated code names them by their float32 slots in the
 # table (float64's is the next) and raises NumPy's messages for a status.
 _lapack = dispatch.CKernels("graphc_linalg", {
     "inv": _inv, "solve": _solve, "cholesky": _cholesky, "slogdet": _slogdet, "eigh": _eigh,
-    "svd": _svd, "qr": _qr})
+    "svd": _svd, "qr": _qr, "pinv": _pinv})
 (LAPACK_INV, LAPACK_SOLVE, LAPACK_CHOLESKY, LAPACK_SLOGDET, LAPACK_EIGH, LAPACK_SVD,
- LAPACK_QR) = map(_lapack.slot, _lapack.bodies)
+ LAPACK_QR, LAPACK_PINV) = map(_lapack.slot, _lapack.bodies)
 _read_lapack = dispatch.address_reader(_lapack.symbol, _lapack.size)
 build_lapack = _lapack.build
 

@@ -162,6 +162,8 @@ CASES = [
          [Arg((2, 4, 3))]),
     Case(("qr",), lambda a: (lambda q, r: np.concatenate([q.ravel(), r.ravel()]))(*np.linalg.qr(a)),
          [Arg((3, 5))]),
+    Case(("pinv",), lambda a: np.linalg.pinv(a), [Arg((2, 4, 3))]),
+    Case(("pinv",), lambda a: np.linalg.pinv(a, rtol=None), [Arg((3, 5))]),
     Case(("cumprod",), lambda x: np.cumprod(x, axis=1), [Arg((3, 4))]),
     Case(("cumprod",), lambda x: x.prod(axis=0) * np.cumprod(x[::-1], axis=0), [Arg((3, 2))]),
     # s = b + a s along rows, both directions and readings of a (cumprod's gradient)

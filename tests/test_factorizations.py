@@ -128,6 +128,37 @@ def test_singular_value_gradients_where_they_are_equal_or_zero():
     assert np.isnan(vectors(np.eye(2))).any() and np.isnan(vectors.interpret(np.eye(2))).any()
 
 
+def test_pinv_s_gradient_holds_at_lower_rank_and_equal_singular_values():
+    """Where the SVD's gradient is nan (equal singular values: an orthogonal
+    matrix) or the rank is lower than the matrix's, pinv's own derivative
+    holds: along any change that keeps the rank, it is the slope."""
+    rng = np.random.default_rng(0)
+    for a in [np.array([[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]]), np.eye(3),
+              np.outer([1.0, 2.0, 3.0], [1.0, -1.0]), rng.normal(size=(2, 4))]:
+        weights = rng.normal(size=a.T.shape)
+        g = gc.jit(gc.grad(lambda a: np.sum(weights * np.linalg.pinv(a))))
+        got = g(a)
+        np.testing.assert_allclose(got, g.interpret(a), atol=1e-12)
+        change = a @ rng.normal(size=(a.shape[1], a.shape[1]))     # keeps the rank
+        slope = (np.sum(weights * np.linalg.pinv(a + 1e-6 * change))
+                 - np.sum(weights * np.linalg.pinv(a - 1e-6 * change))) / 2e-6
+        np.testing.assert_allclose(np.sum(got * change), slope, rtol=1e-6)
+
+
+def test_lstsq_equals_numpys_and_differentiates_in_both_arguments():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    f = gc.jit(lambda a, b: [np.linalg.lstsq(a, b), np.linalg.lstsq(a, b[:, 0], rcond=None),
+                             np.linalg.lstsq(a.T, b[:3, 0])])
+    for got, want in zip(f(a, b), [np.linalg.lstsq(a, b), np.linalg.lstsq(a, b[:, 0]),
+                                   np.linalg.lstsq(a.T, b[:3, 0])]):
+        for g, w in zip(got, want):
+            assert np.shape(g) == np.shape(w) and np.asarray(g).dtype == np.asarray(w).dtype
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+    gc.check_grad(lambda a, b: np.sum(np.linalg.lstsq(a, b)[0] ** 2)
+                  + np.sum(np.linalg.lstsq(a, b)[1]), a, b, argnums=(0, 1))
+
+
 def test_a_batch_size_on_either_side_of_the_columns_is_right():
     # k = min(m, n) is the rows' count or the columns', by the traced sizes
     f = gc.jit(lambda x: np.linalg.svdvals(x) * np.linalg.qr(x).R[..., 0])
@@ -150,6 +181,10 @@ def test_a_batch_size_on_either_side_of_the_columns_is_right():
      r"np.linalg.qr\(mode='complete'\) is not supported for 4 x 3 matrices"),
     (lambda a: np.linalg.qr(a, mode="full"), ValueError, "Unrecognized mode 'full'"),
     (lambda a: np.linalg.svdvals(a[0]), gc.ShapeError, "1-dimensional array given"),
+    (lambda a: np.linalg.pinv(a, rcond=0.1, rtol=0.1), ValueError, "can't be both set"),
+    (lambda a: np.linalg.pinv(a, rcond=np.ones(1)), gc.UnsupportedOpError,
+     "rcond .* must be one number known when tracing"),
+    (lambda a: np.linalg.lstsq(a, a[:3]), np.linalg.LinAlgError, "Incompatible dimensions"),
 ])
 def test_refusals_name_the_problem_and_the_line(call, error, message):
     with pytest.raises(error, match=message) as e:
