@@ -325,8 +325,13 @@ def bind(op: str, *operands, **params):
         arrays = [np.asarray(x) for x in operands]
         loc = _current_loc() if graph is not None else None
         _infer(opdef, arrays, params, loc)
+        # a gradient's constants (the log of a negative base, for d/dy of
+        # (-2.0) ** y) are graphc's, not the user's code: NumPy's warnings
+        # about them would point into graphc
+        quiet = getattr(_state, "role", "forward") == "backward"
         try:
-            return np.asarray(opdef.impl(*arrays, **params))
+            with np.errstate(all="ignore") if quiet else contextlib.nullcontext():
+                return np.asarray(opdef.impl(*arrays, **params))
         except errors.GraphcError as e:
             raise type(e)(f"{e}{errors.at(loc or errors.user_location())}") from None
     if graph is None:
