@@ -301,6 +301,40 @@ def lstsq(a, b, rcond=None):
     return x, residuals, rank, s
 
 
+def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
+    """np.linalg.matrix_rank: the singular values above tol (by default the
+    largest times max(m, n) times eps, or times rtol), counted (int64)."""
+    A = fnp._as_array(A)
+    if A.ndim < 2:
+        return fnp.astype(fnp.max(fnp.not_equal(A, 0), initial=False), np.int64)
+    s = svdvals(A)
+    if tol is None:
+        rtol = max(A.shape[-2:]) * float(np.finfo(fnp.aval_of(s)[1]).eps) if rtol is None \
+            else fnp.expand_dims(fnp._as_array(rtol), -1)
+        tol = fnp.multiply(fnp.max(s, axis=-1, keepdims=True, initial=0.0), rtol)
+    else:
+        tol = fnp.expand_dims(fnp._as_array(tol), -1)
+    return fnp.sum(fnp.astype(fnp.greater(s, tol), np.int64), axis=-1)
+
+
+def cond(x, p=None):
+    """np.linalg.cond: the ratio of the extreme singular values (p None, 2 or
+    -2: inf for a singular matrix, as NumPy's), else norm(x, p) times
+    norm(inv(x), p) (a singular matrix raises LinAlgError there, where
+    NumPy's gives inf)."""
+    x = _matrices(x, "cond")
+    if p is None or p in (2, -2):
+        s = svdvals(x)
+        largest, smallest = (fnp.getitem(s, (Ellipsis, k)) for k in (0, -1))
+        ratio = fnp.true_divide(*((smallest, largest) if p == -2 else (largest, smallest)))
+        # 0 / 0 (a zero matrix) is inf, as NumPy's, unless x holds a nan
+        holds_nan = fnp.max(fnp.not_equal(x, x), axis=(-2, -1), initial=False)
+        return fnp.where(fnp.logical_and(fnp.not_equal(ratio, ratio), fnp.logical_not(holds_nan)),
+                         np.inf, ratio)
+    from graphc.composites import norm
+    return fnp.multiply(norm(x, p, axis=(-2, -1)), norm(inv(x), p, axis=(-2, -1)))
+
+
 # NumPy 2's array-API names in np.linalg: the functions above over the last
 # axes (the matrices of a stack), and a few compositions
 def _vectors_only(name, *arrays):
@@ -415,7 +449,8 @@ LINALG = {np.linalg.inv: inv, np.linalg.det: det, np.linalg.slogdet: slogdet,
           np.linalg.vecdot: vecdot, np.linalg.matrix_transpose: matrix_transpose,
           np.linalg.trace: linalg_trace, np.linalg.diagonal: linalg_diagonal,
           np.linalg.cross: linalg_cross, np.linalg.multi_dot: multi_dot,
-          np.linalg.matrix_power: matrix_power, np.linalg.pinv: pinv, np.linalg.lstsq: lstsq}
+          np.linalg.matrix_power: matrix_power, np.linalg.pinv: pinv, np.linalg.lstsq: lstsq,
+          np.linalg.matrix_rank: matrix_rank, np.linalg.cond: cond}
 
 FUNCTIONS = {
     np.diagonal: diagonal, np.diag: diag, np.trace: trace, np.kron: kron, np.cross: cross,

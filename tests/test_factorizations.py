@@ -159,6 +159,27 @@ def test_lstsq_equals_numpys_and_differentiates_in_both_arguments():
                   + np.sum(np.linalg.lstsq(a, b)[1]), a, b, argnums=(0, 1))
 
 
+_LOW_RANK = np.outer([1.0, 2.0, 3.0], [1.0, 0.0, 2.0])
+RANKS_AND_CONDITIONS = [
+    lambda a: np.linalg.matrix_rank(a) + np.linalg.matrix_rank(_LOW_RANK + 0 * a[0, :3]),
+    lambda a: np.linalg.matrix_rank(a[0, 0]) + np.linalg.matrix_rank(a, tol=0.5),
+    lambda a: np.linalg.matrix_rank(a, rtol=0.3),
+    lambda a: np.linalg.cond(a) + np.linalg.cond(a, -2),
+    lambda a: np.linalg.cond(a[:, :3] + 2 * np.eye(3), "fro") + np.linalg.cond(a[:, :3], np.inf),
+    lambda a: np.linalg.cond(0 * a[:, :2, :2]) + np.linalg.cond(a[:, :3] + 2 * np.eye(3), 1),
+]
+
+
+def test_matrix_rank_and_cond_equal_numpys():
+    a = np.random.default_rng(2).normal(size=(2, 4, 3))
+    f = gc.jit(lambda a: [g(a) for g in RANKS_AND_CONDITIONS])
+    for g, got in zip(RANKS_AND_CONDITIONS, f(a)):
+        want = np.asarray(g(a))
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-12)      # a zero matrix's cond: inf
+    gc.check_grad(lambda a: np.sum(RANKS_AND_CONDITIONS[3](a)), a)
+
+
 def test_a_batch_size_on_either_side_of_the_columns_is_right():
     # k = min(m, n) is the rows' count or the columns', by the traced sizes
     f = gc.jit(lambda x: np.linalg.svdvals(x) * np.linalg.qr(x).R[..., 0])
