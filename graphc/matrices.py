@@ -118,8 +118,8 @@ def _matrices(a, name):
     """a as a stack of float matrices: integers in float64, as NumPy's."""
     a = fnp._as_array(a)
     if a.ndim < 2:
-        errors.refuse(errors.ShapeError, f"np.linalg.{name}: {a.ndim}-dimensional array given. "
-                                         f"Array must be at least two-dimensional")
+        errors.refuse(errors.GraphcLinAlgError, f"np.linalg.{name}: {a.ndim}-dimensional array "
+                                                f"given. Array must be at least two-dimensional")
     return fnp.astype(a, fnp._float_dtype(a))
 
 
@@ -127,8 +127,8 @@ def _square_matrices(a, name):
     """a as a stack of square float matrices: integers in float64, as NumPy's."""
     a = _matrices(a, name)
     if a.shape[-1] != a.shape[-2]:
-        errors.refuse(errors.ShapeError, f"np.linalg.{name}: Last 2 dimensions of the array "
-                                         f"must be square")
+        errors.refuse(errors.GraphcLinAlgError, f"np.linalg.{name}: Last 2 dimensions of the "
+                                                f"array must be square")
     return a
 
 
@@ -280,8 +280,8 @@ def lstsq(a, b, rcond=None):
     columns, a number known only when the code runs."""
     a, b = _matrices(a, "lstsq"), fnp._as_array(b)
     if a.ndim != 2 or b.ndim not in (1, 2):
-        errors.refuse(errors.ShapeError, f"np.linalg.lstsq: a is 2-d and b 1-d or 2-d, got "
-                                         f"{a.ndim}-d and {b.ndim}-d")
+        errors.refuse(errors.GraphcLinAlgError, f"np.linalg.lstsq: a is 2-d and b 1-d or 2-d, "
+                                                f"got {a.ndim}-d and {b.ndim}-d")
     m, n = a.shape
     if b.shape[0] != m:
         errors.refuse(errors.GraphcLinAlgError, "Incompatible dimensions")
@@ -355,6 +355,8 @@ def vecdot(x1, x2, /, *, axis=-1):
     product = fnp.multiply(x1, x2)
     if fnp.ndim(product) == 0:
         errors.refuse(errors.ShapeError, "vecdot: the arguments need at least one axis")
+    if fnp.aval_of(product)[1] == np.bool_:     # NumPy's: any of the ands, a bool
+        return fnp.max(product, axis=axis, initial=False)
     return fnp.sum(product, axis=axis)
 
 
@@ -390,9 +392,15 @@ def multi_dot(arrays, *, out=None):
     array is a row, a last one a column, as np.matmul takes them."""
     if out is not None:
         errors.refuse(errors.UnsupportedOpError, "np.linalg.multi_dot(out=) is not supported")
-    arrays = list(arrays)
+    arrays = [fnp._as_array(x) for x in arrays]
     if len(arrays) < 2:
         errors.refuse(errors.GraphcValueError, "Expecting at least two arrays.")
+    if len(arrays) == 2:        # NumPy's: np.dot of the two
+        return fnp.dot(*arrays)
+    for k, x in enumerate(arrays):      # matrices, but for a first or last vector
+        if x.ndim != 2 and not (x.ndim == 1 and k in (0, len(arrays) - 1)):
+            errors.refuse(errors.GraphcLinAlgError, f"{x.ndim}-dimensional array given. Array "
+                                                    f"must be two-dimensional")
     result = arrays[0]
     for x in arrays[1:]:
         result = fnp.matmul(result, x)
@@ -406,9 +414,7 @@ def matrix_power(a, n):
         n = operator.index(n)
     except TypeError:
         errors.refuse(errors.GraphcTypeError, "exponent must be an integer")
-    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
-        errors.refuse(errors.ShapeError, "np.linalg.matrix_power: Last 2 dimensions of the "
-                                         "array must be square")
+    _square_matrices(a, "matrix_power")
     if n == 0:
         return fnp.broadcast_to(np.eye(a.shape[-1], dtype=fnp.aval_of(a)[1]), a.shape)
     base, result = (inv(a) if n < 0 else a), None

@@ -133,6 +133,8 @@ def cross_entropy(logits, labels, weight=None, ignore_index=None, reduction="mea
     if reduction not in ("mean", "sum", "none"):
         raise errors.GraphcValueError(f"cross_entropy: reduction is 'mean', 'sum' or 'none', "
                                       f"not {reduction!r}{errors.at(errors.user_location())}")
+    if isinstance(label_smoothing, np.ndarray) and label_smoothing.ndim == 0:
+        label_smoothing = label_smoothing.item()
     if not (isinstance(label_smoothing, (int, float, np.floating, np.integer))
             and 0.0 <= label_smoothing <= 1.0):
         raise errors.GraphcValueError(f"cross_entropy: label_smoothing must be a number in "

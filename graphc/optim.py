@@ -230,7 +230,7 @@ class ClipGradNorm(Optimizer):
     """`optimizer` on gradients scaled down to a global norm of at most
     `max_norm`, as PyTorch's clip_grad_norm_ before optimizer.step(): all
     gradients times min(1, max_norm / (norm + 1e-6)), the norm over every
-    gradient element together (norm_type 2, or inf for the largest |g|).
+    gradient element together (norm_type 2, any p > 0, or inf for the largest |g|).
     Traced into the step with the update, so it costs no extra pass of Python.
 
     >>> import graphc as gc
@@ -244,9 +244,10 @@ class ClipGradNorm(Optimizer):
                                          f"{type(optimizer).__name__}")
         _check("max_norm", max_norm)
         norm_type = np.inf if norm_type == "inf" else norm_type      # (PyTorch's spelling too)
-        if norm_type not in (2, 2.0, np.inf):
-            raise errors.GraphcValueError(f"ClipGradNorm: norm_type is 2 or inf, not "
-                                          f"{norm_type!r}")
+        if isinstance(norm_type, bool) or not isinstance(norm_type, (int, float)) or not (
+                norm_type > 0):
+            raise errors.GraphcValueError(f"ClipGradNorm: norm_type is a number > 0 or inf, "
+                                          f"not {norm_type!r}")
         self.optimizer, self.max_norm = optimizer, float(max_norm)
         self.norm_type = float(norm_type)
         self.slots = optimizer.slots
@@ -258,9 +259,12 @@ class ClipGradNorm(Optimizer):
         if not grads:
             return self.optimizer.update(params, grads, slots, count)
         if self.norm_type == np.inf:
-            norm = functools.reduce(np.maximum, [np.max(np.abs(g)) for g in grads])
-        else:
+            norm = functools.reduce(np.maximum, [np.max(np.abs(g), initial=0.0) for g in grads])
+        elif self.norm_type == 2:
             norm = np.sqrt(sum(np.sum(g * g) for g in grads))
+        else:
+            p = self.norm_type
+            norm = sum(np.sum(np.abs(g) ** p) for g in grads) ** (1 / p)
         scale = np.minimum(self.max_norm / (norm + 1e-6), 1.0)
         clipped = [g * scale.astype(g.dtype) for g in grads]
         return self.optimizer.update(params, clipped, slots, count)

@@ -56,7 +56,8 @@ def _copied_state(value):
             np.array(leaf, order="C") if isinstance(leaf, np.ndarray) else leaf
             for leaf in leaves])
     try:
-        state["count"] = operator.index(state["count"])
+        if not isinstance(state["count"], (bool, np.bool_)):
+            state["count"] = operator.index(state["count"])
     except (KeyError, TypeError):
         pass            # (refused, naming it, at the next call)
     return state
@@ -99,10 +100,13 @@ def _unread_count(state: dict) -> int:
 def _checked_count(state: dict) -> int:
     count = state["count"]
     try:
-        count = operator.index(count)
+        index = None if isinstance(count, (bool, np.bool_)) else operator.index(count)
     except TypeError:
+        index = None
+    if index is None:
         raise errors.GraphcTypeError(f"step.state['count'] is {count!r}; it counts the steps "
-                                     f"taken, an int >= 0") from None
+                                     f"taken, an int >= 0")
+    count = index
     if not 0 <= count < steady_call.COUNT_END:
         raise errors.GraphcValueError(f"step.state['count'] is {count}; it counts the steps "
                                       f"taken, an int >= 0")
@@ -498,7 +502,8 @@ def train(loss_fn, params, data, optimizer, batch_size=128, epochs=10, shuffle=T
         if d.ndim == 0 or len(d) != n:
             raise errors.ShapeError(f"train: every data array needs the same length along axis "
                                     f"0; array 0 has {n} rows, array {k} has "
-                                    f"{len(d) if d.ndim else 'no axis 0'}")
+                                    f"{len(d) if d.ndim else 'no axis 0'}"
+                                    + errors.at(errors.user_location()))
     data = tuple(np.ascontiguousarray(d) for d in data)     # once here, not in every epoch
     try:
         batch_size, epochs = operator.index(batch_size), operator.index(epochs)
@@ -585,7 +590,8 @@ def _data_array(d) -> np.ndarray:
         raise errors.GraphcTypeError(
             f"train: data is an array or a tuple of arrays, each of the same number of rows "
             f"(the loss takes one batch of each, in order), not a {type(d).__name__} NumPy "
-            f"makes no array of: pass (x, y), or call a compile_step step on your own batches")
+            f"makes no array of: pass (x, y), or call a compile_step step on your own batches"
+            + errors.at(errors.user_location()))
     return array
 
 

@@ -564,6 +564,7 @@ ARRAY_API = [       # NumPy 2's np.linalg names, and the *_like functions' shape
     lambda x: np.linalg.matmul(x, np.swapaxes(x, -1, -2)),
     lambda x: np.linalg.outer(x[0, 0], x[1, 1]),
     lambda x: np.linalg.vecdot(x, _Y3) + np.vecdot(x, _Y3),
+    lambda x: np.linalg.vecdot(x > 0, _Y3 < 1),                        # bools: a bool
     lambda x: np.linalg.vecdot(x, _Y3, axis=1) + np.vecdot(x, _Y3, axis=-2),
     lambda x: np.linalg.matrix_transpose(x) + np.matrix_transpose(x),
     lambda x: np.linalg.trace(x) + np.linalg.trace(x, offset=1),

@@ -226,7 +226,7 @@ def test_cross_entropy_takes_pytorchs_weight_ignore_index_reduction_and_label_sm
                dict(ignore_index=-100, reduction="none", label_smoothing=0.1),
                dict(weight=np.array([1.0, 2.0, 0.5, 3.0]), ignore_index=-100),
                dict(weight=np.array([1.0, 2.0, 0.5, 3.0]), ignore_index=-100, label_smoothing=0.2),
-               dict(label_smoothing=0.1), dict(reduction="none")]
+               dict(label_smoothing=np.array(0.1)), dict(reduction="none")]
     cases = [(indices if "ignore_index" in o else np.abs(indices) % 4, o) for o in options]
     cases += [(probabilities, dict(weight=np.arange(1.0, 5.0), label_smoothing=0.1)),
               (probabilities, dict(reduction="none"))]
