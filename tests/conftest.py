@@ -19,20 +19,6 @@ settings.register_profile("fuzz", max_examples=500, deadline=None,
 # same examples every run (local runs and `make fuzz` draw new ones).
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-# The files that take longest with an empty compile cache, first (seconds of a
-# fresh clone's run, 2026-12-07: 91, 77, 58, 40, 40, 35, ...). A file stays on
-# one worker (--dist loadfile), and one of these handed out last (test_train
-# was, by name) left the other worker idle for its length.
-_LONGEST_FIRST = ["test_ops", "test_fusion", "test_export", "test_composites", "test_train",
-                  "test_blas", "test_shape_reuse", "test_call_by_symbol", "test_step_aux",
-                  "test_strided_stacks", "test_threads", "test_log_softmax",
-                  "test_factorizations", "test_repeats"]
-
-
-def pytest_collection_modifyitems(items):
-    rank = {name: k for k, name in enumerate(_LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))    # stable: the rest by name
-
 
 @pytest.fixture(autouse=True)
 def own_lowerings():
