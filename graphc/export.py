@@ -169,6 +169,36 @@ state = {{"count": {count}}}
 for _name in _SLOTS:
     state[_name] = _unflatten(_STRUCTURE, [_ARRAYS[f"{{_name}}_{{i}}"].copy()
                                            for i in range({num_params})])
+_OWNED = [state]    # the state the step writes: one assigned to the module is copied first
+
+
+def _take_assigned_state():
+    """A state assigned to the module (`module.state = checkpoint`), copied as
+    graphc's step.state is, so that the step writes arrays of its own, never
+    the checkpoint's; moments in the exported dtypes, a count as an int."""
+    global state
+    if not isinstance(state, dict):
+        raise TypeError(f"state is a {{type(state).__name__}}; it is a dict")
+    own = dict(state)
+    for name in _SLOT_ORDER:
+        tree = own.get(name)
+        if tree is not None and _shape_of(tree, repr) == _STRUCTURE_BY_REPR:
+            own[name] = _unflatten(_STRUCTURE, [
+                _copied_moment(leaf, _ARRAYS[f"{{name}}_{{i}}"])
+                for i, leaf in enumerate(_flatten(tree, []))])
+    if not isinstance(own.get("count"), (bool, np.bool_)):
+        try:
+            own["count"] = operator.index(own.get("count"))
+        except TypeError:
+            pass        # (refused by _checked_count, naming it)
+    state = _OWNED[0] = own
+
+
+def _copied_moment(leaf, exported):
+    if not isinstance(leaf, np.ndarray):
+        return leaf
+    cast = leaf.dtype.kind == "f" and leaf.shape == exported.shape
+    return np.array(leaf, dtype=exported.dtype if cast else leaf.dtype, order="C")
 
 
 def _shapes(signature):
@@ -185,10 +215,12 @@ def _checked_count():
     \"\"\"state["count"] as `run`'s 0-d int64, refused before anything runs as graphc does.\"\"\"
     count = state["count"]
     try:
-        count = operator.index(count)
+        count = operator.index(count) if not isinstance(count, (bool, np.bool_)) else None
     except TypeError:
-        raise TypeError(f"state['count'] is {{count!r}}; it counts the steps taken, an int "
-                        f">= 0") from None
+        count = None
+    if count is None:
+        raise TypeError(f"state['count'] is {{state['count']!r}}; it counts the steps taken, "
+                        f"an int >= 0")
     if not 0 <= count < COUNT_END:
         raise ValueError(f"state['count'] is {{count}}; it counts the steps taken, an int >= 0")
     return np.asarray(count, np.int64)
@@ -228,6 +260,8 @@ def _checked_step(params, batch):
     \"\"\"The step's outputs and signature, every argument checked and converted;
     then the steady call for these arrays is made, for the next call (an
     error leaves the last one: it tests the arrays it was made for).\"\"\"
+    if state is not _OWNED[0]:
+        _take_assigned_state()
     if _shape_of(params, repr) != _STRUCTURE_BY_REPR:
         raise TypeError(f"params have structure {{_shape_of(params)}}, expected {{_STRUCTURE}}")
     for name in _SLOT_ORDER:

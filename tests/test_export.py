@@ -66,6 +66,36 @@ def test_a_state_set_after_the_last_call_is_exported_as_the_next_call_would_take
         gc.export(step, "unused.py")
 
 
+def test_a_state_assigned_to_an_exported_module_is_copied_as_graphc_s_step_state_is(
+        import_exported):
+    # module.state = checkpoint twice restarts two runs alike; the checkpoint
+    # (float64 moments, np.load's 0-d count) stays as saved
+    params, x, y = _setup(np.float32)
+    step = gc.compile_step(loss, gc.optim.Adam(0.01))
+    step(params, x, y, 1e-3)
+    module = import_exported(step, "assigned_state_step")
+    saved = {"count": np.array(4), **{s: {k: v.astype(np.float64) + 0.25
+                                         for k, v in module.state[s].items()} for s in "mv"}}
+    snapshot = copy.deepcopy(saved)
+    runs = []
+    for _ in range(2):
+        module.state = saved
+        p = copy.deepcopy(params)
+        for _ in range(2):
+            module.step(p, x, y, 1e-3)
+        assert module.state["count"] == 6 and type(module.state["count"]) is int
+        assert all(module.state[s][k].dtype == np.float32 for s in "mv" for k in p)
+        runs.append(p)
+    for k in params:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+        for s in "mv":
+            np.testing.assert_array_equal(saved[s][k], snapshot[s][k])
+    assert saved["count"] == 4
+    module.state = {**module.state, "count": True}
+    with pytest.raises(TypeError, match=r"state\['count'\] is True"):
+        module.step(params, x, y, 1e-3)
+
+
 # SGD updates W inside the BLAS call; float32 sums b's gradient with kernels.sums.
 # The weight of b's penalty is a 0-d array, or a Python float: a scalar argument
 # (np.ascontiguousarray made it 1-d, which no exported signature matched)
