@@ -583,7 +583,7 @@ def _emit_recurrence(node, operands):
 
 def _emit_linalg(node, operands):
     """np.linalg per matrix of the stack (kernels/linalg.py), on (batch, n, n)
-    views ((batch, m, n) for svd and qr), raising NumPy's LinAlgError, with
+    views ((batch, m, n) for svd, qr and pinv), raising NumPy's LinAlgError, with
     the node's line, where LAPACK refused a matrix."""
     rank = len(operands[0].shape)
     kernel, y, flag = LINALG_KERNELS[node.op], "x", 0
@@ -628,7 +628,8 @@ LINALG_REFUSALS = {"inv": "Singular matrix", "solve": "Singular matrix",
                    "pinv": "SVD did not converge", "qr": None, "det": None, "slogdet": None}
 # op -> its kernel in kernels/linalg.py (det is slogdet's, sign times exp of log)
 LINALG_KERNELS = {"inv": "inv", "solve": "solve", "cholesky": "cholesky", "eigh": "eigh",
-                  "svd": "svd", "qr": "qr", "pinv": "pinv", "det": "slogdet", "slogdet": "slogdet"}
+                  "svd": "svd", "qr": "qr", "pinv": "pinv", "det": "slogdet",
+                  "slogdet": "slogdet"}
 
 
 def _emit_cumprod(node, operands):

@@ -291,8 +291,7 @@ def lstsq(a, b, rcond=None):
         rcond = float(np.finfo(dtype).eps) * max(m, n)
     x = fnp.matmul(pinv(a, rcond), b)
     s = svdvals(a)
-    largest = fnp.max(s, initial=0.0)
-    rank = fnp.astype(fnp.sum(fnp.greater(s, fnp.multiply(rcond, largest))), np.int32)
+    rank = fnp.astype(_rank(s, rcond), np.int32)
     if m > n:
         misfit = fnp.subtract(fnp.matmul(a, x), b)
         residuals = fnp.sum(fnp.square(fnp.reshape(misfit, (m, -1))), axis=0)
@@ -304,16 +303,24 @@ def lstsq(a, b, rcond=None):
 def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
     """np.linalg.matrix_rank: the singular values above tol (by default the
     largest times max(m, n) times eps, or times rtol), counted (int64)."""
+    from graphc.composites import any_
     A = fnp._as_array(A)
     if A.ndim < 2:
-        return fnp.astype(fnp.max(fnp.not_equal(A, 0), initial=False), np.int64)
+        return fnp.astype(any_(A), np.int64)
     s = svdvals(A)
-    if tol is None:
-        rtol = max(A.shape[-2:]) * float(np.finfo(fnp.aval_of(s)[1]).eps) if rtol is None \
-            else fnp.expand_dims(fnp._as_array(rtol), -1)
-        tol = fnp.multiply(fnp.max(s, axis=-1, keepdims=True, initial=0.0), rtol)
-    else:
-        tol = fnp.expand_dims(fnp._as_array(tol), -1)
+    if tol is not None:
+        return _count_above(s, fnp.expand_dims(fnp._as_array(tol), -1))
+    return _rank(s, max(A.shape[-2:]) * float(np.finfo(fnp.aval_of(s)[1]).eps) if rtol is None
+                 else fnp.expand_dims(fnp._as_array(rtol), -1))
+
+
+def _rank(s, rtol):
+    """How many singular values (descending, on the last axis) are above rtol
+    times the largest (matrix_rank's and lstsq's rank)."""
+    return _count_above(s, fnp.multiply(fnp.max(s, axis=-1, keepdims=True, initial=0.0), rtol))
+
+
+def _count_above(s, tol):
     return fnp.sum(fnp.astype(fnp.greater(s, tol), np.int64), axis=-1)
 
 
@@ -328,8 +335,8 @@ def cond(x, p=None):
         largest, smallest = (fnp.getitem(s, (Ellipsis, k)) for k in (0, -1))
         ratio = fnp.true_divide(*((smallest, largest) if p == -2 else (largest, smallest)))
         # 0 / 0 (a zero matrix) is inf, as NumPy's, unless x holds a nan
-        holds_nan = fnp.max(fnp.not_equal(x, x), axis=(-2, -1), initial=False)
-        return fnp.where(fnp.logical_and(fnp.not_equal(ratio, ratio), fnp.logical_not(holds_nan)),
+        from graphc.composites import any_, isnan
+        return fnp.where(fnp.logical_and(isnan(ratio), fnp.logical_not(any_(isnan(x), (-2, -1)))),
                          np.inf, ratio)
     from graphc.composites import norm
     return fnp.multiply(norm(x, p, axis=(-2, -1)), norm(inv(x), p, axis=(-2, -1)))
@@ -356,7 +363,8 @@ def vecdot(x1, x2, /, *, axis=-1):
     if fnp.ndim(product) == 0:
         errors.refuse(errors.ShapeError, "vecdot: the arguments need at least one axis")
     if fnp.aval_of(product)[1] == np.bool_:     # NumPy's: any of the ands, a bool
-        return fnp.max(product, axis=axis, initial=False)
+        from graphc.composites import any_
+        return any_(product, axis)
     return fnp.sum(product, axis=axis)
 
 
@@ -377,10 +385,11 @@ def linalg_diagonal(x, /, *, offset=0):
 
 
 def linalg_cross(x1, x2, /, *, axis=-1):
-    if any(fnp._as_array(x).ndim and fnp._as_array(x).shape[axis] != 3 for x in (x1, x2)):
+    x1, x2 = fnp._as_array(x1), fnp._as_array(x2)
+    if any(x.ndim and x.shape[axis] != 3 for x in (x1, x2)):
         errors.refuse(errors.ShapeError, "np.linalg.cross: both arguments need 3 elements "
                                          "along the axis")
-    if axis not in (-1, max(fnp._as_array(x1).ndim, fnp._as_array(x2).ndim) - 1):
+    if axis not in (-1, max(x1.ndim, x2.ndim) - 1):
         x1, x2 = (fnp.moveaxis(x, axis, -1) for x in (x1, x2))
         return fnp.moveaxis(cross(x1, x2), -1, axis)
     return cross(x1, x2)

@@ -567,8 +567,14 @@ _register(OpDef("cumprod", "row", _row_rule("cumprod"),
 # these ops and matmul: inv' = -inv^T ct inv^T; solve(a, b) = x gives b the
 # cotangent solve(a^T, ct) and a minus that times x^T; det' = ct det inv^T and
 # log|det|' = ct inv^T. slogdet's sign has none.
+def _matrices(op, a):
+    if len(a.shape) < 2 or np.dtype(a.dtype).kind != "f":
+        raise errors.GraphcError(f"internal: {op} takes a stack of float matrices")
+
+
 def _square(op, a):
-    if len(a.shape) < 2 or a.shape[-1] != a.shape[-2] or np.dtype(a.dtype).kind != "f":
+    _matrices(op, a)
+    if a.shape[-1] != a.shape[-2]:
         raise errors.GraphcError(f"internal: {op} takes a stack of square float matrices")
 
 
@@ -677,6 +683,12 @@ def rows(x, start, stop):
     return fnp.getitem(x, (Ellipsis, builtins.slice(start, stop), builtins.slice(None)))
 
 
+def columns(x, start, stop):
+    """Columns start:stop of each matrix of the stack x."""
+    from graphc import numpy_api as fnp
+    return fnp.getitem(x, (Ellipsis, builtins.slice(start, stop)))
+
+
 def _over_gaps(m, gap):
     """F * m, F[i, j] = 1 / gap[i, j] off the diagonal and 0 on it, where a
     gap of 0 (equal eigenvalues or singular values) gives 0 where m is 0 and
@@ -698,11 +710,6 @@ def _eigh_vjp(ct, out, a):
 
 
 _register(OpDef("eigh", "linalg", _eigh_infer, _eigh_impl, _eigh_vjp))
-
-
-def _matrices(op, a):
-    if len(a.shape) < 2 or np.dtype(a.dtype).kind != "f":
-        raise errors.GraphcError(f"internal: {op} takes a stack of float matrices")
 
 
 # svd: a's reduced SVD, a = U diag(s) V^T with k = min(m, n) singular values
@@ -791,7 +798,6 @@ def _square_qr_vjp(q, r, q_ct, r_ct):
 
 
 def _qr_vjp(ct, out, a):
-    from graphc import numpy_api as fnp
     m, n = a.shape[-2:]
     k = min(m, n)
     q, r = rows(out, 0, m), P.swap_last(rows(out, m, None))
@@ -800,8 +806,6 @@ def _qr_vjp(ct, out, a):
     r_ct = P.where(upper, P.swap_last(rows(ct, m, None)), P.scalar_like(r, 0))
     if m >= n:
         return [_square_qr_vjp(q, r, q_ct, r_ct)]
-    columns = lambda x, start, stop: fnp.getitem(     # noqa: E731
-        x, (Ellipsis, builtins.slice(start, stop)))
     y, r_y_ct = columns(a, m, None), columns(r_ct, m, None)
     x_ct = _square_qr_vjp(q, columns(r, 0, m), P.add(q_ct, P.matmul(y, P.swap_last(r_y_ct))),
                           columns(r_ct, 0, m))

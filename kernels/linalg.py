@@ -1,6 +1,6 @@
 """np.linalg's inv, solve, det, slogdet, cholesky, eigh, svd, qr and pinv over
-a stack of matrices, each a C function compiled once per install and dtype and called
-by address (kernels/dispatch.py). Numba's LAPACK wrappers are large: linked
+a stack of matrices, each a C function compiled once per install and dtype
+and called by address (kernels/dispatch.py). Numba's LAPACK wrappers are large: linked
 into each model as Numba code, inv, solve and cholesky were about 9,000 of
 the 13,800 lines of LLVM IR of examples/06_gaussian_process.py's step, which
 LLVM optimized and compiled again for every model using them.
@@ -8,8 +8,8 @@ LLVM optimized and compiled again for every model using them.
 Generated code calls `lapack_rows(LAPACK_INV, a, b, out, flag)` (and so on) on
 (batch, n, n) views (b: solve's right-hand sides, else a; flag: slogdet's
 `logabs`, or LAPACK_DET; svd, qr and pinv take (batch, m, n) views, m the
-flag, and pinv's b holds its rcond),
-after `build_lapack(kernel, itemsize)` at its import, and raises NumPy's
+flag, and pinv's b holds its rcond), after `build_lapack(kernel, itemsize)`
+at its import, and raises NumPy's
 LinAlgError, naming the user's line, where the status says LAPACK refused
 a matrix: inv and solve of a singular one (det and slogdet give 0 and
 -inf), cholesky of one that is not positive definite.
