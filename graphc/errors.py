@@ -129,16 +129,19 @@ def name_users_line(e: GraphcError) -> None:
     none: the innermost frame of its traceback that is the user's code. Ops
     that check their arguments name it themselves; this covers the checks
     that do not (an axis given twice, np.stack of unequal shapes, ...)."""
-    if not e.args or not isinstance(e.args[0], str) or " (at " in e.args[0]:
-        return
-    e.args = (e.args[0] + at(users_line_in(e.__traceback__)),) + e.args[1:]
+    _name_line(e, lambda: users_line_in(e.__traceback__))
 
 
 def name_callers_line(e: GraphcError) -> None:
     """Give `e` the line of the user's code calling into graphc, if its
     message names none (a step's checks of its params and state)."""
+    _name_line(e, user_location)
+
+
+def _name_line(e: GraphcError, location) -> None:
+    """Append `location()`'s line to e's message, unless it names one already."""
     if e.args and isinstance(e.args[0], str) and " (at " not in e.args[0]:
-        e.args = (e.args[0] + at(user_location()),) + e.args[1:]
+        e.args = (e.args[0] + at(location()),) + e.args[1:]
 
 
 def users_line_in(tb) -> str | None:
