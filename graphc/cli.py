@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import sys
 
 
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
 
 
 def _cache(action: str, max_mb: float | None) -> None:
-    from graphc import cache_limit, runtime
+    from graphc import cache_limit, code_files, runtime
     directory = runtime.cache_dir()
     found = cache_limit.entries(directory)
     if action == "info":
@@ -113,6 +114,10 @@ def _cache(action: str, max_mb: float | None) -> None:
         with contextlib.suppress(OSError):     # only if nothing else is in it
             (directory / "__pycache__").rmdir()
         print(f"removed {_count(modules, 'cached module', 'cached modules')} from {directory}")
+        kernels = directory / code_files.KERNELS_FOLDER     # exported steps' (graphc/code_files.py)
+        if kernels.is_dir() and not kernels.is_symlink():
+            shutil.rmtree(kernels, ignore_errors=True)
+            print(f"removed the kernels exported steps share ({kernels})")
 
 
 def _count(n: int, one: str, many: str) -> str:

@@ -11,6 +11,7 @@ carries its source, and graphc.state_memory's).
 """
 from __future__ import annotations
 
+import ast
 import base64
 import importlib
 import inspect
@@ -19,7 +20,7 @@ import re
 
 import numpy as np
 
-from graphc import api, codegen, errors, pytree, state_memory, steady_call
+from graphc import api, code_files, codegen, errors, pytree, state_memory, steady_call
 
 _TEMPLATE = '''\
 \"\"\"Standalone training step exported by graphc {version}.
@@ -42,10 +43,10 @@ from numba import njit
 
 
 class _Names(ModuleType):
-    """A module whose attributes are this module's names: the embedded kernels
-    call <module>.<function>(...) on this module, which importlib's spec
-    recipe (module_from_spec, exec_module) puts in no sys.modules. It goes
-    there in its place: Numba's cache pickles functions by their module."""
+    """A module whose attributes are this module's names, for importlib's spec
+    recipe (module_from_spec, exec_module), which puts this module in no
+    sys.modules. It goes there in its place: Numba's cache pickles functions
+    by their module."""
 
     def __getattr__(self, name):
         try:
@@ -63,7 +64,17 @@ if _SELF is None or vars(_SELF) is not globals():     # not imported
     if _THERE is None or type(_THERE).__name__ == "_Names":   # (an earlier load's)
         sys.modules[__name__] = _SELF
 
-{embedded}
+# ---- graphc.code_files, embedded ---------------------------------------
+{code_files}
+# ---- end of graphc.code_files ------------------------------------------
+
+# The graphc.kernels modules that `run` calls, run as one module of their own
+# (code_files.kernels_module): Numba keeps their compiled code beside a file
+# named by a hash of this text, so every exported step embedding these
+# kernels compiles them once.
+_KERNELS = {embedded}
+{kernel_names} = kernels_module(_KERNELS)
+
 {kernels}
 
 # ---- graphc.state_memory, embedded -------------------------------------
@@ -362,17 +373,6 @@ def _kernel_source(name: str) -> str:
     return inspect.getsource(importlib.import_module(f"graphc.kernels.{name}"))
 
 
-def _kernels_needed(kernels: list[str]) -> list[str]:
-    """The kernel modules the generated code calls (vmath.exp, blas.gemm, ...) and
-    the ones they import, in _KERNEL_MODULES order."""
-    needed = {name for name in _KERNEL_MODULES if any(f"{name}." in k for k in kernels)}
-    for name in reversed(_KERNEL_MODULES):      # importers come after what they import
-        if name in needed:
-            for imported in _KERNEL_IMPORT.findall(_kernel_source(name)):
-                needed.update(imported.split(", "))
-    return [name for name in _KERNEL_MODULES if name in needed]
-
-
 def _embedded(name: str) -> str:
     """The source of graphc.kernels.<name>, bound to `name` in the exported module
     (its imports of other kernel modules dropped: they are embedded too, and
@@ -381,6 +381,25 @@ def _embedded(name: str) -> str:
             + _KERNEL_IMPORT.sub("", _kernel_source(name))
             + f"\n{name} = _SELF   # the kernels call {name}.<function>(...)\n"
             + f"# ---- end of graphc.kernels.{name} " + "-" * 43 + "\n")
+
+
+_KERNELS_HEADER = '''"""graphc.kernels modules embedded in a step exported by graphc {version}."""
+import sys
+
+_SELF = sys.modules[__name__]      # each module below is bound to this one's name
+'''
+
+
+def _string_literal(text: str) -> str:
+    """`text` as a raw triple-quoted literal, readable as the code it holds
+    (repr's one line where that cannot hold it)."""
+    literal = "r'''" + text + "'''"
+    try:
+        if ast.literal_eval(literal) == text:
+            return literal
+    except SyntaxError:
+        pass
+    return repr(text)
 
 
 def _structure(treedef):
@@ -438,16 +457,19 @@ def export(step, path) -> None:
                           f"{sorted(module.unread_inputs)!r}, {make_steady}),")
     steady = "\n\n".join(steady_call.source(layout).replace("def make(", f"def {name}(")
                           for layout, name in layouts.items())
-    # the graphc.kernels modules the kernels call (vmath.exp, blas.gemm, alloc.empty),
-    # carried along so graphc is not needed
-    embedded = "".join(_embedded(name) for name in _kernels_needed(kernels))
+    # the graphc.kernels modules (vmath.exp, blas.gemm, alloc.empty), carried
+    # along so graphc is not needed: all of them, whichever this step calls,
+    # so every step this graphc exports shares one compiled copy
+    embedded = _KERNELS_HEADER.format(version=graphc.__version__) + "".join(
+        _embedded(name) for name in _KERNEL_MODULES)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     encoded = base64.b64encode(buffer.getvalue()).decode()
     blob = "\n".join(f'    "{encoded[i:i + 96]}"' for i in range(0, len(encoded), 96)) or '    ""'
     structure = _structure(treedef)
     source = _TEMPLATE.format(
-        version=graphc.__version__, embedded=embedded,
+        version=graphc.__version__, embedded=_string_literal(embedded),
+        kernel_names=" = ".join(_KERNEL_MODULES), code_files=inspect.getsource(code_files),
         kernels="FASTMATH = " + codegen.FASTMATH + "\n" + "\n".join(kernels), blob=blob,
         structure=structure, slots=tuple(step.optimizer.slots), has_aux=step.has_aux,
         signatures="\n".join(signatures), count=int(state["count"]),

@@ -35,6 +35,7 @@ import warnings
 
 import graphc
 from graphc import cache_limit
+from graphc.code_files import cache_dir, unsafe_reason, write_atomic
 from graphc.errors import CacheWarning
 
 
@@ -42,15 +43,6 @@ _modules: dict[str, object] = {}
 _lock = threading.Lock()
 _fallback_dir: pathlib.Path | None = None
 _CHECKSUM_PREFIX = "# graphc-sha256: "
-
-
-def cache_dir() -> pathlib.Path:
-    """`$GRAPHC_CACHE_DIR`, else `$XDG_CACHE_HOME/graphc`, else `~/.cache/graphc`."""
-    env = os.environ.get("GRAPHC_CACHE_DIR")
-    if env:
-        return pathlib.Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return pathlib.Path(base) / "graphc"
 
 
 @functools.cache
@@ -63,16 +55,6 @@ def module_key(source: str) -> str:
     prefix = f"{graphc.__version__}\n{kernels_fingerprint()}\n"
     h = hashlib.sha256(prefix.encode() + source.encode())
     return h.hexdigest()[:24]
-
-
-def unsafe_reason(path: pathlib.Path) -> str | None:
-    """Why `path` must not be trusted for imported code, or None if it is safe."""
-    st = path.stat()
-    if hasattr(os, "getuid") and st.st_uid != os.getuid():
-        return f"{path} is owned by another user (uid {st.st_uid})"
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        return f"{path} can be written by other users (mode {stat.filemode(st.st_mode)})"
-    return None
 
 
 def usable_dir() -> pathlib.Path:
@@ -112,20 +94,8 @@ def _intact(path: pathlib.Path) -> bool:
     return _checked_text(path) is not None
 
 
-def _write_atomic(path: pathlib.Path, data: bytes, prefix: str, suffix: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _write(path: pathlib.Path, source: str) -> None:
-    _write_atomic(path, _checksummed(source).encode(), ".tmp_", ".py")
+    write_atomic(path, _checksummed(source).encode(), ".tmp_", ".py")
 
 
 def _bytecode_path(path: pathlib.Path) -> pathlib.Path:
@@ -189,7 +159,7 @@ def write_checked(path: pathlib.Path, header: bytes, body: bytes) -> bool:
     (made again next time, as without this file)."""
     try:
         path.parent.mkdir(mode=0o700, exist_ok=True)
-        _write_atomic(path, header + hashlib.sha256(body).digest() + body, f"{path.stem}.", ".tmp")
+        write_atomic(path, header + hashlib.sha256(body).digest() + body, f"{path.stem}.", ".tmp")
     except OSError:
         return False
     return True

@@ -82,17 +82,22 @@ def test_graphc_cache_clear_removes_only_graphcs_files(tmp_path, monkeypatch, ca
     ours = [tmp_path / f"{module}.py", tmp_path / ".tmp_x1y2z3w4.py",
             tmp_path / f"{lowering}.lowered", tmp_path / f"{lowering}.x1y2.tmp",
             tmp_path / "__pycache__" / f"{module}.run-40.py311.nbi",
-            tmp_path / "__pycache__" / f"{module}.run-40.py311.1.nbc"]
+            tmp_path / "__pycache__" / f"{module}.run-40.py311.1.nbc",
+            tmp_path / "exported_kernels" / "__pycache__" / "graphc_kernels_0a1b.gemm-9.py311.nbi"]
     theirs = [tmp_path / "notes.txt", tmp_path / "__pycache__" / "notes.cpython-311.pyc",
               tmp_path / "graphc_helpers.py"]
+    (tmp_path / "exported_kernels" / "__pycache__").mkdir(parents=True)
     for f in ours + theirs:
         f.write_text("x" * 100_000)
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     assert cli.main(["cache", "info"]) == 0
     assert "modules: 1\nsize: 0.6 MB" in capsys.readouterr().out    # its own 6 files only
     assert cli.main(["cache", "clear"]) == 0
-    assert f"removed 1 cached module from {tmp_path}" in capsys.readouterr().out
+    assert capsys.readouterr().out == (
+        f"removed 1 cached module from {tmp_path}\n"
+        f"removed the kernels exported steps share ({tmp_path / 'exported_kernels'})\n")
     assert not any(f.exists() for f in ours) and all(f.exists() for f in theirs)
+    assert not (tmp_path / "exported_kernels").exists()
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -2,7 +2,9 @@
 import ast
 import collections
 import copy
+import hashlib
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -161,7 +163,7 @@ except TypeError as e:
     assert "graphc" not in imported
     assert "def gemm(" in text and "def empty(" in text    # graphc.kernels.blas, .alloc embedded
     assert "def _trig_compile(" in text       # .trig: float32 sin builds its LLVM functions
-    assert ("def fold_rows(" in text) == (dtype == np.float32)     # .sums when it is called
+    assert "def fold_rows(" in text     # .sums, called or not: every step embeds every kernel
     # the label check's error names the loss's line, as graphc's own does
     assert f"(at {__file__}:{loss.__code__.co_firstlineno + 2})" in text and "(at node" not in text
     # SGD's weight updates accumulate inside the gradient GEMM (beta = 1)
@@ -185,6 +187,52 @@ def test_the_embedded_kernel_modules_define_each_name_once():
                 for name in names:
                     defined[name].append(module)
     assert {name: modules for name, modules in defined.items() if len(modules) > 1} == {}
+
+
+_SHARED_KERNELS_SCRIPT = """
+import sys
+sys.modules["graphc"] = None
+sys.path.insert(0, {directory!r})
+import numpy as np, first_step
+data = np.load({data!r})
+params = {{k: data[k].copy() for k in ("W", "b", "V")}}
+first_step.step(params, data["x"], data["y"], 1e-3)
+gemm = first_step.blas.gemm
+print(sum(gemm.stats.cache_hits.values()) > 0, sum(gemm.stats.cache_misses.values()))
+"""
+
+
+def test_exported_steps_share_one_compiled_copy_of_graphcs_kernels(tmp_path, import_exported):
+    """Two steps of two models embed one text of graphc.kernels, run as one
+    module from a file in graphc's cache directory named by its hash: the
+    second imported compiles none of them again, and a new process loads them
+    (gemm here) from Numba's cache beside that file."""
+    params, x, y = _setup(np.float32)
+    step = gc.compile_step(loss, gc.optim.SGD(0.1))
+    step(params, x, y, 1e-3)
+    first = import_exported(step, "first_step")
+    second = _tied_step_exported(import_exported, "second_step",
+                                 {"A": np.ones(6), "B": np.zeros(6)})[1]
+    assert first.blas is first.vmath is second.blas is second.dispatch
+    kernels_file = pathlib.Path(first.blas.__file__)
+    assert kernels_file.parent == pathlib.Path(os.environ["GRAPHC_CACHE_DIR"]) / "exported_kernels"
+    assert kernels_file.stem == first.blas.__name__ == (
+        "graphc_kernels_" + hashlib.sha256(first._KERNELS.encode()).hexdigest()[:24])
+    assert first.step(copy.deepcopy(params), x, y, 1e-3) == step(copy.deepcopy(params), x, y, 1e-3)
+    # the module's own names (graphc.code_files', state_memory's and its
+    # own, beside the kernels' module) are each defined once
+    defined = collections.Counter(
+        name for node in ast.parse(pathlib.Path(first.__file__).read_text()).body
+        for name in ([node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) else
+                     [n.id for t in getattr(node, "targets", []) for n in ast.walk(t)
+                      if isinstance(n, ast.Name)]))
+    assert [name for name, count in defined.items() if count > 1] == []
+    np.savez(tmp_path / "data.npz", x=x, y=y, **params)
+    script = _SHARED_KERNELS_SCRIPT.format(directory=str(tmp_path), data=str(tmp_path / "data.npz"))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "0"]
 
 
 def tied_loss(p, x):
