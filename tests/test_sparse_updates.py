@@ -1,0 +1,129 @@
+"""SGD steps of tables read at rows (embeddings): the update subtracts at the
+rows read (codegen._scatter_updates), never making the dense gradient, and
+equals the dense update, W - lr * grad, from gc.grad."""
+import numpy as np
+import pytest
+
+import graphc as gc
+
+
+def bag_loss(p, idx, y):
+    """Each example sums the rows of its tokens (idx: examples x tokens)."""
+    return np.mean((np.sum(p["E"][idx], axis=1) @ p["v"] - y) ** 2)
+
+
+def column_loss(p, idx, y):
+    """The table read at columns (axis 1), each a 3-d slab: the scatter is in the middle."""
+    return np.mean((np.sum(p["E"][:, idx] * p["v"][:, None, None], axis=(0, 2)) - y) ** 2)
+
+
+def _kernels(step, *args):
+    return [k.name.split("_", 1)[1] for k in step.inspect(*args).kernels]
+
+
+def _dense_sgd(loss, params, lr, args, steps):
+    """`steps` SGD steps by gc.grad and NumPy, from copies of `params`."""
+    p = {k: v.copy() for k, v in params.items()}
+    for t in range(steps):
+        rate = lr(t) if callable(lr) else lr
+        g = gc.grad(loss)(p, *args)
+        p = {k: v - p[k].dtype.type(rate) * g[k] for k, v in p.items()}
+    return p
+
+
+@pytest.mark.parametrize("loss, table, idx_shape, dtype, lr", [
+    (bag_loss, (40, 6), (24, 3), np.float32, 0.1),
+    (bag_loss, (40, 6), (24, 3), np.float64, lambda t: 0.2 / (1 + t)),   # a schedule: lr an array
+    (column_loss, (3, 30, 2), (12,), np.float64, 0.05),
+], ids=["bag-float32", "bag-float64-schedule", "columns-float64"])
+def test_a_table_read_at_rows_is_updated_at_those_rows_as_the_dense_update(
+        loss, table, idx_shape, dtype, lr):
+    rng = np.random.default_rng(0)
+    axis_size = table[0] if loss is bag_loss else table[1]
+    # rows read many times, and negative indices (NumPy's, from the end)
+    idx = rng.integers(-axis_size, axis_size // 3, size=idx_shape)
+    y = rng.normal(size=idx_shape[0]).astype(dtype)
+    params = {"E": rng.normal(size=table).astype(dtype),
+              "v": rng.normal(size=table[-1] if loss is bag_loss else table[0]).astype(dtype)}
+    step = gc.compile_step(loss, gc.optim.SGD(lr))
+    mine = {k: v.copy() for k, v in params.items()}
+    for _ in range(3):
+        step(mine, idx, y)
+    assert "scatter_update" in _kernels(step, mine, idx, y)
+    assert "scatter_add" not in _kernels(step, mine, idx, y)
+    expected = _dense_sgd(loss, params, lr, (idx, y), 3)
+    tolerance = 1e-5 if dtype == np.float32 else 1e-12     # rows read twice: summed apart
+    for k in params:
+        assert mine[k].dtype == dtype
+        np.testing.assert_allclose(mine[k], expected[k], rtol=tolerance, atol=tolerance)
+    untouched = np.setdiff1d(np.arange(axis_size), idx % axis_size)
+    taken = (slice(None), untouched) if loss is column_loss else untouched
+    np.testing.assert_array_equal(mine["E"][taken], params["E"][taken])
+
+
+@pytest.mark.parametrize("optimizer, loss", [
+    (gc.optim.Adam(0.1), bag_loss),                           # moments: dense, as PyTorch's
+    (gc.optim.SGD(0.1, weight_decay=0.01), bag_loss),         # the decay touches every row
+    (gc.optim.SGD(0.1),                                       # the table read twice
+     lambda p, idx, y: bag_loss(p, idx, y) + np.sum(p["E"][idx[:, :1]] ** 2)),
+], ids=["adam", "weight-decay", "read-twice"])
+def test_updates_of_every_row_stay_dense_and_right(optimizer, loss):
+    rng = np.random.default_rng(1)
+    idx, y = rng.integers(0, 40, size=(24, 3)), rng.normal(size=24)
+    params = {"E": rng.normal(size=(40, 6)), "v": rng.normal(size=6)}
+    step = gc.compile_step(loss, optimizer)
+    mine = {k: v.copy() for k, v in params.items()}
+    step(mine, idx, y)
+    assert "scatter_update" not in _kernels(step, mine, idx, y)
+    if isinstance(optimizer, gc.optim.SGD):
+        expected = {k: v - 0.1 * g for (k, v), g in zip(
+            params.items(), gc.grad(lambda p: loss(p, idx, y) + 0.005 * sum(
+                np.sum(a ** 2) for a in p.values()) * (optimizer.weight_decay > 0))(
+                params).values())}
+        for k in params:
+            np.testing.assert_allclose(mine[k], expected[k], rtol=1e-12, atol=1e-12)
+
+
+def test_an_index_out_of_range_leaves_the_table_untouched():
+    rng = np.random.default_rng(2)
+    params = {"E": rng.normal(size=(40, 6)), "v": rng.normal(size=6)}
+    step = gc.compile_step(bag_loss, gc.optim.SGD(0.1))
+    y = rng.normal(size=24)
+    step(params, rng.integers(0, 40, size=(24, 3)), y)
+    before = {k: v.copy() for k, v in params.items()}
+    idx = rng.integers(0, 40, size=(24, 3))
+    idx[20, 1] = 40
+    with pytest.raises(IndexError, match="out of range"):
+        step(params, idx, y)
+    for k in params:
+        np.testing.assert_array_equal(params[k], before[k])
+
+
+def test_gc_train_of_an_embedding_model_equals_its_steps_by_hand():
+    rng = np.random.default_rng(3)
+    idx, y = rng.integers(0, 40, size=(32, 3)), rng.normal(size=32).astype(np.float32)
+    params = {"E": rng.normal(size=(40, 6)).astype(np.float32),
+              "v": rng.normal(size=6).astype(np.float32)}
+    by_hand = {k: v.copy() for k, v in params.items()}
+    gc.train(bag_loss, params, (idx, y), gc.optim.SGD(0.1), batch_size=8, epochs=2,
+             shuffle=False, progress=False)
+    step = gc.compile_step(bag_loss, gc.optim.SGD(0.1))
+    for _ in range(2):
+        for start in range(0, 32, 8):
+            step(by_hand, idx[start:start + 8], y[start:start + 8])
+    for k in params:
+        np.testing.assert_array_equal(params[k], by_hand[k])
+
+
+def test_an_exported_embedding_step_updates_the_rows_read_as_graphcs_does(import_exported):
+    rng = np.random.default_rng(4)
+    idx, y = rng.integers(-40, 40, size=(24, 3)), rng.normal(size=24)
+    params = {"E": rng.normal(size=(40, 6)), "v": rng.normal(size=6)}
+    step = gc.compile_step(bag_loss, gc.optim.SGD(0.1))
+    step(params, idx, y)
+    module = import_exported(step, "embedding_step")
+    exported = {k: v.copy() for k, v in params.items()}
+    for _ in range(2):
+        assert module.step(exported, idx, y) == step(params, idx, y)
+    for k in params:
+        np.testing.assert_array_equal(exported[k], params[k])
