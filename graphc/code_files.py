@@ -12,9 +12,11 @@ by a hash of that text, in graphc's cache directory: every exported step
 embedding the same kernels, in this process or a later one, loads them as
 graphc's own steps load graphc.kernels.
 """
+import atexit
 import hashlib
 import os
 import pathlib
+import shutil
 import stat
 import sys
 import tempfile
@@ -27,9 +29,9 @@ def cache_dir() -> pathlib.Path:
     """`$GRAPHC_CACHE_DIR`, else `$XDG_CACHE_HOME/graphc`, else `~/.cache/graphc`."""
     env = os.environ.get("GRAPHC_CACHE_DIR")
     if env:
-        return pathlib.Path(env)
+        return pathlib.Path(env).absolute()     # (the same folder after an os.chdir)
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return pathlib.Path(base) / "graphc"
+    return (pathlib.Path(base) / "graphc").absolute()
 
 
 def unsafe_reason(path: pathlib.Path) -> str | None:
@@ -56,28 +58,41 @@ def write_atomic(path: pathlib.Path, data: bytes, prefix: str, suffix: str) -> N
         raise
 
 
-KERNELS_FOLDER = "exported_kernels"     # in cache_dir(); the cache's size bound leaves it be
+def private(directory: pathlib.Path) -> None:
+    """Make our own `directory` writable by us alone: Numba or Python creates
+    __pycache__ with the umask's mode (0775 under umask 002), and the
+    bytecode (and Numba's pickles) there is code that gets run."""
+    st = directory.stat()
+    others_write = stat.S_IWGRP | stat.S_IWOTH
+    if hasattr(os, "getuid") and st.st_uid == os.getuid() and st.st_mode & others_write:
+        directory.chmod(stat.S_IMODE(st.st_mode) & ~others_write)
 
 
-def kernels_module(text: str) -> types.ModuleType:
+KERNELS_FOLDER = "exported_kernels"     # in cache_dir(), else beside the exported module
+
+
+def kernels_module(text: str, beside: str | None = None) -> types.ModuleType:
     """The module running `text` (embedded graphc.kernels), one per text and
-    process, registered in sys.modules under a name made from its hash."""
+    process, registered in sys.modules under a name made from its hash. Its
+    file goes in graphc's cache directory, else in the folder `beside` (an
+    exported module's own __pycache__), else in a temporary folder for this
+    process (with a warning: every process compiles the kernels again)."""
     name = "graphc_kernels_" + hashlib.sha256(text.encode()).hexdigest()[:24]
     with _LOCK:
         module = sys.modules.get(name)
         if module is None:
-            module = _run_as_module(name, text)
+            module = _run_as_module(name, text, beside)
     return module
 
 
-def _run_as_module(name: str, text: str) -> types.ModuleType:
-    path = _source_file(name, text)
+def _run_as_module(name: str, text: str, beside: str | None) -> types.ModuleType:
+    path = _source_file(name, text, beside)
     module = types.ModuleType(name)
     module.__file__ = str(path)
     sys.modules[name] = module      # before it runs: Numba's cache finds functions by module
     try:
         # the text this process holds, never the file's: the file is there
-        # for Numba's cache, which keys on its path and modification time
+        # for Numba's cache, which finds its compiled code by the file
         exec(compile(text, str(path), "exec"), vars(module))
     except BaseException:
         del sys.modules[name]
@@ -85,34 +100,53 @@ def _run_as_module(name: str, text: str) -> types.ModuleType:
     return module
 
 
-def _source_file(name: str, text: str) -> pathlib.Path:
-    """A file holding `text` in a folder that only this user can write (so
-    Numba's cached code beside it is ours), written only when missing or
-    different: rewriting it would change its time and void Numba's cache."""
-    directory = _private_folder(cache_dir() / KERNELS_FOLDER)
-    if directory is None:
-        directory = _temporary_folder()
-    path = directory / f"{name}.py"
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return path
-    except (OSError, UnicodeDecodeError):
-        pass
+def _source_file(name: str, text: str, beside: str | None) -> pathlib.Path:
+    """A file holding `text`, in the first folder of those kernels_module
+    names that this user alone can write (so Numba's cached code beside it
+    is ours). It is written only when missing or different: Numba keys its
+    cache on the file (older Numbas on its modification time)."""
+    folders = [cache_dir() / KERNELS_FOLDER] + (
+        [pathlib.Path(beside) / KERNELS_FOLDER] if beside else [])
+    for directory in folders:
+        if _private_folder(directory):
+            path = directory / f"{name}.py"
+            try:
+                if not _holds(path, text):
+                    write_atomic(path, text.encode("utf-8"), ".tmp_", ".py")
+                return path
+            except OSError:         # full, or read-only after all: the next folder
+                pass
+    path = _temporary_folder(folders) / f"{name}.py"
     write_atomic(path, text.encode("utf-8"), ".tmp_", ".py")
     return path
 
 
-def _private_folder(directory: pathlib.Path) -> pathlib.Path | None:
-    """`directory` (and its __pycache__, made before Numba makes it with the
-    umask's mode), created if need be, if this user alone can write them."""
+def _holds(path: pathlib.Path, text: str) -> bool:
     try:
+        return path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _private_folder(directory: pathlib.Path) -> bool:
+    """Whether `directory`, its parent and its __pycache__ (made here before
+    Numba makes it with the umask's mode) are, or could be made, this user's
+    alone to write; our own folders are no symbolic links (another could be
+    put in their place between this check and Numba reading its cache)."""
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if unsafe_reason(directory.parent) is not None:
+            return False
         for folder in (directory, directory / "__pycache__"):
-            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            folder.mkdir(exist_ok=True, mode=0o700)
+            if folder.is_symlink():
+                return False
+            private(folder)
             if unsafe_reason(folder) is not None or not os.access(folder, os.W_OK):
-                return None
+                return False
     except OSError:
-        return None
-    return directory
+        return False
+    return True
 
 
 # one lock for every copy of this file in the process (graphc's, each exported
@@ -122,11 +156,12 @@ _LOCK = vars(sys.modules.setdefault("_graphc_code_files", types.ModuleType("_gra
 _temporary = []     # this process's fallback folder, once made
 
 
-def _temporary_folder() -> pathlib.Path:
+def _temporary_folder(tried: list) -> pathlib.Path:
     if not _temporary:
         _temporary.append(pathlib.Path(tempfile.mkdtemp(prefix="graphc-kernels-")))
-        warnings.warn(f"graphc's cache directory {cache_dir()} cannot be used for the "
-                      f"exported step's kernels; they are compiled in {_temporary[0]} for this "
-                      f"process only. Set GRAPHC_CACHE_DIR to a private writable directory "
-                      f"to keep them.", RuntimeWarning, stacklevel=5)
+        atexit.register(shutil.rmtree, _temporary[0], True)    # its code is this process's
+        warnings.warn(f"no private writable folder for the exported step's kernels "
+                      f"({' or '.join(map(str, tried))}); they are compiled in {_temporary[0]} "
+                      f"for this process only. Set GRAPHC_CACHE_DIR to a private writable "
+                      f"directory to keep them.", RuntimeWarning, stacklevel=5)
     return _temporary[0]

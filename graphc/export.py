@@ -34,6 +34,7 @@ import base64
 import functools
 import io
 import operator
+import os
 import sys
 from types import ModuleType, SimpleNamespace
 
@@ -70,10 +71,13 @@ if _SELF is None or vars(_SELF) is not globals():     # not imported
 
 # The graphc.kernels modules that `run` calls, run as one module of their own
 # (code_files.kernels_module): Numba keeps their compiled code beside a file
-# named by a hash of this text, so every exported step embedding these
-# kernels compiles them once.
+# named by a hash of this text in graphc's cache directory (else in this
+# module's __pycache__), so every exported step embedding these kernels
+# compiles them once.
 _KERNELS = {embedded}
-{kernel_names} = kernels_module(_KERNELS)
+_HERE = globals().get("__file__")
+{kernel_names} = kernels_module(
+    _KERNELS, _HERE and os.path.join(os.path.dirname(os.path.abspath(_HERE)), "__pycache__"))
 
 {kernels}
 
@@ -397,7 +401,7 @@ def _string_literal(text: str) -> str:
     try:
         if ast.literal_eval(literal) == text:
             return literal
-    except SyntaxError:
+    except (SyntaxError, ValueError):     # (''' or a backslash before the end)
         pass
     return repr(text)
 

@@ -27,7 +27,6 @@ import importlib.util
 import marshal
 import os
 import pathlib
-import stat
 import sys
 import tempfile
 import threading
@@ -35,7 +34,7 @@ import warnings
 
 import graphc
 from graphc import cache_limit
-from graphc.code_files import cache_dir, unsafe_reason, write_atomic
+from graphc.code_files import cache_dir, private, unsafe_reason, write_atomic
 from graphc.errors import CacheWarning
 
 
@@ -111,16 +110,6 @@ def _bytecode_header(path: pathlib.Path, text: str) -> bytes:
     return importlib.util.MAGIC_NUMBER + hashlib.sha256(made_from.encode()).digest()
 
 
-def _private(directory: pathlib.Path) -> None:
-    """Make our own `directory` writable by us alone: Numba or Python creates
-    __pycache__ with the umask's mode (0775 under umask 002), and the
-    bytecode (and Numba's pickles) there is code that gets run."""
-    st = directory.stat()
-    others_write = stat.S_IWGRP | stat.S_IWOTH
-    if hasattr(os, "getuid") and st.st_uid == os.getuid() and st.st_mode & others_write:
-        directory.chmod(stat.S_IMODE(st.st_mode) & ~others_write)
-
-
 def checked_body(path: pathlib.Path, header: bytes, stacklevel: int = 5) -> bytes | None:
     """The body of a binary cache file written by `write_checked` with this
     `header`; None where there is none, it was made from other things (its
@@ -179,7 +168,7 @@ def _code(path: pathlib.Path, text: str):
     code_path = _bytecode_path(path)
     header = _bytecode_header(path, text)
     with contextlib.suppress(OSError):
-        _private(code_path.parent)
+        private(code_path.parent)
     body = checked_body(code_path, header)
     if body is not None:
         try:
