@@ -1830,11 +1830,10 @@ def _scatter_updates(graph: Graph, units, in_place) -> dict:
     """In-place updates `W - c * scatter_add(g, idx)` (SGD's step for a table
     read at rows: an embedding) done as `W[idx] -= c * g`, row by row:
     update unit -> (scatter_add id, c id). The gradient's table of zeros is
-    never made, and the update touches the rows read, not all of W: a step
-    reading 5,120 rows of a 500k x 64 float32 table went from 30.4 to 1.26
-    ms, NumPy's by hand (np.subtract.at) taking 6.0
-    (benchmarks/bench_embedding.py). A row read twice gets both updates one
-    after the other, as np.subtract.at and PyTorch's index_add_ do, where
+    never made, and the update touches the rows read, not all of W: for a
+    large table, most of the step's time went to those two passes over it
+    (benchmarks/bench_embedding.py, with --dense for the update before).
+    A row read twice gets both updates one after the other, as np.subtract.at and PyTorch's index_add_ do, where
     the dense update subtracted their sum once (the same up to rounding).
     As for _gemm_updates, the scatter_add must feed only this update, and
     nothing it reads may be an array updated in place; c is a 0-d constant
@@ -1850,6 +1849,28 @@ def _scatter_updates(graph: Graph, units, in_place) -> dict:
             continue
         fused[members] = (scatter.id, scale.id)
     return fused
+
+
+def _emit_scatter_update(graph: Graph, scatter_id: int, scale_id: int, weight: int, var: dict,
+                         names: dict, kname: str) -> tuple[list, KernelInfo]:
+    """`run`'s lines for a _scatter_updates fold, W[idx] -= c * g (W the
+    input `var[weight]` names), and its KernelInfo."""
+    scatter, scale = graph.node(scatter_id), graph.node(scale_id)
+    ys, idx = scatter.inputs
+    constant = is_scalar_const(scale)
+    operands = [ys, idx] + ([] if constant else [scale_id])
+    factor = _literal(scale) if constant else "a2[()]"
+    kinds = tuple((graph.node(i).dtype.str, graph.node(i).ndim, graph.node(i).op == "const")
+                  for i in operands + [weight])
+    lines = [f"    # {kname}: {names[graph.node(weight).inputs[0]]}[{names[idx]}] -= "
+             f"{factor if constant else names[scale_id]} * {names[ys]}",
+             _KernelUse(kname, tuple(f"a{k}" for k in range(len(operands))) + ("out",),
+                        tuple(var[i] for i in operands + [weight]),
+                        tuple(_scatter_loops(scatter, f"-= {factor} *")), kinds)]
+    return lines, KernelInfo(kname, ["scatter_add", "mul", "sub"],
+                             sum(map(_nbytes, map(graph.node, operands)))
+                             + 2 * _nbytes(graph.node(ys)),     # W's rows: read and written
+                             2 * graph.node(ys).size)
 
 
 def _pieces_written_in_place(graph: Graph, units, in_place) -> dict:
@@ -1974,27 +1995,12 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                 _flops(mm, [graph.node(a), graph.node(b)]) + 2 * mm.size))
             continue
         if members in scatter_updates:
-            scatter, scale = (graph.node(i) for i in scatter_updates[members])
             weight = members[1]
             var[weight] = inputs[in_place[weight]]
-            ys, idx = scatter.inputs
-            constant = is_scalar_const(scale)
-            operands = [ys, idx] + ([] if constant else [scale.id])
-            factor = _literal(scale) if constant else "a2[()]"
-            kname = f"k{len(kernels)}_scatter_update"
-            params = [f"a{k}" for k in range(len(operands))] + ["out"]
-            args = [var[i] for i in operands] + [var[weight]]
-            body.append(f"    # {kname}: {names[graph.node(weight).inputs[0]]}[{names[idx]}] "
-                        f"-= {names[scale.id]} * {names[ys]}")
-            body.append(_KernelUse(kname, tuple(params), tuple(args),
-                                   tuple(_scatter_loops(scatter, f"-= {factor} *")),
-                                   tuple((graph.node(i).dtype.str, graph.node(i).ndim,
-                                          graph.node(i).op == "const")
-                                         for i in operands + [weight])))
-            kernels.append(KernelInfo(
-                kname, ["scatter_add", "mul", "sub"],
-                sum(_nbytes(graph.node(i)) for i in operands) + 2 * _nbytes(graph.node(ys)),
-                2 * graph.node(ys).size))
+            lines, info = _emit_scatter_update(graph, *scatter_updates[members], weight, var,
+                                               names, f"k{len(kernels)}_scatter_update")
+            body += lines
+            kernels.append(info)
             continue
         comment = "".join(
             f"\n    # {names[m]} = {graph.node(m).op} "

@@ -31,20 +31,27 @@ def _dense_sgd(loss, params, lr, args, steps):
     return p
 
 
-@pytest.mark.parametrize("loss, table, idx_shape, dtype, lr", [
-    (bag_loss, (40, 6), (24, 3), np.float32, 0.1),
-    (bag_loss, (40, 6), (24, 3), np.float64, lambda t: 0.2 / (1 + t)),   # a schedule: lr an array
-    (column_loss, (3, 30, 2), (12,), np.float64, 0.05),
-], ids=["bag-float32", "bag-float64-schedule", "columns-float64"])
+def vector_loss(p, idx, y):
+    """A table of one number a row."""
+    return np.mean((p["E"][idx] * p["v"][0] - y) ** 2)
+
+
+@pytest.mark.parametrize("loss, table, v_size, idx_shape, dtype, lr", [
+    (bag_loss, (40, 6), 6, (24, 3), np.float32, 0.1),
+    # a schedule: lr an array of the step
+    (bag_loss, (40, 6), 6, (24, 3), np.float64, lambda t: 0.2 / (1 + t)),
+    (vector_loss, (40,), 1, (24,), np.float32, lambda t: 0.2 / (1 + t)),
+    (column_loss, (3, 30, 2), 3, (12,), np.float64, 0.05),
+], ids=["bag-float32", "bag-float64-schedule", "vector-float32-schedule", "columns-float64"])
 def test_a_table_read_at_rows_is_updated_at_those_rows_as_the_dense_update(
-        loss, table, idx_shape, dtype, lr):
+        loss, table, v_size, idx_shape, dtype, lr):
     rng = np.random.default_rng(0)
-    axis_size = table[0] if loss is bag_loss else table[1]
+    axis_size = table[1] if loss is column_loss else table[0]
     # rows read many times, and negative indices (NumPy's, from the end)
     idx = rng.integers(-axis_size, axis_size // 3, size=idx_shape)
     y = rng.normal(size=idx_shape[0]).astype(dtype)
     params = {"E": rng.normal(size=table).astype(dtype),
-              "v": rng.normal(size=table[-1] if loss is bag_loss else table[0]).astype(dtype)}
+              "v": rng.normal(size=v_size).astype(dtype)}
     step = gc.compile_step(loss, gc.optim.SGD(lr))
     mine = {k: v.copy() for k, v in params.items()}
     for _ in range(3):
@@ -52,7 +59,7 @@ def test_a_table_read_at_rows_is_updated_at_those_rows_as_the_dense_update(
     assert "scatter_update" in _kernels(step, mine, idx, y)
     assert "scatter_add" not in _kernels(step, mine, idx, y)
     expected = _dense_sgd(loss, params, lr, (idx, y), 3)
-    tolerance = 1e-5 if dtype == np.float32 else 1e-12     # rows read twice: summed apart
+    tolerance = 2e-5 if dtype == np.float32 else 1e-12     # rows read twice: summed apart
     for k in params:
         assert mine[k].dtype == dtype
         np.testing.assert_allclose(mine[k], expected[k], rtol=tolerance, atol=tolerance)
@@ -75,13 +82,13 @@ def test_updates_of_every_row_stay_dense_and_right(optimizer, loss):
     mine = {k: v.copy() for k, v in params.items()}
     step(mine, idx, y)
     assert "scatter_update" not in _kernels(step, mine, idx, y)
-    if isinstance(optimizer, gc.optim.SGD):
-        expected = {k: v - 0.1 * g for (k, v), g in zip(
-            params.items(), gc.grad(lambda p: loss(p, idx, y) + 0.005 * sum(
-                np.sum(a ** 2) for a in p.values()) * (optimizer.weight_decay > 0))(
-                params).values())}
-        for k in params:
-            np.testing.assert_allclose(mine[k], expected[k], rtol=1e-12, atol=1e-12)
+    g = gc.grad(loss)(params, idx, y)
+    if isinstance(optimizer, gc.optim.Adam):    # its first step: lr * g / (|g| + eps)
+        expected = {k: v - 0.1 * g[k] / (np.abs(g[k]) + 1e-8) for k, v in params.items()}
+    else:                                       # with PyTorch's L2 decay, 0 or 0.01
+        expected = {k: v - 0.1 * (g[k] + optimizer.weight_decay * v) for k, v in params.items()}
+    for k in params:
+        np.testing.assert_allclose(mine[k], expected[k], rtol=1e-12, atol=1e-12)
 
 
 def test_an_index_out_of_range_leaves_the_table_untouched():
@@ -99,20 +106,21 @@ def test_an_index_out_of_range_leaves_the_table_untouched():
         np.testing.assert_array_equal(params[k], before[k])
 
 
-def test_gc_train_of_an_embedding_model_equals_its_steps_by_hand():
+def test_gc_train_of_an_embedding_model_equals_the_dense_updates():
+    # its epoch loop inlines the step: the same fold, checked by its values
     rng = np.random.default_rng(3)
-    idx, y = rng.integers(0, 40, size=(32, 3)), rng.normal(size=32).astype(np.float32)
+    idx, y = rng.integers(0, 40, size=(30, 3)), rng.normal(size=30).astype(np.float32)
     params = {"E": rng.normal(size=(40, 6)).astype(np.float32),
               "v": rng.normal(size=6).astype(np.float32)}
-    by_hand = {k: v.copy() for k, v in params.items()}
+    expected = params
+    for _ in range(2):
+        for start in range(0, 30, 8):           # a last batch of 6
+            batch = (idx[start:start + 8], y[start:start + 8])
+            expected = _dense_sgd(bag_loss, expected, 0.1, batch, 1)
     gc.train(bag_loss, params, (idx, y), gc.optim.SGD(0.1), batch_size=8, epochs=2,
              shuffle=False, progress=False)
-    step = gc.compile_step(bag_loss, gc.optim.SGD(0.1))
-    for _ in range(2):
-        for start in range(0, 32, 8):
-            step(by_hand, idx[start:start + 8], y[start:start + 8])
     for k in params:
-        np.testing.assert_array_equal(params[k], by_hand[k])
+        np.testing.assert_allclose(params[k], expected[k], rtol=2e-5, atol=2e-5)
 
 
 def test_an_exported_embedding_step_updates_the_rows_read_as_graphcs_does(import_exported):
