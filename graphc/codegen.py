@@ -1789,12 +1789,13 @@ def _storage(graph: Graph, nid: int) -> int:
 def _scaled_updates(graph: Graph, units, in_place):
     """The in-place updates `W - mul(...)` whose product feeds only them, as
     (unit, its mul node, the mul's operands, the nodes updated in place):
-    where _gemm_updates and _scatter_updates look for the product's factors."""
+    where _gemm_updates and _scatter_updates look for the product's factors.
+    The unit may hold more before them (what the factors are made of)."""
     targets = {graph.inputs[slot] for slot in in_place.values()}
     for members in units:
-        if len(members) != 2:
+        if len(members) < 2:
             continue
-        mul, update = (graph.node(m) for m in members)
+        mul, update = (graph.node(m) for m in members[-2:])
         if (mul.op, update.op) == ("mul", "sub") and update.inputs[1] == mul.id \
                 and update.id in in_place and graph.users(mul.id) == [update.id] \
                 and graph.inputs[in_place[update.id]] == update.inputs[0] \
@@ -1815,6 +1816,8 @@ def _gemm_updates(graph: Graph, units, in_place) -> dict:
     """
     fused = {}
     for members, mul, operands, targets in _scaled_updates(graph, units, in_place):
+        if len(members) != 2:
+            continue
         product = next((o for o in operands if o.op == "matmul"), None)
         scale = next((o for o in operands if is_scalar_const(o)), None)
         if (product is None or scale is None or len(product.shape) != 2
@@ -1829,32 +1832,58 @@ def _gemm_updates(graph: Graph, units, in_place) -> dict:
 def _scatter_updates(graph: Graph, units, in_place) -> dict:
     """In-place updates `W - c * scatter_add(g, idx)` (SGD's step for a table
     read at rows: an embedding) done as `W[idx] -= c * g`, row by row:
-    update unit -> (scatter_add id, c id). The gradient's table of zeros is
+    update unit -> (scatter_add ids, c id). A table read in more places has
+    a sum of scatter_adds for its gradient (a word and its context read from
+    one table): each is done in its turn. The gradient's table of zeros is
     never made, and the update touches the rows read, not all of W: for a
     large table, most of the step's time went to those two passes over it
     (benchmarks/bench_embedding.py, with --dense for the update before).
-    A row read twice gets both updates one after the other, as np.subtract.at and PyTorch's index_add_ do, where
-    the dense update subtracted their sum once (the same up to rounding).
-    As for _gemm_updates, the scatter_add must feed only this update, and
+    A row read twice gets both updates one after the other, as
+    np.subtract.at and PyTorch's index_add_ do, where the dense update
+    subtracted their sum once (the same up to rounding).
+    As for _gemm_updates, each scatter_add must feed only this update, and
     nothing it reads may be an array updated in place; c is a 0-d constant
     or array of W's dtype (a learning rate passed in, or a schedule's)."""
     fused = {}
     for members, mul, operands, targets in _scaled_updates(graph, units, in_place):
-        scatter = next((o for o in operands if o.op == "scatter_add"), None)
-        scale = next((o for o in operands if o is not scatter), None)
-        if (scatter is None or scale is None or (scale.shape, scale.dtype) != ((), mul.dtype)
-                or (scatter.shape, scatter.dtype) != (mul.shape, mul.dtype)
-                or graph.users(scatter.id) != [mul.id] or scatter.id in graph.outputs
-                or any(_storage(graph, i) in targets for i in (*scatter.inputs, scale.id))):
+        sums = set(members[:-2])
+        for gradient in operands:
+            scatters = _scatters_summed(graph, gradient, sums)
+            if scatters is not None:
+                break
+        scale = next((o for o in operands if o is not gradient), None)
+        if (scatters is None or scale is None or (scale.shape, scale.dtype) != ((), mul.dtype)
+                or graph.users(gradient.id) != [mul.id]
+                or len(sums) != len(scatters) - 1       # the unit is the sum, the mul and the sub
+                or any((s.shape, s.dtype) != (mul.shape, mul.dtype) or s.id in graph.outputs
+                       or any(_storage(graph, i) in targets for i in s.inputs)
+                       for s in scatters)
+                or _storage(graph, scale.id) in targets):
             continue
-        fused[members] = (scatter.id, scale.id)
+        fused[members] = ([s.id for s in scatters], scale.id)
     return fused
+
+
+def _scatters_summed(graph: Graph, node: Node, sums: set) -> list | None:
+    """The scatter_adds that `node` is, or that the adds among `sums` add up
+    (each read by its add alone), or None where it is anything else."""
+    if node.op == "scatter_add":
+        return [node]
+    if node.op != "add" or node.id not in sums:
+        return None
+    found = []
+    for i in node.inputs:
+        terms = _scatters_summed(graph, graph.node(i), sums)
+        if terms is None or graph.users(i) != [node.id]:
+            return None
+        found += terms
+    return found
 
 
 def _emit_scatter_update(graph: Graph, scatter_id: int, scale_id: int, weight: int, var: dict,
                          names: dict, kname: str) -> tuple[list, KernelInfo]:
-    """`run`'s lines for a _scatter_updates fold, W[idx] -= c * g (W the
-    input `var[weight]` names), and its KernelInfo."""
+    """`run`'s lines for one scatter_add of a _scatter_updates fold,
+    W[idx] -= c * g (W the input `var[weight]` names), and its KernelInfo."""
     scatter, scale = graph.node(scatter_id), graph.node(scale_id)
     ys, idx = scatter.inputs
     constant = is_scalar_const(scale)
@@ -1965,7 +1994,7 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
     into_concatenation = _pieces_written_in_place(graph, units, in_place)
     scatter_updates = _scatter_updates(graph, units, in_place)
     folded = {product for product, _ in gemm_updates.values()} | {
-        scatter for scatter, _ in scatter_updates.values()}
+        scatter for scatters, _ in scatter_updates.values() for scatter in scatters}
 
     def allocate(o):
         """Give node `o` a new array (carved from the workspace where it can be)."""
@@ -1995,12 +2024,14 @@ def generate(graph: Graph, write_back=None, epoch_loop=None, parallel=None) -> M
                 _flops(mm, [graph.node(a), graph.node(b)]) + 2 * mm.size))
             continue
         if members in scatter_updates:
-            weight = members[1]
+            weight = members[-1]
             var[weight] = inputs[in_place[weight]]
-            lines, info = _emit_scatter_update(graph, *scatter_updates[members], weight, var,
-                                               names, f"k{len(kernels)}_scatter_update")
-            body += lines
-            kernels.append(info)
+            scatters, scale = scatter_updates[members]
+            for scatter in scatters:
+                lines, info = _emit_scatter_update(graph, scatter, scale, weight, var, names,
+                                                   f"k{len(kernels)}_scatter_update")
+                body += lines
+                kernels.append(info)
             continue
         comment = "".join(
             f"\n    # {names[m]} = {graph.node(m).op} "
