@@ -82,7 +82,20 @@ def kernels_module(text: str, beside: str | None = None) -> types.ModuleType:
         module = sys.modules.get(name)
         if module is None:
             module = _run_as_module(name, text, beside)
+        else:
+            _restore(pathlib.Path(module.__file__), text)
     return module
+
+
+def _restore(path: pathlib.Path, text: str) -> None:
+    """Write the file of a module made earlier again where it went missing
+    (`graphc cache clear` from another process): Numba cannot cache a function
+    whose file is gone, and a kernel compiling at import raised."""
+    if not _holds(path, text) and _private_folder(path.parent):
+        try:
+            write_atomic(path, text.encode("utf-8"), ".tmp_", ".py")
+        except OSError:
+            pass
 
 
 def _run_as_module(name: str, text: str, beside: str | None) -> types.ModuleType:

@@ -128,3 +128,14 @@ def test_a_text_that_fails_leaves_no_module_behind(private_cache, module_of):
         module_of(text)
     assert "graphc_kernels_" + hashlib.sha256(text.encode()).hexdigest()[:24] not in sys.modules
     assert module_of("BROKEN = 1 / 1\n").BROKEN == 1.0
+
+
+def test_a_file_removed_since_its_module_ran_is_written_again(private_cache, module_of):
+    # (`graphc cache clear` in another process): Numba cannot cache without it
+    import shutil
+    text = "AGAIN = 1\n"
+    module = module_of(text)
+    shutil.rmtree(private_cache / "exported_kernels")
+    assert module_of(text) is module
+    with open(module.__file__) as f:
+        assert f.read() == text
