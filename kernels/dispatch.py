@@ -3,6 +3,7 @@ how generated code is compiled."""
 import ctypes
 import functools
 import importlib
+import os
 import warnings
 
 import llvmlite.binding as llvm_binding
@@ -147,7 +148,14 @@ class _LoadWithoutRefresh(FunctionCache):
         reload_init = getattr(data, "reload_init", None)
         if isinstance(reload_init, list):
             reload_init.extend(h for h in data.library._reload_init if h not in reload_init)
-        return super().save_overload(sig, data)
+        try:
+            return super().save_overload(sig, data)
+        except Exception:       # Numba's save reads the index first: a damaged one raised
+            index = getattr(getattr(self, "_cache_file", None), "_index_path", None)
+            if index is None or not os.path.exists(index):     # another Numba, or not that
+                raise
+            os.unlink(index)    # (what it named is compiled again when asked for)
+            return super().save_overload(sig, data)
 
 
 def load_without_refresh(compiled):

@@ -117,12 +117,15 @@ def test_a_caller_does_not_link_its_callee_and_loads_it_from_disk_first(tmp_path
     assert _in_new_process(_SCRIPT, env) == f"{right} False 1 0 0 1"
 
 
-def test_a_damaged_cache_entry_is_compiled_again(tmp_path):
+# its data, or its index: Numba's save read the damaged index again, and
+# raised, in every process, until the index was deleted by hand
+@pytest.mark.parametrize("damaged", [".nbc", ".nbi"])
+def test_a_damaged_cache_entry_is_compiled_again(tmp_path, damaged):
     env = _callees(tmp_path)
     right = "[0.0, 1.5, 3.0, 4.5]"
     _in_new_process(_SCRIPT, env)
     for path in _scale_entries(env):
-        if path.endswith(".nbc"):
+        if path.endswith(damaged):
             with open(path, "r+b") as f:
                 f.truncate(f.seek(0, os.SEEK_END) // 2)
     assert _in_new_process(_SCRIPT, env) == f"{right} False 1 0 0 1"     # compiled, saved over it
