@@ -99,6 +99,10 @@ def _cache(action: str, max_mb: float | None) -> None:
         print(f"cache directory: {directory}\nmodules: {sum(e.is_module for e in found)}\n"
               f"size: {sum(e.size for e in found) / 1e6:.1f} MB\n"
               f"bound: {bound} (GRAPHC_CACHE_MAX_MB)")
+        kernels = directory / code_files.KERNELS_FOLDER
+        if kernels.is_dir():        # not bound: one copy per graphc version that exported
+            size = sum(f.stat().st_size for f in kernels.rglob("*") if f.is_file())
+            print(f"kernels exported steps share: {size / 1e6:.1f} MB ({kernels})")
     elif action == "prune":
         limit = cache_limit.max_bytes() if max_mb is None else int(max_mb * 1e6)
         if limit is None:

@@ -91,7 +91,9 @@ def test_graphc_cache_clear_removes_only_graphcs_files(tmp_path, monkeypatch, ca
         f.write_text("x" * 100_000)
     monkeypatch.setenv("GRAPHC_CACHE_DIR", str(tmp_path))
     assert cli.main(["cache", "info"]) == 0
-    assert "modules: 1\nsize: 0.6 MB" in capsys.readouterr().out    # its own 6 files only
+    out = capsys.readouterr().out
+    assert "modules: 1\nsize: 0.6 MB" in out       # its own 6 files only; the kernels apart
+    assert f"kernels exported steps share: 0.1 MB ({tmp_path / 'exported_kernels'})" in out
     assert cli.main(["cache", "clear"]) == 0
     assert capsys.readouterr().out == (
         f"removed 1 cached module from {tmp_path}\n"
