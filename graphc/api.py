@@ -24,6 +24,7 @@ import numpy as np
 from graphc import autodiff, codegen, errors, lowering, passes, pytree, runtime, threads, tracing
 from graphc.interpret import interpret
 from graphc.ir import Graph
+from graphc.varying_constants import VaryingConstants
 
 
 @dataclass
@@ -399,6 +400,7 @@ class Compiled:
         self._graphs: dict = {}       # traced only, for interpret()
         self._signatures_seen = 0
         self._lock = threading.Lock()
+        self._varying = VaryingConstants()    # numbers made from shapes: passed, not written
         # (entry.hot_flattener, entry) of the last call that found its entry
         # by its arrays' signature (a new signature's first call does not),
         # while that entry is in _cache: a call of the same is flattened and
@@ -512,7 +514,7 @@ class Compiled:
     def _compile(self, call, dynamic, leaves) -> _Entry:
         start = time.perf_counter()
         with runtime.gc_paused():
-            graph = _own_trace(call, dynamic, self)
+            graph = self._varying.opaque(_own_trace(call, dynamic, self))
             options = self.codegen_options(len(graph.inputs)) if self.codegen_options else {}
             optimized, module, loaded = lowering.lower(graph, options)
         entry = _Entry(graph, optimized, module, loaded.run, time.perf_counter() - start,
