@@ -12,7 +12,11 @@ compared instead. Where a new trace is an earlier one but for the shapes
 and the values of some 0-d float constants, those constants are made
 opaque (`OPAQUE` among their params): passes do not read their values, and
 `run` takes them as 0-d arrays, as it takes larger constants. The second
-batch size compiles once more; every later one reuses that code. An opaque
+batch size compiles once more; later ones reuse that code where their
+trace has the same structure. Not where a size-made number equals another
+constant (tracing makes equal constants one node: n = 2 in a loss using
+2 * n and n ** 2), where it is an int (`x + len(x)` on int arrays), or
+where it changes the graph (a pow's exponent of 0.5 or 1). An opaque
 constant keeps its value, so the results are the same either way: a
 constant made opaque without need costs only a literal.
 """
