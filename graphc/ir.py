@@ -159,10 +159,14 @@ class Graph:
     def relocated(self, new_loc: dict) -> "Graph":
         """A copy whose nodes name the source lines `new_loc` maps theirs to
         (the same code traced from other lines: graphc.lowering)."""
-        g = self._copy([dataclasses.replace(n, loc=new_loc.get(n.loc, n.loc))
-                        for n in self.topo()])
+        g = self.mapped(lambda n: dataclasses.replace(n, loc=new_loc.get(n.loc, n.loc)))
         g.groups = self.groups
         return g
+
+    def mapped(self, change) -> "Graph":
+        """A copy whose nodes are `change(node)`: the same ids and inputs, with
+        this graph's roles, inputs, outputs and meta."""
+        return self._copy([change(n) for n in self.topo()])
 
     def _copy(self, kept: list[Node]) -> "Graph":
         """A new graph of these nodes (in id order) with this one's roles,

@@ -37,7 +37,8 @@ import sys
 import threading
 
 from graphc import (codegen, dims, errors, ir, merged_axes, ops, passes, prims, pytree, randomness,
-                    repeats, runtime, stored_lowerings, target, threads, tracing, workspace)
+                    repeats, runtime, stored_lowerings, target, threads, tracing,
+                    varying_constants, workspace)
 from graphc.ir import Graph
 
 # graphs whose lowering is kept (a few compile_step signatures each), and
@@ -51,7 +52,7 @@ _lock = threading.Lock()
 
 # the modules whose names decide how a graph is lowered
 _RULES = (codegen, dims, errors, ir, merged_axes, ops, prims, pytree, randomness, repeats, target,
-          tracing, workspace)
+          tracing, varying_constants, workspace)
 
 
 class _Same:

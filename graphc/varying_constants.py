@@ -53,9 +53,9 @@ def _without_sizes(params: tuple) -> tuple:
 
 def _structure(graph: Graph) -> tuple | None:
     """What two traces that differ only in batch size share: every node but
-    the shapes (their ranks kept) and the values of 0-d float constants.
-    None where a param cannot be compared. (Only which constants to make
-    opaque hangs on it, never a result.)"""
+    its shape (its rank kept), its int params and the value of a constant
+    (a 0-d int's kept). None where a param cannot be compared. (Only which
+    constants to make opaque hangs on it, never a result.)"""
     try:
         # (a constant's value: a 0-d float one's is compared below; an array
         # is passed to `run`, never written into it: np.eye(n), the indices
@@ -91,6 +91,6 @@ class VaryingConstants:
             self._seen[key] = (first, varied)
         if not varied:
             return graph
-        return graph._copy([
-            dataclasses.replace(n, params=tuple(sorted(n.params + (OPAQUE,))))
-            if n.id in varied and not is_opaque(n) else n for n in graph.topo()])
+        return graph.mapped(
+            lambda n: dataclasses.replace(n, params=tuple(sorted(n.params + (OPAQUE,))))
+            if n.id in varied and not is_opaque(n) else n)

@@ -14,7 +14,7 @@ import numpy as np
 
 from graphc.ir import Graph
 from graphc.ops import OPS
-from graphc.varying_constants import OPAQUE
+from graphc.varying_constants import is_opaque
 
 
 def _kind(node):
@@ -24,7 +24,7 @@ def _kind(node):
 def is_scalar_const(node) -> bool:
     """A 0-d constant: written into the kernel as a literal, not passed to it
     (unless opaque: a number made from a shape, graphc/varying_constants.py)."""
-    return node.op == "const" and node.shape == () and OPAQUE not in node.params
+    return node.op == "const" and node.shape == () and not is_opaque(node)
 
 
 def is_index_const(node) -> bool:
