@@ -151,11 +151,22 @@ class _LoadWithoutRefresh(FunctionCache):
         try:
             return super().save_overload(sig, data)
         except Exception:       # Numba's save reads the index first: a damaged one raised
-            index = getattr(getattr(self, "_cache_file", None), "_index_path", None)
-            if index is None or not os.path.exists(index):     # another Numba, or not that
+            if not self._index_damaged():
                 raise
-            os.unlink(index)    # (what it named is compiled again when asked for)
+            os.unlink(self._cache_file._index_path)    # (what it named compiles again when asked)
             return super().save_overload(sig, data)
+
+    def _index_damaged(self) -> bool:
+        """Whether this function's Numba index is there and cannot be read."""
+        cache_file = getattr(self, "_cache_file", None)
+        index = getattr(cache_file, "_index_path", None)
+        if index is None or not os.path.exists(index):      # another Numba's layout, or none
+            return False
+        try:
+            cache_file._load_index()
+        except Exception:
+            return True
+        return False
 
 
 def load_without_refresh(compiled):
