@@ -605,10 +605,17 @@ def _emit_linalg(node, operands):
             lines.append("o = alloc.reshape(out, (batch, n, n))")
         elif node.op == "eigh":
             lines.append("o = alloc.reshape(out, (batch, n + 1, n))")
-        elif node.op == "solve":
-            lines += [f"k = out.shape[{rank - 1}]", "y = alloc.reshape(a1, (batch, n, k))",
+        elif node.op in ("solve", "triangular_solve", "cholesky_solve"):
+            b = "a2" if node.op == "cholesky_solve" else "a1"
+            lines += [f"k = out.shape[{rank - 1}]", f"y = alloc.reshape({b}, (batch, n, k))",
                       "o = alloc.reshape(out, (batch, n, k))"]
             y = "y"
+            if node.op == "cholesky_solve":         # the factor, by address
+                lines.append("factor = alloc.reshape(a1, (batch, n, n))")
+                flag = "factor.ctypes.data"
+            if node.op == "triangular_solve":      # which triangle, and whether a^T
+                flag = " | ".join(["linalg.TRIANGULAR_LOWER"] * node.p["lower"] + [
+                    "linalg.TRIANGULAR_TRANSPOSED"] * node.p["transposed"]) or 0
         else:
             lines.append("o = alloc.reshape(out, (batch,))")
             flag = "linalg.LAPACK_DET" if node.op == "det" else int(node.p["logabs"])
@@ -623,11 +630,14 @@ def _emit_linalg(node, operands):
 
 # NumPy's messages where LAPACK refuses a matrix
 LINALG_REFUSALS = {"inv": "Singular matrix", "solve": "Singular matrix",
+                   "triangular_solve": "Singular matrix", "cholesky_solve": "Singular matrix",
                    "cholesky": "Matrix is not positive definite",
                    "eigh": "Eigenvalues did not converge", "svd": "SVD did not converge",
                    "pinv": "SVD did not converge", "qr": None, "det": None, "slogdet": None}
 # op -> its kernel in kernels/linalg.py (det is slogdet's, sign times exp of log)
-LINALG_KERNELS = {"inv": "inv", "solve": "solve", "cholesky": "cholesky", "eigh": "eigh",
+LINALG_KERNELS = {"inv": "inv", "solve": "solve", "triangular_solve": "triangular",
+                  "cholesky_solve": "cholesky_solve",
+                  "cholesky": "cholesky", "eigh": "eigh",
                   "svd": "svd", "qr": "qr", "pinv": "pinv", "det": "slogdet",
                   "slogdet": "slogdet"}
 
@@ -689,7 +699,9 @@ EMITTERS = {
     "log_softmax": _emit_softmaxes, "softmax": _emit_softmaxes,
     "cumsum": _emit_cumsum, "argsort": _emit_argsort,
     "recurrence": _emit_recurrence, "cumprod": _emit_cumprod, "inv": _emit_linalg,
-    "solve": _emit_linalg, "cholesky": _emit_linalg, "eigh": _emit_linalg,
+    "solve": _emit_linalg, "triangular_solve": _emit_linalg, "cholesky_solve": _emit_linalg,
+    "cholesky": _emit_linalg,
+    "eigh": _emit_linalg,
     "svd": _emit_linalg, "qr": _emit_linalg, "pinv": _emit_linalg, "det": _emit_linalg,
     "slogdet": _emit_linalg,
 }

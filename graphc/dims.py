@@ -251,9 +251,9 @@ class DimTable:
         elif node.op == "transpose":
             for d, src in enumerate(p["perm"]):
                 same(n, d, ins[0].id, src)
-        elif node.op in ("solve", "det", "slogdet"):    # b's shape; the matrices' stack
-            for d in range(rank):
-                same(n, d, ins[-1].id if node.op == "solve" else ins[0].id, d)
+        elif node.op in ("solve", "triangular_solve", "cholesky_solve", "det", "slogdet"):
+            for d in range(rank):       # b's shape; the matrices' stack
+                same(n, d, ins[-1].id if "solve" in node.op else ins[0].id, d)
         elif node.op in ("svd", "qr", "pinv"):  # the stack's axes; k = min(m, n), one of
             for d in range(rank - 2):           # the matrix's; pinv's (n, m)
                 same(n, d, ins[0].id, d)

@@ -633,10 +633,33 @@ _register(OpDef("slogdet", "linalg", _det_infer, _slogdet_impl,
                                             if logabs else None]))
 
 
+# triangular_solve: x with op(a) x = b, op(a) a's lower (or upper) triangle
+# (the other is never read) or that triangle's transpose. With g = op(a)^-T ct,
+# b's cotangent is g and op(a)'s is -g x^T, of which a keeps its triangle.
+def _triangle(n, dtype, lower):
+    return (np.tril if lower else np.triu)(np.ones((n, n))).astype(dtype)
+
+
+def _triangular_solve_impl(a, b, lower, transposed):
+    t = np.tril(a) if lower else np.triu(a)
+    return np.linalg.solve(np.swapaxes(t, -1, -2) if transposed else t, b)
+
+
+def _triangular_solve_vjp(ct, out, a, b, lower, transposed):
+    g = P.triangular_solve(a, ct, lower, not transposed)
+    outer = P.matmul(out, P.swap_last(g)) if transposed else P.matmul(g, P.swap_last(out))
+    return [P.neg(P.mul(outer, _triangle(a.shape[-1], a.dtype, lower))), g]
+
+
+_register(OpDef("triangular_solve", "linalg", _solve_infer, _triangular_solve_impl,
+                _triangular_solve_vjp))
+
+
 # cholesky: L with a = L L^T from a's lower triangle, as NumPy's. Its gradient,
 # as JAX's and PyTorch's, is the symmetric one (a perturbation of a symmetric
 # a is symmetric): with P = Phi(L^T ct), Phi the lower triangle with its
-# diagonal halved, a's cotangent is sym(L^-T P L^-1).
+# diagonal halved, a's cotangent is sym(L^-T P L^-1). Both solves are with the
+# triangle L: S = L^-T P, then (S L^-1)^T = L^-T S^T, and sym takes either.
 def _lower_with_half_diagonal(n, dtype):
     return (np.tril(np.ones((n, n)), -1) + 0.5 * np.eye(n)).astype(dtype)
 
@@ -646,13 +669,21 @@ def _symmetric_part(x):
 
 
 def _cholesky_vjp(ct, out, a):
-    inverse = P.inv(out)
     phi = P.mul(P.matmul(P.swap_last(out), ct), _lower_with_half_diagonal(a.shape[-1], a.dtype))
-    return [_symmetric_part(P.matmul(P.matmul(P.swap_last(inverse), phi), inverse))]
+    s = P.triangular_solve(out, phi, lower=True, transposed=True)
+    return [_symmetric_part(P.triangular_solve(out, P.swap_last(s), lower=True, transposed=True))]
 
 
 _register(OpDef("cholesky", "linalg", _square_infer("cholesky"), lambda a: np.linalg.cholesky(a),
                 _cholesky_vjp))
+
+
+# cholesky_solve(a, L, b): solve(a, b) with L = cholesky(a) at hand, which
+# serves when a is symmetric (passes/factor_solves.py makes it, after autodiff:
+# it has no gradient of its own).
+_register(OpDef("cholesky_solve", "linalg",
+                lambda avals, params: _solve_infer([avals[0], avals[2]], params),
+                lambda a, factor, b: np.linalg.solve(a, b)))
 
 
 # eigh: one (n + 1, n) block a matrix, its eigenvalues (ascending) in row 0

@@ -77,6 +77,11 @@ def solve(a, b):
     return bind("solve", a, b)
 
 
+def triangular_solve(a, b, lower, transposed=False):
+    """x with op(a) x = b, op(a) a's lower (or upper) triangle, or its transpose."""
+    return bind("triangular_solve", a, b, lower=bool(lower), transposed=bool(transposed))
+
+
 def det(a):
     return bind("det", a)
 

@@ -54,7 +54,10 @@ SGEMM, DGEMM = "graphc_cblas_sgemm", "graphc_cblas_dgemm"
 # the same for products of at least LARGE_GEMM_MIN multiply-adds: MKL's with
 # GRAPHC_BLAS=mkl, else the same functions as SGEMM and DGEMM
 SGEMM_LARGE, DGEMM_LARGE = "graphc_cblas_sgemm_large", "graphc_cblas_dgemm_large"
+# CBLAS ?trsm (triangular solves: a Cholesky factor's), from the same library
+STRSM, DTRSM = "graphc_cblas_strsm", "graphc_cblas_dtrsm"
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112      # CBLAS's enum values
+UPPER, LOWER, NON_UNIT, LEFT = 121, 122, 131, 141
 CHOICES = ("numpy", "scipy", "mkl")
 
 # Products of at least this many multiply-adds go to MKL under GRAPHC_BLAS=mkl.
@@ -69,6 +72,8 @@ LARGE_GEMM_MIN = 1 << 20
 # exporting plain cblas_sgemm may take 32-bit ones, so it is not used.
 _NUMPY_NAMES = (("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_"),
                 ("cblas_sgemm64_", "cblas_dgemm64_"))
+_NUMPY_TRSM_NAMES = (("scipy_cblas_strsm64_", "scipy_cblas_dtrsm64_"),
+                     ("cblas_strsm64_", "cblas_dtrsm64_"))
 
 
 def CBLAS_SIGNATURE(real):
@@ -77,6 +82,13 @@ def CBLAS_SIGNATURE(real):
     i, p = types.int64, types.intp
     return types.void(types.intc, types.intc, types.intc, i, i, i,
                       real, p, i, p, i, real, p, i)
+
+
+def TRSM_SIGNATURE(real):
+    """cblas_?trsm(order, side, uplo, trans_a, diag, m, n, alpha, a, lda, b,
+    ldb) with 64-bit integers: op(a) x = alpha b, x written over b."""
+    i, p, e = types.int64, types.intp, types.intc
+    return types.void(e, e, e, e, e, i, i, real, p, i, p, i)
 
 
 def cblas_ctypes(real):
@@ -108,10 +120,19 @@ def _numpy_extension():
 def numpy_gemms() -> tuple[int, int, str] | None:
     """(sgemm address, dgemm address, symbol name) of NumPy's own CBLAS GEMMs
     with 64-bit integers, or None when they cannot be found."""
+    return _numpy_functions(_NUMPY_NAMES)
+
+
+def numpy_trsms() -> tuple[int, int, str] | None:
+    """The same for NumPy's CBLAS ?trsm."""
+    return _numpy_functions(_NUMPY_TRSM_NAMES)
+
+
+def _numpy_functions(names) -> tuple[int, int, str] | None:
     numpy_library = _library_of(_numpy_extension())
     if numpy_library is None:
         return None
-    for s_name, d_name in _NUMPY_NAMES:
+    for s_name, d_name in names:
         try:
             s, d = getattr(numpy_library, s_name), getattr(numpy_library, d_name)
         except AttributeError:
@@ -209,6 +230,9 @@ def bind() -> str:
             bound += described
         llvm.add_symbol(SGEMM, s)
         llvm.add_symbol(DGEMM, d)
+        trsms = numpy_trsms() if found is not None else None
+        llvm.add_symbol(STRSM, trsms[0] if trsms else scipy_trsms()[0])
+        llvm.add_symbol(DTRSM, trsms[1] if trsms else scipy_trsms()[1])
         llvm.add_symbol(SGEMM_LARGE, large[0])
         llvm.add_symbol(DGEMM_LARGE, large[1])
         if not shared:
@@ -385,3 +409,53 @@ def scipy_gemms() -> tuple[int, int]:
             cfunc(CBLAS_SIGNATURE(real), nopython=True)(_column_major_call(kind))
             for real, kind in ((types.float32, 115), (types.float64, 100)))  # "s", "d"
     return _scipy_cfuncs[0].address, _scipy_cfuncs[1].address
+
+
+def _fortran_function(module, name: str) -> int:
+    """The address of a function a Cython module exports (cython_blas's strsm)."""
+    capsule = ctypes.py_object(module.__pyx_capi__[name])
+    get_name, get_pointer = ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return get_pointer(capsule, get_name(capsule))
+
+
+def _column_major_trsm(fortran_trsm, real):
+    """Row-major CBLAS ?trsm over a Fortran one: row-major op(A) X = alpha B
+    is column-major X^T op(A)^T = alpha B^T, A read column-major being A^T
+    (its other triangle), so the side and the triangle swap and op stays.
+    Fortran takes every argument by address: they go in two small arrays."""
+    import numpy as np
+    dtype = np.float32 if real is types.float32 else np.float64
+
+    def trsm(order, side, uplo, trans_a, diag, m, n, alpha, a, lda, b, ldb):
+        flags = np.empty(4, np.uint8)
+        flags[0] = 82 if side == LEFT else 76                      # "R" / "L", swapped
+        flags[1] = 85 if uplo == LOWER else 76                     # "U" / "L", swapped
+        flags[2] = 84 if trans_a == TRANS else 78                  # "T" / "N"
+        flags[3] = 78 if diag == NON_UNIT else 85                  # "N" / "U"
+        sizes = np.empty(4, np.int32)
+        sizes[0], sizes[1], sizes[2], sizes[3] = n, m, lda, ldb
+        scale = np.full(1, alpha, dtype)
+        f = flags.ctypes.data
+        z = sizes.ctypes.data
+        fortran_trsm(f, f + 1, f + 2, f + 3, z, z + 4, scale.ctypes.data, a, z + 8, b, z + 12)
+    return trsm
+
+
+_scipy_trsm_cfuncs = []
+
+
+def scipy_trsms() -> tuple[int, int]:
+    """(strsm address, dtrsm address) of cfuncs with TRSM_SIGNATURE over
+    SciPy's BLAS (cython_blas's Fortran ?trsm), compiled on first use, as
+    scipy_gemms."""
+    if not _scipy_trsm_cfuncs:
+        _load_cython_blas()
+        cython_blas = sys.modules.get(_CYTHON_BLAS) or importlib.import_module(_CYTHON_BLAS)
+        for real, name in ((types.float32, "strsm"), (types.float64, "dtrsm")):
+            fortran = ctypes.CFUNCTYPE(None, *[ctypes.c_ssize_t] * 11)(
+                _fortran_function(cython_blas, name))
+            _scipy_trsm_cfuncs.append(
+                cfunc(TRSM_SIGNATURE(real), nopython=True)(_column_major_trsm(fortran, real)))
+    return _scipy_trsm_cfuncs[0].address, _scipy_trsm_cfuncs[1].address

@@ -18,12 +18,19 @@ by cholesky, and eigh looks at the triangle it reads only), where NumPy's
 LAPACK gives nan for some and raises for others. cholesky and eigh read the
 lower triangle only, as NumPy's (its default UPLO)."""
 import numpy as np
-from numba import carray, njit
+from numba import carray, njit, types
+from numba.extending import overload
 
-from graphc.kernels import dispatch
+from graphc.kernels import blas_library, dispatch
 
 LAPACK_OK, LAPACK_REFUSED, LAPACK_NOT_FINITE = 0, 1, 2      # a kernel's status
 LAPACK_DET = 2                          # slogdet's flag for the determinant
+# triangular's flag: which triangle of a it reads, and whether it solves a^T x = b
+TRIANGULAR_LOWER, TRIANGULAR_TRANSPOSED = 1, 2
+
+blas_library.bind()     # the symbols ?trsm calls: before any caller is compiled or loaded
+_strsm = types.ExternalFunction(blas_library.STRSM, blas_library.TRSM_SIGNATURE(types.float32))
+_dtrsm = types.ExternalFunction(blas_library.DTRSM, blas_library.TRSM_SIGNATURE(types.float64))
 
 
 @njit(inline="always")
@@ -69,6 +76,74 @@ def _cholesky(like, a, b, out, batch, n, k, flag):
             o[r] = np.linalg.cholesky(x[r])
     except Exception:       # not positive definite
         return LAPACK_REFUSED
+    return LAPACK_OK
+
+
+def _trsm(like, lower, transposed, n, k, a, b):
+    """b (n, k, at address b) := op(a)^-1 b, a (n, n) at address a."""
+
+
+@overload(_trsm)
+def _trsm_of_dtype(like, lower, transposed, n, k, a, b):
+    trsm = _strsm if like is types.float32 else _dtrsm
+
+    def call(like, lower, transposed, n, k, a, b):
+        trsm(blas_library.ROW_MAJOR, blas_library.LEFT,
+             blas_library.LOWER if lower else blas_library.UPPER,
+             blas_library.TRANS if transposed else blas_library.NO_TRANS,
+             blas_library.NON_UNIT, n, k, like + 1, a, max(n, 1), b, max(k, 1))
+    return call
+
+
+def _triangular(like, a, b, out, batch, n, k, flag):
+    """op(a) x = b for each triangular (n, n) a and (n, k) b, op(a) a or a^T
+    by `flag` (TRIANGULAR_TRANSPOSED), a's lower or upper triangle by
+    TRIANGULAR_LOWER (the other is not read): BLAS ?trsm. A zero on the
+    diagonal is refused (singular), as LAPACK's ?trtrs does, and a triangle
+    holding nan or inf, as the other solves."""
+    x = carray(dispatch.as_pointer(a, like), (batch, n, n))
+    y = carray(dispatch.as_pointer(b, like), (batch, n, k))
+    o = carray(dispatch.as_pointer(out, like), (batch, n, k))
+    lower = flag & TRIANGULAR_LOWER != 0
+    for r in range(batch):
+        for i in range(n):
+            for j in range(i + 1) if lower else range(i, n):
+                if not np.isfinite(x[r, i, j]):
+                    return LAPACK_NOT_FINITE
+            if x[r, i, i] == 0:
+                return LAPACK_REFUSED
+    o[:] = y
+    if n and k:
+        for r in range(batch):
+            _trsm(like, lower, flag & TRIANGULAR_TRANSPOSED != 0, n, k, x[r].ctypes.data,
+                  o[r].ctypes.data)
+    return LAPACK_OK
+
+
+def _cholesky_solve(like, a, b, out, batch, n, k, flag):
+    """solve's, for each a with its Cholesky factor L (its address: `flag`) at
+    hand: an a that is symmetric, bit for bit, is L L^T, solved with L and
+    then L^T (two ?trsm); any other by LU, as _solve."""
+    x = carray(dispatch.as_pointer(a, like), (batch, n, n))
+    y = carray(dispatch.as_pointer(b, like), (batch, n, k))
+    o = carray(dispatch.as_pointer(out, like), (batch, n, k))
+    factor = carray(dispatch.as_pointer(flag, like), (batch, n, n))
+    if not _finite(x):
+        return LAPACK_NOT_FINITE
+    for r in range(batch):
+        symmetric = True
+        for i in range(n):
+            for j in range(i):
+                symmetric &= x[r, i, j] == x[r, j, i]
+        if not symmetric:
+            try:
+                o[r] = np.linalg.solve(x[r], y[r])
+            except Exception:       # singular
+                return LAPACK_REFUSED
+        elif n and k:
+            o[r] = y[r]
+            _trsm(like, True, False, n, k, factor[r].ctypes.data, o[r].ctypes.data)
+            _trsm(like, True, True, n, k, factor[r].ctypes.data, o[r].ctypes.data)
     return LAPACK_OK
 
 
@@ -172,9 +247,11 @@ def _pinv(like, a, b, out, batch, n, k, flag):
 # table (float64's is the next) and raises NumPy's messages for a status.
 _lapack = dispatch.CKernels("graphc_linalg", {
     "inv": _inv, "solve": _solve, "cholesky": _cholesky, "slogdet": _slogdet, "eigh": _eigh,
-    "svd": _svd, "qr": _qr, "pinv": _pinv})
+    "svd": _svd, "qr": _qr, "pinv": _pinv, "triangular": _triangular,
+    "cholesky_solve": _cholesky_solve})
 (LAPACK_INV, LAPACK_SOLVE, LAPACK_CHOLESKY, LAPACK_SLOGDET, LAPACK_EIGH, LAPACK_SVD,
- LAPACK_QR, LAPACK_PINV) = map(_lapack.slot, _lapack.bodies)
+ LAPACK_QR, LAPACK_PINV, LAPACK_TRIANGULAR, LAPACK_CHOLESKY_SOLVE) = map(
+    _lapack.slot, _lapack.bodies)
 _read_lapack = dispatch.address_reader(_lapack.symbol, _lapack.size)
 build_lapack = _lapack.build
 

@@ -143,6 +143,19 @@ CASES = [
     Case(("inv",), lambda a: np.linalg.inv(a + 3 * np.eye(3)), [Arg((2, 3, 3))]),
     Case(("solve",), lambda a, b: np.linalg.solve(a + 3 * np.eye(3), b), [Arg((3, 3)), Arg((3, 2))]),
     Case(("det",), lambda a: np.linalg.det(a + 3 * np.eye(3)), [Arg((2, 3, 3))]),
+    # each triangle and its transpose; the triangle not read has no gradient
+    Case(("triangular_solve",),
+         lambda a, b: P.triangular_solve(a + 3 * np.eye(3, dtype=a.dtype), b, lower=True)
+         + P.triangular_solve(a + 3 * np.eye(3, dtype=a.dtype), b, lower=False, transposed=True),
+         [Arg((2, 3, 3)), Arg((2, 3, 2))],
+         reference=lambda a, b: np.linalg.solve(np.tril(a + 3 * np.eye(3, dtype=a.dtype)), b)
+         + np.linalg.solve(np.swapaxes(np.triu(a + 3 * np.eye(3, dtype=a.dtype)), -1, -2), b)),
+    Case(("triangular_solve",),
+         lambda a, b: P.triangular_solve(a + 3 * np.eye(3, dtype=a.dtype), b, lower=False)
+         * P.triangular_solve(a + 3 * np.eye(3, dtype=a.dtype), b, lower=True, transposed=True),
+         [Arg((3, 3)), Arg((3, 4))],
+         reference=lambda a, b: np.linalg.solve(np.triu(a + 3 * np.eye(3, dtype=a.dtype)), b)
+         * np.linalg.solve(np.tril(a + 3 * np.eye(3, dtype=a.dtype)).T, b)),
     Case(("slogdet",), lambda a: np.linalg.slogdet(a + 3 * np.eye(3)).logabsdet, [Arg((3, 3))]),
     # cholesky and eigh of symmetric matrices made from a (their gradients are
     # the symmetric ones); eigenvectors squared: their signs are LAPACK's choice

@@ -1,4 +1,5 @@
 """graphc.kernels.blas.gemm: c = alpha * op(a) @ op(b) + beta * c, against NumPy."""
+import ctypes
 import os
 import shutil
 import subprocess
@@ -337,8 +338,8 @@ def test_gemm_through_scipy_blas_when_asked():
     """GRAPHC_BLAS=scipy: the CBLAS calls go through cfuncs over Numba's own
     GEMM (SciPy's cython_blas, loaded without the scipy.linalg package: 0.15 s
     of a warm start), right for every transpose flag and both dtypes, with
-    functions cached by a process that used NumPy's; a later import of
-    scipy.linalg by the user still works."""
+    functions cached by a process that used NumPy's; the triangular solves too;
+    a later import of scipy.linalg by the user still works."""
     script = """if True:
         import sys, numpy as np
         from graphc.kernels import blas
@@ -361,8 +362,44 @@ def test_gemm_through_scipy_blas_when_asked():
         import scipy.linalg.cython_blas as same
         assert same is cython_blas is scipy.linalg.cython_blas
         np.testing.assert_allclose(scipy.linalg.solve(2 * np.eye(2), np.ones(2)), 0.5)
+        import graphc as gc     # triangular solves: cfuncs over SciPy's ?trsm
+        k, b = np.array([[4.0, 1.0], [1.0, 3.0]]), np.array([1.0, 2.0])
+        solve = lambda k, b: np.linalg.solve(np.linalg.cholesky(k).T, b) + np.linalg.solve(k, b)
+        np.testing.assert_allclose(gc.jit(solve)(k, b), solve(k, b), rtol=1e-12)
     """
     assert _run_python(script, GRAPHC_BLAS="scipy") == ["SciPy's", "False", "True"]
+
+
+def _trsm_ctypes(address, real):
+    i, p, e = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    return ctypes.CFUNCTYPE(None, e, e, e, e, e, i, i, real, p, i, p, i)(address)
+
+
+@pytest.mark.parametrize("library", ["numpy", "scipy"])
+def test_trsm_solves_with_either_triangle_and_its_transpose(library):
+    """The ?trsm bind() binds (NumPy's CBLAS, or cfuncs over SciPy's Fortran
+    one): op(a) x = alpha b for each triangle, transposed or not, both dtypes,
+    the other triangle never read (nan there)."""
+    found = blas_library.numpy_trsms() if library == "numpy" else blas_library.scipy_trsms()
+    if found is None:
+        pytest.skip("NumPy's CBLAS ?trsm is not found here")
+    rng = np.random.default_rng(0)
+    for address, dtype, real in ((found[0], np.float32, ctypes.c_float),
+                                 (found[1], np.float64, ctypes.c_double)):
+        trsm = _trsm_ctypes(address, real)
+        for uplo in (blas_library.LOWER, blas_library.UPPER):
+            for trans in (blas_library.NO_TRANS, blas_library.TRANS):
+                m, n = 6, 4
+                triangle = np.tril if uplo == blas_library.LOWER else np.triu
+                a = triangle(rng.normal(size=(m, m)) + 4 * np.eye(m))
+                a[a == 0] = np.nan           # the triangle not read
+                a = a.astype(dtype)
+                b = rng.normal(size=(m, n)).astype(dtype)
+                x = b.copy()
+                trsm(blas_library.ROW_MAJOR, blas_library.LEFT, uplo, trans,
+                     blas_library.NON_UNIT, m, n, 2.0, a.ctypes.data, m, x.ctypes.data, n)
+                op = np.nan_to_num(a.T if trans == blas_library.TRANS else a)
+                np.testing.assert_allclose(op @ x, 2 * b, rtol=1e-4, atol=1e-4)
 
 
 def test_copies_of_transposed_b_follow_the_blas_kernels():

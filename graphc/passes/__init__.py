@@ -11,6 +11,7 @@ import time
 from graphc.ir import Graph
 from graphc.passes.accumulate import accumulate_products
 from graphc.passes.dce import eliminate_dead_code
+from graphc.passes.factor_solves import solve_with_factors
 from graphc.passes.fuse import fuse_elementwise
 from graphc.passes.simplify import simplify
 from graphc.passes.strided_stacks import read_stacks_by_strides
@@ -18,7 +19,7 @@ from graphc.passes.transposed_once import transpose_once
 
 log = logging.getLogger("graphc.passes")
 
-PIPELINE = [simplify, read_stacks_by_strides, transpose_once, accumulate_products,
+PIPELINE = [solve_with_factors, simplify, read_stacks_by_strides, transpose_once, accumulate_products,
             eliminate_dead_code, fuse_elementwise]
 
 

@@ -32,7 +32,7 @@ from graphc.passes.fuse import is_scalar_const
 from graphc.passes.rewrite import rewrite, sole_user
 
 
-def _swaps_last_two(node) -> bool:
+def swaps_last_two(node) -> bool:
     perm = node.p.get("perm", ())
     n = len(perm)
     return node.op == "transpose" and n >= 2 and perm == tuple(range(n - 2)) + (n - 1, n - 2)
@@ -120,7 +120,7 @@ def _matmul_reading_transposes(graph: Graph, inputs, params):
     for k, flag in ((0, "transpose_a"), (1, "transpose_b")):
         if f"perm_{'ab'[k]}" in params:
             continue
-        while _swaps_last_two(src := graph.node(inputs[k])):
+        while swaps_last_two(src := graph.node(inputs[k])):
             inputs[k], params[flag] = src.inputs[0], not params.get(flag, False)
         if not params.get(flag, True):
             del params[flag]            # one spelling of "not transposed"
@@ -194,7 +194,7 @@ def _rule(graph: Graph, node, inputs, original: Graph):
         if perm == tuple(range(len(perm))):
             return inner.inputs[0]
         return ("transpose", inner.inputs, {"perm": perm})
-    if node.op == "transpose" and _swaps_last_two(node):
+    if node.op == "transpose" and swaps_last_two(node):
         product = graph.node(inputs[0])
         # Readers are counted in the original graph: the new one's are not
         # built yet. (Two original nodes the rebuild makes one, such as a @ b
