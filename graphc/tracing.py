@@ -257,6 +257,7 @@ def aval_of(x):
     if isinstance(x, WeakScalar):
         return (), np.dtype(x.dtype), True
     if isinstance(x, (np.ndarray, np.generic)):
+        refuse_subclass(x)
         dtype = np.dtype(x.dtype)
         if dtype not in SUPPORTED_DTYPES:
             other_order = (f" ({dtype.newbyteorder('=').name} of the other byte order: "
@@ -278,8 +279,29 @@ def aval_of(x):
         f"attributes are not traced), or {_MAKE_STATIC}{errors.at(errors.user_location())}")
 
 
+# ndarray subclasses whose values or operators are not their data's: graphc
+# would read the data and compute as for a plain array (a masked mean over
+# the masked elements too; np.matrix's `*`, a product, elementwise)
+_SUBCLASS_ADVICE = {
+    np.ma.MaskedArray: "graphc reads an array's data, not its mask: pass x.filled(value) "
+                       "and the mask as a bool array of its own (np.ma.getmaskarray(x)), and "
+                       "use np.where or a weighted sum in the function",
+    np.matrix: "np.matrix's `*` and `**` are matrix products, NumPy's arrays' are "
+               "elementwise: pass np.asarray(m) and write products with @",
+}
+
+
+def refuse_subclass(x) -> None:
+    for kind, advice in _SUBCLASS_ADVICE.items():
+        if isinstance(x, kind):
+            raise errors.GraphcTypeError(
+                f"an array is a {type(x).__module__}.{type(x).__name__}, which graphc cannot "
+                f"trace; {advice}{errors.at(errors.user_location())}")
+
+
 def const(graph: ir.Graph, value, loc) -> ir.Node:
     weak = isinstance(value, WeakScalar)
+    refuse_subclass(value)
     arr = np.asarray(value)
     if np.dtype(arr.dtype) not in SUPPORTED_DTYPES:
         raise errors.GraphcTypeError(f"constant of dtype {arr.dtype} is not supported{errors.at(loc)}")

@@ -25,6 +25,7 @@ def _leaf_check(leaves, paths):
             raise errors.GraphcTypeError(f"{path} is a {type(leaf).__name__}; parameters must "
                                          f"be NumPy float arrays (updated in place), in dicts, "
                                          f"lists, tuples or namedtuples")
+        tracing.refuse_subclass(leaf)
         if leaf.dtype.kind != "f" or leaf.dtype not in tracing.SUPPORTED_DTYPES:
             raise errors.GraphcTypeError(f"{path} has dtype {leaf.dtype}; parameters "
                                          f"must be float32 or float64 arrays")
@@ -582,6 +583,7 @@ def _check_data_count(loss_fn, count: int) -> None:
 def _data_array(d) -> np.ndarray:
     """One of train's data arrays: what NumPy makes an array of (a list of
     rows too), not a dict or a ragged nest of them."""
+    tracing.refuse_subclass(d)      # (np.asarray would drop a mask)
     try:
         array = None if isinstance(d, dict) else np.asarray(d)
     except ValueError:      # ragged

@@ -2,6 +2,7 @@
 it must get (a GraphcError plus the built-in type) or the NumPy result it
 must match, and a check that params and optimizer state are bitwise intact."""
 import contextlib
+import warnings
 
 import numpy as np
 import pytest
@@ -56,7 +57,17 @@ STEP_ROWS = [
     ("fortran_param", lambda p, x, y: ({**p, "W": np.asfortranarray(p["W"])}, x, y), ValueError, "C-contiguous"),
     ("strided_param", lambda p, x, y: ({**p, "b": np.zeros(8)[::2]}, x, y), ValueError, "C-contiguous"),
     ("same_array_twice", lambda p, x, y: ({"W": p["W"], "b": p["W"][0]}, x, y), ValueError, "same array"),
+    # ndarray subclasses whose values are not their data's (a review found both silently wrong)
+    ("masked_data", lambda p, x, y: (p, np.ma.masked_greater(x, 1.0), y), TypeError, "x.filled"),
+    ("matrix_data", lambda p, x, y: (p, _matrix(x), y), TypeError, "np.matrix's `*`"),
+    ("masked_param", lambda p, x, y: ({**p, "b": np.ma.array(p["b"])}, x, y), TypeError, "mask"),
 ]
+
+
+def _matrix(a):
+    with warnings.catch_warnings():     # (NumPy's advice against np.matrix)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return np.asmatrix(a)
 
 
 def _read_only(a):
@@ -75,6 +86,29 @@ def test_bad_step_input_raises_and_modifies_nothing(name, corrupt, error, fragme
     assert isinstance(e.value, gc.GraphcError), type(e.value)
     assert fragment in str(e.value)
     assert _frozen(params, step) == before
+
+
+def test_masked_arrays_and_matrices_are_refused_wherever_they_enter():
+    """As arguments of jit and grad, as train's data, and as a constant the
+    function reads: each raises naming the line, where graphc read the data
+    alone (a masked mean over the masked elements too; np.matrix's `*`, a
+    matrix product, elementwise)."""
+    masked = np.ma.array([1.0, 100.0, 3.0], mask=[False, True, False])
+    matrix = _matrix(np.eye(2))
+    mean_square = lambda x: np.mean(x ** 2)   # noqa: E731
+    for bad in (masked, matrix):
+        for call in (gc.jit(mean_square), gc.grad(mean_square)):
+            with pytest.raises(TypeError, match=r"cannot trace.*test_bad_input.py"):
+                call(bad)
+        with pytest.raises(TypeError, match=r"cannot trace.*test_bad_input.py"):
+            gc.jit(lambda x: x * bad)(np.ones(bad.shape))
+        params = {"w": np.zeros(bad.shape[-1])}
+        with pytest.raises(TypeError, match=r"cannot trace.*test_bad_input.py"):
+            gc.train(lambda p, x: np.sum((x * p["w"]) ** 2), params, (bad,), gc.optim.SGD(0.1),
+                     epochs=1, progress=False)
+        assert not params["w"].any()
+    # a plain view of the data is what graphc can take
+    np.testing.assert_allclose(gc.jit(mean_square)(masked.filled(0.0)), 10 / 3)
 
 
 def test_same_array_twice_is_caught_even_as_a_view():
