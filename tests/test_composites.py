@@ -70,7 +70,9 @@ CASES = [   # one a line: a failure names its line
     lambda x, v: v.repeat(3),
     lambda x, v: np.tile(v, (2, 2)),
     lambda x, v: np.tile(x, 2),
-    lambda x, v: np.pad(x, 1),
+    compiled(lambda x, v: np.pad(x, 1)),      # zeros: one unslice
+    compiled(lambda x, v: np.pad(x.reshape(2, 3, 4), ((0, 0), (2, 1), (0, 3)), constant_values=0)),
+    lambda x, v: np.pad(v, 0),
     compiled(lambda x, v: np.pad(x, ((0, 2), (1, 0)), constant_values=-1.5)),
     lambda x, v: np.pad(x, ((1, 2), (3, 0)), mode="reflect"),
     compiled(lambda x, v: np.pad(x, 2, mode="symmetric")),
