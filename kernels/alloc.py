@@ -26,14 +26,18 @@ from graphc.kernels import dispatch
 # this project's VM that was about 2 us a page: np.pad of a 1024 x 1024
 # float64 array, two 8 MiB arrays a call, took 7.7 ms against NumPy's 0.36.
 HUGE_PAGES_FROM = 1 << 22
-_MADV_HUGEPAGE, _PAGE = 14, 4096
-_HUGE_PAGES = sys.platform.startswith("linux")
-_madvise = types.ExternalFunction("madvise", types.int32(types.intp, types.uintp, types.int32))
+_MADV_HUGEPAGE, _PAGE = 14, 4096       # Linux's
+if sys.platform.startswith("linux"):
+    _madvise = types.ExternalFunction("madvise", types.int32(types.intp, types.uintp, types.int32))
+else:
+    @njit(inline="always")
+    def _madvise(start, length, advice):
+        return 0
 
 
 @njit(inline="always")
 def _in_huge_pages(out):
-    if _HUGE_PAGES and out.nbytes >= HUGE_PAGES_FROM:
+    if out.nbytes >= HUGE_PAGES_FROM:
         start = out.ctypes.data
         skip = -start % _PAGE
         _madvise(start + skip, out.nbytes - skip, _MADV_HUGEPAGE)   # a refusal changes nothing
