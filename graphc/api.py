@@ -505,7 +505,7 @@ class Compiled:
                 f"sizes do not compile). Keep shapes fixed (pad the last batch, or "
                 f"drop_last=True) or pass Python values that change as array arguments "
                 f"instead of static ones.",
-                RecompileWarning, stacklevel=4)
+                RecompileWarning, stacklevel=errors.users_stacklevel())
         while len(self._cache) > MAX_ENTRIES:
             self._cache.popitem(last=False)
             self._hot = self._hot_static = None   # (perhaps the one it held: only cached

@@ -53,7 +53,7 @@ def _replace(x, updated, key=None):
                       f"{errors.at(errors.user_location()).strip()}: it changes inside the "
                       f"function only, and the caller's array keeps its values (NumPy would "
                       f"change it); assign into x = x.copy() to say so", RuntimeWarning,
-                      stacklevel=4)
+                      stacklevel=errors.users_stacklevel())
     _mark_stale(x, key)
     x.node = updated.node if isinstance(updated, fnp.Tracer) else tracing.const(
         x.graph, updated, errors.user_location())

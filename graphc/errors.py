@@ -113,6 +113,16 @@ def user_location() -> str:
     return "<unknown>"
 
 
+def users_stacklevel() -> int:
+    """The `stacklevel` that attributes a warning, warned by the function
+    calling this one, to the innermost frame of the user's code (a fixed one
+    lands inside graphc when the call came by another path)."""
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and is_internal(frame.f_code.co_filename):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def outermost_call_into(package: str) -> str | None:
     """The name of the outermost function of `package` (a library such as
     scipy) on the caller's stack, if the call came through it."""

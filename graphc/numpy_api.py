@@ -597,7 +597,8 @@ def mean(x, axis=None, dtype=None, out=None, keepdims=False, *, where=True, **kw
         count = sum(mask, axis=axes, keepdims=keepdims, dtype=x.dtype)
         return true_divide(P.reduce_sum(x, axes, keepdims), count)
     if any(x.shape[a] == 0 for a in axes):      # 0 / 0: nan, as NumPy (which warns too)
-        warnings.warn("Mean of empty slice", RuntimeWarning, stacklevel=3)
+        warnings.warn("Mean of empty slice", RuntimeWarning,
+                      stacklevel=errors.users_stacklevel())
     # the divisor is read from the shape at run time (numel), not written in as a constant
     return true_divide(P.reduce_sum(x, axes, keepdims), P.numel(x, axes, x.dtype))
 

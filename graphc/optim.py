@@ -113,6 +113,11 @@ def _below_normal(x):
 
 
 def _check(name, value, low=0.0):
+    real = isinstance(value, (int, float, np.integer, np.floating)) or (
+        isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
+    if not real or isinstance(value, bool):
+        raise errors.GraphcTypeError(f"invalid {name}: {value!r} is a {type(value).__name__}; "
+                                     f"it must be a number (>= {low})")
     if not value >= low:
         raise errors.GraphcValueError(f"invalid {name}: {value!r} (must be >= {low})")
 

@@ -157,7 +157,8 @@ class Tracer:
 
     def __len__(self):
         if not self.shape:
-            raise TypeError("len() of a 0-d traced array")
+            raise errors.GraphcTypeError("len() of unsized object: a 0-d traced array"
+                                         + errors.at(errors.user_location()))
         return self.shape[0]
 
     def __iter__(self):

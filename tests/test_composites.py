@@ -435,8 +435,9 @@ def test_the_mean_of_an_empty_slice_is_nan_with_numpys_warning():
     # found writing a convolution whose output length came out 0: it raised
     x = np.ones((3, 4))
     f = gc.jit(lambda x: (np.mean(x[:, :0], axis=1), np.mean(x[:0], axis=0, keepdims=True)))
-    with pytest.warns(RuntimeWarning, match="Mean of empty slice"):
+    with pytest.warns(RuntimeWarning, match="Mean of empty slice") as caught:
         got = f(x)
+    assert {w.filename for w in caught} == {__file__}     # the line of the mean
     np.testing.assert_array_equal(got[0], np.full(3, np.nan))
     np.testing.assert_array_equal(got[1], np.full((1, 4), np.nan))
 

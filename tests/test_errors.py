@@ -36,6 +36,11 @@ def test_float_int_bool_of_a_traced_value(convert):
         gc.jit(lambda x: convert(x))(np.ones(()))
 
 
+def test_len_of_a_0d_traced_array_names_the_line():
+    with pytest.raises(TypeError, match=r"len\(\) of unsized object.*test_errors.py:\d+"):
+        gc.jit(lambda x: len(x))(np.ones(()))
+
+
 def test_formatting_a_traced_value_says_when_its_value_is_known():
     def loss(w):
         z = np.sum(w ** 2)

@@ -90,6 +90,13 @@ def test_an_exported_step_continues_the_schedule(import_exported):
 def test_a_rate_is_a_number_at_least_zero_or_a_schedule():
     with pytest.raises(ValueError, match="invalid lr"):
         gc.optim.Adam(-0.1)
+    for bad, kind in (("1e-3", "a str"), (None, "a NoneType"), (True, "a bool"),
+                      (np.ones(2), "a ndarray")):
+        with pytest.raises(gc.GraphcError, match=f"invalid lr: .* is {kind}; it must be a number"):
+            gc.optim.SGD(bad)
+    with pytest.raises(TypeError, match="invalid eps: .* is a list"):
+        gc.optim.Adam(0.1, eps=[1e-8])
+    assert gc.optim.SGD(np.array(0.5)).lr == 0.5 and gc.optim.Adam(np.float32(0.25)).lr == 0.25
     opt = gc.optim.SGD(decay)
     assert opt.lr is decay and "decay" in repr(opt)
     with pytest.raises(ValueError, match="cannot change"):
