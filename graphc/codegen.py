@@ -531,8 +531,8 @@ def _c_functions_built(graph) -> list[str]:
     the float types it uses: `run` loaded from disk never compiles them."""
     gemm = {n.dtype.itemsize for n in graph.topo()
             if n.op in ("matmul", "matmul_add") and n.dtype.kind == "f"}
-    lapack = {(LINALG_KERNELS[n.op], n.dtype.itemsize) for n in graph.topo()
-              if n.op in LINALG_KERNELS}
+    lapack = {(kernel, n.dtype.itemsize) for n in graph.topo() if n.op in LINALG_KERNELS
+              for kernel in (LINALG_KERNELS[n.op],) + LINALG_KERNELS_CALLED.get(n.op, ())}
     return ([f"blas.build_gemm({size})" for size in sorted(gemm)]
             + [f"linalg.build_lapack({k!r}, {size})" for k, size in sorted(lapack)])
 
@@ -635,6 +635,8 @@ LINALG_REFUSALS = {"inv": "Singular matrix", "solve": "Singular matrix",
                    "eigh": "Eigenvalues did not converge", "svd": "SVD did not converge",
                    "pinv": "SVD did not converge", "qr": None, "det": None, "slogdet": None}
 # op -> its kernel in kernels/linalg.py (det is slogdet's, sign times exp of log)
+# ... and the kernels those call by address (a matrix that is not symmetric: solve's LU)
+LINALG_KERNELS_CALLED = {"cholesky_solve": ("solve",)}
 LINALG_KERNELS = {"inv": "inv", "solve": "solve", "triangular_solve": "triangular",
                   "cholesky_solve": "cholesky_solve",
                   "cholesky": "cholesky", "eigh": "eigh",

@@ -164,7 +164,8 @@ def pad(x, pad_width, mode="constant", constant_values=0, **kwargs):
     if (widths < 0).any():
         errors.refuse(errors.GraphcValueError, "pad: index can't contain negative values")
     dtype = fnp.aval_of(x)[1]
-    if mode == "constant" and constant_values == 0 and widths.any():
+    if mode == "constant" and constant_values == 0 and not np.signbit(constant_values) \
+            and widths.any():     # (-0.0 pads with -0.0)
         # x written into zeros: one unslice (a slice's gradient), one pass
         # over the result, where a concatenation per axis copied it per axis
         shape = tuple(int(n + before + after) for n, (before, after) in zip(x.shape, widths))

@@ -36,7 +36,10 @@ def _inverse_and_solve(m):
 
 def _cholesky_and_eigh(m):
     w, v = np.linalg.eigh(m)
-    return np.sum(np.linalg.cholesky(m) ** 2) + np.sum(w ** 2) + np.sum(v ** 2)
+    # a solve beside the factor: solved with it (passes/factor_solves.py), and the
+    # factor's gradient: triangular solves
+    return (np.sum(np.linalg.cholesky(m) ** 2) + np.sum(np.linalg.solve(m, m[:, 0]))
+            + np.sum(w ** 2) + np.sum(v ** 2))
 
 
 def _svd_qr_and_pinv(a):

@@ -424,7 +424,9 @@ def _column_major_trsm(fortran_trsm, real):
     """Row-major CBLAS ?trsm over a Fortran one: row-major op(A) X = alpha B
     is column-major X^T op(A)^T = alpha B^T, A read column-major being A^T
     (its other triangle), so the side and the triangle swap and op stays.
-    Fortran takes every argument by address: they go in two small arrays."""
+    Fortran takes every argument by address: they go in two small arrays,
+    read again after the call so that they live through it (Numba frees an
+    array after its last use, and an address taken is not a use)."""
     import numpy as np
     dtype = np.float32 if real is types.float32 else np.float64
 
@@ -434,12 +436,12 @@ def _column_major_trsm(fortran_trsm, real):
         flags[1] = 85 if uplo == LOWER else 76                     # "U" / "L", swapped
         flags[2] = 84 if trans_a == TRANS else 78                  # "T" / "N"
         flags[3] = 78 if diag == NON_UNIT else 85                  # "N" / "U"
-        sizes = np.empty(4, np.int32)
+        sizes = np.empty(5, np.int32)
         sizes[0], sizes[1], sizes[2], sizes[3] = n, m, lda, ldb
         scale = np.full(1, alpha, dtype)
-        f = flags.ctypes.data
-        z = sizes.ctypes.data
+        f, z = flags.ctypes.data, sizes.ctypes.data
         fortran_trsm(f, f + 1, f + 2, f + 3, z, z + 4, scale.ctypes.data, a, z + 8, b, z + 12)
+        sizes[4] = flags[0] + np.int32(scale[0] != alpha)          # (the arrays' last use)
     return trsm
 
 

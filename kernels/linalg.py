@@ -24,6 +24,7 @@ from numba.extending import overload
 from graphc.kernels import blas_library, dispatch
 
 LAPACK_OK, LAPACK_REFUSED, LAPACK_NOT_FINITE = 0, 1, 2      # a kernel's status
+LAPACK_NOT_BUILT = 3        # (a kernel it calls by address is not built: lapack_rows raises)
 LAPACK_DET = 2                          # slogdet's flag for the determinant
 # triangular's flag: which triangle of a it reads, and whether it solves a^T x = b
 TRIANGULAR_LOWER, TRIANGULAR_TRANSPOSED = 1, 2
@@ -123,7 +124,9 @@ def _triangular(like, a, b, out, batch, n, k, flag):
 def _cholesky_solve(like, a, b, out, batch, n, k, flag):
     """solve's, for each a with its Cholesky factor L (its address: `flag`) at
     hand: an a that is symmetric, bit for bit, is L L^T, solved with L and
-    then L^T (two ?trsm); any other by LU, as _solve."""
+    then L^T (two ?trsm); any other by _solve's C function, called by its
+    address (which generated code builds beside this one: compiled in here,
+    Numba's LU solve took 5-8 s more)."""
     x = carray(dispatch.as_pointer(a, like), (batch, n, n))
     y = carray(dispatch.as_pointer(b, like), (batch, n, k))
     o = carray(dispatch.as_pointer(out, like), (batch, n, k))
@@ -136,10 +139,13 @@ def _cholesky_solve(like, a, b, out, batch, n, k, flag):
             for j in range(i):
                 symmetric &= x[r, i, j] == x[r, j, i]
         if not symmetric:
-            try:
-                o[r] = np.linalg.solve(x[r], y[r])
-            except Exception:       # singular
-                return LAPACK_REFUSED
+            solve = _read_lapack(LAPACK_SOLVE + (o.itemsize == 8))
+            if solve == 0:
+                return LAPACK_NOT_BUILT
+            status = dispatch.call_c_kernel(solve, o, x[r].ctypes.data, y[r].ctypes.data,
+                                            o[r].ctypes.data, 1, n, k, 0)
+            if status != LAPACK_OK:
+                return status
         elif n and k:
             o[r] = y[r]
             _trsm(like, True, False, n, k, factor[r].ctypes.data, o[r].ctypes.data)
@@ -266,5 +272,9 @@ def lapack_rows(slot, a, b, out, flag):
     if address == 0:
         raise ValueError("np.linalg: its C function is not built in this process "
                          "(graphc.kernels.linalg.build_lapack)")
-    return dispatch.call_c_kernel(address, out, a.ctypes.data, b.ctypes.data, out.ctypes.data,
-                                  a.shape[0], a.shape[-1], out.shape[-1], flag)
+    status = dispatch.call_c_kernel(address, out, a.ctypes.data, b.ctypes.data, out.ctypes.data,
+                                    a.shape[0], a.shape[-1], out.shape[-1], flag)
+    if status == LAPACK_NOT_BUILT:
+        raise ValueError("np.linalg: a C function it calls is not built in this process "
+                         "(graphc.kernels.linalg.build_lapack)")
+    return status

@@ -73,6 +73,7 @@ CASES = [   # one a line: a failure names its line
     compiled(lambda x, v: np.pad(x, 1)),      # zeros: one unslice
     compiled(lambda x, v: np.pad(x.reshape(2, 3, 4), ((0, 0), (2, 1), (0, 3)), constant_values=0)),
     lambda x, v: np.pad(v, 0),
+    compiled(lambda x, v: np.arctan2(np.pad(v, 1, constant_values=-0.0), -1.0)),  # -pi at ends
     compiled(lambda x, v: np.pad(x, ((0, 2), (1, 0)), constant_values=-1.5)),
     lambda x, v: np.pad(x, ((1, 2), (3, 0)), mode="reflect"),
     compiled(lambda x, v: np.pad(x, 2, mode="symmetric")),

@@ -29,8 +29,21 @@ def _under_swaps(graph: Graph, nid: int) -> tuple[int, int]:
     return nid, count
 
 
+def _transpose_of(new: Graph, nid: int) -> int:
+    """Node `nid` with its last two axes swapped, in the new graph (Graph.add
+    gives the rewritten graph's own transpose node, when it has one)."""
+    x = new.node(nid)
+    rank = len(x.shape)
+    perm = tuple(range(rank - 2)) + (rank - 1, rank - 2)
+    return new.add("transpose", (nid,), {"perm": perm}, x.shape[:-2] + x.shape[:-3:-1],
+                   x.dtype, x.weak, x.loc).id
+
+
 def solve_with_factors(graph: Graph) -> Graph:
-    factors = {n.inputs[0]: n for n in graph.topo() if n.op == "cholesky"}
+    # each factored matrix under its transposes (cholesky(K, upper=True) factors K^T,
+    # which is K where the run-time check lets cholesky_solve use the factor)
+    factors = {_under_swaps(graph, n.inputs[0])[0]: n for n in graph.topo()
+               if n.op == "cholesky"}
     if not factors or not any(n.op == "solve" for n in graph.topo()):
         return graph        # (a rebuild is 1-2 ms of a new batch size's trace)
 
@@ -49,6 +62,9 @@ def solve_with_factors(graph: Graph) -> Graph:
         # the factor: the graph's own cholesky node, added here if the solve comes
         # first (Graph.add then gives the cholesky node this one)
         c = factors[matrix]
-        cholesky = new.add("cholesky", (below,), c.p, c.shape, c.dtype, c.weak, c.loc)
+        factored = below        # the cholesky's own operand, rewritten: K or a transpose of it
+        for _ in range(_under_swaps(graph, c.inputs[0])[1]):
+            factored = _transpose_of(new, factored)
+        cholesky = new.add("cholesky", (factored,), c.p, c.shape, c.dtype, c.weak, c.loc)
         return ("cholesky_solve", (inputs[0], cholesky.id, inputs[1]), {})
     return rewrite(graph, rule)
