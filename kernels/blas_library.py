@@ -230,9 +230,6 @@ def bind() -> str:
             bound += described
         llvm.add_symbol(SGEMM, s)
         llvm.add_symbol(DGEMM, d)
-        trsms = numpy_trsms() if found is not None else None
-        llvm.add_symbol(STRSM, trsms[0] if trsms else scipy_trsms()[0])
-        llvm.add_symbol(DTRSM, trsms[1] if trsms else scipy_trsms()[1])
         llvm.add_symbol(SGEMM_LARGE, large[0])
         llvm.add_symbol(DGEMM_LARGE, large[1])
         if not shared:
@@ -409,6 +406,40 @@ def scipy_gemms() -> tuple[int, int]:
             cfunc(CBLAS_SIGNATURE(real), nopython=True)(_column_major_call(kind))
             for real, kind in ((types.float32, 115), (types.float64, 100)))  # "s", "d"
     return _scipy_cfuncs[0].address, _scipy_cfuncs[1].address
+
+
+_trsms_bound = False
+
+
+def bind_trsm() -> None:
+    """Point STRSM and DTRSM at NumPy's CBLAS ?trsm (GRAPHC_BLAS numpy or
+    mkl), else at cfuncs over SciPy's, once, checking that they solve. Only
+    where a kernel calls them is built (kernels/linalg.py): the SciPy cfuncs
+    take 0.7 s to compile, which bind() made every process pay."""
+    global _trsms_bound
+    if _trsms_bound:
+        return
+    found = numpy_trsms() if choice() != "scipy" else None
+    trsms = found[:2] if found is not None else scipy_trsms()
+    for address, dtype, real in zip(trsms, ("float32", "float64"), (ctypes.c_float, ctypes.c_double)):
+        _check_trsm(address, dtype, real)
+    llvm.add_symbol(STRSM, trsms[0])
+    llvm.add_symbol(DTRSM, trsms[1])
+    _trsms_bound = True
+
+
+def _check_trsm(address: int, dtype: str, real) -> None:
+    """One 2 x 2 solve through the ?trsm at `address` (as fault_in_buffer
+    checks the GEMMs): [[2, 0], [1, 4]] x = 2 [4, 6] is x = [4, 2]."""
+    import numpy as np
+    i, p, e = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    trsm = ctypes.CFUNCTYPE(None, e, e, e, e, e, i, i, real, p, i, p, i)(address)
+    a, x = np.array([[2, 0], [1, 4]], dtype), np.array([[4], [6]], dtype)
+    trsm(ROW_MAJOR, LEFT, LOWER, NO_TRANS, NON_UNIT, 2, 1, 2.0, a.ctypes.data, 2, x.ctypes.data, 1)
+    if not (x.ravel() == [4, 2]).all():
+        raise RuntimeError(f"graphc: the {dtype} ?trsm bound at {address:#x} gave wrong values "
+                           f"for a 2 x 2 test solve; GRAPHC_BLAS chooses another library "
+                           f"({', '.join(CHOICES)})")
 
 
 def _fortran_function(module, name: str) -> int:

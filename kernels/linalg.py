@@ -29,7 +29,6 @@ LAPACK_DET = 2                          # slogdet's flag for the determinant
 # triangular's flag: which triangle of a it reads, and whether it solves a^T x = b
 TRIANGULAR_LOWER, TRIANGULAR_TRANSPOSED = 1, 2
 
-blas_library.bind()     # the symbols ?trsm calls: before any caller is compiled or loaded
 _strsm = types.ExternalFunction(blas_library.STRSM, blas_library.TRSM_SIGNATURE(types.float32))
 _dtrsm = types.ExternalFunction(blas_library.DTRSM, blas_library.TRSM_SIGNATURE(types.float64))
 
@@ -259,7 +258,15 @@ _lapack = dispatch.CKernels("graphc_linalg", {
  LAPACK_QR, LAPACK_PINV, LAPACK_TRIANGULAR, LAPACK_CHOLESKY_SOLVE) = map(
     _lapack.slot, _lapack.bodies)
 _read_lapack = dispatch.address_reader(_lapack.symbol, _lapack.size)
-build_lapack = _lapack.build
+_CALLING_TRSM = ("triangular", "cholesky_solve")
+
+
+def build_lapack(name: str, itemsize: int) -> None:
+    """Build `name`'s C function for float32 (itemsize 4) or float64 (8):
+    CKernels.build, after binding ?trsm's symbols for those that call it."""
+    if name in _CALLING_TRSM:
+        blas_library.bind_trsm()
+    _lapack.build(name, itemsize)
 
 
 @dispatch.unliteral_calls

@@ -362,17 +362,25 @@ def test_gemm_through_scipy_blas_when_asked():
         import scipy.linalg.cython_blas as same
         assert same is cython_blas is scipy.linalg.cython_blas
         np.testing.assert_allclose(scipy.linalg.solve(2 * np.eye(2), np.ones(2)), 0.5)
-        import graphc as gc     # triangular solves: cfuncs over SciPy's ?trsm
+        import graphc as gc     # triangular solves: cfuncs over SciPy's ?trsm, made
+        from graphc.kernels import blas_library    # only when a model solves with them
+        assert gc.jit(lambda x: x * 2.0)(np.ones(2)).sum() == 4.0
+        assert not blas_library._scipy_trsm_cfuncs
         k, b = np.array([[4.0, 1.0], [1.0, 3.0]]), np.array([1.0, 2.0])
         solve = lambda k, b: np.linalg.solve(np.linalg.cholesky(k).T, b) + np.linalg.solve(k, b)
         np.testing.assert_allclose(gc.jit(solve)(k, b), solve(k, b), rtol=1e-12)
+        assert len(blas_library._scipy_trsm_cfuncs) == 2
     """
     assert _run_python(script, GRAPHC_BLAS="scipy") == ["SciPy's", "False", "True"]
 
 
-def _trsm_ctypes(address, real):
+def _trsm_prototype(real):
     i, p, e = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-    return ctypes.CFUNCTYPE(None, e, e, e, e, e, i, i, real, p, i, p, i)(address)
+    return ctypes.CFUNCTYPE(None, e, e, e, e, e, i, i, real, p, i, p, i)
+
+
+def _trsm_ctypes(address, real):
+    return _trsm_prototype(real)(address)
 
 
 @pytest.mark.parametrize("library", ["numpy", "scipy"])
@@ -749,3 +757,15 @@ def test_a_kernel_recompiles_when_a_kernel_it_calls_changes(tmp_path):
     assert marker in source
     small.write_text(source.replace(marker, "    alpha = 3 * alpha\n" + marker))
     assert _run_python(script) == ["6.0"]
+
+
+def test_a_trsm_that_solves_wrong_is_refused_when_bound():
+    """bind_trsm checks each ?trsm with a 2 x 2 solve, as bind() checks the GEMMs."""
+    def wrong(order, side, uplo, trans, diag, m, n, alpha, a, lda, b, ldb):
+        ctypes.c_double.from_address(b).value = 7.0
+    made = _trsm_prototype(ctypes.c_double)(wrong)
+    with pytest.raises(RuntimeError, match=r"float64 \?trsm bound at .* gave wrong values"):
+        blas_library._check_trsm(ctypes.cast(made, ctypes.c_void_p).value, "float64",
+                                 ctypes.c_double)
+    found = blas_library.numpy_trsms() or blas_library.scipy_trsms()
+    blas_library._check_trsm(found[1], "float64", ctypes.c_double)     # the real one passes
