@@ -25,7 +25,8 @@ from graphc import api, code_files, codegen, errors, pytree, state_memory, stead
 _TEMPLATE = '''\
 \"\"\"Standalone training step exported by graphc {version}.
 
-Needs only NumPy and Numba. `step(params, *batch) -> loss` updates `params`
+Needs NumPy and Numba, and SciPy where the step uses np.linalg (Numba calls
+SciPy's LAPACK). `step(params, *batch) -> loss` updates `params`
 in place and continues from `state` (the optimizer state at export time).
 Supported signatures (parameter and batch shapes) are those the step was
 called with before export.
@@ -286,6 +287,11 @@ def _checked_step(params, batch):
     slot_leaves = [leaf for name in _SLOT_ORDER for leaf in _flatten(state[name], [])]
     count = _checked_count()
     batch_leaves = _flatten(list(batch), [])
+    for leaf in leaves + slot_leaves + batch_leaves:
+        if isinstance(leaf, (np.ma.MaskedArray, np.matrix)):      # as graphc refuses them
+            raise TypeError(f"an argument is a {{type(leaf).__name__}}, which this step cannot "
+                            f"take: it reads an array's data alone, not a mask, and computes "
+                            f"* elementwise; pass x.filled(value) or np.asarray(m)")
     data = [_as_input(b) for b in batch_leaves]
     inputs = leaves + slot_leaves + [count] + data
     key = tuple((tuple(a.shape), np.asarray(a).dtype.str) for a in inputs)

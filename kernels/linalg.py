@@ -17,6 +17,8 @@ As Numba's wrappers do, a matrix holding nan or inf is refused too (except
 by cholesky, and eigh looks at the triangle it reads only), where NumPy's
 LAPACK gives nan for some and raises for others. cholesky and eigh read the
 lower triangle only, as NumPy's (its default UPLO)."""
+import importlib.util
+
 import numpy as np
 from numba import carray, njit, types
 from numba.extending import overload
@@ -264,6 +266,10 @@ _CALLING_TRSM = ("triangular", "cholesky_solve")
 def build_lapack(name: str, itemsize: int) -> None:
     """Build `name`'s C function for float32 (itemsize 4) or float64 (8):
     CKernels.build, after binding ?trsm's symbols for those that call it."""
+    if importlib.util.find_spec("scipy") is None:
+        # (Numba would abort the process where a cached kernel's LAPACK is missing)
+        raise ImportError("np.linalg in graphc's code calls LAPACK through SciPy, as Numba's "
+                          "np.linalg does: pip install scipy")
     if name in _CALLING_TRSM:
         blas_library.bind_trsm()
     _lapack.build(name, itemsize)

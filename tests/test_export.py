@@ -327,6 +327,10 @@ def test_an_exported_steady_step_skips_the_checks_and_any_change_is_checked(
     both(x, y, lam, fast=True)                              # as the last step that ran
     with pytest.raises(TypeError, match="no exported signature"):
         m.step(exported, x[:3], y[:3], lam)
+    before = {k: v.copy() for k, v in _by_name(exported).items()}
+    with pytest.raises(TypeError, match="MaskedArray, which this step cannot take"):
+        m.step(exported, np.ma.masked_greater(x, 0.5), y, lam)     # as graphc refuses it
+    assert all((_by_name(exported)[k] == v).all() for k, v in before.items())
 
 
 def test_an_exported_step_after_fast_calls_refuses_what_the_checked_path_refuses(
