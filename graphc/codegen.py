@@ -261,8 +261,11 @@ def _emit_matmul(node, operands):
                                "            C[t, i, j] = s"]
     # transposed operands are BLAS flags: no copy; b.T's copy, when BLAS is faster so
     scratch = ", w0" if _matmul_scratch(node) else ""
+    # x @ x.T (or x.T @ x): symmetric bit for bit, as NumPy's (blas.mirror_lower)
+    gram = node.inputs[0] == node.inputs[1] and ta != tb and not accumulates and not copied
     if len(node.shape) == 2:
-        return first + [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, {beta}{scratch})"]
+        return first + [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, {beta}{scratch})"] + (
+            ["blas.mirror_lower(out)"] if gram else [])
     if any(f"perm_{x}" in node.p for x in ("a", "b", "out")):
         # each matrix a block of the operands' sources and of the result that
         # BLAS reads or writes in place: the batch indices on the axes the
@@ -280,7 +283,8 @@ def _emit_matmul(node, operands):
             f"1.0, {beta}{scratch})"]
     # one GEMM per matrix of the stack (np.dot's own typing and BLAS binding
     # would be compiled afresh in every process), each copy of b.T in one scratch
-    return first + body + [f"    blas.gemm(A[t], B[t], C[t], {ta}, {tb}, 1.0, {beta}{scratch})"]
+    return first + body + [f"    blas.gemm(A[t], B[t], C[t], {ta}, {tb}, 1.0, {beta}{scratch})"] + (
+        ["    blas.mirror_lower(C[t])"] if gram else [])
 
 
 def _block_of_stack(name: str, perm, batch: list[str]) -> str:

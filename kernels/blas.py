@@ -187,6 +187,20 @@ def _building_its_c_function(dispatcher):
     return dispatcher
 
 
+@dispatch.unliteral_calls
+@dispatch.called_by_symbol
+@njit(cache=True, nogil=True)
+def mirror_lower(c):
+    """c's upper triangle := its lower one's mirror, for a square 2-D c: a
+    product of an array with its own transpose (x @ x.T), which GEMM
+    computes with its two triangles' sums in different orders, is then
+    symmetric bit for bit, as NumPy's (BLAS ?syrk) is. A Gaussian process's
+    K = f(x @ x.T) then passes cholesky_solve's test for symmetry."""
+    for i in range(c.shape[0]):
+        for j in range(i):
+            c[j, i] = c[i, j]
+
+
 @_building_its_c_function
 @dispatch.unliteral_calls
 @dispatch.called_by_symbol

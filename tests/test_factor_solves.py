@@ -164,3 +164,15 @@ def test_graphc_warm_builds_every_linalg_kernel():
     wanted = {(k, size) for op, k in codegen.LINALG_KERNELS.items()
               for k in (k,) + codegen.LINALG_KERNELS_CALLED.get(op, ()) for size in "8"}
     assert wanted <= built, sorted(wanted - built)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_product_with_its_own_transpose_is_symmetric_bit_for_bit(dtype):
+    """As NumPy's (BLAS ?syrk): GEMM sums the two triangles in different
+    orders, and a K made from x @ x.T then failed cholesky_solve's test (a
+    user review: the 300 x 16 float64 Gram matrix of a GP)."""
+    x = np.random.default_rng(12).normal(size=(300, 16)).astype(dtype)
+    products = gc.jit(lambda x, s: (x @ x.T, x.T @ x, s @ np.swapaxes(s, -1, -2)))
+    for p in products(x, np.stack([x[:40], x[40:80]])):
+        np.testing.assert_array_equal(p, np.swapaxes(p, -1, -2))
+    np.testing.assert_allclose(products(x, x[None])[0], x @ x.T, rtol=1e-5, atol=1e-5)
