@@ -181,7 +181,12 @@ def solve(a, b):
                                          f"be {n}")
     if vector:
         b = fnp.reshape(b, (n, 1))
-    stack = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    try:
+        stack = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+    except ValueError:
+        errors.refuse(errors.ShapeError, f"np.linalg.solve: a is {a.shape} and b {b.shape}: "
+                                         f"their stacks {a.shape[:-2]} and {b.shape[:-2]} do "
+                                         f"not broadcast together")
     x = _as(P.solve(fnp.broadcast_to(_in_double(a), stack + (n, n)),
                     fnp.broadcast_to(_in_double(b), stack + b.shape[-2:])), a)
     return fnp.reshape(x, stack + (n,)) if vector else x

@@ -467,6 +467,8 @@ def test_isnan_and_isfinite():
      r"np.zeros_like\(order='F'\) is not supported"),
     (lambda x: np.linalg.solve(x[:, :4], x[0]), ValueError,
      r"np.linalg.solve: a is \(4, 4\) and b \(6,\): b's length must be 4"),
+    (lambda x: np.linalg.solve(np.stack([x[:4, :4]] * 2), np.ones((3, 4, 1))), gc.ShapeError,
+     r"their stacks \(2,\) and \(3,\) do not broadcast together"),
     (lambda x: np.linalg.norm(x[0], "fro"), ValueError, r"Invalid norm order 'fro' for vectors"),
     (lambda x: np.linalg.norm(x[0, 0], 1), ValueError, "improper number of dimensions"),
     (lambda x: np.searchsorted(x, x), ValueError, "np.searchsorted: a must be 1-d"),
