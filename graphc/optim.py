@@ -19,6 +19,7 @@ below 0 steps uphill, where a constant lr must be >= 0.)
 from __future__ import annotations
 
 import functools
+import numbers
 
 import numpy as np
 
@@ -113,7 +114,7 @@ def _below_normal(x):
 
 
 def _check(name, value, low=0.0):
-    real = isinstance(value, (int, float, np.integer, np.floating)) or (
+    real = isinstance(value, numbers.Real) or (     # (a Fraction too)
         isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf")
     if not real or isinstance(value, bool):
         raise errors.GraphcTypeError(f"invalid {name}: {value!r} is a {type(value).__name__}; "

@@ -46,7 +46,7 @@ import warnings
 import llvmlite.binding as llvm
 from numba import cfunc, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import get_cython_function_address, intrinsic
 
 from graphc.kernels import mkl_library
 
@@ -442,15 +442,6 @@ def _check_trsm(address: int, dtype: str, real) -> None:
                            f"({', '.join(CHOICES)})")
 
 
-def _fortran_function(module, name: str) -> int:
-    """The address of a function a Cython module exports (cython_blas's strsm)."""
-    capsule = ctypes.py_object(module.__pyx_capi__[name])
-    get_name, get_pointer = ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer
-    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
-    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    return get_pointer(capsule, get_name(capsule))
-
-
 def _column_major_trsm(fortran_trsm, real):
     """Row-major CBLAS ?trsm over a Fortran one: row-major op(A) X = alpha B
     is column-major X^T op(A)^T = alpha B^T, A read column-major being A^T
@@ -484,11 +475,10 @@ def scipy_trsms() -> tuple[int, int]:
     SciPy's BLAS (cython_blas's Fortran ?trsm), compiled on first use, as
     scipy_gemms."""
     if not _scipy_trsm_cfuncs:
-        _load_cython_blas()
-        cython_blas = sys.modules.get(_CYTHON_BLAS) or importlib.import_module(_CYTHON_BLAS)
+        _load_cython_blas()         # (so the lookup below does not run scipy.linalg)
         for real, name in ((types.float32, "strsm"), (types.float64, "dtrsm")):
             fortran = ctypes.CFUNCTYPE(None, *[ctypes.c_ssize_t] * 11)(
-                _fortran_function(cython_blas, name))
+                get_cython_function_address(_CYTHON_BLAS, name))
             _scipy_trsm_cfuncs.append(
                 cfunc(TRSM_SIGNATURE(real), nopython=True)(_column_major_trsm(fortran, real)))
     return _scipy_trsm_cfuncs[0].address, _scipy_trsm_cfuncs[1].address

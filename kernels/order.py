@@ -12,7 +12,8 @@ set on the others, both zeros one key, every nan the largest; a signed
 integer of up to 32 bits offset), then sorted by a least-significant-digit
 radix sort, one byte a pass (a pass whose byte is the same for every key is
 skipped), which is stable. Keys of 32 bits (float32, ints up to int32, bool)
-carry their index in their low 32 bits, so one uint64 moves a pass; float64
+carry their index in their low 32 bits (rows of fewer than 2**32 elements,
+16 GiB of float32), so one uint64 moves a pass; float64
 keys move beside their indices. Rows of at most PACKED_INSERTION_MAX
 (PAIRS_INSERTION_MAX for float64) take an insertion sort instead, where the
 radix sort's 256 counters a pass cost more than the row. Numba's mergesort,
