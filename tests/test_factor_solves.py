@@ -176,3 +176,19 @@ def test_a_product_with_its_own_transpose_is_symmetric_bit_for_bit(dtype):
     for p in products(x, np.stack([x[:40], x[40:80]])):
         np.testing.assert_array_equal(p, np.swapaxes(p, -1, -2))
     np.testing.assert_allclose(products(x, x[None])[0], x @ x.T, rtol=1e-5, atol=1e-5)
+
+
+def test_a_float32_factor_is_solved_as_a_triangle_too():
+    """float32's L is cholesky's float64 factor rounded (float32 linear algebra
+    computes in float64, as NumPy's), and solve converts it back: the
+    textbook form in float32 still solves with triangles, in its own values."""
+    k = _spd(10, 13).astype(np.float32)
+    y = np.random.default_rng(14).normal(size=10).astype(np.float32)
+    f = gc.jit(gc.value_and_grad(_textbook_likelihood, argnums=(0, 1)))
+    ops = _ops(f, k, y)
+    assert "solve" not in ops and "cholesky_solve" not in ops
+    (value, grads), (want_value, want_grads) = f(k, y), f.interpret(k, y)
+    assert value.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    np.testing.assert_allclose(value, want_value, rtol=1e-6)
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)

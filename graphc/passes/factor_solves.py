@@ -4,7 +4,9 @@ solves with the factor's triangle, not an LU factorization of its own.
 - solve(L, b) and solve(L^T, b), L = cholesky(x): L is lower triangular by
   construction (its upper triangle is zeros), so these are triangular
   solves (BLAS ?trsm, n^2 k multiply-adds where LU takes n^3 / 3 more);
-  solve's gradient solves with L^T and is caught the same way.
+  solve's gradient solves with L^T and is caught the same way. So is a
+  factor converted to another float type and back (float32's L: float32
+  linear algebra computes in float64, as NumPy's).
 - solve(K, b) and solve(K^T, b) where cholesky(K) is also computed (a
   Gaussian process's likelihood, K^-1 y and log det K): `cholesky_solve`,
   which checks at run time that the matrix is symmetric and then solves with
@@ -27,6 +29,25 @@ def _under_swaps(graph: Graph, nid: int) -> tuple[int, int]:
     while swaps_last_two(node := graph.node(nid)):
         nid, count = node.inputs[0], count + 1
     return nid, count
+
+
+def _triangle_under(graph: Graph, nid: int) -> int | None:
+    """The number of swaps of the last two axes between node `nid` and a
+    Cholesky factor it is made of by swaps and float conversions (a float32
+    L is cholesky's float64 one converted: graphc/matrices.py), else None:
+    each keeps a triangle's zeros, so `nid` is lower triangular when the
+    count is even, upper when odd."""
+    count = 0
+    while True:
+        node = graph.node(nid)
+        if node.op == "cholesky":
+            return count
+        if swaps_last_two(node):
+            count += 1
+        elif not (node.op == "convert" and node.dtype.kind == "f"
+                  and graph.node(node.inputs[0]).dtype.kind == "f"):
+            return None
+        nid = node.inputs[0]
 
 
 def _transpose_of(new: Graph, nid: int) -> int:
@@ -54,9 +75,13 @@ def solve_with_factors(graph: Graph) -> Graph:
         below = inputs[0]           # the matrix in the new graph
         for _ in range(swaps):
             below = new.node(below).inputs[0]
-        if graph.node(matrix).op == "cholesky":
+        if graph.node(matrix).op == "cholesky":     # L or L^T: solved with L itself
             return ("triangular_solve", (below, inputs[1]),
                     {"lower": True, "transposed": swaps % 2 == 1})
+        triangle = _triangle_under(graph, node.inputs[0])
+        if triangle is not None:    # through conversions too: the matrix as it is
+            return ("triangular_solve", (inputs[0], inputs[1]),
+                    {"lower": triangle % 2 == 0, "transposed": False})
         if matrix not in factors:
             return None
         # the factor: the graph's own cholesky node, added here if the solve comes
