@@ -261,8 +261,8 @@ def _emit_matmul(node, operands):
                                "            C[t, i, j] = s"]
     # transposed operands are BLAS flags: no copy; b.T's copy, when BLAS is faster so
     scratch = ", w0" if _matmul_scratch(node) else ""
-    # x @ x.T (or x.T @ x): symmetric bit for bit, as NumPy's (blas.mirror_lower)
-    gram = node.inputs[0] == node.inputs[1] and ta != tb and not accumulates and not copied
+    # x @ x.T marked symmetric (passes/factor_solves.py): bit for bit (blas.mirror_lower)
+    gram = node.p.get("symmetric", False) and not accumulates and not copied
     if len(node.shape) == 2:
         return first + [f"blas.gemm(a0, a1, out, {ta}, {tb}, 1.0, {beta}{scratch})"] + (
             ["blas.mirror_lower(out)"] if gram else [])

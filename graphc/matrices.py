@@ -311,9 +311,12 @@ def lstsq(a, b, rcond=None):
     if b.shape[0] != m:
         errors.refuse(errors.GraphcLinAlgError, "Incompatible dimensions")
     dtype = np.result_type(fnp.aval_of(a)[1], fnp._float_dtype(b))
-    a, b = fnp.astype(a, dtype), fnp.astype(b, dtype)
+    # in float64 throughout, float32's results rounded (_in_double), and
+    # NumPy's default cutoff with float64's eps: float32's picked another
+    # rank, and another x, for a singular value of 3e-7 (a review)
+    a, b = _in_double(a), _in_double(b)
     if rcond is None:
-        rcond = float(np.finfo(dtype).eps) * max(m, n)
+        rcond = float(np.finfo(np.float64).eps) * max(m, n)
     x = fnp.matmul(pinv(a, rcond), b)
     s = svdvals(a)
     rank = fnp.astype(_rank(s, rcond), np.int32)
@@ -321,8 +324,9 @@ def lstsq(a, b, rcond=None):
         misfit = fnp.subtract(fnp.matmul(a, x), b)
         residuals = fnp.sum(fnp.square(fnp.reshape(misfit, (m, -1))), axis=0)
     else:
-        residuals = np.zeros(0, dtype)
-    return x, residuals, rank, s
+        residuals = np.zeros(0, np.float64)
+    return (fnp.astype(x, dtype), fnp.astype(residuals, dtype), rank,
+            fnp.astype(s, dtype))
 
 
 def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):

@@ -195,7 +195,8 @@ def mirror_lower(c):
     product of an array with its own transpose (x @ x.T), which GEMM
     computes with its two triangles' sums in different orders, is then
     symmetric bit for bit, as NumPy's (BLAS ?syrk) is. A Gaussian process's
-    K = f(x @ x.T) then passes cholesky_solve's test for symmetry."""
+    K = f(x @ x.T) then passes cholesky_solve's test for symmetry
+    (graphc/passes/factor_solves.py marks such products)."""
     for i in range(c.shape[0]):
         for j in range(i):
             c[j, i] = c[i, j]

@@ -159,6 +159,21 @@ def test_lstsq_equals_numpys_and_differentiates_in_both_arguments():
                   + np.sum(np.linalg.lstsq(a, b)[1]), a, b, argnums=(0, 1))
 
 
+def test_float32_lstsq_takes_numpys_cutoff_and_computes_in_float64():
+    """NumPy computes float32's lstsq in float64 with float64's eps in its
+    default cutoff: float32's eps took a singular value of 3e-7 for zero,
+    another rank and another x (a review)."""
+    rng = np.random.default_rng(0)
+    u, v = np.linalg.qr(rng.normal(size=(8, 3)))[0], np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    a = ((u * [1, 1e-2, 3e-7]) @ v.T).astype(np.float32)
+    b = rng.normal(size=8).astype(np.float32)
+    got, want = gc.jit(lambda a, b: np.linalg.lstsq(a, b))(a, b), np.linalg.lstsq(a, b)
+    assert got[2] == want[2] == 3
+    for g, w in zip(got, want):
+        assert np.asarray(g).dtype == np.asarray(w).dtype
+        np.testing.assert_allclose(g, w, rtol=1e-6)
+
+
 _LOW_RANK = np.outer([1.0, 2.0, 3.0], [1.0, 0.0, 2.0])
 RANKS_AND_CONDITIONS = [
     lambda a: np.linalg.matrix_rank(a) + np.linalg.matrix_rank(_LOW_RANK + 0 * a[0, :3]),

@@ -19,7 +19,7 @@ from graphc.passes.transposed_once import transpose_once
 
 log = logging.getLogger("graphc.passes")
 
-PIPELINE = [solve_with_factors, simplify, read_stacks_by_strides, transpose_once, accumulate_products,
+PIPELINE = [simplify, solve_with_factors, read_stacks_by_strides, transpose_once, accumulate_products,
             eliminate_dead_code, fuse_elementwise]
 
 

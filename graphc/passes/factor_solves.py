@@ -11,7 +11,11 @@ solves with the factor's triangle, not an LU factorization of its own.
   Gaussian process's likelihood, K^-1 y and log det K): `cholesky_solve`,
   which checks at run time that the matrix is symmetric and then solves with
   L and L^T; a matrix that is not (cholesky reads only K's lower triangle)
-  is solved by LU, as before.
+  is solved by LU, as before. In such a graph a product of an array with its
+  own transpose is made symmetric bit for bit (`symmetric`: GEMM sums the
+  two triangles in different orders), as NumPy's (BLAS ?syrk) is, so a K
+  made of one passes the test; elsewhere that pass over the product cost up
+  to 2x a product of few columns (a review), and nothing needs it.
 Gaussian process likelihood at n = 400 (benchmarks/bench_gaussian_process.py):
 the forward's solve 1.7 ms by LU, against about 0.2 ms with the factor.
 """
@@ -50,6 +54,13 @@ def _triangle_under(graph: Graph, nid: int) -> int | None:
         nid = node.inputs[0]
 
 
+def _is_gram(node) -> bool:
+    """x @ x.T or x.T @ x (the transposes folded into flags by simplify)."""
+    return (node.op == "matmul" and node.inputs[0] == node.inputs[1]
+            and node.p.get("transpose_a", False) != node.p.get("transpose_b", False)
+            and not node.p.get("symmetric", False))
+
+
 def _transpose_of(new: Graph, nid: int) -> int:
     """Node `nid` with its last two axes swapped, in the new graph (Graph.add
     gives the rewritten graph's own transpose node, when it has one)."""
@@ -69,6 +80,8 @@ def solve_with_factors(graph: Graph) -> Graph:
         return graph        # (a rebuild is 1-2 ms of a new batch size's trace)
 
     def rule(new: Graph, node, inputs):
+        if _is_gram(node):      # (x @ x.T: symmetric bit for bit, so a K made of it passes)
+            return ("matmul", inputs, {**node.p, "symmetric": True})
         if node.op != "solve":
             return None
         matrix, swaps = _under_swaps(graph, node.inputs[0])
