@@ -620,8 +620,9 @@ def _emit_linalg(node, operands):
             if node.op == "triangular_solve":      # which triangle, and whether a^T
                 flag = " | ".join(["linalg.TRIANGULAR_LOWER"] * node.p["lower"] + [
                     "linalg.TRIANGULAR_TRANSPOSED"] * node.p["transposed"]) or 0
-        else:
-            lines.append("o = alloc.reshape(out, (batch,))")
+        else:       # det, slogdet: one number a matrix (a stack of 0 x 0 ones too)
+            lines += ["batch = out.size", "x = alloc.reshape(a0, (batch, n, n))",
+                      "o = alloc.reshape(out, (batch,))"]
             flag = "linalg.LAPACK_DET" if node.op == "det" else int(node.p["logabs"])
     lines.append(f"status = linalg.lapack_rows(linalg.LAPACK_{kernel.upper()}, x, {y}, o, {flag})")
     for status, message in (("NOT_FINITE", "Array must not contain infs or NaNs"),

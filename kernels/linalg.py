@@ -162,7 +162,7 @@ def _slogdet(like, a, b, out, batch, n, k, flag):
     if not _finite(x):
         return LAPACK_NOT_FINITE
     for r in range(batch):
-        sign, log = np.linalg.slogdet(x[r])
+        sign, log = np.linalg.slogdet(x[r]) if n else (1.0, 0.0)    # (0 x 0: NumPy's 1)
         o[r] = sign * np.exp(log) if flag == LAPACK_DET else log if flag else sign
     return LAPACK_OK
 

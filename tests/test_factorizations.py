@@ -236,3 +236,14 @@ def test_a_matrix_holding_nan_raises_numpys_linalgerror_with_the_line():
     for f in (lambda a: np.linalg.svdvals(a), lambda a: np.linalg.qr(a).Q):
         with pytest.raises(np.linalg.LinAlgError, match=r"infs or NaNs.*test_factorizations.py:"):
             gc.jit(f)(a)
+
+
+def test_det_and_slogdet_of_empty_matrices_are_numpys_one_and_zero():
+    """A 0 x 0 matrix's determinant is 1 (its log 0), as NumPy's, alone or in
+    a stack; it raised a reshape error (a review)."""
+    f = gc.jit(lambda a: (np.linalg.det(a), *np.linalg.slogdet(a)))
+    for a in (np.zeros((0, 0)), np.zeros((3, 0, 0)), np.zeros((0, 2, 2)),
+              np.zeros((2, 0, 0), np.float32)):
+        for got, want in zip(f(a), (np.linalg.det(a), *np.linalg.slogdet(a))):
+            assert got.shape == np.shape(want) and got.dtype == np.asarray(want).dtype
+            np.testing.assert_array_equal(got, want)
