@@ -100,6 +100,13 @@ def cblas_ctypes(real):
                             real, p, i, p, i, real, p, i)
 
 
+def trsm_ctypes(real):
+    """TRSM_SIGNATURE as a ctypes prototype (`real` ctypes.c_float or c_double):
+    for checking a bound ?trsm (_check_trsm) and in tests."""
+    i, p, e = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    return ctypes.CFUNCTYPE(None, e, e, e, e, e, i, i, real, p, i, p, i)
+
+
 def choice() -> str:
     """GRAPHC_BLAS, checked: `numpy` unless set."""
     value = os.environ.get("GRAPHC_BLAS", "").strip().lower() or "numpy"
@@ -421,7 +428,8 @@ def bind_trsm() -> None:
         return
     found = numpy_trsms() if choice() != "scipy" else None
     trsms = found[:2] if found is not None else scipy_trsms()
-    for address, dtype, real in zip(trsms, ("float32", "float64"), (ctypes.c_float, ctypes.c_double)):
+    for address, dtype, real in zip(trsms, ("float32", "float64"),
+                                    (ctypes.c_float, ctypes.c_double)):
         _check_trsm(address, dtype, real)
     llvm.add_symbol(STRSM, trsms[0])
     llvm.add_symbol(DTRSM, trsms[1])
@@ -432,8 +440,7 @@ def _check_trsm(address: int, dtype: str, real) -> None:
     """One 2 x 2 solve through the ?trsm at `address` (as fault_in_buffer
     checks the GEMMs): [[2, 0], [1, 4]] x = 2 [4, 6] is x = [4, 2]."""
     import numpy as np
-    i, p, e = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-    trsm = ctypes.CFUNCTYPE(None, e, e, e, e, e, i, i, real, p, i, p, i)(address)
+    trsm = trsm_ctypes(real)(address)
     a, x = np.array([[2, 0], [1, 4]], dtype), np.array([[4], [6]], dtype)
     trsm(ROW_MAJOR, LEFT, LOWER, NO_TRANS, NON_UNIT, 2, 1, 2.0, a.ctypes.data, 2, x.ctypes.data, 1)
     if not (x.ravel() == [4, 2]).all():

@@ -159,8 +159,10 @@ CASES = [
     Case(("slogdet",), lambda a: np.linalg.slogdet(a + 3 * np.eye(3)).logabsdet, [Arg((3, 3))]),
     # solve beside cholesky of one symmetric matrix: compiled, a cholesky_solve
     # (passes/factor_solves.py)
-    Case(("cholesky_solve",), lambda a, b: (lambda k: np.linalg.solve(k, b) + np.linalg.cholesky(k) @ b)(
-        0.2 * (a + np.swapaxes(a, -1, -2)) + 3 * np.eye(3)), [Arg((2, 3, 3)), Arg((2, 3, 2))]),
+    Case(("cholesky_solve",),
+         lambda a, b: (lambda k: np.linalg.solve(k, b) + np.linalg.cholesky(k) @ b)(
+             0.2 * (a + np.swapaxes(a, -1, -2)) + 3 * np.eye(3)),
+         [Arg((2, 3, 3)), Arg((2, 3, 2))]),
     # cholesky and eigh of symmetric matrices made from a (their gradients are
     # the symmetric ones); eigenvectors squared: their signs are LAPACK's choice
     Case(("cholesky",), lambda a: np.linalg.cholesky(a @ np.swapaxes(a, -1, -2) + np.eye(3)),

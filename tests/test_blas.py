@@ -374,15 +374,6 @@ def test_gemm_through_scipy_blas_when_asked():
     assert _run_python(script, GRAPHC_BLAS="scipy") == ["SciPy's", "False", "True"]
 
 
-def _trsm_prototype(real):
-    i, p, e = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-    return ctypes.CFUNCTYPE(None, e, e, e, e, e, i, i, real, p, i, p, i)
-
-
-def _trsm_ctypes(address, real):
-    return _trsm_prototype(real)(address)
-
-
 @pytest.mark.parametrize("library", ["numpy", "scipy"])
 def test_trsm_solves_with_either_triangle_and_its_transpose(library):
     """The ?trsm bind() binds (NumPy's CBLAS, or cfuncs over SciPy's Fortran
@@ -394,7 +385,7 @@ def test_trsm_solves_with_either_triangle_and_its_transpose(library):
     rng = np.random.default_rng(0)
     for address, dtype, real in ((found[0], np.float32, ctypes.c_float),
                                  (found[1], np.float64, ctypes.c_double)):
-        trsm = _trsm_ctypes(address, real)
+        trsm = blas_library.trsm_ctypes(real)(address)
         for uplo in (blas_library.LOWER, blas_library.UPPER):
             for trans in (blas_library.NO_TRANS, blas_library.TRANS):
                 m, n = 6, 4
@@ -763,7 +754,7 @@ def test_a_trsm_that_solves_wrong_is_refused_when_bound():
     """bind_trsm checks each ?trsm with a 2 x 2 solve, as bind() checks the GEMMs."""
     def wrong(order, side, uplo, trans, diag, m, n, alpha, a, lda, b, ldb):
         ctypes.c_double.from_address(b).value = 7.0
-    made = _trsm_prototype(ctypes.c_double)(wrong)
+    made = blas_library.trsm_ctypes(ctypes.c_double)(wrong)
     with pytest.raises(RuntimeError, match=r"float64 \?trsm bound at .* gave wrong values"):
         blas_library._check_trsm(ctypes.cast(made, ctypes.c_void_p).value, "float64",
                                  ctypes.c_double)

@@ -19,8 +19,8 @@ from graphc.passes.transposed_once import transpose_once
 
 log = logging.getLogger("graphc.passes")
 
-PIPELINE = [simplify, solve_with_factors, read_stacks_by_strides, transpose_once, accumulate_products,
-            eliminate_dead_code, fuse_elementwise]
+PIPELINE = [simplify, solve_with_factors, read_stacks_by_strides, transpose_once,
+            accumulate_products, eliminate_dead_code, fuse_elementwise]
 
 
 def run(graph: Graph, pipeline=None, verify=False) -> Graph:
