@@ -84,19 +84,15 @@ def solve_with_factors(graph: Graph) -> Graph:
             return ("matmul", inputs, {**node.p, "symmetric": True})
         if node.op != "solve":
             return None
+        swaps = _triangle_under(graph, node.inputs[0])
+        if swaps is not None:       # a factor, transposed or converted: the triangle it is
+            return ("triangular_solve", inputs, {"lower": swaps % 2 == 0, "transposed": False})
         matrix, swaps = _under_swaps(graph, node.inputs[0])
-        below = inputs[0]           # the matrix in the new graph
-        for _ in range(swaps):
-            below = new.node(below).inputs[0]
-        if graph.node(matrix).op == "cholesky":     # L or L^T: solved with L itself
-            return ("triangular_solve", (below, inputs[1]),
-                    {"lower": True, "transposed": swaps % 2 == 1})
-        triangle = _triangle_under(graph, node.inputs[0])
-        if triangle is not None:    # through conversions too: the matrix as it is
-            return ("triangular_solve", (inputs[0], inputs[1]),
-                    {"lower": triangle % 2 == 0, "transposed": False})
         if matrix not in factors:
             return None
+        below = inputs[0]           # the matrix, without its swaps, in the new graph
+        for _ in range(swaps):
+            below = new.node(below).inputs[0]
         # the factor: the graph's own cholesky node, added here if the solve comes
         # first (Graph.add then gives the cholesky node this one)
         c = factors[matrix]
