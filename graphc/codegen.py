@@ -643,8 +643,7 @@ LINALG_REFUSALS = {"inv": "Singular matrix", "solve": "Singular matrix",
 # ... and the kernels those call by address (a matrix that is not symmetric: solve's LU)
 LINALG_KERNELS_CALLED = {"cholesky_solve": ("solve",)}
 LINALG_KERNELS = {"inv": "inv", "solve": "solve", "triangular_solve": "triangular",
-                  "cholesky_solve": "cholesky_solve",
-                  "cholesky": "cholesky", "eigh": "eigh",
+                  "cholesky_solve": "cholesky_solve", "cholesky": "cholesky", "eigh": "eigh",
                   "svd": "svd", "qr": "qr", "pinv": "pinv", "det": "slogdet",
                   "slogdet": "slogdet"}
 
@@ -707,10 +706,8 @@ EMITTERS = {
     "cumsum": _emit_cumsum, "argsort": _emit_argsort,
     "recurrence": _emit_recurrence, "cumprod": _emit_cumprod, "inv": _emit_linalg,
     "solve": _emit_linalg, "triangular_solve": _emit_linalg, "cholesky_solve": _emit_linalg,
-    "cholesky": _emit_linalg,
-    "eigh": _emit_linalg,
-    "svd": _emit_linalg, "qr": _emit_linalg, "pinv": _emit_linalg, "det": _emit_linalg,
-    "slogdet": _emit_linalg,
+    "cholesky": _emit_linalg, "eigh": _emit_linalg, "svd": _emit_linalg, "qr": _emit_linalg,
+    "pinv": _emit_linalg, "det": _emit_linalg, "slogdet": _emit_linalg,
 }
 
 
